@@ -1,0 +1,359 @@
+//! Configuration: the serde structs behind `config/ddlgate.toml`, their documented defaults,
+//! layered loading (built-in defaults → TOML file → `DDLGATE__SECTION__KEY` environment →
+//! CLI flags) and validation.
+//!
+//! Every field documents its meaning and default here and in `config/ddlgate.toml`; a test loads
+//! the shipped file so the two cannot drift apart. Unknown keys are rejected
+//! (`deny_unknown_fields`) so a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+
+/// The whole configuration. One immutable snapshot is shared by every session (`Arc<Config>`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
+}
+
+/// `[server]`: the client-facing listener.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address ddlgate listens on. Default `127.0.0.1:6432`: localhost only, so exposing the
+    /// proxy is a deliberate choice. Needs a restart to change.
+    pub listen: SocketAddr,
+    /// How long a SIGTERM drain waits for open transactions to finish before the remaining
+    /// sessions are closed with FATAL 57P01. Default 30 s.
+    #[serde(with = "duration_ms")]
+    pub drain_timeout_ms: Duration,
+}
+
+/// `[upstream]`: the PostgreSQL server every session is relayed to (1:1, no pooling).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// `host:port` of PostgreSQL. Default `127.0.0.1:5432`. A host name is resolved for every
+    /// new session, so DNS changes are picked up without a restart.
+    pub address: String,
+    /// Time allowed to open the TCP connection to PostgreSQL. Default 10 s.
+    #[serde(with = "duration_ms")]
+    pub connect_timeout_ms: Duration,
+}
+
+/// `[limits]`: bounds on what a client can make ddlgate do.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Maximum number of client sessions at once; the next one gets FATAL 53300, exactly like
+    /// PostgreSQL's `max_connections`. Default 100.
+    pub max_clients: usize,
+    /// Time a client has to finish startup and authentication. Default 60 s (PostgreSQL's
+    /// `authentication_timeout`).
+    #[serde(with = "duration_ms")]
+    pub login_timeout_ms: Duration,
+    /// Largest message a client may send after startup, in bytes. Default 1 GiB − 1, the
+    /// PostgreSQL server's own limit. Messages ddlgate does not inspect (CopyData, Bind, …) are
+    /// streamed through, so this costs no memory.
+    pub max_message_bytes: usize,
+    /// Largest Query or Parse message, in bytes. ddlgate must hold these whole to analyse the
+    /// SQL, so this bounds per-session memory. Default 64 MiB.
+    pub max_statement_bytes: usize,
+}
+
+/// `[log]`: tracing output.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Filter in `tracing_subscriber::EnvFilter` syntax. Default `info`. `RUST_LOG` wins if set.
+    pub level: String,
+    /// `text` (default) or `json` (one JSON object per line).
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 6432)),
+            drain_timeout_ms: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            address: "127.0.0.1:5432".to_owned(),
+            connect_timeout_ms: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_clients: 100,
+            login_timeout_ms: Duration::from_secs(60),
+            max_message_bytes: (1 << 30) - 1,
+            max_statement_bytes: 64 << 20,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Values given on the command line; they override file and environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub upstream: Option<String>,
+}
+
+impl Config {
+    /// Loads the layered configuration: defaults, then `file` (if given; it must exist), then the
+    /// `DDLGATE__SECTION__KEY` environment, then `overrides`; and validates the result.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        Self::load_with_env(file, overrides, std::env::vars())
+    }
+
+    /// `load` with an explicit environment, so tests do not have to mutate the process env.
+    pub fn load_with_env(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Missing(path.to_path_buf()));
+            }
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        // `config`'s Environment source reads the process environment; collect the matching
+        // variables ourselves so the source is explicit (and testable). The separator is `__`
+        // because keys are snake_case: with `_`, `LIMITS_MAX_CLIENTS` would be `limits.max.clients`.
+        let env_map: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("DDLGATE__"))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("DDLGATE")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env_map)),
+        );
+        let layered = builder.build().map_err(ConfigError::from_config)?;
+        let mut cfg: Config = layered
+            .try_deserialize()
+            .map_err(ConfigError::from_config)?;
+        if let Some(listen) = overrides.listen {
+            cfg.server.listen = listen;
+        }
+        if let Some(upstream) = &overrides.upstream {
+            cfg.upstream.address = upstream.clone();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Rejects values that deserialize but make no sense, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| {
+            Err(ConfigError::Invalid {
+                key: key.to_owned(),
+                reason: why.to_owned(),
+            })
+        };
+        if self.upstream.address.trim().is_empty() || !self.upstream.address.contains(':') {
+            return bad("upstream.address", "must be host:port");
+        }
+        if self.limits.max_clients == 0 {
+            return bad("limits.max_clients", "must be at least 1");
+        }
+        if self.limits.login_timeout_ms.is_zero() {
+            return bad("limits.login_timeout_ms", "must be greater than 0");
+        }
+        if self.upstream.connect_timeout_ms.is_zero() {
+            return bad("upstream.connect_timeout_ms", "must be greater than 0");
+        }
+        if self.limits.max_statement_bytes < 1024 {
+            return bad("limits.max_statement_bytes", "must be at least 1024");
+        }
+        if self.limits.max_message_bytes < self.limits.max_statement_bytes {
+            return bad(
+                "limits.max_message_bytes",
+                "must be at least limits.max_statement_bytes",
+            );
+        }
+        if self.limits.max_message_bytes > (1 << 30) - 1 {
+            return bad(
+                "limits.max_message_bytes",
+                "must be at most 1073741823 (PostgreSQL's own limit)",
+            );
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return bad(
+                "log.level",
+                "is not a valid tracing filter (e.g. `info`, `ddlgate=debug`)",
+            );
+        }
+        Ok(())
+    }
+
+    /// The path of the shipped default configuration, relative to the repository root.
+    pub fn shipped_default_path() -> PathBuf {
+        PathBuf::from("config/ddlgate.toml")
+    }
+}
+
+/// Durations are written as integer milliseconds in TOML and the environment (`*_ms` keys), the
+/// unit PostgreSQL uses for its own timeouts.
+mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let ms = u64::deserialize(d)?;
+        Ok(Duration::from_millis(ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn shipped() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(Config::shipped_default_path())
+    }
+
+    #[test]
+    fn shipped_file_loads_and_equals_the_built_in_defaults() {
+        let cfg = Config::load_with_env(Some(&shipped()), &Overrides::default(), env(&[]))
+            .expect("shipped config loads");
+        assert_eq!(
+            cfg,
+            Config::default(),
+            "config/ddlgate.toml must document exactly the built-in defaults"
+        );
+    }
+
+    #[test]
+    fn no_file_needed() {
+        let cfg =
+            Config::load_with_env(None, &Overrides::default(), env(&[])).expect("defaults load");
+        assert_eq!(cfg.server.listen.to_string(), "127.0.0.1:6432");
+    }
+
+    #[test]
+    fn env_overrides_file_and_cli_overrides_env() {
+        let cfg = Config::load_with_env(
+            Some(&shipped()),
+            &Overrides {
+                listen: Some("127.0.0.1:7000".parse().expect("addr")),
+                upstream: None,
+            },
+            env(&[
+                ("DDLGATE__LIMITS__MAX_CLIENTS", "7"),
+                ("DDLGATE__UPSTREAM__ADDRESS", "db.internal:5433"),
+                ("DDLGATE__SERVER__LISTEN", "127.0.0.1:6999"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(cfg.limits.max_clients, 7);
+        assert_eq!(cfg.upstream.address, "db.internal:5433");
+        assert_eq!(cfg.server.listen.to_string(), "127.0.0.1:7000");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[limits]\nmax_clinets = 5\n").expect("write");
+        let err = Config::load_with_env(Some(&path), &Overrides::default(), env(&[]))
+            .expect_err("must fail");
+        assert!(err.to_string().contains("max_clinets"), "{err}");
+
+        let err = Config::load_with_env(
+            None,
+            &Overrides::default(),
+            env(&[("DDLGATE__SERVER__LISTN", "x")]),
+        )
+        .expect_err("must fail");
+        assert!(err.to_string().contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected_naming_the_key() {
+        let err = Config::load_with_env(
+            None,
+            &Overrides::default(),
+            env(&[("DDLGATE__LIMITS__MAX_CLIENTS", "0")]),
+        )
+        .expect_err("must fail");
+        assert!(err.to_string().contains("limits.max_clients"), "{err}");
+        let err = Config::load_with_env(
+            None,
+            &Overrides::default(),
+            env(&[("DDLGATE__SERVER__LISTEN", "nope")]),
+        )
+        .expect_err("must fail");
+        assert!(err.to_string().contains("listen"), "{err}");
+        let err = Config::load_with_env(
+            None,
+            &Overrides::default(),
+            env(&[("DDLGATE__LIMITS__MAX_CLIENTS", "lots")]),
+        )
+        .expect_err("must fail");
+        assert!(err.to_string().contains("max_clients"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let err = Config::load_with_env(
+            Some(Path::new("/nonexistent/ddlgate.toml")),
+            &Overrides::default(),
+            env(&[]),
+        )
+        .expect_err("must fail");
+        assert!(
+            err.to_string().contains("/nonexistent/ddlgate.toml"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! Error types, one `thiserror` enum per layer. Classification lives on the error: which side
+//! caused it (`side()`), whether it is just a disconnect (`is_disconnect()`), and what — if
+//! anything — the client should be told (`to_client_response()`).
+
+use std::io;
+use std::path::PathBuf;
+
+use bytes::BytesMut;
+
+use crate::protocol::responses;
+
+/// Configuration could not be loaded or is invalid. The message always names the key or file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Load(String),
+    #[error("invalid configuration: `{key}` {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+impl ConfigError {
+    pub(crate) fn from_config(e: config::ConfigError) -> Self {
+        ConfigError::Load(e.to_string())
+    }
+}
+
+/// Who is at fault for a session ending, used for logs and (later) metrics labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Upstream,
+    Proxy,
+}
+
+/// Why a session ended abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("client i/o: {0}")]
+    ClientIo(#[source] io::Error),
+    #[error("upstream i/o: {0}")]
+    UpstreamIo(#[source] io::Error),
+    #[error("could not connect to upstream {address}: {reason}")]
+    UpstreamConnect { address: String, reason: String },
+    #[error("client protocol violation: {0}")]
+    ClientProtocol(String),
+    #[error("client message too large: {len} bytes for message type {tag:?} (limit {limit})")]
+    MessageTooLarge { tag: char, len: usize, limit: usize },
+    #[error("upstream protocol violation: {0}")]
+    UpstreamProtocol(String),
+    #[error("client did not finish startup within {0:?}")]
+    LoginTimeout(std::time::Duration),
+    #[error("too many clients (limit {0})")]
+    TooManyClients(usize),
+    #[error("ddlgate is shutting down")]
+    Shutdown,
+}
+
+impl SessionError {
+    pub fn side(&self) -> Side {
+        match self {
+            SessionError::ClientIo(_)
+            | SessionError::ClientProtocol(_)
+            | SessionError::MessageTooLarge { .. }
+            | SessionError::LoginTimeout(_)
+            | SessionError::TooManyClients(_) => Side::Client,
+            SessionError::UpstreamIo(_)
+            | SessionError::UpstreamConnect { .. }
+            | SessionError::UpstreamProtocol(_) => Side::Upstream,
+            SessionError::Shutdown => Side::Proxy,
+        }
+    }
+
+    /// A peer simply went away: logged at debug, not as an error.
+    pub fn is_disconnect(&self) -> bool {
+        let io = match self {
+            SessionError::ClientIo(e) | SessionError::UpstreamIo(e) => e,
+            _ => return false,
+        };
+        matches!(
+            io.kind(),
+            io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+        )
+    }
+
+    /// The FATAL ErrorResponse the client gets before ddlgate closes its connection, if the
+    /// client can still be told anything.
+    pub fn to_client_response(&self) -> Option<BytesMut> {
+        match self {
+            SessionError::ClientIo(_) => None,
+            SessionError::UpstreamIo(_) => Some(responses::upstream_lost()),
+            SessionError::UpstreamConnect { address, reason } => {
+                Some(responses::upstream_unreachable(address, reason))
+            }
+            SessionError::ClientProtocol(what) => Some(responses::protocol_violation(what)),
+            SessionError::MessageTooLarge { tag, len, limit } => {
+                Some(responses::message_too_large(*tag, *len, *limit))
+            }
+            SessionError::UpstreamProtocol(what) => {
+                Some(responses::upstream_protocol_violation(what))
+            }
+            SessionError::LoginTimeout(_) => Some(responses::login_timeout()),
+            SessionError::TooManyClients(_) => Some(responses::too_many_clients()),
+            SessionError::Shutdown => Some(responses::admin_shutdown()),
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! # ddlgate
+//!
+//! A PostgreSQL wire-protocol proxy that makes schema changes safe. It sits between any
+//! PostgreSQL client and PostgreSQL, relays the protocol untouched, and looks at every statement
+//! on the way so that DDL can be allowed, rewritten into its safe form, blocked with an
+//! explanation, or queued — while everything that is not DDL passes as if ddlgate were not there.
+//!
+//! ## Layout
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`config`] | serde structs behind `config/ddlgate.toml`, defaults, env/CLI layering, validation |
+//! | [`server`] | accept loop, client limit, state shared by sessions ([`server::Shared`]) |
+//! | [`shutdown`] | SIGTERM drain / SIGINT terminate phases |
+//! | [`session`] | one connection: startup negotiation, admission, upstream connect, the relay loop — the only code that writes to both sockets |
+//! | [`protocol`] | frame headers (bounded), the startup packets, the few decoded messages, [`protocol::responses`] with every message ddlgate itself says |
+//! | [`sql`] | PostgreSQL-accurate lexer and splitter, keyword prefilter |
+//! | [`analysis`] | the hook every statement passes through, and its counters |
+//! | [`error`] | one error enum per layer, classified by side |
+//!
+//! ## Statement flow
+//!
+//! 1. The client's bytes are cut into frames by their 5-byte headers (`protocol::framing`);
+//!    lengths are checked against `limits` before anything is buffered.
+//! 2. `Query` and `Parse` frames are taken whole; their SQL is split into statements by the
+//!    lexer (`sql::lexer`), exactly where PostgreSQL would split it.
+//! 3. Each statement's first keyword classifies it (`sql::prefilter`): DML, transaction
+//!    control, session settings, or DDL candidate. Only DDL candidates will ever be parsed.
+//! 4. The analysis hook (`analysis`) counts and logs, with the context a decision needs: the
+//!    transaction status from the last ReadyForQuery and the number of statements in the
+//!    protocol unit (a multi-statement Query, or Executes before a Sync).
+//! 5. Frames are forwarded as the original bytes, in zero-copy batches; everything not
+//!    inspected (DataRow, CopyData, Bind, auth exchanges) streams through undecoded.
+//! 6. Upstream `ReadyForQuery`, `ParameterStatus`, `BackendKeyData` and `ErrorResponse` are
+//!    read on the way back to keep the session state current.
+
+pub mod analysis;
+pub mod config;
+pub mod error;
+pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod shutdown;
+pub mod sql;

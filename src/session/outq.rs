@@ -1,0 +1,157 @@
+//! Outbound byte queues, one per direction, written without ever blocking the other direction.
+//!
+//! A proxy that awaits `write_all` to one peer while not reading the other can deadlock: when a
+//! client pipelines a large batch, PostgreSQL stops reading while its own output is unread, and
+//! libpq avoids that deadlock only by reading while it writes. So the session never awaits a
+//! full write: it offers each queue to a `select!` that also reads both sockets, and a single
+//! `write_some` call writes what the socket takes now. Chunks are the original `Bytes` split
+//! from the read buffers, so relayed messages are never copied or re-encoded.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Poll, ready};
+
+use bytes::{Buf, Bytes};
+use tokio::io::AsyncWrite;
+
+/// At most this many chunks go into one vectored write.
+const MAX_IOVECS: usize = 32;
+
+#[derive(Debug, Default)]
+pub struct OutQueue {
+    chunks: VecDeque<Bytes>,
+    /// Total bytes queued, for backpressure: the session stops reading the other peer while a
+    /// queue is above its high-water mark, which bounds memory per session.
+    bytes: usize,
+    /// Bytes were written since the last successful flush. A TCP stream needs no flush, but a
+    /// TLS stream keeps records buffered until flushed.
+    needs_flush: bool,
+}
+
+impl OutQueue {
+    pub fn push(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.bytes += chunk.len();
+            self.chunks.push_back(chunk);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Something to write, or a flush to finish.
+    pub fn has_work(&self) -> bool {
+        !self.chunks.is_empty() || self.needs_flush
+    }
+
+    /// One step of progress: write what the socket takes, or finish a pending flush.
+    pub async fn progress<W: AsyncWrite + Unpin + ?Sized>(&mut self, w: &mut W) -> io::Result<()> {
+        if self.chunks.is_empty() {
+            self.flush(w).await
+        } else {
+            self.write_some(w).await
+        }
+    }
+
+    /// Writes as much as the socket accepts in one call (cancel-safe: the queue only advances
+    /// by what was actually written, in the same poll).
+    pub async fn write_some<W: AsyncWrite + Unpin + ?Sized>(
+        &mut self,
+        w: &mut W,
+    ) -> io::Result<()> {
+        poll_fn(|cx| {
+            let written = {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let n = self
+                    .chunks
+                    .iter()
+                    .take(MAX_IOVECS)
+                    .zip(slices.iter_mut())
+                    .fold(0, |n, (c, s)| {
+                        *s = IoSlice::new(c);
+                        n + 1
+                    });
+                ready!(Pin::new(&mut *w).poll_write_vectored(cx, &slices[..n]))?
+            };
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.advance(written);
+            self.needs_flush = true;
+            if self.chunks.is_empty() && Pin::new(&mut *w).poll_flush(cx)?.is_ready() {
+                self.needs_flush = false;
+            }
+            Poll::Ready(Ok(()))
+        })
+        .await
+    }
+
+    /// Completes a flush that `write_some` could not finish at once.
+    pub async fn flush<W: AsyncWrite + Unpin + ?Sized>(&mut self, w: &mut W) -> io::Result<()> {
+        poll_fn(|cx| Pin::new(&mut *w).poll_flush(cx)).await?;
+        self.needs_flush = false;
+        Ok(())
+    }
+
+    /// Writes everything queued, then flushes. Used only when the session is ending, when there
+    /// is nothing left to read.
+    pub async fn drain_to<W: AsyncWrite + Unpin + ?Sized>(&mut self, w: &mut W) -> io::Result<()> {
+        while !self.is_empty() {
+            self.write_some(w).await?;
+        }
+        self.flush(w).await
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        self.bytes -= n;
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                break;
+            };
+            if front.len() <= n {
+                n -= front.len();
+                self.chunks.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn writes_everything_in_order_through_partial_writes() {
+        // A duplex pipe with a tiny buffer forces many partial writes.
+        let (mut a, mut b) = tokio::io::duplex(7);
+        let mut q = OutQueue::default();
+        let mut expected = Vec::new();
+        for i in 0..50u8 {
+            let chunk: Vec<u8> = (0..i).map(|j| i.wrapping_mul(j)).collect();
+            expected.extend_from_slice(&chunk);
+            q.push(Bytes::from(chunk));
+        }
+        assert_eq!(q.bytes(), expected.len());
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut b, &mut got)
+                .await
+                .expect("read");
+            got
+        });
+        q.drain_to(&mut a).await.expect("drain");
+        assert_eq!(q.bytes(), 0);
+        drop(a);
+        assert_eq!(reader.await.expect("join"), expected);
+    }
+}

@@ -1,0 +1,624 @@
+//! The relay: a full-duplex event loop over the client and upstream sockets.
+//!
+//! One task owns both sockets. Each turn of the loop `select!`s over: shutdown, the login
+//! deadline, writing either outbound queue, and reading either socket (each read only while the
+//! opposite queue is below its high-water mark — that is the backpressure that bounds memory).
+//! Bytes read are cut into frames by their 5-byte headers; frames are forwarded as zero-copy
+//! slices of the read buffer, in batches, and only a few kinds are decoded:
+//!
+//! - client `Query` and `Parse`: taken whole (bounded by `limits.max_statement_bytes`) and their
+//!   SQL handed to the analysis hook before they are forwarded;
+//! - client `Sync`, `Execute`, `FunctionCall`, `CopyDone`/`CopyFail`, `Terminate`: only their tag,
+//!   to know how many ReadyForQuery messages are owed and where protocol units end;
+//! - upstream `ReadyForQuery` (transaction status), `ParameterStatus` (server version,
+//!   `standard_conforming_strings`, client encoding), `BackendKeyData` (cancel key),
+//!   `ErrorResponse` (FATAL or not).
+//!
+//! Everything else — DataRow, CopyData, Bind, authentication exchanges — streams through
+//! undecoded, even when a single message is larger than the read buffer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::outq::OutQueue;
+use crate::analysis::{Analyzer, Context, Source};
+use crate::error::SessionError;
+use crate::protocol::framing::{self, Frame, FrameError};
+use crate::protocol::startup::CancelKey;
+use crate::protocol::{self, ErrorFields, TxStatus, backend, frontend, responses};
+use crate::server::Shared;
+use crate::shutdown::Phase;
+use crate::sql::{ClientEncoding, LexOptions};
+
+/// Stop reading a peer while this much is queued for the other one.
+const HIGH_WATER: usize = 256 * 1024;
+/// Read buffers grow by at least this much before a read.
+const READ_CHUNK: usize = 64 * 1024;
+/// PostgreSQL's `PG_MAX_AUTH_TOKEN_LENGTH`: the largest password/SASL/GSS message it accepts.
+const MAX_AUTH_MESSAGE: usize = 65_535;
+/// Time allowed for last words (a FATAL, a Terminate) when a session ends.
+const LAST_WORDS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why the loop stopped without an error.
+enum End {
+    /// The client closed its socket.
+    ClientClosed,
+    /// The upstream server closed its socket.
+    UpstreamClosed,
+    /// ddlgate is shutting down and this session's turn has come.
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Startup sent; authentication messages flow until the first ReadyForQuery.
+    Auth,
+    /// Normal operation.
+    Ready,
+}
+
+/// Sockets, buffers and queues.
+struct Io {
+    cr: OwnedReadHalf,
+    cw: OwnedWriteHalf,
+    ur: OwnedReadHalf,
+    uw: OwnedWriteHalf,
+    /// Bytes from the client not yet forwarded (at most one partial frame between turns).
+    cbuf: BytesMut,
+    /// Bytes from the upstream not yet forwarded.
+    ubuf: BytesMut,
+    to_up: OutQueue,
+    to_client: OutQueue,
+}
+
+/// What the relay knows about the session's protocol state.
+struct State {
+    stage: Stage,
+    /// From the last ReadyForQuery.
+    tx: TxStatus,
+    /// ReadyForQuery messages owed by the server: one per Query, Sync and FunctionCall
+    /// forwarded, minus Syncs the server ignores during COPY FROM STDIN. Zero means the server
+    /// is idle, waiting for the client.
+    outstanding: u32,
+    /// Syncs forwarded since the last Query/Execute/FunctionCall. PostgreSQL ignores Sync while
+    /// in copy-in mode (libpq sends one right after the COPY's Execute and another after
+    /// CopyDone), so when the client ends a COPY these Syncs are owed no ReadyForQuery.
+    syncs_since_command: u32,
+    /// Executes in the current extended-protocol unit (up to Sync). More than one means a
+    /// pipeline, which the server runs as one implicit transaction.
+    unit_executes: u32,
+    /// Bytes of a client message still streaming through to the upstream.
+    c_stream_left: usize,
+    /// Bytes of an upstream message still streaming through to the client.
+    u_stream_left: usize,
+    /// The client said Terminate: a following disconnect is orderly.
+    client_terminated: bool,
+    /// The upstream already sent a FATAL error (e.g. idle-session timeout, admin shutdown):
+    /// its disconnect needs no further explanation.
+    upstream_sent_fatal: bool,
+    /// The backend's cancel key from BackendKeyData.
+    cancel_key: Option<CancelKey>,
+    /// How to lex SQL the way the server will, from ParameterStatus.
+    lex: LexOptions,
+    server_version: Option<String>,
+    analyzer: Analyzer,
+}
+
+pub(super) struct Relay {
+    shared: Arc<Shared>,
+    io: Io,
+    st: State,
+    upstream_addr: SocketAddr,
+    login_deadline: Instant,
+}
+
+impl Relay {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        client: TcpStream,
+        upstream: TcpStream,
+        upstream_addr: SocketAddr,
+        login_deadline: Instant,
+    ) -> Relay {
+        let (cr, cw) = client.into_split();
+        let (ur, uw) = upstream.into_split();
+        Relay {
+            shared,
+            io: Io {
+                cr,
+                cw,
+                ur,
+                uw,
+                cbuf: BytesMut::with_capacity(READ_CHUNK),
+                ubuf: BytesMut::with_capacity(READ_CHUNK),
+                to_up: OutQueue::default(),
+                to_client: OutQueue::default(),
+            },
+            st: State {
+                stage: Stage::Auth,
+                tx: TxStatus::Idle,
+                outstanding: 0,
+                syncs_since_command: 0,
+                unit_executes: 0,
+                c_stream_left: 0,
+                u_stream_left: 0,
+                client_terminated: false,
+                upstream_sent_fatal: false,
+                cancel_key: None,
+                lex: LexOptions::default(),
+                server_version: None,
+                analyzer: Analyzer::default(),
+            },
+            upstream_addr,
+            login_deadline,
+        }
+    }
+
+    /// Forwards the startup packet, relays until either side ends, then cleans up: a statement
+    /// whose client vanished is cancelled upstream, and the client is told why it is being
+    /// disconnected when it can still be told.
+    pub(super) async fn run(mut self, startup: Bytes) -> Result<(), SessionError> {
+        self.io.to_up.push(startup);
+        let mut phase = self.shared.shutdown.subscribe();
+        let outcome = self.pump(&mut phase).await;
+        let result = self.finish(outcome).await;
+        if let Some(key) = self.st.cancel_key.take() {
+            self.shared.cancel_keys.remove(&key);
+        }
+        result
+    }
+
+    async fn pump(&mut self, phase: &mut watch::Receiver<Phase>) -> Result<End, SessionError> {
+        loop {
+            match *phase.borrow_and_update() {
+                Phase::Running => {}
+                Phase::Draining if self.st.stage == Stage::Auth || self.is_idle() => {
+                    return Ok(End::Shutdown);
+                }
+                Phase::Draining => {}
+                Phase::Terminating => return Ok(End::Shutdown),
+            }
+            let read_client = self.io.to_up.bytes() < HIGH_WATER;
+            let read_upstream = self.io.to_client.bytes() < HIGH_WATER;
+            if self.io.cbuf.capacity() - self.io.cbuf.len() < READ_CHUNK / 4 {
+                self.io.cbuf.reserve(READ_CHUNK);
+            }
+            if self.io.ubuf.capacity() - self.io.ubuf.len() < READ_CHUNK / 4 {
+                self.io.ubuf.reserve(READ_CHUNK);
+            }
+            let io = &mut self.io;
+            tokio::select! {
+                biased;
+                _ = phase.changed() => {}
+                _ = tokio::time::sleep_until(self.login_deadline), if self.st.stage == Stage::Auth => {
+                    return Err(SessionError::LoginTimeout(self.shared.config.limits.login_timeout_ms));
+                }
+                r = io.to_client.progress(&mut io.cw), if io.to_client.has_work() => r.map_err(SessionError::ClientIo)?,
+                r = io.to_up.progress(&mut io.uw), if io.to_up.has_work() => r.map_err(SessionError::UpstreamIo)?,
+                r = io.ur.read_buf(&mut io.ubuf), if read_upstream => {
+                    if r.map_err(SessionError::UpstreamIo)? == 0 {
+                        return Ok(End::UpstreamClosed);
+                    }
+                    self.on_upstream_bytes()?;
+                }
+                r = io.cr.read_buf(&mut io.cbuf), if read_client => {
+                    if r.map_err(SessionError::ClientIo)? == 0 {
+                        return Ok(End::ClientClosed);
+                    }
+                    self.on_client_bytes()?;
+                }
+            }
+        }
+    }
+
+    /// The server is waiting for the client and nothing is in flight: a safe point to close.
+    fn is_idle(&self) -> bool {
+        self.st.stage == Stage::Ready
+            && self.st.tx == TxStatus::Idle
+            && self.st.outstanding == 0
+            && self.st.u_stream_left == 0
+            && self.io.to_up.is_empty()
+    }
+
+    /// A statement may be executing upstream on the client's behalf.
+    fn statement_running(&self) -> bool {
+        self.st.stage == Stage::Ready && self.st.outstanding > 0
+    }
+
+    /// The byte stream to the client is at a message boundary, so a message may be appended.
+    fn client_at_boundary(&self) -> bool {
+        self.st.u_stream_left == 0
+    }
+
+    /// Cuts client bytes into frames, analyses SQL, counts protocol units, and queues the frames
+    /// for the upstream as one zero-copy chunk.
+    fn on_client_bytes(&mut self) -> Result<(), SessionError> {
+        let limits = &self.shared.config.limits;
+        let counters = &self.shared.counters;
+        let (io, st) = (&mut self.io, &mut self.st);
+        let mut run = 0usize;
+        loop {
+            if st.c_stream_left > 0 {
+                let n = st.c_stream_left.min(io.cbuf.len() - run);
+                run += n;
+                st.c_stream_left -= n;
+                if st.c_stream_left > 0 {
+                    break;
+                }
+                continue;
+            }
+            let rest = &io.cbuf[run..];
+            let (tag, total) = match framing::scan(rest, limits.max_message_bytes) {
+                Ok(Frame::NeedHeader) => break,
+                Ok(Frame::Header { tag, total }) => (tag, total),
+                Err(FrameError::TooLarge { tag, len, limit }) => {
+                    return Err(SessionError::MessageTooLarge {
+                        tag: tag as char,
+                        len,
+                        limit,
+                    });
+                }
+                Err(FrameError::BadLength { tag, declared }) => {
+                    return Err(SessionError::ClientProtocol(format!(
+                        "invalid message length {declared} for message type '{}'",
+                        tag.escape_ascii()
+                    )));
+                }
+            };
+            let body_len = total - 1;
+            let available = rest.len();
+            match tag {
+                frontend::QUERY | frontend::PARSE => {
+                    if body_len > limits.max_statement_bytes {
+                        return Err(SessionError::MessageTooLarge {
+                            tag: tag as char,
+                            len: body_len,
+                            limit: limits.max_statement_bytes,
+                        });
+                    }
+                    if available < total {
+                        io.cbuf.reserve(total - available);
+                        break;
+                    }
+                    st.on_client_sql(counters, tag, framing::body(&rest[..total]));
+                }
+                frontend::PASSWORD if body_len > MAX_AUTH_MESSAGE + 4 => {
+                    return Err(SessionError::MessageTooLarge {
+                        tag: 'p',
+                        len: body_len,
+                        limit: MAX_AUTH_MESSAGE + 4,
+                    });
+                }
+                _ => {}
+            }
+            st.on_client_tag(counters, tag);
+            if available >= total {
+                run += total;
+            } else {
+                // Stream the rest of this message as it arrives; it is never held whole.
+                run += available;
+                st.c_stream_left = total - available;
+                break;
+            }
+        }
+        if run > 0 {
+            io.to_up.push(io.cbuf.split_to(run).freeze());
+        }
+        Ok(())
+    }
+
+    /// Cuts upstream bytes into frames, tracks transaction status and parameters, and queues the
+    /// frames for the client as one zero-copy chunk.
+    fn on_upstream_bytes(&mut self) -> Result<(), SessionError> {
+        let limit = self.shared.config.limits.max_message_bytes;
+        let (io, st) = (&mut self.io, &mut self.st);
+        let mut run = 0usize;
+        loop {
+            if st.u_stream_left > 0 {
+                let n = st.u_stream_left.min(io.ubuf.len() - run);
+                run += n;
+                st.u_stream_left -= n;
+                if st.u_stream_left > 0 {
+                    break;
+                }
+                continue;
+            }
+            let rest = &io.ubuf[run..];
+            let (tag, total) = match framing::scan(rest, limit) {
+                Ok(Frame::NeedHeader) => break,
+                Ok(Frame::Header { tag, total }) => (tag, total),
+                Err(e) => return Err(SessionError::UpstreamProtocol(format!("{e:?}"))),
+            };
+            let available = rest.len();
+            let inspected = matches!(
+                tag,
+                backend::READY_FOR_QUERY
+                    | backend::PARAMETER_STATUS
+                    | backend::BACKEND_KEY_DATA
+                    | backend::ERROR_RESPONSE
+            );
+            if inspected {
+                if available < total {
+                    io.ubuf.reserve(total - available);
+                    break;
+                }
+                st.on_upstream_message(
+                    &self.shared,
+                    self.upstream_addr,
+                    tag,
+                    framing::body(&rest[..total]),
+                )?;
+                run += total;
+            } else if available >= total {
+                run += total;
+            } else {
+                run += available;
+                st.u_stream_left = total - available;
+                break;
+            }
+        }
+        if run > 0 {
+            io.to_client.push(io.ubuf.split_to(run).freeze());
+        }
+        Ok(())
+    }
+
+    /// Ends the session according to how the loop stopped.
+    async fn finish(&mut self, outcome: Result<End, SessionError>) -> Result<(), SessionError> {
+        match outcome {
+            Ok(End::ClientClosed) => {
+                if self.st.client_terminated {
+                    // Orderly: make sure the Terminate itself reaches the server.
+                    self.last_words_upstream().await;
+                } else {
+                    self.client_vanished().await;
+                }
+                Ok(())
+            }
+            Ok(End::UpstreamClosed) => {
+                if self.st.client_terminated || self.st.upstream_sent_fatal {
+                    self.last_words_client(None).await;
+                    return Ok(());
+                }
+                let partial = !self.io.ubuf.is_empty();
+                self.last_words_client(if partial {
+                    None
+                } else {
+                    Some(responses::upstream_lost())
+                })
+                .await;
+                Err(SessionError::UpstreamIo(
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                ))
+            }
+            Ok(End::Shutdown) => {
+                tracing::info!(
+                    tx = self.st.tx.as_str(),
+                    running = self.statement_running(),
+                    "closing session for shutdown"
+                );
+                self.cancel_if_running("shutdown").await;
+                self.last_words_client(Some(responses::admin_shutdown()))
+                    .await;
+                self.say_terminate_upstream().await;
+                Ok(())
+            }
+            Err(e @ SessionError::ClientIo(_)) => {
+                self.client_vanished().await;
+                Err(e)
+            }
+            Err(e @ SessionError::UpstreamIo(_)) => {
+                self.last_words_client(Some(responses::upstream_lost()))
+                    .await;
+                Err(e)
+            }
+            Err(e) => {
+                // The client broke the protocol or a limit: it gets a FATAL, and whatever it had
+                // running is cancelled so no lock outlives the session.
+                self.cancel_if_running("client error").await;
+                self.last_words_client(e.to_client_response()).await;
+                self.say_terminate_upstream().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The client disappeared without Terminate. PostgreSQL does not notice a vanished client
+    /// while it executes a statement, so a running statement (and its locks) would outlive the
+    /// client: cancel it, then close the upstream so any open transaction rolls back.
+    async fn client_vanished(&mut self) {
+        self.cancel_if_running("client disconnected").await;
+        self.say_terminate_upstream().await;
+    }
+
+    async fn cancel_if_running(&mut self, why: &str) {
+        if !self.statement_running() {
+            return;
+        }
+        let Some(key) = self.st.cancel_key.clone() else {
+            return;
+        };
+        tracing::info!(
+            reason = why,
+            pid = key.pid,
+            "cancelling the statement running upstream"
+        );
+        self.shared
+            .connections
+            .cancels_on_client_loss
+            .fetch_add(1, Ordering::Relaxed);
+        super::send_cancel(
+            self.upstream_addr,
+            &key,
+            self.shared.config.upstream.connect_timeout_ms,
+        )
+        .await;
+    }
+
+    /// Best effort: queue `msg` (if the client stream is at a message boundary) and write
+    /// everything queued for the client, bounded in time.
+    async fn last_words_client(&mut self, msg: Option<BytesMut>) {
+        if let Some(msg) = msg.filter(|_| self.client_at_boundary()) {
+            self.io.to_client.push(msg.freeze());
+        }
+        let io = &mut self.io;
+        let _ = tokio::time::timeout(LAST_WORDS_TIMEOUT, async {
+            io.to_client.drain_to(&mut io.cw).await?;
+            io.cw.shutdown().await
+        })
+        .await;
+    }
+
+    /// Best effort: write what is queued for the upstream, bounded in time.
+    async fn last_words_upstream(&mut self) {
+        let io = &mut self.io;
+        let _ = tokio::time::timeout(LAST_WORDS_TIMEOUT, io.to_up.drain_to(&mut io.uw)).await;
+    }
+
+    /// Ends the upstream session politely with Terminate when the stream is at a message
+    /// boundary, so the server logs no "unexpected EOF"; the socket is closed either way.
+    async fn say_terminate_upstream(&mut self) {
+        if self.st.stage == Stage::Ready && self.st.c_stream_left == 0 {
+            let mut x = BytesMut::new();
+            framing::put_message(&mut x, frontend::TERMINATE, &[]);
+            self.io.to_up.push(x.freeze());
+        }
+        self.last_words_upstream().await;
+        let _ = self.io.uw.shutdown().await;
+        // Wait briefly for the server to close, so the backend is gone when the session ends.
+        let mut sink = [0u8; 1024];
+        let _ = tokio::time::timeout(LAST_WORDS_TIMEOUT, async {
+            while self.io.ur.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+        })
+        .await;
+    }
+}
+
+impl State {
+    /// The analysis hook: every Query's and Parse's SQL passes here before it is forwarded.
+    fn on_client_sql(&mut self, counters: &crate::analysis::Counters, tag: u8, body: &[u8]) {
+        let (source, sql) = match tag {
+            frontend::QUERY => (Source::Query, protocol::query_text(body)),
+            _ => (
+                Source::Parse,
+                protocol::parse_message(body).map(|(_, sql)| sql),
+            ),
+        };
+        // A body without its terminator is malformed; the server will reject it, and there is
+        // no SQL to analyse.
+        let Some(sql) = sql else { return };
+        let ctx = Context {
+            tx: self.tx,
+            lex: self.lex,
+        };
+        self.analyzer.analyze(counters, source, sql, &ctx);
+    }
+
+    /// Protocol bookkeeping from a client message's tag.
+    fn on_client_tag(&mut self, counters: &crate::analysis::Counters, tag: u8) {
+        match tag {
+            frontend::QUERY | frontend::FUNCTION_CALL => {
+                self.outstanding += 1;
+                self.syncs_since_command = 0;
+            }
+            frontend::EXECUTE => {
+                self.unit_executes += 1;
+                self.syncs_since_command = 0;
+            }
+            frontend::SYNC => {
+                self.outstanding += 1;
+                self.syncs_since_command += 1;
+                counters.extended_units.fetch_add(1, Ordering::Relaxed);
+                if self.unit_executes > 1 {
+                    counters.pipelined_units.fetch_add(1, Ordering::Relaxed);
+                }
+                tracing::trace!(
+                    executes = self.unit_executes,
+                    tx = self.tx.as_str(),
+                    "extended-protocol unit complete"
+                );
+                self.unit_executes = 0;
+            }
+            frontend::COPY_DONE | frontend::COPY_FAIL => {
+                // Only a client in copy-in mode sends these; the Syncs it sent since the COPY
+                // started were ignored by the server.
+                self.outstanding = self.outstanding.saturating_sub(self.syncs_since_command);
+                self.syncs_since_command = 0;
+            }
+            frontend::TERMINATE => self.client_terminated = true,
+            _ => {}
+        }
+    }
+
+    /// Decodes the few upstream messages ddlgate tracks.
+    fn on_upstream_message(
+        &mut self,
+        shared: &Shared,
+        upstream_addr: SocketAddr,
+        tag: u8,
+        body: &[u8],
+    ) -> Result<(), SessionError> {
+        match tag {
+            backend::READY_FOR_QUERY => {
+                let status = body
+                    .first()
+                    .copied()
+                    .and_then(TxStatus::from_byte)
+                    .ok_or_else(|| {
+                        SessionError::UpstreamProtocol(
+                            "ReadyForQuery with an invalid transaction status".to_owned(),
+                        )
+                    })?;
+                self.tx = status;
+                if self.stage == Stage::Auth {
+                    self.stage = Stage::Ready;
+                    tracing::debug!(
+                        server_version = self.server_version.as_deref().unwrap_or("?"),
+                        "session ready"
+                    );
+                } else {
+                    self.outstanding = self.outstanding.saturating_sub(1);
+                }
+            }
+            backend::PARAMETER_STATUS => {
+                if let Some((name, value)) = protocol::parse_parameter_status(body) {
+                    match name {
+                        b"standard_conforming_strings" => {
+                            self.lex.standard_conforming_strings = value == b"on"
+                        }
+                        b"client_encoding" => {
+                            self.lex.encoding =
+                                ClientEncoding::from_pg_name(&String::from_utf8_lossy(value));
+                        }
+                        b"server_version" => {
+                            self.server_version = Some(String::from_utf8_lossy(value).into_owned())
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            backend::BACKEND_KEY_DATA => {
+                if let Some(key) = CancelKey::from_backend_key_data(body) {
+                    shared.cancel_keys.insert(key.clone(), upstream_addr);
+                    if let Some(old) = self.cancel_key.replace(key) {
+                        shared.cancel_keys.remove(&old);
+                    }
+                }
+            }
+            backend::ERROR_RESPONSE if ErrorFields::parse(body).is_fatal() => {
+                self.upstream_sent_fatal = true
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,10 @@
+//! The SQL layer: a PostgreSQL-accurate lexer and statement splitter (`lexer`) and the cheap
+//! keyword prefilter on top of it (`prefilter`), which decides from a statement's first keyword
+//! whether it can possibly be DDL. Only DDL candidates are ever given to a full parser; ordinary
+//! DML pays for one lexing pass and nothing else.
+
+pub mod lexer;
+pub mod prefilter;
+
+pub use lexer::{ClientEncoding, LexOptions, StatementSpan};
+pub use prefilter::StatementClass;
