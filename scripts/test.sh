@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# scripts/test.sh — the project's single test command.
+#
+# Owns the test prerequisites and the cargo invocation:
+#   1. finds PostgreSQL server binaries (same order as tests/common/pg.rs:
+#      $DDLGATE_PG_BINDIR, `pg_config --bindir`, highest /usr/lib/postgresql/*/bin)
+#      and, when run as root on Debian/Ubuntu, installs them with apt-get;
+#   2. as root, provides an unprivileged account for the test clusters
+#      (initdb/postgres refuse to run as root) and exports DDLGATE_PG_USER;
+#   3. runs `cargo test --all-targets [--locked] -- --test-threads=N`.
+#
+# Usage: scripts/test.sh [cargo test args] [-- test binary args]
+#   e.g. scripts/test.sh harness_selftest
+#        scripts/test.sh --test harness_selftest -- --nocapture
+# Environment: TEST_THREADS (default 2), DDLGATE_PG_BINDIR, DDLGATE_PG_USER.
+# Exits with cargo's exit code.
+
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/pg-env.sh
+source scripts/pg-env.sh
+
+# --- 1. PostgreSQL binaries ---------------------------------------------------
+
+if [[ -n "${DDLGATE_PG_BINDIR:-}" ]]; then
+    has_server "$DDLGATE_PG_BINDIR" ||
+        die "DDLGATE_PG_BINDIR=$DDLGATE_PG_BINDIR does not contain initdb and postgres"
+    bindir="$DDLGATE_PG_BINDIR"
+elif bindir="$(find_bindir)"; then
+    :
+elif is_root; then
+    log "PostgreSQL server binaries not found; installing postgresql and postgresql-client with apt-get"
+    apt_install postgresql postgresql-client
+    stop_packaged_clusters
+    bindir="$(find_bindir)" || die "PostgreSQL was installed but initdb/postgres are still not found"
+else
+    not_installed_message
+    exit 1
+fi
+export DDLGATE_PG_BINDIR="$bindir"
+
+if ! psql="$(find_program "$bindir" psql)"; then
+    if is_root; then
+        log "psql not found; installing postgresql-client"
+        apt_install postgresql-client
+        psql="$(find_program "$bindir" psql)" || die "psql still not found after installing postgresql-client"
+    else
+        die "psql not found. Install it: sudo apt-get install postgresql-client"
+    fi
+fi
+
+# pgbench ships with the server package on current Debian/Ubuntu; older
+# releases had it in postgresql-contrib. Optional: tests that need it skip or
+# fail on their own.
+if ! pgbench="$(find_program "$bindir" pgbench)"; then
+    if is_root && command -v apt-get >/dev/null 2>&1; then
+        log "pgbench not found; trying postgresql-contrib"
+        apt_install postgresql-contrib || log "could not install postgresql-contrib (ignored)"
+    fi
+    pgbench="$(find_program "$bindir" pgbench)" || pgbench="(not found; tests needing it cannot run)"
+fi
+
+# --- 2. Unprivileged account for the clusters when running as root -----------
+
+ensure_pg_user
+
+# --- 3. cargo test --------------------------------------------------------------
+
+command -v cargo >/dev/null 2>&1 || die "cargo not found on PATH (install Rust: https://rustup.rs)"
+
+threads="${TEST_THREADS:-2}"
+[[ "$threads" =~ ^[1-9][0-9]*$ ]] || die "TEST_THREADS must be a positive integer, got '$threads'"
+
+# Arguments before `--` go to cargo (e.g. a test-name filter), after it to
+# the test binaries, where our --test-threads must come before them.
+cargo_args=()
+test_args=()
+after_dashdash=false
+for arg in "$@"; do
+    if ! $after_dashdash && [[ "$arg" == "--" ]]; then
+        after_dashdash=true
+    elif $after_dashdash; then
+        test_args+=("$arg")
+    else
+        cargo_args+=("$arg")
+    fi
+done
+# libtest rejects --test-threads given twice; the caller's wins.
+threads_arg=(--test-threads="$threads")
+for arg in "${test_args[@]}"; do
+    if [[ "$arg" == --test-threads* ]]; then
+        threads_arg=()
+    fi
+done
+
+locked=()
+if [[ -f Cargo.lock ]]; then
+    locked=(--locked)
+fi
+
+log "PostgreSQL: $("$bindir/postgres" --version) (bindir $bindir)"
+log "psql: $psql; pgbench: $pgbench"
+if is_root; then
+    log "running as root; test clusters run as user $DDLGATE_PG_USER"
+fi
+
+cmd=(cargo test --all-targets "${locked[@]}" "${cargo_args[@]}" -- "${threads_arg[@]}" "${test_args[@]}")
+log "running: ${cmd[*]}"
+exec "${cmd[@]}"

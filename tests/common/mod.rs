@@ -1,0 +1,139 @@
+//! Shared integration-test support: a throwaway PostgreSQL cluster per test (`pg`) and ddlgate
+//! started in-process on port 0 in front of it. Every test gets its own cluster and proxy, so
+//! tests never share server state or ports.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+pub mod fake;
+pub mod pg;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ddlgate::config::Config;
+use ddlgate::server::Handle;
+pub use pg::PgCluster;
+
+/// A cluster with ddlgate in front of it.
+pub struct Env {
+    pub pg: PgCluster,
+    pub proxy: Handle,
+}
+
+impl Env {
+    /// Starts a fresh cluster and a proxy with default settings (adjusted by `tweak`).
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Env {
+        init_tracing();
+        let pg = tokio::task::spawn_blocking(PgCluster::start)
+            .await
+            .expect("cluster start");
+        let proxy = start_proxy(pg.port(), tweak).await;
+        Env { pg, proxy }
+    }
+
+    pub async fn start() -> Env {
+        Self::start_with(|_| {}).await
+    }
+
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.proxy.local_addr()
+    }
+
+    /// libpq-style connection string through ddlgate.
+    pub fn proxy_conn(&self, user: &str) -> String {
+        conn_str(self.proxy_addr().port(), user)
+    }
+
+    /// The same, straight to PostgreSQL.
+    pub fn direct_conn(&self, user: &str) -> String {
+        conn_str(self.pg.port(), user)
+    }
+
+    pub async fn proxy_client(&self, user: &str) -> tokio_postgres::Client {
+        connect(&self.proxy_conn(user)).await
+    }
+
+    pub async fn direct_client(&self, user: &str) -> tokio_postgres::Client {
+        connect(&self.direct_conn(user)).await
+    }
+
+    /// Runs psql (on a blocking thread) against `port` as `user`.
+    pub async fn psql(
+        &self,
+        port: u16,
+        user: &str,
+        args: &[&str],
+        stdin: Option<Vec<u8>>,
+    ) -> std::process::Output {
+        let user = user.to_owned();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            pg::run_psql(port, &user, &args, stdin.as_deref())
+        })
+        .await
+        .expect("psql thread")
+    }
+}
+
+/// Starts ddlgate on 127.0.0.1:0 in front of `upstream_port`.
+pub async fn start_proxy(upstream_port: u16, tweak: impl FnOnce(&mut Config)) -> Handle {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().expect("addr");
+    config.upstream.address = format!("127.0.0.1:{upstream_port}");
+    config.server.drain_timeout_ms = Duration::from_secs(5);
+    tweak(&mut config);
+    config.validate().expect("test config is valid");
+    ddlgate::server::start(config).await.expect("proxy starts")
+}
+
+pub fn conn_str(port: u16, user: &str) -> String {
+    let mut s =
+        format!("host=127.0.0.1 port={port} user={user} dbname=postgres connect_timeout=10");
+    if let Some(pw) = pg::password_for(user) {
+        s.push_str(&format!(" password={pw}"));
+    }
+    s
+}
+
+/// Connects with tokio-postgres and drives the connection in the background.
+pub async fn connect(conn: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(conn, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {conn}: {e}"));
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// Polls `cond` until it holds or `timeout` passes; returns whether it held.
+pub async fn eventually<F, Fut>(timeout: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// The SQLSTATE of a tokio-postgres error, if the server (or ddlgate) sent one.
+pub fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
+    e.as_db_error().map(|d| d.code().code().to_owned())
+}
