@@ -7,7 +7,7 @@
 #      and, when run as root on Debian/Ubuntu, installs them with apt-get;
 #   2. as root, provides an unprivileged account for the test clusters
 #      (initdb/postgres refuse to run as root) and exports DDLGATE_PG_USER;
-#   3. runs `cargo test --all-targets [--locked] -- --test-threads=N`.
+#   3. runs `cargo test --all-targets [--locked]` with RUST_TEST_THREADS=N.
 #
 # Usage: scripts/test.sh [cargo test args] [-- test binary args]
 #   e.g. scripts/test.sh harness_selftest
@@ -73,7 +73,7 @@ threads="${TEST_THREADS:-2}"
 [[ "$threads" =~ ^[1-9][0-9]*$ ]] || die "TEST_THREADS must be a positive integer, got '$threads'"
 
 # Arguments before `--` go to cargo (e.g. a test-name filter), after it to
-# the test binaries, where our --test-threads must come before them.
+# the test binaries.
 cargo_args=()
 test_args=()
 after_dashdash=false
@@ -86,13 +86,9 @@ for arg in "$@"; do
         cargo_args+=("$arg")
     fi
 done
-# libtest rejects --test-threads given twice; the caller's wins.
-threads_arg=(--test-threads="$threads")
-for arg in "${test_args[@]}"; do
-    if [[ "$arg" == --test-threads* ]]; then
-        threads_arg=()
-    fi
-done
+# Parallelism goes through RUST_TEST_THREADS rather than --test-threads: libtest reads
+# it, and criterion benches (run once in test mode by --all-targets) would reject the flag.
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-$threads}"
 
 locked=()
 if [[ -f Cargo.lock ]]; then
@@ -105,6 +101,6 @@ if is_root; then
     log "running as root; test clusters run as user $DDLGATE_PG_USER"
 fi
 
-cmd=(cargo test --all-targets "${locked[@]}" "${cargo_args[@]}" -- "${threads_arg[@]}" "${test_args[@]}")
+cmd=(cargo test --all-targets "${locked[@]}" "${cargo_args[@]}" -- "${test_args[@]}")
 log "running: ${cmd[*]}"
 exec "${cmd[@]}"

@@ -312,6 +312,7 @@ impl Relay {
         }
         if run > 0 {
             io.to_up.push(io.cbuf.split_to(run).freeze());
+            io.to_up.write_now(&mut io.uw).map_err(SessionError::UpstreamIo)?;
         }
         Ok(())
     }
@@ -368,6 +369,7 @@ impl Relay {
         }
         if run > 0 {
             io.to_client.push(io.ubuf.split_to(run).freeze());
+            io.to_client.write_now(&mut io.cw).map_err(SessionError::ClientIo)?;
         }
         Ok(())
     }
