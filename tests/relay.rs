@@ -475,3 +475,52 @@ async fn function_call_protocol_via_large_objects() {
     );
     assert!(std::fs::read(&output).expect("read output") == content);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_gets_replies_before_sync() {
+    // Some drivers send Parse/Bind/Execute followed by Flush and wait for the replies before
+    // they send Sync; a proxy that buffers until Sync would hang them.
+    use common::wire::{message, read_message, read_until_ready};
+    use tokio::io::AsyncWriteExt;
+    let env = Env::start().await;
+    let mut s = common::wire::connect_trust(env.proxy_addr()).await;
+    s.write_all(
+        &[
+            message(b'P', b"s1\0SELECT 40 + 2\0\0\0"),
+            message(b'H', b""),
+        ]
+        .concat(),
+    )
+    .await
+    .expect("parse+flush");
+    assert_eq!(
+        read_message(&mut s).await.map(|m| m.0),
+        Some(b'1'),
+        "ParseComplete before any Sync"
+    );
+    s.write_all(
+        &[
+            message(b'B', b"\0s1\0\0\0\0\0\0\0"),
+            message(b'E', b"\0\0\0\0\0"),
+            message(b'H', b""),
+        ]
+        .concat(),
+    )
+    .await
+    .expect("bind+execute+flush");
+    assert_eq!(
+        read_message(&mut s).await.map(|m| m.0),
+        Some(b'2'),
+        "BindComplete"
+    );
+    let (tag, row) = read_message(&mut s).await.expect("DataRow");
+    assert_eq!(tag, b'D');
+    assert!(row.ends_with(b"42"));
+    assert_eq!(read_message(&mut s).await.map(|m| m.0), Some(b'C'));
+    s.write_all(&message(b'S', b"")).await.expect("sync");
+    let rest = read_until_ready(&mut s).await;
+    assert_eq!(
+        rest.last().map(|m| (m.0, m.1.clone())),
+        Some((b'Z', b"I".to_vec()))
+    );
+}

@@ -212,3 +212,30 @@ async fn binary_drains_on_sigterm_and_stops_fast_on_sigint() {
         "the session was closed"
     );
 }
+
+#[test]
+fn binary_rejects_bad_configuration_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[limits]\nmax_clinets = 5\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_ddlgate"))
+        .args(["--config", file.to_str().expect("path")])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("max_clinets"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ddlgate"))
+        .env("DDLGATE__UPSTREAM__CONNECT_TIMEOUT_MS", "soon")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("connect_timeout_ms"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -312,7 +312,9 @@ impl Relay {
         }
         if run > 0 {
             io.to_up.push(io.cbuf.split_to(run).freeze());
-            io.to_up.write_now(&mut io.uw).map_err(SessionError::UpstreamIo)?;
+            io.to_up
+                .write_now(&mut io.uw)
+                .map_err(SessionError::UpstreamIo)?;
         }
         Ok(())
     }
@@ -369,7 +371,9 @@ impl Relay {
         }
         if run > 0 {
             io.to_client.push(io.ubuf.split_to(run).freeze());
-            io.to_client.write_now(&mut io.cw).map_err(SessionError::ClientIo)?;
+            io.to_client
+                .write_now(&mut io.cw)
+                .map_err(SessionError::ClientIo)?;
         }
         Ok(())
     }
