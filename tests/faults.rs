@@ -135,30 +135,13 @@ async fn vanished_client_gets_its_statement_cancelled_and_locks_released() {
             .simple_query("LOCK TABLE hot IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60)")
             .await;
     });
-    let sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LOCK TABLE hot%' AND state = 'active'";
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            admin
-                .query_one(sleeping, &[])
-                .await
-                .map(|r| r.get::<_, i64>(0) == 1)
-                .unwrap_or(false)
-        })
-        .await
-    );
+    assert!(wait_active(&admin, "LOCK TABLE hot%", 1, Duration::from_secs(10)).await);
     // The client vanishes: its socket closes without a Terminate.
     conn_task.abort();
     // PostgreSQL alone would keep sleeping (and holding the lock) for a minute; through ddlgate
     // the statement is cancelled and the lock released within moments.
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            admin
-                .query_one(sleeping, &[])
-                .await
-                .map(|r| r.get::<_, i64>(0) == 0)
-                .unwrap_or(false)
-        })
-        .await,
+        wait_active(&admin, "LOCK TABLE hot%", 0, Duration::from_secs(5)).await,
         "the abandoned statement must be cancelled"
     );
     admin

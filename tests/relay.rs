@@ -271,14 +271,7 @@ async fn cancel_from_tokio_postgres_stops_the_statement() {
     let running = tokio::spawn(async move { p.simple_query("SELECT pg_sleep(30)").await });
     let admin = env.direct_client("ddlgate_admin").await;
     assert!(
-        eventually(Duration::from_secs(10), || async {
-            admin
-                .query_one("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'", &[])
-                .await
-                .map(|r| r.get::<_, i64>(0) == 1)
-                .unwrap_or(false)
-        })
-        .await,
+        wait_active(&admin, "SELECT pg_sleep(30)", 1, Duration::from_secs(10)).await,
         "the statement must be running"
     );
     token
@@ -307,16 +300,7 @@ async fn ctrl_c_in_psql_cancels_through_libpq() {
     let port = env.proxy_addr().port();
     let child = pg::spawn_psql(port, "trust_user", &["-c", "SELECT pg_sleep(30)"]);
     let admin = env.direct_client("ddlgate_admin").await;
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            admin
-                .query_one("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'", &[])
-                .await
-                .map(|r| r.get::<_, i64>(0) == 1)
-                .unwrap_or(false)
-        })
-        .await
-    );
+    assert!(wait_active(&admin, "SELECT pg_sleep(30)", 1, Duration::from_secs(10)).await);
     // What Ctrl-C does: SIGINT to psql, whose handler sends a CancelRequest via libpq.
     let pid = child.id().to_string();
     let status = std::process::Command::new("kill")

@@ -72,15 +72,13 @@ async fn terminate_closes_everything_and_cancels_running_statements() {
         let r = busy.simple_query("BEGIN; SELECT pg_sleep(60)").await;
         (r, busy)
     });
-    let sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query = 'BEGIN; SELECT pg_sleep(60)' AND state = 'active'";
     assert!(
-        eventually(Duration::from_secs(10), || async {
-            admin
-                .query_one(sleeping, &[])
-                .await
-                .map(|r| r.get::<_, i64>(0) == 1)
-                .unwrap_or(false)
-        })
+        wait_active(
+            &admin,
+            "BEGIN; SELECT pg_sleep(60)",
+            1,
+            Duration::from_secs(10)
+        )
         .await
     );
     let Env { pg: _pg, proxy } = env;
@@ -92,13 +90,12 @@ async fn terminate_closes_everything_and_cancels_running_statements() {
     let err = r.expect_err("terminated");
     assert_eq!(sqlstate(&err).as_deref(), Some("57P01"), "{err}");
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            admin
-                .query_one(sleeping, &[])
-                .await
-                .map(|r| r.get::<_, i64>(0) == 0)
-                .unwrap_or(false)
-        })
+        wait_active(
+            &admin,
+            "BEGIN; SELECT pg_sleep(60)",
+            0,
+            Duration::from_secs(5)
+        )
         .await,
         "the running statement must be cancelled upstream"
     );

@@ -137,3 +137,22 @@ pub fn init_tracing() {
 pub fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
     e.as_db_error().map(|d| d.code().code().to_owned())
 }
+
+/// Waits (up to `timeout`) until exactly `n` sessions are actively running a statement whose
+/// text is LIKE `pattern`, as seen by `admin` straight on PostgreSQL.
+pub async fn wait_active(
+    admin: &tokio_postgres::Client,
+    pattern: &str,
+    n: i64,
+    timeout: Duration,
+) -> bool {
+    let sql = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE $1 AND state = 'active' AND pid <> pg_backend_pid()";
+    eventually(timeout, || async {
+        admin
+            .query_one(sql, &[&pattern])
+            .await
+            .map(|r| r.get::<_, i64>(0) == n)
+            .unwrap_or(false)
+    })
+    .await
+}
