@@ -1,0 +1,64 @@
+//! Hot-path cost of the analysis hook: split + classify + count, per message, for the traffic
+//! shapes that matter (pgbench's SELECT, an ORM query, a 2 KB multi-row INSERT, a
+//! multi-statement migration string, a DDL statement). Run: `cargo bench --bench analysis`.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ddlgate::analysis::{Analyzer, Context, Counters, Source};
+use ddlgate::protocol::TxStatus;
+use ddlgate::sql::LexOptions;
+use std::hint::black_box;
+
+fn inputs() -> Vec<(&'static str, String)> {
+    let insert = format!(
+        "INSERT INTO events (id, kind, payload, at) VALUES {}",
+        (0..40)
+            .map(|i| format!("({i}, 'click', '{{\"x\": {i}, \"s\": \"it''s\"}}', now())"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    vec![
+        ("pgbench_select", "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;".to_owned()),
+        (
+            "orm_select",
+            "SELECT \"users\".\"id\", \"users\".\"email\", \"users\".\"created_at\" FROM \"users\" INNER JOIN \"memberships\" \
+             ON \"memberships\".\"user_id\" = \"users\".\"id\" WHERE \"memberships\".\"org_id\" = $1 AND \"users\".\"deleted_at\" IS NULL \
+             ORDER BY \"users\".\"created_at\" DESC LIMIT $2 /* app:web,route:/orgs/:id/users */"
+                .to_owned(),
+        ),
+        ("insert_2kb", insert),
+        (
+            "migration_multi",
+            "BEGIN; CREATE TABLE t (id bigint PRIMARY KEY, body text); CREATE INDEX t_body ON t (body); \
+             INSERT INTO schema_migrations (version) VALUES ('20260101'); COMMIT;"
+                .to_owned(),
+        ),
+        ("create_index", "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_users_email ON public.users USING btree (lower(email)) WHERE deleted_at IS NULL".to_owned()),
+    ]
+}
+
+fn bench(c: &mut Criterion) {
+    let counters = Counters::default();
+    let ctx = Context {
+        tx: TxStatus::Idle,
+        lex: LexOptions::default(),
+    };
+    let mut group = c.benchmark_group("analyze");
+    for (name, sql) in inputs() {
+        let mut analyzer = Analyzer::default();
+        group.throughput(Throughput::Bytes(sql.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                black_box(analyzer.analyze(
+                    &counters,
+                    Source::Query,
+                    black_box(sql.as_bytes()),
+                    &ctx,
+                ))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

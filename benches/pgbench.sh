@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: pgbench -S (read-only, one SELECT per transaction) against a throwaway
+# PostgreSQL cluster, directly and through ddlgate, and the ratio of the two.
+#
+#   benches/pgbench.sh                      # defaults below
+#   CLIENTS=8 SECONDS_PER_RUN=20 PROTOCOLS="simple prepared" benches/pgbench.sh
+#
+# Environment: CLIENTS (default 4), THREADS (2), SECONDS_PER_RUN (10), SCALE (10),
+# PROTOCOLS (space-separated pgbench -M modes; default "simple extended prepared"),
+# ROUNDS (alternating direct/proxy rounds per mode, default 2; the best round of each is kept).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/pg-env.sh
+
+CLIENTS=${CLIENTS:-4}
+THREADS=${THREADS:-2}
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
+SCALE=${SCALE:-10}
+PROTOCOLS=${PROTOCOLS:-"simple extended prepared"}
+ROUNDS=${ROUNDS:-2}
+
+DDLGATE_PG_BINDIR="${DDLGATE_PG_BINDIR:-$(find_bindir)}" || { not_installed_message; exit 1; }
+PGBENCH=$(find_program "$DDLGATE_PG_BINDIR" pgbench) || die "pgbench not found (Debian: apt-get install postgresql-contrib)"
+ensure_pg_user
+
+cargo build --release --quiet
+BIN=target/release/ddlgate
+
+work=$(mktemp -d /tmp/ddlgate-bench.XXXXXX)
+chmod 755 "$work"
+pg_port=$(free_port)
+proxy_port=$(free_port)
+proxy_pid=
+cleanup() {
+  [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null || true
+  as_pg_user "$DDLGATE_PG_BINDIR/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+chown_to_pg_user "$work"
+as_pg_user "$DDLGATE_PG_BINDIR/initdb" -D "$work/data" -U bench --auth=trust >/dev/null
+as_pg_user "$DDLGATE_PG_BINDIR/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
+  -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200" start >/dev/null
+"$PGBENCH" -h 127.0.0.1 -p "$pg_port" -U bench -i -s "$SCALE" -q postgres >/dev/null 2>&1
+
+RUST_LOG=warn "$BIN" --listen "127.0.0.1:$proxy_port" --upstream "127.0.0.1:$pg_port" &
+proxy_pid=$!
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$proxy_port) 2>/dev/null && break; sleep 0.1; done
+
+tps() { # port mode
+  "$PGBENCH" -h 127.0.0.1 -p "$1" -U bench -S -M "$2" -c "$CLIENTS" -j "$THREADS" -T "$SECONDS_PER_RUN" -n postgres 2>/dev/null \
+    | awk '/^tps = / { printf "%.0f", $3 }'
+}
+
+echo "pgbench -S: clients=$CLIENTS threads=$THREADS duration=${SECONDS_PER_RUN}s scale=$SCALE rounds=$ROUNDS ($(nproc) cores, PostgreSQL $("$DDLGATE_PG_BINDIR/postgres" --version | awk '{print $3}'))"
+printf '%-10s %12s %12s %8s\n' mode direct_tps ddlgate_tps ratio
+for mode in $PROTOCOLS; do
+  best_d=0; best_p=0
+  for _ in $(seq "$ROUNDS"); do
+    d=$(tps "$pg_port" "$mode"); p=$(tps "$proxy_port" "$mode")
+    [ "${d:-0}" -gt "$best_d" ] && best_d=$d
+    [ "${p:-0}" -gt "$best_p" ] && best_p=$p
+  done
+  printf '%-10s %12s %12s %8s\n' "$mode" "$best_d" "$best_p" "$(awk -v a="$best_p" -v b="$best_d" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')"
+done
