@@ -4,6 +4,8 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ddlgate::analysis::{Analyzer, Context, Counters, Source};
+use ddlgate::config::Config;
+use ddlgate::policy::Policy;
 use ddlgate::protocol::TxStatus;
 use ddlgate::sql::LexOptions;
 use std::hint::black_box;
@@ -41,7 +43,12 @@ fn bench(c: &mut Criterion) {
     let ctx = Context {
         tx: TxStatus::Idle,
         lex: LexOptions::default(),
+        server_version: Some(150_000),
+        pipelined: false,
     };
+    // The default policy (enforce): what a deployment without a config file runs.
+    let policy = Policy::from_config(&Config::default());
+    let profile = policy.profile_for("app", "app", "bench");
     let mut group = c.benchmark_group("analyze");
     for (name, sql) in inputs() {
         let mut analyzer = Analyzer::default();
@@ -50,9 +57,44 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 black_box(analyzer.analyze(
                     &counters,
+                    profile,
                     Source::Query,
                     black_box(sql.as_bytes()),
                     &ctx,
+                ))
+            })
+        });
+    }
+    group.finish();
+
+    // DDL candidates pay for understanding: sqlparser first, the token classifier when
+    // sqlparser rejects the statement (DROP INDEX CONCURRENTLY, REINDEX, DO, …).
+    let mut group = c.benchmark_group("understand_ddl");
+    for (name, sql) in [
+        (
+            "create_index_sqlparser",
+            "CREATE UNIQUE INDEX IF NOT EXISTS idx_users_email ON public.users USING btree (lower(email)) WHERE deleted_at IS NULL",
+        ),
+        (
+            "alter_table_3_ops_sqlparser",
+            "ALTER TABLE orders ADD COLUMN ext uuid DEFAULT gen_random_uuid(), ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES customers (id) NOT VALID, ALTER COLUMN email SET NOT NULL",
+        ),
+        (
+            "drop_index_concurrently_fallback",
+            "DROP INDEX CONCURRENTLY IF EXISTS public.idx_users_email",
+        ),
+        (
+            "reindex_concurrently_fallback",
+            "REINDEX TABLE CONCURRENTLY public.users",
+        ),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                black_box(ddlgate::sql::parse::understand(
+                    black_box(sql.as_bytes()),
+                    0,
+                    sql.len(),
+                    LexOptions::default(),
                 ))
             })
         });

@@ -1,17 +1,32 @@
 //! The analysis hook: every statement's SQL text (from a simple Query or a Parse) passes through
 //! here before it is forwarded, together with its context (transaction status, how many
-//! statements share its protocol unit).
+//! statements share its protocol unit, server version, tables created in the transaction).
 //!
-//! Today the hook splits and classifies with the cheap prefilter, counts and logs (debug). The
-//! policy engine plugs in here: this is the one place that sees SQL on the way to the server.
-//! Non-DDL traffic pays one lexing pass (no allocation once the span buffer is warm) and nothing
-//! else: no full parse.
+//! 1. The lexer splits the message into statements exactly where the server will.
+//! 2. The keyword prefilter classifies each one; ordinary traffic stops here — no full parse.
+//! 3. DDL candidates (and only they) are understood (`sql::parse`: sqlparser, with the
+//!    token-based fallback classifier behind it), checked by the rules and decided by the
+//!    session's policy profile.
+//! 4. The result is a [`Plan`]: forward the message untouched (the common case), or forward it
+//!    with statements replaced — by their rewritten safe form, or by a `DO` block that raises
+//!    ddlgate's error (see `act`) — and with notices for the client.
+//!
+//! Everything is counted here (`Counters`) and logged (decisions at info, SQL at debug).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::BytesMut;
+
+use crate::act::{self, BlockError};
+use crate::policy::{self, Decision, DecisionCounters, Profile};
 use crate::protocol::TxStatus;
+use crate::rewrite;
+use crate::rules::{self, Action};
 use crate::sql::lexer::{self, LexOptions, StatementSpan};
+use crate::sql::parse;
 use crate::sql::prefilter::{self, StatementClass};
+use crate::sql::statement::{DdlKind, Name, Understood};
 
 /// Counters for everything the hook sees, kept in one place (the metrics endpoint exports them).
 #[derive(Debug, Default)]
@@ -29,21 +44,48 @@ pub struct Counters {
     pub pipelined_units: AtomicU64,
     /// Extended-protocol units completed (Syncs seen).
     pub extended_units: AtomicU64,
+    /// DDL candidates by how they were understood (indexed by `understood_index`): parsed by
+    /// sqlparser, recognised by the fallback classifier, or not understood at all (the
+    /// `unparsed-ddl` case the policy fails closed on).
+    pub ddl_understood: [AtomicU64; 3],
+    /// Policy decisions per rule and action, overrides, invalid overrides.
+    pub decisions: DecisionCounters,
+    /// Rewrites that were refused after re-parsing or re-checking (the statement was blocked
+    /// instead).
+    pub rewrite_failures: AtomicU64,
+}
+
+/// Index into `Counters::ddl_understood`.
+pub fn understood_index(u: Understood) -> usize {
+    match u {
+        Understood::Parsed => 0,
+        Understood::Fallback => 1,
+        Understood::Unknown => 2,
+    }
 }
 
 impl Counters {
     pub fn statements(&self, class: StatementClass) -> u64 {
         self.statements[class.index()].load(Ordering::Relaxed)
     }
+
+    pub fn ddl_understood(&self, u: Understood) -> u64 {
+        self.ddl_understood[understood_index(u)].load(Ordering::Relaxed)
+    }
 }
 
-/// Where a statement is about to run.
+/// Where a message's statements are about to run.
 #[derive(Debug, Clone, Copy)]
 pub struct Context {
     /// Transaction status from the last ReadyForQuery before this message.
     pub tx: TxStatus,
     /// How the server lexes this session's SQL (`standard_conforming_strings`, client encoding).
     pub lex: LexOptions,
+    /// `server_version_num`-style version, from the `server_version` ParameterStatus.
+    pub server_version: Option<u32>,
+    /// For a Parse: an Execute already ran earlier in the same extended-protocol unit, so the
+    /// statement will share an implicit transaction with it.
+    pub pipelined: bool,
 }
 
 /// What the hook learned about one message's SQL.
@@ -53,13 +95,35 @@ pub struct Summary {
     pub statements: usize,
     /// Of those, how many the prefilter marked as possible DDL.
     pub ddl_candidates: usize,
+    /// Of those, how many neither sqlparser nor the fallback classifier understood.
+    pub ddl_unknown: usize,
 }
 
-/// The analysis step, owned by a session. Holds a reusable span buffer so the hot path does not
-/// allocate per message.
+/// What the session does with the message.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// The message's new SQL text, when a statement was rewritten or blocked. Everything else
+    /// in the text — other statements, comments, separators — is the client's original bytes.
+    pub sql: Option<Vec<u8>>,
+    /// NoticeResponses to send the client before the statement's results.
+    pub notices: Vec<BytesMut>,
+}
+
+impl Plan {
+    /// Nothing to change and nothing to say: forward the original bytes.
+    pub fn is_forward(&self) -> bool {
+        self.sql.is_none() && self.notices.is_empty()
+    }
+}
+
+/// The analysis step, owned by a session.
 #[derive(Debug, Default)]
 pub struct Analyzer {
+    /// Reused span buffer, so the hot path does not allocate per message.
     spans: Vec<StatementSpan>,
+    /// Tables created in the current transaction: invisible to other sessions, so locking them
+    /// is harmless. Cleared when the session is idle again.
+    created_in_tx: HashSet<Name>,
 }
 
 /// Where the SQL came from.
@@ -70,24 +134,71 @@ pub enum Source {
 }
 
 impl Analyzer {
-    /// Splits, classifies, counts and logs the SQL of one Query or Parse message.
+    /// The session's transaction ended (ReadyForQuery `I`).
+    pub fn transaction_ended(&mut self) {
+        if !self.created_in_tx.is_empty() {
+            self.created_in_tx.clear();
+        }
+    }
+
+    /// Whether `sql` holds any DDL candidate. Cheap (lexing only); the session uses it to wait
+    /// for the server to be idle before a decision that depends on the transaction status.
+    pub fn has_ddl_candidate(&mut self, sql: &[u8], lex: LexOptions) -> bool {
+        lexer::split_into(sql, lex, &mut self.spans);
+        self.spans
+            .iter()
+            .any(|s| !s.is_empty() && prefilter::classify(sql, s) == StatementClass::DdlCandidate)
+    }
+
+    /// Splits, classifies, decides, counts and logs the SQL of one Query or Parse message.
     pub fn analyze(
         &mut self,
         counters: &Counters,
+        profile: &Profile,
         source: Source,
         sql: &[u8],
         ctx: &Context,
-    ) -> Summary {
+    ) -> (Summary, Plan) {
         lexer::split_into(sql, ctx.lex, &mut self.spans);
-        let mut summary = Summary::default();
-        for span in self.spans.iter().filter(|s| !s.is_empty()) {
+        let spans = std::mem::take(&mut self.spans);
+        let statements = spans.iter().filter(|s| !s.is_empty()).count();
+        let mut summary = Summary {
+            statements,
+            ..Summary::default()
+        };
+        let mut plan = Plan::default();
+        // Replacement text per statement, by span index.
+        let mut replacements: Vec<(usize, Vec<u8>)> = Vec::new();
+        // The transaction status as it evolves through a multi-statement Query.
+        let mut tx = ctx.tx;
+        for (i, span) in spans.iter().enumerate().filter(|(_, s)| !s.is_empty()) {
             let class = prefilter::classify(sql, span);
             counters.statements[class.index()].fetch_add(1, Ordering::Relaxed);
-            summary.statements += 1;
-            if class == StatementClass::DdlCandidate {
-                summary.ddl_candidates += 1;
+            match class {
+                StatementClass::Transaction => tx = transaction_effect(sql, span, ctx.lex, tx),
+                StatementClass::DdlCandidate => {
+                    summary.ddl_candidates += 1;
+                    if let Some(replacement) = self.decide(
+                        counters,
+                        profile,
+                        sql,
+                        span,
+                        ctx,
+                        tx,
+                        statements,
+                        &mut summary,
+                        &mut plan,
+                    ) {
+                        replacements.push((i, replacement));
+                    }
+                }
+                _ => {}
             }
         }
+        if !replacements.is_empty() {
+            plan.sql = Some(splice(sql, &spans, &replacements));
+        }
+        self.spans = spans;
         match source {
             Source::Query => {
                 counters.queries.fetch_add(1, Ordering::Relaxed);
@@ -111,7 +222,239 @@ impl Analyzer {
                 "statement analysed"
             );
         }
-        summary
+        (summary, plan)
+    }
+
+    /// Understands, checks and decides one DDL candidate; returns its replacement text when it
+    /// is rewritten or blocked, and adds any notices to the plan.
+    #[allow(clippy::too_many_arguments)]
+    fn decide(
+        &mut self,
+        counters: &Counters,
+        profile: &Profile,
+        sql: &[u8],
+        span: &StatementSpan,
+        ctx: &Context,
+        tx: TxStatus,
+        statements: usize,
+        summary: &mut Summary,
+        plan: &mut Plan,
+    ) -> Option<Vec<u8>> {
+        // Only DDL candidates are ever parsed; ordinary traffic stops at the prefilter.
+        let ddl = parse::understand(sql, span.start, span.end, ctx.lex);
+        counters.ddl_understood[understood_index(ddl.understood)].fetch_add(1, Ordering::Relaxed);
+        if ddl.understood == Understood::Unknown {
+            summary.ddl_unknown += 1;
+        }
+        let rctx = rules::Context {
+            tx,
+            shares_unit: statements > 1 || ctx.pipelined,
+            in_function_body: false,
+            server_version: ctx.server_version,
+            created_in_tx: &self.created_in_tx,
+        };
+        let decision = policy::evaluate(profile, sql, span.start, span.end, ctx.lex, &ddl, &rctx);
+        counters.decisions.record(&decision);
+        log_decision(&decision, &ddl.kind, sql, span);
+
+        let replacement = match decision.effective {
+            Action::Allow => None,
+            Action::Warn => {
+                plan.notices.extend(warnings(&decision, profile));
+                None
+            }
+            Action::Block => Some(block_error(&decision, profile).to_sql()),
+            Action::Rewrite => {
+                // From the first token: leading comments stay where they are (see `splice`).
+                let from = span.first.map_or(span.start, |t| t.start);
+                let rw = decision
+                    .rewrite
+                    .ok_or(rewrite::RewriteError::NoInsertionPoint)
+                    .and_then(|r| rewrite::apply(sql, from, span.end, ctx.lex, &ddl, r, &rctx));
+                match rw {
+                    Ok(new) => {
+                        plan.notices.push(rewrite_notice(&decision, &new));
+                        Some(new)
+                    }
+                    Err(e) => {
+                        counters.rewrite_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "rewrite refused; blocking the statement instead");
+                        let mut err = block_error(&decision, profile);
+                        err.detail =
+                            format!("{} ddlgate could not rewrite it safely: {e}.", err.detail);
+                        Some(err.to_sql())
+                    }
+                }
+            }
+        };
+        // A new table is invisible to others until its transaction commits.
+        if let DdlKind::CreateTable { name, .. } = &ddl.kind
+            && replacement.is_none()
+            && (tx != TxStatus::Idle || statements > 1)
+        {
+            self.created_in_tx.insert(name.clone());
+        }
+        replacement
+    }
+}
+
+/// BEGIN/START open a transaction block; COMMIT/END/ROLLBACK/ABORT close it (ROLLBACK TO
+/// SAVEPOINT does not).
+fn transaction_effect(sql: &[u8], span: &StatementSpan, lex: LexOptions, tx: TxStatus) -> TxStatus {
+    let mut words = lexer::Lexer::at(sql, span.start, lex)
+        .take_while(|t| t.start < span.end)
+        .filter(|t| !t.is_comment());
+    let Some(first) = words.next() else { return tx };
+    let second = words.next();
+    if first.is_word(sql, "BEGIN") || first.is_word(sql, "START") {
+        TxStatus::InTransaction
+    } else if first.is_word(sql, "ROLLBACK") && second.is_some_and(|t| t.is_word(sql, "TO")) {
+        tx
+    } else if ["COMMIT", "END", "ROLLBACK", "ABORT"]
+        .iter()
+        .any(|k| first.is_word(sql, k))
+    {
+        // PREPARE TRANSACTION / COMMIT PREPARED are not in this class.
+        TxStatus::Idle
+    } else {
+        tx
+    }
+}
+
+/// Replaces the given statements' spans in `sql`, keeping every other byte.
+fn splice(sql: &[u8], spans: &[StatementSpan], replacements: &[(usize, Vec<u8>)]) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(sql.len() + replacements.iter().map(|(_, r)| r.len()).sum::<usize>());
+    let mut at = 0;
+    for (i, new) in replacements {
+        let span = &spans[*i];
+        // Keep comments before the statement's first token (override comments stay visible in
+        // the server's logs and pg_stat_activity); replace from the first token to the end.
+        let from = span.first.map_or(span.start, |t| t.start);
+        out.extend_from_slice(&sql[at..from]);
+        out.extend_from_slice(new);
+        at = span.end;
+    }
+    out.extend_from_slice(&sql[at..]);
+    out
+}
+
+/// The error the server raises in place of a blocked statement.
+fn block_error(d: &Decision, profile: &Profile) -> BlockError {
+    if let Some(e) = &d.error {
+        return BlockError {
+            code: act::sqlstate::INVALID_OVERRIDE,
+            message: format!("ddlgate refused the statement: {e}"),
+            detail: format!("Policy profile `{}` checks every ddlgate:allow comment before it takes effect.", d.profile),
+            hint: "Name existing rule ids and give a reason: /* ddlgate:allow rule-id reason=\"why this is safe\" */".to_owned(),
+        };
+    }
+    let Some(v) = d.blocking() else {
+        return BlockError {
+            code: act::sqlstate::BLOCKED,
+            message: "ddlgate blocked this statement".to_owned(),
+            detail: format!("Policy profile `{}` blocks it.", d.profile),
+            hint: "The ddlgate log records the decision and its rules.".to_owned(),
+        };
+    };
+    let rule = rules::rule(v.finding.rule);
+    let summary = rule.map_or("", |r| r.summary);
+    let mut hint = v.finding.hint.clone();
+    if profile.may_override_rule(v.finding.rule) {
+        hint.push_str(&format!(
+            " If you are sure it is safe, prefix the statement with /* ddlgate:allow {} reason=\"…\" */.",
+            v.finding.rule
+        ));
+    }
+    BlockError {
+        code: if v.finding.rule == "unparsed-ddl" {
+            act::sqlstate::UNPARSED
+        } else {
+            act::sqlstate::BLOCKED
+        },
+        message: format!(
+            "ddlgate blocked this statement (rule {}: {summary})",
+            v.finding.rule
+        ),
+        detail: v.finding.message.clone(),
+        hint,
+    }
+}
+
+fn warnings(d: &Decision, profile: &Profile) -> Vec<BytesMut> {
+    let mut out: Vec<BytesMut> = d
+        .verdicts
+        .iter()
+        .filter(|v| v.action != Action::Allow)
+        .map(|v| {
+            let would = if d.intended != Action::Warn && v.action != Action::Warn {
+                format!(" (in enforce mode ddlgate would {} it)", v.action.as_str())
+            } else {
+                String::new()
+            };
+            act::notice(
+                "WARNING",
+                &format!(
+                    "ddlgate rule {}{would}: {}",
+                    v.finding.rule, v.finding.message
+                ),
+                None,
+                Some(&v.finding.hint),
+            )
+        })
+        .collect();
+    if let Some(e) = &d.error {
+        out.push(act::notice(
+            "WARNING",
+            &format!("ddlgate ({} profile): {e}", profile.name),
+            None,
+            None,
+        ));
+    }
+    out
+}
+
+fn rewrite_notice(d: &Decision, new: &[u8]) -> BytesMut {
+    let rule = d
+        .verdicts
+        .iter()
+        .find(|v| v.action == Action::Rewrite)
+        .map_or("", |v| v.finding.rule);
+    let reason = d
+        .verdicts
+        .iter()
+        .find(|v| v.action == Action::Rewrite)
+        .map_or(String::new(), |v| v.finding.message.clone());
+    act::notice(
+        "NOTICE",
+        &format!(
+            "ddlgate rewrote this statement to its safe form (rule {rule}): {}",
+            String::from_utf8_lossy(new).trim()
+        ),
+        Some(&reason),
+        None,
+    )
+}
+
+fn log_decision(d: &Decision, kind: &DdlKind, sql: &[u8], span: &StatementSpan) {
+    let rules: Vec<&str> = d.verdicts.iter().map(|v| v.finding.rule).collect();
+    for v in d.verdicts.iter().filter(|v| v.overridden.is_some()) {
+        tracing::info!(rule = v.finding.rule, reason = v.overridden.as_deref().unwrap_or(""), profile = %d.profile, "override applied");
+    }
+    if d.intended == Action::Allow && d.error.is_none() {
+        tracing::debug!(?rules, profile = %d.profile, "DDL allowed");
+    } else {
+        tracing::info!(
+            ?rules,
+            intended = d.intended.as_str(),
+            action = d.effective.as_str(),
+            mode = d.mode.as_str(),
+            profile = %d.profile,
+            error = d.error.as_ref().map(ToString::to_string),
+            kind = ?std::mem::discriminant(kind),
+            sql = %truncated(&sql[span.start..span.end], 200),
+            "DDL decision"
+        );
     }
 }
 
@@ -128,63 +471,125 @@ pub fn truncated(sql: &[u8], max: usize) -> String {
     }
 }
 
+/// `server_version` as PostgreSQL reports it ("15.18 (Debian 15.18-0+deb12u1)", "18beta1",
+/// "9.6.24") → `server_version_num` style (150018, 180000, 90624).
+pub fn parse_server_version(v: &str) -> Option<u32> {
+    let digits: String = v
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let mut parts = digits
+        .split('.')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<u32>().ok());
+    let major = parts.next()??;
+    let minor = parts.next().flatten().unwrap_or(0);
+    if major >= 10 {
+        Some(major * 10_000 + minor)
+    } else {
+        let patch = parts.next().flatten().unwrap_or(0);
+        Some(major * 10_000 + minor * 100 + patch)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::policy::Policy;
 
-    fn ctx() -> Context {
+    fn ctx(tx: TxStatus) -> Context {
         Context {
-            tx: TxStatus::Idle,
+            tx,
             lex: LexOptions::default(),
+            server_version: Some(150_000),
+            pipelined: false,
         }
     }
 
-    #[test]
-    fn counts_statements_by_class() {
+    fn run(sql: &str, tx: TxStatus) -> (Summary, Plan, Counters) {
         let counters = Counters::default();
-        let mut a = Analyzer::default();
-        let s = a.analyze(
+        let policy = Policy::from_config(&Config::default());
+        let (s, p) = Analyzer::default().analyze(
             &counters,
+            policy.profile_for("", "", ""),
             Source::Query,
-            b"SELECT 1; CREATE INDEX i ON t (x);; -- done",
-            &ctx(),
+            sql.as_bytes(),
+            &ctx(tx),
         );
+        (s, p, counters)
+    }
+
+    #[test]
+    fn ordinary_traffic_is_forwarded_untouched() {
+        let (s, p, c) = run("SELECT 1; INSERT INTO t VALUES (';')", TxStatus::Idle);
+        assert!(p.is_forward());
         assert_eq!(
             s,
             Summary {
                 statements: 2,
-                ddl_candidates: 1
+                ddl_candidates: 0,
+                ddl_unknown: 0
             }
         );
-        assert_eq!(counters.statements(StatementClass::Dml), 1);
-        assert_eq!(counters.statements(StatementClass::DdlCandidate), 1);
-        assert_eq!(counters.multi_statement_queries.load(Ordering::Relaxed), 1);
-        let s = a.analyze(&counters, Source::Parse, b"select $1", &ctx());
+        assert_eq!(c.statements(StatementClass::Dml), 2);
+        assert_eq!(c.multi_statement_queries.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn rewrite_splices_the_statement_and_announces_it() {
+        let (_, p, _) = run("/* keep me */ CREATE INDEX i ON t (x)", TxStatus::Idle);
         assert_eq!(
-            s,
-            Summary {
-                statements: 1,
-                ddl_candidates: 0
-            }
+            p.sql.as_deref(),
+            Some(&b"/* keep me */ CREATE INDEX CONCURRENTLY i ON t (x)"[..])
         );
-        assert_eq!(counters.parses.load(Ordering::Relaxed), 1);
+        assert_eq!(p.notices.len(), 1);
     }
 
     #[test]
-    fn semicolons_in_quotes_do_not_split() {
-        let counters = Counters::default();
-        let s = Analyzer::default().analyze(
-            &counters,
-            Source::Query,
-            b"SELECT ';', $x$;$x$, \";\"",
-            &ctx(),
+    fn blocks_are_replaced_by_a_raising_do_block_in_place() {
+        let (_, p, c) = run(
+            "INSERT INTO log VALUES (1); CREATE INDEX i ON t (x); SELECT 2",
+            TxStatus::Idle,
         );
-        assert_eq!(s.statements, 1);
+        let sql = String::from_utf8(p.sql.expect("replaced")).expect("utf-8");
+        assert!(
+            sql.starts_with("INSERT INTO log VALUES (1); DO $ddlgate$"),
+            "{sql}"
+        );
+        assert!(sql.ends_with("$ddlgate$; SELECT 2"), "{sql}");
+        assert!(
+            sql.contains("DG001") && sql.contains("require-concurrent-index-creation"),
+            "{sql}"
+        );
+        assert_eq!(
+            c.decisions
+                .rule_action("require-concurrent-index-creation", Action::Block),
+            1
+        );
     }
 
     #[test]
-    fn truncation_marks_the_cut() {
-        assert_eq!(truncated(b"abc", 5), "abc");
-        assert_eq!(truncated(b"abcdef", 3), "abc… (6 bytes)");
+    fn transaction_status_evolves_through_a_query() {
+        // BEGIN inside the same Query: the CREATE INDEX runs in a transaction block.
+        let (_, p, _) = run(
+            "BEGIN; CREATE TABLE n (x int); CREATE INDEX i ON n (x)",
+            TxStatus::Idle,
+        );
+        assert!(
+            p.is_forward(),
+            "an index on a table created in the same transaction is fine"
+        );
+    }
+
+    #[test]
+    fn server_versions_parse() {
+        assert_eq!(
+            parse_server_version("15.18 (Debian 15.18-0+deb12u1)"),
+            Some(150_018)
+        );
+        assert_eq!(parse_server_version("18beta1"), Some(180_000));
+        assert_eq!(parse_server_version("9.6.24"), Some(90_624));
+        assert_eq!(parse_server_version("x"), None);
     }
 }

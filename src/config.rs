@@ -22,6 +22,87 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
+    pub policy: PolicyConfig,
+    /// `[[profiles]]`: policies for particular users, databases or applications; the first
+    /// profile whose `match` fits a session applies, otherwise `[policy]`.
+    pub profiles: Vec<ProfileConfig>,
+}
+
+/// How visible ddlgate's decisions are.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Decisions are carried out: blocks block, rewrites rewrite. The default: ddlgate is a
+    /// safety device.
+    #[default]
+    Enforce,
+    /// Nothing is blocked or rewritten; every finding becomes a NOTICE to the client.
+    Warn,
+    /// Nothing is visible to clients; decisions are only logged and counted.
+    Observe,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Warn => "warn",
+            Mode::Observe => "observe",
+        }
+    }
+}
+
+/// `[policy]`: what ddlgate does with DDL findings in sessions no profile matches. Built-in
+/// defaults need no file at all: enforce, every rule at its documented default action, and
+/// overrides allowed for every rule.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub mode: Mode,
+    /// Rule ids a statement comment `/* ddlgate:allow rule-id reason="…" */` may allow:
+    /// `["*"]` (default) for every rule, `[]` for none.
+    pub overridable: Vec<String>,
+    /// Per-rule actions replacing the rules' defaults: `"rule-id" = "allow" | "warn" |
+    /// "rewrite" | "block"`.
+    pub rules: std::collections::BTreeMap<String, crate::rules::Action>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Enforce,
+            overridable: vec!["*".to_owned()],
+            rules: Default::default(),
+        }
+    }
+}
+
+/// One `[[profiles]]` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// Shown in logs and notices.
+    pub name: String,
+    /// Which sessions the profile applies to; every given field must match. A value ending in
+    /// `*` matches by prefix (`"migrat*"`).
+    #[serde(rename = "match")]
+    pub selector: Selector,
+    /// Defaults to `[policy].mode`.
+    pub mode: Option<Mode>,
+    /// Defaults to `[policy].overridable`.
+    pub overridable: Option<Vec<String>>,
+    /// Applied on top of `[policy].rules`.
+    #[serde(default)]
+    pub rules: std::collections::BTreeMap<String, crate::rules::Action>,
+}
+
+/// The `match` of a profile.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Selector {
+    pub user: Option<String>,
+    pub database: Option<String>,
+    pub application_name: Option<String>,
 }
 
 /// `[server]`: the client-facing listener.
@@ -217,6 +298,52 @@ impl Config {
                 "limits.max_message_bytes",
                 "must be at most 1073741823 (PostgreSQL's own limit)",
             );
+        }
+        let known_rule = |id: &str| crate::rules::rule(id).is_some();
+        for id in self.policy.rules.keys() {
+            if !known_rule(id) {
+                return bad(
+                    &format!("policy.rules.{id}"),
+                    "is not a ddlgate rule id (see `ddlgate rules`)",
+                );
+            }
+        }
+        for id in &self.policy.overridable {
+            if id != "*" && !known_rule(id) {
+                return bad("policy.overridable", &format!("names unknown rule `{id}`"));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, p) in self.profiles.iter().enumerate() {
+            if p.name.trim().is_empty() || !names.insert(p.name.as_str()) {
+                return bad(
+                    &format!("profiles[{i}].name"),
+                    "must be non-empty and unique",
+                );
+            }
+            let s = &p.selector;
+            if s.user.is_none() && s.database.is_none() && s.application_name.is_none() {
+                return bad(
+                    &format!("profiles[{i}].match"),
+                    "must name at least one of user, database, application_name",
+                );
+            }
+            for id in p.rules.keys() {
+                if !known_rule(id) {
+                    return bad(
+                        &format!("profiles[{i}].rules.{id}"),
+                        "is not a ddlgate rule id",
+                    );
+                }
+            }
+            for id in p.overridable.iter().flatten() {
+                if id != "*" && !known_rule(id) {
+                    return bad(
+                        &format!("profiles[{i}].overridable"),
+                        &format!("names unknown rule `{id}`"),
+                    );
+                }
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return bad(

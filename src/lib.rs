@@ -34,10 +34,15 @@
 //! 6. Upstream `ReadyForQuery`, `ParameterStatus`, `BackendKeyData` and `ErrorResponse` are
 //!    read on the way back to keep the session state current.
 
+pub mod act;
 pub mod analysis;
+pub mod check;
 pub mod config;
 pub mod error;
+pub mod policy;
 pub mod protocol;
+pub mod rewrite;
+pub mod rules;
 pub mod server;
 pub mod session;
 pub mod shutdown;

@@ -25,6 +25,28 @@ struct Cli {
 enum Command {
     /// Run the proxy (the default when no command is given).
     Serve(ServeArgs),
+    /// Check migration files with the proxy's rules and policy, offline. Exits 1 when anything
+    /// would be blocked, 2 on usage, configuration or read errors.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CheckArgs {
+    /// PostgreSQL major version the migrations will run on (e.g. 15); default: a recent one.
+    #[arg(long)]
+    pg_version: Option<u32>,
+    /// Treat every file as wrapped in one transaction, as most migration tools run them.
+    #[arg(long)]
+    assume_in_transaction: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: ddlgate::check::Format,
+    /// Policy profile to apply (a `[[profiles]]` name from the configuration; default `[policy]`).
+    #[arg(long, default_value = "default")]
+    profile: String,
+    /// SQL files to check (`-` reads standard input).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
 }
 
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -45,6 +67,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::Check(check)) => return run_check(&cli.serve, check),
         None => cli.serve,
     };
     let overrides = Overrides {
@@ -75,6 +98,58 @@ fn main() -> ExitCode {
             eprintln!("ddlgate: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn run_check(global: &ServeArgs, args: CheckArgs) -> ExitCode {
+    use std::io::Read;
+    let config = match Config::load(global.config.as_deref(), &Overrides::default()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ddlgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let policy = ddlgate::policy::Policy::from_config(&config);
+    let Some(profile) = policy.profile_named(&args.profile) else {
+        eprintln!(
+            "ddlgate: no profile named `{}` in the configuration",
+            args.profile
+        );
+        return ExitCode::from(2);
+    };
+    let opts = ddlgate::check::Options {
+        pg_version: args.pg_version,
+        assume_in_transaction: args.assume_in_transaction,
+    };
+    let mut reports = Vec::new();
+    for path in &args.files {
+        let (name, source) = if path.as_os_str() == "-" {
+            let mut buf = Vec::new();
+            if let Err(e) = std::io::stdin().read_to_end(&mut buf) {
+                eprintln!("ddlgate: reading standard input: {e}");
+                return ExitCode::from(2);
+            }
+            ("<stdin>".to_owned(), buf)
+        } else {
+            match std::fs::read(path) {
+                Ok(b) => (path.display().to_string(), b),
+                Err(e) => {
+                    eprintln!("ddlgate: {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+            }
+        };
+        reports.extend(ddlgate::check::check_source(&name, &source, &opts, profile));
+    }
+    if let Err(e) = ddlgate::check::render(&reports, args.format, &mut std::io::stdout().lock()) {
+        eprintln!("ddlgate: {e}");
+        return ExitCode::from(2);
+    }
+    if ddlgate::check::fails(&reports) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

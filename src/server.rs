@@ -43,6 +43,8 @@ pub struct ConnectionCounters {
 #[derive(Debug)]
 pub struct Shared {
     pub config: Arc<Config>,
+    /// Policy profiles built from the configuration; each session picks its own at startup.
+    pub policy: crate::policy::Policy,
     pub counters: Counters,
     pub connections: ConnectionCounters,
     /// Live sessions' cancel keys → the upstream address their backend lives at. BackendKeyData
@@ -57,6 +59,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(config: Config) -> Shared {
         Shared {
+            policy: crate::policy::Policy::from_config(&config),
             config: Arc::new(config),
             counters: Counters::default(),
             connections: ConnectionCounters::default(),

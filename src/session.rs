@@ -118,12 +118,22 @@ pub async fn handle(
         };
         shared.connections.active.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(upstream = %upstream_addr, "connected upstream");
+        let profile = shared
+            .policy
+            .profile_for(
+                startup.user(),
+                startup.database(),
+                startup.application_name(),
+            )
+            .clone();
+        tracing::debug!(profile = %profile.name, mode = profile.mode.as_str(), "policy profile");
         let outcome = relay::Relay::new(
             shared.clone(),
             stream,
             upstream,
             upstream_addr,
             login_deadline,
+            profile,
         )
         .run(startup.raw)
         .await;

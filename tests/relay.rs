@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use ddlgate::sql::StatementClass;
+use ddlgate::sql::statement::Understood;
 use futures_util::{SinkExt, StreamExt, TryStreamExt};
 use tokio_postgres::{AsyncMessage, SimpleQueryMessage};
 
@@ -92,6 +93,12 @@ async fn simple_and_extended_queries_give_the_direct_results() {
         "INSERT, SELECT (simple), SELECT, SELECT count (parsed), UPDATE"
     );
     assert_eq!(c.multi_statement_queries.load(Ordering::Relaxed), 1);
+    // DDL candidates (and only they) were understood; none was left unknown.
+    assert!(
+        c.ddl_understood(Understood::Parsed) >= 2,
+        "CREATE TABLE and ANALYZE parse"
+    );
+    assert_eq!(c.ddl_understood(Understood::Unknown), 0);
     assert!(c.parses.load(Ordering::Relaxed) >= 3);
 }
 

@@ -52,7 +52,6 @@ impl Say {
         out
     }
 
-    #[allow(dead_code)] // used by the policy's NOTICEs
     fn notice(self) -> BytesMut {
         let mut out = BytesMut::new();
         encode(&NoticeResponse::from(self.info), &mut out);
@@ -165,6 +164,25 @@ pub fn admin_shutdown() -> BytesMut {
     .detail("ddlgate is shutting down.")
     .hint("Reconnect in a moment; your open transaction, if any, was rolled back.")
     .error()
+}
+
+/// A NoticeResponse from ddlgate (policy warnings, rewrite announcements). `severity` is
+/// `NOTICE` or `WARNING`.
+pub fn notice(
+    severity: &str,
+    code: &str,
+    message: &str,
+    detail: Option<&str>,
+    hint: Option<&str>,
+) -> BytesMut {
+    let mut say = Say::new(severity, code, message.to_owned());
+    if let Some(d) = detail {
+        say = say.detail(d);
+    }
+    if let Some(h) = hint {
+        say = say.hint(h);
+    }
+    say.notice()
 }
 
 /// FATAL 0A000: the client asked for a feature ddlgate cannot relay.

@@ -30,8 +30,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::outq::OutQueue;
-use crate::analysis::{Analyzer, Context, Source};
+use crate::analysis::{self, Analyzer, Context, Source};
 use crate::error::SessionError;
+use crate::policy::Profile;
 use crate::protocol::framing::{self, Frame, FrameError};
 use crate::protocol::startup::CancelKey;
 use crate::protocol::{self, ErrorFields, TxStatus, backend, frontend, responses};
@@ -110,7 +111,15 @@ struct State {
     /// How to lex SQL the way the server will, from ParameterStatus.
     lex: LexOptions,
     server_version: Option<String>,
+    /// `server_version` as a number, for version-aware rules.
+    server_version_num: Option<u32>,
     analyzer: Analyzer,
+    /// The session's policy profile, chosen at startup from user, database and application.
+    profile: Profile,
+    /// A Query or Parse with DDL arrived while earlier requests were still running: it waits
+    /// (unread, in the buffer) until the server is idle, so that its decision sees the true
+    /// transaction status and ddlgate's notices are not interleaved with earlier results.
+    held: bool,
 }
 
 pub(super) struct Relay {
@@ -128,6 +137,7 @@ impl Relay {
         upstream: TcpStream,
         upstream_addr: SocketAddr,
         login_deadline: Instant,
+        profile: Profile,
     ) -> Relay {
         let (cr, cw) = client.into_split();
         let (ur, uw) = upstream.into_split();
@@ -156,7 +166,10 @@ impl Relay {
                 cancel_key: None,
                 lex: LexOptions::default(),
                 server_version: None,
+                server_version_num: None,
                 analyzer: Analyzer::default(),
+                profile,
+                held: false,
             },
             upstream_addr,
             login_deadline,
@@ -187,7 +200,7 @@ impl Relay {
                 Phase::Draining => {}
                 Phase::Terminating => return Ok(End::Shutdown),
             }
-            let read_client = self.io.to_up.bytes() < HIGH_WATER;
+            let read_client = self.io.to_up.bytes() < HIGH_WATER && !self.st.held;
             let read_upstream = self.io.to_client.bytes() < HIGH_WATER;
             if self.io.cbuf.capacity() - self.io.cbuf.len() < READ_CHUNK / 4 {
                 self.io.cbuf.reserve(READ_CHUNK);
@@ -209,6 +222,11 @@ impl Relay {
                         return Ok(End::UpstreamClosed);
                     }
                     self.on_upstream_bytes()?;
+                    if self.st.held && self.st.outstanding == 0 {
+                        // The server is idle: decide the held message now.
+                        self.st.held = false;
+                        self.on_client_bytes()?;
+                    }
                 }
                 r = io.cr.read_buf(&mut io.cbuf), if read_client => {
                     if r.map_err(SessionError::ClientIo)? == 0 {
@@ -289,7 +307,31 @@ impl Relay {
                         io.cbuf.reserve(total - available);
                         break;
                     }
-                    st.on_client_sql(counters, tag, framing::body(&rest[..total]));
+                    let frame = &rest[..total];
+                    if st.outstanding > 0 && st.must_wait_for_idle(tag, framing::body(frame)) {
+                        st.held = true;
+                        break;
+                    }
+                    st.on_client_tag(counters, tag);
+                    if let Some((notices, replacement)) =
+                        st.on_client_sql(counters, tag, framing::body(frame))
+                    {
+                        // Say the notices, forward what came before unchanged, then the
+                        // replacement instead of the client's frame (or the frame itself when
+                        // there are only notices).
+                        for n in notices {
+                            io.to_client.push(n.freeze());
+                        }
+                        if run > 0 {
+                            io.to_up.push(io.cbuf.split_to(run).freeze());
+                            run = 0;
+                        }
+                        let original = io.cbuf.split_to(total).freeze();
+                        io.to_up.push(replacement.unwrap_or(original));
+                        continue;
+                    }
+                    run += total;
+                    continue;
                 }
                 frontend::PASSWORD if body_len > MAX_AUTH_MESSAGE + 4 => {
                     return Err(SessionError::MessageTooLarge {
@@ -511,7 +553,14 @@ impl Relay {
 
 impl State {
     /// The analysis hook: every Query's and Parse's SQL passes here before it is forwarded.
-    fn on_client_sql(&mut self, counters: &crate::analysis::Counters, tag: u8, body: &[u8]) {
+    /// Returns `None` to forward the frame untouched (the common case), or the notices to send
+    /// and the frame to forward instead.
+    fn on_client_sql(
+        &mut self,
+        counters: &crate::analysis::Counters,
+        tag: u8,
+        body: &[u8],
+    ) -> Option<(Vec<BytesMut>, Option<Bytes>)> {
         let (source, sql) = match tag {
             frontend::QUERY => (Source::Query, protocol::query_text(body)),
             _ => (
@@ -521,12 +570,33 @@ impl State {
         };
         // A body without its terminator is malformed; the server will reject it, and there is
         // no SQL to analyse.
-        let Some(sql) = sql else { return };
+        let sql = sql?;
         let ctx = Context {
             tx: self.tx,
             lex: self.lex,
+            server_version: self.server_version_num,
+            pipelined: source == Source::Parse && self.unit_executes > 0,
         };
-        self.analyzer.analyze(counters, source, sql, &ctx);
+        let (_, plan) = self
+            .analyzer
+            .analyze(counters, &self.profile, source, sql, &ctx);
+        if plan.is_forward() {
+            return None;
+        }
+        let frame = plan
+            .sql
+            .map(|new_sql| rebuild_frame(tag, body, sql, &new_sql));
+        Some((plan.notices, frame))
+    }
+
+    /// Whether a Query/Parse must wait for the server to finish earlier requests before it is
+    /// decided: only when it holds DDL (ordinary pipelined traffic never waits).
+    fn must_wait_for_idle(&mut self, tag: u8, body: &[u8]) -> bool {
+        let sql = match tag {
+            frontend::QUERY => protocol::query_text(body),
+            _ => protocol::parse_message(body).map(|(_, sql)| sql),
+        };
+        sql.is_some_and(|sql| self.analyzer.has_ddl_candidate(sql, self.lex))
     }
 
     /// Protocol bookkeeping from a client message's tag.
@@ -585,6 +655,9 @@ impl State {
                         )
                     })?;
                 self.tx = status;
+                if status == TxStatus::Idle {
+                    self.analyzer.transaction_ended();
+                }
                 if self.stage == Stage::Auth {
                     self.stage = Stage::Ready;
                     tracing::debug!(
@@ -606,7 +679,9 @@ impl State {
                                 ClientEncoding::from_pg_name(&String::from_utf8_lossy(value));
                         }
                         b"server_version" => {
-                            self.server_version = Some(String::from_utf8_lossy(value).into_owned())
+                            let v = String::from_utf8_lossy(value).into_owned();
+                            self.server_version_num = analysis::parse_server_version(&v);
+                            self.server_version = Some(v);
                         }
                         _ => {}
                     }
@@ -627,4 +702,20 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// The client's Query or Parse frame with its SQL text replaced; every other field (statement
+/// name, parameter types) is kept byte for byte.
+fn rebuild_frame(tag: u8, body: &[u8], old_sql: &[u8], new_sql: &[u8]) -> Bytes {
+    // `old_sql` is a subslice of `body`: everything before it (a Parse's statement name) and
+    // after it (its NUL, then a Parse's parameter types) is copied unchanged.
+    let start = old_sql.as_ptr() as usize - body.as_ptr() as usize;
+    let end = start + old_sql.len();
+    let mut new_body = Vec::with_capacity(body.len() - old_sql.len() + new_sql.len());
+    new_body.extend_from_slice(&body[..start]);
+    new_body.extend_from_slice(new_sql);
+    new_body.extend_from_slice(&body[end..]);
+    let mut out = BytesMut::with_capacity(new_body.len() + framing::HEADER_LEN);
+    framing::put_message(&mut out, tag, &new_body);
+    out.freeze()
 }

@@ -3,8 +3,11 @@
 //! whether it can possibly be DDL. Only DDL candidates are ever given to a full parser; ordinary
 //! DML pays for one lexing pass and nothing else.
 
+pub mod fallback;
 pub mod lexer;
+pub mod parse;
 pub mod prefilter;
+pub mod statement;
 
 pub use lexer::{ClientEncoding, LexOptions, StatementSpan};
 pub use prefilter::StatementClass;

@@ -1,0 +1,347 @@
+//! `ddlgate check`: the proxy's engine run over migration files, for CI.
+//!
+//! Each file is split into statements exactly as the proxy splits a Query, each DDL candidate
+//! is understood and checked by the same rules and policy. The context is simulated the way a
+//! migration runs: statements are sent one by one (psql `-f` style), `BEGIN`/`COMMIT` in the
+//! file open and close a transaction, `--assume-in-transaction` wraps the whole file in one (as
+//! Rails, Django, Alembic, Flyway and sqlx do by default), tables created inside a transaction
+//! are exempt from lock rules until it ends, and `--pg-version` sets the server version.
+//!
+//! The exit status is non-zero when anything would be blocked; statements the proxy would
+//! rewrite are reported but do not fail the check.
+
+use std::collections::HashSet;
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::policy::{self, Profile};
+use crate::protocol::TxStatus;
+use crate::rules::{self, Action};
+use crate::sql::lexer::{self, LexOptions};
+use crate::sql::parse;
+use crate::sql::prefilter::{self, StatementClass};
+use crate::sql::statement::{DdlKind, Name};
+
+/// How to present results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// `file:line:col: action rule: message` plus the hint.
+    Text,
+    /// One JSON document with every finding.
+    Json,
+    /// GitHub Actions workflow commands (annotations on the pull request).
+    Github,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Server major version (e.g. 15); unknown means "recent".
+    pub pg_version: Option<u32>,
+    pub assume_in_transaction: bool,
+}
+
+/// One finding in one statement, as reported.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Reported {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub statement: String,
+    pub rule: String,
+    /// What the proxy would do: allow (overridden), warn, rewrite or block.
+    pub action: String,
+    pub message: String,
+    pub hint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub override_reason: Option<String>,
+}
+
+/// Checks one file's contents.
+pub fn check_source(file: &str, source: &[u8], opts: &Options, profile: &Profile) -> Vec<Reported> {
+    let lex = LexOptions::default();
+    let base_tx = if opts.assume_in_transaction {
+        TxStatus::InTransaction
+    } else {
+        TxStatus::Idle
+    };
+    let mut tx = base_tx;
+    let mut created: HashSet<Name> = HashSet::new();
+    let mut out = Vec::new();
+    for span in lexer::split_statements(source, lex)
+        .iter()
+        .filter(|s| !s.is_empty())
+    {
+        let Some(first) = span.first else { continue };
+        match prefilter::classify(source, span) {
+            StatementClass::Transaction => {
+                let word = String::from_utf8_lossy(first.text(source)).to_ascii_uppercase();
+                match word.as_str() {
+                    "BEGIN" | "START" => tx = TxStatus::InTransaction,
+                    "COMMIT" | "END" | "ROLLBACK" | "ABORT" => {
+                        tx = if word == "ROLLBACK" && is_rollback_to(source, span) {
+                            tx
+                        } else {
+                            base_tx
+                        };
+                        if tx == TxStatus::Idle || word != "ROLLBACK" {
+                            created.clear();
+                        }
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            StatementClass::DdlCandidate => {}
+            _ => continue,
+        }
+        let ddl = parse::understand(source, span.start, span.end, lex);
+        let ctx = rules::Context {
+            tx,
+            shares_unit: false,
+            in_function_body: false,
+            server_version: opts.pg_version.map(|v| v * 10_000),
+            created_in_tx: &created,
+        };
+        let decision = policy::evaluate(profile, source, span.start, span.end, lex, &ddl, &ctx);
+        let (line, column) = line_col(source, first.start);
+        let statement = statement_excerpt(&source[first.start..span.end]);
+        if let Some(error) = &decision.error {
+            out.push(Reported {
+                file: file.to_owned(),
+                line,
+                column,
+                statement: statement.clone(),
+                rule: "invalid-override".to_owned(),
+                action: Action::Block.as_str().to_owned(),
+                message: error.to_string(),
+                hint:
+                    "Fix the ddlgate:allow comment: name existing rule ids and give reason=\"…\"."
+                        .to_owned(),
+                override_reason: None,
+            });
+        }
+        for v in &decision.verdicts {
+            out.push(Reported {
+                file: file.to_owned(),
+                line,
+                column,
+                statement: statement.clone(),
+                rule: v.finding.rule.to_owned(),
+                action: v.action.as_str().to_owned(),
+                message: v.finding.message.clone(),
+                hint: v.finding.hint.clone(),
+                override_reason: v.overridden.clone(),
+            });
+        }
+        if let DdlKind::CreateTable { name, .. } = &ddl.kind
+            && tx != TxStatus::Idle
+        {
+            created.insert(name.clone());
+        }
+    }
+    out
+}
+
+fn is_rollback_to(source: &[u8], span: &lexer::StatementSpan) -> bool {
+    lexer::Lexer::at(source, span.start, LexOptions::default())
+        .take_while(|t| t.start < span.end)
+        .filter(|t| !t.is_comment())
+        .nth(1)
+        .is_some_and(|t| t.is_word(source, "TO"))
+}
+
+fn line_col(source: &[u8], offset: usize) -> (usize, usize) {
+    let before = &source[..offset];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = offset
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1)
+        + 1;
+    (line, column)
+}
+
+fn statement_excerpt(text: &[u8]) -> String {
+    let s = String::from_utf8_lossy(text);
+    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > 120 {
+        format!("{}…", flat.chars().take(120).collect::<String>())
+    } else {
+        flat
+    }
+}
+
+/// Whether the reports contain anything the proxy would block.
+pub fn fails(reports: &[Reported]) -> bool {
+    reports.iter().any(|r| r.action == Action::Block.as_str())
+}
+
+/// Writes the reports in `format`.
+pub fn render(reports: &[Reported], format: Format, out: &mut impl Write) -> std::io::Result<()> {
+    match format {
+        Format::Json => {
+            let doc = serde_json::json!({ "findings": reports, "blocked": fails(reports) });
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".to_owned())
+            )
+        }
+        Format::Text => {
+            for r in reports {
+                writeln!(
+                    out,
+                    "{}:{}:{}: {} {}: {}",
+                    r.file, r.line, r.column, r.action, r.rule, r.message
+                )?;
+                writeln!(out, "    statement: {}", r.statement)?;
+                match &r.override_reason {
+                    Some(reason) => writeln!(out, "    allowed by override: {reason}")?,
+                    None => writeln!(out, "    hint: {}", r.hint)?,
+                }
+            }
+            let blocked = reports.iter().filter(|r| r.action == "block").count();
+            writeln!(
+                out,
+                "{} finding(s), {} would be blocked",
+                reports.len(),
+                blocked
+            )
+        }
+        Format::Github => {
+            for r in reports {
+                let level = match r.action.as_str() {
+                    "block" => "error",
+                    "warn" => "warning",
+                    _ => "notice",
+                };
+                let escape = |s: &str| {
+                    s.replace('%', "%25")
+                        .replace('\r', "%0D")
+                        .replace('\n', "%0A")
+                };
+                writeln!(
+                    out,
+                    "::{level} file={},line={},col={},title=ddlgate {}::{} Hint: {}",
+                    r.file,
+                    r.line,
+                    r.column,
+                    r.rule,
+                    escape(&r.message),
+                    escape(&r.hint)
+                )?;
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::policy::Policy;
+
+    fn check(sql: &str, opts: &Options) -> Vec<Reported> {
+        let policy = Policy::from_config(&Config::default());
+        check_source(
+            "m.sql",
+            sql.as_bytes(),
+            opts,
+            policy.profile_for("", "", ""),
+        )
+    }
+
+    const PLAIN: Options = Options {
+        pg_version: None,
+        assume_in_transaction: false,
+    };
+
+    #[test]
+    fn reports_positions_rules_and_actions() {
+        let r = check(
+            "SELECT 1;\n\n  CREATE INDEX i ON t (x);\nCREATE INDEX CONCURRENTLY j ON t (y);\n",
+            &PLAIN,
+        );
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            (
+                r[0].line,
+                r[0].column,
+                r[0].rule.as_str(),
+                r[0].action.as_str()
+            ),
+            (3, 3, "require-concurrent-index-creation", "rewrite")
+        );
+        assert!(
+            !fails(&r),
+            "a statement the proxy rewrites does not fail the check"
+        );
+    }
+
+    #[test]
+    fn transactions_in_the_file_and_assumed_ones_change_verdicts() {
+        let r = check(
+            "BEGIN;\nCREATE INDEX i ON t (x);\nCOMMIT;\nCREATE INDEX j ON t (x);",
+            &PLAIN,
+        );
+        assert_eq!(
+            r.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(),
+            ["block", "rewrite"]
+        );
+        assert!(fails(&r));
+        let r = check(
+            "CREATE INDEX CONCURRENTLY i ON t (x);",
+            &Options {
+                assume_in_transaction: true,
+                ..PLAIN
+            },
+        );
+        assert_eq!(r[0].rule, "ban-concurrent-index-creation-in-transaction");
+    }
+
+    #[test]
+    fn tables_created_in_the_transaction_are_exempt() {
+        let r = check(
+            "BEGIN; CREATE TABLE n (x int); CREATE INDEX i ON n (x); COMMIT;",
+            &PLAIN,
+        );
+        assert!(r.is_empty(), "{r:?}");
+    }
+
+    #[test]
+    fn overrides_and_invalid_overrides() {
+        let r = check(
+            "BEGIN; /* ddlgate:allow require-concurrent-index-creation reason=\"tiny\" */ CREATE INDEX i ON t (x); COMMIT;",
+            &PLAIN,
+        );
+        assert_eq!(
+            (r[0].action.as_str(), r[0].override_reason.as_deref()),
+            ("allow", Some("tiny"))
+        );
+        assert!(!fails(&r));
+        let r = check(
+            "/* ddlgate:allow nope reason=\"x\" */ CREATE INDEX i ON t (x);",
+            &PLAIN,
+        );
+        assert_eq!(r[0].rule, "invalid-override");
+        assert!(fails(&r));
+    }
+
+    #[test]
+    fn renders_every_format() {
+        let r = check("BEGIN; CREATE INDEX i ON t (x);", &PLAIN);
+        for (format, needle) in [
+            (Format::Text, "m.sql:1:8: block"),
+            (Format::Json, "\"blocked\": true"),
+            (Format::Github, "::error file=m.sql,line=1,col=8"),
+        ] {
+            let mut out = Vec::new();
+            render(&r, format, &mut out).expect("render");
+            let text = String::from_utf8(out).expect("utf-8");
+            assert!(text.contains(needle), "{format:?}: {text}");
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! `adding-foreign-key-constraint`: a validated foreign key — `ADD [CONSTRAINT n] FOREIGN KEY
+//! … REFERENCES r` without `NOT VALID`, or `ADD COLUMN … REFERENCES r`.
+//!
+//! - **Lock:** SHARE ROW EXCLUSIVE on the table *and* on the referenced table `r` while every
+//!   row is checked: INSERT, UPDATE and DELETE on both wait for the whole scan (the inline
+//!   `ADD COLUMN … REFERENCES` form holds ACCESS EXCLUSIVE on the table meanwhile).
+//! - **Safe alternative (R5):** `ADD CONSTRAINT … FOREIGN KEY … NOT VALID` (brief lock on both
+//!   tables, no scan), commit, then `VALIDATE CONSTRAINT` in a separate transaction, which
+//!   scans under SHARE UPDATE EXCLUSIVE on the table and ROW SHARE on `r`, so writes continue.
+//!   Before PostgreSQL 18 `NOT VALID` foreign keys are rejected on partitioned tables; telling
+//!   a partitioned table apart needs the catalog (`relkind = 'p'`), so the hint does not say.
+//! - **Tables created in the same transaction:** unlike the other locking rules, these are
+//!   *not* simply exempt: nothing needs scanning, but the referenced table is an existing one
+//!   and its SHARE ROW EXCLUSIVE lock is held until COMMIT. The finding says so. Only a foreign
+//!   key between two tables both created in the transaction passes.
+//! - **Rewrite:** no (the recipe spans two transactions).
+//!
+//! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-NOTES>
+
+use super::{Action, Context, Finding, Rule};
+use crate::sql::statement::{AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind, Name};
+
+pub static RULE: Rule = Rule {
+    id: "adding-foreign-key-constraint",
+    lock: "SHARE ROW EXCLUSIVE on the table and the referenced table for the validation scan: blocks writes to both",
+    summary: "ADD FOREIGN KEY without NOT VALID, or ADD COLUMN … REFERENCES",
+    default_action: Action::Block,
+    check,
+};
+
+/// One offending foreign key.
+struct Fk<'a> {
+    references: &'a Name,
+    /// The constraint name, when the statement gives one.
+    constraint: Option<&'a str>,
+    /// The column, for the inline `ADD COLUMN … REFERENCES` form.
+    column: Option<&'a str>,
+}
+
+fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
+    let DdlKind::AlterTable {
+        name: table, ops, ..
+    } = &ddl.kind
+    else {
+        return None;
+    };
+    let new_table = ctx.is_new(table);
+    let fk = ops
+        .iter()
+        .flat_map(foreign_keys)
+        .find(|fk| !(new_table && ctx.is_new(fk.references)))?;
+    let r = fk.references;
+    if new_table {
+        return Some(Finding {
+            rule: RULE.id,
+            message: format!(
+                "{table} was created in this transaction, so there is nothing to scan, but the foreign key still takes a SHARE ROW EXCLUSIVE lock on the existing table {r}, held until COMMIT: every INSERT, UPDATE and DELETE on {r} waits until then."
+            ),
+            hint: format!(
+                "Add the foreign key as late in the transaction as possible, or in its own short transaction, under a short lock_timeout so that waiting for the lock on {r} cannot queue its traffic."
+            ),
+            rewrite: None,
+        });
+    }
+    let (message, hint) = match fk.column {
+        Some(column) => (
+            format!(
+                "Adding {table}.{column} with REFERENCES {r} validates the foreign key while holding ACCESS EXCLUSIVE on {table} and SHARE ROW EXCLUSIVE on {r}: every query on {table} and every write to {r} waits for the scan."
+            ),
+            format!(
+                "Add {column} without REFERENCES, then ALTER TABLE {table} ADD CONSTRAINT {table}_{column}_fkey FOREIGN KEY ({column}) REFERENCES {r} NOT VALID, commit, and run ALTER TABLE {table} VALIDATE CONSTRAINT {table}_{column}_fkey in a separate transaction; it scans without blocking writes."
+            ),
+        ),
+        None => {
+            let name = fk.constraint.unwrap_or("<name>");
+            (
+                format!(
+                    "Adding a foreign key from {table} to {r} checks every row of {table} while holding SHARE ROW EXCLUSIVE on both tables: every INSERT, UPDATE and DELETE on {table} and {r} waits for the whole scan."
+                ),
+                format!(
+                    "Add the constraint with NOT VALID (a brief lock, no scan), commit, then run ALTER TABLE {table} VALIDATE CONSTRAINT {name} in a separate transaction; it scans without blocking writes."
+                ),
+            )
+        }
+    };
+    Some(Finding {
+        rule: RULE.id,
+        message,
+        hint,
+        rewrite: None,
+    })
+}
+
+fn foreign_keys(op: &AlterOp) -> Vec<Fk<'_>> {
+    match op {
+        AlterOp::AddConstraint(AddConstraint {
+            name,
+            kind: ConstraintKind::ForeignKey { references },
+            not_valid: false,
+        }) => {
+            vec![Fk {
+                references,
+                constraint: name.as_deref(),
+                column: None,
+            }]
+        }
+        AlterOp::AddColumn(c) => c
+            .constraints
+            .iter()
+            .filter_map(|k| match k {
+                ConstraintKind::ForeignKey { references } => Some(Fk {
+                    references,
+                    constraint: None,
+                    column: Some(&c.name),
+                }),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::testing::{Ctx, run, table};
+
+    #[test]
+    fn flags_validated_foreign_keys() {
+        table(
+            &RULE,
+            &Ctx::default(),
+            &[
+                "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES customers (id) NOT VALID",
+                "ALTER TABLE orders VALIDATE CONSTRAINT fk",
+                "ALTER TABLE orders ADD COLUMN c int",
+                "ALTER TABLE orders ADD CONSTRAINT ck CHECK (c > 0)",
+                "CREATE TABLE orders (c int REFERENCES customers (id))",
+            ],
+            &[
+                "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES customers (id)",
+                "alter table s.orders add foreign key (c) references s.customers",
+                "ALTER TABLE orders ADD COLUMN c int REFERENCES customers (id)",
+                "ALTER TABLE orders ADD COLUMN c int NOT NULL DEFAULT 0 REFERENCES customers (id) ON DELETE CASCADE",
+                "ALTER TABLE orders ADD CONSTRAINT a FOREIGN KEY (a) REFERENCES x (id) NOT VALID, ADD CONSTRAINT b FOREIGN KEY (b) REFERENCES y (id)",
+            ],
+        );
+    }
+
+    #[test]
+    fn messages_name_both_tables() {
+        let f = run(
+            &RULE,
+            "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES customers (id)",
+            &Ctx::default(),
+        )
+        .expect("flagged");
+        assert!(
+            f.message.contains("orders") && f.message.contains("customers"),
+            "{}",
+            f.message
+        );
+        assert!(
+            f.hint.contains("NOT VALID") && f.hint.contains("VALIDATE CONSTRAINT fk"),
+            "{}",
+            f.hint
+        );
+        let f = run(
+            &RULE,
+            "ALTER TABLE orders ADD COLUMN customer_id int REFERENCES customers",
+            &Ctx::default(),
+        )
+        .expect("flagged");
+        assert!(
+            f.hint.contains(
+                "orders_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES customers NOT VALID"
+            ),
+            "{}",
+            f.hint
+        );
+        // the multi-op case reports the offending (second) constraint
+        let f = run(&RULE, "ALTER TABLE o ADD CONSTRAINT a FOREIGN KEY (a) REFERENCES x NOT VALID, ADD CONSTRAINT b FOREIGN KEY (b) REFERENCES y", &Ctx::default())
+            .expect("flagged");
+        assert!(
+            f.message.contains("from o to y") && f.hint.contains("VALIDATE CONSTRAINT b"),
+            "{} / {}",
+            f.message,
+            f.hint
+        );
+    }
+
+    #[test]
+    fn a_new_table_still_locks_the_referenced_one() {
+        let mut ctx = Ctx::in_tx();
+        ctx.created.insert(Name::bare("fresh"));
+        ctx.created.insert(Name::bare("fresh_parent"));
+        let f = run(
+            &RULE,
+            "ALTER TABLE fresh ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES customers (id)",
+            &ctx,
+        )
+        .expect("flagged");
+        assert!(
+            f.message.contains("created in this transaction") && f.message.contains("customers"),
+            "{}",
+            f.message
+        );
+        assert!(
+            run(
+                &RULE,
+                "ALTER TABLE fresh ADD COLUMN c int REFERENCES public.customers",
+                &ctx
+            )
+            .is_some()
+        );
+        // both ends new: nobody else can see either table
+        assert_eq!(
+            run(
+                &RULE,
+                "ALTER TABLE fresh ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES fresh_parent (id)",
+                &ctx
+            ),
+            None
+        );
+        assert_eq!(
+            run(
+                &RULE,
+                "ALTER TABLE fresh ADD COLUMN p int REFERENCES fresh",
+                &ctx
+            ),
+            None
+        );
+        // NOT VALID is fine either way
+        assert_eq!(
+            run(
+                &RULE,
+                "ALTER TABLE fresh ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES customers NOT VALID",
+                &ctx
+            ),
+            None
+        );
+    }
+}

@@ -1,0 +1,94 @@
+//! `ban-drop-table`: `DROP TABLE` of a table that existed before the transaction.
+//!
+//! - **Lock:** ACCESS EXCLUSIVE on the table, and on the tables it references through foreign
+//!   keys (their FK triggers are dropped); dropping a partition also locks its parent.
+//! - **Risk:** destructive and irreversible; running code that still uses the table fails, and
+//!   the locks on the referenced tables queue their traffic while the DROP waits.
+//! - **Safe alternative:** stop the application using the table, drop its foreign keys first
+//!   (each a brief lock), then drop it under a short `lock_timeout`; detach a partition
+//!   CONCURRENTLY before dropping it.
+//! - **Rewrite:** no. Default: warn.
+//! - **Not flagged:** tables created earlier in the same transaction.
+//!
+//! <https://www.postgresql.org/docs/current/sql-droptable.html>
+
+use super::{Action, Context, Finding, Rule};
+use crate::sql::statement::{Ddl, DdlKind};
+
+pub static RULE: Rule = Rule {
+    id: "ban-drop-table",
+    lock: "ACCESS EXCLUSIVE on the table and on the tables it references by foreign key",
+    summary: "DROP TABLE of an existing table",
+    default_action: Action::Warn,
+    check,
+};
+
+fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
+    let DdlKind::DropTable { names, cascade } = &ddl.kind else {
+        return None;
+    };
+    let existing: Vec<String> = names
+        .iter()
+        .filter(|n| !ctx.is_new(n))
+        .map(ToString::to_string)
+        .collect();
+    if existing.is_empty() {
+        return None;
+    }
+    let list = existing.join(", ");
+    let cascade = if *cascade {
+        " CASCADE also drops every view and foreign key that depends on it."
+    } else {
+        ""
+    };
+    Some(Finding {
+        rule: RULE.id,
+        message: format!(
+            "DROP TABLE {list} destroys the data and breaks any code still using it; it takes ACCESS EXCLUSIVE on the tables it references by foreign key too, queueing their traffic while it waits.{cascade}"
+        ),
+        hint: "Stop the application using the table first, drop its foreign keys in separate short statements, then drop it under a short lock_timeout (detach a partition CONCURRENTLY first).".to_owned(),
+        rewrite: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::testing::{Ctx, run, table};
+    use crate::sql::statement::Name;
+
+    #[test]
+    fn flags_drop_table() {
+        table(
+            &RULE,
+            &Ctx::default(),
+            &[
+                "DROP INDEX i",
+                "DROP VIEW v",
+                "TRUNCATE t",
+                "ALTER TABLE t DROP COLUMN c",
+            ],
+            &[
+                "DROP TABLE t",
+                "drop table if exists s.t",
+                "DROP TABLE a, b CASCADE",
+            ],
+        );
+        let f = run(&RULE, "DROP TABLE a, b CASCADE", &Ctx::default()).expect("flagged");
+        assert!(
+            f.message.contains("a, b") && f.message.contains("CASCADE"),
+            "{}",
+            f.message
+        );
+    }
+
+    #[test]
+    fn tables_created_in_the_transaction_are_exempt() {
+        let mut ctx = Ctx::in_tx();
+        ctx.created.insert(Name::bare("fresh"));
+        assert_eq!(run(&RULE, "DROP TABLE fresh", &ctx), None);
+        assert_eq!(run(&RULE, "DROP TABLE public.fresh", &ctx), None);
+        let f = run(&RULE, "DROP TABLE fresh, old", &ctx).expect("flagged");
+        assert!(f.message.starts_with("DROP TABLE old "), "{}", f.message);
+    }
+}

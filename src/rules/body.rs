@@ -1,0 +1,529 @@
+//! The statements inside a `DO` block or a function body, checked by the same rules.
+//!
+//! A `DO` block runs its statements now, in the caller's transaction, where ddlgate cannot see
+//! them as separate statements: without this, wrapping a blocked statement in
+//! `DO $$ BEGIN … END $$` would walk past the guard. A function body runs later, whenever the
+//! function is called, from statements (`SELECT f()`) that look like ordinary traffic.
+//!
+//! The PL/pgSQL reader here is deliberately small: it splits the body into statements with the
+//! SQL lexer (PL/pgSQL uses the core scanner, so quoting and comments follow the same rules),
+//! strips the block structure in front of each statement (`<<label>>`, `DECLARE … BEGIN`,
+//! `BEGIN`, `IF … THEN`, `ELSIF … THEN`, `ELSE`, `CASE … WHEN … THEN`, `WHILE/FOR/FOREACH …
+//! LOOP`, `EXCEPTION WHEN … THEN`), skips PL/pgSQL's own statements (assignments, `PERFORM`,
+//! `RAISE`, `RETURN`, …) and hands every remaining DDL candidate to the statement model and the
+//! rules, in a context that is always a transaction block (`in_function_body`).
+//!
+//! `EXECUTE 'literal'` is read as the SQL it runs; `EXECUTE format('… %I …', …)` is read with
+//! every placeholder replaced by a dummy name, which is enough for every rule that looks at the
+//! statement's shape. Any other dynamic SQL (concatenation, a variable) that may be DDL, a
+//! nested `DO`, and bodies in languages ddlgate cannot read are reported as unverifiable.
+//!
+//! <https://www.postgresql.org/docs/current/plpgsql-structure.html>
+
+use std::collections::HashSet;
+
+use super::{Context, Finding};
+use crate::sql::lexer::{self, LexOptions, Lexer, Token, TokenKind};
+use crate::sql::parse;
+use crate::sql::prefilter::{self, StatementClass};
+use crate::sql::statement::{Ddl, DdlKind, Name};
+
+/// How long a statement may be when quoted in a message.
+const SNIPPET: usize = 80;
+
+/// What a body does, as far as the rules are concerned.
+#[derive(Debug, Default)]
+pub struct BodyReport {
+    /// Findings of the rules on the body's statements, with the statement quoted in front of
+    /// the message. They carry the inner rule's id, so profiles and overrides apply to them
+    /// as to the same statement sent on its own; none carries a rewrite.
+    pub findings: Vec<Finding>,
+    /// SQL the body runs that ddlgate cannot check, described for a human.
+    pub unverifiable: Vec<String>,
+}
+
+impl BodyReport {
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty() && self.unverifiable.is_empty()
+    }
+}
+
+/// Checks the statements of a body written in `language` (`None` is PL/pgSQL, the default of
+/// both `DO` and `CREATE FUNCTION`).
+pub fn inspect(language: Option<&str>, body: &str, ctx: &Context) -> BodyReport {
+    let mut walker = Walker {
+        ctx: *ctx,
+        created: ctx.created_in_tx.clone(),
+        filled_template: false,
+        report: BodyReport::default(),
+    };
+    let language = language.map(str::to_ascii_lowercase);
+    match language.as_deref() {
+        None | Some("plpgsql") => walker.plpgsql(body.as_bytes()),
+        Some("sql") => walker.sql(body.as_bytes()),
+        Some(other) => walker.report.unverifiable.push(format!(
+            "the body is written in LANGUAGE {other}, which ddlgate cannot read"
+        )),
+    }
+    walker.report
+}
+
+struct Walker<'a> {
+    ctx: Context<'a>,
+    /// Tables created so far: the caller's, plus those the body created.
+    created: HashSet<Name>,
+    /// Checking a `format()` template filled with dummy names.
+    filled_template: bool,
+    report: BodyReport,
+}
+
+/// Bodies are lexed as the server does with its defaults (`standard_conforming_strings` on);
+/// they are UTF-8 here, decoded from the statement.
+const OPTS: LexOptions = LexOptions {
+    standard_conforming_strings: true,
+    encoding: lexer::ClientEncoding::AsciiSafe,
+};
+
+impl Walker<'_> {
+    /// A `LANGUAGE sql` body: plain statements. SQL-standard bodies (`BEGIN ATOMIC … END`,
+    /// `RETURN expr`) cannot hold utility statements at all.
+    fn sql(&mut self, body: &[u8]) {
+        let tokens = words(body, 0, body.len());
+        if tokens.first().is_some_and(|t| t.is_word(body, "RETURN"))
+            || (tokens.first().is_some_and(|t| t.is_word(body, "BEGIN"))
+                && tokens.get(1).is_some_and(|t| t.is_word(body, "ATOMIC")))
+        {
+            return;
+        }
+        self.plain_sql(body);
+    }
+
+    /// Every DDL candidate of a string of plain SQL statements (an `EXECUTE`d literal, a SQL
+    /// function's body).
+    fn plain_sql(&mut self, sql: &[u8]) {
+        for span in lexer::split_statements(sql, OPTS) {
+            if !span.is_empty() && prefilter::classify(sql, &span) == StatementClass::DdlCandidate {
+                self.statement(sql, span.start, span.end);
+            }
+        }
+    }
+
+    fn plpgsql(&mut self, body: &[u8]) {
+        let mut declaring = false;
+        for span in lexer::split_statements(body, OPTS) {
+            let tokens = words(body, span.start, span.end);
+            let mut i = 0;
+            if declaring {
+                // Declarations run no SQL (their default expressions are evaluated, but
+                // cannot be utility statements); the block proper starts after BEGIN.
+                match find_word(body, &tokens, 0, "BEGIN") {
+                    Some(b) => {
+                        declaring = false;
+                        i = b + 1;
+                    }
+                    None => continue,
+                }
+            }
+            let Some(start) = self.strip_structure(body, &tokens, i, &mut declaring) else {
+                continue;
+            };
+            self.plpgsql_statement(body, &tokens[start..], span.end);
+        }
+    }
+
+    /// Skips the block structure in front of a statement; returns the index of the statement's
+    /// first token, or `None` when the piece holds no statement.
+    fn strip_structure(
+        &mut self,
+        sql: &[u8],
+        tokens: &[Token],
+        mut i: usize,
+        declaring: &mut bool,
+    ) -> Option<usize> {
+        loop {
+            let t = *tokens.get(i)?;
+            let is = |kw: &str| t.is_word(sql, kw);
+            if t.kind == TokenKind::Operator && t.text(sql).starts_with(b"<<") {
+                // <<label>>
+                i = tokens[i..]
+                    .iter()
+                    .position(|t| t.kind == TokenKind::Operator && t.text(sql).ends_with(b">>"))
+                    .map(|p| i + p + 1)?;
+            } else if is("DECLARE") {
+                match find_word(sql, tokens, i + 1, "BEGIN") {
+                    Some(b) => i = b + 1,
+                    None => {
+                        *declaring = true;
+                        return None;
+                    }
+                }
+            } else if is("BEGIN") || is("ELSE") || is("LOOP") || is("THEN") || is("EXCEPTION") {
+                i += 1;
+            } else if is("IF") || is("ELSIF") || is("ELSEIF") || is("WHEN") {
+                i = find_word(sql, tokens, i + 1, "THEN")? + 1;
+            } else if is("CASE") {
+                i = find_word(sql, tokens, i + 1, "WHEN")?;
+            } else if is("WHILE") || is("FOR") || is("FOREACH") {
+                let lp = find_word(sql, tokens, i + 1, "LOOP")?;
+                // FOR r IN EXECUTE expr LOOP runs dynamic SQL too.
+                if let Some(e) = find_word(sql, &tokens[..lp], i + 1, "EXECUTE") {
+                    self.execute(sql, &tokens[e + 1..lp]);
+                }
+                i = lp + 1;
+            } else if is("END") {
+                // END [IF | LOOP | CASE] [label]
+                return None;
+            } else {
+                return Some(i);
+            }
+        }
+    }
+
+    /// One PL/pgSQL statement, its block structure stripped.
+    fn plpgsql_statement(&mut self, sql: &[u8], tokens: &[Token], end: usize) {
+        let Some(first) = tokens.first() else { return };
+        // Assignments: `x := …`, `x = …`, `r.f := …`, `a[1] := …`.
+        if let Some(second) = tokens.get(1)
+            && (second.kind == TokenKind::Operator
+                && [&b":="[..], b"=", b"."]
+                    .iter()
+                    .any(|op| second.text(sql).starts_with(op))
+                || second.text(sql) == b"[")
+        {
+            return;
+        }
+        if first.kind != TokenKind::Word {
+            return;
+        }
+        const PLPGSQL: &[&str] = &[
+            "PERFORM", "RAISE", "RETURN", "ASSERT", "GET", "OPEN", "FETCH", "MOVE", "CLOSE",
+            "NULL", "EXIT", "CONTINUE", "CALL", "COMMIT", "ROLLBACK",
+        ];
+        if first.is_word(sql, "EXECUTE") {
+            let stop = tokens
+                .iter()
+                .position(|t| t.is_word(sql, "INTO") || t.is_word(sql, "USING"))
+                .unwrap_or(tokens.len());
+            self.execute(sql, &tokens[1..stop]);
+        } else if PLPGSQL.iter().any(|kw| first.is_word(sql, kw)) {
+        } else if prefilter::classify_word(first.text(sql)) == StatementClass::DdlCandidate {
+            self.statement(sql, first.start, end);
+        }
+    }
+
+    /// `EXECUTE expr`: the SQL it runs, when ddlgate can know it.
+    fn execute(&mut self, sql: &[u8], expr: &[Token]) {
+        let text = || snippet(&String::from_utf8_lossy(expr_text(sql, expr)));
+        match expr {
+            [lit] if is_string(lit) => {
+                if let Some(s) = crate::sql::fallback::string_content(sql, *lit, true) {
+                    self.plain_sql(s.as_bytes());
+                    return;
+                }
+            }
+            [f, open, lit, next, ..]
+                if f.is_word(sql, "format")
+                    && open.kind == TokenKind::LParen
+                    && is_string(lit)
+                    && matches!(next.kind, TokenKind::Comma | TokenKind::RParen)
+                    && expr.last().is_some_and(|t| t.kind == TokenKind::RParen) =>
+            {
+                if let Some(template) = crate::sql::fallback::string_content(sql, *lit, true)
+                    && let Some(filled) = fill_format(&template)
+                {
+                    let (findings, unverifiable) =
+                        (self.report.findings.len(), self.report.unverifiable.len());
+                    // Dummy names say nothing about which table is meant: none of them counts
+                    // as a table created in this transaction.
+                    self.filled_template = true;
+                    self.plain_sql(filled.as_bytes());
+                    self.filled_template = false;
+                    // A template that does not parse once filled in is no better than a
+                    // variable: say what ddlgate could not check.
+                    if self.report.unverifiable.len() == unverifiable
+                        && self.report.findings[findings..]
+                            .iter()
+                            .all(|f| f.rule != "unparsed-ddl")
+                    {
+                        return;
+                    }
+                    self.report.findings.truncate(findings);
+                    self.report.unverifiable.truncate(unverifiable);
+                }
+            }
+            _ => {}
+        }
+        // Unknown text: harmless only if it visibly starts as ordinary traffic.
+        let first_literal = expr
+            .iter()
+            .find(|t| is_string(t))
+            .and_then(|t| crate::sql::fallback::string_content(sql, *t, true));
+        let harmless = first_literal.is_some_and(|s| {
+            let s = s.as_bytes();
+            let first = words(s, 0, s.len()).into_iter().next();
+            first.is_some_and(|t| {
+                t.kind == TokenKind::Word
+                    && prefilter::classify_word(t.text(s)) != StatementClass::DdlCandidate
+            })
+        });
+        if !harmless {
+            self.report.unverifiable.push(format!(
+                "`EXECUTE {}` runs SQL built at run time, which ddlgate cannot check",
+                text()
+            ));
+        }
+    }
+
+    /// One DDL candidate at `sql[start..end]`: understood and checked like a top-level statement
+    /// inside a transaction block.
+    fn statement(&mut self, sql: &[u8], start: usize, end: usize) {
+        let ddl: Ddl = parse::understand(sql, start, end, OPTS);
+        let quoted = snippet(&String::from_utf8_lossy(
+            sql.get(start..end).unwrap_or_default(),
+        ));
+        match &ddl.kind {
+            DdlKind::Do { .. } => {
+                self.report.unverifiable.push(format!(
+                    "`{quoted}` nests a DO block, which ddlgate does not follow"
+                ));
+                return;
+            }
+            // Defining a function runs nothing; it is checked when it is defined through
+            // ddlgate, not here (no recursion into bodies of bodies).
+            DdlKind::CreateFunction { .. } => return,
+            _ => {}
+        }
+        let ctx = Context {
+            in_function_body: true,
+            created_in_tx: &self.created,
+            ..self.ctx
+        };
+        for mut f in super::check(&ddl, &ctx) {
+            f.message = format!("`{quoted}`: {}", f.message);
+            f.rewrite = None;
+            self.report.findings.push(f);
+        }
+        if let DdlKind::CreateTable { name, .. } = ddl.kind
+            && !self.filled_template
+        {
+            self.created.insert(name);
+        }
+    }
+}
+
+/// The non-comment, non-`;` tokens of `sql[start..end]`.
+fn words(sql: &[u8], start: usize, end: usize) -> Vec<Token> {
+    Lexer::at(sql, start, OPTS)
+        .take_while(|t| t.start < end)
+        .filter(|t| !t.is_comment() && t.kind != TokenKind::Semicolon)
+        .collect()
+}
+
+/// The first `kw` at parenthesis depth 0 from `from`, outside nested `CASE … END`.
+fn find_word(sql: &[u8], tokens: &[Token], from: usize, kw: &str) -> Option<usize> {
+    let (mut parens, mut cases) = (0usize, 0usize);
+    for (i, t) in tokens.iter().enumerate().skip(from) {
+        match t.kind {
+            TokenKind::LParen => parens += 1,
+            TokenKind::RParen => parens = parens.saturating_sub(1),
+            _ if parens > 0 => {}
+            _ if cases == 0 && t.is_word(sql, kw) => return Some(i),
+            _ if t.is_word(sql, "CASE") => cases += 1,
+            _ if t.is_word(sql, "END") => cases = cases.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn is_string(t: &Token) -> bool {
+    matches!(t.kind, TokenKind::String | TokenKind::DollarString)
+}
+
+fn expr_text<'s>(sql: &'s [u8], expr: &[Token]) -> &'s [u8] {
+    match (expr.first(), expr.last()) {
+        (Some(a), Some(b)) => sql.get(a.start..b.end).unwrap_or_default(),
+        _ => b"",
+    }
+}
+
+/// `format()`'s template with each `%s` / `%I` / `%L` (with optional `n$`, `-` and width)
+/// replaced by a dummy of the right kind, `%%` by `%`. `None` for a malformed template.
+fn fill_format(template: &str) -> Option<String> {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut chars = template.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&'%') {
+            chars.next();
+            out.push('%');
+            continue;
+        }
+        // Argument position `n$`, flags, width (`n`, `*` or `*n$`): skip them.
+        while chars
+            .peek()
+            .is_some_and(|c| c.is_ascii_digit() || matches!(c, '$' | '-' | '*'))
+        {
+            chars.next();
+        }
+        match chars.next()? {
+            'I' | 's' => out.push_str("ddlgate_arg"),
+            'L' => out.push_str("'ddlgate_arg'"),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+fn snippet(s: &str) -> String {
+    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.chars().count() <= SNIPPET {
+        s
+    } else {
+        let mut t: String = s.chars().take(SNIPPET).collect();
+        t.push('…');
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::testing::Ctx;
+
+    fn report(language: Option<&str>, body: &str) -> BodyReport {
+        let ctx = Ctx::default();
+        inspect(language, body, &ctx.get())
+    }
+
+    fn rules(r: &BodyReport) -> Vec<&'static str> {
+        r.findings.iter().map(|f| f.rule).collect()
+    }
+
+    #[test]
+    fn statements_behind_block_structure_are_checked() {
+        let r = report(
+            None,
+            "<<main>> DECLARE n int := 0; s text; BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_class WHERE relname = 'i') THEN
+                 CREATE INDEX i ON t (x);
+               ELSIF n = (CASE WHEN n > 1 THEN 2 ELSE 3 END) THEN
+                 NULL;
+               ELSE ALTER TABLE t DROP COLUMN c;
+               END IF;
+               FOR r IN SELECT * FROM u LOOP DROP INDEX j; END LOOP;
+               n := n + 1; s = 'CREATE INDEX';
+               PERFORM pg_sleep(0); RAISE NOTICE 'CREATE INDEX x ON y (z)';
+             EXCEPTION WHEN duplicate_object THEN TRUNCATE t;
+             END main",
+        );
+        assert_eq!(
+            rules(&r),
+            [
+                "require-concurrent-index-creation",
+                "ban-drop-column",
+                "require-concurrent-index-deletion",
+                "truncating-table"
+            ]
+        );
+        assert!(r.unverifiable.is_empty(), "{:?}", r.unverifiable);
+        assert!(r.findings.iter().all(|f| f.rewrite.is_none()));
+        assert!(
+            r.findings[0]
+                .message
+                .starts_with("`CREATE INDEX i ON t (x)`: "),
+            "{}",
+            r.findings[0].message
+        );
+        assert!(
+            r.findings[0].hint.contains("function body or DO block"),
+            "{}",
+            r.findings[0].hint
+        );
+    }
+
+    #[test]
+    fn harmless_bodies_are_clean() {
+        for body in [
+            "BEGIN IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'mood') THEN CREATE TYPE mood AS ENUM ('a'); END IF; END",
+            "BEGIN CREATE TABLE n (id int); CREATE INDEX ON n (id); ALTER TABLE n ADD COLUMN v text; END",
+            "BEGIN INSERT INTO t VALUES (1); UPDATE t SET x = 2; EXECUTE 'SELECT 1'; EXECUTE format('DELETE FROM %I', tbl); END",
+            "BEGIN EXECUTE format('CREATE INDEX CONCURRENTLY %I ON %I.%I (x)', a, b, c) ; END",
+        ] {
+            let r = report(None, body);
+            // (the last one is flagged by its own rule, not as unverifiable)
+            assert!(r.unverifiable.is_empty(), "{body}: {:?}", r.unverifiable);
+            if !body.contains("CONCURRENTLY") {
+                assert!(r.findings.is_empty(), "{body}: {:?}", rules(&r));
+            } else {
+                assert_eq!(rules(&r), ["ban-concurrent-index-creation-in-transaction"]);
+            }
+        }
+        assert!(report(Some("sql"), "SELECT 1; INSERT INTO t VALUES (1)").is_clean());
+        assert!(report(Some("sql"), "BEGIN ATOMIC SELECT 1; END").is_clean());
+        assert!(report(Some("sql"), "RETURN a + 1").is_clean());
+    }
+
+    #[test]
+    fn dynamic_sql_is_read_when_possible_and_reported_otherwise() {
+        let r = report(None, "BEGIN EXECUTE 'CREATE INDEX i ON t (x)'; END");
+        assert_eq!(rules(&r), ["require-concurrent-index-creation"]);
+        let r = report(None, "BEGIN EXECUTE $q$DROP INDEX i$q$ INTO n; END");
+        assert_eq!(rules(&r), ["require-concurrent-index-deletion"]);
+        let r = report(
+            None,
+            "BEGIN EXECUTE format('ALTER TABLE %I ALTER COLUMN %I TYPE bigint', t, c); END",
+        );
+        assert_eq!(rules(&r), ["changing-column-type"]);
+        // A table created from a template is not known to be the one indexed next.
+        let r = report(
+            None,
+            "BEGIN EXECUTE format('CREATE TABLE %I (x int)', a); EXECUTE format('CREATE INDEX ON %I (x)', b); END",
+        );
+        assert_eq!(rules(&r), ["require-concurrent-index-creation"]);
+        for body in [
+            "BEGIN EXECUTE 'CREATE INDEX i ON ' || quote_ident(t) || ' (x)'; END",
+            "BEGIN EXECUTE stmt; END",
+            "BEGIN EXECUTE format('%s', stmt); END",
+            "BEGIN FOR r IN EXECUTE q LOOP NULL; END LOOP; END",
+            "BEGIN DO $x$ BEGIN NULL; END $x$; END",
+        ] {
+            let r = report(None, body);
+            assert_eq!(
+                r.unverifiable.len(),
+                1,
+                "{body}: {:?} {:?}",
+                r.unverifiable,
+                rules(&r)
+            );
+        }
+        assert_eq!(
+            report(Some("plpython3u"), "plpy.execute('DROP TABLE t')")
+                .unverifiable
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn sql_function_bodies_are_plain_statements() {
+        let r = report(
+            Some("SQL"),
+            "ALTER TABLE t ADD COLUMN c int NOT NULL; SELECT 1",
+        );
+        assert_eq!(rules(&r), ["adding-required-field"]);
+    }
+
+    #[test]
+    fn format_templates() {
+        assert_eq!(
+            fill_format("ALTER TABLE %I ADD %1$s %-10L 100%%").as_deref(),
+            Some("ALTER TABLE ddlgate_arg ADD ddlgate_arg 'ddlgate_arg' 100%")
+        );
+        assert_eq!(fill_format("bad %q"), None);
+        assert_eq!(fill_format("trailing %"), None);
+    }
+}

@@ -1,0 +1,359 @@
+//! The rule catalog: one file per rule, registered in [`RULES`].
+//!
+//! A rule is a pure function of a statement (ddlgate's model, `sql::statement`) and an explicit
+//! [`Context`] — transaction status, whether the statement shares its protocol unit, server
+//! version, tables created earlier in the transaction. No I/O, no globals. It returns findings:
+//! the consequence (message), the safe alternative (hint) and, where ddlgate can do it, a
+//! rewrite. What to *do* about a finding (allow, warn, rewrite, block) is the policy's call.
+//!
+//! Rule ids are stable and kebab-case; where squawk has a rule for the same concern its name is
+//! used, so users coming from it recognise them. Adding a rule is one file plus one line in
+//! `RULES`; a test checks ids are unique and documented.
+
+use std::collections::HashSet;
+
+use crate::protocol::TxStatus;
+use crate::sql::statement::{Ddl, DdlKind, Name};
+
+mod adding_auto_increment_column;
+mod adding_enum_value_in_transaction;
+mod adding_exclusion_constraint;
+mod adding_field_with_default;
+mod adding_foreign_key_constraint;
+mod adding_not_nullable_field;
+mod adding_required_field;
+mod adding_serial_primary_key_field;
+mod attaching_partition;
+mod ban_alter_domain_with_add_constraint;
+mod ban_concurrent_index_creation_in_transaction;
+mod ban_create_domain_with_constraint;
+mod ban_drop_column;
+mod ban_drop_database;
+mod ban_drop_not_null;
+mod ban_drop_table;
+mod ban_truncate_cascade;
+pub mod body;
+mod changing_column_type;
+mod changing_table_persistence;
+mod changing_tablespace;
+mod constraint_missing_not_valid;
+mod creating_partition_locks_parent;
+mod ddl_in_function_body;
+mod disallowed_unique_constraint;
+mod locking_table;
+mod prefer_repack;
+mod renaming_column;
+mod renaming_enum_value;
+mod renaming_table;
+mod require_concurrent_index_creation;
+mod require_concurrent_index_deletion;
+mod require_concurrent_materialized_view_refresh;
+mod require_concurrent_partition_detach;
+mod require_concurrent_reindex;
+mod truncating_table;
+mod unparsed_ddl;
+mod unverifiable_dynamic_sql;
+
+/// What the default policy does with a rule's findings (a profile may change it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    Warn,
+    /// Rewrite into the safe form when the finding carries a rewrite and the context allows
+    /// it; otherwise block.
+    Rewrite,
+    Block,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Warn => "warn",
+            Action::Rewrite => "rewrite",
+            Action::Block => "block",
+        }
+    }
+}
+
+/// A rule: identity, documentation and the check.
+pub struct Rule {
+    /// Stable kebab-case id, used in config, overrides, logs and metrics labels.
+    pub id: &'static str,
+    /// The lock the flagged statement takes and what that blocks.
+    pub lock: &'static str,
+    /// One line: what the rule detects.
+    pub summary: &'static str,
+    /// What the built-in enforce policy does with its findings.
+    pub default_action: Action,
+    /// The check itself.
+    pub check: fn(&Ddl, &Context) -> Option<Finding>,
+}
+
+impl std::fmt::Debug for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rule").field("id", &self.id).finish()
+    }
+}
+
+/// A safe form ddlgate can produce by editing the client's own text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewrite {
+    /// Insert `CONCURRENTLY` (CREATE INDEX, DROP INDEX, REINDEX, DETACH PARTITION).
+    Concurrently,
+}
+
+/// One problem with one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub rule: &'static str,
+    /// The consequence, for a human: what running this would do to the application.
+    pub message: String,
+    /// The safe alternative.
+    pub hint: String,
+    /// Set when ddlgate can rewrite the statement into its safe form *in this context*.
+    pub rewrite: Option<Rewrite>,
+}
+
+/// Where a statement is about to run.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// Transaction status before the statement (from the last ReadyForQuery).
+    pub tx: TxStatus,
+    /// The statement shares its protocol unit with others (a multi-statement simple Query, or
+    /// several Executes before one Sync): PostgreSQL runs the unit as one implicit transaction.
+    pub shares_unit: bool,
+    /// The statement sits inside a DO block or a function body.
+    pub in_function_body: bool,
+    /// `server_version_num`-style version (e.g. 150004), when known.
+    pub server_version: Option<u32>,
+    /// Tables created earlier in the current transaction: invisible to every other session, so
+    /// locking them blocks nobody.
+    pub created_in_tx: &'a HashSet<Name>,
+}
+
+impl Context<'_> {
+    /// True when the statement runs inside a transaction block of any kind — explicit,
+    /// implicit (multi-statement Query, pipeline) or a function body. CONCURRENTLY and the
+    /// multi-step recipes are impossible there.
+    pub fn in_transaction_block(&self) -> bool {
+        self.tx != TxStatus::Idle || self.shares_unit || self.in_function_body
+    }
+
+    /// Whether the server is at least `major` (e.g. 12). Unknown versions count as recent, the
+    /// version the rules assume when checking files offline without `--pg-version`.
+    pub fn at_least(&self, major: u32) -> bool {
+        self.server_version.is_none_or(|v| v >= major * 10_000)
+    }
+
+    /// The table was created earlier in this transaction.
+    pub fn is_new(&self, table: &Name) -> bool {
+        self.created_in_tx.contains(table)
+            || (table.schema.is_some() && self.created_in_tx.contains(&Name::bare(&table.name)))
+    }
+
+    /// Words for where the statement is, for messages: "inside a transaction block", …
+    pub fn block_description(&self) -> &'static str {
+        if self.in_function_body {
+            "inside a function body or DO block"
+        } else if self.tx != TxStatus::Idle {
+            "inside a transaction block"
+        } else {
+            "in a multi-statement query or pipeline, which runs as one implicit transaction"
+        }
+    }
+}
+
+/// Every rule, in catalog order.
+pub static RULES: &[&Rule] = &[
+    // indexes
+    &require_concurrent_index_creation::RULE,
+    &require_concurrent_index_deletion::RULE,
+    &require_concurrent_reindex::RULE,
+    &ban_concurrent_index_creation_in_transaction::RULE,
+    // columns
+    &adding_field_with_default::RULE,
+    &adding_auto_increment_column::RULE,
+    &adding_required_field::RULE,
+    &changing_column_type::RULE,
+    &adding_not_nullable_field::RULE,
+    &ban_drop_column::RULE,
+    &renaming_column::RULE,
+    &ban_drop_not_null::RULE,
+    // constraints
+    &adding_foreign_key_constraint::RULE,
+    &constraint_missing_not_valid::RULE,
+    &disallowed_unique_constraint::RULE,
+    &adding_serial_primary_key_field::RULE,
+    &adding_exclusion_constraint::RULE,
+    // tables and maintenance
+    &ban_drop_table::RULE,
+    &ban_truncate_cascade::RULE,
+    &truncating_table::RULE,
+    &renaming_table::RULE,
+    &changing_tablespace::RULE,
+    &changing_table_persistence::RULE,
+    &prefer_repack::RULE,
+    &locking_table::RULE,
+    &ban_drop_database::RULE,
+    // partitions
+    &require_concurrent_partition_detach::RULE,
+    &creating_partition_locks_parent::RULE,
+    &attaching_partition::RULE,
+    // types, enums, domains
+    &adding_enum_value_in_transaction::RULE,
+    &renaming_enum_value::RULE,
+    &ban_create_domain_with_constraint::RULE,
+    &ban_alter_domain_with_add_constraint::RULE,
+    // materialized views
+    &require_concurrent_materialized_view_refresh::RULE,
+    // DO blocks and function bodies (DO bodies are also checked by every rule above)
+    &unverifiable_dynamic_sql::RULE,
+    &ddl_in_function_body::RULE,
+    // anything not understood
+    &unparsed_ddl::RULE,
+];
+
+/// Looks a rule up by id.
+pub fn rule(id: &str) -> Option<&'static Rule> {
+    RULES.iter().copied().find(|r| r.id == id)
+}
+
+/// Runs every rule over one statement.
+///
+/// A `DO` block's statements run now, inside it: they are checked by the same rules, and their
+/// findings (under the inner rule's id, the statement quoted) count as the block's own.
+pub fn check(ddl: &Ddl, ctx: &Context) -> Vec<Finding> {
+    let mut findings: Vec<Finding> = RULES.iter().filter_map(|r| (r.check)(ddl, ctx)).collect();
+    if let DdlKind::Do { language, body } = &ddl.kind {
+        findings.extend(body::inspect(language.as_deref(), body, ctx).findings);
+    }
+    findings
+}
+
+/// How to run a CONCURRENTLY statement outside a transaction with each migration tool; used
+/// in hints when the statement arrives inside one.
+pub const OUTSIDE_TRANSACTION_HINT: &str = "Run it as its own statement outside any transaction: \
+Rails `disable_ddl_transaction!`; Django `atomic = False` on the migration; Alembic \
+`with op.get_context().autocommit_block():`; Flyway `executeInTransaction=false`; sqlx \
+`-- no-transaction` as the first line of a file holding only this statement; golang-migrate a \
+file with only this statement; knex `exports.config = { transaction: false }`; node-pg-migrate \
+`pgm.noTransaction()`; psql without `-1` and not in a `-c` string with other statements.";
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers for the table-driven rule tests.
+    use super::*;
+    use crate::sql::lexer::LexOptions;
+    use crate::sql::parse;
+
+    pub fn understand(sql: &str) -> Ddl {
+        parse::understand(sql.as_bytes(), 0, sql.len(), LexOptions::default())
+    }
+
+    pub struct Ctx {
+        pub tx: TxStatus,
+        pub shares_unit: bool,
+        pub in_function_body: bool,
+        pub version: Option<u32>,
+        pub created: HashSet<Name>,
+    }
+
+    impl Default for Ctx {
+        fn default() -> Self {
+            Ctx {
+                tx: TxStatus::Idle,
+                shares_unit: false,
+                in_function_body: false,
+                version: Some(170_000),
+                created: HashSet::new(),
+            }
+        }
+    }
+
+    impl Ctx {
+        pub fn in_tx() -> Ctx {
+            Ctx {
+                tx: TxStatus::InTransaction,
+                ..Ctx::default()
+            }
+        }
+
+        pub fn version(v: u32) -> Ctx {
+            Ctx {
+                version: Some(v),
+                ..Ctx::default()
+            }
+        }
+
+        pub fn get(&self) -> Context<'_> {
+            Context {
+                tx: self.tx,
+                shares_unit: self.shares_unit,
+                in_function_body: self.in_function_body,
+                server_version: self.version,
+                created_in_tx: &self.created,
+            }
+        }
+    }
+
+    /// Runs one rule over `sql` in `ctx`.
+    pub fn run(rule: &Rule, sql: &str, ctx: &Ctx) -> Option<Finding> {
+        (rule.check)(&understand(sql), &ctx.get())
+    }
+
+    /// Asserts `rule` passes every statement in `ok` and flags every one in `flagged`.
+    pub fn table(rule: &Rule, ctx: &Ctx, ok: &[&str], flagged: &[&str]) {
+        for sql in ok {
+            assert_eq!(run(rule, sql, ctx), None, "{} must pass: {sql}", rule.id);
+        }
+        for sql in flagged {
+            let f = run(rule, sql, ctx).unwrap_or_else(|| panic!("{} must flag: {sql}", rule.id));
+            assert_eq!(f.rule, rule.id);
+            assert!(
+                !f.message.is_empty() && !f.hint.is_empty(),
+                "{sql}: message and hint are required"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_kebab_case_and_documented() {
+        let mut seen = HashSet::new();
+        for r in RULES {
+            assert!(seen.insert(r.id), "duplicate rule id {}", r.id);
+            assert!(
+                r.id.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+                    && !r.id.starts_with('-')
+                    && !r.id.ends_with('-'),
+                "{} is not kebab-case",
+                r.id
+            );
+            assert!(
+                !r.summary.is_empty() && !r.lock.is_empty(),
+                "{} must document its summary and lock",
+                r.id
+            );
+            let file = format!(
+                "{}/src/rules/{}.rs",
+                env!("CARGO_MANIFEST_DIR"),
+                r.id.replace('-', "_")
+            );
+            let source = std::fs::read_to_string(&file)
+                .unwrap_or_else(|_| panic!("rule {} must live in {file}", r.id));
+            assert!(source.starts_with("//!"), "{file} must open with a //! doc");
+            assert!(
+                source.contains("postgresql.org/docs"),
+                "{file} must link the PostgreSQL docs"
+            );
+        }
+        assert!(rule("unparsed-ddl").is_some());
+        assert!(rule("no-such-rule").is_none());
+    }
+}

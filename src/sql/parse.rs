@@ -1,0 +1,728 @@
+//! Full parsing of DDL candidates with `sqlparser` (PostgreSqlDialect), converted into
+//! ddlgate's own model (`sql::statement`). This is the only file that sees sqlparser's AST.
+//!
+//! Only statements the prefilter marked as DDL candidates come here. When sqlparser rejects a
+//! statement PostgreSQL accepts (REINDEX, CLUSTER, `VACUUM (…)`, `DROP INDEX CONCURRENTLY`,
+//! `CREATE INDEX … ON ONLY`, DO, …), the lexer-based fallback classifier takes over; what
+//! neither understands is `Understood::Unknown`, which the policy blocks by default.
+
+use sqlparser::ast::{
+    AlterColumnOperation, AlterTableOperation, AlterTypeOperation, ColumnDef, ColumnOption,
+    DetachPartitionMode, Expr, GeneratedExpressionMode, Ident, LockTableMode, ObjectName,
+    ObjectNamePart, ObjectType, Statement, TableConstraint, UserDefinedTypeRepresentation,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use super::fallback;
+use super::lexer::{LexOptions, Lexer, TokenKind};
+use super::statement::{
+    AddColumn, AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind, DefaultExpr, LockMode, Name,
+    Understood,
+};
+
+/// Deep enough for any real DDL; hostile nesting fails the parse (and falls back) instead of
+/// exhausting the stack.
+const RECURSION_LIMIT: usize = 200;
+
+/// Understands one DDL candidate: `sql[start..end]` is the statement (without its `;`).
+pub fn understand(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> Ddl {
+    let text = sql.get(start..end).unwrap_or_default();
+    // sqlparser works on &str. PostgreSQL's own encodings are all ASCII-compatible for the
+    // syntax the rules care about; anything else goes straight to the token classifier.
+    if let Ok(text) = std::str::from_utf8(text)
+        && let Some(kind) = parse_one(text)
+    {
+        return Ddl {
+            kind,
+            understood: Understood::Parsed,
+        };
+    }
+    fallback::classify(sql, start, end, opts)
+}
+
+fn parse_one(text: &str) -> Option<DdlKind> {
+    let dialect = PostgreSqlDialect {};
+    let mut statements = Parser::new(&dialect)
+        .with_recursion_limit(RECURSION_LIMIT)
+        .try_with_sql(text)
+        .ok()?
+        .parse_statements()
+        .ok()?;
+    if statements.len() != 1 {
+        return None;
+    }
+    convert(statements.pop()?, text)
+}
+
+/// Maps a parsed statement; `None` when the AST does not carry what the rules need, so the
+/// fallback classifier (which reads the tokens) decides instead.
+fn convert(statement: Statement, text: &str) -> Option<DdlKind> {
+    Some(match statement {
+        Statement::CreateIndex(ci) => DdlKind::CreateIndex {
+            name: ci.name.as_ref().map(name),
+            table: name(&ci.table_name),
+            unique: ci.unique,
+            concurrently: ci.concurrently,
+            if_not_exists: ci.if_not_exists,
+            only: false,
+            columns: ci.columns.len(),
+        },
+        Statement::Drop {
+            object_type,
+            if_exists,
+            names,
+            cascade,
+            ..
+        } => match object_type {
+            // sqlparser has no CONCURRENTLY for DROP INDEX (it fails on it), so what it parses
+            // is the plain form.
+            ObjectType::Index => DdlKind::DropIndex {
+                names: names.iter().map(name).collect(),
+                concurrently: false,
+                if_exists,
+                cascade,
+            },
+            ObjectType::Table => DdlKind::DropTable {
+                names: names.iter().map(name).collect(),
+                cascade,
+            },
+            ObjectType::Database => DdlKind::DropDatabase,
+            other => DdlKind::Other {
+                tag: format!("DROP {other}").to_uppercase(),
+            },
+        },
+        Statement::CreateTable(ct) => {
+            let mut references = Vec::new();
+            for column in &ct.columns {
+                for option in &column.options {
+                    if let ColumnOption::ForeignKey(fk) = &option.option {
+                        references.push(name(&fk.foreign_table));
+                    }
+                }
+            }
+            for constraint in &ct.constraints {
+                if let TableConstraint::ForeignKey(fk) = constraint {
+                    references.push(name(&fk.foreign_table));
+                }
+            }
+            DdlKind::CreateTable {
+                name: name(&ct.name),
+                temporary: ct.temporary,
+                partition_of: ct.partition_of.as_ref().map(name),
+                references,
+            }
+        }
+        Statement::AlterTable(at) => {
+            let mut ops = Vec::with_capacity(at.operations.len());
+            for op in at.operations {
+                ops.push(alter_op(op)?);
+            }
+            DdlKind::AlterTable {
+                name: name(&at.name),
+                only: at.only,
+                if_exists: at.if_exists,
+                ops,
+            }
+        }
+        Statement::Truncate(t) => DdlKind::Truncate {
+            names: t.table_names.iter().map(|t| name(&t.name)).collect(),
+            cascade: matches!(t.cascade, Some(sqlparser::ast::CascadeOption::Cascade)),
+        },
+        Statement::Lock(lock) => DdlKind::Lock {
+            tables: lock.tables.iter().map(|t| name(&t.name)).collect(),
+            mode: lock
+                .lock_mode
+                .map(lock_mode)
+                .unwrap_or(LockMode::AccessExclusive),
+        },
+        Statement::RefreshMaterializedView(r) => DdlKind::RefreshMaterializedView {
+            name: name(&r.name),
+            concurrently: r.concurrently,
+        },
+        Statement::AlterType(at) => match at.operation {
+            AlterTypeOperation::AddValue(_) => DdlKind::AlterTypeAddValue {
+                type_name: name(&at.name),
+            },
+            AlterTypeOperation::RenameValue(_) => DdlKind::AlterTypeRenameValue {
+                type_name: name(&at.name),
+            },
+            AlterTypeOperation::Rename(_) => DdlKind::Other {
+                tag: "ALTER TYPE".to_owned(),
+            },
+        },
+        Statement::CreateType {
+            name: n,
+            representation: Some(UserDefinedTypeRepresentation::Enum { .. }),
+        } => DdlKind::CreateEnum { name: name(&n) },
+        // The remaining forms either matter only through their command tag, or carry details
+        // (VACUUM options, function bodies, DO) that the token classifier reads more
+        // faithfully than sqlparser's dialect-neutral AST: let it decide.
+        Statement::Vacuum(_) | Statement::CreateFunction(_) | Statement::AlterIndex { .. } => {
+            return None;
+        }
+        _ => DdlKind::Other {
+            tag: command_tag(text),
+        },
+    })
+}
+
+fn alter_op(op: AlterTableOperation) -> Option<AlterOp> {
+    Some(match op {
+        AlterTableOperation::AddColumn { column_def, .. } => {
+            AlterOp::AddColumn(add_column(&column_def))
+        }
+        AlterTableOperation::DropColumn { column_names, .. } => {
+            // PostgreSQL drops one column per DROP COLUMN sub-command.
+            let [column] = column_names.as_slice() else {
+                return None;
+            };
+            AlterOp::DropColumn {
+                name: ident(column),
+            }
+        }
+        AlterTableOperation::RenameColumn {
+            old_column_name,
+            new_column_name,
+        } => AlterOp::RenameColumn {
+            from: ident(&old_column_name),
+            to: ident(&new_column_name),
+        },
+        AlterTableOperation::RenameTable { table_name } => {
+            let (sqlparser::ast::RenameTableNameKind::As(n)
+            | sqlparser::ast::RenameTableNameKind::To(n)) = table_name;
+            AlterOp::RenameTable { to: name(&n).name }
+        }
+        AlterTableOperation::AlterColumn { column_name, op } => {
+            let column = ident(&column_name);
+            match op {
+                AlterColumnOperation::SetNotNull => AlterOp::SetNotNull { column },
+                AlterColumnOperation::DropNotNull => AlterOp::DropNotNull { column },
+                AlterColumnOperation::SetDefault { .. } => AlterOp::SetDefault { column },
+                AlterColumnOperation::DropDefault => AlterOp::DropDefault { column },
+                AlterColumnOperation::SetDataType {
+                    data_type, using, ..
+                } => AlterOp::AlterColumnType {
+                    column,
+                    data_type: data_type.to_string().to_lowercase(),
+                    using: using.is_some(),
+                },
+                other => AlterOp::Other(format!(
+                    "ALTER COLUMN {}",
+                    first_words(&other.to_string(), 2)
+                )),
+            }
+        }
+        AlterTableOperation::AddConstraint {
+            constraint,
+            not_valid,
+        } => {
+            let (cname, kind) = table_constraint(&constraint)?;
+            AlterOp::AddConstraint(AddConstraint {
+                name: cname,
+                kind,
+                not_valid,
+            })
+        }
+        AlterTableOperation::ValidateConstraint { name } => {
+            AlterOp::ValidateConstraint { name: ident(&name) }
+        }
+        AlterTableOperation::DropConstraint { name, .. } => {
+            AlterOp::DropConstraint { name: ident(&name) }
+        }
+        AlterTableOperation::SetLogged => AlterOp::SetLogged,
+        AlterTableOperation::SetUnlogged => AlterOp::SetUnlogged,
+        AlterTableOperation::AttachPartitionOf { partition, .. } => AlterOp::AttachPartition {
+            partition: name(&partition),
+        },
+        AlterTableOperation::DetachPartitionOf { partition, mode } => AlterOp::DetachPartition {
+            partition: name(&partition),
+            concurrently: matches!(mode, Some(DetachPartitionMode::Concurrently)),
+        },
+        AlterTableOperation::EnableTrigger { .. }
+        | AlterTableOperation::EnableAlwaysTrigger { .. }
+        | AlterTableOperation::EnableReplicaTrigger { .. } => AlterOp::EnableTrigger,
+        AlterTableOperation::DisableTrigger { .. } => AlterOp::DisableTrigger,
+        AlterTableOperation::EnableRowLevelSecurity
+        | AlterTableOperation::DisableRowLevelSecurity
+        | AlterTableOperation::ForceRowLevelSecurity
+        | AlterTableOperation::NoForceRowLevelSecurity => AlterOp::RowLevelSecurity,
+        other => AlterOp::Other(first_words(&other.to_string(), 2)),
+    })
+}
+
+fn add_column(def: &ColumnDef) -> AddColumn {
+    let data_type = def.data_type.to_string().to_lowercase();
+    let serial = matches!(
+        data_type.as_str(),
+        "serial" | "bigserial" | "smallserial" | "serial2" | "serial4" | "serial8"
+    );
+    let mut column = AddColumn {
+        name: ident(&def.name),
+        data_type,
+        not_null: false,
+        default: None,
+        serial,
+        identity: false,
+        generated_stored: false,
+        generated_virtual: false,
+        constraints: Vec::new(),
+    };
+    for option in &def.options {
+        match &option.option {
+            ColumnOption::NotNull => column.not_null = true,
+            ColumnOption::Default(expr) => column.default = Some(default_expr(expr)),
+            ColumnOption::Generated {
+                generation_expr: None,
+                ..
+            }
+            | ColumnOption::Identity(_) => column.identity = true,
+            ColumnOption::Generated {
+                generation_expr: Some(_),
+                generation_expr_mode,
+                ..
+            } => {
+                match generation_expr_mode {
+                    Some(GeneratedExpressionMode::Stored) => column.generated_stored = true,
+                    // PostgreSQL 18 made VIRTUAL the default kind.
+                    _ => column.generated_virtual = true,
+                }
+            }
+            ColumnOption::ForeignKey(fk) => column.constraints.push(ConstraintKind::ForeignKey {
+                references: name(&fk.foreign_table),
+            }),
+            ColumnOption::Unique(_) => column
+                .constraints
+                .push(ConstraintKind::Unique { using_index: false }),
+            ColumnOption::PrimaryKey(_) => {
+                column.not_null = true;
+                column
+                    .constraints
+                    .push(ConstraintKind::PrimaryKey { using_index: false })
+            }
+            ColumnOption::Check(_) => column.constraints.push(ConstraintKind::Check),
+            _ => {}
+        }
+    }
+    column
+}
+
+fn table_constraint(c: &TableConstraint) -> Option<(Option<String>, ConstraintKind)> {
+    Some(match c {
+        TableConstraint::ForeignKey(fk) => (
+            fk.name.as_ref().map(ident),
+            ConstraintKind::ForeignKey {
+                references: name(&fk.foreign_table),
+            },
+        ),
+        TableConstraint::Check(ck) => (ck.name.as_ref().map(ident), ConstraintKind::Check),
+        TableConstraint::Unique(u) => (
+            u.name.as_ref().map(ident),
+            ConstraintKind::Unique { using_index: false },
+        ),
+        TableConstraint::PrimaryKey(pk) => (
+            pk.name.as_ref().map(ident),
+            ConstraintKind::PrimaryKey { using_index: false },
+        ),
+        TableConstraint::UniqueUsingIndex(u) => (
+            u.name.as_ref().map(ident),
+            ConstraintKind::Unique { using_index: true },
+        ),
+        TableConstraint::PrimaryKeyUsingIndex(u) => (
+            u.name.as_ref().map(ident),
+            ConstraintKind::PrimaryKey { using_index: true },
+        ),
+        TableConstraint::Exclude(_) => (None, ConstraintKind::Exclusion),
+        // MySQL-only forms; PostgreSQL has none of them.
+        TableConstraint::Index(_) | TableConstraint::FulltextOrSpatial(_) => return None,
+    })
+}
+
+fn default_expr(expr: &Expr) -> DefaultExpr {
+    let text = expr.to_string();
+    DefaultExpr {
+        functions: called_functions(&text),
+        text,
+    }
+}
+
+/// Names of the functions an expression calls: each word directly followed by `(`, lower-cased
+/// and unqualified (`public.gen_random_uuid(` → `gen_random_uuid`).
+pub(crate) fn called_functions(text: &str) -> Vec<String> {
+    let sql = text.as_bytes();
+    let tokens: Vec<_> = Lexer::new(sql, LexOptions::default())
+        .filter(|t| !t.is_comment())
+        .collect();
+    tokens
+        .windows(2)
+        .filter(|w| {
+            matches!(w[0].kind, TokenKind::Word | TokenKind::QuotedIdent)
+                && w[1].kind == TokenKind::LParen
+        })
+        .map(|w| {
+            let raw = String::from_utf8_lossy(w[0].text(sql)).into_owned();
+            if w[0].kind == TokenKind::QuotedIdent {
+                raw.trim_matches('"').to_owned()
+            } else {
+                raw.to_ascii_lowercase()
+            }
+        })
+        .collect()
+}
+
+fn lock_mode(m: LockTableMode) -> LockMode {
+    match m {
+        LockTableMode::AccessShare => LockMode::AccessShare,
+        LockTableMode::RowShare => LockMode::RowShare,
+        LockTableMode::RowExclusive => LockMode::RowExclusive,
+        LockTableMode::ShareUpdateExclusive => LockMode::ShareUpdateExclusive,
+        LockTableMode::Share => LockMode::Share,
+        LockTableMode::ShareRowExclusive => LockMode::ShareRowExclusive,
+        LockTableMode::Exclusive => LockMode::Exclusive,
+        LockTableMode::AccessExclusive => LockMode::AccessExclusive,
+    }
+}
+
+/// Folds an identifier the way PostgreSQL does: unquoted → ASCII lower case.
+fn ident(i: &Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_ascii_lowercase()
+    }
+}
+
+/// The last two parts of an object name (`db.schema.table` → `schema.table`).
+fn name(o: &ObjectName) -> Name {
+    let parts: Vec<String> =
+        o.0.iter()
+            .map(|p| match p {
+                ObjectNamePart::Identifier(i) => ident(i),
+                other => other.to_string(),
+            })
+            .collect();
+    match parts.as_slice() {
+        [.., schema, table] => Name {
+            schema: Some(schema.clone()),
+            name: table.clone(),
+        },
+        [table] => Name {
+            schema: None,
+            name: table.clone(),
+        },
+        [] => Name {
+            schema: None,
+            name: String::new(),
+        },
+    }
+}
+
+/// The command tag of a statement from its leading keywords, e.g. `CREATE VIEW`,
+/// `CREATE MATERIALIZED VIEW`, `COMMENT`.
+fn command_tag(text: &str) -> String {
+    let sql = text.as_bytes();
+    let mut words = Lexer::new(sql, LexOptions::default())
+        .filter(|t| !t.is_comment())
+        .take_while(|t| t.kind == TokenKind::Word)
+        .map(|t| String::from_utf8_lossy(t.text(sql)).to_ascii_uppercase());
+    let first = words.next().unwrap_or_default();
+    match first.as_str() {
+        "CREATE" | "ALTER" | "DROP" => {
+            let mut tag = first;
+            for w in words {
+                let filler = matches!(
+                    w.as_str(),
+                    "OR" | "REPLACE"
+                        | "TEMP"
+                        | "TEMPORARY"
+                        | "UNLOGGED"
+                        | "RECURSIVE"
+                        | "GLOBAL"
+                        | "LOCAL"
+                );
+                tag.push(' ');
+                tag.push_str(&w);
+                if !filler
+                    && !matches!(
+                        w.as_str(),
+                        "MATERIALIZED"
+                            | "FOREIGN"
+                            | "EVENT"
+                            | "TEXT"
+                            | "SEARCH"
+                            | "USER"
+                            | "ACCESS"
+                            | "DEFAULT"
+                    )
+                {
+                    break;
+                }
+            }
+            tag
+        }
+        _ => first,
+    }
+}
+
+fn first_words(s: &str, n: usize) -> String {
+    s.split_whitespace()
+        .take(n)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_uppercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ddl(sql: &str) -> Ddl {
+        understand(sql.as_bytes(), 0, sql.len(), LexOptions::default())
+    }
+
+    fn parsed(sql: &str) -> DdlKind {
+        let d = ddl(sql);
+        assert_eq!(
+            d.understood,
+            Understood::Parsed,
+            "{sql} should parse with sqlparser"
+        );
+        d.kind
+    }
+
+    #[test]
+    fn create_index_keeps_its_options() {
+        match parsed(
+            "CREATE UNIQUE INDEX IF NOT EXISTS idx ON public.\"Users\" USING btree (lower(email), id) WHERE deleted_at IS NULL",
+        ) {
+            DdlKind::CreateIndex {
+                name,
+                table,
+                unique,
+                concurrently,
+                if_not_exists,
+                only,
+                columns,
+            } => {
+                assert_eq!(name, Some(Name::bare("idx")));
+                assert_eq!(table, Name::new(Some("public"), "Users"));
+                assert!(unique && if_not_exists && !concurrently && !only);
+                assert_eq!(columns, 2);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn alter_table_sub_commands() {
+        let kind = parsed(
+            "ALTER TABLE ONLY app.Orders ADD COLUMN ext uuid NOT NULL DEFAULT gen_random_uuid(), \
+             ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES customers (id) NOT VALID, \
+             ALTER COLUMN total TYPE numeric(12,2), ALTER COLUMN email SET NOT NULL, \
+             VALIDATE CONSTRAINT other_fk, DROP COLUMN legacy, RENAME COLUMN a TO b",
+        );
+        let DdlKind::AlterTable {
+            name, only, ops, ..
+        } = kind
+        else {
+            panic!("{kind:?}")
+        };
+        assert_eq!(name, Name::new(Some("app"), "orders"));
+        assert!(only);
+        let AlterOp::AddColumn(col) = &ops[0] else {
+            panic!("{:?}", ops[0])
+        };
+        assert_eq!(col.name, "ext");
+        assert!(col.not_null);
+        assert_eq!(
+            col.default.as_ref().map(|d| d.functions.clone()),
+            Some(vec!["gen_random_uuid".to_owned()])
+        );
+        assert_eq!(
+            ops[1],
+            AlterOp::AddConstraint(AddConstraint {
+                name: Some("fk".into()),
+                kind: ConstraintKind::ForeignKey {
+                    references: Name::bare("customers")
+                },
+                not_valid: true
+            })
+        );
+        assert_eq!(
+            ops[2],
+            AlterOp::AlterColumnType {
+                column: "total".into(),
+                data_type: "numeric(12,2)".into(),
+                using: false
+            }
+        );
+        assert_eq!(
+            ops[3],
+            AlterOp::SetNotNull {
+                column: "email".into()
+            }
+        );
+        assert_eq!(
+            ops[4],
+            AlterOp::ValidateConstraint {
+                name: "other_fk".into()
+            }
+        );
+        assert_eq!(
+            ops[5],
+            AlterOp::DropColumn {
+                name: "legacy".into()
+            }
+        );
+        assert_eq!(
+            ops[6],
+            AlterOp::RenameColumn {
+                from: "a".into(),
+                to: "b".into()
+            }
+        );
+    }
+
+    #[test]
+    fn add_column_kinds() {
+        let col = |sql: &str| match parsed(sql) {
+            DdlKind::AlterTable { mut ops, .. } => match ops.remove(0) {
+                AlterOp::AddColumn(c) => c,
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        assert!(col("ALTER TABLE t ADD COLUMN id bigserial").serial);
+        assert!(col("ALTER TABLE t ADD COLUMN id bigint GENERATED ALWAYS AS IDENTITY").identity);
+        assert!(
+            col("ALTER TABLE t ADD COLUMN s int GENERATED ALWAYS AS (a * 2) STORED")
+                .generated_stored
+        );
+        let c = col("ALTER TABLE t ADD COLUMN o int REFERENCES owners (id) UNIQUE CHECK (o > 0)");
+        assert_eq!(
+            c.constraints,
+            [
+                ConstraintKind::ForeignKey {
+                    references: Name::bare("owners")
+                },
+                ConstraintKind::Unique { using_index: false },
+                ConstraintKind::Check
+            ]
+        );
+        assert_eq!(
+            col("ALTER TABLE t ADD COLUMN d timestamptz DEFAULT now()")
+                .default
+                .map(|d| d.functions),
+            Some(vec!["now".to_owned()])
+        );
+        assert_eq!(
+            col("ALTER TABLE t ADD COLUMN d int DEFAULT 0")
+                .default
+                .map(|d| d.functions),
+            Some(vec![])
+        );
+    }
+
+    #[test]
+    fn drops_truncate_lock_refresh() {
+        assert_eq!(
+            parsed("DROP INDEX a, s.b CASCADE"),
+            DdlKind::DropIndex {
+                names: vec![Name::bare("a"), Name::new(Some("s"), "b")],
+                concurrently: false,
+                if_exists: false,
+                cascade: true
+            }
+        );
+        assert_eq!(
+            parsed("DROP TABLE IF EXISTS t"),
+            DdlKind::DropTable {
+                names: vec![Name::bare("t")],
+                cascade: false
+            }
+        );
+        assert_eq!(
+            parsed("TRUNCATE t1, t2 CASCADE"),
+            DdlKind::Truncate {
+                names: vec![Name::bare("t1"), Name::bare("t2")],
+                cascade: true
+            }
+        );
+        assert_eq!(
+            parsed("LOCK TABLE t IN SHARE MODE"),
+            DdlKind::Lock {
+                tables: vec![Name::bare("t")],
+                mode: LockMode::Share
+            }
+        );
+        assert_eq!(
+            parsed("LOCK t"),
+            DdlKind::Lock {
+                tables: vec![Name::bare("t")],
+                mode: LockMode::AccessExclusive
+            }
+        );
+        assert_eq!(
+            parsed("REFRESH MATERIALIZED VIEW CONCURRENTLY mv"),
+            DdlKind::RefreshMaterializedView {
+                name: Name::bare("mv"),
+                concurrently: true
+            }
+        );
+        assert_eq!(
+            parsed("CREATE VIEW v AS SELECT 1"),
+            DdlKind::Other {
+                tag: "CREATE VIEW".into()
+            }
+        );
+        assert_eq!(
+            parsed("CREATE OR REPLACE VIEW v AS SELECT 1"),
+            DdlKind::Other {
+                tag: "CREATE OR REPLACE VIEW".into()
+            }
+        );
+    }
+
+    #[test]
+    fn create_table_collects_references_and_partition_parent() {
+        match parsed(
+            "CREATE TABLE o (id int PRIMARY KEY, c int REFERENCES customers (id), FOREIGN KEY (id) REFERENCES s.other (x))",
+        ) {
+            DdlKind::CreateTable {
+                name,
+                references,
+                partition_of,
+                temporary,
+            } => {
+                assert_eq!(name, Name::bare("o"));
+                assert_eq!(
+                    references,
+                    [Name::bare("customers"), Name::new(Some("s"), "other")]
+                );
+                assert!(partition_of.is_none() && !temporary);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn called_functions_are_found_by_tokens() {
+        assert_eq!(
+            called_functions("public.gen_random_uuid()"),
+            ["gen_random_uuid"]
+        );
+        assert_eq!(called_functions("nextval('s'::regclass)"), ["nextval"]);
+        assert_eq!(called_functions("'now()'"), Vec::<String>::new());
+        assert_eq!(called_functions("CURRENT_TIMESTAMP"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn hostile_nesting_does_not_overflow() {
+        let deep = format!(
+            "CREATE INDEX i ON t ({}x{})",
+            "(".repeat(5000),
+            ")".repeat(5000)
+        );
+        let _ = ddl(&deep);
+    }
+}

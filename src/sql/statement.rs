@@ -1,0 +1,307 @@
+//! ddlgate's own model of a DDL statement: what the rules and the policy look at.
+//!
+//! Only the SQL layer knows how a statement was understood — by `sqlparser` (`sql::parse`) or,
+//! for the PostgreSQL syntax sqlparser rejects, by the lexer-based fallback classifier
+//! (`sql::fallback`). Everything downstream sees these types, so a parser upgrade touches the
+//! SQL layer only. The model keeps exactly the facts the rules need (which object, which
+//! options, which sub-commands), with names folded the way PostgreSQL folds them.
+
+/// A possibly schema-qualified object name, folded like PostgreSQL: unquoted identifiers are
+/// lower-cased, quoted ones kept exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Name {
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+impl Name {
+    pub fn new(schema: Option<&str>, name: &str) -> Name {
+        Name {
+            schema: schema.map(str::to_owned),
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn bare(name: &str) -> Name {
+        Name::new(None, name)
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.schema {
+            Some(s) => write!(f, "{s}.{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// How the statement was understood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Understood {
+    /// Parsed by sqlparser into a full AST.
+    Parsed,
+    /// sqlparser rejected it; the fallback classifier recognised it from its tokens.
+    Fallback,
+    /// Neither could tell what it is. The policy's `unparsed-ddl` finding: fail closed.
+    Unknown,
+}
+
+/// A DDL statement (or DDL candidate) as the rules see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ddl {
+    pub kind: DdlKind,
+    pub understood: Understood,
+}
+
+/// REINDEX targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReindexTarget {
+    Index,
+    Table,
+    Schema,
+    Database,
+    System,
+}
+
+/// Explicit lock modes of `LOCK TABLE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LockMode {
+    AccessShare,
+    RowShare,
+    RowExclusive,
+    ShareUpdateExclusive,
+    Share,
+    ShareRowExclusive,
+    Exclusive,
+    AccessExclusive,
+}
+
+impl LockMode {
+    /// Conflicts with what ordinary queries take (SELECT, SELECT FOR UPDATE/SHARE, INSERT,
+    /// UPDATE, DELETE, MERGE): SHARE and stronger. eugene's definition of a dangerous lock.
+    pub fn blocks_traffic(self) -> bool {
+        self >= LockMode::Share
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::AccessShare => "ACCESS SHARE",
+            LockMode::RowShare => "ROW SHARE",
+            LockMode::RowExclusive => "ROW EXCLUSIVE",
+            LockMode::ShareUpdateExclusive => "SHARE UPDATE EXCLUSIVE",
+            LockMode::Share => "SHARE",
+            LockMode::ShareRowExclusive => "SHARE ROW EXCLUSIVE",
+            LockMode::Exclusive => "EXCLUSIVE",
+            LockMode::AccessExclusive => "ACCESS EXCLUSIVE",
+        }
+    }
+}
+
+/// A column's DEFAULT expression, as far as the rules care.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultExpr {
+    /// The expression text as the client wrote it.
+    pub text: String,
+    /// Names of the functions it calls (lower-cased, unqualified), e.g. `gen_random_uuid`.
+    pub functions: Vec<String>,
+}
+
+/// Inline constraints of a column definition or table constraints, by kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConstraintKind {
+    ForeignKey { references: Name },
+    Check,
+    Unique { using_index: bool },
+    PrimaryKey { using_index: bool },
+    Exclusion,
+    NotNull,
+}
+
+/// One `ADD [CONSTRAINT name] …` of ALTER TABLE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddConstraint {
+    pub name: Option<String>,
+    pub kind: ConstraintKind,
+    pub not_valid: bool,
+}
+
+/// One `ADD COLUMN` of ALTER TABLE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddColumn {
+    pub name: String,
+    /// The type as written, lower-cased (`bigserial`, `uuid`, `varchar(20)`).
+    pub data_type: String,
+    pub not_null: bool,
+    pub default: Option<DefaultExpr>,
+    /// `serial`, `bigserial`, `smallserial`.
+    pub serial: bool,
+    /// `GENERATED … AS IDENTITY`.
+    pub identity: bool,
+    /// `GENERATED ALWAYS AS (…) STORED`.
+    pub generated_stored: bool,
+    /// `GENERATED ALWAYS AS (…) VIRTUAL` (PostgreSQL 18).
+    pub generated_virtual: bool,
+    /// Inline REFERENCES / UNIQUE / PRIMARY KEY / CHECK.
+    pub constraints: Vec<ConstraintKind>,
+}
+
+/// One sub-command of ALTER TABLE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlterOp {
+    AddColumn(AddColumn),
+    DropColumn {
+        name: String,
+    },
+    RenameColumn {
+        from: String,
+        to: String,
+    },
+    RenameTable {
+        to: String,
+    },
+    SetSchema,
+    AlterColumnType {
+        column: String,
+        data_type: String,
+        using: bool,
+    },
+    SetNotNull {
+        column: String,
+    },
+    DropNotNull {
+        column: String,
+    },
+    SetDefault {
+        column: String,
+    },
+    DropDefault {
+        column: String,
+    },
+    AddConstraint(AddConstraint),
+    ValidateConstraint {
+        name: String,
+    },
+    DropConstraint {
+        name: String,
+    },
+    SetTablespace,
+    SetLogged,
+    SetUnlogged,
+    SetAccessMethod,
+    AttachPartition {
+        partition: Name,
+    },
+    DetachPartition {
+        partition: Name,
+        concurrently: bool,
+    },
+    EnableTrigger,
+    DisableTrigger,
+    RowLevelSecurity,
+    /// Storage parameters, statistics, owner, replica identity, cluster on, … — sub-commands
+    /// the rules do not single out; they still take the ALTER TABLE lock.
+    Other(String),
+}
+
+/// What a DDL statement is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DdlKind {
+    CreateIndex {
+        name: Option<Name>,
+        table: Name,
+        unique: bool,
+        concurrently: bool,
+        if_not_exists: bool,
+        /// `ON ONLY parent`: the partitioned-parent form that builds nothing.
+        only: bool,
+        /// Non-unique columns count (for wide-index warnings).
+        columns: usize,
+    },
+    DropIndex {
+        names: Vec<Name>,
+        concurrently: bool,
+        if_exists: bool,
+        cascade: bool,
+    },
+    Reindex {
+        target: ReindexTarget,
+        name: Option<Name>,
+        concurrently: bool,
+    },
+    AlterIndex {
+        name: Name,
+        /// `RENAME`, `SET TABLESPACE`, `ATTACH PARTITION`, `SET (…)`, …
+        action: String,
+    },
+    CreateTable {
+        name: Name,
+        temporary: bool,
+        partition_of: Option<Name>,
+        /// Tables referenced by foreign keys in the definition.
+        references: Vec<Name>,
+    },
+    AlterTable {
+        name: Name,
+        only: bool,
+        if_exists: bool,
+        ops: Vec<AlterOp>,
+    },
+    DropTable {
+        names: Vec<Name>,
+        cascade: bool,
+    },
+    Truncate {
+        names: Vec<Name>,
+        cascade: bool,
+    },
+    Vacuum {
+        full: bool,
+        tables: Vec<Name>,
+    },
+    Cluster {
+        table: Option<Name>,
+    },
+    Lock {
+        tables: Vec<Name>,
+        mode: LockMode,
+    },
+    RefreshMaterializedView {
+        name: Name,
+        concurrently: bool,
+    },
+    AlterTypeAddValue {
+        type_name: Name,
+    },
+    AlterTypeRenameValue {
+        type_name: Name,
+    },
+    CreateEnum {
+        name: Name,
+    },
+    CreateDomainWithConstraint {
+        name: Name,
+    },
+    AlterDomainAddConstraint {
+        name: Name,
+        not_valid: bool,
+    },
+    /// `DO [LANGUAGE l] $$ … $$`.
+    Do {
+        language: Option<String>,
+        body: String,
+    },
+    CreateFunction {
+        name: Name,
+        language: Option<String>,
+        body: Option<String>,
+    },
+    DropDatabase,
+    /// DDL the rules have no concern with (CREATE VIEW, CREATE SEQUENCE, COMMENT, GRANT, …),
+    /// identified by its command tag, e.g. `CREATE VIEW`.
+    Other {
+        tag: String,
+    },
+    /// Nothing could identify it.
+    Unknown,
+}
