@@ -1,6 +1,6 @@
-//! Hot-path cost of the analysis hook: split + classify + count, per message, for the traffic
-//! shapes that matter (pgbench's SELECT, an ORM query, a 2 KB multi-row INSERT, a
-//! multi-statement migration string, a DDL statement). Run: `cargo bench --bench analysis`.
+//! Cost of the analysis hook per message: split + prefilter for ordinary traffic (pgbench's
+//! SELECT, an ORM query, a 2 KB multi-row INSERT), and the full decision for DDL (understand,
+//! rules, policy, rewrite or block). Run: `cargo bench --bench analysis`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ddlgate::analysis::{Analyzer, Context, Counters, Source};
@@ -35,6 +35,10 @@ fn inputs() -> Vec<(&'static str, String)> {
                 .to_owned(),
         ),
         ("create_index", "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_users_email ON public.users USING btree (lower(email)) WHERE deleted_at IS NULL".to_owned()),
+        // Decided "rewrite": parse, rules, splice CONCURRENTLY in, re-parse and re-check.
+        ("create_index_rewritten", "CREATE INDEX idx_users_email ON public.users USING btree (lower(email)) WHERE deleted_at IS NULL".to_owned()),
+        // Decided "block": replaced by the raising DO block.
+        ("alter_table_blocked", "ALTER TABLE orders ADD COLUMN id2 bigserial".to_owned()),
     ]
 }
 

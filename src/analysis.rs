@@ -23,7 +23,7 @@ use crate::policy::{self, Decision, DecisionCounters, Profile};
 use crate::protocol::TxStatus;
 use crate::rewrite;
 use crate::rules::{self, Action};
-use crate::sql::lexer::{self, LexOptions, StatementSpan};
+use crate::sql::lexer::{self, LexOptions, StatementSpan, TokenKind};
 use crate::sql::parse;
 use crate::sql::prefilter::{self, StatementClass};
 use crate::sql::statement::{DdlKind, Name, Understood};
@@ -218,7 +218,7 @@ impl Analyzer {
                 statements = summary.statements,
                 ddl_candidates = summary.ddl_candidates,
                 tx = ctx.tx.as_str(),
-                sql = %truncated(sql, 200),
+                sql = %loggable(sql, ctx.lex, 200),
                 "statement analysed"
             );
         }
@@ -255,7 +255,7 @@ impl Analyzer {
         };
         let decision = policy::evaluate(profile, sql, span.start, span.end, ctx.lex, &ddl, &rctx);
         counters.decisions.record(&decision);
-        log_decision(&decision, &ddl.kind, sql, span);
+        log_decision(&decision, &ddl.kind, sql, span, ctx.lex);
 
         let replacement = match decision.effective {
             Action::Allow => None,
@@ -273,7 +273,7 @@ impl Analyzer {
                     .and_then(|r| rewrite::apply(sql, from, span.end, ctx.lex, &ddl, r, &rctx));
                 match rw {
                     Ok(new) => {
-                        plan.notices.push(rewrite_notice(&decision, &new));
+                        plan.notices.push(rewrite_notice(&decision, profile, &new));
                         Some(new)
                     }
                     Err(e) => {
@@ -345,8 +345,11 @@ fn block_error(d: &Decision, profile: &Profile) -> BlockError {
         return BlockError {
             code: act::sqlstate::INVALID_OVERRIDE,
             message: format!("ddlgate refused the statement: {e}"),
-            detail: format!("Policy profile `{}` checks every ddlgate:allow comment before it takes effect.", d.profile),
-            hint: "Name existing rule ids and give a reason: /* ddlgate:allow rule-id reason=\"why this is safe\" */".to_owned(),
+            detail: format!(
+                "Policy profile `{}` checks every ddlgate:allow comment before it takes effect.",
+                d.profile
+            ),
+            hint: OVERRIDE_HINT.to_owned(),
         };
     }
     let Some(v) = d.blocking() else {
@@ -408,13 +411,15 @@ fn warnings(d: &Decision, profile: &Profile) -> Vec<BytesMut> {
             "WARNING",
             &format!("ddlgate ({} profile): {e}", profile.name),
             None,
-            None,
+            Some(OVERRIDE_HINT),
         ));
     }
     out
 }
 
-fn rewrite_notice(d: &Decision, new: &[u8]) -> BytesMut {
+const OVERRIDE_HINT: &str = "Name existing rule ids and give a reason: /* ddlgate:allow rule-id reason=\"why this is safe\" */";
+
+fn rewrite_notice(d: &Decision, profile: &Profile, new: &[u8]) -> BytesMut {
     let rule = d
         .verdicts
         .iter()
@@ -432,11 +437,17 @@ fn rewrite_notice(d: &Decision, new: &[u8]) -> BytesMut {
             String::from_utf8_lossy(new).trim()
         ),
         Some(&reason),
-        None,
+        Some(&if profile.may_override_rule(rule) {
+            format!(
+                "Write the safe form yourself and this notice goes away; to run the statement exactly as written, prefix it with /* ddlgate:allow {rule} reason=\"…\" */."
+            )
+        } else {
+            "Write the safe form yourself and this notice goes away.".to_owned()
+        }),
     )
 }
 
-fn log_decision(d: &Decision, kind: &DdlKind, sql: &[u8], span: &StatementSpan) {
+fn log_decision(d: &Decision, kind: &DdlKind, sql: &[u8], span: &StatementSpan, lex: LexOptions) {
     let rules: Vec<&str> = d.verdicts.iter().map(|v| v.finding.rule).collect();
     for v in d.verdicts.iter().filter(|v| v.overridden.is_some()) {
         tracing::info!(rule = v.finding.rule, reason = v.overridden.as_deref().unwrap_or(""), profile = %d.profile, "override applied");
@@ -451,11 +462,30 @@ fn log_decision(d: &Decision, kind: &DdlKind, sql: &[u8], span: &StatementSpan) 
             mode = d.mode.as_str(),
             profile = %d.profile,
             error = d.error.as_ref().map(ToString::to_string),
-            kind = ?std::mem::discriminant(kind),
-            sql = %truncated(&sql[span.start..span.end], 200),
+            kind = kind.label(),
+            sql = %loggable(sql.get(span.start..span.end).unwrap_or_default(), lex, 200),
             "DDL decision"
         );
     }
+}
+
+/// SQL for logs: at most `max` bytes (see [`truncated`]), and with every string literal
+/// replaced by `'***'` when the SQL mentions a password (`CREATE ROLE … PASSWORD '…'`,
+/// `ALTER USER … PASSWORD`): ddlgate never logs passwords.
+pub fn loggable(sql: &[u8], lex: LexOptions, max: usize) -> String {
+    let tokens = || lexer::Lexer::new(sql, lex).filter(|t| !t.is_comment());
+    if !tokens().any(|t| t.is_word(sql, "PASSWORD")) {
+        return truncated(sql, max);
+    }
+    let mut out = Vec::with_capacity(sql.len().min(max));
+    let mut at = 0;
+    for t in tokens().filter(|t| matches!(t.kind, TokenKind::String | TokenKind::DollarString)) {
+        out.extend_from_slice(sql.get(at..t.start).unwrap_or_default());
+        out.extend_from_slice(b"'***'");
+        at = t.end;
+    }
+    out.extend_from_slice(sql.get(at..).unwrap_or_default());
+    truncated(&out, max)
 }
 
 /// SQL for logs: at most `max` bytes, lossy UTF-8, marked when cut.
@@ -580,6 +610,25 @@ mod tests {
             p.is_forward(),
             "an index on a table created in the same transaction is fine"
         );
+    }
+
+    #[test]
+    fn passwords_never_reach_the_log() {
+        let lex = LexOptions::default();
+        let out = loggable(
+            b"ALTER ROLE app WITH LOGIN PASSWORD 'hunter2' VALID UNTIL 'infinity'",
+            lex,
+            200,
+        );
+        assert_eq!(
+            out,
+            "ALTER ROLE app WITH LOGIN PASSWORD '***' VALID UNTIL '***'"
+        );
+        let out = loggable(b"create user u password $p$hunter2$p$", lex, 200);
+        assert!(!out.contains("hunter2"), "{out}");
+        // Comments do not trigger it; other SQL is kept as is.
+        let sql = b"CREATE INDEX i ON t (x) /* password */ WHERE k = 'v'";
+        assert_eq!(loggable(sql, lex, 200), String::from_utf8_lossy(sql));
     }
 
     #[test]

@@ -96,13 +96,50 @@ pub struct ProfileConfig {
     pub rules: std::collections::BTreeMap<String, crate::rules::Action>,
 }
 
-/// The `match` of a profile.
+/// The `match` of a profile: every given field must match.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Selector {
-    pub user: Option<String>,
-    pub database: Option<String>,
-    pub application_name: Option<String>,
+    pub user: Option<Patterns>,
+    pub database: Option<Patterns>,
+    pub application_name: Option<Patterns>,
+}
+
+/// One pattern or a list of them (any may match); a pattern ending in `*` matches by prefix.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(from = "OneOrMany")]
+pub struct Patterns(pub Vec<String>);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<OneOrMany> for Patterns {
+    fn from(v: OneOrMany) -> Self {
+        match v {
+            OneOrMany::One(s) => Patterns(vec![s]),
+            OneOrMany::Many(v) => Patterns(v),
+        }
+    }
+}
+
+impl From<&str> for Patterns {
+    fn from(s: &str) -> Self {
+        Patterns(vec![s.to_owned()])
+    }
+}
+
+impl Patterns {
+    /// Whether `value` matches any of the patterns.
+    pub fn matches(&self, value: &str) -> bool {
+        self.0.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => value.starts_with(prefix),
+            None => p == value,
+        })
+    }
 }
 
 /// `[server]`: the client-facing listener.
@@ -322,7 +359,17 @@ impl Config {
                 );
             }
             let s = &p.selector;
-            if s.user.is_none() && s.database.is_none() && s.application_name.is_none() {
+            let fields = [&s.user, &s.database, &s.application_name];
+            if fields
+                .iter()
+                .any(|f| f.as_ref().is_some_and(|p| p.0.is_empty()))
+            {
+                return bad(
+                    &format!("profiles[{i}].match"),
+                    "a pattern list must not be empty",
+                );
+            }
+            if fields.iter().all(|f| f.is_none()) {
                 return bad(
                     &format!("profiles[{i}].match"),
                     "must name at least one of user, database, application_name",
@@ -425,6 +472,35 @@ mod tests {
         assert_eq!(cfg.limits.max_clients, 7);
         assert_eq!(cfg.upstream.address, "db.internal:5433");
         assert_eq!(cfg.server.listen.to_string(), "127.0.0.1:7000");
+    }
+
+    #[test]
+    fn profile_patterns_are_one_or_a_list() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        let load = |toml: &str| {
+            std::fs::write(&path, toml).expect("write");
+            Config::load_with_env(Some(&path), &Overrides::default(), env(&[]))
+        };
+        let cfg = load("[[profiles]]\nname = \"h\"\nmatch = { user = \"bob\", application_name = [\"psql\", \"pgAdmin*\"] }\n")
+            .expect("loads");
+        let sel = &cfg.profiles[0].selector;
+        assert!(
+            sel.application_name
+                .as_ref()
+                .is_some_and(|p| p.matches("pgAdmin 4")
+                    && p.matches("psql")
+                    && !p.matches("psql2"))
+        );
+        assert!(sel.user.as_ref().is_some_and(|p| p.matches("bob")));
+        let err = load("[[profiles]]\nname = \"h\"\nmatch = { application_name = [] }\n")
+            .expect_err("empty list");
+        assert!(err.to_string().contains("profiles[0].match"), "{err}");
+        let err = load("[[profiles]]\nname = \"h\"\nmatch = {}\n").expect_err("matches everyone");
+        assert!(err.to_string().contains("profiles[0].match"), "{err}");
+        let err = load("[[profiles]]\nname = \"h\"\nmatch = { user = \"x\" }\n[profiles.rules]\n\"no-such-rule\" = \"block\"\n")
+            .expect_err("unknown rule");
+        assert!(err.to_string().contains("no-such-rule"), "{err}");
     }
 
     #[test]

@@ -28,6 +28,18 @@ enum Command {
     /// Check migration files with the proxy's rules and policy, offline. Exits 1 when anything
     /// would be blocked, 2 on usage, configuration or read errors.
     Check(CheckArgs),
+    /// List the rule catalog: id, default action, lock taken, what it flags.
+    Rules {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: RulesFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RulesFormat {
+    Text,
+    Markdown,
 }
 
 #[derive(clap::Args, Debug)]
@@ -68,6 +80,16 @@ fn main() -> ExitCode {
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         Some(Command::Check(check)) => return run_check(&cli.serve, check),
+        Some(Command::Rules { format }) => {
+            print!(
+                "{}",
+                match format {
+                    RulesFormat::Text => ddlgate::rules::catalog_text(),
+                    RulesFormat::Markdown => ddlgate::rules::catalog_markdown(),
+                }
+            );
+            return ExitCode::SUCCESS;
+        }
         None => cli.serve,
     };
     let overrides = Overrides {

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::config::{Config, Mode, PolicyConfig, ProfileConfig, Selector};
+use crate::config::{Config, Mode, Patterns, PolicyConfig, ProfileConfig, Selector};
 use crate::rules::{self, Action, Finding, RULES, Rewrite};
 use crate::sql::lexer::{LexOptions, Lexer, TokenKind};
 use crate::sql::statement::Ddl;
@@ -68,23 +68,17 @@ impl Policy {
         self.profiles
             .iter()
             .find(|(s, _)| {
-                matches(s.user.as_deref(), user)
-                    && matches(s.database.as_deref(), database)
-                    && matches(s.application_name.as_deref(), application_name)
+                matches(s.user.as_ref(), user)
+                    && matches(s.database.as_ref(), database)
+                    && matches(s.application_name.as_ref(), application_name)
             })
             .map(|(_, p)| p)
             .unwrap_or(&self.default)
     }
 }
 
-fn matches(pattern: Option<&str>, value: &str) -> bool {
-    match pattern {
-        None => true,
-        Some(p) => match p.strip_suffix('*') {
-            Some(prefix) => value.starts_with(prefix),
-            None => p == value,
-        },
-    }
+fn matches(patterns: Option<&Patterns>, value: &str) -> bool {
+    patterns.is_none_or(|p| p.matches(value))
 }
 
 impl Profile {
@@ -623,5 +617,49 @@ mode = "warn"
             1
         );
         assert_eq!(counters.overrides("require-concurrent-index-creation"), 1);
+    }
+
+    #[test]
+    fn shipped_guardrail_profiles() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/guardrail.toml");
+        let cfg = Config::load_with_env(Some(&path), &Default::default(), Vec::new())
+            .expect("config/guardrail.toml loads");
+        let p = Policy::from_config(&cfg);
+        assert_eq!(p.profile_for("migrator", "app", "rails").name, "migrations");
+        for app in [
+            "psql",
+            "pgAdmin 4 - CONN:123",
+            "DBeaver 24.1.0 - Main",
+            "DataGrip 2024.2",
+        ] {
+            assert_eq!(p.profile_for("alice", "app", app).name, "humans", "{app}");
+        }
+        assert_eq!(p.profile_for("app", "app", "puma").name, "default");
+        // The migration user gets the rewrite; a human gets a block, with no way around it.
+        let d = decide(
+            &p,
+            ("migrator", "app", "rails"),
+            "CREATE INDEX i ON t (x)",
+            &Ctx::default(),
+        );
+        assert_eq!(d.effective, Action::Rewrite);
+        let d = decide(
+            &p,
+            ("alice", "app", "psql"),
+            "CREATE INDEX i ON t (x)",
+            &Ctx::default(),
+        );
+        assert_eq!(d.effective, Action::Block);
+        let sql = "/* ddlgate:allow ban-drop-table reason=\"old\" */ DROP TABLE t";
+        let d = decide(&p, ("alice", "app", "psql"), sql, &Ctx::default());
+        assert!(matches!(
+            d.error,
+            Some(DecisionError::OverrideForbidden { .. })
+        ));
+        let d = decide(&p, ("migrator", "app", "rails"), sql, &Ctx::default());
+        assert_eq!(d.effective, Action::Allow);
+        // The application is only observed.
+        let d = decide(&p, ("app", "app", "puma"), "DROP TABLE t", &Ctx::in_tx());
+        assert_eq!((d.intended, d.effective), (Action::Warn, Action::Allow));
     }
 }

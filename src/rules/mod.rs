@@ -215,6 +215,37 @@ pub static RULES: &[&Rule] = &[
     &unparsed_ddl::RULE,
 ];
 
+/// The catalog as a Markdown table (`ddlgate rules --format markdown`; the README embeds it,
+/// and a test keeps the two identical).
+pub fn catalog_markdown() -> String {
+    let mut out = String::from("| Rule | Default | Lock | Flags |\n|---|---|---|---|\n");
+    for r in RULES {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            r.id,
+            r.default_action.as_str(),
+            r.lock.replace('|', "\\|"),
+            r.summary.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
+/// The catalog as plain text (`ddlgate rules`).
+pub fn catalog_text() -> String {
+    let mut out = String::new();
+    for r in RULES {
+        out.push_str(&format!(
+            "{} [{}]\n    flags: {}\n    lock:  {}\n",
+            r.id,
+            r.default_action.as_str(),
+            r.summary,
+            r.lock
+        ));
+    }
+    out
+}
+
 /// Looks a rule up by id.
 pub fn rule(id: &str) -> Option<&'static Rule> {
     RULES.iter().copied().find(|r| r.id == id)
@@ -354,6 +385,18 @@ mod tests {
             );
         }
         assert!(rule("unparsed-ddl").is_some());
+        assert_eq!(catalog_text().lines().count(), RULES.len() * 3);
         assert!(rule("no-such-rule").is_none());
+    }
+
+    #[test]
+    fn readme_lists_the_catalog() {
+        let readme = std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR")))
+            .expect("README.md");
+        assert!(
+            readme.contains(&catalog_markdown()),
+            "README.md must contain the output of `ddlgate rules --format markdown`:\n{}",
+            catalog_markdown()
+        );
     }
 }

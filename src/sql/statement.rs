@@ -305,3 +305,34 @@ pub enum DdlKind {
     /// Nothing could identify it.
     Unknown,
 }
+
+impl DdlKind {
+    /// A stable, bounded label for logs and metrics (`create_index`, `alter_table`, …; never
+    /// names or SQL).
+    pub fn label(&self) -> &'static str {
+        match self {
+            DdlKind::CreateIndex { .. } => "create_index",
+            DdlKind::DropIndex { .. } => "drop_index",
+            DdlKind::Reindex { .. } => "reindex",
+            DdlKind::AlterIndex { .. } => "alter_index",
+            DdlKind::CreateTable { .. } => "create_table",
+            DdlKind::AlterTable { .. } => "alter_table",
+            DdlKind::DropTable { .. } => "drop_table",
+            DdlKind::Truncate { .. } => "truncate",
+            DdlKind::Vacuum { .. } => "vacuum",
+            DdlKind::Cluster { .. } => "cluster",
+            DdlKind::Lock { .. } => "lock",
+            DdlKind::RefreshMaterializedView { .. } => "refresh_materialized_view",
+            DdlKind::AlterTypeAddValue { .. } => "alter_type_add_value",
+            DdlKind::AlterTypeRenameValue { .. } => "alter_type_rename_value",
+            DdlKind::CreateEnum { .. } => "create_enum",
+            DdlKind::CreateDomainWithConstraint { .. } => "create_domain",
+            DdlKind::AlterDomainAddConstraint { .. } => "alter_domain",
+            DdlKind::Do { .. } => "do",
+            DdlKind::CreateFunction { .. } => "create_function",
+            DdlKind::DropDatabase => "drop_database",
+            DdlKind::Other { .. } => "other",
+            DdlKind::Unknown => "unknown",
+        }
+    }
+}
