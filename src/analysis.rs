@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::BytesMut;
 
 use crate::act::{self, BlockError};
+use crate::guard::{GuardPlan, Retry};
 use crate::policy::{self, Decision, DecisionCounters, Profile};
 use crate::protocol::TxStatus;
 use crate::rewrite;
@@ -53,6 +54,23 @@ pub struct Counters {
     /// Rewrites that were refused after re-parsing or re-checking (the statement was blocked
     /// instead).
     pub rewrite_failures: AtomicU64,
+    /// The lock guard.
+    pub guard: GuardCounters,
+}
+
+/// What the lock guard did.
+#[derive(Debug, Default)]
+pub struct GuardCounters {
+    /// Queries run under the guard.
+    pub runs: AtomicU64,
+    /// Attempts retried after a lock timeout.
+    pub retries: AtomicU64,
+    /// Queries that spent their attempt or time budget.
+    pub exhausted: AtomicU64,
+    /// Queries that had to wait for another DDL on the same table.
+    pub queue_waits: AtomicU64,
+    /// Queries that gave up waiting for their turn.
+    pub queue_timeouts: AtomicU64,
 }
 
 /// Index into `Counters::ddl_understood`.
@@ -107,12 +125,14 @@ pub struct Plan {
     pub sql: Option<Vec<u8>>,
     /// NoticeResponses to send the client before the statement's results.
     pub notices: Vec<BytesMut>,
+    /// What the lock guard must do around the message, when it holds DDL that will run.
+    pub guard: Option<GuardPlan>,
 }
 
 impl Plan {
     /// Nothing to change and nothing to say: forward the original bytes.
     pub fn is_forward(&self) -> bool {
-        self.sql.is_none() && self.notices.is_empty()
+        self.sql.is_none() && self.notices.is_empty() && self.guard.is_none()
     }
 }
 
@@ -171,11 +191,18 @@ impl Analyzer {
         let mut replacements: Vec<(usize, Vec<u8>)> = Vec::new();
         // The transaction status as it evolves through a multi-statement Query.
         let mut tx = ctx.tx;
+        // Transaction-control statements, for deciding how a guarded Query can be retried.
+        let mut tx_control = Vec::new();
+        let nonempty: Vec<usize> = (0..spans.len()).filter(|&i| !spans[i].is_empty()).collect();
         for (i, span) in spans.iter().enumerate().filter(|(_, s)| !s.is_empty()) {
             let class = prefilter::classify(sql, span);
             counters.statements[class.index()].fetch_add(1, Ordering::Relaxed);
             match class {
-                StatementClass::Transaction => tx = transaction_effect(sql, span, ctx.lex, tx),
+                StatementClass::Transaction => {
+                    let before = tx;
+                    tx = transaction_effect(sql, span, ctx.lex, tx);
+                    tx_control.push((i, before, tx));
+                }
                 StatementClass::DdlCandidate => {
                     summary.ddl_candidates += 1;
                     if let Some(replacement) = self.decide(
@@ -197,6 +224,9 @@ impl Analyzer {
         }
         if !replacements.is_empty() {
             plan.sql = Some(splice(sql, &spans, &replacements));
+        }
+        if let Some(guard) = plan.guard.as_mut() {
+            guard.retry = retry_mode(ctx.tx, source, &tx_control, &nonempty);
         }
         self.spans = spans;
         match source {
@@ -252,6 +282,7 @@ impl Analyzer {
             in_function_body: false,
             server_version: ctx.server_version,
             created_in_tx: &self.created_in_tx,
+            catalog: None,
         };
         let decision = policy::evaluate(profile, sql, span.start, span.end, ctx.lex, &ddl, &rctx);
         counters.decisions.record(&decision);
@@ -287,6 +318,17 @@ impl Analyzer {
                 }
             }
         };
+        // What the statement that will run locks: the guard runs around it.
+        // Observe mode changes nothing a client can see, the guard included.
+        if decision.effective != Action::Block && profile.mode != crate::config::Mode::Observe {
+            let ran = match (&replacement, decision.effective) {
+                (Some(new), Action::Rewrite) => parse::understand(new, 0, new.len(), ctx.lex),
+                _ => ddl.clone(),
+            };
+            let mut guard = plan.guard.take().unwrap_or_default();
+            guard.add(&ran, |t| rctx.is_new(t));
+            plan.guard = (!guard.is_empty()).then_some(guard);
+        }
         // A new table is invisible to others until its transaction commits.
         if let DdlKind::CreateTable { name, .. } = &ddl.kind
             && replacement.is_none()
@@ -295,6 +337,32 @@ impl Analyzer {
             self.created_in_tx.insert(name.clone());
         }
         replacement
+    }
+}
+
+/// How a guarded message can be retried after a lock timeout (see [`Retry`]).
+fn retry_mode(
+    start: TxStatus,
+    source: Source,
+    tx_control: &[(usize, TxStatus, TxStatus)],
+    nonempty: &[usize],
+) -> Retry {
+    if source != Source::Query {
+        return Retry::No;
+    }
+    match start {
+        TxStatus::InTransaction if tx_control.is_empty() => Retry::Savepoint,
+        TxStatus::Idle if tx_control.is_empty() => Retry::Whole,
+        // `BEGIN; …; COMMIT` as one Query: atomic, and a failure leaves a failed block that
+        // a ROLLBACK clears.
+        TxStatus::Idle => match tx_control {
+            [
+                (b, TxStatus::Idle, TxStatus::InTransaction),
+                (c, TxStatus::InTransaction, TxStatus::Idle),
+            ] if Some(b) == nonempty.first() && Some(c) == nonempty.last() => Retry::Whole,
+            _ => Retry::No,
+        },
+        _ => Retry::No,
     }
 }
 

@@ -102,6 +102,7 @@ pub fn check_source(file: &str, source: &[u8], opts: &Options, profile: &Profile
             in_function_body: false,
             server_version: opts.pg_version.map(|v| v * 10_000),
             created_in_tx: &created,
+            catalog: None,
         };
         let decision = policy::evaluate(profile, source, span.start, span.end, lex, &ddl, &ctx);
         let (line, column) = line_col(source, first.start);

@@ -22,6 +22,7 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
+    pub guard: GuardConfig,
     pub policy: PolicyConfig,
     /// `[[profiles]]`: policies for particular users, databases or applications; the first
     /// profile whose `match` fits a session applies, otherwise `[policy]`.
@@ -187,6 +188,73 @@ pub struct LimitsConfig {
     pub max_statement_bytes: usize,
 }
 
+/// `[guard]`: how DDL runs — the lock guard, its retries, and per-table serialization.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    /// Run DDL that takes a lock conflicting with ordinary traffic (SHARE or stronger) under a
+    /// short `lock_timeout`, retried on SQLSTATE 55P03. Default true.
+    pub enabled: bool,
+    /// The `lock_timeout` for such DDL. A lower value the client set itself wins. Default 2 s.
+    #[serde(with = "duration_ms")]
+    pub lock_timeout_ms: Duration,
+    /// Attempts per statement, the first included. Default 10.
+    pub max_attempts: u32,
+    /// Total time budget for all attempts and the waits between them. Default 60 s.
+    #[serde(with = "duration_ms")]
+    pub max_wait_ms: Duration,
+    /// First wait between attempts; doubled per attempt up to `backoff_max_ms`, each wait
+    /// jittered to between half and all of it. Default 200 ms.
+    #[serde(with = "duration_ms")]
+    pub backoff_initial_ms: Duration,
+    /// Longest wait between attempts. Default 5 s.
+    #[serde(with = "duration_ms")]
+    pub backoff_max_ms: Duration,
+    /// Replace `statement_timeout` for long statements that take only SHARE UPDATE EXCLUSIVE
+    /// (CREATE INDEX CONCURRENTLY, VALIDATE CONSTRAINT, REINDEX CONCURRENTLY, DETACH PARTITION
+    /// CONCURRENTLY) by `long_statement_timeout_ms` for their duration. Default true.
+    pub lift_statement_timeout: bool,
+    /// The `statement_timeout` for those statements; 0 (the default) means none.
+    #[serde(with = "duration_ms")]
+    pub long_statement_timeout_ms: Duration,
+    /// Serialize DDL per table across sessions and ddlgate instances (PostgreSQL advisory
+    /// locks). Default true.
+    pub serialize: bool,
+    /// How long a DDL statement may wait for its turn on a table. Default 60 s.
+    #[serde(with = "duration_ms")]
+    pub queue_timeout_ms: Duration,
+    /// Before an ACCESS EXCLUSIVE lock, wait while a transaction older than this holds any lock
+    /// on the target (0: off). Default 0.
+    #[serde(with = "duration_ms")]
+    pub precheck_transaction_age_ms: Duration,
+    /// Longest such pre-check wait; the statement then proceeds under the guard. Default 30 s.
+    #[serde(with = "duration_ms")]
+    pub precheck_max_wait_ms: Duration,
+    /// Responses to a guarded Query held back (so a retry does not repeat them) up to this
+    /// many bytes; beyond it they are forwarded and the Query is no longer retried. Default 1 MiB.
+    pub max_buffered_bytes: usize,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            lock_timeout_ms: Duration::from_secs(2),
+            max_attempts: 10,
+            max_wait_ms: Duration::from_secs(60),
+            backoff_initial_ms: Duration::from_millis(200),
+            backoff_max_ms: Duration::from_secs(5),
+            lift_statement_timeout: true,
+            long_statement_timeout_ms: Duration::ZERO,
+            serialize: true,
+            queue_timeout_ms: Duration::from_secs(60),
+            precheck_transaction_age_ms: Duration::ZERO,
+            precheck_max_wait_ms: Duration::from_secs(30),
+            max_buffered_bytes: 1 << 20,
+        }
+    }
+}
+
 /// `[log]`: tracing output.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -311,6 +379,25 @@ impl Config {
         };
         if self.upstream.address.trim().is_empty() || !self.upstream.address.contains(':') {
             return bad("upstream.address", "must be host:port");
+        }
+        let g = &self.guard;
+        if g.lock_timeout_ms.is_zero() {
+            return bad(
+                "guard.lock_timeout_ms",
+                "must be at least 1 (0 would mean no timeout)",
+            );
+        }
+        if g.max_attempts == 0 {
+            return bad("guard.max_attempts", "must be at least 1");
+        }
+        if g.backoff_initial_ms > g.backoff_max_ms {
+            return bad(
+                "guard.backoff_initial_ms",
+                "must not exceed guard.backoff_max_ms",
+            );
+        }
+        if g.max_buffered_bytes < 4096 {
+            return bad("guard.max_buffered_bytes", "must be at least 4096");
         }
         if self.limits.max_clients == 0 {
             return bad("limits.max_clients", "must be at least 1");

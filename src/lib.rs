@@ -36,9 +36,11 @@
 
 pub mod act;
 pub mod analysis;
+pub mod catalog;
 pub mod check;
 pub mod config;
 pub mod error;
+pub mod guard;
 pub mod policy;
 pub mod protocol;
 pub mod rewrite;

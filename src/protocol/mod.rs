@@ -36,6 +36,7 @@ pub mod backend {
     pub const READY_FOR_QUERY: u8 = b'Z';
     pub const ERROR_RESPONSE: u8 = b'E';
     pub const NOTICE_RESPONSE: u8 = b'N';
+    pub const NOTIFICATION_RESPONSE: u8 = b'A';
     pub const COMMAND_COMPLETE: u8 = b'C';
     pub const DATA_ROW: u8 = b'D';
     pub const COPY_DATA: u8 = b'd';

@@ -131,6 +131,9 @@ pub struct Context<'a> {
     /// Tables created earlier in the current transaction: invisible to every other session, so
     /// locking them blocks nobody.
     pub created_in_tx: &'a HashSet<Name>,
+    /// What the live catalog says about the objects the statement touches, when ddlgate read
+    /// it; `None` offline or when unknown (rules then assume the worst case).
+    pub catalog: Option<&'a crate::catalog::Facts>,
 }
 
 impl Context<'_> {
@@ -289,6 +292,7 @@ pub(crate) mod testing {
         pub in_function_body: bool,
         pub version: Option<u32>,
         pub created: HashSet<Name>,
+        pub catalog: Option<crate::catalog::Facts>,
     }
 
     impl Default for Ctx {
@@ -299,6 +303,7 @@ pub(crate) mod testing {
                 in_function_body: false,
                 version: Some(170_000),
                 created: HashSet::new(),
+                catalog: None,
             }
         }
     }
@@ -325,6 +330,7 @@ pub(crate) mod testing {
                 in_function_body: self.in_function_body,
                 server_version: self.version,
                 created_in_tx: &self.created,
+                catalog: self.catalog.as_ref(),
             }
         }
     }

@@ -29,6 +29,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+mod guarded;
+
+use self::guarded::{Epilogue, PendingGuard};
 use super::outq::OutQueue;
 use crate::analysis::{self, Analyzer, Context, Source};
 use crate::error::SessionError;
@@ -120,6 +123,19 @@ struct State {
     /// (unread, in the buffer) until the server is idle, so that its decision sees the true
     /// transaction status and ddlgate's notices are not interleaved with earlier results.
     held: bool,
+    /// A decided DDL Query waiting to run under the lock guard.
+    pending_guard: Option<PendingGuard>,
+    /// Settings and advisory locks to put back once the server can run statements again
+    /// (after a guarded Query left the transaction failed, or handed over a COPY).
+    pending_epilogue: Option<Epilogue>,
+}
+
+/// What the analysis hook wants done with one Query or Parse.
+struct Hooked {
+    notices: Vec<BytesMut>,
+    /// Replacement frame, if the SQL changed.
+    frame: Option<Bytes>,
+    guard: Option<crate::guard::GuardPlan>,
 }
 
 pub(super) struct Relay {
@@ -170,6 +186,8 @@ impl Relay {
                 analyzer: Analyzer::default(),
                 profile,
                 held: false,
+                pending_guard: None,
+                pending_epilogue: None,
             },
             upstream_addr,
             login_deadline,
@@ -222,19 +240,48 @@ impl Relay {
                         return Ok(End::UpstreamClosed);
                     }
                     self.on_upstream_bytes()?;
+                    if self.st.outstanding == 0
+                        && self.st.pending_epilogue.as_ref().is_some_and(|e| e.can_run(self.st.tx))
+                        && let Some(epilogue) = self.st.pending_epilogue.take()
+                    {
+                        self.io.to_client.flush(&mut self.io.cw).await.map_err(SessionError::ClientIo)?;
+                        self.run_epilogue(epilogue).await?;
+                    }
                     if self.st.held && self.st.outstanding == 0 {
                         // The server is idle: decide the held message now.
                         self.st.held = false;
-                        self.on_client_bytes()?;
+                        self.client_input().await?;
                     }
                 }
                 r = io.cr.read_buf(&mut io.cbuf), if read_client => {
                     if r.map_err(SessionError::ClientIo)? == 0 {
                         return Ok(End::ClientClosed);
                     }
-                    self.on_client_bytes()?;
+                    self.client_input().await?;
                 }
             }
+        }
+    }
+
+    /// Processes buffered client bytes; a DDL Query that must run under the lock guard is run
+    /// here, to completion, before the bytes after it are looked at.
+    async fn client_input(&mut self) -> Result<(), SessionError> {
+        loop {
+            self.on_client_bytes()?;
+            let Some(pending) = self.st.pending_guard.take() else {
+                return Ok(());
+            };
+            // Whatever was queued (notices) goes out first.
+            self.io
+                .to_client
+                .flush(&mut self.io.cw)
+                .await
+                .map_err(SessionError::ClientIo)?;
+            self.run_guarded(pending).await?;
+            self.io
+                .to_client
+                .write_now(&mut self.io.cw)
+                .map_err(SessionError::ClientIo)?;
         }
     }
 
@@ -312,9 +359,21 @@ impl Relay {
                         st.held = true;
                         break;
                     }
-                    st.on_client_tag(counters, tag);
-                    if let Some((notices, replacement)) =
-                        st.on_client_sql(counters, tag, framing::body(frame))
+                    // The guard runs its own statements first: only with the server idle and
+                    // able to run them (not in a failed transaction).
+                    let may_guard = run == 0
+                        && st.outstanding == 0
+                        && st.tx != TxStatus::Failed
+                        && st
+                            .pending_epilogue
+                            .as_ref()
+                            .is_none_or(|e| e.settings_restored());
+                    let hooked = st.on_client_sql(counters, tag, framing::body(frame));
+                    if let Some(Hooked {
+                        notices,
+                        frame: replacement,
+                        guard,
+                    }) = hooked
                     {
                         // Say the notices, forward what came before unchanged, then the
                         // replacement instead of the client's frame (or the frame itself when
@@ -327,9 +386,26 @@ impl Relay {
                             run = 0;
                         }
                         let original = io.cbuf.split_to(total).freeze();
-                        io.to_up.push(replacement.unwrap_or(original));
+                        let frame = replacement.unwrap_or(original);
+                        match guard.filter(|g| {
+                            may_guard
+                                && tag == frontend::QUERY
+                                && g.is_needed(&self.shared.config.guard)
+                        }) {
+                            Some(plan) => {
+                                // The relay stops here; `client_input` runs it under the guard.
+                                st.syncs_since_command = 0;
+                                st.pending_guard = Some(PendingGuard { frame, plan });
+                                break;
+                            }
+                            None => {
+                                st.on_client_tag(counters, tag);
+                                io.to_up.push(frame);
+                            }
+                        }
                         continue;
                     }
+                    st.on_client_tag(counters, tag);
                     run += total;
                     continue;
                 }
@@ -560,7 +636,7 @@ impl State {
         counters: &crate::analysis::Counters,
         tag: u8,
         body: &[u8],
-    ) -> Option<(Vec<BytesMut>, Option<Bytes>)> {
+    ) -> Option<Hooked> {
         let (source, sql) = match tag {
             frontend::QUERY => (Source::Query, protocol::query_text(body)),
             _ => (
@@ -586,7 +662,11 @@ impl State {
         let frame = plan
             .sql
             .map(|new_sql| rebuild_frame(tag, body, sql, &new_sql));
-        Some((plan.notices, frame))
+        Some(Hooked {
+            notices: plan.notices,
+            frame,
+            guard: plan.guard,
+        })
     }
 
     /// Whether a Query/Parse must wait for the server to finish earlier requests before it is

@@ -1,0 +1,618 @@
+//! The lock guard: what a DDL statement locks, and the SQL ddlgate runs around it so that it
+//! never waits in the lock queue for long.
+//!
+//! The classic migration outage is a *waiting* statement: an `ALTER TABLE` queues for ACCESS
+//! EXCLUSIVE behind a long transaction, and every query on the table queues behind it. So DDL
+//! that takes SHARE or stronger on an existing relation runs under a short `lock_timeout`; on
+//! SQLSTATE 55P03 it is rolled back (its implicit transaction, or a savepoint inside the
+//! client's transaction) and retried with jittered exponential backoff, and the client is told
+//! who is in the way. DDL on one table is serialized across sessions and ddlgate instances by
+//! PostgreSQL advisory locks, keyed by the table's OID — the database coordinates, not ddlgate.
+//!
+//! This module is pure: the plan for one Query, and the SQL texts. The session's relay
+//! (`session::relay::guarded`) runs them on the client's own upstream connection, at a
+//! statement boundary, and leaves the session's settings as it found them.
+
+use std::time::Duration;
+
+use crate::config::GuardConfig;
+use crate::sql::statement::{AlterOp, ConstraintKind, Ddl, DdlKind, LockMode, Name};
+
+/// How a guarded Query is retried after a lock timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Cannot be retried (transaction control inside that ddlgate cannot replay): the guard
+    /// still bounds the wait, and the lock timeout reaches the client.
+    No,
+    /// Started outside a transaction, and the Query is atomic: an implicit transaction, or one
+    /// `BEGIN … COMMIT` block. After a lock timeout nothing of it remains (a block left in the
+    /// failed state is rolled back), so it is simply sent again.
+    Whole,
+    /// Inside the client's transaction: each attempt runs after a SAVEPOINT, and a lock
+    /// timeout rolls back to it, undoing only the attempt.
+    Savepoint,
+}
+
+/// What ddlgate does around one Query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardPlan {
+    /// Existing relations the Query's DDL touches: their DDL is serialized.
+    pub tables: Vec<Name>,
+    /// Some statement takes a lock that conflicts with ordinary traffic: short `lock_timeout`.
+    pub short_lock_timeout: bool,
+    /// Some statement takes ACCESS EXCLUSIVE (for the optional old-transaction pre-check).
+    pub access_exclusive: bool,
+    /// A long statement under SHARE UPDATE EXCLUSIVE: `statement_timeout` lifted.
+    pub long_running: bool,
+    pub retry: Retry,
+}
+
+impl GuardPlan {
+    /// Whether running this plan changes anything at all.
+    pub fn is_needed(&self, cfg: &GuardConfig) -> bool {
+        cfg.enabled
+            && (self.short_lock_timeout
+                || (cfg.serialize && !self.tables.is_empty())
+                || (cfg.lift_statement_timeout && self.long_running))
+    }
+
+    /// Nothing to do for this plan.
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty() && !self.short_lock_timeout && !self.long_running
+    }
+
+    /// Adds one DDL statement's locks, except on relations `is_new` says were created in the
+    /// current transaction (nobody else can see them, so nobody waits for them).
+    pub fn add(&mut self, ddl: &Ddl, is_new: impl Fn(&Name) -> bool) {
+        let locks = relation_locks(ddl);
+        match &locks {
+            Locks::Known(list) => {
+                for (name, mode) in list.iter().filter(|(n, _)| !is_new(n)) {
+                    if !self.tables.contains(name) {
+                        self.tables.push(name.clone());
+                    }
+                    self.short_lock_timeout |= mode.blocks_traffic();
+                    self.access_exclusive |= *mode == LockMode::AccessExclusive;
+                }
+            }
+            Locks::Unknown => self.short_lock_timeout = true,
+            Locks::None => {}
+        }
+        self.long_running |= is_long_running(ddl);
+    }
+}
+
+impl Default for GuardPlan {
+    fn default() -> Self {
+        GuardPlan {
+            tables: Vec::new(),
+            short_lock_timeout: false,
+            access_exclusive: false,
+            long_running: false,
+            retry: Retry::No,
+        }
+    }
+}
+
+/// What a statement locks, as far as the guard is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locks {
+    /// These relations (tables, indexes, materialized views), in these modes.
+    Known(Vec<(Name, LockMode)>),
+    /// Locks that cannot conflict with ordinary traffic on existing relations (new objects,
+    /// types, functions, roles, …).
+    None,
+    /// Unknown targets (a DO block, a command ddlgate only knows by its tag): assume the worst,
+    /// run it under the short `lock_timeout`, but there is no table to serialize on.
+    Unknown,
+}
+
+/// The heavyweight locks a statement takes on existing relations (PostgreSQL's
+/// "Explicit Locking" table and each command's reference page).
+pub fn relation_locks(ddl: &Ddl) -> Locks {
+    use LockMode::*;
+    let one = |name: &Name, mode| Locks::Known(vec![(name.clone(), mode)]);
+    let all = |names: &[Name], mode: LockMode| {
+        Locks::Known(names.iter().map(|n| (n.clone(), mode)).collect())
+    };
+    match &ddl.kind {
+        DdlKind::CreateIndex {
+            table,
+            concurrently,
+            ..
+        } => one(
+            table,
+            if *concurrently {
+                ShareUpdateExclusive
+            } else {
+                Share
+            },
+        ),
+        DdlKind::DropIndex {
+            names,
+            concurrently,
+            ..
+        } => all(
+            names,
+            if *concurrently {
+                ShareUpdateExclusive
+            } else {
+                AccessExclusive
+            },
+        ),
+        DdlKind::Reindex {
+            name: Some(name),
+            concurrently,
+            ..
+        } => one(
+            name,
+            if *concurrently {
+                ShareUpdateExclusive
+            } else {
+                AccessExclusive
+            },
+        ),
+        // REINDEX SCHEMA / DATABASE / SYSTEM: many tables, unnamed here.
+        DdlKind::Reindex { .. } => Locks::Unknown,
+        DdlKind::AlterIndex { name, .. } => one(name, AccessExclusive),
+        DdlKind::CreateTable {
+            partition_of,
+            references,
+            ..
+        } => {
+            let mut list: Vec<(Name, LockMode)> = references
+                .iter()
+                .map(|r| (r.clone(), ShareRowExclusive))
+                .collect();
+            if let Some(parent) = partition_of {
+                list.push((parent.clone(), AccessExclusive));
+            }
+            if list.is_empty() {
+                Locks::None
+            } else {
+                Locks::Known(list)
+            }
+        }
+        DdlKind::AlterTable { name, ops, .. } => {
+            let mut list = Vec::new();
+            let mut mode = ops
+                .iter()
+                .map(alter_op_lock)
+                .max()
+                .unwrap_or(AccessExclusive);
+            for op in ops {
+                match op {
+                    AlterOp::AddConstraint(c) => {
+                        if let ConstraintKind::ForeignKey { references } = &c.kind {
+                            list.push((references.clone(), ShareRowExclusive));
+                        }
+                    }
+                    AlterOp::AddColumn(c) => {
+                        for k in &c.constraints {
+                            if let ConstraintKind::ForeignKey { references } = k {
+                                list.push((references.clone(), ShareRowExclusive));
+                            }
+                        }
+                    }
+                    AlterOp::AttachPartition { partition } => {
+                        list.push((partition.clone(), AccessExclusive));
+                    }
+                    AlterOp::DetachPartition {
+                        partition,
+                        concurrently,
+                    } => list.push((
+                        partition.clone(),
+                        if *concurrently {
+                            ShareUpdateExclusive
+                        } else {
+                            AccessExclusive
+                        },
+                    )),
+                    _ => {}
+                }
+            }
+            if ops.is_empty() {
+                mode = AccessExclusive;
+            }
+            list.insert(0, (name.clone(), mode));
+            Locks::Known(list)
+        }
+        DdlKind::DropTable { names, .. } | DdlKind::Truncate { names, .. } => {
+            all(names, AccessExclusive)
+        }
+        DdlKind::Vacuum { full, tables } => {
+            if tables.is_empty() {
+                if *full { Locks::Unknown } else { Locks::None }
+            } else {
+                all(
+                    tables,
+                    if *full {
+                        AccessExclusive
+                    } else {
+                        ShareUpdateExclusive
+                    },
+                )
+            }
+        }
+        DdlKind::Cluster { table: Some(t) } => one(t, AccessExclusive),
+        DdlKind::Cluster { table: None } => Locks::Unknown,
+        DdlKind::Lock { tables, mode } => all(tables, *mode),
+        DdlKind::RefreshMaterializedView { name, concurrently } => one(
+            name,
+            if *concurrently {
+                Exclusive
+            } else {
+                AccessExclusive
+            },
+        ),
+        DdlKind::AlterTypeAddValue { .. }
+        | DdlKind::AlterTypeRenameValue { .. }
+        | DdlKind::CreateEnum { .. }
+        | DdlKind::CreateDomainWithConstraint { .. }
+        | DdlKind::CreateFunction { .. }
+        | DdlKind::DropDatabase => Locks::None,
+        // ALTER DOMAIN … ADD CONSTRAINT scans every table using the domain.
+        DdlKind::AlterDomainAddConstraint { .. } | DdlKind::Do { .. } | DdlKind::Unknown => {
+            Locks::Unknown
+        }
+        DdlKind::Other { tag } => {
+            if HARMLESS_TAGS.iter().any(|t| tag.eq_ignore_ascii_case(t)) {
+                Locks::None
+            } else {
+                Locks::Unknown
+            }
+        }
+    }
+}
+
+/// Commands that take no lock conflicting with ordinary traffic on an existing relation.
+const HARMLESS_TAGS: &[&str] = &[
+    "CREATE VIEW",
+    "CREATE SEQUENCE",
+    "CREATE SCHEMA",
+    "CREATE EXTENSION",
+    "CREATE TYPE",
+    "CREATE DOMAIN",
+    "CREATE ROLE",
+    "CREATE USER",
+    "CREATE COLLATION",
+    "CREATE STATISTICS",
+    "ALTER ROLE",
+    "ALTER USER",
+    "ALTER SEQUENCE",
+    "ALTER FUNCTION",
+    "ALTER DEFAULT PRIVILEGES",
+    "DROP VIEW",
+    "DROP SEQUENCE",
+    "DROP FUNCTION",
+    "DROP TYPE",
+    "DROP ROLE",
+    "DROP USER",
+    "DROP SCHEMA",
+    "DROP EXTENSION",
+    "COMMENT",
+    "GRANT",
+    "REVOKE",
+    "ANALYZE",
+    "SECURITY LABEL",
+];
+
+fn alter_op_lock(op: &AlterOp) -> LockMode {
+    use LockMode::*;
+    match op {
+        AlterOp::ValidateConstraint { .. } => ShareUpdateExclusive,
+        AlterOp::DetachPartition {
+            concurrently: true, ..
+        } => ShareUpdateExclusive,
+        // PostgreSQL 12+: the parent only needs SHARE UPDATE EXCLUSIVE (the partition is
+        // locked ACCESS EXCLUSIVE, listed separately).
+        AlterOp::AttachPartition { .. } => ShareUpdateExclusive,
+        AlterOp::AddConstraint(c) if matches!(c.kind, ConstraintKind::ForeignKey { .. }) => {
+            ShareRowExclusive
+        }
+        _ => AccessExclusive,
+    }
+}
+
+/// Statements that may run for a long time under SHARE UPDATE EXCLUSIVE only.
+fn is_long_running(ddl: &Ddl) -> bool {
+    match &ddl.kind {
+        DdlKind::CreateIndex { concurrently, .. } | DdlKind::Reindex { concurrently, .. } => {
+            *concurrently
+        }
+        DdlKind::AlterTable { ops, .. } => {
+            !ops.is_empty()
+                && ops.iter().all(|op| {
+                    matches!(
+                        op,
+                        AlterOp::ValidateConstraint { .. }
+                            | AlterOp::DetachPartition {
+                                concurrently: true,
+                                ..
+                            }
+                    )
+                })
+        }
+        DdlKind::Vacuum { full: false, .. } => true,
+        _ => false,
+    }
+}
+
+/// A SQL string literal (`'…'`, quotes doubled) — safe whatever `standard_conforming_strings`
+/// says as long as it holds no backslash, which `E''` handles: backslashes doubled.
+pub fn literal(s: &str) -> String {
+    if s.contains('\\') {
+        format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+    } else {
+        format!("'{}'", s.replace('\'', "''"))
+    }
+}
+
+/// A quoted identifier: `"…"` with `""` inside.
+pub fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// `'"schema"."name"'`: the text `to_regclass` resolves exactly as the server resolves the
+/// statement's name (search_path for unqualified ones).
+fn regclass_text(n: &Name) -> String {
+    let q = match &n.schema {
+        Some(s) => format!("{}.{}", ident(s), ident(&n.name)),
+        None => ident(&n.name),
+    };
+    literal(&q)
+}
+
+/// Namespace of ddlgate's advisory-lock keys: "ddlg" in the high 32 bits, the table OID in the
+/// low 32, so keys never collide with another table's, and rarely with an application's.
+const KEY_SPACE: i64 = 0x6464_6c67;
+
+/// The advisory-lock keys for `tables`, one row each, sorted (acquiring in one global order
+/// cannot deadlock). An index resolves to its table; relations that do not exist are skipped.
+pub fn keys_query(tables: &[Name]) -> Option<String> {
+    if tables.is_empty() {
+        return None;
+    }
+    let values: Vec<String> = tables
+        .iter()
+        .map(|t| format!("(to_regclass({}))", regclass_text(t)))
+        .collect();
+    Some(format!(
+        "SELECT DISTINCT {KEY_SPACE}::bigint * 4294967296 + COALESCE(i.indrelid, c.oid)::bigint AS k, \
+         COALESCE(i.indrelid, c.oid)::regclass::text \
+         FROM (VALUES {}) AS v(r) JOIN pg_catalog.pg_class c ON c.oid = v.r \
+         LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid ORDER BY 1",
+        values.join(", ")
+    ))
+}
+
+/// Tries to take one key: session-level outside a transaction (released by ddlgate after the
+/// Query), transaction-level inside one (released when the client's transaction ends).
+pub fn try_lock_sql(key: i64, in_transaction: bool) -> String {
+    if in_transaction {
+        format!("SELECT pg_catalog.pg_try_advisory_xact_lock({key})")
+    } else {
+        format!("SELECT pg_catalog.pg_try_advisory_lock({key})")
+    }
+}
+
+pub fn unlock_sql(keys: &[i64]) -> String {
+    let calls: Vec<String> = keys
+        .iter()
+        .map(|k| format!("pg_catalog.pg_advisory_unlock({k})"))
+        .collect();
+    format!("SELECT {}", calls.join(", "))
+}
+
+/// Reads the session's `lock_timeout` and `statement_timeout` (in ms, as `pg_settings` gives
+/// them) and sets the guard's values in the same statement: `lock_timeout` to `lock_ms` unless
+/// the session's own is lower (and not 0), `statement_timeout` to `statement_ms` when given.
+/// Returns one row: old lock_timeout, old statement_timeout.
+pub fn settings_sql(lock_ms: Option<u128>, statement_ms: Option<u128>) -> String {
+    let lock = match lock_ms {
+        Some(ms) => format!(
+            ", pg_catalog.set_config('lock_timeout', CASE WHEN l.setting::bigint > 0 AND l.setting::bigint < {ms} \
+             THEN l.setting ELSE '{ms}' END, false)"
+        ),
+        None => String::new(),
+    };
+    let statement = match statement_ms {
+        Some(ms) => format!(", pg_catalog.set_config('statement_timeout', '{ms}', false)"),
+        None => String::new(),
+    };
+    format!(
+        "SELECT l.setting, s.setting{lock}{statement} FROM pg_catalog.pg_settings l, pg_catalog.pg_settings s \
+         WHERE l.name = 'lock_timeout' AND s.name = 'statement_timeout'"
+    )
+}
+
+/// Puts the session's settings back as they were.
+pub fn restore_sql(old_lock: &str, old_statement: &str) -> String {
+    format!(
+        "SELECT pg_catalog.set_config('lock_timeout', {}, false), pg_catalog.set_config('statement_timeout', {}, false)",
+        literal(old_lock),
+        literal(old_statement)
+    )
+}
+
+pub const SAVEPOINT: &str = "SAVEPOINT ddlgate_guard";
+pub const ROLLBACK_TO_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT ddlgate_guard";
+pub const RELEASE_SAVEPOINT: &str = "RELEASE SAVEPOINT ddlgate_guard";
+
+/// The sessions holding locks on `tables` (or, when no table is known, the oldest transactions
+/// holding any relation lock in this database): pid, application, state, transaction age in
+/// seconds, start of their current query, lock modes. At most five, oldest first.
+pub fn blockers_query(tables: &[Name]) -> String {
+    let filter = if tables.is_empty() {
+        "l.locktype = 'relation' AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())"
+            .to_owned()
+    } else {
+        let list: Vec<String> = tables
+            .iter()
+            .map(|t| format!("to_regclass({})", regclass_text(t)))
+            .collect();
+        format!(
+            "(l.relation IN ({0}) OR l.relation IN (SELECT indrelid FROM pg_catalog.pg_index WHERE indexrelid IN ({0})))",
+            list.join(", ")
+        )
+    };
+    format!(
+        "SELECT a.pid, COALESCE(a.application_name, ''), COALESCE(a.state, ''), \
+         COALESCE(EXTRACT(EPOCH FROM (now() - a.xact_start))::bigint::text, ''), \
+         LEFT(regexp_replace(COALESCE(a.query, ''), '\\s+', ' ', 'g'), 80), string_agg(DISTINCT l.mode, ', ') \
+         FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.granted AND l.pid <> pg_catalog.pg_backend_pid() AND {filter} \
+         GROUP BY a.pid, a.application_name, a.state, a.xact_start, a.query ORDER BY a.xact_start NULLS LAST LIMIT 5"
+    )
+}
+
+/// Whether a transaction older than `age_ms` holds a lock on `tables`.
+pub fn old_transaction_query(tables: &[Name], age_ms: u128) -> Option<String> {
+    if tables.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = tables
+        .iter()
+        .map(|t| format!("to_regclass({})", regclass_text(t)))
+        .collect();
+    Some(format!(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.pid <> pg_catalog.pg_backend_pid() AND l.relation IN ({}) \
+         AND a.xact_start < now() - interval '{age_ms} milliseconds')",
+        list.join(", ")
+    ))
+}
+
+/// One session in the way, as read by [`blockers_query`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocker {
+    pub pid: String,
+    pub application: String,
+    pub state: String,
+    pub xact_age_s: String,
+    pub query: String,
+    pub modes: String,
+}
+
+impl Blocker {
+    /// From one row of [`blockers_query`].
+    pub fn from_row(row: &[Option<String>]) -> Option<Blocker> {
+        let get = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+        if row.len() < 6 {
+            return None;
+        }
+        Some(Blocker {
+            pid: get(0),
+            application: get(1),
+            state: get(2),
+            xact_age_s: get(3),
+            query: get(4),
+            modes: get(5),
+        })
+    }
+}
+
+impl std::fmt::Display for Blocker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {}", self.pid)?;
+        if !self.application.is_empty() {
+            write!(f, " ({})", self.application)?;
+        }
+        if !self.state.is_empty() {
+            write!(f, ", {}", self.state)?;
+        }
+        if !self.xact_age_s.is_empty() {
+            write!(f, ", transaction open {} s", self.xact_age_s)?;
+        }
+        write!(f, ", holding {}", self.modes)?;
+        if !self.query.is_empty() {
+            write!(f, ", query: {}", self.query)?;
+        }
+        Ok(())
+    }
+}
+
+/// Describes blockers for a message: "pid 12 (psql, idle in transaction, …); pid 13 …".
+pub fn describe_blockers(blockers: &[Blocker]) -> String {
+    if blockers.is_empty() {
+        return "no session holds a lock on the table any more (the blocker just finished, or \
+                the lock was on another object)"
+            .to_owned();
+    }
+    blockers
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The wait before attempt `attempt + 1` (attempt counts from 1): `initial · 2^(attempt-1)`
+/// capped at `max`, jittered uniformly to between half and all of it.
+pub fn backoff(cfg: &GuardConfig, attempt: u32, jitter: f64) -> Duration {
+    let exp = attempt.saturating_sub(1).min(20);
+    let base = cfg
+        .backoff_initial_ms
+        .saturating_mul(1u32 << exp)
+        .min(cfg.backoff_max_ms);
+    base.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::lexer::LexOptions;
+    use crate::sql::parse::understand;
+
+    fn plan(sql: &str) -> GuardPlan {
+        let mut p = GuardPlan::default();
+        let ddl = understand(sql.as_bytes(), 0, sql.len(), LexOptions::default());
+        p.add(&ddl, |_| false);
+        p
+    }
+
+    #[test]
+    fn locks_by_statement() {
+        let p = plan("ALTER TABLE s.t ADD COLUMN c int");
+        assert_eq!(p.tables, vec![Name::new(Some("s"), "t")]);
+        assert!(p.short_lock_timeout && p.access_exclusive && !p.long_running);
+        let p = plan("ALTER TABLE t ADD CONSTRAINT f FOREIGN KEY (c) REFERENCES r (id) NOT VALID");
+        assert_eq!(p.tables, vec![Name::bare("t"), Name::bare("r")]);
+        assert!(p.short_lock_timeout && !p.access_exclusive);
+        let p = plan("CREATE INDEX CONCURRENTLY i ON t (x)");
+        assert!(!p.short_lock_timeout && p.long_running);
+        assert_eq!(p.tables, vec![Name::bare("t")]);
+        let p = plan("ALTER TABLE t VALIDATE CONSTRAINT f");
+        assert!(!p.short_lock_timeout && p.long_running);
+        let p = plan("CREATE TABLE n (id int)");
+        assert!(p.tables.is_empty() && !p.short_lock_timeout);
+        let p = plan("CREATE TABLE n (id int REFERENCES t (id))");
+        assert_eq!(p.tables, vec![Name::bare("t")]);
+        assert!(p.short_lock_timeout);
+        let p = plan("DO $$ BEGIN ALTER TABLE t ADD COLUMN c int; END $$");
+        assert!(p.short_lock_timeout && p.tables.is_empty());
+        let p = plan("CREATE VIEW v AS SELECT 1");
+        assert!(!p.short_lock_timeout && p.tables.is_empty());
+        let p = plan("LOCK TABLE a, b IN SHARE UPDATE EXCLUSIVE MODE");
+        assert!(!p.short_lock_timeout && p.tables.len() == 2);
+    }
+
+    #[test]
+    fn sql_quotes_names_from_clients() {
+        let q = keys_query(&[Name::new(Some("we'ird"), "Ta\"ble")]).expect("query");
+        assert!(q.contains(r#"to_regclass('"we''ird"."Ta""ble"')"#), "{q}");
+        assert_eq!(literal(r"a\b'c"), r"E'a\\b''c'");
+        assert_eq!(
+            restore_sql("0", "30000"),
+            "SELECT pg_catalog.set_config('lock_timeout', '0', false), pg_catalog.set_config('statement_timeout', '30000', false)"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_caps_and_jitters() {
+        let cfg = GuardConfig::default();
+        assert_eq!(backoff(&cfg, 1, 1.0), Duration::from_millis(200));
+        assert_eq!(backoff(&cfg, 2, 1.0), Duration::from_millis(400));
+        assert_eq!(backoff(&cfg, 3, 0.0), Duration::from_millis(400));
+        assert_eq!(backoff(&cfg, 30, 1.0), Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,734 @@
+//! Running one DDL Query under the lock guard, on the client's own upstream connection.
+//!
+//! The relay hands over a decided Query (its final text) with its [`GuardPlan`] when the server
+//! is idle. ddlgate then drives the upstream itself, with simple-protocol queries of its own
+//! whose replies the client never sees:
+//!
+//! 1. serialization: take the tables' advisory locks, in key order, waiting (with NOTICEs) for
+//!    another session's DDL on the same table to finish;
+//! 2. settings: remember `lock_timeout` / `statement_timeout` and set the guard's values;
+//! 3. attempts: (`SAVEPOINT` inside a transaction), the client's Query, its replies held back;
+//!    on SQLSTATE 55P03 the attempt is undone (`ROLLBACK TO SAVEPOINT`, or `ROLLBACK` of a
+//!    failed `BEGIN … COMMIT` block), the blockers are read and told to the client in a NOTICE,
+//!    and after a jittered backoff the Query is sent again — within the attempt and time budget;
+//! 4. epilogue: settings restored, savepoint released, advisory locks released — at once, or,
+//!    when the client's transaction is left failed, at the first moment it can run again;
+//! 5. the client gets the held-back replies of the last attempt and its ReadyForQuery — or,
+//!    when the budget is spent, an error raised by the server itself (so the transaction state
+//!    is the server's), naming the blockers.
+
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
+
+use super::Relay;
+use crate::act::BlockError;
+use crate::error::SessionError;
+use crate::guard::{self, Blocker, GuardPlan, Retry};
+use crate::protocol::framing::{self, Frame};
+use crate::protocol::{ErrorFields, TxStatus, backend, frontend};
+
+/// A decided Query waiting for the guard.
+pub(in crate::session) struct PendingGuard {
+    /// The Query frame to send (the client's, or its rewritten form).
+    pub frame: Bytes,
+    pub plan: GuardPlan,
+}
+
+/// What must be put back after a guarded Query.
+#[derive(Debug, Default)]
+pub(in crate::session) struct Epilogue {
+    /// `lock_timeout` and `statement_timeout` as they were.
+    settings: Option<(String, String)>,
+    /// Session-level advisory locks to release.
+    unlock: Vec<i64>,
+}
+
+impl Epilogue {
+    fn is_empty(&self) -> bool {
+        self.settings.is_none() && self.unlock.is_empty()
+    }
+
+    /// Only DDL turns are left to release (settings were restored).
+    pub(super) fn settings_restored(&self) -> bool {
+        self.settings.is_none()
+    }
+
+    /// Whether it can run with the server in `tx`: nothing runs in a failed transaction, and a
+    /// table's DDL turn lasts until the transaction holding the DDL's locks ends (a Query may
+    /// open one with `BEGIN` and leave it open).
+    pub(super) fn can_run(&self, tx: TxStatus) -> bool {
+        match tx {
+            TxStatus::Idle => true,
+            TxStatus::InTransaction => self.unlock.is_empty(),
+            TxStatus::Failed => false,
+        }
+    }
+}
+
+/// One reply of the upstream to a query of ddlgate's own.
+struct Reply {
+    rows: Vec<Vec<Option<String>>>,
+    error: Option<ErrorFields>,
+    status: TxStatus,
+}
+
+/// How one attempt of the client's Query ended.
+struct Attempt {
+    /// Replies held back for the client (everything before ReadyForQuery).
+    held: Vec<Bytes>,
+    /// The ReadyForQuery frame.
+    rfq: Option<Bytes>,
+    status: TxStatus,
+    /// The Query failed with 55P03 lock_not_available.
+    lock_timeout: bool,
+    /// Replies outgrew `guard.max_buffered_bytes` and were forwarded: no retry possible.
+    spilled: bool,
+    /// The server asked for COPY data: the relay must take over.
+    copy_in: bool,
+}
+
+/// Injected replies are small rows; a bigger frame is a protocol surprise.
+const MAX_INJECTED_FRAME: usize = 1 << 20;
+
+impl Relay {
+    /// Runs a decided Query under the guard. Returns when the client has its replies (or the
+    /// relay must take over a COPY).
+    pub(super) async fn run_guarded(&mut self, pending: PendingGuard) -> Result<(), SessionError> {
+        let cfg = self.shared.config.guard.clone();
+        let shared = self.shared.clone();
+        let counters = &shared.counters;
+        counters
+            .guard
+            .runs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let plan = pending.plan;
+        let start_tx = self.st.tx;
+        let in_tx = start_tx == TxStatus::InTransaction;
+        // DDL turns still held from an earlier Query of this transaction are released with
+        // this one's.
+        let mut epilogue = Epilogue {
+            settings: None,
+            unlock: self
+                .st
+                .pending_epilogue
+                .take()
+                .map(|e| e.unlock)
+                .unwrap_or_default(),
+        };
+        let began = Instant::now();
+
+        // 1. One DDL per table at a time.
+        if cfg.serialize
+            && let Some(q) = guard::keys_query(&plan.tables)
+        {
+            let keys: Vec<(i64, String)> = self
+                .inject(&q)
+                .await?
+                .rows
+                .iter()
+                .filter_map(|r| {
+                    let k = r.first()?.as_deref()?.parse().ok()?;
+                    Some((k, r.get(1).cloned().flatten().unwrap_or_default()))
+                })
+                .collect();
+            for (key, table) in keys {
+                if !self
+                    .take_turn(key, &table, in_tx, &cfg, &mut epilogue)
+                    .await?
+                {
+                    let message = format!(
+                        "ddlgate: another DDL statement on {table} has been running for longer than guard.queue_timeout_ms ({} ms)",
+                        cfg.queue_timeout_ms.as_millis()
+                    );
+                    let blockers = self.blockers(&plan).await?;
+                    counters
+                        .guard
+                        .queue_timeouts
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return self
+                        .give_up(epilogue, false, message, &blockers, "ddlgate runs one DDL statement per table at a time. Wait for the other one to finish, or raise guard.queue_timeout_ms.")
+                        .await;
+                }
+            }
+        }
+
+        // Optional: let old transactions on the table finish before asking for ACCESS EXCLUSIVE.
+        if plan.access_exclusive
+            && !cfg.precheck_transaction_age_ms.is_zero()
+            && let Some(q) = guard::old_transaction_query(
+                &plan.tables,
+                cfg.precheck_transaction_age_ms.as_millis(),
+            )
+        {
+            let mut told = false;
+            while began.elapsed() < cfg.precheck_max_wait_ms {
+                let old = self
+                    .inject(&q)
+                    .await?
+                    .rows
+                    .first()
+                    .and_then(|r| r.first().cloned().flatten());
+                if old.as_deref() != Some("t") {
+                    break;
+                }
+                if !told {
+                    let blockers = self.blockers(&plan).await?;
+                    self.tell(
+                        &format!(
+                            "ddlgate: waiting up to {} s for transactions older than {} s to release the table before taking ACCESS EXCLUSIVE: {}",
+                            cfg.precheck_max_wait_ms.as_secs(),
+                            cfg.precheck_transaction_age_ms.as_secs(),
+                            guard::describe_blockers(&blockers)
+                        ),
+                        None,
+                    )
+                    .await?;
+                    told = true;
+                }
+                self.pause(Duration::from_millis(250)).await?;
+            }
+        }
+
+        // 2. The guard's settings.
+        let lock_ms = plan
+            .short_lock_timeout
+            .then_some(cfg.lock_timeout_ms.as_millis());
+        let statement_ms = (plan.long_running && cfg.lift_statement_timeout)
+            .then_some(cfg.long_statement_timeout_ms.as_millis());
+        if lock_ms.is_some() || statement_ms.is_some() {
+            let reply = self
+                .inject(&guard::settings_sql(lock_ms, statement_ms))
+                .await?;
+            if let Some(row) = reply.rows.first()
+                && let (Some(Some(l)), Some(Some(s))) = (row.first(), row.get(1))
+            {
+                epilogue.settings = Some((l.clone(), s.clone()));
+            }
+        }
+
+        // 3. Attempts.
+        let retry = if plan.short_lock_timeout {
+            plan.retry
+        } else {
+            Retry::No
+        };
+        let mut attempt_no = 0u32;
+        loop {
+            attempt_no += 1;
+            if retry == Retry::Savepoint {
+                self.inject(guard::SAVEPOINT).await?;
+            }
+            let a = self.attempt(&pending.frame, cfg.max_buffered_bytes).await?;
+            if a.copy_in {
+                // The relay streams the COPY; the epilogue waits for the server to be idle.
+                self.st.outstanding = 1;
+                self.st.pending_epilogue = Some(epilogue).filter(|e| !e.is_empty());
+                return Ok(());
+            }
+            if a.lock_timeout && retry != Retry::No && !a.spilled {
+                // Undo the attempt: nothing of it may remain.
+                match retry {
+                    Retry::Savepoint => {
+                        self.inject(guard::ROLLBACK_TO_SAVEPOINT).await?;
+                    }
+                    Retry::Whole if a.status != TxStatus::Idle => {
+                        self.inject("ROLLBACK").await?;
+                    }
+                    _ => {}
+                }
+                let blockers = self.blockers(&plan).await?;
+                let wait = guard::backoff(&cfg, attempt_no, fastrand::f64());
+                if attempt_no >= cfg.max_attempts || began.elapsed() + wait > cfg.max_wait_ms {
+                    counters
+                        .guard
+                        .exhausted
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let message = format!(
+                        "ddlgate: could not get the lock within lock_timeout {} ms in {attempt_no} attempt(s) over {:.1} s",
+                        cfg.lock_timeout_ms.as_millis(),
+                        began.elapsed().as_secs_f64()
+                    );
+                    // A `BEGIN …` Query leaves its block failed, as the server would have.
+                    let reopen = retry == Retry::Whole && a.status != TxStatus::Idle;
+                    return self
+                        .give_up(epilogue, reopen, message, &blockers, "End or wait out the blocking transactions (pg_terminate_backend(pid) for a stuck one), then run the statement again; guard.max_attempts and guard.max_wait_ms set how long ddlgate keeps trying.")
+                        .await;
+                }
+                counters
+                    .guard
+                    .retries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.tell(
+                    &format!(
+                        "ddlgate: lock not available within {} ms (attempt {attempt_no} of {}); retrying in {} ms. Blocked by: {}",
+                        cfg.lock_timeout_ms.as_millis(),
+                        cfg.max_attempts,
+                        wait.as_millis(),
+                        guard::describe_blockers(&blockers)
+                    ),
+                    Some("ddlgate retries DDL that cannot get its lock quickly instead of letting it wait in the lock queue, where it would block every query on the table."),
+                )
+                .await?;
+                self.pause(wait).await?;
+                continue;
+            }
+            // 4. Done: success, another error, or a lock timeout that cannot be retried.
+            if retry == Retry::Savepoint && a.status == TxStatus::InTransaction {
+                self.inject(guard::RELEASE_SAVEPOINT).await?;
+            }
+            self.epilogue_or_later(epilogue, a.status).await?;
+            // 5. The client's replies.
+            for f in a.held {
+                self.io.to_client.push(f);
+            }
+            if let Some(rfq) = a.rfq {
+                self.io.to_client.push(rfq);
+            }
+            self.set_tx(a.status);
+            return Ok(());
+        }
+    }
+
+    /// Waits for this table's turn; false when the queue timeout passed.
+    async fn take_turn(
+        &mut self,
+        key: i64,
+        table: &str,
+        in_tx: bool,
+        cfg: &crate::config::GuardConfig,
+        epilogue: &mut Epilogue,
+    ) -> Result<bool, SessionError> {
+        let since = Instant::now();
+        let mut told = false;
+        let mut round = 0u32;
+        loop {
+            let got = self.inject(&guard::try_lock_sql(key, in_tx)).await?;
+            if got
+                .rows
+                .first()
+                .and_then(|r| r.first().cloned().flatten())
+                .as_deref()
+                == Some("t")
+            {
+                if !in_tx {
+                    epilogue.unlock.push(key);
+                }
+                return Ok(true);
+            }
+            if since.elapsed() >= cfg.queue_timeout_ms {
+                return Ok(false);
+            }
+            if !told {
+                self.shared
+                    .counters
+                    .guard
+                    .queue_waits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.tell(
+                    &format!("ddlgate: waiting for another DDL statement on {table} to finish (one DDL per table at a time)"),
+                    None,
+                )
+                .await?;
+                told = true;
+            }
+            round += 1;
+            let wait = guard::backoff(cfg, round, fastrand::f64()).min(Duration::from_secs(1));
+            self.pause(wait).await?;
+        }
+    }
+
+    /// Ends a guarded Query with an error raised by the server itself.
+    async fn give_up(
+        &mut self,
+        epilogue: Epilogue,
+        reopen_block: bool,
+        message: String,
+        blockers: &[Blocker],
+        hint: &str,
+    ) -> Result<(), SessionError> {
+        let status = self.st.tx;
+        self.epilogue_or_later(epilogue, status).await?;
+        let err = BlockError {
+            code: "55P03",
+            message,
+            detail: format!("Blocking sessions: {}.", guard::describe_blockers(blockers)),
+            hint: hint.to_owned(),
+        };
+        let mut sql = err.to_sql();
+        if reopen_block {
+            let mut s = b"BEGIN; ".to_vec();
+            s.append(&mut sql);
+            sql = s;
+        }
+        let a = self.attempt(&query_frame(&sql), usize::MAX).await?;
+        for f in a.held {
+            self.io.to_client.push(f);
+        }
+        if let Some(rfq) = a.rfq {
+            self.io.to_client.push(rfq);
+        }
+        self.set_tx(a.status);
+        Ok(())
+    }
+
+    /// Runs the epilogue now if the transaction can run statements, else when it can.
+    async fn epilogue_or_later(
+        &mut self,
+        mut epilogue: Epilogue,
+        status: TxStatus,
+    ) -> Result<(), SessionError> {
+        if epilogue.is_empty() {
+            return Ok(());
+        }
+        if epilogue.can_run(status) {
+            return self.run_epilogue(epilogue).await;
+        }
+        if status != TxStatus::Failed
+            && let Some((lock, statement)) = epilogue.settings.take()
+        {
+            // Settings now; the DDL turn when the transaction ends.
+            self.inject(&guard::restore_sql(&lock, &statement)).await?;
+        }
+        self.st.pending_epilogue = Some(epilogue);
+        Ok(())
+    }
+
+    /// Puts settings back and releases session-level advisory locks.
+    pub(super) async fn run_epilogue(&mut self, epilogue: Epilogue) -> Result<(), SessionError> {
+        if let Some((lock, statement)) = &epilogue.settings {
+            self.inject(&guard::restore_sql(lock, statement)).await?;
+        }
+        if !epilogue.unlock.is_empty() {
+            self.inject(&guard::unlock_sql(&epilogue.unlock)).await?;
+        }
+        Ok(())
+    }
+
+    async fn blockers(&mut self, plan: &GuardPlan) -> Result<Vec<Blocker>, SessionError> {
+        let reply = self.inject(&guard::blockers_query(&plan.tables)).await?;
+        Ok(reply
+            .rows
+            .iter()
+            .filter_map(|r| Blocker::from_row(r))
+            .collect())
+    }
+
+    /// Sends the client a NOTICE now (it may be waiting for a while).
+    async fn tell(&mut self, message: &str, hint: Option<&str>) -> Result<(), SessionError> {
+        self.io
+            .to_client
+            .push(crate::act::notice("NOTICE", message, None, hint).freeze());
+        self.io
+            .to_client
+            .drain_to(&mut self.io.cw)
+            .await
+            .map_err(SessionError::ClientIo)
+    }
+
+    fn set_tx(&mut self, status: TxStatus) {
+        self.st.tx = status;
+        if status == TxStatus::Idle {
+            self.st.analyzer.transaction_ended();
+        }
+    }
+
+    /// Runs one query of ddlgate's own; its replies are not the client's. Asynchronous
+    /// notifications and parameter changes that arrive meanwhile are passed on.
+    async fn inject(&mut self, sql: &str) -> Result<Reply, SessionError> {
+        self.send_upstream(query_frame(sql.as_bytes())).await?;
+        let mut reply = Reply {
+            rows: Vec::new(),
+            error: None,
+            status: self.st.tx,
+        };
+        loop {
+            let Some(frame) = self.next_frame(MAX_INJECTED_FRAME, false).await? else {
+                return Err(SessionError::UpstreamProtocol(
+                    "oversized reply to a ddlgate query".to_owned(),
+                ));
+            };
+            let tag = frame[0];
+            let body = framing::body(&frame);
+            match tag {
+                backend::DATA_ROW => reply.rows.push(data_row(body)),
+                backend::ERROR_RESPONSE => {
+                    let e = ErrorFields::parse(body);
+                    if e.is_fatal() {
+                        self.st.upstream_sent_fatal = true;
+                    }
+                    tracing::warn!(code = %e.code, message = %e.message, sql, "a ddlgate query failed");
+                    reply.error = Some(e);
+                }
+                backend::READY_FOR_QUERY => {
+                    self.st.outstanding = self.st.outstanding.saturating_sub(1);
+                    reply.status = body
+                        .first()
+                        .copied()
+                        .and_then(TxStatus::from_byte)
+                        .unwrap_or(self.st.tx);
+                    self.st.tx = reply.status;
+                    return Ok(reply);
+                }
+                backend::NOTIFICATION_RESPONSE => self.io.to_client.push(frame),
+                backend::PARAMETER_STATUS => {
+                    self.st
+                        .on_upstream_message(&self.shared, self.upstream_addr, tag, body)?;
+                    self.io.to_client.push(frame);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends one attempt of a Query and collects its replies up to ReadyForQuery.
+    async fn attempt(&mut self, frame: &Bytes, max_held: usize) -> Result<Attempt, SessionError> {
+        self.send_upstream(frame.clone()).await?;
+        let mut a = Attempt {
+            held: Vec::new(),
+            rfq: None,
+            status: self.st.tx,
+            lock_timeout: false,
+            spilled: false,
+            copy_in: false,
+        };
+        let mut held_bytes = 0usize;
+        loop {
+            let room = if a.spilled {
+                0
+            } else {
+                max_held.saturating_sub(held_bytes)
+            };
+            let Some(frame) = self.next_frame(room.max(MAX_INJECTED_FRAME), true).await? else {
+                // Streamed straight to the client: it was bigger than what may be held.
+                a.spilled = true;
+                continue;
+            };
+            let tag = frame[0];
+            let body = framing::body(&frame);
+            match tag {
+                backend::READY_FOR_QUERY => {
+                    self.st.outstanding = self.st.outstanding.saturating_sub(1);
+                    a.status = body
+                        .first()
+                        .copied()
+                        .and_then(TxStatus::from_byte)
+                        .unwrap_or(self.st.tx);
+                    self.st.tx = a.status;
+                    a.rfq = Some(frame);
+                    return Ok(a);
+                }
+                backend::NOTIFICATION_RESPONSE => {
+                    self.io.to_client.push(frame);
+                    continue;
+                }
+                backend::ERROR_RESPONSE => {
+                    let e = ErrorFields::parse(body);
+                    if e.is_fatal() {
+                        self.st.upstream_sent_fatal = true;
+                    }
+                    a.lock_timeout |= e.code == "55P03";
+                }
+                backend::PARAMETER_STATUS => {
+                    self.st
+                        .on_upstream_message(&self.shared, self.upstream_addr, tag, body)?;
+                }
+                backend::COPY_IN_RESPONSE | backend::COPY_BOTH_RESPONSE => {
+                    for f in a.held.drain(..) {
+                        self.io.to_client.push(f);
+                    }
+                    self.io.to_client.push(frame);
+                    a.copy_in = true;
+                    return Ok(a);
+                }
+                _ => {}
+            }
+            held_bytes += frame.len();
+            if a.spilled || held_bytes > max_held {
+                if !a.spilled {
+                    a.spilled = true;
+                    for f in a.held.drain(..) {
+                        self.io.to_client.push(f);
+                    }
+                }
+                self.io.to_client.push(frame);
+                self.io
+                    .to_client
+                    .drain_to(&mut self.io.cw)
+                    .await
+                    .map_err(SessionError::ClientIo)?;
+            } else {
+                a.held.push(frame);
+            }
+        }
+    }
+
+    /// Sends one Query frame; it is owed a ReadyForQuery, so while it runs the session counts
+    /// as running a statement (a vanishing client gets it cancelled).
+    async fn send_upstream(&mut self, frame: Bytes) -> Result<(), SessionError> {
+        self.st.outstanding += 1;
+        self.io.to_up.push(frame);
+        self.io
+            .to_up
+            .drain_to(&mut self.io.uw)
+            .await
+            .map_err(SessionError::UpstreamIo)
+    }
+
+    /// The next upstream frame, whole when it is at most `max_whole` bytes; a larger one is
+    /// streamed to the client when `stream` allows it (returns `None`), else is an error.
+    async fn next_frame(
+        &mut self,
+        max_whole: usize,
+        stream: bool,
+    ) -> Result<Option<Bytes>, SessionError> {
+        let limit = self.shared.config.limits.max_message_bytes;
+        loop {
+            match framing::scan(&self.io.ubuf, limit) {
+                Ok(Frame::NeedHeader) => self.read_upstream().await?,
+                Ok(Frame::Header { total, .. }) if total <= max_whole => {
+                    while self.io.ubuf.len() < total {
+                        self.io.ubuf.reserve(total - self.io.ubuf.len());
+                        self.read_upstream().await?;
+                    }
+                    return Ok(Some(self.io.ubuf.split_to(total).freeze()));
+                }
+                Ok(Frame::Header { total, .. }) if stream => {
+                    let mut left = total;
+                    while left > 0 {
+                        if self.io.ubuf.is_empty() {
+                            self.read_upstream().await?;
+                        }
+                        let n = left.min(self.io.ubuf.len());
+                        self.io.to_client.push(self.io.ubuf.split_to(n).freeze());
+                        left -= n;
+                        self.io
+                            .to_client
+                            .drain_to(&mut self.io.cw)
+                            .await
+                            .map_err(SessionError::ClientIo)?;
+                    }
+                    return Ok(None);
+                }
+                Ok(Frame::Header { tag, total }) => {
+                    return Err(SessionError::UpstreamProtocol(format!(
+                        "unexpected {total}-byte '{}' reply to a ddlgate query",
+                        tag.escape_ascii()
+                    )));
+                }
+                Err(e) => return Err(SessionError::UpstreamProtocol(format!("{e:?}"))),
+            }
+        }
+    }
+
+    /// Reads more upstream bytes. Meanwhile the client is watched: bytes it sends are kept
+    /// (bounded) for the relay, and if it goes away the error ends the session, whose clean-up
+    /// cancels whatever runs upstream.
+    async fn read_upstream(&mut self) -> Result<(), SessionError> {
+        if self.io.ubuf.capacity() - self.io.ubuf.len() < 8192 {
+            self.io.ubuf.reserve(64 * 1024);
+        }
+        loop {
+            let io = &mut self.io;
+            let client_room = io.cbuf.len() < super::HIGH_WATER;
+            if io.cbuf.capacity() - io.cbuf.len() < 1024 {
+                io.cbuf.reserve(8192);
+            }
+            tokio::select! {
+                r = io.ur.read_buf(&mut io.ubuf) => {
+                    if r.map_err(SessionError::UpstreamIo)? == 0 {
+                        return Err(SessionError::UpstreamIo(std::io::ErrorKind::UnexpectedEof.into()));
+                    }
+                    return Ok(());
+                }
+                r = io.cr.read_buf(&mut io.cbuf), if client_room => {
+                    if r.map_err(SessionError::ClientIo)? == 0 {
+                        return Err(SessionError::ClientIo(std::io::ErrorKind::UnexpectedEof.into()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleeps between attempts, watching the client as [`Self::read_upstream`] does.
+    async fn pause(&mut self, d: Duration) -> Result<(), SessionError> {
+        let until = Instant::now() + d;
+        loop {
+            let io = &mut self.io;
+            let client_room = io.cbuf.len() < super::HIGH_WATER;
+            if io.cbuf.capacity() - io.cbuf.len() < 1024 {
+                io.cbuf.reserve(8192);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return Ok(()),
+                r = io.cr.read_buf(&mut io.cbuf), if client_room => {
+                    if r.map_err(SessionError::ClientIo)? == 0 {
+                        return Err(SessionError::ClientIo(std::io::ErrorKind::UnexpectedEof.into()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A simple-protocol Query frame.
+fn query_frame(sql: &[u8]) -> Bytes {
+    let mut body = Vec::with_capacity(sql.len() + 1);
+    body.extend_from_slice(sql);
+    body.push(0);
+    let mut out = BytesMut::with_capacity(body.len() + framing::HEADER_LEN);
+    framing::put_message(&mut out, frontend::QUERY, &body);
+    out.freeze()
+}
+
+/// A DataRow's columns as text (`None` for NULL); malformed rows end early.
+fn data_row(mut body: &[u8]) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    if body.len() < 2 {
+        return out;
+    }
+    let n = body.get_u16();
+    for _ in 0..n {
+        if body.len() < 4 {
+            break;
+        }
+        let len = body.get_i32();
+        if len < 0 {
+            out.push(None);
+            continue;
+        }
+        let len = len as usize;
+        if body.len() < len {
+            break;
+        }
+        out.push(Some(String::from_utf8_lossy(&body[..len]).into_owned()));
+        body.advance(len);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_rows_decode_and_never_panic() {
+        let mut b = BytesMut::new();
+        b.extend_from_slice(&3u16.to_be_bytes());
+        b.extend_from_slice(&1i32.to_be_bytes());
+        b.extend_from_slice(b"t");
+        b.extend_from_slice(&(-1i32).to_be_bytes());
+        b.extend_from_slice(&2i32.to_be_bytes());
+        b.extend_from_slice(b"ok");
+        assert_eq!(
+            data_row(&b),
+            vec![Some("t".into()), None, Some("ok".into())]
+        );
+        for cut in 0..b.len() {
+            let _ = data_row(&b[..cut]);
+        }
+        let _ = data_row(&[0xff, 0xff, 0x7f, 0xff, 0xff, 0xff]);
+    }
+}

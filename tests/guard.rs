@@ -1,0 +1,373 @@
+//! The lock guard against real PostgreSQL: DDL behind a long transaction never makes readers
+//! wait longer than the lock timeout, is retried with the blockers named, succeeds once they
+//! are gone (or fails cleanly when the budget is spent), inside and outside transactions; the
+//! session's settings are left as they were; DDL on one table runs one at a time, across
+//! sessions and across two ddlgate instances.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::*;
+use ddlgate::config::Config;
+
+fn fast_guard(c: &mut Config) {
+    c.guard.lock_timeout_ms = Duration::from_millis(200);
+    c.guard.backoff_initial_ms = Duration::from_millis(50);
+    c.guard.backoff_max_ms = Duration::from_millis(200);
+    c.guard.max_attempts = 100;
+    c.guard.max_wait_ms = Duration::from_secs(30);
+}
+
+async fn setup(env: &Env) -> tokio_postgres::Client {
+    let admin = env.direct_client("ddlgate_admin").await;
+    admin
+        .batch_execute(
+            "CREATE TABLE t (id serial PRIMARY KEY, x int); INSERT INTO t (x) SELECT g FROM generate_series(1, 100) g;
+             ALTER TABLE t OWNER TO trust_user; GRANT ALL ON SEQUENCE t_id_seq TO trust_user;",
+        )
+        .await
+        .expect("setup");
+    admin
+}
+
+/// A client whose notices are collected.
+async fn client_with_notices(
+    conn: &str,
+) -> (
+    tokio_postgres::Client,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    use futures_util::StreamExt;
+    let (client, mut connection) = tokio_postgres::connect(conn, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(m)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notice(n) = m {
+                let _ = tx.send(format!("{} {}", n.message(), n.detail().unwrap_or("")));
+            }
+        }
+    });
+    (client, rx)
+}
+
+/// Runs `SELECT count(*) FROM t` in a loop on a direct connection until stopped; returns the
+/// longest time one of them took.
+fn spawn_reader(
+    conn: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Duration> {
+    tokio::spawn(async move {
+        let c = connect(&conn).await;
+        let mut worst = Duration::ZERO;
+        while !stop.load(Ordering::Relaxed) {
+            let t = Instant::now();
+            c.query_one("SELECT count(*) FROM t", &[])
+                .await
+                .expect("reader");
+            worst = worst.max(t.elapsed());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        worst
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_behind_a_long_transaction_retries_without_stalling_readers() {
+    let env = Env::start_with(fast_guard).await;
+    let admin = setup(&env).await;
+    // A long transaction holding a weak lock on t: an ALTER TABLE would queue behind it and
+    // every reader would queue behind the ALTER.
+    let blocker = env.direct_client("ddlgate_admin").await;
+    blocker
+        .batch_execute("SET application_name = 'long-report'; BEGIN; SELECT count(*) FROM t")
+        .await
+        .expect("blocker");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = spawn_reader(env.direct_conn("trust_user"), stop.clone());
+
+    let (p, mut notices) = client_with_notices(&env.proxy_conn("trust_user")).await;
+    p.batch_execute("SET lock_timeout = 0")
+        .await
+        .expect("client setting");
+    let alter = tokio::spawn(async move {
+        p.batch_execute("ALTER TABLE t ADD COLUMN c int")
+            .await
+            .map(|_| p)
+    });
+    // Let it retry a few times, then end the long transaction.
+    let first = tokio::time::timeout(Duration::from_secs(10), notices.recv())
+        .await
+        .expect("a retry notice")
+        .expect("open");
+    assert!(
+        first.contains("retrying")
+            && first.contains("long-report")
+            && first.contains("AccessShareLock"),
+        "{first}"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    blocker.batch_execute("COMMIT").await.expect("commit");
+    let p = tokio::time::timeout(Duration::from_secs(10), alter)
+        .await
+        .expect("alter finishes")
+        .expect("join")
+        .expect("alter succeeds");
+    stop.store(true, Ordering::Relaxed);
+    let worst = reader.await.expect("reader");
+    assert!(
+        worst < Duration::from_millis(1000),
+        "a reader waited {worst:?}"
+    );
+    let n: i64 = admin
+        .query_one("SELECT count(*) FROM information_schema.columns WHERE table_name = 't' AND column_name = 'c'", &[])
+        .await
+        .expect("catalog")
+        .get(0);
+    assert_eq!(n, 1);
+    // The client's own lock_timeout is back.
+    let rows = p.simple_query("SHOW lock_timeout").await.expect("show");
+    let value = rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+        _ => None,
+    });
+    assert_eq!(value.as_deref(), Some("0"));
+    let counters = &env.proxy.shared().counters.guard;
+    assert!(counters.retries.load(Ordering::Relaxed) >= 1);
+    assert_eq!(counters.exhausted.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inside_a_transaction_each_attempt_is_a_savepoint() {
+    let env = Env::start_with(fast_guard).await;
+    let admin = setup(&env).await;
+    let blocker = env.direct_client("ddlgate_admin").await;
+    blocker
+        .batch_execute("BEGIN; SELECT count(*) FROM t")
+        .await
+        .expect("blocker");
+    let p = env.proxy_client("trust_user").await;
+    p.batch_execute("BEGIN; INSERT INTO t (x) VALUES (-1)")
+        .await
+        .expect("begin");
+    let alter = tokio::spawn(async move {
+        let r = p.batch_execute("ALTER TABLE t ADD COLUMN c int").await;
+        (p, r)
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    blocker.batch_execute("COMMIT").await.expect("commit");
+    let (p, r) = tokio::time::timeout(Duration::from_secs(10), alter)
+        .await
+        .expect("finishes")
+        .expect("join");
+    r.expect("the ALTER succeeds after retries");
+    // The work before it in the transaction survived the retries.
+    p.batch_execute("UPDATE t SET c = 1 WHERE x = -1; COMMIT")
+        .await
+        .expect("commit");
+    let n: i64 = admin
+        .query_one("SELECT count(*) FROM t WHERE x = -1 AND c = 1", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 1);
+    assert!(
+        env.proxy
+            .shared()
+            .counters
+            .guard
+            .retries
+            .load(Ordering::Relaxed)
+            >= 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_budget_fails_cleanly_with_the_blockers_named() {
+    let env = Env::start_with(|c| {
+        fast_guard(c);
+        c.guard.max_attempts = 3;
+    })
+    .await;
+    let admin = setup(&env).await;
+    let blocker = env.direct_client("ddlgate_admin").await;
+    blocker
+        .batch_execute("SET application_name = 'stuck-job'; BEGIN; SELECT count(*) FROM t")
+        .await
+        .expect("blocker");
+    let p = env.proxy_client("trust_user").await;
+
+    // Outside a transaction: 55P03, the session stays usable, settings restored.
+    let err = p
+        .batch_execute("ALTER TABLE t ADD COLUMN c int")
+        .await
+        .expect_err("budget spent");
+    let db = err.as_db_error().expect("server error");
+    assert_eq!(db.code().code(), "55P03");
+    assert!(db.message().contains("3 attempt"), "{}", db.message());
+    assert!(
+        db.detail().unwrap_or("").contains("stuck-job"),
+        "{:?}",
+        db.detail()
+    );
+    let one: i32 = p.query_one("SELECT 1", &[]).await.expect("usable").get(0);
+    assert_eq!(one, 1);
+
+    // Inside one: the transaction is failed, as the server's own lock timeout would leave it.
+    p.batch_execute("BEGIN; INSERT INTO t (x) VALUES (-5)")
+        .await
+        .expect("begin");
+    let err = p
+        .batch_execute("ALTER TABLE t ADD COLUMN c int")
+        .await
+        .expect_err("budget spent");
+    assert_eq!(sqlstate(&err).as_deref(), Some("55P03"));
+    let err = p.batch_execute("SELECT 1").await.expect_err("aborted");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25P02"));
+    p.batch_execute("ROLLBACK").await.expect("rollback");
+
+    // A migration tool's `BEGIN; …; COMMIT` in one Query: the block is left failed too.
+    let err = p
+        .batch_execute("BEGIN; ALTER TABLE t ADD COLUMN c int; COMMIT")
+        .await
+        .expect_err("budget spent");
+    assert_eq!(sqlstate(&err).as_deref(), Some("55P03"));
+    let err = p.batch_execute("SELECT 1").await.expect_err("block failed");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25P02"));
+    p.batch_execute("ROLLBACK").await.expect("rollback");
+
+    let n: i64 = admin
+        .query_one("SELECT count(*) FROM t WHERE x = -5", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 0);
+    let rows = p.simple_query("SHOW lock_timeout").await.expect("show");
+    assert!(
+        rows.iter().any(
+            |m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("0"))
+        )
+    );
+    assert_eq!(
+        env.proxy
+            .shared()
+            .counters
+            .guard
+            .exhausted
+            .load(Ordering::Relaxed),
+        3
+    );
+    blocker.batch_execute("COMMIT").await.expect("commit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lower_client_lock_timeout_wins_and_is_kept() {
+    let env = Env::start_with(fast_guard).await;
+    setup(&env).await;
+    let p = env.proxy_client("trust_user").await;
+    p.batch_execute("SET lock_timeout = '50ms'; SET statement_timeout = '40s'")
+        .await
+        .expect("set");
+    p.batch_execute("ALTER TABLE t ADD COLUMN c int")
+        .await
+        .expect("alter");
+    p.batch_execute("CREATE INDEX CONCURRENTLY t_c ON t (c)")
+        .await
+        .expect("cic");
+    let show = |name: &'static str| {
+        let p = &p;
+        async move {
+            p.simple_query(&format!("SHOW {name}"))
+                .await
+                .expect("show")
+                .iter()
+                .find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                    _ => None,
+                })
+        }
+    };
+    assert_eq!(show("lock_timeout").await.as_deref(), Some("50ms"));
+    assert_eq!(show("statement_timeout").await.as_deref(), Some("40s"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_on_one_table_runs_one_at_a_time_across_sessions_and_instances() {
+    let env = Env::start_with(fast_guard).await;
+    let admin = setup(&env).await;
+    // A second ddlgate in front of the same database.
+    let other = start_proxy(env.pg.port(), fast_guard).await;
+    let a = env.proxy_client("trust_user").await;
+    let (b, mut b_notices) =
+        client_with_notices(&conn_str(other.local_addr().port(), "trust_user")).await;
+    let (c, mut c_notices) = client_with_notices(&env.proxy_conn("trust_user")).await;
+
+    // Session A holds its DDL turn on t inside a transaction.
+    a.batch_execute("BEGIN; ALTER TABLE t ADD COLUMN a1 int")
+        .await
+        .expect("a");
+    let b_task =
+        tokio::spawn(async move { b.batch_execute("ALTER TABLE t ADD COLUMN b1 int").await });
+    let c_task =
+        tokio::spawn(async move { c.batch_execute("ALTER TABLE t ADD COLUMN c1 int").await });
+    for notices in [&mut b_notices, &mut c_notices] {
+        let n = tokio::time::timeout(Duration::from_secs(10), notices.recv())
+            .await
+            .expect("queue notice")
+            .expect("open");
+        assert!(n.contains("waiting for another DDL statement on t"), "{n}");
+    }
+    // While they wait their turn, neither sits in PostgreSQL's lock queue for t.
+    let waiting: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE relation = 't'::regclass AND NOT granted",
+            &[],
+        )
+        .await
+        .expect("pg_locks")
+        .get(0);
+    assert_eq!(waiting, 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!b_task.is_finished() && !c_task.is_finished());
+    a.batch_execute("COMMIT").await.expect("commit");
+    tokio::time::timeout(Duration::from_secs(10), b_task)
+        .await
+        .expect("b finishes")
+        .expect("join")
+        .expect("b");
+    tokio::time::timeout(Duration::from_secs(10), c_task)
+        .await
+        .expect("c finishes")
+        .expect("join")
+        .expect("c");
+    let n: i64 = admin
+        .query_one("SELECT count(*) FROM information_schema.columns WHERE table_name = 't' AND column_name IN ('a1', 'b1', 'c1')", &[])
+        .await
+        .expect("catalog")
+        .get(0);
+    assert_eq!(n, 3);
+    // Nobody holds ddlgate's advisory locks any more.
+    let held: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+            &[],
+        )
+        .await
+        .expect("pg_locks")
+        .get(0);
+    assert_eq!(held, 0);
+    assert!(
+        env.proxy
+            .shared()
+            .counters
+            .guard
+            .queue_waits
+            .load(Ordering::Relaxed)
+            >= 1
+    );
+}
