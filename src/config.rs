@@ -233,6 +233,9 @@ pub struct GuardConfig {
     /// Responses to a guarded Query held back (so a retry does not repeat them) up to this
     /// many bytes; beyond it they are forwarded and the Query is no longer retried. Default 1 MiB.
     pub max_buffered_bytes: usize,
+    /// Prepared DDL statements tracked per session, so that their later executions run under
+    /// the guard too. Default 1000.
+    pub max_tracked_statements: usize,
 }
 
 impl Default for GuardConfig {
@@ -251,6 +254,7 @@ impl Default for GuardConfig {
             precheck_transaction_age_ms: Duration::ZERO,
             precheck_max_wait_ms: Duration::from_secs(30),
             max_buffered_bytes: 1 << 20,
+            max_tracked_statements: 1000,
         }
     }
 }

@@ -371,3 +371,67 @@ async fn ddl_on_one_table_runs_one_at_a_time_across_sessions_and_instances() {
             >= 1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_protocol_ddl_is_bounded_by_the_lock_timeout() {
+    let env = Env::start_with(fast_guard).await;
+    let admin = setup(&env).await;
+    let p = env.proxy_client("trust_user").await;
+    // tokio-postgres runs this as Parse/Describe/Sync, then Bind/Execute/Sync.
+    p.execute("ALTER TABLE t ADD COLUMN c int", &[])
+        .await
+        .expect("no blocker: runs");
+    let blocker = env.direct_client("ddlgate_admin").await;
+    blocker
+        .batch_execute("BEGIN; SELECT count(*) FROM t")
+        .await
+        .expect("blocker");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = spawn_reader(env.direct_conn("trust_user"), stop.clone());
+    let started = Instant::now();
+    let err = p
+        .execute("ALTER TABLE t ADD COLUMN d int", &[])
+        .await
+        .expect_err("lock timeout");
+    assert_eq!(sqlstate(&err).as_deref(), Some("55P03"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    stop.store(true, Ordering::Relaxed);
+    let worst = reader.await.expect("reader");
+    assert!(
+        worst < Duration::from_millis(1000),
+        "a reader waited {worst:?}"
+    );
+    // The session is usable and its settings are its own again.
+    let rows = p.simple_query("SHOW lock_timeout").await.expect("show");
+    assert!(
+        rows.iter().any(
+            |m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("0"))
+        )
+    );
+    blocker.batch_execute("COMMIT").await.expect("commit");
+    // A statement prepared once runs under the guard at every execution.
+    let stmt = p
+        .prepare("ALTER TABLE t ADD COLUMN IF NOT EXISTS e int")
+        .await
+        .expect("prepare");
+    blocker
+        .batch_execute("BEGIN; SELECT count(*) FROM t")
+        .await
+        .expect("blocker");
+    let err = p.execute(&stmt, &[]).await.expect_err("lock timeout");
+    assert_eq!(sqlstate(&err).as_deref(), Some("55P03"), "{err}");
+    blocker.batch_execute("COMMIT").await.expect("commit");
+    p.execute(&stmt, &[])
+        .await
+        .expect("runs once the blocker is gone");
+    let n: i64 = admin
+        .query_one("SELECT count(*) FROM information_schema.columns WHERE table_name = 't' AND column_name IN ('c', 'e')", &[])
+        .await
+        .expect("catalog")
+        .get(0);
+    assert_eq!(n, 2);
+}

@@ -6,12 +6,14 @@
 //!   and write waits for the whole rewrite. From PostgreSQL 11 a non-volatile default (a
 //!   literal, `now()`, `CURRENT_TIMESTAMP`, `'{}'::jsonb`) is evaluated once and stored in the
 //!   catalog, so no rewrite happens.
-//! - **Volatility:** without the catalog ddlgate cannot read `pg_proc.provolatile`, so it uses
-//!   a built-in list: known volatile functions (`gen_random_uuid`, `uuid_generate_v4`,
-//!   `random`, `clock_timestamp`, `nextval`, …) are flagged, and so is any function *not* on a
-//!   list of known non-volatile built-ins and casts — "assume volatile when unsure", as
-//!   strong_migrations does. Once ddlgate reads the catalog, the `provolatile` check refines
-//!   it (user functions marked STABLE or IMMUTABLE will pass).
+//! - **Volatility:** with the catalog, a function counts by `pg_proc.provolatile` of every
+//!   overload of that name (the model only has the unqualified name): all STABLE or IMMUTABLE
+//!   passes, any VOLATILE overload is flagged — so user functions marked STABLE or IMMUTABLE
+//!   pass. Names the catalog has no function for (`coalesce`, `cast`, … are syntax), and every
+//!   name when there is no catalog, go by a built-in list: known volatile functions
+//!   (`gen_random_uuid`, `uuid_generate_v4`, `random`, `clock_timestamp`, `nextval`, …) are
+//!   flagged, and so is any function *not* on a list of known non-volatile built-ins and
+//!   casts — "assume volatile when unsure", as strong_migrations does.
 //! - **Safe alternative:** add the column without a default, `SET DEFAULT` for new rows, then
 //!   backfill in batches (R10); for a stored generated column, a plain column filled by a
 //!   trigger plus a batched backfill (R16).
@@ -24,6 +26,7 @@
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-NOTES>
 
 use super::{Action, Context, Finding, Rule};
+use crate::catalog::{Facts, Volatility};
 use crate::sql::statement::{AddColumn, AlterOp, Ddl, DdlKind, Name};
 
 pub static RULE: Rule = Rule {
@@ -132,13 +135,48 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
     if ctx.is_new(table) {
         return None;
     }
+    // Facts read for this very statement (they name its table), or none.
+    let facts = ctx.catalog.filter(|f| f.relation_for(table).is_some());
     ops.iter().find_map(|op| match op {
-        AlterOp::AddColumn(column) => finding(table, column, ctx),
+        AlterOp::AddColumn(column) => finding(table, column, ctx, facts),
         _ => None,
     })
 }
 
-fn finding(table: &Name, column: &AddColumn, ctx: &Context) -> Option<Finding> {
+/// What ddlgate knows about one called function.
+enum Known {
+    /// `pg_proc` has a VOLATILE overload.
+    VolatileInCatalog,
+    /// On the built-in list of volatile functions.
+    VolatileBuiltIn,
+    /// Every overload STABLE or IMMUTABLE, or on the built-in non-volatile list.
+    NonVolatile,
+    /// Neither the catalog nor the lists know it.
+    Unknown,
+}
+
+fn volatility(function: &str, facts: Option<&Facts>) -> Known {
+    if let Some(overloads) = facts.and_then(|f| f.volatility(function)) {
+        if overloads.contains(&Volatility::Volatile) {
+            Known::VolatileInCatalog
+        } else {
+            Known::NonVolatile
+        }
+    } else if VOLATILE.contains(&function) {
+        Known::VolatileBuiltIn
+    } else if NON_VOLATILE.contains(&function) {
+        Known::NonVolatile
+    } else {
+        Known::Unknown
+    }
+}
+
+fn finding(
+    table: &Name,
+    column: &AddColumn,
+    ctx: &Context,
+    facts: Option<&Facts>,
+) -> Option<Finding> {
     let name = &column.name;
     if column.generated_stored {
         return Some(Finding {
@@ -158,19 +196,27 @@ fn finding(table: &Name, column: &AddColumn, ctx: &Context) -> Option<Finding> {
             "Before PostgreSQL 11 any DEFAULT on ADD COLUMN rewrites the table: adding {name} with DEFAULT {} locks {table} (ACCESS EXCLUSIVE) against every read and write for the whole rewrite.",
             default.text
         )
-    } else if let Some(f) = default
-        .functions
-        .iter()
-        .find(|f| VOLATILE.contains(&f.as_str()))
+    } else if let Some((f, known)) =
+        default
+            .functions
+            .iter()
+            .find_map(|f| match volatility(f, facts) {
+                k @ (Known::VolatileInCatalog | Known::VolatileBuiltIn) => Some((f, k)),
+                _ => None,
+            })
     {
+        let source = match known {
+            Known::VolatileInCatalog => " (pg_proc.provolatile = 'v')",
+            _ => "",
+        };
         format!(
-            "DEFAULT {} calls the volatile function {f}(), so adding {name} rewrites all of {table} under an ACCESS EXCLUSIVE lock: every query on {table} waits for the whole rewrite.",
+            "DEFAULT {} calls the volatile function {f}(){source}, so adding {name} rewrites all of {table} under an ACCESS EXCLUSIVE lock: every query on {table} waits for the whole rewrite.",
             default.text
         )
     } else if let Some(f) = default
         .functions
         .iter()
-        .find(|f| !NON_VOLATILE.contains(&f.as_str()))
+        .find(|f| matches!(volatility(f, facts), Known::Unknown))
     {
         format!(
             "DEFAULT {} calls {f}(), which ddlgate cannot prove non-volatile, so adding {name} may rewrite all of {table} under an ACCESS EXCLUSIVE lock: every query on {table} would wait for the whole rewrite.",
@@ -193,6 +239,8 @@ fn finding(table: &Name, column: &AddColumn, ctx: &Context) -> Option<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::FunctionFacts;
+    use crate::catalog::testing::{facts, table as existing_table};
     use crate::rules::testing::{Ctx, run, table};
     use crate::sql::statement::Understood;
 
@@ -282,6 +330,109 @@ mod tests {
             f.message.contains("stored generated column s") && f.hint.contains("trigger"),
             "{}",
             f.message
+        );
+    }
+
+    fn with_functions(functions: &[(&str, &[Volatility])], version: u32) -> Ctx {
+        Ctx {
+            catalog: Some(Facts {
+                functions: functions
+                    .iter()
+                    .map(|(name, v)| FunctionFacts {
+                        name: (*name).to_owned(),
+                        volatility: v.to_vec(),
+                    })
+                    .collect(),
+                ..facts(existing_table("users", 1_000_000, 1 << 30), vec![])
+            }),
+            ..Ctx::version(version)
+        }
+    }
+
+    #[test]
+    fn catalog_volatility_decides() {
+        use Volatility::*;
+        let ctx = with_functions(
+            &[
+                ("my_stable_fn", &[Stable]),
+                ("my_immutable_fn", &[Immutable, Stable]),
+                ("gen_random_uuid", &[Volatile]),
+                ("overloaded", &[Stable, Volatile]),
+                ("now", &[Stable]),
+                ("lower", &[Immutable]),
+                ("coalesce", &[]),
+                ("nowhere", &[]),
+            ],
+            170_000,
+        );
+        // (statement, None = passes / Some(text the message must contain))
+        let cases: &[(&str, Option<&str>)] = &[
+            (
+                "ALTER TABLE users ADD COLUMN c int DEFAULT my_stable_fn()",
+                None,
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN c int DEFAULT app.my_immutable_fn(1)",
+                None,
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN c timestamptz DEFAULT now()",
+                None,
+            ),
+            // not a function in pg_proc: the built-in list knows it is syntax
+            (
+                "ALTER TABLE users ADD COLUMN c text DEFAULT coalesce(lower('A'), 'b')",
+                None,
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN c uuid DEFAULT gen_random_uuid()",
+                Some("volatile function gen_random_uuid() (pg_proc.provolatile = 'v')"),
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN c int DEFAULT overloaded(1)",
+                Some("volatile function overloaded()"),
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN c int DEFAULT nowhere()",
+                Some("calls nowhere(), which ddlgate cannot prove non-volatile"),
+            ),
+            // Not asked about: the built-in lists decide, as without a catalog.
+            (
+                "ALTER TABLE users ADD COLUMN c float8 DEFAULT random()",
+                Some("volatile function random(), so"),
+            ),
+            (
+                "ALTER TABLE users ADD COLUMN c int GENERATED ALWAYS AS (a) STORED",
+                Some("stored generated column c"),
+            ),
+        ];
+        for (sql, expected) in cases {
+            let got = run(&RULE, sql, &ctx);
+            match expected {
+                None => assert_eq!(got, None, "{sql} must pass"),
+                Some(text) => {
+                    let f = got.unwrap_or_else(|| panic!("{sql} must be flagged"));
+                    assert!(f.message.contains(text), "{sql}: {}", f.message);
+                }
+            }
+        }
+        // Before PostgreSQL 11 any default rewrites, whatever the catalog says.
+        assert!(
+            run(
+                &RULE,
+                "ALTER TABLE users ADD COLUMN c int DEFAULT my_stable_fn()",
+                &with_functions(&[("my_stable_fn", &[Stable])], 100_000)
+            )
+            .is_some()
+        );
+        // Facts read for another table are not used.
+        assert!(
+            run(
+                &RULE,
+                "ALTER TABLE other ADD COLUMN c int DEFAULT my_stable_fn()",
+                &ctx
+            )
+            .is_some()
         );
     }
 

@@ -9,8 +9,11 @@
 //!   and writes continue), then `SET NOT NULL` (no scan) and drop the CHECK. On PostgreSQL 18,
 //!   `ADD CONSTRAINT … NOT NULL c NOT VALID` then `VALIDATE CONSTRAINT`. Before 12 the scan
 //!   cannot be avoided; the validated CHECK alone enforces the same rule.
-//! - **Rewrite:** no, not yet: the recipe spans several transactions, and whether a matching
-//!   valid CHECK exists (making this statement instant) needs the catalog.
+//! - **Rewrite:** no, not yet: the recipe spans several transactions.
+//! - **With the catalog:** `SET NOT NULL` is not flagged when it cannot scan: on PostgreSQL 12+
+//!   a validated CHECK constraint already proves the column non-NULL (`CHECK (c IS NOT NULL)`,
+//!   alone or AND-ed with other tests — the last step of R7), or the column already is NOT
+//!   NULL with a validated constraint (the command is then a no-op).
 //! - **Not flagged:** tables created earlier in the same transaction.
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-SET-DROP-NOT-NULL>
@@ -36,7 +39,16 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
     if ctx.is_new(table) {
         return None;
     }
+    // Facts read for this statement prove some columns need no scan.
+    let proven = |column: &str| {
+        ctx.catalog
+            .and_then(|f| f.column(table, column))
+            .is_some_and(|c| {
+                c.exists && (c.not_null || (c.valid_not_null_check && ctx.at_least(12)))
+            })
+    };
     let (column, what) = ops.iter().find_map(|op| match op {
+        AlterOp::SetNotNull { column } if proven(column) => None,
         AlterOp::SetNotNull { column } => {
             Some((column.as_str(), format!("SET NOT NULL on {table}.{column}")))
         }
@@ -80,6 +92,8 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::ColumnFacts;
+    use crate::catalog::testing::{column, facts, table as existing};
     use crate::rules::testing::{Ctx, run, table};
     use crate::sql::statement::Name;
 
@@ -166,5 +180,94 @@ mod tests {
             None
         );
         assert!(run(&RULE, "ALTER TABLE other ALTER COLUMN c SET NOT NULL", &ctx).is_some());
+    }
+
+    #[test]
+    fn a_valid_not_null_check_makes_it_instant() {
+        let email = || column("email", "text", 25, -1);
+        let ctx = |columns: Vec<ColumnFacts>, version: u32| Ctx {
+            catalog: Some(facts(existing("users", 3_000_000, 1 << 30), columns)),
+            ..Ctx::version(version)
+        };
+        let checked = ColumnFacts {
+            valid_not_null_check: true,
+            checks: vec!["users_email_not_null".into()],
+            ..email()
+        };
+        let already = ColumnFacts {
+            not_null: true,
+            ..email()
+        };
+        // (statement, context, None = passes / Some(the flagged table.column))
+        let cases: Vec<(&str, Ctx, Option<&str>)> = vec![
+            (
+                "ALTER TABLE users ALTER COLUMN email SET NOT NULL",
+                ctx(vec![checked.clone()], 170_000),
+                None,
+            ),
+            (
+                "ALTER TABLE users ALTER COLUMN email SET NOT NULL",
+                ctx(vec![checked.clone()], 120_000),
+                None,
+            ),
+            (
+                "ALTER TABLE users ALTER COLUMN email SET NOT NULL",
+                ctx(vec![already.clone()], 110_000),
+                None,
+            ),
+            // Before 12 the CHECK does not spare the scan.
+            (
+                "ALTER TABLE users ALTER COLUMN email SET NOT NULL",
+                ctx(vec![checked.clone()], 110_000),
+                Some("users.email"),
+            ),
+            (
+                "ALTER TABLE users ALTER COLUMN email SET NOT NULL",
+                ctx(vec![email()], 170_000),
+                Some("users.email"),
+            ),
+            // Facts about another column or table prove nothing.
+            (
+                "ALTER TABLE users ALTER COLUMN name SET NOT NULL",
+                ctx(vec![checked.clone()], 170_000),
+                Some("users.name"),
+            ),
+            (
+                "ALTER TABLE admins ALTER COLUMN email SET NOT NULL",
+                ctx(vec![checked.clone()], 170_000),
+                Some("admins.email"),
+            ),
+            (
+                "ALTER TABLE users ALTER COLUMN email SET NOT NULL",
+                ctx(
+                    vec![ColumnFacts {
+                        exists: false,
+                        ..already
+                    }],
+                    170_000,
+                ),
+                Some("users.email"),
+            ),
+            // Every SET NOT NULL counts.
+            (
+                "ALTER TABLE users ALTER COLUMN email SET NOT NULL, ALTER COLUMN name SET NOT NULL",
+                ctx(vec![checked, column("name", "text", 25, -1)], 170_000),
+                Some("users.name"),
+            ),
+        ];
+        for (sql, ctx, expected) in cases {
+            let got = run(&RULE, sql, &ctx);
+            match expected {
+                None => assert_eq!(got, None, "{sql} must pass"),
+                Some(column) => {
+                    let f = got.unwrap_or_else(|| panic!("{sql} must be flagged"));
+                    assert!(
+                        f.message.starts_with(&format!("SET NOT NULL on {column} ")),
+                        "{sql}: {}",
+                        f.message
+                    );
+                }
+            }
+        }
     }
 }

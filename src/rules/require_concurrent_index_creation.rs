@@ -1,18 +1,27 @@
 //! `require-concurrent-index-creation`: a plain `CREATE INDEX` on an existing table.
 //!
 //! - **Lock:** SHARE on the table for the whole build — INSERT, UPDATE and DELETE wait until it
-//!   finishes (reads continue).
+//!   finishes (reads continue). On a partitioned table, on the parent and every partition.
 //! - **Safe alternative:** `CREATE INDEX CONCURRENTLY`, which takes SHARE UPDATE EXCLUSIVE and
-//!   lets writes proceed; it cannot run inside a transaction block.
+//!   lets writes proceed; it cannot run inside a transaction block. PostgreSQL rejects it on a
+//!   partitioned table: there the index is built in steps (R2) — `CREATE INDEX … ON ONLY
+//!   parent` (no build), `CREATE INDEX CONCURRENTLY` on each leaf partition, `ALTER INDEX …
+//!   ATTACH PARTITION` for each; the parent index turns valid after the last attach.
 //! - **Rewrite:** yes — `CONCURRENTLY` is inserted into the client's own text when the
-//!   statement runs alone outside a transaction block.
+//!   statement runs alone outside a transaction block, unless the catalog says the table is
+//!   partitioned: then the finding carries no single-statement rewrite and its hint names the
+//!   step-wise build ddlgate runs instead.
+//! - **With the catalog:** inside a transaction block, a table known to be small (estimated
+//!   rows and total size under [`crate::catalog::Thresholds`]) is not flagged — a plain build
+//!   on it takes milliseconds. Outside one the rewrite stays, since it costs nothing there.
 //! - **Not flagged:** tables created earlier in the same transaction (nobody else can see them)
 //!   and `CREATE INDEX … ON ONLY parent`, which builds nothing.
 //!
 //! <https://www.postgresql.org/docs/current/sql-createindex.html#SQL-CREATEINDEX-CONCURRENTLY>
 
 use super::{Action, Context, Finding, OUTSIDE_TRANSACTION_HINT, Rewrite, Rule};
-use crate::sql::statement::{Ddl, DdlKind};
+use crate::catalog::Relation;
+use crate::sql::statement::{Ddl, DdlKind, Name};
 
 pub static RULE: Rule = Rule {
     id: "require-concurrent-index-creation",
@@ -34,6 +43,22 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
     };
     if ctx.is_new(table) {
         return None;
+    }
+    let relation = ctx.catalog.and_then(|f| {
+        f.relation_for(table)
+            .filter(|r| r.exists)
+            .map(|r| (r, f.thresholds))
+    });
+    if let Some((r, thresholds)) = relation
+        && ctx.in_transaction_block()
+        && r.is_small(&thresholds)
+    {
+        return None;
+    }
+    if let Some((r, _)) = relation
+        && r.is_partitioned()
+    {
+        return Some(partitioned(table, r, ctx));
     }
     let message = format!(
         "CREATE INDEX on {table} takes a SHARE lock for the whole index build: every INSERT, UPDATE and DELETE on {table} waits until it finishes."
@@ -58,15 +83,43 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
     })
 }
 
+/// A partitioned parent: CONCURRENTLY is rejected there, so no single-statement rewrite; the
+/// hint describes the step-wise build (R2).
+fn partitioned(table: &Name, r: &Relation, ctx: &Context) -> Finding {
+    let leaves = r.leaf_partitions().count();
+    let size = r.size_description();
+    let steps = format!(
+        "PostgreSQL rejects CREATE INDEX CONCURRENTLY on a partitioned table, so ddlgate builds it in steps: CREATE INDEX … ON ONLY {table} (the parent index, invalid, nothing built), then for each of the {leaves} leaf partition(s) CREATE INDEX CONCURRENTLY on the partition and ALTER INDEX … ATTACH PARTITION to the parent index, which becomes valid after the last attach."
+    );
+    let hint = if ctx.in_transaction_block() {
+        format!(
+            "{steps} These steps cannot run {}. {OUTSIDE_TRANSACTION_HINT}",
+            ctx.block_description()
+        )
+    } else {
+        steps
+    };
+    Finding {
+        rule: RULE.id,
+        message: format!(
+            "CREATE INDEX on the partitioned table {table} ({size}) takes a SHARE lock on it and on every partition for the whole build: every INSERT, UPDATE and DELETE on {table} waits until it finishes."
+        ),
+        hint,
+        rewrite: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::testing::{Ctx, run, table};
-    use crate::sql::statement::Name;
+    use crate::catalog::testing::{facts, partitioned, table};
+    use crate::catalog::{Facts, Thresholds};
+    use crate::protocol::TxStatus;
+    use crate::rules::testing::{self, Ctx, run};
 
     #[test]
     fn flags_plain_builds_only() {
-        table(
+        testing::table(
             &RULE,
             &Ctx::default(),
             &[
@@ -102,6 +155,128 @@ mod tests {
             assert_eq!(f.rewrite, None);
             assert!(f.hint.contains("disable_ddl_transaction!"), "{}", f.hint);
         }
+    }
+
+    fn on(relation: Relation, tx: TxStatus) -> Ctx {
+        Ctx {
+            tx,
+            catalog: Some(facts(relation, vec![])),
+            ..Ctx::default()
+        }
+    }
+
+    #[test]
+    fn catalog_size_and_partitioning_decide() {
+        use TxStatus::{Idle, InTransaction};
+        let small = table("t", 200, 64 << 10);
+        let big = table("t", 2_000_000, 400 << 20);
+        let unknown_rows = Relation {
+            rows: None,
+            ..small.clone()
+        };
+        let missing = Relation::missing(Name::bare("t"));
+        let tiny_tree = partitioned("t", 3, 30, 48 << 10);
+        let big_tree = partitioned("t", 3, 9_000_000, 3 << 30);
+        let strict = Ctx {
+            catalog: Some(Facts {
+                thresholds: Thresholds {
+                    small_table_rows: 100,
+                    ..Thresholds::default()
+                },
+                ..facts(small.clone(), vec![])
+            }),
+            ..Ctx::in_tx()
+        };
+        // (context, None = passes / Some(rewrite offered))
+        let cases: Vec<(&str, Ctx, Option<Option<Rewrite>>)> = vec![
+            ("small, in tx", on(small.clone(), InTransaction), None),
+            (
+                "small, outside",
+                on(small.clone(), Idle),
+                Some(Some(Rewrite::Concurrently)),
+            ),
+            ("big, in tx", on(big.clone(), InTransaction), Some(None)),
+            (
+                "big, outside",
+                on(big, Idle),
+                Some(Some(Rewrite::Concurrently)),
+            ),
+            (
+                "unknown rows, in tx",
+                on(unknown_rows, InTransaction),
+                Some(None),
+            ),
+            (
+                "missing, in tx",
+                on(missing.clone(), InTransaction),
+                Some(None),
+            ),
+            (
+                "missing, outside",
+                on(missing, Idle),
+                Some(Some(Rewrite::Concurrently)),
+            ),
+            (
+                "tiny tree, in tx",
+                on(tiny_tree.clone(), InTransaction),
+                None,
+            ),
+            ("tiny tree, outside", on(tiny_tree, Idle), Some(None)),
+            ("big tree, outside", on(big_tree.clone(), Idle), Some(None)),
+            ("big tree, in tx", on(big_tree, InTransaction), Some(None)),
+            ("over a stricter row limit", strict, Some(None)),
+        ];
+        for (case, ctx, expected) in cases {
+            let got = run(&RULE, "CREATE INDEX i ON t (x)", &ctx);
+            assert_eq!(got.as_ref().map(|f| f.rewrite), expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn partitioned_parents_get_the_step_wise_recipe() {
+        let tree = partitioned("events", 4, 9_000_000, 3 << 30);
+        let f = run(
+            &RULE,
+            "CREATE INDEX events_tenant_idx ON events (tenant_id)",
+            &on(tree.clone(), TxStatus::Idle),
+        )
+        .expect("flagged");
+        assert_eq!(f.rewrite, None);
+        assert!(
+            f.message.contains("partitioned table events") && f.message.contains("every partition"),
+            "{}",
+            f.message
+        );
+        for part in [
+            "rejects CREATE INDEX CONCURRENTLY on a partitioned table",
+            "ON ONLY events",
+            "each of the 4 leaf partition(s) CREATE INDEX CONCURRENTLY",
+            "ATTACH PARTITION",
+        ] {
+            assert!(f.hint.contains(part), "{part}: {}", f.hint);
+        }
+        let f = run(
+            &RULE,
+            "CREATE INDEX events_tenant_idx ON events (tenant_id)",
+            &on(tree, TxStatus::InTransaction),
+        )
+        .expect("flagged");
+        assert!(
+            f.hint.contains("ON ONLY events") && f.hint.contains("disable_ddl_transaction!"),
+            "{}",
+            f.hint
+        );
+    }
+
+    #[test]
+    fn facts_about_another_table_are_ignored() {
+        let ctx = on(table("other", 1, 8192), TxStatus::InTransaction);
+        assert!(run(&RULE, "CREATE INDEX i ON t (x)", &ctx).is_some());
+        let ctx = on(partitioned("other", 2, 1, 1), TxStatus::Idle);
+        assert_eq!(
+            run(&RULE, "CREATE INDEX i ON t (x)", &ctx).and_then(|f| f.rewrite),
+            Some(Rewrite::Concurrently)
+        );
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //!   waits for the lock every later query on the table queues behind it — reads included.
 //! - **Safe alternative:** `DROP INDEX CONCURRENTLY`, one index per statement, without CASCADE,
 //!   outside a transaction block.
-//! - **Rewrite:** yes, for a single index without CASCADE, alone outside a transaction block.
+//! - **Rewrite:** yes, for a single index without CASCADE, alone outside a transaction block —
+//!   unless the catalog says it is an index on a partitioned table, which PostgreSQL cannot
+//!   drop `CONCURRENTLY` ("cannot drop partitioned index concurrently"); the hint then says
+//!   so instead of offering a rewrite that would fail.
 //!
 //! <https://www.postgresql.org/docs/current/sql-dropindex.html>
 
@@ -38,7 +41,21 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
         "DROP INDEX {list} takes an ACCESS EXCLUSIVE lock on the table: while it waits for the lock, every query on the table — reads included — queues behind it."
     );
     let hint_base = "Use DROP INDEX CONCURRENTLY, one index per statement and without CASCADE";
-    let (hint, rewrite) = if ctx.in_transaction_block() {
+    let partitioned = match names.as_slice() {
+        [name] => ctx
+            .catalog
+            .and_then(|f| f.relation_for(name))
+            .is_some_and(|r| r.exists && r.is_partitioned()),
+        _ => false,
+    };
+    let (hint, rewrite) = if partitioned {
+        (
+            format!(
+                "{list} is an index on a partitioned table, which PostgreSQL cannot drop CONCURRENTLY. Drop it at a quiet moment with a short lock_timeout, so that it gives up instead of queueing every query on the table behind it, and retry."
+            ),
+            None,
+        )
+    } else if ctx.in_transaction_block() {
         (
             format!(
                 "{hint_base}; it cannot run {}. {OUTSIDE_TRANSACTION_HINT}",
@@ -67,7 +84,10 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::testing::{facts, table as existing};
+    use crate::catalog::{RelKind, Relation};
     use crate::rules::testing::{Ctx, run, table};
+    use crate::sql::statement::Name;
 
     #[test]
     fn flags_plain_drops() {
@@ -105,5 +125,44 @@ mod tests {
             run(&RULE, "DROP INDEX a", &Ctx::in_tx()).and_then(|f| f.rewrite),
             None
         );
+    }
+
+    #[test]
+    fn partitioned_indexes_get_no_concurrent_rewrite() {
+        let index = |kind| Relation {
+            kind: Some(kind),
+            ..existing("i", 1_000, 1 << 20)
+        };
+        let ctx = |r: Relation| Ctx {
+            catalog: Some(facts(r, vec![])),
+            ..Ctx::default()
+        };
+        let f = run(
+            &RULE,
+            "DROP INDEX i",
+            &ctx(index(RelKind::PartitionedIndex)),
+        )
+        .expect("flagged");
+        assert_eq!(f.rewrite, None);
+        assert!(f.hint.contains("cannot drop CONCURRENTLY"), "{}", f.hint);
+        for (sql, relation) in [
+            ("DROP INDEX i", index(RelKind::Index)),
+            // facts about another index
+            (
+                "DROP INDEX i",
+                Relation {
+                    asked: Name::bare("j"),
+                    ..index(RelKind::PartitionedIndex)
+                },
+            ),
+            // a missing index
+            ("DROP INDEX i", Relation::missing(Name::bare("i"))),
+        ] {
+            assert_eq!(
+                run(&RULE, sql, &ctx(relation)).and_then(|f| f.rewrite),
+                Some(Rewrite::Concurrently),
+                "{sql}"
+            );
+        }
     }
 }

@@ -4,18 +4,20 @@
 //! - **Lock:** ACCESS EXCLUSIVE on the view for the whole refresh — every read of it waits
 //!   until the query behind it has run again.
 //! - **Safe alternative (R19):** `REFRESH MATERIALIZED VIEW CONCURRENTLY`, which takes
-//!   EXCLUSIVE instead, so reads continue. It needs a unique index on the view (on plain
-//!   columns, without WHERE) and an already-populated view, and cannot be combined with
-//!   `WITH NO DATA`.
-//! - **Rewrite:** not yet: whether the view has a suitable unique index and is populated
-//!   (`pg_matviews.ispopulated`) needs the catalog. Once ddlgate reads it, it will insert
-//!   `CONCURRENTLY` where that is possible. Default: warn.
+//!   EXCLUSIVE instead, so reads continue. It needs a unique index on the view that is valid,
+//!   a b-tree, on plain columns only and without WHERE, and an already-populated view.
+//! - **With the catalog:** the hint says whether `CONCURRENTLY` works right now (naming the
+//!   usable unique index) or which index to add first. A view that is not populated yet
+//!   (`WITH NO DATA`) is not flagged: nothing can read it until this refresh, and
+//!   `CONCURRENTLY` is impossible on it.
+//! - **Rewrite:** no: `crate::rewrite` does not edit REFRESH statements. Default: warn.
 //! - **Not flagged:** views created earlier in the same transaction (when the session records
 //!   them in `created_in_tx`).
 //!
 //! <https://www.postgresql.org/docs/current/sql-refreshmaterializedview.html>
 
 use super::{Action, Context, Finding, Rule};
+use crate::catalog::RelKind;
 use crate::sql::statement::{Ddl, DdlKind};
 
 pub static RULE: Rule = Rule {
@@ -37,14 +39,30 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
     if ctx.is_new(name) {
         return None;
     }
+    let view = ctx
+        .catalog
+        .and_then(|f| f.relation_for(name))
+        .filter(|r| r.exists && r.kind == Some(RelKind::MaterializedView));
+    let hint = match view {
+        Some(v) if v.populated == Some(false) => return None,
+        Some(v) => match &v.refresh_index {
+            Some(index) => format!(
+                "Use REFRESH MATERIALIZED VIEW CONCURRENTLY {name}: {name} has the unique index {index} it needs, so the refresh can let reads continue."
+            ),
+            None => format!(
+                "{name} has no unique index REFRESH MATERIALIZED VIEW CONCURRENTLY can use. Add one first — CREATE UNIQUE INDEX CONCURRENTLY on {name}'s key columns: plain columns, no expressions, no WHERE — then use REFRESH MATERIALIZED VIEW CONCURRENTLY {name}, which lets reads continue."
+            ),
+        },
+        None => format!(
+            "Use REFRESH MATERIALIZED VIEW CONCURRENTLY {name}, which lets reads continue; it needs a unique index on {name} and a view that is already populated."
+        ),
+    };
     Some(Finding {
         rule: RULE.id,
         message: format!(
             "REFRESH MATERIALIZED VIEW {name} holds an ACCESS EXCLUSIVE lock on {name} for the whole refresh: every query reading {name} waits until it finishes."
         ),
-        hint: format!(
-            "Use REFRESH MATERIALIZED VIEW CONCURRENTLY {name}, which lets reads continue; it needs a unique index on {name} and a view that is already populated."
-        ),
+        hint,
         rewrite: None,
     })
 }
@@ -52,6 +70,8 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::Relation;
+    use crate::catalog::testing::{facts, table as existing};
     use crate::rules::testing::{Ctx, run, table};
     use crate::sql::statement::Name;
 
@@ -90,5 +110,61 @@ mod tests {
         ctx.created.insert(Name::bare("fresh"));
         assert_eq!(run(&RULE, "REFRESH MATERIALIZED VIEW fresh", &ctx), None);
         assert!(run(&RULE, "REFRESH MATERIALIZED VIEW other", &ctx).is_some());
+    }
+
+    #[test]
+    fn catalog_tells_whether_concurrently_works() {
+        let view = |index: Option<&str>, populated: bool| Relation {
+            kind: Some(RelKind::MaterializedView),
+            populated: Some(populated),
+            refresh_index: index.map(str::to_owned),
+            ..existing("daily", 400, 1 << 20)
+        };
+        let ctx = |r: Relation| Ctx {
+            catalog: Some(facts(r, vec![])),
+            ..Ctx::default()
+        };
+        // (facts, None = passes / Some(text the hint must contain))
+        let cases: Vec<(Relation, Option<&str>)> = vec![
+            (
+                view(Some("daily_key"), true),
+                Some("daily has the unique index daily_key it needs"),
+            ),
+            (
+                view(None, true),
+                Some(
+                    "daily has no unique index REFRESH MATERIALIZED VIEW CONCURRENTLY can use. Add one first",
+                ),
+            ),
+            // WITH NO DATA: nothing can read it yet, and CONCURRENTLY is impossible.
+            (view(Some("daily_key"), false), None),
+            // Not a materialized view, or facts about another one: the generic hint.
+            (
+                existing("daily", 1, 1),
+                Some("it needs a unique index on daily"),
+            ),
+            (
+                Relation {
+                    asked: Name::bare("weekly"),
+                    ..view(None, false)
+                },
+                Some("it needs a unique index on daily"),
+            ),
+        ];
+        for (relation, expected) in cases {
+            let got = run(
+                &RULE,
+                "REFRESH MATERIALIZED VIEW daily",
+                &ctx(relation.clone()),
+            );
+            match expected {
+                None => assert_eq!(got, None, "{relation:?}"),
+                Some(text) => {
+                    let f = got.unwrap_or_else(|| panic!("{relation:?} must be flagged"));
+                    assert!(f.hint.contains(text), "{}", f.hint);
+                    assert!(f.message.contains("ACCESS EXCLUSIVE") && f.rewrite.is_none());
+                }
+            }
+        }
     }
 }

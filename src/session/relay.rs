@@ -100,6 +100,13 @@ struct State {
     /// Executes in the current extended-protocol unit (up to Sync). More than one means a
     /// pipeline, which the server runs as one implicit transaction.
     unit_executes: u32,
+    /// An extended-protocol unit is open: messages sent since the last Sync. ddlgate never
+    /// slips a query of its own into an open unit.
+    unit_open: bool,
+    /// Prepared statements (by name) whose SQL the lock guard must run around, from their
+    /// Parse: a later Bind of one of them starts a guarded unit. Bounded by
+    /// `guard.max_tracked_statements`.
+    guarded_statements: std::collections::HashMap<Vec<u8>, crate::guard::GuardPlan>,
     /// Bytes of a client message still streaming through to the upstream.
     c_stream_left: usize,
     /// Bytes of an upstream message still streaming through to the client.
@@ -175,6 +182,8 @@ impl Relay {
                 outstanding: 0,
                 syncs_since_command: 0,
                 unit_executes: 0,
+                unit_open: false,
+                guarded_statements: Default::default(),
                 c_stream_left: 0,
                 u_stream_left: 0,
                 client_terminated: false,
@@ -241,11 +250,16 @@ impl Relay {
                     }
                     self.on_upstream_bytes()?;
                     if self.st.outstanding == 0
+                        && !self.st.unit_open
                         && self.st.pending_epilogue.as_ref().is_some_and(|e| e.can_run(self.st.tx))
                         && let Some(epilogue) = self.st.pending_epilogue.take()
                     {
-                        self.io.to_client.flush(&mut self.io.cw).await.map_err(SessionError::ClientIo)?;
+                        self.io.to_client.drain_to(&mut self.io.cw).await.map_err(SessionError::ClientIo)?;
                         self.run_epilogue(epilogue).await?;
+                        // Client bytes that arrived meanwhile were kept for the relay.
+                        if !self.st.held && !self.io.cbuf.is_empty() {
+                            self.client_input().await?;
+                        }
                     }
                     if self.st.held && self.st.outstanding == 0 {
                         // The server is idle: decide the held message now.
@@ -274,14 +288,16 @@ impl Relay {
             // Whatever was queued (notices) goes out first.
             self.io
                 .to_client
-                .flush(&mut self.io.cw)
+                .drain_to(&mut self.io.cw)
                 .await
                 .map_err(SessionError::ClientIo)?;
             self.run_guarded(pending).await?;
-            self.io
-                .to_client
-                .write_now(&mut self.io.cw)
-                .map_err(SessionError::ClientIo)?;
+            if !self.io.to_client.is_empty() {
+                self.io
+                    .to_client
+                    .write_now(&mut self.io.cw)
+                    .map_err(SessionError::ClientIo)?;
+            }
         }
     }
 
@@ -363,12 +379,20 @@ impl Relay {
                     // able to run them (not in a failed transaction).
                     let may_guard = run == 0
                         && st.outstanding == 0
+                        && !st.unit_open
                         && st.tx != TxStatus::Failed
                         && st
                             .pending_epilogue
                             .as_ref()
                             .is_none_or(|e| e.settings_restored());
                     let hooked = st.on_client_sql(counters, tag, framing::body(frame));
+                    if tag == frontend::PARSE {
+                        st.track_statement(
+                            framing::body(frame),
+                            hooked.as_ref().and_then(|h| h.guard.as_ref()),
+                            self.shared.config.guard.max_tracked_statements,
+                        );
+                    }
                     if let Some(Hooked {
                         notices,
                         frame: replacement,
@@ -387,15 +411,12 @@ impl Relay {
                         }
                         let original = io.cbuf.split_to(total).freeze();
                         let frame = replacement.unwrap_or(original);
-                        match guard.filter(|g| {
-                            may_guard
-                                && tag == frontend::QUERY
-                                && g.is_needed(&self.shared.config.guard)
-                        }) {
+                        match guard.filter(|g| may_guard && g.is_needed(&self.shared.config.guard))
+                        {
                             Some(plan) => {
                                 // The relay stops here; `client_input` runs it under the guard.
                                 st.syncs_since_command = 0;
-                                st.pending_guard = Some(PendingGuard { frame, plan });
+                                st.pending_guard = Some(PendingGuard { frame, plan, tag });
                                 break;
                             }
                             None => {
@@ -408,6 +429,27 @@ impl Relay {
                     st.on_client_tag(counters, tag);
                     run += total;
                     continue;
+                }
+                frontend::BIND if available >= total && !st.guarded_statements.is_empty() => {
+                    // A Bind of a prepared DDL statement starts a unit the guard runs around.
+                    let may_guard = run == 0
+                        && st.outstanding == 0
+                        && !st.unit_open
+                        && st.tx != TxStatus::Failed
+                        && st
+                            .pending_epilogue
+                            .as_ref()
+                            .is_none_or(|e| e.settings_restored());
+                    let plan = protocol::read_cstr(framing::body(&rest[..total]))
+                        .and_then(|(_, rest)| protocol::read_cstr(rest))
+                        .and_then(|(statement, _)| st.guarded_statements.get(statement))
+                        .filter(|g| may_guard && g.is_needed(&self.shared.config.guard))
+                        .cloned();
+                    if let Some(plan) = plan {
+                        let frame = io.cbuf.split_to(total).freeze();
+                        st.pending_guard = Some(PendingGuard { frame, plan, tag });
+                        break;
+                    }
                 }
                 frontend::PASSWORD if body_len > MAX_AUTH_MESSAGE + 4 => {
                     return Err(SessionError::MessageTooLarge {
@@ -669,6 +711,28 @@ impl State {
         })
     }
 
+    /// Remembers whether the statement a Parse prepares needs the lock guard when executed.
+    fn track_statement(&mut self, body: &[u8], plan: Option<&crate::guard::GuardPlan>, cap: usize) {
+        let Some((name, _)) = protocol::parse_message(body) else {
+            return;
+        };
+        match plan {
+            Some(plan)
+                if self.guarded_statements.len() < cap
+                    || self.guarded_statements.contains_key(name) =>
+            {
+                self.guarded_statements.insert(name.to_vec(), plan.clone());
+            }
+            Some(_) => tracing::warn!(
+                cap,
+                "too many prepared DDL statements to track; this one runs without the lock guard"
+            ),
+            None => {
+                self.guarded_statements.remove(name);
+            }
+        }
+    }
+
     /// Whether a Query/Parse must wait for the server to finish earlier requests before it is
     /// decided: only when it holds DDL (ordinary pipelined traffic never waits).
     fn must_wait_for_idle(&mut self, tag: u8, body: &[u8]) -> bool {
@@ -689,6 +753,14 @@ impl State {
             frontend::EXECUTE => {
                 self.unit_executes += 1;
                 self.syncs_since_command = 0;
+                self.unit_open = true;
+            }
+            frontend::PARSE
+            | frontend::BIND
+            | frontend::DESCRIBE
+            | frontend::CLOSE
+            | frontend::FLUSH => {
+                self.unit_open = true;
             }
             frontend::SYNC => {
                 self.outstanding += 1;
@@ -703,6 +775,7 @@ impl State {
                     "extended-protocol unit complete"
                 );
                 self.unit_executes = 0;
+                self.unit_open = false;
             }
             frontend::COPY_DONE | frontend::COPY_FAIL => {
                 // Only a client in copy-in mode sends these; the Syncs it sent since the COPY

@@ -35,6 +35,10 @@ pub(in crate::session) struct PendingGuard {
     /// The Query frame to send (the client's, or its rewritten form).
     pub frame: Bytes,
     pub plan: GuardPlan,
+    /// `Q` (a simple Query, run and retried here) or the first message of an
+    /// extended-protocol unit (`P`arse or `B`ind): the guard's settings and turn are put in
+    /// place, then the relay forwards the unit and the epilogue runs when it is done.
+    pub tag: u8,
 }
 
 /// What must be put back after a guarded Query.
@@ -207,6 +211,16 @@ impl Relay {
             {
                 epilogue.settings = Some((l.clone(), s.clone()));
             }
+        }
+
+        if pending.tag != frontend::QUERY {
+            // Extended protocol: the unit is the client's to drive; its Sync's ReadyForQuery
+            // tells the relay when to put things back. No retry: a lock timeout reaches the
+            // client as the server's own 55P03 — after at most lock_timeout, not in the queue.
+            self.st.on_client_tag(&shared.counters, pending.tag);
+            self.io.to_up.push(pending.frame);
+            self.st.pending_epilogue = Some(epilogue).filter(|e| !e.is_empty());
+            return Ok(());
         }
 
         // 3. Attempts.
@@ -438,6 +452,7 @@ impl Relay {
     /// Runs one query of ddlgate's own; its replies are not the client's. Asynchronous
     /// notifications and parameter changes that arrive meanwhile are passed on.
     async fn inject(&mut self, sql: &str) -> Result<Reply, SessionError> {
+        tracing::trace!(sql, "guard query");
         self.send_upstream(query_frame(sql.as_bytes())).await?;
         let mut reply = Reply {
             rows: Vec::new(),
