@@ -43,6 +43,7 @@ pub mod error;
 pub mod guard;
 pub mod policy;
 pub mod protocol;
+pub mod recipe;
 pub mod rewrite;
 pub mod rules;
 pub mod server;
