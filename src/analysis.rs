@@ -144,6 +144,12 @@ pub struct Analyzer {
     /// Tables created in the current transaction: invisible to other sessions, so locking them
     /// is harmless. Cleared when the session is idle again.
     created_in_tx: HashSet<Name>,
+    /// Catalog facts for the next message's DDL statements, by byte offset of the statement's
+    /// start; consumed by the next [`Analyzer::analyze`].
+    facts: Vec<(usize, crate::catalog::Facts)>,
+    /// `spans` already holds the split of this text (address, length, options), so the
+    /// `analyze` that follows a `has_ddl_candidate` of the same message does not lex it again.
+    split_of: Option<(usize, usize, LexOptions)>,
 }
 
 /// Where the SQL came from.
@@ -164,10 +170,40 @@ impl Analyzer {
     /// Whether `sql` holds any DDL candidate. Cheap (lexing only); the session uses it to wait
     /// for the server to be idle before a decision that depends on the transaction status.
     pub fn has_ddl_candidate(&mut self, sql: &[u8], lex: LexOptions) -> bool {
-        lexer::split_into(sql, lex, &mut self.spans);
+        self.split(sql, lex);
         self.spans
             .iter()
             .any(|s| !s.is_empty() && prefilter::classify(sql, s) == StatementClass::DdlCandidate)
+    }
+
+    /// The catalog queries the DDL statements of `sql` need: (statement start offset, query).
+    /// Ordinary traffic needs none and is never parsed here either.
+    pub fn catalog_requests(&mut self, sql: &[u8], lex: LexOptions) -> Vec<(usize, String)> {
+        self.split(sql, lex);
+        self.spans
+            .iter()
+            .filter(|s| {
+                !s.is_empty() && prefilter::classify(sql, s) == StatementClass::DdlCandidate
+            })
+            .filter_map(|s| {
+                let ddl = parse::understand(sql, s.start, s.end, lex);
+                crate::catalog::facts_query(&ddl).map(|q| (s.start, q))
+            })
+            .collect()
+    }
+
+    /// Splits `sql` into `spans`, unless they already hold its split.
+    fn split(&mut self, sql: &[u8], lex: LexOptions) {
+        let key = (sql.as_ptr() as usize, sql.len(), lex);
+        if self.split_of != Some(key) {
+            lexer::split_into(sql, lex, &mut self.spans);
+            self.split_of = Some(key);
+        }
+    }
+
+    /// Catalog facts for the next [`Analyzer::analyze`] call (see [`Analyzer::catalog_requests`]).
+    pub fn provide_facts(&mut self, facts: Vec<(usize, crate::catalog::Facts)>) {
+        self.facts = facts;
     }
 
     /// Splits, classifies, decides, counts and logs the SQL of one Query or Parse message.
@@ -179,8 +215,10 @@ impl Analyzer {
         sql: &[u8],
         ctx: &Context,
     ) -> (Summary, Plan) {
-        lexer::split_into(sql, ctx.lex, &mut self.spans);
+        self.split(sql, ctx.lex);
+        self.split_of = None;
         let spans = std::mem::take(&mut self.spans);
+        let facts = std::mem::take(&mut self.facts);
         let statements = spans.iter().filter(|s| !s.is_empty()).count();
         let mut summary = Summary {
             statements,
@@ -205,11 +243,16 @@ impl Analyzer {
                 }
                 StatementClass::DdlCandidate => {
                     summary.ddl_candidates += 1;
+                    let facts = facts
+                        .iter()
+                        .find(|(at, _)| *at == span.start)
+                        .map(|(_, f)| f);
                     if let Some(replacement) = self.decide(
                         counters,
                         profile,
                         sql,
                         span,
+                        facts,
                         ctx,
                         tx,
                         statements,
@@ -264,6 +307,7 @@ impl Analyzer {
         profile: &Profile,
         sql: &[u8],
         span: &StatementSpan,
+        facts: Option<&crate::catalog::Facts>,
         ctx: &Context,
         tx: TxStatus,
         statements: usize,
@@ -282,7 +326,7 @@ impl Analyzer {
             in_function_body: false,
             server_version: ctx.server_version,
             created_in_tx: &self.created_in_tx,
-            catalog: None,
+            catalog: facts,
         };
         let decision = policy::evaluate(profile, sql, span.start, span.end, ctx.lex, &ddl, &rctx);
         counters.decisions.record(&decision);

@@ -23,6 +23,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub log: LogConfig,
     pub guard: GuardConfig,
+    pub catalog: CatalogConfig,
     pub policy: PolicyConfig,
     /// `[[profiles]]`: policies for particular users, databases or applications; the first
     /// profile whose `match` fits a session applies, otherwise `[policy]`.
@@ -255,6 +256,31 @@ impl Default for GuardConfig {
             precheck_max_wait_ms: Duration::from_secs(30),
             max_buffered_bytes: 1 << 20,
             max_tracked_statements: 1000,
+        }
+    }
+}
+
+/// `[catalog]`: reading the live catalog for verdicts.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    /// Before deciding a DDL statement, read what the catalog says about its objects (table
+    /// size and partitioning, column types, function volatility, constraints, indexes) with one
+    /// read-only query on the session's own connection. Default true.
+    pub enabled: bool,
+    /// Tables with fewer estimated rows than this *and* smaller than `small_table_bytes` are
+    /// small: a plain index build on them is allowed inside a transaction. Default 10 000.
+    pub small_table_rows: u64,
+    /// Default 10 MiB.
+    pub small_table_bytes: u64,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            small_table_rows: 10_000,
+            small_table_bytes: 10 << 20,
         }
     }
 }

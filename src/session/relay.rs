@@ -132,6 +132,11 @@ struct State {
     held: bool,
     /// A decided DDL Query waiting to run under the lock guard.
     pending_guard: Option<PendingGuard>,
+    /// The Query/Parse at the front of the client buffer holds DDL: read the catalog facts
+    /// its decision needs first.
+    pending_facts: bool,
+    /// Facts for the message at the front of the buffer were read (or cannot be): decide it.
+    facts_ready: bool,
     /// Settings and advisory locks to put back once the server can run statements again
     /// (after a guarded Query left the transaction failed, or handed over a COPY).
     pending_epilogue: Option<Epilogue>,
@@ -196,6 +201,8 @@ impl Relay {
                 profile,
                 held: false,
                 pending_guard: None,
+                pending_facts: false,
+                facts_ready: false,
                 pending_epilogue: None,
             },
             upstream_addr,
@@ -282,6 +289,11 @@ impl Relay {
     async fn client_input(&mut self) -> Result<(), SessionError> {
         loop {
             self.on_client_bytes()?;
+            if std::mem::take(&mut self.st.pending_facts) {
+                self.read_facts().await?;
+                self.st.facts_ready = true;
+                continue;
+            }
             let Some(pending) = self.st.pending_guard.take() else {
                 return Ok(());
             };
@@ -377,6 +389,18 @@ impl Relay {
                     }
                     // The guard runs its own statements first: only with the server idle and
                     // able to run them (not in a failed transaction).
+                    // DDL at a statement boundary: read the catalog facts its decision needs
+                    // first (`client_input` does, then comes back here).
+                    if !st.facts_ready
+                        && run == 0
+                        && st.may_inject()
+                        && self.shared.config.catalog.enabled
+                        && st.must_wait_for_idle(tag, framing::body(frame))
+                    {
+                        st.pending_facts = true;
+                        break;
+                    }
+                    st.facts_ready = false;
                     let may_guard = run == 0
                         && st.outstanding == 0
                         && !st.unit_open
@@ -709,6 +733,20 @@ impl State {
             frame,
             guard: plan.guard,
         })
+    }
+
+    /// The server is idle at a statement boundary and can run a query of ddlgate's own: no
+    /// reply owed, no extended-protocol unit open, the transaction not failed, no guard
+    /// settings still to restore.
+    fn may_inject(&self) -> bool {
+        self.outstanding == 0
+            && !self.unit_open
+            && self.tx != TxStatus::Failed
+            && self.c_stream_left == 0
+            && self
+                .pending_epilogue
+                .as_ref()
+                .is_none_or(|e| e.settings_restored())
     }
 
     /// Remembers whether the statement a Parse prepares needs the lock guard when executed.

@@ -306,6 +306,56 @@ impl Relay {
         }
     }
 
+    /// Reads the catalog facts for the DDL of the Query/Parse at the front of the client
+    /// buffer and hands them to the analyzer for its decision.
+    pub(super) async fn read_facts(&mut self) -> Result<(), SessionError> {
+        let Ok(Frame::Header { tag, total }) = framing::scan(&self.io.cbuf, usize::MAX) else {
+            return Ok(());
+        };
+        let Some(frame) = self.io.cbuf.get(..total) else {
+            return Ok(());
+        };
+        let body = framing::body(frame);
+        let sql = match tag {
+            frontend::QUERY => crate::protocol::query_text(body),
+            _ => crate::protocol::parse_message(body).map(|(_, sql)| sql),
+        };
+        let Some(sql) = sql else { return Ok(()) };
+        let lex = self.st.lex;
+        let requests = self.st.analyzer.catalog_requests(sql, lex);
+        let cfg = &self.shared.config.catalog;
+        let thresholds = crate::catalog::Thresholds {
+            small_table_rows: cfg.small_table_rows,
+            small_table_bytes: cfg.small_table_bytes,
+        };
+        let mut facts = Vec::with_capacity(requests.len());
+        for (at, query) in requests {
+            let reply = self.inject(&query).await?;
+            if reply.error.is_some() {
+                continue;
+            }
+            let Some(json) = reply
+                .rows
+                .first()
+                .and_then(|r| r.first().cloned().flatten())
+            else {
+                continue;
+            };
+            match crate::catalog::parse_facts(&json) {
+                Ok(mut f) => {
+                    f.thresholds = thresholds.clone();
+                    facts.push((at, f));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable catalog facts; deciding without them")
+                }
+            }
+        }
+        // Offsets are relative to the SQL text, so they hold even if the buffer moves.
+        self.st.analyzer.provide_facts(facts);
+        Ok(())
+    }
+
     /// Waits for this table's turn; false when the queue timeout passed.
     async fn take_turn(
         &mut self,
