@@ -343,7 +343,7 @@ impl Relay {
             };
             match crate::catalog::parse_facts(&json) {
                 Ok(mut f) => {
-                    f.thresholds = thresholds.clone();
+                    f.thresholds = thresholds;
                     facts.push((at, f));
                 }
                 Err(e) => {
