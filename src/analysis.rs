@@ -127,12 +127,17 @@ pub struct Plan {
     pub notices: Vec<BytesMut>,
     /// What the lock guard must do around the message, when it holds DDL that will run.
     pub guard: Option<GuardPlan>,
+    /// The message's single statement runs as these safe steps instead (a multi-step rewrite).
+    pub recipe: Option<crate::recipe::Recipe>,
 }
 
 impl Plan {
     /// Nothing to change and nothing to say: forward the original bytes.
     pub fn is_forward(&self) -> bool {
-        self.sql.is_none() && self.notices.is_empty() && self.guard.is_none()
+        self.sql.is_none()
+            && self.notices.is_empty()
+            && self.guard.is_none()
+            && self.recipe.is_none()
     }
 }
 
@@ -339,6 +344,29 @@ impl Analyzer {
                 None
             }
             Action::Block => Some(block_error(&decision, profile).to_sql()),
+            Action::Rewrite if decision.rewrite == Some(rules::Rewrite::Steps) => {
+                match steps(sql, span, &ddl, facts, ctx, statements) {
+                    Ok(recipe) => {
+                        plan.notices.push(rewrite_notice(
+                            &decision,
+                            profile,
+                            recipe.describe().as_bytes(),
+                        ));
+                        plan.recipe = Some(recipe);
+                        None
+                    }
+                    Err(why) => {
+                        counters.rewrite_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %why, "multi-step rewrite refused; blocking the statement instead");
+                        let mut err = block_error(&decision, profile);
+                        err.detail = format!(
+                            "{} ddlgate could not run it as safe steps: {why}.",
+                            err.detail
+                        );
+                        Some(err.to_sql())
+                    }
+                }
+            }
             Action::Rewrite => {
                 // From the first token: leading comments stay where they are (see `splice`).
                 let from = span.first.map_or(span.start, |t| t.start);
@@ -382,6 +410,52 @@ impl Analyzer {
         }
         replacement
     }
+}
+
+/// The safe steps for a statement the policy decided to run as a multi-step rewrite: only a
+/// statement alone in a simple Query, outside a transaction (the rule offers the rewrite only
+/// there), with the partition tree from the catalog when the table is partitioned.
+fn steps(
+    sql: &[u8],
+    span: &StatementSpan,
+    ddl: &crate::sql::statement::Ddl,
+    facts: Option<&crate::catalog::Facts>,
+    ctx: &Context,
+    statements: usize,
+) -> Result<crate::recipe::Recipe, String> {
+    if statements != 1 || ctx.pipelined {
+        return Err("it does not run alone".to_owned());
+    }
+    let version = ctx
+        .server_version
+        .ok_or_else(|| "the server version is unknown".to_owned())?;
+    let tree = facts
+        .and_then(|f| f.relation.as_ref())
+        .filter(|r| r.is_partitioned())
+        .map(|r| partition_tree(r.name.as_ref().unwrap_or(&r.asked), &r.partitions));
+    let rctx = crate::recipe::Context {
+        server_version_num: version,
+        partitions: tree.as_deref(),
+    };
+    let from = span.first.map_or(span.start, |t| t.start);
+    crate::recipe::plan(sql, from, span.end, ctx.lex, ddl, &rctx).map_err(|e| e.to_string())
+}
+
+/// The catalog's flat partition list (parents before children) as the recipe's tree.
+fn partition_tree(
+    parent: &Name,
+    all: &[crate::catalog::Partition],
+) -> Vec<crate::recipe::Partition> {
+    all.iter()
+        .filter(|p| &p.parent == parent)
+        .map(|p| {
+            if p.is_leaf() {
+                crate::recipe::Partition::leaf(p.name.clone())
+            } else {
+                crate::recipe::Partition::partitioned(p.name.clone(), partition_tree(&p.name, all))
+            }
+        })
+        .collect()
 }
 
 /// How a guarded message can be retried after a lock timeout (see [`Retry`]).

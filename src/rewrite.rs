@@ -33,7 +33,10 @@ pub fn apply(
     rewrite: Rewrite,
     ctx: &rules::Context,
 ) -> Result<Vec<u8>, RewriteError> {
-    let Rewrite::Concurrently = rewrite;
+    // Multi-step rewrites are executed by the session (`crate::recipe`), not spliced.
+    let Rewrite::Concurrently = rewrite else {
+        return Err(RewriteError::NoInsertionPoint);
+    };
     let at = concurrently_insertion_point(sql, start, end, lex, &ddl.kind)
         .ok_or(RewriteError::NoInsertionPoint)?;
     let mut out = Vec::with_capacity(end - start + 13);

@@ -522,11 +522,12 @@ async fn index_verdicts_follow_size_and_partitioning() {
             TxStatus::InTransaction,
             None,
         ),
-        // Outside a transaction a partitioned parent gets no single-statement rewrite.
+        // Outside a transaction a partitioned parent gets no single-statement rewrite but the
+        // step-wise build (ON ONLY, CONCURRENTLY per partition, ATTACH).
         (
             "CREATE INDEX i ON events (tenant)",
             TxStatus::Idle,
-            Some(None),
+            Some(Some(ddlgate::rules::Rewrite::Steps)),
         ),
     ] {
         let (ddl, facts) = facts_for(&db, sql).await;

@@ -435,3 +435,127 @@ async fn extended_protocol_ddl_is_bounded_by_the_lock_timeout() {
         .get(0);
     assert_eq!(n, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_step_rewrites_reach_the_same_schema_and_resume_after_failure() {
+    let env = Env::start_with(fast_guard).await;
+    let admin = env.direct_client("ddlgate_admin").await;
+    admin
+        .batch_execute(
+            "CREATE TABLE parent (id int PRIMARY KEY); INSERT INTO parent SELECT g FROM generate_series(1, 100) g;
+             CREATE TABLE child (id int, pid int, email text); INSERT INTO child SELECT g, g, 'u' || g FROM generate_series(1, 100) g;
+             INSERT INTO child VALUES (1000, 1000, 'orphan');
+             CREATE TABLE parted (id int, k int) PARTITION BY RANGE (id);
+             CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (100);
+             CREATE TABLE parted_2 PARTITION OF parted FOR VALUES FROM (100) TO (200);
+             ALTER TABLE parent OWNER TO trust_user; ALTER TABLE child OWNER TO trust_user;
+             ALTER TABLE parted OWNER TO trust_user; ALTER TABLE parted_1 OWNER TO trust_user; ALTER TABLE parted_2 OWNER TO trust_user;",
+        )
+        .await
+        .expect("setup");
+    let (p, mut notices) = client_with_notices(&env.proxy_conn("trust_user")).await;
+
+    // A foreign key over data that violates it: step 1 (NOT VALID) runs, step 2 (VALIDATE)
+    // fails with the server's own SQLSTATE, and the error says which steps ran.
+    let fk =
+        "ALTER TABLE child ADD CONSTRAINT child_pid_fkey FOREIGN KEY (pid) REFERENCES parent (id)";
+    let err = p.batch_execute(fk).await.expect_err("orphan row");
+    let db = err.as_db_error().expect("server error");
+    assert_eq!(db.code().code(), "23503", "{db:?}");
+    assert!(db.message().contains("step 2 of 2"), "{}", db.message());
+    assert!(
+        db.detail()
+            .unwrap_or("")
+            .contains("Steps completed before it: 1"),
+        "{:?}",
+        db.detail()
+    );
+    let plan = tokio::time::timeout(Duration::from_secs(5), notices.recv())
+        .await
+        .expect("notice")
+        .expect("open");
+    assert!(
+        plan.contains("NOT VALID") && plan.contains("VALIDATE"),
+        "{plan}"
+    );
+    // Fix the data and run the same statement again: the NOT VALID step is skipped.
+    admin
+        .batch_execute("DELETE FROM child WHERE id = 1000")
+        .await
+        .expect("fix");
+    p.batch_execute(fk).await.expect("resumed");
+    let valid: bool = admin
+        .query_one(
+            "SELECT convalidated FROM pg_constraint WHERE conname = 'child_pid_fkey'",
+            &[],
+        )
+        .await
+        .expect("constraint")
+        .get(0);
+    assert!(valid);
+
+    // SET NOT NULL through a CHECK: same end state as the direct statement, no helper left.
+    p.batch_execute("ALTER TABLE child ALTER COLUMN email SET NOT NULL")
+        .await
+        .expect("set not null");
+    let row = admin
+        .query_one(
+            "SELECT attnotnull, (SELECT count(*) FROM pg_constraint WHERE conrelid = 'child'::regclass AND contype = 'c') \
+             FROM pg_attribute WHERE attrelid = 'child'::regclass AND attname = 'email'",
+            &[],
+        )
+        .await
+        .expect("attribute");
+    assert!(row.get::<_, bool>(0));
+    assert_eq!(row.get::<_, i64>(1), 0);
+
+    // UNIQUE through a concurrent unique index.
+    p.batch_execute("ALTER TABLE child ADD CONSTRAINT child_email_key UNIQUE (email)")
+        .await
+        .expect("unique");
+    let row = admin
+        .query_one(
+            "SELECT c.contype::text, i.indisvalid FROM pg_constraint c JOIN pg_index i ON i.indexrelid = c.conindid WHERE c.conname = 'child_email_key'",
+            &[],
+        )
+        .await
+        .expect("unique constraint");
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, bool>(1)),
+        ("u".to_owned(), true)
+    );
+
+    // An index on a partitioned table: ON ONLY, a concurrent build per partition, ATTACH.
+    p.batch_execute("CREATE INDEX parted_k ON parted (k)")
+        .await
+        .expect("partitioned index");
+    let row = admin
+        .query_one(
+            "SELECT i.indisvalid, (SELECT count(*) FROM pg_inherits WHERE inhparent = 'parted_k'::regclass) \
+             FROM pg_index i WHERE i.indexrelid = 'parted_k'::regclass",
+            &[],
+        )
+        .await
+        .expect("index");
+    assert!(
+        row.get::<_, bool>(0),
+        "the parent index is valid once every partition is attached"
+    );
+    assert_eq!(row.get::<_, i64>(1), 2);
+
+    // Inside a transaction the steps are impossible: the rule's verdict is a block.
+    p.batch_execute("BEGIN").await.expect("begin");
+    let err = p
+        .batch_execute("ALTER TABLE child ADD CONSTRAINT child_id_check CHECK (id > 0)")
+        .await
+        .expect_err("blocked in a transaction");
+    assert_eq!(sqlstate(&err).as_deref(), Some("DG001"), "{err}");
+    p.batch_execute("ROLLBACK").await.expect("rollback");
+    // The session is intact and its settings are its own.
+    let rows = p.simple_query("SHOW lock_timeout").await.expect("show");
+    assert!(
+        rows.iter().any(
+            |m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("0"))
+        )
+    );
+}

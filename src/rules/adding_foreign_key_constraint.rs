@@ -17,14 +17,14 @@
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-NOTES>
 
-use super::{Action, Context, Finding, Rule};
+use super::{Action, Context, Finding, Rewrite, Rule};
 use crate::sql::statement::{AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind, Name};
 
 pub static RULE: Rule = Rule {
     id: "adding-foreign-key-constraint",
     lock: "SHARE ROW EXCLUSIVE on the table and the referenced table for the validation scan: blocks writes to both",
     summary: "ADD FOREIGN KEY without NOT VALID, or ADD COLUMN … REFERENCES",
-    default_action: Action::Block,
+    default_action: Action::Rewrite,
     check,
 };
 
@@ -87,7 +87,7 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
         rule: RULE.id,
         message,
         hint,
-        rewrite: None,
+        rewrite: (!ctx.in_transaction_block()).then_some(Rewrite::Steps),
     })
 }
 

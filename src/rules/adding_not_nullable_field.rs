@@ -18,14 +18,14 @@
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-SET-DROP-NOT-NULL>
 
-use super::{Action, Context, Finding, Rule};
+use super::{Action, Context, Finding, Rewrite, Rule};
 use crate::sql::statement::{AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind};
 
 pub static RULE: Rule = Rule {
     id: "adding-not-nullable-field",
     lock: "ACCESS EXCLUSIVE for a full table scan: blocks every read and write",
     summary: "ALTER COLUMN … SET NOT NULL on an existing table",
-    default_action: Action::Block,
+    default_action: Action::Rewrite,
     check,
 };
 
@@ -85,7 +85,7 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
             "{what} scans the whole table under an ACCESS EXCLUSIVE lock: every read and write on {table} waits until the scan finishes."
         ),
         hint,
-        rewrite: None,
+        rewrite: (!ctx.in_transaction_block()).then_some(Rewrite::Steps),
     })
 }
 

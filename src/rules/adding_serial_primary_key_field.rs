@@ -14,14 +14,14 @@
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-ADD-TABLE-CONSTRAINT-USING-INDEX>
 
-use super::{Action, Context, Finding, Rule};
+use super::{Action, Context, Finding, Rewrite, Rule};
 use crate::sql::statement::{AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind};
 
 pub static RULE: Rule = Rule {
     id: "adding-serial-primary-key-field",
     lock: "ACCESS EXCLUSIVE while the index is built and the key columns are checked for NULLs: blocks every read and write",
     summary: "ADD PRIMARY KEY without USING INDEX, or ADD COLUMN … PRIMARY KEY",
-    default_action: Action::Block,
+    default_action: Action::Rewrite,
     check,
 };
 
@@ -65,7 +65,7 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
         rule: RULE.id,
         message,
         hint,
-        rewrite: None,
+        rewrite: (!ctx.in_transaction_block()).then_some(Rewrite::Steps),
     })
 }
 

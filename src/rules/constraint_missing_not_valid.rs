@@ -13,14 +13,14 @@
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-ADD-TABLE-CONSTRAINT>
 
-use super::{Action, Context, Finding, Rule};
+use super::{Action, Context, Finding, Rewrite, Rule};
 use crate::sql::statement::{AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind};
 
 pub static RULE: Rule = Rule {
     id: "constraint-missing-not-valid",
     lock: "ACCESS EXCLUSIVE for the validation scan: blocks every read and write",
     summary: "ADD CHECK without NOT VALID, or ADD COLUMN … CHECK",
-    default_action: Action::Block,
+    default_action: Action::Rewrite,
     check,
 };
 
@@ -63,7 +63,7 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
         rule: RULE.id,
         message,
         hint,
-        rewrite: None,
+        rewrite: (!ctx.in_transaction_block()).then_some(Rewrite::Steps),
     })
 }
 

@@ -12,14 +12,14 @@
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-ADD-TABLE-CONSTRAINT-USING-INDEX>
 
-use super::{Action, Context, Finding, Rule};
+use super::{Action, Context, Finding, Rewrite, Rule};
 use crate::sql::statement::{AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind};
 
 pub static RULE: Rule = Rule {
     id: "disallowed-unique-constraint",
     lock: "ACCESS EXCLUSIVE while the unique index is built: blocks every read and write",
     summary: "ADD UNIQUE without USING INDEX, or ADD COLUMN … UNIQUE",
-    default_action: Action::Block,
+    default_action: Action::Rewrite,
     check,
 };
 
@@ -63,7 +63,7 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
         rule: RULE.id,
         message,
         hint,
-        rewrite: None,
+        rewrite: (!ctx.in_transaction_block()).then_some(Rewrite::Steps),
     })
 }
 

@@ -102,6 +102,10 @@ impl std::fmt::Debug for Rule {
 pub enum Rewrite {
     /// Insert `CONCURRENTLY` (CREATE INDEX, DROP INDEX, REINDEX, DETACH PARTITION).
     Concurrently,
+    /// Run the statement as a sequence of safe steps (`crate::recipe`): NOT VALID + VALIDATE,
+    /// the SET NOT NULL recipe, UNIQUE/PRIMARY KEY through a concurrent index, a partitioned
+    /// index built partition by partition, … Only for a statement alone outside a transaction.
+    Steps,
 }
 
 /// One problem with one statement.

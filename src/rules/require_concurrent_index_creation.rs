@@ -105,7 +105,7 @@ fn partitioned(table: &Name, r: &Relation, ctx: &Context) -> Finding {
             "CREATE INDEX on the partitioned table {table} ({size}) takes a SHARE lock on it and on every partition for the whole build: every INSERT, UPDATE and DELETE on {table} waits until it finishes."
         ),
         hint,
-        rewrite: None,
+        rewrite: (!ctx.in_transaction_block()).then_some(Rewrite::Steps),
     }
 }
 
@@ -221,8 +221,16 @@ mod tests {
                 on(tiny_tree.clone(), InTransaction),
                 None,
             ),
-            ("tiny tree, outside", on(tiny_tree, Idle), Some(None)),
-            ("big tree, outside", on(big_tree.clone(), Idle), Some(None)),
+            (
+                "tiny tree, outside",
+                on(tiny_tree, Idle),
+                Some(Some(Rewrite::Steps)),
+            ),
+            (
+                "big tree, outside",
+                on(big_tree.clone(), Idle),
+                Some(Some(Rewrite::Steps)),
+            ),
             ("big tree, in tx", on(big_tree, InTransaction), Some(None)),
             ("over a stricter row limit", strict, Some(None)),
         ];
@@ -241,7 +249,7 @@ mod tests {
             &on(tree.clone(), TxStatus::Idle),
         )
         .expect("flagged");
-        assert_eq!(f.rewrite, None);
+        assert_eq!(f.rewrite, Some(Rewrite::Steps));
         assert!(
             f.message.contains("partitioned table events") && f.message.contains("every partition"),
             "{}",

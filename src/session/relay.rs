@@ -148,6 +148,7 @@ struct Hooked {
     /// Replacement frame, if the SQL changed.
     frame: Option<Bytes>,
     guard: Option<crate::guard::GuardPlan>,
+    recipe: Option<crate::recipe::Recipe>,
 }
 
 pub(super) struct Relay {
@@ -421,6 +422,7 @@ impl Relay {
                         notices,
                         frame: replacement,
                         guard,
+                        recipe,
                     }) = hooked
                     {
                         // Say the notices, forward what came before unchanged, then the
@@ -434,13 +436,34 @@ impl Relay {
                             run = 0;
                         }
                         let original = io.cbuf.split_to(total).freeze();
-                        let frame = replacement.unwrap_or(original);
+                        let mut frame = replacement.unwrap_or(original);
+                        if let Some(recipe) = recipe {
+                            if may_guard && tag == frontend::QUERY {
+                                // The steps run instead of the statement (`run_guarded`).
+                                st.syncs_since_command = 0;
+                                st.pending_guard = Some(PendingGuard {
+                                    frame,
+                                    plan: guard.unwrap_or_default(),
+                                    tag,
+                                    recipe: Some(recipe),
+                                });
+                                break;
+                            }
+                            // Steps need the simple protocol and an idle server: refuse
+                            // rather than run the statement as written.
+                            frame = refusal_frame(tag, framing::body(&frame), &recipe);
+                        }
                         match guard.filter(|g| may_guard && g.is_needed(&self.shared.config.guard))
                         {
                             Some(plan) => {
                                 // The relay stops here; `client_input` runs it under the guard.
                                 st.syncs_since_command = 0;
-                                st.pending_guard = Some(PendingGuard { frame, plan, tag });
+                                st.pending_guard = Some(PendingGuard {
+                                    frame,
+                                    plan,
+                                    tag,
+                                    recipe: None,
+                                });
                                 break;
                             }
                             None => {
@@ -471,7 +494,12 @@ impl Relay {
                         .cloned();
                     if let Some(plan) = plan {
                         let frame = io.cbuf.split_to(total).freeze();
-                        st.pending_guard = Some(PendingGuard { frame, plan, tag });
+                        st.pending_guard = Some(PendingGuard {
+                            frame,
+                            plan,
+                            tag,
+                            recipe: None,
+                        });
                         break;
                     }
                 }
@@ -732,6 +760,7 @@ impl State {
             notices: plan.notices,
             frame,
             guard: plan.guard,
+            recipe: plan.recipe,
         })
     }
 
@@ -892,6 +921,25 @@ impl State {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// The frame with its statement replaced by an error: the statement needs to run as safe
+/// steps, which ddlgate does only for a statement sent alone as a simple Query.
+fn refusal_frame(tag: u8, body: &[u8], recipe: &crate::recipe::Recipe) -> Bytes {
+    let err = crate::act::BlockError {
+        code: crate::act::sqlstate::BLOCKED,
+        message: format!("ddlgate must run this statement as safe steps ({})", recipe.kind.title()),
+        detail: format!("Planned: {}", recipe.describe()),
+        hint: "Send the statement alone as a simple query (psql, or your driver's simple-query/execute-without-parameters mode) so ddlgate can run the steps, or run the steps yourself.".to_owned(),
+    };
+    let sql = match tag {
+        frontend::QUERY => protocol::query_text(body),
+        _ => protocol::parse_message(body).map(|(_, sql)| sql),
+    };
+    match sql {
+        Some(old) => rebuild_frame(tag, body, old, &err.to_sql()),
+        None => Bytes::copy_from_slice(body),
     }
 }
 

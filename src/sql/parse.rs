@@ -419,7 +419,7 @@ fn name(o: &ObjectName) -> Name {
 
 /// The command tag of a statement from its leading keywords, e.g. `CREATE VIEW`,
 /// `CREATE MATERIALIZED VIEW`, `COMMENT`.
-fn command_tag(text: &str) -> String {
+pub fn command_tag(text: &str) -> String {
     let sql = text.as_bytes();
     let mut words = Lexer::new(sql, LexOptions::default())
         .filter(|t| !t.is_comment())

@@ -39,6 +39,8 @@ pub(in crate::session) struct PendingGuard {
     /// extended-protocol unit (`P`arse or `B`ind): the guard's settings and turn are put in
     /// place, then the relay forwards the unit and the epilogue runs when it is done.
     pub tag: u8,
+    /// Run these safe steps instead of the statement (a simple Query only).
+    pub recipe: Option<crate::recipe::Recipe>,
 }
 
 /// What must be put back after a guarded Query.
@@ -92,6 +94,8 @@ struct Attempt {
     spilled: bool,
     /// The server asked for COPY data: the relay must take over.
     copy_in: bool,
+    /// The first error the Query raised.
+    error: Option<ErrorFields>,
 }
 
 /// Injected replies are small rows; a bigger frame is a protocol surprise.
@@ -194,6 +198,10 @@ impl Relay {
                 }
                 self.pause(Duration::from_millis(250)).await?;
             }
+        }
+
+        if let Some(recipe) = pending.recipe {
+            return self.run_recipe(recipe, epilogue, &cfg, &plan, began).await;
         }
 
         // 2. The guard's settings.
@@ -353,6 +361,180 @@ impl Relay {
         }
         // Offsets are relative to the SQL text, so they hold even if the buffer moves.
         self.st.analyzer.provide_facts(facts);
+        Ok(())
+    }
+
+    /// Runs a multi-step rewrite: each step after its precheck (already done → skipped), under
+    /// the guard (short `lock_timeout` and retries for steps whose lock blocks traffic, the
+    /// `statement_timeout` lifted for long SHARE UPDATE EXCLUSIVE ones). The client gets the
+    /// CommandComplete of its own statement — or, when a step fails, an error saying exactly
+    /// which steps ran.
+    async fn run_recipe(
+        &mut self,
+        recipe: crate::recipe::Recipe,
+        mut epilogue: Epilogue,
+        cfg: &crate::config::GuardConfig,
+        plan: &GuardPlan,
+        began: Instant,
+    ) -> Result<(), SessionError> {
+        let counters = self.shared.clone();
+        let old = self.inject(&guard::settings_sql(None, None)).await?;
+        let (old_lock, old_statement) = match old.rows.first().map(|r| (r.first(), r.get(1))) {
+            Some((Some(Some(l)), Some(Some(s)))) => (l.clone(), s.clone()),
+            _ => ("0".to_owned(), "0".to_owned()),
+        };
+        epilogue.settings = Some((old_lock.clone(), old_statement.clone()));
+        let total = recipe.steps.len();
+        let mut done: Vec<String> = Vec::new();
+        for (i, step) in recipe.steps.iter().enumerate() {
+            let k = i + 1;
+            if let Some(pre) = &step.skip_if {
+                let r = self.inject(&pre.sql()).await?;
+                if r.rows
+                    .first()
+                    .and_then(|r| r.first().cloned().flatten())
+                    .as_deref()
+                    == Some("t")
+                {
+                    done.push(format!("{k} (already done: {})", pre.describe()));
+                    continue;
+                }
+            }
+            let guarded = cfg.enabled && step.lock.blocks_traffic();
+            let lock = if guarded {
+                let own: u128 = old_lock.parse().unwrap_or(0);
+                let short = cfg.lock_timeout_ms.as_millis();
+                if own > 0 && own < short { own } else { short }.to_string()
+            } else {
+                old_lock.clone()
+            };
+            let statement = if cfg.enabled && step.long_running && cfg.lift_statement_timeout {
+                cfg.long_statement_timeout_ms.as_millis().to_string()
+            } else {
+                old_statement.clone()
+            };
+            self.inject(&guard::restore_sql(&lock, &statement)).await?;
+            let mut attempt_no = 0u32;
+            let failure = loop {
+                attempt_no += 1;
+                let a = self
+                    .attempt(&query_frame(step.sql.as_bytes()), usize::MAX)
+                    .await?;
+                let Some(error) = a.error else { break None };
+                if a.lock_timeout && guarded {
+                    let blockers = self.blockers(plan).await?;
+                    let wait = guard::backoff(cfg, attempt_no, fastrand::f64());
+                    if attempt_no < cfg.max_attempts && began.elapsed() + wait <= cfg.max_wait_ms {
+                        counters
+                            .counters
+                            .guard
+                            .retries
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.tell(
+                            &format!(
+                                "ddlgate: step {k} of {total} could not get its lock within {} ms (attempt {attempt_no}); retrying in {} ms. Blocked by: {}",
+                                cfg.lock_timeout_ms.as_millis(),
+                                wait.as_millis(),
+                                guard::describe_blockers(&blockers)
+                            ),
+                            None,
+                        )
+                        .await?;
+                        self.pause(wait).await?;
+                        continue;
+                    }
+                    counters
+                        .counters
+                        .guard
+                        .exhausted
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    break Some((error, guard::describe_blockers(&blockers)));
+                }
+                break Some((error, String::new()));
+            };
+            if let Some((error, blockers)) = failure {
+                let ran = if done.is_empty() {
+                    "none".to_owned()
+                } else {
+                    done.join(", ")
+                };
+                let message = format!(
+                    "ddlgate: step {k} of {total} of the safe rewrite failed: {}",
+                    error.message
+                );
+                let detail = format!(
+                    "Failed step: {}. Steps completed before it: {ran}. {}",
+                    step.sql,
+                    if blockers.is_empty() {
+                        String::new()
+                    } else {
+                        format!("Blocking sessions: {blockers}.")
+                    }
+                );
+                let code = if error.code.len() == 5 {
+                    error.code.clone()
+                } else {
+                    "XX000".to_owned()
+                };
+                return self
+                    .fail_with(epilogue, &code, message, detail, "Fix the cause and run the original statement again: the steps already done are detected and skipped.")
+                    .await;
+            }
+            done.push(k.to_string());
+        }
+        let status = self.st.tx;
+        self.epilogue_or_later(epilogue, status).await?;
+        let tag = match recipe.kind {
+            crate::recipe::RecipeKind::RefreshMaterializedView => "REFRESH MATERIALIZED VIEW",
+            crate::recipe::RecipeKind::PartitionedIndex => "CREATE INDEX",
+            _ => "ALTER TABLE",
+        }
+        .to_owned();
+        let mut out = BytesMut::new();
+        let mut body = tag.into_bytes();
+        body.push(0);
+        framing::put_message(&mut out, backend::COMMAND_COMPLETE, &body);
+        self.io.to_client.push(out.freeze());
+        self.io
+            .to_client
+            .push(crate::protocol::responses::ready_for_query(self.st.tx).freeze());
+        self.set_tx(self.st.tx);
+        Ok(())
+    }
+
+    /// Puts things back and ends the Query with an error raised by the server itself.
+    async fn fail_with(
+        &mut self,
+        epilogue: Epilogue,
+        code: &str,
+        message: String,
+        detail: String,
+        hint: &str,
+    ) -> Result<(), SessionError> {
+        let status = self.st.tx;
+        self.epilogue_or_later(epilogue, status).await?;
+        let body = format!(
+            "BEGIN RAISE EXCEPTION USING ERRCODE = {}, MESSAGE = {}, DETAIL = {}, HINT = {}; END",
+            guard::literal(code),
+            guard::literal(&message),
+            guard::literal(&detail),
+            guard::literal(hint)
+        );
+        let mut tag = "ddlgate".to_owned();
+        while body.contains(&format!("${tag}$")) {
+            tag.push('_');
+        }
+        let sql = format!("DO ${tag}${body}${tag}$");
+        let a = self
+            .attempt(&query_frame(sql.as_bytes()), usize::MAX)
+            .await?;
+        for f in a.held {
+            self.io.to_client.push(f);
+        }
+        if let Some(rfq) = a.rfq {
+            self.io.to_client.push(rfq);
+        }
+        self.set_tx(a.status);
         Ok(())
     }
 
@@ -558,6 +740,7 @@ impl Relay {
             lock_timeout: false,
             spilled: false,
             copy_in: false,
+            error: None,
         };
         let mut held_bytes = 0usize;
         loop {
@@ -595,6 +778,7 @@ impl Relay {
                         self.st.upstream_sent_fatal = true;
                     }
                     a.lock_timeout |= e.code == "55P03";
+                    a.error.get_or_insert(e);
                 }
                 backend::PARAMETER_STATUS => {
                     self.st
