@@ -100,6 +100,13 @@ fn became_concurrent(before: &DdlKind, after: &DdlKind) -> bool {
             },
         ) => (target, name) == (t2, n2),
         (
+            DdlKind::RefreshMaterializedView { name, .. },
+            DdlKind::RefreshMaterializedView {
+                name: n2,
+                concurrently: true,
+            },
+        ) => name == n2,
+        (
             DdlKind::AlterTable { name, ops, .. },
             DdlKind::AlterTable {
                 name: n2, ops: o2, ..
@@ -166,6 +173,11 @@ fn concurrently_insertion_point(
                 .iter()
                 .any(|kw| word(i, kw))
                 .then(|| tokens[i].end)
+        }
+        DdlKind::RefreshMaterializedView { .. } => {
+            // REFRESH MATERIALIZED VIEW name: after VIEW.
+            (word(0, "REFRESH") && word(1, "MATERIALIZED") && word(2, "VIEW"))
+                .then(|| tokens[2].end)
         }
         DdlKind::AlterTable { .. } => {
             // … DETACH PARTITION name: after the (possibly qualified) name.
@@ -239,6 +251,14 @@ mod tests {
         assert_eq!(
             rewrite("REINDEX (VERBOSE) TABLE public.users").as_deref(),
             Ok("REINDEX (VERBOSE) TABLE CONCURRENTLY public.users")
+        );
+    }
+
+    #[test]
+    fn refresh_materialized_view() {
+        assert_eq!(
+            rewrite("REFRESH /* nightly */ MATERIALIZED VIEW s.\"Totals\" WITH DATA").as_deref(),
+            Ok("REFRESH /* nightly */ MATERIALIZED VIEW CONCURRENTLY s.\"Totals\" WITH DATA")
         );
     }
 

@@ -404,6 +404,35 @@ async fn catalog_facts_decide_what_a_linter_cannot() {
     p.batch_execute("BEGIN; ALTER TABLE big ALTER COLUMN n SET NOT NULL; COMMIT")
         .await
         .expect("proven by the check");
+    // REFRESH MATERIALIZED VIEW becomes CONCURRENTLY when the view has a usable unique index;
+    // without one there is no safe form and it is blocked.
+    admin
+        .batch_execute(
+            "CREATE MATERIALIZED VIEW mv_keyed AS SELECT id, n FROM big; CREATE UNIQUE INDEX ON mv_keyed (id);
+             CREATE MATERIALIZED VIEW mv_plain AS SELECT n FROM big;
+             ALTER MATERIALIZED VIEW mv_keyed OWNER TO trust_user; ALTER MATERIALIZED VIEW mv_plain OWNER TO trust_user;",
+        )
+        .await
+        .expect("views");
+    let (c, mut notices) = client_with_notices(&env.proxy_conn("trust_user")).await;
+    c.batch_execute("REFRESH MATERIALIZED VIEW mv_keyed")
+        .await
+        .expect("refreshed concurrently");
+    let n = tokio::time::timeout(Duration::from_secs(5), notices.recv())
+        .await
+        .expect("notice")
+        .expect("open");
+    assert!(
+        n.message()
+            .contains("REFRESH MATERIALIZED VIEW CONCURRENTLY mv_keyed"),
+        "{}",
+        n.message()
+    );
+    let err = c
+        .batch_execute("REFRESH MATERIALIZED VIEW mv_plain")
+        .await
+        .expect_err("no unique index");
+    assert_eq!(sqlstate(&err).as_deref(), Some("DG001"), "{err}");
     // Without the facts (a failed transaction) nothing is assumed safe.
     let verdicts = &env.proxy.shared().counters.decisions;
     assert!(verdicts.rule_action("changing-column-type", ddlgate::rules::Action::Block) >= 1);

@@ -10,13 +10,15 @@
 //!   usable unique index) or which index to add first. A view that is not populated yet
 //!   (`WITH NO DATA`) is not flagged: nothing can read it until this refresh, and
 //!   `CONCURRENTLY` is impossible on it.
-//! - **Rewrite:** no: `crate::rewrite` does not edit REFRESH statements. Default: warn.
+//! - **Rewrite:** `CONCURRENTLY` is inserted when the catalog shows a usable unique index (it
+//!   works inside transactions too). Without one — or without the catalog — there is no safe
+//!   form, and the default action (rewrite) blocks.
 //! - **Not flagged:** views created earlier in the same transaction (when the session records
 //!   them in `created_in_tx`).
 //!
 //! <https://www.postgresql.org/docs/current/sql-refreshmaterializedview.html>
 
-use super::{Action, Context, Finding, Rule};
+use super::{Action, Context, Finding, Rewrite, Rule};
 use crate::catalog::RelKind;
 use crate::sql::statement::{Ddl, DdlKind};
 
@@ -24,7 +26,7 @@ pub static RULE: Rule = Rule {
     id: "require-concurrent-materialized-view-refresh",
     lock: "ACCESS EXCLUSIVE on the materialized view for the whole refresh: blocks every read of it",
     summary: "REFRESH MATERIALIZED VIEW without CONCURRENTLY",
-    default_action: Action::Warn,
+    default_action: Action::Rewrite,
     check,
 };
 
@@ -43,6 +45,9 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
         .catalog
         .and_then(|f| f.relation_for(name))
         .filter(|r| r.exists && r.kind == Some(RelKind::MaterializedView));
+    let rewrite = view
+        .and_then(|v| v.refresh_index.as_ref())
+        .map(|_| Rewrite::Concurrently);
     let hint = match view {
         Some(v) if v.populated == Some(false) => return None,
         Some(v) => match &v.refresh_index {
@@ -63,7 +68,7 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
             "REFRESH MATERIALIZED VIEW {name} holds an ACCESS EXCLUSIVE lock on {name} for the whole refresh: every query reading {name} waits until it finishes."
         ),
         hint,
-        rewrite: None,
+        rewrite,
     })
 }
 
@@ -162,7 +167,11 @@ mod tests {
                 Some(text) => {
                     let f = got.unwrap_or_else(|| panic!("{relation:?} must be flagged"));
                     assert!(f.hint.contains(text), "{}", f.hint);
-                    assert!(f.message.contains("ACCESS EXCLUSIVE") && f.rewrite.is_none());
+                    assert!(f.message.contains("ACCESS EXCLUSIVE"));
+                    // The rewrite is offered exactly when a usable unique index is known.
+                    let usable =
+                        relation.refresh_index.is_some() && relation.asked == Name::bare("daily");
+                    assert_eq!(f.rewrite.is_some(), usable, "{relation:?}");
                 }
             }
         }
