@@ -18,6 +18,10 @@ SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
 SCALE=${SCALE:-10}
 PROTOCOLS=${PROTOCOLS:-"simple extended prepared"}
 ROUNDS=${ROUNDS:-2}
+# WORKLOAD=select (default): pgbench -S. WORKLOAD=ddl: one guarded DDL statement per transaction
+# (ALTER TABLE … ALTER COLUMN … SET DEFAULT, ACCESS EXCLUSIVE) — what the lock guard, the
+# catalog read and the per-table turn cost a migration, statement by statement.
+WORKLOAD=${WORKLOAD:-select}
 
 DDLGATE_PG_BINDIR="${DDLGATE_PG_BINDIR:-$(find_bindir)}" || { not_installed_message; exit 1; }
 PGBENCH=$(find_program "$DDLGATE_PG_BINDIR" pgbench) || die "pgbench not found (Debian: apt-get install postgresql-contrib)"
@@ -48,12 +52,16 @@ RUST_LOG=warn "$BIN" --listen "127.0.0.1:$proxy_port" --upstream "127.0.0.1:$pg_
 proxy_pid=$!
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$proxy_port) 2>/dev/null && break; sleep 0.1; done
 
+echo "ALTER TABLE pgbench_branches ALTER COLUMN filler SET DEFAULT 'x';" > "$work/ddl.sql"
+chmod 644 "$work/ddl.sql"
 tps() { # port mode
-  "$PGBENCH" -h 127.0.0.1 -p "$1" -U bench -S -M "$2" -c "$CLIENTS" -j "$THREADS" -T "$SECONDS_PER_RUN" -n postgres 2>/dev/null \
+  local what=(-S)
+  [ "$WORKLOAD" = ddl ] && what=(-f "$work/ddl.sql")
+  "$PGBENCH" -h 127.0.0.1 -p "$1" -U bench "${what[@]}" -M "$2" -c "$CLIENTS" -j "$THREADS" -T "$SECONDS_PER_RUN" -n postgres 2>/dev/null \
     | awk '/^tps = / { printf "%.0f", $3 }'
 }
 
-echo "pgbench -S: clients=$CLIENTS threads=$THREADS duration=${SECONDS_PER_RUN}s scale=$SCALE rounds=$ROUNDS ($(nproc) cores, PostgreSQL $("$DDLGATE_PG_BINDIR/postgres" --version | awk '{print $3}'))"
+echo "pgbench ($WORKLOAD): clients=$CLIENTS threads=$THREADS duration=${SECONDS_PER_RUN}s scale=$SCALE rounds=$ROUNDS ($(nproc) cores, PostgreSQL $("$DDLGATE_PG_BINDIR/postgres" --version | awk '{print $3}'))"
 printf '%-10s %12s %12s %8s\n' mode direct_tps ddlgate_tps ratio
 for mode in $PROTOCOLS; do
   best_d=0; best_p=0

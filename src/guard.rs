@@ -396,43 +396,67 @@ pub fn try_lock_sql(key: i64, in_transaction: bool) -> String {
     }
 }
 
-pub fn unlock_sql(keys: &[i64]) -> String {
-    let calls: Vec<String> = keys
-        .iter()
-        .map(|k| format!("pg_catalog.pg_advisory_unlock({k})"))
-        .collect();
-    format!("SELECT {}", calls.join(", "))
-}
-
-/// Reads the session's `lock_timeout` and `statement_timeout` (in ms, as `pg_settings` gives
-/// them) and sets the guard's values in the same statement: `lock_timeout` to `lock_ms` unless
-/// the session's own is lower (and not 0), `statement_timeout` to `statement_ms` when given.
-/// Returns one row: old lock_timeout, old statement_timeout.
+/// Reads the session's `lock_timeout` and `statement_timeout` (as `current_setting` shows them,
+/// e.g. `0`, `50ms`, `2s`) and sets the guard's values in the same statement: `lock_timeout` to
+/// `lock_ms` unless the session's own is lower (and not 0), `statement_timeout` to
+/// `statement_ms` when given. Returns one row: old lock_timeout, old statement_timeout. The old
+/// values are read in a subquery the planner cannot flatten (`OFFSET 0`), before any change.
 pub fn settings_sql(lock_ms: Option<u128>, statement_ms: Option<u128>) -> String {
     let lock = match lock_ms {
         Some(ms) => format!(
-            ", pg_catalog.set_config('lock_timeout', CASE WHEN l.setting::bigint > 0 AND l.setting::bigint < {ms} \
-             THEN l.setting ELSE '{ms}' END, false)"
+            ", pg_catalog.set_config('lock_timeout', CASE WHEN o.l::interval > '0' AND o.l::interval < '{ms} ms' \
+             THEN o.l ELSE '{ms}ms' END, false)"
         ),
         None => String::new(),
     };
     let statement = match statement_ms {
-        Some(ms) => format!(", pg_catalog.set_config('statement_timeout', '{ms}', false)"),
+        Some(ms) => format!(", pg_catalog.set_config('statement_timeout', '{ms}ms', false)"),
         None => String::new(),
     };
     format!(
-        "SELECT l.setting, s.setting{lock}{statement} FROM pg_catalog.pg_settings l, pg_catalog.pg_settings s \
-         WHERE l.name = 'lock_timeout' AND s.name = 'statement_timeout'"
+        "SELECT o.l, o.s{lock}{statement} FROM (SELECT pg_catalog.current_setting('lock_timeout') AS l, \
+         pg_catalog.current_setting('statement_timeout') AS s OFFSET 0) AS o"
     )
 }
 
-/// Puts the session's settings back as they were.
-pub fn restore_sql(old_lock: &str, old_statement: &str) -> String {
-    format!(
-        "SELECT pg_catalog.set_config('lock_timeout', {}, false), pg_catalog.set_config('statement_timeout', {}, false)",
-        literal(old_lock),
-        literal(old_statement)
-    )
+/// A time setting as `current_setting` shows it (`0`, `250ms`, `2s`, `1min`, `1h`, `1d`, `10us`)
+/// in milliseconds; a bare number is milliseconds, as for `lock_timeout`.
+pub fn setting_ms(s: &str) -> Option<u128> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u128 = n.parse().ok()?;
+    Some(match unit.trim() {
+        "" | "ms" => n,
+        "us" => n / 1000,
+        "s" => n * 1000,
+        "min" => n * 60_000,
+        "h" => n * 3_600_000,
+        "d" => n * 86_400_000,
+        _ => return None,
+    })
+}
+
+/// Puts the session's settings back as they were and releases session-level advisory locks, in
+/// one statement.
+pub fn restore_sql(settings: Option<(&str, &str)>, unlock: &[i64]) -> String {
+    let mut calls: Vec<String> = Vec::new();
+    if let Some((lock, statement)) = settings {
+        calls.push(format!(
+            "pg_catalog.set_config('lock_timeout', {}, false)",
+            literal(lock)
+        ));
+        calls.push(format!(
+            "pg_catalog.set_config('statement_timeout', {}, false)",
+            literal(statement)
+        ));
+    }
+    calls.extend(
+        unlock
+            .iter()
+            .map(|k| format!("pg_catalog.pg_advisory_unlock({k})")),
+    );
+    format!("SELECT {}", calls.join(", "))
 }
 
 pub const SAVEPOINT: &str = "SAVEPOINT ddlgate_guard";
@@ -605,6 +629,16 @@ mod tests {
             restore_sql("0", "30000"),
             "SELECT pg_catalog.set_config('lock_timeout', '0', false), pg_catalog.set_config('statement_timeout', '30000', false)"
         );
+    }
+
+    #[test]
+    fn time_settings_read_in_milliseconds() {
+        assert_eq!(setting_ms("0"), Some(0));
+        assert_eq!(setting_ms("250ms"), Some(250));
+        assert_eq!(setting_ms("2s"), Some(2000));
+        assert_eq!(setting_ms("1min"), Some(60_000));
+        assert_eq!(setting_ms("1d"), Some(86_400_000));
+        assert_eq!(setting_ms("x"), None);
     }
 
     #[test]

@@ -402,18 +402,21 @@ impl Relay {
             }
             let guarded = cfg.enabled && step.lock.blocks_traffic();
             let lock = if guarded {
-                let own: u128 = old_lock.parse().unwrap_or(0);
                 let short = cfg.lock_timeout_ms.as_millis();
-                if own > 0 && own < short { own } else { short }.to_string()
+                match guard::setting_ms(&old_lock) {
+                    Some(own) if own > 0 && own < short => old_lock.clone(),
+                    _ => format!("{short}ms"),
+                }
             } else {
                 old_lock.clone()
             };
             let statement = if cfg.enabled && step.long_running && cfg.lift_statement_timeout {
-                cfg.long_statement_timeout_ms.as_millis().to_string()
+                format!("{}ms", cfg.long_statement_timeout_ms.as_millis())
             } else {
                 old_statement.clone()
             };
-            self.inject(&guard::restore_sql(&lock, &statement)).await?;
+            self.inject(&guard::restore_sql(Some((&lock, &statement)), &[]))
+                .await?;
             let mut attempt_no = 0u32;
             let failure = loop {
                 attempt_no += 1;
@@ -636,7 +639,8 @@ impl Relay {
             && let Some((lock, statement)) = epilogue.settings.take()
         {
             // Settings now; the DDL turn when the transaction ends.
-            self.inject(&guard::restore_sql(&lock, &statement)).await?;
+            self.inject(&guard::restore_sql(Some((&lock, &statement)), &[]))
+                .await?;
         }
         self.st.pending_epilogue = Some(epilogue);
         Ok(())
@@ -644,12 +648,15 @@ impl Relay {
 
     /// Puts settings back and releases session-level advisory locks.
     pub(super) async fn run_epilogue(&mut self, epilogue: Epilogue) -> Result<(), SessionError> {
-        if let Some((lock, statement)) = &epilogue.settings {
-            self.inject(&guard::restore_sql(lock, statement)).await?;
+        if epilogue.is_empty() {
+            return Ok(());
         }
-        if !epilogue.unlock.is_empty() {
-            self.inject(&guard::unlock_sql(&epilogue.unlock)).await?;
-        }
+        let settings = epilogue
+            .settings
+            .as_ref()
+            .map(|(l, s)| (l.as_str(), s.as_str()));
+        self.inject(&guard::restore_sql(settings, &epilogue.unlock))
+            .await?;
         Ok(())
     }
 
