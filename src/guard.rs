@@ -626,8 +626,8 @@ mod tests {
         assert!(q.contains(r#"to_regclass('"we''ird"."Ta""ble"')"#), "{q}");
         assert_eq!(literal(r"a\b'c"), r"E'a\\b''c'");
         assert_eq!(
-            restore_sql("0", "30000"),
-            "SELECT pg_catalog.set_config('lock_timeout', '0', false), pg_catalog.set_config('statement_timeout', '30000', false)"
+            restore_sql(Some(("0", "30s")), &[7]),
+            "SELECT pg_catalog.set_config('lock_timeout', '0', false), pg_catalog.set_config('statement_timeout', '30s', false), pg_catalog.pg_advisory_unlock(7)"
         );
     }
 
