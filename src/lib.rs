@@ -14,8 +14,13 @@
 //! | [`shutdown`] | SIGTERM drain / SIGINT terminate phases |
 //! | [`session`] | one connection: startup negotiation, admission, upstream connect, the relay loop — the only code that writes to both sockets |
 //! | [`protocol`] | frame headers (bounded), the startup packets, the few decoded messages, [`protocol::responses`] with every message ddlgate itself says |
-//! | [`sql`] | PostgreSQL-accurate lexer and splitter, keyword prefilter |
-//! | [`analysis`] | the hook every statement passes through, and its counters |
+//! | [`sql`] | PostgreSQL-accurate lexer and splitter, keyword prefilter, statement model, sqlparser front end, token classifier |
+//! | [`analysis`] | the hook every statement passes through: split, prefilter, understand, decide; its counters |
+//! | [`rules`], [`policy`] | the rule catalog, and profiles/modes/overrides turning findings into decisions |
+//! | [`catalog`] | catalog facts for verdicts (one read-only query per DDL statement) |
+//! | [`guard`], [`recipe`] | the lock guard's plan and SQL; multi-step rewrites as data |
+//! | [`rewrite`], [`act`] | single-statement rewrites; block errors and notices |
+//! | [`check`] | `ddlgate check`: the engine over migration files |
 //! | [`error`] | one error enum per layer, classified by side |
 //!
 //! ## Statement flow
