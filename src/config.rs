@@ -24,6 +24,7 @@ pub struct Config {
     pub log: LogConfig,
     pub guard: GuardConfig,
     pub catalog: CatalogConfig,
+    pub admin: AdminConfig,
     pub policy: PolicyConfig,
     /// `[[profiles]]`: policies for particular users, databases or applications; the first
     /// profile whose `match` fits a session applies, otherwise `[policy]`.
@@ -256,6 +257,28 @@ impl Default for GuardConfig {
             precheck_max_wait_ms: Duration::from_secs(30),
             max_buffered_bytes: 1 << 20,
             max_tracked_statements: 1000,
+        }
+    }
+}
+
+/// `[admin]`: the operators' HTTP endpoint.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Serve `/metrics`, `/healthz`, `/readyz`, `/status`. Default true.
+    pub enabled: bool,
+    /// Default `127.0.0.1:9187`: localhost only, so exposing it is a deliberate choice.
+    pub listen: SocketAddr,
+    /// When non-empty, every request needs `Authorization: Bearer <token>`. Default empty.
+    pub token: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9187)),
+            token: String::new(),
         }
     }
 }

@@ -40,12 +40,14 @@
 //!    read on the way back to keep the session state current.
 
 pub mod act;
+pub mod admin;
 pub mod analysis;
 pub mod catalog;
 pub mod check;
 pub mod config;
 pub mod error;
 pub mod guard;
+pub mod metrics;
 pub mod policy;
 pub mod protocol;
 pub mod recipe;

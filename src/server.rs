@@ -47,6 +47,10 @@ pub struct Shared {
     pub policy: crate::policy::Policy,
     pub counters: Counters,
     pub connections: ConnectionCounters,
+    /// Prometheus metrics of this instance (`/metrics` on the admin endpoint).
+    pub metrics: crate::metrics::Metrics,
+    /// DDL statements running or queued under the lock guard, by backend pid (`/status`).
+    pub ddl_activity: DashMap<u32, crate::admin::DdlActivity>,
     /// Live sessions' cancel keys → the upstream address their backend lives at. BackendKeyData
     /// is relayed untouched, so a client's CancelRequest names the upstream backend directly;
     /// the map makes sure ddlgate only forwards cancels for its own sessions, to the right
@@ -63,6 +67,8 @@ impl Shared {
             config: Arc::new(config),
             counters: Counters::default(),
             connections: ConnectionCounters::default(),
+            metrics: crate::metrics::Metrics::new(),
+            ddl_activity: DashMap::new(),
             cancel_keys: DashMap::new(),
             shutdown: Shutdown::new(),
             next_session_id: AtomicU64::new(1),
@@ -77,14 +83,21 @@ impl Shared {
 /// A running proxy.
 pub struct Handle {
     local_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     task: JoinHandle<()>,
+    admin: Option<JoinHandle<()>>,
 }
 
 impl Handle {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The admin endpoint's address, when it is enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -106,6 +119,9 @@ impl Handle {
         if let Err(e) = self.task.await {
             tracing::error!(error = %e, "accept loop panicked");
         }
+        if let Some(admin) = self.admin {
+            admin.abort();
+        }
     }
 }
 
@@ -114,12 +130,20 @@ pub async fn start(config: Config) -> std::io::Result<Handle> {
     let listener = TcpListener::bind(config.server.listen).await?;
     let local_addr = listener.local_addr()?;
     let shared = Arc::new(Shared::new(config));
+    let (admin_addr, admin) = if shared.config.admin.enabled {
+        let (addr, task) = crate::admin::start(shared.clone()).await?;
+        (Some(addr), Some(task))
+    } else {
+        (None, None)
+    };
     let task = tokio::spawn(accept_loop(listener, shared.clone()));
     tracing::info!(listen = %local_addr, upstream = %shared.config.upstream.address, "ddlgate listening");
     Ok(Handle {
         local_addr,
+        admin_addr,
         shared,
         task,
+        admin,
     })
 }
 

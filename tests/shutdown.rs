@@ -123,6 +123,8 @@ fn start_binary(upstream_port: u16, listen_port: u16, drain_ms: u64) -> Binary {
             &format!("127.0.0.1:{upstream_port}"),
         ])
         .env("DDLGATE__SERVER__DRAIN_TIMEOUT_MS", drain_ms.to_string())
+        // Tests run side by side: the admin endpoint on a free port.
+        .env("DDLGATE__ADMIN__LISTEN", "127.0.0.1:0")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -35,6 +35,7 @@ use self::guarded::{Epilogue, PendingGuard};
 use super::outq::OutQueue;
 use crate::analysis::{self, Analyzer, Context, Source};
 use crate::error::SessionError;
+use crate::metrics::UnitKind;
 use crate::policy::Profile;
 use crate::protocol::framing::{self, Frame, FrameError};
 use crate::protocol::startup::CancelKey;
@@ -132,6 +133,16 @@ struct State {
     held: bool,
     /// A decided DDL Query waiting to run under the lock guard.
     pending_guard: Option<PendingGuard>,
+    /// Protocol units in flight (one per ReadyForQuery owed), for latency metrics; bounded.
+    units: std::collections::VecDeque<UnitTiming>,
+    /// Kind of the Query just analysed.
+    last_kind: UnitKind,
+    /// The open extended-protocol unit holds DDL.
+    unit_ddl: bool,
+    /// The session's slot in the `ddlgate_sessions{tx_state}` gauge.
+    gauge_state: Option<usize>,
+    /// A DDL statement took SHARE or stronger in the still-open transaction, at this time.
+    dangerous_since: Option<std::time::Instant>,
     /// The Query/Parse at the front of the client buffer holds DDL: read the catalog facts
     /// its decision needs first.
     pending_facts: bool,
@@ -140,6 +151,22 @@ struct State {
     /// Settings and advisory locks to put back once the server can run statements again
     /// (after a guarded Query left the transaction failed, or handed over a COPY).
     pending_epilogue: Option<Epilogue>,
+}
+
+/// At most this many protocol units are timed at once (a client pipelining more is not timed
+/// beyond it; nothing else depends on it).
+const MAX_TIMED_UNITS: usize = 100_000;
+
+/// One protocol unit on its way, for the latency metrics.
+#[derive(Debug, Clone, Copy)]
+struct UnitTiming {
+    kind: UnitKind,
+    /// When ddlgate received the client's message.
+    received: std::time::Instant,
+    /// When it was forwarded upstream.
+    sent: std::time::Instant,
+    /// An ErrorResponse arrived for it.
+    error: bool,
 }
 
 /// What the analysis hook wants done with one Query or Parse.
@@ -202,6 +229,11 @@ impl Relay {
                 profile,
                 held: false,
                 pending_guard: None,
+                units: Default::default(),
+                last_kind: UnitKind::Dml,
+                unit_ddl: false,
+                gauge_state: None,
+                dangerous_since: None,
                 pending_facts: false,
                 facts_ready: false,
                 pending_epilogue: None,
@@ -219,6 +251,9 @@ impl Relay {
         let mut phase = self.shared.shutdown.subscribe();
         let outcome = self.pump(&mut phase).await;
         let result = self.finish(outcome).await;
+        self.shared
+            .metrics
+            .session_state(self.st.gauge_state.take(), None);
         if let Some(key) = self.st.cancel_key.take() {
             self.shared.cancel_keys.remove(&key);
         }
@@ -493,6 +528,7 @@ impl Relay {
                         .filter(|g| may_guard && g.is_needed(&self.shared.config.guard))
                         .cloned();
                     if let Some(plan) = plan {
+                        st.unit_ddl = true;
                         let frame = io.cbuf.split_to(total).freeze();
                         st.pending_guard = Some(PendingGuard {
                             frame,
@@ -747,9 +783,18 @@ impl State {
             server_version: self.server_version_num,
             pipelined: source == Source::Parse && self.unit_executes > 0,
         };
-        let (_, plan) = self
+        let (summary, plan) = self
             .analyzer
             .analyze(counters, &self.profile, source, sql, &ctx);
+        let kind = if summary.ddl_candidates > 0 {
+            UnitKind::Ddl
+        } else {
+            UnitKind::Dml
+        };
+        match source {
+            Source::Query => self.last_kind = kind,
+            Source::Parse => self.unit_ddl |= kind == UnitKind::Ddl,
+        }
         if plan.is_forward() {
             return None;
         }
@@ -776,6 +821,41 @@ impl State {
                 .pending_epilogue
                 .as_ref()
                 .is_none_or(|e| e.settings_restored())
+    }
+
+    /// A protocol unit was forwarded: time it until its ReadyForQuery.
+    fn unit_started(&mut self, kind: UnitKind) {
+        if self.units.len() < MAX_TIMED_UNITS {
+            let now = std::time::Instant::now();
+            self.units.push_back(UnitTiming {
+                kind,
+                received: now,
+                sent: now,
+                error: false,
+            });
+        }
+    }
+
+    /// The transaction status from a ReadyForQuery, with what depends on it: the analyzer's
+    /// per-transaction state, the sessions gauge, the dangerous-lock hold time.
+    fn set_tx_status(&mut self, shared: &Shared, status: TxStatus) {
+        self.tx = status;
+        let idx = match status {
+            TxStatus::Idle => 0,
+            TxStatus::InTransaction => 1,
+            TxStatus::Failed => 2,
+        };
+        shared.metrics.session_state(self.gauge_state, Some(idx));
+        self.gauge_state = Some(idx);
+        if status == TxStatus::Idle {
+            self.analyzer.transaction_ended();
+            if let Some(since) = self.dangerous_since.take() {
+                shared
+                    .metrics
+                    .dangerous_lock_held_seconds
+                    .record(since.elapsed().as_secs_f64());
+            }
+        }
     }
 
     /// Remembers whether the statement a Parse prepares needs the lock guard when executed.
@@ -816,6 +896,12 @@ impl State {
             frontend::QUERY | frontend::FUNCTION_CALL => {
                 self.outstanding += 1;
                 self.syncs_since_command = 0;
+                let kind = if tag == frontend::QUERY {
+                    self.last_kind
+                } else {
+                    UnitKind::Dml
+                };
+                self.unit_started(kind);
             }
             frontend::EXECUTE => {
                 self.unit_executes += 1;
@@ -831,6 +917,12 @@ impl State {
             }
             frontend::SYNC => {
                 self.outstanding += 1;
+                let kind = if std::mem::take(&mut self.unit_ddl) {
+                    UnitKind::Ddl
+                } else {
+                    UnitKind::Dml
+                };
+                self.unit_started(kind);
                 self.syncs_since_command += 1;
                 counters.extended_units.fetch_add(1, Ordering::Relaxed);
                 if self.unit_executes > 1 {
@@ -848,6 +940,9 @@ impl State {
                 // Only a client in copy-in mode sends these; the Syncs it sent since the COPY
                 // started were ignored by the server.
                 self.outstanding = self.outstanding.saturating_sub(self.syncs_since_command);
+                for _ in 0..self.syncs_since_command {
+                    self.units.pop_back();
+                }
                 self.syncs_since_command = 0;
             }
             frontend::TERMINATE => self.client_terminated = true,
@@ -874,9 +969,17 @@ impl State {
                             "ReadyForQuery with an invalid transaction status".to_owned(),
                         )
                     })?;
-                self.tx = status;
-                if status == TxStatus::Idle {
-                    self.analyzer.transaction_ended();
+                self.set_tx_status(shared, status);
+                if self.stage == Stage::Ready
+                    && let Some(u) = self.units.pop_front()
+                {
+                    let now = std::time::Instant::now();
+                    shared.metrics.unit_done(
+                        u.kind,
+                        u.error,
+                        now.duration_since(u.received).as_secs_f64(),
+                        now.duration_since(u.sent).as_secs_f64(),
+                    );
                 }
                 if self.stage == Stage::Auth {
                     self.stage = Stage::Ready;
@@ -915,8 +1018,13 @@ impl State {
                     }
                 }
             }
-            backend::ERROR_RESPONSE if ErrorFields::parse(body).is_fatal() => {
-                self.upstream_sent_fatal = true
+            backend::ERROR_RESPONSE => {
+                if let Some(u) = self.units.front_mut() {
+                    u.error = true;
+                }
+                if ErrorFields::parse(body).is_fatal() {
+                    self.upstream_sent_fatal = true
+                }
             }
             _ => {}
         }

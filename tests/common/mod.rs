@@ -81,6 +81,7 @@ impl Env {
 pub async fn start_proxy(upstream_port: u16, tweak: impl FnOnce(&mut Config)) -> Handle {
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().expect("addr");
+    config.admin.listen = "127.0.0.1:0".parse().expect("addr");
     config.upstream.address = format!("127.0.0.1:{upstream_port}");
     config.server.drain_timeout_ms = Duration::from_secs(5);
     tweak(&mut config);

@@ -113,6 +113,8 @@ impl Relay {
             .runs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let plan = pending.plan;
+        // Shown by `/status` while it runs; gone when this function returns, whichever way.
+        let _activity = Activity::enter(&shared, self.st.cancel_key.as_ref().map(|k| k.pid), &plan);
         let start_tx = self.st.tx;
         let in_tx = start_tx == TxStatus::InTransaction;
         // DDL turns still held from an earlier Query of this transaction are released with
@@ -232,6 +234,7 @@ impl Relay {
         }
 
         // 3. Attempts.
+        let mut upstream_time = 0f64;
         let retry = if plan.short_lock_timeout {
             plan.retry
         } else {
@@ -243,7 +246,13 @@ impl Relay {
             if retry == Retry::Savepoint {
                 self.inject(guard::SAVEPOINT).await?;
             }
+            let attempt_began = Instant::now();
             let a = self.attempt(&pending.frame, cfg.max_buffered_bytes).await?;
+            let attempt_time = attempt_began.elapsed().as_secs_f64();
+            upstream_time += attempt_time;
+            if a.lock_timeout {
+                shared.metrics.lock_wait_seconds.record(attempt_time);
+            }
             if a.copy_in {
                 // The relay streams the COPY; the epilogue waits for the server to be idle.
                 self.st.outstanding = 1;
@@ -283,6 +292,11 @@ impl Relay {
                     .guard
                     .retries
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Activity::update(&shared, self.st.cancel_key.as_ref().map(|k| k.pid), |a| {
+                    a.state = "waiting_for_lock";
+                    a.attempts = attempt_no;
+                    a.blockers = blockers.iter().map(ToString::to_string).collect();
+                });
                 self.tell(
                     &format!(
                         "ddlgate: lock not available within {} ms (attempt {attempt_no} of {}); retrying in {} ms. Blocked by: {}",
@@ -301,6 +315,27 @@ impl Relay {
             if retry == Retry::Savepoint && a.status == TxStatus::InTransaction {
                 self.inject(guard::RELEASE_SAVEPOINT).await?;
             }
+            if a.error.is_none() {
+                shared.metrics.ddl_execution_seconds.record(attempt_time);
+                if plan.short_lock_timeout {
+                    if a.status == TxStatus::Idle {
+                        shared
+                            .metrics
+                            .dangerous_lock_held_seconds
+                            .record(attempt_time);
+                    } else {
+                        self.st
+                            .dangerous_since
+                            .get_or_insert(attempt_began.into_std());
+                    }
+                }
+            }
+            shared.metrics.unit_done(
+                crate::metrics::UnitKind::Ddl,
+                a.error.is_some(),
+                began.elapsed().as_secs_f64(),
+                upstream_time,
+            );
             self.epilogue_or_later(epilogue, a.status).await?;
             // 5. The client's replies.
             for f in a.held {
@@ -551,7 +586,7 @@ impl Relay {
         epilogue: &mut Epilogue,
     ) -> Result<bool, SessionError> {
         let since = Instant::now();
-        let mut told = false;
+        let mut waiting: Option<QueueSlot> = None;
         let mut round = 0u32;
         loop {
             let got = self.inject(&guard::try_lock_sql(key, in_tx)).await?;
@@ -570,7 +605,16 @@ impl Relay {
             if since.elapsed() >= cfg.queue_timeout_ms {
                 return Ok(false);
             }
-            if !told {
+            if waiting.is_none() {
+                Activity::update(
+                    &self.shared,
+                    self.st.cancel_key.as_ref().map(|k| k.pid),
+                    |a| {
+                        a.state = "queued";
+                    },
+                );
+                // Counted in the queue until this function returns, whichever way.
+                waiting = Some(QueueSlot::enter(self.shared.clone()));
                 self.shared
                     .counters
                     .guard
@@ -581,7 +625,6 @@ impl Relay {
                     None,
                 )
                 .await?;
-                told = true;
             }
             round += 1;
             let wait = guard::backoff(cfg, round, fastrand::f64()).min(Duration::from_secs(1));
@@ -682,10 +725,8 @@ impl Relay {
     }
 
     fn set_tx(&mut self, status: TxStatus) {
-        self.st.tx = status;
-        if status == TxStatus::Idle {
-            self.st.analyzer.transaction_ended();
-        }
+        let shared = self.shared.clone();
+        self.st.set_tx_status(&shared, status);
     }
 
     /// Runs one query of ddlgate's own; its replies are not the client's. Asynchronous
@@ -926,6 +967,82 @@ impl Relay {
                 }
             }
         }
+    }
+}
+
+/// A session's guarded DDL as `/status` shows it, removed when dropped.
+struct Activity {
+    shared: std::sync::Arc<crate::server::Shared>,
+    pid: Option<u32>,
+}
+
+impl Activity {
+    fn enter(
+        shared: &std::sync::Arc<crate::server::Shared>,
+        pid: Option<u32>,
+        plan: &GuardPlan,
+    ) -> Activity {
+        if let Some(pid) = pid {
+            shared.ddl_activity.insert(
+                pid,
+                crate::admin::DdlActivity {
+                    state: "running",
+                    tables: plan.tables.iter().map(ToString::to_string).collect(),
+                    since: std::time::Instant::now(),
+                    attempts: 1,
+                    blockers: Vec::new(),
+                },
+            );
+        }
+        Activity {
+            shared: shared.clone(),
+            pid,
+        }
+    }
+
+    fn update(
+        shared: &crate::server::Shared,
+        pid: Option<u32>,
+        f: impl FnOnce(&mut crate::admin::DdlActivity),
+    ) {
+        if let Some(mut a) = pid.and_then(|p| shared.ddl_activity.get_mut(&p)) {
+            f(&mut a);
+        }
+    }
+}
+
+impl Drop for Activity {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            self.shared.ddl_activity.remove(&pid);
+        }
+    }
+}
+
+/// A DDL statement waiting for its table's turn, for the queue metrics: leaves the queue when
+/// dropped (turn taken, timeout, or the session ending).
+struct QueueSlot {
+    shared: std::sync::Arc<crate::server::Shared>,
+    since: Instant,
+}
+
+impl QueueSlot {
+    fn enter(shared: std::sync::Arc<crate::server::Shared>) -> QueueSlot {
+        shared.metrics.queue_depth.increment(1.0);
+        QueueSlot {
+            shared,
+            since: Instant::now(),
+        }
+    }
+}
+
+impl Drop for QueueSlot {
+    fn drop(&mut self) {
+        self.shared.metrics.queue_depth.decrement(1.0);
+        self.shared
+            .metrics
+            .queue_wait_seconds
+            .record(self.since.elapsed().as_secs_f64());
     }
 }
 

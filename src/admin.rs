@@ -1,0 +1,177 @@
+//! The admin HTTP endpoint: `/metrics`, `/healthz`, `/readyz`, `/status`.
+//!
+//! Bound to localhost by default (`admin.listen`), optionally behind a bearer token
+//! (`admin.token`). It serves operators, never clients: nothing here touches a session.
+//!
+//! - `/metrics`: the Prometheus text exposition ([`crate::metrics`]).
+//! - `/healthz`: the process is up and serving (always 200 while it runs).
+//! - `/readyz`: 200 when the configuration is loaded and the upstream accepts TCP connections
+//!   within `upstream.connect_timeout_ms`; 503 with the reason otherwise (what a load balancer
+//!   or Kubernetes readiness probe wants).
+//! - `/status`: JSON — sessions by transaction state, and every DDL statement running or
+//!   queued under the lock guard, with its blockers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::server::Shared;
+
+/// What one session's DDL is doing under the guard, for `/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DdlActivity {
+    /// `queued` (waiting for its table's turn), `running`, or `waiting_for_lock` (between
+    /// attempts after a lock timeout).
+    pub state: &'static str,
+    /// The tables it touches.
+    pub tables: Vec<String>,
+    /// Seconds since the statement arrived.
+    #[serde(skip)]
+    pub since: std::time::Instant,
+    pub attempts: u32,
+    /// The sessions in its way at the last lock timeout.
+    pub blockers: Vec<String>,
+}
+
+/// Binds the admin listener and serves it until the process ends.
+pub async fn start(
+    shared: Arc<Shared>,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(shared.config.admin.listen).await?;
+    let addr = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/status", get(status))
+        .layer(middleware::from_fn_with_state(shared.clone(), auth))
+        .with_state(shared);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "admin endpoint stopped");
+        }
+    });
+    tracing::info!(listen = %addr, "admin endpoint listening");
+    Ok((addr, task))
+}
+
+/// `Authorization: Bearer <admin.token>` when a token is configured.
+async fn auth(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let token = &shared.config.admin.token;
+    if !token.is_empty() {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "admin token required\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let body = shared.metrics.render(&shared.counters, &shared.connections);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    let address = shared.config.upstream.address.clone();
+    let timeout = shared.config.upstream.connect_timeout_ms;
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&address)).await {
+        Ok(Ok(_)) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("upstream {address} unreachable: {e}\n"),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "upstream {address} did not answer within {} ms\n",
+                timeout.as_millis()
+            ),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Serialize)]
+struct Status {
+    version: &'static str,
+    upstream: String,
+    sessions: Sessions,
+    ddl: Vec<DdlStatus>,
+}
+
+#[derive(Serialize)]
+struct Sessions {
+    active: u64,
+    accepted: u64,
+    idle: i64,
+    in_transaction: i64,
+    failed: i64,
+}
+
+#[derive(Serialize)]
+struct DdlStatus {
+    backend_pid: u32,
+    #[serde(flatten)]
+    activity: DdlActivity,
+    seconds: f64,
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let by_state = shared.metrics.sessions_by_state();
+    let mut ddl: Vec<DdlStatus> = shared
+        .ddl_activity
+        .iter()
+        .map(|e| DdlStatus {
+            backend_pid: *e.key(),
+            seconds: e.value().since.elapsed().as_secs_f64(),
+            activity: e.value().clone(),
+        })
+        .collect();
+    ddl.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    axum::Json(Status {
+        version: env!("CARGO_PKG_VERSION"),
+        upstream: shared.config.upstream.address.clone(),
+        sessions: Sessions {
+            active: shared.connections.active.load(Ordering::Relaxed),
+            accepted: shared.connections.accepted.load(Ordering::Relaxed),
+            idle: by_state[0],
+            in_transaction: by_state[1],
+            failed: by_state[2],
+        },
+        ddl,
+    })
+}
