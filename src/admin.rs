@@ -9,7 +9,9 @@
 //!   within `upstream.connect_timeout_ms`; 503 with the reason otherwise (what a load balancer
 //!   or Kubernetes readiness probe wants).
 //! - `/status`: JSON — sessions by transaction state, and every DDL statement running or
-//!   queued under the lock guard, with its blockers.
+//!   queued under the lock guard, with its blockers; the lock monitor's last sample.
+//! - `POST /reload`: reload the configuration (as SIGHUP does); a bad one is rejected with the
+//!   reason and the running one stays in force.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,6 +55,7 @@ pub async fn start(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
+        .route("/reload", axum::routing::post(reload))
         .layer(middleware::from_fn_with_state(shared.clone(), auth))
         .with_state(shared);
     let task = tokio::spawn(async move {
@@ -100,6 +103,23 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     )
 }
 
+/// `POST /reload`: like SIGHUP; answers what happened.
+async fn reload(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.reload_from_source() {
+        Ok(restart) => axum::Json(serde_json::json!({
+            "reloaded": true,
+            "generation": shared.live.load().generation,
+            "needs_restart": restart,
+        }))
+        .into_response(),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({ "reloaded": false, "error": e })),
+        )
+            .into_response(),
+    }
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -131,6 +151,7 @@ struct Status {
     upstream: String,
     sessions: Sessions,
     ddl: Vec<DdlStatus>,
+    lock_monitor: crate::monitor::MonitorStatus,
 }
 
 #[derive(Serialize)]
@@ -173,5 +194,6 @@ async fn status(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             failed: by_state[2],
         },
         ddl,
+        lock_monitor: shared.monitor.read().map(|s| s.clone()).unwrap_or_default(),
     })
 }

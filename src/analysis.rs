@@ -113,6 +113,9 @@ pub struct Summary {
     pub statements: usize,
     /// Of those, how many the prefilter marked as possible DDL.
     pub ddl_candidates: usize,
+    /// Of those, how many read or write rows (prefilter class `dml`); the rest are transaction
+    /// control and session settings.
+    pub dml: usize,
     /// Of those, how many neither sqlparser nor the fallback classifier understood.
     pub ddl_unknown: usize,
 }
@@ -129,6 +132,8 @@ pub struct Plan {
     pub guard: Option<GuardPlan>,
     /// The message's single statement runs as these safe steps instead (a multi-step rewrite).
     pub recipe: Option<crate::recipe::Recipe>,
+    /// The DDL decisions taken, for the audit log (completed with their outcome by the session).
+    pub audit: Vec<crate::audit::Draft>,
 }
 
 impl Plan {
@@ -267,7 +272,8 @@ impl Analyzer {
                         replacements.push((i, replacement));
                     }
                 }
-                _ => {}
+                StatementClass::Dml => summary.dml += 1,
+                StatementClass::Session => {}
             }
         }
         if !replacements.is_empty() {
@@ -390,6 +396,33 @@ impl Analyzer {
                 }
             }
         };
+        // The audit log's record of the decision (its outcome is added by the session).
+        plan.audit.push(crate::audit::Draft {
+            sql: loggable(
+                sql.get(span.start..span.end).unwrap_or_default(),
+                ctx.lex,
+                AUDIT_SQL_MAX,
+            ),
+            profile: profile.name.clone(),
+            action: decision.effective.as_str(),
+            intended: decision.intended.as_str(),
+            rules: decision.verdicts.iter().map(|v| v.finding.rule).collect(),
+            rewritten: match (&replacement, decision.effective) {
+                (Some(new), Action::Rewrite) => Some(String::from_utf8_lossy(new).into_owned()),
+                _ => None,
+            },
+            steps: plan
+                .recipe
+                .as_ref()
+                .filter(|_| decision.rewrite == Some(rules::Rewrite::Steps))
+                .map(|r| r.steps.iter().map(|s| s.sql.clone()).collect())
+                .unwrap_or_default(),
+            override_reasons: decision
+                .verdicts
+                .iter()
+                .filter_map(|v| v.overridden.clone())
+                .collect(),
+        });
         // What the statement that will run locks: the guard runs around it.
         // Observe mode changes nothing a client can see, the guard included.
         if decision.effective != Action::Block && profile.mode != crate::config::Mode::Observe {
@@ -457,6 +490,9 @@ fn partition_tree(
         })
         .collect()
 }
+
+/// Longest SQL text an audit record holds.
+const AUDIT_SQL_MAX: usize = 64 * 1024;
 
 /// How a guarded message can be retried after a lock timeout (see [`Retry`]).
 fn retry_mode(
@@ -745,6 +781,7 @@ mod tests {
             Summary {
                 statements: 2,
                 ddl_candidates: 0,
+                dml: 2,
                 ddl_unknown: 0
             }
         );

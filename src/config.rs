@@ -20,11 +20,14 @@ use crate::error::ConfigError;
 pub struct Config {
     pub server: ServerConfig,
     pub upstream: UpstreamConfig,
+    pub tls: TlsConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
     pub guard: GuardConfig,
     pub catalog: CatalogConfig,
     pub admin: AdminConfig,
+    pub audit: AuditConfig,
+    pub monitor: MonitorConfig,
     pub policy: PolicyConfig,
     /// `[[profiles]]`: policies for particular users, databases or applications; the first
     /// profile whose `match` fits a session applies, otherwise `[policy]`.
@@ -168,6 +171,67 @@ pub struct UpstreamConfig {
     /// Time allowed to open the TCP connection to PostgreSQL. Default 10 s.
     #[serde(with = "duration_ms")]
     pub connect_timeout_ms: Duration,
+    /// TLS to PostgreSQL, like libpq's `sslmode`. Default `disable`. Needs a restart.
+    pub tls: UpstreamTlsMode,
+    /// PEM file of the CA certificate(s) the server's certificate must chain to; required for
+    /// (and only used by) `tls = "verify-full"`. Default empty.
+    pub tls_ca_file: PathBuf,
+}
+
+/// `upstream.tls`: whether ddlgate speaks TLS to PostgreSQL. It sends an SSLRequest first, as
+/// libpq does.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamTlsMode {
+    /// Plaintext; no SSLRequest is sent. The default.
+    #[default]
+    Disable,
+    /// TLS when the server supports it, plaintext when it answers `N`; the certificate is not
+    /// checked.
+    Prefer,
+    /// TLS or no session; the certificate is not checked (encryption without authentication).
+    Require,
+    /// TLS, the certificate must chain to `tls_ca_file` and name the host of `address`.
+    VerifyFull,
+}
+
+/// `[tls]`: TLS between clients and ddlgate. ddlgate terminates it: the upstream connection is
+/// configured separately (`upstream.tls`). Needs a restart; the files are read once at start.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// `disable` (default: SSLRequest is answered `N`), `allow` (TLS for clients that ask) or
+    /// `require` (clients that do not ask get FATAL 28000).
+    pub mode: ClientTlsMode,
+    /// PEM certificate chain ddlgate presents, server certificate first. Required unless
+    /// `mode = "disable"`. Default empty.
+    pub cert_file: PathBuf,
+    /// PEM private key of that certificate (PKCS#8, PKCS#1 or SEC1). Required unless
+    /// `mode = "disable"`. Default empty.
+    pub key_file: PathBuf,
+}
+
+/// `tls.mode`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientTlsMode {
+    /// No client-facing TLS. The default.
+    #[default]
+    Disable,
+    /// TLS for clients that ask for it (SSLRequest or direct TLS); plaintext for the others.
+    Allow,
+    /// TLS only: a plaintext client gets FATAL 28000 after its startup packet.
+    Require,
+}
+
+impl ClientTlsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientTlsMode::Disable => "disable",
+            ClientTlsMode::Allow => "allow",
+            ClientTlsMode::Require => "require",
+        }
+    }
 }
 
 /// `[limits]`: bounds on what a client can make ddlgate do.
@@ -261,6 +325,72 @@ impl Default for GuardConfig {
     }
 }
 
+/// `[audit]`: one JSON line per DDL decision.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Default false.
+    pub enabled: bool,
+    /// A file (appended to) or `-` for standard output. Default `-`.
+    pub path: String,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            path: "-".to_owned(),
+        }
+    }
+}
+
+/// `[monitor]`: the lock monitor, which samples `pg_locks` and `pg_stat_activity` through a
+/// connection of its own (to `upstream.address`, with `upstream.tls`). Reloadable.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorConfig {
+    /// Default false.
+    pub enabled: bool,
+    /// Time between samples. Default 5000 ms.
+    #[serde(with = "duration_ms")]
+    pub interval_ms: Duration,
+    /// The monitor's login; required when enabled. Grant it `pg_monitor` so it sees every
+    /// session's details.
+    pub user: String,
+    /// Its password (better from `DDLGATE__MONITOR__PASSWORD` than from the file). Never logged.
+    pub password: Secret,
+    /// Default `postgres`.
+    pub database: String,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval_ms: Duration::from_secs(5),
+            user: String::new(),
+            password: Secret::default(),
+            database: "postgres".to_owned(),
+        }
+    }
+}
+
+/// A credential: deserialized like a string, shown as `<redacted>` by `Debug`, so no log line
+/// or error message that prints a configuration can leak it.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "<redacted>"
+        })
+    }
+}
+
 /// `[admin]`: the operators' HTTP endpoint.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -339,6 +469,8 @@ impl Default for UpstreamConfig {
         Self {
             address: "127.0.0.1:5432".to_owned(),
             connect_timeout_ms: Duration::from_secs(10),
+            tls: UpstreamTlsMode::Disable,
+            tls_ca_file: PathBuf::new(),
         }
     }
 }
@@ -460,6 +592,43 @@ impl Config {
         }
         if self.upstream.connect_timeout_ms.is_zero() {
             return bad("upstream.connect_timeout_ms", "must be greater than 0");
+        }
+        if self.tls.mode != ClientTlsMode::Disable {
+            let needs = format!(
+                "is required when tls.mode is \"{}\"",
+                self.tls.mode.as_str()
+            );
+            if self.tls.cert_file.as_os_str().is_empty() {
+                return bad("tls.cert_file", &needs);
+            }
+            if self.tls.key_file.as_os_str().is_empty() {
+                return bad("tls.key_file", &needs);
+            }
+        }
+        match (
+            self.upstream.tls,
+            self.upstream.tls_ca_file.as_os_str().is_empty(),
+        ) {
+            (UpstreamTlsMode::VerifyFull, true) => {
+                return bad(
+                    "upstream.tls_ca_file",
+                    "is required when upstream.tls is \"verify-full\"",
+                );
+            }
+            (UpstreamTlsMode::VerifyFull, false) | (_, true) => {}
+            (_, false) => {
+                // A CA file with require/prefer would suggest the server is verified; it is not.
+                return bad(
+                    "upstream.tls_ca_file",
+                    "is only used with upstream.tls = \"verify-full\" (prefer and require do not check the certificate)",
+                );
+            }
+        }
+        if self.monitor.enabled && self.monitor.user.trim().is_empty() {
+            return bad("monitor.user", "is required when monitor.enabled = true");
+        }
+        if self.monitor.interval_ms < Duration::from_millis(100) {
+            return bad("monitor.interval_ms", "must be at least 100");
         }
         if self.limits.max_statement_bytes < 1024 {
             return bad("limits.max_statement_bytes", "must be at least 1024");
@@ -662,6 +831,51 @@ mod tests {
     }
 
     #[test]
+    fn tls_keys_parse_and_required_files_are_named() {
+        let cfg = Config::load_with_env(
+            None,
+            &Overrides::default(),
+            env(&[
+                ("DDLGATE__TLS__MODE", "require"),
+                ("DDLGATE__TLS__CERT_FILE", "/etc/ddlgate/server.crt"),
+                ("DDLGATE__TLS__KEY_FILE", "/etc/ddlgate/server.key"),
+                ("DDLGATE__UPSTREAM__TLS", "verify-full"),
+                ("DDLGATE__UPSTREAM__TLS_CA_FILE", "/etc/ddlgate/ca.crt"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(cfg.tls.mode, ClientTlsMode::Require);
+        assert_eq!(cfg.upstream.tls, UpstreamTlsMode::VerifyFull);
+        assert_eq!(cfg.tls.key_file, PathBuf::from("/etc/ddlgate/server.key"));
+
+        let fails = |pairs: &[(&str, &str)], key: &str| {
+            let err = Config::load_with_env(None, &Overrides::default(), env(pairs))
+                .expect_err("must fail");
+            assert!(err.to_string().contains(key), "{err}");
+        };
+        fails(&[("DDLGATE__TLS__MODE", "allow")], "tls.cert_file");
+        fails(
+            &[
+                ("DDLGATE__TLS__MODE", "require"),
+                ("DDLGATE__TLS__CERT_FILE", "/x.crt"),
+            ],
+            "tls.key_file",
+        );
+        fails(&[("DDLGATE__TLS__MODE", "prefer")], "mode");
+        fails(
+            &[("DDLGATE__UPSTREAM__TLS", "verify-full")],
+            "upstream.tls_ca_file",
+        );
+        fails(
+            &[
+                ("DDLGATE__UPSTREAM__TLS", "require"),
+                ("DDLGATE__UPSTREAM__TLS_CA_FILE", "/ca.crt"),
+            ],
+            "upstream.tls_ca_file",
+        );
+    }
+
+    #[test]
     fn bad_values_are_rejected_naming_the_key() {
         let err = Config::load_with_env(
             None,
@@ -684,6 +898,33 @@ mod tests {
         )
         .expect_err("must fail");
         assert!(err.to_string().contains("max_clients"), "{err}");
+    }
+
+    #[test]
+    fn monitor_needs_a_user_and_never_shows_its_password() {
+        let err = Config::load_with_env(
+            None,
+            &Overrides::default(),
+            env(&[("DDLGATE__MONITOR__ENABLED", "true")]),
+        )
+        .expect_err("must fail");
+        assert!(err.to_string().contains("monitor.user"), "{err}");
+        let cfg = Config::load_with_env(
+            None,
+            &Overrides::default(),
+            env(&[
+                ("DDLGATE__MONITOR__ENABLED", "true"),
+                ("DDLGATE__MONITOR__USER", "watcher"),
+                ("DDLGATE__MONITOR__PASSWORD", "hunter2"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(cfg.monitor.password.0, "hunter2");
+        let shown = format!("{cfg:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("<redacted>"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -53,6 +53,18 @@ pub enum SessionError {
     LoginTimeout(std::time::Duration),
     #[error("too many clients (limit {0})")]
     TooManyClients(usize),
+    #[error("plaintext client refused: tls.mode is \"require\"")]
+    TlsRequired,
+    #[error("client sent unencrypted data after its SSL request")]
+    PlaintextAfterSslRequest,
+    #[error("TLS handshake with the client failed: {0}")]
+    ClientTlsHandshake(#[source] io::Error),
+    #[error("TLS to upstream {address} failed: {reason}")]
+    UpstreamTls { address: String, reason: String },
+    #[error(
+        "client offered SCRAM channel binding, which cannot pass through ddlgate's TLS termination"
+    )]
+    ChannelBinding,
     #[error("ddlgate is shutting down")]
     Shutdown,
 }
@@ -64,11 +76,15 @@ impl SessionError {
             | SessionError::ClientProtocol(_)
             | SessionError::MessageTooLarge { .. }
             | SessionError::LoginTimeout(_)
-            | SessionError::TooManyClients(_) => Side::Client,
+            | SessionError::TooManyClients(_)
+            | SessionError::TlsRequired
+            | SessionError::PlaintextAfterSslRequest
+            | SessionError::ClientTlsHandshake(_) => Side::Client,
             SessionError::UpstreamIo(_)
             | SessionError::UpstreamConnect { .. }
+            | SessionError::UpstreamTls { .. }
             | SessionError::UpstreamProtocol(_) => Side::Upstream,
-            SessionError::Shutdown => Side::Proxy,
+            SessionError::Shutdown | SessionError::ChannelBinding => Side::Proxy,
         }
     }
 
@@ -91,7 +107,8 @@ impl SessionError {
     /// client can still be told anything.
     pub fn to_client_response(&self) -> Option<BytesMut> {
         match self {
-            SessionError::ClientIo(_) => None,
+            // Nothing can be said to a client whose TLS handshake failed.
+            SessionError::ClientIo(_) | SessionError::ClientTlsHandshake(_) => None,
             SessionError::UpstreamIo(_) => Some(responses::upstream_lost()),
             SessionError::UpstreamConnect { address, reason } => {
                 Some(responses::upstream_unreachable(address, reason))
@@ -106,6 +123,14 @@ impl SessionError {
             SessionError::LoginTimeout(_) => Some(responses::login_timeout()),
             SessionError::TooManyClients(_) => Some(responses::too_many_clients()),
             SessionError::Shutdown => Some(responses::admin_shutdown()),
+            SessionError::TlsRequired => Some(responses::tls_required()),
+            SessionError::PlaintextAfterSslRequest => {
+                Some(responses::unencrypted_after_ssl_request())
+            }
+            SessionError::UpstreamTls { address, reason } => {
+                Some(responses::upstream_tls_failed(address, reason))
+            }
+            SessionError::ChannelBinding => Some(responses::channel_binding_unavailable()),
         }
     }
 }

@@ -13,6 +13,7 @@
 //! | [`server`] | accept loop, client limit, state shared by sessions ([`server::Shared`]) |
 //! | [`shutdown`] | SIGTERM drain / SIGINT terminate phases |
 //! | [`session`] | one connection: startup negotiation, admission, upstream connect, the relay loop — the only code that writes to both sockets |
+//! | [`tls`] | client-facing TLS termination and upstream TLS: certificates loaded at start, the plain-or-TLS stream, what SCRAM channel binding survives |
 //! | [`protocol`] | frame headers (bounded), the startup packets, the few decoded messages, [`protocol::responses`] with every message ddlgate itself says |
 //! | [`sql`] | PostgreSQL-accurate lexer and splitter, keyword prefilter, statement model, sqlparser front end, token classifier |
 //! | [`analysis`] | the hook every statement passes through: split, prefilter, understand, decide; its counters |
@@ -42,12 +43,14 @@
 pub mod act;
 pub mod admin;
 pub mod analysis;
+pub mod audit;
 pub mod catalog;
 pub mod check;
 pub mod config;
 pub mod error;
 pub mod guard;
 pub mod metrics;
+pub mod monitor;
 pub mod policy;
 pub mod protocol;
 pub mod recipe;
@@ -57,3 +60,4 @@ pub mod server;
 pub mod session;
 pub mod shutdown;
 pub mod sql;
+pub mod tls;

@@ -28,11 +28,27 @@ enum Command {
     /// Check migration files with the proxy's rules and policy, offline. Exits 1 when anything
     /// would be blocked, 2 on usage, configuration or read errors.
     Check(CheckArgs),
+    /// Ask a running ddlgate (its admin endpoint, from the configuration) to reload its
+    /// configuration. Exit 0 when reloaded, 1 when rejected, 2 when unreachable.
+    Reload,
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// List the rule catalog: id, default action, lock taken, what it flags.
     Rules {
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: RulesFormat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Validate a configuration file and print the effective policy. Exit 0 when valid, 2
+    /// naming the bad key otherwise.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
     },
 }
 
@@ -80,6 +96,19 @@ fn main() -> ExitCode {
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         Some(Command::Check(check)) => return run_check(&cli.serve, check),
+        Some(Command::Reload) => return run_reload(&cli.serve),
+        Some(Command::Config(ConfigCommand::Check { file })) => {
+            return match Config::load(Some(&file), &Overrides::default()) {
+                Ok(config) => {
+                    print!("{}", ddlgate::policy::describe_effective(&config));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ddlgate: {}: {e}", file.display());
+                    ExitCode::from(2)
+                }
+            };
+        }
         Some(Command::Rules { format }) => {
             print!(
                 "{}",
@@ -114,12 +143,62 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(ddlgate::server::run(config)) {
+    let source = ddlgate::server::ReloadSource {
+        file: args.config.clone(),
+        overrides: overrides.clone(),
+    };
+    match runtime.block_on(ddlgate::server::run(config, source)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ddlgate: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `ddlgate reload`: POST /reload to the admin endpoint of the configured instance.
+fn run_reload(global: &ServeArgs) -> ExitCode {
+    use std::io::{Read, Write};
+    let config = match Config::load(global.config.as_deref(), &Overrides::default()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ddlgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let addr = config.admin.listen;
+    let mut stream =
+        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5)) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("ddlgate: admin endpoint {addr} unreachable: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+    let auth = if config.admin.token.is_empty() {
+        String::new()
+    } else {
+        format!("Authorization: Bearer {}\r\n", config.admin.token)
+    };
+    let request = format!(
+        "POST /reload HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let mut response = String::new();
+    if let Err(e) = stream
+        .write_all(request.as_bytes())
+        .and_then(|()| stream.read_to_string(&mut response))
+    {
+        eprintln!("ddlgate: admin endpoint {addr}: {e}");
+        return ExitCode::from(2);
+    }
+    let ok = response.starts_with("HTTP/1.1 200");
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    println!("{}", body.trim());
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

@@ -31,8 +31,16 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0, 30.0,
 ];
+/// Dense around the default 2 s `lock_timeout`, where most lock-wait observations land.
+/// ddlgate's own share of a statement's latency: from a few microseconds (a forwarded
+/// message) to tens of milliseconds (a DDL decided with a catalog lookup).
+const OVERHEAD_BUCKETS: &[f64] = &[
+    0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+    0.025, 0.05,
+];
 const LOCK_BUCKETS: &[f64] = &[
-    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 2.25, 2.5, 3.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    600.0,
 ];
 
 /// What kind of protocol unit a statement latency belongs to.
@@ -40,13 +48,34 @@ const LOCK_BUCKETS: &[f64] = &[
 pub enum UnitKind {
     /// Holds at least one DDL candidate.
     Ddl,
-    /// Only reads and writes of rows (and everything else that is not DDL).
+    /// Reads or writes rows (and holds no DDL).
     Dml,
-    /// Transaction control and session settings only.
+    /// Transaction control and session settings only (BEGIN, COMMIT, SET, …), or nothing.
     Other,
 }
 
 impl UnitKind {
+    /// The kind of one analysed Query or Parse.
+    pub fn of(summary: &crate::analysis::Summary) -> UnitKind {
+        if summary.ddl_candidates > 0 {
+            UnitKind::Ddl
+        } else if summary.dml > 0 {
+            UnitKind::Dml
+        } else {
+            UnitKind::Other
+        }
+    }
+
+    /// The kind of a unit made of this and `earlier` (extended protocol: several Parses before
+    /// one Sync): DDL wins over DML, DML over the rest.
+    pub fn merge(self, earlier: Option<UnitKind>) -> UnitKind {
+        match (self, earlier) {
+            (UnitKind::Ddl, _) | (_, Some(UnitKind::Ddl)) => UnitKind::Ddl,
+            (UnitKind::Dml, _) | (_, Some(UnitKind::Dml)) => UnitKind::Dml,
+            _ => UnitKind::Other,
+        }
+    }
+
     fn index(self) -> usize {
         self as usize
     }
@@ -72,8 +101,12 @@ pub struct Metrics {
     /// `ddlgate_statement_duration_seconds{kind}`: from the client's message to the
     /// ReadyForQuery ddlgate forwards, as the client sees it through ddlgate.
     pub statement_seconds: [Histogram; 3],
-    /// `ddlgate_statement_upstream_seconds{kind}`: the upstream's share of it.
+    /// `ddlgate_statement_upstream_seconds{kind}`: the upstream's share of it, from the moment
+    /// the message is written to the upstream socket.
     pub upstream_seconds: [Histogram; 3],
+    /// `ddlgate_proxy_overhead_seconds{kind}`: the rest — ddlgate's own time before forwarding
+    /// (decoding, analysis, waiting for the server to be idle before deciding a DDL).
+    pub overhead_seconds: [Histogram; 3],
     /// `ddlgate_statements_completed_total{kind,outcome}` per protocol unit, outcome ok/error.
     pub completed: [[Counter; 2]; 3],
     /// `ddlgate_sessions{tx_state}`.
@@ -88,6 +121,16 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     /// `ddlgate_ddl_queue_wait_seconds`.
     pub queue_wait_seconds: Histogram,
+    /// `ddlgate_lock_monitor_waiting_sessions`: sessions waiting for a lock, server-wide.
+    pub monitor_waiting: Gauge,
+    /// `ddlgate_lock_monitor_oldest_wait_seconds`.
+    pub monitor_oldest_wait: Gauge,
+    /// `ddlgate_lock_monitor_blocked_by_ddl_sessions`.
+    pub monitor_blocked_by_ddl: Gauge,
+    /// `ddlgate_lock_monitor_up`: the last sample succeeded.
+    pub monitor_up: Gauge,
+    /// `ddlgate_lock_monitor_samples_total{outcome}`: ok, error.
+    pub monitor_samples: [Counter; 2],
     /// The same counts as the sessions gauge, readable (for `/status`).
     states: [std::sync::atomic::AtomicI64; 3],
 }
@@ -117,6 +160,12 @@ impl Metrics {
                 Matcher::Prefix("ddlgate_statement_".to_owned()),
                 LATENCY_BUCKETS,
             )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("ddlgate_proxy_overhead_seconds".to_owned()),
+                    OVERHEAD_BUCKETS,
+                )
+            })
             .and_then(|b| b.set_buckets(LOCK_BUCKETS));
         // The bucket lists are constants and non-empty: building cannot fail; fall back to the
         // exporter's defaults (summaries) rather than panic if it ever did.
@@ -141,6 +190,9 @@ impl Metrics {
                 &[("kind", k.as_str())],
             )
         });
+        let gauge = |name| r.register_gauge(&key(name, &[]), &META);
+        let overhead_seconds =
+            KINDS.map(|k| hist("ddlgate_proxy_overhead_seconds", &[("kind", k.as_str())]));
         let completed = KINDS.map(|k| {
             ["ok", "error"].map(|o| {
                 r.register_counter(
@@ -157,6 +209,7 @@ impl Metrics {
         Metrics {
             statement_seconds,
             upstream_seconds,
+            overhead_seconds,
             completed,
             sessions,
             lock_wait_seconds: hist("ddlgate_lock_wait_seconds", &[]),
@@ -164,6 +217,16 @@ impl Metrics {
             dangerous_lock_held_seconds: hist("ddlgate_dangerous_lock_held_seconds", &[]),
             queue_depth: r.register_gauge(&key("ddlgate_ddl_queue_depth", &[]), &META),
             queue_wait_seconds: hist("ddlgate_ddl_queue_wait_seconds", &[]),
+            monitor_waiting: gauge("ddlgate_lock_monitor_waiting_sessions"),
+            monitor_oldest_wait: gauge("ddlgate_lock_monitor_oldest_wait_seconds"),
+            monitor_blocked_by_ddl: gauge("ddlgate_lock_monitor_blocked_by_ddl_sessions"),
+            monitor_up: gauge("ddlgate_lock_monitor_up"),
+            monitor_samples: ["ok", "error"].map(|o| {
+                r.register_counter(
+                    &key("ddlgate_lock_monitor_samples_total", &[("outcome", o)]),
+                    &META,
+                )
+            }),
             states: Default::default(),
             recorder,
             handle,
@@ -174,6 +237,7 @@ impl Metrics {
     pub fn unit_done(&self, kind: UnitKind, error: bool, total: f64, upstream: f64) {
         self.statement_seconds[kind.index()].record(total);
         self.upstream_seconds[kind.index()].record(upstream);
+        self.overhead_seconds[kind.index()].record((total - upstream).max(0.0));
         self.completed[kind.index()][usize::from(error)].increment(1);
     }
 
@@ -340,6 +404,14 @@ mod tests {
         );
         assert!(
             text.contains("ddlgate_lock_wait_seconds_bucket{le=\"0.01\"} 0"),
+            "{text}"
+        );
+        // ddlgate's own share: 100 µs of the DML unit, in microsecond buckets.
+        assert!(
+            text.contains("ddlgate_proxy_overhead_seconds_bucket{kind=\"dml\",le=\"0.0001\"} 1")
+                && text.contains(
+                    "ddlgate_proxy_overhead_seconds_bucket{kind=\"dml\",le=\"0.00005\"} 0"
+                ),
             "{text}"
         );
         for line in text

@@ -412,6 +412,73 @@ impl DecisionCounters {
     }
 }
 
+/// The effective policy of a configuration, for `ddlgate config check`: mode, overridable
+/// rules and every rule's action, for `[policy]` and each profile.
+pub fn describe_effective(config: &Config) -> String {
+    use std::fmt::Write;
+    let policy = Policy::from_config(config);
+    let mut out = String::new();
+    let mut profiles = vec![(None, &policy.default)];
+    profiles.extend(policy.profiles.iter().map(|(s, p)| (Some(s), p)));
+    for (selector, p) in profiles {
+        let _ = writeln!(out, "profile {}", p.name);
+        if let Some(s) = selector {
+            let _ = writeln!(out, "  match: {}", describe_selector(s));
+        }
+        let _ = writeln!(out, "  mode: {}", p.mode.as_str());
+        let _ = writeln!(
+            out,
+            "  overridable: {}",
+            p.overridable
+                .as_ref()
+                .map_or("every rule".to_owned(), |ids| if ids.is_empty() {
+                    "none".to_owned()
+                } else {
+                    ids.join(", ")
+                })
+        );
+        for rule in RULES {
+            let action = p.action_for(rule.id);
+            let note = if action == rule.default_action {
+                ""
+            } else {
+                "  (changed)"
+            };
+            let _ = writeln!(out, "  {:<48} {}{note}", rule.id, action.as_str());
+        }
+    }
+    let g = &config.guard;
+    let _ = writeln!(
+        out,
+        "guard: {} (lock_timeout {} ms, {} attempts / {} ms, serialize per table: {})",
+        if g.enabled { "on" } else { "off" },
+        g.lock_timeout_ms.as_millis(),
+        g.max_attempts,
+        g.max_wait_ms.as_millis(),
+        g.serialize
+    );
+    let _ = writeln!(
+        out,
+        "catalog: {}",
+        if config.catalog.enabled { "on" } else { "off" }
+    );
+    out
+}
+
+fn describe_selector(s: &Selector) -> String {
+    let mut parts = Vec::new();
+    for (name, p) in [
+        ("user", &s.user),
+        ("database", &s.database),
+        ("application_name", &s.application_name),
+    ] {
+        if let Some(p) = p {
+            parts.push(format!("{name} in [{}]", p.0.join(", ")));
+        }
+    }
+    parts.join(" and ")
+}
+
 /// Runs the rules over one understood statement and decides: the whole engine in one call, as
 /// used by the proxy and by `ddlgate check`.
 pub fn evaluate(

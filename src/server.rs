@@ -39,16 +39,51 @@ pub struct ConnectionCounters {
     pub cancels_on_client_loss: AtomicU64,
 }
 
+/// Where the configuration comes from, for reloads.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadSource {
+    pub file: Option<std::path::PathBuf>,
+    pub overrides: crate::config::Overrides,
+}
+
+/// The part of the configuration a reload replaces, with the policy built from it.
+#[derive(Debug)]
+pub struct Live {
+    pub config: Arc<Config>,
+    pub policy: crate::policy::Policy,
+    /// Increases with every reload; sessions compare it to re-pick their profile.
+    pub generation: u64,
+}
+
+impl Live {
+    pub fn new(config: Arc<Config>, generation: u64) -> Live {
+        Live {
+            policy: crate::policy::Policy::from_config(&config),
+            config,
+            generation,
+        }
+    }
+}
+
 /// Everything sessions share.
 #[derive(Debug)]
 pub struct Shared {
+    /// The configuration ddlgate started with. Listen and upstream addresses, the admin
+    /// endpoint and `limits.max_clients` keep these values until a restart; everything that can
+    /// change at run time is read from [`Shared::live`].
     pub config: Arc<Config>,
-    /// Policy profiles built from the configuration; each session picks its own at startup.
-    pub policy: crate::policy::Policy,
+    /// What a reload replaces: policy, profiles, rules, limits, guard and catalog settings.
+    /// Sessions pick up a new generation at their next statement.
+    pub live: arc_swap::ArcSwap<Live>,
+    /// Where a reload (SIGHUP, `POST /reload`, `ddlgate reload`) reads the configuration from;
+    /// `None` when ddlgate was started in-process without one.
+    pub reload_source: std::sync::Mutex<Option<ReloadSource>>,
     pub counters: Counters,
     pub connections: ConnectionCounters,
     /// Prometheus metrics of this instance (`/metrics` on the admin endpoint).
     pub metrics: crate::metrics::Metrics,
+    /// The audit log of DDL decisions.
+    pub audit: crate::audit::AuditLog,
     /// DDL statements running or queued under the lock guard, by backend pid (`/status`).
     pub ddl_activity: DashMap<u32, crate::admin::DdlActivity>,
     /// Live sessions' cancel keys → the upstream address their backend lives at. BackendKeyData
@@ -57,22 +92,79 @@ pub struct Shared {
     /// server.
     pub cancel_keys: DashMap<CancelKey, SocketAddr>,
     pub shutdown: Shutdown,
+    /// Client-facing and upstream TLS, loaded once at start (`start` fills it in).
+    pub tls: crate::tls::TlsContext,
+    /// The lock monitor's last sample or error, for `/status`.
+    pub monitor: std::sync::RwLock<crate::monitor::MonitorStatus>,
     next_session_id: AtomicU64,
 }
 
 impl Shared {
     pub fn new(config: Config) -> Shared {
         Shared {
-            policy: crate::policy::Policy::from_config(&config),
+            live: arc_swap::ArcSwap::from_pointee(Live::new(Arc::new(config.clone()), 1)),
+            reload_source: std::sync::Mutex::new(None),
             config: Arc::new(config),
             counters: Counters::default(),
             connections: ConnectionCounters::default(),
             metrics: crate::metrics::Metrics::new(),
             ddl_activity: DashMap::new(),
+            audit: crate::audit::AuditLog::disabled(),
             cancel_keys: DashMap::new(),
             shutdown: Shutdown::new(),
+            tls: crate::tls::TlsContext::default(),
+            monitor: Default::default(),
             next_session_id: AtomicU64::new(1),
         }
+    }
+
+    /// Reloads from the configured source: the file and command-line overrides ddlgate started
+    /// with, and the environment as it is now. A configuration that does not load or validate
+    /// is rejected with the reason, and the running one stays in force.
+    pub fn reload_from_source(&self) -> Result<Vec<&'static str>, String> {
+        let source = self
+            .reload_source
+            .lock()
+            .map_err(|_| "reload source unavailable".to_owned())?
+            .clone()
+            .ok_or_else(|| "ddlgate was started without a reload source".to_owned())?;
+        match Config::load(source.file.as_deref(), &source.overrides) {
+            Ok(config) => Ok(self.reload(config)),
+            Err(e) => {
+                tracing::error!(error = %e, "reload rejected; the running configuration stays in force");
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Replaces the live configuration with `new` (already validated). Keys that need a restart
+    /// keep their old values; their names are returned so the caller can say so.
+    pub fn reload(&self, new: Config) -> Vec<&'static str> {
+        let old = &self.config;
+        let mut restart = Vec::new();
+        if new.server != old.server {
+            restart.push("server");
+        }
+        if new.upstream != old.upstream {
+            restart.push("upstream");
+        }
+        if new.admin != old.admin {
+            restart.push("admin");
+        }
+        if new.tls != old.tls {
+            restart.push("tls");
+        }
+        if new.limits.max_clients != old.limits.max_clients {
+            restart.push("limits.max_clients");
+        }
+        if new.log != old.log {
+            restart.push("log");
+        }
+        let generation = self.live.load().generation + 1;
+        self.live
+            .store(Arc::new(Live::new(Arc::new(new), generation)));
+        tracing::info!(generation, needs_restart = ?restart, "configuration reloaded");
+        restart
     }
 
     pub fn next_session_id(&self) -> u64 {
@@ -87,6 +179,7 @@ pub struct Handle {
     shared: Arc<Shared>,
     task: JoinHandle<()>,
     admin: Option<JoinHandle<()>>,
+    monitor: JoinHandle<()>,
 }
 
 impl Handle {
@@ -122,14 +215,23 @@ impl Handle {
         if let Some(admin) = self.admin {
             admin.abort();
         }
+        self.monitor.abort();
     }
 }
 
 /// Binds the listener and starts accepting in a background task.
 pub async fn start(config: Config) -> std::io::Result<Handle> {
+    // Certificates and keys are read once, before anything listens: a bad file fails the start.
+    let tls = crate::tls::TlsContext::load(&config)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let listener = TcpListener::bind(config.server.listen).await?;
     let local_addr = listener.local_addr()?;
-    let shared = Arc::new(Shared::new(config));
+    let audit = crate::audit::AuditLog::start(&config.audit).await?;
+    let shared = Arc::new(Shared {
+        tls,
+        audit,
+        ..Shared::new(config)
+    });
     let (admin_addr, admin) = if shared.config.admin.enabled {
         let (addr, task) = crate::admin::start(shared.clone()).await?;
         (Some(addr), Some(task))
@@ -137,6 +239,7 @@ pub async fn start(config: Config) -> std::io::Result<Handle> {
         (None, None)
     };
     let task = tokio::spawn(accept_loop(listener, shared.clone()));
+    let monitor = tokio::spawn(crate::monitor::run(shared.clone()));
     tracing::info!(listen = %local_addr, upstream = %shared.config.upstream.address, "ddlgate listening");
     Ok(Handle {
         local_addr,
@@ -144,20 +247,41 @@ pub async fn start(config: Config) -> std::io::Result<Handle> {
         shared,
         task,
         admin,
+        monitor,
     })
 }
 
 /// Runs the proxy until a signal shuts it down (used by `ddlgate serve`).
-pub async fn run(config: Config) -> std::io::Result<()> {
+pub async fn run(config: Config, source: ReloadSource) -> std::io::Result<()> {
     let drain_timeout = config.server.drain_timeout_ms;
     let handle = start(config).await?;
+    if let Ok(mut s) = handle.shared.reload_source.lock() {
+        *s = Some(source);
+    }
+    let reloads = tokio::spawn(reload_on_sighup(handle.shared.clone()));
     let signals = tokio::spawn(crate::shutdown::drive_from_signals(
         handle.shared.shutdown.clone(),
         drain_timeout,
     ));
     handle.join().await;
     signals.abort();
+    reloads.abort();
     tracing::info!("ddlgate stopped");
+    Ok(())
+}
+
+/// SIGHUP reloads the configuration (see [`Shared::reload_from_source`]).
+async fn reload_on_sighup(shared: Arc<Shared>) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        if let Ok(restart) = shared.reload_from_source()
+            && !restart.is_empty()
+        {
+            tracing::warn!(keys = ?restart, "these settings changed but take effect only after a restart");
+        }
+    }
     Ok(())
 }
 

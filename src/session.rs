@@ -1,13 +1,17 @@
 //! One client connection, from accept to close. The only code that writes to both sockets.
 //!
 //! Phases:
-//! 1. **Negotiation** (`negotiate`): read the untagged initial packets. SSLRequest and
-//!    GSSENCRequest are answered `N`; a CancelRequest is forwarded to the upstream that owns the
-//!    key and the connection ends; a StartupMessage moves on.
+//! 1. **Negotiation** (`negotiate`): read the untagged initial packets. SSLRequest is answered
+//!    `S` and the TLS handshake follows when `tls.mode` allows it (`N` otherwise); a direct TLS
+//!    ClientHello (PostgreSQL 17 `sslnegotiation=direct`) is accepted too. GSSENCRequest is
+//!    answered `N`. A CancelRequest (plain or inside TLS) is forwarded to the upstream that owns
+//!    the key and the connection ends; a StartupMessage moves on — unless `tls.mode = require`
+//!    and the connection is plaintext (FATAL 28000).
 //! 2. **Admission**: past `limits.max_clients` the client gets FATAL 53300 (after its startup
 //!    packet, as PostgreSQL does, so SSL negotiation is not confused by it).
-//! 3. **Upstream connect**: a fresh connection per client (1:1, no pooling); failure is FATAL
-//!    08001 naming the upstream. The startup packet is forwarded byte for byte.
+//! 3. **Upstream connect**: a fresh connection per client (1:1, no pooling), with an SSLRequest
+//!    and a TLS handshake first when `upstream.tls` asks for it; failure is FATAL 08001 naming
+//!    the upstream. The startup packet is forwarded byte for byte.
 //! 4. **Relay** (`relay`): authentication is relayed untouched both ways — ddlgate never knows a
 //!    password — then everything is relayed, with SQL handed to the analysis hook on the way.
 //!
@@ -27,9 +31,11 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::Instrument;
 
+use crate::config::{ClientTlsMode, UpstreamTlsMode};
 use crate::error::SessionError;
 use crate::protocol::startup::{self, CancelKey, InitialPacket, Startup};
 use crate::server::Shared;
+use crate::tls::{self, Conn};
 
 /// Whether the accept loop had room for this client.
 pub enum Admission {
@@ -61,8 +67,9 @@ pub async fn handle(
         // Small request/response messages dominate; never let Nagle delay them.
         let _ = stream.set_nodelay(true);
         let login_deadline = tokio::time::Instant::now() + shared.config.limits.login_timeout_ms;
-        let mut stream = stream;
-        let negotiated = tokio::time::timeout_at(login_deadline, negotiate(&mut stream)).await;
+        let mut stream = Conn::Plain(stream);
+        let negotiated =
+            tokio::time::timeout_at(login_deadline, negotiate(&shared, &mut stream)).await;
         let startup = match negotiated {
             Err(_) => {
                 return say_fatal(
@@ -117,23 +124,26 @@ pub async fn handle(
             Ok(Ok(pair)) => pair,
         };
         shared.connections.active.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(upstream = %upstream_addr, "connected upstream");
-        let profile = shared
-            .policy
-            .profile_for(
-                startup.user(),
-                startup.database(),
-                startup.application_name(),
-            )
-            .clone();
-        tracing::debug!(profile = %profile.name, mode = profile.mode.as_str(), "policy profile");
+        tracing::debug!(
+            upstream = %upstream_addr,
+            client_tls = stream.is_tls(),
+            upstream_tls = upstream.is_tls(),
+            "connected upstream"
+        );
+        let who = crate::audit::SessionInfo {
+            session: id,
+            user: startup.user().to_owned(),
+            database: startup.database().to_owned(),
+            application_name: startup.application_name().to_owned(),
+            peer: peer.to_string(),
+        };
         let outcome = relay::Relay::new(
             shared.clone(),
             stream,
             upstream,
             upstream_addr,
             login_deadline,
-            profile,
+            who,
         )
         .run(startup.raw)
         .await;
@@ -155,24 +165,54 @@ enum Negotiated {
     Cancel(CancelKey),
 }
 
-/// Reads initial packets until a StartupMessage or CancelRequest arrives.
-async fn negotiate(stream: &mut TcpStream) -> Result<Negotiated, SessionError> {
-    let (mut ssl_asked, mut gss_asked) = (false, false);
+/// Reads initial packets until a StartupMessage or CancelRequest arrives, upgrading `client`
+/// to TLS on the way when the client asks and `tls.mode` allows it.
+async fn negotiate(shared: &Shared, client: &mut Conn) -> Result<Negotiated, SessionError> {
+    let tls = &shared.tls;
+    // Direct TLS (PostgreSQL 17 `sslnegotiation=direct`): the first byte is a TLS handshake
+    // record instead of a packet length. PostgreSQL insists on ALPN there, so that a TLS
+    // connection meant for another protocol can never be mistaken for a PostgreSQL client.
+    if starts_with_tls_record(client).await? {
+        if !tls.accepts_tls() {
+            return Err(SessionError::ClientProtocol(
+                "received direct TLS connection request, but ddlgate's tls.mode is \"disable\""
+                    .to_owned(),
+            ));
+        }
+        upgrade(shared, client).await?;
+        if client.alpn() != Some(tls::ALPN_POSTGRESQL) {
+            return Err(SessionError::ClientProtocol(
+                "received direct SSL connection request without ALPN protocol negotiation extension"
+                    .to_owned(),
+            ));
+        }
+    }
+    let (mut ssl_asked, mut gss_asked) = (client.is_tls(), false);
     loop {
-        let packet = read_initial_packet(stream).await?;
+        let packet = read_initial_packet(client).await?;
         match startup::parse_initial(packet).map_err(SessionError::ClientProtocol)? {
             InitialPacket::SslRequest if !ssl_asked => {
                 ssl_asked = true;
-                // No TLS on the client side yet: `N` tells the client to continue in plaintext
-                // (or to give up, if its sslmode requires TLS).
-                stream
-                    .write_all(b"N")
-                    .await
-                    .map_err(SessionError::ClientIo)?;
+                refuse_pipelined(client)?;
+                if tls.accepts_tls() {
+                    client
+                        .write_all(b"S")
+                        .await
+                        .map_err(SessionError::ClientIo)?;
+                    upgrade(shared, client).await?;
+                } else {
+                    // `N`: continue in plaintext (or give up, if the client's sslmode requires
+                    // TLS).
+                    client
+                        .write_all(b"N")
+                        .await
+                        .map_err(SessionError::ClientIo)?;
+                }
             }
             InitialPacket::GssEncRequest if !gss_asked => {
                 gss_asked = true;
-                stream
+                refuse_pipelined(client)?;
+                client
                     .write_all(b"N")
                     .await
                     .map_err(SessionError::ClientIo)?;
@@ -182,15 +222,62 @@ async fn negotiate(stream: &mut TcpStream) -> Result<Negotiated, SessionError> {
                     "duplicate SSL or GSS encryption request".to_owned(),
                 ));
             }
+            // Cancels are accepted in plaintext even with `tls.mode = require`, as PostgreSQL
+            // does: libpq before 17 never encrypts them, and the key is the credential.
             InitialPacket::Cancel(key) => return Ok(Negotiated::Cancel(key)),
+            InitialPacket::Startup(_)
+                if tls.client_mode == ClientTlsMode::Require && !client.is_tls() =>
+            {
+                return Err(SessionError::TlsRequired);
+            }
             InitialPacket::Startup(s) => return Ok(Negotiated::Startup(s)),
         }
     }
 }
 
+/// Whether the connection opens with a TLS record (direct TLS). Waits for the first byte
+/// without consuming it; a connection closed before sending anything reads as "no".
+async fn starts_with_tls_record(client: &mut Conn) -> Result<bool, SessionError> {
+    let Conn::Plain(tcp) = client else {
+        return Ok(false);
+    };
+    let mut first = [0u8; 1];
+    let n = tcp.peek(&mut first).await.map_err(SessionError::ClientIo)?;
+    Ok(n == 1 && first[0] == tls::TLS_HANDSHAKE_RECORD)
+}
+
+/// The TLS handshake on a client connection. Nothing can be said to a client whose handshake
+/// failed, so a failure only ends the session.
+async fn upgrade(shared: &Shared, client: &mut Conn) -> Result<(), SessionError> {
+    let tcp = client.take_tcp().ok_or_else(|| {
+        SessionError::ClientProtocol("duplicate SSL or GSS encryption request".to_owned())
+    })?;
+    *client = shared
+        .tls
+        .accept(tcp)
+        .await
+        .map_err(SessionError::ClientTlsHandshake)?;
+    Ok(())
+}
+
+/// A client that asked for encryption sends nothing more until it has the answer. Bytes
+/// already waiting were sent in plaintext before any handshake and may have been injected by a
+/// man-in-the-middle (CVE-2021-23214): refuse them, as PostgreSQL and PgBouncer do. ddlgate
+/// reads initial packets with exact lengths, so such bytes can only still be in the socket.
+fn refuse_pipelined(client: &mut Conn) -> Result<(), SessionError> {
+    let Conn::Plain(tcp) = client else {
+        return Ok(());
+    };
+    match tcp.try_read(&mut [0u8; 1]) {
+        Ok(n) if n > 0 => Err(SessionError::PlaintextAfterSslRequest),
+        // Nothing there (WouldBlock), or the client already closed: the next read says so.
+        _ => Ok(()),
+    }
+}
+
 /// Reads one length-prefixed initial packet, bounded by PostgreSQL's 10,000-byte limit before
 /// any allocation.
-async fn read_initial_packet(stream: &mut TcpStream) -> Result<Bytes, SessionError> {
+async fn read_initial_packet(stream: &mut Conn) -> Result<Bytes, SessionError> {
     let mut header = [0u8; 4];
     stream
         .read_exact(&mut header)
@@ -206,8 +293,9 @@ async fn read_initial_packet(stream: &mut TcpStream) -> Result<Bytes, SessionErr
     Ok(packet.freeze())
 }
 
-/// Resolves `upstream.address` and connects, trying each resolved address in turn.
-async fn connect_upstream(shared: &Shared) -> Result<(TcpStream, SocketAddr), SessionError> {
+/// Resolves `upstream.address` and connects, trying each resolved address in turn, then sets
+/// up TLS when `upstream.tls` asks for it.
+pub(crate) async fn connect_upstream(shared: &Shared) -> Result<(Conn, SocketAddr), SessionError> {
     let address = &shared.config.upstream.address;
     let timeout = shared.config.upstream.connect_timeout_ms;
     let fail = |reason: String| SessionError::UpstreamConnect {
@@ -222,13 +310,67 @@ async fn connect_upstream(shared: &Shared) -> Result<(TcpStream, SocketAddr), Se
         match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                return Ok((stream, addr));
+                let conn = secure_upstream(shared, stream).await.map_err(|reason| {
+                    SessionError::UpstreamTls {
+                        address: address.clone(),
+                        reason,
+                    }
+                })?;
+                return Ok((conn, addr));
             }
             Ok(Err(e)) => last = fail(e.to_string()),
             Err(_) => last = fail(format!("timed out after {} ms", timeout.as_millis())),
         }
     }
     Err(last)
+}
+
+/// libpq's SSL negotiation towards the upstream: SSLRequest, then on `S` the TLS handshake; on
+/// `N` plaintext for `prefer`, an error otherwise. Bounded by `upstream.connect_timeout_ms`.
+async fn secure_upstream(shared: &Shared, mut tcp: TcpStream) -> Result<Conn, String> {
+    if !shared.tls.upstream_tls() {
+        return Ok(Conn::Plain(tcp));
+    }
+    let mode = shared.tls.upstream_mode;
+    let timeout = shared.config.upstream.connect_timeout_ms;
+    let negotiate = async {
+        let mut request = Vec::with_capacity(8);
+        request.extend_from_slice(&8u32.to_be_bytes());
+        request.extend_from_slice(&startup::SSL_REQUEST_CODE.to_be_bytes());
+        tcp.write_all(&request)
+            .await
+            .map_err(|e| format!("sending SSLRequest: {e}"))?;
+        // Exactly one byte: anything after an `S` belongs to the handshake, so plaintext an
+        // attacker slipped in makes the handshake fail instead of being read as the server's.
+        let mut answer = [0u8; 1];
+        tcp.read_exact(&mut answer)
+            .await
+            .map_err(|e| format!("reading the answer to SSLRequest: {e}"))?;
+        match answer[0] {
+            b'S' => shared
+                .tls
+                .connect(tcp)
+                .await
+                .map_err(|e| format!("TLS handshake failed: {e}")),
+            b'N' if mode == UpstreamTlsMode::Prefer => Ok(Conn::Plain(tcp)),
+            b'N' => Err(
+                "the server does not support TLS (answered N to SSLRequest), and upstream.tls requires it"
+                    .to_owned(),
+            ),
+            other => Err(format!(
+                "unexpected answer to SSLRequest: {:?}",
+                (other as char).escape_default().to_string()
+            )),
+        }
+    };
+    tokio::time::timeout(timeout, negotiate)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "TLS set-up timed out after {} ms",
+                timeout.as_millis()
+            ))
+        })
 }
 
 /// Forwards a client's CancelRequest to the upstream server that owns the key. PostgreSQL sends
@@ -243,15 +385,22 @@ async fn forward_cancel(shared: &Shared, key: &CancelKey) {
         .cancels_forwarded
         .fetch_add(1, Ordering::Relaxed);
     tracing::info!(pid = key.pid, upstream = %addr, "forwarding cancel request");
-    send_cancel(addr, key, shared.config.upstream.connect_timeout_ms).await;
+    send_cancel(shared, addr, key).await;
 }
 
-/// Sends a CancelRequest for `key` to `addr` and waits (bounded) for the server to close the
-/// connection, which it does once the request is processed.
-pub(crate) async fn send_cancel(addr: SocketAddr, key: &CancelKey, timeout: Duration) {
+/// Sends a CancelRequest for `key` to `addr` — over TLS when sessions use TLS upstream, so the
+/// key is never sent in the clear where sessions are not — and waits (bounded by
+/// `upstream.connect_timeout_ms`) for the server to close the connection, which it does once the
+/// request is processed.
+pub(crate) async fn send_cancel(shared: &Shared, addr: SocketAddr, key: &CancelKey) {
+    let timeout = shared.config.upstream.connect_timeout_ms;
     let attempt = async {
-        let mut s = TcpStream::connect(addr).await?;
+        let tcp = TcpStream::connect(addr).await?;
+        let mut s = secure_upstream(shared, tcp)
+            .await
+            .map_err(std::io::Error::other)?;
         s.write_all(&key.request_packet()).await?;
+        s.flush().await?;
         let mut sink = [0u8; 16];
         while s.read(&mut sink).await? > 0 {}
         std::io::Result::Ok(())
@@ -264,7 +413,7 @@ pub(crate) async fn send_cancel(addr: SocketAddr, key: &CancelKey, timeout: Dura
 }
 
 /// Tells the client why it is being disconnected (best effort, bounded) and logs it.
-async fn say_fatal(stream: &mut TcpStream, error: &SessionError) {
+async fn say_fatal(stream: &mut Conn, error: &SessionError) {
     if error.is_disconnect() {
         tracing::debug!(error = %error, "client went away during startup");
     } else {

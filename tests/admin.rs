@@ -142,6 +142,10 @@ async fn metrics_move_with_traffic_ddl_and_lock_waits() {
     assert!(moved("ddlgate_statements_completed_total{kind=dml,outcome=ok}") >= 10.0);
     assert!(moved("ddlgate_statements_completed_total{kind=dml,outcome=error}") >= 1.0);
     assert!(moved("ddlgate_statements_completed_total{kind=ddl,outcome=ok}") >= 1.0);
+    // BEGIN and ROLLBACK: transaction control only.
+    assert!(moved("ddlgate_statements_completed_total{kind=other,outcome=ok}") >= 2.0);
+    assert!(moved("ddlgate_proxy_overhead_seconds{kind=dml}") >= 10.0);
+    assert!(moved("ddlgate_statement_upstream_seconds{kind=dml}") >= 10.0);
     assert!(
         moved("ddlgate_statement_duration_seconds_count{kind=dml}") >= 10.0
             || moved("ddlgate_statement_duration_seconds{kind=dml}") >= 10.0
@@ -185,4 +189,230 @@ async fn health_readiness_and_the_bearer_token() {
     let (code, body) = get(addr, "/readyz", Some("s3cret")).await;
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("unreachable"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_log_lines_are_json_with_every_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let p2 = path.clone();
+    let env = Env::start_with(move |c| {
+        c.audit.enabled = true;
+        c.audit.path = p2.to_string_lossy().into_owned();
+        c.catalog.small_table_rows = 0;
+        c.guard.lock_timeout_ms = Duration::from_millis(100);
+        c.guard.backoff_initial_ms = Duration::from_millis(20);
+        c.guard.backoff_max_ms = Duration::from_millis(50);
+    })
+    .await;
+    let admin = env.direct_client("ddlgate_admin").await;
+    admin
+        .batch_execute("CREATE TABLE t (id int); ALTER TABLE t OWNER TO trust_user")
+        .await
+        .expect("setup");
+    let p = env.proxy_client("trust_user").await;
+    p.batch_execute("CREATE INDEX t_id ON t (id)")
+        .await
+        .expect("rewritten");
+    let _ = p.batch_execute("BEGIN; CREATE INDEX t_id2 ON t (id)").await;
+    p.batch_execute("ROLLBACK").await.expect("rollback");
+    p.batch_execute("/* ddlgate:allow ban-drop-column reason=\"unused since v2\" */ ALTER TABLE t ADD COLUMN x int")
+        .await
+        .expect("allowed");
+    let blocker = env.direct_client("ddlgate_admin").await;
+    blocker
+        .batch_execute("BEGIN; SELECT count(*) FROM t")
+        .await
+        .expect("blocker");
+    let alter = tokio::spawn(async move { p.batch_execute("ALTER TABLE t DROP COLUMN x").await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    blocker.batch_execute("COMMIT").await.expect("commit");
+    alter
+        .await
+        .expect("join")
+        .expect("drop column runs (a warning) after the lock wait");
+
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        lines = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        if lines.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    let records: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    for r in &records {
+        for field in [
+            "time",
+            "session",
+            "user",
+            "database",
+            "application_name",
+            "client_addr",
+            "profile",
+            "sql",
+            "action",
+            "intended",
+            "rules",
+            "outcome",
+            "duration_ms",
+            "lock_wait_ms",
+        ] {
+            assert!(r.get(field).is_some(), "{field} missing in {r}");
+        }
+        assert_eq!(r["user"], "trust_user");
+        assert!(
+            r["client_addr"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("127.0.0.1:"),
+            "{r}"
+        );
+    }
+    assert_eq!(records[0]["action"], "rewrite");
+    assert!(
+        records[0]["rewritten"]
+            .as_str()
+            .unwrap_or("")
+            .contains("CONCURRENTLY"),
+        "{}",
+        records[0]
+    );
+    assert_eq!(records[0]["outcome"], "ok");
+    assert_eq!(
+        (
+            records[1]["action"].as_str(),
+            records[1]["outcome"].as_str()
+        ),
+        (Some("block"), Some("blocked"))
+    );
+    assert_eq!(records[1]["rules"][0], "require-concurrent-index-creation");
+    assert_eq!(records[2]["outcome"], "ok");
+    assert_eq!(records[3]["action"], "warn");
+    assert_eq!(records[3]["rules"][0], "ban-drop-column");
+    assert!(
+        records[3]["lock_wait_ms"].as_f64().unwrap_or(0.0) >= 100.0,
+        "{}",
+        records[3]
+    );
+}
+
+/// Polls `/metrics` until `ok` holds (5 s at most); returns the scrape that satisfied it.
+async fn scrape_until(
+    addr: SocketAddr,
+    what: &str,
+    ok: impl Fn(&HashMap<String, f64>) -> bool,
+) -> HashMap<String, f64> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = scrape(addr).await;
+        if ok(&m) {
+            return m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: never seen; last scrape: {:?}",
+            m.iter()
+                .filter(|(k, _)| k.starts_with("ddlgate_lock_monitor"))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_monitor_sees_waits_and_sessions_blocked_by_ddl() {
+    // A SCRAM login without pg_monitor: pg_locks and pg_blocking_pids() are enough.
+    let env = Env::start_with(|c| {
+        c.monitor.enabled = true;
+        c.monitor.interval_ms = Duration::from_millis(100);
+        c.monitor.user = pg::SCRAM_USER.to_owned();
+        c.monitor.password = ddlgate::config::Secret("scrampass".to_owned());
+    })
+    .await;
+    let addr = env.proxy.admin_addr().expect("admin endpoint");
+    let admin = env.direct_client("ddlgate_admin").await;
+    admin
+        .batch_execute("CREATE TABLE m (id int)")
+        .await
+        .expect("setup");
+    let waiting = "ddlgate_lock_monitor_waiting_sessions{}";
+    let by_ddl = "ddlgate_lock_monitor_blocked_by_ddl_sessions{}";
+    let oldest = "ddlgate_lock_monitor_oldest_wait_seconds{}";
+    let up = "ddlgate_lock_monitor_up{}";
+    scrape_until(addr, "a first sample", |m| {
+        value(m, up) == 1.0 && value(m, waiting) == 0.0
+    })
+    .await;
+
+    // A long transaction reads m; an ALTER queues behind it (directly, not through ddlgate's
+    // guard); a reader queues behind the ALTER.
+    let holder = env.direct_client("ddlgate_admin").await;
+    holder
+        .batch_execute("BEGIN; SELECT count(*) FROM m")
+        .await
+        .expect("holder");
+    let alter_client = env.direct_client("ddlgate_admin").await;
+    let alter = tokio::spawn(async move {
+        alter_client
+            .batch_execute("ALTER TABLE m ADD COLUMN c int")
+            .await
+    });
+    let reader_client = env.direct_client("ddlgate_admin").await;
+    let reader = tokio::spawn(async move {
+        reader_client
+            .simple_query("SELECT count(*) FROM m")
+            .await
+            .map(|_| ())
+    });
+    let m = scrape_until(addr, "two waiting, one behind the DDL", |m| {
+        value(m, waiting) == 2.0 && value(m, by_ddl) == 1.0 && value(m, oldest) >= 0.3
+    })
+    .await;
+    assert!(value(&m, oldest) < 10.0, "{}", value(&m, oldest));
+    let (code, status) = get(addr, "/status", None).await;
+    assert_eq!(code, 200);
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
+    assert_eq!(status["lock_monitor"]["last"]["waiting"], 2, "{status}");
+    assert_eq!(
+        status["lock_monitor"]["last"]["blocked_by_ddl"], 1,
+        "{status}"
+    );
+
+    // Its connection killed, the monitor says so and reconnects on its own.
+    let errors = value(&m, "ddlgate_lock_monitor_samples_total{outcome=error}");
+    admin
+        .batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = 'ddlgate_monitor'",
+        )
+        .await
+        .expect("terminate the monitor");
+    let m = scrape_until(addr, "a failed sample", |m| {
+        value(m, "ddlgate_lock_monitor_samples_total{outcome=error}") > errors
+    })
+    .await;
+    let oks = value(&m, "ddlgate_lock_monitor_samples_total{outcome=ok}");
+    scrape_until(addr, "samples again after reconnecting", |m| {
+        value(m, "ddlgate_lock_monitor_samples_total{outcome=ok}") > oks
+            && value(m, up) == 1.0
+            && value(m, waiting) == 2.0
+    })
+    .await;
+
+    holder.batch_execute("COMMIT").await.expect("commit");
+    alter.await.expect("join").expect("alter");
+    reader.await.expect("join").expect("reader");
+    scrape_until(addr, "nobody waiting", |m| {
+        value(m, waiting) == 0.0 && value(m, by_ddl) == 0.0 && value(m, oldest) == 0.0
+    })
+    .await;
 }

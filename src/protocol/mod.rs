@@ -7,6 +7,7 @@
 
 pub mod framing;
 pub mod responses;
+pub mod sasl;
 pub mod startup;
 
 /// Frontend (client → server) message tags that ddlgate looks at.

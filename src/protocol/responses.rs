@@ -21,6 +21,7 @@ pub mod sqlstate {
     pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
     pub const TOO_MANY_CONNECTIONS: &str = "53300";
     pub const ADMIN_SHUTDOWN: &str = "57P01";
+    pub const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
 }
 
 /// A message under construction: severity, code, message, optional detail and hint.
@@ -185,6 +186,55 @@ pub fn notice(
     say.notice()
 }
 
+/// FATAL 28000: `tls.mode = "require"` and the client did not ask for TLS (what PostgreSQL says
+/// when only a `hostssl` line would match, in ddlgate's words).
+pub fn tls_required() -> BytesMut {
+    Say::new(
+        "FATAL",
+        sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+        "ddlgate requires TLS: connect with sslmode=require",
+    )
+    .hint("ddlgate's `tls.mode` is \"require\": plaintext connections are refused. Use sslmode=require, verify-ca or verify-full.")
+    .error()
+}
+
+/// FATAL 08P01: bytes arrived after an SSLRequest/GSSENCRequest before ddlgate answered it.
+/// They were sent in plaintext before any handshake and may have been injected by a
+/// man-in-the-middle (PostgreSQL's CVE-2021-23214 check).
+pub fn unencrypted_after_ssl_request() -> BytesMut {
+    Say::new(
+        "FATAL",
+        sqlstate::PROTOCOL_VIOLATION,
+        "received unencrypted data after SSL request",
+    )
+    .detail("This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.")
+    .error()
+}
+
+/// FATAL 08001: the TLS connection to the upstream could not be set up.
+pub fn upstream_tls_failed(address: &str, reason: &str) -> BytesMut {
+    Say::new(
+        "FATAL",
+        sqlstate::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+        format!("ddlgate could not set up TLS to the upstream PostgreSQL server at {address}: {reason}"),
+    )
+    .hint("Check `upstream.tls` and `upstream.tls_ca_file` in ddlgate's configuration against the server's `ssl` settings and certificate.")
+    .error()
+}
+
+/// FATAL 08P01: the client wants SCRAM channel binding, which cannot survive ddlgate's TLS
+/// termination towards a TLS upstream (the server would refuse the login as a downgrade).
+pub fn channel_binding_unavailable() -> BytesMut {
+    Say::new(
+        "FATAL",
+        sqlstate::PROTOCOL_VIOLATION,
+        "SCRAM channel binding cannot pass through ddlgate",
+    )
+    .detail("ddlgate terminates TLS and presents a different certificate than the PostgreSQL server, which is reached over TLS and refuses a client that supports channel binding but does not use it.")
+    .hint("Connect with channel_binding=disable, give ddlgate the same certificate and key as the PostgreSQL server (channel binding then passes through), or set upstream.tls = \"disable\".")
+    .error()
+}
+
 /// FATAL 0A000: the client asked for a feature ddlgate cannot relay.
 pub fn unsupported(what: &str) -> BytesMut {
     Say::new("FATAL", sqlstate::FEATURE_NOT_SUPPORTED, what.to_owned()).error()
@@ -218,6 +268,10 @@ mod tests {
             (too_many_clients(), "53300"),
             (admin_shutdown(), "57P01"),
             (unsupported("x"), "0A000"),
+            (tls_required(), "28000"),
+            (unencrypted_after_ssl_request(), "08P01"),
+            (upstream_tls_failed("db:5432", "handshake"), "08001"),
+            (channel_binding_unavailable(), "08P01"),
         ] {
             let (tag, f) = decode(&msg);
             assert_eq!(tag, b'E');

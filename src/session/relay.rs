@@ -12,7 +12,12 @@
 //!   to know how many ReadyForQuery messages are owed and where protocol units end;
 //! - upstream `ReadyForQuery` (transaction status), `ParameterStatus` (server version,
 //!   `standard_conforming_strings`, client encoding), `BackendKeyData` (cancel key),
-//!   `ErrorResponse` (FATAL or not).
+//!   `ErrorResponse` (FATAL or not);
+//! - during authentication only, and only when SCRAM channel binding cannot survive TLS
+//!   termination (`tls::ChannelBinding`): upstream AuthenticationSASL, to withhold
+//!   `SCRAM-SHA-256-PLUS`, and the client's SASLInitialResponse, for its one-byte binding flag.
+//!
+//! Either side may be plain TCP or TLS: the sockets are boxed halves of a `tls::Conn`.
 //!
 //! Everything else — DataRow, CopyData, Bind, authentication exchanges — streams through
 //! undecoded, even when a single message is larger than the read buffer.
@@ -22,10 +27,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -43,6 +46,7 @@ use crate::protocol::{self, ErrorFields, TxStatus, backend, frontend, responses}
 use crate::server::Shared;
 use crate::shutdown::Phase;
 use crate::sql::{ClientEncoding, LexOptions};
+use crate::tls::{BoxRead, BoxWrite, ChannelBinding, Conn};
 
 /// Stop reading a peer while this much is queued for the other one.
 const HIGH_WATER: usize = 256 * 1024;
@@ -73,10 +77,11 @@ enum Stage {
 
 /// Sockets, buffers and queues.
 struct Io {
-    cr: OwnedReadHalf,
-    cw: OwnedWriteHalf,
-    ur: OwnedReadHalf,
-    uw: OwnedWriteHalf,
+    /// Plain TCP or TLS on either side, behind boxed halves: the framing code never knows which.
+    cr: BoxRead,
+    cw: BoxWrite,
+    ur: BoxRead,
+    uw: BoxWrite,
     /// Bytes from the client not yet forwarded (at most one partial frame between turns).
     cbuf: BytesMut,
     /// Bytes from the upstream not yet forwarded.
@@ -125,8 +130,12 @@ struct State {
     /// `server_version` as a number, for version-aware rules.
     server_version_num: Option<u32>,
     analyzer: Analyzer,
-    /// The session's policy profile, chosen at startup from user, database and application.
+    /// The session's policy profile, chosen from user, database and application — again after
+    /// every configuration reload (`generation`).
     profile: Profile,
+    who: crate::audit::SessionInfo,
+    /// The live configuration this session last read (limits, guard, catalog, policy).
+    live: Arc<crate::server::Live>,
     /// A Query or Parse with DDL arrived while earlier requests were still running: it waits
     /// (unread, in the buffer) until the server is idle, so that its decision sees the true
     /// transaction status and ddlgate's notices are not interleaved with earlier results.
@@ -137,8 +146,14 @@ struct State {
     units: std::collections::VecDeque<UnitTiming>,
     /// Kind of the Query just analysed.
     last_kind: UnitKind,
-    /// The open extended-protocol unit holds DDL.
-    unit_ddl: bool,
+    /// Kind of the open extended-protocol unit, from its Parse messages so far.
+    unit_kind: Option<UnitKind>,
+    /// Audit drafts of the message being forwarded, until its unit is timed.
+    audit_pending: Vec<crate::audit::Draft>,
+    /// The first error of the unit at the front, for the audit log.
+    unit_error: Option<String>,
+    /// The guarded Query being run: when it arrived, and time lost to lock timeouts.
+    guard_timing: (std::time::Instant, std::time::Duration),
     /// The session's slot in the `ddlgate_sessions{tx_state}` gauge.
     gauge_state: Option<usize>,
     /// A DDL statement took SHARE or stronger in the still-open transaction, at this time.
@@ -151,20 +166,27 @@ struct State {
     /// Settings and advisory locks to put back once the server can run statements again
     /// (after a guarded Query left the transaction failed, or handed over a COPY).
     pending_epilogue: Option<Epilogue>,
+    /// Whether SCRAM-SHA-256-PLUS may be offered to this client (TLS termination breaks the
+    /// binding unless both legs present the same certificate).
+    channel_binding: ChannelBinding,
 }
 
 /// At most this many protocol units are timed at once (a client pipelining more is not timed
 /// beyond it; nothing else depends on it).
 const MAX_TIMED_UNITS: usize = 100_000;
 
-/// One protocol unit on its way, for the latency metrics.
-#[derive(Debug, Clone, Copy)]
+/// One protocol unit on its way, for the latency metrics and the audit log.
+#[derive(Debug)]
 struct UnitTiming {
+    /// DDL decisions taken in it, written to the audit log with its outcome.
+    audit: Vec<crate::audit::Draft>,
     kind: UnitKind,
     /// When ddlgate received the client's message.
     received: std::time::Instant,
-    /// When it was forwarded upstream.
+    /// When its message was written to the upstream socket (`received` until then).
     sent: std::time::Instant,
+    /// `sent` is set.
+    forwarded: bool,
     /// An ErrorResponse arrived for it.
     error: bool,
 }
@@ -189,12 +211,19 @@ pub(super) struct Relay {
 impl Relay {
     pub(super) fn new(
         shared: Arc<Shared>,
-        client: TcpStream,
-        upstream: TcpStream,
+        client: Conn,
+        upstream: Conn,
         upstream_addr: SocketAddr,
         login_deadline: Instant,
-        profile: Profile,
+        who: crate::audit::SessionInfo,
     ) -> Relay {
+        let live = shared.live.load_full();
+        let profile = live
+            .policy
+            .profile_for(&who.user, &who.database, &who.application_name)
+            .clone();
+        tracing::debug!(profile = %profile.name, mode = profile.mode.as_str(), "policy profile");
+        let channel_binding = shared.tls.channel_binding(&client, &upstream);
         let (cr, cw) = client.into_split();
         let (ur, uw) = upstream.into_split();
         Relay {
@@ -227,16 +256,22 @@ impl Relay {
                 server_version_num: None,
                 analyzer: Analyzer::default(),
                 profile,
+                who,
+                live,
                 held: false,
                 pending_guard: None,
                 units: Default::default(),
                 last_kind: UnitKind::Dml,
-                unit_ddl: false,
+                unit_kind: None,
+                audit_pending: Vec::new(),
+                unit_error: None,
+                guard_timing: (std::time::Instant::now(), std::time::Duration::ZERO),
                 gauge_state: None,
                 dangerous_since: None,
                 pending_facts: false,
                 facts_ready: false,
                 pending_epilogue: None,
+                channel_binding,
             },
             upstream_addr,
             login_deadline,
@@ -286,7 +321,12 @@ impl Relay {
                     return Err(SessionError::LoginTimeout(self.shared.config.limits.login_timeout_ms));
                 }
                 r = io.to_client.progress(&mut io.cw), if io.to_client.has_work() => r.map_err(SessionError::ClientIo)?,
-                r = io.to_up.progress(&mut io.uw), if io.to_up.has_work() => r.map_err(SessionError::UpstreamIo)?,
+                r = io.to_up.progress(&mut io.uw), if io.to_up.has_work() => {
+                    r.map_err(SessionError::UpstreamIo)?;
+                    if io.to_up.is_empty() {
+                        self.st.units_forwarded();
+                    }
+                }
                 r = io.ur.read_buf(&mut io.ubuf), if read_upstream => {
                     if r.map_err(SessionError::UpstreamIo)? == 0 {
                         return Ok(End::UpstreamClosed);
@@ -371,7 +411,9 @@ impl Relay {
     /// Cuts client bytes into frames, analyses SQL, counts protocol units, and queues the frames
     /// for the upstream as one zero-copy chunk.
     fn on_client_bytes(&mut self) -> Result<(), SessionError> {
-        let limits = &self.shared.config.limits;
+        // Reloadable settings, as of this session's last look at the live configuration.
+        let live = self.st.live.clone();
+        let limits = &live.config.limits;
         let counters = &self.shared.counters;
         let (io, st) = (&mut self.io, &mut self.st);
         let mut run = 0usize;
@@ -430,7 +472,7 @@ impl Relay {
                     if !st.facts_ready
                         && run == 0
                         && st.may_inject()
-                        && self.shared.config.catalog.enabled
+                        && live.config.catalog.enabled
                         && st.must_wait_for_idle(tag, framing::body(frame))
                     {
                         st.pending_facts = true;
@@ -445,12 +487,13 @@ impl Relay {
                             .pending_epilogue
                             .as_ref()
                             .is_none_or(|e| e.settings_restored());
-                    let hooked = st.on_client_sql(counters, tag, framing::body(frame));
+                    let hooked =
+                        st.on_client_sql(&self.shared, counters, tag, framing::body(frame));
                     if tag == frontend::PARSE {
                         st.track_statement(
                             framing::body(frame),
                             hooked.as_ref().and_then(|h| h.guard.as_ref()),
-                            self.shared.config.guard.max_tracked_statements,
+                            live.config.guard.max_tracked_statements,
                         );
                     }
                     if let Some(Hooked {
@@ -488,8 +531,7 @@ impl Relay {
                             // rather than run the statement as written.
                             frame = refusal_frame(tag, framing::body(&frame), &recipe);
                         }
-                        match guard.filter(|g| may_guard && g.is_needed(&self.shared.config.guard))
-                        {
+                        match guard.filter(|g| may_guard && g.is_needed(&live.config.guard)) {
                             Some(plan) => {
                                 // The relay stops here; `client_input` runs it under the guard.
                                 st.syncs_since_command = 0;
@@ -525,10 +567,10 @@ impl Relay {
                     let plan = protocol::read_cstr(framing::body(&rest[..total]))
                         .and_then(|(_, rest)| protocol::read_cstr(rest))
                         .and_then(|(statement, _)| st.guarded_statements.get(statement))
-                        .filter(|g| may_guard && g.is_needed(&self.shared.config.guard))
+                        .filter(|g| may_guard && g.is_needed(&live.config.guard))
                         .cloned();
                     if let Some(plan) = plan {
-                        st.unit_ddl = true;
+                        st.unit_kind = Some(UnitKind::Ddl);
                         let frame = io.cbuf.split_to(total).freeze();
                         st.pending_guard = Some(PendingGuard {
                             frame,
@@ -545,6 +587,16 @@ impl Relay {
                         len: body_len,
                         limit: MAX_AUTH_MESSAGE + 4,
                     });
+                }
+                frontend::PASSWORD if st.channel_binding.awaits_initial_response() => {
+                    // The SASLInitialResponse after a stripped mechanism list: only its
+                    // channel-binding flag is read.
+                    if available < total {
+                        io.cbuf.reserve(total - available);
+                        break;
+                    }
+                    st.channel_binding
+                        .on_initial_response(framing::body(&rest[..total]))?;
                 }
                 _ => {}
             }
@@ -570,7 +622,7 @@ impl Relay {
     /// Cuts upstream bytes into frames, tracks transaction status and parameters, and queues the
     /// frames for the client as one zero-copy chunk.
     fn on_upstream_bytes(&mut self) -> Result<(), SessionError> {
-        let limit = self.shared.config.limits.max_message_bytes;
+        let limit = self.st.live.config.limits.max_message_bytes;
         let (io, st) = (&mut self.io, &mut self.st);
         let mut run = 0usize;
         loop {
@@ -590,6 +642,28 @@ impl Relay {
                 Err(e) => return Err(SessionError::UpstreamProtocol(format!("{e:?}"))),
             };
             let available = rest.len();
+            if tag == backend::AUTHENTICATION
+                && st.stage == Stage::Auth
+                && st.channel_binding.filters()
+                && total <= MAX_AUTH_MESSAGE
+            {
+                if available < total {
+                    io.ubuf.reserve(total - available);
+                    break;
+                }
+                let body = framing::body(&rest[..total]);
+                if let Some(frame) = st.channel_binding.on_authentication(body) {
+                    // SCRAM-SHA-256-PLUS removed: what came before goes as is, then the
+                    // rewritten list instead of the server's.
+                    if run > 0 {
+                        io.to_client.push(io.ubuf.split_to(run).freeze());
+                        run = 0;
+                    }
+                    io.ubuf.advance(total);
+                    io.to_client.push(frame);
+                    continue;
+                }
+            }
             let inspected = matches!(
                 tag,
                 backend::READY_FOR_QUERY
@@ -710,12 +784,7 @@ impl Relay {
             .connections
             .cancels_on_client_loss
             .fetch_add(1, Ordering::Relaxed);
-        super::send_cancel(
-            self.upstream_addr,
-            &key,
-            self.shared.config.upstream.connect_timeout_ms,
-        )
-        .await;
+        super::send_cancel(&self.shared, self.upstream_addr, &key).await;
     }
 
     /// Best effort: queue `msg` (if the client stream is at a message boundary) and write
@@ -763,10 +832,12 @@ impl State {
     /// and the frame to forward instead.
     fn on_client_sql(
         &mut self,
+        shared: &Shared,
         counters: &crate::analysis::Counters,
         tag: u8,
         body: &[u8],
     ) -> Option<Hooked> {
+        self.refresh_live(shared);
         let (source, sql) = match tag {
             frontend::QUERY => (Source::Query, protocol::query_text(body)),
             _ => (
@@ -786,14 +857,11 @@ impl State {
         let (summary, plan) = self
             .analyzer
             .analyze(counters, &self.profile, source, sql, &ctx);
-        let kind = if summary.ddl_candidates > 0 {
-            UnitKind::Ddl
-        } else {
-            UnitKind::Dml
-        };
+        self.audit_pending.extend(plan.audit.iter().cloned());
+        let kind = UnitKind::of(&summary);
         match source {
             Source::Query => self.last_kind = kind,
-            Source::Parse => self.unit_ddl |= kind == UnitKind::Ddl,
+            Source::Parse => self.unit_kind = Some(kind.merge(self.unit_kind)),
         }
         if plan.is_forward() {
             return None;
@@ -823,14 +891,45 @@ impl State {
                 .is_none_or(|e| e.settings_restored())
     }
 
+    /// After a configuration reload: the new limits and settings, and the profile the new policy
+    /// gives this session, from its next statement on.
+    fn refresh_live(&mut self, shared: &Shared) {
+        let live = shared.live.load();
+        if live.generation == self.live.generation {
+            return;
+        }
+        self.live = arc_swap::Guard::into_inner(live);
+        self.profile = self
+            .live
+            .policy
+            .profile_for(
+                &self.who.user,
+                &self.who.database,
+                &self.who.application_name,
+            )
+            .clone();
+        tracing::info!(profile = %self.profile.name, generation = self.live.generation, "policy reloaded for this session");
+    }
+
+    /// Everything queued for the upstream is written: units not yet marked were sent now.
+    fn units_forwarded(&mut self) {
+        let now = std::time::Instant::now();
+        for u in self.units.iter_mut().rev().take_while(|u| !u.forwarded) {
+            u.sent = now;
+            u.forwarded = true;
+        }
+    }
+
     /// A protocol unit was forwarded: time it until its ReadyForQuery.
     fn unit_started(&mut self, kind: UnitKind) {
         if self.units.len() < MAX_TIMED_UNITS {
             let now = std::time::Instant::now();
             self.units.push_back(UnitTiming {
+                audit: std::mem::take(&mut self.audit_pending),
                 kind,
                 received: now,
                 sent: now,
+                forwarded: false,
                 error: false,
             });
         }
@@ -917,11 +1016,9 @@ impl State {
             }
             frontend::SYNC => {
                 self.outstanding += 1;
-                let kind = if std::mem::take(&mut self.unit_ddl) {
-                    UnitKind::Ddl
-                } else {
-                    UnitKind::Dml
-                };
+                // A unit that only binds and executes statements prepared earlier counts as
+                // DML: what they are is not looked at again.
+                let kind = self.unit_kind.take().unwrap_or(UnitKind::Dml);
                 self.unit_started(kind);
                 self.syncs_since_command += 1;
                 counters.extended_units.fetch_add(1, Ordering::Relaxed);
@@ -980,6 +1077,23 @@ impl State {
                         now.duration_since(u.received).as_secs_f64(),
                         now.duration_since(u.sent).as_secs_f64(),
                     );
+                    let error = self.unit_error.take();
+                    for d in u.audit {
+                        let outcome = if d.action == "block" {
+                            "blocked"
+                        } else if u.error {
+                            "error"
+                        } else {
+                            "ok"
+                        };
+                        shared.audit.write(&d.finish(
+                            &self.who,
+                            outcome,
+                            error.clone(),
+                            now.duration_since(u.received),
+                            std::time::Duration::ZERO,
+                        ));
+                    }
                 }
                 if self.stage == Stage::Auth {
                     self.stage = Stage::Ready;
@@ -1021,6 +1135,10 @@ impl State {
             backend::ERROR_RESPONSE => {
                 if let Some(u) = self.units.front_mut() {
                     u.error = true;
+                    if !u.audit.is_empty() && self.unit_error.is_none() {
+                        let e = ErrorFields::parse(body);
+                        self.unit_error = Some(format!("{}: {}", e.code, e.message));
+                    }
                 }
                 if ErrorFields::parse(body).is_fatal() {
                     self.upstream_sent_fatal = true

@@ -143,6 +143,34 @@ pub struct PgCluster {
 impl PgCluster {
     /// Starts a fresh cluster copied from the template (built on first use).
     pub fn start() -> PgCluster {
+        Self::start_prepared(|_| {})
+    }
+
+    /// Like [`PgCluster::start`], with `ssl = on` and the given PEM certificate (chain) and
+    /// private key as `server.crt`/`server.key` in the data directory. pg_hba's `host` lines
+    /// match TLS and plaintext connections alike.
+    pub fn start_with_ssl(cert_pem: &str, key_pem: &str) -> PgCluster {
+        Self::start_prepared(|data| {
+            fs::write(data.join("server.crt"), cert_pem).expect("write server.crt");
+            let key = data.join("server.key");
+            fs::write(&key, key_pem).expect("write server.key");
+            // PostgreSQL refuses a key file others can read.
+            fs::set_permissions(&key, fs::Permissions::from_mode(0o600))
+                .expect("chmod 0600 server.key");
+            // postgresql.auto.conf is read last, so this wins over the template's settings.
+            let mut conf = fs::OpenOptions::new()
+                .append(true)
+                .open(data.join("postgresql.auto.conf"))
+                .expect("open postgresql.auto.conf");
+            conf.write_all(
+                b"ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+            )
+            .expect("append ssl settings");
+        })
+    }
+
+    /// Copies the template, lets `prepare` adjust the data directory, then starts the server.
+    fn start_prepared(prepare: impl FnOnce(&Path)) -> PgCluster {
         let env = pg_env();
         let template = template_dir();
         let dir = make_unique_dir("c");
@@ -158,6 +186,7 @@ impl PgCluster {
             run_as: env.run_as.clone(),
         };
         cp_a(&template.join("data"), &cluster.data);
+        prepare(&cluster.data);
         chown_for_server(&cluster.dir);
         cluster.port = start_postmaster(&cluster.data, &cluster.dir, &cluster.log_path, None);
         cluster
@@ -775,6 +804,48 @@ pub fn run_psql(port: u16, user: &str, extra_args: &[&str], stdin: Option<&[u8]>
         PSQL_TIMEOUT,
     )
     .unwrap_or_else(|e| panic!("spawn {}: {e}", pg_env().psql.display()))
+}
+
+/// `psql -X -w -d <conninfo> <extra_args>`: for what only a libpq connection string can say
+/// (`sslmode`, `sslrootcert`, `channel_binding`, …). Like `psql_command`, no inherited `PG*`
+/// variables, and the harness role's password in `PGPASSWORD`.
+fn psql_conninfo_command(conninfo: &str, user: &str, extra_args: &[&str]) -> Command {
+    let env = pg_env();
+    let mut cmd = Command::new(&env.psql);
+    strip_pg_env(&mut cmd);
+    cmd.args(["-X", "-w", "-d", conninfo])
+        .args(extra_args)
+        .env("PGCONNECT_TIMEOUT", "10");
+    if let Some(password) = password_for(user) {
+        cmd.env("PGPASSWORD", password);
+    }
+    cmd
+}
+
+/// Runs psql with a libpq connection string to completion (killed after 120 s); `user` only
+/// picks the password, the conninfo must name the user itself.
+pub fn run_psql_conninfo(
+    conninfo: &str,
+    user: &str,
+    extra_args: &[&str],
+    stdin: Option<&[u8]>,
+) -> Output {
+    run(
+        &mut psql_conninfo_command(conninfo, user, extra_args),
+        stdin,
+        PSQL_TIMEOUT,
+    )
+    .unwrap_or_else(|e| panic!("spawn {}: {e}", pg_env().psql.display()))
+}
+
+/// Starts psql with a libpq connection string without waiting, stdout/stderr piped.
+pub fn spawn_psql_conninfo(conninfo: &str, user: &str, extra_args: &[&str]) -> std::process::Child {
+    psql_conninfo_command(conninfo, user, extra_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", pg_env().psql.display()))
 }
 
 /// Starts psql without waiting, stdout/stderr piped, for tests that signal it (Ctrl-C).

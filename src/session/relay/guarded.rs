@@ -105,7 +105,7 @@ impl Relay {
     /// Runs a decided Query under the guard. Returns when the client has its replies (or the
     /// relay must take over a COPY).
     pub(super) async fn run_guarded(&mut self, pending: PendingGuard) -> Result<(), SessionError> {
-        let cfg = self.shared.config.guard.clone();
+        let cfg = self.st.live.config.guard.clone();
         let shared = self.shared.clone();
         let counters = &shared.counters;
         counters
@@ -113,6 +113,7 @@ impl Relay {
             .runs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let plan = pending.plan;
+        self.st.guard_timing = (std::time::Instant::now(), Duration::ZERO);
         // Shown by `/status` while it runs; gone when this function returns, whichever way.
         let _activity = Activity::enter(&shared, self.st.cancel_key.as_ref().map(|k| k.pid), &plan);
         let start_tx = self.st.tx;
@@ -252,8 +253,10 @@ impl Relay {
             upstream_time += attempt_time;
             if a.lock_timeout {
                 shared.metrics.lock_wait_seconds.record(attempt_time);
+                self.st.guard_timing.1 += attempt_began.elapsed();
             }
             if a.copy_in {
+                self.audit_guarded("ok", None);
                 // The relay streams the COPY; the epilogue waits for the server to be idle.
                 self.st.outstanding = 1;
                 self.st.pending_epilogue = Some(epilogue).filter(|e| !e.is_empty());
@@ -336,6 +339,12 @@ impl Relay {
                 began.elapsed().as_secs_f64(),
                 upstream_time,
             );
+            self.audit_guarded(
+                if a.error.is_some() { "error" } else { "ok" },
+                a.error
+                    .as_ref()
+                    .map(|e| format!("{}: {}", e.code, e.message)),
+            );
             self.epilogue_or_later(epilogue, a.status).await?;
             // 5. The client's replies.
             for f in a.held {
@@ -366,7 +375,7 @@ impl Relay {
         let Some(sql) = sql else { return Ok(()) };
         let lex = self.st.lex;
         let requests = self.st.analyzer.catalog_requests(sql, lex);
-        let cfg = &self.shared.config.catalog;
+        let cfg = &self.st.live.config.catalog;
         let thresholds = crate::catalog::Thresholds {
             small_table_rows: cfg.small_table_rows,
             small_table_bytes: cfg.small_table_bytes,
@@ -537,6 +546,7 @@ impl Relay {
             .to_client
             .push(crate::protocol::responses::ready_for_query(self.st.tx).freeze());
         self.set_tx(self.st.tx);
+        self.audit_guarded("ok", None);
         Ok(())
     }
 
@@ -563,6 +573,7 @@ impl Relay {
             tag.push('_');
         }
         let sql = format!("DO ${tag}${body}${tag}$");
+        self.audit_guarded("error", Some(format!("{code}: {message}")));
         let a = self
             .attempt(&query_frame(sql.as_bytes()), usize::MAX)
             .await?;
@@ -574,6 +585,26 @@ impl Relay {
         }
         self.set_tx(a.status);
         Ok(())
+    }
+
+    /// Writes the audit records of the guarded Query with its outcome.
+    fn audit_guarded(&mut self, outcome: &'static str, error: Option<String>) {
+        let drafts = std::mem::take(&mut self.st.audit_pending);
+        let (began, lock_wait) = self.st.guard_timing;
+        for d in drafts {
+            let outcome = if d.action == "block" {
+                "blocked"
+            } else {
+                outcome
+            };
+            self.shared.audit.write(&d.finish(
+                &self.st.who,
+                outcome,
+                error.clone(),
+                began.elapsed(),
+                lock_wait,
+            ));
+        }
     }
 
     /// Waits for this table's turn; false when the queue timeout passed.
@@ -649,6 +680,7 @@ impl Relay {
             detail: format!("Blocking sessions: {}.", guard::describe_blockers(blockers)),
             hint: hint.to_owned(),
         };
+        self.audit_guarded("error", Some(format!("55P03: {}", err.message)));
         let mut sql = err.to_sql();
         if reopen_block {
             let mut s = b"BEGIN; ".to_vec();
@@ -881,7 +913,7 @@ impl Relay {
         max_whole: usize,
         stream: bool,
     ) -> Result<Option<Bytes>, SessionError> {
-        let limit = self.shared.config.limits.max_message_bytes;
+        let limit = self.st.live.config.limits.max_message_bytes;
         loop {
             match framing::scan(&self.io.ubuf, limit) {
                 Ok(Frame::NeedHeader) => self.read_upstream().await?,
