@@ -216,7 +216,7 @@ async fn audit_log_lines_are_json_with_every_field() {
         .expect("rewritten");
     let _ = p.batch_execute("BEGIN; CREATE INDEX t_id2 ON t (id)").await;
     p.batch_execute("ROLLBACK").await.expect("rollback");
-    p.batch_execute("/* ddlgate:allow ban-drop-column reason=\"unused since v2\" */ ALTER TABLE t ADD COLUMN x int")
+    p.batch_execute("ALTER TABLE t ADD COLUMN x int")
         .await
         .expect("allowed");
     let blocker = env.direct_client("ddlgate_admin").await;
@@ -224,13 +224,18 @@ async fn audit_log_lines_are_json_with_every_field() {
         .batch_execute("BEGIN; SELECT count(*) FROM t")
         .await
         .expect("blocker");
-    let alter = tokio::spawn(async move { p.batch_execute("ALTER TABLE t DROP COLUMN x").await });
+    let alter = tokio::spawn(async move {
+        p.batch_execute(
+            "/* ddlgate:allow ban-drop-column reason=\"unused since v2\" */ ALTER TABLE t DROP COLUMN x",
+        )
+        .await
+    });
     tokio::time::sleep(Duration::from_millis(400)).await;
     blocker.batch_execute("COMMIT").await.expect("commit");
     alter
         .await
         .expect("join")
-        .expect("drop column runs (a warning) after the lock wait");
+        .expect("drop column runs (overridden) after the lock wait");
 
     let mut lines = Vec::new();
     for _ in 0..50 {
@@ -296,8 +301,9 @@ async fn audit_log_lines_are_json_with_every_field() {
     );
     assert_eq!(records[1]["rules"][0], "require-concurrent-index-creation");
     assert_eq!(records[2]["outcome"], "ok");
-    assert_eq!(records[3]["action"], "warn");
+    assert_eq!(records[3]["action"], "allow");
     assert_eq!(records[3]["rules"][0], "ban-drop-column");
+    assert_eq!(records[3]["override_reasons"][0], "unused since v2");
     assert!(
         records[3]["lock_wait_ms"].as_f64().unwrap_or(0.0) >= 100.0,
         "{}",
