@@ -421,4 +421,31 @@ async fn lock_monitor_sees_waits_and_sessions_blocked_by_ddl() {
         value(m, waiting) == 0.0 && value(m, by_ddl) == 0.0 && value(m, oldest) == 0.0
     })
     .await;
+
+    // Reloadable: turned off, the monitor closes its connection.
+    let mut off = (*env.proxy.shared().live.load().config).clone();
+    off.monitor.enabled = false;
+    env.proxy.shared().reload(off);
+    scrape_until(addr, "monitor down after the reload", |m| {
+        value(m, up) == 0.0
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let rows = admin
+            .query(
+                "SELECT 1 FROM pg_stat_activity WHERE application_name = 'ddlgate_monitor'",
+                &[],
+            )
+            .await
+            .expect("pg_stat_activity");
+        if rows.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "monitor connection still open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
