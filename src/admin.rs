@@ -7,7 +7,7 @@
 //! - `/healthz`: the process is up and serving (always 200 while it runs).
 //! - `/readyz`: 200 when the configuration is loaded and the upstream accepts TCP connections
 //!   within `upstream.connect_timeout_ms`; 503 with the reason otherwise (what a load balancer
-//!   or Kubernetes readiness probe wants).
+//!   or Kubernetes readiness probe wants); 503 as soon as a shutdown has begun.
 //! - `/status`: JSON — sessions by transaction state, and every DDL statement running or
 //!   queued under the lock guard, with its blockers; the lock monitor's last sample.
 //! - `POST /reload`: reload the configuration (as SIGHUP does); a bad one is rejected with the
@@ -125,6 +125,10 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    // Draining: take this instance out of rotation while its sessions finish.
+    if shared.shutdown.phase() != crate::shutdown::Phase::Running {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
     let address = shared.config.upstream.address.clone();
     let timeout = shared.config.upstream.connect_timeout_ms;
     match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&address)).await {

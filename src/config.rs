@@ -520,6 +520,10 @@ impl Config {
             if !path.exists() {
                 return Err(ConfigError::Missing(path.to_path_buf()));
             }
+            // The `config` crate's own message for an unreadable file does not name it.
+            if let Err(e) = std::fs::File::open(path) {
+                return Err(ConfigError::Load(format!("{}: {e}", path.display())));
+            }
             builder = builder.add_source(
                 config::File::from(path)
                     .format(config::FileFormat::Toml)

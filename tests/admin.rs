@@ -189,6 +189,11 @@ async fn health_readiness_and_the_bearer_token() {
     let (code, body) = get(addr, "/readyz", Some("s3cret")).await;
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("unreachable"), "{body}");
+    // Draining: out of rotation at once, while /healthz still answers.
+    env.proxy.drain();
+    let (code, body) = get(addr, "/readyz", Some("s3cret")).await;
+    assert_eq!((code, body.trim()), (503, "shutting down"));
+    assert_eq!(get(addr, "/healthz", Some("s3cret")).await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
