@@ -145,6 +145,14 @@ async fn metrics_move_with_traffic_ddl_and_lock_waits() {
     // BEGIN and ROLLBACK: transaction control only.
     assert!(moved("ddlgate_statements_completed_total{kind=other,outcome=ok}") >= 2.0);
     assert!(moved("ddlgate_proxy_overhead_seconds{kind=dml}") >= 10.0);
+    // The split is measured: ddlgate's share is above zero and below the whole.
+    let overhead = moved("ddlgate_proxy_overhead_seconds_sum{kind=dml}");
+    let total = moved("ddlgate_statement_duration_seconds_sum{kind=dml}");
+    let upstream = moved("ddlgate_statement_upstream_seconds_sum{kind=dml}");
+    assert!(
+        overhead > 0.0 && upstream > 0.0 && upstream < total,
+        "overhead {overhead} upstream {upstream} total {total}"
+    );
     assert!(moved("ddlgate_statement_upstream_seconds{kind=dml}") >= 10.0);
     assert!(
         moved("ddlgate_statement_duration_seconds_count{kind=dml}") >= 10.0

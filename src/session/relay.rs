@@ -615,6 +615,9 @@ impl Relay {
             io.to_up
                 .write_now(&mut io.uw)
                 .map_err(SessionError::UpstreamIo)?;
+            if io.to_up.is_empty() {
+                st.units_forwarded();
+            }
         }
         Ok(())
     }
