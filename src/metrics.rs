@@ -233,6 +233,13 @@ impl Metrics {
         }
     }
 
+    /// Folds the histogram samples recorded since the last call into their buckets. The
+    /// exporter buffers every sample until then, so this must run periodically whether or not
+    /// anyone scrapes `/metrics` ([`upkeep`] does), or memory grows with traffic.
+    pub fn run_upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
     /// Records one completed protocol unit.
     pub fn unit_done(&self, kind: UnitKind, error: bool, total: f64, upstream: f64) {
         self.statement_seconds[kind.index()].record(total);
@@ -367,6 +374,20 @@ impl Metrics {
             self.absolute(name, &[], v.load(Ordering::Relaxed));
         }
         self.handle.render()
+    }
+}
+
+/// How often [`upkeep`] drains the histogram buffers: at most this much traffic is buffered
+/// (a few samples per protocol unit, 8 bytes each).
+pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs [`Metrics::run_upkeep`] every [`UPKEEP_INTERVAL`] until aborted.
+pub async fn upkeep(shared: std::sync::Arc<crate::server::Shared>) {
+    let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        shared.metrics.run_upkeep();
     }
 }
 

@@ -180,6 +180,7 @@ pub struct Handle {
     task: JoinHandle<()>,
     admin: Option<JoinHandle<()>>,
     monitor: JoinHandle<()>,
+    upkeep: JoinHandle<()>,
 }
 
 impl Handle {
@@ -216,6 +217,7 @@ impl Handle {
             admin.abort();
         }
         self.monitor.abort();
+        self.upkeep.abort();
     }
 }
 
@@ -240,6 +242,7 @@ pub async fn start(config: Config) -> std::io::Result<Handle> {
     };
     let task = tokio::spawn(accept_loop(listener, shared.clone()));
     let monitor = tokio::spawn(crate::monitor::run(shared.clone()));
+    let upkeep = tokio::spawn(crate::metrics::upkeep(shared.clone()));
     tracing::info!(listen = %local_addr, upstream = %shared.config.upstream.address, "ddlgate listening");
     Ok(Handle {
         local_addr,
@@ -248,6 +251,7 @@ pub async fn start(config: Config) -> std::io::Result<Handle> {
         task,
         admin,
         monitor,
+        upkeep,
     })
 }
 
