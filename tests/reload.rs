@@ -154,7 +154,8 @@ async fn sighup_reloads_the_real_binary() {
     let file = dir.path().join("ddlgate.toml");
     std::fs::write(&file, BASE).expect("write config");
     let port = common::pg::free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ddlgate"))
+    let admin_listen = format!("127.0.0.1:{}", common::pg::free_port());
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ddlgate"))
         .args([
             "--config",
             file.to_str().expect("path"),
@@ -163,11 +164,20 @@ async fn sighup_reloads_the_real_binary() {
             "--upstream",
             &format!("127.0.0.1:{}", pg.port()),
         ])
-        .env("DDLGATE__ADMIN__LISTEN", "127.0.0.1:0")
+        .env("DDLGATE__ADMIN__LISTEN", &admin_listen)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("start ddlgate");
+    // Killed however the test ends, so a failure leaves no process behind.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = KillOnDrop(child);
     let conn = conn_str(port, "trust_user");
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -188,7 +198,7 @@ async fn sighup_reloads_the_real_binary() {
         .expect("rewritten");
     std::fs::write(&file, STRICT).expect("write config");
     let ok = std::process::Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
+        .args(["-HUP", &child.0.id().to_string()])
         .status()
         .expect("kill")
         .success();
@@ -206,6 +216,35 @@ async fn sighup_reloads_the_real_binary() {
         .expect("session alive")
         .get(0);
     assert_eq!(one, 1);
-    let _ = child.kill();
-    let _ = child.wait();
+
+    // `ddlgate reload` finds the instance's admin endpoint from the same configuration.
+    let reload = |env_listen: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ddlgate"))
+            .args(["--config", file.to_str().expect("path"), "reload"])
+            .env("DDLGATE__ADMIN__LISTEN", env_listen)
+            .output()
+            .expect("run ddlgate reload")
+    };
+    std::fs::write(&file, BASE).expect("write config");
+    let out = reload(&admin_listen);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"generation\":3"));
+    p.batch_execute("CREATE INDEX t_c ON t (x)")
+        .await
+        .expect("rewritten again under the base policy");
+    // A bad file is refused before it is sent (exit 2, the reason on stderr), and the running
+    // policy stays.
+    std::fs::write(&file, "[guard]\nlock_timeout_ms = 0\n").expect("write config");
+    let out = reload(&admin_listen);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lock_timeout_ms"));
+    p.batch_execute("CREATE INDEX t_d ON t (x)")
+        .await
+        .expect("still the base policy");
 }
