@@ -160,6 +160,9 @@ impl Shared {
         if new.log != old.log {
             restart.push("log");
         }
+        if new.audit != old.audit {
+            restart.push("audit");
+        }
         let generation = self.live.load().generation + 1;
         self.live
             .store(Arc::new(Live::new(Arc::new(new), generation)));

@@ -103,6 +103,10 @@ async fn reload_under_load_keeps_sessions_and_applies_to_the_next_statement() {
             .load(Ordering::Relaxed),
         5
     );
+    // What only a restart can change is named, not silently ignored.
+    let mut audit_on = (*env.proxy.shared().live.load().config).clone();
+    audit_on.audit.enabled = true;
+    assert!(env.proxy.shared().reload(audit_on).contains(&"audit"));
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.await.expect("worker");
