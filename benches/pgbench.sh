@@ -22,6 +22,11 @@ ROUNDS=${ROUNDS:-2}
 # (ALTER TABLE … ALTER COLUMN … SET DEFAULT, ACCESS EXCLUSIVE) — what the lock guard, the
 # catalog read and the per-table turn cost a migration, statement by statement.
 WORKLOAD=${WORKLOAD:-select}
+# TLS=1: clients use sslmode=require both ways — directly to a PostgreSQL with ssl=on, and to
+# ddlgate with tls.mode=require (a throwaway self-signed certificate, openssl). The leg from
+# ddlgate to PostgreSQL is plaintext unless UPSTREAM_TLS=1 (upstream.tls=require).
+TLS=${TLS:-0}
+UPSTREAM_TLS=${UPSTREAM_TLS:-0}
 
 DDLGATE_PG_BINDIR="${DDLGATE_PG_BINDIR:-$(find_bindir)}" || { not_installed_message; exit 1; }
 PGBENCH=$(find_program "$DDLGATE_PG_BINDIR" pgbench) || die "pgbench not found (Debian: apt-get install postgresql-contrib)"
@@ -44,11 +49,24 @@ trap cleanup EXIT
 
 chown_to_pg_user "$work"
 as_pg_user "$DDLGATE_PG_BINDIR/initdb" -D "$work/data" -U bench --auth=trust >/dev/null
-as_pg_user "$DDLGATE_PG_BINDIR/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
-  -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200" start >/dev/null
+pg_opts="-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200"
+proxy_env=()
+if [ "$TLS" = 1 ]; then
+  command -v openssl >/dev/null || die "TLS=1 needs openssl (Debian: apt-get install openssl)"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
+    -keyout "$work/server.key" -out "$work/server.crt" >/dev/null 2>&1
+  chown_to_pg_user "$work/server.key"
+  chown_to_pg_user "$work/server.crt"
+  chmod 600 "$work/server.key"
+  pg_opts="$pg_opts -c ssl=on -c ssl_cert_file=$work/server.crt -c ssl_key_file=$work/server.key"
+  proxy_env=(DDLGATE__TLS__MODE=require DDLGATE__TLS__CERT_FILE="$work/server.crt" DDLGATE__TLS__KEY_FILE="$work/server.key")
+  export PGSSLMODE=require
+fi
+[ "$UPSTREAM_TLS" = 1 ] && proxy_env+=(DDLGATE__UPSTREAM__TLS=require)
+as_pg_user "$DDLGATE_PG_BINDIR/pg_ctl" -D "$work/data" -l "$work/pg.log" -w -o "$pg_opts" start >/dev/null
 "$PGBENCH" -h 127.0.0.1 -p "$pg_port" -U bench -i -s "$SCALE" -q postgres >/dev/null 2>&1
 
-RUST_LOG=warn "$BIN" --listen "127.0.0.1:$proxy_port" --upstream "127.0.0.1:$pg_port" &
+env "${proxy_env[@]}" RUST_LOG=warn "$BIN" --listen "127.0.0.1:$proxy_port" --upstream "127.0.0.1:$pg_port" &
 proxy_pid=$!
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$proxy_port) 2>/dev/null && break; sleep 0.1; done
 
@@ -61,7 +79,7 @@ tps() { # port mode
     | awk '/^tps = / { printf "%.0f", $3 }'
 }
 
-echo "pgbench ($WORKLOAD): clients=$CLIENTS threads=$THREADS duration=${SECONDS_PER_RUN}s scale=$SCALE rounds=$ROUNDS ($(nproc) cores, PostgreSQL $("$DDLGATE_PG_BINDIR/postgres" --version | awk '{print $3}'))"
+echo "pgbench ($WORKLOAD, tls=$TLS upstream_tls=$UPSTREAM_TLS): clients=$CLIENTS threads=$THREADS duration=${SECONDS_PER_RUN}s scale=$SCALE rounds=$ROUNDS ($(nproc) cores, PostgreSQL $("$DDLGATE_PG_BINDIR/postgres" --version | awk '{print $3}'))"
 printf '%-10s %12s %12s %8s\n' mode direct_tps ddlgate_tps ratio
 for mode in $PROTOCOLS; do
   best_d=0; best_p=0
