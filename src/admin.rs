@@ -69,7 +69,7 @@ pub async fn start(
 
 /// `Authorization: Bearer <admin.token>` when a token is configured.
 async fn auth(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
-    let token = &shared.config.admin.token;
+    let token = &shared.config.admin.token.0;
     if !token.is_empty() {
         let given = req
             .headers()

@@ -400,7 +400,7 @@ pub struct AdminConfig {
     /// Default `127.0.0.1:9187`: localhost only, so exposing it is a deliberate choice.
     pub listen: SocketAddr,
     /// When non-empty, every request needs `Authorization: Bearer <token>`. Default empty.
-    pub token: String,
+    pub token: Secret,
 }
 
 impl Default for AdminConfig {
@@ -408,7 +408,7 @@ impl Default for AdminConfig {
         Self {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9187)),
-            token: String::new(),
+            token: Secret::default(),
         }
     }
 }

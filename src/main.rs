@@ -176,10 +176,10 @@ fn run_reload(global: &ServeArgs) -> ExitCode {
             }
         };
     let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
-    let auth = if config.admin.token.is_empty() {
+    let auth = if config.admin.token.0.is_empty() {
         String::new()
     } else {
-        format!("Authorization: Bearer {}\r\n", config.admin.token)
+        format!("Authorization: Bearer {}\r\n", config.admin.token.0)
     };
     let request = format!(
         "POST /reload HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"

@@ -185,7 +185,8 @@ async fn metrics_move_with_traffic_ddl_and_lock_waits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_and_the_bearer_token() {
-    let env = Env::start_with(|c| c.admin.token = "s3cret".to_owned()).await;
+    let env =
+        Env::start_with(|c| c.admin.token = ddlgate::config::Secret("s3cret".to_owned())).await;
     let addr = env.proxy.admin_addr().expect("admin endpoint");
     assert_eq!(get(addr, "/healthz", None).await.0, 401);
     assert_eq!(get(addr, "/healthz", Some("wrong")).await.0, 401);
