@@ -905,7 +905,7 @@ mod tests {
     }
 
     #[test]
-    fn monitor_needs_a_user_and_never_shows_its_password() {
+    fn monitor_needs_a_user_and_secrets_are_never_shown() {
         let err = Config::load_with_env(
             None,
             &Overrides::default(),
@@ -920,13 +920,16 @@ mod tests {
                 ("DDLGATE__MONITOR__ENABLED", "true"),
                 ("DDLGATE__MONITOR__USER", "watcher"),
                 ("DDLGATE__MONITOR__PASSWORD", "hunter2"),
+                ("DDLGATE__ADMIN__TOKEN", "t0ken-value"),
             ]),
         )
         .expect("loads");
         assert_eq!(cfg.monitor.password.0, "hunter2");
         let shown = format!("{cfg:?}");
         assert!(
-            !shown.contains("hunter2") && shown.contains("<redacted>"),
+            !shown.contains("hunter2")
+                && !shown.contains("t0ken-value")
+                && shown.contains("<redacted>"),
             "{shown}"
         );
     }
