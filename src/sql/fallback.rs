@@ -22,6 +22,7 @@
 //! No allocation per token: the cursor re-uses the lexer with one token of lookahead; only the
 //! result (names, type and expression texts, tags) is allocated. Never panics on any input.
 
+use super::keywords::{RESERVED, TYPE_FUNC_NAME, in_list};
 use super::lexer::{LexOptions, Lexer, Token, TokenKind};
 use super::statement::{
     AddColumn, AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind, DefaultExpr, LockMode, Name,
@@ -59,27 +60,6 @@ pub fn classify(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> Ddl {
 // ---------------------------------------------------------------------------
 // Keywords
 // ---------------------------------------------------------------------------
-
-/// PostgreSQL's RESERVED_KEYWORDs (`src/include/parser/kwlist.h`, PG 12–19): never an unquoted
-/// name.
-const RESERVED: &str = "all analyse analyze and any array as asc asymmetric both case cast check \
-    collate column constraint create current_catalog current_date current_role current_time \
-    current_timestamp current_user default deferrable desc distinct do else end except false \
-    fetch for foreign from grant group having in initially intersect into lateral leading limit \
-    localtime localtimestamp not null offset on only or order placing primary references \
-    returning select session_user some symmetric system_user table then to trailing true union \
-    unique user using variadic when where window with";
-
-/// TYPE_FUNC_NAME_KEYWORDs: allowed as function or type names, not as `ColId` (so not as a
-/// table, index or column name), e.g. `DROP INDEX concurrently` is a syntax error.
-const TYPE_FUNC_NAME: &str = "authorization binary collation concurrently cross current_schema \
-    freeze full ilike inner is isnull join left like natural notnull outer overlaps right \
-    similar tablesample verbose";
-
-fn in_list(word: &[u8], list: &str) -> bool {
-    list.split_ascii_whitespace()
-        .any(|k| word.eq_ignore_ascii_case(k.as_bytes()))
-}
 
 /// Which keywords a name position accepts (gram.y's identifier productions).
 #[derive(Clone, Copy)]

@@ -4,6 +4,7 @@
 //! DML pays for one lexing pass and nothing else.
 
 pub mod fallback;
+pub mod keywords;
 pub mod lexer;
 pub mod parse;
 pub mod prefilter;
