@@ -14,7 +14,7 @@
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-NOTES>
 
 use super::{Action, Context, Finding, Rule};
-use crate::sql::statement::{AlterOp, Ddl, DdlKind};
+use crate::sql::statement::{AlterOp, Ddl};
 
 pub static RULE: Rule = Rule {
     id: "adding-auto-increment-column",
@@ -25,15 +25,7 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
-    let DdlKind::AlterTable {
-        name: table, ops, ..
-    } = &ddl.kind
-    else {
-        return None;
-    };
-    if ctx.is_new(table) {
-        return None;
-    }
+    let (table, ops) = ctx.altered_existing_table(ddl)?;
     let (column, kind) = ops.iter().find_map(|op| match op {
         AlterOp::AddColumn(c) if c.serial => Some((&c.name, c.data_type.as_str())),
         AlterOp::AddColumn(c) if c.identity => Some((&c.name, "identity")),

@@ -11,7 +11,7 @@
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-ADD-TABLE-CONSTRAINT>
 
 use super::{Action, Context, Finding, Rule};
-use crate::sql::statement::{AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind};
+use crate::sql::statement::{AddConstraint, AlterOp, ConstraintKind, Ddl};
 
 pub static RULE: Rule = Rule {
     id: "adding-exclusion-constraint",
@@ -22,15 +22,7 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
-    let DdlKind::AlterTable {
-        name: table, ops, ..
-    } = &ddl.kind
-    else {
-        return None;
-    };
-    if ctx.is_new(table) {
-        return None;
-    }
+    let (table, ops) = ctx.altered_existing_table(ddl)?;
     ops.iter().any(|op| matches!(op, AlterOp::AddConstraint(AddConstraint { kind: ConstraintKind::Exclusion, .. }))).then(|| Finding {
         rule: RULE.id,
         message: format!(

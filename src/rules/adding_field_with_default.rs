@@ -27,7 +27,7 @@
 
 use super::{Action, Context, Finding, Rule};
 use crate::catalog::{Facts, Volatility};
-use crate::sql::statement::{AddColumn, AlterOp, Ddl, DdlKind, Name};
+use crate::sql::statement::{AddColumn, AlterOp, Ddl, Name};
 
 pub static RULE: Rule = Rule {
     id: "adding-field-with-default",
@@ -126,15 +126,7 @@ const NON_VOLATILE: &[&str] = &[
 ];
 
 fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
-    let DdlKind::AlterTable {
-        name: table, ops, ..
-    } = &ddl.kind
-    else {
-        return None;
-    };
-    if ctx.is_new(table) {
-        return None;
-    }
+    let (table, ops) = ctx.altered_existing_table(ddl)?;
     // Facts read for this very statement (they name its table), or none.
     let facts = ctx.catalog.filter(|f| f.relation_for(table).is_some());
     ops.iter().find_map(|op| match op {
@@ -242,6 +234,7 @@ mod tests {
     use crate::catalog::FunctionFacts;
     use crate::catalog::testing::{facts, table as existing_table};
     use crate::rules::testing::{Ctx, run, table};
+    use crate::sql::statement::DdlKind;
     use crate::sql::statement::Understood;
 
     const NON_VOLATILE_DEFAULTS: &[&str] = &[

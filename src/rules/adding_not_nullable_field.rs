@@ -19,7 +19,7 @@
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-SET-DROP-NOT-NULL>
 
 use super::{Action, Context, Finding, Rewrite, Rule};
-use crate::sql::statement::{AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind};
+use crate::sql::statement::{AddConstraint, AlterOp, ConstraintKind, Ddl};
 
 pub static RULE: Rule = Rule {
     id: "adding-not-nullable-field",
@@ -30,15 +30,7 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
-    let DdlKind::AlterTable {
-        name: table, ops, ..
-    } = &ddl.kind
-    else {
-        return None;
-    };
-    if ctx.is_new(table) {
-        return None;
-    }
+    let (table, ops) = ctx.altered_existing_table(ddl)?;
     // Facts read for this statement prove some columns need no scan.
     let proven = |column: &str| {
         ctx.catalog
@@ -95,6 +87,7 @@ mod tests {
     use crate::catalog::ColumnFacts;
     use crate::catalog::testing::{column, facts, table as existing};
     use crate::rules::testing::{Ctx, run, table};
+    use crate::sql::statement::DdlKind;
     use crate::sql::statement::Name;
 
     #[test]

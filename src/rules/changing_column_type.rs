@@ -27,7 +27,7 @@
 
 use super::{Action, Context, Finding, Rule};
 use crate::catalog::{self, ColumnFacts, Relation, TypeChange};
-use crate::sql::statement::{AlterOp, Ddl, DdlKind, Name, Understood};
+use crate::sql::statement::{AlterOp, Ddl, Name, Understood};
 
 pub static RULE: Rule = Rule {
     id: "changing-column-type",
@@ -38,15 +38,7 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
-    let DdlKind::AlterTable {
-        name: table, ops, ..
-    } = &ddl.kind
-    else {
-        return None;
-    };
-    if ctx.is_new(table) {
-        return None;
-    }
+    let (table, ops) = ctx.altered_existing_table(ddl)?;
     ops.iter().find_map(|op| match op {
         AlterOp::AlterColumnType {
             column,

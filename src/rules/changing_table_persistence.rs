@@ -12,7 +12,7 @@
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-SET-LOGGED-UNLOGGED>
 
 use super::{Action, Context, Finding, Rule};
-use crate::sql::statement::{AlterOp, Ddl, DdlKind};
+use crate::sql::statement::{AlterOp, Ddl};
 
 pub static RULE: Rule = Rule {
     id: "changing-table-persistence",
@@ -23,15 +23,7 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
-    let DdlKind::AlterTable {
-        name: table, ops, ..
-    } = &ddl.kind
-    else {
-        return None;
-    };
-    if ctx.is_new(table) {
-        return None;
-    }
+    let (table, ops) = ctx.altered_existing_table(ddl)?;
     let what = ops.iter().find_map(|op| match op {
         AlterOp::SetLogged => Some("SET LOGGED"),
         AlterOp::SetUnlogged => Some("SET UNLOGGED"),
@@ -52,6 +44,7 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
 mod tests {
     use super::*;
     use crate::rules::testing::{Ctx, run, table};
+    use crate::sql::statement::DdlKind;
     use crate::sql::statement::{Name, Understood};
 
     #[test]

@@ -14,7 +14,7 @@
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-ADD-TABLE-CONSTRAINT>
 
 use super::{Action, Context, Finding, Rewrite, Rule};
-use crate::sql::statement::{AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind};
+use crate::sql::statement::{AddConstraint, AlterOp, ConstraintKind, Ddl};
 
 pub static RULE: Rule = Rule {
     id: "constraint-missing-not-valid",
@@ -25,15 +25,7 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
-    let DdlKind::AlterTable {
-        name: table, ops, ..
-    } = &ddl.kind
-    else {
-        return None;
-    };
-    if ctx.is_new(table) {
-        return None;
-    }
+    let (table, ops) = ctx.altered_existing_table(ddl)?;
     let (message, hint) = ops.iter().find_map(|op| match op {
         AlterOp::AddConstraint(AddConstraint { name, kind: ConstraintKind::Check, not_valid: false }) => {
             let name = name.as_deref().unwrap_or("<name>");

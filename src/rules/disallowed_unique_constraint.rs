@@ -13,7 +13,7 @@
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-ADD-TABLE-CONSTRAINT-USING-INDEX>
 
 use super::{Action, Context, Finding, Rewrite, Rule};
-use crate::sql::statement::{AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind};
+use crate::sql::statement::{AddConstraint, AlterOp, ConstraintKind, Ddl};
 
 pub static RULE: Rule = Rule {
     id: "disallowed-unique-constraint",
@@ -24,15 +24,7 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
-    let DdlKind::AlterTable {
-        name: table, ops, ..
-    } = &ddl.kind
-    else {
-        return None;
-    };
-    if ctx.is_new(table) {
-        return None;
-    }
+    let (table, ops) = ctx.altered_existing_table(ddl)?;
     let (message, hint) = ops.iter().find_map(|op| match op {
         AlterOp::AddConstraint(AddConstraint { name, kind: ConstraintKind::Unique { using_index: false }, .. }) => {
             let name = name.clone().unwrap_or_else(|| format!("{}_key", table.name));

@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 
 use crate::protocol::TxStatus;
-use crate::sql::statement::{Ddl, DdlKind, Name};
+use crate::sql::statement::{AlterOp, Ddl, DdlKind, Name};
 
 mod adding_auto_increment_column;
 mod adding_enum_value_in_transaction;
@@ -152,6 +152,15 @@ impl Context<'_> {
     /// version the rules assume when checking files offline without `--pg-version`.
     pub fn at_least(&self, major: u32) -> bool {
         self.server_version.is_none_or(|v| v >= major * 10_000)
+    }
+
+    /// An ALTER TABLE's table and actions, unless the table was created earlier in this
+    /// transaction (nobody else can see it yet, so its locks harm no one).
+    pub fn altered_existing_table<'a>(&self, ddl: &'a Ddl) -> Option<(&'a Name, &'a [AlterOp])> {
+        match &ddl.kind {
+            DdlKind::AlterTable { name, ops, .. } if !self.is_new(name) => Some((name, ops)),
+            _ => None,
+        }
     }
 
     /// The table was created earlier in this transaction.

@@ -13,7 +13,7 @@
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-RENAME>
 
 use super::{Action, Context, Finding, Rule};
-use crate::sql::statement::{AlterOp, Ddl, DdlKind};
+use crate::sql::statement::{AlterOp, Ddl};
 
 pub static RULE: Rule = Rule {
     id: "renaming-column",
@@ -24,15 +24,7 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
-    let DdlKind::AlterTable {
-        name: table, ops, ..
-    } = &ddl.kind
-    else {
-        return None;
-    };
-    if ctx.is_new(table) {
-        return None;
-    }
+    let (table, ops) = ctx.altered_existing_table(ddl)?;
     let (from, to) = ops.iter().find_map(|op| match op {
         AlterOp::RenameColumn { from, to } => Some((from, to)),
         _ => None,

@@ -12,7 +12,7 @@
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-RENAME>
 
 use super::{Action, Context, Finding, Rule};
-use crate::sql::statement::{AlterOp, Ddl, DdlKind};
+use crate::sql::statement::{AlterOp, Ddl};
 
 pub static RULE: Rule = Rule {
     id: "renaming-table",
@@ -23,15 +23,7 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
-    let DdlKind::AlterTable {
-        name: table, ops, ..
-    } = &ddl.kind
-    else {
-        return None;
-    };
-    if ctx.is_new(table) {
-        return None;
-    }
+    let (table, ops) = ctx.altered_existing_table(ddl)?;
     let message = ops.iter().find_map(|op| match op {
         AlterOp::RenameTable { to } => Some(format!(
             "Renaming {table} to {to} breaks every client still using {table}: running application code fails as soon as the rename commits."
@@ -55,6 +47,7 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
 mod tests {
     use super::*;
     use crate::rules::testing::{Ctx, run, table};
+    use crate::sql::statement::DdlKind;
     use crate::sql::statement::{Name, Understood};
 
     fn set_schema(table: &str) -> Ddl {
