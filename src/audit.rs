@@ -182,7 +182,12 @@ impl Draft {
             rules: self.rules,
             rewritten: self.rewritten,
             steps: self.steps,
-            outcome,
+            // A blocked statement never ran: that is its outcome, whatever the unit's.
+            outcome: if self.action == "block" {
+                "blocked"
+            } else {
+                outcome
+            },
             error,
             duration_ms: duration.as_secs_f64() * 1000.0,
             lock_wait_ms: lock_wait.as_secs_f64() * 1000.0,

@@ -1081,14 +1081,8 @@ impl State {
                         now.duration_since(u.sent).as_secs_f64(),
                     );
                     let error = self.unit_error.take();
+                    let outcome = if u.error { "error" } else { "ok" };
                     for d in u.audit {
-                        let outcome = if d.action == "block" {
-                            "blocked"
-                        } else if u.error {
-                            "error"
-                        } else {
-                            "ok"
-                        };
                         shared.audit.write(&d.finish(
                             &self.who,
                             outcome,

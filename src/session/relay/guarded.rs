@@ -574,9 +574,13 @@ impl Relay {
         }
         let sql = format!("DO ${tag}${body}${tag}$");
         self.audit_guarded("error", Some(format!("{code}: {message}")));
-        let a = self
-            .attempt(&query_frame(sql.as_bytes()), usize::MAX)
-            .await?;
+        self.raise_on_server(sql.as_bytes()).await
+    }
+
+    /// Runs a statement that raises the error the client must see, and relays the server's
+    /// answer, so the error and the transaction state it leaves are the server's own.
+    async fn raise_on_server(&mut self, sql: &[u8]) -> Result<(), SessionError> {
+        let a = self.attempt(&query_frame(sql), usize::MAX).await?;
         for f in a.held {
             self.io.to_client.push(f);
         }
@@ -592,11 +596,6 @@ impl Relay {
         let drafts = std::mem::take(&mut self.st.audit_pending);
         let (began, lock_wait) = self.st.guard_timing;
         for d in drafts {
-            let outcome = if d.action == "block" {
-                "blocked"
-            } else {
-                outcome
-            };
             self.shared.audit.write(&d.finish(
                 &self.st.who,
                 outcome,
@@ -687,15 +686,7 @@ impl Relay {
             s.append(&mut sql);
             sql = s;
         }
-        let a = self.attempt(&query_frame(&sql), usize::MAX).await?;
-        for f in a.held {
-            self.io.to_client.push(f);
-        }
-        if let Some(rfq) = a.rfq {
-            self.io.to_client.push(rfq);
-        }
-        self.set_tx(a.status);
-        Ok(())
+        self.raise_on_server(&sql).await
     }
 
     /// Runs the epilogue now if the transaction can run statements, else when it can.
