@@ -54,7 +54,7 @@
 
 use serde::Deserialize;
 
-use crate::sql::lexer::{LexOptions, Lexer, Token, TokenKind};
+use crate::sql::lexer::{LexOptions, Lexer, Token, TokenKind, matching_paren};
 use crate::sql::statement::{
     AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind, Name, ReindexTarget,
 };
@@ -860,27 +860,6 @@ pub fn check_proves_not_null(definition: &str, column: &str) -> bool {
         return false;
     };
     conjunct_proves(sql, &rest[1..close], column)
-}
-
-/// Index of the `)` closing the `(` at `open`, if `tokens[open]` is one.
-fn matching_paren(tokens: &[Token], open: usize) -> Option<usize> {
-    if tokens.get(open)?.kind != TokenKind::LParen {
-        return None;
-    }
-    let mut depth = 0usize;
-    for (i, t) in tokens.iter().enumerate().skip(open) {
-        match t.kind {
-            TokenKind::LParen => depth += 1,
-            TokenKind::RParen => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return Some(i);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 fn conjunct_proves(sql: &[u8], mut expr: &[Token], column: &str) -> bool {

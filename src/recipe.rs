@@ -1646,23 +1646,7 @@ impl<'a> Stmt<'a> {
 
     /// Index of the `)` matching the `(` at `open`.
     fn close_paren(&self, open: usize) -> Option<usize> {
-        if self.kind(open)? != TokenKind::LParen {
-            return None;
-        }
-        let mut depth = 0usize;
-        for (i, t) in self.toks.iter().enumerate().skip(open) {
-            match t.kind {
-                TokenKind::LParen => depth += 1,
-                TokenKind::RParen => {
-                    depth = depth.checked_sub(1)?;
-                    if depth == 0 {
-                        return Some(i);
-                    }
-                }
-                _ => {}
-            }
-        }
-        None
+        crate::sql::lexer::matching_paren(&self.toks, open)
     }
 
     /// `( ident [, ident …] )` at `open`: folded names and the index of `)`.

@@ -919,6 +919,27 @@ fn is_routine_word(sql: &[u8], tok: &Token) -> bool {
     tok.is_word(sql, "function") || tok.is_word(sql, "procedure")
 }
 
+/// Index of the `)` closing the `(` at `open`, if `tokens[open]` is one.
+pub fn matching_paren(tokens: &[Token], open: usize) -> Option<usize> {
+    if tokens.get(open)?.kind != TokenKind::LParen {
+        return None;
+    }
+    let mut depth = 0usize;
+    for (i, t) in tokens.iter().enumerate().skip(open) {
+        match t.kind {
+            TokenKind::LParen => depth += 1,
+            TokenKind::RParen => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Splits exactly where the PostgreSQL server's grammar splits a
 /// multi-statement Query: at `;` tokens outside quotes, comments and dollar
 /// quotes, at parenthesis depth 0 (`CREATE RULE ... DO (a; b)` is one
