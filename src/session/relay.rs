@@ -857,10 +857,10 @@ impl State {
             server_version: self.server_version_num,
             pipelined: source == Source::Parse && self.unit_executes > 0,
         };
-        let (summary, plan) = self
+        let (summary, mut plan) = self
             .analyzer
             .analyze(counters, &self.profile, source, sql, &ctx);
-        self.audit_pending.extend(plan.audit.iter().cloned());
+        self.audit_pending.append(&mut plan.audit);
         let kind = UnitKind::of(&summary);
         match source {
             Source::Query => self.last_kind = kind,
