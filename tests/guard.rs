@@ -21,41 +21,6 @@ fn fast_guard(c: &mut Config) {
     c.guard.max_wait_ms = Duration::from_secs(30);
 }
 
-async fn setup(env: &Env) -> tokio_postgres::Client {
-    let admin = env.direct_client("ddlgate_admin").await;
-    admin
-        .batch_execute(
-            "CREATE TABLE t (id serial PRIMARY KEY, x int); INSERT INTO t (x) SELECT g FROM generate_series(1, 100) g;
-             ALTER TABLE t OWNER TO trust_user; GRANT ALL ON SEQUENCE t_id_seq TO trust_user;",
-        )
-        .await
-        .expect("setup");
-    admin
-}
-
-/// A client whose notices are collected.
-async fn client_with_notices(
-    conn: &str,
-) -> (
-    tokio_postgres::Client,
-    tokio::sync::mpsc::UnboundedReceiver<String>,
-) {
-    use futures_util::StreamExt;
-    let (client, mut connection) = tokio_postgres::connect(conn, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(m)) = messages.next().await {
-            if let tokio_postgres::AsyncMessage::Notice(n) = m {
-                let _ = tx.send(format!("{} {}", n.message(), n.detail().unwrap_or("")));
-            }
-        }
-    });
-    (client, rx)
-}
-
 /// Runs `SELECT count(*) FROM t` in a loop on a direct connection until stopped; returns the
 /// longest time one of them took.
 fn spawn_reader(
@@ -80,7 +45,7 @@ fn spawn_reader(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ddl_behind_a_long_transaction_retries_without_stalling_readers() {
     let env = Env::start_with(fast_guard).await;
-    let admin = setup(&env).await;
+    let admin = env.table_t(100).await;
     // A long transaction holding a weak lock on t: an ALTER TABLE would queue behind it and
     // every reader would queue behind the ALTER.
     let blocker = env.direct_client("ddlgate_admin").await;
@@ -104,6 +69,7 @@ async fn ddl_behind_a_long_transaction_retries_without_stalling_readers() {
     let first = tokio::time::timeout(Duration::from_secs(10), notices.recv())
         .await
         .expect("a retry notice")
+        .map(|n| notice_line(&n))
         .expect("open");
     assert!(
         first.contains("retrying")
@@ -145,7 +111,7 @@ async fn ddl_behind_a_long_transaction_retries_without_stalling_readers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inside_a_transaction_each_attempt_is_a_savepoint() {
     let env = Env::start_with(fast_guard).await;
-    let admin = setup(&env).await;
+    let admin = env.table_t(100).await;
     let blocker = env.direct_client("ddlgate_admin").await;
     blocker
         .batch_execute("BEGIN; SELECT count(*) FROM t")
@@ -194,7 +160,7 @@ async fn a_spent_budget_fails_cleanly_with_the_blockers_named() {
         c.guard.max_attempts = 3;
     })
     .await;
-    let admin = setup(&env).await;
+    let admin = env.table_t(100).await;
     let blocker = env.direct_client("ddlgate_admin").await;
     blocker
         .batch_execute("SET application_name = 'stuck-job'; BEGIN; SELECT count(*) FROM t")
@@ -268,7 +234,7 @@ async fn a_spent_budget_fails_cleanly_with_the_blockers_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lower_client_lock_timeout_wins_and_is_kept() {
     let env = Env::start_with(fast_guard).await;
-    setup(&env).await;
+    env.table_t(100).await;
     let p = env.proxy_client("trust_user").await;
     p.batch_execute("SET lock_timeout = '50ms'; SET statement_timeout = '40s'")
         .await
@@ -299,7 +265,7 @@ async fn a_lower_client_lock_timeout_wins_and_is_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ddl_on_one_table_runs_one_at_a_time_across_sessions_and_instances() {
     let env = Env::start_with(fast_guard).await;
-    let admin = setup(&env).await;
+    let admin = env.table_t(100).await;
     // A second ddlgate in front of the same database.
     let other = start_proxy(env.pg.port(), fast_guard).await;
     let a = env.proxy_client("trust_user").await;
@@ -319,6 +285,7 @@ async fn ddl_on_one_table_runs_one_at_a_time_across_sessions_and_instances() {
         let n = tokio::time::timeout(Duration::from_secs(10), notices.recv())
             .await
             .expect("queue notice")
+            .map(|n| notice_line(&n))
             .expect("open");
         assert!(n.contains("waiting for another DDL statement on t"), "{n}");
     }
@@ -375,7 +342,7 @@ async fn ddl_on_one_table_runs_one_at_a_time_across_sessions_and_instances() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extended_protocol_ddl_is_bounded_by_the_lock_timeout() {
     let env = Env::start_with(fast_guard).await;
-    let admin = setup(&env).await;
+    let admin = env.table_t(100).await;
     let p = env.proxy_client("trust_user").await;
     // tokio-postgres runs this as Parse/Describe/Sync, then Bind/Execute/Sync.
     p.execute("ALTER TABLE t ADD COLUMN c int", &[])
@@ -473,6 +440,7 @@ async fn multi_step_rewrites_reach_the_same_schema_and_resume_after_failure() {
     let plan = tokio::time::timeout(Duration::from_secs(5), notices.recv())
         .await
         .expect("notice")
+        .map(|n| notice_line(&n))
         .expect("open");
     assert!(
         plan.contains("NOT VALID") && plan.contains("VALIDATE"),

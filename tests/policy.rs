@@ -21,18 +21,6 @@ async fn index_exists(admin: &tokio_postgres::Client, name: &str) -> bool {
         .expect("pg_indexes")
 }
 
-async fn setup(env: &Env) -> tokio_postgres::Client {
-    let admin = env.direct_client("ddlgate_admin").await;
-    admin
-        .batch_execute(
-            "CREATE TABLE t (id serial PRIMARY KEY, x int); INSERT INTO t (x) SELECT g FROM generate_series(1, 1000) g;
-             ALTER TABLE t OWNER TO trust_user; GRANT ALL ON SEQUENCE t_id_seq TO trust_user;",
-        )
-        .await
-        .expect("setup");
-    admin
-}
-
 /// The tests below exercise index rules on a 1,000-row table: with the catalog's small-table
 /// exemption it would (rightly) be allowed inside transactions, depending on when autovacuum
 /// last analysed it. Turn the exemption off so the verdicts do not depend on that.
@@ -40,33 +28,10 @@ fn no_small_tables(c: &mut ddlgate::config::Config) {
     c.catalog.small_table_rows = 0;
 }
 
-/// Collects the notices a client receives.
-async fn client_with_notices(
-    conn: &str,
-) -> (
-    tokio_postgres::Client,
-    tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::error::DbError>,
-) {
-    use futures_util::StreamExt;
-    let (client, mut connection) = tokio_postgres::connect(conn, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(m)) = messages.next().await {
-            if let tokio_postgres::AsyncMessage::Notice(n) = m {
-                let _ = tx.send(n);
-            }
-        }
-    });
-    (client, rx)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rewritten_create_index_builds_concurrently_while_writes_proceed() {
     let env = Env::start_with(no_small_tables).await;
-    let admin = setup(&env).await;
+    let admin = env.table_t(1000).await;
     // An index expression that takes ~1 ms per row makes the build last a few seconds, so the
     // writes below certainly overlap it.
     admin
@@ -135,7 +100,7 @@ async fn rewritten_create_index_builds_concurrently_while_writes_proceed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn block_inside_a_transaction_fails_it_on_both_sides() {
     let env = Env::start_with(no_small_tables).await;
-    let admin = setup(&env).await;
+    let admin = env.table_t(1000).await;
     let p = env.proxy_client("trust_user").await;
     p.batch_execute("BEGIN; INSERT INTO t (x) VALUES (-1)")
         .await
@@ -179,7 +144,7 @@ async fn block_inside_a_transaction_fails_it_on_both_sides() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extended_protocol_rewrites_outside_and_blocks_inside_transactions() {
     let env = Env::start_with(no_small_tables).await;
-    let admin = setup(&env).await;
+    let admin = env.table_t(1000).await;
     let mut p = env.proxy_client("trust_user").await;
     // Outside a transaction: Parse is rewritten, the statement runs concurrently.
     p.execute("CREATE INDEX t_x ON t (x)", &[])
@@ -217,7 +182,7 @@ async fn extended_protocol_rewrites_outside_and_blocks_inside_transactions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overrides_allow_named_rules_and_are_checked() {
     let env = Env::start_with(no_small_tables).await;
-    let admin = setup(&env).await;
+    let admin = env.table_t(1000).await;
     let p = env.proxy_client("trust_user").await;
     p.batch_execute("BEGIN").await.expect("begin");
     p.batch_execute("/* ddlgate:allow require-concurrent-index-creation reason=\"1000 rows\" */ CREATE INDEX t_x ON t (x)")
@@ -258,7 +223,7 @@ async fn profiles_by_application_name_forbid_overrides_for_humans() {
         })
     })
     .await;
-    let admin = setup(&env).await;
+    let admin = env.table_t(1000).await;
     let sql = "BEGIN; SAVEPOINT s; /* ddlgate:allow require-concurrent-index-creation reason=\"trust me\" */ CREATE INDEX t_x ON t (x); COMMIT";
     let out = env
         .psql(env.proxy_addr().port(), "trust_user", &["-c", sql], None)
@@ -284,7 +249,7 @@ async fn warn_mode_lets_statements_run_with_a_warning() {
         c.policy.mode = Mode::Warn;
     })
     .await;
-    let admin = setup(&env).await;
+    let admin = env.table_t(1000).await;
     let (client, mut notices) = client_with_notices(&env.proxy_conn("trust_user")).await;
     client
         .batch_execute("BEGIN; CREATE INDEX t_x ON t (x); COMMIT")
@@ -301,7 +266,7 @@ async fn warn_mode_lets_statements_run_with_a_warning() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attempts_to_slip_past_the_guard_fail() {
     let env = Env::start_with(no_small_tables).await;
-    let admin = setup(&env).await;
+    let admin = env.table_t(1000).await;
     let p = env.proxy_client("trust_user").await;
     // Each is a plain CREATE INDEX that must not run as written: inside a transaction it is
     // blocked; in a multi-statement string (an implicit transaction) it cannot be rewritten

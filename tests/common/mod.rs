@@ -58,6 +58,20 @@ impl Env {
         connect(&self.direct_conn(user)).await
     }
 
+    /// Creates table `t (id serial PRIMARY KEY, x int)` with `rows` rows, owned by `trust_user`;
+    /// returns the superuser's direct client that created it.
+    pub async fn table_t(&self, rows: u32) -> tokio_postgres::Client {
+        let admin = self.direct_client("ddlgate_admin").await;
+        admin
+            .batch_execute(&format!(
+                "CREATE TABLE t (id serial PRIMARY KEY, x int); INSERT INTO t (x) SELECT g FROM generate_series(1, {rows}) g;
+                 ALTER TABLE t OWNER TO trust_user; GRANT ALL ON SEQUENCE t_id_seq TO trust_user;"
+            ))
+            .await
+            .expect("setup");
+        admin
+    }
+
     /// Runs psql (on a blocking thread) against `port` as `user`.
     pub async fn psql(
         &self,
@@ -156,4 +170,32 @@ pub async fn wait_active(
             .unwrap_or(false)
     })
     .await
+}
+
+/// A client whose NoticeResponses are collected, in order.
+pub async fn client_with_notices(
+    conn: &str,
+) -> (
+    tokio_postgres::Client,
+    tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::error::DbError>,
+) {
+    use futures_util::StreamExt;
+    let (client, mut connection) = tokio_postgres::connect(conn, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(m)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notice(n) = m {
+                let _ = tx.send(n);
+            }
+        }
+    });
+    (client, rx)
+}
+
+/// A notice as one line: its message, a space, its detail.
+pub fn notice_line(n: &tokio_postgres::error::DbError) -> String {
+    format!("{} {}", n.message(), n.detail().unwrap_or(""))
 }
