@@ -27,15 +27,7 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
     let DdlKind::DropTable { names, cascade } = &ddl.kind else {
         return None;
     };
-    let existing: Vec<String> = names
-        .iter()
-        .filter(|n| !ctx.is_new(n))
-        .map(ToString::to_string)
-        .collect();
-    if existing.is_empty() {
-        return None;
-    }
-    let list = existing.join(", ");
+    let list = ctx.existing_tables(names.iter())?;
     let cascade = if *cascade {
         " CASCADE also drops every view and foreign key that depends on it."
     } else {

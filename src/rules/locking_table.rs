@@ -30,15 +30,7 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
     if !mode.blocks_traffic() {
         return None;
     }
-    let existing: Vec<String> = tables
-        .iter()
-        .filter(|t| !ctx.is_new(t))
-        .map(ToString::to_string)
-        .collect();
-    if existing.is_empty() {
-        return None;
-    }
-    let list = existing.join(", ");
+    let list = ctx.existing_tables(tables.iter())?;
     let blocked = if *mode == LockMode::AccessExclusive {
         "every read and write"
     } else {

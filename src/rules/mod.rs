@@ -163,6 +163,20 @@ impl Context<'_> {
         }
     }
 
+    /// The tables among `tables` that existed before this transaction, as `a, b` for a message;
+    /// `None` when there are none (all created in it).
+    pub fn existing_tables<'a>(
+        &self,
+        tables: impl IntoIterator<Item = &'a Name>,
+    ) -> Option<String> {
+        let existing: Vec<String> = tables
+            .into_iter()
+            .filter(|t| !self.is_new(t))
+            .map(ToString::to_string)
+            .collect();
+        (!existing.is_empty()).then(|| existing.join(", "))
+    }
+
     /// The table was created earlier in this transaction.
     pub fn is_new(&self, table: &Name) -> bool {
         self.created_in_tx.contains(table)

@@ -35,15 +35,7 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
             "{what} without a table rewrites every eligible table in the database, one after another, each under an ACCESS EXCLUSIVE lock: every read and write on the table being rewritten waits."
         )
     } else {
-        let existing: Vec<String> = tables
-            .iter()
-            .filter(|t| !ctx.is_new(t))
-            .map(ToString::to_string)
-            .collect();
-        if existing.is_empty() {
-            return None;
-        }
-        let list = existing.join(", ");
+        let list = ctx.existing_tables(tables.iter().copied())?;
         format!(
             "{what} rewrites {list} under an ACCESS EXCLUSIVE lock: every read and write on {list} waits for the whole rewrite."
         )

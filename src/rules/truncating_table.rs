@@ -30,15 +30,7 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
     else {
         return None;
     };
-    let existing: Vec<String> = names
-        .iter()
-        .filter(|n| !ctx.is_new(n))
-        .map(ToString::to_string)
-        .collect();
-    if existing.is_empty() {
-        return None;
-    }
-    let list = existing.join(", ");
+    let list = ctx.existing_tables(names.iter())?;
     Some(Finding {
         rule: RULE.id,
         message: format!(
