@@ -1,6 +1,7 @@
 //! The analysis hook: every statement's SQL text (from a simple Query or a Parse) passes through
 //! here before it is forwarded, together with its context (transaction status, how many
-//! statements share its protocol unit, server version, tables created in the transaction).
+//! statements share its protocol unit, server version, relations the server confirmed the
+//! transaction created — see `created`).
 //!
 //! 1. The lexer splits the message into statements exactly where the server will.
 //! 2. The keyword prefilter classifies each one; ordinary traffic stops here — no full parse.
@@ -13,7 +14,6 @@
 //!
 //! Everything is counted here (`Counters`) and logged (decisions at info, SQL at debug).
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::BytesMut;
@@ -151,9 +151,16 @@ impl Plan {
 pub struct Analyzer {
     /// Reused span buffer, so the hot path does not allocate per message.
     spans: Vec<StatementSpan>,
-    /// Tables created in the current transaction: invisible to other sessions, so locking them
-    /// is harmless. Cleared when the session is idle again.
-    created_in_tx: HashSet<Name>,
+    /// Relations the server confirmed the current transaction created (by OID, never by name):
+    /// invisible to other sessions, so locking them is harmless. Cleared when the session is
+    /// idle again.
+    created: crate::created::Tracker,
+    /// The created-in-transaction read for the message whose catalog facts are being read.
+    identity_request: Option<crate::created::Request>,
+    /// Its answer, consumed by the next [`Analyzer::analyze`]; `None` means nothing is new.
+    identity: Option<crate::created::Identity>,
+    /// `catalog.max_created_relations`, as of the last read.
+    max_created: usize,
     /// Catalog facts for the next message's DDL statements, by byte offset of the statement's
     /// start; consumed by the next [`Analyzer::analyze`].
     facts: Vec<(usize, crate::catalog::Facts)>,
@@ -172,9 +179,7 @@ pub enum Source {
 impl Analyzer {
     /// The session's transaction ended (ReadyForQuery `I`).
     pub fn transaction_ended(&mut self) {
-        if !self.created_in_tx.is_empty() {
-            self.created_in_tx.clear();
-        }
+        self.created.clear();
     }
 
     /// Whether `sql` holds any DDL candidate. Cheap (lexing only); the session uses it to wait
@@ -211,6 +216,39 @@ impl Analyzer {
         }
     }
 
+    /// The created-in-transaction read `sql` needs (see `created`), run after the catalog facts
+    /// at the same statement boundary; `None` when nothing in it can be new. The answer goes
+    /// to [`Analyzer::provide_identity`].
+    pub fn identity_query(
+        &mut self,
+        sql: &[u8],
+        lex: LexOptions,
+        max_names: usize,
+        max_created: usize,
+    ) -> Option<String> {
+        self.split(sql, lex);
+        self.max_created = max_created;
+        let ddls: Vec<crate::sql::statement::Ddl> = self
+            .spans
+            .iter()
+            .filter(|s| {
+                !s.is_empty() && prefilter::classify(sql, s) == StatementClass::DdlCandidate
+            })
+            .map(|s| parse::understand(sql, s.start, s.end, lex))
+            .collect();
+        self.identity_request = crate::created::request(&self.created, &ddls, max_names);
+        self.identity_request.as_ref().map(|r| r.sql.clone())
+    }
+
+    /// The answer to [`Analyzer::identity_query`] (`None`: the read failed), for the next
+    /// [`Analyzer::analyze`].
+    pub fn provide_identity(&mut self, json: Option<&str>) {
+        let request = self.identity_request.take();
+        self.identity = request
+            .zip(json)
+            .and_then(|(r, j)| crate::created::Identity::parse(&r, j));
+    }
+
     /// Catalog facts for the next [`Analyzer::analyze`] call (see [`Analyzer::catalog_requests`]).
     pub fn provide_facts(&mut self, facts: Vec<(usize, crate::catalog::Facts)>) {
         self.facts = facts;
@@ -229,6 +267,9 @@ impl Analyzer {
         self.split_of = None;
         let spans = std::mem::take(&mut self.spans);
         let facts = std::mem::take(&mut self.facts);
+        self.identity_request = None;
+        let mut scope =
+            crate::created::Scope::begin(&mut self.created, self.identity.take(), self.max_created);
         let statements = spans.iter().filter(|s| !s.is_empty()).count();
         let mut summary = Summary {
             statements,
@@ -245,6 +286,8 @@ impl Analyzer {
         for (i, span) in spans.iter().enumerate().filter(|(_, s)| !s.is_empty()) {
             let class = prefilter::classify(sql, span);
             counters.statements[class.index()].fetch_add(1, Ordering::Relaxed);
+            let mut understood = None;
+            let mut runs = true;
             match class {
                 StatementClass::Transaction => {
                     let before = tx;
@@ -253,16 +296,25 @@ impl Analyzer {
                 }
                 StatementClass::DdlCandidate => {
                     summary.ddl_candidates += 1;
+                    // Only DDL candidates are ever parsed; ordinary traffic stops at the
+                    // prefilter.
+                    let ddl = parse::understand(sql, span.start, span.end, ctx.lex);
+                    // Facts read before the message, unless an earlier statement of it may
+                    // have changed them (a SET TimeZone, a rename, …): then the worst case.
                     let facts = facts
                         .iter()
+                        .filter(|_| scope.facts_hold(&ddl))
                         .find(|(at, _)| *at == span.start)
                         .map(|(_, f)| f);
+                    let created = scope.new_names(&mut self.created, &ddl);
                     if let Some(replacement) = self.decide(
                         counters,
                         profile,
                         sql,
                         span,
+                        &ddl,
                         facts,
+                        &created,
                         ctx,
                         tx,
                         statements,
@@ -270,12 +322,24 @@ impl Analyzer {
                         &mut plan,
                     ) {
                         replacements.push((i, replacement));
+                        runs = false;
                     }
+                    understood = Some(ddl);
                 }
                 StatementClass::Dml => summary.dml += 1,
                 StatementClass::Session => {}
             }
+            scope.after(
+                &mut self.created,
+                sql,
+                span,
+                ctx.lex,
+                class,
+                understood.as_ref(),
+                runs,
+            );
         }
+        scope.finish(&mut self.created);
         if !replacements.is_empty() {
             plan.sql = Some(splice(sql, &spans, &replacements));
         }
@@ -318,15 +382,15 @@ impl Analyzer {
         profile: &Profile,
         sql: &[u8],
         span: &StatementSpan,
+        ddl: &crate::sql::statement::Ddl,
         facts: Option<&crate::catalog::Facts>,
+        created: &std::collections::HashSet<Name>,
         ctx: &Context,
         tx: TxStatus,
         statements: usize,
         summary: &mut Summary,
         plan: &mut Plan,
     ) -> Option<Vec<u8>> {
-        // Only DDL candidates are ever parsed; ordinary traffic stops at the prefilter.
-        let ddl = parse::understand(sql, span.start, span.end, ctx.lex);
         counters.ddl_understood[understood_index(ddl.understood)].fetch_add(1, Ordering::Relaxed);
         if ddl.understood == Understood::Unknown {
             summary.ddl_unknown += 1;
@@ -336,10 +400,10 @@ impl Analyzer {
             shares_unit: statements > 1 || ctx.pipelined,
             in_function_body: false,
             server_version: ctx.server_version,
-            created_in_tx: &self.created_in_tx,
+            created_in_tx: created,
             catalog: facts,
         };
-        let decision = policy::evaluate(profile, sql, span.start, span.end, ctx.lex, &ddl, &rctx);
+        let decision = policy::evaluate(profile, sql, span.start, span.end, ctx.lex, ddl, &rctx);
         counters.decisions.record(&decision);
         log_decision(&decision, &ddl.kind, sql, span, ctx.lex);
 
@@ -351,7 +415,7 @@ impl Analyzer {
             }
             Action::Block => Some(block_error(&decision, profile).to_sql()),
             Action::Rewrite if decision.rewrite == Some(rules::Rewrite::Steps) => {
-                match steps(sql, span, &ddl, facts, ctx, statements) {
+                match steps(sql, span, ddl, facts, ctx, statements) {
                     Ok(recipe) => {
                         plan.notices.push(rewrite_notice(
                             &decision,
@@ -379,7 +443,7 @@ impl Analyzer {
                 let rw = decision
                     .rewrite
                     .ok_or(rewrite::RewriteError::NoInsertionPoint)
-                    .and_then(|r| rewrite::apply(sql, from, span.end, ctx.lex, &ddl, r, &rctx));
+                    .and_then(|r| rewrite::apply(sql, from, span.end, ctx.lex, ddl, r, &rctx));
                 match rw {
                     Ok(new) => {
                         plan.notices.push(rewrite_notice(&decision, profile, &new));
@@ -433,13 +497,6 @@ impl Analyzer {
             let mut guard = plan.guard.take().unwrap_or_default();
             guard.add(&ran, |t| rctx.is_new(t));
             plan.guard = (!guard.is_empty()).then_some(guard);
-        }
-        // A new table is invisible to others until its transaction commits.
-        if let DdlKind::CreateTable { name, .. } = &ddl.kind
-            && replacement.is_none()
-            && (tx != TxStatus::Idle || statements > 1)
-        {
-            self.created_in_tx.insert(name.clone());
         }
         replacement
     }
@@ -748,6 +805,7 @@ pub fn parse_server_version(v: &str) -> Option<u32> {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::created::{Identity, Resolved};
     use crate::policy::Policy;
 
     fn ctx(tx: TxStatus) -> Context {
@@ -822,17 +880,95 @@ mod tests {
         );
     }
 
+    /// Runs `sql` after a created-in-transaction read that resolved `names` (public is OID
+    /// 2200, the creation schema; pg_catalog 11).
+    fn run_with(sql: &str, tx: TxStatus, names: &[(Name, Resolved)]) -> Plan {
+        let counters = Counters::default();
+        let policy = Policy::from_config(&Config::default());
+        let mut a = Analyzer {
+            identity: Some(Identity::of(names.to_vec(), vec![11, 2200], Some(2200))),
+            max_created: 10,
+            ..Analyzer::default()
+        };
+        a.analyze(
+            &counters,
+            policy.profile_for("", "", ""),
+            Source::Query,
+            sql.as_bytes(),
+            &ctx(tx),
+        )
+        .1
+    }
+
+    fn free(name: &str) -> (Name, Resolved) {
+        (Name::bare(name), Resolved::default())
+    }
+
+    fn existing(name: &str, oid: u32) -> (Name, Resolved) {
+        let r = Resolved {
+            oid: Some(oid),
+            at_creation: Some(oid),
+            ..Resolved::default()
+        };
+        (Name::bare(name), r)
+    }
+
     #[test]
     fn transaction_status_evolves_through_a_query() {
-        // BEGIN inside the same Query: the CREATE INDEX runs in a transaction block.
-        let (_, p, _) = run(
+        // BEGIN inside the same Query: the CREATE INDEX runs in a transaction block, on a
+        // table the server said did not exist before the CREATE TABLE of the same Query.
+        let p = run_with(
             "BEGIN; CREATE TABLE n (x int); CREATE INDEX i ON n (x)",
             TxStatus::Idle,
+            &[free("n")],
         );
         assert!(
             p.is_forward(),
             "an index on a table created in the same transaction is fine"
         );
+        // Without the server's word, nothing is new.
+        let (_, p, _) = run(
+            "BEGIN; CREATE TABLE n (x int); CREATE INDEX i ON n (x)",
+            TxStatus::Idle,
+        );
+        assert!(p.sql.is_some(), "blocked without a catalog read");
+    }
+
+    #[test]
+    fn names_as_written_never_make_a_table_new() {
+        // The table exists: IF NOT EXISTS creates nothing, the DROP drops the real one.
+        let p = run_with(
+            "CREATE TABLE IF NOT EXISTS victim (id int); DROP TABLE victim",
+            TxStatus::InTransaction,
+            &[existing("victim", 500)],
+        );
+        assert!(
+            p.audit.iter().any(|d| d.rules.contains(&"ban-drop-table")),
+            "{:?}",
+            p.audit
+        );
+        // Free at the read, but IF NOT EXISTS may have found another session's table by the
+        // time it ran: not trusted inside the Query.
+        let p = run_with(
+            "CREATE TABLE IF NOT EXISTS n (id int); CREATE INDEX i ON n (id)",
+            TxStatus::InTransaction,
+            &[free("n")],
+        );
+        assert!(p.sql.is_some());
+        // A changed search_path in between voids it.
+        let p = run_with(
+            "CREATE TABLE n (id int); SET search_path = other; CREATE INDEX i ON n (id)",
+            TxStatus::InTransaction,
+            &[free("n")],
+        );
+        assert!(p.sql.is_some());
+        // Another spelling is another name: `public.n` is not asked about, so it is not new.
+        let p = run_with(
+            "CREATE TABLE n (id int); CREATE INDEX i ON public.n (id)",
+            TxStatus::InTransaction,
+            &[free("n")],
+        );
+        assert!(p.sql.is_some());
     }
 
     #[test]

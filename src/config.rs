@@ -426,6 +426,14 @@ pub struct CatalogConfig {
     pub small_table_rows: u64,
     /// Default 10 MiB.
     pub small_table_bytes: u64,
+    /// Most relation names one message's "created in this transaction?" read resolves; names
+    /// beyond are treated as existing tables (rules and lock guard apply). Default 256.
+    /// Reloads live.
+    pub max_resolved_names: usize,
+    /// Most relations one transaction may have confirmed as created by it (exempt from the
+    /// locking rules and the lock guard); later ones are treated as existing. Default 1024.
+    /// Reloads live.
+    pub max_created_relations: usize,
 }
 
 impl Default for CatalogConfig {
@@ -434,6 +442,8 @@ impl Default for CatalogConfig {
             enabled: true,
             small_table_rows: 10_000,
             small_table_bytes: 10 << 20,
+            max_resolved_names: 256,
+            max_created_relations: 1024,
         }
     }
 }

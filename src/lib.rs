@@ -19,6 +19,7 @@
 //! | [`analysis`] | the hook every statement passes through: split, prefilter, understand, decide; its counters |
 //! | [`rules`], [`policy`] | the rule catalog, and profiles/modes/overrides turning findings into decisions |
 //! | [`catalog`] | catalog facts for verdicts (one read-only query per DDL statement) |
+//! | [`created`] | "created in this transaction" from server facts (relation OIDs), never from names |
 //! | [`guard`], [`recipe`] | the lock guard's plan and SQL; multi-step rewrites as data |
 //! | [`rewrite`], [`act`] | single-statement rewrites; block errors and notices |
 //! | [`check`] | `ddlgate check`: the engine over migration files |
@@ -47,6 +48,7 @@ pub mod audit;
 pub mod catalog;
 pub mod check;
 pub mod config;
+pub mod created;
 pub mod error;
 pub mod guard;
 pub mod metrics;

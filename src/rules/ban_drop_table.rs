@@ -78,6 +78,8 @@ mod tests {
     fn tables_created_in_the_transaction_are_exempt() {
         let mut ctx = Ctx::in_tx();
         ctx.created.insert(Name::bare("fresh"));
+        // The set holds names as the statement writes them (`crate::created`).
+        ctx.created.insert(Name::new(Some("public"), "fresh"));
         assert_eq!(run(&RULE, "DROP TABLE fresh", &ctx), None);
         assert_eq!(run(&RULE, "DROP TABLE public.fresh", &ctx), None);
         let f = run(&RULE, "DROP TABLE fresh, old", &ctx).expect("flagged");

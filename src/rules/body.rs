@@ -70,7 +70,7 @@ pub fn inspect(language: Option<&str>, body: &str, ctx: &Context) -> BodyReport 
 
 struct Walker<'a> {
     ctx: Context<'a>,
-    /// Tables created so far: the caller's, plus those the body created.
+    /// Relations created earlier in the transaction, as the caller knows them.
     created: HashSet<Name>,
     /// Checking a `format()` template filled with dummy names.
     filled_template: bool,
@@ -303,11 +303,9 @@ impl Walker<'_> {
             f.rewrite = None;
             self.report.findings.push(f);
         }
-        if let DdlKind::CreateTable { name, .. } = ddl.kind
-            && !self.filled_template
-        {
-            self.created.insert(name);
-        }
+        // A CREATE TABLE in the body does not make its name new for the statements after it:
+        // `IF NOT EXISTS`, an exception handler or a branch may mean nothing was created, and
+        // no catalog read happens inside the body (see `crate::created`).
     }
 }
 
@@ -449,7 +447,7 @@ mod tests {
     fn harmless_bodies_are_clean() {
         for body in [
             "BEGIN IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'mood') THEN CREATE TYPE mood AS ENUM ('a'); END IF; END",
-            "BEGIN CREATE TABLE n (id int); CREATE INDEX ON n (id); ALTER TABLE n ADD COLUMN v text; END",
+            "BEGIN CREATE TABLE n (id int); ALTER TABLE n ADD COLUMN v text; END",
             "BEGIN INSERT INTO t VALUES (1); UPDATE t SET x = 2; EXECUTE 'SELECT 1'; EXECUTE format('DELETE FROM %I', tbl); END",
             "BEGIN EXECUTE format('CREATE INDEX CONCURRENTLY %I ON %I.%I (x)', a, b, c) ; END",
         ] {
@@ -462,6 +460,13 @@ mod tests {
                 assert_eq!(rules(&r), ["ban-concurrent-index-creation-in-transaction"]);
             }
         }
+        // A CREATE TABLE in a body does not make the name new (IF NOT EXISTS, an exception
+        // handler): the index on it is checked as on an existing table.
+        let r = report(
+            None,
+            "BEGIN CREATE TABLE IF NOT EXISTS n (id int); CREATE INDEX ON n (id); END",
+        );
+        assert_eq!(rules(&r), ["require-concurrent-index-creation"]);
         assert!(report(Some("sql"), "SELECT 1; INSERT INTO t VALUES (1)").is_clean());
         assert!(report(Some("sql"), "BEGIN ATOMIC SELECT 1; END").is_clean());
         assert!(report(Some("sql"), "RETURN a + 1").is_clean());

@@ -132,8 +132,11 @@ pub struct Context<'a> {
     pub in_function_body: bool,
     /// `server_version_num`-style version (e.g. 150004), when known.
     pub server_version: Option<u32>,
-    /// Tables created earlier in the current transaction: invisible to every other session, so
-    /// locking them blocks nobody.
+    /// The names, as this statement writes them, of relations created earlier in the current
+    /// transaction: invisible to every other session, so locking them blocks nobody. In the
+    /// proxy only names the server confirmed resolve to a relation this transaction created
+    /// (see `crate::created`); offline (`ddlgate check`) the tables of earlier CREATE TABLE
+    /// statements in the file.
     pub created_in_tx: &'a HashSet<Name>,
     /// What the live catalog says about the objects the statement touches, when ddlgate read
     /// it; `None` offline or when unknown (rules then assume the worst case).
@@ -177,10 +180,11 @@ impl Context<'_> {
         (!existing.is_empty()).then(|| existing.join(", "))
     }
 
-    /// The table was created earlier in this transaction.
+    /// The table was created earlier in this transaction: exactly this name, as written, is
+    /// in the set. No guessing across spellings — `public.t` is not `t`, which may resolve to
+    /// a temp table of that name.
     pub fn is_new(&self, table: &Name) -> bool {
         self.created_in_tx.contains(table)
-            || (table.schema.is_some() && self.created_in_tx.contains(&Name::bare(&table.name)))
     }
 
     /// Words for where the statement is, for messages: "inside a transaction block", …

@@ -291,6 +291,8 @@ mod tests {
     fn tables_created_in_the_transaction_are_exempt() {
         let mut ctx = Ctx::in_tx();
         ctx.created.insert(Name::bare("fresh"));
+        // The set holds names as the statement writes them (`crate::created`).
+        ctx.created.insert(Name::new(Some("public"), "fresh"));
         assert_eq!(run(&RULE, "CREATE INDEX i ON fresh (x)", &ctx), None);
         assert_eq!(run(&RULE, "CREATE INDEX i ON public.fresh (x)", &ctx), None);
         assert!(run(&RULE, "CREATE INDEX i ON other (x)", &ctx).is_some());

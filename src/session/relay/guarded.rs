@@ -376,6 +376,12 @@ impl Relay {
         let lex = self.st.lex;
         let requests = self.st.analyzer.catalog_requests(sql, lex);
         let cfg = &self.st.live.config.catalog;
+        let identity = self.st.analyzer.identity_query(
+            sql,
+            lex,
+            cfg.max_resolved_names,
+            cfg.max_created_relations,
+        );
         let thresholds = crate::catalog::Thresholds {
             small_table_rows: cfg.small_table_rows,
             small_table_bytes: cfg.small_table_bytes,
@@ -405,6 +411,16 @@ impl Relay {
         }
         // Offsets are relative to the SQL text, so they hold even if the buffer moves.
         self.st.analyzer.provide_facts(facts);
+        // Which relations the transaction created (`created`): an error means nothing is new.
+        if let Some(query) = identity {
+            let reply = self.inject(&query).await?;
+            let json = reply
+                .rows
+                .first()
+                .and_then(|r| r.first().cloned().flatten())
+                .filter(|_| reply.error.is_none());
+            self.st.analyzer.provide_identity(json.as_deref());
+        }
         Ok(())
     }
 

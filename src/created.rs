@@ -1,0 +1,683 @@
+//! "Created in this transaction", decided on what the server created — never on names.
+//!
+//! Locks on a table nobody else can see yet harm no one, so the rules and the lock guard exempt
+//! tables created earlier in the client's transaction (the migration-tool pattern: `CREATE
+//! TABLE n …; CREATE INDEX ON n (…); ALTER TABLE n ADD CONSTRAINT …`). Taking that from the
+//! text walked around every rule: `CREATE TABLE IF NOT EXISTS victim …` creates nothing when
+//! `victim` exists, a TEMP table of the same name makes `public.victim` look new, a CREATE
+//! undone by `ROLLBACK TO SAVEPOINT` leaves its name "new". So in the proxy the exemption rests
+//! on facts the server confirms, read by one side-channel query ([`Request::sql`]) on the
+//! client's own connection, in its transaction, at the statement boundary before each DDL
+//! message (the same place as the catalog facts, `session::relay::guarded::read_facts`):
+//!
+//! 1. **Creating.** A `CREATE TABLE` counts only if, at the read before its message, nothing
+//!    was at its target (namespace OID and name, with the session's `search_path`; the temp
+//!    schema for `TEMP`). Its target is remembered as *pending*.
+//! 2. **Confirmed.** At the next read (before the next DDL message of the transaction), the
+//!    relation now at a pending target is taken as created by this transaction only if its
+//!    `pg_class` row was written by one of the transaction's own xids (its `xmin` is a
+//!    transaction id this backend holds a lock on: the top-level xid and every live
+//!    subtransaction's; a row from a rolled-back savepoint is gone, another session's has
+//!    another xid). `xmin` alone proves nothing — an ALTER or a rename also rewrites the row —
+//!    which is why only a target that was empty before the CREATE can be confirmed, and why
+//!    pending targets are dropped when anything that could move an existing relation there ran
+//!    in between (a rename or `SET SCHEMA` in the same message, `ROLLBACK TO`, a DDL message
+//!    decided without a read, anything ddlgate cannot see through: DO, CALL, EXECUTE, …).
+//!    The relation's **OID** is what is remembered.
+//! 3. **Exempt.** A later statement's name counts as new only if, at the read before its
+//!    message, it resolved (with the session's `search_path`, temp schema first) to a
+//!    remembered OID whose row is still the transaction's own — so a `ROLLBACK TO` that undid
+//!    the CREATE also undoes the exemption.
+//!
+//! One read serves a whole multi-statement Query, so inside one message a name can also count
+//! as new when it resolved to *nothing* at the read and an earlier `CREATE TABLE` of the same
+//! message (without `IF NOT EXISTS`, so it either created exactly that target or failed and
+//! ended the Query) targets exactly what the name will resolve to. Any statement that can
+//! change what names resolve to or what the facts say — SET/RESET of a setting outside a short
+//! harmless list, `set_config`, DISCARD, DROP, a rename, `SET SCHEMA`, `CREATE TEMP`,
+//! `ROLLBACK TO`, transaction end, anything not understood — makes every later statement of the
+//! message be decided with no exemption and without the catalog facts read before it (rules
+//! then assume the worst case); a DDL statement also makes the facts of later statements
+//! naming the same relation stale. When in doubt, nothing is new.
+//!
+//! Offline, `ddlgate check` has no server to ask: it keeps the textual notion (a table named in
+//! an earlier CREATE TABLE of the file), which a linter can do no better than.
+
+use std::collections::HashSet;
+
+use serde::Deserialize;
+
+use crate::catalog::{quote_ident, quote_literal};
+use crate::sql::lexer::{LexOptions, Lexer, StatementSpan, TokenKind};
+use crate::sql::prefilter::StatementClass;
+use crate::sql::statement::{AlterOp, ConstraintKind, Ddl, DdlKind, Name};
+
+/// Where a `CREATE TABLE` puts its table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A schema, by OID (a later schema rename changes nothing), and the table name.
+    Schema { nsp: u32, name: String },
+    /// The session's own temp schema (created on first use, so not known by OID beforehand).
+    Temp { name: String },
+}
+
+/// What the session knows about relations its current transaction created.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    /// OIDs of relations confirmed created in this transaction (step 2 of the module docs).
+    created: HashSet<u32>,
+    /// Targets of CREATE TABLE statements sent since the last read, to confirm at the next.
+    pending: Vec<Target>,
+}
+
+impl Tracker {
+    /// The transaction ended: nothing it created is new any more.
+    pub fn clear(&mut self) {
+        self.created.clear();
+        self.pending.clear();
+    }
+
+    /// Nothing remembered: no read is needed unless a message creates a table.
+    pub fn is_empty(&self) -> bool {
+        self.created.is_empty() && self.pending.is_empty()
+    }
+
+    /// Relations confirmed created in this transaction.
+    pub fn created_count(&self) -> usize {
+        self.created.len()
+    }
+}
+
+/// The read for one message: the names its DDL statements touch, and the pending targets.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Names as written, each asked once, in the order of the answer's `names`.
+    names: Vec<Name>,
+    /// Pending targets, in the order of the answer's `pending`.
+    pending: Vec<Target>,
+    /// The read-only query; it cannot fail on any input (names are literals, compared as
+    /// `name`s or resolved by `to_regclass`, which returns NULL for what does not exist).
+    pub sql: String,
+}
+
+/// What the read said, for one message.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    names: Vec<(Name, Resolved)>,
+    /// Each pending target asked, with the OID of the relation there if its row is the
+    /// transaction's own.
+    pending: Vec<(Target, Option<u32>)>,
+    /// The effective search path (`current_schemas(true)`), as namespace OIDs.
+    path: Vec<u32>,
+    /// Where an unqualified CREATE TABLE creates (`current_schemas(false)[1]`), if anywhere.
+    creation: Option<u32>,
+}
+
+/// What one name resolved to at the read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Resolved {
+    /// The relation the name resolves to (a qualified name: in that schema; an unqualified
+    /// one: through the search path, temp schema first).
+    pub oid: Option<u32>,
+    /// That relation's `pg_class` row was written by this transaction.
+    pub mine: bool,
+    /// A qualified name's schema OID.
+    pub nsp: Option<u32>,
+    /// An unqualified name: the relation of that name in the creation schema.
+    pub at_creation: Option<u32>,
+    /// An unqualified name: the relation of that name in the session's temp schema.
+    pub at_temp: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct RawIdentity {
+    creation: Option<u32>,
+    path: Vec<u32>,
+    names: Vec<Resolved>,
+    pending: Vec<Option<u32>>,
+}
+
+impl Identity {
+    /// Parses the read's JSON answer to `request`; `None` when it does not fit (then nothing
+    /// counts as new).
+    pub fn parse(request: &Request, json: &str) -> Option<Identity> {
+        let raw: RawIdentity = match serde_json::from_str(json) {
+            Ok(raw) => raw,
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable created-in-transaction facts; nothing counts as new");
+                return None;
+            }
+        };
+        if raw.names.len() != request.names.len() || raw.pending.len() != request.pending.len() {
+            return None;
+        }
+        Some(Identity {
+            names: request.names.iter().cloned().zip(raw.names).collect(),
+            pending: request.pending.iter().cloned().zip(raw.pending).collect(),
+            path: raw.path,
+            creation: raw.creation,
+        })
+    }
+
+    /// A hand-made answer, for tests and tools: these names resolved so, this search path and
+    /// creation schema, no pending targets.
+    pub fn of(names: Vec<(Name, Resolved)>, path: Vec<u32>, creation: Option<u32>) -> Identity {
+        Identity {
+            names,
+            pending: Vec::new(),
+            path,
+            creation,
+        }
+    }
+
+    fn get(&self, name: &Name) -> Option<&Resolved> {
+        self.names.iter().find(|(n, _)| n == name).map(|(_, r)| r)
+    }
+
+    /// Where a CREATE TABLE of `name` would create, and whether something is already there.
+    fn target(&self, name: &Name, temporary: bool) -> Option<(Target, bool)> {
+        let r = self.get(name)?;
+        match (&name.schema, temporary) {
+            (None, true) => Some((
+                Target::Temp {
+                    name: name.name.clone(),
+                },
+                r.at_temp.is_some(),
+            )),
+            (None, false) => Some((
+                Target::Schema {
+                    nsp: self.creation?,
+                    name: name.name.clone(),
+                },
+                r.at_creation.is_some(),
+            )),
+            // `CREATE TEMP TABLE s.n` is an error unless `s` is the temp schema; not followed.
+            (Some(_), true) => None,
+            (Some(_), false) => Some((
+                Target::Schema {
+                    nsp: r.nsp?,
+                    name: name.name.clone(),
+                },
+                r.oid.is_some(),
+            )),
+        }
+    }
+}
+
+/// The relations a statement's rules and lock guard may ask "created in this transaction?"
+/// about, as written. A name not listed is never new (the safe default for a new rule).
+pub fn relation_names(ddl: &Ddl) -> Vec<&Name> {
+    let mut out: Vec<&Name> = Vec::new();
+    match &ddl.kind {
+        DdlKind::CreateIndex { table, .. } => out.push(table),
+        DdlKind::DropIndex { names, .. }
+        | DdlKind::DropTable { names, .. }
+        | DdlKind::Truncate { names, .. } => out.extend(names),
+        DdlKind::Reindex { name: Some(n), .. } => out.push(n),
+        DdlKind::AlterIndex { name, .. } | DdlKind::RefreshMaterializedView { name, .. } => {
+            out.push(name)
+        }
+        DdlKind::CreateTable {
+            partition_of,
+            references,
+            ..
+        } => {
+            out.extend(partition_of);
+            out.extend(references);
+        }
+        DdlKind::AlterTable { name, ops, .. } => {
+            out.push(name);
+            for op in ops {
+                match op {
+                    AlterOp::AttachPartition { partition }
+                    | AlterOp::DetachPartition { partition, .. } => out.push(partition),
+                    AlterOp::AddConstraint(c) => {
+                        if let ConstraintKind::ForeignKey { references } = &c.kind {
+                            out.push(references);
+                        }
+                    }
+                    AlterOp::AddColumn(c) => {
+                        for k in &c.constraints {
+                            if let ConstraintKind::ForeignKey { references } = k {
+                                out.push(references);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        DdlKind::Vacuum { tables, .. } | DdlKind::Lock { tables, .. } => out.extend(tables),
+        DdlKind::Cluster { table: Some(t) } => out.push(t),
+        _ => {}
+    }
+    out
+}
+
+/// The read a message needs, or `None` when nothing in it can be new and it creates nothing
+/// (the common case: no round trip). At most `max_names` names are asked; the rest are not
+/// new.
+pub fn request<'a>(
+    tracker: &Tracker,
+    ddls: impl IntoIterator<Item = &'a Ddl>,
+    max_names: usize,
+) -> Option<Request> {
+    let mut names: Vec<Name> = Vec::new();
+    let mut creates = false;
+    for ddl in ddls {
+        if let DdlKind::CreateTable { name, .. } = &ddl.kind {
+            creates = true;
+            push_name(&mut names, name, max_names);
+        }
+        for n in relation_names(ddl) {
+            push_name(&mut names, n, max_names);
+        }
+    }
+    if !creates && tracker.is_empty() {
+        return None;
+    }
+    let pending = tracker.pending.clone();
+    let sql = query(&names, &pending);
+    Some(Request {
+        names,
+        pending,
+        sql,
+    })
+}
+
+fn push_name(names: &mut Vec<Name>, name: &Name, max: usize) {
+    let storable = |s: &str| !s.is_empty() && !s.contains('\0');
+    if names.len() < max
+        && storable(&name.name)
+        && name.schema.as_deref().is_none_or(storable)
+        && !names.contains(name)
+    {
+        names.push(name.clone());
+    }
+}
+
+/// `'…'::name`: PostgreSQL truncates it to NAMEDATALEN exactly as it truncates the identifier
+/// in the statement.
+fn name_literal(s: &str) -> String {
+    format!("{}::pg_catalog.name", quote_literal(s))
+}
+
+/// The relation `oid` has a `pg_class` row written by one of this transaction's xids.
+fn mine(oid: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_class k JOIN xids ON xids.xid = k.xmin WHERE k.oid = {oid})"
+    )
+}
+
+fn query(names: &[Name], pending: &[Target]) -> String {
+    let names: Vec<String> = names.iter().map(name_json).collect();
+    let pending: Vec<String> = pending
+        .iter()
+        .map(|t| {
+            let (nsp, name) = match t {
+                Target::Schema { nsp, name } => (format!("{nsp}::pg_catalog.oid"), name),
+                Target::Temp { name } => ("pg_catalog.pg_my_temp_schema()".to_owned(), name),
+            };
+            format!(
+                "(SELECT c.oid::pg_catalog.int8 FROM pg_catalog.pg_class c WHERE c.relnamespace = {nsp} \
+AND c.relname = {} AND {})",
+                name_literal(name),
+                mine("c.oid")
+            )
+        })
+        .collect();
+    format!(
+        "/* ddlgate created-in-transaction facts */ WITH \
+xids AS (SELECT l.transactionid AS xid FROM pg_catalog.pg_locks l WHERE l.locktype = 'transactionid' \
+AND l.mode = 'ExclusiveLock' AND l.granted AND l.pid = pg_catalog.pg_backend_pid()), \
+creation AS (SELECT (SELECT n.oid FROM pg_catalog.pg_namespace n \
+WHERE n.nspname = (pg_catalog.current_schemas(false))[1]) AS oid) \
+SELECT pg_catalog.json_build_object(\
+'creation', (SELECT creation.oid::pg_catalog.int8 FROM creation), \
+'path', (SELECT coalesce(pg_catalog.json_agg(n.oid::pg_catalog.int8 ORDER BY s.ord), '[]'::pg_catalog.json) \
+FROM pg_catalog.unnest(pg_catalog.current_schemas(true)) WITH ORDINALITY AS s(nspname, ord) \
+JOIN pg_catalog.pg_namespace n ON n.nspname = s.nspname), \
+'names', pg_catalog.json_build_array({names}), \
+'pending', pg_catalog.json_build_array({pending}))",
+        names = names.join(", "),
+        pending = pending.join(", ")
+    )
+}
+
+/// One name's resolution. A qualified name is looked up in the catalogs directly (the schema
+/// by name, never an error for a schema the user may not use); an unqualified one through
+/// `to_regclass`, exactly as the statement will resolve it.
+fn name_json(name: &Name) -> String {
+    let at = |nsp: &str| {
+        format!(
+            "(SELECT c.oid::pg_catalog.int8 FROM pg_catalog.pg_class c WHERE c.relnamespace = {nsp} AND c.relname = {})",
+            name_literal(&name.name)
+        )
+    };
+    match &name.schema {
+        None => format!(
+            "(SELECT pg_catalog.json_build_object('oid', r.oid::pg_catalog.int8, 'mine', {mine}, 'nsp', NULL, \
+'at_creation', {at_creation}, 'at_temp', {at_temp}) \
+FROM (SELECT pg_catalog.to_regclass({regclass}::pg_catalog.text)::pg_catalog.oid AS oid) r)",
+            mine = mine("r.oid"),
+            at_creation = at("(SELECT creation.oid FROM creation)"),
+            at_temp = at("pg_catalog.pg_my_temp_schema()"),
+            regclass = quote_literal(&quote_ident(&name.name)),
+        ),
+        Some(schema) => format!(
+            "(SELECT pg_catalog.json_build_object('oid', c.oid::pg_catalog.int8, 'mine', {mine}, \
+'nsp', ns.oid::pg_catalog.int8, 'at_creation', NULL, 'at_temp', NULL) \
+FROM (SELECT 1) d LEFT JOIN pg_catalog.pg_namespace ns ON ns.nspname = {schema} \
+LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = ns.oid AND c.relname = {name})",
+            mine = mine("c.oid"),
+            schema = name_literal(schema),
+            name = name_literal(&name.name),
+        ),
+    }
+}
+
+/// What a statement does to the facts read before its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Effect {
+    /// Changes neither name resolution nor the settings the facts depend on.
+    Neutral,
+    /// May change what names resolve to or what the facts say: later statements of the
+    /// message get no exemption and no facts.
+    Stale,
+    /// May also move an existing relation to where a CREATE was (a rename, `SET SCHEMA`,
+    /// `ROLLBACK TO`, anything ddlgate cannot see through): the message's CREATE targets are
+    /// not confirmed either.
+    Moves,
+}
+
+/// Settings a `SET`/`RESET` may change without affecting name resolution or any catalog fact
+/// (`search_path`, `TimeZone`, the role and everything else count as affecting them).
+const HARMLESS_SETTINGS: &[&str] = &[
+    "lock_timeout",
+    "statement_timeout",
+    "idle_in_transaction_session_timeout",
+    "application_name",
+    "client_min_messages",
+    "work_mem",
+    "maintenance_work_mem",
+    "max_parallel_maintenance_workers",
+    "synchronous_commit",
+    "transaction",
+    "constraints",
+];
+
+fn session_effect(sql: &[u8], span: &StatementSpan, lex: LexOptions) -> Effect {
+    let mut words = Lexer::at(sql, span.start, lex)
+        .take_while(|t| t.start < span.end)
+        .filter(|t| !t.is_comment());
+    let _set_or_reset = words.next();
+    let mut setting = words.next();
+    if setting.is_some_and(|t| t.is_word(sql, "SESSION") || t.is_word(sql, "LOCAL")) {
+        setting = words.next();
+    }
+    match setting {
+        Some(t) if t.kind == TokenKind::Word => {
+            let harmless = HARMLESS_SETTINGS.iter().any(|s| t.is_word(sql, s));
+            // `SET SESSION CHARACTERISTICS AS TRANSACTION …` also only sets transaction modes.
+            if harmless || t.is_word(sql, "CHARACTERISTICS") {
+                Effect::Neutral
+            } else {
+                Effect::Stale
+            }
+        }
+        _ => Effect::Stale,
+    }
+}
+
+fn dml_effect(sql: &[u8], span: &StatementSpan, lex: LexOptions) -> Effect {
+    let mut tokens = Lexer::at(sql, span.start, lex)
+        .take_while(|t| t.start < span.end)
+        .filter(|t| !t.is_comment());
+    let Some(first) = tokens.next() else {
+        return Effect::Neutral;
+    };
+    // Statements that run SQL ddlgate does not see (a prepared statement, a procedure, a
+    // library's initialiser, an EXPLAIN ANALYZE of any of them).
+    if ["EXECUTE", "CALL", "LOAD", "EXPLAIN"]
+        .iter()
+        .any(|w| first.is_word(sql, w))
+    {
+        return Effect::Moves;
+    }
+    if first.is_word(sql, "DISCARD") {
+        return Effect::Stale;
+    }
+    let changes_settings = tokens.any(|t| match t.kind {
+        TokenKind::Word => t.is_word(sql, "set_config"),
+        // `"set_config"`, or any Unicode-escaped identifier that might spell it.
+        TokenKind::QuotedIdent => {
+            let text = t.text(sql);
+            text.eq_ignore_ascii_case(b"\"set_config\"")
+                || text.starts_with(b"U&")
+                || text.starts_with(b"u&")
+        }
+        _ => false,
+    });
+    if changes_settings {
+        Effect::Stale
+    } else {
+        Effect::Neutral
+    }
+}
+
+fn ddl_effect(ddl: &Ddl) -> Effect {
+    match &ddl.kind {
+        DdlKind::CreateTable {
+            temporary: false, ..
+        }
+        | DdlKind::CreateIndex { .. } => Effect::Neutral,
+        // A temp table shadows every same-named relation for unqualified names.
+        DdlKind::CreateTable {
+            temporary: true, ..
+        } => Effect::Stale,
+        DdlKind::AlterTable { ops, .. } => {
+            if ops
+                .iter()
+                .any(|op| matches!(op, AlterOp::RenameTable { .. } | AlterOp::SetSchema))
+            {
+                Effect::Moves
+            } else {
+                Effect::Neutral
+            }
+        }
+        // Frees a name: an unqualified one may now resolve further down the search path.
+        DdlKind::DropTable { .. } | DdlKind::DropIndex { .. } => Effect::Stale,
+        DdlKind::Other { tag }
+            if ["COMMENT", "GRANT", "REVOKE", "CREATE SEQUENCE"].contains(&tag.as_str()) =>
+        {
+            Effect::Neutral
+        }
+        _ => Effect::Moves,
+    }
+}
+
+/// One message's walk through its statements (see the module docs).
+#[derive(Debug)]
+pub struct Scope {
+    identity: Option<Identity>,
+    /// A statement that may change resolution or facts has run earlier in the message.
+    stale: bool,
+    /// A statement that may move a relation runs in the message: its creates are not pending.
+    moves: bool,
+    /// The transaction ended inside the message.
+    ended: bool,
+    /// CREATE TABLE statements of this message that create exactly their target (no IF NOT
+    /// EXISTS, target empty at the read, no change of resolution before them).
+    creates: Vec<(Name, Target)>,
+    /// Targets to confirm at the next read.
+    candidates: Vec<Target>,
+    /// Relations (bare names) earlier DDL statements of the message touched: facts read about
+    /// a relation of that name before the message are stale.
+    touched: HashSet<String>,
+    /// A DDL statement was met; its decision used this scope.
+    saw_ddl: bool,
+}
+
+impl Scope {
+    /// Starts a message: confirms the pending targets the read answered for.
+    pub fn begin(tracker: &mut Tracker, identity: Option<Identity>, max_created: usize) -> Scope {
+        if let Some(id) = &identity {
+            for (_, oid) in &id.pending {
+                if let Some(oid) = oid
+                    && tracker.created.len() < max_created
+                {
+                    tracker.created.insert(*oid);
+                }
+            }
+            tracker.pending.clear();
+        }
+        Scope {
+            identity,
+            stale: false,
+            moves: false,
+            ended: false,
+            creates: Vec::new(),
+            candidates: Vec::new(),
+            touched: HashSet::new(),
+            saw_ddl: false,
+        }
+    }
+
+    /// The names of `ddl` that are relations created in this transaction, for its rules and
+    /// its lock guard.
+    pub fn new_names(&mut self, tracker: &mut Tracker, ddl: &Ddl) -> HashSet<Name> {
+        if !self.saw_ddl {
+            self.saw_ddl = true;
+            if self.identity.is_none() {
+                // A DDL message decided without a read: what it does cannot be followed, so
+                // targets still pending can never be confirmed.
+                tracker.pending.clear();
+            }
+        }
+        let mut out = HashSet::new();
+        let Some(id) = self.identity.as_ref().filter(|_| !self.stale) else {
+            return out;
+        };
+        for name in relation_names(ddl) {
+            let Some(r) = id.get(name) else { continue };
+            let new = match r.oid {
+                Some(oid) => r.mine && tracker.created.contains(&oid),
+                None => self.creates.iter().any(|(created, target)| {
+                    let Target::Schema { nsp, name: n } = target else {
+                        return false;
+                    };
+                    // Qualified: the same schema. Unqualified: nothing of that name was on the
+                    // search path at the read, so it finds the new table if its schema is on it.
+                    created.name == name.name
+                        && *n == name.name
+                        && match &name.schema {
+                            Some(_) => r.nsp == Some(*nsp),
+                            None => id.path.contains(nsp),
+                        }
+                }),
+            };
+            if new {
+                out.insert(name.clone());
+            }
+        }
+        out
+    }
+
+    /// Whether the catalog facts read before the message still hold for `ddl`.
+    pub fn facts_hold(&self, ddl: &Ddl) -> bool {
+        !self.stale
+            && relation_names(ddl)
+                .iter()
+                .all(|n| !self.touched.contains(&n.name))
+    }
+
+    /// Records what a statement did, after its decision. `ddl` is set for DDL candidates;
+    /// `runs` is false when ddlgate replaced the statement (it was blocked or rewritten).
+    pub fn after(
+        &mut self,
+        tracker: &mut Tracker,
+        sql: &[u8],
+        span: &StatementSpan,
+        lex: LexOptions,
+        class: StatementClass,
+        ddl: Option<&Ddl>,
+        runs: bool,
+    ) {
+        let effect = match (class, ddl) {
+            (StatementClass::Transaction, _) => {
+                let mut words = Lexer::at(sql, span.start, lex)
+                    .take_while(|t| t.start < span.end)
+                    .filter(|t| !t.is_comment());
+                let first = words.next();
+                let second = words.next();
+                let is = |w: &str| first.is_some_and(|t| t.is_word(sql, w));
+                if is("ROLLBACK") && second.is_some_and(|t| t.is_word(sql, "TO")) {
+                    // Undoes creates (and renames) after the savepoint: what was pending
+                    // may now hold something else.
+                    tracker.pending.clear();
+                    Effect::Moves
+                } else if ["COMMIT", "END", "ROLLBACK", "ABORT"].iter().any(|w| is(w)) {
+                    self.ended = true;
+                    Effect::Moves
+                } else {
+                    Effect::Neutral
+                }
+            }
+            (StatementClass::Session, _) => session_effect(sql, span, lex),
+            (StatementClass::Dml, _) => dml_effect(sql, span, lex),
+            (StatementClass::DdlCandidate, Some(ddl)) => {
+                if let DdlKind::CreateTable {
+                    name, temporary, ..
+                } = &ddl.kind
+                    && runs
+                    && !self.stale
+                    && let Some(id) = &self.identity
+                    && let Some((target, taken)) = id.target(name, *temporary)
+                    && !taken
+                {
+                    if !if_not_exists(sql, span, lex) && !*temporary {
+                        self.creates.push((name.clone(), target.clone()));
+                    }
+                    self.candidates.push(target);
+                }
+                for n in relation_names(ddl) {
+                    self.touched.insert(n.name.clone());
+                }
+                if let DdlKind::CreateTable { name, .. }
+                | DdlKind::CreateIndex {
+                    name: Some(name), ..
+                } = &ddl.kind
+                {
+                    self.touched.insert(name.name.clone());
+                }
+                ddl_effect(ddl)
+            }
+            (StatementClass::DdlCandidate, None) => Effect::Moves,
+        };
+        if effect >= Effect::Stale {
+            self.stale = true;
+        }
+        if effect == Effect::Moves {
+            self.moves = true;
+        }
+    }
+
+    /// Ends the message: its CREATE targets become pending unless something in it could have
+    /// moved an existing relation there.
+    pub fn finish(self, tracker: &mut Tracker) {
+        if self.ended {
+            tracker.clear();
+        } else if !self.moves {
+            tracker.pending.extend(self.candidates);
+        }
+    }
+}
+
+/// `CREATE [GLOBAL|LOCAL] [TEMP|TEMPORARY|UNLOGGED] TABLE IF NOT EXISTS …`.
+fn if_not_exists(sql: &[u8], span: &StatementSpan, lex: LexOptions) -> bool {
+    let mut words = Lexer::at(sql, span.start, lex)
+        .take_while(|t| t.start < span.end)
+        .filter(|t| !t.is_comment());
+    words.by_ref().take(6).any(|t| t.is_word(sql, "TABLE"))
+        && words.next().is_some_and(|t| t.is_word(sql, "IF"))
+}
