@@ -511,9 +511,10 @@ pub struct Scope {
     creates: Vec<(Name, Target)>,
     /// Targets to confirm at the next read.
     candidates: Vec<Target>,
-    /// Relations (bare names) earlier DDL statements of the message touched: facts read about
-    /// a relation of that name before the message are stale.
-    touched: HashSet<String>,
+    /// What earlier DDL statements of the message changed, by bare relation name: one column
+    /// (`Some`) or anything about the relation (`None`). Facts read before the message about
+    /// it are stale.
+    touched: HashSet<(String, Option<String>)>,
     /// A DDL statement was met; its decision used this scope.
     saw_ddl: bool,
 }
@@ -583,12 +584,22 @@ impl Scope {
         out
     }
 
-    /// Whether the catalog facts read before the message still hold for `ddl`.
+    /// Whether the catalog facts read before the message still hold for `ddl`: nothing earlier
+    /// in the message changed settings or resolution, the relations it names as a whole, or
+    /// the columns it names.
     pub fn facts_hold(&self, ddl: &Ddl) -> bool {
-        !self.stale
-            && relation_names(ddl)
-                .iter()
-                .all(|n| !self.touched.contains(&n.name))
+        if self.stale {
+            return false;
+        }
+        let columns = column_names(ddl);
+        relation_names(ddl).iter().all(|n| {
+            !self.touched.contains(&(n.name.clone(), None))
+                && columns.iter().all(|c| {
+                    !self
+                        .touched
+                        .contains(&(n.name.clone(), Some((*c).to_owned())))
+                })
+        })
     }
 
     /// Records what a statement did, after its decision. `ddl` is set for DDL candidates;
@@ -640,16 +651,7 @@ impl Scope {
                     }
                     self.candidates.push(target);
                 }
-                for n in relation_names(ddl) {
-                    self.touched.insert(n.name.clone());
-                }
-                if let DdlKind::CreateTable { name, .. }
-                | DdlKind::CreateIndex {
-                    name: Some(name), ..
-                } = &ddl.kind
-                {
-                    self.touched.insert(name.name.clone());
-                }
+                self.touch(ddl);
                 ddl_effect(ddl)
             }
             (StatementClass::DdlCandidate, None) => Effect::Moves,
@@ -662,6 +664,46 @@ impl Scope {
         }
     }
 
+    /// Records what `ddl` may change, for [`Scope::facts_hold`].
+    fn touch(&mut self, ddl: &Ddl) {
+        match &ddl.kind {
+            DdlKind::AlterTable { name, ops, .. } => {
+                for op in ops {
+                    let column = match op {
+                        AlterOp::AddColumn(c) => Some(c.name.clone()),
+                        AlterOp::DropColumn { name } => Some(name.clone()),
+                        AlterOp::AlterColumnType { column, .. }
+                        | AlterOp::SetNotNull { column }
+                        | AlterOp::DropNotNull { column }
+                        | AlterOp::SetDefault { column }
+                        | AlterOp::DropDefault { column } => Some(column.clone()),
+                        AlterOp::RenameColumn { from, to } => {
+                            self.touched.insert((name.name.clone(), Some(to.clone())));
+                            Some(from.clone())
+                        }
+                        _ => None,
+                    };
+                    self.touched.insert((name.name.clone(), column));
+                }
+                for n in relation_names(ddl).into_iter().skip(1) {
+                    self.touched.insert((n.name.clone(), None));
+                }
+            }
+            _ => {
+                for n in relation_names(ddl) {
+                    self.touched.insert((n.name.clone(), None));
+                }
+                if let DdlKind::CreateTable { name, .. }
+                | DdlKind::CreateIndex {
+                    name: Some(name), ..
+                } = &ddl.kind
+                {
+                    self.touched.insert((name.name.clone(), None));
+                }
+            }
+        }
+    }
+
     /// Ends the message: its CREATE targets become pending unless something in it could have
     /// moved an existing relation there.
     pub fn finish(self, tracker: &mut Tracker) {
@@ -671,6 +713,26 @@ impl Scope {
             tracker.pending.extend(self.candidates);
         }
     }
+}
+
+/// The columns an ALTER TABLE names (what its column facts are about).
+fn column_names(ddl: &Ddl) -> Vec<&str> {
+    let DdlKind::AlterTable { ops, .. } = &ddl.kind else {
+        return Vec::new();
+    };
+    ops.iter()
+        .filter_map(|op| match op {
+            AlterOp::AddColumn(c) => Some(c.name.as_str()),
+            AlterOp::DropColumn { name } => Some(name.as_str()),
+            AlterOp::AlterColumnType { column, .. }
+            | AlterOp::SetNotNull { column }
+            | AlterOp::DropNotNull { column }
+            | AlterOp::SetDefault { column }
+            | AlterOp::DropDefault { column } => Some(column.as_str()),
+            AlterOp::RenameColumn { from, .. } => Some(from.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `CREATE [GLOBAL|LOCAL] [TEMP|TEMPORARY|UNLOGGED] TABLE IF NOT EXISTS …`.

@@ -77,9 +77,7 @@ async fn assert_healthy(env: &Env, p: &tokio_postgres::Client) {
 /// `sql` is refused by ddlgate's policy (DG001), naming `rule`.
 async fn assert_blocked(p: &tokio_postgres::Client, sql: &str, rule: &str) {
     let err = p.batch_execute(sql).await.expect_err(sql);
-    let db = err
-        .as_db_error()
-        .unwrap_or_else(|| panic!("{sql}: {err}"));
+    let db = err.as_db_error().unwrap_or_else(|| panic!("{sql}: {err}"));
     assert_eq!(db.code().code(), "DG001", "{sql}: {}", db.message());
     assert!(db.message().contains(rule), "{sql}: {}", db.message());
 }
@@ -264,7 +262,9 @@ async fn migrations_create_index_and_link_new_tables_in_one_transaction() {
         .expect("one Query");
     // Separate Queries.
     for s in statements("sep") {
-        p.batch_execute(&s).await.unwrap_or_else(|e| panic!("{s}: {e}"));
+        p.batch_execute(&s)
+            .await
+            .unwrap_or_else(|e| panic!("{s}: {e}"));
     }
     // Separate statements through the extended protocol (Parse/Bind/Execute).
     for s in statements("ext") {
@@ -292,7 +292,10 @@ async fn migrations_create_index_and_link_new_tables_in_one_transaction() {
     }
     let counters = &env.proxy.shared().counters;
     assert_eq!(
-        counters.guard.runs.load(std::sync::atomic::Ordering::Relaxed),
+        counters
+            .guard
+            .runs
+            .load(std::sync::atomic::Ordering::Relaxed),
         0,
         "nothing existing was locked"
     );
