@@ -268,8 +268,12 @@ impl Analyzer {
         let spans = std::mem::take(&mut self.spans);
         let facts = std::mem::take(&mut self.facts);
         self.identity_request = None;
-        let mut scope =
-            crate::created::Scope::begin(&mut self.created, self.identity.take(), self.max_created);
+        let mut scope = crate::created::Scope::begin(
+            &mut self.created,
+            self.identity.take(),
+            self.max_created,
+            ctx.lex,
+        );
         let statements = spans.iter().filter(|s| !s.is_empty()).count();
         let mut summary = Summary {
             statements,
@@ -333,7 +337,6 @@ impl Analyzer {
                 &mut self.created,
                 sql,
                 span,
-                ctx.lex,
                 class,
                 understood.as_ref(),
                 runs,

@@ -517,11 +517,18 @@ pub struct Scope {
     touched: HashSet<(String, Option<String>)>,
     /// A DDL statement was met; its decision used this scope.
     saw_ddl: bool,
+    /// How the message is lexed.
+    lex: LexOptions,
 }
 
 impl Scope {
     /// Starts a message: confirms the pending targets the read answered for.
-    pub fn begin(tracker: &mut Tracker, identity: Option<Identity>, max_created: usize) -> Scope {
+    pub fn begin(
+        tracker: &mut Tracker,
+        identity: Option<Identity>,
+        max_created: usize,
+        lex: LexOptions,
+    ) -> Scope {
         if let Some(id) = &identity {
             for (_, oid) in &id.pending {
                 if let Some(oid) = oid
@@ -541,6 +548,7 @@ impl Scope {
             candidates: Vec::new(),
             touched: HashSet::new(),
             saw_ddl: false,
+            lex,
         }
     }
 
@@ -609,11 +617,11 @@ impl Scope {
         tracker: &mut Tracker,
         sql: &[u8],
         span: &StatementSpan,
-        lex: LexOptions,
         class: StatementClass,
         ddl: Option<&Ddl>,
         runs: bool,
     ) {
+        let lex = self.lex;
         let effect = match (class, ddl) {
             (StatementClass::Transaction, _) => {
                 let mut words = Lexer::at(sql, span.start, lex)
@@ -742,4 +750,199 @@ fn if_not_exists(sql: &[u8], span: &StatementSpan, lex: LexOptions) -> bool {
         .filter(|t| !t.is_comment());
     words.by_ref().take(6).any(|t| t.is_word(sql, "TABLE"))
         && words.next().is_some_and(|t| t.is_word(sql, "IF"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::lexer::split_statements;
+    use crate::sql::parse;
+    use crate::sql::prefilter;
+
+    const LEX: LexOptions = LexOptions {
+        standard_conforming_strings: true,
+        encoding: crate::sql::lexer::ClientEncoding::AsciiSafe,
+    };
+
+    /// Runs one message through a scope as `analysis` does; returns the new names of each DDL
+    /// statement.
+    fn message(tracker: &mut Tracker, sql: &str, identity: Option<Identity>) -> Vec<Vec<Name>> {
+        let sql = sql.as_bytes();
+        let mut scope = Scope::begin(tracker, identity, 100, LEX);
+        let mut out = Vec::new();
+        for span in split_statements(sql, LEX).iter().filter(|s| !s.is_empty()) {
+            let class = prefilter::classify(sql, span);
+            let ddl = (class == StatementClass::DdlCandidate)
+                .then(|| parse::understand(sql, span.start, span.end, LEX));
+            if let Some(ddl) = &ddl {
+                let mut names: Vec<Name> = scope.new_names(tracker, ddl).into_iter().collect();
+                names.sort();
+                out.push(names);
+            }
+            scope.after(tracker, sql, span, class, ddl.as_ref(), true);
+        }
+        scope.finish(tracker);
+        out
+    }
+
+    /// The read before `sql`, answered with `json` (`names` and `pending` in request order).
+    fn read(tracker: &Tracker, sql: &str, names: &str, pending: &str) -> Option<Identity> {
+        let ddls: Vec<Ddl> = split_statements(sql.as_bytes(), LEX)
+            .iter()
+            .filter(|s| {
+                !s.is_empty()
+                    && prefilter::classify(sql.as_bytes(), s) == StatementClass::DdlCandidate
+            })
+            .map(|s| parse::understand(sql.as_bytes(), s.start, s.end, LEX))
+            .collect();
+        let req = request(tracker, &ddls, 100)?;
+        assert!(
+            req.sql
+                .starts_with("/* ddlgate created-in-transaction facts */")
+        );
+        // An empty `names`: every name asked is free.
+        let free = vec![FREE; req.names.len()].join(", ");
+        let names = if names.is_empty() {
+            free.as_str()
+        } else {
+            names
+        };
+        let json = format!(
+            r#"{{"creation": 2200, "path": [11, 2200], "names": [{names}], "pending": [{pending}]}}"#
+        );
+        Identity::parse(&req, &json)
+    }
+
+    const FREE: &str =
+        r#"{"oid": null, "mine": false, "nsp": null, "at_creation": null, "at_temp": null}"#;
+    const NEW: &str =
+        r#"{"oid": 777, "mine": true, "nsp": null, "at_creation": 777, "at_temp": null}"#;
+
+    #[test]
+    fn a_create_is_confirmed_by_the_next_read_and_then_exempt() {
+        let mut t = Tracker::default();
+        let sql = "CREATE TABLE n (id int)";
+        let id = read(&t, sql, "", "");
+        message(&mut t, sql, id);
+        assert_eq!(t.pending.len(), 1);
+        let sql = "CREATE INDEX ON n (id)";
+        let id = read(&t, sql, NEW, "777");
+        assert_eq!(message(&mut t, sql, id), [vec![Name::bare("n")]]);
+        assert!(t.created.contains(&777));
+        // Its row no longer the transaction's own (rolled back): not new.
+        let gone =
+            r#"{"oid": 777, "mine": false, "nsp": null, "at_creation": 777, "at_temp": null}"#;
+        let id = read(&t, sql, gone, "");
+        assert_eq!(message(&mut t, sql, id), [Vec::<Name>::new()]);
+        // Nothing asked, nothing known: not new.
+        assert_eq!(message(&mut t, sql, None), [Vec::<Name>::new()]);
+    }
+
+    #[test]
+    fn pending_targets_are_dropped_when_something_could_move_a_table_there() {
+        for (between, first) in [
+            // A rename in the CREATE's own message.
+            (
+                "",
+                "CREATE TABLE IF NOT EXISTS n (id int); ALTER TABLE victim RENAME TO n",
+            ),
+            // ROLLBACK TO in a message of its own (no read before it).
+            ("ROLLBACK TO SAVEPOINT s", "CREATE TABLE n (id int)"),
+            // A DDL message decided without a read.
+            ("ALTER TABLE victim RENAME TO n", "CREATE TABLE n (id int)"),
+        ] {
+            let mut t = Tracker::default();
+            let id = read(&t, first, "", "");
+            message(&mut t, first, id);
+            if !between.is_empty() {
+                message(&mut t, between, None);
+            }
+            assert!(t.pending.is_empty(), "{first} / {between}");
+        }
+    }
+
+    #[test]
+    fn inside_one_message_only_an_exact_create_counts() {
+        let mut t = Tracker::default();
+        let sql =
+            "CREATE TABLE n (id int); CREATE INDEX ON n (id); DROP TABLE n; CREATE INDEX ON n (id)";
+        let id = read(&t, sql, "", "");
+        // Exempt until the DROP: after it, the name may resolve elsewhere.
+        assert_eq!(
+            message(&mut t, sql, id),
+            [vec![], vec![Name::bare("n")], vec![Name::bare("n")], vec![]]
+        );
+        let mut t = Tracker::default();
+        let sql = "CREATE TABLE IF NOT EXISTS n (id int); CREATE INDEX ON n (id)";
+        let id = read(&t, sql, "", "");
+        assert_eq!(message(&mut t, sql, id), [vec![], vec![]]);
+    }
+
+    #[test]
+    fn statement_effects() {
+        let effect = |sql: &str| {
+            let span = split_statements(sql.as_bytes(), LEX)[0];
+            match prefilter::classify(sql.as_bytes(), &span) {
+                StatementClass::Session => session_effect(sql.as_bytes(), &span, LEX),
+                StatementClass::Dml => dml_effect(sql.as_bytes(), &span, LEX),
+                _ => ddl_effect(&parse::understand(
+                    sql.as_bytes(),
+                    span.start,
+                    span.end,
+                    LEX,
+                )),
+            }
+        };
+        for sql in [
+            "SET lock_timeout = '1s'",
+            "SET LOCAL statement_timeout TO 0",
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+            "SELECT 1",
+            "INSERT INTO t VALUES ('set_config')",
+            "CREATE INDEX ON t (x)",
+            "ALTER TABLE t ADD COLUMN c int",
+            "COMMENT ON TABLE t IS 'x'",
+        ] {
+            assert_eq!(effect(sql), Effect::Neutral, "{sql}");
+        }
+        for sql in [
+            "SET search_path = a",
+            "SET TIME ZONE 'Europe/Berlin'",
+            "SET SESSION TimeZone = 'UTC'",
+            "SET ROLE other",
+            "SET SESSION AUTHORIZATION other",
+            "RESET ALL",
+            "SELECT set_config('search_path', 'a', false)",
+            "SELECT pg_catalog.\"set_config\"('TimeZone', 'x', false)",
+            "DISCARD TEMP",
+            "DROP TABLE t",
+            "CREATE TEMP TABLE t (x int)",
+        ] {
+            assert_eq!(effect(sql), Effect::Stale, "{sql}");
+        }
+        for sql in [
+            "EXECUTE p",
+            "CALL proc()",
+            "ALTER TABLE t RENAME TO u",
+            "ALTER TABLE t SET SCHEMA s",
+            "ALTER SCHEMA s RENAME TO u",
+            "DO $$ BEGIN END $$",
+            "CREATE SCHEMA s",
+        ] {
+            assert_eq!(effect(sql), Effect::Moves, "{sql}");
+        }
+    }
+
+    #[test]
+    fn if_not_exists_is_read_from_the_tokens() {
+        let ine = |sql: &str| {
+            let span = split_statements(sql.as_bytes(), LEX)[0];
+            if_not_exists(sql.as_bytes(), &span, LEX)
+        };
+        assert!(ine("CREATE TABLE IF NOT EXISTS t (x int)"));
+        assert!(ine("create global temporary table if not exists t (x int)"));
+        assert!(ine("CREATE /* c */ UNLOGGED TABLE IF NOT EXISTS t (x int)"));
+        assert!(!ine("CREATE TABLE t (x int)"));
+        assert!(!ine("CREATE TABLE \"if\" (x int)"));
+    }
 }
