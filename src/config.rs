@@ -419,7 +419,10 @@ impl Default for AdminConfig {
 pub struct CatalogConfig {
     /// Before deciding a DDL statement, read what the catalog says about its objects (table
     /// size and partitioning, column types, function volatility, constraints, indexes) with one
-    /// read-only query on the session's own connection. Default true.
+    /// read-only query on the session's own connection. Default true. The same pause also
+    /// reads which relations the transaction created (`crate::created`): with `false`, no
+    /// table counts as created in the transaction, so the locking rules and the lock guard
+    /// apply to new tables too.
     pub enabled: bool,
     /// Tables with fewer estimated rows than this *and* smaller than `small_table_bytes` are
     /// small: a plain index build on them is allowed inside a transaction. Default 10 000.

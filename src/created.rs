@@ -285,8 +285,11 @@ pub fn request<'a>(
     })
 }
 
+/// Only ASCII names are asked about: the query is sent as UTF-8 whatever the session's
+/// `client_encoding`, and a name the server read differently would resolve to nothing — which
+/// here would look like "free". A non-ASCII name is therefore never new (the rules apply).
 fn push_name(names: &mut Vec<Name>, name: &Name, max: usize) {
-    let storable = |s: &str| !s.is_empty() && !s.contains('\0');
+    let storable = |s: &str| !s.is_empty() && !s.contains('\0') && s.is_ascii();
     if names.len() < max
         && storable(&name.name)
         && name.schema.as_deref().is_none_or(storable)
