@@ -384,6 +384,12 @@ LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = ns.oid AND c.relname = {name
 enum Effect {
     /// Changes neither name resolution nor the settings the facts depend on.
     Neutral,
+    /// Removes relations (DROP): a name that resolved to one may now resolve further down the
+    /// search path, so later statements lose the facts and the exemptions read for names that
+    /// resolved to something. A name that resolved to nothing still resolves to nothing (or to
+    /// a table this message created), so a CREATE of the same message still counts (`DROP
+    /// TABLE IF EXISTS x; CREATE TABLE x …; CREATE INDEX ON x …`).
+    Drops,
     /// May change what names resolve to or what the facts say: later statements of the
     /// message get no exemption and no facts.
     Stale,
@@ -489,7 +495,7 @@ fn ddl_effect(ddl: &Ddl) -> Effect {
             }
         }
         // Frees a name: an unqualified one may now resolve further down the search path.
-        DdlKind::DropTable { .. } | DdlKind::DropIndex { .. } => Effect::Stale,
+        DdlKind::DropTable { .. } | DdlKind::DropIndex { .. } => Effect::Drops,
         DdlKind::Other { tag }
             if ["COMMENT", "GRANT", "REVOKE", "CREATE SEQUENCE"].contains(&tag.as_str()) =>
         {
@@ -505,6 +511,8 @@ pub struct Scope {
     identity: Option<Identity>,
     /// A statement that may change resolution or facts has run earlier in the message.
     stale: bool,
+    /// A DROP has run earlier in the message (see [`Effect::Drops`]).
+    dropped: bool,
     /// A statement that may move a relation runs in the message: its creates are not pending.
     moves: bool,
     /// The transaction ended inside the message.
@@ -545,6 +553,7 @@ impl Scope {
         Scope {
             identity,
             stale: false,
+            dropped: false,
             moves: false,
             ended: false,
             creates: Vec::new(),
@@ -573,7 +582,7 @@ impl Scope {
         for name in relation_names(ddl) {
             let Some(r) = id.get(name) else { continue };
             let new = match r.oid {
-                Some(oid) => r.mine && tracker.created.contains(&oid),
+                Some(oid) => !self.dropped && r.mine && tracker.created.contains(&oid),
                 None => self.creates.iter().any(|(created, target)| {
                     let Target::Schema { nsp, name: n } = target else {
                         return false;
@@ -599,7 +608,7 @@ impl Scope {
     /// in the message changed settings or resolution, the relations it names as a whole, or
     /// the columns it names.
     pub fn facts_hold(&self, ddl: &Ddl) -> bool {
-        if self.stale {
+        if self.stale || self.dropped {
             return false;
         }
         let columns = column_names(ddl);
@@ -667,6 +676,9 @@ impl Scope {
             }
             (StatementClass::DdlCandidate, None) => Effect::Moves,
         };
+        if effect == Effect::Drops {
+            self.dropped = true;
+        }
         if effect >= Effect::Stale {
             self.stale = true;
         }
@@ -867,14 +879,24 @@ mod tests {
     #[test]
     fn inside_one_message_only_an_exact_create_counts() {
         let mut t = Tracker::default();
-        let sql =
-            "CREATE TABLE n (id int); CREATE INDEX ON n (id); DROP TABLE n; CREATE INDEX ON n (id)";
+        let sql = "DROP TABLE IF EXISTS n; CREATE TABLE n (id int); CREATE INDEX ON n (id)";
         let id = read(&t, sql, "", "");
-        // Exempt until the DROP: after it, the name may resolve elsewhere.
         assert_eq!(
             message(&mut t, sql, id),
-            [vec![], vec![Name::bare("n")], vec![Name::bare("n")], vec![]]
+            [vec![], vec![], vec![Name::bare("n")]]
         );
+        // A name that resolved to a new table loses its exemption after a DROP: it may now
+        // resolve further down the search path.
+        let mut t = Tracker::default();
+        t.created.insert(777);
+        let sql = "DROP TABLE n; DROP TABLE n";
+        let id = read(&t, sql, NEW, "");
+        assert_eq!(message(&mut t, sql, id), [vec![Name::bare("n")], vec![]]);
+        // Anything changing resolution voids the CREATE for what follows.
+        let mut t = Tracker::default();
+        let sql = "CREATE TABLE n (id int); SET search_path = s; CREATE INDEX ON n (id)";
+        let id = read(&t, sql, "", "");
+        assert_eq!(message(&mut t, sql, id), [vec![], vec![]]);
         let mut t = Tracker::default();
         let sql = "CREATE TABLE IF NOT EXISTS n (id int); CREATE INDEX ON n (id)";
         let id = read(&t, sql, "", "");
@@ -896,6 +918,7 @@ mod tests {
                 )),
             }
         };
+        assert_eq!(effect("DROP TABLE t"), Effect::Drops);
         for sql in [
             "SET lock_timeout = '1s'",
             "SET LOCAL statement_timeout TO 0",
@@ -918,7 +941,6 @@ mod tests {
             "SELECT set_config('search_path', 'a', false)",
             "SELECT pg_catalog.\"set_config\"('TimeZone', 'x', false)",
             "DISCARD TEMP",
-            "DROP TABLE t",
             "CREATE TEMP TABLE t (x int)",
         ] {
             assert_eq!(effect(sql), Effect::Stale, "{sql}");
