@@ -108,6 +108,17 @@ async fn create_if_not_exists_on_an_existing_table_makes_nothing_new() {
         .expect("a notice, nothing created");
     assert_blocked(&p, "DROP TABLE victim", "ban-drop-table").await;
     p.batch_execute("ROLLBACK").await.expect("rollback");
+    // The extended protocol (each statement parsed, bound and executed).
+    p.execute("BEGIN", &[]).await.expect("begin");
+    p.execute("CREATE TABLE IF NOT EXISTS victim (id int)", &[])
+        .await
+        .expect("nothing created");
+    let err = p
+        .execute("DROP TABLE victim", &[])
+        .await
+        .expect_err("blocked");
+    assert_eq!(sqlstate(&err).as_deref(), Some("DG001"), "{err}");
+    p.batch_execute("ROLLBACK").await.expect("rollback");
     assert_intact(&admin, oid).await;
     assert_healthy(&env, &p).await;
 }
