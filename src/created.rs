@@ -277,6 +277,10 @@ pub fn request<'a>(
         return None;
     }
     let pending = tracker.pending.clone();
+    if names.is_empty() && pending.is_empty() {
+        // Nothing to resolve, nothing to confirm (`CREATE SCHEMA s` after a CREATE TABLE).
+        return None;
+    }
     let sql = query(&names, &pending);
     Some(Request {
         names,
