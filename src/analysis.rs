@@ -310,6 +310,8 @@ impl Analyzer {
                         .filter(|_| scope.facts_hold(&ddl))
                         .find(|(at, _)| *at == span.start)
                         .map(|(_, f)| f);
+                    let mut resized = None;
+                    let facts = scope.sized(facts, &mut resized);
                     let created = scope.new_names(&mut self.created, &ddl);
                     if let Some(replacement) = self.decide(
                         counters,
@@ -972,6 +974,50 @@ mod tests {
             &[free("n")],
         );
         assert!(p.sql.is_some());
+    }
+
+    #[test]
+    fn rows_written_earlier_in_the_query_make_table_sizes_unknown() {
+        let small = crate::catalog::Facts {
+            relation: Some(crate::catalog::Relation {
+                exists: true,
+                name: Some(Name::new(Some("public"), "t")),
+                kind: Some(crate::catalog::RelKind::Table),
+                rows: Some(10),
+                bytes: Some(8192),
+                ..crate::catalog::Relation::missing(Name::bare("t"))
+            }),
+            ..crate::catalog::Facts::default()
+        };
+        let decide = |sql: &str| {
+            // Facts are keyed by the statement span's start, just after the `;`.
+            let at = sql.find(';').expect("two statements") + 1;
+            let counters = Counters::default();
+            let policy = Policy::from_config(&Config::default());
+            let mut a = Analyzer::default();
+            a.provide_facts(vec![(at, small.clone())]);
+            a.analyze(
+                &counters,
+                policy.profile_for("", "", ""),
+                Source::Query,
+                sql.as_bytes(),
+                &ctx(TxStatus::InTransaction),
+            )
+            .1
+        };
+        // A plain index build on a small table is fine inside a transaction…
+        let p = decide("SHOW work_mem; CREATE INDEX i ON t (x)");
+        assert!(p.sql.is_none(), "{:?}", p.audit);
+        // …but not after a statement that may have filled it.
+        for sql in [
+            "INSERT INTO t SELECT generate_series(1, 10000000); CREATE INDEX i ON t (x)",
+            "SELECT fill(); CREATE INDEX i ON t (x)",
+        ] {
+            assert!(
+                decide(sql).sql.is_some(),
+                "{sql}: decided as on a table of unknown size"
+            );
+        }
     }
 
     #[test]

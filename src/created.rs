@@ -478,6 +478,29 @@ fn dml_effect(sql: &[u8], span: &StatementSpan, lex: LexOptions) -> Effect {
     }
 }
 
+/// Everything but the statements that certainly write no rows may write some (a SELECT may
+/// call a function that does).
+fn may_write(sql: &[u8], span: &StatementSpan, lex: LexOptions) -> bool {
+    let first = Lexer::at(sql, span.start, lex)
+        .take_while(|t| t.start < span.end)
+        .find(|t| !t.is_comment());
+    !first.is_some_and(|t| {
+        [
+            "SHOW",
+            "LISTEN",
+            "NOTIFY",
+            "UNLISTEN",
+            "CLOSE",
+            "PREPARE",
+            "DEALLOCATE",
+            "CHECKPOINT",
+            "TABLE",
+        ]
+        .iter()
+        .any(|w| t.is_word(sql, w))
+    })
+}
+
 fn ddl_effect(ddl: &Ddl) -> Effect {
     match &ddl.kind {
         DdlKind::CreateTable {
@@ -517,6 +540,10 @@ pub struct Scope {
     stale: bool,
     /// A DROP has run earlier in the message (see [`Effect::Drops`]).
     dropped: bool,
+    /// A statement that may write rows has run earlier in the message: table sizes read
+    /// before it no longer hold (an INSERT of millions of rows, then an index build that the
+    /// read thought small).
+    wrote: bool,
     /// A statement that may move a relation runs in the message: its creates are not pending.
     moves: bool,
     /// The transaction ended inside the message.
@@ -558,6 +585,7 @@ impl Scope {
             identity,
             stale: false,
             dropped: false,
+            wrote: false,
             moves: false,
             ended: false,
             creates: Vec::new(),
@@ -659,7 +687,10 @@ impl Scope {
                 }
             }
             (StatementClass::Session, _) => session_effect(sql, span, lex),
-            (StatementClass::Dml, _) => dml_effect(sql, span, lex),
+            (StatementClass::Dml, _) => {
+                self.wrote |= may_write(sql, span, lex);
+                dml_effect(sql, span, lex)
+            }
             (StatementClass::DdlCandidate, Some(ddl)) => {
                 if let DdlKind::CreateTable {
                     name, temporary, ..
@@ -689,6 +720,25 @@ impl Scope {
         if effect == Effect::Moves {
             self.moves = true;
         }
+    }
+
+    /// The facts to decide with: `facts` as read, or — after a statement that may have written
+    /// rows — a copy with every table size unknown (never small).
+    pub fn sized<'f>(
+        &self,
+        facts: Option<&'f crate::catalog::Facts>,
+        copy: &'f mut Option<crate::catalog::Facts>,
+    ) -> Option<&'f crate::catalog::Facts> {
+        let facts = facts?;
+        if !self.wrote {
+            return Some(facts);
+        }
+        let mut f = facts.clone();
+        for r in f.relation.iter_mut().chain(f.referenced.iter_mut()) {
+            r.rows = None;
+            r.bytes = None;
+        }
+        Some(copy.insert(f))
     }
 
     /// Records what `ddl` may change, for [`Scope::facts_hold`].
