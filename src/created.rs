@@ -37,8 +37,17 @@
 //! harmless list, `set_config`, DISCARD, DROP, a rename, `SET SCHEMA`, `CREATE TEMP`,
 //! `ROLLBACK TO`, transaction end, anything not understood — makes every later statement of the
 //! message be decided with no exemption and without the catalog facts read before it (rules
-//! then assume the worst case); a DDL statement also makes the facts of later statements
-//! naming the same relation stale. When in doubt, nothing is new.
+//! then assume the worst case); a DROP voids what was read for names that resolved to
+//! something; a DDL statement makes the facts of later statements about the same relation (or
+//! column) stale; and a statement that may write rows (anything but SHOW, LISTEN, …) makes
+//! every table size read before it unknown, so no small-table exemption rests on it. When in
+//! doubt, nothing is new.
+//!
+//! Known limits: inside one Query, a concurrent session that renames a schema or a table into
+//! an earlier place on the search path in the milliseconds between the read and the statement
+//! is not seen (the CREATE's own uniqueness check covers its exact target only); SQL run by
+//! functions ddlgate cannot see (`SELECT f()`) is not followed; a name that is not ASCII, or
+//! past `catalog.max_resolved_names`, is never new.
 //!
 //! Offline, `ddlgate check` has no server to ask: it keeps the textual notion (a table named in
 //! an earlier CREATE TABLE of the file), which a linter can do no better than.
