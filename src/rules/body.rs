@@ -13,10 +13,18 @@
 //! `RAISE`, `RETURN`, …) and hands every remaining DDL candidate to the statement model and the
 //! rules, in a context that is always a transaction block (`in_function_body`).
 //!
-//! `EXECUTE 'literal'` is read as the SQL it runs; `EXECUTE format('… %I …', …)` is read with
-//! every placeholder replaced by a dummy name, which is enough for every rule that looks at the
-//! statement's shape. Any other dynamic SQL (concatenation, a variable) that may be DDL, a
-//! nested `DO`, and bodies in languages ddlgate cannot read are reported as unverifiable.
+//! `EXECUTE 'literal'` is read as the SQL it runs, every statement of it; `EXECUTE format('…
+//! %I … %L …', …)` is read with every placeholder replaced by a dummy name or literal, which is
+//! enough for every rule that looks at the statement's shape — but only when the template
+//! provably keeps its structure whatever the arguments (no `%s`, every placeholder a token of
+//! its own). Any other dynamic SQL (concatenation, a variable, `substr(…)`, whatever its first
+//! literal looks like), a nested `DO`, and bodies in languages other than `plpgsql` and `sql`
+//! are reported as unverifiable.
+//!
+//! The body arrives decoded (`E'…'`, `U&'…'` escapes processed by the SQL layer, which refuses
+//! what it cannot decode with certainty). It is lexed as the server will lex it when it runs:
+//! in the server encoding (ASCII-compatible), under a `standard_conforming_strings` that may
+//! differ from the session's now, so a body with a backslash is read both ways.
 //!
 //! <https://www.postgresql.org/docs/current/plpgsql-structure.html>
 

@@ -5,6 +5,13 @@
 //! statement PostgreSQL accepts (REINDEX, CLUSTER, `VACUUM (…)`, `DROP INDEX CONCURRENTLY`,
 //! `CREATE INDEX … ON ONLY`, DO, …), the lexer-based fallback classifier takes over; what
 //! neither understands is `Understood::Unknown`, which the policy blocks by default.
+//!
+//! Nothing a client sends may exhaust the stack. sqlparser guards its own recursion, but it
+//! builds operator chains (`1+1+…`, `a OR b OR …`, `UNION …`) in loops into trees as deep as
+//! the chain, and dropping or printing such a tree recurses once per level. So a statement is
+//! measured on its tokens first ([`too_complex`]) and, beyond the bounds, not parsed at all
+//! and not understood (fail closed, counted as unparsed). ddlgate's own model
+//! (`sql::statement`) is flat, and its readers (fallback, bodies, recipes) are loops over tokens.
 
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, AlterTypeOperation, ColumnDef, ColumnOption,
@@ -109,6 +116,9 @@ pub fn too_complex(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> bo
     let sql = sql.get(..end).unwrap_or(sql);
     // Per open parenthesis: (operators at this level, deepest path below it).
     let mut levels: Vec<(usize, usize)> = vec![(0, 0)];
+    // Sum of the operators of every open level, kept as it changes: O(1) per token, so even a
+    // 64 MiB statement of `()()()…` costs one pass.
+    let mut path = 0usize;
     let mut brackets = 0usize;
     for t in Lexer::at(sql, start, opts).filter(|t| !t.is_comment()) {
         let weight = match t.kind {
@@ -125,6 +135,7 @@ pub fn too_complex(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> bo
                     && let Some((ops, below)) = levels.pop()
                     && let Some(parent) = levels.last_mut()
                 {
+                    path -= ops;
                     parent.1 = parent.1.max(ops + below);
                 }
                 0
@@ -155,8 +166,8 @@ pub fn too_complex(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> bo
         };
         if let Some(level) = levels.last_mut() {
             level.0 += weight;
+            path += weight;
         }
-        let path: usize = levels.iter().map(|(ops, _)| ops).sum();
         let deepest = levels.last().map_or(0, |(_, below)| *below);
         if path + deepest > MAX_CHAIN {
             return true;
