@@ -697,6 +697,11 @@ mod tests {
             (r"DO U&'BEGIN NULL; END' UESCAPE '+'", &Unknown),
             (r"DO U&'BEGIN NULL; END' UESCAPE 'ab'", &Unknown),
             (r"DO U&'BEGIN NULL; END' UESCAPE", &Unknown),
+            // A language name that cannot be read would leave the body read as PL/pgSQL.
+            (
+                r"CREATE FUNCTION f() RETURNS void LANGUAGE E'pl\vsql' AS $$ BEGIN NULL; END $$",
+                &Unknown,
+            ),
             // A body continued on the next line is joined by the server: not read in part.
             (
                 "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS 'BEGIN NULL; '\n'DROP TABLE victim; END'",
