@@ -267,6 +267,10 @@ async fn bodies_written_to_be_misread_do_not_change_the_victim() {
             "CREATE FUNCTION kill_alias() RETURNS void LANGUAGE plpgsql_alias AS $$ BEGIN DROP TABLE victim; END $$",
         ),
         (
+            "kill_nested",
+            "DO $$ BEGIN CREATE FUNCTION kill_nested() RETURNS void LANGUAGE plpgsql AS 'BEGIN DROP TABLE victim; END'; END $$",
+        ),
+        (
             "kill_dynamic",
             "CREATE FUNCTION kill_dynamic() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'SELECT 1; ' || 'DROP TABLE victim'; END $$",
         ),

@@ -316,9 +316,16 @@ impl Walker<'_> {
                 ));
                 return;
             }
-            // Defining a function runs nothing; it is checked when it is defined through
-            // ddlgate, not here (no recursion into bodies of bodies).
-            DdlKind::CreateFunction { .. } => return,
+            // A function defined by a body never passes through ddlgate on its own, so it is
+            // checked here like one sent directly (`ddl-in-function-body` reads its body). One
+            // level only: a definition inside that body again is not followed, so hostile
+            // nesting cannot recurse.
+            DdlKind::CreateFunction { .. } if self.ctx.in_function_body => {
+                self.report.unverifiable.push(format!(
+                    "`{quoted}` defines a function inside a function body, which ddlgate does not follow"
+                ));
+                return;
+            }
             _ => {}
         }
         let ctx = Context {
@@ -579,6 +586,44 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn functions_defined_in_a_body_are_checked_one_level_deep() {
+        let r = report(
+            None,
+            "BEGIN CREATE FUNCTION k() RETURNS void LANGUAGE plpgsql AS 'BEGIN DROP TABLE victim; END'; END",
+        );
+        assert_eq!(rules(&r), ["ddl-in-function-body"]);
+        assert!(
+            r.findings[0].message.contains("DROP TABLE victim"),
+            "{:?}",
+            r.findings
+        );
+        let r = report(
+            None,
+            "BEGIN CREATE FUNCTION k() RETURNS void LANGUAGE plpgsql AS 'BEGIN NULL; END'; END",
+        );
+        assert!(r.is_clean(), "{:?} {:?}", rules(&r), r.unverifiable);
+        // A definition inside that definition is not followed.
+        let r = report(
+            None,
+            "BEGIN CREATE FUNCTION k() RETURNS void LANGUAGE plpgsql AS $a$ BEGIN CREATE FUNCTION j() RETURNS void LANGUAGE sql AS 'SELECT 1'; END $a$; END",
+        );
+        assert_eq!(rules(&r), ["ddl-in-function-body"]);
+        assert!(
+            r.findings[0].message.contains("does not follow"),
+            "{:?}",
+            r.findings
+        );
+        // Hostile nesting of definitions costs two levels, not one per definition.
+        let mut body = "SELECT 1".to_owned();
+        for i in 0..5_000 {
+            body =
+                format!("CREATE FUNCTION f{i}() RETURNS void LANGUAGE sql AS $q{i}$ {body} $q{i}$");
+        }
+        let r = report(Some("sql"), &body);
+        assert_eq!(rules(&r), ["ddl-in-function-body"]);
     }
 
     #[test]
