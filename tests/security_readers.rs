@@ -246,6 +246,10 @@ async fn bodies_written_to_be_misread_do_not_change_the_victim() {
             "DO LANGUAGE plpgsql_alias $$ BEGIN DROP TABLE victim; END $$",
             BLOCKED,
         ),
+        (
+            "DO $$ #variable_conflict use_variable\nBEGIN DROP TABLE victim; END $$",
+            BLOCKED,
+        ),
         // An escape PostgreSQL versions read differently: not read at all.
         (r"DO E'BEGIN \vROP TABLE victim; END'", UNPARSED),
     ] {

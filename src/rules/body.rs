@@ -148,9 +148,20 @@ impl Walker<'_> {
 
     fn plpgsql(&mut self, body: &[u8]) {
         let mut declaring = false;
-        for span in lexer::split_statements(body, self.opts) {
+        for (n, span) in lexer::split_statements(body, self.opts).iter().enumerate() {
             let tokens = words(body, span.start, span.end, self.opts);
             let mut i = 0;
+            // Compiler options, only in front of the body's block (`pl_function: comp_options
+            // pl_block`): `#variable_conflict use_column`, `#print_strict_params on`,
+            // `#option dump`, each a `#`, a name and a value.
+            while n == 0
+                && tokens
+                    .get(i)
+                    .is_some_and(|t| t.kind == TokenKind::Operator && t.text(body) == b"#")
+                && tokens.get(i + 1).is_some_and(|t| t.kind == TokenKind::Word)
+            {
+                i += 3;
+            }
             if declaring {
                 // Declarations run no SQL (their default expressions are evaluated, but
                 // cannot be utility statements); the block proper starts after BEGIN.
@@ -231,6 +242,13 @@ impl Walker<'_> {
             return;
         }
         if first.kind != TokenKind::Word {
+            // Not a statement PL/pgSQL knows; what the server makes of it is not certain.
+            self.report.unverifiable.push(format!(
+                "`{}` is not a statement ddlgate can read",
+                snippet(&String::from_utf8_lossy(
+                    sql.get(first.start..end).unwrap_or_default()
+                ))
+            ));
             return;
         }
         const PLPGSQL: &[&str] = &[
@@ -586,6 +604,20 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn compiler_options_do_not_hide_the_block() {
+        for body in [
+            "#variable_conflict use_variable BEGIN DROP TABLE victim; END",
+            "#print_strict_params on\n#option dump\nDECLARE x int; BEGIN DROP TABLE victim; END",
+        ] {
+            let r = report(None, body);
+            assert_eq!(rules(&r), ["ban-drop-table"], "{body}");
+        }
+        // Anything else that does not start with a word is not read as harmless.
+        let r = report(None, "BEGIN #junk DROP TABLE victim; END");
+        assert_eq!(r.unverifiable.len(), 1, "{:?}", rules(&r));
     }
 
     #[test]
