@@ -288,3 +288,63 @@ mod tests {
         assert_eq!(uescape_char(b"!!"), None);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Bytes rich in the characters the decoders care about.
+    fn escapish() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(
+            prop_oneof![
+                Just(b'\\'),
+                Just(b'\''),
+                Just(b'u'),
+                Just(b'U'),
+                Just(b'x'),
+                Just(b'+'),
+                Just(b'!'),
+                b'0'..=b'9',
+                b'a'..=b'f',
+                b'A'..=b'F',
+                any::<u8>(),
+            ],
+            0..64,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn prop_decoders_never_panic(raw in escapish(), esc in any::<u8>()) {
+            let _ = escape_string(&raw);
+            let _ = unicode_string(&raw, esc);
+        }
+
+        /// Text without escapes or quotes decodes to itself.
+        #[test]
+        fn prop_plain_text_is_itself(raw in "[a-zA-Z0-9 ;()]{0,64}") {
+            prop_assert_eq!(escape_string(raw.as_bytes()), Some(raw.as_bytes().to_vec()));
+            prop_assert_eq!(unicode_string(raw.as_bytes(), b'\\'), Some(raw.as_bytes().to_vec()));
+        }
+
+        /// Every character written as `\uXXXX` / `\+XXXXXX` (surrogate pairs for the astral
+        /// planes in E'' strings, as clients write them) decodes back to itself.
+        #[test]
+        fn prop_unicode_escapes_round_trip(s in "\\PC{0,16}") {
+            let mut e = String::new();
+            let mut u = String::new();
+            for c in s.chars() {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    e.push_str(&format!("\\u{unit:04X}"));
+                }
+                u.push_str(&format!("\\+{:06X}", u32::from(c)));
+            }
+            let want = s.replace('\0', "");
+            prop_assume!(want == s);
+            prop_assert_eq!(escape_string(e.as_bytes()), Some(s.as_bytes().to_vec()));
+            prop_assert_eq!(unicode_string(u.as_bytes(), b'\\'), Some(s.as_bytes().to_vec()));
+        }
+    }
+}

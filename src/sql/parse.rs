@@ -978,3 +978,24 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any bytes: measured and understood without a panic, and a statement judged too
+        /// complex is never understood.
+        #[test]
+        fn prop_any_bytes(sql in prop::collection::vec(
+            prop_oneof![Just(b'('), Just(b')'), Just(b'['), Just(b']'), Just(b'+'), any::<u8>()],
+            0..256,
+        )) {
+            let opts = LexOptions::default();
+            let complex = too_complex(&sql, 0, sql.len(), opts);
+            let ddl = understand(&sql, 0, sql.len(), opts);
+            prop_assert!(!complex || ddl.understood == Understood::Unknown);
+        }
+    }
+}
