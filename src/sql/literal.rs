@@ -17,8 +17,9 @@
 /// (UTF-16 surrogate pairs combined), any other escaped character is itself.
 ///
 /// `None` when PostgreSQL rejects the string (a zero byte, an incomplete or invalid Unicode
-/// escape, an unpaired surrogate) and for `\v`, which PostgreSQL 16 made a vertical tab and
-/// older versions read as `v`.
+/// escape, an unpaired surrogate), and for `\v`: PostgreSQL's scanner reads it as a plain `v`
+/// (it is not in `unescape_single_char`), C and most other readers as a vertical tab; a body
+/// that depends on which is refused rather than guessed at.
 pub fn escape_string(inner: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(inner.len());
     let mut i = 0;
