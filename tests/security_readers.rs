@@ -250,7 +250,7 @@ async fn bodies_written_to_be_misread_do_not_change_the_victim() {
             "DO $$ #variable_conflict use_variable\nBEGIN DROP TABLE victim; END $$",
             BLOCKED,
         ),
-        // An escape ddlgate refuses to guess at (`\\v`): not read at all.
+        // An escape ddlgate refuses to guess at (`\v`): not read at all.
         (r"DO E'BEGIN \vROP TABLE victim; END'", UNPARSED),
     ] {
         refused(&client, sql, code).await;
