@@ -812,14 +812,24 @@ mod tests {
         // U&'' is an error with it off.
         let sql = br"DO U&'BEGIN NULL; END'";
         assert_eq!(outcome(sql, off, ""), Outcome::Unknown);
-        // SJIS: 0x95 0x5C is one character whose second byte is a backslash; ddlgate cannot
-        // convert the body as the server will, so it is not read at all.
+        // SJIS: 0x95 0x5C is one character whose second byte is a backslash. The server
+        // converts it before reading the body, so the quote after it closes the literal and
+        // DROP runs; read the same way here.
         let sjis = LexOptions {
             encoding: crate::sql::lexer::ClientEncoding::Sjis,
             ..LexOptions::default()
         };
-        let sql = b"DO $$ BEGIN RAISE NOTICE E'\x95\x5c'; END $$";
-        assert_eq!(outcome(sql, sjis, ""), Outcome::Unknown);
+        for sql in [
+            &b"DO $$ BEGIN RAISE NOTICE E'\x95\x5c'; DROP TABLE victim; --'; END $$"[..],
+            b"DO E'BEGIN RAISE NOTICE E''\x95\x5c''; DROP TABLE victim; --''; END'",
+            // A dollar tag with a multibyte character in it.
+            b"DO $\x95\x5c$ BEGIN DROP TABLE victim; END $\x95\x5c$",
+        ] {
+            assert_eq!(
+                outcome(sql, sjis, "ban-drop-table"),
+                Outcome::Finds("ban-drop-table")
+            );
+        }
         // ASCII-only bodies read the same in any encoding.
         let sql = b"DO $$ BEGIN DROP TABLE victim; END $$";
         assert_eq!(

@@ -151,13 +151,17 @@ fn ident_is(sql: &[u8], t: Token, lower: &str) -> bool {
 /// [`string_content_uescape`] for a `UESCAPE` clause), `$tag$…$tag$` without the delimiters.
 /// Bit strings (`B'…'`, `X'…'`) are not `Sconst`.
 ///
-/// `None` whenever the value is not certain: PostgreSQL would reject the constant (invalid
-/// escape, `U&'…'` with `standard_conforming_strings` off), or the client encoding is one whose
-/// multibyte characters can hide a `\` or `'` byte (SJIS, BIG5, GBK, …) and the constant has
-/// non-ASCII bytes: the server converts it before parsing, and ddlgate cannot reproduce that
-/// conversion byte for byte. Other non-UTF-8 bytes are converted lossily, which never turns a
-/// byte into ASCII (every server encoding is ASCII-compatible), so the ASCII structure of the
-/// value — all a reader of DO blocks and function bodies looks at — is exact.
+/// `None` whenever PostgreSQL would reject the constant (invalid escape, `U&'…'` with
+/// `standard_conforming_strings` off).
+///
+/// Non-ASCII characters come out as themselves when the constant is UTF-8 and as U+FFFD
+/// otherwise. The server converts the Query to its own encoding before it lexes anything, and
+/// a non-ASCII character never becomes ASCII there (every server encoding is
+/// ASCII-compatible), so the ASCII structure of the value — all a reader of DO blocks and
+/// function bodies looks at — is exact either way. In the client encodings whose multibyte
+/// characters can end in a `\` byte (SJIS, BIG5, GBK, …), each whole character is replaced
+/// before escapes are decoded: such a byte is part of a character, never a backslash, once the
+/// server has converted the text.
 pub(crate) fn string_content(sql: &[u8], t: Token, opts: LexOptions) -> Option<String> {
     string_content_uescape(sql, t, opts, b'\\')
 }
@@ -169,15 +173,17 @@ pub(crate) fn string_content_uescape(
     opts: LexOptions,
     uescape: u8,
 ) -> Option<String> {
-    let text = t.text(sql);
+    let converted;
+    let mut text = t.text(sql);
     if opts.encoding != ClientEncoding::AsciiSafe && !text.is_ascii() {
-        return None;
+        converted = replace_multibyte(text, opts.encoding);
+        text = &converted;
     }
     let value = match t.kind {
         TokenKind::DollarString => {
-            let tag = t.dollar_tag(sql)?;
-            let close = text.len().checked_sub(tag.len())?;
-            text.get(tag.len()..close)?.to_vec()
+            let tag = dollar_tag_len(text)?;
+            let close = text.len().checked_sub(tag)?;
+            text.get(tag..close)?.to_vec()
         }
         TokenKind::String => {
             if t.unterminated {
@@ -201,6 +207,31 @@ pub(crate) fn string_content_uescape(
         _ => return None,
     };
     Some(lossy(&value))
+}
+
+/// `text` with every multibyte character of `encoding` replaced by U+FFFD (see
+/// [`string_content`]).
+fn replace_multibyte(text: &[u8], encoding: ClientEncoding) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 8);
+    let mut i = 0;
+    while i < text.len() {
+        if text[i] < 0x80 {
+            out.push(text[i]);
+            i += 1;
+        } else {
+            out.extend_from_slice("\u{fffd}".as_bytes());
+            i += encoding.char_len(text, i).max(1);
+        }
+    }
+    out
+}
+
+/// Length of the opening `$tag$` of a dollar-quoted token's text.
+fn dollar_tag_len(text: &[u8]) -> Option<usize> {
+    if text.first() != Some(&b'$') {
+        return None;
+    }
+    text.iter().skip(1).position(|&b| b == b'$').map(|p| p + 2)
 }
 
 /// A standard string's content with `''` undoubled.
