@@ -295,3 +295,49 @@ async fn bodies_written_to_be_misread_do_not_change_the_victim() {
         .await
         .expect("another session stays usable");
 }
+
+/// Runs one simple Query on a raw connection; returns the SQLSTATE of its error, if any.
+async fn raw_query(s: &mut tokio::net::TcpStream, sql: &[u8]) -> Option<String> {
+    use tokio::io::AsyncWriteExt;
+    let mut body = sql.to_vec();
+    body.push(0);
+    s.write_all(&wire::message(b'Q', &body))
+        .await
+        .expect("send query");
+    let msgs = wire::read_until_ready(s).await;
+    assert_eq!(msgs.last().map(|m| m.0), Some(b'Z'), "{msgs:?}");
+    msgs.iter()
+        .find(|m| m.0 == b'E')
+        .map(|m| wire::error_fields(&m.1).1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multibyte_client_encoding_cannot_hide_a_statement_in_a_body() {
+    let env = Env::start_with(every_warning_blocks).await;
+    let admin = victim(&env).await;
+    let mut s = wire::connect_trust(env.proxy_addr()).await;
+    assert_eq!(
+        raw_query(&mut s, b"SET client_encoding = 'SJIS'").await,
+        None
+    );
+    // 0x95 0x5C is one SJIS character; read as bytes, its 0x5C would escape the quote after
+    // it and hide the DROP inside the literal.
+    for sql in [
+        &b"DO $$ BEGIN RAISE NOTICE E'\x95\x5c'; DROP TABLE victim; --'; END $$"[..],
+        b"DO E'BEGIN RAISE NOTICE E''\x95\x5c''; DROP TABLE victim; --''; END'",
+    ] {
+        assert_eq!(
+            raw_query(&mut s, sql).await.as_deref(),
+            Some(BLOCKED),
+            "{}",
+            String::from_utf8_lossy(sql)
+        );
+        assert_eq!(victim_rows(&admin).await, Some(10));
+    }
+    // The session and the proxy are fine; the same character in a harmless body runs.
+    assert_eq!(
+        raw_query(&mut s, b"DO $$ BEGIN RAISE NOTICE E'\x95\x5c'; END $$").await,
+        None
+    );
+    assert_eq!(raw_query(&mut s, b"SELECT 1").await, None);
+}
