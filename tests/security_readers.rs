@@ -208,11 +208,37 @@ async fn bodies_written_to_be_misread_do_not_change_the_victim() {
         .expect("language alias");
     let bystander = env.proxy_client("trust_user").await;
     let client = env.proxy_client("trust_user").await;
-    // A harmless block is still allowed: the refusals below are not blanket ones.
+    // A `format` of the attacker's own, found before pg_catalog's on the search_path.
+    admin
+        .batch_execute(
+            "CREATE SCHEMA evil AUTHORIZATION trust_user;
+             CREATE FUNCTION evil.format(text, text) RETURNS text LANGUAGE sql
+               AS $$ SELECT 'DROP TABLE victim' $$;
+             GRANT EXECUTE ON FUNCTION evil.format(text, text) TO trust_user;",
+        )
+        .await
+        .expect("shadowing format");
+    // The shadow is real: on the server, that search_path makes format() the attacker's.
+    let direct = env.direct_client("trust_user").await;
+    direct
+        .batch_execute("SET search_path = evil, pg_catalog")
+        .await
+        .expect("search_path");
+    let shadowed: String = direct
+        .query_one("SELECT format('SELECT %I', 'x')", &[])
+        .await
+        .expect("shadowed format")
+        .get(0);
+    assert_eq!(shadowed, "DROP TABLE victim");
+    // Harmless blocks are still allowed: the refusals below are not blanket ones.
     client
         .batch_execute(r"DO E'BEGIN EXECUTE ''SELECT 1''; PERFORM 1; END'")
         .await
         .expect("a harmless escaped block runs");
+    client
+        .batch_execute("DO $$ BEGIN EXECUTE pg_catalog.format('SELECT %L', 'x'); END $$")
+        .await
+        .expect("a qualified format() template is read and runs");
     for (sql, code) in [
         (r"DO E'BEGIN \x44ROP TABLE victim; END'", BLOCKED),
         (r"DO E'BEGIN \104ROP TABLE victim; END'", BLOCKED),
@@ -283,6 +309,21 @@ async fn bodies_written_to_be_misread_do_not_change_the_victim() {
         assert!(!function_exists(&admin, name).await, "{name} was created");
         assert_eq!(victim_rows(&admin).await, Some(10), "{name}");
     }
+    client
+        .batch_execute("SET search_path = evil, pg_catalog, public")
+        .await
+        .expect("search_path");
+    refused(
+        &client,
+        "DO $$ BEGIN EXECUTE format('SELECT %I', 'x'); END $$",
+        BLOCKED,
+    )
+    .await;
+    assert_eq!(victim_rows(&admin).await, Some(10));
+    client
+        .batch_execute("RESET search_path")
+        .await
+        .expect("search_path");
     // With standard_conforming_strings off, a plain literal is an escape string too.
     client
         .batch_execute("SET standard_conforming_strings = off")

@@ -13,13 +13,14 @@
 //! `RAISE`, `RETURN`, …) and hands every remaining DDL candidate to the statement model and the
 //! rules, in a context that is always a transaction block (`in_function_body`).
 //!
-//! `EXECUTE 'literal'` is read as the SQL it runs, every statement of it; `EXECUTE format('…
-//! %I … %L …', …)` is read with every placeholder replaced by a dummy name or literal, which is
-//! enough for every rule that looks at the statement's shape — but only when the template
-//! provably keeps its structure whatever the arguments (no `%s`, every placeholder a token of
-//! its own). Any other dynamic SQL (concatenation, a variable, `substr(…)`, whatever its first
-//! literal looks like), a nested `DO`, and bodies in languages other than `plpgsql` and `sql`
-//! are reported as unverifiable.
+//! `EXECUTE 'literal'` is read as the SQL it runs, every statement of it; `EXECUTE
+//! pg_catalog.format('… %I … %L …', …)` is read with every placeholder replaced by a dummy name
+//! or literal, which is enough for every rule that looks at the statement's shape — but only
+//! when the template provably keeps its structure whatever the arguments (no `%s`, every
+//! placeholder a token of its own), and only qualified: an unqualified `format` is whichever
+//! function the search_path finds first. Any other dynamic SQL (concatenation, a variable,
+//! `substr(…)`, whatever its first literal looks like), a nested `DO`, and bodies in languages
+//! other than `plpgsql` and `sql` are reported as unverifiable.
 //!
 //! The body arrives decoded (`E'…'`, `U&'…'` escapes processed by the SQL layer, which refuses
 //! what it cannot decode with certainty). It is lexed as the server will lex it when it runs:
@@ -281,13 +282,20 @@ impl Walker<'_> {
                     return;
                 }
             }
-            [f, open, lit, next, ..]
-                if f.is_word(sql, "format")
+            // Only `pg_catalog.format`: an unqualified `format` is whichever function the
+            // search_path finds first when the body runs (`SET search_path = mine,
+            // pg_catalog` puts a user's own `format` in front), so its result is not known.
+            [schema, dot, f, open, lit, next, ..]
+                if schema.kind == TokenKind::Word
+                    && schema.text(sql).eq_ignore_ascii_case(b"pg_catalog")
+                    && dot.kind == TokenKind::Operator
+                    && dot.text(sql) == b"."
+                    && f.is_word(sql, "format")
                     && open.kind == TokenKind::LParen
                     && is_string(lit)
                     && matches!(next.kind, TokenKind::Comma | TokenKind::RParen)
                     // The call is the whole expression: `format(…) || '; DROP …'` is not.
-                    && lexer::matching_paren(expr, 1) == Some(expr.len() - 1) =>
+                    && lexer::matching_paren(expr, 3) == Some(expr.len() - 1) =>
             {
                 if let Some(template) = crate::sql::fallback::string_content(sql, *lit, self.opts)
                     && let Some(filled) = fill_format(&template)
@@ -314,8 +322,13 @@ impl Walker<'_> {
             }
             _ => {}
         }
+        let qualify = if expr.first().is_some_and(|f| f.is_word(sql, "format")) {
+            " (write `pg_catalog.format(…)` with `%I` / `%L` placeholders for a template ddlgate can read)"
+        } else {
+            ""
+        };
         self.report.unverifiable.push(format!(
-            "`EXECUTE {}` runs SQL built at run time, which ddlgate cannot check",
+            "`EXECUTE {}` runs SQL built at run time, which ddlgate cannot check{qualify}",
             text()
         ));
     }
@@ -548,8 +561,8 @@ mod tests {
         for body in [
             "BEGIN IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'mood') THEN CREATE TYPE mood AS ENUM ('a'); END IF; END",
             "BEGIN CREATE TABLE n (id int); CREATE INDEX ON n (id); ALTER TABLE n ADD COLUMN v text; END",
-            "BEGIN INSERT INTO t VALUES (1); UPDATE t SET x = 2; EXECUTE 'SELECT 1'; EXECUTE format('DELETE FROM %I', tbl); END",
-            "BEGIN EXECUTE format('CREATE INDEX CONCURRENTLY %I ON %I.%I (x)', a, b, c) ; END",
+            "BEGIN INSERT INTO t VALUES (1); UPDATE t SET x = 2; EXECUTE 'SELECT 1'; EXECUTE pg_catalog.format('DELETE FROM %I', tbl); END",
+            "BEGIN EXECUTE PG_CATALOG.format('CREATE INDEX CONCURRENTLY %I ON %I.%I (x)', a, b, c) ; END",
         ] {
             let r = report(None, body);
             // (the last one is flagged by its own rule, not as unverifiable)
@@ -573,19 +586,21 @@ mod tests {
         assert_eq!(rules(&r), ["require-concurrent-index-deletion"]);
         let r = report(
             None,
-            "BEGIN EXECUTE format('ALTER TABLE %I ALTER COLUMN %I TYPE bigint', t, c); END",
+            "BEGIN EXECUTE pg_catalog.format('ALTER TABLE %I ALTER COLUMN %I TYPE bigint', t, c); END",
         );
         assert_eq!(rules(&r), ["changing-column-type"]);
         // A table created from a template is not known to be the one indexed next.
         let r = report(
             None,
-            "BEGIN EXECUTE format('CREATE TABLE %I (x int)', a); EXECUTE format('CREATE INDEX ON %I (x)', b); END",
+            "BEGIN EXECUTE pg_catalog.format('CREATE TABLE %I (x int)', a); EXECUTE pg_catalog.format('CREATE INDEX ON %I (x)', b); END",
         );
         assert_eq!(rules(&r), ["require-concurrent-index-creation"]);
         for body in [
             "BEGIN EXECUTE 'CREATE INDEX i ON ' || quote_ident(t) || ' (x)'; END",
             "BEGIN EXECUTE stmt; END",
-            "BEGIN EXECUTE format('%s', stmt); END",
+            "BEGIN EXECUTE pg_catalog.format('%s', stmt); END",
+            "BEGIN EXECUTE format('DELETE FROM %I', tbl); END",
+            "BEGIN EXECUTE myschema.format('DELETE FROM %I', tbl); END",
             "BEGIN FOR r IN EXECUTE q LOOP NULL; END LOOP; END",
             "BEGIN DO $x$ BEGIN NULL; END $x$; END",
         ] {

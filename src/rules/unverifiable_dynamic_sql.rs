@@ -6,8 +6,9 @@
 //!   transaction.
 //! - **Default:** blocked, for the same reason as `unparsed-ddl`: a guard that waves through
 //!   what it cannot read is bypassed by wrapping the statement in `DO $$ … EXECUTE … $$`.
-//!   `EXECUTE 'literal'` and `EXECUTE format('template', …)` (with `%I` / `%L` placeholders
-//!   only) are read and checked by the other rules instead. Any other expression is flagged,
+//!   `EXECUTE 'literal'` and `EXECUTE pg_catalog.format('template', …)` (with `%I` / `%L`
+//!   placeholders only; an unqualified `format` may be a user's function earlier on the
+//!   search_path) are read and checked by the other rules instead. Any other expression is flagged,
 //!   whatever its first literal looks like: `substr('SELECT DROP TABLE t', 8)` or
 //!   `'SELECT 1; ' || 'DROP TABLE t'` start with `SELECT` and run `DROP`.
 //! - **Safe alternative:** send the statements themselves, one per statement, so each is
@@ -59,7 +60,7 @@ mod tests {
             &[
                 "DO $$ BEGIN EXECUTE 'CREATE INDEX i ON t (x)'; END $$",
                 "DO $$ BEGIN RAISE NOTICE 'hi'; END $$",
-                "DO $$ BEGIN EXECUTE format('UPDATE %I SET x = %L', t, n); END $$",
+                "DO $$ BEGIN EXECUTE pg_catalog.format('UPDATE %I SET x = %L', t, n); END $$",
                 "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE q; END $$",
             ],
             &[
@@ -71,10 +72,11 @@ mod tests {
                 "DO $$ BEGIN EXECUTE 'SELECT 1; ' || 'DROP TABLE t'; END $$",
                 "DO $$ BEGIN EXECUTE 'SELECT 1' 
  'DROP TABLE t'; END $$",
-                "DO $$ BEGIN EXECUTE format('SELECT %s', x); END $$",
-                "DO $$ BEGIN EXECUTE format('SELECT 1 WHERE a = ''%I''', x); END $$",
-                "DO $$ BEGIN EXECUTE format('SELECT %I', x) || format('; DROP TABLE t'); END $$",
+                "DO $$ BEGIN EXECUTE pg_catalog.format('SELECT %s', x); END $$",
+                "DO $$ BEGIN EXECUTE pg_catalog.format('SELECT 1 WHERE a = ''%I''', x); END $$",
+                "DO $$ BEGIN EXECUTE pg_catalog.format('SELECT %I', x) || pg_catalog.format('; DROP TABLE t'); END $$",
                 "DO LANGUAGE plpgsql_alias $$ BEGIN NULL; END $$",
+                "DO $$ BEGIN EXECUTE format('UPDATE %I SET x = 1', t); END $$",
             ],
         );
     }
