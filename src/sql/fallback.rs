@@ -173,6 +173,10 @@ pub(crate) fn string_content_uescape(
     opts: LexOptions,
     uescape: u8,
 ) -> Option<String> {
+    // Cut off by the end of the input: PostgreSQL rejects it, and there is no value.
+    if t.unterminated {
+        return None;
+    }
     let converted;
     let mut text = t.text(sql);
     if opts.encoding != ClientEncoding::AsciiSafe && !text.is_ascii() {
@@ -186,9 +190,6 @@ pub(crate) fn string_content_uescape(
             text.get(tag..close)?.to_vec()
         }
         TokenKind::String => {
-            if t.unterminated {
-                return None;
-            }
             let q = text.iter().position(|&b| b == b'\'')?;
             let prefix = text.get(..q)?;
             let inner = text.get(q + 1..text.len().checked_sub(1)?)?;
