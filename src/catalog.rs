@@ -859,10 +859,18 @@ pub fn check_proves_not_null(definition: &str, column: &str) -> bool {
     let Some(close) = matching_paren(rest, 0) else {
         return false;
     };
-    conjunct_proves(sql, &rest[1..close], column)
+    conjunct_proves(sql, &rest[1..close], column, 0)
 }
 
-fn conjunct_proves(sql: &[u8], mut expr: &[Token], column: &str) -> bool {
+/// AND groups nested deeper than this prove nothing (the conservative answer): the definition
+/// comes from the server, but whoever created the constraint chose its nesting, and the reader
+/// recurses once per level.
+const MAX_CONJUNCT_DEPTH: usize = 32;
+
+fn conjunct_proves(sql: &[u8], mut expr: &[Token], column: &str, nesting: usize) -> bool {
+    if nesting > MAX_CONJUNCT_DEPTH {
+        return false;
+    }
     // Strip parentheses around the whole expression.
     while matching_paren(expr, 0).is_some_and(|c| c + 1 == expr.len()) {
         expr = &expr[1..expr.len() - 1];
@@ -883,7 +891,9 @@ fn conjunct_proves(sql: &[u8], mut expr: &[Token], column: &str) -> bool {
     }
     if from > 0 {
         parts.push(&expr[from..]);
-        return parts.iter().any(|p| conjunct_proves(sql, p, column));
+        return parts
+            .iter()
+            .any(|p| conjunct_proves(sql, p, column, nesting + 1));
     }
     match expr {
         [ident, is, not, null] => {
@@ -1690,6 +1700,19 @@ mod tests {
                 "{def} for {column}"
             );
         }
+        // Hostile nesting of AND groups: bounded, and the answer is the conservative one.
+        let deep = format!(
+            "CHECK ({}(email IS NOT NULL){})",
+            "(x AND ".repeat(100_000),
+            ")".repeat(100_000)
+        );
+        let worker = std::thread::Builder::new().stack_size(2 << 20);
+        let proves = worker
+            .spawn(move || check_proves_not_null(&deep, "email"))
+            .expect("spawn")
+            .join()
+            .expect("no overflow");
+        assert!(!proves);
     }
 
     const DOCUMENT: &str = r#"{

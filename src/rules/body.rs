@@ -13,10 +13,19 @@
 //! `RAISE`, `RETURN`, …) and hands every remaining DDL candidate to the statement model and the
 //! rules, in a context that is always a transaction block (`in_function_body`).
 //!
-//! `EXECUTE 'literal'` is read as the SQL it runs; `EXECUTE format('… %I …', …)` is read with
-//! every placeholder replaced by a dummy name, which is enough for every rule that looks at the
-//! statement's shape. Any other dynamic SQL (concatenation, a variable) that may be DDL, a
-//! nested `DO`, and bodies in languages ddlgate cannot read are reported as unverifiable.
+//! `EXECUTE 'literal'` is read as the SQL it runs, every statement of it; `EXECUTE
+//! pg_catalog.format('… %I … %L …', …)` is read with every placeholder replaced by a dummy name
+//! or literal, which is enough for every rule that looks at the statement's shape — but only
+//! when the template provably keeps its structure whatever the arguments (no `%s`, every
+//! placeholder a token of its own), and only qualified: an unqualified `format` is whichever
+//! function the search_path finds first. Any other dynamic SQL (concatenation, a variable,
+//! `substr(…)`, whatever its first literal looks like), a nested `DO`, and bodies in languages
+//! other than `plpgsql` and `sql` are reported as unverifiable.
+//!
+//! The body arrives decoded (`E'…'`, `U&'…'` escapes processed by the SQL layer, which refuses
+//! what it cannot decode with certainty). It is lexed as the server will lex it when it runs:
+//! in the server encoding (ASCII-compatible), under a `standard_conforming_strings` that may
+//! differ from the session's now, so a body with a backslash is read both ways.
 //!
 //! <https://www.postgresql.org/docs/current/plpgsql-structure.html>
 
@@ -49,16 +58,51 @@ impl BodyReport {
 }
 
 /// Checks the statements of a body written in `language` (`None` is PL/pgSQL, the default of
-/// both `DO` and `CREATE FUNCTION`).
+/// both `DO` and `CREATE FUNCTION`), as the reader folded it: only the languages named exactly
+/// `plpgsql` and `sql` are read. Any other name — PL/Perl, C, or a language created under
+/// another name with PL/pgSQL's own handler — is a body ddlgate cannot read, reported as such.
+///
+/// The server reads the body when the block runs or the function is first called, under the
+/// `standard_conforming_strings` in effect then (a `SET` earlier in the same Query, or the
+/// calling session's, not necessarily this one's). A body with a backslash anywhere is
+/// therefore read both ways and everything either reading finds is reported: without a
+/// backslash both readings are the same.
 pub fn inspect(language: Option<&str>, body: &str, ctx: &Context) -> BodyReport {
+    let mut report = read(language, body, ctx, true);
+    if body.contains('\\') {
+        let other = read(language, body, ctx, false);
+        for f in other.findings {
+            if !report
+                .findings
+                .iter()
+                .any(|g| g.rule == f.rule && g.message == f.message)
+            {
+                report.findings.push(f);
+            }
+        }
+        for u in other.unverifiable {
+            if !report.unverifiable.contains(&u) {
+                report.unverifiable.push(u);
+            }
+        }
+    }
+    report
+}
+
+fn read(language: Option<&str>, body: &str, ctx: &Context, scs: bool) -> BodyReport {
     let mut walker = Walker {
         ctx: *ctx,
         created: ctx.created_in_tx.clone(),
         filled_template: false,
+        // The body reaches the server's parser already converted to the server encoding,
+        // which is always ASCII-compatible; here it is UTF-8, decoded from the statement.
+        opts: LexOptions {
+            standard_conforming_strings: scs,
+            encoding: lexer::ClientEncoding::AsciiSafe,
+        },
         report: BodyReport::default(),
     };
-    let language = language.map(str::to_ascii_lowercase);
-    match language.as_deref() {
+    match language {
         None | Some("plpgsql") => walker.plpgsql(body.as_bytes()),
         Some("sql") => walker.sql(body.as_bytes()),
         Some(other) => walker.report.unverifiable.push(format!(
@@ -74,21 +118,16 @@ struct Walker<'a> {
     created: HashSet<Name>,
     /// Checking a `format()` template filled with dummy names.
     filled_template: bool,
+    /// How the body is lexed (see [`inspect`]).
+    opts: LexOptions,
     report: BodyReport,
 }
-
-/// Bodies are lexed as the server does with its defaults (`standard_conforming_strings` on);
-/// they are UTF-8 here, decoded from the statement.
-const OPTS: LexOptions = LexOptions {
-    standard_conforming_strings: true,
-    encoding: lexer::ClientEncoding::AsciiSafe,
-};
 
 impl Walker<'_> {
     /// A `LANGUAGE sql` body: plain statements. SQL-standard bodies (`BEGIN ATOMIC … END`,
     /// `RETURN expr`) cannot hold utility statements at all.
     fn sql(&mut self, body: &[u8]) {
-        let tokens = words(body, 0, body.len());
+        let tokens = words(body, 0, body.len(), self.opts);
         if tokens.first().is_some_and(|t| t.is_word(body, "RETURN"))
             || (tokens.first().is_some_and(|t| t.is_word(body, "BEGIN"))
                 && tokens.get(1).is_some_and(|t| t.is_word(body, "ATOMIC")))
@@ -101,7 +140,7 @@ impl Walker<'_> {
     /// Every DDL candidate of a string of plain SQL statements (an `EXECUTE`d literal, a SQL
     /// function's body).
     fn plain_sql(&mut self, sql: &[u8]) {
-        for span in lexer::split_statements(sql, OPTS) {
+        for span in lexer::split_statements(sql, self.opts) {
             if !span.is_empty() && prefilter::classify(sql, &span) == StatementClass::DdlCandidate {
                 self.statement(sql, span.start, span.end);
             }
@@ -110,9 +149,20 @@ impl Walker<'_> {
 
     fn plpgsql(&mut self, body: &[u8]) {
         let mut declaring = false;
-        for span in lexer::split_statements(body, OPTS) {
-            let tokens = words(body, span.start, span.end);
+        for (n, span) in lexer::split_statements(body, self.opts).iter().enumerate() {
+            let tokens = words(body, span.start, span.end, self.opts);
             let mut i = 0;
+            // Compiler options, only in front of the body's block (`pl_function: comp_options
+            // pl_block`): `#variable_conflict use_column`, `#print_strict_params on`,
+            // `#option dump`, each a `#`, a name and a value.
+            while n == 0
+                && tokens
+                    .get(i)
+                    .is_some_and(|t| t.kind == TokenKind::Operator && t.text(body) == b"#")
+                && tokens.get(i + 1).is_some_and(|t| t.kind == TokenKind::Word)
+            {
+                i += 3;
+            }
             if declaring {
                 // Declarations run no SQL (their default expressions are evaluated, but
                 // cannot be utility statements); the block proper starts after BEGIN.
@@ -193,6 +243,13 @@ impl Walker<'_> {
             return;
         }
         if first.kind != TokenKind::Word {
+            // Not a statement PL/pgSQL knows; what the server makes of it is not certain.
+            self.report.unverifiable.push(format!(
+                "`{}` is not a statement ddlgate can read",
+                snippet(&String::from_utf8_lossy(
+                    sql.get(first.start..end).unwrap_or_default()
+                ))
+            ));
             return;
         }
         const PLPGSQL: &[&str] = &[
@@ -211,24 +268,36 @@ impl Walker<'_> {
         }
     }
 
-    /// `EXECUTE expr`: the SQL it runs, when ddlgate can know it.
+    /// `EXECUTE expr`: the SQL it runs, when ddlgate can know it for certain — the expression
+    /// is exactly one string literal, or exactly one `format()` call whose template keeps its
+    /// statement structure whatever the arguments (see [`fill_format`]). Every statement of
+    /// that SQL is checked. Anything else (a variable, a concatenation, any other function,
+    /// whatever its first literal looks like) is unverifiable.
     fn execute(&mut self, sql: &[u8], expr: &[Token]) {
         let text = || snippet(&String::from_utf8_lossy(expr_text(sql, expr)));
         match expr {
             [lit] if is_string(lit) => {
-                if let Some(s) = crate::sql::fallback::string_content(sql, *lit, true) {
+                if let Some(s) = crate::sql::fallback::string_content(sql, *lit, self.opts) {
                     self.plain_sql(s.as_bytes());
                     return;
                 }
             }
-            [f, open, lit, next, ..]
-                if f.is_word(sql, "format")
+            // Only `pg_catalog.format`: an unqualified `format` is whichever function the
+            // search_path finds first when the body runs (`SET search_path = mine,
+            // pg_catalog` puts a user's own `format` in front), so its result is not known.
+            [schema, dot, f, open, lit, next, ..]
+                if schema.kind == TokenKind::Word
+                    && schema.text(sql).eq_ignore_ascii_case(b"pg_catalog")
+                    && dot.kind == TokenKind::Operator
+                    && dot.text(sql) == b"."
+                    && f.is_word(sql, "format")
                     && open.kind == TokenKind::LParen
                     && is_string(lit)
                     && matches!(next.kind, TokenKind::Comma | TokenKind::RParen)
-                    && expr.last().is_some_and(|t| t.kind == TokenKind::RParen) =>
+                    // The call is the whole expression: `format(…) || '; DROP …'` is not.
+                    && lexer::matching_paren(expr, 3) == Some(expr.len() - 1) =>
             {
-                if let Some(template) = crate::sql::fallback::string_content(sql, *lit, true)
+                if let Some(template) = crate::sql::fallback::string_content(sql, *lit, self.opts)
                     && let Some(filled) = fill_format(&template)
                 {
                     let (findings, unverifiable) =
@@ -253,31 +322,21 @@ impl Walker<'_> {
             }
             _ => {}
         }
-        // Unknown text: harmless only if it visibly starts as ordinary traffic.
-        let first_literal = expr
-            .iter()
-            .find(|t| is_string(t))
-            .and_then(|t| crate::sql::fallback::string_content(sql, *t, true));
-        let harmless = first_literal.is_some_and(|s| {
-            let s = s.as_bytes();
-            let first = words(s, 0, s.len()).into_iter().next();
-            first.is_some_and(|t| {
-                t.kind == TokenKind::Word
-                    && prefilter::classify_word(t.text(s)) != StatementClass::DdlCandidate
-            })
-        });
-        if !harmless {
-            self.report.unverifiable.push(format!(
-                "`EXECUTE {}` runs SQL built at run time, which ddlgate cannot check",
-                text()
-            ));
-        }
+        let qualify = if expr.first().is_some_and(|f| f.is_word(sql, "format")) {
+            " (write `pg_catalog.format(…)` with `%I` / `%L` placeholders for a template ddlgate can read)"
+        } else {
+            ""
+        };
+        self.report.unverifiable.push(format!(
+            "`EXECUTE {}` runs SQL built at run time, which ddlgate cannot check{qualify}",
+            text()
+        ));
     }
 
     /// One DDL candidate at `sql[start..end]`: understood and checked like a top-level statement
     /// inside a transaction block.
     fn statement(&mut self, sql: &[u8], start: usize, end: usize) {
-        let ddl: Ddl = parse::understand(sql, start, end, OPTS);
+        let ddl: Ddl = parse::understand(sql, start, end, self.opts);
         let quoted = snippet(&String::from_utf8_lossy(
             sql.get(start..end).unwrap_or_default(),
         ));
@@ -288,9 +347,16 @@ impl Walker<'_> {
                 ));
                 return;
             }
-            // Defining a function runs nothing; it is checked when it is defined through
-            // ddlgate, not here (no recursion into bodies of bodies).
-            DdlKind::CreateFunction { .. } => return,
+            // A function defined by a body never passes through ddlgate on its own, so it is
+            // checked here like one sent directly (`ddl-in-function-body` reads its body). One
+            // level only: a definition inside that body again is not followed, so hostile
+            // nesting cannot recurse.
+            DdlKind::CreateFunction { .. } if self.ctx.in_function_body => {
+                self.report.unverifiable.push(format!(
+                    "`{quoted}` defines a function inside a function body, which ddlgate does not follow"
+                ));
+                return;
+            }
             _ => {}
         }
         let ctx = Context {
@@ -310,8 +376,8 @@ impl Walker<'_> {
 }
 
 /// The non-comment, non-`;` tokens of `sql[start..end]`.
-fn words(sql: &[u8], start: usize, end: usize) -> Vec<Token> {
-    Lexer::at(sql, start, OPTS)
+fn words(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> Vec<Token> {
+    Lexer::at(sql, start, opts)
         .take_while(|t| t.start < end)
         .filter(|t| !t.is_comment() && t.kind != TokenKind::Semicolon)
         .collect()
@@ -345,10 +411,25 @@ fn expr_text<'s>(sql: &'s [u8], expr: &[Token]) -> &'s [u8] {
     }
 }
 
-/// `format()`'s template with each `%s` / `%I` / `%L` (with optional `n$`, `-` and width)
-/// replaced by a dummy of the right kind, `%%` by `%`. `None` for a malformed template.
+/// The dummy a `format()` placeholder is replaced with.
+const FORMAT_ARG: &str = "ddlgate_arg";
+
+/// `format()`'s template with each `%I` replaced by a dummy name and each `%L` by a dummy
+/// literal (with optional `n$`, `-` and width), `%%` by `%`; `None` unless the result provably
+/// has the statement structure the server will run, whatever the arguments:
+///
+/// - `%s` inserts its argument as raw text (`format('SELECT %s', '1; DROP TABLE t')`): refused.
+/// - `%I` (`quote_ident`) and `%L` (`quote_literal`) insert exactly one identifier or literal
+///   token, but only where a token can start: inside a literal, a quoted identifier or a
+///   comment a quoted argument can close it (`'… ''%I'' …'` with an identifier containing a
+///   quote). So every dummy must come out as a token of its own, under either
+///   `standard_conforming_strings` setting, and the template must not contain the dummy.
 fn fill_format(template: &str) -> Option<String> {
+    if template.contains(FORMAT_ARG) {
+        return None;
+    }
     let mut out = String::with_capacity(template.len() + 16);
+    let (mut idents, mut literals) = (0usize, 0usize);
     let mut chars = template.chars().peekable();
     while let Some(c) = chars.next() {
         if c != '%' {
@@ -368,9 +449,39 @@ fn fill_format(template: &str) -> Option<String> {
             chars.next();
         }
         match chars.next()? {
-            'I' | 's' => out.push_str("ddlgate_arg"),
-            'L' => out.push_str("'ddlgate_arg'"),
+            'I' => {
+                out.push_str(FORMAT_ARG);
+                idents += 1;
+            }
+            'L' => {
+                out.push('\'');
+                out.push_str(FORMAT_ARG);
+                out.push('\'');
+                literals += 1;
+            }
             _ => return None,
+        }
+    }
+    let quoted = format!("'{FORMAT_ARG}'");
+    for scs in [true, false] {
+        let opts = LexOptions {
+            standard_conforming_strings: scs,
+            encoding: lexer::ClientEncoding::AsciiSafe,
+        };
+        let (mut i, mut l) = (0usize, 0usize);
+        for t in Lexer::new(out.as_bytes(), opts) {
+            if t.unterminated {
+                return None;
+            }
+            let text = t.text(out.as_bytes());
+            if t.kind == TokenKind::Word && text == FORMAT_ARG.as_bytes() {
+                i += 1;
+            } else if t.kind == TokenKind::String && text == quoted.as_bytes() {
+                l += 1;
+            }
+        }
+        if (i, l) != (idents, literals) {
+            return None;
         }
     }
     Some(out)
@@ -448,8 +559,8 @@ mod tests {
         for body in [
             "BEGIN IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'mood') THEN CREATE TYPE mood AS ENUM ('a'); END IF; END",
             "BEGIN CREATE TABLE n (id int); ALTER TABLE n ADD COLUMN v text; END",
-            "BEGIN INSERT INTO t VALUES (1); UPDATE t SET x = 2; EXECUTE 'SELECT 1'; EXECUTE format('DELETE FROM %I', tbl); END",
-            "BEGIN EXECUTE format('CREATE INDEX CONCURRENTLY %I ON %I.%I (x)', a, b, c) ; END",
+            "BEGIN INSERT INTO t VALUES (1); UPDATE t SET x = 2; EXECUTE 'SELECT 1'; EXECUTE pg_catalog.format('DELETE FROM %I', tbl); END",
+            "BEGIN EXECUTE PG_CATALOG.format('CREATE INDEX CONCURRENTLY %I ON %I.%I (x)', a, b, c) ; END",
         ] {
             let r = report(None, body);
             // (the last one is flagged by its own rule, not as unverifiable)
@@ -480,19 +591,21 @@ mod tests {
         assert_eq!(rules(&r), ["require-concurrent-index-deletion"]);
         let r = report(
             None,
-            "BEGIN EXECUTE format('ALTER TABLE %I ALTER COLUMN %I TYPE bigint', t, c); END",
+            "BEGIN EXECUTE pg_catalog.format('ALTER TABLE %I ALTER COLUMN %I TYPE bigint', t, c); END",
         );
         assert_eq!(rules(&r), ["changing-column-type"]);
         // A table created from a template is not known to be the one indexed next.
         let r = report(
             None,
-            "BEGIN EXECUTE format('CREATE TABLE %I (x int)', a); EXECUTE format('CREATE INDEX ON %I (x)', b); END",
+            "BEGIN EXECUTE pg_catalog.format('CREATE TABLE %I (x int)', a); EXECUTE pg_catalog.format('CREATE INDEX ON %I (x)', b); END",
         );
         assert_eq!(rules(&r), ["require-concurrent-index-creation"]);
         for body in [
             "BEGIN EXECUTE 'CREATE INDEX i ON ' || quote_ident(t) || ' (x)'; END",
             "BEGIN EXECUTE stmt; END",
-            "BEGIN EXECUTE format('%s', stmt); END",
+            "BEGIN EXECUTE pg_catalog.format('%s', stmt); END",
+            "BEGIN EXECUTE format('DELETE FROM %I', tbl); END",
+            "BEGIN EXECUTE myschema.format('DELETE FROM %I', tbl); END",
             "BEGIN FOR r IN EXECUTE q LOOP NULL; END LOOP; END",
             "BEGIN DO $x$ BEGIN NULL; END $x$; END",
         ] {
@@ -514,21 +627,234 @@ mod tests {
     }
 
     #[test]
+    fn compiler_options_do_not_hide_the_block() {
+        for body in [
+            "#variable_conflict use_variable BEGIN DROP TABLE victim; END",
+            "#print_strict_params on\n#option dump\nDECLARE x int; BEGIN DROP TABLE victim; END",
+        ] {
+            let r = report(None, body);
+            assert_eq!(rules(&r), ["ban-drop-table"], "{body}");
+        }
+        // Anything else that does not start with a word is not read as harmless.
+        let r = report(None, "BEGIN #junk DROP TABLE victim; END");
+        assert_eq!(r.unverifiable.len(), 1, "{:?}", rules(&r));
+    }
+
+    #[test]
+    fn functions_defined_in_a_body_are_checked_one_level_deep() {
+        let r = report(
+            None,
+            "BEGIN CREATE FUNCTION k() RETURNS void LANGUAGE plpgsql AS 'BEGIN DROP TABLE victim; END'; END",
+        );
+        assert_eq!(rules(&r), ["ddl-in-function-body"]);
+        assert!(
+            r.findings[0].message.contains("DROP TABLE victim"),
+            "{:?}",
+            r.findings
+        );
+        let r = report(
+            None,
+            "BEGIN CREATE FUNCTION k() RETURNS void LANGUAGE plpgsql AS 'BEGIN NULL; END'; END",
+        );
+        assert!(r.is_clean(), "{:?} {:?}", rules(&r), r.unverifiable);
+        // A definition inside that definition is not followed.
+        let r = report(
+            None,
+            "BEGIN CREATE FUNCTION k() RETURNS void LANGUAGE plpgsql AS $a$ BEGIN CREATE FUNCTION j() RETURNS void LANGUAGE sql AS 'SELECT 1'; END $a$; END",
+        );
+        assert_eq!(rules(&r), ["ddl-in-function-body"]);
+        assert!(
+            r.findings[0].message.contains("does not follow"),
+            "{:?}",
+            r.findings
+        );
+        // Hostile nesting of definitions costs two levels, not one per definition.
+        let mut body = "SELECT 1".to_owned();
+        for i in 0..5_000 {
+            body =
+                format!("CREATE FUNCTION f{i}() RETURNS void LANGUAGE sql AS $q{i}$ {body} $q{i}$");
+        }
+        let r = report(Some("sql"), &body);
+        assert_eq!(rules(&r), ["ddl-in-function-body"]);
+    }
+
+    #[test]
     fn sql_function_bodies_are_plain_statements() {
         let r = report(
-            Some("SQL"),
+            Some("sql"),
             "ALTER TABLE t ADD COLUMN c int NOT NULL; SELECT 1",
         );
         assert_eq!(rules(&r), ["adding-required-field"]);
+        // Language names are compared as the reader folded them: a quoted "SQL" is another
+        // language.
+        let r = report(Some("SQL"), "SELECT 1");
+        assert_eq!(r.unverifiable.len(), 1);
     }
 
     #[test]
     fn format_templates() {
         assert_eq!(
-            fill_format("ALTER TABLE %I ADD %1$s %-10L 100%%").as_deref(),
+            fill_format("ALTER TABLE %I ADD %1$I %-10L 100%%").as_deref(),
             Some("ALTER TABLE ddlgate_arg ADD ddlgate_arg 'ddlgate_arg' 100%")
         );
-        assert_eq!(fill_format("bad %q"), None);
-        assert_eq!(fill_format("trailing %"), None);
+        for bad in [
+            "bad %q",
+            "trailing %",
+            // Raw text can be anything, statements included.
+            "SELECT %s",
+            // A quoted argument inside a literal, identifier, comment or dollar quote can close it.
+            "SELECT 'x%I'",
+            "SELECT '%I'",
+            "SELECT \"%L\"",
+            "SELECT 1 /* %I */",
+            "SELECT 1 -- %L",
+            "SELECT $q$ %I $q$",
+            // Glued to another token: not a token of its own.
+            "SELECT x%I",
+            "SELECT %I%I",
+            "SELECT e%L",
+            "SELECT %L%L",
+            // The dummy itself in the template.
+            "SELECT ddlgate_arg, %I",
+        ] {
+            assert_eq!(fill_format(bad), None, "{bad}");
+        }
+    }
+
+    /// What a statement comes to once understood and checked.
+    #[derive(Debug, PartialEq)]
+    enum Outcome {
+        /// Not understood at all: `unparsed-ddl`.
+        Unknown,
+        /// Understood, and this rule among the findings.
+        Finds(&'static str),
+    }
+
+    fn outcome(sql: &[u8], opts: LexOptions, rule: &'static str) -> Outcome {
+        let ddl = parse::understand(sql, 0, sql.len(), opts);
+        if ddl.understood == crate::sql::statement::Understood::Unknown {
+            return Outcome::Unknown;
+        }
+        let ctx = Ctx::default();
+        let findings = crate::rules::check(&ddl, &ctx.get());
+        assert!(
+            findings.iter().any(|f| f.rule == rule),
+            "{}: {:?}",
+            String::from_utf8_lossy(sql),
+            findings
+        );
+        Outcome::Finds(rule)
+    }
+
+    #[test]
+    fn escaped_bodies_are_decoded_before_they_are_read() {
+        use Outcome::*;
+        let drop = Finds("ban-drop-table");
+        let fn_body = Finds("ddl-in-function-body");
+        for (sql, expected) in [
+            (r"DO E'BEGIN \x44ROP TABLE victim; END'", &drop),
+            (r"DO e'BEGIN \104ROP TABLE victim; END'", &drop),
+            (r"DO E'BEGIN \u0044ROP TABLE victim; END'", &drop),
+            (r"DO E'BEGIN \U00000044ROP TABLE victim; END'", &drop),
+            (r"DO E'BEGIN D\ROP TABLE victim; END'", &drop),
+            (r"DO U&'BEGIN \0044ROP TABLE victim; END'", &drop),
+            (r"DO u&'BEGIN \+000044ROP TABLE victim; END'", &drop),
+            (
+                r"DO U&'BEGIN !0044ROP TABLE victim; END' UESCAPE '!'",
+                &drop,
+            ),
+            (
+                r"DO LANGUAGE plpgsql E'BEGIN EXECUTE ''\x44ROP TABLE victim''; END'",
+                &drop,
+            ),
+            (
+                r"DO $$ BEGIN EXECUTE E'\x44ROP TABLE victim'; END $$",
+                &drop,
+            ),
+            (
+                r"DO $$ BEGIN EXECUTE U&'\0044ROP TABLE victim'; END $$",
+                &drop,
+            ),
+            // Read under either standard_conforming_strings: with it off, the literal ends
+            // early and DROP is a statement.
+            (
+                r"DO $$ BEGIN RAISE NOTICE 'a\''; DROP TABLE victim; --'; END $$",
+                &drop,
+            ),
+            (
+                r"CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS E'BEGIN \x44ROP TABLE victim; END'",
+                &fn_body,
+            ),
+            // What PostgreSQL rejects, or an escape ddlgate refuses to guess at: not understood.
+            (r"DO E'BEGIN \vROP TABLE victim; END'", &Unknown),
+            (r"DO E'BEGIN \u004 END'", &Unknown),
+            (r"DO E'BEGIN \uD83D END'", &Unknown),
+            (r"DO E'BEGIN \0 END'", &Unknown),
+            (r"DO U&'BEGIN \004 END'", &Unknown),
+            (r"DO U&'BEGIN NULL; END' UESCAPE '+'", &Unknown),
+            (r"DO U&'BEGIN NULL; END' UESCAPE 'ab'", &Unknown),
+            (r"DO U&'BEGIN NULL; END' UESCAPE", &Unknown),
+            // A language name that cannot be read would leave the body read as PL/pgSQL.
+            (
+                r"CREATE FUNCTION f() RETURNS void LANGUAGE E'pl\vsql' AS $$ BEGIN NULL; END $$",
+                &Unknown,
+            ),
+            // A body continued on the next line is joined by the server: not read in part.
+            (
+                "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS 'BEGIN NULL; '\n'DROP TABLE victim; END'",
+                &Unknown,
+            ),
+        ] {
+            let rule = match expected {
+                Finds(r) => r,
+                Unknown => "",
+            };
+            assert_eq!(
+                &outcome(sql.as_bytes(), LexOptions::default(), rule),
+                expected,
+                "{sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn bodies_follow_the_statement_lex_options() {
+        // standard_conforming_strings off: a plain literal is an escape string.
+        let off = LexOptions {
+            standard_conforming_strings: false,
+            ..LexOptions::default()
+        };
+        let sql = br"DO 'BEGIN DROP TABLE victim; END'";
+        assert_eq!(
+            outcome(sql, off, "ban-drop-table"),
+            Outcome::Finds("ban-drop-table")
+        );
+        // U&'' is an error with it off.
+        let sql = br"DO U&'BEGIN NULL; END'";
+        assert_eq!(outcome(sql, off, ""), Outcome::Unknown);
+        // SJIS: 0x95 0x5C is one character whose second byte is a backslash. The server
+        // converts it before reading the body, so the quote after it closes the literal and
+        // DROP runs; read the same way here.
+        let sjis = LexOptions {
+            encoding: crate::sql::lexer::ClientEncoding::Sjis,
+            ..LexOptions::default()
+        };
+        for sql in [
+            &b"DO $$ BEGIN RAISE NOTICE E'\x95\x5c'; DROP TABLE victim; --'; END $$"[..],
+            b"DO E'BEGIN RAISE NOTICE E''\x95\x5c''; DROP TABLE victim; --''; END'",
+            // A dollar tag with a multibyte character in it.
+            b"DO $\x95\x5c$ BEGIN DROP TABLE victim; END $\x95\x5c$",
+        ] {
+            assert_eq!(
+                outcome(sql, sjis, "ban-drop-table"),
+                Outcome::Finds("ban-drop-table")
+            );
+        }
+        // ASCII-only bodies read the same in any encoding.
+        let sql = b"DO $$ BEGIN DROP TABLE victim; END $$";
+        assert_eq!(
+            outcome(sql, sjis, "ban-drop-table"),
+            Outcome::Finds("ban-drop-table")
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! `unparsed-ddl`: a statement that may be DDL but that neither sqlparser nor ddlgate's
-//! token classifier understands.
+//! token classifier understands — including one nested or chained too deeply to read safely
+//! (`sql::parse::too_complex`), and a DO block or function whose body, language or string
+//! escapes cannot be decoded with certainty (`sql::literal`).
 //!
 //! - **Lock:** unknown — which is the point: ddlgate cannot tell what it locks or rewrites.
 //! - **Default:** blocked in enforce mode. A safety proxy fails closed: statements nobody

@@ -6,9 +6,11 @@
 //!   transaction.
 //! - **Default:** blocked, for the same reason as `unparsed-ddl`: a guard that waves through
 //!   what it cannot read is bypassed by wrapping the statement in `DO $$ … EXECUTE … $$`.
-//!   `EXECUTE 'literal'` and `EXECUTE format('template', …)` are read and checked by the other
-//!   rules instead; dynamic SQL whose first literal is visibly ordinary traffic
-//!   (`'SELECT …'`, `'UPDATE …'`) is not flagged.
+//!   `EXECUTE 'literal'` and `EXECUTE pg_catalog.format('template', …)` (with `%I` / `%L`
+//!   placeholders only; an unqualified `format` may be a user's function earlier on the
+//!   search_path) are read and checked by the other rules instead. Any other expression is flagged,
+//!   whatever its first literal looks like: `substr('SELECT DROP TABLE t', 8)` or
+//!   `'SELECT 1; ' || 'DROP TABLE t'` start with `SELECT` and run `DROP`.
 //! - **Safe alternative:** send the statements themselves, one per statement, so each is
 //!   checked; or allow the block with an override comment naming this rule.
 //!
@@ -57,14 +59,24 @@ mod tests {
             &Ctx::default(),
             &[
                 "DO $$ BEGIN EXECUTE 'CREATE INDEX i ON t (x)'; END $$",
-                "DO $$ BEGIN EXECUTE 'UPDATE t SET x = ' || n; END $$",
                 "DO $$ BEGIN RAISE NOTICE 'hi'; END $$",
+                "DO $$ BEGIN EXECUTE pg_catalog.format('UPDATE %I SET x = %L', t, n); END $$",
                 "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE q; END $$",
             ],
             &[
                 "DO $$ BEGIN EXECUTE 'ALTER TABLE ' || t || ' DROP COLUMN c'; END $$",
                 "DO $$ DECLARE q text := 'DROP TABLE t'; BEGIN EXECUTE q; END $$",
                 "DO LANGUAGE plperl $$ spi_exec_query('DROP TABLE t') $$",
+                "DO $$ BEGIN EXECUTE 'UPDATE t SET x = ' || n; END $$",
+                "DO $$ BEGIN EXECUTE substr('SELECT DROP TABLE t', 8); END $$",
+                "DO $$ BEGIN EXECUTE 'SELECT 1; ' || 'DROP TABLE t'; END $$",
+                "DO $$ BEGIN EXECUTE 'SELECT 1' 
+ 'DROP TABLE t'; END $$",
+                "DO $$ BEGIN EXECUTE pg_catalog.format('SELECT %s', x); END $$",
+                "DO $$ BEGIN EXECUTE pg_catalog.format('SELECT 1 WHERE a = ''%I''', x); END $$",
+                "DO $$ BEGIN EXECUTE pg_catalog.format('SELECT %I', x) || pg_catalog.format('; DROP TABLE t'); END $$",
+                "DO LANGUAGE plpgsql_alias $$ BEGIN NULL; END $$",
+                "DO $$ BEGIN EXECUTE format('UPDATE %I SET x = 1', t); END $$",
             ],
         );
     }

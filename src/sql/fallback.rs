@@ -23,7 +23,8 @@
 //! result (names, type and expression texts, tags) is allocated. Never panics on any input.
 
 use super::keywords::{RESERVED, TYPE_FUNC_NAME, in_list};
-use super::lexer::{LexOptions, Lexer, Token, TokenKind};
+use super::lexer::{ClientEncoding, LexOptions, Lexer, Token, TokenKind};
+use super::literal;
 use super::statement::{
     AddColumn, AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind, DefaultExpr, LockMode, Name,
     ReindexTarget, Understood,
@@ -144,42 +145,117 @@ fn ident_is(sql: &[u8], t: Token, lower: &str) -> bool {
     }
 }
 
-/// Content of a string constant (`Sconst`): `'…'` / `N'…'` with `''` undoubled, `E'…'` and
-/// `U&'…'` raw (escapes not processed), `$tag$…$tag$` without the delimiters. Bit strings
-/// (`B'…'`, `X'…'`) are not `Sconst`. With `standard_conforming_strings` off a plain `'…'` is an
-/// escape string, so it is returned raw as well.
-pub(crate) fn string_content(sql: &[u8], t: Token, scs: bool) -> Option<String> {
-    let text = t.text(sql);
-    match t.kind {
+/// Value of a string constant (`Sconst`), decoded as PostgreSQL decodes it: `'…'` / `N'…'`
+/// with `''` undoubled, `E'…'` (and a plain `'…'` when `standard_conforming_strings` is off)
+/// with its backslash escapes, `U&'…'` with `\` as the escape character (see
+/// [`string_content_uescape`] for a `UESCAPE` clause), `$tag$…$tag$` without the delimiters.
+/// Bit strings (`B'…'`, `X'…'`) are not `Sconst`.
+///
+/// `None` whenever PostgreSQL would reject the constant (invalid escape, `U&'…'` with
+/// `standard_conforming_strings` off).
+///
+/// Non-ASCII characters come out as themselves when the constant is UTF-8 and as U+FFFD
+/// otherwise. The server converts the Query to its own encoding before it lexes anything, and
+/// a non-ASCII character never becomes ASCII there (every server encoding is
+/// ASCII-compatible), so the ASCII structure of the value — all a reader of DO blocks and
+/// function bodies looks at — is exact either way. In the client encodings whose multibyte
+/// characters can end in a `\` byte (SJIS, BIG5, GBK, …), each whole character is replaced
+/// before escapes are decoded: such a byte is part of a character, never a backslash, once the
+/// server has converted the text.
+pub(crate) fn string_content(sql: &[u8], t: Token, opts: LexOptions) -> Option<String> {
+    string_content_uescape(sql, t, opts, b'\\')
+}
+
+/// [`string_content`] for a `U&'…'` constant followed by `UESCAPE 'c'`: `uescape` is `c`.
+pub(crate) fn string_content_uescape(
+    sql: &[u8],
+    t: Token,
+    opts: LexOptions,
+    uescape: u8,
+) -> Option<String> {
+    // Cut off by the end of the input: PostgreSQL rejects it, and there is no value.
+    if t.unterminated {
+        return None;
+    }
+    let converted;
+    let mut text = t.text(sql);
+    if opts.encoding != ClientEncoding::AsciiSafe && !text.is_ascii() {
+        converted = replace_multibyte(text, opts.encoding);
+        text = &converted;
+    }
+    let value = match t.kind {
         TokenKind::DollarString => {
-            let tag = t.dollar_tag(sql)?;
-            let close = text.len().checked_sub(tag.len())?;
-            Some(lossy(text.get(tag.len()..close)?))
+            let tag = dollar_tag_len(text)?;
+            let close = text.len().checked_sub(tag)?;
+            text.get(tag..close)?.to_vec()
         }
         TokenKind::String => {
             let q = text.iter().position(|&b| b == b'\'')?;
             let prefix = text.get(..q)?;
             let inner = text.get(q + 1..text.len().checked_sub(1)?)?;
             let plain = prefix.is_empty() || prefix.eq_ignore_ascii_case(b"n");
+            let scs = opts.standard_conforming_strings;
             if plain && scs {
-                Some(String::from_utf8_lossy(inner).replace("''", "'"))
-            } else if plain
-                || prefix.eq_ignore_ascii_case(b"e")
-                || prefix.eq_ignore_ascii_case(b"u&")
-            {
-                Some(lossy(inner))
+                undouble(inner)?
+            } else if plain || prefix.eq_ignore_ascii_case(b"e") {
+                literal::escape_string(inner)?
+            } else if prefix.eq_ignore_ascii_case(b"u&") && scs {
+                literal::unicode_string(inner, uescape)?
             } else {
-                None
+                return None;
             }
         }
-        _ => None,
+        _ => return None,
+    };
+    Some(lossy(&value))
+}
+
+/// `text` with every multibyte character of `encoding` replaced by U+FFFD (see
+/// [`string_content`]).
+fn replace_multibyte(text: &[u8], encoding: ClientEncoding) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 8);
+    let mut i = 0;
+    while i < text.len() {
+        if text[i] < 0x80 {
+            out.push(text[i]);
+            i += 1;
+        } else {
+            out.extend_from_slice("\u{fffd}".as_bytes());
+            i += encoding.char_len(text, i).max(1);
+        }
     }
+    out
+}
+
+/// Length of the opening `$tag$` of a dollar-quoted token's text.
+fn dollar_tag_len(text: &[u8]) -> Option<usize> {
+    if text.first() != Some(&b'$') {
+        return None;
+    }
+    text.iter().skip(1).position(|&b| b == b'$').map(|p| p + 2)
+}
+
+/// A standard string's content with `''` undoubled.
+fn undouble(inner: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(inner.len());
+    let mut i = 0;
+    while i < inner.len() {
+        if inner[i] == b'\'' {
+            if inner.get(i + 1) != Some(&b'\'') {
+                return None;
+            }
+            i += 1;
+        }
+        out.push(inner[i]);
+        i += 1;
+    }
+    Some(out)
 }
 
 /// A boolean utility option's value as PostgreSQL's `defGetBoolean` reads it: no value, `true`,
 /// `on` or `1` is true; `false`, `off` or `0` is false (words, quoted identifiers and strings in
 /// any case); anything else is `None`, which PostgreSQL rejects ("requires a Boolean value").
-fn bool_value(sql: &[u8], value: Option<Token>, scs: bool) -> Option<bool> {
+fn bool_value(sql: &[u8], value: Option<Token>, opts: LexOptions) -> Option<bool> {
     let Some(t) = value else { return Some(true) };
     let word = |s: &[u8]| {
         if s.eq_ignore_ascii_case(b"true") || s.eq_ignore_ascii_case(b"on") {
@@ -193,7 +269,7 @@ fn bool_value(sql: &[u8], value: Option<Token>, scs: bool) -> Option<bool> {
     match t.kind {
         TokenKind::Word => word(t.text(sql)),
         TokenKind::QuotedIdent => quoted_inner(t.text(sql)).and_then(|(i, _)| word(i)),
-        TokenKind::String => string_content(sql, t, scs).and_then(|s| word(s.as_bytes())),
+        TokenKind::String => string_content(sql, t, opts).and_then(|s| word(s.as_bytes())),
         TokenKind::Number => match t.text(sql) {
             b"1" => Some(true),
             b"0" => Some(false),
@@ -217,7 +293,7 @@ struct Cursor<'a> {
     cur: Option<Token>,
     /// End offset of the last consumed token.
     last_end: usize,
-    scs: bool,
+    opts: LexOptions,
     /// The tokens cannot be PostgreSQL syntax (unbalanced parentheses): the result is Unknown
     /// whatever the statement parser returned.
     bad: bool,
@@ -236,7 +312,7 @@ impl<'a> Cursor<'a> {
             lex,
             cur,
             last_end: start,
-            scs: opts.standard_conforming_strings,
+            opts,
             bad: false,
         }
     }
@@ -400,23 +476,28 @@ impl<'a> Cursor<'a> {
         let t = self.peek()?;
         let s = ident_text(self.sql, t, kw)?;
         self.next();
-        self.eat_uescape(t);
+        // A bad UESCAPE clause is a syntax error the server reports; the name is still this.
+        let _ = self.eat_uescape(t);
         Some(s)
     }
 
-    /// After a `U&"…"` / `U&'…'` token: its optional `UESCAPE 'c'` clause.
-    fn eat_uescape(&mut self, t: Token) {
+    /// After a `U&"…"` / `U&'…'` token: its optional `UESCAPE 'c'` clause, and the escape
+    /// character it names (`\` without one). `None` when the clause is not a valid one
+    /// (PostgreSQL: "UESCAPE must be followed by a simple string literal", "invalid Unicode
+    /// escape character").
+    fn eat_uescape(&mut self, t: Token) -> Option<u8> {
         let unicode = t
             .text(self.sql)
             .get(..2)
             .is_some_and(|p| p.eq_ignore_ascii_case(b"u&"));
-        if unicode
-            && self.is("UESCAPE")
-            && self.peek2().is_some_and(|s| s.kind == TokenKind::String)
-        {
-            self.next();
-            self.next();
+        if !unicode || !self.is("UESCAPE") {
+            return Some(b'\\');
         }
+        self.next();
+        let s = self.peek().filter(|s| s.kind == TokenKind::String)?;
+        self.next();
+        let value = string_content(self.sql, s, self.opts)?;
+        literal::uescape_char(value.as_bytes())
     }
 
     /// `any_name` / `qualified_name`: `ColId [ . attr_name [ . attr_name ] ]`. A three-part name
@@ -475,10 +556,12 @@ impl<'a> Cursor<'a> {
     /// A string constant, with its `UESCAPE` clause if any.
     fn read_sconst(&mut self) -> Option<String> {
         let t = self.peek()?;
-        let s = string_content(self.sql, t, self.scs)?;
+        if !matches!(t.kind, TokenKind::String | TokenKind::DollarString) {
+            return None;
+        }
         self.next();
-        self.eat_uescape(t);
-        Some(s)
+        let uescape = self.eat_uescape(t)?;
+        string_content_uescape(self.sql, t, self.opts, uescape)
     }
 
     /// `NonReservedWord_or_Sconst` (a LANGUAGE name): words lower-cased, quoted ones as written.
@@ -560,7 +643,7 @@ impl<'a> Cursor<'a> {
             each(
                 name,
                 (tokens <= 1)
-                    .then(|| bool_value(self.sql, value, self.scs))
+                    .then(|| bool_value(self.sql, value, self.opts))
                     .flatten(),
             );
             if self.eat_kind(TokenKind::RParen) {
@@ -778,11 +861,11 @@ fn create(c: &mut Cursor<'_>) -> Option<DdlKind> {
     }
     if c.eat("FUNCTION") {
         only(mods, OR_REPLACE)?;
-        return Some(create_function(c, "CREATE FUNCTION"));
+        return Some(create_function(c));
     }
     if c.eat("PROCEDURE") {
         only(mods, OR_REPLACE)?;
-        return Some(create_function(c, "CREATE PROCEDURE"));
+        return Some(create_function(c));
     }
     if c.eat("TYPE") {
         only(mods, 0)?;
@@ -882,13 +965,13 @@ fn create_table(c: &mut Cursor<'_>, temporary: bool) -> Option<DdlKind> {
 /// { LANGUAGE l | AS 'def' [, 'link'] | sql_body | option } …`, where `sql_body` is
 /// `BEGIN ATOMIC … END` or `RETURN expr` (PG 14). The body is the string content or the
 /// `BEGIN ATOMIC … END` / `RETURN …` text. A routine whose name or argument list cannot be read is
-/// still a CREATE FUNCTION/PROCEDURE, returned as `Other`.
-fn create_function(c: &mut Cursor<'_>, tag: &str) -> DdlKind {
+/// not understood: its body, which would run on every call, is not known to be harmless.
+fn create_function(c: &mut Cursor<'_>) -> DdlKind {
     let Some(name) = c.read_name_as(Kw::NonReserved) else {
-        return other(tag);
+        return DdlKind::Unknown;
     };
     if !c.is_kind(TokenKind::LParen) || c.skip_parens().is_none() {
-        return other(tag);
+        return DdlKind::Unknown;
     }
     let (mut language, mut body) = (None, None);
     while let Some(t) = c.peek() {
@@ -898,10 +981,22 @@ fn create_function(c: &mut Cursor<'_>, tag: &str) -> DdlKind {
             c.bad = true;
             c.next();
         } else if c.eat("LANGUAGE") {
-            language = c.read_word_or_sconst();
+            // A language name ddlgate cannot read would leave the body read as PL/pgSQL.
+            let Some(l) = c.read_word_or_sconst() else {
+                return DdlKind::Unknown;
+            };
+            language = Some(l);
         } else if c.eat("AS") {
-            let def = c.read_sconst();
-            body = body.or(def);
+            // A body ddlgate cannot decode with certainty, or continued by a second literal
+            // on the next line (which PostgreSQL joins to the first), is not read in part:
+            // the statement is not understood (fail closed).
+            let Some(def) = c.read_sconst() else {
+                return DdlKind::Unknown;
+            };
+            if c.is_kind(TokenKind::String) || c.is_kind(TokenKind::DollarString) {
+                return DdlKind::Unknown;
+            }
+            body = body.or(Some(def));
         } else if (t.is_word(c.sql, "BEGIN") && c.is2("ATOMIC")) || t.is_word(c.sql, "RETURN") {
             c.skip_rest();
             body = c.sql.get(t.start..c.last_end).map(lossy);
@@ -2606,7 +2701,7 @@ mod tests {
             ),
             (
                 "DO E'BEGIN RAISE NOTICE \\'hi\\'; END'",
-                do_(None, "BEGIN RAISE NOTICE \\'hi\\'; END"),
+                do_(None, "BEGIN RAISE NOTICE 'hi'; END"),
             ),
             ("DO LANGUAGE 'plperl' $$ 1 $$", do_(Some("plperl"), " 1 ")),
             ("DO LANGUAGE \"PLpgSQL\" $$$$", do_(Some("PLpgSQL"), "")),
@@ -2723,16 +2818,15 @@ mod tests {
                 "CREATE FUNCTION left(t text) RETURNS text AS 'x' LANGUAGE sql",
                 func("left", Some("sql"), Some("x")),
             ),
-            // Unreadable name: still a CREATE FUNCTION.
-            (
-                "CREATE FUNCTION select() AS 'x'",
-                other_tag("CREATE FUNCTION"),
-            ),
-            (
-                "CREATE PROCEDURE p LANGUAGE sql",
-                other_tag("CREATE PROCEDURE"),
-            ),
         ]);
+        // Unreadable name or arguments: the body is not read, so the statement is not
+        // understood.
+        for sql in [
+            "CREATE FUNCTION select() AS 'x'",
+            "CREATE PROCEDURE p LANGUAGE sql",
+        ] {
+            assert_eq!(classify_str(sql).understood, Understood::Unknown, "{sql}");
+        }
     }
 
     #[test]
@@ -3189,7 +3283,7 @@ mod tests {
 
     #[test]
     fn lex_options_are_respected() {
-        // With standard_conforming_strings off, `'…\'…'` is one literal and the body is raw.
+        // With standard_conforming_strings off, `'…\'…'` is one escape string, decoded.
         let sql = br"DO 'RAISE NOTICE \'x\''";
         let off = LexOptions {
             standard_conforming_strings: false,
@@ -3199,7 +3293,7 @@ mod tests {
             classify(sql, 0, sql.len(), off).kind,
             DdlKind::Do {
                 language: None,
-                body: r"RAISE NOTICE \'x\'".to_owned()
+                body: "RAISE NOTICE 'x'".to_owned()
             }
         );
         // With it on, the same bytes are a literal followed by junk.

@@ -95,7 +95,7 @@ impl ClientEncoding {
     /// rejected by the server's encoding verification before lexing, so how
     /// they are skipped here cannot change what the server executes.
     #[inline]
-    fn char_len(self, s: &[u8], i: usize) -> usize {
+    pub(crate) fn char_len(self, s: &[u8], i: usize) -> usize {
         let Some(&b) = s.get(i) else { return 1 };
         let len = match self {
             ClientEncoding::AsciiSafe => 1,

@@ -6,6 +6,7 @@
 pub mod fallback;
 pub mod keywords;
 pub mod lexer;
+pub mod literal;
 pub mod parse;
 pub mod prefilter;
 pub mod statement;

@@ -5,6 +5,13 @@
 //! statement PostgreSQL accepts (REINDEX, CLUSTER, `VACUUM (…)`, `DROP INDEX CONCURRENTLY`,
 //! `CREATE INDEX … ON ONLY`, DO, …), the lexer-based fallback classifier takes over; what
 //! neither understands is `Understood::Unknown`, which the policy blocks by default.
+//!
+//! Nothing a client sends may exhaust the stack. sqlparser guards its own recursion, but it
+//! builds operator chains (`1+1+…`, `a OR b OR …`, `UNION …`) in loops into trees as deep as
+//! the chain, and dropping or printing such a tree recurses once per level. So a statement is
+//! measured on its tokens first ([`too_complex`]) and, beyond the bounds, not parsed at all
+//! and not understood (fail closed, counted as unparsed). ddlgate's own model
+//! (`sql::statement`) is flat, and its readers (fallback, bodies, recipes) are loops over tokens.
 
 use sqlparser::ast::{
     AlterColumnOperation, AlterTableOperation, AlterTypeOperation, ColumnDef, ColumnOption,
@@ -25,8 +32,64 @@ use super::statement::{
 /// exhausting the stack.
 const RECURSION_LIMIT: usize = 200;
 
+/// Parentheses and brackets nested deeper than this make a statement too complex to
+/// understand. PostgreSQL's own DDL never needs more; the server itself rejects much deeper
+/// nesting ("stack depth limit exceeded").
+pub const MAX_NESTING: usize = 100;
+
+/// Operators and operator keywords on any one path through a statement's parentheses (see
+/// [`too_complex`]). A safety bound, not policy: sqlparser builds `1+1+…` and `a OR b OR …`
+/// chains in a loop, not by recursion, so its recursion limit does not see them, but the tree it
+/// returns is one level deeper per operator and is dropped (and printed) recursively. 35,000
+/// `+1` overflowed a 2 MiB tokio worker stack; 16,000 did not, even in a debug build; this
+/// leaves a wide margin for the frames of the session above the analysis.
+pub const MAX_CHAIN: usize = 8_000;
+
+/// Keywords that sqlparser's expression and query parsers treat as infix or postfix operators
+/// (`parse_infix`, `get_next_precedence_default`, set operations): each can add one level to
+/// a left-deep tree without any recursion in the parser.
+const CHAIN_KEYWORDS: &[&str] = &[
+    "and",
+    "or",
+    "xor",
+    "not",
+    "is",
+    "isnull",
+    "notnull",
+    "in",
+    "between",
+    "like",
+    "ilike",
+    "similar",
+    "regexp",
+    "rlike",
+    "glob",
+    "match",
+    "div",
+    "operator",
+    "at",
+    "collate",
+    "overlaps",
+    "member",
+    "escape",
+    "union",
+    "except",
+    "intersect",
+    "minus",
+];
+
 /// Understands one DDL candidate: `sql[start..end]` is the statement (without its `;`).
+///
+/// A statement too deep or too long in its expression chains to be read safely (see
+/// [`too_complex`]) is not understood at all: no reader sees it, and the policy blocks it as
+/// `unparsed-ddl` (fail closed).
 pub fn understand(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> Ddl {
+    if too_complex(sql, start, end, opts) {
+        return Ddl {
+            kind: DdlKind::Unknown,
+            understood: Understood::Unknown,
+        };
+    }
     let text = sql.get(start..end).unwrap_or_default();
     // sqlparser works on &str. PostgreSQL's own encodings are all ASCII-compatible for the
     // syntax the rules care about; anything else goes straight to the token classifier.
@@ -39,6 +102,78 @@ pub fn understand(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> Ddl
         };
     }
     fallback::classify(sql, start, end, opts)
+}
+
+/// Whether `sql[start..end]` is beyond what ddlgate reads: parentheses/brackets nested more
+/// than [`MAX_NESTING`] deep, or more than [`MAX_CHAIN`] operators along one path of nested
+/// parentheses. The cost of every path is the operators of each enclosing parenthesis level
+/// (all of them, not only those before the nested part) plus the deepest path below it, which
+/// bounds the depth of any expression or set-operation tree a parser can build from these
+/// tokens. Commas do not reset the count (`SELECT 1, 1 UNION SELECT 1, 1 UNION …` is one
+/// chain). One pass over the tokens, no allocation beyond one entry per open parenthesis
+/// (at most [`MAX_NESTING`]).
+pub fn too_complex(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> bool {
+    let sql = sql.get(..end).unwrap_or(sql);
+    // Per open parenthesis: (operators at this level, deepest path below it).
+    let mut levels: Vec<(usize, usize)> = vec![(0, 0)];
+    // Sum of the operators of every open level, kept as it changes: O(1) per token, so even a
+    // 64 MiB statement of `()()()…` costs one pass.
+    let mut path = 0usize;
+    let mut brackets = 0usize;
+    for t in Lexer::at(sql, start, opts).filter(|t| !t.is_comment()) {
+        let weight = match t.kind {
+            TokenKind::LParen => {
+                if levels.len() + brackets > MAX_NESTING {
+                    return true;
+                }
+                levels.push((0, 0));
+                continue;
+            }
+            TokenKind::RParen => {
+                // An unbalanced `)` is a syntax error; the readers reject it themselves.
+                if levels.len() > 1
+                    && let Some((ops, below)) = levels.pop()
+                    && let Some(parent) = levels.last_mut()
+                {
+                    path -= ops;
+                    parent.1 = parent.1.max(ops + below);
+                }
+                0
+            }
+            TokenKind::Operator => {
+                // Every operator character counts: sqlparser splits runs PostgreSQL reads as
+                // one operator (`+-+-`), and `[` nests like a parenthesis.
+                for &b in t.text(sql) {
+                    match b {
+                        b'[' => brackets += 1,
+                        b']' => brackets = brackets.saturating_sub(1),
+                        _ => {}
+                    }
+                }
+                if levels.len() + brackets > MAX_NESTING {
+                    return true;
+                }
+                t.end - t.start
+            }
+            TokenKind::Word
+                if CHAIN_KEYWORDS
+                    .iter()
+                    .any(|k| t.text(sql).eq_ignore_ascii_case(k.as_bytes())) =>
+            {
+                1
+            }
+            _ => continue,
+        };
+        if let Some(level) = levels.last_mut() {
+            level.0 += weight;
+            path += weight;
+        }
+        let deepest = levels.last().map_or(0, |(_, below)| *below);
+        if path + deepest > MAX_CHAIN {
+            return true;
+        }
+    }
+    false
 }
 
 fn parse_one(text: &str) -> Option<DdlKind> {
@@ -716,6 +851,21 @@ mod tests {
         assert_eq!(called_functions("CURRENT_TIMESTAMP"), Vec::<String>::new());
     }
 
+    /// Runs `understand` on a thread with a tokio worker's default stack (2 MiB), so an
+    /// overflow fails the test run instead of passing on the main thread's 8 MiB.
+    fn on_worker_stack(sql: String) -> Ddl {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || ddl(&sql))
+            .expect("spawn")
+            .join()
+            .expect("no panic")
+    }
+
+    fn unknown(d: &Ddl) -> bool {
+        d.kind == DdlKind::Unknown && d.understood == Understood::Unknown
+    }
+
     #[test]
     fn hostile_nesting_does_not_overflow() {
         let deep = format!(
@@ -723,6 +873,129 @@ mod tests {
             "(".repeat(5000),
             ")".repeat(5000)
         );
-        let _ = ddl(&deep);
+        assert!(unknown(&on_worker_stack(deep)));
+        let deep = format!(
+            "CREATE VIEW v AS SELECT {}1{}",
+            "(".repeat(100_000),
+            ")".repeat(100_000)
+        );
+        assert!(unknown(&on_worker_stack(deep)));
+        let deep = format!(
+            "CREATE VIEW v AS SELECT {}1{}",
+            "a[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(unknown(&on_worker_stack(deep)));
+    }
+
+    #[test]
+    fn long_operator_chains_are_too_complex() {
+        let n = 35_000;
+        for sql in [
+            format!("CREATE VIEW v AS SELECT 1{}", "+1".repeat(n)),
+            format!("CREATE VIEW v AS SELECT 'a'{}", "||'a'".repeat(n)),
+            format!("CREATE VIEW v AS SELECT true{}", " OR true".repeat(n)),
+            format!("CREATE VIEW v AS SELECT 1{}", "::int".repeat(n)),
+            format!(
+                "CREATE VIEW v AS SELECT 1, 1{}",
+                " UNION SELECT 1, 1".repeat(n)
+            ),
+            format!(
+                "ALTER TABLE t ADD COLUMN c int DEFAULT 1{}",
+                " IS NULL".repeat(n)
+            ),
+            // Chains split by parentheses still add up along the path.
+            format!(
+                "CREATE VIEW v AS SELECT {}1{}",
+                "(".repeat(50),
+                format!("{})", "+1".repeat(500)).repeat(50)
+            ),
+        ] {
+            assert!(too_complex(
+                sql.as_bytes(),
+                0,
+                sql.len(),
+                LexOptions::default()
+            ));
+            assert!(unknown(&on_worker_stack(sql)));
+        }
+    }
+
+    #[test]
+    fn chains_just_under_the_bound_are_read_safely() {
+        // The worst the bound lets through, on a worker-sized stack: parsed, printed (DEFAULT
+        // expressions are), dropped.
+        let n = MAX_CHAIN - 10;
+        for sql in [
+            format!("ALTER TABLE t ADD COLUMN c int DEFAULT 1{}", "+1".repeat(n)),
+            format!(
+                "ALTER TABLE t ADD COLUMN c int DEFAULT 1{}",
+                " OR 1".repeat(n)
+            ),
+            format!("CREATE VIEW v AS SELECT 1{}", " UNION SELECT 1".repeat(n)),
+        ] {
+            let d = on_worker_stack(sql);
+            assert_eq!(d.understood, Understood::Parsed, "{:?}", d.kind);
+        }
+    }
+
+    #[test]
+    fn large_ordinary_ddl_is_not_too_complex() {
+        // 1,600 columns (PostgreSQL's maximum), each with a default, a cast and a check: the
+        // checks are siblings, not one path.
+        let cols: Vec<String> = (0..1600)
+            .map(|i| format!("c{i} int NOT NULL DEFAULT 0::int CHECK (c{i} >= 0 AND c{i} < 10)"))
+            .collect();
+        let sql = format!("CREATE TABLE t ({})", cols.join(", "));
+        assert!(!too_complex(
+            sql.as_bytes(),
+            0,
+            sql.len(),
+            LexOptions::default()
+        ));
+        let conds: Vec<String> = (0..500).map(|i| format!("a.c{i} = b.c{i}")).collect();
+        let sql = format!(
+            "CREATE VIEW v AS SELECT * FROM a JOIN b ON {} WHERE a.x IS NOT NULL",
+            conds.join(" AND ")
+        );
+        assert!(!too_complex(
+            sql.as_bytes(),
+            0,
+            sql.len(),
+            LexOptions::default()
+        ));
+        // Operators inside string literals and comments are not operators.
+        let sql = format!(
+            "CREATE VIEW v AS SELECT '{}' /* {} */",
+            "+".repeat(50_000),
+            "+".repeat(50_000)
+        );
+        assert!(!too_complex(
+            sql.as_bytes(),
+            0,
+            sql.len(),
+            LexOptions::default()
+        ));
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any bytes: measured and understood without a panic, and a statement judged too
+        /// complex is never understood.
+        #[test]
+        fn prop_any_bytes(sql in prop::collection::vec(
+            prop_oneof![Just(b'('), Just(b')'), Just(b'['), Just(b']'), Just(b'+'), any::<u8>()],
+            0..256,
+        )) {
+            let opts = LexOptions::default();
+            let complex = too_complex(&sql, 0, sql.len(), opts);
+            let ddl = understand(&sql, 0, sql.len(), opts);
+            prop_assert!(!complex || ddl.understood == Understood::Unknown);
+        }
     }
 }
