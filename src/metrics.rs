@@ -301,6 +301,20 @@ impl Metrics {
             &[("reason", "upstream_unreachable")],
             c.upstream_connect_failures.load(Ordering::Relaxed),
         );
+        // Before authentication (`server::admission`): refused for want of an unauthenticated
+        // slot, evicted before the startup packet, and the two login timeouts.
+        for (reason, v) in [
+            ("too_many_unauthenticated", &c.rejected_unauthenticated),
+            ("evicted_before_startup", &c.evicted_before_startup),
+            ("startup_timeout", &c.startup_timeouts),
+            ("login_timeout", &c.login_timeouts),
+        ] {
+            self.absolute(
+                "ddlgate_connections_rejected_total",
+                &[("reason", reason)],
+                v.load(Ordering::Relaxed),
+            );
+        }
         self.absolute(
             "ddlgate_cancels_forwarded_total",
             &[],

@@ -144,6 +144,29 @@ pub fn login_timeout() -> BytesMut {
     .error()
 }
 
+/// FATAL 08006: no startup packet within `limits.startup_timeout_ms`.
+pub fn startup_timeout() -> BytesMut {
+    Say::new(
+        "FATAL",
+        sqlstate::CONNECTION_FAILURE,
+        "canceling startup due to timeout",
+    )
+    .hint("The client did not send its startup packet within ddlgate's `limits.startup_timeout_ms`.")
+    .error()
+}
+
+/// FATAL 53300: too many connections are still logging in.
+pub fn too_many_unauthenticated() -> BytesMut {
+    Say::new(
+        "FATAL",
+        sqlstate::TOO_MANY_CONNECTIONS,
+        "sorry, too many clients already",
+    )
+    .detail("Too many connections are still logging in.")
+    .hint("ddlgate's `limits.max_unauthenticated` is reached; try again in a moment.")
+    .error()
+}
+
 /// FATAL 53300: the configured client limit is reached.
 pub fn too_many_clients() -> BytesMut {
     Say::new(
