@@ -146,9 +146,7 @@ impl SessionError {
             SessionError::LoginTimeout(_) => Some(responses::login_timeout()),
             SessionError::StartupTimeout(_) => Some(responses::startup_timeout()),
             SessionError::TooManyClients(_) => Some(responses::too_many_clients()),
-            SessionError::TooManyUnauthenticated(_) => {
-                Some(responses::too_many_unauthenticated())
-            }
+            SessionError::TooManyUnauthenticated(_) => Some(responses::too_many_unauthenticated()),
             SessionError::Shutdown => Some(responses::admin_shutdown()),
             SessionError::TlsRequired => Some(responses::tls_required()),
             SessionError::PlaintextAfterSslRequest => {

@@ -78,7 +78,8 @@ pub async fn handle(
         let startup_deadline = (accepted + startup_timeout).min(login_deadline);
         let mut stream = Conn::Plain(stream);
         let negotiated = {
-            let negotiation = tokio::time::timeout_at(startup_deadline, negotiate(&shared, &mut stream));
+            let negotiation =
+                tokio::time::timeout_at(startup_deadline, negotiate(&shared, &mut stream));
             match &mut admission {
                 Admission::Admitted(ticket) => tokio::select! {
                     r = negotiation => Some(r),
@@ -132,11 +133,7 @@ pub async fn handle(
         let connected = tokio::time::timeout_at(login_deadline, connect_upstream(&shared)).await;
         let (upstream, upstream_addr) = match connected {
             Err(_) => {
-                return say_fatal(
-                    &mut stream,
-                    &SessionError::LoginTimeout(login_timeout),
-                )
-                .await;
+                return say_fatal(&mut stream, &SessionError::LoginTimeout(login_timeout)).await;
             }
             Ok(Err(e)) => {
                 shared

@@ -47,7 +47,11 @@ async fn stalled_login(addr: SocketAddr) -> TcpStream {
         .expect("startup");
     let (tag, body) = read_message(&mut s).await.expect("auth request");
     assert_eq!(tag, b'R', "expected an authentication request");
-    assert_eq!(body.get(..4), Some(&[0, 0, 0, 5][..]), "MD5 password request");
+    assert_eq!(
+        body.get(..4),
+        Some(&[0, 0, 0, 5][..]),
+        "MD5 password request"
+    );
     s
 }
 
@@ -69,9 +73,18 @@ async fn deep_sql_before_authentication_is_never_analysed() {
     let admin = env.table_t(10).await;
     let addr = env.proxy_addr();
     let payloads = [
-        format!("CREATE VIEW v AS SELECT 1{}; DROP TABLE t", "+1".repeat(35_000)),
-        format!("CREATE VIEW v AS SELECT 'a'{}; DROP TABLE t", " || 'a'".repeat(20_000)),
-        format!("CREATE VIEW v AS SELECT true{}; DROP TABLE t", " OR true".repeat(20_000)),
+        format!(
+            "CREATE VIEW v AS SELECT 1{}; DROP TABLE t",
+            "+1".repeat(35_000)
+        ),
+        format!(
+            "CREATE VIEW v AS SELECT 'a'{}; DROP TABLE t",
+            " || 'a'".repeat(20_000)
+        ),
+        format!(
+            "CREATE VIEW v AS SELECT true{}; DROP TABLE t",
+            " OR true".repeat(20_000)
+        ),
     ];
     for sql in &payloads {
         // An unknown user, the Query pipelined behind the startup packet: the server refuses
@@ -98,7 +111,11 @@ async fn deep_sql_before_authentication_is_never_analysed() {
         let (_, code, _) = expect_error_then_close(&mut s).await.expect("fatal");
         assert_eq!(code, "08006");
     }
-    assert_eq!(analysed(&env), 0, "nothing is analysed before authentication");
+    assert_eq!(
+        analysed(&env),
+        0,
+        "nothing is analysed before authentication"
+    );
     let shared = env.proxy.shared();
     // Counted when the session has closed its upstream side too, just after the client's.
     assert!(
@@ -205,7 +222,10 @@ async fn large_messages_before_authentication_are_not_buffered() {
         peak_rss = peak_rss.max(vm_rss_kib());
         total_sent += sent;
         // ddlgate stopped reading: what got out is what the kernel's socket buffers hold.
-        assert!(sent < LEN, "the whole 50 MB message was read ({sent} bytes)");
+        assert!(
+            sent < LEN,
+            "the whole 50 MB message was read ({sent} bytes)"
+        );
         let (code, msg) = error.expect("the connection ends with a FATAL");
         assert_eq!(code, "08006", "{msg}");
     }
@@ -217,7 +237,11 @@ async fn large_messages_before_authentication_are_not_buffered() {
     );
     // Buffering even one of the messages would add 50 MiB.
     assert!(grown_mib < 40, "VmRSS grew {grown_mib} MiB");
-    assert_eq!(analysed(&env), before_analysed + 1, "only the healthy session's query");
+    assert_eq!(
+        analysed(&env),
+        before_analysed + 1,
+        "only the healthy session's query"
+    );
 
     // A password message larger than PostgreSQL accepts: refused from its header, at once.
     let mut s = stalled_login(addr).await;
@@ -375,7 +399,9 @@ async fn password_upstream() -> SocketAddr {
                 s.read_exact(&mut len).await.ok()?;
                 let mut rest = vec![0u8; (u32::from_be_bytes(len) as usize).checked_sub(4)?];
                 s.read_exact(&mut rest).await.ok()?;
-                s.write_all(&message(b'R', &3u32.to_be_bytes())).await.ok()?;
+                s.write_all(&message(b'R', &3u32.to_be_bytes()))
+                    .await
+                    .ok()?;
                 let (tag, _) = read_message(&mut s).await?;
                 assert_eq!(tag, b'p');
                 let mut hello = message(b'R', &0u32.to_be_bytes());
@@ -454,7 +480,10 @@ async fn the_client_slot_is_taken_at_authentication() {
     }
     assert_eq!(seen.len(), 1, "{seen:?}");
     let (sev, code, _) = error_fields(&seen[0].1);
-    assert_eq!((seen[0].0, sev.as_str(), code.as_str()), (b'E', "FATAL", "53300"));
+    assert_eq!(
+        (seen[0].0, sev.as_str(), code.as_str()),
+        (b'E', "FATAL", "53300")
+    );
     assert!(
         eventually(Duration::from_secs(5), || async {
             shared.connections.rejected_too_many.load(Ordering::Relaxed) == 1

@@ -121,7 +121,10 @@ mod tests {
         ));
         assert_eq!(
             gate(&frame(b'X', 0)),
-            Gate::Pass { tag: b'X', total: 5 }
+            Gate::Pass {
+                tag: b'X',
+                total: 5
+            }
         );
         assert_eq!(gate(&frame(b'X', 3)), Gate::Hold);
     }

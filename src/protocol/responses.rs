@@ -115,6 +115,16 @@ pub fn upstream_protocol_violation(what: &str) -> BytesMut {
 
 /// FATAL 54000: a message exceeded a configured size limit.
 pub fn message_too_large(tag: char, len: usize, limit: usize) -> BytesMut {
+    if tag == 'p' {
+        // Not configurable: PostgreSQL's own cap on authentication messages.
+        return Say::new(
+            "FATAL",
+            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            format!("authentication message is {len} bytes, more than the limit of {limit} bytes"),
+        )
+        .hint("PostgreSQL accepts password, SASL and GSS messages of at most 65,535 bytes.")
+        .error();
+    }
     let key = if tag == 'Q' || tag == 'P' {
         "limits.max_statement_bytes"
     } else {
@@ -151,7 +161,9 @@ pub fn startup_timeout() -> BytesMut {
         sqlstate::CONNECTION_FAILURE,
         "canceling startup due to timeout",
     )
-    .hint("The client did not send its startup packet within ddlgate's `limits.startup_timeout_ms`.")
+    .hint(
+        "The client did not send its startup packet within ddlgate's `limits.startup_timeout_ms`.",
+    )
     .error()
 }
 

@@ -144,13 +144,7 @@ impl Slots {
     fn register(&self, permit: OwnedSemaphorePermit) -> Ticket {
         let key = self.next_ticket.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        lock(&self.before_startup).insert(
-            key,
-            Waiting {
-                permit,
-                _evict: tx,
-            },
-        );
+        lock(&self.before_startup).insert(key, Waiting { permit, _evict: tx });
         Ticket {
             key,
             registry: self.before_startup.clone(),
@@ -191,12 +185,10 @@ impl Ticket {
     /// The startup packet arrived: the connection keeps its slot and can no longer be evicted.
     /// `None` if it was evicted in the meantime.
     pub fn claim(self) -> Option<Slot> {
-        lock(&self.registry)
-            .remove(&self.key)
-            .map(|waiting| Slot {
-                permit: waiting.permit,
-                authenticated: false,
-            })
+        lock(&self.registry).remove(&self.key).map(|waiting| Slot {
+            permit: waiting.permit,
+            authenticated: false,
+        })
     }
 }
 
