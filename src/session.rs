@@ -100,10 +100,15 @@ pub async fn handle(
                     .connections
                     .startup_timeouts
                     .fetch_add(1, Ordering::Relaxed);
+                // The slot is free before the client hears why it is closed.
+                drop(admission);
                 return say_fatal(&mut stream, &SessionError::StartupTimeout(startup_timeout))
                     .await;
             }
-            Some(Ok(Err(e))) => return say_fatal(&mut stream, &e).await,
+            Some(Ok(Err(e))) => {
+                drop(admission);
+                return say_fatal(&mut stream, &e).await;
+            }
             Some(Ok(Ok(Negotiated::Cancel(key)))) => return forward_cancel(&shared, &key).await,
             Some(Ok(Ok(Negotiated::Startup(startup)))) => startup,
         };
@@ -128,6 +133,7 @@ pub async fn handle(
         // Every client slot is taken by an authenticated session: say so now rather than open an
         // upstream connection for a login that would be refused at AuthenticationOk anyway.
         if shared.slots.clients_full() {
+            drop(slot);
             return too_many_clients(&shared, &mut stream).await;
         }
         let connected = tokio::time::timeout_at(login_deadline, connect_upstream(&shared)).await;
