@@ -245,7 +245,10 @@ pub struct LimitsConfig {
     /// cannot lock authenticated clients out. Default 100. Needs a restart to change.
     pub max_clients: usize,
     /// Maximum number of connections accepted but not yet authenticated (negotiating TLS,
-    /// sending their startup packet, or in the middle of authentication). Each of them has an
+    /// sending their startup packet, or in the middle of authentication). Until its first
+    /// ReadyForQuery such a connection is read only for password/SASL/GSS messages (at most
+    /// 65,535 bytes, PostgreSQL's cap); anything else stays unread, with at most one read
+    /// (about 128 KiB) buffered, and nothing is analysed. Each of them has an
     /// upstream connection once its startup packet has arrived, so PostgreSQL's
     /// `max_connections` should allow `max_clients + max_unauthenticated`. When all are taken,
     /// a new connection evicts (closes) the oldest one that has not sent its startup packet
@@ -964,6 +967,29 @@ mod tests {
                 && shown.contains("<redacted>"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn unauthenticated_limits_must_be_positive() {
+        for key in [
+            "DDLGATE__LIMITS__MAX_UNAUTHENTICATED",
+            "DDLGATE__LIMITS__STARTUP_TIMEOUT_MS",
+        ] {
+            let err = Config::load_with_env(None, &Overrides::default(), env(&[(key, "0")]))
+                .expect_err("must fail");
+            let name = format!("limits.{}", key["DDLGATE__LIMITS__".len()..].to_lowercase());
+            assert!(err.to_string().contains(&name), "{err}");
+        }
+        // A startup timeout longer than the whole login is allowed; the login bounds it.
+        Config::load_with_env(
+            None,
+            &Overrides::default(),
+            env(&[
+                ("DDLGATE__LIMITS__STARTUP_TIMEOUT_MS", "90000"),
+                ("DDLGATE__LIMITS__LOGIN_TIMEOUT_MS", "1000"),
+            ]),
+        )
+        .expect("loads");
     }
 
     #[test]
