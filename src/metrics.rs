@@ -279,6 +279,17 @@ impl Metrics {
         self.recorder.register_gauge(&key(name, &[]), &META).set(v);
     }
 
+    /// `ddlgate_connections_unauthenticated` (holding one of `limits.max_unauthenticated`: not
+    /// logged in yet) and `ddlgate_connections_authenticated` (holding one of
+    /// `limits.max_clients`), as of now; set before each [`Metrics::render`].
+    pub fn set_slots(&self, unauthenticated: usize, authenticated: usize) {
+        self.gauge(
+            "ddlgate_connections_unauthenticated",
+            unauthenticated as f64,
+        );
+        self.gauge("ddlgate_connections_authenticated", authenticated as f64);
+    }
+
     /// The Prometheus text exposition, with the atomic counters copied in first.
     pub fn render(&self, counters: &Counters, connections: &ConnectionCounters) -> String {
         let c = connections;

@@ -260,6 +260,20 @@ async fn large_messages_before_authentication_are_not_buffered() {
     still_serves(&env).await;
 }
 
+/// `GET /metrics` from the admin endpoint.
+async fn admin_metrics(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect(addr).await.expect("admin connect");
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: ddlgate\r\n\r\n")
+        .await
+        .expect("request");
+    let mut body = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut body))
+        .await
+        .expect("admin answers")
+        .expect("read");
+    body
+}
+
 /// Closes after the connection ends; returns the FATAL's SQLSTATE if one was said.
 async fn ends_with(s: &mut TcpStream) -> Option<String> {
     expect_error_then_close(s).await.map(|(_, code, _)| code)
@@ -359,6 +373,14 @@ async fn silent_connections_cannot_lock_clients_out() {
     let (sev, code, msg) = expect_error_then_close(&mut s).await.expect("fatal");
     assert_eq!((sev.as_str(), code.as_str()), ("FATAL", "53300"), "{msg}");
     assert_eq!(counter(|c| &c.rejected_unauthenticated), 1);
+    // Operators see it on /metrics: the pool is full of logins, 4 authenticated sessions.
+    let exposition = admin_metrics(env.proxy.admin_addr().expect("admin endpoint")).await;
+    for line in [
+        format!("ddlgate_connections_unauthenticated {UNAUTH}"),
+        "ddlgate_connections_authenticated 4".to_owned(),
+    ] {
+        assert!(exposition.contains(&line), "{line} missing:\n{exposition}");
+    }
     // Once they give up, there is room again.
     drop(stalled);
     assert!(
