@@ -139,6 +139,11 @@ pub async fn handle(
         let connected = tokio::time::timeout_at(login_deadline, connect_upstream(&shared)).await;
         let (upstream, upstream_addr) = match connected {
             Err(_) => {
+                shared
+                    .connections
+                    .login_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+                drop(slot);
                 return say_fatal(&mut stream, &SessionError::LoginTimeout(login_timeout)).await;
             }
             Ok(Err(e)) => {
