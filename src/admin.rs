@@ -93,6 +93,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let slots = &shared.slots;
+    shared
+        .metrics
+        .set_slots(slots.unauthenticated_in_use(), slots.clients_in_use());
     let body = shared.metrics.render(&shared.counters, &shared.connections);
     (
         [(

@@ -238,11 +238,38 @@ impl ClientTlsMode {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Maximum number of client sessions at once; the next one gets FATAL 53300, exactly like
-    /// PostgreSQL's `max_connections`. Default 100.
+    /// Maximum number of authenticated client sessions at once, exactly like PostgreSQL's
+    /// `max_connections`. A slot is taken only when the upstream accepts the client's
+    /// credentials (AuthenticationOk); a client that finds none free then gets FATAL 53300
+    /// instead of its AuthenticationOk. Connections still logging in never count here, so they
+    /// cannot lock authenticated clients out. Default 100. Needs a restart to change.
     pub max_clients: usize,
-    /// Time a client has to finish startup and authentication. Default 60 s (PostgreSQL's
-    /// `authentication_timeout`).
+    /// Maximum number of connections accepted but not yet authenticated (negotiating TLS,
+    /// sending their startup packet, or in the middle of authentication). Until its first
+    /// ReadyForQuery such a connection is read only for password/SASL/GSS messages (at most
+    /// 65,535 bytes, PostgreSQL's cap); anything else stays unread, with at most one read
+    /// (about 128 KiB) buffered, and nothing is analysed. Each of them has an
+    /// upstream connection once its startup packet has arrived, so PostgreSQL's
+    /// `max_connections` should allow `max_clients + max_unauthenticated`. When all are taken,
+    /// a new connection evicts (closes) the oldest one that has not sent its startup packet
+    /// yet; when every one of them has, the new connection gets FATAL 53300 after its startup
+    /// packet (up to 64 such refusals at once, beyond that it is closed without a word).
+    /// PgBouncer bounds the same state only in time (`client_login_timeout`); PostgreSQL by its
+    /// process slots plus `authentication_timeout`. Default 64. Needs a restart to change.
+    pub max_unauthenticated: usize,
+    /// Time a new connection has to send its startup packet, SSL/GSS negotiation and TLS
+    /// handshake included. A client sends it within one round trip of connecting, so this can
+    /// be short: it is what frees a slot held by a connection that says nothing (slowloris).
+    /// A value above `login_timeout_ms` has no effect: the startup packet is part of the login.
+    /// The closest equivalents are PostgreSQL's
+    /// `authentication_timeout` and PgBouncer's `client_login_timeout`, which bound this and
+    /// the authentication together, as `login_timeout_ms` does here. Default 10 s. Reloadable
+    /// (applies to connections accepted after the reload).
+    #[serde(with = "duration_ms")]
+    pub startup_timeout_ms: Duration,
+    /// Time a client has to finish startup and authentication, up to its first ReadyForQuery
+    /// (PostgreSQL's `authentication_timeout`, PgBouncer's `client_login_timeout`). Default
+    /// 60 s. Reloadable (applies to connections accepted after the reload).
     #[serde(with = "duration_ms")]
     pub login_timeout_ms: Duration,
     /// Largest message a client may send after startup, in bytes. Default 1 GiB − 1, the
@@ -492,6 +519,8 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_clients: 100,
+            max_unauthenticated: 64,
+            startup_timeout_ms: Duration::from_secs(10),
             login_timeout_ms: Duration::from_secs(60),
             max_message_bytes: (1 << 30) - 1,
             max_statement_bytes: 64 << 20,
@@ -606,6 +635,12 @@ impl Config {
         }
         if self.limits.login_timeout_ms.is_zero() {
             return bad("limits.login_timeout_ms", "must be greater than 0");
+        }
+        if self.limits.max_unauthenticated == 0 {
+            return bad("limits.max_unauthenticated", "must be at least 1");
+        }
+        if self.limits.startup_timeout_ms.is_zero() {
+            return bad("limits.startup_timeout_ms", "must be greater than 0");
         }
         if self.upstream.connect_timeout_ms.is_zero() {
             return bad("upstream.connect_timeout_ms", "must be greater than 0");
@@ -945,6 +980,29 @@ mod tests {
                 && shown.contains("<redacted>"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn unauthenticated_limits_must_be_positive() {
+        for key in [
+            "DDLGATE__LIMITS__MAX_UNAUTHENTICATED",
+            "DDLGATE__LIMITS__STARTUP_TIMEOUT_MS",
+        ] {
+            let err = Config::load_with_env(None, &Overrides::default(), env(&[(key, "0")]))
+                .expect_err("must fail");
+            let name = format!("limits.{}", key["DDLGATE__LIMITS__".len()..].to_lowercase());
+            assert!(err.to_string().contains(&name), "{err}");
+        }
+        // A startup timeout longer than the whole login is allowed; the login bounds it.
+        Config::load_with_env(
+            None,
+            &Overrides::default(),
+            env(&[
+                ("DDLGATE__LIMITS__STARTUP_TIMEOUT_MS", "90000"),
+                ("DDLGATE__LIMITS__LOGIN_TIMEOUT_MS", "1000"),
+            ]),
+        )
+        .expect("loads");
     }
 
     #[test]

@@ -51,8 +51,12 @@ pub enum SessionError {
     UpstreamProtocol(String),
     #[error("client did not finish startup within {0:?}")]
     LoginTimeout(std::time::Duration),
+    #[error("client did not send its startup packet within {0:?}")]
+    StartupTimeout(std::time::Duration),
     #[error("too many clients (limit {0})")]
     TooManyClients(usize),
+    #[error("too many connections logging in (limit {0})")]
+    TooManyUnauthenticated(usize),
     #[error("plaintext client refused: tls.mode is \"require\"")]
     TlsRequired,
     #[error("client sent unencrypted data after its SSL request")]
@@ -69,6 +73,23 @@ pub enum SessionError {
     Shutdown,
 }
 
+impl From<crate::protocol::preauth::Refusal> for SessionError {
+    fn from(r: crate::protocol::preauth::Refusal) -> Self {
+        use crate::protocol::preauth::Refusal;
+        match r {
+            Refusal::BadLength { tag, declared } => SessionError::ClientProtocol(format!(
+                "invalid message length {declared} for message type '{}'",
+                tag.escape_ascii()
+            )),
+            Refusal::TooLarge { tag, len, limit } => SessionError::MessageTooLarge {
+                tag: tag as char,
+                len,
+                limit,
+            },
+        }
+    }
+}
+
 impl SessionError {
     pub fn side(&self) -> Side {
         match self {
@@ -76,7 +97,9 @@ impl SessionError {
             | SessionError::ClientProtocol(_)
             | SessionError::MessageTooLarge { .. }
             | SessionError::LoginTimeout(_)
+            | SessionError::StartupTimeout(_)
             | SessionError::TooManyClients(_)
+            | SessionError::TooManyUnauthenticated(_)
             | SessionError::TlsRequired
             | SessionError::PlaintextAfterSslRequest
             | SessionError::ClientTlsHandshake(_) => Side::Client,
@@ -121,7 +144,9 @@ impl SessionError {
                 Some(responses::upstream_protocol_violation(what))
             }
             SessionError::LoginTimeout(_) => Some(responses::login_timeout()),
+            SessionError::StartupTimeout(_) => Some(responses::startup_timeout()),
             SessionError::TooManyClients(_) => Some(responses::too_many_clients()),
+            SessionError::TooManyUnauthenticated(_) => Some(responses::too_many_unauthenticated()),
             SessionError::Shutdown => Some(responses::admin_shutdown()),
             SessionError::TlsRequired => Some(responses::tls_required()),
             SessionError::PlaintextAfterSslRequest => {

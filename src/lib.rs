@@ -10,11 +10,11 @@
 //! | module | owns |
 //! | --- | --- |
 //! | [`config`] | serde structs behind `config/ddlgate.toml`, defaults, env/CLI layering, validation |
-//! | [`server`] | accept loop, client limit, state shared by sessions ([`server::Shared`]) |
+//! | [`server`] | accept loop, admission ([`server::admission`]: unauthenticated and client slots), state shared by sessions ([`server::Shared`]) |
 //! | [`shutdown`] | SIGTERM drain / SIGINT terminate phases |
 //! | [`session`] | one connection: startup negotiation, admission, upstream connect, the relay loop — the only code that writes to both sockets |
 //! | [`tls`] | client-facing TLS termination and upstream TLS: certificates loaded at start, the plain-or-TLS stream, what SCRAM channel binding survives |
-//! | [`protocol`] | frame headers (bounded), the startup packets, the few decoded messages, [`protocol::responses`] with every message ddlgate itself says |
+//! | [`protocol`] | frame headers (bounded), the startup packets, the pre-authentication gate ([`protocol::preauth`]), the few decoded messages, [`protocol::responses`] with every message ddlgate itself says |
 //! | [`sql`] | PostgreSQL-accurate lexer and splitter, keyword prefilter, statement model, sqlparser front end, token classifier |
 //! | [`analysis`] | the hook every statement passes through: split, prefilter, understand, decide; its counters |
 //! | [`rules`], [`policy`] | the rule catalog, and profiles/modes/overrides turning findings into decisions |

@@ -279,6 +279,17 @@ impl Metrics {
         self.recorder.register_gauge(&key(name, &[]), &META).set(v);
     }
 
+    /// `ddlgate_connections_unauthenticated` (holding one of `limits.max_unauthenticated`: not
+    /// logged in yet) and `ddlgate_connections_authenticated` (holding one of
+    /// `limits.max_clients`), as of now; set before each [`Metrics::render`].
+    pub fn set_slots(&self, unauthenticated: usize, authenticated: usize) {
+        self.gauge(
+            "ddlgate_connections_unauthenticated",
+            unauthenticated as f64,
+        );
+        self.gauge("ddlgate_connections_authenticated", authenticated as f64);
+    }
+
     /// The Prometheus text exposition, with the atomic counters copied in first.
     pub fn render(&self, counters: &Counters, connections: &ConnectionCounters) -> String {
         let c = connections;
@@ -301,6 +312,20 @@ impl Metrics {
             &[("reason", "upstream_unreachable")],
             c.upstream_connect_failures.load(Ordering::Relaxed),
         );
+        // Before authentication (`server::admission`): refused for want of an unauthenticated
+        // slot, evicted before the startup packet, and the two login timeouts.
+        for (reason, v) in [
+            ("too_many_unauthenticated", &c.rejected_unauthenticated),
+            ("evicted_before_startup", &c.evicted_before_startup),
+            ("startup_timeout", &c.startup_timeouts),
+            ("login_timeout", &c.login_timeouts),
+        ] {
+            self.absolute(
+                "ddlgate_connections_rejected_total",
+                &[("reason", reason)],
+                v.load(Ordering::Relaxed),
+            );
+        }
         self.absolute(
             "ddlgate_cancels_forwarded_total",
             &[],

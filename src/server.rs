@@ -1,5 +1,6 @@
-//! The accept loop: binds the listener, enforces the client limit, spawns one task per session
-//! and, on shutdown, stops accepting and waits for every session to end.
+//! The accept loop: binds the listener, admits connections within the limits (`admission`:
+//! unauthenticated connections and authenticated clients count separately), spawns one task per
+//! session and, on shutdown, stops accepting and waits for every session to end.
 //!
 //! State shared by all sessions lives in [`Shared`], passed explicitly as an `Arc` — there are no
 //! process-wide singletons, so tests can run several proxies with different settings in one
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::analysis::Counters;
@@ -21,18 +22,28 @@ use crate::protocol::startup::CancelKey;
 use crate::session;
 use crate::shutdown::{Phase, Shutdown};
 
-/// Connections past `max_clients` are told FATAL 53300 after their startup packet, like
-/// PostgreSQL does. This many such rejections may be in progress at once; beyond that a
-/// connection is closed without a word, so a connection flood cannot make ddlgate spawn
-/// unbounded handshake tasks.
-const MAX_PENDING_REJECTIONS: usize = 64;
+pub mod admission;
 
 /// Connection-level counters.
 #[derive(Debug, Default)]
 pub struct ConnectionCounters {
     pub accepted: AtomicU64,
     pub active: AtomicU64,
+    /// Clients refused FATAL 53300 because `limits.max_clients` authenticated sessions were
+    /// running.
     pub rejected_too_many: AtomicU64,
+    /// Connections refused because `limits.max_unauthenticated` connections were logging in
+    /// and none of them could be evicted (FATAL 53300, or closed at once past the bound on
+    /// refusals in progress).
+    pub rejected_unauthenticated: AtomicU64,
+    /// Connections closed to make room for a newer one while they had not sent their startup
+    /// packet yet.
+    pub evicted_before_startup: AtomicU64,
+    /// Connections closed for not sending their startup packet within
+    /// `limits.startup_timeout_ms`.
+    pub startup_timeouts: AtomicU64,
+    /// Connections closed for not finishing authentication within `limits.login_timeout_ms`.
+    pub login_timeouts: AtomicU64,
     pub upstream_connect_failures: AtomicU64,
     pub cancels_forwarded: AtomicU64,
     /// Statements cancelled upstream because their client vanished mid-statement.
@@ -96,6 +107,9 @@ pub struct Shared {
     pub tls: crate::tls::TlsContext,
     /// The lock monitor's last sample or error, for `/status`.
     pub monitor: std::sync::RwLock<crate::monitor::MonitorStatus>,
+    /// Unauthenticated and client slots (`limits.max_unauthenticated`, `limits.max_clients`),
+    /// sized at start.
+    pub slots: admission::Slots,
     next_session_id: AtomicU64,
 }
 
@@ -103,6 +117,7 @@ impl Shared {
     pub fn new(config: Config) -> Shared {
         Shared {
             live: arc_swap::ArcSwap::from_pointee(Live::new(Arc::new(config.clone()), 1)),
+            slots: admission::Slots::new(&config.limits),
             reload_source: std::sync::Mutex::new(None),
             config: Arc::new(config),
             counters: Counters::default(),
@@ -156,6 +171,9 @@ impl Shared {
         }
         if new.limits.max_clients != old.limits.max_clients {
             restart.push("limits.max_clients");
+        }
+        if new.limits.max_unauthenticated != old.limits.max_unauthenticated {
+            restart.push("limits.max_unauthenticated");
         }
         if new.log != old.log {
             restart.push("log");
@@ -293,8 +311,6 @@ async fn reload_on_sighup(shared: Arc<Shared>) -> std::io::Result<()> {
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let clients = Arc::new(Semaphore::new(shared.config.limits.max_clients));
-    let rejections = Arc::new(Semaphore::new(MAX_PENDING_REJECTIONS));
     let mut phase = shared.shutdown.subscribe();
     // Every session holds a clone of `alive`; when all are dropped, `all_done` yields None.
     let (alive, mut all_done) = mpsc::channel::<()>(1);
@@ -311,16 +327,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     }
                 };
                 shared.connections.accepted.fetch_add(1, Ordering::Relaxed);
-                let admission = match clients.clone().try_acquire_owned() {
-                    Ok(permit) => session::Admission::Admitted(permit),
-                    Err(_) => match rejections.clone().try_acquire_owned() {
-                        Ok(permit) => session::Admission::Reject(permit),
-                        Err(_) => {
-                            shared.connections.rejected_too_many.fetch_add(1, Ordering::Relaxed);
-                            drop(stream);
-                            continue;
-                        }
-                    },
+                let Some(admission) = shared.slots.admit(&shared.connections) else {
+                    drop(stream);
+                    continue;
                 };
                 tokio::spawn(session::handle(shared.clone(), stream, peer, admission, alive.clone()));
             }

@@ -7,15 +7,22 @@
 //!    answered `N`. A CancelRequest (plain or inside TLS) is forwarded to the upstream that owns
 //!    the key and the connection ends; a StartupMessage moves on — unless `tls.mode = require`
 //!    and the connection is plaintext (FATAL 28000).
-//! 2. **Admission**: past `limits.max_clients` the client gets FATAL 53300 (after its startup
-//!    packet, as PostgreSQL does, so SSL negotiation is not confused by it).
+//! 2. **Admission** (`server::admission`): the connection came with an unauthenticated slot,
+//!    which it may lose to a newer connection until its startup packet arrives (then it simply
+//!    closes); one admitted without a slot gets FATAL 53300 after its startup packet, as
+//!    PostgreSQL does, so SSL negotiation is not confused by it. So does one that finds every
+//!    `limits.max_clients` slot taken already, before an upstream connection is opened for it.
 //! 3. **Upstream connect**: a fresh connection per client (1:1, no pooling), with an SSLRequest
 //!    and a TLS handshake first when `upstream.tls` asks for it; failure is FATAL 08001 naming
 //!    the upstream. The startup packet is forwarded byte for byte.
 //! 4. **Relay** (`relay`): authentication is relayed untouched both ways — ddlgate never knows a
-//!    password — then everything is relayed, with SQL handed to the analysis hook on the way.
+//!    password — but until the first ReadyForQuery only authentication messages are read from
+//!    the client (`protocol::preauth`); at AuthenticationOk the session trades its
+//!    unauthenticated slot for one of `max_clients` (FATAL 53300 if none is free). Then
+//!    everything is relayed, with SQL handed to the analysis hook on the way.
 //!
-//! The whole of phases 1–4 up to the first ReadyForQuery is bounded by `limits.login_timeout_ms`.
+//! Phase 1 is bounded by `limits.startup_timeout_ms`, the whole of phases 1–4 up to the first
+//! ReadyForQuery by `limits.login_timeout_ms`.
 
 mod outq;
 mod relay;
@@ -28,22 +35,15 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::config::{ClientTlsMode, UpstreamTlsMode};
 use crate::error::SessionError;
 use crate::protocol::startup::{self, CancelKey, InitialPacket, Startup};
 use crate::server::Shared;
+use crate::server::admission::Admission;
 use crate::tls::{self, Conn};
-
-/// Whether the accept loop had room for this client.
-pub enum Admission {
-    /// Holds one of `max_clients` permits for the session's lifetime.
-    Admitted(OwnedSemaphorePermit),
-    /// Over the limit: finish negotiation only to say FATAL 53300 (holds a rejection permit).
-    Reject(OwnedSemaphorePermit),
-}
 
 /// Runs one connection to completion. Never panics on client input; every error ends the
 /// session with the right message to the client, if it can still be told one.
@@ -51,7 +51,7 @@ pub async fn handle(
     shared: Arc<Shared>,
     stream: TcpStream,
     peer: SocketAddr,
-    admission: Admission,
+    mut admission: Admission,
     _alive: mpsc::Sender<()>,
 ) {
     let id = shared.next_session_id();
@@ -66,52 +66,85 @@ pub async fn handle(
     async move {
         // Small request/response messages dominate; never let Nagle delay them.
         let _ = stream.set_nodelay(true);
-        let login_deadline = tokio::time::Instant::now() + shared.config.limits.login_timeout_ms;
+        // Timeouts as of the accept (reloadable); the login deadline bounds everything up to
+        // the first ReadyForQuery, the startup deadline the negotiation within it.
+        let (startup_timeout, login_timeout) = {
+            let live = shared.live.load();
+            let l = &live.config.limits;
+            (l.startup_timeout_ms, l.login_timeout_ms)
+        };
+        let accepted = tokio::time::Instant::now();
+        let login_deadline = accepted + login_timeout;
+        let startup_deadline = (accepted + startup_timeout).min(login_deadline);
         let mut stream = Conn::Plain(stream);
-        let negotiated =
-            tokio::time::timeout_at(login_deadline, negotiate(&shared, &mut stream)).await;
-        let startup = match negotiated {
-            Err(_) => {
-                return say_fatal(
-                    &mut stream,
-                    &SessionError::LoginTimeout(shared.config.limits.login_timeout_ms),
-                )
-                .await;
+        let negotiated = {
+            let negotiation =
+                tokio::time::timeout_at(startup_deadline, negotiate(&shared, &mut stream));
+            match &mut admission {
+                Admission::Admitted(ticket) => tokio::select! {
+                    r = negotiation => Some(r),
+                    () = ticket.evicted() => None,
+                },
+                Admission::Reject(_) => Some(negotiation.await),
             }
-            Ok(Err(e)) => return say_fatal(&mut stream, &e).await,
-            Ok(Ok(Negotiated::Cancel(key))) => return forward_cancel(&shared, &key).await,
-            Ok(Ok(Negotiated::Startup(startup))) => startup,
+        };
+        let startup = match negotiated {
+            None => {
+                // Its slot went to a newer connection; it has not spoken the protocol yet, so
+                // there is no one to tell.
+                tracing::debug!("evicted before its startup packet to make room");
+                return;
+            }
+            Some(Err(_)) => {
+                shared
+                    .connections
+                    .startup_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+                // The slot is free before the client hears why it is closed.
+                drop(admission);
+                return say_fatal(&mut stream, &SessionError::StartupTimeout(startup_timeout))
+                    .await;
+            }
+            Some(Ok(Err(e))) => {
+                drop(admission);
+                return say_fatal(&mut stream, &e).await;
+            }
+            Some(Ok(Ok(Negotiated::Cancel(key)))) => return forward_cancel(&shared, &key).await,
+            Some(Ok(Ok(Negotiated::Startup(startup)))) => startup,
         };
         let span = tracing::Span::current();
         span.record("user", startup.user());
         span.record("database", startup.database());
         span.record("application_name", startup.application_name());
-        let _permit = match admission {
-            Admission::Admitted(permit) => permit,
+        let slot = match admission {
+            Admission::Admitted(ticket) => match ticket.claim() {
+                Some(slot) => slot,
+                None => {
+                    tracing::debug!("evicted just before its startup packet");
+                    return;
+                }
+            },
             Admission::Reject(_rejection) => {
-                shared
-                    .connections
-                    .rejected_too_many
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    limit = shared.config.limits.max_clients,
-                    "too many clients; rejected"
-                );
-                return say_fatal(
-                    &mut stream,
-                    &SessionError::TooManyClients(shared.config.limits.max_clients),
-                )
-                .await;
+                let limit = shared.config.limits.max_unauthenticated;
+                tracing::warn!(limit, "too many connections logging in; rejected");
+                return say_fatal(&mut stream, &SessionError::TooManyUnauthenticated(limit)).await;
             }
         };
+        // Every client slot is taken by an authenticated session: say so now rather than open an
+        // upstream connection for a login that would be refused at AuthenticationOk anyway.
+        if shared.slots.clients_full() {
+            drop(slot);
+            return too_many_clients(&shared, &mut stream).await;
+        }
         let connected = tokio::time::timeout_at(login_deadline, connect_upstream(&shared)).await;
         let (upstream, upstream_addr) = match connected {
             Err(_) => {
-                return say_fatal(
-                    &mut stream,
-                    &SessionError::LoginTimeout(shared.config.limits.login_timeout_ms),
-                )
-                .await;
+                shared
+                    .connections
+                    .login_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+                drop(slot);
+                return say_fatal(&mut stream, &SessionError::LoginTimeout(login_timeout)).await;
             }
             Ok(Err(e)) => {
                 shared
@@ -144,12 +177,27 @@ pub async fn handle(
             upstream_addr,
             login_deadline,
             who,
+            slot,
         )
         .run(startup.raw)
         .await;
         shared.connections.active.fetch_sub(1, Ordering::Relaxed);
         match outcome {
             Ok(()) => tracing::debug!("session closed"),
+            Err(SessionError::LoginTimeout(_)) => {
+                shared
+                    .connections
+                    .login_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!("login timed out")
+            }
+            Err(e @ SessionError::TooManyClients(_)) => {
+                shared
+                    .connections
+                    .rejected_too_many
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "too many clients; rejected at authentication")
+            }
             Err(e) if e.is_disconnect() => {
                 tracing::debug!(error = %e, side = ?e.side(), "session ended by disconnect")
             }
@@ -158,6 +206,17 @@ pub async fn handle(
     }
     .instrument(span)
     .await
+}
+
+/// FATAL 53300 for a client that found every `max_clients` slot taken, counted.
+async fn too_many_clients(shared: &Shared, stream: &mut Conn) {
+    shared
+        .connections
+        .rejected_too_many
+        .fetch_add(1, Ordering::Relaxed);
+    let limit = shared.slots.max_clients();
+    tracing::warn!(limit, "too many clients; rejected");
+    say_fatal(stream, &SessionError::TooManyClients(limit)).await
 }
 
 enum Negotiated {

@@ -6,6 +6,7 @@
 //! inspect are never decoded at all: their original bytes are forwarded.
 
 pub mod framing;
+pub mod preauth;
 pub mod responses;
 pub mod sasl;
 pub mod startup;

@@ -115,6 +115,16 @@ pub fn upstream_protocol_violation(what: &str) -> BytesMut {
 
 /// FATAL 54000: a message exceeded a configured size limit.
 pub fn message_too_large(tag: char, len: usize, limit: usize) -> BytesMut {
+    if tag == 'p' {
+        // Not configurable: PostgreSQL's own cap on authentication messages.
+        return Say::new(
+            "FATAL",
+            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            format!("authentication message is {len} bytes, more than the limit of {limit} bytes"),
+        )
+        .hint("PostgreSQL accepts password, SASL and GSS messages of at most 65,535 bytes.")
+        .error();
+    }
     let key = if tag == 'Q' || tag == 'P' {
         "limits.max_statement_bytes"
     } else {
@@ -141,6 +151,31 @@ pub fn login_timeout() -> BytesMut {
         "canceling authentication due to timeout",
     )
     .hint("The client did not complete startup within ddlgate's `limits.login_timeout_ms`.")
+    .error()
+}
+
+/// FATAL 08006: no startup packet within `limits.startup_timeout_ms`.
+pub fn startup_timeout() -> BytesMut {
+    Say::new(
+        "FATAL",
+        sqlstate::CONNECTION_FAILURE,
+        "canceling startup due to timeout",
+    )
+    .hint(
+        "The client did not send its startup packet within ddlgate's `limits.startup_timeout_ms`.",
+    )
+    .error()
+}
+
+/// FATAL 53300: too many connections are still logging in.
+pub fn too_many_unauthenticated() -> BytesMut {
+    Say::new(
+        "FATAL",
+        sqlstate::TOO_MANY_CONNECTIONS,
+        "sorry, too many clients already",
+    )
+    .detail("Too many connections are still logging in.")
+    .hint("ddlgate's `limits.max_unauthenticated` is reached; try again in a moment.")
     .error()
 }
 

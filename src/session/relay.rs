@@ -13,6 +13,10 @@
 //! - upstream `ReadyForQuery` (transaction status), `ParameterStatus` (server version,
 //!   `standard_conforming_strings`, client encoding), `BackendKeyData` (cancel key),
 //!   `ErrorResponse` (FATAL or not);
+//! - before the first ReadyForQuery: every client frame's header, through the pre-authentication
+//!   gate (`protocol::preauth`): only authentication messages are read, anything else is left
+//!   unread and the client is not read again until the session is ready; upstream
+//!   AuthenticationOk, at which the session takes one of `limits.max_clients`;
 //! - during authentication only, and only when SCRAM channel binding cannot survive TLS
 //!   termination (`tls::ChannelBinding`): upstream AuthenticationSASL, to withhold
 //!   `SCRAM-SHA-256-PLUS`, and the client's SASLInitialResponse, for its one-byte binding flag.
@@ -41,9 +45,11 @@ use crate::error::SessionError;
 use crate::metrics::UnitKind;
 use crate::policy::Profile;
 use crate::protocol::framing::{self, Frame, FrameError};
+use crate::protocol::preauth::{self, Gate, MAX_AUTH_MESSAGE};
 use crate::protocol::startup::CancelKey;
 use crate::protocol::{self, ErrorFields, TxStatus, backend, frontend, responses};
 use crate::server::Shared;
+use crate::server::admission::Slot;
 use crate::shutdown::Phase;
 use crate::sql::{ClientEncoding, LexOptions};
 use crate::tls::{BoxRead, BoxWrite, ChannelBinding, Conn};
@@ -52,8 +58,6 @@ use crate::tls::{BoxRead, BoxWrite, ChannelBinding, Conn};
 const HIGH_WATER: usize = 256 * 1024;
 /// Read buffers grow by at least this much before a read.
 const READ_CHUNK: usize = 64 * 1024;
-/// PostgreSQL's `PG_MAX_AUTH_TOKEN_LENGTH`: the largest password/SASL/GSS message it accepts.
-const MAX_AUTH_MESSAGE: usize = 65_535;
 /// Time allowed for last words (a FATAL, a Terminate) when a session ends.
 const LAST_WORDS_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -206,6 +210,11 @@ pub(super) struct Relay {
     st: State,
     upstream_addr: SocketAddr,
     login_deadline: Instant,
+    /// Unauthenticated until AuthenticationOk, then one of `limits.max_clients`.
+    slot: Slot,
+    /// A client frame other than an authentication message arrived before the session was
+    /// ready: it stays unread, and so does the client, until the first ReadyForQuery.
+    preauth_held: bool,
 }
 
 impl Relay {
@@ -216,6 +225,7 @@ impl Relay {
         upstream_addr: SocketAddr,
         login_deadline: Instant,
         who: crate::audit::SessionInfo,
+        slot: Slot,
     ) -> Relay {
         let live = shared.live.load_full();
         let profile = live
@@ -275,6 +285,8 @@ impl Relay {
             },
             upstream_addr,
             login_deadline,
+            slot,
+            preauth_held: false,
         }
     }
 
@@ -305,7 +317,8 @@ impl Relay {
                 Phase::Draining => {}
                 Phase::Terminating => return Ok(End::Shutdown),
             }
-            let read_client = self.io.to_up.bytes() < HIGH_WATER && !self.st.held;
+            let read_client =
+                self.io.to_up.bytes() < HIGH_WATER && !self.st.held && !self.preauth_held;
             let read_upstream = self.io.to_client.bytes() < HIGH_WATER;
             if self.io.cbuf.capacity() - self.io.cbuf.len() < READ_CHUNK / 4 {
                 self.io.cbuf.reserve(READ_CHUNK);
@@ -332,6 +345,18 @@ impl Relay {
                         return Ok(End::UpstreamClosed);
                     }
                     self.on_upstream_bytes()?;
+                    if self.st.stage == Stage::Ready && !self.slot.is_authenticated() {
+                        // Fail closed: a session is never relayed without having been admitted.
+                        return Err(SessionError::UpstreamProtocol(
+                            "ReadyForQuery without AuthenticationOk".to_owned(),
+                        ));
+                    }
+                    if self.preauth_held && self.st.stage == Stage::Ready {
+                        // Authenticated and ready (server parameters known): what the client
+                        // sent meanwhile is read and analysed now.
+                        self.preauth_held = false;
+                        self.client_input().await?;
+                    }
                     if self.st.outstanding == 0
                         && !self.st.unit_open
                         && self.st.pending_epilogue.as_ref().is_some_and(|e| e.can_run(self.st.tx))
@@ -426,6 +451,19 @@ impl Relay {
                     break;
                 }
                 continue;
+            }
+            if st.stage == Stage::Auth {
+                // Before the session is ready only authentication messages are read; nothing
+                // else is analysed, forwarded or buffered beyond this one read.
+                match preauth::gate(&io.cbuf[run..]) {
+                    Gate::Pass { .. } => {}
+                    Gate::NeedHeader => break,
+                    Gate::Hold => {
+                        self.preauth_held = true;
+                        break;
+                    }
+                    Gate::Refuse(refusal) => return Err(refusal.into()),
+                }
             }
             let rest = &io.cbuf[run..];
             let (tag, total) = match framing::scan(rest, limits.max_message_bytes) {
@@ -645,6 +683,24 @@ impl Relay {
                 Err(e) => return Err(SessionError::UpstreamProtocol(format!("{e:?}"))),
             };
             let available = rest.len();
+            if tag == backend::AUTHENTICATION
+                && st.stage == Stage::Auth
+                && total == preauth::AUTHENTICATION_OK_FRAME
+                && !self.slot.is_authenticated()
+            {
+                if available < total {
+                    io.ubuf.reserve(total - available);
+                    break;
+                }
+                if preauth::is_authentication_ok(framing::body(&rest[..total])) {
+                    // The client is who it says: it now counts against `max_clients`, or, when
+                    // those are all taken, gets FATAL 53300 instead of its AuthenticationOk.
+                    self.slot
+                        .authenticate(&self.shared.slots)
+                        .map_err(SessionError::TooManyClients)?;
+                    tracing::debug!("authenticated");
+                }
+            }
             if tag == backend::AUTHENTICATION
                 && st.stage == Stage::Auth
                 && st.channel_binding.filters()
