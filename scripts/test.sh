@@ -101,6 +101,17 @@ if is_root; then
     log "running as root; test clusters run as user $DDLGATE_PG_USER"
 fi
 
-cmd=(cargo test --all-targets "${locked[@]}" "${cargo_args[@]}" -- "${test_args[@]}")
+# The whole suite by default; only the targets named when the caller picks some
+# (`--test relay`, `--lib`, …), so a single file really runs alone.
+targets=(--all-targets)
+for arg in "${cargo_args[@]}"; do
+    case "$arg" in
+        --test|--test=*|--tests|--lib|--bin|--bin=*|--bins|--bench|--bench=*|--benches|--example|--example=*|--examples|--doc)
+            targets=()
+            ;;
+    esac
+done
+
+cmd=(cargo test "${targets[@]}" "${locked[@]}" "${cargo_args[@]}" -- "${test_args[@]}")
 log "running: ${cmd[*]}"
 exec "${cmd[@]}"
