@@ -146,11 +146,26 @@ impl Plan {
     }
 }
 
+/// Statements of one message analysed at most, unless the session sets another limit
+/// (`limits.max_statements_per_message`).
+pub const DEFAULT_MAX_STATEMENTS: usize = 10_000;
+
+/// Span capacity kept between messages: enough for ordinary multi-statement Queries without
+/// reallocating, while the buffer a large message needed is given back.
+const SPANS_KEPT: usize = 256;
+
 /// The analysis step, owned by a session.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Analyzer {
-    /// Reused span buffer, so the hot path does not allocate per message.
+    /// Reused span buffer, so the hot path does not allocate per message. Holds only the
+    /// non-empty statements (PostgreSQL discards empty ones), at most `max_statements`: a
+    /// message of millions of `;` costs no memory here.
     spans: Vec<StatementSpan>,
+    /// What the last split counted beyond `spans`.
+    split_stats: SplitStats,
+    /// At most this many statements of one message are analysed; a message with more that
+    /// holds a DDL candidate fails closed as unverifiable.
+    max_statements: usize,
     /// Tables created in the current transaction: invisible to other sessions, so locking them
     /// is harmless. Cleared when the session is idle again.
     created_in_tx: HashSet<Name>,
@@ -160,6 +175,28 @@ pub struct Analyzer {
     /// `spans` already holds the split of this text (address, length, options), so the
     /// `analyze` that follows a `has_ddl_candidate` of the same message does not lex it again.
     split_of: Option<(usize, usize, LexOptions)>,
+}
+
+impl Default for Analyzer {
+    fn default() -> Self {
+        Analyzer {
+            spans: Vec::new(),
+            split_stats: SplitStats::default(),
+            max_statements: DEFAULT_MAX_STATEMENTS,
+            created_in_tx: HashSet::new(),
+            facts: Vec::new(),
+            split_of: None,
+        }
+    }
+}
+
+/// Counted while splitting, over every statement of the message (kept in `spans` or not).
+#[derive(Debug, Clone, Copy, Default)]
+struct SplitStats {
+    /// Non-empty statements.
+    statements: usize,
+    /// Any of them is a DDL candidate.
+    ddl: bool,
 }
 
 /// Where the SQL came from.
@@ -177,24 +214,34 @@ impl Analyzer {
         }
     }
 
+    /// The most statements of one message analysed (`limits.max_statements_per_message`).
+    pub fn set_max_statements(&mut self, max: usize) {
+        self.max_statements = max;
+    }
+
     /// Whether `sql` holds any DDL candidate. Cheap (lexing only); the session uses it to wait
     /// for the server to be idle before a decision that depends on the transaction status.
     pub fn has_ddl_candidate(&mut self, sql: &[u8], lex: LexOptions) -> bool {
         self.split(sql, lex);
-        self.spans
-            .iter()
-            .any(|s| !s.is_empty() && prefilter::classify(sql, s) == StatementClass::DdlCandidate)
+        self.split_stats.ddl
+    }
+
+    /// The last split found more statements than are analysed, DDL among them.
+    fn unverifiable(&self) -> bool {
+        self.split_stats.ddl && self.split_stats.statements > self.max_statements
     }
 
     /// The catalog queries the DDL statements of `sql` need: (statement start offset, query).
     /// Ordinary traffic needs none and is never parsed here either.
     pub fn catalog_requests(&mut self, sql: &[u8], lex: LexOptions) -> Vec<(usize, String)> {
         self.split(sql, lex);
+        if self.unverifiable() {
+            // Refused whole without being understood: nothing to look up.
+            return Vec::new();
+        }
         self.spans
             .iter()
-            .filter(|s| {
-                !s.is_empty() && prefilter::classify(sql, s) == StatementClass::DdlCandidate
-            })
+            .filter(|s| prefilter::classify(sql, s) == StatementClass::DdlCandidate)
             .filter_map(|s| {
                 let ddl = parse::understand(sql, s.start, s.end, lex);
                 crate::catalog::facts_query(&ddl).map(|q| (s.start, q))
@@ -205,9 +252,33 @@ impl Analyzer {
     /// Splits `sql` into `spans`, unless they already hold its split.
     fn split(&mut self, sql: &[u8], lex: LexOptions) {
         let key = (sql.as_ptr() as usize, sql.len(), lex);
-        if self.split_of != Some(key) {
-            lexer::split_into(sql, lex, &mut self.spans);
-            self.split_of = Some(key);
+        if self.split_of == Some(key) {
+            return;
+        }
+        self.spans.clear();
+        let (spans, max) = (&mut self.spans, self.max_statements);
+        let mut stats = SplitStats::default();
+        lexer::each_statement(sql, lex, |span| {
+            if span.is_empty() {
+                return;
+            }
+            stats.statements += 1;
+            if !stats.ddl && prefilter::classify(sql, &span) == StatementClass::DdlCandidate {
+                stats.ddl = true;
+            }
+            if spans.len() < max {
+                spans.push(span);
+            }
+        });
+        self.split_stats = stats;
+        self.split_of = Some(key);
+    }
+
+    /// Gives back the span buffer a large message grew.
+    fn shrink(&mut self) {
+        if self.spans.capacity() > SPANS_KEPT {
+            self.spans.clear();
+            self.spans.shrink_to(SPANS_KEPT);
         }
     }
 
@@ -227,11 +298,18 @@ impl Analyzer {
     ) -> (Summary, Plan) {
         self.split(sql, ctx.lex);
         self.split_of = None;
+        if self.unverifiable() {
+            let out = self.refuse_unverifiable(counters, profile, source, sql, ctx);
+            self.shrink();
+            return out;
+        }
         let spans = std::mem::take(&mut self.spans);
         let facts = std::mem::take(&mut self.facts);
-        let statements = spans.iter().filter(|s| !s.is_empty()).count();
+        // Only non-empty statements are kept (see `split`), all of them unless the message
+        // has more than are analysed and none of them is DDL.
+        let statements = spans.len();
         let mut summary = Summary {
-            statements,
+            statements: self.split_stats.statements,
             ..Summary::default()
         };
         let mut plan = Plan::default();
@@ -241,8 +319,7 @@ impl Analyzer {
         let mut tx = ctx.tx;
         // Transaction-control statements, for deciding how a guarded Query can be retried.
         let mut tx_control = Vec::new();
-        let nonempty: Vec<usize> = (0..spans.len()).filter(|&i| !spans[i].is_empty()).collect();
-        for (i, span) in spans.iter().enumerate().filter(|(_, s)| !s.is_empty()) {
+        for (i, span) in spans.iter().enumerate() {
             let class = prefilter::classify(sql, span);
             counters.statements[class.index()].fetch_add(1, Ordering::Relaxed);
             match class {
@@ -253,10 +330,11 @@ impl Analyzer {
                 }
                 StatementClass::DdlCandidate => {
                     summary.ddl_candidates += 1;
+                    // In statement order, as `catalog_requests` produced them.
                     let facts = facts
-                        .iter()
-                        .find(|(at, _)| *at == span.start)
-                        .map(|(_, f)| f);
+                        .binary_search_by_key(&span.start, |(at, _)| *at)
+                        .ok()
+                        .map(|k| &facts[k].1);
                     if let Some(replacement) = self.decide(
                         counters,
                         profile,
@@ -280,9 +358,10 @@ impl Analyzer {
             plan.sql = Some(splice(sql, &spans, &replacements));
         }
         if let Some(guard) = plan.guard.as_mut() {
-            guard.retry = retry_mode(ctx.tx, source, &tx_control, &nonempty);
+            guard.retry = retry_mode(ctx.tx, source, &tx_control, statements);
         }
         self.spans = spans;
+        self.shrink();
         match source {
             Source::Query => {
                 counters.queries.fetch_add(1, Ordering::Relaxed);
@@ -306,6 +385,76 @@ impl Analyzer {
                 "statement analysed"
             );
         }
+        (summary, plan)
+    }
+
+    /// A message with more statements than are analysed, DDL among them: it cannot be
+    /// verified, so it fails closed as a whole (counted as not understood) — blocked in
+    /// enforce mode, a warning in warn mode, only logged in observe mode. Ordinary traffic
+    /// never gets here: a message without any DDL candidate is forwarded however long it is.
+    fn refuse_unverifiable(
+        &mut self,
+        counters: &Counters,
+        profile: &Profile,
+        source: Source,
+        sql: &[u8],
+        ctx: &Context,
+    ) -> (Summary, Plan) {
+        let stats = self.split_stats;
+        counters.ddl_understood[understood_index(Understood::Unknown)]
+            .fetch_add(1, Ordering::Relaxed);
+        match source {
+            Source::Query => counters.queries.fetch_add(1, Ordering::Relaxed),
+            Source::Parse => counters.parses.fetch_add(1, Ordering::Relaxed),
+        };
+        let summary = Summary {
+            statements: stats.statements,
+            ddl_candidates: 1,
+            dml: 0,
+            ddl_unknown: 1,
+        };
+        let err = BlockError {
+            code: act::sqlstate::UNPARSED,
+            message: format!(
+                "ddlgate cannot verify this message: it holds {} statements, DDL among them, and ddlgate analyses at most {} per message",
+                stats.statements, self.max_statements
+            ),
+            detail: "A message ddlgate cannot check completely is refused as a whole; none of its statements ran.".to_owned(),
+            hint: "Send the DDL in smaller messages (e.g. one statement per Query), or raise limits.max_statements_per_message.".to_owned(),
+        };
+        tracing::warn!(
+            statements = stats.statements,
+            limit = self.max_statements,
+            mode = profile.mode.as_str(),
+            "message with DDL has too many statements to analyse; unverifiable"
+        );
+        let mut plan = Plan::default();
+        let action = match profile.mode {
+            crate::config::Mode::Enforce => {
+                plan.sql = Some(err.to_sql());
+                Action::Block
+            }
+            crate::config::Mode::Warn => {
+                plan.notices.push(act::notice(
+                    "WARNING",
+                    &err.message,
+                    Some(&err.detail),
+                    Some(&err.hint),
+                ));
+                Action::Warn
+            }
+            crate::config::Mode::Observe => Action::Allow,
+        };
+        plan.audit.push(crate::audit::Draft {
+            sql: loggable(sql, ctx.lex, AUDIT_SQL_MAX),
+            profile: profile.name.clone(),
+            action: action.as_str(),
+            intended: Action::Block.as_str(),
+            rules: vec!["unparsed-ddl"],
+            rewritten: None,
+            steps: Vec::new(),
+            override_reasons: Vec::new(),
+        });
         (summary, plan)
     }
 
@@ -499,7 +648,7 @@ fn retry_mode(
     start: TxStatus,
     source: Source,
     tx_control: &[(usize, TxStatus, TxStatus)],
-    nonempty: &[usize],
+    statements: usize,
 ) -> Retry {
     if source != Source::Query {
         return Retry::No;
@@ -513,7 +662,7 @@ fn retry_mode(
             [
                 (b, TxStatus::Idle, TxStatus::InTransaction),
                 (c, TxStatus::InTransaction, TxStatus::Idle),
-            ] if Some(b) == nonempty.first() && Some(c) == nonempty.last() => Retry::Whole,
+            ] if *b == 0 && *c + 1 == statements => Retry::Whole,
             _ => Retry::No,
         },
         _ => Retry::No,
@@ -770,6 +919,65 @@ mod tests {
             &ctx(tx),
         );
         (s, p, counters)
+    }
+
+    #[test]
+    fn empty_statements_cost_nothing_and_statements_are_capped() {
+        let counters = Counters::default();
+        let policy = Policy::from_config(&Config::default());
+        let profile = policy.profile_for("", "", "");
+        let mut a = Analyzer::default();
+        a.set_max_statements(3);
+        // A million `;`: nothing kept, nothing to decide.
+        let semis = ";".repeat(1_000_000);
+        let (s, p) = a.analyze(
+            &counters,
+            profile,
+            Source::Query,
+            semis.as_bytes(),
+            &ctx(TxStatus::Idle),
+        );
+        assert!(p.is_forward());
+        assert_eq!(s.statements, 0);
+        assert!(a.spans.capacity() <= SPANS_KEPT);
+        // Many statements, none DDL: forwarded untouched however many.
+        let dml = "SELECT 1;".repeat(10);
+        let (s, p) = a.analyze(
+            &counters,
+            profile,
+            Source::Query,
+            dml.as_bytes(),
+            &ctx(TxStatus::Idle),
+        );
+        assert!(p.is_forward());
+        assert_eq!(s.statements, 10);
+        // DDL past the limit: refused whole as unverifiable, counted as not understood.
+        let hidden = format!("{dml} DROP TABLE victim");
+        assert!(a.has_ddl_candidate(hidden.as_bytes(), LexOptions::default()));
+        let (s, p) = a.analyze(
+            &counters,
+            profile,
+            Source::Query,
+            hidden.as_bytes(),
+            &ctx(TxStatus::Idle),
+        );
+        assert_eq!(s.ddl_unknown, 1);
+        let sql = String::from_utf8(p.sql.expect("replaced")).expect("utf8");
+        assert!(
+            sql.starts_with("DO $ddlgate$") && sql.contains("DG002"),
+            "{sql}"
+        );
+        assert!(!sql.contains("DROP TABLE victim"));
+        assert_eq!(counters.ddl_understood(Understood::Unknown), 1);
+        // Within the limit, the same DDL is decided as usual.
+        let (s, _) = a.analyze(
+            &counters,
+            profile,
+            Source::Query,
+            b"SELECT 1; DROP TABLE victim",
+            &ctx(TxStatus::Idle),
+        );
+        assert_eq!((s.statements, s.ddl_candidates, s.ddl_unknown), (2, 1, 0));
     }
 
     #[test]

@@ -56,6 +56,9 @@ const READ_CHUNK: usize = 64 * 1024;
 const MAX_AUTH_MESSAGE: usize = 65_535;
 /// Time allowed for last words (a FATAL, a Terminate) when a session ends.
 const LAST_WORDS_TIMEOUT: Duration = Duration::from_secs(1);
+/// A read buffer that grew beyond this for a large message is given back once the message is
+/// gone, so that an idle session holds its ordinary buffers only.
+const BUFFER_KEPT_MAX: usize = 4 * READ_CHUNK;
 
 /// Why the loop stopped without an error.
 enum End {
@@ -226,6 +229,8 @@ impl Relay {
         let channel_binding = shared.tls.channel_binding(&client, &upstream);
         let (cr, cw) = client.into_split();
         let (ur, uw) = upstream.into_split();
+        let mut analyzer = Analyzer::default();
+        analyzer.set_max_statements(live.config.limits.max_statements_per_message);
         Relay {
             shared,
             io: Io {
@@ -254,7 +259,7 @@ impl Relay {
                 lex: LexOptions::default(),
                 server_version: None,
                 server_version_num: None,
-                analyzer: Analyzer::default(),
+                analyzer,
                 profile,
                 who,
                 live,
@@ -313,6 +318,8 @@ impl Relay {
             if self.io.ubuf.capacity() - self.io.ubuf.len() < READ_CHUNK / 4 {
                 self.io.ubuf.reserve(READ_CHUNK);
             }
+            self.io.shrink_after_large_messages();
+            self.st.shrink_after_large_messages();
             let io = &mut self.io;
             tokio::select! {
                 biased;
@@ -364,7 +371,14 @@ impl Relay {
     /// here, to completion, before the bytes after it are looked at.
     async fn client_input(&mut self) -> Result<(), SessionError> {
         loop {
-            self.on_client_bytes()?;
+            // A large Query/Parse is analysed whole here: off the I/O worker, so that other
+            // sessions on this worker are not delayed by it.
+            let heavy = holds_large_sql(
+                &self.io.cbuf,
+                self.st.c_stream_left,
+                self.st.live.config.limits.offload_analysis_bytes,
+            );
+            offload(heavy, || self.on_client_bytes())?;
             if std::mem::take(&mut self.st.pending_facts) {
                 self.read_facts().await?;
                 self.st.facts_ready = true;
@@ -829,7 +843,85 @@ impl Relay {
     }
 }
 
+impl Io {
+    /// Gives back read buffers a large message grew, once it is gone (a `BytesMut` keeps its
+    /// largest allocation otherwise, and reuses it for every later message of the session),
+    /// and the queues' chunk lists.
+    fn shrink_after_large_messages(&mut self) {
+        let mut released = false;
+        for buf in [&mut self.cbuf, &mut self.ubuf] {
+            if buf.capacity() > BUFFER_KEPT_MAX && buf.len() < READ_CHUNK {
+                let mut small = BytesMut::with_capacity(READ_CHUNK);
+                small.extend_from_slice(buf);
+                *buf = small;
+                released = true;
+            }
+        }
+        self.to_up.shrink();
+        self.to_client.shrink();
+        if released {
+            release_free_memory();
+        }
+    }
+}
+
+/// Asks the allocator to return free memory to the operating system. glibc keeps freed heap
+/// memory (a large message's buffers and analysis) in its arenas, where it counts against the
+/// process for good; measured: after a 10 MB message an idle session kept ~25 MB without this.
+/// Called only after a large message, so its cost (a walk of the heap) is rare.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages of the allocator's own heap; it has no
+    // preconditions and is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Whether the client bytes in `buf` (from `at`, past the rest of a message streaming through)
+/// hold a complete Query or Parse of at least `threshold` bytes: one whose analysis is heavy.
+/// Only frame headers are read.
+fn holds_large_sql(buf: &[u8], mut at: usize, threshold: usize) -> bool {
+    while let Some(rest) = buf.get(at..) {
+        match framing::scan(rest, usize::MAX) {
+            Ok(Frame::Header { tag, total }) if total <= rest.len() => {
+                if matches!(tag, frontend::QUERY | frontend::PARSE) && total >= threshold {
+                    return true;
+                }
+                at += total;
+            }
+            // Incomplete (not analysed before it is whole), or not a frame at all.
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Runs `f`, a piece of CPU-bound work on the session's task, off the I/O worker when it is
+/// `heavy`: `block_in_place` hands this worker's other tasks to another thread first, so other
+/// sessions are not stalled while it runs. Only a multi-thread runtime can do that; on a
+/// current-thread runtime (some tests) `f` runs in place.
+fn offload<R>(heavy: bool, f: impl FnOnce() -> R) -> R {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if heavy && multi_thread {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
 impl State {
+    /// Per-message bookkeeping that a burst of messages grew, given back once it is idle.
+    fn shrink_after_large_messages(&mut self) {
+        if self.units.is_empty() && self.units.capacity() > 1024 {
+            self.units.shrink_to(64);
+        }
+        if self.audit_pending.is_empty() && self.audit_pending.capacity() > 1024 {
+            self.audit_pending.shrink_to(16);
+        }
+    }
+
     /// The analysis hook: every Query's and Parse's SQL passes here before it is forwarded.
     /// Returns `None` to forward the frame untouched (the common case), or the notices to send
     /// and the frame to forward instead.
@@ -902,6 +994,8 @@ impl State {
             return;
         }
         self.live = arc_swap::Guard::into_inner(live);
+        self.analyzer
+            .set_max_statements(self.live.config.limits.max_statements_per_message);
         self.profile = self
             .live
             .policy

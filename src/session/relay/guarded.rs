@@ -374,7 +374,10 @@ impl Relay {
         };
         let Some(sql) = sql else { return Ok(()) };
         let lex = self.st.lex;
-        let requests = self.st.analyzer.catalog_requests(sql, lex);
+        // Parsing every DDL statement of a large message is heavy: off the I/O worker.
+        let heavy = sql.len() >= self.st.live.config.limits.offload_analysis_bytes;
+        let analyzer = &mut self.st.analyzer;
+        let requests = super::offload(heavy, || analyzer.catalog_requests(sql, lex));
         let cfg = &self.st.live.config.catalog;
         let thresholds = crate::catalog::Thresholds {
             small_table_rows: cfg.small_table_rows,
