@@ -387,3 +387,211 @@ async fn measure_stall_without_offload() {
     ))
     .await;
 }
+
+/// An in-process proxy in enforce mode with `ban-drop-table` and `ban-drop-column` blocking.
+async fn strict_env(tweak: impl FnOnce(&mut ddlgate::config::Config)) -> Env {
+    Env::start_with(|c| {
+        c.policy.mode = ddlgate::config::Mode::Enforce;
+        for rule in ["ban-drop-table", "ban-drop-column"] {
+            c.policy
+                .rules
+                .insert(rule.to_owned(), ddlgate::rules::Action::Block);
+        }
+        tweak(c);
+    })
+    .await
+}
+
+/// Reads `n` ReadyForQuery-terminated replies.
+async fn replies(s: &mut tokio::net::TcpStream, n: usize) -> Vec<Vec<(u8, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let msgs = wire::read_until_ready(s).await;
+        assert_eq!(msgs.last().map(|m| m.0), Some(b'Z'), "{msgs:?}");
+        out.push(msgs);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_in_the_same_write_as_a_set_is_lexed_with_the_new_setting() {
+    let env = strict_env(|_| {}).await;
+    let admin = victim(&env.pg).await;
+    let mut s = wire::connect_trust(env.proxy_addr()).await;
+    // ddlgate learns standard_conforming_strings = off from the server.
+    let msgs = round_trip(
+        &mut s,
+        &wire::query("SET standard_conforming_strings = off"),
+    )
+    .await;
+    assert_eq!(first_error(&msgs), None);
+    // Then, in one write, turn it on and send a Query that reads as one harmless string
+    // literal under `off`, but as a DROP TABLE under `on` — which is how the server reads it.
+    let attack = [
+        wire::query("SET standard_conforming_strings = on"),
+        wire::query(r"SELECT 'x\'; DROP TABLE victim; --'"),
+    ]
+    .concat();
+    s.write_all(&attack).await.expect("write");
+    let r = replies(&mut s, 2).await;
+    assert_eq!(first_error(&r[0]), None);
+    assert_eq!(
+        first_error(&r[1]).as_deref(),
+        Some("DG001"),
+        "the DROP is seen and blocked: {:?}",
+        r[1]
+    );
+    assert_victim_intact(&admin).await;
+    // The same with set_config() and with RESET, from `off` again.
+    for set in [
+        "SELECT set_config('standard_conforming_strings', 'on', false)",
+        "RESET standard_conforming_strings",
+    ] {
+        round_trip(
+            &mut s,
+            &wire::query("SET standard_conforming_strings = off"),
+        )
+        .await;
+        s.write_all(
+            &[
+                wire::query(set),
+                wire::query(r"SELECT 'x\'; DROP TABLE victim; --'"),
+            ]
+            .concat(),
+        )
+        .await
+        .expect("write");
+        let r = replies(&mut s, 2).await;
+        assert_eq!(first_error(&r[1]).as_deref(), Some("DG001"), "{set}");
+    }
+    assert_victim_intact(&admin).await;
+    // In one extended-protocol unit the server says nothing before Sync: refused.
+    round_trip(
+        &mut s,
+        &wire::query("SET standard_conforming_strings = off"),
+    )
+    .await;
+    let unit = [
+        parse_msg("", "SET standard_conforming_strings = on"),
+        bind_msg("", &[]),
+        execute_msg(),
+        wire::query(r"SELECT 'x\'; DROP TABLE victim; --'"),
+        sync_msg(),
+    ]
+    .concat();
+    s.write_all(&unit).await.expect("write");
+    let r = replies(&mut s, 2).await;
+    assert!(r.iter().any(|m| first_error(m).is_some()), "refused: {r:?}");
+    assert_victim_intact(&admin).await;
+    // The session and another one still work.
+    let msgs = round_trip(&mut s, &wire::query("SELECT 1")).await;
+    assert_eq!(first_error(&msgs), None);
+    let other = env.proxy_client("trust_user").await;
+    other
+        .simple_query("SELECT 1")
+        .await
+        .expect("another session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordinary_pipelined_queries_after_a_set_do_not_wait_unless_needed() {
+    let env = strict_env(|_| {}).await;
+    let mut s = wire::connect_trust(env.proxy_addr()).await;
+    // A SET of an unrelated setting, and ASCII without backslashes after a lexing SET: none
+    // of them is held, all are answered in order.
+    let batch = [
+        wire::query("SET application_name = 'x'"),
+        wire::query("SELECT 1"),
+        wire::query("SET standard_conforming_strings = on"),
+        wire::query("SELECT 2"),
+        wire::query(r"SELECT E'\\' AS backslash, 'é' AS e"),
+    ]
+    .concat();
+    s.write_all(&batch).await.expect("write");
+    for r in replies(&mut s, 5).await {
+        assert_eq!(first_error(&r), None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_ddl_is_decided_again_when_the_transaction_ended() {
+    let env = strict_env(|_| {}).await;
+    let admin = victim(&env.pg).await;
+    let c = env.proxy_client("trust_user").await;
+    // A TEMP table named like the victim, created in this transaction: dropping it is
+    // harmless, so the prepared DROP is allowed at its Parse...
+    c.batch_execute("BEGIN; CREATE TEMP TABLE victim (id int) ON COMMIT DROP")
+        .await
+        .expect("temp table");
+    let drop = c
+        .prepare("DROP TABLE victim")
+        .await
+        .expect("prepared in the transaction");
+    // ...but after COMMIT the TEMP table is gone and the name means public.victim.
+    c.batch_execute("COMMIT").await.expect("commit");
+    let err = c
+        .execute(&drop, &[])
+        .await
+        .expect_err("decided again: blocked");
+    assert!(
+        err.as_db_error()
+            .is_some_and(|e| e.message().contains("ddlgate refused prepared DDL")),
+        "{err:?}"
+    );
+    assert_victim_intact(&admin).await;
+    // The session's protocol state is sane: the next statements work.
+    c.simple_query("SELECT 1")
+        .await
+        .expect("simple query after");
+    let one = c.prepare("SELECT 1").await.expect("prepare after");
+    c.query_one(&one, &[]).await.expect("extended query after");
+    // Executed in the context it was decided in, a prepared DDL statement runs as usual.
+    let add = c
+        .prepare("ALTER TABLE victim ADD COLUMN IF NOT EXISTS note text")
+        .await
+        .expect("prepare");
+    c.execute(&add, &[]).await.expect("same context: allowed");
+    admin
+        .batch_execute("ALTER TABLE victim DROP COLUMN note")
+        .await
+        .expect("undo");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_ddl_past_the_tracking_limit_is_refused_not_forgotten() {
+    let env = strict_env(|c| c.guard.max_tracked_statements = 3).await;
+    let admin = victim(&env.pg).await;
+    let c = env.proxy_client("trust_user").await;
+    let mut kept = Vec::new();
+    for i in 0..3 {
+        kept.push(
+            c.prepare(&format!(
+                "ALTER TABLE victim ADD COLUMN IF NOT EXISTS c{i} int"
+            ))
+            .await
+            .expect("tracked"),
+        );
+    }
+    // The fourth prepared DDL statement: refused (it would run unchecked otherwise).
+    let fourth = c
+        .prepare("DROP TABLE victim")
+        .await
+        .expect("parse answered");
+    let err = c.execute(&fourth, &[]).await.expect_err("refused");
+    assert!(
+        err.as_db_error()
+            .is_some_and(|e| e.message().contains("max_tracked_statements")),
+        "{err:?}"
+    );
+    assert_victim_intact(&admin).await;
+    // Closing prepared statements frees their slots.
+    drop(kept);
+    drop(fourth);
+    c.simple_query("SELECT 1").await.expect("closes are sent");
+    let again = c
+        .prepare("ALTER TABLE victim ADD COLUMN IF NOT EXISTS c9 int")
+        .await
+        .expect("tracked again");
+    c.execute(&again, &[]).await.expect("a slot was freed");
+    c.simple_query("SELECT 1").await.expect("session healthy");
+}

@@ -33,8 +33,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 mod guarded;
+mod prepared;
 
 use self::guarded::{Epilogue, PendingGuard};
+use self::prepared::{DecidedIn, Prepared, Untrack};
 use super::outq::OutQueue;
 use crate::analysis::{self, Analyzer, Context, Source};
 use crate::error::SessionError;
@@ -112,10 +114,26 @@ struct State {
     /// An extended-protocol unit is open: messages sent since the last Sync. ddlgate never
     /// slips a query of its own into an open unit.
     unit_open: bool,
-    /// Prepared statements (by name) whose SQL the lock guard must run around, from their
-    /// Parse: a later Bind of one of them starts a guarded unit. Bounded by
-    /// `guard.max_tracked_statements`.
-    guarded_statements: std::collections::HashMap<Vec<u8>, crate::guard::GuardPlan>,
+    /// Prepared DDL statements (by name) with what their Parse decided, and statements that
+    /// change settings when executed: a later Bind of one of them is guarded, decided again
+    /// or marks a settings change. Bounded by `guard.max_tracked_statements`.
+    prepared: Prepared,
+    /// The last Parse analysed holds a DDL candidate.
+    last_parse_ddl: bool,
+    /// Slot removals (Close, DEALLOCATE, …) of the message being forwarded, until its unit is
+    /// timed; applied when that unit ends without an error.
+    untrack_pending: Vec<Untrack>,
+    /// A statement that may change how SQL is lexed (`standard_conforming_strings`,
+    /// `client_encoding`) was forwarded and the server has not answered it yet: a later
+    /// message whose lexing depends on those settings waits for its ReadyForQuery (the
+    /// ParameterStatus comes before it).
+    lex_barrier: bool,
+    /// Bumped by every ParameterStatus and every statement that may change a setting.
+    settings_gen: u64,
+    /// Bumped whenever a transaction ends.
+    tx_gen: u64,
+    /// Unpredictable part of the statement name a refused Bind is pointed at.
+    refusal_nonce: u64,
     /// Bytes of a client message still streaming through to the upstream.
     c_stream_left: usize,
     /// Bytes of an upstream message still streaming through to the client.
@@ -183,6 +201,8 @@ const MAX_TIMED_UNITS: usize = 100_000;
 struct UnitTiming {
     /// DDL decisions taken in it, written to the audit log with its outcome.
     audit: Vec<crate::audit::Draft>,
+    /// Tracking slots it frees if it succeeds.
+    untrack: Vec<Untrack>,
     kind: UnitKind,
     /// When ddlgate received the client's message.
     received: std::time::Instant,
@@ -250,7 +270,13 @@ impl Relay {
                 syncs_since_command: 0,
                 unit_executes: 0,
                 unit_open: false,
-                guarded_statements: Default::default(),
+                prepared: Prepared::default(),
+                last_parse_ddl: false,
+                untrack_pending: Vec::new(),
+                lex_barrier: false,
+                settings_gen: 0,
+                tx_gen: 0,
+                refusal_nonce: fastrand::u64(..),
                 c_stream_left: 0,
                 u_stream_left: 0,
                 client_terminated: false,
@@ -475,6 +501,13 @@ impl Relay {
                         break;
                     }
                     let frame = &rest[..total];
+                    // After a statement that may change how SQL is lexed, a message whose
+                    // lexing depends on it waits until the server has answered.
+                    let lexing_unknown = st.lex_barrier && lexing_sensitive(framing::body(frame));
+                    if lexing_unknown && st.outstanding > 0 {
+                        st.held = true;
+                        break;
+                    }
                     if st.outstanding > 0 && st.must_wait_for_idle(tag, framing::body(frame)) {
                         st.held = true;
                         break;
@@ -501,15 +534,23 @@ impl Relay {
                             .pending_epilogue
                             .as_ref()
                             .is_none_or(|e| e.settings_restored());
-                    let hooked =
-                        st.on_client_sql(&self.shared, counters, tag, framing::body(frame));
-                    if tag == frontend::PARSE {
-                        st.track_statement(
-                            framing::body(frame),
-                            hooked.as_ref().and_then(|h| h.guard.as_ref()),
-                            live.config.guard.max_tracked_statements,
-                        );
-                    }
+                    let hooked = if lexing_unknown {
+                        // Inside an open extended-protocol unit the server answers nothing
+                        // before Sync: the settings cannot be known, so refuse.
+                        Some(lexing_refusal(tag, framing::body(frame)))
+                    } else {
+                        let hooked =
+                            st.on_client_sql(&self.shared, counters, tag, framing::body(frame));
+                        if tag == frontend::PARSE {
+                            st.track_parse(
+                                framing::body(frame),
+                                hooked,
+                                live.config.guard.max_tracked_statements,
+                            )
+                        } else {
+                            hooked
+                        }
+                    };
                     if let Some(Hooked {
                         notices,
                         frame: replacement,
@@ -568,31 +609,80 @@ impl Relay {
                     run += total;
                     continue;
                 }
-                frontend::BIND if available >= total && !st.guarded_statements.is_empty() => {
-                    // A Bind of a prepared DDL statement starts a unit the guard runs around.
-                    let may_guard = run == 0
-                        && st.outstanding == 0
-                        && !st.unit_open
-                        && st.tx != TxStatus::Failed
-                        && st
-                            .pending_epilogue
-                            .as_ref()
-                            .is_none_or(|e| e.settings_restored());
-                    let plan = protocol::read_cstr(framing::body(&rest[..total]))
+                frontend::BIND if available >= total && !st.prepared.is_empty() => {
+                    let body = framing::body(&rest[..total]);
+                    let statement = protocol::read_cstr(body)
                         .and_then(|(_, rest)| protocol::read_cstr(rest))
-                        .and_then(|(statement, _)| st.guarded_statements.get(statement))
-                        .filter(|g| may_guard && g.is_needed(&live.config.guard))
-                        .cloned();
-                    if let Some(plan) = plan {
-                        st.unit_kind = Some(UnitKind::Ddl);
-                        let frame = io.cbuf.split_to(total).freeze();
-                        st.pending_guard = Some(PendingGuard {
-                            frame,
-                            plan,
-                            tag,
-                            recipe: None,
-                        });
-                        break;
+                        .map(|(statement, _)| statement.to_vec());
+                    if let Some(statement) = statement {
+                        if let Some(lexing) = st.prepared.settings_effect(&statement) {
+                            st.settings_gen += 1;
+                            st.lex_barrier |= lexing;
+                        }
+                        match st.on_bind(&self.shared, counters, &statement) {
+                            Err(err) => {
+                                // The server fails the unit itself (and discards up to Sync):
+                                // the Bind is pointed at a statement that does not exist.
+                                // The notice says why.
+                                io.to_client.push(
+                                    crate::act::notice(
+                                        "WARNING",
+                                        &err.message,
+                                        Some(&err.detail),
+                                        Some(&err.hint),
+                                    )
+                                    .freeze(),
+                                );
+                                if run > 0 {
+                                    io.to_up.push(io.cbuf.split_to(run).freeze());
+                                    run = 0;
+                                }
+                                let original = io.cbuf.split_to(total);
+                                io.to_up.push(refused_bind(
+                                    framing::body(&original),
+                                    &statement,
+                                    st.refusal_nonce,
+                                ));
+                                st.on_client_tag(counters, tag);
+                                continue;
+                            }
+                            Ok(plan) => {
+                                // A Bind of a prepared DDL statement starts a unit the guard
+                                // runs around.
+                                let may_guard = run == 0
+                                    && st.outstanding == 0
+                                    && !st.unit_open
+                                    && st.tx != TxStatus::Failed
+                                    && st
+                                        .pending_epilogue
+                                        .as_ref()
+                                        .is_none_or(|e| e.settings_restored());
+                                if let Some(plan) =
+                                    plan.filter(|g| may_guard && g.is_needed(&live.config.guard))
+                                {
+                                    st.unit_kind = Some(UnitKind::Ddl);
+                                    let frame = io.cbuf.split_to(total).freeze();
+                                    st.pending_guard = Some(PendingGuard {
+                                        frame,
+                                        plan,
+                                        tag,
+                                        recipe: None,
+                                    });
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                frontend::CLOSE if available >= total => {
+                    // Close('S', name) frees the statement's tracking slot once it succeeds.
+                    if let Some((b'S', rest)) = framing::body(&rest[..total]).split_first()
+                        && let Some((name, _)) = protocol::read_cstr(rest)
+                        && (st.prepared.ddl_mut(name).is_some()
+                            || st.prepared.settings_effect(name).is_some())
+                    {
+                        st.untrack_pending
+                            .push(st.prepared.untrack_request(Some(name)));
                     }
                 }
                 frontend::PASSWORD if body_len > MAX_AUTH_MESSAGE + 4 => {
@@ -878,6 +968,58 @@ fn release_free_memory() {
     }
 }
 
+/// Whether lexing `body` (a Query's or Parse's) depends on `standard_conforming_strings` or
+/// `client_encoding`: only a backslash (in a string literal) or a byte outside ASCII (every
+/// client encoding PostgreSQL accepts is ASCII-compatible) can be read differently.
+fn lexing_sensitive(body: &[u8]) -> bool {
+    memchr::memchr(b'\\', body).is_some() || !body.is_ascii()
+}
+
+/// A Query/Parse that cannot be lexed with certainty, replaced by an error the server raises.
+fn lexing_refusal(tag: u8, body: &[u8]) -> Hooked {
+    let err = crate::act::BlockError {
+        code: crate::act::sqlstate::UNPARSED,
+        message: "ddlgate cannot read this statement: an earlier statement of this unit may have changed standard_conforming_strings or client_encoding".to_owned(),
+        detail: "The server reports such changes only at the end of the unit (Sync); until then ddlgate cannot know how the server reads backslashes and multibyte characters.".to_owned(),
+        hint: "Send Sync after the statement that changes the setting, before this one.".to_owned(),
+    };
+    let sql = match tag {
+        frontend::QUERY => protocol::query_text(body),
+        _ => protocol::parse_message(body).map(|(_, sql)| sql),
+    };
+    Hooked {
+        notices: Vec::new(),
+        frame: sql.map(|old| rebuild_frame(tag, body, old, &err.to_sql())),
+        guard: None,
+        recipe: None,
+    }
+}
+
+/// The client's Bind pointed at a statement name that cannot exist (it names the refused
+/// statement and carries a per-session random part), so that the server itself fails it with
+/// 26000 and discards the unit up to Sync — the protocol state stays exactly the server's.
+fn refused_bind(body: &[u8], statement: &[u8], nonce: u64) -> Bytes {
+    let Some((portal, rest)) = protocol::read_cstr(body) else {
+        return Bytes::copy_from_slice(body);
+    };
+    let Some((_, params)) = protocol::read_cstr(rest) else {
+        return Bytes::copy_from_slice(body);
+    };
+    let name = format!(
+        "ddlgate refused prepared DDL {} (see the warning before this error) #{nonce:016x}",
+        String::from_utf8_lossy(statement).replace('\0', "")
+    );
+    let mut new_body = Vec::with_capacity(body.len() + name.len());
+    new_body.extend_from_slice(portal);
+    new_body.push(0);
+    new_body.extend_from_slice(name.as_bytes());
+    new_body.push(0);
+    new_body.extend_from_slice(params);
+    let mut out = BytesMut::with_capacity(new_body.len() + framing::HEADER_LEN);
+    framing::put_message(&mut out, frontend::BIND, &new_body);
+    out.freeze()
+}
+
 /// Whether the client bytes in `buf` (from `at`, past the rest of a message streaming through)
 /// hold a complete Query or Parse of at least `threshold` bytes: one whose analysis is heavy.
 /// Only frame headers are read.
@@ -943,6 +1085,10 @@ impl State {
         // A body without its terminator is malformed; the server will reject it, and there is
         // no SQL to analyse.
         let sql = sql?;
+        let name = match source {
+            Source::Parse => protocol::parse_message(body).map(|(n, _)| n),
+            Source::Query => None,
+        };
         let ctx = Context {
             tx: self.tx,
             lex: self.lex,
@@ -953,6 +1099,8 @@ impl State {
             .analyzer
             .analyze(counters, &self.profile, source, sql, &ctx);
         self.audit_pending.append(&mut plan.audit);
+        self.last_parse_ddl = summary.ddl_candidates > 0;
+        self.note_effects(name);
         let kind = UnitKind::of(&summary);
         match source {
             Source::Query => self.last_kind = kind,
@@ -1023,6 +1171,7 @@ impl State {
             let now = std::time::Instant::now();
             self.units.push_back(UnitTiming {
                 audit: std::mem::take(&mut self.audit_pending),
+                untrack: std::mem::take(&mut self.untrack_pending),
                 kind,
                 received: now,
                 sent: now,
@@ -1035,6 +1184,9 @@ impl State {
     /// The transaction status from a ReadyForQuery, with what depends on it: the analyzer's
     /// per-transaction state, the sessions gauge, the dangerous-lock hold time.
     fn set_tx_status(&mut self, shared: &Shared, status: TxStatus) {
+        if status == TxStatus::Idle && self.tx != TxStatus::Idle {
+            self.tx_gen += 1;
+        }
         self.tx = status;
         let idx = match status {
             TxStatus::Idle => 0,
@@ -1054,26 +1206,144 @@ impl State {
         }
     }
 
-    /// Remembers whether the statement a Parse prepares needs the lock guard when executed.
-    fn track_statement(&mut self, body: &[u8], plan: Option<&crate::guard::GuardPlan>, cap: usize) {
-        let Some((name, _)) = protocol::parse_message(body) else {
-            return;
-        };
-        match plan {
-            Some(plan)
-                if self.guarded_statements.len() < cap
-                    || self.guarded_statements.contains_key(name) =>
-            {
-                self.guarded_statements.insert(name.to_vec(), plan.clone());
-            }
-            Some(_) => tracing::warn!(
-                cap,
-                "too many prepared DDL statements to track; this one runs without the lock guard"
-            ),
-            None => {
-                self.guarded_statements.remove(name);
+    /// What the message just analysed may do to settings: a simple Query does it now, a
+    /// Parse when its statement is executed (remembered for its Binds, and assumed now too,
+    /// as it may be executed in this very unit).
+    fn note_effects(&mut self, parse_name: Option<&[u8]>) {
+        let effects = self.analyzer.effects().clone();
+        let cap = self.live.config.guard.max_tracked_statements;
+        if effects.settings {
+            self.settings_gen += 1;
+        }
+        if effects.lexing {
+            self.lex_barrier = true;
+        }
+        if let Some(name) = parse_name {
+            if effects.settings {
+                self.prepared.note_settings(name, effects.lexing, cap);
+            } else if self.prepared.settings_effect(name).is_some() {
+                // An unnamed statement replaced (a named one cannot be).
+                self.untrack_pending
+                    .push(self.prepared.untrack_request(Some(name)));
             }
         }
+        for name in &effects.deallocates {
+            self.untrack_pending
+                .push(self.prepared.untrack_request(name.as_deref()));
+        }
+    }
+
+    fn decided_in(&self) -> DecidedIn {
+        DecidedIn {
+            tx: self.tx,
+            settings: self.settings_gen,
+            transactions: self.tx_gen,
+        }
+    }
+
+    /// Tracks the statement a Parse prepares when it holds DDL, with what was decided and the
+    /// SQL the server will hold; past `guard.max_tracked_statements` the Parse is refused
+    /// instead (never run untracked).
+    fn track_parse(&mut self, body: &[u8], hooked: Option<Hooked>, cap: usize) -> Option<Hooked> {
+        let Some((name, sql)) = protocol::parse_message(body) else {
+            return hooked;
+        };
+        if !self.last_parse_ddl {
+            if self.prepared.ddl_mut(name).is_some() {
+                // An unnamed statement replaced (a named one cannot be: its Parse fails).
+                self.untrack_pending
+                    .push(self.prepared.untrack_request(Some(name)));
+            }
+            return hooked;
+        }
+        let replaced = hooked.as_ref().and_then(|h| h.frame.as_ref());
+        let held_sql = replaced
+            .and_then(|f| protocol::parse_message(framing::body(f)).map(|(_, s)| s))
+            .unwrap_or(sql);
+        let plan = hooked.as_ref().and_then(|h| h.guard.clone());
+        let decided_in = self.decided_in();
+        match self.prepared.track(name, plan, held_sql, decided_in, cap) {
+            Ok(()) => hooked,
+            Err(prepared::Full) => {
+                tracing::warn!(
+                    cap,
+                    "too many prepared DDL statements tracked; Parse refused"
+                );
+                let err = crate::act::BlockError {
+                    code: crate::act::sqlstate::BLOCKED,
+                    message: format!(
+                        "ddlgate refused to prepare this DDL statement: this session already has {cap} prepared DDL statements (guard.max_tracked_statements)"
+                    ),
+                    detail: "ddlgate checks every prepared DDL statement again when it runs, so it must remember each one until it is closed.".to_owned(),
+                    hint: "Close prepared statements you no longer need (Close message, DEALLOCATE or DISCARD ALL), or send the DDL as a simple query.".to_owned(),
+                };
+                Some(Hooked {
+                    notices: Vec::new(),
+                    frame: Some(rebuild_frame(frontend::PARSE, body, sql, &err.to_sql())),
+                    guard: None,
+                    recipe: None,
+                })
+            }
+        }
+    }
+
+    /// A Bind of prepared DDL: its guard plan, decided again first when the context changed
+    /// since its Parse; `Err` when the new decision no longer allows it as prepared.
+    fn on_bind(
+        &mut self,
+        shared: &Shared,
+        counters: &crate::analysis::Counters,
+        statement: &[u8],
+    ) -> Result<Option<crate::guard::GuardPlan>, crate::act::BlockError> {
+        self.refresh_live(shared);
+        let now = self.decided_in();
+        let Some(entry) = self.prepared.ddl_mut(statement) else {
+            return Ok(None);
+        };
+        if entry.decided_in == now {
+            return Ok(entry.plan.clone());
+        }
+        let was = entry.decided_in;
+        let refusal = |why: &str| {
+            crate::act::BlockError {
+            code: crate::act::sqlstate::BLOCKED,
+            message: format!(
+                "ddlgate refused to execute prepared DDL statement \"{}\": {why}",
+                String::from_utf8_lossy(statement)
+            ),
+            detail: format!(
+                "It was decided at its Parse (transaction {}); since then the transaction status, a transaction end or a settings change may make its names mean other objects.",
+                was.tx.as_str()
+            ),
+            hint: "Prepare the statement again (Parse) right before executing it, or send it as a simple query.".to_owned(),
+        }
+        };
+        let Some(sql) = entry.sql.clone() else {
+            return Err(refusal(
+                "it is too long to be decided again in the current context",
+            ));
+        };
+        let ctx = Context {
+            tx: self.tx,
+            lex: self.lex,
+            server_version: self.server_version_num,
+            pipelined: self.unit_executes > 0,
+        };
+        let (_, mut plan) =
+            self.analyzer
+                .analyze(counters, &self.profile, Source::Parse, &sql, &ctx);
+        self.audit_pending.append(&mut plan.audit);
+        if plan.sql.is_some() || plan.recipe.is_some() {
+            tracing::info!("prepared DDL decided again at Bind: no longer allowed as prepared");
+            return Err(refusal(
+                "decided again in the current context, it is no longer allowed as prepared",
+            ));
+        }
+        if let Some(entry) = self.prepared.ddl_mut(statement) {
+            entry.plan = plan.guard.clone();
+            entry.decided_in = now;
+        }
+        Ok(plan.guard)
     }
 
     /// Whether a Query/Parse must wait for the server to finish earlier requests before it is
@@ -1090,6 +1360,11 @@ impl State {
     fn on_client_tag(&mut self, counters: &crate::analysis::Counters, tag: u8) {
         match tag {
             frontend::QUERY | frontend::FUNCTION_CALL => {
+                if tag == frontend::FUNCTION_CALL {
+                    // A function called by OID may change any setting.
+                    self.settings_gen += 1;
+                    self.lex_barrier = true;
+                }
                 self.outstanding += 1;
                 self.syncs_since_command = 0;
                 let kind = if tag == frontend::QUERY {
@@ -1165,8 +1440,15 @@ impl State {
                     })?;
                 self.set_tx_status(shared, status);
                 if self.stage == Stage::Ready
-                    && let Some(u) = self.units.pop_front()
+                    && let Some(mut u) = self.units.pop_front()
                 {
+                    // The server confirms what the unit closed or deallocated only by
+                    // succeeding; after an error it may have skipped it.
+                    if !u.error {
+                        for x in std::mem::take(&mut u.untrack) {
+                            self.prepared.apply(x);
+                        }
+                    }
                     let now = std::time::Instant::now();
                     shared.metrics.unit_done(
                         u.kind,
@@ -1195,8 +1477,13 @@ impl State {
                 } else {
                     self.outstanding = self.outstanding.saturating_sub(1);
                 }
+                if self.outstanding == 0 && !self.unit_open {
+                    // Everything forwarded was answered, ParameterStatus included.
+                    self.lex_barrier = false;
+                }
             }
             backend::PARAMETER_STATUS => {
+                self.settings_gen += 1;
                 if let Some((name, value)) = protocol::parse_parameter_status(body) {
                     match name {
                         b"standard_conforming_strings" => {
