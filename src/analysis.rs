@@ -1132,6 +1132,71 @@ mod tests {
     }
 
     #[test]
+    fn settings_effects_are_assumed_unless_ruled_out() {
+        let effects = |sql: &str| {
+            let counters = Counters::default();
+            let policy = Policy::from_config(&Config::default());
+            let mut a = Analyzer::default();
+            a.analyze(
+                &counters,
+                policy.profile_for("", "", ""),
+                Source::Query,
+                sql.as_bytes(),
+                &ctx(TxStatus::Idle),
+            );
+            let e = a.effects().clone();
+            (e.settings, e.lexing)
+        };
+        for neutral in [
+            "SELECT 1",
+            "INSERT INTO t VALUES (1)",
+            "BEGIN",
+            "SAVEPOINT a",
+        ] {
+            assert_eq!(effects(neutral), (false, false), "{neutral}");
+        }
+        for other in [
+            "SET search_path = s",
+            "SET LOCAL application_name = 'x'",
+            "RESET TimeZone",
+        ] {
+            assert_eq!(effects(other), (true, false), "{other}");
+        }
+        for lexing in [
+            "SET standard_conforming_strings = off",
+            "set session \"Standard_Conforming_Strings\" to on",
+            "SET NAMES 'SJIS'",
+            "SET client_encoding = 'BIG5'",
+            "RESET ALL",
+            "RESET standard_conforming_strings",
+            "DISCARD ALL",
+            "SELECT pg_catalog.set_config('standard_conforming_strings', 'off', false)",
+            "COMMIT",
+            "ROLLBACK TO SAVEPOINT a",
+            "EXECUTE p",
+            "CALL p()",
+            "DO $$ BEGIN PERFORM 1; END $$",
+            "SET",
+        ] {
+            assert_eq!(effects(lexing), (true, true), "{lexing}");
+        }
+        let counters = Counters::default();
+        let policy = Policy::from_config(&Config::default());
+        let mut a = Analyzer::default();
+        a.analyze(
+            &counters,
+            policy.profile_for("", "", ""),
+            Source::Query,
+            b"DEALLOCATE PREPARE \"S1\"; DEALLOCATE s2; DEALLOCATE ALL",
+            &ctx(TxStatus::Idle),
+        );
+        assert_eq!(
+            a.effects().deallocates,
+            vec![Some(b"S1".to_vec()), Some(b"s2".to_vec()), None]
+        );
+    }
+
+    #[test]
     fn ordinary_traffic_is_forwarded_untouched() {
         let (s, p, c) = run("SELECT 1; INSERT INTO t VALUES (';')", TxStatus::Idle);
         assert!(p.is_forward());
