@@ -285,20 +285,29 @@ async fn measure_idle_session_memory() {
     let pg = tokio::task::spawn_blocking(PgCluster::start)
         .await
         .expect("cluster");
-    let (bin, _dir) = Binary::start(&pg, "[limits]\nmax_clients = 300\n").await;
+    // The test cluster allows 60 connections: 50 sessions, each after a large message.
+    let (bin, _dir) = Binary::start(&pg, "[log]\nlevel = \"warn\"\n").await;
+    const N: u64 = 50;
     let before = bin.rss();
     let mut sessions = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..N {
         let mut s = wire::connect_trust(bin.addr()).await;
         round_trip(&mut s, &wire::query("SELECT 1")).await;
         sessions.push(s);
     }
+    let idle = bin.rss();
+    for s in &mut sessions {
+        round_trip(s, &wire::query(&format!("SELECT '{}'", "x".repeat(MB)))).await;
+        round_trip(s, &wire::query("SELECT 1")).await;
+    }
     let after = bin.rss();
     println!(
-        "200 idle sessions: {} kB -> {} kB, {} kB per session",
+        "{N} idle sessions: {} kB -> {} kB, {} kB per session; after a 1 MB Query each: {} kB, {} kB per session",
         before / 1024,
+        idle / 1024,
+        (idle - before) / 1024 / N,
         after / 1024,
-        (after - before) / 1024 / 200
+        after.saturating_sub(before) / 1024 / N
     );
 }
 
@@ -593,5 +602,38 @@ async fn prepared_ddl_past_the_tracking_limit_is_refused_not_forgotten() {
         .await
         .expect("tracked again");
     c.execute(&again, &[]).await.expect("a slot was freed");
+    // DEALLOCATE ALL frees every slot too.
+    let mut full = vec![again];
+    for i in 0..2 {
+        full.push(
+            c.prepare(&format!(
+                "ALTER TABLE victim ADD COLUMN IF NOT EXISTS d{i} int"
+            ))
+            .await
+            .expect("tracked"),
+        );
+    }
+    let refused = c
+        .prepare("DROP TABLE victim")
+        .await
+        .expect("parse answered");
+    assert!(c.execute(&refused, &[]).await.is_err(), "full again");
+    c.batch_execute("DEALLOCATE ALL").await.expect("deallocate");
+    let after = c
+        .prepare("ALTER TABLE victim ADD COLUMN IF NOT EXISTS d9 int")
+        .await
+        .expect("tracked after DEALLOCATE ALL");
+    c.execute(&after, &[]).await.expect("slots were freed");
+    assert_victim_intact_rows(&admin).await;
     c.simple_query("SELECT 1").await.expect("session healthy");
+}
+
+/// The victim table still exists with its one row (columns were added on purpose).
+async fn assert_victim_intact_rows(admin: &tokio_postgres::Client) {
+    let n: i64 = admin
+        .query_one("SELECT count(*) FROM victim", &[])
+        .await
+        .expect("victim is still there")
+        .get(0);
+    assert_eq!(n, 1);
 }
