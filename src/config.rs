@@ -309,7 +309,10 @@ pub struct GuardConfig {
     /// many bytes; beyond it they are forwarded and the Query is no longer retried. Default 1 MiB.
     pub max_buffered_bytes: usize,
     /// Prepared DDL statements tracked per session, so that their later executions run under
-    /// the guard too. Default 1000.
+    /// the guard too and are decided again when their context changed since the Parse. Past
+    /// it, the Parse of another prepared DDL statement is refused (DG001, hint: close or
+    /// DEALLOCATE prepared statements); a slot is freed when the server confirms a Close,
+    /// `DEALLOCATE` or `DISCARD ALL`. Default 1000.
     pub max_tracked_statements: usize,
 }
 

@@ -7,7 +7,12 @@
 //! slices of the read buffer, in batches, and only a few kinds are decoded:
 //!
 //! - client `Query` and `Parse`: taken whole (bounded by `limits.max_statement_bytes`) and their
-//!   SQL handed to the analysis hook before they are forwarded;
+//!   SQL handed to the analysis hook before they are forwarded — a large one off the I/O worker
+//!   (`limits.offload_analysis_bytes`), and one whose lexing depends on a setting an earlier,
+//!   unanswered statement may have changed (`standard_conforming_strings`, `client_encoding`)
+//!   only once the server has answered that statement;
+//! - client `Bind` of a tracked prepared statement (`relay/prepared.rs`): guarded, or decided
+//!   again when its context changed since the Parse; `Close`: frees a tracking slot;
 //! - client `Sync`, `Execute`, `FunctionCall`, `CopyDone`/`CopyFail`, `Terminate`: only their tag,
 //!   to know how many ReadyForQuery messages are owed and where protocol units end;
 //! - upstream `ReadyForQuery` (transaction status), `ParameterStatus` (server version,
