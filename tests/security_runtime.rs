@@ -542,9 +542,10 @@ async fn prepared_ddl_is_decided_again_when_the_transaction_ended() {
         .execute(&drop, &[])
         .await
         .expect_err("decided again: blocked");
+    assert_eq!(sqlstate(&err).as_deref(), Some("DG001"), "{err:?}");
     assert!(
         err.as_db_error()
-            .is_some_and(|e| e.message().contains("ddlgate refused prepared DDL")),
+            .is_some_and(|e| e.message().contains("refused to execute prepared DDL")),
         "{err:?}"
     );
     assert_victim_intact(&admin).await;
@@ -636,4 +637,56 @@ async fn assert_victim_intact_rows(admin: &tokio_postgres::Client) {
         .expect("victim is still there")
         .get(0);
     assert_eq!(n, 1);
+}
+
+/// A Bind of `statement` to the unnamed portal, no parameters.
+fn bind_named(statement: &str) -> Vec<u8> {
+    bind_msg(statement, &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_bind_keeps_the_protocol_state_exact() {
+    let env = strict_env(|_| {}).await;
+    let admin = victim(&env.pg).await;
+    let mut s = wire::connect_trust(env.proxy_addr()).await;
+    let msgs = round_trip(
+        &mut s,
+        &wire::query("BEGIN; CREATE TEMP TABLE victim (id int) ON COMMIT DROP"),
+    )
+    .await;
+    assert_eq!(first_error(&msgs), None);
+    let msgs = round_trip(
+        &mut s,
+        &[parse_msg("s", "DROP TABLE victim"), sync_msg()].concat(),
+    )
+    .await;
+    assert_eq!(first_error(&msgs), None, "allowed at Parse: {msgs:?}");
+    round_trip(&mut s, &wire::query("COMMIT")).await;
+    // First in its unit: ddlgate's own error, and exactly the replies a Bind/Execute/Sync gets.
+    let msgs = round_trip(
+        &mut s,
+        &[bind_named("s"), execute_msg(), sync_msg()].concat(),
+    )
+    .await;
+    let tags: Vec<u8> = msgs.iter().map(|m| m.0).collect();
+    assert_eq!(tags, b"2EZ", "{msgs:?}");
+    assert_eq!(first_error(&msgs).as_deref(), Some("DG001"));
+    // After other work in the same unit: the server fails the Bind, the notice says why.
+    let unit = [
+        parse_msg("", "SELECT 1"),
+        bind_named(""),
+        execute_msg(),
+        bind_named("s"),
+        execute_msg(),
+        sync_msg(),
+    ]
+    .concat();
+    let msgs = round_trip(&mut s, &unit).await;
+    let tags: Vec<u8> = msgs.iter().map(|m| m.0).collect();
+    // The notice is ddlgate's, sent as the Bind is refused (notices may come at any time).
+    assert_eq!(tags, b"N12DCEZ", "{msgs:?}");
+    assert_eq!(first_error(&msgs).as_deref(), Some("26000"));
+    assert_victim_intact(&admin).await;
+    let msgs = round_trip(&mut s, &wire::query("SELECT 1")).await;
+    assert_eq!(first_error(&msgs), None);
 }

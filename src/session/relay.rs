@@ -139,6 +139,9 @@ struct State {
     tx_gen: u64,
     /// Unpredictable part of the statement name a refused Bind is pointed at.
     refusal_nonce: u64,
+    /// ddlgate sent a Parse of its own (a refused Bind's raising statement): the client must
+    /// not see its ParseComplete.
+    swallow_parse_complete: bool,
     /// Bytes of a client message still streaming through to the upstream.
     c_stream_left: usize,
     /// Bytes of an upstream message still streaming through to the client.
@@ -282,6 +285,7 @@ impl Relay {
                 settings_gen: 0,
                 tx_gen: 0,
                 refusal_nonce: fastrand::u64(..),
+                swallow_parse_complete: false,
                 c_stream_left: 0,
                 u_stream_left: 0,
                 client_terminated: false,
@@ -626,28 +630,40 @@ impl Relay {
                         }
                         match st.on_bind(&self.shared, counters, &statement) {
                             Err(err) => {
-                                // The server fails the unit itself (and discards up to Sync):
-                                // the Bind is pointed at a statement that does not exist.
-                                // The notice says why.
-                                io.to_client.push(
-                                    crate::act::notice(
-                                        "WARNING",
-                                        &err.message,
-                                        Some(&err.detail),
-                                        Some(&err.hint),
-                                    )
-                                    .freeze(),
-                                );
+                                // The server fails the unit itself and discards up to Sync, so
+                                // the protocol state stays exactly the server's.
+                                let fresh = run == 0 && st.outstanding == 0 && !st.unit_open;
                                 if run > 0 {
                                     io.to_up.push(io.cbuf.split_to(run).freeze());
                                     run = 0;
                                 }
                                 let original = io.cbuf.split_to(total);
-                                io.to_up.push(refused_bind(
-                                    framing::body(&original),
-                                    &statement,
-                                    st.refusal_nonce,
-                                ));
+                                if fresh {
+                                    // First in its unit, nothing else unanswered: the portal
+                                    // is bound to ddlgate's raising statement (in the unnamed
+                                    // statement), whose ParseComplete — the next reply — the
+                                    // client does not see. Its Execute fails with the error.
+                                    io.to_up.push(raising_bind(framing::body(&original), &err));
+                                    st.swallow_parse_complete = true;
+                                } else {
+                                    // Replies of earlier messages are still due: the Bind is
+                                    // pointed at a statement that does not exist (26000); the
+                                    // notice says why.
+                                    io.to_client.push(
+                                        crate::act::notice(
+                                            "WARNING",
+                                            &err.message,
+                                            Some(&err.detail),
+                                            Some(&err.hint),
+                                        )
+                                        .freeze(),
+                                    );
+                                    io.to_up.push(refused_bind(
+                                        framing::body(&original),
+                                        &statement,
+                                        st.refusal_nonce,
+                                    ));
+                                }
                                 st.on_client_tag(counters, tag);
                                 continue;
                             }
@@ -774,6 +790,31 @@ impl Relay {
                     io.ubuf.advance(total);
                     io.to_client.push(frame);
                     continue;
+                }
+            }
+            if st.swallow_parse_complete {
+                match tag {
+                    backend::PARSE_COMPLETE if available < total => {
+                        io.ubuf.reserve(total - available);
+                        break;
+                    }
+                    backend::PARSE_COMPLETE => {
+                        st.swallow_parse_complete = false;
+                        if run > 0 {
+                            io.to_client.push(io.ubuf.split_to(run).freeze());
+                            run = 0;
+                        }
+                        io.ubuf.advance(total);
+                        continue;
+                    }
+                    // The Parse failed (e.g. in a failed transaction): the error is the
+                    // client's to see, and there is no ParseComplete.
+                    backend::ERROR_RESPONSE | backend::READY_FOR_QUERY => {
+                        st.swallow_parse_complete = false
+                    }
+                    // Asynchronous messages (notices, notifications, parameter status) may
+                    // come first.
+                    _ => {}
                 }
             }
             let inspected = matches!(
@@ -998,6 +1039,25 @@ fn lexing_refusal(tag: u8, body: &[u8]) -> Hooked {
         guard: None,
         recipe: None,
     }
+}
+
+/// The client's Bind replaced by a Parse of the unnamed statement as ddlgate's raising `DO`
+/// block and a Bind of the client's portal to it (no parameters, text results).
+fn raising_bind(body: &[u8], err: &crate::act::BlockError) -> Bytes {
+    let portal = protocol::read_cstr(body).map_or(&b""[..], |(p, _)| p);
+    let mut parse = Vec::new();
+    parse.push(0);
+    parse.extend_from_slice(&err.to_sql());
+    parse.push(0);
+    parse.extend_from_slice(&0u16.to_be_bytes());
+    let mut bind = Vec::with_capacity(portal.len() + 8);
+    bind.extend_from_slice(portal);
+    bind.extend_from_slice(&[0, 0]);
+    bind.extend_from_slice(&[0; 6]);
+    let mut out = BytesMut::with_capacity(parse.len() + bind.len() + 2 * framing::HEADER_LEN);
+    framing::put_message(&mut out, frontend::PARSE, &parse);
+    framing::put_message(&mut out, frontend::BIND, &bind);
+    out.freeze()
 }
 
 /// The client's Bind pointed at a statement name that cannot exist (it names the refused
