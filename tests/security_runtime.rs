@@ -227,7 +227,7 @@ async fn large_messages_leave_no_memory_behind() {
         .await
         .expect("cluster");
     let admin = victim(&pg).await;
-    let (bin, _dir) = Binary::start(&pg, "[policy]\nmode = \"enforce\"\n").await;
+    let (bin, _dir) = Binary::start(&pg, STRICT).await;
     let mut sessions = Vec::new();
     for _ in 0..3 {
         let mut s = wire::connect_trust(bin.addr()).await;
@@ -271,6 +271,11 @@ async fn large_messages_leave_no_memory_behind() {
     // Every buffer of the 10 MB messages is given back: without that each of these sessions
     // idled holding ~500 MB. The margin covers allocator and thread-stack noise.
     let grown = bin.rss().saturating_sub(baseline);
+    println!(
+        "RSS {} kB before, {} kB more after three sessions' large messages",
+        baseline / 1024,
+        grown / 1024
+    );
     assert!(
         grown < 64 * MB as u64,
         "three idle sessions still hold {} kB more than before their large messages",

@@ -512,6 +512,10 @@ impl Relay {
                     let frame = &rest[..total];
                     // After a statement that may change how SQL is lexed, a message whose
                     // lexing depends on it waits until the server has answered.
+                    if st.outstanding == 0 && !st.unit_open {
+                        // Everything forwarded was answered (also by the guard's own loop).
+                        st.lex_barrier = false;
+                    }
                     let lexing_unknown = st.lex_barrier && lexing_sensitive(framing::body(frame));
                     if lexing_unknown && st.outstanding > 0 {
                         st.held = true;

@@ -790,6 +790,10 @@ impl Relay {
                         .copied()
                         .and_then(TxStatus::from_byte)
                         .unwrap_or(self.st.tx);
+                    if reply.status == TxStatus::Idle && self.st.tx != TxStatus::Idle {
+                        // A transaction ended: prepared DDL is decided again (`prepared`).
+                        self.st.tx_gen += 1;
+                    }
                     self.st.tx = reply.status;
                     return Ok(reply);
                 }
@@ -838,6 +842,10 @@ impl Relay {
                         .copied()
                         .and_then(TxStatus::from_byte)
                         .unwrap_or(self.st.tx);
+                    if a.status == TxStatus::Idle && self.st.tx != TxStatus::Idle {
+                        // A transaction ended: prepared DDL is decided again (`prepared`).
+                        self.st.tx_gen += 1;
+                    }
                     self.st.tx = a.status;
                     a.rfq = Some(frame);
                     return Ok(a);
