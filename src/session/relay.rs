@@ -98,6 +98,8 @@ struct Io {
     ubuf: BytesMut,
     to_up: OutQueue,
     to_client: OutQueue,
+    /// A large Query/Parse was analysed: once it is gone, free memory goes back to the OS.
+    large_message_seen: bool,
 }
 
 /// What the relay knows about the session's protocol state.
@@ -270,6 +272,7 @@ impl Relay {
                 ubuf: BytesMut::with_capacity(READ_CHUNK),
                 to_up: OutQueue::default(),
                 to_client: OutQueue::default(),
+                large_message_seen: false,
             },
             st: State {
                 stage: Stage::Auth,
@@ -413,6 +416,7 @@ impl Relay {
                 self.st.c_stream_left,
                 self.st.live.config.limits.offload_analysis_bytes,
             );
+            self.io.large_message_seen |= heavy;
             offload(heavy, || self.on_client_bytes())?;
             if std::mem::take(&mut self.st.pending_facts) {
                 self.read_facts().await?;
@@ -989,11 +993,17 @@ impl Io {
     /// and the queues' chunk lists.
     fn shrink_after_large_messages(&mut self) {
         let mut released = false;
+        // What is left of the read buffer after a large message was split off still points
+        // into that message's allocation and keeps all of it alive: start a fresh buffer once
+        // the message itself has been written.
+        if self.large_message_seen && self.cbuf.len() < READ_CHUNK && self.to_up.is_empty() {
+            self.large_message_seen = false;
+            self.cbuf = fresh_buffer(&self.cbuf);
+            released = true;
+        }
         for buf in [&mut self.cbuf, &mut self.ubuf] {
             if buf.capacity() > BUFFER_KEPT_MAX && buf.len() < READ_CHUNK {
-                let mut small = BytesMut::with_capacity(READ_CHUNK);
-                small.extend_from_slice(buf);
-                *buf = small;
+                *buf = fresh_buffer(buf);
                 released = true;
             }
         }
@@ -1003,6 +1013,13 @@ impl Io {
             release_free_memory();
         }
     }
+}
+
+/// A read buffer of the ordinary size holding a copy of `old`'s bytes.
+fn fresh_buffer(old: &[u8]) -> BytesMut {
+    let mut small = BytesMut::with_capacity(READ_CHUNK.max(old.len()));
+    small.extend_from_slice(old);
+    small
 }
 
 /// Asks the allocator to return free memory to the operating system. glibc keeps freed heap
