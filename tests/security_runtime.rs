@@ -269,7 +269,8 @@ async fn large_messages_leave_no_memory_behind() {
     }
     assert_victim_intact(&admin).await;
     // Every buffer of the 10 MB messages is given back: without that each of these sessions
-    // idled holding ~500 MB. The margin covers allocator and thread-stack noise.
+    // idled holding ~500 MB (and ~10 MB each while glibc kept large blocks in its heap).
+    // The margin covers allocator and thread-stack noise.
     let grown = bin.rss().saturating_sub(baseline);
     println!(
         "RSS {} kB before, {} kB more after three sessions' large messages",
@@ -277,7 +278,7 @@ async fn large_messages_leave_no_memory_behind() {
         grown / 1024
     );
     assert!(
-        grown < 64 * MB as u64,
+        grown < 16 * MB as u64,
         "three idle sessions still hold {} kB more than before their large messages",
         grown / 1024
     );
