@@ -18,9 +18,11 @@ use crate::guard::GuardPlan;
 use crate::protocol::TxStatus;
 
 /// Prepared DDL SQL longer than this is not kept: such a statement is refused, rather than
-/// decided again, when it runs in another context. Bounds the memory tracking takes
-/// (`guard.max_tracked_statements` × this).
+/// decided again, when it runs in another context.
 pub(super) const MAX_KEPT_SQL: usize = 64 * 1024;
+/// At most this much prepared DDL SQL is kept per session in all; beyond it, as above. Bounds
+/// what tracking costs a session whatever its statements.
+pub(super) const MAX_KEPT_TOTAL: usize = 1024 * 1024;
 
 /// Where a statement was decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,8 @@ pub(super) struct Prepared {
     /// settings and lexing (fail closed; costs only this session a wait).
     settings_overflow: bool,
     seq: u64,
+    /// Bytes of SQL kept in `ddl`.
+    kept: usize,
 }
 
 /// Tracking is full: the Parse must be refused.
@@ -90,16 +94,27 @@ impl Prepared {
             return Err(Full);
         }
         self.seq += 1;
+        if let Some(old) = self.ddl.remove(name) {
+            self.forget(&old);
+        }
+        let keep = sql.len() <= MAX_KEPT_SQL && self.kept + sql.len() <= MAX_KEPT_TOTAL;
+        if keep {
+            self.kept += sql.len();
+        }
         self.ddl.insert(
             name.to_vec(),
             PreparedDdl {
                 plan,
-                sql: (sql.len() <= MAX_KEPT_SQL).then(|| sql.to_vec()),
+                sql: keep.then(|| sql.to_vec()),
                 decided_in,
                 seq: self.seq,
             },
         );
         Ok(())
+    }
+
+    fn forget(&mut self, d: &PreparedDdl) {
+        self.kept -= d.sql.as_ref().map_or(0, Vec::len);
     }
 
     /// Remembers a statement that changes settings when executed.
@@ -135,13 +150,23 @@ impl Prepared {
     pub fn apply(&mut self, u: Untrack) {
         match u {
             Untrack::One(name, seq) => {
-                if self.ddl.get(&name).is_some_and(|d| d.seq <= seq) {
-                    self.ddl.remove(&name);
+                if self.ddl.get(&name).is_some_and(|d| d.seq <= seq)
+                    && let Some(old) = self.ddl.remove(&name)
+                {
+                    self.forget(&old);
                 }
                 self.settings.remove(&name);
             }
             Untrack::All(seq) => {
-                self.ddl.retain(|_, d| d.seq > seq);
+                let mut freed = 0;
+                self.ddl.retain(|_, d| {
+                    let keep = d.seq > seq;
+                    if !keep {
+                        freed += d.sql.as_ref().map_or(0, Vec::len);
+                    }
+                    keep
+                });
+                self.kept -= freed;
                 self.settings.clear();
                 self.settings_overflow = false;
             }
@@ -185,5 +210,23 @@ mod tests {
         let all = p.untrack_request(None);
         p.apply(all);
         assert!(p.is_empty());
+        assert_eq!(p.kept, 0);
+    }
+
+    #[test]
+    fn kept_sql_is_bounded_per_session() {
+        let mut p = Prepared::default();
+        let sql = vec![b'x'; MAX_KEPT_SQL];
+        for i in 0..MAX_KEPT_TOTAL / MAX_KEPT_SQL + 3 {
+            p.track(format!("s{i}").as_bytes(), None, &sql, ctx(), 1000)
+                .expect("room");
+        }
+        assert!(p.kept <= MAX_KEPT_TOTAL);
+        assert!(p.ddl_mut(b"s0").is_some_and(|d| d.sql.is_some()));
+        let last = format!("s{}", MAX_KEPT_TOTAL / MAX_KEPT_SQL + 2);
+        assert!(p.ddl_mut(last.as_bytes()).is_some_and(|d| d.sql.is_none()));
+        let close = p.untrack_request(Some(b"s0"));
+        p.apply(close);
+        assert_eq!(p.kept, MAX_KEPT_TOTAL - MAX_KEPT_SQL);
     }
 }
