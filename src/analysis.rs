@@ -146,10 +146,20 @@ impl Plan {
     }
 }
 
+/// Statements of one message analysed at most, unless the session sets another limit
+/// (`limits.max_statements_per_message`).
+pub const DEFAULT_MAX_STATEMENTS: usize = 10_000;
+
+/// Span capacity kept between messages: enough for ordinary multi-statement Queries without
+/// reallocating, while the buffer a large message needed is given back.
+const SPANS_KEPT: usize = 256;
+
 /// The analysis step, owned by a session.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Analyzer {
-    /// Reused span buffer, so the hot path does not allocate per message.
+    /// Reused span buffer, so the hot path does not allocate per message. Holds only the
+    /// non-empty statements (PostgreSQL discards empty ones), at most `max_statements`: a
+    /// message of millions of `;` costs no memory here.
     spans: Vec<StatementSpan>,
     /// Relations the server confirmed the current transaction created (by OID, never by name):
     /// invisible to other sessions, so locking them is harmless. Cleared when the session is
@@ -161,12 +171,181 @@ pub struct Analyzer {
     identity: Option<crate::created::Identity>,
     /// `catalog.max_created_relations`, as of the last read.
     max_created: usize,
+    /// What the last split counted beyond `spans`.
+    split_stats: SplitStats,
+    /// At most this many statements of one message are analysed; a message with more that
+    /// holds a DDL candidate fails closed as unverifiable.
+    max_statements: usize,
     /// Catalog facts for the next message's DDL statements, by byte offset of the statement's
     /// start; consumed by the next [`Analyzer::analyze`].
     facts: Vec<(usize, crate::catalog::Facts)>,
+    /// What the last analysed message may do to the session's settings.
+    effects: Effects,
     /// `spans` already holds the split of this text (address, length, options), so the
     /// `analyze` that follows a `has_ddl_candidate` of the same message does not lex it again.
     split_of: Option<(usize, usize, LexOptions)>,
+}
+
+impl Default for Analyzer {
+    fn default() -> Self {
+        Analyzer {
+            spans: Vec::new(),
+            split_stats: SplitStats::default(),
+            max_statements: DEFAULT_MAX_STATEMENTS,
+            created: Default::default(),
+            identity_request: None,
+            identity: None,
+            max_created: 0,
+            facts: Vec::new(),
+            effects: Effects::default(),
+            split_of: None,
+        }
+    }
+}
+
+/// What a message may do to the session's settings when it runs, read from its statements'
+/// first words (and any call of `set_config`). Where it cannot be ruled out, it is assumed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// It may change a setting (SET, RESET, DISCARD, `set_config(…)`, a transaction end that
+    /// undoes a SET, a DO block, CALL or EXECUTE that may run any of them): names may resolve
+    /// differently afterwards (`search_path`, …).
+    pub settings: bool,
+    /// It may change how the server lexes SQL (`standard_conforming_strings`,
+    /// `client_encoding`): later messages must not be lexed before the server has answered it.
+    pub lexing: bool,
+    /// Prepared statements it deallocates (`DEALLOCATE name`, `DEALLOCATE ALL` and `DISCARD
+    /// ALL` as `None`).
+    pub deallocates: Vec<Option<Vec<u8>>>,
+}
+
+/// Settings that change how the server lexes SQL, and `SET NAMES` (client_encoding).
+const LEXING_SETTINGS: [&str; 4] = [
+    "standard_conforming_strings",
+    "client_encoding",
+    "names",
+    "all",
+];
+
+/// The effects of one statement on the session's settings (see [`Effects`]).
+fn statement_effects(
+    sql: &[u8],
+    span: &StatementSpan,
+    lex: LexOptions,
+    class: StatementClass,
+    out: &mut Effects,
+) {
+    let mut words = lexer::Lexer::at(sql, span.start, lex)
+        .take_while(|t| t.start < span.end)
+        .filter(|t| !t.is_comment());
+    let Some(first) = words.next() else { return };
+    let is = |t: &Option<lexer::Token>, kw: &str| t.is_some_and(|t| t.is_word(sql, kw));
+    let mut second = words.next();
+    match class {
+        StatementClass::Session => {
+            out.settings = true;
+            // `SET [SESSION | LOCAL] name`, `RESET name`: only a few names change lexing.
+            if is(&second, "SESSION") || is(&second, "LOCAL") {
+                second = words.next();
+            }
+            let name = second.map(|t| guc_name(t.text(sql), t.kind));
+            let neutral = name.as_deref().is_some_and(|n| {
+                !n.is_empty() && !LEXING_SETTINGS.iter().any(|l| l.as_bytes() == n)
+            });
+            out.lexing |= !neutral;
+        }
+        StatementClass::Transaction => {
+            // A transaction's end (or a rollback to a savepoint) undoes its SETs.
+            if !(first.is_word(sql, "BEGIN")
+                || first.is_word(sql, "START")
+                || first.is_word(sql, "SAVEPOINT")
+                || first.is_word(sql, "RELEASE"))
+            {
+                out.settings = true;
+                out.lexing = true;
+            }
+        }
+        StatementClass::Dml | StatementClass::DdlCandidate => {
+            let runs_anything = ["DISCARD", "EXECUTE", "CALL", "DO", "PREPARE"]
+                .iter()
+                .any(|k| first.is_word(sql, k));
+            if runs_anything {
+                out.settings = true;
+                out.lexing = true;
+            }
+            if first.is_word(sql, "DEALLOCATE") {
+                if is(&second, "PREPARE") {
+                    second = words.next();
+                }
+                if let Some(t) = second {
+                    out.deallocates.push(if t.is_word(sql, "ALL") {
+                        None
+                    } else {
+                        Some(statement_name(t.text(sql), t.kind))
+                    });
+                }
+            } else if first.is_word(sql, "DISCARD") && is(&second, "ALL") {
+                out.deallocates.push(None);
+            }
+        }
+    }
+    if !out.lexing
+        && lexer::Lexer::at(sql, span.start, lex)
+            .take_while(|t| t.start < span.end)
+            .any(|t| t.is_word(sql, "set_config"))
+    {
+        out.settings = true;
+        out.lexing = true;
+    }
+}
+
+/// A setting's name as the server looks it up: case-insensitively, quoted or not.
+fn guc_name(text: &[u8], kind: TokenKind) -> Vec<u8> {
+    let mut n = if kind == TokenKind::QuotedIdent {
+        unquote(text)
+    } else {
+        text.to_vec()
+    };
+    n.make_ascii_lowercase();
+    n
+}
+
+/// A prepared statement's name as the server stores it: unquoted names folded to lower case.
+fn statement_name(text: &[u8], kind: TokenKind) -> Vec<u8> {
+    if kind == TokenKind::QuotedIdent {
+        unquote(text)
+    } else {
+        text.to_ascii_lowercase()
+    }
+}
+
+/// `"a""b"` → `a"b`; a `U&"…"` identifier is not decoded (its name then matches nothing,
+/// which only keeps a tracking slot taken).
+fn unquote(text: &[u8]) -> Vec<u8> {
+    let inner = text
+        .strip_prefix(b"\"")
+        .and_then(|t| t.strip_suffix(b"\""))
+        .unwrap_or(text);
+    let mut out = Vec::with_capacity(inner.len());
+    let mut i = 0;
+    while i < inner.len() {
+        out.push(inner[i]);
+        i += if inner[i] == b'"' && inner.get(i + 1) == Some(&b'"') {
+            2
+        } else {
+            1
+        };
+    }
+    out
+}
+
+/// Counted while splitting, over every statement of the message (kept in `spans` or not).
+#[derive(Debug, Clone, Copy, Default)]
+struct SplitStats {
+    /// Non-empty statements.
+    statements: usize,
+    /// Any of them is a DDL candidate.
+    ddl: bool,
 }
 
 /// Where the SQL came from.
@@ -182,24 +361,39 @@ impl Analyzer {
         self.created.clear();
     }
 
+    /// What the message last given to [`Analyzer::analyze`] may do to the session's settings.
+    pub fn effects(&self) -> &Effects {
+        &self.effects
+    }
+
+    /// The most statements of one message analysed (`limits.max_statements_per_message`).
+    pub fn set_max_statements(&mut self, max: usize) {
+        self.max_statements = max;
+    }
+
     /// Whether `sql` holds any DDL candidate. Cheap (lexing only); the session uses it to wait
     /// for the server to be idle before a decision that depends on the transaction status.
     pub fn has_ddl_candidate(&mut self, sql: &[u8], lex: LexOptions) -> bool {
         self.split(sql, lex);
-        self.spans
-            .iter()
-            .any(|s| !s.is_empty() && prefilter::classify(sql, s) == StatementClass::DdlCandidate)
+        self.split_stats.ddl
+    }
+
+    /// The last split found more statements than are analysed, DDL among them.
+    fn unverifiable(&self) -> bool {
+        self.split_stats.ddl && self.split_stats.statements > self.max_statements
     }
 
     /// The catalog queries the DDL statements of `sql` need: (statement start offset, query).
     /// Ordinary traffic needs none and is never parsed here either.
     pub fn catalog_requests(&mut self, sql: &[u8], lex: LexOptions) -> Vec<(usize, String)> {
         self.split(sql, lex);
+        if self.unverifiable() {
+            // Refused whole without being understood: nothing to look up.
+            return Vec::new();
+        }
         self.spans
             .iter()
-            .filter(|s| {
-                !s.is_empty() && prefilter::classify(sql, s) == StatementClass::DdlCandidate
-            })
+            .filter(|s| prefilter::classify(sql, s) == StatementClass::DdlCandidate)
             .filter_map(|s| {
                 let ddl = parse::understand(sql, s.start, s.end, lex);
                 crate::catalog::facts_query(&ddl).map(|q| (s.start, q))
@@ -210,9 +404,33 @@ impl Analyzer {
     /// Splits `sql` into `spans`, unless they already hold its split.
     fn split(&mut self, sql: &[u8], lex: LexOptions) {
         let key = (sql.as_ptr() as usize, sql.len(), lex);
-        if self.split_of != Some(key) {
-            lexer::split_into(sql, lex, &mut self.spans);
-            self.split_of = Some(key);
+        if self.split_of == Some(key) {
+            return;
+        }
+        self.spans.clear();
+        let (spans, max) = (&mut self.spans, self.max_statements);
+        let mut stats = SplitStats::default();
+        lexer::each_statement(sql, lex, |span| {
+            if span.is_empty() {
+                return;
+            }
+            stats.statements += 1;
+            if !stats.ddl && prefilter::classify(sql, &span) == StatementClass::DdlCandidate {
+                stats.ddl = true;
+            }
+            if spans.len() < max {
+                spans.push(span);
+            }
+        });
+        self.split_stats = stats;
+        self.split_of = Some(key);
+    }
+
+    /// Gives back the span buffer a large message grew.
+    fn shrink(&mut self) {
+        if self.spans.capacity() > SPANS_KEPT {
+            self.spans.clear();
+            self.spans.shrink_to(SPANS_KEPT);
         }
     }
 
@@ -265,6 +483,17 @@ impl Analyzer {
     ) -> (Summary, Plan) {
         self.split(sql, ctx.lex);
         self.split_of = None;
+        self.effects = Effects::default();
+        if self.split_stats.statements > self.spans.len() {
+            // Not every statement was kept: assume the worst of those not looked at.
+            self.effects.settings = true;
+            self.effects.lexing = true;
+        }
+        if self.unverifiable() {
+            let out = self.refuse_unverifiable(counters, profile, source, sql, ctx);
+            self.shrink();
+            return out;
+        }
         let spans = std::mem::take(&mut self.spans);
         let facts = std::mem::take(&mut self.facts);
         self.identity_request = None;
@@ -274,9 +503,11 @@ impl Analyzer {
             self.max_created,
             ctx.lex,
         );
-        let statements = spans.iter().filter(|s| !s.is_empty()).count();
+        // Only non-empty statements are kept (see `split`), all of them unless the message
+        // has more than are analysed and none of them is DDL.
+        let statements = spans.len();
         let mut summary = Summary {
-            statements,
+            statements: self.split_stats.statements,
             ..Summary::default()
         };
         let mut plan = Plan::default();
@@ -286,12 +517,12 @@ impl Analyzer {
         let mut tx = ctx.tx;
         // Transaction-control statements, for deciding how a guarded Query can be retried.
         let mut tx_control = Vec::new();
-        let nonempty: Vec<usize> = (0..spans.len()).filter(|&i| !spans[i].is_empty()).collect();
-        for (i, span) in spans.iter().enumerate().filter(|(_, s)| !s.is_empty()) {
+        for (i, span) in spans.iter().enumerate() {
             let class = prefilter::classify(sql, span);
             counters.statements[class.index()].fetch_add(1, Ordering::Relaxed);
             let mut understood = None;
             let mut runs = true;
+            statement_effects(sql, span, ctx.lex, class, &mut self.effects);
             match class {
                 StatementClass::Transaction => {
                     let before = tx;
@@ -305,11 +536,12 @@ impl Analyzer {
                     let ddl = parse::understand(sql, span.start, span.end, ctx.lex);
                     // Facts read before the message, unless an earlier statement of it may
                     // have changed them (a SET TimeZone, a rename, …): then the worst case.
+                    // In statement order, as `catalog_requests` produced them.
                     let facts = facts
-                        .iter()
-                        .filter(|_| scope.facts_hold(&ddl))
-                        .find(|(at, _)| *at == span.start)
-                        .map(|(_, f)| f);
+                        .binary_search_by_key(&span.start, |(at, _)| *at)
+                        .ok()
+                        .map(|k| &facts[k].1)
+                        .filter(|_| scope.facts_hold(&ddl));
                     let mut resized = None;
                     let facts = scope.sized(facts, &mut resized);
                     let created = scope.new_names(&mut self.created, &ddl);
@@ -349,9 +581,10 @@ impl Analyzer {
             plan.sql = Some(splice(sql, &spans, &replacements));
         }
         if let Some(guard) = plan.guard.as_mut() {
-            guard.retry = retry_mode(ctx.tx, source, &tx_control, &nonempty);
+            guard.retry = retry_mode(ctx.tx, source, &tx_control, statements);
         }
         self.spans = spans;
+        self.shrink();
         match source {
             Source::Query => {
                 counters.queries.fetch_add(1, Ordering::Relaxed);
@@ -375,6 +608,76 @@ impl Analyzer {
                 "statement analysed"
             );
         }
+        (summary, plan)
+    }
+
+    /// A message with more statements than are analysed, DDL among them: it cannot be
+    /// verified, so it fails closed as a whole (counted as not understood) — blocked in
+    /// enforce mode, a warning in warn mode, only logged in observe mode. Ordinary traffic
+    /// never gets here: a message without any DDL candidate is forwarded however long it is.
+    fn refuse_unverifiable(
+        &mut self,
+        counters: &Counters,
+        profile: &Profile,
+        source: Source,
+        sql: &[u8],
+        ctx: &Context,
+    ) -> (Summary, Plan) {
+        let stats = self.split_stats;
+        counters.ddl_understood[understood_index(Understood::Unknown)]
+            .fetch_add(1, Ordering::Relaxed);
+        match source {
+            Source::Query => counters.queries.fetch_add(1, Ordering::Relaxed),
+            Source::Parse => counters.parses.fetch_add(1, Ordering::Relaxed),
+        };
+        let summary = Summary {
+            statements: stats.statements,
+            ddl_candidates: 1,
+            dml: 0,
+            ddl_unknown: 1,
+        };
+        let err = BlockError {
+            code: act::sqlstate::UNPARSED,
+            message: format!(
+                "ddlgate cannot verify this message: it holds {} statements, DDL among them, and ddlgate analyses at most {} per message",
+                stats.statements, self.max_statements
+            ),
+            detail: "A message ddlgate cannot check completely is refused as a whole; none of its statements ran.".to_owned(),
+            hint: "Send the DDL in smaller messages (e.g. one statement per Query), or raise limits.max_statements_per_message.".to_owned(),
+        };
+        tracing::warn!(
+            statements = stats.statements,
+            limit = self.max_statements,
+            mode = profile.mode.as_str(),
+            "message with DDL has too many statements to analyse; unverifiable"
+        );
+        let mut plan = Plan::default();
+        let action = match profile.mode {
+            crate::config::Mode::Enforce => {
+                plan.sql = Some(err.to_sql());
+                Action::Block
+            }
+            crate::config::Mode::Warn => {
+                plan.notices.push(act::notice(
+                    "WARNING",
+                    &err.message,
+                    Some(&err.detail),
+                    Some(&err.hint),
+                ));
+                Action::Warn
+            }
+            crate::config::Mode::Observe => Action::Allow,
+        };
+        plan.audit.push(crate::audit::Draft {
+            sql: loggable(sql, ctx.lex, AUDIT_SQL_MAX),
+            profile: profile.name.clone(),
+            action: action.as_str(),
+            intended: Action::Block.as_str(),
+            rules: vec!["unparsed-ddl"],
+            rewritten: None,
+            steps: Vec::new(),
+            override_reasons: Vec::new(),
+        });
         (summary, plan)
     }
 
@@ -561,7 +864,7 @@ fn retry_mode(
     start: TxStatus,
     source: Source,
     tx_control: &[(usize, TxStatus, TxStatus)],
-    nonempty: &[usize],
+    statements: usize,
 ) -> Retry {
     if source != Source::Query {
         return Retry::No;
@@ -575,7 +878,7 @@ fn retry_mode(
             [
                 (b, TxStatus::Idle, TxStatus::InTransaction),
                 (c, TxStatus::InTransaction, TxStatus::Idle),
-            ] if Some(b) == nonempty.first() && Some(c) == nonempty.last() => Retry::Whole,
+            ] if *b == 0 && *c + 1 == statements => Retry::Whole,
             _ => Retry::No,
         },
         _ => Retry::No,
@@ -833,6 +1136,130 @@ mod tests {
             &ctx(tx),
         );
         (s, p, counters)
+    }
+
+    #[test]
+    fn empty_statements_cost_nothing_and_statements_are_capped() {
+        let counters = Counters::default();
+        let policy = Policy::from_config(&Config::default());
+        let profile = policy.profile_for("", "", "");
+        let mut a = Analyzer::default();
+        a.set_max_statements(3);
+        // A million `;`: nothing kept, nothing to decide.
+        let semis = ";".repeat(1_000_000);
+        let (s, p) = a.analyze(
+            &counters,
+            profile,
+            Source::Query,
+            semis.as_bytes(),
+            &ctx(TxStatus::Idle),
+        );
+        assert!(p.is_forward());
+        assert_eq!(s.statements, 0);
+        assert!(a.spans.capacity() <= SPANS_KEPT);
+        // Many statements, none DDL: forwarded untouched however many.
+        let dml = "SELECT 1;".repeat(10);
+        let (s, p) = a.analyze(
+            &counters,
+            profile,
+            Source::Query,
+            dml.as_bytes(),
+            &ctx(TxStatus::Idle),
+        );
+        assert!(p.is_forward());
+        assert_eq!(s.statements, 10);
+        // DDL past the limit: refused whole as unverifiable, counted as not understood.
+        let hidden = format!("{dml} DROP TABLE victim");
+        assert!(a.has_ddl_candidate(hidden.as_bytes(), LexOptions::default()));
+        let (s, p) = a.analyze(
+            &counters,
+            profile,
+            Source::Query,
+            hidden.as_bytes(),
+            &ctx(TxStatus::Idle),
+        );
+        assert_eq!(s.ddl_unknown, 1);
+        let sql = String::from_utf8(p.sql.expect("replaced")).expect("utf8");
+        assert!(
+            sql.starts_with("DO $ddlgate$") && sql.contains("DG002"),
+            "{sql}"
+        );
+        assert!(!sql.contains("DROP TABLE victim"));
+        assert_eq!(counters.ddl_understood(Understood::Unknown), 1);
+        // Within the limit, the same DDL is decided as usual.
+        let (s, _) = a.analyze(
+            &counters,
+            profile,
+            Source::Query,
+            b"SELECT 1; DROP TABLE victim",
+            &ctx(TxStatus::Idle),
+        );
+        assert_eq!((s.statements, s.ddl_candidates, s.ddl_unknown), (2, 1, 0));
+    }
+
+    #[test]
+    fn settings_effects_are_assumed_unless_ruled_out() {
+        let effects = |sql: &str| {
+            let counters = Counters::default();
+            let policy = Policy::from_config(&Config::default());
+            let mut a = Analyzer::default();
+            a.analyze(
+                &counters,
+                policy.profile_for("", "", ""),
+                Source::Query,
+                sql.as_bytes(),
+                &ctx(TxStatus::Idle),
+            );
+            let e = a.effects().clone();
+            (e.settings, e.lexing)
+        };
+        for neutral in [
+            "SELECT 1",
+            "INSERT INTO t VALUES (1)",
+            "BEGIN",
+            "SAVEPOINT a",
+        ] {
+            assert_eq!(effects(neutral), (false, false), "{neutral}");
+        }
+        for other in [
+            "SET search_path = s",
+            "SET LOCAL application_name = 'x'",
+            "RESET TimeZone",
+        ] {
+            assert_eq!(effects(other), (true, false), "{other}");
+        }
+        for lexing in [
+            "SET standard_conforming_strings = off",
+            "set session \"Standard_Conforming_Strings\" to on",
+            "SET NAMES 'SJIS'",
+            "SET client_encoding = 'BIG5'",
+            "RESET ALL",
+            "RESET standard_conforming_strings",
+            "DISCARD ALL",
+            "SELECT pg_catalog.set_config('standard_conforming_strings', 'off', false)",
+            "COMMIT",
+            "ROLLBACK TO SAVEPOINT a",
+            "EXECUTE p",
+            "CALL p()",
+            "DO $$ BEGIN PERFORM 1; END $$",
+            "SET",
+        ] {
+            assert_eq!(effects(lexing), (true, true), "{lexing}");
+        }
+        let counters = Counters::default();
+        let policy = Policy::from_config(&Config::default());
+        let mut a = Analyzer::default();
+        a.analyze(
+            &counters,
+            policy.profile_for("", "", ""),
+            Source::Query,
+            b"DEALLOCATE PREPARE \"S1\"; DEALLOCATE s2; DEALLOCATE ALL",
+            &ctx(TxStatus::Idle),
+        );
+        assert_eq!(
+            a.effects().deallocates,
+            vec![Some(b"S1".to_vec()), Some(b"s2".to_vec()), None]
+        );
     }
 
     #[test]

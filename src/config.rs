@@ -279,6 +279,15 @@ pub struct LimitsConfig {
     /// Largest Query or Parse message, in bytes. ddlgate must hold these whole to analyse the
     /// SQL, so this bounds per-session memory. Default 64 MiB.
     pub max_statement_bytes: usize,
+    /// Most statements of one Query ddlgate analyses. A message with more is forwarded
+    /// untouched when none of them can be DDL, and otherwise refused as a whole as unverifiable
+    /// (SQLSTATE DG002, counted as not understood): analysis memory and time per message stay
+    /// bounded whatever a client sends. Default 10000. Reloads live.
+    pub max_statements_per_message: usize,
+    /// Query/Parse messages at least this large are analysed off the I/O worker threads
+    /// (`tokio::task::block_in_place`), so that their analysis never delays other sessions.
+    /// Default 64 KiB. Reloads live.
+    pub offload_analysis_bytes: usize,
 }
 
 /// `[guard]`: how DDL runs — the lock guard, its retries, and per-table serialization.
@@ -327,7 +336,10 @@ pub struct GuardConfig {
     /// many bytes; beyond it they are forwarded and the Query is no longer retried. Default 1 MiB.
     pub max_buffered_bytes: usize,
     /// Prepared DDL statements tracked per session, so that their later executions run under
-    /// the guard too. Default 1000.
+    /// the guard too and are decided again when their context changed since the Parse. Past
+    /// it, the Parse of another prepared DDL statement is refused (DG001, hint: close or
+    /// DEALLOCATE prepared statements); a slot is freed when the server confirms a Close,
+    /// `DEALLOCATE` or `DISCARD ALL`. Default 1000.
     pub max_tracked_statements: usize,
 }
 
@@ -524,6 +536,8 @@ impl Default for LimitsConfig {
             login_timeout_ms: Duration::from_secs(60),
             max_message_bytes: (1 << 30) - 1,
             max_statement_bytes: 64 << 20,
+            max_statements_per_message: crate::analysis::DEFAULT_MAX_STATEMENTS,
+            offload_analysis_bytes: 64 << 10,
         }
     }
 }
@@ -681,6 +695,9 @@ impl Config {
         }
         if self.monitor.interval_ms < Duration::from_millis(100) {
             return bad("monitor.interval_ms", "must be at least 100");
+        }
+        if self.limits.max_statements_per_message == 0 {
+            return bad("limits.max_statements_per_message", "must be at least 1");
         }
         if self.limits.max_statement_bytes < 1024 {
             return bad("limits.max_statement_bytes", "must be at least 1024");

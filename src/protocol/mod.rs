@@ -36,6 +36,7 @@ pub mod backend {
     pub const BACKEND_KEY_DATA: u8 = b'K';
     pub const PARAMETER_STATUS: u8 = b'S';
     pub const READY_FOR_QUERY: u8 = b'Z';
+    pub const PARSE_COMPLETE: u8 = b'1';
     pub const ERROR_RESPONSE: u8 = b'E';
     pub const NOTICE_RESPONSE: u8 = b'N';
     pub const NOTIFICATION_RESPONSE: u8 = b'A';

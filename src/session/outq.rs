@@ -122,6 +122,13 @@ impl OutQueue {
         self.flush(w).await
     }
 
+    /// Gives back the chunk list a burst grew, once it is empty.
+    pub fn shrink(&mut self) {
+        if self.chunks.is_empty() && self.chunks.capacity() > 64 {
+            self.chunks.shrink_to(16);
+        }
+    }
+
     fn advance(&mut self, mut n: usize) {
         self.bytes -= n;
         while n > 0 {

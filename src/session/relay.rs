@@ -7,7 +7,12 @@
 //! slices of the read buffer, in batches, and only a few kinds are decoded:
 //!
 //! - client `Query` and `Parse`: taken whole (bounded by `limits.max_statement_bytes`) and their
-//!   SQL handed to the analysis hook before they are forwarded;
+//!   SQL handed to the analysis hook before they are forwarded — a large one off the I/O worker
+//!   (`limits.offload_analysis_bytes`), and one whose lexing depends on a setting an earlier,
+//!   unanswered statement may have changed (`standard_conforming_strings`, `client_encoding`)
+//!   only once the server has answered that statement;
+//! - client `Bind` of a tracked prepared statement (`relay/prepared.rs`): guarded, or decided
+//!   again when its context changed since the Parse; `Close`: frees a tracking slot;
 //! - client `Sync`, `Execute`, `FunctionCall`, `CopyDone`/`CopyFail`, `Terminate`: only their tag,
 //!   to know how many ReadyForQuery messages are owed and where protocol units end;
 //! - upstream `ReadyForQuery` (transaction status), `ParameterStatus` (server version,
@@ -37,8 +42,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 mod guarded;
+mod prepared;
 
 use self::guarded::{Epilogue, PendingGuard};
+use self::prepared::{DecidedIn, Prepared, Untrack};
 use super::outq::OutQueue;
 use crate::analysis::{self, Analyzer, Context, Source};
 use crate::error::SessionError;
@@ -60,6 +67,9 @@ const HIGH_WATER: usize = 256 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 /// Time allowed for last words (a FATAL, a Terminate) when a session ends.
 const LAST_WORDS_TIMEOUT: Duration = Duration::from_secs(1);
+/// A read buffer that grew beyond this for a large message is given back once the message is
+/// gone, so that an idle session holds its ordinary buffers only.
+const BUFFER_KEPT_MAX: usize = 4 * READ_CHUNK;
 
 /// Why the loop stopped without an error.
 enum End {
@@ -92,6 +102,8 @@ struct Io {
     ubuf: BytesMut,
     to_up: OutQueue,
     to_client: OutQueue,
+    /// A large Query/Parse was analysed: once it is gone, free memory goes back to the OS.
+    large_message_seen: bool,
 }
 
 /// What the relay knows about the session's protocol state.
@@ -113,10 +125,29 @@ struct State {
     /// An extended-protocol unit is open: messages sent since the last Sync. ddlgate never
     /// slips a query of its own into an open unit.
     unit_open: bool,
-    /// Prepared statements (by name) whose SQL the lock guard must run around, from their
-    /// Parse: a later Bind of one of them starts a guarded unit. Bounded by
-    /// `guard.max_tracked_statements`.
-    guarded_statements: std::collections::HashMap<Vec<u8>, crate::guard::GuardPlan>,
+    /// Prepared DDL statements (by name) with what their Parse decided, and statements that
+    /// change settings when executed: a later Bind of one of them is guarded, decided again
+    /// or marks a settings change. Bounded by `guard.max_tracked_statements`.
+    prepared: Prepared,
+    /// The last Parse analysed holds a DDL candidate.
+    last_parse_ddl: bool,
+    /// Slot removals (Close, DEALLOCATE, …) of the message being forwarded, until its unit is
+    /// timed; applied when that unit ends without an error.
+    untrack_pending: Vec<Untrack>,
+    /// A statement that may change how SQL is lexed (`standard_conforming_strings`,
+    /// `client_encoding`) was forwarded and the server has not answered it yet: a later
+    /// message whose lexing depends on those settings waits for its ReadyForQuery (the
+    /// ParameterStatus comes before it).
+    lex_barrier: bool,
+    /// Bumped by every ParameterStatus and every statement that may change a setting.
+    settings_gen: u64,
+    /// Bumped whenever a transaction ends.
+    tx_gen: u64,
+    /// Unpredictable part of the statement name a refused Bind is pointed at.
+    refusal_nonce: u64,
+    /// ddlgate sent a Parse of its own (a refused Bind's raising statement): the client must
+    /// not see its ParseComplete.
+    swallow_parse_complete: bool,
     /// Bytes of a client message still streaming through to the upstream.
     c_stream_left: usize,
     /// Bytes of an upstream message still streaming through to the client.
@@ -184,6 +215,8 @@ const MAX_TIMED_UNITS: usize = 100_000;
 struct UnitTiming {
     /// DDL decisions taken in it, written to the audit log with its outcome.
     audit: Vec<crate::audit::Draft>,
+    /// Tracking slots it frees if it succeeds.
+    untrack: Vec<Untrack>,
     kind: UnitKind,
     /// When ddlgate received the client's message.
     received: std::time::Instant,
@@ -227,6 +260,7 @@ impl Relay {
         who: crate::audit::SessionInfo,
         slot: Slot,
     ) -> Relay {
+        tune_allocator();
         let live = shared.live.load_full();
         let profile = live
             .policy
@@ -236,6 +270,8 @@ impl Relay {
         let channel_binding = shared.tls.channel_binding(&client, &upstream);
         let (cr, cw) = client.into_split();
         let (ur, uw) = upstream.into_split();
+        let mut analyzer = Analyzer::default();
+        analyzer.set_max_statements(live.config.limits.max_statements_per_message);
         Relay {
             shared,
             io: Io {
@@ -247,6 +283,7 @@ impl Relay {
                 ubuf: BytesMut::with_capacity(READ_CHUNK),
                 to_up: OutQueue::default(),
                 to_client: OutQueue::default(),
+                large_message_seen: false,
             },
             st: State {
                 stage: Stage::Auth,
@@ -255,7 +292,14 @@ impl Relay {
                 syncs_since_command: 0,
                 unit_executes: 0,
                 unit_open: false,
-                guarded_statements: Default::default(),
+                prepared: Prepared::default(),
+                last_parse_ddl: false,
+                untrack_pending: Vec::new(),
+                lex_barrier: false,
+                settings_gen: 0,
+                tx_gen: 0,
+                refusal_nonce: fastrand::u64(..),
+                swallow_parse_complete: false,
                 c_stream_left: 0,
                 u_stream_left: 0,
                 client_terminated: false,
@@ -264,7 +308,7 @@ impl Relay {
                 lex: LexOptions::default(),
                 server_version: None,
                 server_version_num: None,
-                analyzer: Analyzer::default(),
+                analyzer,
                 profile,
                 who,
                 live,
@@ -326,6 +370,8 @@ impl Relay {
             if self.io.ubuf.capacity() - self.io.ubuf.len() < READ_CHUNK / 4 {
                 self.io.ubuf.reserve(READ_CHUNK);
             }
+            self.io.shrink_after_large_messages();
+            self.st.shrink_after_large_messages();
             let io = &mut self.io;
             tokio::select! {
                 biased;
@@ -389,7 +435,15 @@ impl Relay {
     /// here, to completion, before the bytes after it are looked at.
     async fn client_input(&mut self) -> Result<(), SessionError> {
         loop {
-            self.on_client_bytes()?;
+            // A large Query/Parse is analysed whole here: off the I/O worker, so that other
+            // sessions on this worker are not delayed by it.
+            let heavy = holds_large_sql(
+                &self.io.cbuf,
+                self.st.c_stream_left,
+                self.st.live.config.limits.offload_analysis_bytes,
+            );
+            self.io.large_message_seen |= heavy;
+            offload(heavy, || self.on_client_bytes())?;
             if std::mem::take(&mut self.st.pending_facts) {
                 self.read_facts().await?;
                 self.st.facts_ready = true;
@@ -499,6 +553,17 @@ impl Relay {
                         break;
                     }
                     let frame = &rest[..total];
+                    // After a statement that may change how SQL is lexed, a message whose
+                    // lexing depends on it waits until the server has answered.
+                    if st.outstanding == 0 && !st.unit_open {
+                        // Everything forwarded was answered (also by the guard's own loop).
+                        st.lex_barrier = false;
+                    }
+                    let lexing_unknown = st.lex_barrier && lexing_sensitive(framing::body(frame));
+                    if lexing_unknown && st.outstanding > 0 {
+                        st.held = true;
+                        break;
+                    }
                     if st.outstanding > 0 && st.must_wait_for_idle(tag, framing::body(frame)) {
                         st.held = true;
                         break;
@@ -525,15 +590,23 @@ impl Relay {
                             .pending_epilogue
                             .as_ref()
                             .is_none_or(|e| e.settings_restored());
-                    let hooked =
-                        st.on_client_sql(&self.shared, counters, tag, framing::body(frame));
-                    if tag == frontend::PARSE {
-                        st.track_statement(
-                            framing::body(frame),
-                            hooked.as_ref().and_then(|h| h.guard.as_ref()),
-                            live.config.guard.max_tracked_statements,
-                        );
-                    }
+                    let hooked = if lexing_unknown {
+                        // Inside an open extended-protocol unit the server answers nothing
+                        // before Sync: the settings cannot be known, so refuse.
+                        Some(lexing_refusal(tag, framing::body(frame)))
+                    } else {
+                        let hooked =
+                            st.on_client_sql(&self.shared, counters, tag, framing::body(frame));
+                        if tag == frontend::PARSE {
+                            st.track_parse(
+                                framing::body(frame),
+                                hooked,
+                                live.config.guard.max_tracked_statements,
+                            )
+                        } else {
+                            hooked
+                        }
+                    };
                     if let Some(Hooked {
                         notices,
                         frame: replacement,
@@ -592,31 +665,92 @@ impl Relay {
                     run += total;
                     continue;
                 }
-                frontend::BIND if available >= total && !st.guarded_statements.is_empty() => {
-                    // A Bind of a prepared DDL statement starts a unit the guard runs around.
-                    let may_guard = run == 0
-                        && st.outstanding == 0
-                        && !st.unit_open
-                        && st.tx != TxStatus::Failed
-                        && st
-                            .pending_epilogue
-                            .as_ref()
-                            .is_none_or(|e| e.settings_restored());
-                    let plan = protocol::read_cstr(framing::body(&rest[..total]))
+                frontend::BIND if available >= total && !st.prepared.is_empty() => {
+                    let body = framing::body(&rest[..total]);
+                    let statement = protocol::read_cstr(body)
                         .and_then(|(_, rest)| protocol::read_cstr(rest))
-                        .and_then(|(statement, _)| st.guarded_statements.get(statement))
-                        .filter(|g| may_guard && g.is_needed(&live.config.guard))
-                        .cloned();
-                    if let Some(plan) = plan {
-                        st.unit_kind = Some(UnitKind::Ddl);
-                        let frame = io.cbuf.split_to(total).freeze();
-                        st.pending_guard = Some(PendingGuard {
-                            frame,
-                            plan,
-                            tag,
-                            recipe: None,
-                        });
-                        break;
+                        .map(|(statement, _)| statement.to_vec());
+                    if let Some(statement) = statement {
+                        if let Some(lexing) = st.prepared.settings_effect(&statement) {
+                            st.settings_gen += 1;
+                            st.lex_barrier |= lexing;
+                        }
+                        match st.on_bind(&self.shared, counters, &statement) {
+                            Err(err) => {
+                                // The server fails the unit itself and discards up to Sync, so
+                                // the protocol state stays exactly the server's.
+                                let fresh = run == 0 && st.outstanding == 0 && !st.unit_open;
+                                if run > 0 {
+                                    io.to_up.push(io.cbuf.split_to(run).freeze());
+                                    run = 0;
+                                }
+                                let original = io.cbuf.split_to(total);
+                                if fresh {
+                                    // First in its unit, nothing else unanswered: the portal
+                                    // is bound to ddlgate's raising statement (in the unnamed
+                                    // statement), whose ParseComplete — the next reply — the
+                                    // client does not see. Its Execute fails with the error.
+                                    io.to_up.push(raising_bind(framing::body(&original), &err));
+                                    st.swallow_parse_complete = true;
+                                } else {
+                                    // Replies of earlier messages are still due: the Bind is
+                                    // pointed at a statement that does not exist (26000); the
+                                    // notice says why.
+                                    io.to_client.push(
+                                        crate::act::notice(
+                                            "WARNING",
+                                            &err.message,
+                                            Some(&err.detail),
+                                            Some(&err.hint),
+                                        )
+                                        .freeze(),
+                                    );
+                                    io.to_up.push(refused_bind(
+                                        framing::body(&original),
+                                        &statement,
+                                        st.refusal_nonce,
+                                    ));
+                                }
+                                st.on_client_tag(counters, tag);
+                                continue;
+                            }
+                            Ok(plan) => {
+                                // A Bind of a prepared DDL statement starts a unit the guard
+                                // runs around.
+                                let may_guard = run == 0
+                                    && st.outstanding == 0
+                                    && !st.unit_open
+                                    && st.tx != TxStatus::Failed
+                                    && st
+                                        .pending_epilogue
+                                        .as_ref()
+                                        .is_none_or(|e| e.settings_restored());
+                                if let Some(plan) =
+                                    plan.filter(|g| may_guard && g.is_needed(&live.config.guard))
+                                {
+                                    st.unit_kind = Some(UnitKind::Ddl);
+                                    let frame = io.cbuf.split_to(total).freeze();
+                                    st.pending_guard = Some(PendingGuard {
+                                        frame,
+                                        plan,
+                                        tag,
+                                        recipe: None,
+                                    });
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                frontend::CLOSE if available >= total => {
+                    // Close('S', name) frees the statement's tracking slot once it succeeds.
+                    if let Some((b'S', rest)) = framing::body(&rest[..total]).split_first()
+                        && let Some((name, _)) = protocol::read_cstr(rest)
+                        && (st.prepared.ddl_mut(name).is_some()
+                            || st.prepared.settings_effect(name).is_some())
+                    {
+                        st.untrack_pending
+                            .push(st.prepared.untrack_request(Some(name)));
                     }
                 }
                 frontend::PASSWORD if body_len > MAX_AUTH_MESSAGE + 4 => {
@@ -721,6 +855,31 @@ impl Relay {
                     io.ubuf.advance(total);
                     io.to_client.push(frame);
                     continue;
+                }
+            }
+            if st.swallow_parse_complete {
+                match tag {
+                    backend::PARSE_COMPLETE if available < total => {
+                        io.ubuf.reserve(total - available);
+                        break;
+                    }
+                    backend::PARSE_COMPLETE => {
+                        st.swallow_parse_complete = false;
+                        if run > 0 {
+                            io.to_client.push(io.ubuf.split_to(run).freeze());
+                            run = 0;
+                        }
+                        io.ubuf.advance(total);
+                        continue;
+                    }
+                    // The Parse failed (e.g. in a failed transaction): the error is the
+                    // client's to see, and there is no ParseComplete.
+                    backend::ERROR_RESPONSE | backend::READY_FOR_QUERY => {
+                        st.swallow_parse_complete = false
+                    }
+                    // Asynchronous messages (notices, notifications, parameter status) may
+                    // come first.
+                    _ => {}
                 }
             }
             let inspected = matches!(
@@ -885,7 +1044,190 @@ impl Relay {
     }
 }
 
+impl Io {
+    /// Gives back read buffers a large message grew, once it is gone (a `BytesMut` keeps its
+    /// largest allocation otherwise, and reuses it for every later message of the session),
+    /// and the queues' chunk lists.
+    fn shrink_after_large_messages(&mut self) {
+        let mut released = false;
+        // What is left of the read buffer after a large message was split off still points
+        // into that message's allocation and keeps all of it alive: start a fresh buffer once
+        // the message itself has been written.
+        if self.large_message_seen && self.cbuf.len() < READ_CHUNK && self.to_up.is_empty() {
+            self.large_message_seen = false;
+            self.cbuf = fresh_buffer(&self.cbuf);
+            released = true;
+        }
+        for buf in [&mut self.cbuf, &mut self.ubuf] {
+            if buf.capacity() > BUFFER_KEPT_MAX && buf.len() < READ_CHUNK {
+                *buf = fresh_buffer(buf);
+                released = true;
+            }
+        }
+        self.to_up.shrink();
+        self.to_client.shrink();
+        if released {
+            release_free_memory();
+        }
+    }
+}
+
+/// A read buffer of the ordinary size holding a copy of `old`'s bytes.
+fn fresh_buffer(old: &[u8]) -> BytesMut {
+    let mut small = BytesMut::with_capacity(READ_CHUNK.max(old.len()));
+    small.extend_from_slice(old);
+    small
+}
+
+/// Allocations at least this large are always mapped on their own by glibc, and unmapped when
+/// freed. Read buffers (`READ_CHUNK`) and ordinary messages stay below it.
+const MMAP_THRESHOLD: i32 = 128 * 1024;
+
+/// Makes glibc give large allocations back to the OS when they are freed. By default glibc
+/// raises its mmap threshold to the size of each large block freed (up to 32 MiB), so after
+/// one 10 MB message the next ones come from the heap, whose freed memory stays resident.
+/// Measured with the real binary: three sessions kept ~31 MB after 10 MB messages with the
+/// default, under 1 MB with a fixed threshold. Setting it fixes the threshold (no dynamic
+/// adjustment); done once per process, before the first session allocates anything large.
+fn tune_allocator() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: mallopt only changes allocator parameters; it is thread-safe and has no
+        // preconditions.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        }
+    });
+}
+
+/// Asks the allocator to return free memory to the operating system: what a large message's
+/// buffers and analysis left free in the heap below the mmap threshold. Called only after a
+/// large message, so its cost (a walk of the heap) is rare.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages of the allocator's own heap; it has no
+    // preconditions and is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Whether lexing `body` (a Query's or Parse's) depends on `standard_conforming_strings` or
+/// `client_encoding`: only a backslash (in a string literal) or a byte outside ASCII (every
+/// client encoding PostgreSQL accepts is ASCII-compatible) can be read differently.
+fn lexing_sensitive(body: &[u8]) -> bool {
+    memchr::memchr(b'\\', body).is_some() || !body.is_ascii()
+}
+
+/// A Query/Parse that cannot be lexed with certainty, replaced by an error the server raises.
+fn lexing_refusal(tag: u8, body: &[u8]) -> Hooked {
+    let err = crate::act::BlockError {
+        code: crate::act::sqlstate::UNPARSED,
+        message: "ddlgate cannot read this statement: an earlier statement of this unit may have changed standard_conforming_strings or client_encoding".to_owned(),
+        detail: "The server reports such changes only at the end of the unit (Sync); until then ddlgate cannot know how the server reads backslashes and multibyte characters.".to_owned(),
+        hint: "Send Sync after the statement that changes the setting, before this one.".to_owned(),
+    };
+    let sql = match tag {
+        frontend::QUERY => protocol::query_text(body),
+        _ => protocol::parse_message(body).map(|(_, sql)| sql),
+    };
+    Hooked {
+        notices: Vec::new(),
+        frame: sql.map(|old| rebuild_frame(tag, body, old, &err.to_sql())),
+        guard: None,
+        recipe: None,
+    }
+}
+
+/// The client's Bind replaced by a Parse of the unnamed statement as ddlgate's raising `DO`
+/// block and a Bind of the client's portal to it (no parameters, text results).
+fn raising_bind(body: &[u8], err: &crate::act::BlockError) -> Bytes {
+    let portal = protocol::read_cstr(body).map_or(&b""[..], |(p, _)| p);
+    let mut parse = Vec::new();
+    parse.push(0);
+    parse.extend_from_slice(&err.to_sql());
+    parse.push(0);
+    parse.extend_from_slice(&0u16.to_be_bytes());
+    let mut bind = Vec::with_capacity(portal.len() + 8);
+    bind.extend_from_slice(portal);
+    bind.extend_from_slice(&[0, 0]);
+    bind.extend_from_slice(&[0; 6]);
+    let mut out = BytesMut::with_capacity(parse.len() + bind.len() + 2 * framing::HEADER_LEN);
+    framing::put_message(&mut out, frontend::PARSE, &parse);
+    framing::put_message(&mut out, frontend::BIND, &bind);
+    out.freeze()
+}
+
+/// The client's Bind pointed at a statement name that cannot exist (it names the refused
+/// statement and carries a per-session random part), so that the server itself fails it with
+/// 26000 and discards the unit up to Sync — the protocol state stays exactly the server's.
+fn refused_bind(body: &[u8], statement: &[u8], nonce: u64) -> Bytes {
+    let Some((portal, rest)) = protocol::read_cstr(body) else {
+        return Bytes::copy_from_slice(body);
+    };
+    let Some((_, params)) = protocol::read_cstr(rest) else {
+        return Bytes::copy_from_slice(body);
+    };
+    let name = format!(
+        "ddlgate refused prepared DDL {} (see the warning before this error) #{nonce:016x}",
+        String::from_utf8_lossy(statement).replace('\0', "")
+    );
+    let mut new_body = Vec::with_capacity(body.len() + name.len());
+    new_body.extend_from_slice(portal);
+    new_body.push(0);
+    new_body.extend_from_slice(name.as_bytes());
+    new_body.push(0);
+    new_body.extend_from_slice(params);
+    let mut out = BytesMut::with_capacity(new_body.len() + framing::HEADER_LEN);
+    framing::put_message(&mut out, frontend::BIND, &new_body);
+    out.freeze()
+}
+
+/// Whether the client bytes in `buf` (from `at`, past the rest of a message streaming through)
+/// hold a complete Query or Parse of at least `threshold` bytes: one whose analysis is heavy.
+/// Only frame headers are read.
+fn holds_large_sql(buf: &[u8], mut at: usize, threshold: usize) -> bool {
+    while let Some(rest) = buf.get(at..) {
+        match framing::scan(rest, usize::MAX) {
+            Ok(Frame::Header { tag, total }) if total <= rest.len() => {
+                if matches!(tag, frontend::QUERY | frontend::PARSE) && total >= threshold {
+                    return true;
+                }
+                at += total;
+            }
+            // Incomplete (not analysed before it is whole), or not a frame at all.
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Runs `f`, a piece of CPU-bound work on the session's task, off the I/O worker when it is
+/// `heavy`: `block_in_place` hands this worker's other tasks to another thread first, so other
+/// sessions are not stalled while it runs. Only a multi-thread runtime can do that; on a
+/// current-thread runtime (some tests) `f` runs in place.
+fn offload<R>(heavy: bool, f: impl FnOnce() -> R) -> R {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if heavy && multi_thread {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
 impl State {
+    /// Per-message bookkeeping that a burst of messages grew, given back once it is idle.
+    fn shrink_after_large_messages(&mut self) {
+        if self.units.is_empty() && self.units.capacity() > 1024 {
+            self.units.shrink_to(64);
+        }
+        if self.audit_pending.is_empty() && self.audit_pending.capacity() > 1024 {
+            self.audit_pending.shrink_to(16);
+        }
+    }
+
     /// The analysis hook: every Query's and Parse's SQL passes here before it is forwarded.
     /// Returns `None` to forward the frame untouched (the common case), or the notices to send
     /// and the frame to forward instead.
@@ -907,6 +1249,10 @@ impl State {
         // A body without its terminator is malformed; the server will reject it, and there is
         // no SQL to analyse.
         let sql = sql?;
+        let name = match source {
+            Source::Parse => protocol::parse_message(body).map(|(n, _)| n),
+            Source::Query => None,
+        };
         let ctx = Context {
             tx: self.tx,
             lex: self.lex,
@@ -917,6 +1263,8 @@ impl State {
             .analyzer
             .analyze(counters, &self.profile, source, sql, &ctx);
         self.audit_pending.append(&mut plan.audit);
+        self.last_parse_ddl = summary.ddl_candidates > 0;
+        self.note_effects(name);
         let kind = UnitKind::of(&summary);
         match source {
             Source::Query => self.last_kind = kind,
@@ -958,6 +1306,8 @@ impl State {
             return;
         }
         self.live = arc_swap::Guard::into_inner(live);
+        self.analyzer
+            .set_max_statements(self.live.config.limits.max_statements_per_message);
         self.profile = self
             .live
             .policy
@@ -985,6 +1335,7 @@ impl State {
             let now = std::time::Instant::now();
             self.units.push_back(UnitTiming {
                 audit: std::mem::take(&mut self.audit_pending),
+                untrack: std::mem::take(&mut self.untrack_pending),
                 kind,
                 received: now,
                 sent: now,
@@ -997,6 +1348,9 @@ impl State {
     /// The transaction status from a ReadyForQuery, with what depends on it: the analyzer's
     /// per-transaction state, the sessions gauge, the dangerous-lock hold time.
     fn set_tx_status(&mut self, shared: &Shared, status: TxStatus) {
+        if status == TxStatus::Idle && self.tx != TxStatus::Idle {
+            self.tx_gen += 1;
+        }
         self.tx = status;
         let idx = match status {
             TxStatus::Idle => 0,
@@ -1016,26 +1370,144 @@ impl State {
         }
     }
 
-    /// Remembers whether the statement a Parse prepares needs the lock guard when executed.
-    fn track_statement(&mut self, body: &[u8], plan: Option<&crate::guard::GuardPlan>, cap: usize) {
-        let Some((name, _)) = protocol::parse_message(body) else {
-            return;
-        };
-        match plan {
-            Some(plan)
-                if self.guarded_statements.len() < cap
-                    || self.guarded_statements.contains_key(name) =>
-            {
-                self.guarded_statements.insert(name.to_vec(), plan.clone());
-            }
-            Some(_) => tracing::warn!(
-                cap,
-                "too many prepared DDL statements to track; this one runs without the lock guard"
-            ),
-            None => {
-                self.guarded_statements.remove(name);
+    /// What the message just analysed may do to settings: a simple Query does it now, a
+    /// Parse when its statement is executed (remembered for its Binds, and assumed now too,
+    /// as it may be executed in this very unit).
+    fn note_effects(&mut self, parse_name: Option<&[u8]>) {
+        let effects = self.analyzer.effects().clone();
+        let cap = self.live.config.guard.max_tracked_statements;
+        if effects.settings {
+            self.settings_gen += 1;
+        }
+        if effects.lexing {
+            self.lex_barrier = true;
+        }
+        if let Some(name) = parse_name {
+            if effects.settings {
+                self.prepared.note_settings(name, effects.lexing, cap);
+            } else if self.prepared.settings_effect(name).is_some() {
+                // An unnamed statement replaced (a named one cannot be).
+                self.untrack_pending
+                    .push(self.prepared.untrack_request(Some(name)));
             }
         }
+        for name in &effects.deallocates {
+            self.untrack_pending
+                .push(self.prepared.untrack_request(name.as_deref()));
+        }
+    }
+
+    fn decided_in(&self) -> DecidedIn {
+        DecidedIn {
+            tx: self.tx,
+            settings: self.settings_gen,
+            transactions: self.tx_gen,
+        }
+    }
+
+    /// Tracks the statement a Parse prepares when it holds DDL, with what was decided and the
+    /// SQL the server will hold; past `guard.max_tracked_statements` the Parse is refused
+    /// instead (never run untracked).
+    fn track_parse(&mut self, body: &[u8], hooked: Option<Hooked>, cap: usize) -> Option<Hooked> {
+        let Some((name, sql)) = protocol::parse_message(body) else {
+            return hooked;
+        };
+        if !self.last_parse_ddl {
+            if self.prepared.ddl_mut(name).is_some() {
+                // An unnamed statement replaced (a named one cannot be: its Parse fails).
+                self.untrack_pending
+                    .push(self.prepared.untrack_request(Some(name)));
+            }
+            return hooked;
+        }
+        let replaced = hooked.as_ref().and_then(|h| h.frame.as_ref());
+        let held_sql = replaced
+            .and_then(|f| protocol::parse_message(framing::body(f)).map(|(_, s)| s))
+            .unwrap_or(sql);
+        let plan = hooked.as_ref().and_then(|h| h.guard.clone());
+        let decided_in = self.decided_in();
+        match self.prepared.track(name, plan, held_sql, decided_in, cap) {
+            Ok(()) => hooked,
+            Err(prepared::Full) => {
+                tracing::warn!(
+                    cap,
+                    "too many prepared DDL statements tracked; Parse refused"
+                );
+                let err = crate::act::BlockError {
+                    code: crate::act::sqlstate::BLOCKED,
+                    message: format!(
+                        "ddlgate refused to prepare this DDL statement: this session already has {cap} prepared DDL statements (guard.max_tracked_statements)"
+                    ),
+                    detail: "ddlgate checks every prepared DDL statement again when it runs, so it must remember each one until it is closed.".to_owned(),
+                    hint: "Close prepared statements you no longer need (Close message, DEALLOCATE or DISCARD ALL), or send the DDL as a simple query.".to_owned(),
+                };
+                Some(Hooked {
+                    notices: Vec::new(),
+                    frame: Some(rebuild_frame(frontend::PARSE, body, sql, &err.to_sql())),
+                    guard: None,
+                    recipe: None,
+                })
+            }
+        }
+    }
+
+    /// A Bind of prepared DDL: its guard plan, decided again first when the context changed
+    /// since its Parse; `Err` when the new decision no longer allows it as prepared.
+    fn on_bind(
+        &mut self,
+        shared: &Shared,
+        counters: &crate::analysis::Counters,
+        statement: &[u8],
+    ) -> Result<Option<crate::guard::GuardPlan>, crate::act::BlockError> {
+        self.refresh_live(shared);
+        let now = self.decided_in();
+        let Some(entry) = self.prepared.ddl_mut(statement) else {
+            return Ok(None);
+        };
+        if entry.decided_in == now {
+            return Ok(entry.plan.clone());
+        }
+        let was = entry.decided_in;
+        let refusal = |why: &str| {
+            crate::act::BlockError {
+            code: crate::act::sqlstate::BLOCKED,
+            message: format!(
+                "ddlgate refused to execute prepared DDL statement \"{}\": {why}",
+                String::from_utf8_lossy(statement)
+            ),
+            detail: format!(
+                "It was decided at its Parse (transaction {}); since then the transaction status, a transaction end or a settings change may make its names mean other objects.",
+                was.tx.as_str()
+            ),
+            hint: "Prepare the statement again (Parse) right before executing it, or send it as a simple query.".to_owned(),
+        }
+        };
+        let Some(sql) = entry.sql.clone() else {
+            return Err(refusal(
+                "it is too long to be decided again in the current context",
+            ));
+        };
+        let ctx = Context {
+            tx: self.tx,
+            lex: self.lex,
+            server_version: self.server_version_num,
+            pipelined: self.unit_executes > 0,
+        };
+        let (_, mut plan) =
+            self.analyzer
+                .analyze(counters, &self.profile, Source::Parse, &sql, &ctx);
+        self.audit_pending.append(&mut plan.audit);
+        if plan.sql.is_some() || plan.recipe.is_some() {
+            tracing::info!("prepared DDL decided again at Bind: no longer allowed as prepared");
+            return Err(refusal(
+                "decided again in the current context, it is no longer allowed as prepared",
+            ));
+        }
+        if let Some(entry) = self.prepared.ddl_mut(statement) {
+            entry.plan = plan.guard.clone();
+            entry.decided_in = now;
+        }
+        Ok(plan.guard)
     }
 
     /// Whether a Query/Parse must wait for the server to finish earlier requests before it is
@@ -1052,6 +1524,11 @@ impl State {
     fn on_client_tag(&mut self, counters: &crate::analysis::Counters, tag: u8) {
         match tag {
             frontend::QUERY | frontend::FUNCTION_CALL => {
+                if tag == frontend::FUNCTION_CALL {
+                    // A function called by OID may change any setting.
+                    self.settings_gen += 1;
+                    self.lex_barrier = true;
+                }
                 self.outstanding += 1;
                 self.syncs_since_command = 0;
                 let kind = if tag == frontend::QUERY {
@@ -1127,8 +1604,15 @@ impl State {
                     })?;
                 self.set_tx_status(shared, status);
                 if self.stage == Stage::Ready
-                    && let Some(u) = self.units.pop_front()
+                    && let Some(mut u) = self.units.pop_front()
                 {
+                    // The server confirms what the unit closed or deallocated only by
+                    // succeeding; after an error it may have skipped it.
+                    if !u.error {
+                        for x in std::mem::take(&mut u.untrack) {
+                            self.prepared.apply(x);
+                        }
+                    }
                     let now = std::time::Instant::now();
                     shared.metrics.unit_done(
                         u.kind,
@@ -1157,8 +1641,13 @@ impl State {
                 } else {
                     self.outstanding = self.outstanding.saturating_sub(1);
                 }
+                if self.outstanding == 0 && !self.unit_open {
+                    // Everything forwarded was answered, ParameterStatus included.
+                    self.lex_barrier = false;
+                }
             }
             backend::PARAMETER_STATUS => {
+                self.settings_gen += 1;
                 if let Some((name, value)) = protocol::parse_parameter_status(body) {
                     match name {
                         b"standard_conforming_strings" => {

@@ -964,6 +964,13 @@ pub fn split_into(sql: &[u8], opts: LexOptions, out: &mut Vec<StatementSpan>) {
     for_each_statement(sql, opts, |span| out.push(span));
 }
 
+/// The segments of [`split_statements`], one at a time and stored nowhere: a caller that keeps
+/// only some of them (the session's analyzer keeps non-empty ones, up to a limit) bounds its
+/// memory by what it keeps, not by what a client sends.
+pub fn each_statement(sql: &[u8], opts: LexOptions, emit: impl FnMut(StatementSpan)) {
+    for_each_statement(sql, opts, emit);
+}
+
 /// Count of non-empty statements (what PostgreSQL will execute). Does not
 /// allocate.
 pub fn count_statements(sql: &[u8], opts: LexOptions) -> usize {

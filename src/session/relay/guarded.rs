@@ -374,7 +374,10 @@ impl Relay {
         };
         let Some(sql) = sql else { return Ok(()) };
         let lex = self.st.lex;
-        let requests = self.st.analyzer.catalog_requests(sql, lex);
+        // Parsing every DDL statement of a large message is heavy: off the I/O worker.
+        let heavy = sql.len() >= self.st.live.config.limits.offload_analysis_bytes;
+        let analyzer = &mut self.st.analyzer;
+        let requests = super::offload(heavy, || analyzer.catalog_requests(sql, lex));
         let cfg = &self.st.live.config.catalog;
         let identity = self.st.analyzer.identity_query(
             sql,
@@ -803,6 +806,10 @@ impl Relay {
                         .copied()
                         .and_then(TxStatus::from_byte)
                         .unwrap_or(self.st.tx);
+                    if reply.status == TxStatus::Idle && self.st.tx != TxStatus::Idle {
+                        // A transaction ended: prepared DDL is decided again (`prepared`).
+                        self.st.tx_gen += 1;
+                    }
                     self.st.tx = reply.status;
                     return Ok(reply);
                 }
@@ -851,6 +858,10 @@ impl Relay {
                         .copied()
                         .and_then(TxStatus::from_byte)
                         .unwrap_or(self.st.tx);
+                    if a.status == TxStatus::Idle && self.st.tx != TxStatus::Idle {
+                        // A transaction ended: prepared DDL is decided again (`prepared`).
+                        self.st.tx_gen += 1;
+                    }
                     self.st.tx = a.status;
                     a.rfq = Some(frame);
                     return Ok(a);

@@ -1,0 +1,232 @@
+//! Prepared statements the relay must remember after their Parse: DDL, decided at Parse but
+//! run at each later Bind/Execute, and statements that change settings when executed.
+//!
+//! A prepared DDL statement keeps the SQL the server holds and the context it was decided in
+//! (transaction status, the session's settings generation, its transaction generation). A Bind
+//! in another context decides it again (see `Relay::on_bind`), so a decision never rests on
+//! facts that changed since (a TEMP table gone at COMMIT, another `search_path`).
+//!
+//! Tracking is bounded by `guard.max_tracked_statements` and never forgets: past the limit a
+//! new prepared DDL statement is refused at its Parse. A slot is freed only when the server
+//! confirms the statement is gone — Close('S'), `DEALLOCATE`, `DISCARD ALL`, or an unnamed
+//! statement replaced by a Parse — i.e. when the protocol unit that did it ends without an
+//! error (a Close skipped after an error frees nothing).
+
+use std::collections::HashMap;
+
+use crate::guard::GuardPlan;
+use crate::protocol::TxStatus;
+
+/// Prepared DDL SQL longer than this is not kept: such a statement is refused, rather than
+/// decided again, when it runs in another context.
+pub(super) const MAX_KEPT_SQL: usize = 64 * 1024;
+/// At most this much prepared DDL SQL is kept per session in all; beyond it, as above. Bounds
+/// what tracking costs a session whatever its statements.
+pub(super) const MAX_KEPT_TOTAL: usize = 1024 * 1024;
+
+/// Where a statement was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct DecidedIn {
+    /// Transaction status the decision assumed.
+    pub tx: TxStatus,
+    /// The session's settings generation: bumped by every ParameterStatus and every statement
+    /// that may change a setting (`search_path` is not reported by the server).
+    pub settings: u64,
+    /// The session's transaction generation: bumped whenever a transaction ends (what it
+    /// created, TEMP tables on COMMIT DROP, SET LOCAL, are gone).
+    pub transactions: u64,
+}
+
+/// One prepared DDL statement.
+#[derive(Debug)]
+pub(super) struct PreparedDdl {
+    /// The lock guard's plan for its execution.
+    pub plan: Option<GuardPlan>,
+    /// The SQL the server holds for it (after any rewrite), when short enough to keep.
+    pub sql: Option<Vec<u8>>,
+    pub decided_in: DecidedIn,
+    /// When it was tracked, so that a removal requested earlier never removes a later one.
+    seq: u64,
+}
+
+/// A removal waiting for its protocol unit to succeed.
+#[derive(Debug, Clone)]
+pub(super) enum Untrack {
+    One(Vec<u8>, u64),
+    All(u64),
+}
+
+/// The tracking tables.
+#[derive(Debug, Default)]
+pub(super) struct Prepared {
+    ddl: HashMap<Vec<u8>, PreparedDdl>,
+    /// Statements that may change settings when executed: `true` when they may change how SQL
+    /// is lexed.
+    settings: HashMap<Vec<u8>, bool>,
+    /// More such statements than are tracked were prepared: every Bind is assumed to change
+    /// settings and lexing (fail closed; costs only this session a wait).
+    settings_overflow: bool,
+    seq: u64,
+    /// Bytes of SQL kept in `ddl`.
+    kept: usize,
+}
+
+/// Tracking is full: the Parse must be refused.
+#[derive(Debug)]
+pub(super) struct Full;
+
+impl Prepared {
+    pub fn is_empty(&self) -> bool {
+        self.ddl.is_empty() && self.settings.is_empty() && !self.settings_overflow
+    }
+
+    /// Tracks a prepared DDL statement (replacing one of the same name, as an unnamed
+    /// statement is replaced), unless `cap` are tracked already.
+    pub fn track(
+        &mut self,
+        name: &[u8],
+        plan: Option<GuardPlan>,
+        sql: &[u8],
+        decided_in: DecidedIn,
+        cap: usize,
+    ) -> Result<(), Full> {
+        if self.ddl.len() >= cap && !self.ddl.contains_key(name) {
+            return Err(Full);
+        }
+        self.seq += 1;
+        if let Some(old) = self.ddl.remove(name) {
+            self.forget(&old);
+        }
+        let keep = sql.len() <= MAX_KEPT_SQL && self.kept + sql.len() <= MAX_KEPT_TOTAL;
+        if keep {
+            self.kept += sql.len();
+        }
+        self.ddl.insert(
+            name.to_vec(),
+            PreparedDdl {
+                plan,
+                sql: keep.then(|| sql.to_vec()),
+                decided_in,
+                seq: self.seq,
+            },
+        );
+        Ok(())
+    }
+
+    fn forget(&mut self, d: &PreparedDdl) {
+        self.kept -= d.sql.as_ref().map_or(0, Vec::len);
+    }
+
+    /// Remembers a statement that changes settings when executed.
+    pub fn note_settings(&mut self, name: &[u8], lexing: bool, cap: usize) {
+        if self.settings.len() >= cap && !self.settings.contains_key(name) {
+            self.settings_overflow = true;
+            return;
+        }
+        self.settings.insert(name.to_vec(), lexing);
+    }
+
+    /// What executing `name` may do to settings: `None` (nothing), `Some(lexing)`.
+    pub fn settings_effect(&self, name: &[u8]) -> Option<bool> {
+        if self.settings_overflow {
+            return Some(true);
+        }
+        self.settings.get(name).copied()
+    }
+
+    pub fn ddl_mut(&mut self, name: &[u8]) -> Option<&mut PreparedDdl> {
+        self.ddl.get_mut(name)
+    }
+
+    /// A removal of `name` (or of all, `None`) to apply once the server confirms it.
+    pub fn untrack_request(&self, name: Option<&[u8]>) -> Untrack {
+        match name {
+            Some(n) => Untrack::One(n.to_vec(), self.seq),
+            None => Untrack::All(self.seq),
+        }
+    }
+
+    /// The unit that requested `u` succeeded: the statement(s) are gone from the server.
+    pub fn apply(&mut self, u: Untrack) {
+        match u {
+            Untrack::One(name, seq) => {
+                if self.ddl.get(&name).is_some_and(|d| d.seq <= seq)
+                    && let Some(old) = self.ddl.remove(&name)
+                {
+                    self.forget(&old);
+                }
+                self.settings.remove(&name);
+            }
+            Untrack::All(seq) => {
+                let mut freed = 0;
+                self.ddl.retain(|_, d| {
+                    let keep = d.seq > seq;
+                    if !keep {
+                        freed += d.sql.as_ref().map_or(0, Vec::len);
+                    }
+                    keep
+                });
+                self.kept -= freed;
+                self.settings.clear();
+                self.settings_overflow = false;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> DecidedIn {
+        DecidedIn {
+            tx: TxStatus::Idle,
+            settings: 0,
+            transactions: 0,
+        }
+    }
+
+    #[test]
+    fn full_refuses_and_only_confirmed_removals_free_slots() {
+        let mut p = Prepared::default();
+        p.track(b"a", None, b"DROP TABLE a", ctx(), 2)
+            .expect("room");
+        p.track(b"b", None, b"DROP TABLE b", ctx(), 2)
+            .expect("room");
+        assert!(p.track(b"c", None, b"DROP TABLE c", ctx(), 2).is_err());
+        // Replacing a tracked name needs no new slot.
+        p.track(b"b", None, b"DROP TABLE b2", ctx(), 2)
+            .expect("same name");
+        let close_a = p.untrack_request(Some(b"a"));
+        p.apply(close_a);
+        p.track(b"c", None, b"DROP TABLE c", ctx(), 2)
+            .expect("freed");
+        // A removal requested before a statement of the same name was tracked again keeps it.
+        let stale = p.untrack_request(Some(b"c"));
+        p.track(b"c", None, b"DROP TABLE c2", ctx(), 2)
+            .expect("replace");
+        p.apply(stale);
+        assert!(p.ddl_mut(b"c").is_some());
+        let all = p.untrack_request(None);
+        p.apply(all);
+        assert!(p.is_empty());
+        assert_eq!(p.kept, 0);
+    }
+
+    #[test]
+    fn kept_sql_is_bounded_per_session() {
+        let mut p = Prepared::default();
+        let sql = vec![b'x'; MAX_KEPT_SQL];
+        for i in 0..MAX_KEPT_TOTAL / MAX_KEPT_SQL + 3 {
+            p.track(format!("s{i}").as_bytes(), None, &sql, ctx(), 1000)
+                .expect("room");
+        }
+        assert!(p.kept <= MAX_KEPT_TOTAL);
+        assert!(p.ddl_mut(b"s0").is_some_and(|d| d.sql.is_some()));
+        let last = format!("s{}", MAX_KEPT_TOTAL / MAX_KEPT_SQL + 2);
+        assert!(p.ddl_mut(last.as_bytes()).is_some_and(|d| d.sql.is_none()));
+        let close = p.untrack_request(Some(b"s0"));
+        p.apply(close);
+        assert_eq!(p.kept, MAX_KEPT_TOTAL - MAX_KEPT_SQL);
+    }
+}
