@@ -126,68 +126,6 @@ async fn round_trip(s: &mut tokio::net::TcpStream, bytes: &[u8]) -> Vec<(u8, Vec
     wire::read_until_ready(s).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement: run with --ignored --nocapture"]
-async fn measure_memory_after_large_messages() {
-    init_tracing();
-    let pg = tokio::task::spawn_blocking(PgCluster::start)
-        .await
-        .expect("cluster");
-    let (bin, _dir) = Binary::start(&pg, "[policy]\nmode = \"enforce\"\n").await;
-    let mut s = wire::connect_trust(bin.addr()).await;
-    round_trip(&mut s, &wire::query("SELECT 1")).await;
-    println!("baseline: {} kB", bin.rss() / 1024);
-    let cases: Vec<(&str, Vec<u8>)> = vec![
-        (
-            "10 MB Query of SELECT 1;",
-            wire::query(&"SELECT 1;".repeat(10 * MB / 9)),
-        ),
-        ("10 MB Query of ;", wire::query(&";".repeat(10 * MB))),
-        (
-            "10 MB Query of DDL",
-            wire::query(&"CREATE TABLE IF NOT EXISTS x (a int);".repeat(10 * MB / 37 / 50)),
-        ),
-        (
-            "10 MB single statement",
-            wire::query(&format!("SELECT '{}'", "x".repeat(10 * MB))),
-        ),
-        (
-            "10 MB Parse",
-            [
-                parse_msg("", &format!("SELECT '{}'", "x".repeat(10 * MB))),
-                bind_msg("", &[]),
-                execute_msg(),
-                sync_msg(),
-            ]
-            .concat(),
-        ),
-        (
-            "10 MB Bind",
-            [
-                parse_msg("", "SELECT length($1)"),
-                bind_msg("", &[&vec![b'y'; 10 * MB]]),
-                execute_msg(),
-                sync_msg(),
-            ]
-            .concat(),
-        ),
-    ];
-    for (name, bytes) in cases {
-        let t = Instant::now();
-        let msgs = round_trip(&mut s, &bytes).await;
-        let took = t.elapsed();
-        let after = bin.rss();
-        round_trip(&mut s, &wire::query("SELECT 1")).await;
-        println!(
-            "{name}: {} kB after ({:?}, {} replies, last {:?})",
-            after / 1024,
-            took,
-            msgs.len(),
-            msgs.last().map(|m| m.0 as char)
-        );
-    }
-}
-
 /// Sets up `victim (id int)` with one row, owned by trust_user; returns a direct superuser
 /// client to check it with.
 async fn victim(pg: &PgCluster) -> tokio_postgres::Client {
@@ -285,8 +223,7 @@ async fn large_messages_leave_no_memory_behind() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement: run with --ignored --nocapture"]
-async fn measure_idle_session_memory() {
+async fn idle_sessions_cost_little_memory_even_after_a_large_message() {
     init_tracing();
     let pg = tokio::task::spawn_blocking(PgCluster::start)
         .await
@@ -313,6 +250,18 @@ async fn measure_idle_session_memory() {
         idle / 1024,
         (idle - before) / 1024 / N,
         after / 1024,
+        after.saturating_sub(before) / 1024 / N
+    );
+    // Measured about 21 kB per idle session and 145 kB after a 1 MB Query each (debug build);
+    // the bounds leave room for allocator noise, not for a kept 1 MB buffer per session.
+    assert!(
+        (idle - before) / N < 256 * 1024,
+        "an idle session costs {} kB",
+        (idle - before) / 1024 / N
+    );
+    assert!(
+        after.saturating_sub(before) / N < 512 * 1024,
+        "a session keeps {} kB after a 1 MB Query",
         after.saturating_sub(before) / 1024 / N
     );
 }
@@ -391,16 +340,6 @@ async fn large_analysis_does_not_stall_other_sessions() {
         worst < Duration::from_millis(200),
         "another session's SELECT 1 waited {worst:?} behind a large analysis"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement: the same load with analysis kept on the I/O threads"]
-async fn measure_stall_without_offload() {
-    init_tracing();
-    stall_run(&format!(
-        "{STRICT}[limits]\noffload_analysis_bytes = 1073741823\n"
-    ))
-    .await;
 }
 
 /// An in-process proxy in enforce mode with `ban-drop-table` and `ban-drop-column` blocking.
