@@ -8,6 +8,7 @@ pub mod keywords;
 pub mod lexer;
 pub mod parse;
 pub mod prefilter;
+pub mod side_effects;
 pub mod statement;
 
 pub use lexer::{ClientEncoding, LexOptions, StatementSpan};
