@@ -456,9 +456,14 @@ fn request(ddl: &Ddl) -> Option<Request<'_>> {
             concurrently: false,
             ..
         } => req.relation = Some(table),
-        // ALTER INDEX / VIEW / MATERIALIZED VIEW … RENAME rename tables too: the relkind decides.
+        // ALTER INDEX … RENAME renames a table too: the relkind decides. For a view's column
+        // rename it tells a view from a table in the message.
         DdlKind::AlterIndex { name, action } if action == "RENAME" => req.relation = Some(name),
-        DdlKind::RenameView { name, .. } => req.relation = Some(name),
+        DdlKind::RenameView {
+            name,
+            column: Some(_),
+            ..
+        } => req.relation = Some(name),
         DdlKind::DropIndex {
             names,
             concurrently: false,
@@ -577,7 +582,7 @@ JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid \
 WHERE d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.objid = t.oid \
 AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.deptype = 'e' \
 AND e.extname = 'citext')) ORDER BY q.ord), '[]'::pg_catalog.json) \
-FROM pg_catalog.unnest({asked}, {resolvable}) WITH ORDINALITY AS q(asked, resolvable, ord) \
+FROM ROWS FROM (pg_catalog.unnest({asked}), pg_catalog.unnest({resolvable})) WITH ORDINALITY AS q(asked, resolvable, ord) \
 LEFT JOIN LATERAL (SELECT pg_catalog.to_regtype(q.resolvable)::pg_catalog.oid AS oid) t ON true)",
         asked = text_array(&asked),
         resolvable = text_array(&resolvable),
@@ -1361,7 +1366,13 @@ fn split_type(text: &str) -> Option<(Option<String>, String, Option<Vec<i64>>)> 
 /// `None` when ddlgate does not know the type anyway (then it assumes a rewrite, facts or not).
 pub fn type_lookup_name(to: &str) -> Option<String> {
     parse_type(to)?;
-    let (schema, words, _) = split_type(to)?;
+    let (schema, mut words, args) = split_type(to)?;
+    // `float(p)` is real or double precision depending on p: the modifier picks the type.
+    if words == "float"
+        && let Some([p]) = args.as_deref()
+    {
+        words = format!("float({p})");
+    }
     Some(match schema {
         Some(s) => format!("{s}.{words}"),
         None => words,
@@ -1562,6 +1573,7 @@ mod tests {
             Some("pg_catalog.text")
         );
         assert_eq!(type_lookup_name("s.text"), None);
+        assert_eq!(type_lookup_name("float(20)").as_deref(), Some("float(20)"));
         assert_eq!(type_lookup_name("my_domain"), None);
         assert_eq!(type_regtype_text("select.citext"), "\"select\".citext");
         let q = facts_query(&ddl(
@@ -1569,7 +1581,7 @@ mod tests {
         ))
         .expect("query");
         assert!(
-            q.contains("pg_catalog.unnest(ARRAY['varchar', 'character varying']::pg_catalog.text[], ARRAY['varchar', 'character varying']::pg_catalog.text[])"),
+            q.contains("ROWS FROM (pg_catalog.unnest(ARRAY['varchar', 'character varying']::pg_catalog.text[]), pg_catalog.unnest(ARRAY['varchar', 'character varying']::pg_catalog.text[]))"),
             "{q}"
         );
         let facts = parse_facts(
@@ -1596,6 +1608,7 @@ mod tests {
             "DROP INDEX CONCURRENTLY i",
             "ALTER INDEX i SET TABLESPACE x",
             "ALTER VIEW v OWNER TO bob",
+            "ALTER VIEW v RENAME TO w",
             "REINDEX INDEX CONCURRENTLY i",
             "REINDEX SCHEMA public",
             "REFRESH MATERIALIZED VIEW CONCURRENTLY mv",
@@ -1611,7 +1624,6 @@ mod tests {
             "CREATE INDEX i ON t (x)",
             "CREATE INDEX i ON ONLY t (x)",
             "ALTER INDEX i RENAME TO j",
-            "ALTER VIEW v RENAME TO w",
             "ALTER MATERIALIZED VIEW v RENAME COLUMN a TO b",
             "DROP INDEX i",
             "REINDEX TABLE t",

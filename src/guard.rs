@@ -271,7 +271,11 @@ pub fn relation_locks(ddl: &Ddl) -> Locks {
         // (TO), which conflict with no ordinary traffic.
         DdlKind::RenameSchema { .. } | DdlKind::CopyProgram { .. } => Locks::None,
         DdlKind::Other { tag } => {
-            if HARMLESS_TAGS.iter().any(|t| tag.eq_ignore_ascii_case(t)) {
+            // A DML statement the prefilter sent on only because its bytes mentioned dblink or
+            // PROGRAM, and that turned out to be ordinary traffic.
+            let dml = crate::sql::prefilter::classify_word(tag.as_bytes())
+                == crate::sql::prefilter::StatementClass::Dml;
+            if dml || HARMLESS_TAGS.iter().any(|t| tag.eq_ignore_ascii_case(t)) {
                 Locks::None
             } else {
                 Locks::Unknown
@@ -663,6 +667,10 @@ mod tests {
         }
         let p = plan("ALTER SCHEMA s RENAME TO t");
         assert!(p.is_empty());
+        let p = plan("SELECT 'dblink_exec(' AS dblink_id");
+        assert!(p.is_empty(), "a mere mention is ordinary traffic");
+        let p = plan("SELECT dblink_exec('c', 'DROP TABLE t')");
+        assert!(p.short_lock_timeout);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `renaming-column`: `ALTER TABLE … RENAME COLUMN a TO b`, and the other spellings that
-//! rename a table's column: `ALTER VIEW / MATERIALIZED VIEW … RENAME COLUMN` (PostgreSQL applies
-//! them to tables too; on a real view the rename breaks its readers just the same) and `ALTER
+//! rename a table's column: `ALTER VIEW / MATERIALIZED VIEW / FOREIGN TABLE … RENAME COLUMN`
+//! (PostgreSQL's renameatt applies them to tables too — checked on PostgreSQL 15; on a real view
+//! the rename breaks its readers just the same) and `ALTER
 //! TYPE … RENAME ATTRIBUTE` (on a table's row type it renames the table's column; on a
 //! composite type it breaks every reader of the attribute).
 //!
@@ -23,7 +24,7 @@ use crate::sql::statement::{AlterOp, Ddl, DdlKind};
 pub static RULE: Rule = Rule {
     id: "renaming-column",
     lock: "ACCESS EXCLUSIVE, briefly; breaks every client using the old name",
-    summary: "ALTER TABLE / VIEW / MATERIALIZED VIEW … RENAME COLUMN, ALTER TYPE … RENAME ATTRIBUTE",
+    summary: "ALTER TABLE / VIEW / MATERIALIZED VIEW / FOREIGN TABLE … RENAME COLUMN, ALTER TYPE … RENAME ATTRIBUTE",
     default_action: Action::Block,
     check,
 };
@@ -115,6 +116,7 @@ mod tests {
                 "ALTER VIEW t RENAME a TO b",
                 "ALTER MATERIALIZED VIEW IF EXISTS s.t RENAME COLUMN a TO b",
                 "ALTER TYPE t RENAME ATTRIBUTE a TO b",
+                "ALTER FOREIGN TABLE t RENAME COLUMN a TO b",
                 "ALTER TYPE s.t RENAME ATTRIBUTE a TO b CASCADE",
             ],
         );

@@ -1076,7 +1076,44 @@ fn alter(c: &mut Cursor<'_>) -> Option<DdlKind> {
     if c.eat_all(&["MATERIALIZED", "VIEW"]) {
         return alter_view(c, true);
     }
+    if c.eat_all(&["FOREIGN", "TABLE"]) {
+        return Some(alter_foreign_table(c));
+    }
     other_kind(c, ALTER_KINDS)
+}
+
+/// `ALTER FOREIGN TABLE [ IF EXISTS ] [ ONLY ] name [ * ] RENAME [ COLUMN ] a TO b`: PostgreSQL
+/// renames the column of a plain table this way too (renameatt does not check the relkind), so
+/// it is the ALTER TABLE sub-command it amounts to. Every other form is `Other` (PostgreSQL
+/// rejects them on anything but a foreign table).
+fn alter_foreign_table(c: &mut Cursor<'_>) -> DdlKind {
+    let mut probe = c.clone();
+    let if_exists = probe.eat_all(&["IF", "EXISTS"]);
+    let renamed = (|| {
+        let (name, only) = probe.read_relation()?;
+        probe.expect("RENAME")?;
+        if probe.is("TO") || probe.is("CONSTRAINT") {
+            return None;
+        }
+        probe.eat("COLUMN");
+        let from = probe.read_ident()?;
+        probe.expect("TO")?;
+        let to = probe.read_ident()?;
+        probe.expect_end()?;
+        Some(DdlKind::AlterTable {
+            name,
+            only,
+            if_exists,
+            ops: vec![AlterOp::RenameColumn { from, to }],
+        })
+    })();
+    match renamed {
+        Some(kind) => {
+            *c = probe;
+            kind
+        }
+        None => other("ALTER FOREIGN TABLE"),
+    }
 }
 
 /// `ALTER SCHEMA name RENAME TO new`; `OWNER TO` is `Other`.
@@ -3595,6 +3632,26 @@ mod tests {
                 },
             ),
             ("ALTER VIEW v OWNER TO r", other_tag("ALTER VIEW")),
+            (
+                "ALTER FOREIGN TABLE IF EXISTS ONLY victim RENAME id TO i",
+                DdlKind::AlterTable {
+                    name: n("victim"),
+                    only: true,
+                    if_exists: true,
+                    ops: vec![AlterOp::RenameColumn {
+                        from: "id".into(),
+                        to: "i".into(),
+                    }],
+                },
+            ),
+            (
+                "ALTER FOREIGN TABLE f RENAME TO g",
+                other_tag("ALTER FOREIGN TABLE"),
+            ),
+            (
+                "ALTER FOREIGN TABLE f OPTIONS (ADD x 'y')",
+                other_tag("ALTER FOREIGN TABLE"),
+            ),
             (
                 "ALTER MATERIALIZED VIEW mv SET TABLESPACE x",
                 other_tag("ALTER MATERIALIZED VIEW"),

@@ -199,7 +199,11 @@ fn fallback_decides(tag: &str) -> bool {
         || (tag.starts_with("CREATE ") && tag.ends_with(" RULE"))
         || matches!(
             tag,
-            "ALTER SCHEMA" | "ALTER VIEW" | "ALTER MATERIALIZED VIEW" | "ALTER TYPE"
+            "ALTER SCHEMA"
+                | "ALTER VIEW"
+                | "ALTER MATERIALIZED VIEW"
+                | "ALTER TYPE"
+                | "ALTER FOREIGN TABLE"
         )
 }
 
