@@ -193,10 +193,18 @@ async fn dblink_and_copy_program_are_blocked_even_inside_dml() {
             "SELECT dblink_connect('c', '{remote}'), dblink_send_query('c', 'DROP TABLE victim')"
         ),
         format!("CREATE TABLE loot AS SELECT dblink_exec('{remote}', 'DROP TABLE victim')"),
+        format!("DO $$ BEGIN PERFORM dblink_exec('{remote}', 'DROP TABLE victim'); END $$"),
+        // A wrapper would hide every later call.
+        format!("CREATE VIEW trap AS SELECT dblink_exec('{remote}', 'DROP TABLE victim')"),
     ];
     for sql in &spellings {
         assert_blocked(&p, sql, "unverifiable-remote-sql").await;
     }
+    // A function around it: its body's statement is reported first, by the body rule.
+    let wrapper = format!(
+        "CREATE FUNCTION trap() RETURNS text LANGUAGE sql AS $f$ SELECT dblink_exec('{remote}', 'DROP TABLE victim') $f$"
+    );
+    assert_blocked(&p, &wrapper, "ddl-in-function-body").await;
     // A Unicode-escaped identifier could spell dblink_exec: not understood, blocked.
     let escaped = format!("SELECT U&\"\\0064blink_exec\"('{remote}', 'DROP TABLE victim')");
     assert_blocked_as(&p, &escaped, "unparsed-ddl", "DG002").await;

@@ -14,12 +14,17 @@
 //!
 //! Detection: the prefilter sends statements whose bytes mention `dblink` (or use a `U&"…"`
 //! identifier, which is then unparsed) on to the analysis, which reads the tokens
-//! (`sql::side_effects`). A function that wraps dblink, created out of ddlgate's sight, is
+//! (`sql::side_effects`). DDL that runs or stores a query (CREATE TABLE … AS, USING and DEFAULT
+//! expressions, views, policies, rules, triggers) and DO / function bodies are read the same
+//! way: a wrapper created through ddlgate would hide every later call. Bodies are lexed as
+//! their string content reads (escape-string decoding is `rules::body`'s concern). A function that wraps dblink, created out of ddlgate's sight, is
 //! indistinguishable from any other function call.
 //!
 //! <https://www.postgresql.org/docs/current/contrib-dblink-exec.html>
 
 use super::{Action, Context, Finding, Rule};
+use crate::sql::lexer::LexOptions;
+use crate::sql::side_effects;
 use crate::sql::statement::{Ddl, DdlKind};
 
 pub static RULE: Rule = Rule {
@@ -31,8 +36,15 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(ddl: &Ddl, _ctx: &Context) -> Option<Finding> {
-    let DdlKind::RemoteSql { function } = &ddl.kind else {
-        return None;
+    let function = match &ddl.kind {
+        DdlKind::RemoteSql { function } => function.clone(),
+        // A DO block runs its body now; a function runs it whenever it is called — a wrapper
+        // around dblink created here would hide every later call.
+        DdlKind::Do { body, .. }
+        | DdlKind::CreateFunction {
+            body: Some(body), ..
+        } => side_effects::remote_call(body.as_bytes(), 0, body.len(), LexOptions::default())?,
+        _ => return None,
     };
     Some(Finding {
         rule: RULE.id,
@@ -58,6 +70,9 @@ mod tests {
                 "CREATE EXTENSION dblink",
                 "CREATE TABLE dblink_log (id int)",
                 "DROP FUNCTION my_dblink_wrapper(text)",
+                "GRANT EXECUTE ON FUNCTION dblink_exec(text, text) TO app",
+                "DO $$ BEGIN RAISE NOTICE 'dblink'; END $$",
+                "CREATE FUNCTION dblink_free() RETURNS int LANGUAGE sql AS 'SELECT 1'",
             ],
             &[
                 "SELECT dblink_exec('dbname=app', 'DROP TABLE victim')",
@@ -68,6 +83,12 @@ mod tests {
                 "PREPARE p AS SELECT dblink_exec('c', $1)",
                 "CREATE TABLE x AS SELECT dblink_exec('c', 'DROP TABLE victim')",
                 "ALTER TABLE t ALTER COLUMN c TYPE text USING dblink_exec('c', 'x')",
+                "CREATE VIEW v AS SELECT dblink_exec('c', 'DROP TABLE victim')",
+                "CREATE OR REPLACE VIEW v AS SELECT * FROM dblink('c', 'x') AS t(a int)",
+                "CREATE POLICY p ON t USING (dblink_exec('c', 'x') IS NOT NULL)",
+                "DO $$ BEGIN PERFORM dblink_exec('c', 'DROP TABLE victim'); END $$",
+                "CREATE FUNCTION w() RETURNS text LANGUAGE sql AS $$ SELECT dblink_exec('c', 'DROP TABLE victim') $$",
+                "CREATE FUNCTION w() RETURNS text LANGUAGE sql BEGIN ATOMIC SELECT dblink_exec('c', 'x'); END",
             ],
         );
     }

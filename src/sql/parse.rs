@@ -33,10 +33,18 @@ pub fn understand(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> Ddl
         return ddl;
     }
     let ddl = understand_ddl(sql, start, end, opts);
-    // DDL that runs a query as it executes runs a dblink call in it too.
+    // DDL that runs a query as it executes (CREATE TABLE … AS, a USING or DEFAULT expression),
+    // or stores one that runs later (views, policies, trigger conditions, rules), runs a dblink
+    // call in it too. Not where `name(` is a signature (DROP / ALTER / GRANT … FUNCTION): those
+    // stay what they are. DO and function bodies are read by the rule itself.
     let runs_query = match &ddl.kind {
-        DdlKind::CreateTable { .. } | DdlKind::AlterTable { .. } => true,
-        DdlKind::Other { tag } => tag.ends_with("MATERIALIZED VIEW"),
+        DdlKind::CreateTable { .. } | DdlKind::AlterTable { .. } | DdlKind::CreateRule { .. } => {
+            true
+        }
+        DdlKind::Other { tag } => {
+            (tag.starts_with("CREATE ") || tag.starts_with("ALTER "))
+                && (tag.ends_with(" VIEW") || tag.ends_with(" POLICY") || tag.ends_with(" TRIGGER"))
+        }
         _ => false,
     };
     if runs_query && let Some(function) = super::side_effects::remote_call(sql, start, end, opts) {
