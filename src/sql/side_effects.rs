@@ -31,9 +31,17 @@ const DBLINK: &[u8] = b"dblink";
 /// `U&"` identifier, or (for COPY) the word `program`. False positives are fine (the statement
 /// is then understood and passes); false negatives are not.
 pub fn suspicious(first: &[u8], text: &[u8]) -> bool {
-    contains_ci(text, DBLINK)
-        || unicode_identifier(text)
-        || (first.eq_ignore_ascii_case(b"COPY") && contains_ci(text, b"program"))
+    // One pass over the bytes for both needles, anchored on rarer bytes than `d` (which hits on
+    // every `id` and `AND`): `b`/`B` may be the second byte of `dblink`, `&` the middle of `U&"`.
+    memchr::memchr3_iter(b'b', b'B', b'&', text).any(|at| {
+        if text[at] == b'&' {
+            at > 0 && text[at - 1].eq_ignore_ascii_case(&b'u') && text.get(at + 1) == Some(&b'"')
+        } else {
+            at.checked_sub(1)
+                .and_then(|from| text.get(from..from + DBLINK.len()))
+                .is_some_and(|w| w.eq_ignore_ascii_case(DBLINK))
+        }
+    }) || (first.eq_ignore_ascii_case(b"COPY") && contains_ci(text, b"program"))
 }
 
 /// Case-insensitive search for an ASCII lower-case `needle`, anchored on its first byte.
@@ -44,13 +52,6 @@ fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
     memchr::memchr2_iter(first, first.to_ascii_uppercase(), hay).any(|at| {
         hay.get(at..at + needle.len())
             .is_some_and(|w| w.eq_ignore_ascii_case(needle))
-    })
-}
-
-/// `U&"` in any case: the start of a Unicode-escaped identifier.
-fn unicode_identifier(hay: &[u8]) -> bool {
-    memchr::memchr_iter(b'&', hay).any(|at| {
-        at > 0 && hay[at - 1].eq_ignore_ascii_case(&b'u') && hay.get(at + 1) == Some(&b'"')
     })
 }
 
