@@ -325,6 +325,9 @@ pub struct ColumnFacts {
     /// The column's collation when it is not the database default (`"C"`, …). A type change
     /// without `COLLATE` resets it to the default and so rebuilds its indexes.
     pub collation: Option<String>,
+    /// The column's type is the citext extension's own (not merely a type or domain called
+    /// `citext`); `None` when not read.
+    pub type_is_citext: Option<bool>,
 }
 
 /// An index using a column.
@@ -646,6 +649,11 @@ fn columns_json(columns: &[&str]) -> String {
 'not_null', a.attnotnull AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k \
 WHERE k.conrelid = a.attrelid AND k.contype = 'n' AND NOT k.convalidated AND a.attnum = ANY (k.conkey)), \
 'collation', (SELECT l.collname FROM pg_catalog.pg_collation l WHERE l.oid = a.attcollation AND l.oid <> 100), \
+'citext', a.atttypid IS NOT NULL AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid \
+WHERE d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.objid = a.atttypid \
+AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.deptype = 'e' \
+AND e.extname = 'citext'), \
 'checks', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(\
 'name', k.conname, 'definition', pg_catalog.pg_get_constraintdef(k.oid)) ORDER BY k.conname), '[]'::pg_catalog.json) \
 FROM pg_catalog.pg_constraint k WHERE k.conrelid = a.attrelid AND k.contype = 'c' AND k.convalidated \
@@ -762,6 +770,8 @@ struct RawColumn {
     typmod: Option<i64>,
     not_null: Option<bool>,
     collation: Option<String>,
+    #[serde(default)]
+    citext: Option<bool>,
     #[serde(default)]
     checks: Option<Vec<RawCheck>>,
     #[serde(default)]
@@ -907,6 +917,7 @@ fn column(c: RawColumn) -> Result<ColumnFacts, CatalogError> {
         exists: c.exists && data_type.is_some(),
         not_null: c.not_null.unwrap_or(false),
         collation: c.collation,
+        type_is_citext: c.citext,
         data_type,
         name: c.name,
     })
@@ -1385,6 +1396,16 @@ fn type_regtype_text(lookup: &str) -> String {
     match lookup.split_once('.') {
         Some((schema, words)) => format!("{}.{words}", quote_ident(schema)),
         None => lookup.to_owned(),
+    }
+}
+
+/// Whether the column's current type is what ddlgate reads it as: a known built-in by OID, or
+/// — for a type whose name says `citext` — the extension's own type as the catalog confirmed.
+/// Any other type is unknown to ddlgate anyway.
+pub fn column_type_is_as_named(col: &ColumnFacts) -> bool {
+    match col.data_type.as_ref().and_then(source_type) {
+        Some(Ty::Citext) => col.type_is_citext == Some(true),
+        _ => true,
     }
 }
 
@@ -2045,6 +2066,7 @@ pub(crate) mod testing {
                 oid,
                 typmod,
             }),
+            type_is_citext: Some(formatted.rsplit('.').next() == Some("citext")),
             ..ColumnFacts::default()
         }
     }

@@ -97,7 +97,9 @@ fn verdict(
     };
     // Decided on the type the server resolves the name to (with the session's search_path), not
     // on the name as written: `text` may be a user's domain over integer.
-    let change = if catalog::type_resolves_as_written(facts, data_type) {
+    let change = if catalog::type_resolves_as_written(facts, data_type)
+        && catalog::column_type_is_as_named(col)
+    {
         catalog::type_change(from, data_type, timezone)
     } else {
         TypeChange::Unknown
@@ -470,5 +472,16 @@ mod tests {
             t.citext = false;
         }
         assert!(run(&RULE, stmt, &ctx).is_some());
+        // The same on the column's side: a domain called citext is not the extension's type.
+        let stmt = "ALTER TABLE orders ALTER COLUMN c TYPE text";
+        let fake = ColumnFacts {
+            type_is_citext: Some(false),
+            ..column("c", "citext", 16_500, -1)
+        };
+        assert!(run(&RULE, stmt, &with(vec![fake])).is_some());
+        assert_eq!(
+            run(&RULE, stmt, &with(vec![column("c", "citext", 16_385, -1)])),
+            None
+        );
     }
 }
