@@ -73,6 +73,22 @@ fn bench(c: &mut Criterion) {
 
     // DDL candidates pay for understanding: sqlparser first, the token classifier when
     // sqlparser rejects the statement (DROP INDEX CONCURRENTLY, REINDEX, DO, …).
+    // The byte check the prefilter runs on every DML statement (dblink, `U&"`, COPY … PROGRAM).
+    let mut group = c.benchmark_group("side_effects_check");
+    for (name, sql) in inputs().into_iter().take(3) {
+        group.throughput(Throughput::Bytes(sql.len() as u64));
+        let first = sql.split_whitespace().next().unwrap_or_default().to_owned();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                ddlgate::sql::side_effects::suspicious(
+                    black_box(first.as_bytes()),
+                    black_box(sql.as_bytes()),
+                )
+            })
+        });
+    }
+    group.finish();
+
     let mut group = c.benchmark_group("understand_ddl");
     for (name, sql) in [
         (

@@ -72,6 +72,9 @@ pub struct Facts {
     pub functions: Vec<FunctionFacts>,
     /// Tables referenced by foreign keys the statement adds.
     pub referenced: Vec<Relation>,
+    /// The types `ALTER COLUMN … TYPE` names, resolved by the server with the session's
+    /// search_path (`to_regtype`): a name written like a built-in may be a user's domain.
+    pub types: Vec<TypeFacts>,
     /// The session's `TimeZone` setting: a `timestamp` ↔ `timestamptz` change rewrites the
     /// table unless it is UTC (PostgreSQL 12+).
     pub timezone: Option<String>,
@@ -108,6 +111,18 @@ impl Facts {
     pub fn referenced(&self, name: &Name) -> Option<&Relation> {
         self.referenced.iter().find(|r| r.asked == *name)
     }
+}
+
+/// One type name, as the server resolves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeFacts {
+    /// The name as ddlgate reads the statement's type ([`type_lookup_name`]), e.g.
+    /// `character varying`, `pg_catalog.text`, `citext`.
+    pub asked: String,
+    /// `to_regtype(asked)`: `None` when no such type is visible.
+    pub oid: Option<u32>,
+    /// The type is the `citext` extension's own (its OID differs per database).
+    pub citext: bool,
 }
 
 /// Where a table stops being small enough for a blocking operation on it to be harmless.
@@ -310,6 +325,9 @@ pub struct ColumnFacts {
     /// The column's collation when it is not the database default (`"C"`, …). A type change
     /// without `COLLATE` resets it to the default and so rebuilds its indexes.
     pub collation: Option<String>,
+    /// The column's type is the citext extension's own (not merely a type or domain called
+    /// `citext`); `None` when not read.
+    pub type_is_citext: Option<bool>,
 }
 
 /// An index using a column.
@@ -421,6 +439,8 @@ struct Request<'a> {
     columns: Vec<&'a str>,
     functions: Vec<&'a str>,
     referenced: Vec<&'a Name>,
+    /// Type names to resolve ([`type_lookup_name`] of each `ALTER COLUMN … TYPE`).
+    types: Vec<String>,
 }
 
 fn push_unique<'a, T: PartialEq + ?Sized>(v: &mut Vec<&'a T>, item: &'a T) {
@@ -433,12 +453,20 @@ fn push_unique<'a, T: PartialEq + ?Sized>(v: &mut Vec<&'a T>, item: &'a T) {
 fn request(ddl: &Ddl) -> Option<Request<'_>> {
     let mut req = Request::default();
     match &ddl.kind {
+        // `ON ONLY` too: only a partitioned table (relkind 'p') makes it build nothing.
         DdlKind::CreateIndex {
             table,
             concurrently: false,
-            only: false,
             ..
         } => req.relation = Some(table),
+        // ALTER INDEX … RENAME renames a table too: the relkind decides. For a view's column
+        // rename it tells a view from a table in the message.
+        DdlKind::AlterIndex { name, action } if action == "RENAME" => req.relation = Some(name),
+        DdlKind::RenameView {
+            name,
+            column: Some(_),
+            ..
+        } => req.relation = Some(name),
         DdlKind::DropIndex {
             names,
             concurrently: false,
@@ -456,7 +484,17 @@ fn request(ddl: &Ddl) -> Option<Request<'_>> {
         DdlKind::AlterTable { name, ops, .. } => {
             for op in ops {
                 match op {
-                    AlterOp::AlterColumnType { column, .. } | AlterOp::SetNotNull { column } => {
+                    AlterOp::AlterColumnType {
+                        column, data_type, ..
+                    } => {
+                        push_unique(&mut req.columns, column.as_str());
+                        if let Some(t) = type_lookup_name(data_type)
+                            && !req.types.contains(&t)
+                        {
+                            req.types.push(t);
+                        }
+                    }
+                    AlterOp::SetNotNull { column } => {
                         push_unique(&mut req.columns, column.as_str());
                     }
                     AlterOp::AddColumn(c) => {
@@ -521,9 +559,37 @@ SELECT pg_catalog.json_build_object(\
 'relation', {relation}, \
 'columns', {columns}, \
 'functions', {functions}, \
-'referenced', pg_catalog.json_build_array({referenced}))",
-        referenced = referenced.join(", ")
+'referenced', pg_catalog.json_build_array({referenced}), \
+'types', {types})",
+        referenced = referenced.join(", "),
+        types = types_json(&req.types),
     ))
+}
+
+/// Each type name resolved with the session's search_path, and whether it is citext's type.
+/// Only names [`type_lookup_name`] produced are sent: words from ddlgate's own list of
+/// built-in spellings and a quoted schema, which `to_regtype` cannot fail to parse (before
+/// PostgreSQL 16 it raises on a syntax error, which would abort the client's transaction).
+fn types_json(types: &[String]) -> String {
+    if types.is_empty() {
+        return "'[]'::pg_catalog.json".to_owned();
+    }
+    let resolvable: Vec<String> = types.iter().map(|t| type_regtype_text(t)).collect();
+    let asked: Vec<&str> = types.iter().map(String::as_str).collect();
+    let resolvable: Vec<&str> = resolvable.iter().map(String::as_str).collect();
+    format!(
+        "(SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(\
+'asked', q.asked, 'oid', t.oid::pg_catalog.int8, \
+'citext', t.oid IS NOT NULL AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid \
+WHERE d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.objid = t.oid \
+AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.deptype = 'e' \
+AND e.extname = 'citext')) ORDER BY q.ord), '[]'::pg_catalog.json) \
+FROM ROWS FROM (pg_catalog.unnest({asked}), pg_catalog.unnest({resolvable})) WITH ORDINALITY AS q(asked, resolvable, ord) \
+LEFT JOIN LATERAL (SELECT pg_catalog.to_regtype(q.resolvable)::pg_catalog.oid AS oid) t ON true)",
+        asked = text_array(&asked),
+        resolvable = text_array(&resolvable),
+    )
 }
 
 /// The statement's relation: identity, kind, size of its table (tree), partitions, and for a
@@ -583,6 +649,11 @@ fn columns_json(columns: &[&str]) -> String {
 'not_null', a.attnotnull AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k \
 WHERE k.conrelid = a.attrelid AND k.contype = 'n' AND NOT k.convalidated AND a.attnum = ANY (k.conkey)), \
 'collation', (SELECT l.collname FROM pg_catalog.pg_collation l WHERE l.oid = a.attcollation AND l.oid <> 100), \
+'citext', a.atttypid IS NOT NULL AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid \
+WHERE d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.objid = a.atttypid \
+AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.deptype = 'e' \
+AND e.extname = 'citext'), \
 'checks', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(\
 'name', k.conname, 'definition', pg_catalog.pg_get_constraintdef(k.oid)) ORDER BY k.conname), '[]'::pg_catalog.json) \
 FROM pg_catalog.pg_constraint k WHERE k.conrelid = a.attrelid AND k.contype = 'c' AND k.convalidated \
@@ -634,7 +705,17 @@ LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace)",
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Deserialize)]
+struct RawType {
+    asked: String,
+    oid: Option<i64>,
+    #[serde(default)]
+    citext: bool,
+}
+
+#[derive(Deserialize)]
 struct RawFacts {
+    #[serde(default)]
+    types: Option<Vec<RawType>>,
     timezone: Option<String>,
     relation: Option<RawRelation>,
     #[serde(default)]
@@ -690,6 +771,8 @@ struct RawColumn {
     not_null: Option<bool>,
     collation: Option<String>,
     #[serde(default)]
+    citext: Option<bool>,
+    #[serde(default)]
     checks: Option<Vec<RawCheck>>,
     #[serde(default)]
     indexes: Option<Vec<RawIndex>>,
@@ -738,6 +821,22 @@ pub fn parse_facts(json: &str) -> Result<Facts, CatalogError> {
             })
             .collect(),
         referenced,
+        types: raw
+            .types
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| {
+                Ok(TypeFacts {
+                    asked: t.asked,
+                    oid: t
+                        .oid
+                        .map(u32::try_from)
+                        .transpose()
+                        .map_err(|_| CatalogError::Invalid("type oid"))?,
+                    citext: t.citext,
+                })
+            })
+            .collect::<Result<_, CatalogError>>()?,
         timezone: raw.timezone,
         thresholds: Thresholds::default(),
     })
@@ -818,6 +917,7 @@ fn column(c: RawColumn) -> Result<ColumnFacts, CatalogError> {
         exists: c.exists && data_type.is_some(),
         not_null: c.not_null.unwrap_or(false),
         collation: c.collation,
+        type_is_citext: c.citext,
         data_type,
         name: c.name,
     })
@@ -1239,11 +1339,9 @@ fn is_utc(tz: &str) -> bool {
     UTC.contains(&tz.to_ascii_lowercase().as_str())
 }
 
-/// Reads a type as the statement model writes it (`varchar(20)`, `character varying(20)`,
-/// `numeric(10,2)`, `timestamp(3) with time zone`, `pg_catalog.text`, `public.citext`).
-/// `None` for anything else: arrays, quoted names (`"char"` is not `char`), other schemas,
-/// interval field restrictions, out-of-range modifiers.
-fn parse_type(text: &str) -> Option<Target> {
+/// A type name as written, split into its schema, its words (lower-cased, space-joined) and its
+/// numeric modifiers; `None` for arrays, quoted names and anything not of that shape.
+fn split_type(text: &str) -> Option<(Option<String>, String, Option<Vec<i64>>)> {
     if text.contains('[') || text.contains('"') {
         return None;
     }
@@ -1281,7 +1379,68 @@ fn parse_type(text: &str) -> Option<Target> {
             _ => return None,
         }
     }
-    let name = words.join(" ");
+    Some((schema, words.join(" "), args))
+}
+
+/// The name under which the catalog facts resolve the type written `to` (`varchar(20)` →
+/// `varchar`, `pg_catalog.text`, `timestamp(3) with time zone` → `timestamp with time zone`):
+/// `None` when ddlgate does not know the type anyway (then it assumes a rewrite, facts or not).
+pub fn type_lookup_name(to: &str) -> Option<String> {
+    parse_type(to)?;
+    let (schema, mut words, args) = split_type(to)?;
+    // `float(p)` is real or double precision depending on p: the modifier picks the type.
+    if words == "float"
+        && let Some([p]) = args.as_deref()
+    {
+        words = format!("float({p})");
+    }
+    Some(match schema {
+        Some(s) => format!("{s}.{words}"),
+        None => words,
+    })
+}
+
+/// The text handed to `to_regtype` for a [`type_lookup_name`]: the schema quoted, so that no
+/// word can be a keyword the type grammar rejects.
+fn type_regtype_text(lookup: &str) -> String {
+    match lookup.split_once('.') {
+        Some((schema, words)) => format!("{}.{words}", quote_ident(schema)),
+        None => lookup.to_owned(),
+    }
+}
+
+/// Whether the column's current type is what ddlgate reads it as: a known built-in by OID, or
+/// — for a type whose name says `citext` — the extension's own type as the catalog confirmed.
+/// Any other type is unknown to ddlgate anyway.
+pub fn column_type_is_as_named(col: &ColumnFacts) -> bool {
+    match col.data_type.as_ref().and_then(source_type) {
+        Some(Ty::Citext) => col.type_is_citext == Some(true),
+        _ => true,
+    }
+}
+
+/// Whether the server resolved the type written `to` to the very type ddlgate reads it as: the
+/// built-in of that OID (a domain or type of the same name earlier in search_path is not), or
+/// citext's own type. `false` without facts about it — the caller then assumes a rewrite.
+pub fn type_resolves_as_written(facts: &Facts, to: &str) -> bool {
+    let (Some(target), Some(asked)) = (parse_type(to), type_lookup_name(to)) else {
+        return false;
+    };
+    let Some(resolved) = facts.types.iter().find(|t| t.asked == asked) else {
+        return false;
+    };
+    match target.ty {
+        Ty::Oid(oid) => resolved.oid == Some(oid),
+        Ty::Citext => resolved.citext,
+    }
+}
+
+/// Reads a type as the statement model writes it (`varchar(20)`, `character varying(20)`,
+/// `numeric(10,2)`, `timestamp(3) with time zone`, `pg_catalog.text`, `public.citext`).
+/// `None` for anything else: arrays, quoted names (`"char"` is not `char`), other schemas,
+/// interval field restrictions, out-of-range modifiers.
+fn parse_type(text: &str) -> Option<Target> {
+    let (schema, name, args) = split_type(text)?;
     if name == "citext" {
         return args.is_none().then_some(Target {
             ty: Ty::Citext,
@@ -1434,12 +1593,53 @@ mod tests {
     }
 
     #[test]
+    fn type_names_are_resolved_by_the_server() {
+        assert_eq!(type_lookup_name("varchar(20)").as_deref(), Some("varchar"));
+        assert_eq!(
+            type_lookup_name("timestamp(3) with time zone").as_deref(),
+            Some("timestamp with time zone")
+        );
+        assert_eq!(
+            type_lookup_name("pg_catalog.text").as_deref(),
+            Some("pg_catalog.text")
+        );
+        assert_eq!(type_lookup_name("s.text"), None);
+        assert_eq!(type_lookup_name("float(20)").as_deref(), Some("float(20)"));
+        assert_eq!(type_lookup_name("my_domain"), None);
+        assert_eq!(type_regtype_text("select.citext"), "\"select\".citext");
+        let q = facts_query(&ddl(
+            "ALTER TABLE t ALTER COLUMN c TYPE varchar(50), ALTER COLUMN d TYPE character varying",
+        ))
+        .expect("query");
+        assert!(
+            q.contains("ROWS FROM (pg_catalog.unnest(ARRAY['varchar', 'character varying']::pg_catalog.text[]), pg_catalog.unnest(ARRAY['varchar', 'character varying']::pg_catalog.text[]))"),
+            "{q}"
+        );
+        let facts = parse_facts(
+            r#"{"timezone": "UTC", "relation": null, "columns": [], "functions": [], "referenced": [],
+               "types": [{"asked": "text", "oid": 16500, "citext": false}, {"asked": "varchar", "oid": 1043, "citext": false}]}"#,
+        )
+        .expect("facts");
+        assert!(!type_resolves_as_written(&facts, "text"));
+        assert!(type_resolves_as_written(&facts, "varchar(50)"));
+        assert!(!type_resolves_as_written(&facts, "int"));
+        assert!(
+            parse_facts(
+                r#"{"timezone": null, "relation": null, "types": [{"asked": "x", "oid": -1}]}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn only_statements_rules_use_facts_for_get_a_query() {
         for sql in [
             "CREATE TABLE t (id int REFERENCES other (id))",
             "CREATE INDEX CONCURRENTLY i ON t (x)",
-            "CREATE INDEX i ON ONLY t (x)",
             "DROP INDEX CONCURRENTLY i",
+            "ALTER INDEX i SET TABLESPACE x",
+            "ALTER VIEW v OWNER TO bob",
+            "ALTER VIEW v RENAME TO w",
             "REINDEX INDEX CONCURRENTLY i",
             "REINDEX SCHEMA public",
             "REFRESH MATERIALIZED VIEW CONCURRENTLY mv",
@@ -1453,6 +1653,9 @@ mod tests {
         }
         for sql in [
             "CREATE INDEX i ON t (x)",
+            "CREATE INDEX i ON ONLY t (x)",
+            "ALTER INDEX i RENAME TO j",
+            "ALTER MATERIALIZED VIEW v RENAME COLUMN a TO b",
             "DROP INDEX i",
             "REINDEX TABLE t",
             "REFRESH MATERIALIZED VIEW mv",
@@ -1886,17 +2089,92 @@ pub(crate) mod testing {
                 oid,
                 typmod,
             }),
+            type_is_citext: Some(formatted.rsplit('.').next() == Some("citext")),
             ..ColumnFacts::default()
         }
     }
 
-    /// Facts about `relation` (and its `columns`), read in a UTC session.
+    /// Facts about `relation` (and its `columns`), read in a UTC session whose search_path
+    /// resolves every built-in type name to the built-in (see [`builtin_types`]).
     pub fn facts(relation: Relation, columns: Vec<ColumnFacts>) -> Facts {
         Facts {
             relation: Some(relation),
             columns,
             timezone: Some("UTC".to_owned()),
+            types: builtin_types(),
             ..Facts::default()
         }
+    }
+
+    /// Every type spelling ddlgate knows, resolved to itself (citext as the extension's).
+    pub fn builtin_types() -> Vec<TypeFacts> {
+        const SPELLINGS: &[&str] = &[
+            "varchar",
+            "character varying",
+            "char varying",
+            "char",
+            "character",
+            "bpchar",
+            "numeric",
+            "decimal",
+            "dec",
+            "timestamp",
+            "timestamp without time zone",
+            "timestamptz",
+            "timestamp with time zone",
+            "time",
+            "time without time zone",
+            "timetz",
+            "time with time zone",
+            "interval",
+            "bit",
+            "varbit",
+            "bit varying",
+            "float",
+            "text",
+            "smallint",
+            "int2",
+            "int",
+            "integer",
+            "int4",
+            "bigint",
+            "int8",
+            "real",
+            "float4",
+            "double precision",
+            "float8",
+            "bool",
+            "boolean",
+            "bytea",
+            "date",
+            "uuid",
+            "json",
+            "jsonb",
+            "xml",
+            "inet",
+            "cidr",
+            "macaddr",
+            "macaddr8",
+            "money",
+            "citext",
+            "pg_catalog.text",
+            "pg_catalog.varchar",
+            "pg_catalog.int8",
+            "public.citext",
+        ];
+        SPELLINGS
+            .iter()
+            .filter_map(|s| {
+                let t = parse_type(s)?;
+                Some(TypeFacts {
+                    asked: (*s).to_owned(),
+                    oid: match t.ty {
+                        Ty::Oid(oid) => Some(oid),
+                        Ty::Citext => Some(16_385),
+                    },
+                    citext: t.ty == Ty::Citext,
+                })
+            })
+            .collect()
     }
 }

@@ -255,8 +255,27 @@ pub fn relation_locks(ddl: &Ddl) -> Locks {
         DdlKind::AlterDomainAddConstraint { .. } | DdlKind::Do { .. } | DdlKind::Unknown => {
             Locks::Unknown
         }
+        // Dependent tables (DROP … CASCADE, DROP OWNED) and a table whose row type it is
+        // (RENAME ATTRIBUTE) are not named in the statement: ACCESS EXCLUSIVE on tables
+        // ddlgate cannot list. A remote connection's locks are out of this session's reach
+        // altogether; the short lock_timeout is the most that can be done here.
+        DdlKind::DropOwned
+        | DdlKind::DropCascade { .. }
+        | DdlKind::AlterTypeRenameAttribute { .. }
+        | DdlKind::RemoteSql { .. } => Locks::Unknown,
+        // ALTER VIEW … RENAME takes ACCESS EXCLUSIVE on the relation, a table included.
+        DdlKind::RenameView { name, .. } => one(name, AccessExclusive),
+        // CREATE RULE takes ACCESS EXCLUSIVE on its table (DefineQueryRewrite).
+        DdlKind::CreateRule { table, .. } => one(table, AccessExclusive),
+        // Only the schema's own catalog row; COPY takes ROW EXCLUSIVE (FROM) or ACCESS SHARE
+        // (TO), which conflict with no ordinary traffic.
+        DdlKind::RenameSchema { .. } | DdlKind::CopyProgram { .. } => Locks::None,
         DdlKind::Other { tag } => {
-            if HARMLESS_TAGS.iter().any(|t| tag.eq_ignore_ascii_case(t)) {
+            // A DML statement the prefilter sent on only because its bytes mentioned dblink or
+            // PROGRAM, and that turned out to be ordinary traffic.
+            let dml = crate::sql::prefilter::classify_word(tag.as_bytes())
+                == crate::sql::prefilter::StatementClass::Dml;
+            if dml || HARMLESS_TAGS.iter().any(|t| tag.eq_ignore_ascii_case(t)) {
                 Locks::None
             } else {
                 Locks::Unknown
@@ -618,6 +637,40 @@ mod tests {
         assert!(!p.short_lock_timeout && p.tables.is_empty());
         let p = plan("LOCK TABLE a, b IN SHARE UPDATE EXCLUSIVE MODE");
         assert!(!p.short_lock_timeout && p.tables.len() == 2);
+    }
+
+    #[test]
+    fn locks_of_statements_that_reach_tables_indirectly() {
+        for sql in [
+            "DROP TYPE mood CASCADE",
+            "DROP SCHEMA s CASCADE",
+            "DROP FUNCTION f(int) CASCADE",
+            "DROP OWNED BY app",
+            "ALTER TYPE t RENAME ATTRIBUTE a TO b",
+        ] {
+            let p = plan(sql);
+            assert!(p.short_lock_timeout && p.tables.is_empty(), "{sql}");
+        }
+        let p = plan("DROP TYPE mood");
+        assert!(
+            !p.short_lock_timeout,
+            "a plain DROP TYPE fails if anything depends on it"
+        );
+        for sql in [
+            "ALTER VIEW t RENAME TO u",
+            "ALTER MATERIALIZED VIEW t RENAME COLUMN a TO b",
+            "CREATE RULE \"_RETURN\" AS ON SELECT TO t DO INSTEAD SELECT 1",
+        ] {
+            let p = plan(sql);
+            assert_eq!(p.tables, vec![Name::bare("t")], "{sql}");
+            assert!(p.short_lock_timeout && p.access_exclusive, "{sql}");
+        }
+        let p = plan("ALTER SCHEMA s RENAME TO t");
+        assert!(p.is_empty());
+        let p = plan("SELECT 'dblink_exec(' AS dblink_id");
+        assert!(p.is_empty(), "a mere mention is ordinary traffic");
+        let p = plan("SELECT dblink_exec('c', 'DROP TABLE t')");
+        assert!(p.short_lock_timeout);
     }
 
     #[test]

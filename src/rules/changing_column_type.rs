@@ -16,7 +16,10 @@
 //!     changes (`text` ↔ `citext`, `timestamp` ↔ `timestamptz` in a UTC session, a column
 //!     with a non-default collation) or when they are expression or partial indexes. A change
 //!     that does rewrite is reported as such, with the table's size. A `USING` clause counts
-//!     as a rewrite.
+//!     as a rewrite. The target type is the one the server resolves the name to with the
+//!     session's search_path (`to_regtype`, compared by OID): a domain or type named like a
+//!     built-in (`CREATE DOMAIN s.text AS integer` with `s` before `pg_catalog` in
+//!     search_path) is not the built-in, and counts as a rewrite.
 //! - **Safe alternative:** expand/contract (R11): add a new column, keep it in sync with a
 //!   trigger, backfill in batches, build indexes and constraints concurrently, switch the
 //!   application over, then drop the old column.
@@ -92,7 +95,15 @@ fn verdict(
     } else {
         None
     };
-    let change = catalog::type_change(from, data_type, timezone);
+    // Decided on the type the server resolves the name to (with the session's search_path), not
+    // on the name as written: `text` may be a user's domain over integer.
+    let change = if catalog::type_resolves_as_written(facts, data_type)
+        && catalog::column_type_is_as_named(col)
+    {
+        catalog::type_change(from, data_type, timezone)
+    } else {
+        TypeChange::Unknown
+    };
     match change {
         TypeChange::Unknown => Some(finding(
             format!(
@@ -433,5 +444,44 @@ mod tests {
             None
         );
         assert!(run(&RULE, "ALTER TABLE other ALTER COLUMN c TYPE bigint", &ctx).is_some());
+    }
+
+    #[test]
+    fn the_target_type_is_the_one_the_server_resolves() {
+        let stmt = "ALTER TABLE orders ALTER COLUMN c TYPE text";
+        assert_eq!(run(&RULE, stmt, &with(vec![varchar20()])), None);
+        // `text` resolves to a domain s.text (search_path = s, pg_catalog), or to nothing, or
+        // the facts did not resolve it at all: the built-in's verdict does not apply.
+        for resolved in [Some(16_500), None] {
+            let mut ctx = with(vec![varchar20()]);
+            let facts = ctx.catalog.as_mut().expect("facts");
+            for t in facts.types.iter_mut().filter(|t| t.asked == "text") {
+                t.oid = resolved;
+            }
+            let f = run(&RULE, stmt, &ctx).expect("flagged");
+            assert!(f.message.contains("may rewrite"), "{}", f.message);
+        }
+        let mut ctx = with(vec![varchar20()]);
+        ctx.catalog.as_mut().expect("facts").types.clear();
+        assert!(run(&RULE, stmt, &ctx).is_some());
+        // citext counts only when it is the extension's own type.
+        let stmt = "ALTER TABLE orders ALTER COLUMN c TYPE citext";
+        let mut ctx = with(vec![column("c", "text", 25, -1)]);
+        assert_eq!(run(&RULE, stmt, &ctx), None);
+        for t in ctx.catalog.as_mut().expect("facts").types.iter_mut() {
+            t.citext = false;
+        }
+        assert!(run(&RULE, stmt, &ctx).is_some());
+        // The same on the column's side: a domain called citext is not the extension's type.
+        let stmt = "ALTER TABLE orders ALTER COLUMN c TYPE text";
+        let fake = ColumnFacts {
+            type_is_citext: Some(false),
+            ..column("c", "citext", 16_500, -1)
+        };
+        assert!(run(&RULE, stmt, &with(vec![fake])).is_some());
+        assert_eq!(
+            run(&RULE, stmt, &with(vec![column("c", "citext", 16_385, -1)])),
+            None
+        );
     }
 }

@@ -26,10 +26,14 @@ mod adding_serial_primary_key_field;
 mod attaching_partition;
 mod ban_alter_domain_with_add_constraint;
 mod ban_concurrent_index_creation_in_transaction;
+mod ban_copy_program;
 mod ban_create_domain_with_constraint;
+mod ban_create_rule;
+mod ban_drop_cascade;
 mod ban_drop_column;
 mod ban_drop_database;
 mod ban_drop_not_null;
+mod ban_drop_owned;
 mod ban_drop_table;
 mod ban_truncate_cascade;
 pub mod body;
@@ -44,6 +48,7 @@ mod locking_table;
 mod prefer_repack;
 mod renaming_column;
 mod renaming_enum_value;
+mod renaming_schema;
 mod renaming_table;
 mod require_concurrent_index_creation;
 mod require_concurrent_index_deletion;
@@ -53,6 +58,7 @@ mod require_concurrent_reindex;
 mod truncating_table;
 mod unparsed_ddl;
 mod unverifiable_dynamic_sql;
+mod unverifiable_remote_sql;
 
 /// What the default policy does with a rule's findings (a profile may change it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
@@ -231,6 +237,11 @@ pub static RULES: &[&Rule] = &[
     &prefer_repack::RULE,
     &locking_table::RULE,
     &ban_drop_database::RULE,
+    // objects whose drop or rename reaches tables the statement does not name
+    &ban_drop_owned::RULE,
+    &ban_drop_cascade::RULE,
+    &renaming_schema::RULE,
+    &ban_create_rule::RULE,
     // partitions
     &require_concurrent_partition_detach::RULE,
     &creating_partition_locks_parent::RULE,
@@ -245,6 +256,9 @@ pub static RULES: &[&Rule] = &[
     // DO blocks and function bodies (DO bodies are also checked by every rule above)
     &unverifiable_dynamic_sql::RULE,
     &ddl_in_function_body::RULE,
+    // SQL and programs run where ddlgate cannot look
+    &unverifiable_remote_sql::RULE,
+    &ban_copy_program::RULE,
     // anything not understood
     &unparsed_ddl::RULE,
 ];

@@ -15,7 +15,10 @@
 //!   rows and total size under [`crate::catalog::Thresholds`]) is not flagged — a plain build
 //!   on it takes milliseconds. Outside one the rewrite stays, since it costs nothing there.
 //! - **Not flagged:** tables created earlier in the same transaction (nobody else can see them)
-//!   and `CREATE INDEX … ON ONLY parent`, which builds nothing.
+//!   and `CREATE INDEX … ON ONLY parent` when the catalog confirms `parent` is partitioned
+//!   (relkind `p`): that builds nothing. On a plain table `ON ONLY` builds a normal index, so
+//!   it is checked like any CREATE INDEX; without the catalog it is flagged, without a rewrite
+//!   (CONCURRENTLY would fail if the table is partitioned after all).
 //!
 //! <https://www.postgresql.org/docs/current/sql-createindex.html#SQL-CREATEINDEX-CONCURRENTLY>
 
@@ -35,7 +38,7 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
     let DdlKind::CreateIndex {
         table,
         concurrently: false,
-        only: false,
+        only,
         ..
     } = &ddl.kind
     else {
@@ -49,6 +52,16 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
             .filter(|r| r.exists)
             .map(|r| (r, f.thresholds))
     });
+    if *only {
+        match relation {
+            // The partitioned parent's own index: nothing is built.
+            Some((r, _)) if r.kind == Some(crate::catalog::RelKind::PartitionedTable) => {
+                return None;
+            }
+            Some(_) => {}
+            None => return Some(only_unconfirmed(table)),
+        }
+    }
     if let Some((r, thresholds)) = relation
         && ctx.in_transaction_block()
         && r.is_small(&thresholds)
@@ -81,6 +94,21 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
             .to_owned(),
         rewrite: Some(Rewrite::Concurrently),
     })
+}
+
+/// `ON ONLY` on a table the catalog did not describe: it builds a whole index unless the table
+/// is partitioned, and CONCURRENTLY would fail if it is, so no rewrite.
+fn only_unconfirmed(table: &Name) -> Finding {
+    Finding {
+        rule: RULE.id,
+        message: format!(
+            "CREATE INDEX … ON ONLY {table} builds a normal index under a SHARE lock, blocking every INSERT, UPDATE and DELETE on {table} for the whole build, unless {table} is partitioned — which ddlgate could not confirm from the catalog."
+        ),
+        hint: format!(
+            "If {table} is not partitioned, use CREATE INDEX CONCURRENTLY without ONLY. If it is, run the statement where ddlgate can read the catalog."
+        ),
+        rewrite: None,
+    }
 }
 
 /// A partitioned parent: CONCURRENTLY is rejected there, so no single-statement rewrite; the
@@ -125,15 +153,38 @@ mod tests {
             &[
                 "CREATE INDEX CONCURRENTLY i ON t (x)",
                 "create unique index concurrently if not exists i on s.t using gin (x)",
-                "CREATE INDEX i ON ONLY events (tenant_id)",
                 "CREATE TABLE t (x int)",
             ],
             &[
+                "CREATE INDEX i ON ONLY events (tenant_id)",
                 "CREATE INDEX i ON t (x)",
                 "CREATE UNIQUE INDEX IF NOT EXISTS i ON public.\"T\" (lower(x)) WHERE y",
                 "/* c */ create index on t(x)",
             ],
         );
+    }
+
+    #[test]
+    fn on_only_is_exempt_only_on_a_partitioned_table_the_catalog_confirms() {
+        let sql = "CREATE INDEX i ON ONLY events (tenant_id)";
+        let with = |relation| Ctx {
+            catalog: Some(facts(relation, vec![])),
+            ..Ctx::default()
+        };
+        assert_eq!(
+            run(&RULE, sql, &with(partitioned("events", 3, 1000, 1 << 30))),
+            None
+        );
+        // A plain table: ON ONLY builds a normal index, checked (and rewritten) as usual.
+        let f = run(&RULE, sql, &with(table("events", 1_000_000, 1 << 30))).expect("flagged");
+        assert_eq!(f.rewrite, Some(Rewrite::Concurrently));
+        // Facts about another name, or none: flagged, but no CONCURRENTLY (it would fail on a
+        // partitioned table).
+        for ctx in [with(partitioned("other", 3, 1000, 1 << 30)), Ctx::default()] {
+            let f = run(&RULE, sql, &ctx).expect("flagged");
+            assert_eq!(f.rewrite, None);
+            assert!(f.message.contains("could not confirm"), "{}", f.message);
+        }
     }
 
     #[test]

@@ -875,6 +875,10 @@ fn create(c: &mut Cursor<'_>) -> Option<DdlKind> {
         only(mods, 0)?;
         return create_domain(c);
     }
+    if c.eat("RULE") {
+        only(mods, OR_REPLACE)?;
+        return create_rule(c);
+    }
     let (_, tag, allowed) = CREATE_KINDS.iter().find(|(words, _, _)| c.eat_all(words))?;
     only(mods, *allowed)?;
     Some(other(tag))
@@ -1021,6 +1025,45 @@ fn create_type(c: &mut Cursor<'_>) -> Option<DdlKind> {
     Some(other("CREATE TYPE"))
 }
 
+/// `CREATE [ OR REPLACE ] RULE name AS ON { SELECT | INSERT | UPDATE | DELETE } TO table
+/// [ WHERE condition ] DO [ ALSO | INSTEAD ] { NOTHING | command | ( command ; … ) }`. DO is
+/// reserved, so the first top-level DO ends the condition.
+fn create_rule(c: &mut Cursor<'_>) -> Option<DdlKind> {
+    let name = c.read_ident()?;
+    c.expect("AS")?;
+    c.expect("ON")?;
+    let event = ["SELECT", "INSERT", "UPDATE", "DELETE"]
+        .into_iter()
+        .find(|e| c.eat(e))?;
+    c.expect("TO")?;
+    let table = c.read_name()?;
+    loop {
+        let t = c.peek()?;
+        match t.kind {
+            TokenKind::LParen => {
+                c.skip_parens()?;
+            }
+            TokenKind::RParen => return None,
+            _ if t.is_word(c.sql, "DO") => break,
+            _ => {
+                c.next();
+            }
+        }
+    }
+    c.expect("DO")?;
+    let instead = c.eat("INSTEAD");
+    if !instead {
+        c.eat("ALSO");
+    }
+    c.skip_rest();
+    Some(DdlKind::CreateRule {
+        name,
+        event: event.to_owned(),
+        table,
+        instead,
+    })
+}
+
 /// `CREATE DOMAIN name [ AS ] type [ COLLATE c ] [ DEFAULT expr ] [ constraint … ]`: with a
 /// `CHECK` or `NOT NULL` constraint outside parentheses it is `CreateDomainWithConstraint`.
 fn create_domain(c: &mut Cursor<'_>) -> Option<DdlKind> {
@@ -1119,7 +1162,98 @@ fn alter(c: &mut Cursor<'_>) -> Option<DdlKind> {
     if c.eat("DOMAIN") {
         return alter_domain(c);
     }
+    if c.eat("SCHEMA") {
+        return alter_schema(c);
+    }
+    if c.eat("VIEW") {
+        return alter_view(c, false);
+    }
+    if c.eat_all(&["MATERIALIZED", "VIEW"]) {
+        return alter_view(c, true);
+    }
+    if c.eat_all(&["FOREIGN", "TABLE"]) {
+        return Some(alter_foreign_table(c));
+    }
     other_kind(c, ALTER_KINDS)
+}
+
+/// `ALTER FOREIGN TABLE [ IF EXISTS ] [ ONLY ] name [ * ] RENAME [ COLUMN ] a TO b`: PostgreSQL
+/// renames the column of a plain table this way too (renameatt does not check the relkind), so
+/// it is the ALTER TABLE sub-command it amounts to. Every other form is `Other` (PostgreSQL
+/// rejects them on anything but a foreign table).
+fn alter_foreign_table(c: &mut Cursor<'_>) -> DdlKind {
+    let mut probe = c.clone();
+    let if_exists = probe.eat_all(&["IF", "EXISTS"]);
+    let renamed = (|| {
+        let (name, only) = probe.read_relation()?;
+        probe.expect("RENAME")?;
+        if probe.is("TO") || probe.is("CONSTRAINT") {
+            return None;
+        }
+        probe.eat("COLUMN");
+        let from = probe.read_ident()?;
+        probe.expect("TO")?;
+        let to = probe.read_ident()?;
+        probe.expect_end()?;
+        Some(DdlKind::AlterTable {
+            name,
+            only,
+            if_exists,
+            ops: vec![AlterOp::RenameColumn { from, to }],
+        })
+    })();
+    match renamed {
+        Some(kind) => {
+            *c = probe;
+            kind
+        }
+        None => other("ALTER FOREIGN TABLE"),
+    }
+}
+
+/// `ALTER SCHEMA name RENAME TO new`; `OWNER TO` is `Other`.
+fn alter_schema(c: &mut Cursor<'_>) -> Option<DdlKind> {
+    let name = c.read_ident()?;
+    if c.eat_all(&["RENAME", "TO"]) {
+        let to = c.read_ident()?;
+        c.expect_end()?;
+        return Some(DdlKind::RenameSchema { name, to });
+    }
+    Some(other("ALTER SCHEMA"))
+}
+
+/// `ALTER [ MATERIALIZED ] VIEW [ IF EXISTS ] name RENAME [ COLUMN ] a TO b` and `… RENAME TO
+/// new`; the other forms (`ALTER COLUMN`, `OWNER TO`, `SET …`, `ALL IN TABLESPACE`) are `Other`.
+fn alter_view(c: &mut Cursor<'_>, materialized: bool) -> Option<DdlKind> {
+    let tag = if materialized {
+        "ALTER MATERIALIZED VIEW"
+    } else {
+        "ALTER VIEW"
+    };
+    if c.is("ALL") {
+        return Some(other(tag));
+    }
+    c.eat_all(&["IF", "EXISTS"]);
+    let name = c.read_name()?;
+    if !c.eat("RENAME") {
+        return Some(other(tag));
+    }
+    let column = if c.eat("TO") {
+        None
+    } else {
+        c.eat("COLUMN");
+        let from = c.read_ident()?;
+        c.expect("TO")?;
+        Some(from)
+    };
+    let to = c.read_ident()?;
+    c.expect_end()?;
+    Some(DdlKind::RenameView {
+        name,
+        materialized,
+        column,
+        to,
+    })
 }
 
 /// `ALTER TABLE [ IF EXISTS ] [ ONLY ] name [ * ] action [, ...]`, the RENAME / SET SCHEMA /
@@ -1666,6 +1800,18 @@ fn alter_type(c: &mut Cursor<'_>) -> Option<DdlKind> {
     if c.eat_all(&["RENAME", "VALUE"]) {
         return Some(DdlKind::AlterTypeRenameValue { type_name });
     }
+    if c.eat_all(&["RENAME", "ATTRIBUTE"]) {
+        let from = c.read_ident()?;
+        c.expect("TO")?;
+        let to = c.read_ident()?;
+        drop_behavior(c);
+        c.expect_end()?;
+        return Some(DdlKind::AlterTypeRenameAttribute {
+            type_name,
+            from,
+            to,
+        });
+    }
     Some(other("ALTER TYPE"))
 }
 
@@ -1745,7 +1891,18 @@ fn drop(c: &mut Cursor<'_>) -> Option<DdlKind> {
     if c.eat("DATABASE") {
         return Some(DdlKind::DropDatabase);
     }
-    other_kind(c, DROP_KINDS)
+    let (_, tag) = DROP_KINDS.iter().find(|(words, _)| c.eat_all(words))?;
+    if *tag == "DROP OWNED" {
+        c.skip_rest();
+        return Some(DdlKind::DropOwned);
+    }
+    // CASCADE anywhere at top level (an object called `cascade` included: the stricter reading).
+    if c.rest_has("CASCADE", None, true) {
+        return Some(DdlKind::DropCascade {
+            tag: (*tag).to_owned(),
+        });
+    }
+    Some(other(tag))
 }
 
 /// `[ CASCADE | RESTRICT ]`: whether CASCADE was given.
@@ -3034,20 +3191,16 @@ mod tests {
             ("DROP SEQUENCE s", "DROP SEQUENCE"),
             ("DROP FUNCTION f(int)", "DROP FUNCTION"),
             ("DROP TYPE mood", "DROP TYPE"),
-            ("DROP SCHEMA app CASCADE", "DROP SCHEMA"),
-            ("DROP OWNED BY r", "DROP OWNED"),
             (
                 "DROP TEXT SEARCH DICTIONARY d",
                 "DROP TEXT SEARCH DICTIONARY",
             ),
             ("DROP PROCEDURAL LANGUAGE l", "DROP LANGUAGE"),
-            ("ALTER VIEW v RENAME TO w", "ALTER VIEW"),
             (
                 "ALTER MATERIALIZED VIEW mv SET TABLESPACE x",
                 "ALTER MATERIALIZED VIEW",
             ),
             ("ALTER FUNCTION f() OWNER TO r", "ALTER FUNCTION"),
-            ("ALTER SCHEMA a RENAME TO b", "ALTER SCHEMA"),
             ("CHECKPOINT", "CHECKPOINT"),
             (
                 "IMPORT FOREIGN SCHEMA s FROM SERVER x INTO y",
@@ -3059,10 +3212,6 @@ mod tests {
             ("ALTER SYSTEM SET work_mem = '64MB'", "ALTER SYSTEM"),
             ("CREATE TABLESPACE ts LOCATION '/x'", "CREATE TABLESPACE"),
             ("DROP TABLESPACE ts", "DROP TABLESPACE"),
-            (
-                "CREATE OR REPLACE RULE r AS ON INSERT TO t DO INSTEAD (SELECT 1; SELECT 2)",
-                "CREATE RULE",
-            ),
             ("DROP RULE r ON t", "DROP RULE"),
             ("CREATE CAST (a AS b) WITHOUT FUNCTION", "CREATE CAST"),
             (
@@ -3481,6 +3630,166 @@ mod tests {
             if !tokens.iter().any(|t| t.kind == TokenKind::LineComment) {
                 prop_assert_eq!(std::mem::discriminant(&a.kind), std::mem::discriminant(&b.kind));
             }
+        }
+    }
+
+    #[test]
+    fn statements_that_reach_tables_indirectly() {
+        let cases = [
+            (
+                "DROP SCHEMA app CASCADE",
+                DdlKind::DropCascade {
+                    tag: "DROP SCHEMA".into(),
+                },
+            ),
+            ("DROP SCHEMA app", other_tag("DROP SCHEMA")),
+            ("DROP OWNED BY r", DdlKind::DropOwned),
+            ("drop owned by a, b restrict", DdlKind::DropOwned),
+            (
+                "DROP TYPE IF EXISTS mood, s.other CASCADE",
+                DdlKind::DropCascade {
+                    tag: "DROP TYPE".into(),
+                },
+            ),
+            (
+                "DROP FUNCTION f(int, text) CASCADE",
+                DdlKind::DropCascade {
+                    tag: "DROP FUNCTION".into(),
+                },
+            ),
+            (
+                "DROP CAST (int AS s.t) CASCADE",
+                DdlKind::DropCascade {
+                    tag: "DROP CAST".into(),
+                },
+            ),
+            (
+                "DROP TEXT SEARCH CONFIGURATION c CASCADE",
+                DdlKind::DropCascade {
+                    tag: "DROP TEXT SEARCH CONFIGURATION".into(),
+                },
+            ),
+            (
+                "DROP ACCESS METHOD am CASCADE",
+                DdlKind::DropCascade {
+                    tag: "DROP ACCESS METHOD".into(),
+                },
+            ),
+            (
+                "DROP OPERATOR === (int, int) CASCADE",
+                DdlKind::DropCascade {
+                    tag: "DROP OPERATOR".into(),
+                },
+            ),
+            ("DROP DOMAIN d RESTRICT", other_tag("DROP DOMAIN")),
+            (
+                "ALTER TYPE victim RENAME ATTRIBUTE name TO nm CASCADE",
+                DdlKind::AlterTypeRenameAttribute {
+                    type_name: n("victim"),
+                    from: "name".into(),
+                    to: "nm".into(),
+                },
+            ),
+            (
+                "ALTER SCHEMA a RENAME TO b",
+                DdlKind::RenameSchema {
+                    name: "a".into(),
+                    to: "b".into(),
+                },
+            ),
+            ("ALTER SCHEMA a OWNER TO r", other_tag("ALTER SCHEMA")),
+            (
+                "ALTER VIEW v RENAME TO w",
+                DdlKind::RenameView {
+                    name: n("v"),
+                    materialized: false,
+                    column: None,
+                    to: "w".into(),
+                },
+            ),
+            (
+                "ALTER MATERIALIZED VIEW IF EXISTS s.mv RENAME COLUMN a TO b",
+                DdlKind::RenameView {
+                    name: n("s.mv"),
+                    materialized: true,
+                    column: Some("a".into()),
+                    to: "b".into(),
+                },
+            ),
+            (
+                "ALTER VIEW v RENAME a TO b",
+                DdlKind::RenameView {
+                    name: n("v"),
+                    materialized: false,
+                    column: Some("a".into()),
+                    to: "b".into(),
+                },
+            ),
+            ("ALTER VIEW v OWNER TO r", other_tag("ALTER VIEW")),
+            (
+                "ALTER FOREIGN TABLE IF EXISTS ONLY victim RENAME id TO i",
+                DdlKind::AlterTable {
+                    name: n("victim"),
+                    only: true,
+                    if_exists: true,
+                    ops: vec![AlterOp::RenameColumn {
+                        from: "id".into(),
+                        to: "i".into(),
+                    }],
+                },
+            ),
+            (
+                "ALTER FOREIGN TABLE f RENAME TO g",
+                other_tag("ALTER FOREIGN TABLE"),
+            ),
+            (
+                "ALTER FOREIGN TABLE f OPTIONS (ADD x 'y')",
+                other_tag("ALTER FOREIGN TABLE"),
+            ),
+            (
+                "ALTER MATERIALIZED VIEW mv SET TABLESPACE x",
+                other_tag("ALTER MATERIALIZED VIEW"),
+            ),
+            (
+                "CREATE OR REPLACE RULE r AS ON INSERT TO t DO INSTEAD (SELECT 1; SELECT 2)",
+                DdlKind::CreateRule {
+                    name: "r".into(),
+                    event: "INSERT".into(),
+                    table: n("t"),
+                    instead: true,
+                },
+            ),
+            (
+                "CREATE RULE \"_RETURN\" AS ON SELECT TO s.victim WHERE (true) DO INSTEAD SELECT 1",
+                DdlKind::CreateRule {
+                    name: "_RETURN".into(),
+                    event: "SELECT".into(),
+                    table: n("s.victim"),
+                    instead: true,
+                },
+            ),
+            (
+                "CREATE RULE r AS ON DELETE TO t DO ALSO NOTHING",
+                DdlKind::CreateRule {
+                    name: "r".into(),
+                    event: "DELETE".into(),
+                    table: n("t"),
+                    instead: false,
+                },
+            ),
+        ];
+        for (sql, expected) in cases {
+            let d = classify_str(sql);
+            assert_eq!(d.kind, expected, "{sql}");
+            assert_eq!(d.understood, Understood::Fallback, "{sql}");
+        }
+        for sql in [
+            "ALTER VIEW v RENAME TO",
+            "ALTER TYPE t RENAME ATTRIBUTE a",
+            "CREATE RULE r AS ON TRUNCATE TO t DO NOTHING",
+            "CREATE RULE r AS ON SELECT TO t WHERE (x DO INSTEAD NOTHING",
+        ] {
+            assert_eq!(kind(sql), DdlKind::Unknown, "{sql}");
         }
     }
 }

@@ -90,6 +90,36 @@ pub fn understand(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> Ddl
             understood: Understood::Unknown,
         };
     }
+    // A statement that starts like DML came here because it may run SQL or a program out of
+    // ddlgate's sight (see `side_effects`); its tokens decide.
+    if let Some(ddl) = super::side_effects::understand(sql, start, end, opts) {
+        return ddl;
+    }
+    let ddl = understand_ddl(sql, start, end, opts);
+    // DDL that runs a query as it executes (CREATE TABLE … AS, a USING or DEFAULT expression),
+    // or stores one that runs later (views, policies, trigger conditions, rules), runs a dblink
+    // call in it too. Not where `name(` is a signature (DROP / ALTER / GRANT … FUNCTION): those
+    // stay what they are. DO and function bodies are read by the rule itself.
+    let runs_query = match &ddl.kind {
+        DdlKind::CreateTable { .. } | DdlKind::AlterTable { .. } | DdlKind::CreateRule { .. } => {
+            true
+        }
+        DdlKind::Other { tag } => {
+            (tag.starts_with("CREATE ") || tag.starts_with("ALTER "))
+                && (tag.ends_with(" VIEW") || tag.ends_with(" POLICY") || tag.ends_with(" TRIGGER"))
+        }
+        _ => false,
+    };
+    if runs_query && let Some(function) = super::side_effects::remote_call(sql, start, end, opts) {
+        return Ddl {
+            kind: DdlKind::RemoteSql { function },
+            understood: ddl.understood,
+        };
+    }
+    ddl
+}
+
+fn understand_ddl(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> Ddl {
     let text = sql.get(start..end).unwrap_or_default();
     // sqlparser works on &str. PostgreSQL's own encodings are all ASCII-compatible for the
     // syntax the rules care about; anything else goes straight to the token classifier.
@@ -223,9 +253,8 @@ fn convert(statement: Statement, text: &str) -> Option<DdlKind> {
                 cascade,
             },
             ObjectType::Database => DdlKind::DropDatabase,
-            other => DdlKind::Other {
-                tag: format!("DROP {other}").to_uppercase(),
-            },
+            // Whether CASCADE reaches dependent tables is read from the tokens.
+            _ => return None,
         },
         Statement::CreateTable(ct) => {
             let mut references = Vec::new();
@@ -296,10 +325,29 @@ fn convert(statement: Statement, text: &str) -> Option<DdlKind> {
         Statement::Vacuum(_) | Statement::CreateFunction(_) | Statement::AlterIndex { .. } => {
             return None;
         }
-        _ => DdlKind::Other {
-            tag: command_tag(text),
-        },
+        _ => {
+            let tag = command_tag(text);
+            if fallback_decides(&tag) {
+                return None;
+            }
+            DdlKind::Other { tag }
+        }
     })
+}
+
+/// Commands whose details decide a rule (CASCADE, a rename, a rule's event), which the token
+/// classifier reads and sqlparser's AST does not carry uniformly.
+fn fallback_decides(tag: &str) -> bool {
+    tag.starts_with("DROP ")
+        || (tag.starts_with("CREATE ") && tag.ends_with(" RULE"))
+        || matches!(
+            tag,
+            "ALTER SCHEMA"
+                | "ALTER VIEW"
+                | "ALTER MATERIALIZED VIEW"
+                | "ALTER TYPE"
+                | "ALTER FOREIGN TABLE"
+        )
 }
 
 fn alter_op(op: AlterTableOperation) -> Option<AlterOp> {

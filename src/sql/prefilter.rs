@@ -46,12 +46,26 @@ impl StatementClass {
 }
 
 /// Classifies a non-empty statement of `sql` from its first token.
+///
+/// A statement that starts like DML but may call dblink or run `COPY … PROGRAM` (a byte search,
+/// see [`super::side_effects`]) is a DDL candidate: those act where ddlgate cannot look, and
+/// only a full look tells them from ordinary traffic.
 pub fn classify(sql: &[u8], stmt: &StatementSpan) -> StatementClass {
     let Some(first) = stmt.first else {
         return StatementClass::Dml;
     };
     match first.kind {
-        TokenKind::Word => classify_word(first.text(sql)),
+        TokenKind::Word => match classify_word(first.text(sql)) {
+            StatementClass::Dml
+                if super::side_effects::suspicious(
+                    first.text(sql),
+                    sql.get(first.start..stmt.end).unwrap_or_default(),
+                ) =>
+            {
+                StatementClass::DdlCandidate
+            }
+            class => class,
+        },
         // `(SELECT 1) UNION (SELECT 2)` is a query; nothing else may start with a parenthesis.
         TokenKind::LParen => StatementClass::Dml,
         _ => StatementClass::DdlCandidate,
@@ -115,6 +129,16 @@ mod tests {
         assert_eq!(classes("'just a string'"), [DdlCandidate]);
         assert_eq!(classes("averyveryverylongword"), [DdlCandidate]);
         assert_eq!(classes("DO $$ BEGIN END $$"), [DdlCandidate]);
+    }
+
+    #[test]
+    fn dml_that_acts_out_of_sight_is_a_candidate() {
+        use StatementClass::*;
+        assert_eq!(
+            classes("SELECT 1; SELECT dblink_exec('c', 'DROP TABLE t'); COPY t FROM PROGRAM 'x'"),
+            [Dml, DdlCandidate, DdlCandidate]
+        );
+        assert_eq!(classes("COPY t FROM STDIN; SELECT a FROM t"), [Dml, Dml]);
     }
 
     #[test]

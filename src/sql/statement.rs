@@ -297,6 +297,56 @@ pub enum DdlKind {
         body: Option<String>,
     },
     DropDatabase,
+    /// `DROP OWNED BY role [, ...] [ CASCADE | RESTRICT ]`: drops every object the roles own,
+    /// tables included.
+    DropOwned,
+    /// `DROP <kind> … CASCADE` of any object kind but a table, an index or a database (types,
+    /// domains, functions, schemas, extensions, …): PostgreSQL drops every dependent object
+    /// with it — columns of that type, whole tables in that schema. `tag` is the command tag,
+    /// e.g. `DROP TYPE`. Without CASCADE these stay `Other`.
+    DropCascade {
+        tag: String,
+    },
+    /// `ALTER TYPE name RENAME ATTRIBUTE a TO b`: on a table's row type PostgreSQL renames the
+    /// table's column.
+    AlterTypeRenameAttribute {
+        type_name: Name,
+        from: String,
+        to: String,
+    },
+    /// `ALTER SCHEMA name RENAME TO new`.
+    RenameSchema {
+        name: String,
+        to: String,
+    },
+    /// `ALTER VIEW / MATERIALIZED VIEW name RENAME [ COLUMN a ] TO b`. PostgreSQL accepts both on
+    /// any relation, tables included (it renames the table or its column).
+    RenameView {
+        name: Name,
+        materialized: bool,
+        /// `RENAME COLUMN from TO …`; `None` for `RENAME TO`.
+        column: Option<String>,
+        to: String,
+    },
+    /// `CREATE [ OR REPLACE ] RULE name AS ON event TO table … DO [ ALSO | INSTEAD ] …`.
+    CreateRule {
+        name: String,
+        /// `SELECT`, `INSERT`, `UPDATE` or `DELETE`.
+        event: String,
+        table: Name,
+        instead: bool,
+    },
+    /// A statement that runs SQL from a string on another connection (`dblink_exec`, `dblink`,
+    /// `dblink_send_query`, …): what that SQL does is invisible to ddlgate. `function` is the
+    /// first such function named.
+    RemoteSql {
+        function: String,
+    },
+    /// `COPY … FROM PROGRAM` / `COPY … TO PROGRAM`: runs a shell command as the server's OS user.
+    CopyProgram {
+        /// `TO PROGRAM` (the command reads the data) rather than `FROM PROGRAM`.
+        to: bool,
+    },
     /// DDL the rules have no concern with (CREATE VIEW, CREATE SEQUENCE, COMMENT, GRANT, …),
     /// identified by its command tag, e.g. `CREATE VIEW`.
     Other {
@@ -331,6 +381,14 @@ impl DdlKind {
             DdlKind::Do { .. } => "do",
             DdlKind::CreateFunction { .. } => "create_function",
             DdlKind::DropDatabase => "drop_database",
+            DdlKind::DropOwned => "drop_owned",
+            DdlKind::DropCascade { .. } => "drop_cascade",
+            DdlKind::AlterTypeRenameAttribute { .. } => "alter_type_rename_attribute",
+            DdlKind::RenameSchema { .. } => "rename_schema",
+            DdlKind::RenameView { .. } => "rename_view",
+            DdlKind::CreateRule { .. } => "create_rule",
+            DdlKind::RemoteSql { .. } => "remote_sql",
+            DdlKind::CopyProgram { .. } => "copy_program",
             DdlKind::Other { .. } => "other",
             DdlKind::Unknown => "unknown",
         }
