@@ -582,14 +582,7 @@ impl Relay {
                         break;
                     }
                     st.facts_ready = false;
-                    let may_guard = run == 0
-                        && st.outstanding == 0
-                        && !st.unit_open
-                        && st.tx != TxStatus::Failed
-                        && st
-                            .pending_epilogue
-                            .as_ref()
-                            .is_none_or(|e| e.settings_restored());
+                    let may_guard = run == 0 && st.may_inject();
                     let hooked = if lexing_unknown {
                         // Inside an open extended-protocol unit the server answers nothing
                         // before Sync: the settings cannot be known, so refuse.
@@ -717,14 +710,7 @@ impl Relay {
                             Ok(plan) => {
                                 // A Bind of a prepared DDL statement starts a unit the guard
                                 // runs around.
-                                let may_guard = run == 0
-                                    && st.outstanding == 0
-                                    && !st.unit_open
-                                    && st.tx != TxStatus::Failed
-                                    && st
-                                        .pending_epilogue
-                                        .as_ref()
-                                        .is_none_or(|e| e.settings_restored());
+                                let may_guard = run == 0 && st.may_inject();
                                 if let Some(plan) =
                                     plan.filter(|g| may_guard && g.is_needed(&live.config.guard))
                                 {

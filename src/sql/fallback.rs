@@ -196,7 +196,7 @@ pub(crate) fn string_content_uescape(
             let plain = prefix.is_empty() || prefix.eq_ignore_ascii_case(b"n");
             let scs = opts.standard_conforming_strings;
             if plain && scs {
-                undouble(inner)?
+                super::literal::undouble(inner)?
             } else if plain || prefix.eq_ignore_ascii_case(b"e") {
                 literal::escape_string(inner)?
             } else if prefix.eq_ignore_ascii_case(b"u&") && scs {
@@ -233,23 +233,6 @@ fn dollar_tag_len(text: &[u8]) -> Option<usize> {
         return None;
     }
     text.iter().skip(1).position(|&b| b == b'$').map(|p| p + 2)
-}
-
-/// A standard string's content with `''` undoubled.
-fn undouble(inner: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(inner.len());
-    let mut i = 0;
-    while i < inner.len() {
-        if inner[i] == b'\'' {
-            if inner.get(i + 1) != Some(&b'\'') {
-                return None;
-            }
-            i += 1;
-        }
-        out.push(inner[i]);
-        i += 1;
-    }
-    Some(out)
 }
 
 /// A boolean utility option's value as PostgreSQL's `defGetBoolean` reads it: no value, `true`,

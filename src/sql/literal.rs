@@ -115,18 +115,7 @@ pub fn unicode_string(inner: &[u8], escape: u8) -> Option<Vec<u8>> {
     }
     // The scanner undoubles quotes first ({xqdouble} in state xus); the escapes are decoded
     // afterwards, on the result.
-    let mut raw = Vec::with_capacity(inner.len());
-    let mut i = 0;
-    while i < inner.len() {
-        if inner[i] == b'\'' {
-            if inner.get(i + 1) != Some(&b'\'') {
-                return None;
-            }
-            i += 1;
-        }
-        raw.push(inner[i]);
-        i += 1;
-    }
+    let raw = undouble(inner)?;
     let mut out = Vec::with_capacity(raw.len());
     let mut high: Option<u32> = None;
     let mut i = 0;
@@ -200,6 +189,24 @@ fn push_code_point(out: &mut Vec<u8>, cp: u32) -> Option<()> {
     let mut buf = [0u8; 4];
     out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
     Some(())
+}
+
+/// A quoted constant's content with `''` undoubled; `None` when a lone quote is inside (not one
+/// constant).
+pub(crate) fn undouble(inner: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(inner.len());
+    let mut i = 0;
+    while i < inner.len() {
+        if inner[i] == b'\'' {
+            if inner.get(i + 1) != Some(&b'\'') {
+                return None;
+            }
+            i += 1;
+        }
+        out.push(inner[i]);
+        i += 1;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
