@@ -830,7 +830,8 @@ fn steps(
     let tree = facts
         .and_then(|f| f.relation.as_ref())
         .filter(|r| r.is_partitioned())
-        .map(|r| partition_tree(r.name.as_ref().unwrap_or(&r.asked), &r.partitions));
+        .map(|r| partition_tree(r.name.as_ref().unwrap_or(&r.asked), &r.partitions, 0))
+        .transpose()?;
     let rctx = crate::recipe::Context {
         server_version_num: version,
         partitions: tree.as_deref(),
@@ -843,18 +844,33 @@ fn steps(
 fn partition_tree(
     parent: &Name,
     all: &[crate::catalog::Partition],
-) -> Vec<crate::recipe::Partition> {
+    depth: usize,
+) -> Result<Vec<crate::recipe::Partition>, String> {
+    // The catalog's list is the server's, but the tree is built (and later walked by the
+    // recipe) recursively: bound its depth so no catalog answer can exhaust the stack.
+    if depth > MAX_PARTITION_DEPTH {
+        return Err(format!(
+            "its partition tree is more than {MAX_PARTITION_DEPTH} levels deep"
+        ));
+    }
     all.iter()
         .filter(|p| &p.parent == parent)
         .map(|p| {
-            if p.is_leaf() {
+            Ok(if p.is_leaf() {
                 crate::recipe::Partition::leaf(p.name.clone())
             } else {
-                crate::recipe::Partition::partitioned(p.name.clone(), partition_tree(&p.name, all))
-            }
+                crate::recipe::Partition::partitioned(
+                    p.name.clone(),
+                    partition_tree(&p.name, all, depth + 1)?,
+                )
+            })
         })
         .collect()
 }
+
+/// Deepest partition tree a multi-step rewrite is planned for; deeper ones are refused (the
+/// statement is blocked with the reason). Real hierarchies have a handful of levels.
+const MAX_PARTITION_DEPTH: usize = 32;
 
 /// Longest SQL text an audit record holds.
 const AUDIT_SQL_MAX: usize = 64 * 1024;
@@ -1136,6 +1152,29 @@ mod tests {
             &ctx(tx),
         );
         (s, p, counters)
+    }
+
+    #[test]
+    fn partition_trees_are_bounded_in_depth() {
+        use crate::catalog::{Partition, RelKind};
+        let chain = |levels: usize| -> Vec<Partition> {
+            (1..=levels)
+                .map(|l| Partition {
+                    name: Name::bare(&format!("p{l}")),
+                    parent: Name::bare(&format!("p{}", l - 1)),
+                    kind: if l == levels {
+                        RelKind::Table
+                    } else {
+                        RelKind::PartitionedTable
+                    },
+                    level: l as u32,
+                })
+                .collect()
+        };
+        let shallow = partition_tree(&Name::bare("p0"), &chain(5), 0).expect("5 levels");
+        assert_eq!(shallow.len(), 1);
+        let deep = partition_tree(&Name::bare("p0"), &chain(MAX_PARTITION_DEPTH + 5), 0);
+        assert!(deep.is_err(), "a tree deeper than the bound is refused");
     }
 
     #[test]
