@@ -65,7 +65,7 @@ struct CheckArgs {
     pg_version: Option<u32>,
     /// Treat every file no tool claims as wrapped in one transaction (psql `-1`), as most
     /// migration tools run them. With an explicit `--tool` every file is that tool's.
-    #[arg(long, conflicts_with = "tool")]
+    #[arg(long)]
     assume_in_transaction: bool,
     /// The migration tool that runs the files, for its per-file transaction opt-outs; `auto`
     /// reads each file as its layout names a tool without doubt, else as psql would.
@@ -224,6 +224,15 @@ fn run_check(global: &ServeArgs, args: CheckArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     };
+    if args.assume_in_transaction && args.tool != ddlgate::check::tool::Tool::Auto {
+        // Every file is that tool's: the flag would be silently ignored or silently win.
+        eprintln!(
+            "ddlgate: --assume-in-transaction is for files no tool claims; with --tool {} \
+             the tool decides every file's transaction",
+            args.tool.name()
+        );
+        return ExitCode::from(2);
+    }
     let opts = ddlgate::check::Options {
         pg_version: args.pg_version,
         assume_in_transaction: args.assume_in_transaction,

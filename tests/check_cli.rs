@@ -183,8 +183,15 @@ fn sqlx_no_transaction_first_line() {
     );
     let (code, out) = run(d, &["check", "--tool", "sqlx", "20240102_notx.sql"]);
     assert_eq!(code, Some(0), "{out}");
-    // The header is detected without --tool.
-    assert_eq!(run(d, &["check", "20240102_notx.sql"]).0, Some(0));
+    // The header is detected without --tool: it wins over the assumption for other files.
+    assert_eq!(
+        run(
+            d,
+            &["check", "--assume-in-transaction", "20240102_notx.sql"]
+        )
+        .0,
+        Some(0)
+    );
     // sqlx sends the file as one Query: two statements share an implicit transaction.
     let (code, out) = run(d, &["check", "--tool", "sqlx", "20240103_notx_two.sql"]);
     assert_eq!(code, Some(1), "{out}");
@@ -330,6 +337,20 @@ fn psql_with_and_without_single_transaction_and_how_flags_combine() {
         )
         .0,
         Some(2)
+    );
+    assert_eq!(
+        run(
+            d,
+            &[
+                "check",
+                "--tool",
+                "auto",
+                "--assume-in-transaction",
+                "m.sql"
+            ]
+        )
+        .0,
+        Some(1)
     );
     // Under auto, a file whose layout names a tool follows the tool, the rest the flag.
     put(d, "V1__idx.sql", CIC);
