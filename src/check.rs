@@ -2,10 +2,12 @@
 //!
 //! Each file is split into statements exactly as the proxy splits a Query, each DDL candidate
 //! is understood and checked by the same rules and policy. The context is simulated the way a
-//! migration runs: statements are sent one by one (psql `-f` style), `BEGIN`/`COMMIT` in the
-//! file open and close a transaction, `--assume-in-transaction` wraps the whole file in one (as
-//! Rails, Django, Alembic, Flyway and sqlx do by default), tables created inside a transaction
-//! are exempt from lock rules until it ends, and `--pg-version` sets the server version.
+//! migration runs: a file is cut into units ([`Unit`]) each run as its tool runs it
+//! ([`RunMode`]: statement by statement as psql `-f`, in one transaction, or as one
+//! multi-statement Query; [`tool`] reads each tool's per-file opt-outs), `BEGIN`/`COMMIT` in the
+//! file open and close a transaction, tables created inside a transaction are exempt from lock
+//! rules until it ends, and `--pg-version` sets the server version. One pass over each file:
+//! the cost is linear in its size.
 //!
 //! The exit status is non-zero when anything would be blocked; statements the proxy would
 //! rewrite are reported but do not fail the check.
