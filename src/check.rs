@@ -2,10 +2,12 @@
 //!
 //! Each file is split into statements exactly as the proxy splits a Query, each DDL candidate
 //! is understood and checked by the same rules and policy. The context is simulated the way a
-//! migration runs: statements are sent one by one (psql `-f` style), `BEGIN`/`COMMIT` in the
-//! file open and close a transaction, `--assume-in-transaction` wraps the whole file in one (as
-//! Rails, Django, Alembic, Flyway and sqlx do by default), tables created inside a transaction
-//! are exempt from lock rules until it ends, and `--pg-version` sets the server version.
+//! migration runs: a file is cut into units ([`Unit`]) each run as its tool runs it
+//! ([`RunMode`]: statement by statement as psql `-f`, in one transaction, or as one
+//! multi-statement Query; [`tool`] reads each tool's per-file opt-outs), `BEGIN`/`COMMIT` in the
+//! file open and close a transaction, tables created inside a transaction are exempt from lock
+//! rules until it ends, and `--pg-version` sets the server version. One pass over each file:
+//! the cost is linear in its size.
 //!
 //! The exit status is non-zero when anything would be blocked; statements the proxy would
 //! rewrite are reported but do not fail the check.
@@ -22,6 +24,8 @@ use crate::sql::lexer::{self, LexOptions};
 use crate::sql::parse;
 use crate::sql::prefilter::{self, StatementClass};
 use crate::sql::statement::{DdlKind, Name};
+
+pub mod tool;
 
 /// How to present results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -57,17 +61,99 @@ pub struct Reported {
     pub override_reason: Option<String>,
 }
 
-/// Checks one file's contents.
+/// How a migration tool hands one unit (a file, or a section of one) to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Statement by statement with no transaction of its own (psql `-f`, Flyway without a
+    /// transaction): only `BEGIN`/`COMMIT` in the file open and close one.
+    Statements,
+    /// Wrapped in one transaction (psql `-1`, and most tools' default).
+    OneTransaction,
+    /// The whole unit sent as one simple Query (sqlx, diesel and dbmate outside a
+    /// transaction, golang-migrate): PostgreSQL runs several statements of one Query in one
+    /// implicit transaction, exactly as the proxy sees a multi-statement Query.
+    OneQuery,
+}
+
+/// A byte range of a file and how the tool runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    pub range: std::ops::Range<usize>,
+    pub mode: RunMode,
+}
+
+/// Checks one file's contents, as one unit run as `opts` says.
 pub fn check_source(file: &str, source: &[u8], opts: &Options, profile: &Profile) -> Vec<Reported> {
+    let mode = if opts.assume_in_transaction {
+        RunMode::OneTransaction
+    } else {
+        RunMode::Statements
+    };
+    check_units(
+        file,
+        source,
+        &[Unit {
+            range: 0..source.len(),
+            mode,
+        }],
+        opts,
+        profile,
+    )
+}
+
+/// Checks the `units` of one file's contents (in file order), each run as its mode says.
+///
+/// One pass over the file: statements are split once, positions advance with the statements
+/// (never recounted from the start of the file), so the cost is linear in the file's size.
+pub fn check_units(
+    file: &str,
+    source: &[u8],
+    units: &[Unit],
+    opts: &Options,
+    profile: &Profile,
+) -> Vec<Reported> {
+    let mut positions = Positions::default();
+    let mut out = Vec::new();
+    for unit in units {
+        let Some(text) = source.get(unit.range.clone()) else {
+            continue;
+        };
+        check_unit(
+            file,
+            source,
+            text,
+            unit.range.start,
+            unit.mode,
+            opts,
+            profile,
+            &mut positions,
+            &mut out,
+        );
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_unit(
+    file: &str,
+    whole: &[u8],
+    source: &[u8],
+    base: usize,
+    mode: RunMode,
+    opts: &Options,
+    profile: &Profile,
+    positions: &mut Positions,
+    out: &mut Vec<Reported>,
+) {
     let lex = LexOptions::default();
-    let base_tx = if opts.assume_in_transaction {
+    let base_tx = if mode == RunMode::OneTransaction {
         TxStatus::InTransaction
     } else {
         TxStatus::Idle
     };
+    let shares_unit = mode == RunMode::OneQuery && lexer::count_statements(source, lex) > 1;
     let mut tx = base_tx;
     let mut created: HashSet<Name> = HashSet::new();
-    let mut out = Vec::new();
     for span in lexer::split_statements(source, lex)
         .iter()
         .filter(|s| !s.is_empty())
@@ -98,14 +184,14 @@ pub fn check_source(file: &str, source: &[u8], opts: &Options, profile: &Profile
         let ddl = parse::understand(source, span.start, span.end, lex);
         let ctx = rules::Context {
             tx,
-            shares_unit: false,
+            shares_unit,
             in_function_body: false,
             server_version: opts.pg_version.map(|v| v * 10_000),
             created_in_tx: &created,
             catalog: None,
         };
         let decision = policy::evaluate(profile, source, span.start, span.end, lex, &ddl, &ctx);
-        let (line, column) = line_col(source, first.start);
+        let (line, column) = positions.at(whole, base + first.start);
         let statement = statement_excerpt(&source[first.start..span.end]);
         if let Some(error) = &decision.error {
             out.push(Reported {
@@ -136,12 +222,39 @@ pub fn check_source(file: &str, source: &[u8], opts: &Options, profile: &Profile
             });
         }
         if let DdlKind::CreateTable { name, .. } = &ddl.kind
-            && tx != TxStatus::Idle
+            && (tx != TxStatus::Idle || shares_unit)
         {
             created.insert(name.clone());
         }
     }
-    out
+}
+
+/// Line and column of offsets asked for in increasing order, counted incrementally: the
+/// newlines between the previous offset and this one, never those from the start of the file
+/// again (that made a file of many findings quadratic).
+#[derive(Debug, Default)]
+struct Positions {
+    offset: usize,
+    line: usize,
+    line_start: usize,
+}
+
+impl Positions {
+    fn at(&mut self, source: &[u8], offset: usize) -> (usize, usize) {
+        let offset = offset.min(source.len());
+        if offset < self.offset {
+            // Not expected (callers go forward); recount rather than report a wrong place.
+            *self = Positions::default();
+        }
+        for (i, &b) in source[self.offset..offset].iter().enumerate() {
+            if b == b'\n' {
+                self.line += 1;
+                self.line_start = self.offset + i + 1;
+            }
+        }
+        self.offset = offset;
+        (self.line + 1, offset - self.line_start + 1)
+    }
 }
 
 fn is_rollback_to(source: &[u8], span: &lexer::StatementSpan) -> bool {
@@ -150,18 +263,6 @@ fn is_rollback_to(source: &[u8], span: &lexer::StatementSpan) -> bool {
         .filter(|t| !t.is_comment())
         .nth(1)
         .is_some_and(|t| t.is_word(source, "TO"))
-}
-
-fn line_col(source: &[u8], offset: usize) -> (usize, usize) {
-    let before = &source[..offset];
-    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let column = offset
-        - before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |p| p + 1)
-        + 1;
-    (line, column)
 }
 
 fn statement_excerpt(text: &[u8]) -> String {
@@ -329,6 +430,41 @@ mod tests {
         );
         assert_eq!(r[0].rule, "invalid-override");
         assert!(fails(&r));
+    }
+
+    #[test]
+    fn positions_stay_exact_across_many_statements_and_units() {
+        let mut sql = String::new();
+        for i in 0..2000 {
+            sql.push_str(&format!("SELECT {i};\n"));
+        }
+        sql.push_str("  CREATE INDEX i ON t (x);\n");
+        let r = check(&sql, &PLAIN);
+        assert_eq!((r[0].line, r[0].column), (2001, 3));
+        let policy = Policy::from_config(&Config::default());
+        let src = b"CREATE INDEX a ON t (x);\nCREATE INDEX b ON t (x);\n";
+        let r = check_units(
+            "m.sql",
+            src,
+            &[
+                Unit {
+                    range: 0..25,
+                    mode: RunMode::Statements,
+                },
+                Unit {
+                    range: 25..src.len(),
+                    mode: RunMode::OneTransaction,
+                },
+            ],
+            &PLAIN,
+            policy.profile_for("", "", ""),
+        );
+        assert_eq!(
+            r.iter()
+                .map(|r| (r.line, r.action.as_str()))
+                .collect::<Vec<_>>(),
+            [(1, "rewrite"), (2, "block")]
+        );
     }
 
     #[test]

@@ -63,9 +63,14 @@ struct CheckArgs {
     /// PostgreSQL major version the migrations will run on (e.g. 15); default: a recent one.
     #[arg(long)]
     pg_version: Option<u32>,
-    /// Treat every file as wrapped in one transaction, as most migration tools run them.
+    /// Treat every file no tool claims as wrapped in one transaction (psql `-1`), as most
+    /// migration tools run them. With an explicit `--tool` every file is that tool's.
     #[arg(long)]
     assume_in_transaction: bool,
+    /// The migration tool that runs the files, for its per-file transaction opt-outs; `auto`
+    /// reads each file as its layout names a tool without doubt, else as psql would.
+    #[arg(long, value_enum, default_value = "auto")]
+    tool: ddlgate::check::tool::Tool,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: ddlgate::check::Format,
@@ -219,6 +224,15 @@ fn run_check(global: &ServeArgs, args: CheckArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     };
+    if args.assume_in_transaction && args.tool != ddlgate::check::tool::Tool::Auto {
+        // Every file is that tool's: the flag would be silently ignored or silently win.
+        eprintln!(
+            "ddlgate: --assume-in-transaction is for files no tool claims; with --tool {} \
+             the tool decides every file's transaction",
+            args.tool.name()
+        );
+        return ExitCode::from(2);
+    }
     let opts = ddlgate::check::Options {
         pg_version: args.pg_version,
         assume_in_transaction: args.assume_in_transaction,
@@ -241,7 +255,22 @@ fn run_check(global: &ServeArgs, args: CheckArgs) -> ExitCode {
                 }
             }
         };
-        reports.extend(ddlgate::check::check_source(&name, &source, &opts, profile));
+        let file = (path.as_os_str() != "-").then_some(path.as_path());
+        let units = match ddlgate::check::tool::plan(
+            args.tool,
+            file,
+            &source,
+            args.assume_in_transaction,
+        ) {
+            Ok((_, units)) => units,
+            Err(e) => {
+                eprintln!("ddlgate: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        reports.extend(ddlgate::check::check_units(
+            &name, &source, &units, &opts, profile,
+        ));
     }
     if let Err(e) = ddlgate::check::render(&reports, args.format, &mut std::io::stdout().lock()) {
         eprintln!("ddlgate: {e}");

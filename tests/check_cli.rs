@@ -145,3 +145,221 @@ fn usage_and_read_errors_exit_2() {
         Some(2)
     );
 }
+
+/// Writes `sql` at `rel` under `dir`, creating directories.
+fn put(dir: &Path, rel: &str, sql: &str) {
+    let path = dir.join(rel);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("mkdir");
+    }
+    std::fs::write(path, sql).expect("write fixture");
+}
+
+const CIC: &str = "CREATE INDEX CONCURRENTLY users_email ON users (email);\n";
+const IN_TX: &str = "ban-concurrent-index-creation-in-transaction";
+
+/// Runs `args` and returns (exit status, stdout).
+fn run(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let o = ddlgate(args, dir);
+    (o.status.code(), stdout(&o))
+}
+
+#[test]
+fn sqlx_no_transaction_first_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    put(d, "20240101_tx.sql", CIC);
+    put(d, "20240102_notx.sql", &format!("-- no-transaction\n{CIC}"));
+    put(
+        d,
+        "20240103_notx_two.sql",
+        &format!("-- no-transaction\nCREATE TABLE a (x int);\n{CIC}"),
+    );
+    let (code, out) = run(d, &["check", "--tool", "sqlx", "20240101_tx.sql"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("20240101_tx.sql:1:1: block {IN_TX}")),
+        "{out}"
+    );
+    let (code, out) = run(d, &["check", "--tool", "sqlx", "20240102_notx.sql"]);
+    assert_eq!(code, Some(0), "{out}");
+    // The header is detected without --tool: it wins over the assumption for other files.
+    assert_eq!(
+        run(
+            d,
+            &["check", "--assume-in-transaction", "20240102_notx.sql"]
+        )
+        .0,
+        Some(0)
+    );
+    // sqlx sends the file as one Query: two statements share an implicit transaction.
+    let (code, out) = run(d, &["check", "--tool", "sqlx", "20240103_notx_two.sql"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("20240103_notx_two.sql:3:1: block {IN_TX}")),
+        "{out}"
+    );
+}
+
+#[test]
+fn diesel_metadata_toml() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    put(d, "migrations/2024-01-01-000000_tx/up.sql", CIC);
+    put(d, "migrations/2024-01-02-000000_notx/up.sql", CIC);
+    put(
+        d,
+        "migrations/2024-01-02-000000_notx/metadata.toml",
+        "# diesel\nrun_in_transaction = false\n",
+    );
+    put(d, "migrations/2024-01-03-000000_bad/up.sql", CIC);
+    put(
+        d,
+        "migrations/2024-01-03-000000_bad/metadata.toml",
+        "run_in_transaction = nope\n",
+    );
+    // Detected from the layout (up.sql in a numbered directory).
+    let (code, out) = run(d, &["check", "migrations/2024-01-01-000000_tx/up.sql"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(IN_TX), "{out}");
+    let (code, out) = run(
+        d,
+        &[
+            "check",
+            "--tool",
+            "diesel",
+            "migrations/2024-01-02-000000_notx/up.sql",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        run(d, &["check", "migrations/2024-01-03-000000_bad/up.sql"]).0,
+        Some(2)
+    );
+}
+
+#[test]
+fn dbmate_sections_each_with_their_transaction_setting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    put(
+        d,
+        "db/migrations/20240101_idx.sql",
+        &format!(
+            "-- migrate:up transaction:false\n{CIC}\n-- migrate:down\nDROP INDEX CONCURRENTLY users_email;\n"
+        ),
+    );
+    let (code, out) = run(d, &["check", "db/migrations/20240101_idx.sql"]);
+    assert_eq!(code, Some(1), "{out}");
+    // The up section runs outside a transaction (nothing reported on line 2); the down
+    // section in dbmate's default transaction, reported at its own line.
+    assert!(!out.contains(":2:1:"), "{out}");
+    assert!(out.contains("20240101_idx.sql:5:1: block"), "{out}");
+    let (code, out) = run(
+        d,
+        &[
+            "check",
+            "--tool",
+            "dbmate",
+            "--format",
+            "json",
+            "db/migrations/20240101_idx.sql",
+        ],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(doc["findings"].as_array().map(Vec::len), Some(1), "{out}");
+}
+
+#[test]
+fn golang_migrate_runs_a_file_as_one_query() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    put(d, "1_idx.up.sql", CIC);
+    put(
+        d,
+        "2_two.up.sql",
+        &format!("CREATE TABLE a (x int);\n{CIC}"),
+    );
+    let tool = ["check", "--tool", "golang-migrate"];
+    assert_eq!(run(d, &[&tool[..], &["1_idx.up.sql"]].concat()).0, Some(0));
+    let (code, out) = run(d, &[&tool[..], &["2_two.up.sql"]].concat());
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("2_two.up.sql:2:1: block {IN_TX}")),
+        "{out}"
+    );
+    // psql -f sends the same file statement by statement: nothing to block.
+    assert_eq!(
+        run(d, &["check", "--tool", "psql", "2_two.up.sql"]).0,
+        Some(0)
+    );
+}
+
+#[test]
+fn flyway_script_configuration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    put(d, "sql/V1__idx.sql", CIC);
+    put(d, "sql/V2__idx_notx.sql", CIC);
+    put(
+        d,
+        "sql/V2__idx_notx.sql.conf",
+        "executeInTransaction=false\n",
+    );
+    // Detected from the name: Flyway's default is a transaction.
+    let (code, out) = run(d, &["check", "sql/V1__idx.sql"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(IN_TX), "{out}");
+    let (code, out) = run(d, &["check", "--tool", "flyway", "sql/V2__idx_notx.sql"]);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[test]
+fn psql_with_and_without_single_transaction_and_how_flags_combine() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    put(d, "m.sql", CIC);
+    assert_eq!(run(d, &["check", "--tool", "psql", "m.sql"]).0, Some(0));
+    assert_eq!(run(d, &["check", "--tool", "psql-1", "m.sql"]).0, Some(1));
+    // --assume-in-transaction is for files no tool claims; with an explicit tool it is a
+    // usage error rather than silently one or the other.
+    assert_eq!(
+        run(
+            d,
+            &[
+                "check",
+                "--tool",
+                "sqlx",
+                "--assume-in-transaction",
+                "m.sql"
+            ]
+        )
+        .0,
+        Some(2)
+    );
+    assert_eq!(
+        run(
+            d,
+            &[
+                "check",
+                "--tool",
+                "auto",
+                "--assume-in-transaction",
+                "m.sql"
+            ]
+        )
+        .0,
+        Some(1)
+    );
+    // Under auto, a file whose layout names a tool follows the tool, the rest the flag.
+    put(d, "V1__idx.sql", CIC);
+    put(d, "V1__idx.sql.conf", "executeInTransaction = false\n");
+    let (code, out) = run(
+        d,
+        &["check", "--assume-in-transaction", "V1__idx.sql", "m.sql"],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(&format!("m.sql:1:1: block {IN_TX}")), "{out}");
+    assert!(!out.contains("V1__idx.sql:"), "{out}");
+}
