@@ -558,8 +558,9 @@ pub struct Scope {
     /// The transaction ended inside the message.
     ended: bool,
     /// CREATE TABLE statements of this message that create exactly their target (no IF NOT
-    /// EXISTS, target empty at the read, no change of resolution before them).
-    creates: Vec<(Name, Target)>,
+    /// EXISTS, target empty at the read, no change of resolution before them), and whether the
+    /// table they create is empty (not made from a query).
+    creates: Vec<(Name, Target, bool)>,
     /// Targets to confirm at the next read.
     candidates: Vec<Target>,
     /// What earlier DDL statements of the message changed, by bare relation name: one column
@@ -624,25 +625,53 @@ impl Scope {
             let Some(r) = id.get(name) else { continue };
             let new = match r.oid {
                 Some(oid) => !self.dropped && r.mine && tracker.created.contains(&oid),
-                None => self.creates.iter().any(|(created, target)| {
-                    let Target::Schema { nsp, name: n } = target else {
-                        return false;
-                    };
-                    // Qualified: the same schema. Unqualified: nothing of that name was on the
-                    // search path at the read, so it finds the new table if its schema is on it.
-                    created.name == name.name
-                        && *n == name.name
-                        && match &name.schema {
-                            Some(_) => r.nsp == Some(*nsp),
-                            None => id.path.contains(nsp),
-                        }
-                }),
+                None => self.created_here(id, name, r).is_some(),
             };
             if new {
                 out.insert(name.clone());
             }
         }
         out
+    }
+
+    /// The CREATE of this message that `name` (which resolved to nothing at the read) now
+    /// finds, and whether that table was created empty.
+    fn created_here(&self, id: &Identity, name: &Name, r: &Resolved) -> Option<bool> {
+        if r.oid.is_some() {
+            return None;
+        }
+        self.creates
+            .iter()
+            .find(|(created, target, _)| {
+                let Target::Schema { nsp, name: n } = target else {
+                    return false;
+                };
+                // Qualified: the same schema. Unqualified: nothing of that name was on the
+                // search path at the read, so it finds the new table if its schema is on it.
+                created.name == name.name
+                    && *n == name.name
+                    && match &name.schema {
+                        Some(_) => r.nsp == Some(*nsp),
+                        None => id.path.contains(nsp),
+                    }
+            })
+            .map(|(_, _, empty)| *empty)
+    }
+
+    /// `name` is a table an earlier CREATE TABLE of this message created empty (not from a
+    /// query), and nothing that may write rows ran since: it holds no rows. (A table confirmed
+    /// by an earlier message is sized by the catalog read instead.)
+    pub fn empty_new(&self, name: &Name) -> bool {
+        let Some(id) = self
+            .identity
+            .as_ref()
+            .filter(|_| !self.stale && !self.wrote)
+        else {
+            return false;
+        };
+        id.get(name)
+            .and_then(|r| self.created_here(id, name, r))
+            .unwrap_or(false)
     }
 
     /// Whether the catalog facts read before the message still hold for `ddl`: nothing earlier
@@ -711,7 +740,8 @@ impl Scope {
                     && !taken
                 {
                     if !if_not_exists(sql, span, lex) && !*temporary {
-                        self.creates.push((name.clone(), target.clone()));
+                        let empty = !from_query(sql, span, lex);
+                        self.creates.push((name.clone(), target.clone(), empty));
                     }
                     self.candidates.push(target);
                 }
@@ -747,6 +777,31 @@ impl Scope {
             r.rows = None;
             r.bytes = None;
         }
+        Some(copy.insert(f))
+    }
+
+    /// The facts to decide an ALTER TABLE with when its table was created empty earlier in
+    /// this message ([`Scope::empty_new`]): the read before the message found nothing there,
+    /// but the table is known to exist with no rows. Otherwise `facts` unchanged.
+    pub fn with_empty_new<'f>(
+        &self,
+        ddl: &Ddl,
+        facts: Option<&'f crate::catalog::Facts>,
+        copy: &'f mut Option<crate::catalog::Facts>,
+    ) -> Option<&'f crate::catalog::Facts> {
+        let DdlKind::AlterTable { name, .. } = &ddl.kind else {
+            return facts;
+        };
+        if !self.empty_new(name) {
+            return facts;
+        }
+        let mut f = facts.cloned().unwrap_or_default();
+        f.relation = Some(crate::catalog::Relation {
+            exists: true,
+            rows: Some(0),
+            bytes: Some(0),
+            ..crate::catalog::Relation::missing(name.clone())
+        });
         Some(copy.insert(f))
     }
 
@@ -821,13 +876,32 @@ fn column_names(ddl: &Ddl) -> Vec<&str> {
         .collect()
 }
 
-/// `CREATE [GLOBAL|LOCAL] [TEMP|TEMPORARY|UNLOGGED] TABLE IF NOT EXISTS …`.
+/// `CREATE [GLOBAL|LOCAL] [TEMP|TEMPORARY|UNLOGGED] TABLE IF NOT EXISTS …`, `CREATE
+/// MATERIALIZED VIEW IF NOT EXISTS …`.
 fn if_not_exists(sql: &[u8], span: &StatementSpan, lex: LexOptions) -> bool {
     let mut words = Lexer::at(sql, span.start, lex)
         .take_while(|t| t.start < span.end)
         .filter(|t| !t.is_comment());
-    words.by_ref().take(6).any(|t| t.is_word(sql, "TABLE"))
+    words
+        .by_ref()
+        .take(6)
+        .any(|t| t.is_word(sql, "TABLE") || t.is_word(sql, "VIEW"))
         && words.next().is_some_and(|t| t.is_word(sql, "IF"))
+}
+
+/// The CREATE makes its table from a query (`CREATE TABLE … AS`, `CREATE MATERIALIZED VIEW`):
+/// a word `AS` outside parentheses. Such a table may hold any number of rows at once.
+fn from_query(sql: &[u8], span: &StatementSpan, lex: LexOptions) -> bool {
+    let mut depth = 0usize;
+    for t in Lexer::at(sql, span.start, lex).take_while(|t| t.start < span.end) {
+        match t.kind {
+            TokenKind::LParen => depth += 1,
+            TokenKind::RParen => depth = depth.saturating_sub(1),
+            TokenKind::Word if depth == 0 && t.is_word(sql, "AS") => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 #[cfg(test)]

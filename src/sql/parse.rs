@@ -277,6 +277,17 @@ fn convert(statement: Statement, text: &str) -> Option<DdlKind> {
                 references,
             }
         }
+        // A materialized view is a relation made from a query, like `CREATE TABLE … AS`: for
+        // the rules, the guard (it reads its sources as a SELECT does) and "created in this
+        // transaction", it is a new table.
+        Statement::CreateView(v) if v.materialized && !v.or_replace && !v.or_alter => {
+            DdlKind::CreateTable {
+                name: name(&v.name),
+                temporary: false,
+                partition_of: None,
+                references: Vec::new(),
+            }
+        }
         Statement::AlterTable(at) => {
             let mut ops = Vec::with_capacity(at.operations.len());
             for op in at.operations {
