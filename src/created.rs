@@ -563,6 +563,16 @@ pub struct Scope {
     creates: Vec<(Name, Target, bool)>,
     /// Targets to confirm at the next read.
     candidates: Vec<Target>,
+    /// Where tables new to this transaction were renamed to earlier in the message (`ALTER
+    /// TABLE new RENAME TO y`; schema OID and new name): the rename succeeded or ended the
+    /// Query, so what is there now is the new table.
+    renamed: Vec<(u32, String)>,
+    /// OIDs of the relations the message's DROPs removed (as resolved at the read): only names
+    /// that resolved to one of them may now resolve elsewhere.
+    dropped_oids: Vec<u32>,
+    /// A DROP removed something not known by OID (CASCADE, a name not asked): every name that
+    /// resolved to something loses its exemption.
+    dropped_unknown: bool,
     /// What earlier DDL statements of the message changed, by bare relation name: one column
     /// (`Some`) or anything about the relation (`None`). Facts read before the message about
     /// it are stale.
@@ -600,6 +610,9 @@ impl Scope {
             ended: false,
             creates: Vec::new(),
             candidates: Vec::new(),
+            renamed: Vec::new(),
+            dropped_oids: Vec::new(),
+            dropped_unknown: false,
             touched: HashSet::new(),
             saw_ddl: false,
             lex,
@@ -623,10 +636,16 @@ impl Scope {
         };
         for name in relation_names(ddl) {
             let Some(r) = id.get(name) else { continue };
-            let new = match r.oid {
-                Some(oid) => !self.dropped && r.mine && tracker.created.contains(&oid),
-                None => self.created_here(id, name, r).is_some(),
-            };
+            let new = self.renamed_here(id, name, r)
+                || match r.oid {
+                    Some(oid) => {
+                        !self.dropped_unknown
+                            && !self.dropped_oids.contains(&oid)
+                            && r.mine
+                            && tracker.created.contains(&oid)
+                    }
+                    None => self.created_here(id, name, r).is_some(),
+                };
             if new {
                 out.insert(name.clone());
             }
@@ -656,6 +675,108 @@ impl Scope {
                     }
             })
             .map(|(_, _, empty)| *empty)
+    }
+
+    /// `name` now finds a table new to this transaction that an earlier statement of the
+    /// message renamed to it. Qualified: the same schema. Unqualified: at the read nothing of
+    /// that name was on the search path and the schema is on it, or the first relation of that
+    /// name was in the creation schema (no temp one) and the rename went there — it succeeded,
+    /// so that relation had left.
+    fn renamed_here(&self, id: &Identity, name: &Name, r: &Resolved) -> bool {
+        self.renamed.iter().any(|(nsp, to)| {
+            *to == name.name
+                && match &name.schema {
+                    Some(_) => r.nsp == Some(*nsp),
+                    None => match r.oid {
+                        None => id.path.contains(nsp),
+                        Some(oid) => {
+                            r.at_creation == Some(oid)
+                                && r.at_temp.is_none()
+                                && id.creation == Some(*nsp)
+                        }
+                    },
+                }
+        })
+    }
+
+    /// The schema OID of the relation `name` resolved to at the read, when it is known to be a
+    /// table new to this transaction (`new_names` said so) and not temporary.
+    fn new_table_schema(&self, tracker: &Tracker, id: &Identity, name: &Name) -> Option<u32> {
+        let r = id.get(name)?;
+        if let Some((nsp, _)) = self.renamed.iter().find(|(_, to)| *to == name.name)
+            && self.renamed_here(id, name, r)
+        {
+            return Some(*nsp);
+        }
+        match r.oid {
+            None => self
+                .creates
+                .iter()
+                .find_map(|(created, target, _)| match target {
+                    Target::Schema { nsp, .. } if created.name == name.name => {
+                        self.created_here(id, name, r).map(|_| *nsp)
+                    }
+                    _ => None,
+                }),
+            Some(oid) => {
+                let confirmed = !self.dropped_unknown
+                    && !self.dropped_oids.contains(&oid)
+                    && r.mine
+                    && tracker.created.contains(&oid);
+                if !confirmed {
+                    return None;
+                }
+                match &name.schema {
+                    Some(_) => r.nsp,
+                    None if r.at_creation == Some(oid) && r.at_temp.is_none() => id.creation,
+                    None => None,
+                }
+            }
+        }
+    }
+
+    /// A rename of a table new to this transaction (`ALTER TABLE n RENAME TO y`, alone): it
+    /// moves nothing existing, so the message's other facts stand; the new table is followed
+    /// under its new name (and a pending CREATE target with it). `false`: not such a rename.
+    fn follow_rename(&mut self, tracker: &Tracker, ddl: &Ddl) -> bool {
+        let DdlKind::AlterTable { name, ops, .. } = &ddl.kind else {
+            return false;
+        };
+        let [AlterOp::RenameTable { to }] = ops.as_slice() else {
+            return false;
+        };
+        if self.stale || to.is_empty() || to.len() >= 64 || !to.is_ascii() {
+            return false;
+        }
+        let Some(id) = self.identity.as_ref() else {
+            return false;
+        };
+        let Some(nsp) = self.new_table_schema(tracker, id, name) else {
+            return false;
+        };
+        // A CREATE of this message: its pending target moves with it.
+        for t in &mut self.candidates {
+            if let Target::Schema { nsp: n, name: c } = t
+                && *n == nsp
+                && *c == name.name
+            {
+                *c = to.clone();
+            }
+        }
+        for (_, target, _) in &mut self.creates {
+            if let Target::Schema { nsp: n, name: c } = target
+                && *n == nsp
+                && *c == name.name
+            {
+                // The old name finds nothing now; the new one is followed by `renamed`.
+                *c = String::new();
+            }
+        }
+        self.renamed
+            .retain(|(n, t)| !(*n == nsp && *t == name.name));
+        self.renamed.push((nsp, to.clone()));
+        self.touched.insert((to.clone(), None));
+        true
     }
 
     /// `name` is a table an earlier CREATE TABLE of this message created empty (not from a
@@ -746,7 +867,12 @@ impl Scope {
                     self.candidates.push(target);
                 }
                 self.touch(ddl);
-                ddl_effect(ddl)
+                if runs && self.follow_rename(tracker, ddl) {
+                    Effect::Neutral
+                } else {
+                    self.note_drops(ddl);
+                    ddl_effect(ddl)
+                }
             }
             (StatementClass::DdlCandidate, None) => Effect::Moves,
         };
@@ -803,6 +929,25 @@ impl Scope {
             ..crate::catalog::Relation::missing(name.clone())
         });
         Some(copy.insert(f))
+    }
+
+    /// Records which relations a DROP removes, for [`Scope::new_names`].
+    fn note_drops(&mut self, ddl: &Ddl) {
+        let (DdlKind::DropTable { names, cascade } | DdlKind::DropIndex { names, cascade, .. }) =
+            &ddl.kind
+        else {
+            return;
+        };
+        let Some(id) = self.identity.as_ref().filter(|_| !*cascade && !self.stale) else {
+            self.dropped_unknown = true;
+            return;
+        };
+        for name in names {
+            match id.get(name) {
+                Some(r) => self.dropped_oids.extend(r.oid),
+                None => self.dropped_unknown = true,
+            }
+        }
     }
 
     /// Records what `ddl` may change, for [`Scope::facts_hold`].
@@ -1041,6 +1186,70 @@ mod tests {
     }
 
     #[test]
+    fn a_new_table_renamed_into_place_stays_new_and_drops_void_only_what_they_drop() {
+        // One message: create, drop the old table (OID 500), rename the new one into place.
+        let mut t = Tracker::default();
+        let sql = "CREATE TABLE n (id int); DROP TABLE acc; ALTER TABLE n RENAME TO acc; \
+                   CREATE INDEX ON acc (id)";
+        let old =
+            r#"{"oid": 500, "mine": false, "nsp": null, "at_creation": 500, "at_temp": null}"#;
+        let id = read(&t, sql, &format!("{FREE}, {old}"), "");
+        assert_eq!(
+            message(&mut t, sql, id),
+            [
+                vec![],
+                vec![],
+                vec![Name::bare("n")],
+                vec![Name::bare("acc")]
+            ]
+        );
+        // The pending target moved with the rename.
+        assert_eq!(
+            t.pending,
+            [Target::Schema {
+                nsp: 2200,
+                name: "acc".into()
+            }]
+        );
+        // A table confirmed earlier (777) survives a DROP of another table in the message.
+        let mut t = Tracker::default();
+        t.created.insert(777);
+        let sql = "DROP TABLE acc; ALTER TABLE n RENAME TO acc; CREATE INDEX ON acc (id)";
+        let id = read(&t, sql, &format!("{old}, {NEW}"), "");
+        assert_eq!(
+            message(&mut t, sql, id),
+            [vec![], vec![Name::bare("n")], vec![Name::bare("acc")]]
+        );
+        // CASCADE may drop what is not named: nothing that resolved to something is new.
+        let mut t = Tracker::default();
+        t.created.insert(777);
+        let sql = "DROP TABLE acc CASCADE; ALTER TABLE n RENAME TO acc";
+        let id = read(&t, sql, &format!("{old}, {NEW}"), "");
+        assert_eq!(message(&mut t, sql, id), [vec![], vec![]]);
+        // An existing table renamed: nothing after it is new, nothing pending is confirmed.
+        let mut t = Tracker::default();
+        let sql = "CREATE TABLE n (id int); ALTER TABLE acc RENAME TO m; CREATE INDEX ON n (id)";
+        let id = read(&t, sql, &format!("{FREE}, {old}"), "");
+        assert_eq!(message(&mut t, sql, id), [vec![], vec![], vec![]]);
+        assert!(t.pending.is_empty());
+    }
+
+    #[test]
+    fn tables_made_from_a_query_are_not_empty() {
+        let from = |sql: &str| {
+            let span = split_statements(sql.as_bytes(), LEX)[0];
+            from_query(sql.as_bytes(), &span, LEX)
+        };
+        assert!(from("CREATE TABLE c AS SELECT 1"));
+        assert!(from("CREATE TABLE c (a) AS VALUES (1)"));
+        assert!(from("CREATE MATERIALIZED VIEW m AS SELECT 1"));
+        assert!(!from(
+            "CREATE TABLE c (a int GENERATED ALWAYS AS (1) STORED)"
+        ));
+        assert!(!from("CREATE TABLE c (a int)"));
+    }
+
+    #[test]
     fn statement_effects() {
         let effect = |sql: &str| {
             let span = split_statements(sql.as_bytes(), LEX)[0];
@@ -1106,5 +1315,7 @@ mod tests {
         assert!(ine("CREATE /* c */ UNLOGGED TABLE IF NOT EXISTS t (x int)"));
         assert!(!ine("CREATE TABLE t (x int)"));
         assert!(!ine("CREATE TABLE \"if\" (x int)"));
+        assert!(ine("CREATE MATERIALIZED VIEW IF NOT EXISTS m AS SELECT 1"));
+        assert!(!ine("CREATE MATERIALIZED VIEW m AS SELECT 1"));
     }
 }

@@ -194,7 +194,44 @@ async fn a_new_table_renamed_into_place_stays_new() {
         2
     );
     assert_eq!(count(&admin, "SELECT sum(x) FROM acc").await, 12);
-    // In one Query, see `a_new_table_renamed_into_place_in_one_query_stays_new`.
+    // One Query: the whole message runs under the guard because of the DROP; the DROP voids
+    // only what resolved to the dropped table, and the rename carries the new table's
+    // exemption to its new name for the rest of the message.
+    admin
+        .batch_execute(
+            "DROP TABLE acc; CREATE TABLE acc (id int PRIMARY KEY);
+             INSERT INTO acc VALUES (1), (2), (3); ALTER TABLE acc OWNER TO trust_user",
+        )
+        .await
+        .expect("reset");
+    run(&p, &statements("DROP TABLE acc"), true).await;
+    assert_no_block_no_wait(&env, 2);
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'acc' AND indexname IN ('acc_x', 'acc_pkey')"
+        )
+        .await,
+        2
+    );
+    // The new table created in one Query, put in place in the next (the DROP in the same
+    // Query as the rename).
+    admin
+        .batch_execute(
+            "DROP TABLE acc; CREATE TABLE acc (id int PRIMARY KEY);
+             INSERT INTO acc VALUES (1), (2), (3); ALTER TABLE acc OWNER TO trust_user",
+        )
+        .await
+        .expect("reset");
+    let all = statements("DROP TABLE acc");
+    p.batch_execute(&format!("BEGIN; {}; {}", all[0], all[1]))
+        .await
+        .expect("create and fill");
+    p.batch_execute(&format!("{}; COMMIT", all[2..].join("; ")))
+        .await
+        .unwrap_or_else(|e| panic!("put in place: {}", describe(&e)));
+    assert_no_block_no_wait(&env, 3);
+    assert_eq!(count(&admin, "SELECT sum(x) FROM acc").await, 12);
     assert_healthy(&env, &p).await;
 }
 

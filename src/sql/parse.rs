@@ -863,6 +863,16 @@ mod tests {
                 concurrently: true
             }
         );
+        // A materialized view is a new relation, like CREATE TABLE … AS.
+        assert_eq!(
+            parsed("CREATE MATERIALIZED VIEW s.mv AS SELECT 1"),
+            DdlKind::CreateTable {
+                name: Name::new(Some("s"), "mv"),
+                temporary: false,
+                partition_of: None,
+                references: Vec::new(),
+            }
+        );
         assert_eq!(
             parsed("CREATE VIEW v AS SELECT 1"),
             DdlKind::Other {
