@@ -363,3 +363,67 @@ async fn a_foreign_key_from_a_new_table_to_an_existing_one_is_allowed_while_the_
     assert_eq!(count(&admin, "SELECT count(*) FROM acc").await, 3);
     assert_healthy(&env, &p).await;
 }
+
+/// Following a rename or a DROP never makes the existing table new: each attempt is refused,
+/// the table gets no index, and the proxy stays healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renames_and_drops_never_make_an_existing_table_new() {
+    let env = Env::start_with(strict).await;
+    let admin = setup(&env).await;
+    admin
+        .batch_execute("CREATE SCHEMA scratch AUTHORIZATION trust_user")
+        .await
+        .expect("schema");
+    let p = env.proxy_client("trust_user").await;
+    let refused = |sql: String| {
+        let p = &p;
+        async move {
+            let err = p.batch_execute(&sql).await.expect_err(&sql);
+            assert_eq!(sqlstate(&err).as_deref(), Some("DG001"), "{sql}: {err}");
+            let _ = p.batch_execute("ROLLBACK").await;
+        }
+    };
+    let attack = "CREATE INDEX acc_attack ON acc (id)";
+    // A new table renamed to the existing one's name in a schema off the search path.
+    refused(format!(
+        "BEGIN; CREATE TABLE scratch.n (id int); ALTER TABLE scratch.n RENAME TO acc; {attack}"
+    ))
+    .await;
+    // The same across Queries.
+    p.batch_execute("BEGIN; CREATE TABLE scratch.n (id int)")
+        .await
+        .expect("create");
+    refused(format!("ALTER TABLE scratch.n RENAME TO acc; {attack}")).await;
+    // A new table renamed away: the existing table is not what was renamed.
+    refused(format!(
+        "BEGIN; CREATE TABLE n (id int); DROP TABLE IF EXISTS nothing; ALTER TABLE n RENAME TO n2; {attack}"
+    ))
+    .await;
+    // A new table shadowing the existing one, dropped: the name now finds the existing one.
+    p.batch_execute("SET search_path = scratch, public")
+        .await
+        .expect("path");
+    p.batch_execute("BEGIN; CREATE TABLE acc (id int)")
+        .await
+        .expect("shadow");
+    refused(format!("DROP TABLE acc; {attack}")).await;
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'acc_attack'"
+        )
+        .await,
+        0,
+        "the existing table got no index"
+    );
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'scratch'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(count(&admin, "SELECT count(*) FROM public.acc").await, 3);
+    assert_healthy(&env, &p).await;
+}
