@@ -10,7 +10,8 @@
 //! client's own connection, in its transaction, at the statement boundary before each DDL
 //! message (the same place as the catalog facts, `session::relay::guarded::read_facts`):
 //!
-//! 1. **Creating.** A `CREATE TABLE` counts only if, at the read before its message, nothing
+//! 1. **Creating.** A `CREATE TABLE` (with or without `AS`; a `CREATE MATERIALIZED VIEW` is
+//!    parsed as one) counts only if, at the read before its message, nothing
 //!    was at its target (namespace OID and name, with the session's `search_path`; the temp
 //!    schema for `TEMP`). Its target is remembered as *pending*.
 //! 2. **Confirmed.** At the next read (before the next DDL message of the transaction), the
@@ -34,16 +35,28 @@
 //! message (without `IF NOT EXISTS`, so it either created exactly that target or failed and
 //! ended the Query) targets exactly what the name will resolve to. Any statement that can
 //! change what names resolve to or what the facts say — SET/RESET of a setting outside a short
-//! harmless list, `set_config`, DISCARD, DROP, a rename, `SET SCHEMA`, `CREATE TEMP`,
-//! `ROLLBACK TO`, transaction end, anything not understood — makes every later statement of the
-//! message be decided with no exemption and without the catalog facts read before it (rules
-//! then assume the worst case); a DROP voids what was read for names that resolved to
-//! something; a DDL statement makes the facts of later statements about the same relation (or
-//! column) stale; and a statement that may write rows (anything but SHOW, LISTEN, …) makes
-//! every table size read before it unknown, so no small-table exemption rests on it. When in
-//! doubt, nothing is new.
+//! harmless list, `set_config`, DISCARD, a rename, `SET SCHEMA`, `CREATE TEMP`, `ROLLBACK TO`,
+//! transaction end, anything not understood — makes every later statement of the message be
+//! decided with no exemption and without the catalog facts read before it (rules then assume
+//! the worst case). Two statements change resolution in a way that is followed instead:
+//! - a DROP (without CASCADE) voids the exemption of names that resolved, at the read, to a
+//!   relation it dropped — only those may now resolve further down the search path — and the
+//!   catalog facts of every later statement; with CASCADE, or a name not asked, every name that
+//!   resolved to something loses its exemption;
+//! - `ALTER TABLE n RENAME TO y` (alone) of a table new to this transaction moves nothing
+//!   existing: the new table is followed under `y` (its pending target too). Later, `s.y` is
+//!   it when `s` is its schema; an unqualified `y` is it when at the read nothing of that name
+//!   was on the search path and its schema is, or when the first `y` was in the creation
+//!   schema where the rename put it (the rename succeeded, so that relation had gone).
 //!
-//! Known limits: inside one Query, a concurrent session that renames a schema or a table into
+//! A DDL statement makes the facts of later statements about the same relation (or column)
+//! stale; and a statement that may write rows (anything but SHOW, LISTEN, …) makes every table
+//! size read before it unknown, so no small-table exemption rests on it — a table created
+//! empty (not from a query) earlier in the message, with nothing written since, is known to be
+//! empty ([`Scope::empty_new`]). When in doubt, nothing is new.
+//!
+//! Known limits: `SELECT … INTO t` creates a table ddlgate does not follow (SELECTs are never
+//! parsed), so `t` is not new; inside one Query, a concurrent session that renames a schema or a table into
 //! an earlier place on the search path in the milliseconds between the read and the statement
 //! is not seen (the CREATE's own uniqueness check covers its exact target only); SQL run by
 //! functions ddlgate cannot see (`SELECT f()`) is not followed; a name that is not ASCII, or
