@@ -42,7 +42,8 @@
 //! - a DROP (without CASCADE) voids the exemption of names that resolved, at the read, to a
 //!   relation it dropped — only those may now resolve further down the search path — and the
 //!   catalog facts of every later statement; with CASCADE, or a name not asked, every name that
-//!   resolved to something loses its exemption;
+//!   resolved to something loses its exemption, and after a DROP TABLE no partition (its
+//!   parent's DROP takes it along, unnamed) and no renamed table below stays new;
 //! - `ALTER TABLE n RENAME TO y` (alone) of a table new to this transaction moves nothing
 //!   existing: the new table is followed under `y` (its pending target too). Later, `s.y` is
 //!   it when `s` is its schema; an unqualified `y` is it when at the read nothing of that name
@@ -149,6 +150,9 @@ pub struct Resolved {
     pub at_creation: Option<u32>,
     /// An unqualified name: the relation of that name in the session's temp schema.
     pub at_temp: Option<u32>,
+    /// The relation is a partition: a DROP TABLE of its parent drops it too, unnamed.
+    #[serde(default)]
+    pub part: bool,
 }
 
 #[derive(Deserialize)]
@@ -386,7 +390,8 @@ fn name_json(name: &Name) -> String {
     match &name.schema {
         None => format!(
             "(SELECT pg_catalog.json_build_object('oid', r.oid::pg_catalog.int8, 'mine', {mine}, 'nsp', NULL, \
-'at_creation', {at_creation}, 'at_temp', {at_temp}) \
+'at_creation', {at_creation}, 'at_temp', {at_temp}, 'part', coalesce((SELECT k.relispartition \
+FROM pg_catalog.pg_class k WHERE k.oid = r.oid), false)) \
 FROM (SELECT pg_catalog.to_regclass({regclass}::pg_catalog.text)::pg_catalog.oid AS oid) r)",
             mine = mine("r.oid"),
             at_creation = at("(SELECT creation.oid FROM creation)"),
@@ -395,7 +400,8 @@ FROM (SELECT pg_catalog.to_regclass({regclass}::pg_catalog.text)::pg_catalog.oid
         ),
         Some(schema) => format!(
             "(SELECT pg_catalog.json_build_object('oid', c.oid::pg_catalog.int8, 'mine', {mine}, \
-'nsp', ns.oid::pg_catalog.int8, 'at_creation', NULL, 'at_temp', NULL) \
+'nsp', ns.oid::pg_catalog.int8, 'at_creation', NULL, 'at_temp', NULL, \
+'part', coalesce(c.relispartition, false)) \
 FROM (SELECT 1) d LEFT JOIN pg_catalog.pg_namespace ns ON ns.nspname = {schema} \
 LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = ns.oid AND c.relname = {name})",
             mine = mine("c.oid"),
@@ -586,6 +592,8 @@ pub struct Scope {
     /// A DROP removed something not known by OID (CASCADE, a name not asked): every name that
     /// resolved to something loses its exemption.
     dropped_unknown: bool,
+    /// A DROP TABLE ran: it may have taken partitions along.
+    dropped_tables: bool,
     /// What earlier DDL statements of the message changed, by bare relation name: one column
     /// (`Some`) or anything about the relation (`None`). Facts read before the message about
     /// it are stale.
@@ -626,6 +634,7 @@ impl Scope {
             renamed: Vec::new(),
             dropped_oids: Vec::new(),
             dropped_unknown: false,
+            dropped_tables: false,
             touched: HashSet::new(),
             saw_ddl: false,
             lex,
@@ -651,12 +660,7 @@ impl Scope {
             let Some(r) = id.get(name) else { continue };
             let new = self.renamed_here(id, name, r)
                 || match r.oid {
-                    Some(oid) => {
-                        !self.dropped_unknown
-                            && !self.dropped_oids.contains(&oid)
-                            && r.mine
-                            && tracker.created.contains(&oid)
-                    }
+                    Some(_) => self.confirmed(tracker, r),
                     None => self.created_here(id, name, r).is_some(),
                 };
             if new {
@@ -712,6 +716,20 @@ impl Scope {
         })
     }
 
+    /// The relation a name resolved to at the read is one this transaction created (its OID
+    /// confirmed, its row still the transaction's own), and no DROP of this message may have
+    /// removed it: not dropped by name, nothing dropped with CASCADE or unasked, and not a
+    /// partition after any DROP TABLE (a parent's DROP takes its partitions along).
+    fn confirmed(&self, tracker: &Tracker, r: &Resolved) -> bool {
+        r.oid.is_some_and(|oid| {
+            !self.dropped_unknown
+                && !self.dropped_oids.contains(&oid)
+                && !(r.part && self.dropped_tables)
+                && r.mine
+                && tracker.created.contains(&oid)
+        })
+    }
+
     /// The schema OID of the relation `name` resolved to at the read, when it is known to be a
     /// table new to this transaction (`new_names` said so) and not temporary.
     fn new_table_schema(&self, tracker: &Tracker, id: &Identity, name: &Name) -> Option<u32> {
@@ -732,11 +750,7 @@ impl Scope {
                     _ => None,
                 }),
             Some(oid) => {
-                let confirmed = !self.dropped_unknown
-                    && !self.dropped_oids.contains(&oid)
-                    && r.mine
-                    && tracker.created.contains(&oid);
-                if !confirmed {
+                if !self.confirmed(tracker, r) {
                     return None;
                 }
                 match &name.schema {
@@ -951,6 +965,12 @@ impl Scope {
         else {
             return;
         };
+        if matches!(ddl.kind, DdlKind::DropTable { .. }) {
+            self.dropped_tables = true;
+            // A table followed under a new name may be among what it dropped (a partition
+            // whose parent it is): renamed names are no longer followed.
+            self.renamed.clear();
+        }
         let Some(id) = self.identity.as_ref().filter(|_| !*cascade && !self.stale) else {
             self.dropped_unknown = true;
             return;
@@ -1233,6 +1253,13 @@ mod tests {
             message(&mut t, sql, id),
             [vec![], vec![Name::bare("n")], vec![Name::bare("acc")]]
         );
+        // A partition goes with its parent's DROP TABLE, unnamed.
+        let mut t = Tracker::default();
+        t.created.insert(777);
+        let part = r#"{"oid": 777, "mine": true, "nsp": null, "at_creation": 777, "at_temp": null, "part": true}"#;
+        let sql = "DROP TABLE par; CREATE INDEX ON acc (id)";
+        let id = read(&t, sql, &format!("{FREE}, {part}"), "");
+        assert_eq!(message(&mut t, sql, id), [vec![], vec![]]);
         // CASCADE may drop what is not named: nothing that resolved to something is new.
         let mut t = Tracker::default();
         t.created.insert(777);

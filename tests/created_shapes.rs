@@ -407,6 +407,14 @@ async fn renames_and_drops_never_make_an_existing_table_new() {
         .await
         .expect("shadow");
     refused(format!("DROP TABLE acc; {attack}")).await;
+    // The shadow a partition of a new table, dropped with its parent (not named).
+    p.batch_execute(
+        "BEGIN; CREATE TABLE scratch.par (id int) PARTITION BY RANGE (id);
+         CREATE TABLE scratch.acc PARTITION OF scratch.par FOR VALUES FROM (0) TO (10)",
+    )
+    .await
+    .expect("partitioned shadow");
+    refused(format!("DROP TABLE scratch.par; {attack}")).await;
     assert_eq!(
         count(
             &admin,
