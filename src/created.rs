@@ -722,11 +722,10 @@ impl Scope {
     /// partition after any DROP TABLE (a parent's DROP takes its partitions along).
     fn confirmed(&self, tracker: &Tracker, r: &Resolved) -> bool {
         r.oid.is_some_and(|oid| {
-            !self.dropped_unknown
-                && !self.dropped_oids.contains(&oid)
-                && !(r.part && self.dropped_tables)
-                && r.mine
-                && tracker.created.contains(&oid)
+            let maybe_dropped = self.dropped_unknown
+                || self.dropped_oids.contains(&oid)
+                || (r.part && self.dropped_tables);
+            r.mine && tracker.created.contains(&oid) && !maybe_dropped
         })
     }
 
