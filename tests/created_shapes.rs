@@ -46,6 +46,20 @@ async fn setup(env: &Env) -> tokio_postgres::Client {
     admin
 }
 
+/// Runs `statements` (without BEGIN/COMMIT) in one transaction, each through the extended
+/// protocol (Parse/Bind/Execute), as an ORM or a driver-based migration tool sends them.
+async fn run_extended(p: &tokio_postgres::Client, statements: &[String]) {
+    let mut all = vec!["BEGIN".to_owned()];
+    all.extend(statements.iter().cloned());
+    all.push("COMMIT".to_owned());
+    for s in &all {
+        if let Err(e) = p.execute(s.as_str(), &[]).await {
+            let _ = p.batch_execute("ROLLBACK").await;
+            panic!("{s}: {}", describe(&e));
+        }
+    }
+}
+
 /// Runs `statements` (without BEGIN/COMMIT) in one transaction: as one Query when `one`, else
 /// as one Query per statement.
 async fn run(p: &tokio_postgres::Client, statements: &[String], one: bool) {
@@ -145,7 +159,8 @@ async fn materialized_views_and_tables_made_by_create_table_as_are_new() {
     };
     run(&p, &statements("one"), true).await;
     run(&p, &statements("sep"), false).await;
-    for n in ["one", "sep"] {
+    run_extended(&p, &statements("ext")).await;
+    for n in ["one", "sep", "ext"] {
         assert_eq!(
             count(
                 &admin,
@@ -252,7 +267,8 @@ async fn a_new_table_named_qualified_and_unqualified_is_the_same_new_table() {
     };
     run(&p, &statements("one"), true).await;
     run(&p, &statements("sep"), false).await;
-    for n in ["one", "sep"] {
+    run_extended(&p, &statements("ext")).await;
+    for n in ["one", "sep", "ext"] {
         assert_eq!(
             count(
                 &admin,
