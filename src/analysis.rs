@@ -544,6 +544,8 @@ impl Analyzer {
                         .filter(|_| scope.facts_hold(&ddl));
                     let mut resized = None;
                     let facts = scope.sized(facts, &mut resized);
+                    let mut emptied = None;
+                    let facts = scope.with_empty_new(&ddl, facts, &mut emptied);
                     let created = scope.new_names(&mut self.created, &ddl);
                     if let Some(replacement) = self.decide(
                         counters,

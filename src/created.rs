@@ -10,7 +10,8 @@
 //! client's own connection, in its transaction, at the statement boundary before each DDL
 //! message (the same place as the catalog facts, `session::relay::guarded::read_facts`):
 //!
-//! 1. **Creating.** A `CREATE TABLE` counts only if, at the read before its message, nothing
+//! 1. **Creating.** A `CREATE TABLE` (with or without `AS`; a `CREATE MATERIALIZED VIEW` is
+//!    parsed as one) counts only if, at the read before its message, nothing
 //!    was at its target (namespace OID and name, with the session's `search_path`; the temp
 //!    schema for `TEMP`). Its target is remembered as *pending*.
 //! 2. **Confirmed.** At the next read (before the next DDL message of the transaction), the
@@ -34,16 +35,29 @@
 //! message (without `IF NOT EXISTS`, so it either created exactly that target or failed and
 //! ended the Query) targets exactly what the name will resolve to. Any statement that can
 //! change what names resolve to or what the facts say — SET/RESET of a setting outside a short
-//! harmless list, `set_config`, DISCARD, DROP, a rename, `SET SCHEMA`, `CREATE TEMP`,
-//! `ROLLBACK TO`, transaction end, anything not understood — makes every later statement of the
-//! message be decided with no exemption and without the catalog facts read before it (rules
-//! then assume the worst case); a DROP voids what was read for names that resolved to
-//! something; a DDL statement makes the facts of later statements about the same relation (or
-//! column) stale; and a statement that may write rows (anything but SHOW, LISTEN, …) makes
-//! every table size read before it unknown, so no small-table exemption rests on it. When in
-//! doubt, nothing is new.
+//! harmless list, `set_config`, DISCARD, a rename, `SET SCHEMA`, `CREATE TEMP`, `ROLLBACK TO`,
+//! transaction end, anything not understood — makes every later statement of the message be
+//! decided with no exemption and without the catalog facts read before it (rules then assume
+//! the worst case). Two statements change resolution in a way that is followed instead:
+//! - a DROP (without CASCADE) voids the exemption of names that resolved, at the read, to a
+//!   relation it dropped — only those may now resolve further down the search path — and the
+//!   catalog facts of every later statement; with CASCADE, or a name not asked, every name that
+//!   resolved to something loses its exemption, and after a DROP TABLE no partition (its
+//!   parent's DROP takes it along, unnamed) and no renamed table below stays new;
+//! - `ALTER TABLE n RENAME TO y` (alone) of a table new to this transaction moves nothing
+//!   existing: the new table is followed under `y` (its pending target too). Later, `s.y` is
+//!   it when `s` is its schema; an unqualified `y` is it when at the read nothing of that name
+//!   was on the search path and its schema is, or when the first `y` was in the creation
+//!   schema where the rename put it (the rename succeeded, so that relation had gone).
 //!
-//! Known limits: inside one Query, a concurrent session that renames a schema or a table into
+//! A DDL statement makes the facts of later statements about the same relation (or column)
+//! stale; and a statement that may write rows (anything but SHOW, LISTEN, …) makes every table
+//! size read before it unknown, so no small-table exemption rests on it — a table created
+//! empty (not from a query) earlier in the message, with nothing written since, is known to be
+//! empty ([`Scope::empty_new`]). When in doubt, nothing is new.
+//!
+//! Known limits: `SELECT … INTO t` creates a table ddlgate does not follow (SELECTs are never
+//! parsed), so `t` is not new; inside one Query, a concurrent session that renames a schema or a table into
 //! an earlier place on the search path in the milliseconds between the read and the statement
 //! is not seen (the CREATE's own uniqueness check covers its exact target only); SQL run by
 //! functions ddlgate cannot see (`SELECT f()`) is not followed; a name that is not ASCII, or
@@ -136,6 +150,9 @@ pub struct Resolved {
     pub at_creation: Option<u32>,
     /// An unqualified name: the relation of that name in the session's temp schema.
     pub at_temp: Option<u32>,
+    /// The relation is a partition: a DROP TABLE of its parent drops it too, unnamed.
+    #[serde(default)]
+    pub part: bool,
 }
 
 #[derive(Deserialize)]
@@ -373,7 +390,8 @@ fn name_json(name: &Name) -> String {
     match &name.schema {
         None => format!(
             "(SELECT pg_catalog.json_build_object('oid', r.oid::pg_catalog.int8, 'mine', {mine}, 'nsp', NULL, \
-'at_creation', {at_creation}, 'at_temp', {at_temp}) \
+'at_creation', {at_creation}, 'at_temp', {at_temp}, 'part', coalesce((SELECT k.relispartition \
+FROM pg_catalog.pg_class k WHERE k.oid = r.oid), false)) \
 FROM (SELECT pg_catalog.to_regclass({regclass}::pg_catalog.text)::pg_catalog.oid AS oid) r)",
             mine = mine("r.oid"),
             at_creation = at("(SELECT creation.oid FROM creation)"),
@@ -382,7 +400,8 @@ FROM (SELECT pg_catalog.to_regclass({regclass}::pg_catalog.text)::pg_catalog.oid
         ),
         Some(schema) => format!(
             "(SELECT pg_catalog.json_build_object('oid', c.oid::pg_catalog.int8, 'mine', {mine}, \
-'nsp', ns.oid::pg_catalog.int8, 'at_creation', NULL, 'at_temp', NULL) \
+'nsp', ns.oid::pg_catalog.int8, 'at_creation', NULL, 'at_temp', NULL, \
+'part', coalesce(c.relispartition, false)) \
 FROM (SELECT 1) d LEFT JOIN pg_catalog.pg_namespace ns ON ns.nspname = {schema} \
 LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = ns.oid AND c.relname = {name})",
             mine = mine("c.oid"),
@@ -558,10 +577,23 @@ pub struct Scope {
     /// The transaction ended inside the message.
     ended: bool,
     /// CREATE TABLE statements of this message that create exactly their target (no IF NOT
-    /// EXISTS, target empty at the read, no change of resolution before them).
-    creates: Vec<(Name, Target)>,
+    /// EXISTS, target empty at the read, no change of resolution before them), and whether the
+    /// table they create is empty (not made from a query).
+    creates: Vec<(Name, Target, bool)>,
     /// Targets to confirm at the next read.
     candidates: Vec<Target>,
+    /// Where tables new to this transaction were renamed to earlier in the message (`ALTER
+    /// TABLE new RENAME TO y`; schema OID and new name): the rename succeeded or ended the
+    /// Query, so what is there now is the new table.
+    renamed: Vec<(u32, String)>,
+    /// OIDs of the relations the message's DROPs removed (as resolved at the read): only names
+    /// that resolved to one of them may now resolve elsewhere.
+    dropped_oids: Vec<u32>,
+    /// A DROP removed something not known by OID (CASCADE, a name not asked): every name that
+    /// resolved to something loses its exemption.
+    dropped_unknown: bool,
+    /// A DROP TABLE ran: it may have taken partitions along.
+    dropped_tables: bool,
     /// What earlier DDL statements of the message changed, by bare relation name: one column
     /// (`Some`) or anything about the relation (`None`). Facts read before the message about
     /// it are stale.
@@ -599,6 +631,10 @@ impl Scope {
             ended: false,
             creates: Vec::new(),
             candidates: Vec::new(),
+            renamed: Vec::new(),
+            dropped_oids: Vec::new(),
+            dropped_unknown: false,
+            dropped_tables: false,
             touched: HashSet::new(),
             saw_ddl: false,
             lex,
@@ -622,27 +658,167 @@ impl Scope {
         };
         for name in relation_names(ddl) {
             let Some(r) = id.get(name) else { continue };
-            let new = match r.oid {
-                Some(oid) => !self.dropped && r.mine && tracker.created.contains(&oid),
-                None => self.creates.iter().any(|(created, target)| {
-                    let Target::Schema { nsp, name: n } = target else {
-                        return false;
-                    };
-                    // Qualified: the same schema. Unqualified: nothing of that name was on the
-                    // search path at the read, so it finds the new table if its schema is on it.
-                    created.name == name.name
-                        && *n == name.name
-                        && match &name.schema {
-                            Some(_) => r.nsp == Some(*nsp),
-                            None => id.path.contains(nsp),
-                        }
-                }),
-            };
+            let new = self.renamed_here(id, name, r)
+                || match r.oid {
+                    Some(_) => self.confirmed(tracker, r),
+                    None => self.created_here(id, name, r).is_some(),
+                };
             if new {
                 out.insert(name.clone());
             }
         }
         out
+    }
+
+    /// The CREATE of this message that `name` (which resolved to nothing at the read) now
+    /// finds, and whether that table was created empty.
+    fn created_here(&self, id: &Identity, name: &Name, r: &Resolved) -> Option<bool> {
+        if r.oid.is_some() {
+            return None;
+        }
+        self.creates
+            .iter()
+            .find(|(created, target, _)| {
+                let Target::Schema { nsp, name: n } = target else {
+                    return false;
+                };
+                // Qualified: the same schema. Unqualified: nothing of that name was on the
+                // search path at the read, so it finds the new table if its schema is on it.
+                created.name == name.name
+                    && *n == name.name
+                    && match &name.schema {
+                        Some(_) => r.nsp == Some(*nsp),
+                        None => id.path.contains(nsp),
+                    }
+            })
+            .map(|(_, _, empty)| *empty)
+    }
+
+    /// `name` now finds a table new to this transaction that an earlier statement of the
+    /// message renamed to it. Qualified: the same schema. Unqualified: at the read nothing of
+    /// that name was on the search path and the schema is on it, or the first relation of that
+    /// name was in the creation schema (no temp one) and the rename went there — it succeeded,
+    /// so that relation had left.
+    fn renamed_here(&self, id: &Identity, name: &Name, r: &Resolved) -> bool {
+        self.renamed.iter().any(|(nsp, to)| {
+            *to == name.name
+                && match &name.schema {
+                    Some(_) => r.nsp == Some(*nsp),
+                    None => match r.oid {
+                        None => id.path.contains(nsp),
+                        Some(oid) => {
+                            r.at_creation == Some(oid)
+                                && r.at_temp.is_none()
+                                && id.creation == Some(*nsp)
+                        }
+                    },
+                }
+        })
+    }
+
+    /// The relation a name resolved to at the read is one this transaction created (its OID
+    /// confirmed, its row still the transaction's own), and no DROP of this message may have
+    /// removed it: not dropped by name, nothing dropped with CASCADE or unasked, and not a
+    /// partition after any DROP TABLE (a parent's DROP takes its partitions along).
+    fn confirmed(&self, tracker: &Tracker, r: &Resolved) -> bool {
+        r.oid.is_some_and(|oid| {
+            let maybe_dropped = self.dropped_unknown
+                || self.dropped_oids.contains(&oid)
+                || (r.part && self.dropped_tables);
+            r.mine && tracker.created.contains(&oid) && !maybe_dropped
+        })
+    }
+
+    /// The schema OID of the relation `name` resolved to at the read, when it is known to be a
+    /// table new to this transaction (`new_names` said so) and not temporary.
+    fn new_table_schema(&self, tracker: &Tracker, id: &Identity, name: &Name) -> Option<u32> {
+        let r = id.get(name)?;
+        if let Some((nsp, _)) = self.renamed.iter().find(|(_, to)| *to == name.name)
+            && self.renamed_here(id, name, r)
+        {
+            return Some(*nsp);
+        }
+        match r.oid {
+            None => self
+                .creates
+                .iter()
+                .find_map(|(created, target, _)| match target {
+                    Target::Schema { nsp, .. } if created.name == name.name => {
+                        self.created_here(id, name, r).map(|_| *nsp)
+                    }
+                    _ => None,
+                }),
+            Some(oid) => {
+                if !self.confirmed(tracker, r) {
+                    return None;
+                }
+                match &name.schema {
+                    Some(_) => r.nsp,
+                    None if r.at_creation == Some(oid) && r.at_temp.is_none() => id.creation,
+                    None => None,
+                }
+            }
+        }
+    }
+
+    /// A rename of a table new to this transaction (`ALTER TABLE n RENAME TO y`, alone): it
+    /// moves nothing existing, so the message's other facts stand; the new table is followed
+    /// under its new name (and a pending CREATE target with it). `false`: not such a rename.
+    fn follow_rename(&mut self, tracker: &Tracker, ddl: &Ddl) -> bool {
+        let DdlKind::AlterTable { name, ops, .. } = &ddl.kind else {
+            return false;
+        };
+        let [AlterOp::RenameTable { to }] = ops.as_slice() else {
+            return false;
+        };
+        if self.stale || to.is_empty() || to.len() >= 64 || !to.is_ascii() {
+            return false;
+        }
+        let Some(id) = self.identity.as_ref() else {
+            return false;
+        };
+        let Some(nsp) = self.new_table_schema(tracker, id, name) else {
+            return false;
+        };
+        // A CREATE of this message: its pending target moves with it.
+        for t in &mut self.candidates {
+            if let Target::Schema { nsp: n, name: c } = t
+                && *n == nsp
+                && *c == name.name
+            {
+                *c = to.clone();
+            }
+        }
+        for (_, target, _) in &mut self.creates {
+            if let Target::Schema { nsp: n, name: c } = target
+                && *n == nsp
+                && *c == name.name
+            {
+                // The old name finds nothing now; the new one is followed by `renamed`.
+                *c = String::new();
+            }
+        }
+        self.renamed
+            .retain(|(n, t)| !(*n == nsp && *t == name.name));
+        self.renamed.push((nsp, to.clone()));
+        self.touched.insert((to.clone(), None));
+        true
+    }
+
+    /// `name` is a table an earlier CREATE TABLE of this message created empty (not from a
+    /// query), and nothing that may write rows ran since: it holds no rows. (A table confirmed
+    /// by an earlier message is sized by the catalog read instead.)
+    pub fn empty_new(&self, name: &Name) -> bool {
+        let Some(id) = self
+            .identity
+            .as_ref()
+            .filter(|_| !self.stale && !self.wrote)
+        else {
+            return false;
+        };
+        id.get(name)
+            .and_then(|r| self.created_here(id, name, r))
+            .unwrap_or(false)
     }
 
     /// Whether the catalog facts read before the message still hold for `ddl`: nothing earlier
@@ -711,12 +887,18 @@ impl Scope {
                     && !taken
                 {
                     if !if_not_exists(sql, span, lex) && !*temporary {
-                        self.creates.push((name.clone(), target.clone()));
+                        let empty = !from_query(sql, span, lex);
+                        self.creates.push((name.clone(), target.clone(), empty));
                     }
                     self.candidates.push(target);
                 }
                 self.touch(ddl);
-                ddl_effect(ddl)
+                if runs && self.follow_rename(tracker, ddl) {
+                    Effect::Neutral
+                } else {
+                    self.note_drops(ddl);
+                    ddl_effect(ddl)
+                }
             }
             (StatementClass::DdlCandidate, None) => Effect::Moves,
         };
@@ -748,6 +930,56 @@ impl Scope {
             r.bytes = None;
         }
         Some(copy.insert(f))
+    }
+
+    /// The facts to decide an ALTER TABLE with when its table was created empty earlier in
+    /// this message ([`Scope::empty_new`]): the read before the message found nothing there,
+    /// but the table is known to exist with no rows. Otherwise `facts` unchanged.
+    pub fn with_empty_new<'f>(
+        &self,
+        ddl: &Ddl,
+        facts: Option<&'f crate::catalog::Facts>,
+        copy: &'f mut Option<crate::catalog::Facts>,
+    ) -> Option<&'f crate::catalog::Facts> {
+        let DdlKind::AlterTable { name, .. } = &ddl.kind else {
+            return facts;
+        };
+        if !self.empty_new(name) {
+            return facts;
+        }
+        let mut f = facts.cloned().unwrap_or_default();
+        f.relation = Some(crate::catalog::Relation {
+            exists: true,
+            rows: Some(0),
+            bytes: Some(0),
+            ..crate::catalog::Relation::missing(name.clone())
+        });
+        Some(copy.insert(f))
+    }
+
+    /// Records which relations a DROP removes, for [`Scope::new_names`].
+    fn note_drops(&mut self, ddl: &Ddl) {
+        let (DdlKind::DropTable { names, cascade } | DdlKind::DropIndex { names, cascade, .. }) =
+            &ddl.kind
+        else {
+            return;
+        };
+        if matches!(ddl.kind, DdlKind::DropTable { .. }) {
+            self.dropped_tables = true;
+            // A table followed under a new name may be among what it dropped (a partition
+            // whose parent it is): renamed names are no longer followed.
+            self.renamed.clear();
+        }
+        let Some(id) = self.identity.as_ref().filter(|_| !*cascade && !self.stale) else {
+            self.dropped_unknown = true;
+            return;
+        };
+        for name in names {
+            match id.get(name) {
+                Some(r) => self.dropped_oids.extend(r.oid),
+                None => self.dropped_unknown = true,
+            }
+        }
     }
 
     /// Records what `ddl` may change, for [`Scope::facts_hold`].
@@ -821,13 +1053,32 @@ fn column_names(ddl: &Ddl) -> Vec<&str> {
         .collect()
 }
 
-/// `CREATE [GLOBAL|LOCAL] [TEMP|TEMPORARY|UNLOGGED] TABLE IF NOT EXISTS …`.
+/// `CREATE [GLOBAL|LOCAL] [TEMP|TEMPORARY|UNLOGGED] TABLE IF NOT EXISTS …`, `CREATE
+/// MATERIALIZED VIEW IF NOT EXISTS …`.
 fn if_not_exists(sql: &[u8], span: &StatementSpan, lex: LexOptions) -> bool {
     let mut words = Lexer::at(sql, span.start, lex)
         .take_while(|t| t.start < span.end)
         .filter(|t| !t.is_comment());
-    words.by_ref().take(6).any(|t| t.is_word(sql, "TABLE"))
+    words
+        .by_ref()
+        .take(6)
+        .any(|t| t.is_word(sql, "TABLE") || t.is_word(sql, "VIEW"))
         && words.next().is_some_and(|t| t.is_word(sql, "IF"))
+}
+
+/// The CREATE makes its table from a query (`CREATE TABLE … AS`, `CREATE MATERIALIZED VIEW`):
+/// a word `AS` outside parentheses. Such a table may hold any number of rows at once.
+fn from_query(sql: &[u8], span: &StatementSpan, lex: LexOptions) -> bool {
+    let mut depth = 0usize;
+    for t in Lexer::at(sql, span.start, lex).take_while(|t| t.start < span.end) {
+        match t.kind {
+            TokenKind::LParen => depth += 1,
+            TokenKind::RParen => depth = depth.saturating_sub(1),
+            TokenKind::Word if depth == 0 && t.is_word(sql, "AS") => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -967,6 +1218,77 @@ mod tests {
     }
 
     #[test]
+    fn a_new_table_renamed_into_place_stays_new_and_drops_void_only_what_they_drop() {
+        // One message: create, drop the old table (OID 500), rename the new one into place.
+        let mut t = Tracker::default();
+        let sql = "CREATE TABLE n (id int); DROP TABLE acc; ALTER TABLE n RENAME TO acc; \
+                   CREATE INDEX ON acc (id)";
+        let old =
+            r#"{"oid": 500, "mine": false, "nsp": null, "at_creation": 500, "at_temp": null}"#;
+        let id = read(&t, sql, &format!("{FREE}, {old}"), "");
+        assert_eq!(
+            message(&mut t, sql, id),
+            [
+                vec![],
+                vec![],
+                vec![Name::bare("n")],
+                vec![Name::bare("acc")]
+            ]
+        );
+        // The pending target moved with the rename.
+        assert_eq!(
+            t.pending,
+            [Target::Schema {
+                nsp: 2200,
+                name: "acc".into()
+            }]
+        );
+        // A table confirmed earlier (777) survives a DROP of another table in the message.
+        let mut t = Tracker::default();
+        t.created.insert(777);
+        let sql = "DROP TABLE acc; ALTER TABLE n RENAME TO acc; CREATE INDEX ON acc (id)";
+        let id = read(&t, sql, &format!("{old}, {NEW}"), "");
+        assert_eq!(
+            message(&mut t, sql, id),
+            [vec![], vec![Name::bare("n")], vec![Name::bare("acc")]]
+        );
+        // A partition goes with its parent's DROP TABLE, unnamed.
+        let mut t = Tracker::default();
+        t.created.insert(777);
+        let part = r#"{"oid": 777, "mine": true, "nsp": null, "at_creation": 777, "at_temp": null, "part": true}"#;
+        let sql = "DROP TABLE par; CREATE INDEX ON acc (id)";
+        let id = read(&t, sql, &format!("{FREE}, {part}"), "");
+        assert_eq!(message(&mut t, sql, id), [vec![], vec![]]);
+        // CASCADE may drop what is not named: nothing that resolved to something is new.
+        let mut t = Tracker::default();
+        t.created.insert(777);
+        let sql = "DROP TABLE acc CASCADE; ALTER TABLE n RENAME TO acc";
+        let id = read(&t, sql, &format!("{old}, {NEW}"), "");
+        assert_eq!(message(&mut t, sql, id), [vec![], vec![]]);
+        // An existing table renamed: nothing after it is new, nothing pending is confirmed.
+        let mut t = Tracker::default();
+        let sql = "CREATE TABLE n (id int); ALTER TABLE acc RENAME TO m; CREATE INDEX ON n (id)";
+        let id = read(&t, sql, &format!("{FREE}, {old}"), "");
+        assert_eq!(message(&mut t, sql, id), [vec![], vec![], vec![]]);
+        assert!(t.pending.is_empty());
+    }
+
+    #[test]
+    fn tables_made_from_a_query_are_not_empty() {
+        let from = |sql: &str| {
+            let span = split_statements(sql.as_bytes(), LEX)[0];
+            from_query(sql.as_bytes(), &span, LEX)
+        };
+        assert!(from("CREATE TABLE c AS SELECT 1"));
+        assert!(from("CREATE TABLE c (a) AS VALUES (1)"));
+        assert!(from("CREATE MATERIALIZED VIEW m AS SELECT 1"));
+        assert!(!from(
+            "CREATE TABLE c (a int GENERATED ALWAYS AS (1) STORED)"
+        ));
+        assert!(!from("CREATE TABLE c (a int)"));
+    }
+
+    #[test]
     fn statement_effects() {
         let effect = |sql: &str| {
             let span = split_statements(sql.as_bytes(), LEX)[0];
@@ -1032,5 +1354,7 @@ mod tests {
         assert!(ine("CREATE /* c */ UNLOGGED TABLE IF NOT EXISTS t (x int)"));
         assert!(!ine("CREATE TABLE t (x int)"));
         assert!(!ine("CREATE TABLE \"if\" (x int)"));
+        assert!(ine("CREATE MATERIALIZED VIEW IF NOT EXISTS m AS SELECT 1"));
+        assert!(!ine("CREATE MATERIALIZED VIEW m AS SELECT 1"));
     }
 }

@@ -9,10 +9,15 @@
 //!   scans under SHARE UPDATE EXCLUSIVE on the table and ROW SHARE on `r`, so writes continue.
 //!   Before PostgreSQL 18 `NOT VALID` foreign keys are rejected on partitioned tables; telling
 //!   a partitioned table apart needs the catalog (`relkind = 'p'`), so the hint does not say.
-//! - **Tables created in the same transaction:** unlike the other locking rules, these are
-//!   *not* simply exempt: nothing needs scanning, but the referenced table is an existing one
-//!   and its SHARE ROW EXCLUSIVE lock is held until COMMIT. The finding says so. Only a foreign
-//!   key between two tables both created in the transaction passes.
+//! - **Tables created in the same transaction:** a foreign key between two of them passes. A
+//!   foreign key from a new table to an existing one takes the same SHARE ROW EXCLUSIVE lock on
+//!   the existing table as `CREATE TABLE … REFERENCES` (which passes, its lock under the
+//!   guard), so it passes too while its validation scan is short: while the new table is, by
+//!   the catalog read before the statement, under `catalog.small_table_bytes` (and, if it was
+//!   analyzed, `small_table_rows`), or was created empty earlier in the same message with
+//!   nothing written since. Filled by a big `INSERT … SELECT` — or its size unknown, as after
+//!   any write earlier in the same message — the scan holds the existing table's lock for its
+//!   whole length, and the finding says so.
 //! - **Rewrite:** no (the recipe spans two transactions).
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-NOTES>
@@ -45,6 +50,9 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
         return None;
     };
     let new_table = ctx.is_new(table);
+    if new_table && short_scan(table, ctx) {
+        return None;
+    }
     let fk = ops
         .iter()
         .flat_map(foreign_keys)
@@ -54,10 +62,15 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
         return Some(Finding {
             rule: RULE.id,
             message: format!(
-                "{table} was created in this transaction, so there is nothing to scan, but the foreign key still takes a SHARE ROW EXCLUSIVE lock on the existing table {r}, held until COMMIT: every INSERT, UPDATE and DELETE on {r} waits until then."
+                "{table} was created in this transaction but is not known to be small ({size}): validating the foreign key scans it while holding SHARE ROW EXCLUSIVE on the existing table {r}, so every INSERT, UPDATE and DELETE on {r} waits for the scan (and until COMMIT).",
+                size = ctx
+                    .catalog
+                    .and_then(|f| f.relation_for(table))
+                    .filter(|t| t.exists)
+                    .map_or_else(|| "size unknown".to_owned(), |t| t.size_description())
             ),
             hint: format!(
-                "Add the foreign key as late in the transaction as possible, or in its own short transaction, under a short lock_timeout so that waiting for the lock on {r} cannot queue its traffic."
+                "Add the foreign key right after CREATE TABLE, before filling {table} (or in CREATE TABLE itself with REFERENCES), or add it NOT VALID and run VALIDATE CONSTRAINT in a later transaction."
             ),
             rewrite: None,
         });
@@ -88,6 +101,23 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
         message,
         hint,
         rewrite: (!ctx.in_transaction_block()).then_some(Rewrite::Steps),
+    })
+}
+
+/// The new table's validation scan is short, by the facts read (or known) before the
+/// statement: empty, or under the small-table limits. Unknown is not short.
+fn short_scan(table: &Name, ctx: &Context) -> bool {
+    let Some(facts) = ctx.catalog else {
+        return false;
+    };
+    let t = &facts.thresholds;
+    facts.relation_for(table).is_some_and(|r| {
+        r.exists
+            && (r.bytes == Some(0)
+                || (r.bytes.is_some_and(|b| b < t.small_table_bytes)
+                    // `reltuples` is -1 (unknown) until the table is analyzed; the size in
+                    // bytes bounds the scan then.
+                    && r.rows.is_none_or(|n| n == 0 || n < t.small_table_rows)))
     })
 }
 
@@ -213,6 +243,32 @@ mod tests {
             )
             .is_some()
         );
+        // The new table small or empty by the facts: the scan is short, as for CREATE TABLE …
+        // REFERENCES; big, or of unknown size: flagged.
+        let sized = |rows: Option<u64>, bytes: Option<u64>| {
+            let mut c = Ctx::in_tx();
+            c.created.insert(Name::bare("fresh"));
+            c.catalog = Some(crate::catalog::Facts {
+                relation: Some(crate::catalog::Relation {
+                    exists: true,
+                    rows,
+                    bytes,
+                    ..crate::catalog::Relation::missing(Name::bare("fresh"))
+                }),
+                ..Default::default()
+            });
+            run(
+                &RULE,
+                "ALTER TABLE fresh ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES customers (id)",
+                &c,
+            )
+        };
+        assert_eq!(sized(None, Some(0)), None);
+        assert_eq!(sized(None, Some(24 << 10)), None);
+        assert_eq!(sized(Some(20), Some(24 << 10)), None);
+        assert!(sized(None, Some(200 << 20)).is_some());
+        assert!(sized(Some(5_000_000), Some(1 << 20)).is_some());
+        assert!(sized(None, None).is_some());
         // both ends new: nobody else can see either table
         assert_eq!(
             run(

@@ -277,6 +277,17 @@ fn convert(statement: Statement, text: &str) -> Option<DdlKind> {
                 references,
             }
         }
+        // A materialized view is a relation made from a query, like `CREATE TABLE … AS`: for
+        // the rules, the guard (it reads its sources as a SELECT does) and "created in this
+        // transaction", it is a new table.
+        Statement::CreateView(v) if v.materialized && !v.or_replace && !v.or_alter => {
+            DdlKind::CreateTable {
+                name: name(&v.name),
+                temporary: false,
+                partition_of: None,
+                references: Vec::new(),
+            }
+        }
         Statement::AlterTable(at) => {
             let mut ops = Vec::with_capacity(at.operations.len());
             for op in at.operations {
@@ -850,6 +861,16 @@ mod tests {
             DdlKind::RefreshMaterializedView {
                 name: Name::bare("mv"),
                 concurrently: true
+            }
+        );
+        // A materialized view is a new relation, like CREATE TABLE … AS.
+        assert_eq!(
+            parsed("CREATE MATERIALIZED VIEW s.mv AS SELECT 1"),
+            DdlKind::CreateTable {
+                name: Name::new(Some("s"), "mv"),
+                temporary: false,
+                partition_of: None,
+                references: Vec::new(),
             }
         );
         assert_eq!(
