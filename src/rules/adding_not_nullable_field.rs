@@ -31,6 +31,11 @@ pub static RULE: Rule = Rule {
 
 fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
     let (table, ops) = ctx.altered_existing_table(ddl)?;
+    // The small-table allowance: on a table the catalog shows small the scan/rewrite
+    // finishes in milliseconds, so the statement runs as written.
+    if ctx.is_small(table) {
+        return None;
+    }
     // Facts read for this statement prove some columns need no scan.
     let proven = |column: &str| {
         ctx.catalog
