@@ -10,6 +10,8 @@
 //!   new table and copy the data.
 //! - **Rewrite:** no — the safe form is a multi-step migration with a backfill.
 //! - **Not flagged:** tables created earlier in the same transaction.
+//! - **Small tables:** not flagged — the scan or rewrite takes milliseconds — when the table shown small
+//!   ([`crate::catalog::Relation::is_small`]; the thresholds are `catalog.small_table_*`).
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-NOTES>
 

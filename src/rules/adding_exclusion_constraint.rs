@@ -7,6 +7,8 @@
 //!   swap names in one short transaction), or run it in a maintenance window.
 //! - **Rewrite:** no.
 //! - **Not flagged:** tables created earlier in the same transaction.
+//! - **Small tables:** not flagged — the scan or rewrite takes milliseconds — when the table shown small
+//!   ([`crate::catalog::Relation::is_small`]; the thresholds are `catalog.small_table_*`).
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-ADD-TABLE-CONSTRAINT>
 

@@ -22,6 +22,8 @@
 //! - **Not flagged:** tables created earlier in the same transaction; non-volatile defaults on
 //!   PostgreSQL 11+; `VIRTUAL` generated columns (PostgreSQL 18, never rewrite); serial and
 //!   identity columns (`adding-auto-increment-column`).
+//! - **Small tables:** not flagged — the scan or rewrite takes milliseconds — when the table shown small
+//!   ([`crate::catalog::Relation::is_small`]; the thresholds are `catalog.small_table_*`).
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-NOTES>
 

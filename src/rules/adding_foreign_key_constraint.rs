@@ -14,6 +14,8 @@
 //!   and its SHARE ROW EXCLUSIVE lock is held until COMMIT. The finding says so. Only a foreign
 //!   key between two tables both created in the transaction passes.
 //! - **Rewrite:** no (the recipe spans two transactions).
+//! - **Small tables:** not flagged — the scan or rewrite takes milliseconds — when the referencing table and every referenced table shown small
+//!   ([`crate::catalog::Relation::is_small`]; the thresholds are `catalog.small_table_*`).
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-NOTES>
 

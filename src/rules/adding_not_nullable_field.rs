@@ -15,6 +15,8 @@
 //!   alone or AND-ed with other tests — the last step of R7), or the column already is NOT
 //!   NULL with a validated constraint (the command is then a no-op).
 //! - **Not flagged:** tables created earlier in the same transaction.
+//! - **Small tables:** not flagged — the scan or rewrite takes milliseconds — when the table shown small
+//!   ([`crate::catalog::Relation::is_small`]; the thresholds are `catalog.small_table_*`).
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-SET-DROP-NOT-NULL>
 

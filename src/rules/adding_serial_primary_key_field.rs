@@ -11,6 +11,8 @@
 //! - **Rewrite:** no (several statements, the index build outside any transaction).
 //! - **Not flagged:** `… PRIMARY KEY USING INDEX` (whether its columns are already NOT NULL
 //!   needs the catalog) and tables created earlier in the same transaction.
+//! - **Small tables:** not flagged — the scan or rewrite takes milliseconds — when the table shown small
+//!   ([`crate::catalog::Relation::is_small`]; the thresholds are `catalog.small_table_*`).
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-ADD-TABLE-CONSTRAINT-USING-INDEX>
 

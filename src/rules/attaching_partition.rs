@@ -11,6 +11,8 @@
 //!   reads it, those ATTACHes will pass. Default: warn.
 //! - **Not flagged:** a partition and parent both created earlier in the same transaction
 //!   (then the parent's DEFAULT partition is new too).
+//! - **Small tables:** not flagged — the scan or rewrite takes milliseconds — when the attached table and the parent's whole tree (any DEFAULT partition included) shown small
+//!   ([`crate::catalog::Relation::is_small`]; the thresholds are `catalog.small_table_*`).
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-ATTACH-PARTITION>
 

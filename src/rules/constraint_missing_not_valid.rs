@@ -10,6 +10,8 @@
 //!   context yet).
 //! - **Rewrite:** no (the recipe spans two transactions).
 //! - **Not flagged:** tables created earlier in the same transaction.
+//! - **Small tables:** not flagged — the scan or rewrite takes milliseconds — when the table shown small
+//!   ([`crate::catalog::Relation::is_small`]; the thresholds are `catalog.small_table_*`).
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-ADD-TABLE-CONSTRAINT>
 

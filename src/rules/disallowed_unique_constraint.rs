@@ -9,6 +9,8 @@
 //!   supported on partitioned tables, only on their partitions.
 //! - **Rewrite:** no (two statements, the first outside any transaction).
 //! - **Not flagged:** `… USING INDEX` and tables created earlier in the same transaction.
+//! - **Small tables:** not flagged — the scan or rewrite takes milliseconds — when the table shown small
+//!   ([`crate::catalog::Relation::is_small`]; the thresholds are `catalog.small_table_*`).
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-ADD-TABLE-CONSTRAINT-USING-INDEX>
 

@@ -9,6 +9,8 @@
 //! - **Rewrite:** no.
 //! - **Not flagged:** plain `VACUUM` (SHARE UPDATE EXCLUSIVE), and a table created earlier in the
 //!   same transaction (only CLUSTER can run in one).
+//! - **Small tables:** not flagged — the scan or rewrite takes milliseconds — when one named table, shown small
+//!   ([`crate::catalog::Relation::is_small`]; the thresholds are `catalog.small_table_*`).
 //!
 //! <https://www.postgresql.org/docs/current/sql-cluster.html>,
 //! <https://www.postgresql.org/docs/current/sql-vacuum.html>

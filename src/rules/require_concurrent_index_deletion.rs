@@ -8,6 +8,8 @@
 //!   unless the catalog says it is an index on a partitioned table, which PostgreSQL cannot
 //!   drop `CONCURRENTLY` ("cannot drop partitioned index concurrently"); the hint then says
 //!   so instead of offering a rewrite that would fail.
+//! - **Small tables:** not flagged — the scan or rewrite takes milliseconds — when one index, on a table the catalog shows small
+//!   ([`crate::catalog::Relation::is_small`]; the thresholds are `catalog.small_table_*`).
 //!
 //! <https://www.postgresql.org/docs/current/sql-dropindex.html>
 
