@@ -129,11 +129,13 @@ pub struct TypeFacts {
 
 /// Where a table stops being small enough for a blocking operation on it to be harmless.
 ///
-/// A plain `CREATE INDEX` inside a transaction block on a table under both limits finishes in
-/// milliseconds; on anything else it may hold its lock for minutes.
+/// A scan or rewrite under lock (an index build, a constraint validation, a table rewrite) on a
+/// table under both limits finishes in milliseconds; on anything else it may hold its lock for
+/// minutes. See [`Relation::is_small`] for how the two are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Thresholds {
-    /// Estimated rows (`pg_class.reltuples`) below which a table is small. Default 10 000.
+    /// Rows below which a table is small: the estimate (`pg_class.reltuples`), or for a table
+    /// never analyzed the exact heap bound ([`Relation::max_rows`]). Default 10 000.
     pub small_table_rows: u64,
     /// Total size in bytes (`pg_total_relation_size`: heap, TOAST and indexes) below which a
     /// table is small. Default 10 MiB.
