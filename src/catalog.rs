@@ -43,13 +43,14 @@
 //! { "timezone": "UTC",
 //!   "relation": null | { "asked_schema", "asked_name", "exists", "schema", "name", "relkind",
 //!       "table_schema", "table_name",            -- an index's table
-//!       "rows", "bytes",                          -- the table (or whole partition tree)
+//!       "rows", "max_rows", "bytes",              -- the table (or whole partition tree)
 //!       "populated", "refresh_index",             -- materialized views
 //!       "partitions": [{ "schema", "name", "parent_schema", "parent_name", "relkind", "level" }] },
 //!   "columns":   [{ "name", "exists", "type", "type_oid", "typmod", "not_null", "collation",
 //!                   "checks": [{ "name", "definition" }], "indexes": [{ "name", "plain" }] }],
 //!   "functions": [{ "name", "volatility": ["i" | "s" | "v", …] }],
-//!   "referenced": [{ "asked_schema", "asked_name", "exists", "schema", "name", "relkind" }] }
+//!   "referenced": [{ "asked_schema", "asked_name", "exists", "schema", "name", "relkind",
+//!                    "rows", "max_rows", "bytes" }] }
 //! ```
 
 use serde::Deserialize;
@@ -70,7 +71,8 @@ pub struct Facts {
     pub columns: Vec<ColumnFacts>,
     /// Every function called by a column DEFAULT the statement adds.
     pub functions: Vec<FunctionFacts>,
-    /// Tables referenced by foreign keys the statement adds.
+    /// Tables referenced by foreign keys the statement adds, and the table an `ATTACH
+    /// PARTITION` attaches (it is scanned): identity and size, read like `relation`'s.
     pub referenced: Vec<Relation>,
     /// The types `ALTER COLUMN … TYPE` names, resolved by the server with the session's
     /// search_path (`to_regtype`): a name written like a built-in may be a user's domain.
@@ -127,11 +129,13 @@ pub struct TypeFacts {
 
 /// Where a table stops being small enough for a blocking operation on it to be harmless.
 ///
-/// A plain `CREATE INDEX` inside a transaction block on a table under both limits finishes in
-/// milliseconds; on anything else it may hold its lock for minutes.
+/// A scan or rewrite under lock (an index build, a constraint validation, a table rewrite) on a
+/// table under both limits finishes in milliseconds; on anything else it may hold its lock for
+/// minutes. See [`Relation::is_small`] for how the two are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Thresholds {
-    /// Estimated rows (`pg_class.reltuples`) below which a table is small. Default 10 000.
+    /// Rows below which a table is small: the estimate (`pg_class.reltuples`), or for a table
+    /// never analyzed the exact heap bound ([`Relation::max_rows`]). Default 10 000.
     pub small_table_rows: u64,
     /// Total size in bytes (`pg_total_relation_size`: heap, TOAST and indexes) below which a
     /// table is small. Default 10 MiB.
@@ -211,8 +215,16 @@ pub struct Relation {
     /// For an index: the table it indexes.
     pub table: Option<Name>,
     /// Estimated rows of the table (for an index, of its table; for a partitioned table, the
-    /// sum over its leaf partitions). `None` when unknown: never analyzed (`reltuples = -1`).
+    /// sum over its leaf partitions). `None` when unknown: never analyzed (`reltuples = -1` on
+    /// PostgreSQL 14+, `reltuples = 0` with `relpages = 0` before 14, which also reads so after
+    /// a vacuum of an empty table) in any leaf.
     pub rows: Option<u64>,
+    /// The most rows the table's heap (main fork, summed over the partition tree) can hold as
+    /// measured now: its pages × PostgreSQL's `MaxHeapTuplesPerPage` (line pointers per page,
+    /// `(block_size - 24) / 28`, 291 for 8 kB pages). Exact whatever the statistics say, so it
+    /// decides "small" for tables never analyzed (every table a previous migration created).
+    /// `None` when not measured, under the same `pg_locks` precaution as `bytes`.
+    pub max_rows: Option<u64>,
     /// Total size in bytes of the table with its TOAST and indexes, summed over the whole
     /// partition tree; for an index, its table's. `None` when unknown, including when another
     /// session held or awaited ACCESS EXCLUSIVE on it (measuring would have waited).
@@ -239,6 +251,7 @@ impl Relation {
             kind: None,
             table: None,
             rows: None,
+            max_rows: None,
             bytes: None,
             partitions: Vec::new(),
             populated: None,
@@ -252,10 +265,26 @@ impl Relation {
     }
 
     /// Known to exist and known to be under both thresholds. Unknown sizes are never small.
+    ///
+    /// Bytes must be measured (`pg_total_relation_size`, never taken when another session held
+    /// or awaited ACCESS EXCLUSIVE, so "not measured because of a lock" is never small) and under
+    /// `small_table_bytes`. Rows are under `small_table_rows` when the heap cannot hold that many
+    /// ([`Relation::max_rows`], exact: an empty heap of 0 pages holds none), or else when the
+    /// planner's estimate (`reltuples`) says so; a table never analyzed has no estimate, and
+    /// then only the heap bound can make it small.
     pub fn is_small(&self, t: &Thresholds) -> bool {
         self.exists
-            && self.rows.is_some_and(|r| r < t.small_table_rows)
             && self.bytes.is_some_and(|b| b < t.small_table_bytes)
+            && (self.max_rows.is_some_and(|m| m < t.small_table_rows)
+                || self.rows.is_some_and(|r| r < t.small_table_rows))
+    }
+
+    /// Forgets every size: after a statement that may have written rows, sizes read before it
+    /// no longer hold (never small again until measured anew).
+    pub fn forget_size(&mut self) {
+        self.rows = None;
+        self.max_rows = None;
+        self.bytes = None;
     }
 
     /// The leaf partitions (those holding data), for the partitioned-index recipe.
@@ -481,8 +510,25 @@ fn request(ddl: &Ddl) -> Option<Request<'_>> {
             name,
             concurrently: false,
         } => req.relation = Some(name),
+        // The small-table allowance of VACUUM FULL / CLUSTER: one named table only (a list or
+        // the whole database is never "one small table").
+        DdlKind::Vacuum { full: true, tables } if tables.len() == 1 => {
+            req.relation = tables.first();
+        }
+        DdlKind::Cluster { table: Some(t) } => req.relation = Some(t),
         DdlKind::AlterTable { name, ops, .. } => {
+            // Actions whose lock lasts as long as a scan or rewrite of the table: their rules
+            // allow them on a table the catalog shows small, so its size is read.
+            let mut sized = false;
             for op in ops {
+                match op {
+                    AlterOp::AddColumn(_) | AlterOp::AddConstraint(_) => sized = true,
+                    AlterOp::AttachPartition { partition } => {
+                        sized = true;
+                        push_unique(&mut req.referenced, partition);
+                    }
+                    _ => {}
+                }
                 match op {
                     AlterOp::AlterColumnType {
                         column, data_type, ..
@@ -514,7 +560,11 @@ fn request(ddl: &Ddl) -> Option<Request<'_>> {
                     _ => {}
                 }
             }
-            if req.columns.is_empty() && req.functions.is_empty() && req.referenced.is_empty() {
+            if !sized
+                && req.columns.is_empty()
+                && req.functions.is_empty()
+                && req.referenced.is_empty()
+            {
                 return None;
             }
             req.relation = Some(name);
@@ -602,15 +652,17 @@ fn relation_json(asked: &Name) -> String {
 'table_schema', CASE WHEN c.relkind IN ('i', 'I') THEN hn.nspname END, \
 'table_name', CASE WHEN c.relkind IN ('i', 'I') THEN hc.relname END, \
 'rows', CASE WHEN c.oid IS NOT NULL THEN (\
-SELECT CASE WHEN pg_catalog.bool_or(k.reltuples < 0) THEN NULL \
+SELECT CASE WHEN pg_catalog.bool_or({unanalyzed}) THEN NULL \
 ELSE coalesce(pg_catalog.sum(k.reltuples), 0)::pg_catalog.int8 END \
 FROM tree JOIN pg_catalog.pg_class k ON k.oid = tree.relid WHERE k.relkind NOT IN ('p', 'I')) END, \
 'bytes', CASE WHEN c.oid IS NULL THEN NULL \
 WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_locks l JOIN measured ON l.relation = measured.relid \
-WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock' \
-AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()) \
-AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid()) THEN NULL \
+WHERE {foreign_access_exclusive}) THEN NULL \
 ELSE (SELECT pg_catalog.sum(pg_catalog.pg_total_relation_size(tree.relid))::pg_catalog.int8 FROM tree) END, \
+'max_rows', CASE WHEN c.oid IS NULL THEN NULL \
+WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_locks l JOIN measured ON l.relation = measured.relid \
+WHERE {foreign_access_exclusive}) THEN NULL \
+ELSE (SELECT {heap_capacity} FROM tree) END, \
 'populated', CASE WHEN c.relkind = 'm' THEN c.relispopulated END, \
 'refresh_index', CASE WHEN c.relkind = 'm' THEN (\
 SELECT ic.relname FROM pg_catalog.pg_index x \
@@ -636,6 +688,60 @@ LEFT JOIN pg_catalog.pg_class hc ON hc.oid = heap.oid \
 LEFT JOIN pg_catalog.pg_namespace hn ON hn.oid = hc.relnamespace)",
         asked_schema = text_literal(asked.schema.as_deref()),
         asked_name = text_literal(Some(&asked.name)),
+        unanalyzed = UNANALYZED,
+        foreign_access_exclusive = FOREIGN_ACCESS_EXCLUSIVE,
+        heap_capacity = HEAP_CAPACITY,
+    )
+}
+
+/// A leaf `k` (a `pg_class` row) has no row estimate: never analyzed or vacuumed (`reltuples`
+/// is -1 on PostgreSQL 14+; before 14 it is 0 with `relpages` 0, which a vacuumed empty table
+/// also shows — then the exact heap bound decides instead, so nothing is lost).
+const UNANALYZED: &str = "k.reltuples < 0 OR (k.reltuples = 0 AND k.relpages = 0)";
+
+/// A `pg_locks` row `l` is ACCESS EXCLUSIVE held or awaited by another session in this
+/// database: measuring a relation it is on would queue behind it (see the module docs).
+const FOREIGN_ACCESS_EXCLUSIVE: &str = "l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock' \
+AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()) \
+AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid()";
+
+/// The most tuples the heaps of a `tree` (relid column) can hold: main-fork pages times
+/// `MaxHeapTuplesPerPage` = (BLCKSZ - page header 24) / (tuple header 24 + line pointer 4).
+/// A partitioned parent has no storage (size 0), so the sum is over the leaves.
+const HEAP_CAPACITY: &str = "pg_catalog.sum(pg_catalog.pg_relation_size(tree.relid))::pg_catalog.int8 \
+/ pg_catalog.current_setting('block_size')::pg_catalog.int8 \
+* ((pg_catalog.current_setting('block_size')::pg_catalog.int8 - 24) / 28)";
+
+/// `'rows', …, 'max_rows', …, 'bytes', …` for the relation whose OID is the SQL expression
+/// `root` (NULL when it does not exist): the same facts, read the same way, as the statement's
+/// own relation gets, for a second table a size-dependent rule needs (the referenced table of a
+/// foreign key, the table an ATTACH PARTITION scans). Self-contained: its own partition tree.
+fn tree_sizes_json(root: &str) -> String {
+    let tree = format!(
+        "WITH RECURSIVE tree(relid) AS (SELECT {root} WHERE {root} IS NOT NULL \
+UNION ALL SELECT i.inhrelid FROM tree JOIN pg_catalog.pg_inherits i ON i.inhparent = tree.relid \
+JOIN pg_catalog.pg_class k ON k.oid = i.inhrelid WHERE k.relispartition), \
+measured(relid) AS (\
+SELECT tree.relid FROM tree \
+UNION SELECT x.indexrelid FROM tree JOIN pg_catalog.pg_index x ON x.indrelid = tree.relid \
+UNION SELECT k.reltoastrelid FROM tree JOIN pg_catalog.pg_class k ON k.oid = tree.relid \
+UNION SELECT x.indexrelid FROM tree JOIN pg_catalog.pg_class k ON k.oid = tree.relid \
+JOIN pg_catalog.pg_index x ON x.indrelid = k.reltoastrelid)"
+    );
+    let unlocked = format!(
+        "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l JOIN measured ON l.relation = measured.relid \
+WHERE {FOREIGN_ACCESS_EXCLUSIVE})"
+    );
+    format!(
+        "'rows', CASE WHEN {root} IS NOT NULL THEN ({tree} \
+SELECT CASE WHEN pg_catalog.bool_or({UNANALYZED}) THEN NULL \
+ELSE coalesce(pg_catalog.sum(k.reltuples), 0)::pg_catalog.int8 END \
+FROM tree JOIN pg_catalog.pg_class k ON k.oid = tree.relid WHERE k.relkind NOT IN ('p', 'I')) END, \
+'max_rows', CASE WHEN {root} IS NOT NULL THEN ({tree} \
+SELECT CASE WHEN {unlocked} THEN (SELECT {HEAP_CAPACITY} FROM tree) END) END, \
+'bytes', CASE WHEN {root} IS NOT NULL THEN ({tree} \
+SELECT CASE WHEN {unlocked} THEN \
+(SELECT pg_catalog.sum(pg_catalog.pg_total_relation_size(tree.relid))::pg_catalog.int8 FROM tree) END) END"
     )
 }
 
@@ -686,17 +792,20 @@ FROM pg_catalog.unnest({names}) WITH ORDINALITY AS q(name, ord))",
     )
 }
 
-/// A table referenced by a foreign key: does it exist, and what is it.
+/// A table referenced by a foreign key (or attached as a partition): does it exist, what is
+/// it, and how big is it (its whole partition tree).
 fn referenced_json(asked: &Name) -> String {
     format!(
         "(SELECT pg_catalog.json_build_object(\
 'asked_schema', {asked_schema}, 'asked_name', {asked_name}, \
-'exists', c.oid IS NOT NULL, 'schema', n.nspname, 'name', c.relname, 'relkind', c.relkind::pg_catalog.text) \
+'exists', c.oid IS NOT NULL, 'schema', n.nspname, 'name', c.relname, 'relkind', c.relkind::pg_catalog.text, \
+{sizes}) \
 FROM (SELECT {oid} AS oid) r LEFT JOIN pg_catalog.pg_class c ON c.oid = r.oid \
 LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace)",
         asked_schema = text_literal(asked.schema.as_deref()),
         asked_name = text_literal(Some(&asked.name)),
         oid = regclass_expr(asked),
+        sizes = tree_sizes_json("c.oid"),
     )
 }
 
@@ -740,6 +849,8 @@ struct RawRelation {
     table_name: Option<String>,
     #[serde(default)]
     rows: Option<i64>,
+    #[serde(default)]
+    max_rows: Option<i64>,
     #[serde(default)]
     bytes: Option<i64>,
     #[serde(default)]
@@ -883,6 +994,7 @@ fn relation(r: RawRelation) -> Result<Relation, CatalogError> {
         table: qualified(r.table_schema, r.table_name),
         // Negative values cannot come from the query; treat them as unknown, not as an error.
         rows: r.rows.and_then(|v| u64::try_from(v).ok()),
+        max_rows: r.max_rows.and_then(|v| u64::try_from(v).ok()),
         bytes: r.bytes.and_then(|v| u64::try_from(v).ok()),
         partitions,
         populated: r.populated,
@@ -1644,8 +1756,10 @@ mod tests {
             "REINDEX SCHEMA public",
             "REFRESH MATERIALIZED VIEW CONCURRENTLY mv",
             "ALTER TABLE t OWNER TO bob",
-            "ALTER TABLE t ADD COLUMN c int",
             "ALTER TABLE t ALTER COLUMN c DROP NOT NULL",
+            "VACUUM FULL",
+            "VACUUM FULL a, b",
+            "CLUSTER",
             "DROP TABLE t",
             "VACUUM t",
         ] {
@@ -1663,6 +1777,13 @@ mod tests {
             "ALTER TABLE t ALTER COLUMN c SET NOT NULL",
             "ALTER TABLE t ADD COLUMN c uuid DEFAULT gen_random_uuid()",
             "ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES o (id) NOT VALID",
+            // Sizes for the small-table allowance.
+            "ALTER TABLE t ADD COLUMN c int",
+            "ALTER TABLE t ADD CONSTRAINT c CHECK (x > 0)",
+            "ALTER TABLE t ADD PRIMARY KEY (id)",
+            "ALTER TABLE t ATTACH PARTITION p FOR VALUES IN (1)",
+            "VACUUM FULL t",
+            "CLUSTER t",
         ] {
             let q = facts_query(&ddl(sql)).unwrap_or_else(|| panic!("{sql} needs facts"));
             assert!(
@@ -2030,6 +2151,94 @@ mod tests {
         assert_eq!(r.rows, None);
         assert_eq!(f.functions[0].volatility, [Volatility::Volatile]);
         assert_eq!(parse_facts("{}").expect("empty").relation, None);
+    }
+
+    #[test]
+    fn size_decision_uses_the_exact_heap_bound_when_rows_are_unknown() {
+        let t = Thresholds {
+            small_table_rows: 10_000,
+            small_table_bytes: 10 << 20,
+        };
+        let base = Relation {
+            exists: true,
+            kind: Some(RelKind::Table),
+            ..Relation::missing(Name::bare("e"))
+        };
+        let sized = |rows: Option<u64>, max_rows: Option<u64>, bytes: Option<u64>| Relation {
+            rows,
+            max_rows,
+            bytes,
+            ..base.clone()
+        };
+        // (case, relation, small)
+        let cases = [
+            // Never analyzed, heap of 0 pages: empty, small.
+            ("fresh empty", sized(None, Some(0), Some(8192)), true),
+            // Never analyzed, a few pages: cannot hold 10 000 rows.
+            (
+                "fresh, 4 pages",
+                sized(None, Some(4 * 291), Some(48 << 10)),
+                true,
+            ),
+            // Never analyzed, a heap that could hold the limit: unknown, not small.
+            (
+                "fresh, heap at the limit",
+                sized(None, Some(10_000), Some(400 << 10)),
+                false,
+            ),
+            // Under the row bound but over the byte limit (big TOAST or indexes).
+            (
+                "fresh, big toast",
+                sized(None, Some(291), Some(10 << 20)),
+                false,
+            ),
+            // Not measured (a lock blocked it): never small, whatever else is known.
+            ("lock blocked", sized(None, None, None), false),
+            ("lock blocked, analyzed", sized(Some(5), None, None), false),
+            ("bytes only", sized(None, None, Some(8192)), false),
+            // Analyzed: the estimate still counts, as before.
+            (
+                "analyzed small",
+                sized(Some(200), Some(20_000), Some(1 << 20)),
+                true,
+            ),
+            (
+                "analyzed big",
+                sized(Some(2_000_000), None, Some(1 << 20)),
+                false,
+            ),
+            (
+                "analyzed big, tiny heap",
+                sized(Some(2_000_000), Some(291), Some(8192)),
+                true,
+            ),
+            ("missing", Relation::missing(Name::bare("e")), false),
+        ];
+        for (case, r, small) in cases {
+            assert_eq!(r.is_small(&t), small, "{case}");
+        }
+        let mut r = sized(Some(1), Some(0), Some(0));
+        r.forget_size();
+        assert!(!r.is_small(&t));
+    }
+
+    #[test]
+    fn parses_heap_bounds_and_referenced_sizes() {
+        let facts = parse_facts(
+            r#"{"timezone": "UTC", "relation": {"asked_schema": null, "asked_name": "e",
+                "exists": true, "schema": "public", "name": "e", "relkind": "r",
+                "rows": null, "max_rows": 0, "bytes": 8192},
+              "referenced": [{"asked_schema": null, "asked_name": "p", "exists": true,
+                "schema": "public", "name": "p", "relkind": "r",
+                "rows": null, "max_rows": 582, "bytes": 16384}]}"#,
+        )
+        .expect("parses");
+        let e = facts.relation.as_ref().expect("relation");
+        assert_eq!((e.rows, e.max_rows, e.bytes), (None, Some(0), Some(8192)));
+        assert!(e.is_small(&facts.thresholds));
+        let p = facts.referenced(&Name::bare("p")).expect("referenced");
+        assert_eq!((p.max_rows, p.bytes), (Some(582), Some(16384)));
+        assert!(p.is_small(&facts.thresholds));
     }
 
     #[test]

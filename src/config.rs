@@ -463,10 +463,17 @@ pub struct CatalogConfig {
     /// table counts as created in the transaction, so the locking rules and the lock guard
     /// apply to new tables too.
     pub enabled: bool,
-    /// Tables with fewer estimated rows than this *and* smaller than `small_table_bytes` are
-    /// small: a plain index build on them is allowed inside a transaction. Default 10 000.
+    /// Tables with fewer rows than this *and* smaller than `small_table_bytes` are small: the
+    /// rules whose only danger is a lock held through a scan or rewrite (index builds, drops
+    /// and REINDEX, FK/CHECK validation, SET NOT NULL, UNIQUE/PRIMARY KEY builds, rewriting
+    /// type changes and defaults, VACUUM FULL/CLUSTER, ATTACH PARTITION) allow the statement
+    /// as written on them, inside or outside a transaction. Rows are the planner's estimate
+    /// (`reltuples`), or, for a table never analyzed, the most its heap's pages can hold.
+    /// 0 turns the allowance off. Default 10 000.
     pub small_table_rows: u64,
-    /// Default 10 MiB.
+    /// Total size (heap, TOAST, indexes; the whole partition tree) under which a table can be
+    /// small; a size not measured (another session held or awaited ACCESS EXCLUSIVE) is never
+    /// small. Default 10 MiB.
     pub small_table_bytes: u64,
     /// Most relation names one message's "created in this transaction?" read resolves; names
     /// beyond are treated as existing tables (rules and lock guard apply). Default 256.

@@ -926,8 +926,7 @@ impl Scope {
         }
         let mut f = facts.clone();
         for r in f.relation.iter_mut().chain(f.referenced.iter_mut()) {
-            r.rows = None;
-            r.bytes = None;
+            r.forget_size();
         }
         Some(copy.insert(f))
     }

@@ -83,6 +83,8 @@ fn value(m: &HashMap<String, f64>, key: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_with_traffic_ddl_and_lock_waits() {
     let env = Env::start_with(|c| {
+        // The empty table would be small: the test needs a blocked decision.
+        c.catalog.small_table_rows = 0;
         c.guard.lock_timeout_ms = Duration::from_millis(100);
         c.guard.backoff_initial_ms = Duration::from_millis(20);
         c.guard.backoff_max_ms = Duration::from_millis(50);

@@ -405,7 +405,13 @@ async fn extended_protocol_ddl_is_bounded_by_the_lock_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_step_rewrites_reach_the_same_schema_and_resume_after_failure() {
-    let env = Env::start_with(fast_guard).await;
+    // The recipes themselves are under test: the small-table allowance would let these
+    // 100-row tables through as written.
+    let env = Env::start_with(|c| {
+        fast_guard(c);
+        c.catalog.small_table_rows = 0;
+    })
+    .await;
     let admin = env.direct_client("ddlgate_admin").await;
     admin
         .batch_execute(

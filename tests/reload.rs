@@ -29,15 +29,17 @@ async fn post(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     (code, raw)
 }
 
-const BASE: &str = "[policy]\nmode = \"enforce\"\n";
-const STRICT: &str = "[policy]\nmode = \"enforce\"\n[policy.rules]\n\"require-concurrent-index-creation\" = \"block\"\n";
+// The small-table allowance is off: these tables are small, and the test needs a verdict
+// that the reloaded policy changes.
+const BASE: &str = "[policy]\nmode = \"enforce\"\n[catalog]\nsmall_table_rows = 0\n";
+const STRICT: &str = "[policy]\nmode = \"enforce\"\n[policy.rules]\n\"require-concurrent-index-creation\" = \"block\"\n[catalog]\nsmall_table_rows = 0\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_under_load_keeps_sessions_and_applies_to_the_next_statement() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("ddlgate.toml");
     std::fs::write(&file, BASE).expect("write config");
-    let env = Env::start().await;
+    let env = Env::start_with(|c| c.catalog.small_table_rows = 0).await;
     *env.proxy.shared().reload_source.lock().expect("lock") = Some(ddlgate::server::ReloadSource {
         file: Some(file.clone()),
         overrides: Default::default(),

@@ -19,6 +19,8 @@
 //!   any write earlier in the same message — the scan holds the existing table's lock for its
 //!   whole length, and the finding says so.
 //! - **Rewrite:** no (the recipe spans two transactions).
+//! - **Small tables:** not flagged — the scan or rewrite takes milliseconds — when the referencing table and every referenced table shown small
+//!   ([`crate::catalog::Relation::is_small`]; the thresholds are `catalog.small_table_*`).
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-NOTES>
 
@@ -58,6 +60,17 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
         .flat_map(foreign_keys)
         .find(|fk| !(new_table && ctx.is_new(fk.references)))?;
     let r = fk.references;
+    // The small-table allowance: validation scans the referencing table and probes the
+    // referenced one, so every table involved must be shown small.
+    if !new_table
+        && ctx.is_small(table)
+        && ops
+            .iter()
+            .flat_map(foreign_keys)
+            .all(|fk| ctx.is_small_referenced(fk.references))
+    {
+        return None;
+    }
     if new_table {
         return Some(Finding {
             rule: RULE.id,

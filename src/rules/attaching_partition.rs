@@ -11,6 +11,8 @@
 //!   reads it, those ATTACHes will pass. Default: warn.
 //! - **Not flagged:** a partition and parent both created earlier in the same transaction
 //!   (then the parent's DEFAULT partition is new too).
+//! - **Small tables:** not flagged — the scan or rewrite takes milliseconds — when the attached table and the parent's whole tree (any DEFAULT partition included) shown small
+//!   ([`crate::catalog::Relation::is_small`]; the thresholds are `catalog.small_table_*`).
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-ATTACH-PARTITION>
 
@@ -40,6 +42,11 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
         }
         _ => None,
     })?;
+    // The small-table allowance: the scanned partition and the parent's tree (which holds
+    // any DEFAULT partition, also scanned) both shown small.
+    if ctx.is_small(parent) && ctx.is_small_referenced(partition) {
+        return None;
+    }
     let parent_lock = if ctx.at_least(12) {
         String::new()
     } else {

@@ -157,6 +157,28 @@ impl Context<'_> {
         self.tx != TxStatus::Idle || self.shares_unit || self.in_function_body
     }
 
+    /// The small-table allowance: the live catalog shows `table` (the statement's relation,
+    /// looked up by the name the statement wrote; for an index, its table) small — size
+    /// measured and both [`crate::catalog::Thresholds`] met (see
+    /// [`crate::catalog::Relation::is_small`]). Rules whose only danger is how long a lock is
+    /// held while PostgreSQL scans or rewrites the table allow the statement as written then,
+    /// inside or outside a transaction block. False offline and whenever a size is unknown.
+    pub fn is_small(&self, table: &Name) -> bool {
+        self.catalog.is_some_and(|f| {
+            f.relation_for(table)
+                .is_some_and(|r| r.is_small(&f.thresholds))
+        })
+    }
+
+    /// [`Context::is_small`] for a second table the statement scans or locks: a foreign key's
+    /// referenced table, a partition being attached.
+    pub fn is_small_referenced(&self, table: &Name) -> bool {
+        self.catalog.is_some_and(|f| {
+            f.referenced(table)
+                .is_some_and(|r| r.is_small(&f.thresholds))
+        })
+    }
+
     /// Whether the server is at least `major` (e.g. 12). Unknown versions count as recent, the
     /// version the rules assume when checking files offline without `--pg-version`.
     pub fn at_least(&self, major: u32) -> bool {

@@ -9,6 +9,8 @@
 //! - **Rewrite:** no.
 //! - **Not flagged:** plain `VACUUM` (SHARE UPDATE EXCLUSIVE), and a table created earlier in the
 //!   same transaction (only CLUSTER can run in one).
+//! - **Small tables:** not flagged — the scan or rewrite takes milliseconds — when one named table, shown small
+//!   ([`crate::catalog::Relation::is_small`]; the thresholds are `catalog.small_table_*`).
 //!
 //! <https://www.postgresql.org/docs/current/sql-cluster.html>,
 //! <https://www.postgresql.org/docs/current/sql-vacuum.html>
@@ -30,6 +32,12 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
         DdlKind::Cluster { table } => ("CLUSTER", table.iter().collect()),
         _ => return None,
     };
+    // The small-table allowance: one named table, shown small.
+    if let [table] = tables.as_slice()
+        && ctx.is_small(table)
+    {
+        return None;
+    }
     let message = if tables.is_empty() {
         format!(
             "{what} without a table rewrites every eligible table in the database, one after another, each under an ACCESS EXCLUSIVE lock: every read and write on the table being rewritten waits."
