@@ -719,6 +719,8 @@ impl Scope {
                 ddl_effect(ddl)
             }
             (StatementClass::DdlCandidate, None) => Effect::Moves,
+            // The server rejects the message before running any of it; assume the worst anyway.
+            (StatementClass::NotACommand, _) => Effect::Moves,
         };
         if effect == Effect::Drops {
             self.dropped = true;
