@@ -1416,6 +1416,22 @@ mod tests {
     }
 
     #[test]
+    fn typos_are_forwarded_and_counted_not_blocked() {
+        let (s, p, c) = run("selec 1", TxStatus::Idle);
+        assert!(p.sql.is_none() && p.audit.is_empty(), "{:?}", p.sql);
+        assert_eq!((s.ddl_candidates, s.ddl_unknown), (0, 0));
+        assert_eq!(c.statements(StatementClass::NotACommand), 1);
+        // Next to DDL, the DDL is still decided.
+        let (_, p, c) = run("selec 1; ALTER FROBNICATE t", TxStatus::Idle);
+        assert!(
+            p.sql
+                .is_some_and(|sql| sql.starts_with(b"selec 1; DO $ddlgate$"))
+        );
+        assert_eq!(c.statements(StatementClass::NotACommand), 1);
+        assert_eq!(c.statements(StatementClass::DdlCandidate), 1);
+    }
+
+    #[test]
     fn a_profile_that_forbids_the_override_says_so() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("p.toml");
