@@ -417,7 +417,14 @@ impl Analyzer {
                 return;
             }
             stats.statements += 1;
-            if !stats.ddl && prefilter::classify(sql, &span) == StatementClass::DdlCandidate {
+            // A word that starts no command counts too: against a server newer than the command
+            // list it is decided as a DDL candidate (`prefilter::for_server`).
+            if !stats.ddl
+                && matches!(
+                    prefilter::classify(sql, &span),
+                    StatementClass::DdlCandidate | StatementClass::NotACommand
+                )
+            {
                 stats.ddl = true;
             }
             if spans.len() < max {
@@ -520,7 +527,7 @@ impl Analyzer {
         // Transaction-control statements, for deciding how a guarded Query can be retried.
         let mut tx_control = Vec::new();
         for (i, span) in spans.iter().enumerate() {
-            let class = prefilter::classify(sql, span);
+            let class = prefilter::for_server(prefilter::classify(sql, span), ctx.server_version);
             counters.statements[class.index()].fetch_add(1, Ordering::Relaxed);
             let mut understood = None;
             let mut runs = true;
@@ -1429,6 +1436,25 @@ mod tests {
         );
         assert_eq!(c.statements(StatementClass::NotACommand), 1);
         assert_eq!(c.statements(StatementClass::DdlCandidate), 1);
+        // A server newer than the command list (or of unknown version) may know the word.
+        for version in [Some(200_000), None] {
+            let policy = Policy::from_config(&Config::default());
+            let (_, p) = Analyzer::default().analyze(
+                &Counters::default(),
+                policy.profile_for("", "", ""),
+                Source::Query,
+                b"selec 1",
+                &Context {
+                    server_version: version,
+                    ..ctx(TxStatus::Idle)
+                },
+            );
+            assert!(
+                p.sql
+                    .is_some_and(|sql| sql.windows(5).any(|w| w == b"DG002")),
+                "{version:?}"
+            );
+        }
     }
 
     #[test]

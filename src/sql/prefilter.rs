@@ -149,6 +149,25 @@ pub const COMMAND_WORDS: &[&str] = &[
     "WITH",
 ];
 
+/// The newest PostgreSQL whose commands [`COMMAND_WORDS`] lists (`server_version_num`
+/// below 200000). A newer server may have commands the list does not know, so against it
+/// (or a server whose version is unknown) no word counts as "not a command".
+pub const COMMANDS_KNOWN_BEFORE: u32 = 200_000;
+
+/// `class` as it stands against a server of `server_version` (`server_version_num`): a
+/// [`StatementClass::NotACommand`] is a DDL candidate again unless the server is one whose
+/// commands are all known.
+pub fn for_server(class: StatementClass, server_version: Option<u32>) -> StatementClass {
+    match class {
+        StatementClass::NotACommand
+            if server_version.is_none_or(|v| v >= COMMANDS_KNOWN_BEFORE) =>
+        {
+            StatementClass::DdlCandidate
+        }
+        class => class,
+    }
+}
+
 /// Whether `word` (an unquoted word token) may begin a PostgreSQL command. Only a word the
 /// server's scanner reads as one identifier is ever ruled out: PostgreSQL's `{identifier}` is
 /// `[A-Za-z\200-\377_][A-Za-z\200-\377_0-9$]*`, and the lexer's words follow it. Keywords
