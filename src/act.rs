@@ -8,6 +8,11 @@
 //! in the extended protocol the error comes at Execute and the server discards to Sync. ddlgate
 //! never has to synthesize a ReadyForQuery or guess the transaction status.
 //!
+//! The server reports where the error was raised (`CONTEXT: PL/pgSQL function
+//! inline_code_block line 1 at RAISE`): that says how ddlgate works, not anything about the
+//! user's statement, so the relay removes that field from the errors ddlgate's own blocks raise
+//! ([`without_raise_context`]); the server's own errors keep theirs.
+//!
 //! Rewrites and warnings are announced with NoticeResponses that ddlgate sends itself.
 
 use bytes::BytesMut;
@@ -72,6 +77,48 @@ fn literal(s: &str) -> String {
     out
 }
 
+/// The body of an ErrorResponse raised by one of ddlgate's `DO` blocks with its where-field
+/// (`W`) removed, every other field kept byte for byte; `None` for any other error.
+///
+/// ddlgate's blocks are recognised by what the server reports of them: a message that starts
+/// with `ddlgate` (RAISE messages are never translated) and a where-field that is one line
+/// naming the anonymous block `inline_code_block` (the function name is not translated either,
+/// whatever `lc_messages` says). The caller only asks for errors of sessions in which ddlgate
+/// sent such a block.
+pub fn without_raise_context(body: &[u8]) -> Option<BytesMut> {
+    let mut fields: Vec<(u8, &[u8])> = Vec::new();
+    let mut rest = body;
+    while let Some((&kind, after)) = rest.split_first() {
+        if kind == 0 {
+            break;
+        }
+        let (value, after) = crate::protocol::read_cstr(after)?;
+        fields.push((kind, value));
+        rest = after;
+    }
+    let field = |k: u8| fields.iter().find(|(kind, _)| *kind == k).map(|(_, v)| *v);
+    let ours = field(b'M').is_some_and(|m| m.starts_with(b"ddlgate"));
+    let raised_by_block = field(b'W')
+        .is_some_and(|w| !w.contains(&b'\n') && w.windows(17).any(|x| x == b"inline_code_block"));
+    if !(ours && raised_by_block) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len());
+    for (kind, value) in fields.iter().filter(|(kind, _)| *kind != b'W') {
+        out.push(*kind);
+        out.extend_from_slice(value);
+        out.push(0);
+    }
+    out.push(0);
+    let mut frame = BytesMut::with_capacity(out.len() + crate::protocol::framing::HEADER_LEN);
+    crate::protocol::framing::put_message(
+        &mut frame,
+        crate::protocol::backend::ERROR_RESPONSE,
+        &out,
+    );
+    Some(frame)
+}
+
 /// A NoticeResponse ddlgate sends itself (warnings, rewrite announcements).
 pub fn notice(severity: &str, message: &str, detail: Option<&str>, hint: Option<&str>) -> BytesMut {
     crate::protocol::responses::notice(severity, sqlstate::WARNING, message, detail, hint)
@@ -96,5 +143,64 @@ mod tests {
         // It is one statement, whatever it contains.
         let spans = crate::sql::lexer::split_statements(sql.as_bytes(), Default::default());
         assert_eq!(spans.iter().filter(|s| !s.is_empty()).count(), 1);
+    }
+
+    fn error_body(fields: &[(u8, &str)]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (k, v) in fields {
+            body.push(*k);
+            body.extend_from_slice(v.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        body
+    }
+
+    #[test]
+    fn only_the_blocks_where_field_is_removed() {
+        let ours = [
+            (b'S', "ERROR"),
+            (b'V', "ERROR"),
+            (b'C', "DG001"),
+            (b'M', "ddlgate blocked this statement (rule x: y)"),
+            (b'D', "detail"),
+            (b'H', "hint"),
+            (b'W', "PL/pgSQL function inline_code_block line 1 at RAISE"),
+            (b'F', "pl_exec.c"),
+        ];
+        let frame = without_raise_context(&error_body(&ours)).expect("ours");
+        let without: Vec<(u8, &str)> = ours.iter().copied().filter(|(k, _)| *k != b'W').collect();
+        let mut expected = BytesMut::new();
+        crate::protocol::framing::put_message(
+            &mut expected,
+            crate::protocol::backend::ERROR_RESPONSE,
+            &error_body(&without),
+        );
+        assert_eq!(frame, expected);
+        // The server's own errors keep their context.
+        for fields in [
+            vec![(b'C', "42601"), (b'M', "syntax error at or near \"selec\"")],
+            vec![
+                (b'C', "P0001"),
+                (b'M', "boom"),
+                (b'W', "PL/pgSQL function inline_code_block line 1 at RAISE"),
+            ],
+            vec![
+                (b'C', "DG001"),
+                (b'M', "ddlgate blocked this statement"),
+                (
+                    b'W',
+                    "PL/pgSQL function f() line 3 at RAISE\nSQL statement \"SELECT f()\"",
+                ),
+            ],
+        ] {
+            assert_eq!(
+                without_raise_context(&error_body(&fields)),
+                None,
+                "{fields:?}"
+            );
+        }
+        // A body cut short is left alone.
+        assert_eq!(without_raise_context(b"Mddlgate x"), None);
     }
 }

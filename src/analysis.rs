@@ -37,7 +37,7 @@ pub struct Counters {
     /// Parse messages analysed.
     pub parses: AtomicU64,
     /// Statements by prefilter class (indexed by `StatementClass::index`).
-    pub statements: [AtomicU64; 4],
+    pub statements: [AtomicU64; StatementClass::ALL.len()],
     /// Simple Queries that carried more than one statement (one implicit transaction).
     pub multi_statement_queries: AtomicU64,
     /// Extended-protocol units (messages up to a Sync) that ran more than one Execute, i.e.
@@ -265,6 +265,8 @@ fn statement_effects(
                 out.lexing = true;
             }
         }
+        // The server refuses the whole message: nothing of it runs.
+        StatementClass::NotACommand => {}
         StatementClass::Dml | StatementClass::DdlCandidate => {
             let runs_anything = ["DISCARD", "EXECUTE", "CALL", "DO", "PREPARE"]
                 .iter()
@@ -415,7 +417,14 @@ impl Analyzer {
                 return;
             }
             stats.statements += 1;
-            if !stats.ddl && prefilter::classify(sql, &span) == StatementClass::DdlCandidate {
+            // A word that starts no command counts too: against a server newer than the command
+            // list it is decided as a DDL candidate (`prefilter::for_server`).
+            if !stats.ddl
+                && matches!(
+                    prefilter::classify(sql, &span),
+                    StatementClass::DdlCandidate | StatementClass::NotACommand
+                )
+            {
                 stats.ddl = true;
             }
             if spans.len() < max {
@@ -518,7 +527,7 @@ impl Analyzer {
         // Transaction-control statements, for deciding how a guarded Query can be retried.
         let mut tx_control = Vec::new();
         for (i, span) in spans.iter().enumerate() {
-            let class = prefilter::classify(sql, span);
+            let class = prefilter::for_server(prefilter::classify(sql, span), ctx.server_version);
             counters.statements[class.index()].fetch_add(1, Ordering::Relaxed);
             let mut understood = None;
             let mut runs = true;
@@ -567,7 +576,8 @@ impl Analyzer {
                     understood = Some(ddl);
                 }
                 StatementClass::Dml => summary.dml += 1,
-                StatementClass::Session => {}
+                // Forwarded: the server answers it with its own syntax error (42601).
+                StatementClass::Session | StatementClass::NotACommand => {}
             }
             scope.after(
                 &mut self.created,
@@ -957,36 +967,88 @@ fn block_error(d: &Decision, profile: &Profile) -> BlockError {
             hint: OVERRIDE_HINT.to_owned(),
         };
     }
-    let Some(v) = d.blocking() else {
+    // The rules that stop the statement: those that block it, or, when a rewrite or recipe
+    // could not be applied, those that asked for it. Naming them all is what lets the user
+    // write the one override comment that runs the statement as written.
+    let mut stopping: Vec<&crate::policy::Verdict> = d
+        .verdicts
+        .iter()
+        .filter(|v| v.action == Action::Block)
+        .collect();
+    if stopping.is_empty() {
+        stopping = d
+            .verdicts
+            .iter()
+            .filter(|v| v.action == Action::Rewrite)
+            .collect();
+    }
+    let Some(v) = stopping.first() else {
+        // Every path that blocks has a finding behind it; should one ever not, the user still
+        // learns that, and what to do, rather than a bare refusal.
         return BlockError {
             code: act::sqlstate::BLOCKED,
-            message: "ddlgate blocked this statement".to_owned(),
+            message: "ddlgate blocked this statement (no rule named it)".to_owned(),
             detail: format!("Policy profile `{}` blocks it.", d.profile),
-            hint: "The ddlgate log records the decision and its rules.".to_owned(),
+            hint: "The ddlgate log records the decision; report the statement.".to_owned(),
         };
     };
-    let rule = rules::rule(v.finding.rule);
-    let summary = rule.map_or("", |r| r.summary);
+    let mut ids: Vec<&str> = Vec::with_capacity(stopping.len());
+    for s in &stopping {
+        if !ids.contains(&s.finding.rule) {
+            ids.push(s.finding.rule);
+        }
+    }
+    let names = ids
+        .iter()
+        .map(|id| match rules::rule(id) {
+            Some(r) => format!("{id}: {}", r.summary),
+            None => (*id).to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
     let mut hint = v.finding.hint.clone();
-    if profile.may_override_rule(v.finding.rule) {
+    let forbidden: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|id| !profile.may_override_rule(id))
+        .collect();
+    if forbidden.is_empty() {
         hint.push_str(&format!(
-            " If you are sure it is safe, prefix the statement with /* ddlgate:allow {} reason=\"…\" */.",
-            v.finding.rule
+            " If you are sure it is safe, prefix the statement with {}",
+            override_comment(&ids)
+        ));
+    } else {
+        hint.push_str(&format!(
+            " Policy profile `{}` does not allow overriding {}.",
+            d.profile,
+            forbidden.join(", ")
         ));
     }
+    let mut detail = v.finding.message.clone();
+    for s in stopping.iter().skip(1) {
+        if !detail.contains(&s.finding.message) {
+            detail.push('\n');
+            detail.push_str(&s.finding.message);
+        }
+    }
     BlockError {
-        code: if v.finding.rule == "unparsed-ddl" {
+        code: if ids.contains(&"unparsed-ddl") {
             act::sqlstate::UNPARSED
         } else {
             act::sqlstate::BLOCKED
         },
         message: format!(
-            "ddlgate blocked this statement (rule {}: {summary})",
-            v.finding.rule
+            "ddlgate blocked this statement ({} {names})",
+            if ids.len() == 1 { "rule" } else { "rules" }
         ),
-        detail: v.finding.message.clone(),
+        detail,
         hint,
     }
+}
+
+/// The comment that allows `ids` exactly as the policy parses it.
+fn override_comment(ids: &[&str]) -> String {
+    format!("/* ddlgate:allow {} reason=\"…\" */", ids.join(","))
 }
 
 fn warnings(d: &Decision, profile: &Profile) -> Vec<BytesMut> {
@@ -1351,6 +1413,109 @@ mod tests {
                 .rule_action("require-concurrent-index-creation", Action::Block),
             1
         );
+    }
+
+    /// The text of the block that replaced the only statement of `sql`.
+    fn block_text(sql: &str, tx: TxStatus) -> String {
+        let (_, p, _) = run(sql, tx);
+        let Some(text) = p.sql else {
+            panic!("{sql}: not blocked: {:?} {:?}", p.recipe, p.notices)
+        };
+        String::from_utf8(text).expect("utf-8")
+    }
+
+    #[test]
+    fn every_block_names_its_rules_and_the_override_that_allows_it() {
+        let sql =
+            "ALTER TABLE t DROP CONSTRAINT x, ADD CONSTRAINT x FOREIGN KEY (a) REFERENCES p(id)";
+        // Outside a transaction the rule asks for safe steps and no recipe fits two actions;
+        // inside one the rule blocks outright. Both name the rule and the override.
+        for tx in [TxStatus::Idle, TxStatus::InTransaction] {
+            let text = block_text(sql, tx);
+            assert!(
+                text.contains("MESSAGE = E'ddlgate blocked this statement (rule adding-foreign-key-constraint: "),
+                "{text}"
+            );
+            let comment = text
+                .split("/* ddlgate:allow ")
+                .nth(1)
+                .and_then(|rest| rest.split(" */").next())
+                .unwrap_or_else(|| panic!("no override comment in {text}"));
+            assert_eq!(comment, "adding-foreign-key-constraint reason=\"…\"");
+            // The comment named in the hint allows the statement as written.
+            let overridden = format!("/* ddlgate:allow {comment} */ {sql}");
+            let (_, p, _) = run(&overridden, tx);
+            assert!(
+                p.sql.is_none() && p.recipe.is_none(),
+                "{overridden}: {:?}",
+                p.sql
+            );
+        }
+        // Several blocking rules: all named, one comment.
+        let text = block_text("ALTER TABLE t RENAME COLUMN a TO b", TxStatus::Idle);
+        assert!(
+            text.contains("/* ddlgate:allow renaming-column reason="),
+            "{text}"
+        );
+        // unparsed-ddl states the override once.
+        let text = block_text("ALTER FROBNICATE t", TxStatus::InTransaction);
+        assert_eq!(text.matches("ddlgate:allow").count(), 1, "{text}");
+        assert!(text.contains("DG002"), "{text}");
+    }
+
+    #[test]
+    fn typos_are_forwarded_and_counted_not_blocked() {
+        let (s, p, c) = run("selec 1", TxStatus::Idle);
+        assert!(p.sql.is_none() && p.audit.is_empty(), "{:?}", p.sql);
+        assert_eq!((s.ddl_candidates, s.ddl_unknown), (0, 0));
+        assert_eq!(c.statements(StatementClass::NotACommand), 1);
+        // Next to DDL, the DDL is still decided.
+        let (_, p, c) = run("selec 1; ALTER FROBNICATE t", TxStatus::Idle);
+        assert!(
+            p.sql
+                .is_some_and(|sql| sql.starts_with(b"selec 1; DO $ddlgate$"))
+        );
+        assert_eq!(c.statements(StatementClass::NotACommand), 1);
+        assert_eq!(c.statements(StatementClass::DdlCandidate), 1);
+        // A server newer than the command list (or of unknown version) may know the word.
+        for version in [Some(200_000), None] {
+            let policy = Policy::from_config(&Config::default());
+            let (_, p) = Analyzer::default().analyze(
+                &Counters::default(),
+                policy.profile_for("", "", ""),
+                Source::Query,
+                b"selec 1",
+                &Context {
+                    server_version: version,
+                    ..ctx(TxStatus::Idle)
+                },
+            );
+            assert!(
+                p.sql
+                    .is_some_and(|sql| sql.windows(5).any(|w| w == b"DG002")),
+                "{version:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_profile_that_forbids_the_override_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, "[policy]\noverridable = [\"ban-drop-column\"]\n").expect("write");
+        let cfg = Config::load_with_env(Some(&path), &Default::default(), Vec::new())
+            .expect("valid config");
+        let policy = Policy::from_config(&cfg);
+        let (_, p) = Analyzer::default().analyze(
+            &Counters::default(),
+            policy.profile_for("", "", ""),
+            Source::Query,
+            b"CREATE INDEX i ON t (x)",
+            &ctx(TxStatus::InTransaction),
+        );
+        let text = String::from_utf8(p.sql.expect("blocked")).expect("utf-8");
+        assert!(!text.contains("ddlgate:allow"), "{text}");
+        assert!(text.contains("does not allow overriding"), "{text}");
     }
 
     /// Runs `sql` after a created-in-transaction read that resolved `names` (public is OID

@@ -901,6 +901,8 @@ impl Scope {
                 }
             }
             (StatementClass::DdlCandidate, None) => Effect::Moves,
+            // The server rejects the message before running any of it; assume the worst anyway.
+            (StatementClass::NotACommand, _) => Effect::Moves,
         };
         if effect == Effect::Drops {
             self.dropped = true;

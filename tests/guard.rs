@@ -181,6 +181,8 @@ async fn a_spent_budget_fails_cleanly_with_the_blockers_named() {
         "{:?}",
         db.detail()
     );
+    // ddlgate's own error: no CONTEXT line about the DO block that raised it.
+    assert_eq!(db.where_(), None, "{db:?}");
     let one: i32 = p.query_one("SELECT 1", &[]).await.expect("usable").get(0);
     assert_eq!(one, 1);
 

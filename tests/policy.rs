@@ -305,12 +305,18 @@ async fn attempts_to_slip_past_the_guard_fail() {
         .expect_err("extended");
     assert_eq!(sqlstate(&err).as_deref(), Some("DG001"));
     p.batch_execute("ROLLBACK").await.expect("rollback");
-    // Unparseable DDL fails closed.
+    // A command keyword in a form ddlgate cannot read fails closed.
     let err = p
-        .batch_execute("FROBNICATE TABLE t")
+        .batch_execute("ALTER FROBNICATE TABLE t")
         .await
         .expect_err("unknown");
     assert_eq!(sqlstate(&err).as_deref(), Some("DG002"), "{err}");
+    // A word that starts no command is the server's to reject (syntax error).
+    let err = p
+        .batch_execute("FROBNICATE TABLE t")
+        .await
+        .expect_err("not a command");
+    assert_eq!(sqlstate(&err).as_deref(), Some("42601"), "{err}");
     assert!(!index_exists(&admin, "t_a").await);
 }
 

@@ -307,6 +307,14 @@ impl Walker<'_> {
                     self.filled_template = true;
                     self.plain_sql(filled.as_bytes());
                     self.filled_template = false;
+                    // What the user reads shows the placeholders they wrote, never the dummy.
+                    for f in &mut self.report.findings[findings..] {
+                        f.message = unfill(&f.message);
+                        f.hint = unfill(&f.hint);
+                    }
+                    for u in &mut self.report.unverifiable[unverifiable..] {
+                        *u = unfill(u);
+                    }
                     // A template that does not parse once filled in is no better than a
                     // variable: say what ddlgate could not check.
                     if self.report.unverifiable.len() == unverifiable
@@ -413,6 +421,18 @@ fn expr_text<'s>(sql: &'s [u8], expr: &[Token]) -> &'s [u8] {
 
 /// The dummy a `format()` placeholder is replaced with.
 const FORMAT_ARG: &str = "ddlgate_arg";
+
+/// `text` (a message about a filled template) with the dummies shown as the placeholders they
+/// stand for: `'ddlgate_arg'` as `%L`, `ddlgate_arg` as `%I`. The template never contains the
+/// dummy (see [`fill_format`]), so every occurrence is one ddlgate put there.
+fn unfill(text: &str) -> String {
+    if !text.contains(FORMAT_ARG) {
+        return text.to_owned();
+    }
+    text.replace(&format!("'{FORMAT_ARG}'"), "%L")
+        .replace(&format!("\"{FORMAT_ARG}\""), "%I")
+        .replace(FORMAT_ARG, "%I")
+}
 
 /// `format()`'s template with each `%I` replaced by a dummy name and each `%L` by a dummy
 /// literal (with optional `n$`, `-` and width), `%%` by `%`; `None` unless the result provably
@@ -581,6 +601,30 @@ mod tests {
         assert!(report(Some("sql"), "SELECT 1; INSERT INTO t VALUES (1)").is_clean());
         assert!(report(Some("sql"), "BEGIN ATOMIC SELECT 1; END").is_clean());
         assert!(report(Some("sql"), "RETURN a + 1").is_clean());
+    }
+
+    #[test]
+    fn messages_show_format_placeholders_not_the_dummy() {
+        let r = report(
+            None,
+            "BEGIN EXECUTE pg_catalog.format('DROP INDEX %I', i); EXECUTE pg_catalog.format('ALTER TABLE %I RENAME TO %I', a, b); END",
+        );
+        assert_eq!(
+            rules(&r),
+            ["require-concurrent-index-deletion", "renaming-table"]
+        );
+        let text: Vec<&str> = r
+            .findings
+            .iter()
+            .flat_map(|f| [f.message.as_str(), f.hint.as_str()])
+            .chain(r.unverifiable.iter().map(String::as_str))
+            .collect();
+        assert!(text.iter().all(|t| !t.contains(FORMAT_ARG)), "{text:?}");
+        assert!(text.iter().any(|t| t.contains("%I")), "{text:?}");
+        assert_eq!(
+            unfill("x 'ddlgate_arg' \"ddlgate_arg\" ddlgate_arg"),
+            "x %L %I %I"
+        );
     }
 
     #[test]

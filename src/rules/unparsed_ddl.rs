@@ -28,7 +28,7 @@ fn check(ddl: &Ddl, _ctx: &Context) -> Option<Finding> {
     matches!(ddl.kind, DdlKind::Unknown).then(|| Finding {
         rule: RULE.id,
         message: "ddlgate could not understand this statement, so it cannot tell which locks it takes or what it changes.".to_owned(),
-        hint: "If it is safe, run it with `/* ddlgate:allow unparsed-ddl reason=\"…\" */` in front of it, and report it so ddlgate learns the syntax.".to_owned(),
+        hint: "Check the statement's spelling; if it is correct, report it so ddlgate learns the syntax.".to_owned(),
         rewrite: None,
     })
 }

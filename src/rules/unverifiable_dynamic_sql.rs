@@ -42,7 +42,7 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
                 n => format!(" (and {} more)", n - 1),
             }
         ),
-        hint: "Send the statements themselves, one by one, so ddlgate can check each; or, if the block is safe, add `/* ddlgate:allow unverifiable-dynamic-sql reason=\"…\" */`.".to_owned(),
+        hint: "Send the statements themselves, one by one, so ddlgate can check each.".to_owned(),
         rewrite: None,
     })
 }

@@ -148,6 +148,10 @@ struct State {
     /// ddlgate sent a Parse of its own (a refused Bind's raising statement): the client must
     /// not see its ParseComplete.
     swallow_parse_complete: bool,
+    /// ddlgate sent one of its raising `DO` blocks in this session (a prepared one may raise in
+    /// any later unit): from then on its errors lose the server's where-field (see
+    /// `act::without_raise_context`).
+    raised_block: bool,
     /// Bytes of a client message still streaming through to the upstream.
     c_stream_left: usize,
     /// Bytes of an upstream message still streaming through to the client.
@@ -300,6 +304,7 @@ impl Relay {
                 tx_gen: 0,
                 refusal_nonce: fastrand::u64(..),
                 swallow_parse_complete: false,
+                raised_block: false,
                 c_stream_left: 0,
                 u_stream_left: 0,
                 client_terminated: false,
@@ -618,6 +623,9 @@ impl Relay {
                             run = 0;
                         }
                         let original = io.cbuf.split_to(total).freeze();
+                        // A replaced statement may be a raising block (rewrites are not, and
+                        // their errors are not ddlgate's: see `without_raise_context`).
+                        st.raised_block |= replacement.is_some() || recipe.is_some();
                         let mut frame = replacement.unwrap_or(original);
                         if let Some(recipe) = recipe {
                             if may_guard && tag == frontend::QUERY {
@@ -684,6 +692,7 @@ impl Relay {
                                     // statement), whose ParseComplete — the next reply — the
                                     // client does not see. Its Execute fails with the error.
                                     io.to_up.push(raising_bind(framing::body(&original), &err));
+                                    st.raised_block = true;
                                     st.swallow_parse_complete = true;
                                 } else {
                                     // Replies of earlier messages are still due: the Bind is
@@ -866,6 +875,23 @@ impl Relay {
                     // Asynchronous messages (notices, notifications, parameter status) may
                     // come first.
                     _ => {}
+                }
+            }
+            if tag == backend::ERROR_RESPONSE && st.raised_block {
+                if available < total {
+                    io.ubuf.reserve(total - available);
+                    break;
+                }
+                let body = framing::body(&rest[..total]);
+                if let Some(frame) = crate::act::without_raise_context(body) {
+                    st.on_upstream_message(&self.shared, self.upstream_addr, tag, body)?;
+                    if run > 0 {
+                        io.to_client.push(io.ubuf.split_to(run).freeze());
+                        run = 0;
+                    }
+                    io.ubuf.advance(total);
+                    io.to_client.push(frame.freeze());
+                    continue;
                 }
             }
             let inspected = matches!(

@@ -1,9 +1,14 @@
 //! The keyword prefilter: one statement's class from its first token, with no parse.
 //!
-//! The list of commands is PostgreSQL's (sql-commands.html). Anything the list does not know is
-//! a DDL candidate, not ordinary traffic: a safety proxy fails closed, so a command added by a
-//! newer server (PostgreSQL 19's `REPACK`, say) is looked at rather than waved through. Garbage
-//! that is not SQL at all ends up in the same bucket; the server would reject it anyway.
+//! The list of commands is PostgreSQL's (sql-commands.html). A statement whose first token is
+//! a plain word that starts no PostgreSQL command at all (`selec 1`, a typo) is
+//! [`StatementClass::NotACommand`]: every alternative of gram.y's `stmt` (and
+//! `TransactionStmtLegacy`) begins with a keyword of [`COMMAND_WORDS`] or `(`, so the server
+//! rejects such a statement with its own syntax error (42601) while parsing the message, before
+//! any statement of it runs. It is forwarded, and counted. Everything else ddlgate does not know
+//! — any other first token (a quoted identifier, `U&"…"`, a string, an operator) and a command
+//! keyword whose form ddlgate does not understand — stays a DDL candidate: a safety proxy fails
+//! closed.
 
 use super::lexer::{StatementSpan, TokenKind};
 
@@ -20,14 +25,18 @@ pub enum StatementClass {
     /// Anything that may change the schema or take strong locks (CREATE, ALTER, DROP, TRUNCATE,
     /// REINDEX, VACUUM, LOCK, DO, …) and anything unrecognised.
     DdlCandidate,
+    /// A plain word that starts no PostgreSQL command (a typo): the server answers it with a
+    /// syntax error, so it is forwarded untouched (and counted).
+    NotACommand,
 }
 
 impl StatementClass {
-    pub const ALL: [StatementClass; 4] = [
+    pub const ALL: [StatementClass; 5] = [
         StatementClass::Dml,
         StatementClass::Transaction,
         StatementClass::Session,
         StatementClass::DdlCandidate,
+        StatementClass::NotACommand,
     ];
 
     /// Stable label, used in logs and metrics.
@@ -37,6 +46,7 @@ impl StatementClass {
             StatementClass::Transaction => "transaction",
             StatementClass::Session => "session",
             StatementClass::DdlCandidate => "ddl_candidate",
+            StatementClass::NotACommand => "not_a_command",
         }
     }
 
@@ -64,12 +74,108 @@ pub fn classify(sql: &[u8], stmt: &StatementSpan) -> StatementClass {
             {
                 StatementClass::DdlCandidate
             }
+            StatementClass::DdlCandidate if !starts_a_command(first.text(sql)) => {
+                StatementClass::NotACommand
+            }
             class => class,
         },
         // `(SELECT 1) UNION (SELECT 2)` is a query; nothing else may start with a parenthesis.
         TokenKind::LParen => StatementClass::Dml,
         _ => StatementClass::DdlCandidate,
     }
+}
+
+/// Every keyword that begins an alternative of PostgreSQL's `stmt` or `TransactionStmtLegacy`
+/// rule (src/backend/parser/gram.y, PostgreSQL 12 to 18), plus the commands of PostgreSQL 19
+/// (`REPACK`, `WAIT FOR`) so that a newer server's statement is looked at rather than waved
+/// through. `WITH`, `VALUES`, `TABLE` and `(` start queries; `ANALYSE` is `ANALYZE`'s spelling;
+/// `SECURITY LABEL`, `IMPORT FOREIGN SCHEMA`, `REASSIGN OWNED`, `REFRESH MATERIALIZED VIEW` start
+/// with their first word.
+pub const COMMAND_WORDS: &[&str] = &[
+    "ABORT",
+    "ALTER",
+    "ANALYSE",
+    "ANALYZE",
+    "BEGIN",
+    "CALL",
+    "CHECKPOINT",
+    "CLOSE",
+    "CLUSTER",
+    "COMMENT",
+    "COMMIT",
+    "COPY",
+    "CREATE",
+    "DEALLOCATE",
+    "DECLARE",
+    "DELETE",
+    "DISCARD",
+    "DO",
+    "DROP",
+    "END",
+    "EXECUTE",
+    "EXPLAIN",
+    "FETCH",
+    "GRANT",
+    "IMPORT",
+    "INSERT",
+    "LISTEN",
+    "LOAD",
+    "LOCK",
+    "MERGE",
+    "MOVE",
+    "NOTIFY",
+    "PREPARE",
+    "REASSIGN",
+    "REFRESH",
+    "REINDEX",
+    "RELEASE",
+    "REPACK",
+    "RESET",
+    "REVOKE",
+    "ROLLBACK",
+    "SAVEPOINT",
+    "SECURITY",
+    "SELECT",
+    "SET",
+    "SHOW",
+    "START",
+    "TABLE",
+    "TRUNCATE",
+    "UNLISTEN",
+    "UPDATE",
+    "VACUUM",
+    "VALUES",
+    "WAIT",
+    "WITH",
+];
+
+/// The newest PostgreSQL whose commands [`COMMAND_WORDS`] lists (`server_version_num`
+/// below 200000). A newer server may have commands the list does not know, so against it
+/// (or a server whose version is unknown) no word counts as "not a command".
+pub const COMMANDS_KNOWN_BEFORE: u32 = 200_000;
+
+/// `class` as it stands against a server of `server_version` (`server_version_num`): a
+/// [`StatementClass::NotACommand`] is a DDL candidate again unless the server is one whose
+/// commands are all known.
+pub fn for_server(class: StatementClass, server_version: Option<u32>) -> StatementClass {
+    match class {
+        StatementClass::NotACommand
+            if server_version.is_none_or(|v| v >= COMMANDS_KNOWN_BEFORE) =>
+        {
+            StatementClass::DdlCandidate
+        }
+        class => class,
+    }
+}
+
+/// Whether `word` (an unquoted word token) may begin a PostgreSQL command. Only a word the
+/// server's scanner reads as one identifier is ever ruled out: PostgreSQL's `{identifier}` is
+/// `[A-Za-z\200-\377_][A-Za-z\200-\377_0-9$]*`, and the lexer's words follow it. Keywords
+/// are ASCII, so a word with any other byte is no keyword either.
+pub fn starts_a_command(word: &[u8]) -> bool {
+    COMMAND_WORDS
+        .iter()
+        .any(|k| k.as_bytes().eq_ignore_ascii_case(word))
 }
 
 /// Classifies a first keyword (any ASCII case).
@@ -127,8 +233,42 @@ mod tests {
         assert_eq!(classes("select 1; drop table t"), [Dml, DdlCandidate]);
         assert_eq!(classes("REPACK t"), [DdlCandidate]);
         assert_eq!(classes("'just a string'"), [DdlCandidate]);
-        assert_eq!(classes("averyveryverylongword"), [DdlCandidate]);
         assert_eq!(classes("DO $$ BEGIN END $$"), [DdlCandidate]);
+        // Command keywords in forms nobody understands stay candidates, whatever follows.
+        for sql in [
+            "ALTER FROBNICATE t",
+            "security label on table t is 'x'",
+            "/* c */ -- d\n Import foreign schema s from server x into public",
+            "REASSIGN OWNED BY a TO b",
+            "wait for lsn '0/1'",
+            "ANALYSE t",
+        ] {
+            assert_eq!(classes(sql), [DdlCandidate], "{sql}");
+        }
+        // Quoted identifiers, U& identifiers and other tokens are not plain words.
+        for sql in [
+            "\"selec\" 1",
+            "\"DROP\" TABLE t",
+            "U&\"d\\0072op\" TABLE t",
+            "$$x$$",
+            "+ 1",
+        ] {
+            assert_eq!(classes(sql), [DdlCandidate], "{sql}");
+        }
+    }
+
+    #[test]
+    fn typos_are_not_commands() {
+        use StatementClass::*;
+        assert_eq!(classes("selec 1"), [NotACommand]);
+        assert_eq!(classes("/* x */ averyveryverylongword"), [NotACommand]);
+        assert_eq!(classes("créate table t ()"), [NotACommand]);
+        assert_eq!(
+            classes("SELECT 1; droptable t; DROP TABLE t"),
+            [Dml, NotACommand, DdlCandidate]
+        );
+        // `U&` not followed by a quote is the identifier `U`.
+        assert_eq!(classes("U & 1"), [NotACommand]);
     }
 
     #[test]

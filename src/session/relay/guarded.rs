@@ -599,6 +599,7 @@ impl Relay {
     /// Runs a statement that raises the error the client must see, and relays the server's
     /// answer, so the error and the transaction state it leaves are the server's own.
     async fn raise_on_server(&mut self, sql: &[u8]) -> Result<(), SessionError> {
+        self.st.raised_block = true;
         let a = self.attempt(&query_frame(sql), usize::MAX).await?;
         for f in a.held {
             self.io.to_client.push(f);
@@ -847,6 +848,14 @@ impl Relay {
                 // Streamed straight to the client: it was bigger than what may be held.
                 a.spilled = true;
                 continue;
+            };
+            // An error of ddlgate's own raising block loses the server's where-field.
+            let frame = match frame.first() {
+                Some(&backend::ERROR_RESPONSE) if self.st.raised_block => {
+                    crate::act::without_raise_context(framing::body(&frame))
+                        .map_or(frame, BytesMut::freeze)
+                }
+                _ => frame,
             };
             let tag = frame[0];
             let body = framing::body(&frame);
