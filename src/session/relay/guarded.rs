@@ -361,6 +361,9 @@ impl Relay {
     /// Reads the catalog facts for the DDL of the Query/Parse at the front of the client
     /// buffer and hands them to the analyzer for its decision.
     pub(super) async fn read_facts(&mut self) -> Result<(), SessionError> {
+        // The catalog settings of a reload apply to this statement's facts too, not only from
+        // the next one (the decision itself refreshes them again, at no cost).
+        self.st.refresh_live(&self.shared);
         let Ok(Frame::Header { tag, total }) = framing::scan(&self.io.cbuf, usize::MAX) else {
             return Ok(());
         };
