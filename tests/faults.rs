@@ -15,17 +15,6 @@ use common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// The proxy still serves a normal session.
-async fn still_serves(env: &Env) {
-    let c = env.proxy_client("trust_user").await;
-    let one: i32 = c
-        .query_one("SELECT 1", &[])
-        .await
-        .expect("proxy still works")
-        .get(0);
-    assert_eq!(one, 1);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_upstream_is_fatal_08001_naming_it() {
     init_tracing();

@@ -21,17 +21,6 @@ use ddlgate::rules::Action;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// The proxy still serves a normal session: `SELECT 1` through it.
-async fn still_serves(env: &Env) {
-    let c = env.proxy_client("trust_user").await;
-    let one: i32 = c
-        .query_one("SELECT 1", &[])
-        .await
-        .expect("proxy still works")
-        .get(0);
-    assert_eq!(one, 1);
-}
-
 /// Messages analysed by the proxy so far (simple Queries and Parses).
 fn analysed(env: &Env) -> u64 {
     let c = &env.proxy.shared().counters;

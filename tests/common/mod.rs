@@ -15,6 +15,17 @@ use ddlgate::config::Config;
 use ddlgate::server::Handle;
 pub use pg::PgCluster;
 
+/// The proxy still serves a normal session: `SELECT 1` through it as `trust_user`.
+pub async fn still_serves(env: &Env) {
+    let c = env.proxy_client("trust_user").await;
+    let one: i32 = c
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("proxy still works")
+        .get(0);
+    assert_eq!(one, 1);
+}
+
 /// A cluster with ddlgate in front of it.
 pub struct Env {
     pub pg: PgCluster,
