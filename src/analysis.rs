@@ -291,10 +291,7 @@ fn statement_effects(
             }
         }
     }
-    if !out.lexing
-        && lexer::Lexer::at(sql, span.start, lex)
-            .take_while(|t| t.start < span.end)
-            .any(|t| t.is_word(sql, "set_config"))
+    if !out.lexing && crate::sql::side_effects::may_call_set_config(sql, span.start, span.end, lex)
     {
         out.settings = true;
         out.lexing = true;
@@ -1340,6 +1337,8 @@ mod tests {
             "RESET standard_conforming_strings",
             "DISCARD ALL",
             "SELECT pg_catalog.set_config('standard_conforming_strings', 'off', false)",
+            "SELECT \"set_config\"('standard_conforming_strings', 'off', false)",
+            "SELECT pg_catalog.SET_CONFIG('standard_conforming_strings', 'off', false)",
             "COMMIT",
             "ROLLBACK TO SAVEPOINT a",
             "EXECUTE p",

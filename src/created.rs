@@ -488,17 +488,8 @@ fn dml_effect(sql: &[u8], span: &StatementSpan, lex: LexOptions) -> Effect {
     if first.is_word(sql, "DISCARD") {
         return Effect::Stale;
     }
-    let changes_settings = tokens.any(|t| match t.kind {
-        TokenKind::Word => t.is_word(sql, "set_config"),
-        // `"set_config"`, or any Unicode-escaped identifier that might spell it.
-        TokenKind::QuotedIdent => {
-            let text = t.text(sql);
-            text.eq_ignore_ascii_case(b"\"set_config\"")
-                || text.starts_with(b"U&")
-                || text.starts_with(b"u&")
-        }
-        _ => false,
-    });
+    let changes_settings =
+        crate::sql::side_effects::may_call_set_config(sql, span.start, span.end, lex);
     if changes_settings {
         Effect::Stale
     } else {

@@ -44,6 +44,44 @@ pub fn suspicious(first: &[u8], text: &[u8]) -> bool {
     }) || (first.eq_ignore_ascii_case(b"COPY") && contains_ci(text, b"program"))
 }
 
+/// Whether `sql[start..end]` may call `set_config` (which changes any setting, those that change
+/// how SQL is lexed and how names resolve included): by name, as the quoted identifier
+/// `"set_config"`, or through a `U&"…"` identifier, whose escapes could spell it. A byte test
+/// first — most statements never mention either, and are not lexed at all — then the tokens, so
+/// the word in a string or a comment does not count.
+pub fn may_call_set_config(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> bool {
+    let Some(text) = sql.get(start..end) else {
+        return false;
+    };
+    let named = memchr::memchr_iter(b'_', text).any(|at| {
+        at.checked_sub(3)
+            .and_then(|from| text.get(from..from + SET_CONFIG.len()))
+            .is_some_and(|w| w.eq_ignore_ascii_case(SET_CONFIG))
+    });
+    let escaped = memchr::memchr_iter(b'&', text).any(|at| {
+        at > 0 && text[at - 1].eq_ignore_ascii_case(&b'u') && text.get(at + 1) == Some(&b'"')
+    });
+    if !named && !escaped {
+        return false;
+    }
+    Lexer::at(sql, start, opts)
+        .take_while(|t| t.start < end)
+        .any(|t| match t.kind {
+            TokenKind::Word => t.is_word(sql, "set_config"),
+            TokenKind::QuotedIdent => {
+                let text = t.text(sql);
+                text.get(1..text.len().saturating_sub(1))
+                    .is_some_and(|inner| inner.eq_ignore_ascii_case(SET_CONFIG))
+                    || text.starts_with(b"U&")
+                    || text.starts_with(b"u&")
+            }
+            _ => false,
+        })
+}
+
+/// The function that changes a setting from inside any statement.
+const SET_CONFIG: &[u8] = b"set_config";
+
 /// Case-insensitive search for an ASCII lower-case `needle`, anchored on its first byte.
 fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
     let Some(&first) = needle.first() else {
@@ -180,6 +218,29 @@ mod tests {
 
     fn kind(sql: &str) -> Option<DdlKind> {
         understand(sql.as_bytes(), 0, sql.len(), LexOptions::default()).map(|d| d.kind)
+    }
+
+    #[test]
+    fn set_config_calls_are_found_by_name_quoted_or_escaped_only() {
+        let calls =
+            |sql: &str| may_call_set_config(sql.as_bytes(), 0, sql.len(), LexOptions::default());
+        for sql in [
+            "SELECT set_config('search_path', 'a', false)",
+            "SELECT pg_catalog.SET_CONFIG('TimeZone', 'x', false)",
+            "SELECT \"set_config\"('standard_conforming_strings', 'off', false)",
+            "SELECT U&\"\\0073et_config\"('standard_conforming_strings', 'off', false)",
+        ] {
+            assert!(calls(sql), "{sql}");
+        }
+        for sql in [
+            "SELECT 1",
+            "INSERT INTO t VALUES ('set_config')",
+            "SELECT x -- set_config(",
+            "SELECT my_set_config_value FROM t",
+            "UPDATE t SET a = b & c",
+        ] {
+            assert!(!calls(sql), "{sql}");
+        }
     }
 
     #[test]
