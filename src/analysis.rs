@@ -173,6 +173,8 @@ pub struct Analyzer {
     max_created: usize,
     /// What the last split counted beyond `spans`.
     split_stats: SplitStats,
+    /// Each kept statement's class, from one prefilter pass (reused buffer, like `spans`).
+    classes: Vec<StatementClass>,
     /// At most this many statements of one message are analysed; a message with more that
     /// holds a DDL candidate fails closed as unverifiable.
     max_statements: usize,
@@ -191,6 +193,7 @@ impl Default for Analyzer {
         Analyzer {
             spans: Vec::new(),
             split_stats: SplitStats::default(),
+            classes: Vec::new(),
             max_statements: DEFAULT_MAX_STATEMENTS,
             created: Default::default(),
             identity_request: None,
@@ -438,6 +441,10 @@ impl Analyzer {
             self.spans.clear();
             self.spans.shrink_to(SPANS_KEPT);
         }
+        if self.classes.capacity() > SPANS_KEPT {
+            self.classes.clear();
+            self.classes.shrink_to(SPANS_KEPT);
+        }
     }
 
     /// The created-in-transaction read `sql` needs (see `created`), run after the catalog facts
@@ -512,6 +519,17 @@ impl Analyzer {
         // Only non-empty statements are kept (see `split`), all of them unless the message
         // has more than are analysed and none of them is DDL.
         let statements = spans.len();
+        let mut classes = std::mem::take(&mut self.classes);
+        classes.clear();
+        classes.extend(
+            spans
+                .iter()
+                .map(|s| prefilter::for_server(prefilter::classify(sql, s), ctx.server_version)),
+        );
+        // What a message does to names and facts matters only to its own DDL and to relations
+        // the transaction created: ordinary traffic in a transaction that created nothing
+        // changes nothing there, and is not looked at again (the hot path).
+        let scoped = !self.created.is_empty() || classes.contains(&StatementClass::DdlCandidate);
         let mut summary = Summary {
             statements: self.split_stats.statements,
             ..Summary::default()
@@ -523,8 +541,7 @@ impl Analyzer {
         let mut tx = ctx.tx;
         // Transaction-control statements, for deciding how a guarded Query can be retried.
         let mut tx_control = Vec::new();
-        for (i, span) in spans.iter().enumerate() {
-            let class = prefilter::for_server(prefilter::classify(sql, span), ctx.server_version);
+        for (i, (span, &class)) in spans.iter().zip(&classes).enumerate() {
             counters.statements[class.index()].fetch_add(1, Ordering::Relaxed);
             let mut understood = None;
             let mut runs = true;
@@ -576,16 +593,21 @@ impl Analyzer {
                 // Forwarded: the server answers it with its own syntax error (42601).
                 StatementClass::Session | StatementClass::NotACommand => {}
             }
-            scope.after(
-                &mut self.created,
-                sql,
-                span,
-                class,
-                understood.as_ref(),
-                runs,
-            );
+            if scoped {
+                scope.after(
+                    &mut self.created,
+                    sql,
+                    span,
+                    class,
+                    understood.as_ref(),
+                    runs,
+                );
+            }
         }
-        scope.finish(&mut self.created);
+        if scoped {
+            scope.finish(&mut self.created);
+        }
+        self.classes = classes;
         if !replacements.is_empty() {
             plan.sql = Some(splice(sql, &spans, &replacements));
         }
