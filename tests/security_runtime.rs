@@ -399,6 +399,7 @@ async fn a_query_in_the_same_write_as_a_set_is_lexed_with_the_new_setting() {
     // The same with set_config() and with RESET, from `off` again.
     for set in [
         "SELECT set_config('standard_conforming_strings', 'on', false)",
+        "SELECT \"set_config\"('standard_conforming_strings', 'on', false)",
         "RESET standard_conforming_strings",
     ] {
         round_trip(
