@@ -962,7 +962,7 @@ fn run_checked(cmd: &mut Command, what: &str) -> Output {
 /// Removes PG* variables (PGDATA, PGPORT, PGHOST, PGOPTIONS, PGPASSWORD, ...)
 /// inherited from the developer's shell, which would silently change what
 /// the server programs and psql do.
-fn strip_pg_env(cmd: &mut Command) {
+pub fn strip_pg_env(cmd: &mut Command) {
     let names: Vec<OsString> = std::env::vars_os()
         .map(|(k, _)| k)
         .filter(|k| k.to_string_lossy().starts_with("PG"))
@@ -985,7 +985,7 @@ fn conn_value(v: &str) -> String {
     }
 }
 
-fn output_text(out: &Output) -> String {
+pub fn output_text(out: &Output) -> String {
     format!(
         "status: {}\nstdout: {}\nstderr: {}",
         out.status,
@@ -1004,7 +1004,9 @@ fn log_tail(log: &Path) -> String {
 /// kills it after `timeout`. Pipes are drained on threads so that a chatty
 /// child cannot deadlock against a full pipe; the readers get a bounded wait
 /// because a surviving grandchild could hold the pipes open.
-fn run(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> io::Result<Output> {
+/// Runs `cmd` to completion with `stdin`, stdout and stderr captured; killed after `timeout`
+/// (the status then reports the signal).
+pub fn run(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> io::Result<Output> {
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {
