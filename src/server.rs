@@ -343,5 +343,25 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     drop(listener);
     tracing::info!("stopped accepting connections; waiting for sessions to end");
     drop(alive);
-    let _ = all_done.recv().await;
+    // Terminated sessions cancel what they run and close within a few milliseconds; one stuck
+    // on a peer that stopped reading is not waited for longer than TERMINATE_GRACE, so the
+    // process always ends (its sockets close with it, and PostgreSQL rolls back what they had
+    // open).
+    tokio::select! {
+        _ = all_done.recv() => {}
+        _ = async {
+            while *phase.borrow_and_update() < Phase::Terminating {
+                if phase.changed().await.is_err() {
+                    break;
+                }
+            }
+            tokio::time::sleep(TERMINATE_GRACE).await;
+        } => tracing::warn!(
+            grace_ms = TERMINATE_GRACE.as_millis() as u64,
+            "sessions still open after termination; stopping without them"
+        ),
+    }
 }
+
+/// How long terminated sessions get to say their last words before the server stops anyway.
+const TERMINATE_GRACE: Duration = Duration::from_secs(1);

@@ -238,3 +238,160 @@ fn binary_rejects_bad_configuration_naming_the_key() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A binary in front of a fresh cluster with table `s`, ready to accept; returns the cluster,
+/// the binary and the connection string through it.
+async fn binary_with_table(drain_ms: u64) -> (PgCluster, Binary, String) {
+    init_tracing();
+    let pg = tokio::task::spawn_blocking(PgCluster::start)
+        .await
+        .expect("cluster");
+    let port = pg::free_port();
+    let bin = start_binary(pg.port(), port, drain_ms);
+    let conn = conn_str(port, "trust_user");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            tokio_postgres::connect(&conn, tokio_postgres::NoTls)
+                .await
+                .is_ok()
+        })
+        .await
+    );
+    connect(&conn_str(pg.port(), "trust_user"))
+        .await
+        .batch_execute("CREATE TABLE s (id int)")
+        .await
+        .expect("create");
+    (pg, bin, conn)
+}
+
+/// Starts `sql` through the proxy on its own connection; the handle yields its result.
+async fn start_ddl(
+    conn: &str,
+    sql: &'static str,
+) -> tokio::task::JoinHandle<Result<(), tokio_postgres::Error>> {
+    let c = connect(conn).await;
+    tokio::spawn(async move { c.batch_execute(sql).await })
+}
+
+/// Holds ACCESS SHARE on `s` in an open transaction straight on the server, so any DDL needing
+/// ACCESS EXCLUSIVE waits in the guard (lock_timeout, backoff, retry) for up to max_wait_ms.
+async fn hold_table(pg: &PgCluster) -> tokio_postgres::Client {
+    let holder = connect(&conn_str(pg.port(), "trust_user")).await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE s IN ACCESS SHARE MODE")
+        .await
+        .expect("lock");
+    holder
+}
+
+/// The guarded ALTER (seen by the server as ddlgate's retried statement) has started.
+async fn guard_is_retrying(pg: &PgCluster) {
+    let admin = connect(&pg.admin_conn_str()).await;
+    assert!(
+        wait_active(&admin, "%ALTER TABLE s%", 1, Duration::from_secs(10)).await,
+        "the ALTER never reached the server"
+    );
+}
+
+/// Issue 11: SIGINT while a DDL statement waits in the guard (retrying on lock_timeout, for up
+/// to guard.max_wait_ms = 60 s) ends the process within about a second, and the client is told
+/// why (57P01) instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_sigint_ends_a_guard_wait_at_once() {
+    let (pg, mut bin, conn) = binary_with_table(20_000).await;
+    let _holder = hold_table(&pg).await;
+    let ddl = start_ddl(&conn, "ALTER TABLE s ADD COLUMN y int").await;
+    guard_is_retrying(&pg).await;
+    let started = tokio::time::Instant::now();
+    signal(&bin.0, "-INT");
+    let status = wait_exit(&mut bin, Duration::from_secs(5)).await;
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}");
+    eprintln!("SIGINT during a guard wait: exited after {took:?}");
+    assert!(took < Duration::from_millis(1500), "exit took {took:?}");
+    let err = ddl
+        .await
+        .expect("task")
+        .expect_err("the DDL cannot complete");
+    assert_eq!(sqlstate(&err).as_deref(), Some("57P01"), "{err}");
+}
+
+/// SIGINT while a DDL statement waits for its turn in the per-table queue (for up to
+/// guard.queue_timeout_ms = 60 s) ends the process within about a second too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_sigint_ends_a_queue_wait_at_once() {
+    let (pg, mut bin, conn) = binary_with_table(20_000).await;
+    // The first DDL holds the table's turn until its transaction ends.
+    let first = connect(&conn).await;
+    first
+        .batch_execute("BEGIN; ALTER TABLE s ADD COLUMN z int")
+        .await
+        .expect("first DDL");
+    let (second, mut notices) = client_with_notices(&conn).await;
+    let ddl =
+        tokio::spawn(async move { second.batch_execute("ALTER TABLE s ADD COLUMN w int").await });
+    let queued = tokio::time::timeout(Duration::from_secs(10), notices.recv())
+        .await
+        .expect("a queue notice")
+        .expect("notice");
+    assert!(
+        notice_line(&queued).contains("one DDL per table at a time"),
+        "{}",
+        notice_line(&queued)
+    );
+    let started = tokio::time::Instant::now();
+    signal(&bin.0, "-INT");
+    let status = wait_exit(&mut bin, Duration::from_secs(5)).await;
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}");
+    eprintln!("SIGINT during a queue wait: exited after {took:?}");
+    assert!(took < Duration::from_millis(1500), "exit took {took:?}");
+    let err = ddl
+        .await
+        .expect("task")
+        .expect_err("the DDL cannot complete");
+    assert_eq!(sqlstate(&err).as_deref(), Some("57P01"), "{err}");
+    drop(pg);
+}
+
+/// SIGTERM drains: a DDL statement waiting in the guard may go on until
+/// server.drain_timeout_ms, not longer; then the process ends, the statement is cancelled on
+/// the server and nothing of it is left waiting there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_sigterm_drain_is_bounded_with_a_guard_wait() {
+    let (pg, mut bin, conn) = binary_with_table(1_500).await;
+    let holder = hold_table(&pg).await;
+    let ddl = start_ddl(&conn, "ALTER TABLE s ADD COLUMN y int").await;
+    guard_is_retrying(&pg).await;
+    let started = tokio::time::Instant::now();
+    signal(&bin.0, "-TERM");
+    let status = wait_exit(&mut bin, Duration::from_secs(10)).await;
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}");
+    eprintln!("SIGTERM (drain 1.5 s) during a guard wait: exited after {took:?}");
+    assert!(
+        took >= Duration::from_millis(1_400) && took < Duration::from_millis(3_000),
+        "exit took {took:?}"
+    );
+    let err = ddl
+        .await
+        .expect("task")
+        .expect_err("the DDL cannot complete");
+    assert_eq!(sqlstate(&err).as_deref(), Some("57P01"), "{err}");
+    holder.batch_execute("COMMIT").await.expect("commit");
+    let admin = connect(&pg.admin_conn_str()).await;
+    assert!(
+        wait_active(&admin, "%ALTER TABLE s%", 0, Duration::from_secs(5)).await,
+        "the ALTER must not be left running on the server"
+    );
+    let cols: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 's'::regclass AND attname = 'y'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(cols, 0, "the cancelled ALTER did not run");
+}

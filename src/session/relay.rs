@@ -958,7 +958,8 @@ impl Relay {
                     std::io::ErrorKind::UnexpectedEof.into(),
                 ))
             }
-            Ok(End::Shutdown) => {
+            // The guard's waits and ddlgate's own queries end with this error on termination.
+            Ok(End::Shutdown) | Err(SessionError::Shutdown) => {
                 tracing::info!(
                     tx = self.st.tx.as_str(),
                     running = self.statement_running(),

@@ -29,6 +29,7 @@ use crate::error::SessionError;
 use crate::guard::{self, Blocker, GuardPlan, Retry};
 use crate::protocol::framing::{self, Frame};
 use crate::protocol::{ErrorFields, TxStatus, backend, frontend};
+use crate::shutdown::Phase;
 
 /// A decided Query waiting for the guard.
 pub(in crate::session) struct PendingGuard {
@@ -989,13 +990,16 @@ impl Relay {
         if self.io.ubuf.capacity() - self.io.ubuf.len() < 8192 {
             self.io.ubuf.reserve(64 * 1024);
         }
+        let mut phase = self.shared.shutdown.subscribe();
         loop {
             let io = &mut self.io;
             let client_room = io.cbuf.len() < super::HIGH_WATER;
             if io.cbuf.capacity() - io.cbuf.len() < 1024 {
                 io.cbuf.reserve(8192);
             }
+            terminating(&mut phase)?;
             tokio::select! {
+                _ = phase.changed() => {}
                 r = io.ur.read_buf(&mut io.ubuf) => {
                     if r.map_err(SessionError::UpstreamIo)? == 0 {
                         return Err(SessionError::UpstreamIo(std::io::ErrorKind::UnexpectedEof.into()));
@@ -1014,13 +1018,16 @@ impl Relay {
     /// Sleeps between attempts, watching the client as [`Self::read_upstream`] does.
     async fn pause(&mut self, d: Duration) -> Result<(), SessionError> {
         let until = Instant::now() + d;
+        let mut phase = self.shared.shutdown.subscribe();
         loop {
             let io = &mut self.io;
             let client_room = io.cbuf.len() < super::HIGH_WATER;
             if io.cbuf.capacity() - io.cbuf.len() < 1024 {
                 io.cbuf.reserve(8192);
             }
+            terminating(&mut phase)?;
             tokio::select! {
+                _ = phase.changed() => {}
                 _ = tokio::time::sleep_until(until) => return Ok(()),
                 r = io.cr.read_buf(&mut io.cbuf), if client_room => {
                     if r.map_err(SessionError::ClientIo)? == 0 {
@@ -1030,6 +1037,18 @@ impl Relay {
             }
         }
     }
+}
+
+/// The guard's waits (queue turns, retries, ddlgate's own queries) end when ddlgate terminates,
+/// as the relay loop does: the session then cancels what runs upstream and closes with 57P01,
+/// instead of keeping the process alive for up to `guard.max_wait_ms`. A drain (SIGTERM) lets
+/// guarded DDL go on until `server.drain_timeout_ms` turns it into termination.
+fn terminating(phase: &mut tokio::sync::watch::Receiver<Phase>) -> Result<(), SessionError> {
+    // A closed channel means the server is gone: stop too.
+    if phase.has_changed().is_err() || *phase.borrow_and_update() >= Phase::Terminating {
+        return Err(SessionError::Shutdown);
+    }
+    Ok(())
 }
 
 /// A session's guarded DDL as `/status` shows it, removed when dropped.
