@@ -753,51 +753,38 @@ impl Analyzer {
                 None
             }
             Action::Block => Some(block_error(&decision, profile).to_sql()),
-            Action::Rewrite if decision.rewrite == Some(rules::Rewrite::Steps) => {
-                match steps(sql, span, ddl, facts, ctx, statements) {
-                    Ok(recipe) => {
-                        plan.notices.push(rewrite_notice(
-                            &decision,
-                            profile,
-                            recipe.describe().as_bytes(),
-                        ));
-                        plan.recipe = Some(recipe);
-                        None
-                    }
-                    Err(why) => {
-                        counters.rewrite_failures.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(error = %why, "multi-step rewrite refused; blocking the statement instead");
-                        let mut err = block_error(&decision, profile);
-                        err.detail = format!(
-                            "{} ddlgate could not run it as safe steps: {why}.",
-                            err.detail
-                        );
-                        Some(err.to_sql())
-                    }
+            Action::Rewrite => match realize(
+                decision.rewrite,
+                sql,
+                span,
+                ddl,
+                facts,
+                &rctx,
+                ctx.lex,
+                ctx.server_version,
+                statements == 1 && !ctx.pipelined,
+            ) {
+                Realized::Text(new) => {
+                    plan.notices.push(rewrite_notice(&decision, profile, &new));
+                    Some(new)
                 }
-            }
-            Action::Rewrite => {
-                // From the first token: leading comments stay where they are (see `splice`).
-                let from = span.first.map_or(span.start, |t| t.start);
-                let rw = decision
-                    .rewrite
-                    .ok_or(rewrite::RewriteError::NoInsertionPoint)
-                    .and_then(|r| rewrite::apply(sql, from, span.end, ctx.lex, ddl, r, &rctx));
-                match rw {
-                    Ok(new) => {
-                        plan.notices.push(rewrite_notice(&decision, profile, &new));
-                        Some(new)
-                    }
-                    Err(e) => {
-                        counters.rewrite_failures.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(error = %e, "rewrite refused; blocking the statement instead");
-                        let mut err = block_error(&decision, profile);
-                        err.detail =
-                            format!("{} ddlgate could not rewrite it safely: {e}.", err.detail);
-                        Some(err.to_sql())
-                    }
+                Realized::Steps(recipe) => {
+                    plan.notices.push(rewrite_notice(
+                        &decision,
+                        profile,
+                        recipe.describe().as_bytes(),
+                    ));
+                    plan.recipe = Some(recipe);
+                    None
                 }
-            }
+                Realized::Refused(why) => {
+                    counters.rewrite_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %why, "rewrite refused; blocking the statement instead");
+                    let mut err = block_error(&decision, profile);
+                    err.detail = format!("{} {why}", err.detail);
+                    Some(err.to_sql())
+                }
+            },
         };
         // The audit log's record of the decision (its outcome is added by the session).
         plan.audit.push(crate::audit::Draft {
@@ -841,6 +828,51 @@ impl Analyzer {
     }
 }
 
+/// What a rewrite verdict becomes.
+#[derive(Debug)]
+pub enum Realized {
+    /// The statement's new text (CONCURRENTLY inserted, …), parsed and checked again.
+    Text(Vec<u8>),
+    /// The safe steps that run instead of the statement.
+    Steps(crate::recipe::Recipe),
+    /// Neither could be built: the statement is blocked, and this sentence says why.
+    Refused(String),
+}
+
+/// Turns a rewrite verdict into the text or the steps that run instead, or into the reason it
+/// cannot be done. The proxy and `ddlgate check` both call it, so they decide alike.
+/// `alone`: the statement is the only one of a simple Query (multi-step rewrites need that).
+#[allow(clippy::too_many_arguments)]
+pub fn realize(
+    rewrite: Option<rules::Rewrite>,
+    sql: &[u8],
+    span: &StatementSpan,
+    ddl: &crate::sql::statement::Ddl,
+    facts: Option<&crate::catalog::Facts>,
+    rctx: &rules::Context,
+    lex: LexOptions,
+    server_version: Option<u32>,
+    alone: bool,
+) -> Realized {
+    if rewrite == Some(rules::Rewrite::Steps) {
+        return match steps(sql, span, ddl, facts, lex, server_version, alone) {
+            Ok(recipe) => Realized::Steps(recipe),
+            Err(why) => {
+                Realized::Refused(format!("ddlgate could not run it as safe steps: {why}."))
+            }
+        };
+    }
+    // From the first token: leading comments stay where they are (see `splice`).
+    let from = span.first.map_or(span.start, |t| t.start);
+    match rewrite
+        .ok_or(rewrite::RewriteError::NoInsertionPoint)
+        .and_then(|r| rewrite::apply(sql, from, span.end, lex, ddl, r, rctx))
+    {
+        Ok(new) => Realized::Text(new),
+        Err(e) => Realized::Refused(format!("ddlgate could not rewrite it safely: {e}.")),
+    }
+}
+
 /// The safe steps for a statement the policy decided to run as a multi-step rewrite: only a
 /// statement alone in a simple Query, outside a transaction (the rule offers the rewrite only
 /// there), with the partition tree from the catalog when the table is partitioned.
@@ -849,15 +881,14 @@ fn steps(
     span: &StatementSpan,
     ddl: &crate::sql::statement::Ddl,
     facts: Option<&crate::catalog::Facts>,
-    ctx: &Context,
-    statements: usize,
+    lex: LexOptions,
+    server_version: Option<u32>,
+    alone: bool,
 ) -> Result<crate::recipe::Recipe, String> {
-    if statements != 1 || ctx.pipelined {
+    if !alone {
         return Err("it does not run alone".to_owned());
     }
-    let version = ctx
-        .server_version
-        .ok_or_else(|| "the server version is unknown".to_owned())?;
+    let version = server_version.ok_or_else(|| "the server version is unknown".to_owned())?;
     let tree = facts
         .and_then(|f| f.relation.as_ref())
         .filter(|r| r.is_partitioned())
@@ -868,7 +899,7 @@ fn steps(
         partitions: tree.as_deref(),
     };
     let from = span.first.map_or(span.start, |t| t.start);
-    crate::recipe::plan(sql, from, span.end, ctx.lex, ddl, &rctx).map_err(|e| e.to_string())
+    crate::recipe::plan(sql, from, span.end, lex, ddl, &rctx).map_err(|e| e.to_string())
 }
 
 /// The catalog's flat partition list (parents before children) as the recipe's tree.

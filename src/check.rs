@@ -191,6 +191,25 @@ fn check_unit(
             catalog: None,
         };
         let decision = policy::evaluate(profile, source, span.start, span.end, lex, &ddl, &ctx);
+        // A rewrite the proxy cannot carry out (no insertion point, steps it cannot name) is
+        // a block there: the same call decides it here.
+        let refused = match decision.effective {
+            Action::Rewrite => match crate::analysis::realize(
+                decision.rewrite,
+                source,
+                span,
+                &ddl,
+                None,
+                &ctx,
+                lex,
+                Some(ctx.server_version.unwrap_or(crate::recipe::PG18)),
+                !shares_unit,
+            ) {
+                crate::analysis::Realized::Refused(why) => Some(why),
+                _ => None,
+            },
+            _ => None,
+        };
         let (line, column) = positions.at(whole, base + first.start);
         let statement = statement_excerpt(&source[first.start..span.end]);
         if let Some(error) = &decision.error {
@@ -209,14 +228,20 @@ fn check_unit(
             });
         }
         for v in &decision.verdicts {
+            let (action, message) = match &refused {
+                Some(why) if v.action == Action::Rewrite => {
+                    (Action::Block, format!("{} {why}", v.finding.message))
+                }
+                _ => (v.action, v.finding.message.clone()),
+            };
             out.push(Reported {
                 file: file.to_owned(),
                 line,
                 column,
                 statement: statement.clone(),
                 rule: v.finding.rule.to_owned(),
-                action: v.action.as_str().to_owned(),
-                message: v.finding.message.clone(),
+                action: action.as_str().to_owned(),
+                message,
                 hint: v.finding.hint.clone(),
                 override_reason: v.overridden.clone(),
             });
@@ -480,5 +505,177 @@ mod tests {
             let text = String::from_utf8(out).expect("utf-8");
             assert!(text.contains(needle), "{format:?}: {text}");
         }
+    }
+
+    /// One statement of the rule table, as the proxy's analysis decides it for a simple Query
+    /// holding only that statement (no catalog facts, as offline).
+    fn proxy_action(sql: &str, tx: TxStatus, version: u32) -> &'static str {
+        use crate::analysis::{Analyzer, Context, Counters, Source};
+        let policy = Policy::from_config(&Config::default());
+        let (_, plan) = Analyzer::default().analyze(
+            &Counters::default(),
+            policy.profile_for("", "", ""),
+            Source::Query,
+            sql.as_bytes(),
+            &Context {
+                tx,
+                lex: LexOptions::default(),
+                server_version: Some(version * 10_000),
+                pipelined: false,
+            },
+        );
+        match &plan.sql {
+            // Leading comments stay in front of the raising block (see `analysis::splice`).
+            Some(new) if new.windows(11).any(|w| w == b"DO $ddlgate") => "block",
+            Some(_) => "rewrite",
+            None if plan.recipe.is_some() => "rewrite",
+            None if !plan.notices.is_empty() => "warn",
+            None => "allow",
+        }
+    }
+
+    /// The same statement through `ddlgate check`: the strongest action reported.
+    fn check_action(sql: &str, in_tx: bool, version: u32) -> &'static str {
+        let reports = check(
+            sql,
+            &Options {
+                pg_version: Some(version),
+                assume_in_transaction: in_tx,
+            },
+        );
+        ["block", "rewrite", "warn"]
+            .into_iter()
+            .find(|a| reports.iter().any(|r| r.action == *a))
+            .unwrap_or("allow")
+    }
+
+    /// Every rule of the rule table, and the forms that once decided differently (a rewrite
+    /// whose steps cannot be built), through both engines: outside and inside a transaction,
+    /// on three server versions. Issue 11: `check` and the proxy decide identically.
+    #[test]
+    fn check_and_proxy_decide_identically_on_the_rule_table() {
+        const CORPUS: &[&str] = &[
+            "CREATE INDEX i ON t (x)",
+            "CREATE UNIQUE INDEX i ON t (x)",
+            "CREATE INDEX CONCURRENTLY i ON t (x)",
+            "DROP INDEX i",
+            "DROP INDEX i, j",
+            "REINDEX INDEX i",
+            "REINDEX TABLE t",
+            "ALTER TABLE t ADD COLUMN c timestamptz DEFAULT clock_timestamp()",
+            "ALTER TABLE t ADD COLUMN c int DEFAULT 0",
+            "ALTER TABLE t ADD COLUMN n bigserial",
+            "ALTER TABLE t ADD COLUMN r int NOT NULL",
+            "ALTER TABLE t ALTER COLUMN x TYPE bigint",
+            "ALTER TABLE t ALTER COLUMN x SET NOT NULL",
+            "ALTER TABLE t DROP COLUMN x",
+            "ALTER TABLE t RENAME COLUMN x TO y",
+            "ALTER TABLE t ALTER COLUMN x DROP NOT NULL",
+            "ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (x) REFERENCES u (id)",
+            "ALTER TABLE t ADD FOREIGN KEY (x) REFERENCES u (id)",
+            "ALTER TABLE t ADD COLUMN u_id int REFERENCES u (id)",
+            "ALTER TABLE t ADD CONSTRAINT c CHECK (x > 0)",
+            "ALTER TABLE t ADD CHECK (x > 0)",
+            "ALTER TABLE t ADD CHECK (ts AT TIME ZONE 'UTC' > now())",
+            "ALTER TABLE t ADD CONSTRAINT u UNIQUE (x)",
+            "ALTER TABLE t ADD UNIQUE (x)",
+            "ALTER TABLE t ADD PRIMARY KEY (id)",
+            "ALTER TABLE t ADD CONSTRAINT t_pkey PRIMARY KEY (id)",
+            "ALTER TABLE t ADD EXCLUDE USING gist (r WITH &&)",
+            "ALTER TABLE t DROP CONSTRAINT x, ADD CONSTRAINT x FOREIGN KEY (a) REFERENCES u (id)",
+            "ALTER TABLE t ADD COLUMN a int, ADD CONSTRAINT a_pos CHECK (a > 0)",
+            "DROP TABLE t",
+            "TRUNCATE t CASCADE",
+            "TRUNCATE t",
+            "ALTER TABLE t RENAME TO t2",
+            "ALTER TABLE t SET SCHEMA s",
+            "ALTER INDEX i RENAME TO j",
+            "ALTER TABLE t SET TABLESPACE ts",
+            "ALTER TABLE t SET UNLOGGED",
+            "VACUUM FULL t",
+            "CLUSTER t USING i",
+            "LOCK TABLE t IN ACCESS EXCLUSIVE MODE",
+            "LOCK TABLE t IN ACCESS SHARE MODE",
+            "DROP DATABASE d",
+            "DROP OWNED BY r",
+            "DROP TYPE ty CASCADE",
+            "DROP FUNCTION f() CASCADE",
+            "ALTER SCHEMA s RENAME TO s2",
+            "CREATE RULE r AS ON INSERT TO t DO INSTEAD NOTHING",
+            "ALTER TABLE p DETACH PARTITION p1",
+            "ALTER TABLE p DETACH PARTITION p1 CONCURRENTLY",
+            "CREATE TABLE p2 PARTITION OF p FOR VALUES IN (2)",
+            "ALTER TABLE p ATTACH PARTITION p3 FOR VALUES IN (3)",
+            "ALTER TYPE e ADD VALUE 'x'",
+            "ALTER TYPE e RENAME VALUE 'a' TO 'b'",
+            "CREATE DOMAIN d AS int CHECK (VALUE > 0)",
+            "ALTER DOMAIN d ADD CONSTRAINT c CHECK (VALUE > 0)",
+            "ALTER DOMAIN d ADD CONSTRAINT c CHECK (VALUE > 0) NOT VALID",
+            "REFRESH MATERIALIZED VIEW mv",
+            "REFRESH MATERIALIZED VIEW CONCURRENTLY mv",
+            "DO $$BEGIN EXECUTE 'DROP TABLE ' || 'x'; END$$",
+            "DO $$BEGIN DROP INDEX i; END$$",
+            "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$BEGIN DROP INDEX i; END$$",
+            "SELECT dblink_exec('c', 'DROP TABLE t')",
+            "COPY t FROM PROGRAM 'cat x'",
+            "ALTER TABLE t FROBNICATE",
+            "CREATE TABLE n (id int PRIMARY KEY, t_id int REFERENCES t (id))",
+            "/* ddlgate:allow renaming-column reason=\"unused\" */ ALTER TABLE t RENAME COLUMN x TO y",
+            "/* ddlgate:allow no-such-rule reason=\"typo\" */ ALTER TABLE t RENAME COLUMN x TO y",
+            "SELECT 1",
+            "selec 1",
+        ];
+        let mut differ = Vec::new();
+        for sql in CORPUS {
+            for version in [11, 15, 18] {
+                for in_tx in [false, true] {
+                    let tx = if in_tx {
+                        TxStatus::InTransaction
+                    } else {
+                        TxStatus::Idle
+                    };
+                    let (proxy, check) = (
+                        proxy_action(sql, tx, version),
+                        check_action(sql, in_tx, version),
+                    );
+                    if proxy != check {
+                        differ.push(format!(
+                            "{sql} (PostgreSQL {version}, in transaction: {in_tx}): proxy {proxy}, check {check}"
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(
+            differ.is_empty(),
+            "decisions differ:\n{}",
+            differ.join("\n")
+        );
+
+        // The corpus covers the whole rule table: every rule fires on some statement.
+        let fired: HashSet<String> = CORPUS
+            .iter()
+            .flat_map(|sql| {
+                [false, true].into_iter().flat_map(move |in_tx| {
+                    check(
+                        sql,
+                        &Options {
+                            pg_version: Some(11),
+                            assume_in_transaction: in_tx,
+                        },
+                    )
+                })
+            })
+            .map(|r| r.rule)
+            .collect();
+        let missing: Vec<&str> = crate::rules::RULES
+            .iter()
+            .map(|r| r.id)
+            .filter(|id| !fired.contains(*id))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "rules no corpus statement fires: {missing:?}"
+        );
     }
 }

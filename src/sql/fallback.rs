@@ -1336,7 +1336,12 @@ fn alter_table_action(c: &mut Cursor<'_>) -> Option<AlterOp> {
     if let Some(DdlKind::Other { tag }) = other_kind(c, ALTER_TABLE_OTHER) {
         return Some(AlterOp::Other(tag));
     }
-    c.head_tag().map(AlterOp::Other)
+    // Generic options of a foreign table. Any other word starts no sub-command ddlgate knows:
+    // not understood (fail closed).
+    if c.is("OPTIONS") {
+        return c.head_tag().map(AlterOp::Other);
+    }
+    None
 }
 
 /// Table constraint keywords (all reserved, so never a column name), and EXCLUDE (unreserved:
@@ -1666,13 +1671,43 @@ fn alter_column(c: &mut Cursor<'_>) -> Option<AlterOp> {
     if c.is("SET") && c.is2("STATISTICS") {
         return Some(AlterOp::Other("SET STATISTICS".to_owned()));
     }
-    // SET STORAGE, SET COMPRESSION, SET ( … ), RESET ( … ), ADD GENERATED, SET GENERATED,
-    // DROP IDENTITY, SET EXPRESSION, DROP EXPRESSION, RESTART, OPTIONS (foreign tables). Any
-    // other word cannot follow a column name here.
-    if !["SET", "DROP", "RESET", "ADD", "RESTART", "OPTIONS"]
-        .iter()
-        .any(|kw| c.is(kw))
-    {
+    // SET STORAGE, SET COMPRESSION, SET ( … ), RESET ( … ), ADD GENERATED, SET GENERATED, the
+    // identity's sequence options (SET INCREMENT …), DROP IDENTITY, SET EXPRESSION, DROP
+    // EXPRESSION, RESTART, OPTIONS (foreign tables): gram.y's `alter_table_cmd` and
+    // `alter_identity_column_option`. Any other word is not a form ddlgate knows, so the
+    // statement is not understood (fail closed), never a harmless "other".
+    const SET_WORDS: &[&str] = &[
+        "STORAGE",
+        "COMPRESSION",
+        "GENERATED",
+        "EXPRESSION",
+        "AS",
+        "CACHE",
+        "CYCLE",
+        "INCREMENT",
+        "LOGGED",
+        "MAXVALUE",
+        "MINVALUE",
+        "NO",
+        "OWNED",
+        "SEQUENCE",
+        "START",
+        "RESTART",
+        "UNLOGGED",
+    ];
+    let known = if c.is("SET") {
+        c.peek2()
+            .is_some_and(|t| t.kind == TokenKind::LParen || SET_WORDS.iter().any(|w| c.is2(w)))
+    } else if c.is("RESET") {
+        c.peek2().is_some_and(|t| t.kind == TokenKind::LParen)
+    } else if c.is("DROP") {
+        c.is2("IDENTITY") || c.is2("EXPRESSION")
+    } else if c.is("ADD") {
+        c.is2("GENERATED")
+    } else {
+        c.is("RESTART") || c.is("OPTIONS")
+    };
+    if !known {
         return None;
     }
     c.head_tag().map(AlterOp::Other)
@@ -1727,8 +1762,8 @@ fn alter_set(c: &mut Cursor<'_>) -> Option<AlterOp> {
     } else if c.is_kind(TokenKind::LParen) {
         AlterOp::Other("SET".to_owned())
     } else {
-        let next = c.peek().filter(|t| t.kind == TokenKind::Word)?;
-        AlterOp::Other(format!("SET {}", upper(c.sql, next)))
+        // gram.y has no other `SET` sub-command of ALTER TABLE: not understood (fail closed).
+        return None;
     };
     Some(op)
 }
@@ -2531,7 +2566,15 @@ mod tests {
                 "ALTER TABLE t ALTER CONSTRAINT fk DEFERRABLE",
                 op_other("ALTER CONSTRAINT"),
             ),
-            ("ALTER TABLE t FROBNICATE HARD", op_other("FROBNICATE HARD")),
+            ("ALTER TABLE t OPTIONS (ADD a '1')", op_other("OPTIONS")),
+            (
+                "ALTER TABLE t ALTER COLUMN c SET STORAGE EXTERNAL",
+                op_other("SET STORAGE"),
+            ),
+            (
+                "ALTER TABLE t ALTER COLUMN c SET INCREMENT BY 2",
+                op_other("SET INCREMENT"),
+            ),
             (
                 "ALTER TABLE t ADD CONSTRAINT u UNIQUE USING INDEX u_idx",
                 add_constraint(
@@ -2587,6 +2630,22 @@ mod tests {
             let got = classify_str(sql);
             assert_eq!(got.kind, alter("t", vec![op]), "classifying {sql:?}");
             assert_eq!(got.understood, Understood::Fallback);
+        }
+    }
+
+    /// A sub-command word gram.y does not have is not a harmless "other" sub-command: the
+    /// statement is not understood, so the policy fails closed on it (`unparsed-ddl`).
+    #[test]
+    fn unknown_alter_table_forms_are_not_understood() {
+        for sql in [
+            "ALTER TABLE t FROBNICATE HARD",
+            "ALTER TABLE t SET FROB",
+            "ALTER TABLE t ALTER COLUMN c SET FROB",
+            "ALTER TABLE t ALTER COLUMN c DROP FROB",
+            "ALTER TABLE t ALTER COLUMN c ADD FROB",
+            "ALTER TABLE t ALTER COLUMN c RESET FROB",
+        ] {
+            assert_eq!(classify_str(sql).understood, Understood::Unknown, "{sql}");
         }
     }
 

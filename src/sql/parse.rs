@@ -358,6 +358,9 @@ fn fallback_decides(tag: &str) -> bool {
                 | "ALTER MATERIALIZED VIEW"
                 | "ALTER TYPE"
                 | "ALTER FOREIGN TABLE"
+                // sqlparser keeps a domain's constraints out of what the command tag says.
+                | "CREATE DOMAIN"
+                | "ALTER DOMAIN"
         )
 }
 
