@@ -42,39 +42,9 @@ impl BlockError {
     /// `DO $tag$ BEGIN RAISE EXCEPTION USING … ; END $tag$`, with a dollar tag that does not
     /// occur in the text and every string literal quoted.
     pub fn to_sql(&self) -> Vec<u8> {
-        let body = format!(
-            "BEGIN RAISE EXCEPTION USING ERRCODE = {}, MESSAGE = {}, DETAIL = {}, HINT = {}; END",
-            literal(self.code),
-            literal(&self.message),
-            literal(&self.detail),
-            literal(&self.hint)
-        );
-        let mut tag = "ddlgate".to_owned();
-        while body.contains(&format!("${tag}$")) {
-            tag.push('_');
-        }
-        format!("DO ${tag}${body}${tag}$").into_bytes()
+        crate::sql::quote::raise_block(self.code, &self.message, &self.detail, &self.hint)
+            .into_bytes()
     }
-}
-
-/// An escape-string literal `E'…'`: quotes doubled, backslashes doubled, newlines as `\n`.
-/// `E''` strings treat backslashes the same way whatever `standard_conforming_strings` says,
-/// so the literal means the same in every session.
-fn literal(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 4);
-    out.push_str("E'");
-    for c in s.chars() {
-        match c {
-            '\'' => out.push_str("''"),
-            '\\' => out.push_str("\\\\"),
-            // RAISE text is for humans; control characters other than newline add nothing.
-            '\n' => out.push_str("\\n"),
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
 }
 
 /// The body of an ErrorResponse raised by one of ddlgate's `DO` blocks with its where-field

@@ -56,6 +56,7 @@
 use serde::Deserialize;
 
 use crate::sql::lexer::{LexOptions, Lexer, Token, TokenKind, matching_paren};
+use crate::sql::quote;
 use crate::sql::statement::{
     AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind, Name, ReindexTarget,
 };
@@ -399,24 +400,6 @@ pub enum CatalogError {
 // Quoting
 // ---------------------------------------------------------------------------------------------
 
-/// `"…"` with `"` doubled — PostgreSQL's `quote_ident`, except that it always quotes: the
-/// model's names are already folded, so quoting keeps them exactly as they are.
-pub fn quote_ident(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
-
-/// A string literal PostgreSQL reads back as exactly `s`, whatever
-/// `standard_conforming_strings` is: `'…'` with `'` doubled and, when `s` holds a backslash,
-/// the `E'…'` form with `\` doubled too — PostgreSQL's own `quote_literal`.
-pub fn quote_literal(s: &str) -> String {
-    let body = s.replace('\'', "''");
-    if s.contains('\\') {
-        format!("E'{}'", body.replace('\\', "\\\\"))
-    } else {
-        format!("'{body}'")
-    }
-}
-
 /// A name PostgreSQL could store: not empty, no NUL (the simple protocol ends the query text
 /// at a NUL, and `""` is a syntax error inside `to_regclass`).
 fn storable(part: &str) -> bool {
@@ -430,19 +413,19 @@ fn regclass_expr(name: &Name) -> String {
         return "NULL::pg_catalog.oid".to_owned();
     }
     let qualified = match &name.schema {
-        Some(s) => format!("{}.{}", quote_ident(s), quote_ident(&name.name)),
-        None => quote_ident(&name.name),
+        Some(s) => format!("{}.{}", quote::ident(s), quote::ident(&name.name)),
+        None => quote::ident(&name.name),
     };
     format!(
         "pg_catalog.to_regclass({}::pg_catalog.text)::pg_catalog.oid",
-        quote_literal(&qualified)
+        quote::literal(&qualified)
     )
 }
 
 /// A text literal, or `NULL::text` for a value that cannot be sent.
 fn text_literal(s: Option<&str>) -> String {
     match s {
-        Some(s) if !s.contains('\0') => format!("{}::pg_catalog.text", quote_literal(s)),
+        Some(s) if !s.contains('\0') => format!("{}::pg_catalog.text", quote::literal(s)),
         _ => "NULL::pg_catalog.text".to_owned(),
     }
 }
@@ -452,7 +435,7 @@ fn text_array(items: &[&str]) -> String {
     let items: Vec<String> = items
         .iter()
         .filter(|s| storable(s))
-        .map(|s| quote_literal(s))
+        .map(|s| quote::literal(s))
         .collect();
     format!("ARRAY[{}]::pg_catalog.text[]", items.join(", "))
 }
@@ -1516,7 +1499,7 @@ pub fn type_lookup_name(to: &str) -> Option<String> {
 /// word can be a keyword the type grammar rejects.
 fn type_regtype_text(lookup: &str) -> String {
     match lookup.split_once('.') {
-        Some((schema, words)) => format!("{}.{words}", quote_ident(schema)),
+        Some((schema, words)) => format!("{}.{words}", quote::ident(schema)),
         None => lookup.to_owned(),
     }
 }
@@ -1685,10 +1668,10 @@ mod tests {
 
     #[test]
     fn quoting_round_trips_any_name() {
-        assert_eq!(quote_ident("Users"), "\"Users\"");
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(quote_literal("it's"), "'it''s'");
-        assert_eq!(quote_literal("a\\b'c"), "E'a\\\\b''c'");
+        assert_eq!(quote::ident("Users"), "\"Users\"");
+        assert_eq!(quote::ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote::literal("it's"), "'it''s'");
+        assert_eq!(quote::literal("a\\b'c"), "E'a\\\\b''c'");
         assert_eq!(
             regclass_expr(&Name::new(Some("My Schema"), "it's \"x\"")),
             "pg_catalog.to_regclass('\"My Schema\".\"it''s \"\"x\"\"\"'::pg_catalog.text)::pg_catalog.oid"

@@ -70,9 +70,9 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use crate::catalog::{quote_ident, quote_literal};
 use crate::sql::lexer::{LexOptions, Lexer, StatementSpan, TokenKind};
 use crate::sql::prefilter::StatementClass;
+use crate::sql::quote;
 use crate::sql::statement::{AlterOp, ConstraintKind, Ddl, DdlKind, Name};
 
 /// Where a `CREATE TABLE` puts its table.
@@ -332,7 +332,7 @@ fn push_name(names: &mut Vec<Name>, name: &Name, max: usize) {
 /// `'…'::name`: PostgreSQL truncates it to NAMEDATALEN exactly as it truncates the identifier
 /// in the statement.
 fn name_literal(s: &str) -> String {
-    format!("{}::pg_catalog.name", quote_literal(s))
+    format!("{}::pg_catalog.name", quote::literal(s))
 }
 
 /// The relation `oid` has a `pg_class` row written by one of this transaction's xids.
@@ -396,7 +396,7 @@ FROM (SELECT pg_catalog.to_regclass({regclass}::pg_catalog.text)::pg_catalog.oid
             mine = mine("r.oid"),
             at_creation = at("(SELECT creation.oid FROM creation)"),
             at_temp = at("pg_catalog.pg_my_temp_schema()"),
-            regclass = quote_literal(&quote_ident(&name.name)),
+            regclass = quote::literal(&quote::ident(&name.name)),
         ),
         Some(schema) => format!(
             "(SELECT pg_catalog.json_build_object('oid', c.oid::pg_catalog.int8, 'mine', {mine}, \

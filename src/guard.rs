@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use crate::config::GuardConfig;
+use crate::sql::quote;
 use crate::sql::statement::{AlterOp, ConstraintKind, Ddl, DdlKind, LockMode, Name};
 
 /// How a guarded Query is retried after a lock timeout.
@@ -357,29 +358,10 @@ fn is_long_running(ddl: &Ddl) -> bool {
     }
 }
 
-/// A SQL string literal (`'…'`, quotes doubled) — safe whatever `standard_conforming_strings`
-/// says as long as it holds no backslash, which `E''` handles: backslashes doubled.
-pub fn literal(s: &str) -> String {
-    if s.contains('\\') {
-        format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
-    } else {
-        format!("'{}'", s.replace('\'', "''"))
-    }
-}
-
-/// A quoted identifier: `"…"` with `""` inside.
-pub fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
 /// `'"schema"."name"'`: the text `to_regclass` resolves exactly as the server resolves the
 /// statement's name (search_path for unqualified ones).
 fn regclass_text(n: &Name) -> String {
-    let q = match &n.schema {
-        Some(s) => format!("{}.{}", ident(s), ident(&n.name)),
-        None => ident(&n.name),
-    };
-    literal(&q)
+    quote::literal(&quote::name(n))
 }
 
 /// Namespace of ddlgate's advisory-lock keys: "ddlg" in the high 32 bits, the table OID in the
@@ -463,11 +445,11 @@ pub fn restore_sql(settings: Option<(&str, &str)>, unlock: &[i64]) -> String {
     if let Some((lock, statement)) = settings {
         calls.push(format!(
             "pg_catalog.set_config('lock_timeout', {}, false)",
-            literal(lock)
+            quote::literal(lock)
         ));
         calls.push(format!(
             "pg_catalog.set_config('statement_timeout', {}, false)",
-            literal(statement)
+            quote::literal(statement)
         ));
     }
     calls.extend(
@@ -677,7 +659,7 @@ mod tests {
     fn sql_quotes_names_from_clients() {
         let q = keys_query(&[Name::new(Some("we'ird"), "Ta\"ble")]).expect("query");
         assert!(q.contains(r#"to_regclass('"we''ird"."Ta""ble"')"#), "{q}");
-        assert_eq!(literal(r"a\b'c"), r"E'a\\b''c'");
+        assert_eq!(quote::literal(r"a\b'c"), r"E'a\\b''c'");
         assert_eq!(
             restore_sql(Some(("0", "30s")), &[7]),
             "SELECT pg_catalog.set_config('lock_timeout', '0', false), pg_catalog.set_config('statement_timeout', '30s', false), pg_catalog.pg_advisory_unlock(7)"

@@ -48,8 +48,9 @@
 
 use std::fmt;
 
-use crate::sql::keywords::{COL_NAME, RESERVED, TYPE_FUNC_NAME};
+use crate::sql::keywords::RESERVED;
 use crate::sql::lexer::{LexOptions, Lexer, Token, TokenKind};
+use crate::sql::quote;
 use crate::sql::statement::{AlterOp, ConstraintKind, Ddl, DdlKind, LockMode, Name, Understood};
 
 /// PostgreSQL's `NAMEDATALEN - 1`: identifiers longer than this are truncated by the server.
@@ -184,7 +185,7 @@ impl Recipe {
              a step is skipped when the catalog shows it is already done, so re-running \
              after a failure resumes:",
             self.kind.title(),
-            quote_name(&self.target),
+            quote::name_if_needed(&self.target),
             self.steps.len()
         );
         for (i, step) in self.steps.iter().enumerate() {
@@ -286,7 +287,7 @@ impl Step {
         let mut out = format!(
             "takes {} on {} {}",
             self.lock.as_str(),
-            quote_name(&self.locked),
+            quote::name_if_needed(&self.locked),
             duration
         );
         if let Some(p) = &self.skip_if {
@@ -397,14 +398,14 @@ impl Precheck {
                 "EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = {} \
                  AND conname = {} AND contype = '{}')",
                 regclass(table),
-                quote_literal(name),
+                quote::literal(name),
                 contype.contype()
             ),
             Precheck::ConstraintValidated { table, name } => format!(
                 "EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = {} \
                  AND conname = {} AND convalidated)",
                 regclass(table),
-                quote_literal(name)
+                quote::literal(name)
             ),
             Precheck::NotNullCheckExists {
                 table,
@@ -415,15 +416,15 @@ impl Precheck {
                  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attname = {} \
                  WHERE c.conrelid = {} AND c.conname = {} AND c.contype = 'c' \
                  AND c.conkey = ARRAY[a.attnum])",
-                quote_literal(column),
+                quote::literal(column),
                 regclass(table),
-                quote_literal(name)
+                quote::literal(name)
             ),
             Precheck::ColumnExists { table, column } => format!(
                 "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = {} \
                  AND attname = {} AND attnum > 0 AND NOT attisdropped)",
                 regclass(table),
-                quote_literal(column)
+                quote::literal(column)
             ),
             Precheck::ColumnNotNull { table, column } => format!(
                 "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = {rel} \
@@ -432,20 +433,20 @@ impl Precheck {
                  WHERE c.conrelid = a.attrelid AND c.contype = 'n' \
                  AND c.conkey = ARRAY[a.attnum] AND NOT c.convalidated))",
                 rel = regclass(table),
-                col = quote_literal(column)
+                col = quote::literal(column)
             ),
             Precheck::ColumnHasNotNullConstraint { table, column } => format!(
                 "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = {} \
                  AND attname = {} AND attnotnull AND NOT attisdropped)",
                 regclass(table),
-                quote_literal(column)
+                quote::literal(column)
             ),
             Precheck::NotNullPending { table, column } => format!(
                 "EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c \
                  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attname = {} \
                  WHERE c.conrelid = {} AND c.contype = 'n' AND c.conkey = ARRAY[a.attnum] \
                  AND NOT c.convalidated)",
-                quote_literal(column),
+                quote::literal(column),
                 regclass(table)
             ),
             Precheck::IndexExists { table, index } => index_condition(table, index, ""),
@@ -469,9 +470,9 @@ impl Precheck {
                  WHERE ci.indrelid = {} AND cc.relname = {} \
                  AND pi.indrelid = {} AND pc.relname = {})",
                 regclass(table),
-                quote_literal(index),
+                quote::literal(index),
                 regclass(parent_table),
-                quote_literal(parent_index)
+                quote::literal(parent_index)
             ),
             Precheck::Any(list) => {
                 if list.is_empty() {
@@ -497,13 +498,13 @@ impl Precheck {
             } => format!(
                 "{} constraint {} exists on {}",
                 contype.words(),
-                quote_ident(name),
-                quote_name(table)
+                quote::ident_if_needed(name),
+                quote::name_if_needed(table)
             ),
             Precheck::ConstraintValidated { table, name } => format!(
                 "constraint {} on {} is validated",
-                quote_ident(name),
-                quote_name(table)
+                quote::ident_if_needed(name),
+                quote::name_if_needed(table)
             ),
             Precheck::NotNullCheckExists {
                 table,
@@ -511,44 +512,44 @@ impl Precheck {
                 column,
             } => format!(
                 "CHECK constraint {} on column {} of {} exists",
-                quote_ident(name),
-                quote_ident(column),
-                quote_name(table)
+                quote::ident_if_needed(name),
+                quote::ident_if_needed(column),
+                quote::name_if_needed(table)
             ),
             Precheck::ColumnExists { table, column } => format!(
                 "column {} exists on {}",
-                quote_ident(column),
-                quote_name(table)
+                quote::ident_if_needed(column),
+                quote::name_if_needed(table)
             ),
             Precheck::ColumnNotNull { table, column } => format!(
                 "column {} of {} is already NOT NULL",
-                quote_ident(column),
-                quote_name(table)
+                quote::ident_if_needed(column),
+                quote::name_if_needed(table)
             ),
             Precheck::ColumnHasNotNullConstraint { table, column } => format!(
                 "column {} of {} has a not-null constraint",
-                quote_ident(column),
-                quote_name(table)
+                quote::ident_if_needed(column),
+                quote::name_if_needed(table)
             ),
             Precheck::NotNullPending { table, column } => format!(
                 "column {} of {} has a not-null constraint awaiting validation",
-                quote_ident(column),
-                quote_name(table)
+                quote::ident_if_needed(column),
+                quote::name_if_needed(table)
             ),
             Precheck::IndexExists { table, index } => format!(
                 "index {} exists on {}",
-                quote_ident(index),
-                quote_name(table)
+                quote::ident_if_needed(index),
+                quote::name_if_needed(table)
             ),
             Precheck::IndexValid { table, index } => format!(
                 "index {} on {} exists and is valid",
-                quote_ident(index),
-                quote_name(table)
+                quote::ident_if_needed(index),
+                quote::name_if_needed(table)
             ),
             Precheck::IndexInvalid { table, index } => format!(
                 "index {} on {} exists and is INVALID",
-                quote_ident(index),
-                quote_name(table)
+                quote::ident_if_needed(index),
+                quote::name_if_needed(table)
             ),
             Precheck::IndexAttached {
                 parent_index,
@@ -556,8 +557,8 @@ impl Precheck {
                 ..
             } => format!(
                 "index {} is already attached to {}",
-                quote_ident(index),
-                quote_ident(parent_index)
+                quote::ident_if_needed(index),
+                quote::ident_if_needed(parent_index)
             ),
             Precheck::Any(list) => list
                 .iter()
@@ -567,18 +568,18 @@ impl Precheck {
             Precheck::Not(p) => match p.as_ref() {
                 Precheck::IndexInvalid { table, index } => format!(
                     "there is no INVALID index {} on {}",
-                    quote_ident(index),
-                    quote_name(table)
+                    quote::ident_if_needed(index),
+                    quote::name_if_needed(table)
                 ),
                 Precheck::NotNullCheckExists { table, name, .. } => format!(
                     "constraint {} is already gone from {}",
-                    quote_ident(name),
-                    quote_name(table)
+                    quote::ident_if_needed(name),
+                    quote::name_if_needed(table)
                 ),
                 Precheck::NotNullPending { table, column } => format!(
                     "no not-null constraint on column {} of {} awaits validation",
-                    quote_ident(column),
-                    quote_name(table)
+                    quote::ident_if_needed(column),
+                    quote::name_if_needed(table)
                 ),
                 other => format!("not ({})", other.describe()),
             },
@@ -589,7 +590,7 @@ impl Precheck {
 fn regclass(table: &Name) -> String {
     format!(
         "pg_catalog.to_regclass({})",
-        quote_literal(&quote_name(table))
+        quote::literal(&quote::name_if_needed(table))
     )
 }
 
@@ -599,7 +600,7 @@ fn index_condition(table: &Name, index: &str, extra: &str) -> String {
          JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
          WHERE i.indrelid = {} AND c.relname = {}{extra})",
         regclass(table),
-        quote_literal(index)
+        quote::literal(index)
     )
 }
 
@@ -699,7 +700,7 @@ impl Target {
         format!(
             "ALTER TABLE {}{}",
             if self.only { "ONLY " } else { "" },
-            quote_name(&self.name)
+            quote::name_if_needed(&self.name)
         )
     }
 
@@ -891,7 +892,7 @@ fn not_valid_then_validate(
             sql: format!(
                 "{} ADD CONSTRAINT {} {body} NOT VALID",
                 t.alter(),
-                quote_ident(name)
+                quote::ident_if_needed(name)
             ),
             kind: StepKind::AddConstraintNotValid,
             lock: add_lock,
@@ -916,7 +917,11 @@ fn not_valid_then_validate(
 
 fn validate(t: &Target, name: &str, skip_if: Precheck) -> Step {
     Step {
-        sql: format!("{} VALIDATE CONSTRAINT {}", t.alter(), quote_ident(name)),
+        sql: format!(
+            "{} VALIDATE CONSTRAINT {}",
+            t.alter(),
+            quote::ident_if_needed(name)
+        ),
         kind: StepKind::ValidateConstraint,
         lock: LockMode::ShareUpdateExclusive,
         locked: t.name.clone(),
@@ -937,7 +942,7 @@ fn validate(t: &Target, name: &str, skip_if: Precheck) -> Step {
 /// name carries `ddlgate` so it can never be mistaken for (or collide on 18 with) the
 /// `_not_null` name PostgreSQL itself uses.
 fn not_null_steps(t: &Target, column: &str, ctx: &Context<'_>) -> Vec<Step> {
-    let col = quote_ident(column);
+    let col = quote::ident_if_needed(column);
     if ctx.server_version_num >= PG18 && ctx.partitions.is_none() {
         let name = object_name(t.relname(), Some(column), "not_null");
         return vec![
@@ -945,7 +950,7 @@ fn not_null_steps(t: &Target, column: &str, ctx: &Context<'_>) -> Vec<Step> {
                 sql: format!(
                     "{} ADD CONSTRAINT {} NOT NULL {col} NOT VALID",
                     t.alter(),
-                    quote_ident(&name)
+                    quote::ident_if_needed(&name)
                 ),
                 kind: StepKind::AddConstraintNotValid,
                 lock: LockMode::AccessExclusive,
@@ -981,7 +986,7 @@ fn not_null_steps(t: &Target, column: &str, ctx: &Context<'_>) -> Vec<Step> {
             sql: format!(
                 "{} ADD CONSTRAINT {} CHECK ({col} IS NOT NULL) NOT VALID",
                 t.alter(),
-                quote_ident(&check)
+                quote::ident_if_needed(&check)
             ),
             kind: StepKind::AddConstraintNotValid,
             lock: LockMode::AccessExclusive,
@@ -1012,7 +1017,7 @@ fn not_null_steps(t: &Target, column: &str, ctx: &Context<'_>) -> Vec<Step> {
             sql: format!(
                 "{} DROP CONSTRAINT IF EXISTS {}",
                 t.alter(),
-                quote_ident(&check)
+                quote::ident_if_needed(&check)
             ),
             kind: StepKind::DropConstraint,
             lock: LockMode::AccessExclusive,
@@ -1067,8 +1072,8 @@ fn index_constraint_steps(
     }
     let mut create = format!(
         "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({})",
-        quote_ident(&name),
-        quote_name(&t.name),
+        quote::ident_if_needed(&name),
+        quote::name_if_needed(&t.name),
         quote_list(&spec.columns)
     );
     if !spec.include.is_empty() {
@@ -1084,19 +1089,19 @@ fn index_constraint_steps(
     }
     if let Some(ts) = &spec.tablespace {
         create.push_str(" TABLESPACE ");
-        create.push_str(&quote_ident(ts));
+        create.push_str(&quote::ident_if_needed(ts));
     }
     steps.extend(concurrent_build(&t.name, &name, create));
     let mut attach = format!(
         "{} ADD CONSTRAINT {} {} USING INDEX {}",
         t.alter(),
-        quote_ident(&name),
+        quote::ident_if_needed(&name),
         if spec.primary {
             "PRIMARY KEY"
         } else {
             "UNIQUE"
         },
-        quote_ident(&name)
+        quote::ident_if_needed(&name)
     );
     if let Some(attributes) = &spec.attributes {
         attach.push(' ');
@@ -1132,7 +1137,7 @@ fn concurrent_build(table: &Name, index: &str, create: String) -> [Step; 2] {
         Step {
             sql: format!(
                 "DROP INDEX CONCURRENTLY IF EXISTS {}",
-                quote_name(&qualified)
+                quote::name_if_needed(&qualified)
             ),
             kind: StepKind::DropInvalidIndex,
             lock: LockMode::ShareUpdateExclusive,
@@ -1216,7 +1221,7 @@ fn add_column(
         sql: format!(
             "{} ADD COLUMN IF NOT EXISTS {} {}",
             t.alter(),
-            quote_ident(&column),
+            quote::ident_if_needed(&column),
             def.rest
         ),
         kind: StepKind::AddColumn,
@@ -1235,7 +1240,11 @@ fn add_column(
             ColumnConstraintSpec::References => {
                 foreign_key_allowed(ctx)?;
                 let name = name.unwrap_or_else(|| object_name(t.relname(), Some(&column), "fkey"));
-                let body = format!("FOREIGN KEY ({}) {}", quote_ident(&column), c.body);
+                let body = format!(
+                    "FOREIGN KEY ({}) {}",
+                    quote::ident_if_needed(&column),
+                    c.body
+                );
                 steps.extend(not_valid_then_validate(
                     t,
                     &name,
@@ -1374,8 +1383,8 @@ impl IndexPlan {
             sql: format!(
                 "{} IF NOT EXISTS {} ON ONLY {} {}",
                 self.create(),
-                quote_ident(index),
-                quote_name(table),
+                quote::ident_if_needed(index),
+                quote::name_if_needed(table),
                 self.tail
             ),
             kind: StepKind::CreateParentIndex,
@@ -1409,8 +1418,8 @@ impl IndexPlan {
                     let create = format!(
                         "{} CONCURRENTLY IF NOT EXISTS {} ON {} {}",
                         self.create(),
-                        quote_ident(&index),
-                        quote_name(&table),
+                        quote::ident_if_needed(&index),
+                        quote::name_if_needed(&table),
                         self.tail
                     );
                     steps.extend(concurrent_build(&table, &index, create));
@@ -1427,8 +1436,8 @@ impl IndexPlan {
             steps.push(Step {
                 sql: format!(
                     "ALTER INDEX {} ATTACH PARTITION {}",
-                    quote_name(&parent_qualified),
-                    quote_name(&child_qualified)
+                    quote::name_if_needed(&parent_qualified),
+                    quote::name_if_needed(&child_qualified)
                 ),
                 kind: StepKind::AttachIndex,
                 // ACCESS EXCLUSIVE on the partition's index (SHARE UPDATE EXCLUSIVE on the
@@ -2227,7 +2236,7 @@ fn check_columns(st: &Stmt<'_>, open: usize, close: usize) -> Option<Vec<String>
                         i += 2;
                         continue;
                     }
-                    if in_list(&w, UNSURE_WORDS) || is_keyword(&w) {
+                    if in_list(&w, UNSURE_WORDS) || quote::is_keyword(&w) {
                         return None;
                     }
                 }
@@ -2349,7 +2358,7 @@ fn function_name(st: &Stmt<'_>, at: usize, parts: &[String]) -> Option<String> {
         if in_list(w, SPECIAL_FUNCTIONS) || in_list(w, UNSURE_WORDS) {
             return None;
         }
-        if is_keyword(w) && !in_list(w, "coalesce greatest least nullif row grouping") {
+        if quote::is_keyword(w) && !in_list(w, "coalesce greatest least nullif row grouping") {
             return None;
         }
     }
@@ -2452,7 +2461,7 @@ fn figure_at(st: &Stmt<'_>, from: usize, to: usize, level: usize) -> Option<(u8,
             if next == to {
                 if parts.len() == 1 && first.kind == TokenKind::Word {
                     let w = parts[0].as_str();
-                    if is_keyword(w) || in_list(w, UNSURE_WORDS) {
+                    if quote::is_keyword(w) || in_list(w, UNSURE_WORDS) {
                         return None;
                     }
                 }
@@ -2514,7 +2523,7 @@ fn type_name(st: &Stmt<'_>, from: usize, to: usize) -> Option<String> {
             "timestamp" => "timestamp",
             "interval" if words.is_empty() => "interval",
             "json" => "json",
-            w if !is_keyword(w) && !in_list(w, UNSURE_WORDS) => w,
+            w if !quote::is_keyword(w) && !in_list(w, UNSURE_WORDS) => w,
             _ => return None,
         }
         .to_owned(),
@@ -2529,55 +2538,12 @@ fn in_list(word: &str, list: &str) -> bool {
     crate::sql::keywords::in_list(word.as_bytes(), list)
 }
 
-/// A keyword `quote_ident` quotes: every category except the unreserved one.
-fn is_keyword(word: &str) -> bool {
-    in_list(word, RESERVED) || in_list(word, TYPE_FUNC_NAME) || in_list(word, COL_NAME)
-}
-
-/// Quotes an identifier exactly when PostgreSQL's `quote_ident` would: unless it is made of
-/// lower-case ASCII letters, digits and underscores, starts with a letter or underscore, and is
-/// not a keyword. Embedded `"` are doubled.
-pub fn quote_ident(ident: &str) -> String {
-    let bytes = ident.as_bytes();
-    let safe = bytes
-        .first()
-        .is_some_and(|&b| b.is_ascii_lowercase() || b == b'_')
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        && !is_keyword(ident);
-    if safe {
-        ident.to_owned()
-    } else {
-        format!("\"{}\"", ident.replace('"', "\"\""))
-    }
-}
-
-/// `schema.name`, each part quoted as needed.
-pub fn quote_name(name: &Name) -> String {
-    match &name.schema {
-        Some(schema) => format!("{}.{}", quote_ident(schema), quote_ident(&name.name)),
-        None => quote_ident(&name.name),
-    }
-}
-
 fn quote_list(names: &[String]) -> String {
     names
         .iter()
-        .map(|n| quote_ident(n))
+        .map(|n| quote::ident_if_needed(n))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// A string literal that reads the same whatever `standard_conforming_strings` is: `'…'` with
-/// `''`, or `E'…'` with `\\` when the text has a backslash (PostgreSQL's `quote_literal`).
-pub fn quote_literal(text: &str) -> String {
-    let doubled = text.replace('\'', "''");
-    if text.contains('\\') {
-        format!("E'{}'", doubled.replace('\\', "\\\\"))
-    } else {
-        format!("'{doubled}'")
-    }
 }
 
 #[cfg(test)]
@@ -2882,17 +2848,17 @@ mod tests {
 
     #[test]
     fn quoting_follows_quote_ident() {
-        assert_eq!(quote_ident("users"), "users");
-        assert_eq!(quote_ident("_x1"), "_x1");
-        assert_eq!(quote_ident("Users"), "\"Users\"");
-        assert_eq!(quote_ident("1x"), "\"1x\"");
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(quote_ident("select"), "\"select\"");
-        assert_eq!(quote_ident("time"), "\"time\"");
-        assert_eq!(quote_ident("name"), "name");
-        assert_eq!(quote_ident("é"), "\"é\"");
-        assert_eq!(quote_literal("a'b"), "'a''b'");
-        assert_eq!(quote_literal("a\\b"), "E'a\\\\b'");
+        assert_eq!(quote::ident_if_needed("users"), "users");
+        assert_eq!(quote::ident_if_needed("_x1"), "_x1");
+        assert_eq!(quote::ident_if_needed("Users"), "\"Users\"");
+        assert_eq!(quote::ident_if_needed("1x"), "\"1x\"");
+        assert_eq!(quote::ident_if_needed("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote::ident_if_needed("select"), "\"select\"");
+        assert_eq!(quote::ident_if_needed("time"), "\"time\"");
+        assert_eq!(quote::ident_if_needed("name"), "name");
+        assert_eq!(quote::ident_if_needed("é"), "\"é\"");
+        assert_eq!(quote::literal("a'b"), "'a''b'");
+        assert_eq!(quote::literal("a\\b"), "E'a\\\\b'");
     }
 
     #[test]

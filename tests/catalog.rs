@@ -90,7 +90,7 @@ async fn filenode(client: &Client, relation: &str) -> String {
         client,
         &format!(
             "SELECT pg_relation_filenode({})::text",
-            catalog::quote_literal(relation)
+            ddlgate::sql::quote::literal(relation)
         ),
     )
     .await
@@ -152,7 +152,7 @@ async fn type_change_verdicts_match_what_the_server_does() {
         let table = format!("tc_{i}");
         db.batch_execute(&format!(
             "SET TimeZone = {}; CREATE TABLE {table} (c {from}); INSERT INTO {table} VALUES (NULL); CREATE INDEX {table}_c ON {table} (c);",
-            catalog::quote_literal(tz)
+            ddlgate::sql::quote::literal(tz)
         ))
         .await
         .unwrap_or_else(|e| panic!("{from}: {e}"));

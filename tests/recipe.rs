@@ -329,7 +329,7 @@ fn target_of(sql: &str) -> String {
         ddlgate::sql::statement::DdlKind::RefreshMaterializedView { name, .. } => name,
         other => panic!("{other:?}"),
     };
-    recipe::quote_name(&name)
+    ddlgate::sql::quote::name_if_needed(&name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

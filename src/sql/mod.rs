@@ -10,6 +10,7 @@ pub mod lexer;
 pub mod literal;
 pub mod parse;
 pub mod prefilter;
+pub mod quote;
 pub mod side_effects;
 pub mod statement;
 

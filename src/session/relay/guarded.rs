@@ -488,7 +488,7 @@ impl Relay {
             let failure = loop {
                 attempt_no += 1;
                 let a = self
-                    .attempt(&query_frame(step.sql.as_bytes()), usize::MAX)
+                    .attempt(&query_frame(step.sql.as_bytes())?, usize::MAX)
                     .await?;
                 let Some(error) = a.error else { break None };
                 if a.lock_timeout && guarded {
@@ -584,18 +584,7 @@ impl Relay {
     ) -> Result<(), SessionError> {
         let status = self.st.tx;
         self.epilogue_or_later(epilogue, status).await?;
-        let body = format!(
-            "BEGIN RAISE EXCEPTION USING ERRCODE = {}, MESSAGE = {}, DETAIL = {}, HINT = {}; END",
-            guard::literal(code),
-            guard::literal(&message),
-            guard::literal(&detail),
-            guard::literal(hint)
-        );
-        let mut tag = "ddlgate".to_owned();
-        while body.contains(&format!("${tag}$")) {
-            tag.push('_');
-        }
-        let sql = format!("DO ${tag}${body}${tag}$");
+        let sql = crate::sql::quote::raise_block(code, &message, &detail, hint);
         self.audit_guarded("error", Some(format!("{code}: {message}")));
         self.raise_on_server(sql.as_bytes()).await
     }
@@ -604,7 +593,7 @@ impl Relay {
     /// answer, so the error and the transaction state it leaves are the server's own.
     async fn raise_on_server(&mut self, sql: &[u8]) -> Result<(), SessionError> {
         self.st.raised_block = true;
-        let a = self.attempt(&query_frame(sql), usize::MAX).await?;
+        let a = self.attempt(&query_frame(sql)?, usize::MAX).await?;
         for f in a.held {
             self.io.to_client.push(f);
         }
@@ -780,7 +769,7 @@ impl Relay {
     /// notifications and parameter changes that arrive meanwhile are passed on.
     async fn inject(&mut self, sql: &str) -> Result<Reply, SessionError> {
         tracing::trace!(sql, "guard query");
-        self.send_upstream(query_frame(sql.as_bytes())).await?;
+        self.send_upstream(query_frame(sql.as_bytes())?).await?;
         let mut reply = Reply {
             rows: Vec::new(),
             error: None,
@@ -1128,13 +1117,21 @@ impl Drop for QueueSlot {
 }
 
 /// A simple-protocol Query frame.
-fn query_frame(sql: &[u8]) -> Bytes {
+/// The Query message for SQL ddlgate wrote itself. Refused if the text holds a NUL, where the
+/// server would end it: names come from NUL-terminated statements and from the catalog, so
+/// this never happens unless something upstream of here is wrong — then nothing is sent.
+fn query_frame(sql: &[u8]) -> Result<Bytes, SessionError> {
+    if crate::sql::quote::has_nul(sql) {
+        return Err(SessionError::ClientProtocol(
+            "a name in the statement holds a NUL byte".to_owned(),
+        ));
+    }
     let mut body = Vec::with_capacity(sql.len() + 1);
     body.extend_from_slice(sql);
     body.push(0);
     let mut out = BytesMut::with_capacity(body.len() + framing::HEADER_LEN);
     framing::put_message(&mut out, frontend::QUERY, &body);
-    out.freeze()
+    Ok(out.freeze())
 }
 
 /// A DataRow's columns as text (`None` for NULL); malformed rows end early.
