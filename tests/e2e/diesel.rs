@@ -19,7 +19,7 @@ use ddlgate::rules::Action;
 
 use crate::harness::{E2e, Run, Tool, Via, Writer, tool_dir, workdir};
 use crate::sqlx::{
-    REFUSED, WRITE, check_blocks, decided, fill_big, override_for, prefix_file, tables,
+    REFUSED, WRITE, check_blocks, decided, fill_big, override_for, prefix_file, put, tables,
 };
 
 /// The history's migration directories, oldest first.
@@ -329,6 +329,7 @@ async fn diesel_big_tables_refused_in_transaction_then_run_in_transaction_false(
         recorded(&e2e, "via_proxy").await,
         versions_through("drop_order_legacy_code")
     );
+    one_query_is_one_transaction(&e2e, dir).await;
     writer.stop_and_check().await;
 
     diesel(&e2e, Via::Direct, "direct", dir)
@@ -345,4 +346,90 @@ async fn diesel_big_tables_refused_in_transaction_then_run_in_transaction_false(
     assert_eq!(blocked, refused_files);
     let (code, blocked) = check_blocks("diesel", dir, &ups);
     assert_eq!((code, blocked), (0, BTreeSet::new()));
+}
+
+/// A later migration that adds a column and indexes it, both in one `up.sql` with
+/// `run_in_transaction = false`: diesel sends the file as one Query, which PostgreSQL runs as
+/// one implicit transaction, so the index cannot be built concurrently there. ddlgate refuses it
+/// (and `check` says so), nothing of it applies, diesel does not record it. Split as README
+/// says (the column in a transactional migration, the index alone in one without a
+/// transaction), both apply and the index is built concurrently.
+async fn one_query_is_one_transaction(e2e: &E2e, dir: &Path) {
+    let m = dir.join("migrations");
+    let both = "migrations/2024-01-09-120000_ship_orders/up.sql";
+    put(
+        &m.join("2024-01-09-120000_ship_orders/metadata.toml"),
+        "run_in_transaction = false\n",
+    );
+    put(
+        &dir.join(both),
+        "ALTER TABLE orders ADD COLUMN shipped_at timestamptz;\nCREATE INDEX orders_shipped_at_idx ON orders (shipped_at);\n",
+    );
+    put(
+        &m.join("2024-01-09-120000_ship_orders/down.sql"),
+        "DROP INDEX orders_shipped_at_idx;\nALTER TABLE orders DROP COLUMN shipped_at;\n",
+    );
+    let (code, blocked) = check_blocks("diesel", dir, &[both.to_owned()]);
+    assert_eq!((code, blocked), (1, BTreeSet::from([both.to_owned()])));
+    let rule = "require-concurrent-index-creation";
+    let blocks = decided(e2e, rule, Action::Block);
+    let run = diesel(e2e, Via::Proxy, "via_proxy", dir)
+        .args(["migration", "run"])
+        .fails()
+        .await;
+    run.assert_says(&[&format!(
+        "Failed to run 2024-01-09-120000_ship_orders with: ddlgate blocked this statement (rule {rule}: "
+    )]);
+    assert_eq!(decided(e2e, rule, Action::Block), blocks + 1);
+    let probe = "SELECT count(*) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'shipped_at'";
+    assert_eq!(
+        e2e.query_text("via_proxy", probe).await,
+        ["0"],
+        "the ADD COLUMN before the refused index ran in the same implicit transaction"
+    );
+    assert!(!recorded(e2e, "via_proxy").await.contains("20240109120000"));
+
+    std::fs::remove_file(m.join("2024-01-09-120000_ship_orders/metadata.toml")).expect("rm");
+    put(
+        &dir.join(both),
+        "ALTER TABLE orders ADD COLUMN shipped_at timestamptz;\n",
+    );
+    put(
+        &m.join("2024-01-09-120000_ship_orders/down.sql"),
+        "ALTER TABLE orders DROP COLUMN shipped_at;\n",
+    );
+    let index = "migrations/2024-01-10-120000_index_orders_shipped_at/up.sql";
+    put(
+        &m.join("2024-01-10-120000_index_orders_shipped_at/metadata.toml"),
+        "run_in_transaction = false\n",
+    );
+    put(
+        &dir.join(index),
+        "CREATE INDEX orders_shipped_at_idx ON orders (shipped_at);\n",
+    );
+    put(
+        &m.join("2024-01-10-120000_index_orders_shipped_at/down.sql"),
+        "DROP INDEX orders_shipped_at_idx;\n",
+    );
+    let (code, blocked) = check_blocks("diesel", dir, &[both.to_owned(), index.to_owned()]);
+    assert_eq!((code, blocked), (0, BTreeSet::new()));
+    let rewrites = decided(e2e, rule, Action::Rewrite);
+    diesel(e2e, Via::Proxy, "via_proxy", dir)
+        .args(["migration", "run"])
+        .ok()
+        .await;
+    assert_eq!(decided(e2e, rule, Action::Rewrite), rewrites + 1);
+    assert_eq!(
+        e2e.query_text(
+            "via_proxy",
+            "SELECT indisvalid::text FROM pg_index WHERE indexrelid = 'orders_shipped_at_idx'::regclass"
+        )
+        .await,
+        ["true"]
+    );
+    assert!(
+        recorded(e2e, "via_proxy")
+            .await
+            .ends_with("20240109120000,20240110120000")
+    );
 }

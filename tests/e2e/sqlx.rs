@@ -88,6 +88,12 @@ pub(crate) fn prefix_file(file: &Path, line: &str) {
     std::fs::write(file, format!("{line}\n{body}")).expect("write migration");
 }
 
+/// Writes `contents` to `file`, creating its directory.
+pub(crate) fn put(file: &Path, contents: &str) {
+    std::fs::create_dir_all(file.parent().expect("a directory")).expect("mkdir");
+    std::fs::write(file, contents).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+}
+
 /// Fills both tables above the small-table thresholds (right after the create-tables
 /// migration), straight on the server.
 pub(crate) async fn fill_big(e2e: &E2e, db: &str) {
@@ -407,6 +413,7 @@ async fn sqlx_big_tables_refused_in_transaction_then_no_transaction() {
         recorded(&e2e, "via_proxy").await,
         versions_through("drop_order_legacy_code")
     );
+    one_query_is_one_transaction(&e2e, dir).await;
     writer.stop_and_check().await;
 
     sqlx(&e2e, Via::Direct, "direct", dir)
@@ -423,4 +430,80 @@ async fn sqlx_big_tables_refused_in_transaction_then_no_transaction() {
     assert_eq!(blocked, refused_files);
     let (code, blocked) = check_blocks("sqlx", dir, &ups);
     assert_eq!((code, blocked), (0, BTreeSet::new()));
+}
+
+/// A later migration that adds a column and indexes it, both in one `-- no-transaction` file:
+/// sqlx sends the file as one Query, which PostgreSQL runs as one implicit transaction, so the
+/// index cannot be built concurrently there. ddlgate refuses the file (and `check` says so),
+/// nothing of it applies, sqlx does not record it. Split as README says (the column in a
+/// transactional file, the index alone in a `-- no-transaction` file), both apply and the index
+/// is built concurrently.
+async fn one_query_is_one_transaction(e2e: &E2e, dir: &Path) {
+    let both = "migrations/20240109120000_ship_orders.up.sql";
+    put(
+        &dir.join(both),
+        "-- no-transaction\nALTER TABLE orders ADD COLUMN shipped_at timestamptz;\nCREATE INDEX orders_shipped_at_idx ON orders (shipped_at);\n",
+    );
+    put(
+        &dir.join("migrations/20240109120000_ship_orders.down.sql"),
+        "DROP INDEX orders_shipped_at_idx;\nALTER TABLE orders DROP COLUMN shipped_at;\n",
+    );
+    let (code, blocked) = check_blocks("sqlx", dir, &[both.to_owned()]);
+    assert_eq!((code, blocked), (1, BTreeSet::from([both.to_owned()])));
+    let rule = "require-concurrent-index-creation";
+    let blocks = decided(e2e, rule, Action::Block);
+    let run = sqlx(e2e, Via::Proxy, "via_proxy", dir)
+        .args(["migrate", "run"])
+        .fails()
+        .await;
+    run.assert_says(&[&format!(
+        "error: while executing migration 20240109120000: error returned from database: ddlgate blocked this statement (rule {rule}: "
+    )]);
+    assert_eq!(decided(e2e, rule, Action::Block), blocks + 1);
+    let probe = "SELECT count(*) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'shipped_at'";
+    assert_eq!(
+        e2e.query_text("via_proxy", probe).await,
+        ["0"],
+        "the ADD COLUMN before the refused index ran in the same implicit transaction"
+    );
+    assert!(!recorded(e2e, "via_proxy").await.contains("20240109120000"));
+
+    put(
+        &dir.join(both),
+        "ALTER TABLE orders ADD COLUMN shipped_at timestamptz;\n",
+    );
+    put(
+        &dir.join("migrations/20240109120000_ship_orders.down.sql"),
+        "ALTER TABLE orders DROP COLUMN shipped_at;\n",
+    );
+    let index = "migrations/20240110120000_index_orders_shipped_at.up.sql";
+    put(
+        &dir.join(index),
+        "-- no-transaction\nCREATE INDEX orders_shipped_at_idx ON orders (shipped_at);\n",
+    );
+    put(
+        &dir.join("migrations/20240110120000_index_orders_shipped_at.down.sql"),
+        "DROP INDEX orders_shipped_at_idx;\n",
+    );
+    let (code, blocked) = check_blocks("sqlx", dir, &[both.to_owned(), index.to_owned()]);
+    assert_eq!((code, blocked), (0, BTreeSet::new()));
+    let rewrites = decided(e2e, rule, Action::Rewrite);
+    sqlx(e2e, Via::Proxy, "via_proxy", dir)
+        .args(["migrate", "run"])
+        .ok()
+        .await;
+    assert_eq!(decided(e2e, rule, Action::Rewrite), rewrites + 1);
+    assert_eq!(
+        e2e.query_text(
+            "via_proxy",
+            "SELECT indisvalid::text FROM pg_index WHERE indexrelid = 'orders_shipped_at_idx'::regclass"
+        )
+        .await,
+        ["true"]
+    );
+    assert!(
+        recorded(e2e, "via_proxy")
+            .await
+            .ends_with("20240109120000,20240110120000")
+    );
 }
