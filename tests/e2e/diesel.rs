@@ -19,7 +19,7 @@ use ddlgate::rules::Action;
 
 use crate::harness::{E2e, Run, Tool, Via, Writer, tool_dir, workdir};
 use crate::sqlx::{
-    REFUSED, WRITE, check_blocks, decided, fill_big, override_for, prefix_file, put, tables,
+    REFUSED, WRITE, check, check_blocks, decided, fill_big, override_for, prefix_file, put, tables,
 };
 
 /// The history's migration directories, oldest first.
@@ -340,10 +340,15 @@ async fn diesel_big_tables_refused_in_transaction_then_run_in_transaction_false(
 
     // `ddlgate check --tool diesel` agrees: on the files as first written it blocks exactly
     // those the proxy refused; with the ways out written, nothing.
+    // diesel never printed the hint; `check` does, with diesel's way out.
     let original = crate::harness::fixtures("diesel");
-    let (code, blocked) = check_blocks("diesel", &original, &ups);
+    let (code, blocked, text) = check("diesel", &original, &ups);
     assert_eq!(code, 1);
     assert_eq!(blocked, refused_files);
+    assert!(
+        text.contains("diesel `run_in_transaction = false` in the migration's `metadata.toml`, with only this statement in its `up.sql`"),
+        "{text}"
+    );
     let (code, blocked) = check_blocks("diesel", dir, &ups);
     assert_eq!((code, blocked), (0, BTreeSet::new()));
 }

@@ -137,6 +137,12 @@ pub(crate) async fn tables(e2e: &E2e, db: &str) -> Vec<String> {
 /// `ddlgate check --tool TOOL FILES…` run in `dir`: its exit status and the files it would
 /// block (relative paths as given).
 pub(crate) fn check_blocks(tool: &str, dir: &Path, files: &[String]) -> (i32, BTreeSet<String>) {
+    let (code, blocked, _) = check(tool, dir, files);
+    (code, blocked)
+}
+
+/// The same, and everything it printed (findings with their hints).
+pub(crate) fn check(tool: &str, dir: &Path, files: &[String]) -> (i32, BTreeSet<String>, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ddlgate"))
         .args(["check", "--tool", tool])
         .args(files)
@@ -151,7 +157,11 @@ pub(crate) fn check_blocks(tool: &str, dir: &Path, files: &[String]) -> (i32, BT
         .filter_map(|l| l.split(':').next())
         .map(str::to_owned)
         .collect();
-    (out.status.code().expect("exit status"), blocked)
+    (
+        out.status.code().expect("exit status"),
+        blocked,
+        text.into_owned(),
+    )
 }
 
 fn sqlx(e2e: &E2e, via: Via, db: &str, dir: &Path) -> Tool {
@@ -424,10 +434,17 @@ async fn sqlx_big_tables_refused_in_transaction_then_no_transaction() {
 
     // `ddlgate check --tool sqlx` agrees: on the files as first written it blocks exactly those
     // the proxy refused; on the files with their ways out, nothing.
+    // sqlx-cli never printed the hint; `check` does, with sqlx's way out.
     let original = crate::harness::fixtures("sqlx");
-    let (code, blocked) = check_blocks("sqlx", &original, &ups);
+    let (code, blocked, text) = check("sqlx", &original, &ups);
     assert_eq!(code, 1);
     assert_eq!(blocked, refused_files);
+    assert!(
+        text.contains(
+            "sqlx `-- no-transaction` as the first line of a file holding only this statement"
+        ),
+        "{text}"
+    );
     let (code, blocked) = check_blocks("sqlx", dir, &ups);
     assert_eq!((code, blocked), (0, BTreeSet::new()));
 }
