@@ -19,7 +19,8 @@ use ddlgate::rules::Action;
 
 use crate::harness::{E2e, Run, Tool, Via, Writer, tool_dir, workdir};
 use crate::sqlx::{
-    REFUSED, WRITE, check, check_blocks, decided, fill_big, override_for, prefix_file, put, tables,
+    REFUSED, WRITE, blocked, check, check_blocks, decided, fill_big, override_for, prefix_file,
+    put, tables,
 };
 
 /// The history's migration directories, oldest first.
@@ -114,11 +115,13 @@ async fn diesel_fresh_tables_rename_refused_redo_and_revert_all() {
     let dir = work.path();
     let rename = dir.join("migrations").join(migration("rename_order_note"));
 
+    let blocks = blocked(&e2e);
     let run = diesel(&e2e, Via::Proxy, "via_proxy", dir)
         .args(["migration", "run"])
         .fails()
         .await;
     assert_refused(&run, "rename_order_note", "renaming-column");
+    assert_eq!(blocked(&e2e), blocks + 1, "only the rename is blocked");
     for m in &HISTORY[1..7] {
         run.assert_says(&[&format!("Running migration {m}")]);
     }
@@ -140,6 +143,7 @@ async fn diesel_fresh_tables_rename_refused_redo_and_revert_all() {
         &format!("Running migration {}", migration("drop_order_legacy_code")),
     ]);
     assert_schema_rs(dir);
+    assert_eq!(blocked(&e2e), blocks + 1, "nothing more is blocked");
     let run = diesel(&e2e, Via::Proxy, "via_proxy", dir)
         .args(["migration", "redo"])
         .ok()

@@ -125,6 +125,12 @@ pub(crate) fn decided(e2e: &E2e, rule: &str, action: Action) -> u64 {
         .rule_action(rule, action)
 }
 
+/// How many statements ddlgate blocked in all, so far.
+pub(crate) fn blocked(e2e: &E2e) -> u64 {
+    e2e.env.proxy.shared().counters.decisions.effective[Action::Block as usize]
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The tables left in `public`, by name.
 pub(crate) async fn tables(e2e: &E2e, db: &str) -> Vec<String> {
     e2e.query_text(
@@ -236,11 +242,13 @@ async fn sqlx_fresh_tables_rename_refused_and_full_revert() {
     let work = workdir("sqlx");
     let dir = work.path();
 
+    let blocks = blocked(&e2e);
     let run = sqlx(&e2e, Via::Proxy, "via_proxy", dir)
         .args(["migrate", "run"])
         .fails()
         .await;
     assert_refused(&run, "rename_order_note", "renaming-column");
+    assert_eq!(blocked(&e2e), blocks + 1, "only the rename is blocked");
     for (v, n) in &HISTORY[..6] {
         run.assert_says(&[&format!("Applied {v}/migrate {}", n.replace('_', " "))]);
     }
@@ -280,6 +288,7 @@ async fn sqlx_fresh_tables_rename_refused_and_full_revert() {
             .overrides("renaming-column"),
         overrides + 1
     );
+    assert_eq!(blocked(&e2e), blocks + 1, "nothing more is blocked");
     assert_eq!(
         recorded(&e2e, "via_proxy").await,
         versions_through("drop_order_legacy_code")
