@@ -330,9 +330,9 @@ async fn sqlx_fresh_tables_rename_refused_and_full_revert() {
 }
 
 /// Big tables with a concurrent writer, sqlx's default transaction per migration: the index,
-/// the foreign key, the unique constraint and NOT NULL are each refused (DG001 and the rule in
-/// sqlx's output), `_sqlx_migrations` does not record the refused migration and nothing of it
-/// is left. The way out (`-- no-transaction` as the first line of the file, which holds only
+/// the foreign key, the unique constraint and NOT NULL are each refused (the rule and its
+/// summary in sqlx's output), `_sqlx_migrations` does not record the refused migration and
+/// nothing of it is left. The way out (`-- no-transaction` as the first line of the file, which holds only
 /// that statement) applies it in its safe form: ddlgate rewrites it (CONCURRENTLY, NOT VALID +
 /// VALIDATE, the unique index built concurrently, NOT NULL through a validated CHECK), the
 /// index is valid and the constraints validated, and sqlx records it. The writer never waits
