@@ -1,9 +1,10 @@
 //! sqlx-cli: a reversible history (`sqlx migrate add -r`: `<version>_<name>.up.sql` and
 //! `.down.sql`) applied with `sqlx migrate run` and taken back with `sqlx migrate revert`.
 //!
-//! What sqlx does, as observed here: each migration runs in its own transaction (`BEGIN`, the
-//! whole file as one simple Query, the `INSERT INTO _sqlx_migrations`, `COMMIT`); a file whose
-//! first line is `-- no-transaction` is sent as the same one Query without `BEGIN`. A run stops
+//! What sqlx does (its `sqlx-postgres` `migrate.rs`, and what these tests observe): each
+//! migration runs in its own transaction (`BEGIN`, the whole file as one simple Query, the
+//! `INSERT INTO _sqlx_migrations`, `COMMIT`); a file whose first line is `-- no-transaction` is
+//! sent as the same one Query without `BEGIN`. A run stops
 //! at the first failing migration, with the ones before it committed. sqlx-cli prints only the
 //! error's message (`error: while executing migration V: error returned from database: M`):
 //! ddlgate's DETAIL and HINT (the way out, the override comment) never reach the user.
