@@ -47,8 +47,13 @@ impl BlockError {
     }
 }
 
-/// The body of an ErrorResponse raised by one of ddlgate's `DO` blocks with its where-field
-/// (`W`) removed, every other field kept byte for byte; `None` for any other error.
+/// The body of an ErrorResponse raised by one of ddlgate's `DO` blocks without the fields that
+/// describe the `RAISE` rather than the client's statement: where (`W`, "PL/pgSQL function
+/// inline_code_block line 1 at RAISE"), and the server's source file, line and routine (`F`,
+/// `L`, `R`: `pl_exec.c`, its line, `exec_stmt_raise`). Clients print these as if they were
+/// about the migration: sqlx 0.9 shows every error as "MESSAGE at line L", so a refusal read
+/// "… at line 3891" of a one-line file (tests/e2e/sqlx.rs). Every other field is kept byte for
+/// byte; `None` for any other error.
 ///
 /// ddlgate's blocks are recognised by what the server reports of them: a message that starts
 /// with `ddlgate` (RAISE messages are never translated) and a where-field that is one line
@@ -74,7 +79,10 @@ pub fn without_raise_context(body: &[u8]) -> Option<BytesMut> {
         return None;
     }
     let mut out = Vec::with_capacity(body.len());
-    for (kind, value) in fields.iter().filter(|(kind, _)| *kind != b'W') {
+    for (kind, value) in fields
+        .iter()
+        .filter(|(kind, _)| !matches!(kind, b'W' | b'F' | b'L' | b'R'))
+    {
         out.push(*kind);
         out.extend_from_slice(value);
         out.push(0);
@@ -127,7 +135,7 @@ mod tests {
     }
 
     #[test]
-    fn only_the_blocks_where_field_is_removed() {
+    fn only_the_blocks_raise_location_is_removed() {
         let ours = [
             (b'S', "ERROR"),
             (b'V', "ERROR"),
@@ -137,9 +145,15 @@ mod tests {
             (b'H', "hint"),
             (b'W', "PL/pgSQL function inline_code_block line 1 at RAISE"),
             (b'F', "pl_exec.c"),
+            (b'L', "3891"),
+            (b'R', "exec_stmt_raise"),
         ];
         let frame = without_raise_context(&error_body(&ours)).expect("ours");
-        let without: Vec<(u8, &str)> = ours.iter().copied().filter(|(k, _)| *k != b'W').collect();
+        let without: Vec<(u8, &str)> = ours
+            .iter()
+            .copied()
+            .filter(|(k, _)| !matches!(k, b'W' | b'F' | b'L' | b'R'))
+            .collect();
         let mut expected = BytesMut::new();
         crate::protocol::framing::put_message(
             &mut expected,

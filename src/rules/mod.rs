@@ -338,9 +338,11 @@ pub fn check(ddl: &Ddl, ctx: &Context) -> Vec<Finding> {
 pub const OUTSIDE_TRANSACTION_HINT: &str = "Run it as its own statement outside any transaction: \
 Rails `disable_ddl_transaction!`; Django `atomic = False` on the migration; Alembic \
 `with op.get_context().autocommit_block():`; Flyway `executeInTransaction=false`; sqlx \
-`-- no-transaction` as the first line of a file holding only this statement; golang-migrate a \
-file with only this statement; knex `exports.config = { transaction: false }`; node-pg-migrate \
-`pgm.noTransaction()`; psql without `-1` and not in a `-c` string with other statements.";
+`-- no-transaction` as the first line of a file holding only this statement; diesel \
+`run_in_transaction = false` in the migration's `metadata.toml`, with only this statement in \
+its `up.sql`; golang-migrate a file with only this statement; knex \
+`exports.config = { transaction: false }`; node-pg-migrate `pgm.noTransaction()`; psql without \
+`-1` and not in a `-c` string with other statements.";
 
 #[cfg(test)]
 pub(crate) mod testing {

@@ -149,8 +149,8 @@ struct State {
     /// not see its ParseComplete.
     swallow_parse_complete: bool,
     /// ddlgate sent one of its raising `DO` blocks in this session (a prepared one may raise in
-    /// any later unit): from then on its errors lose the server's where-field (see
-    /// `act::without_raise_context`).
+    /// any later unit): from then on its errors lose the server's where, file, line and
+    /// routine fields (see `act::without_raise_context`).
     raised_block: bool,
     /// Bytes of a client message still streaming through to the upstream.
     c_stream_left: usize,

@@ -7,4 +7,6 @@
 mod common;
 mod harness;
 
+mod diesel;
 mod psql;
+mod sqlx;

@@ -842,7 +842,8 @@ impl Relay {
                 a.spilled = true;
                 continue;
             };
-            // An error of ddlgate's own raising block loses the server's where-field.
+            // An error of ddlgate's own raising block loses the server's where, file, line and
+            // routine fields.
             let frame = match frame.first() {
                 Some(&backend::ERROR_RESPONSE) if self.st.raised_block => {
                     crate::act::without_raise_context(framing::body(&frame))
