@@ -49,6 +49,7 @@ fn bench(c: &mut Criterion) {
         lex: LexOptions::default(),
         server_version: Some(150_000),
         pipelined: false,
+        tool: None,
     };
     // The default policy (enforce): what a deployment without a config file runs.
     let policy = Policy::from_config(&Config::default());

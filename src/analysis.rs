@@ -104,6 +104,8 @@ pub struct Context {
     /// For a Parse: an Execute already ran earlier in the same extended-protocol unit, so the
     /// statement will share an implicit transaction with it.
     pub pipelined: bool,
+    /// The migration tool driving the session, when known: refusals name its way out.
+    pub tool: Option<crate::tools::Tool>,
 }
 
 /// What the hook learned about one message's SQL.
@@ -752,7 +754,7 @@ impl Analyzer {
                 plan.notices.extend(warnings(&decision, profile));
                 None
             }
-            Action::Block => Some(block_error(&decision, profile).to_sql()),
+            Action::Block => Some(block_error(&decision, profile, ctx.tool).to_sql()),
             Action::Rewrite => match realize(
                 decision.rewrite,
                 sql,
@@ -780,7 +782,7 @@ impl Analyzer {
                 Realized::Refused(why) => {
                     counters.rewrite_failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %why, "rewrite refused; blocking the statement instead");
-                    let mut err = block_error(&decision, profile);
+                    let mut err = block_error(&decision, profile, ctx.tool);
                     err.detail = format!("{} {why}", err.detail);
                     Some(err.to_sql())
                 }
@@ -1005,7 +1007,7 @@ fn splice(sql: &[u8], spans: &[StatementSpan], replacements: &[(usize, Vec<u8>)]
 }
 
 /// The error the server raises in place of a blocked statement.
-fn block_error(d: &Decision, profile: &Profile) -> BlockError {
+fn block_error(d: &Decision, profile: &Profile, tool: Option<crate::tools::Tool>) -> BlockError {
     if let Some(e) = &d.error {
         return BlockError {
             code: act::sqlstate::INVALID_OVERRIDE,
@@ -1057,6 +1059,28 @@ fn block_error(d: &Decision, profile: &Profile) -> BlockError {
         .collect::<Vec<_>>()
         .join("; ");
     let mut hint = v.finding.hint.clone();
+    // The tool's own way out, in the message too: most tools print only the message.
+    let mut way_out = String::new();
+    if let Some(tool) = tool
+        && (hint.contains(rules::OUTSIDE_TRANSACTION_HINT)
+            || ids
+                .iter()
+                .any(|id| rules::STEPS_OUTSIDE_TRANSACTION.contains(id)))
+    {
+        hint = hint.replace(
+            rules::OUTSIDE_TRANSACTION_HINT,
+            &format!(
+                "Run it as its own statement outside any transaction: with {}, {}.",
+                tool.name(),
+                tool.outside_transaction()
+            ),
+        );
+        way_out = format!(
+            ". Safe way with {}: {} (ddlgate then runs its safe form)",
+            tool.name(),
+            tool.outside_transaction()
+        );
+    }
     let forbidden: Vec<&str> = ids
         .iter()
         .copied()
@@ -1088,8 +1112,13 @@ fn block_error(d: &Decision, profile: &Profile) -> BlockError {
             act::sqlstate::BLOCKED
         },
         message: format!(
-            "ddlgate blocked this statement ({} {names})",
-            if ids.len() == 1 { "rule" } else { "rules" }
+            "ddlgate blocked this statement ({} {names}){way_out}{}",
+            if ids.len() == 1 { "rule" } else { "rules" },
+            match tool {
+                Some(tool) if !tool.shows_hint() && forbidden.is_empty() =>
+                    format!(". To run it as written: {}", override_comment(&ids)),
+                _ => String::new(),
+            }
         ),
         detail,
         hint,
@@ -1252,6 +1281,7 @@ mod tests {
             lex: LexOptions::default(),
             server_version: Some(150_000),
             pipelined: false,
+            tool: None,
         }
     }
 
@@ -1474,6 +1504,46 @@ mod tests {
             panic!("{sql}: not blocked: {:?} {:?}", p.recipe, p.notices)
         };
         String::from_utf8(text).expect("utf-8")
+    }
+
+    /// A refusal in a session whose migration tool is known names that tool's way out in the
+    /// message (most tools print nothing else), and the override too when the tool hides HINTs.
+    #[test]
+    fn refusals_name_the_sessions_tool_and_its_way_out() {
+        let blocked = |tool: Option<crate::tools::Tool>| {
+            let policy = Policy::from_config(&Config::default());
+            let (_, p) = Analyzer::default().analyze(
+                &Counters::default(),
+                policy.profile_for("", "", ""),
+                Source::Query,
+                b"ALTER TABLE t ADD CONSTRAINT f FOREIGN KEY (a) REFERENCES u (id)",
+                &Context {
+                    tool,
+                    ..ctx(TxStatus::InTransaction)
+                },
+            );
+            String::from_utf8(p.sql.expect("blocked")).expect("utf-8")
+        };
+        let sqlx = blocked(Some(crate::tools::Tool::Sqlx));
+        assert!(
+            sqlx.contains("Safe way with sqlx: put `-- no-transaction` as the first line"),
+            "{sqlx}"
+        );
+        assert!(
+            sqlx.contains("To run it as written: /* ddlgate:allow adding-foreign-key-constraint"),
+            "{sqlx}"
+        );
+        let psql = blocked(Some(crate::tools::Tool::Psql));
+        assert!(
+            psql.contains("Safe way with psql: run the file without `-1`"),
+            "{psql}"
+        );
+        assert!(
+            !psql.contains("To run it as written"),
+            "psql shows the HINT: {psql}"
+        );
+        let unknown = blocked(None);
+        assert!(!unknown.contains("Safe way with"), "{unknown}");
     }
 
     #[test]

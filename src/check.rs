@@ -522,6 +522,7 @@ mod tests {
                 lex: LexOptions::default(),
                 server_version: Some(version * 10_000),
                 pipelined: false,
+                tool: None,
             },
         );
         match &plan.sql {

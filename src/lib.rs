@@ -63,3 +63,4 @@ pub mod session;
 pub mod shutdown;
 pub mod sql;
 pub mod tls;
+pub mod tools;

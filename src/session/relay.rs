@@ -122,6 +122,10 @@ struct State {
     /// Executes in the current extended-protocol unit (up to Sync). More than one means a
     /// pipeline, which the server runs as one implicit transaction.
     unit_executes: u32,
+    /// The migration tool driving the session, once known (`crate::tools`), and how many more
+    /// statements may be searched for its version table.
+    tool: Option<crate::tools::Tool>,
+    tool_search_left: u32,
     /// An extended-protocol unit is open: messages sent since the last Sync. ddlgate never
     /// slips a query of its own into an open unit.
     unit_open: bool,
@@ -295,6 +299,8 @@ impl Relay {
                 outstanding: 0,
                 syncs_since_command: 0,
                 unit_executes: 0,
+                tool: crate::tools::Tool::from_application_name(&who.application_name),
+                tool_search_left: crate::tools::STATEMENTS_SEARCHED,
                 unit_open: false,
                 prepared: Prepared::default(),
                 last_parse_ddl: false,
@@ -1266,11 +1272,16 @@ impl State {
             Source::Parse => protocol::parse_message(body).map(|(n, _)| n),
             Source::Query => None,
         };
+        if self.tool.is_none() && self.tool_search_left > 0 {
+            self.tool_search_left -= 1;
+            self.tool = crate::tools::Tool::from_sql(sql);
+        }
         let ctx = Context {
             tx: self.tx,
             lex: self.lex,
             server_version: self.server_version_num,
             pipelined: source == Source::Parse && self.unit_executes > 0,
+            tool: self.tool,
         };
         let (summary, mut plan) = self
             .analyzer
@@ -1505,6 +1516,7 @@ impl State {
             lex: self.lex,
             server_version: self.server_version_num,
             pipelined: self.unit_executes > 0,
+            tool: self.tool,
         };
         let (_, mut plan) =
             self.analyzer

@@ -1,0 +1,139 @@
+//! Which migration tool drives a session, so a refusal can name that tool's own way out.
+//!
+//! Most tools print only an error's message, never its DETAIL or HINT (sqlx-cli, diesel_cli:
+//! `tests/e2e`), so a hint listing every tool's switch never reaches their users. ddlgate knows
+//! the tool the way an operator would: by the version table it reads and writes before it runs
+//! anything (`_sqlx_migrations`, `__diesel_schema_migrations`, …), or by `application_name`
+//! (psql). Only names that belong to one tool count (`schema_migrations` is shared by Rails,
+//! golang-migrate and dbmate, so it names none). Only the first statements of a session are
+//! looked at, with one byte search each: tools read their version table before migrating.
+//!
+//! Nothing is decided on this: it only picks the words of a message. A client that pretends
+//! to be another tool gets another tool's advice, nothing more.
+
+/// A migration tool ddlgate can name in its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    Psql,
+    Sqlx,
+    Diesel,
+    Alembic,
+    Django,
+    Knex,
+    NodePgMigrate,
+    Flyway,
+    Liquibase,
+    Rails,
+    Prisma,
+}
+
+/// Statements of a session searched for a version table before ddlgate stops looking.
+pub const STATEMENTS_SEARCHED: u32 = 64;
+
+/// Version tables that belong to one tool, lower case as the tools create them.
+const VERSION_TABLES: &[(&[u8], Tool)] = &[
+    (b"_sqlx_migrations", Tool::Sqlx),
+    (b"__diesel_schema_migrations", Tool::Diesel),
+    (b"alembic_version", Tool::Alembic),
+    (b"django_migrations", Tool::Django),
+    (b"knex_migrations", Tool::Knex),
+    (b"pgmigrations", Tool::NodePgMigrate),
+    (b"flyway_schema_history", Tool::Flyway),
+    (b"databasechangelog", Tool::Liquibase),
+    (b"ar_internal_metadata", Tool::Rails),
+    (b"_prisma_migrations", Tool::Prisma),
+];
+
+impl Tool {
+    /// The tool named by `application_name`, when it names one.
+    pub fn from_application_name(name: &str) -> Option<Tool> {
+        (name == "psql").then_some(Tool::Psql)
+    }
+
+    /// The tool whose version table `sql` names, if any, written in lower or upper case as
+    /// the tools write them (Liquibase writes `DATABASECHANGELOG`).
+    pub fn from_sql(sql: &[u8]) -> Option<Tool> {
+        VERSION_TABLES
+            .iter()
+            .find(|(table, _)| {
+                memchr::memmem::find(sql, table).is_some()
+                    || memchr::memmem::find(sql, &table.to_ascii_uppercase()).is_some()
+            })
+            .map(|&(_, tool)| tool)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::Psql => "psql",
+            Tool::Sqlx => "sqlx",
+            Tool::Diesel => "diesel",
+            Tool::Alembic => "Alembic",
+            Tool::Django => "Django",
+            Tool::Knex => "knex",
+            Tool::NodePgMigrate => "node-pg-migrate",
+            Tool::Flyway => "Flyway",
+            Tool::Liquibase => "Liquibase",
+            Tool::Rails => "Rails",
+            Tool::Prisma => "Prisma",
+        }
+    }
+
+    /// How this tool runs one migration outside a transaction (README, "Using ddlgate with
+    /// your migration tool").
+    pub fn outside_transaction(self) -> &'static str {
+        match self {
+            Tool::Psql => "run the file without `-1`, or the statement alone with `-c`",
+            Tool::Sqlx => {
+                "put `-- no-transaction` as the first line of a migration holding only this statement"
+            }
+            Tool::Diesel => {
+                "give the migration a `metadata.toml` with `run_in_transaction = false`, and only this statement in its `up.sql`"
+            }
+            Tool::Alembic => "run it inside `with op.get_context().autocommit_block():`",
+            Tool::Django => "set `atomic = False` on the migration",
+            Tool::Knex => "add `exports.config = { transaction: false };` to the migration",
+            Tool::NodePgMigrate => "call `pgm.noTransaction()` in the migration",
+            Tool::Flyway => "give the script a `.conf` with `executeInTransaction=false`",
+            Tool::Liquibase => "set `runInTransaction:false` on the changeset",
+            Tool::Rails => "call `disable_ddl_transaction!` in the migration",
+            Tool::Prisma => "put the statement alone in its own `migration.sql`",
+        }
+    }
+
+    /// Whether the tool shows an error's HINT to its user; when it does not, the message
+    /// itself carries the override. Seen in tests/e2e: psql, and Alembic and Django through
+    /// psycopg (whose exception text holds DETAIL and HINT), show it; sqlx-cli and diesel_cli
+    /// print the message alone. Tools not seen are assumed not to.
+    pub fn shows_hint(self) -> bool {
+        matches!(self, Tool::Psql | Tool::Alembic | Tool::Django)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tools_are_named_by_their_version_tables() {
+        assert_eq!(
+            Tool::from_sql(b"SELECT version, checksum FROM _sqlx_migrations ORDER BY version"),
+            Some(Tool::Sqlx)
+        );
+        assert_eq!(
+            Tool::from_sql(b"SELECT * FROM DATABASECHANGELOG"),
+            Some(Tool::Liquibase)
+        );
+        assert_eq!(
+            Tool::from_sql(b"select * from \"knex_migrations\""),
+            Some(Tool::Knex)
+        );
+        // Shared by several tools: names none.
+        assert_eq!(
+            Tool::from_sql(b"SELECT version FROM schema_migrations"),
+            None
+        );
+        assert_eq!(Tool::from_sql(b"SELECT 1"), None);
+        assert_eq!(Tool::from_application_name("psql"), Some(Tool::Psql));
+        assert_eq!(Tool::from_application_name("app"), None);
+    }
+}
