@@ -7,4 +7,5 @@
 mod common;
 mod harness;
 
+mod alembic;
 mod psql;
