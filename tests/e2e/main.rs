@@ -8,4 +8,5 @@ mod common;
 mod harness;
 
 mod alembic;
+mod django;
 mod psql;
