@@ -233,6 +233,25 @@ mod tests {
     }
 
     #[test]
+    fn inside_a_transaction_the_hint_names_the_tools_way_out() {
+        let sql = "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES customers (id)";
+        let f = run(&RULE, sql, &Ctx::in_tx()).expect("flagged");
+        assert_eq!(f.rewrite, None);
+        assert!(
+            f.hint.contains("VALIDATE CONSTRAINT fk")
+                && f.hint.contains("ddlgate run these steps")
+                && f.hint.contains("Django `atomic = False`")
+                && f.hint.contains("transaction_per_migration=True"),
+            "{}",
+            f.hint
+        );
+        // Outside one, ddlgate runs the steps: the hint gives them alone.
+        let f = run(&RULE, sql, &Ctx::default()).expect("flagged");
+        assert_eq!(f.rewrite, Some(Rewrite::Steps));
+        assert!(!f.hint.contains("ddlgate run these steps"), "{}", f.hint);
+    }
+
+    #[test]
     fn a_new_table_still_locks_the_referenced_one() {
         let mut ctx = Ctx::in_tx();
         ctx.created.insert(Name::bare("fresh"));
