@@ -217,11 +217,12 @@ const STEPS: [Step; 4] = [
 #[tokio::test]
 async fn django_big_tables() {
     let e2e = E2e::start().await;
-    e2e.create_db("via_proxy").await;
-    e2e.create_db("direct").await;
+    for db in ["via_proxy", "server_side_binding", "direct"] {
+        e2e.create_db(db).await;
+    }
     e2e.admin_exec(
         "postgres",
-        "ALTER DATABASE via_proxy SET log_statement = 'ddl'",
+        "ALTER DATABASE via_proxy SET log_statement = 'ddl'; ALTER DATABASE server_side_binding SET log_statement = 'all'",
     )
     .await;
     let dir = workdir("django");
@@ -301,4 +302,24 @@ async fn django_big_tables() {
         .ok()
         .await;
     e2e.assert_same_schema("via_proxy", "direct", &[]).await;
+
+    // With server-side binding on, psycopg 3 still sends the schema editor's DDL (no
+    // parameters) as simple Queries: the final history applies through ddlgate on big tables,
+    // multi-step rewrites included (the extended protocol would have them refused).
+    let ssb =
+        || manage(&e2e, Via::Proxy, "server_side_binding", dir).env("DB_SERVER_SIDE_BINDING", "1");
+    ssb().args(["migrate", "shop", "0001"]).ok().await;
+    fill_big(&e2e, "server_side_binding").await;
+    ssb().arg("migrate").ok().await;
+    let log = e2e.env.pg.log();
+    assert!(
+        log.contains(r#"execute <unnamed>: INSERT INTO "django_migrations""#),
+        "server-side binding was not on: Django recorded its migrations by simple Queries"
+    );
+    assert!(
+        !log.contains("execute <unnamed>: ALTER") && !log.contains("execute <unnamed>: CREATE"),
+        "Django sent DDL by the extended protocol"
+    );
+    e2e.assert_same_schema("server_side_binding", "direct", &[])
+        .await;
 }
