@@ -26,6 +26,7 @@ fn manage(e2e: &E2e, via: Via, db: &str, dir: &Path) -> Tool {
         .env("DB_PORT", port.to_string())
         .env("DB_NAME", db)
         .env("DB_USER", "trust_user")
+        // The test edits migrations between runs; no stale bytecode may stand in for them.
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .cwd(dir)
 }
