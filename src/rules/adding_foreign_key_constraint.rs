@@ -24,7 +24,7 @@
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-NOTES>
 
-use super::{Action, Context, Finding, Rewrite, Rule};
+use super::{Action, Context, Finding, Rewrite, Rule, steps_hint};
 use crate::sql::statement::{AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind, Name};
 
 pub static RULE: Rule = Rule {
@@ -112,7 +112,7 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
     Some(Finding {
         rule: RULE.id,
         message,
-        hint,
+        hint: steps_hint(hint, ctx),
         rewrite: (!ctx.in_transaction_block()).then_some(Rewrite::Steps),
     })
 }
@@ -230,6 +230,25 @@ mod tests {
             f.message,
             f.hint
         );
+    }
+
+    #[test]
+    fn inside_a_transaction_the_hint_names_the_tools_way_out() {
+        let sql = "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES customers (id)";
+        let f = run(&RULE, sql, &Ctx::in_tx()).expect("flagged");
+        assert_eq!(f.rewrite, None);
+        assert!(
+            f.hint.contains("VALIDATE CONSTRAINT fk")
+                && f.hint.contains("ddlgate run these steps")
+                && f.hint.contains("Django `atomic = False`")
+                && f.hint.contains("transaction_per_migration=True"),
+            "{}",
+            f.hint
+        );
+        // Outside one, ddlgate runs the steps: the hint gives them alone.
+        let f = run(&RULE, sql, &Ctx::default()).expect("flagged");
+        assert_eq!(f.rewrite, Some(Rewrite::Steps));
+        assert!(!f.hint.contains("ddlgate run these steps"), "{}", f.hint);
     }
 
     #[test]

@@ -348,12 +348,26 @@ pub const STEPS_OUTSIDE_TRANSACTION: &[&str] = &[
 /// in hints when the statement arrives inside one.
 pub const OUTSIDE_TRANSACTION_HINT: &str = "Run it as its own statement outside any transaction: \
 Rails `disable_ddl_transaction!`; Django `atomic = False` on the migration; Alembic \
-`with op.get_context().autocommit_block():`; Flyway `executeInTransaction=false`; sqlx \
-`-- no-transaction` as the first line of a file holding only this statement; diesel \
-`run_in_transaction = false` in the migration's `metadata.toml`, with only this statement in \
-its `up.sql`; golang-migrate a file with only this statement; knex \
-`exports.config = { transaction: false }`; node-pg-migrate `pgm.noTransaction()`; psql without \
-`-1` and not in a `-c` string with other statements.";
+`with op.get_context().autocommit_block():` and `transaction_per_migration=True` in env.py; \
+Flyway `executeInTransaction=false`; sqlx `-- no-transaction` as the first line of a file \
+holding only this statement; diesel `run_in_transaction = false` in the migration's \
+`metadata.toml`, with only this statement in its `up.sql`; golang-migrate a file with only \
+this statement; knex `exports.config = { transaction: false }`; node-pg-migrate \
+`pgm.noTransaction()`; psql without `-1` and not in a `-c` string with other statements.";
+
+/// The hint of a rule whose safe form is several steps (`Rewrite::Steps`), completed when the
+/// statement arrives inside a transaction block, where ddlgate cannot run them: outside one,
+/// alone, ddlgate runs those steps itself, so the tool's way to send it so is the shorter way
+/// out than writing the steps by hand (which also need separate transactions).
+pub fn steps_hint(hint: String, ctx: &Context) -> String {
+    if ctx.in_transaction_block() {
+        format!(
+            "{hint} Or let ddlgate run these steps: it does when the statement arrives alone, outside any transaction, as a simple-protocol query. {OUTSIDE_TRANSACTION_HINT}"
+        )
+    } else {
+        hint
+    }
+}
 
 #[cfg(test)]
 pub(crate) mod testing {

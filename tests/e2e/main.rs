@@ -7,6 +7,8 @@
 mod common;
 mod harness;
 
+mod alembic;
 mod diesel;
+mod django;
 mod psql;
 mod sqlx;
