@@ -89,7 +89,9 @@ impl Tool {
             Tool::Diesel => {
                 "give the migration a `metadata.toml` with `run_in_transaction = false`, and only this statement in its `up.sql`"
             }
-            Tool::Alembic => "run it inside `with op.get_context().autocommit_block():`, with `transaction_per_migration=True` in env.py",
+            Tool::Alembic => {
+                "run it inside `with op.get_context().autocommit_block():`, with `transaction_per_migration=True` in env.py"
+            }
             Tool::Django => "set `atomic = False` on the migration",
             Tool::Knex => "add `exports.config = { transaction: false };` to the migration",
             Tool::NodePgMigrate => "call `pgm.noTransaction()` in the migration",

@@ -19,8 +19,8 @@ use ddlgate::rules::Action;
 
 use crate::harness::{E2e, Run, Tool, Via, Writer, tool_dir, workdir};
 use crate::sqlx::{
-    REFUSED, WRITE, blocked, check, check_blocks, decided, fill_big, override_for, prefix_file,
-    put, tables,
+    REFUSED, WRITE, assert_tool_way_out, blocked, check, check_blocks, decided, fill_big,
+    override_for, prefix_file, put, tables,
 };
 
 /// The history's migration directories, oldest first.
@@ -80,6 +80,12 @@ fn assert_refused(run: &Run, name: &str, rule: &str) {
         migration(name)
     )]);
     run.assert_silent_on(&[" at line ", "pl_exec"]);
+    assert_tool_way_out(
+        run,
+        rule,
+        "diesel",
+        "give the migration a `metadata.toml` with `run_in_transaction = false`",
+    );
 }
 
 /// The `src/schema.rs` diesel regenerated through ddlgate after a successful run.

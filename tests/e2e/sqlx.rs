@@ -6,8 +6,9 @@
 //! `INSERT INTO _sqlx_migrations`, `COMMIT`); a file whose first line is `-- no-transaction` is
 //! sent as the same one Query without `BEGIN`. A run stops
 //! at the first failing migration, with the ones before it committed. sqlx-cli prints only the
-//! error's message (`error: while executing migration V: error returned from database: M`):
-//! ddlgate's DETAIL and HINT (the way out, the override comment) never reach the user.
+//! error's message (`error: while executing migration V: error returned from database: M`),
+//! never DETAIL or HINT: ddlgate, knowing sqlx by its version table, puts sqlx's way out and
+//! the override into the message (`assert_tool_way_out`).
 //!
 //! The helpers marked `pub(crate)` are shared with `diesel.rs`, which runs the same history.
 
@@ -76,9 +77,8 @@ pub(crate) const REFUSED: [Refused; 4] = [
     },
 ];
 
-/// The override comment the hint of a refusal names (`/* ddlgate:allow RULE reason="…" */`),
-/// with a real reason written in. sqlx and diesel do not print the hint, so it is written from
-/// the rule id their output shows, as README's "Overrides" documents it.
+/// The override comment a refusal names (`/* ddlgate:allow RULE reason="…" */`, in the message
+/// for tools that print no HINT: [`assert_tool_way_out`]), with a real reason written in.
 pub(crate) fn override_for(rule: &str) -> String {
     format!("/* ddlgate:allow {rule} reason=\"e2e: the application no longer reads it\" */")
 }
@@ -228,6 +228,24 @@ fn assert_refused(run: &Run, name: &str, rule: &str) {
         ),
     ]);
     run.assert_silent_on(&[" at line ", "pl_exec"]);
+    assert_tool_way_out(
+        run,
+        rule,
+        "sqlx",
+        "put `-- no-transaction` as the first line",
+    );
+}
+
+/// sqlx and diesel print only the message: ddlgate, knowing the tool by its version table,
+/// puts the tool's way out (for rules it can run safely outside a transaction) and the override
+/// that [`override_for`] writes into the message itself.
+pub(crate) fn assert_tool_way_out(run: &Run, rule: &str, tool: &str, way: &str) {
+    if rule != "renaming-column" {
+        run.assert_says(&[&format!("Safe way with {tool}: {way}")]);
+    }
+    run.assert_says(&[&format!(
+        "To run it as written: /* ddlgate:allow {rule} reason=\"…\" */"
+    )]);
 }
 
 /// Fresh tables, sqlx's default (one transaction per migration): everything applies except the
