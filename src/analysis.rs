@@ -1075,11 +1075,14 @@ fn block_error(d: &Decision, profile: &Profile, tool: Option<crate::tools::Tool>
                 tool.outside_transaction()
             ),
         );
-        way_out = format!(
-            ". Safe way with {}: {} (ddlgate then runs its safe form)",
-            tool.name(),
-            tool.outside_transaction()
-        );
+        // Said once: in the HINT for a tool that shows it, in the message for one that does not.
+        if !tool.shows_hint() {
+            way_out = format!(
+                ". Safe way with {}: {} (ddlgate then runs its safe form)",
+                tool.name(),
+                tool.outside_transaction()
+            );
+        }
     }
     let forbidden: Vec<&str> = ids
         .iter()
@@ -1533,15 +1536,14 @@ mod tests {
             sqlx.contains("To run it as written: /* ddlgate:allow adding-foreign-key-constraint"),
             "{sqlx}"
         );
+        // psql shows the HINT: its way out is said there, once, and the override too.
         let psql = blocked(Some(crate::tools::Tool::Psql));
         assert!(
-            psql.contains("Safe way with psql: run the file without `-1`"),
+            psql.contains("outside any transaction: with psql, run it"),
             "{psql}"
         );
-        assert!(
-            !psql.contains("To run it as written"),
-            "psql shows the HINT: {psql}"
-        );
+        assert!(!psql.contains("Safe way with"), "{psql}");
+        assert!(!psql.contains("To run it as written"), "{psql}");
         let unknown = blocked(None);
         assert!(!unknown.contains("Safe way with"), "{unknown}");
     }

@@ -82,7 +82,9 @@ impl Tool {
     /// your migration tool").
     pub fn outside_transaction(self) -> &'static str {
         match self {
-            Tool::Psql => "run the file without `-1`, or the statement alone with `-c`",
+            Tool::Psql => {
+                "run it after COMMIT, not in a file run with `-1`, and not in a `-c` string with other statements"
+            }
             Tool::Sqlx => {
                 "put `-- no-transaction` as the first line of a migration holding only this statement"
             }

@@ -297,8 +297,8 @@ async fn alembic_big_tables() {
             "DETAIL:",
             "HINT:",
             // ddlgate knows the session's tool by its version table (alembic_version): the
-            // message names Alembic's way out, and only Alembic's.
-            "Safe way with Alembic: run it inside `with op.get_context().autocommit_block():`, with `transaction_per_migration=True` in env.py",
+            // HINT (which psycopg shows) names Alembic's way out, and only Alembic's.
+            "outside any transaction: with Alembic, run it inside `with op.get_context().autocommit_block():`, with `transaction_per_migration=True` in env.py",
         ]);
         run.assert_silent_on(&["disable_ddl_transaction!"]);
         assert_eq!(

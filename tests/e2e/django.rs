@@ -248,7 +248,7 @@ async fn django_big_tables() {
             "DETAIL:",
             "HINT:",
             // Known by its version table (django_migrations): Django's way out, only Django's.
-            "Safe way with Django: set `atomic = False` on the migration",
+            "outside any transaction: with Django, set `atomic = False` on the migration",
         ]);
         run.assert_silent_on(&["disable_ddl_transaction!"]);
         assert_eq!(recorded(&e2e, "via_proxy").await, previous);
