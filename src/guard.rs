@@ -582,6 +582,33 @@ pub fn backoff(cfg: &GuardConfig, attempt: u32, jitter: f64) -> Duration {
     base.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
+/// What the guard does after attempt `attempt` of a statement timed out on its lock,
+/// `elapsed` after the guard began: wait and try again, or give up. The whole retry policy, as
+/// one pure function: the session only carries it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterLockTimeout {
+    /// Wait this long (watching the client and shutdown), then send the statement again.
+    RetryAfter(Duration),
+    /// `guard.max_attempts` reached, or the next wait would end past `guard.max_wait_ms`.
+    GiveUp,
+}
+
+/// The retry policy (see [`AfterLockTimeout`]); `jitter` in `0..=1` picks the wait within
+/// the backoff's range.
+pub fn after_lock_timeout(
+    cfg: &GuardConfig,
+    attempt: u32,
+    elapsed: Duration,
+    jitter: f64,
+) -> AfterLockTimeout {
+    let wait = backoff(cfg, attempt, jitter);
+    if attempt >= cfg.max_attempts || elapsed + wait > cfg.max_wait_ms {
+        AfterLockTimeout::GiveUp
+    } else {
+        AfterLockTimeout::RetryAfter(wait)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -683,5 +710,43 @@ mod tests {
         assert_eq!(backoff(&cfg, 2, 1.0), Duration::from_millis(400));
         assert_eq!(backoff(&cfg, 3, 0.0), Duration::from_millis(400));
         assert_eq!(backoff(&cfg, 30, 1.0), Duration::from_secs(5));
+    }
+
+    /// The retry policy on a paused clock: every attempt waits the whole lock_timeout (the
+    /// worst case, a lock never released), then the policy's wait. With the defaults (2 s
+    /// lock_timeout, 10 attempts, 200 ms doubling to 5 s, 60 s max_wait) the guard gives up
+    /// after attempt 10, never past max_wait_ms; with a short max_wait it gives up earlier, by
+    /// time.
+    #[tokio::test(start_paused = true)]
+    async fn retries_are_bounded_by_attempts_and_by_time() {
+        async fn run(cfg: &GuardConfig, jitter: f64) -> (u32, Duration) {
+            let began = tokio::time::Instant::now();
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                tokio::time::sleep(cfg.lock_timeout_ms).await;
+                match after_lock_timeout(cfg, attempt, began.elapsed(), jitter) {
+                    AfterLockTimeout::RetryAfter(wait) => tokio::time::sleep(wait).await,
+                    AfterLockTimeout::GiveUp => return (attempt, began.elapsed()),
+                }
+            }
+        }
+        let cfg = GuardConfig::default();
+        for jitter in [0.0, 0.5, 1.0] {
+            let (attempts, took) = run(&cfg, jitter).await;
+            assert_eq!(attempts, cfg.max_attempts, "jitter {jitter}");
+            assert!(took <= cfg.max_wait_ms, "jitter {jitter}: {took:?}");
+        }
+        // Full waits: 10 × 2 s of lock_timeout + 0.2 + 0.4 + 0.8 + 1.6 + 3.2 + 4 × 5 s = 46.2 s.
+        assert_eq!(run(&cfg, 1.0).await.1, Duration::from_millis(46_200));
+        let short = GuardConfig {
+            max_wait_ms: Duration::from_secs(7),
+            ..GuardConfig::default()
+        };
+        let (attempts, took) = run(&short, 1.0).await;
+        assert!(attempts < short.max_attempts, "{attempts}");
+        assert!(took <= short.max_wait_ms, "{took:?}");
+        // 2 + 0.2 + 2 + 0.4 + 2 = 6.6 s; another 0.8 s wait would end past 7 s.
+        assert_eq!((attempts, took), (3, Duration::from_millis(6_600)));
     }
 }

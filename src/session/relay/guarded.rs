@@ -275,8 +275,9 @@ impl Relay {
                     _ => {}
                 }
                 let blockers = self.blockers(&plan).await?;
-                let wait = guard::backoff(&cfg, attempt_no, fastrand::f64());
-                if attempt_no >= cfg.max_attempts || began.elapsed() + wait > cfg.max_wait_ms {
+                let next =
+                    guard::after_lock_timeout(&cfg, attempt_no, began.elapsed(), fastrand::f64());
+                let guard::AfterLockTimeout::RetryAfter(wait) = next else {
                     counters
                         .guard
                         .exhausted
@@ -291,7 +292,7 @@ impl Relay {
                     return self
                         .give_up(epilogue, reopen, message, &blockers, "End or wait out the blocking transactions (pg_terminate_backend(pid) for a stuck one), then run the statement again; guard.max_attempts and guard.max_wait_ms set how long ddlgate keeps trying.")
                         .await;
-                }
+                };
                 counters
                     .guard
                     .retries
