@@ -24,7 +24,7 @@
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-NOTES>
 
-use super::{Action, Context, Finding, Rewrite, Rule};
+use super::{Action, Context, Finding, Rewrite, Rule, steps_hint};
 use crate::sql::statement::{AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind, Name};
 
 pub static RULE: Rule = Rule {
@@ -112,7 +112,7 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
     Some(Finding {
         rule: RULE.id,
         message,
-        hint,
+        hint: steps_hint(hint, ctx),
         rewrite: (!ctx.in_transaction_block()).then_some(Rewrite::Steps),
     })
 }

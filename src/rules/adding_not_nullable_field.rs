@@ -20,7 +20,7 @@
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-SET-DROP-NOT-NULL>
 
-use super::{Action, Context, Finding, Rewrite, Rule};
+use super::{Action, Context, Finding, Rewrite, Rule, steps_hint};
 use crate::sql::statement::{AddConstraint, AlterOp, ConstraintKind, Ddl};
 
 pub static RULE: Rule = Rule {
@@ -83,7 +83,7 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
         message: format!(
             "{what} scans the whole table under an ACCESS EXCLUSIVE lock: every read and write on {table} waits until the scan finishes."
         ),
-        hint,
+        hint: steps_hint(hint, ctx),
         rewrite: (!ctx.in_transaction_block()).then_some(Rewrite::Steps),
     })
 }
