@@ -8,3 +8,8 @@ mod common;
 mod harness;
 
 mod psql;
+
+mod dbmate;
+mod knex;
+mod node_pg_migrate;
+mod node_tools;
