@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::harness::{E2e, Tool, Via, tool_dir};
+use crate::harness::{self, E2e, Tool, Via, tool_dir};
 use crate::node_tools::{self, Migrator, edit};
 
 struct Dbmate;
@@ -97,4 +97,75 @@ async fn dbmate_fresh_tables() {
 #[tokio::test]
 async fn dbmate_big_tables() {
     node_tools::big_tables::<Dbmate>().await;
+}
+
+/// A `transaction:false` section is sent as one Query, which PostgreSQL runs as one implicit
+/// transaction: with another statement beside it, the index on a big table is refused (the
+/// hint names the multi-statement query), and the statement before it is rolled back with it.
+/// Split as README says (the index alone in its section), it applies as CREATE INDEX
+/// CONCURRENTLY.
+#[tokio::test]
+async fn dbmate_transaction_false_section_is_one_query() {
+    let e2e = E2e::start().await;
+    e2e.create_db("app").await;
+    let work = harness::workdir(Dbmate::NAME);
+    let dir = work.path();
+    Dbmate::prepare(dir);
+    Dbmate::up(&e2e, Via::Proxy, "app", dir, true).ok().await;
+    node_tools::fill_big(&e2e, "app").await;
+
+    let first = &Dbmate::migrations(dir)[0];
+    let mixed = dir.join("db/mixed");
+    std::fs::create_dir_all(&mixed).expect("mkdir");
+    std::fs::copy(first, mixed.join(first.file_name().expect("name"))).expect("copy");
+    std::fs::write(
+        mixed.join("20260101000002_status_and_index.sql"),
+        "-- migrate:up transaction:false\n\
+         ALTER TABLE orders ADD COLUMN status text;\n\
+         CREATE INDEX orders_status_idx ON orders (status);\n\n\
+         -- migrate:down transaction:false\n\
+         DROP INDEX orders_status_idx;\n\
+         ALTER TABLE orders DROP COLUMN status;\n",
+    )
+    .expect("write migration");
+    let run = Dbmate::cli(&e2e, Via::Proxy, "app", dir)
+        .args(["--migrations-dir", "db/mixed", "migrate"])
+        .fails()
+        .await;
+    run.assert_says(&[
+        "ddlgate blocked this statement",
+        "require-concurrent-index-creation",
+    ]);
+    let status = "SELECT count(*) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'status'";
+    assert_eq!(
+        e2e.query_text("app", status).await,
+        ["0"],
+        "the ADD COLUMN before the index ran in the same implicit transaction and was rolled back"
+    );
+    assert_eq!(
+        e2e.query_text("app", Dbmate::APPLIED_SQL).await,
+        ["20260101000001"]
+    );
+
+    // The way out: the index alone in its own transaction:false section.
+    let migrations = Dbmate::migrations(dir);
+    let run = Dbmate::up(&e2e, Via::Proxy, "app", dir, false)
+        .fails()
+        .await;
+    run.assert_says(&["require-concurrent-index-creation"]);
+    Dbmate::opt_out(&migrations[2]);
+    let run = Dbmate::up(&e2e, Via::Proxy, "app", dir, false)
+        .fails()
+        .await;
+    run.assert_says(&["adding-foreign-key-constraint"]);
+    assert_eq!(e2e.query_text("app", status).await, ["1"]);
+    assert_eq!(
+        e2e.query_text(
+            "app",
+            "SELECT count(*) FROM pg_index WHERE indexrelid = 'orders_status_idx'::regclass AND indisvalid"
+        )
+        .await,
+        ["1"],
+        "the index was built (CONCURRENTLY) and is valid"
+    );
 }

@@ -290,7 +290,7 @@ pub async fn fresh_tables<M: Migrator>() {
     );
 }
 
-async fn fill_big(e2e: &E2e, db: &str) {
+pub async fn fill_big(e2e: &E2e, db: &str) {
     e2e.fill(
         db,
         &format!(
