@@ -25,28 +25,33 @@ const REASON: &str = "e2e: the application no longer reads it";
 /// tables.
 pub const RENAME: usize = 6;
 
-/// Migrations refused inside the tool's transaction on big tables: position, rule, and a
-/// query that counts the migration's effect (0 before, 1 after).
-pub const REFUSED_ON_BIG_TABLES: [(usize, &str, &str); 4] = [
+/// Migrations refused inside the tool's transaction on big tables: position, rule, a query
+/// that counts the migration's effect (0 before, 1 after), and what the refusal's DETAIL
+/// says it would have done to the application.
+pub const REFUSED_ON_BIG_TABLES: [(usize, &str, &str, &str); 4] = [
     (
         2,
         "require-concurrent-index-creation",
         "SELECT count(*) FROM pg_indexes WHERE indexname = 'orders_status_idx'",
+        "takes a SHARE lock for the whole index build",
     ),
     (
         3,
         "adding-foreign-key-constraint",
         "SELECT count(*) FROM pg_constraint WHERE conname = 'orders_account_id_fkey'",
+        "checks every row of orders while holding SHARE ROW EXCLUSIVE on both tables",
     ),
     (
         4,
         "disallowed-unique-constraint",
         "SELECT count(*) FROM pg_class WHERE relname = 'accounts_email_key'",
+        "builds its index under an ACCESS EXCLUSIVE lock",
     ),
     (
         5,
         "adding-not-nullable-field",
         "SELECT count(*) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'total' AND attnotnull",
+        "scans the whole table under an ACCESS EXCLUSIVE lock",
     ),
 ];
 
@@ -220,10 +225,12 @@ async fn down_path<M: Migrator>(e2e: &E2e, via: Via, db: &str, dir: &Path, files
     );
 }
 
-/// Fresh, never-analyzed tables (created by the first migration, in a run of its own), the
-/// rest in one run of the tool's default, transactional mode: everything applies as written
-/// except the rename, which is refused with its rule; with the override it applies. The
-/// schema equals the same history applied directly, and so it does after the down path.
+/// A first deploy (the whole history in one run on an empty database: with a tool that runs
+/// it in one transaction, the tables are created in it and nothing is refused). Then fresh,
+/// never-analyzed tables (created by the first migration, in a run of its own), the rest in
+/// one run of the tool's default, transactional mode: everything applies as written except the
+/// rename, which is refused with its rule; with the override it applies. The schema equals the
+/// same history applied directly, and so it does after the down path.
 pub async fn fresh_tables<M: Migrator>() {
     let e2e = E2e::start().await;
     e2e.create_db("via_proxy").await;
@@ -233,6 +240,33 @@ pub async fn fresh_tables<M: Migrator>() {
     M::prepare(dir);
     let files = M::migrations(dir);
 
+    // A first deploy: the whole history in one run, on an empty database.
+    e2e.create_db("first_deploy").await;
+    let run = M::up(&e2e, Via::Proxy, "first_deploy", dir, false)
+        .run()
+        .await;
+    if M::ONE_TRANSACTION_PER_RUN {
+        assert!(
+            run.success(),
+            "one transaction that created the tables: nothing in it is refused, the rename included:\n{run}"
+        );
+        run.assert_silent_on(&["ERROR", "DG00"]);
+        assert_applied::<M>(&e2e, "first_deploy", &files, "holds the whole history").await;
+    } else {
+        assert!(
+            !run.success(),
+            "the rename runs in a later transaction than the CREATE TABLE:\n{run}"
+        );
+        run.assert_says(&["ddlgate blocked this statement", "renaming-column"]);
+        assert_applied::<M>(
+            &e2e,
+            "first_deploy",
+            &files[..RENAME],
+            "holds those before the rename",
+        )
+        .await;
+    }
+
     let run = M::up(&e2e, Via::Proxy, "via_proxy", dir, true).ok().await;
     run.assert_silent_on(&["ERROR", "DG00"]);
     assert_applied::<M>(&e2e, "via_proxy", &files[..1], "holds the first migration").await;
@@ -241,7 +275,7 @@ pub async fn fresh_tables<M: Migrator>() {
         .fails()
         .await;
     run.assert_says(&["ddlgate blocked this statement", "renaming-column"]);
-    for (_, rule, _) in REFUSED_ON_BIG_TABLES {
+    for (_, rule, _, _) in REFUSED_ON_BIG_TABLES {
         run.assert_silent_on(&[rule]);
     }
     if M::ONE_TRANSACTION_PER_RUN {
@@ -279,14 +313,18 @@ pub async fn fresh_tables<M: Migrator>() {
     M::up(&e2e, Via::Direct, "direct", dir, true).ok().await;
     M::up(&e2e, Via::Direct, "direct", dir, false).ok().await;
     e2e.assert_same_schema("via_proxy", "direct", &[]).await;
+    if M::ONE_TRANSACTION_PER_RUN {
+        e2e.assert_same_schema("first_deploy", "direct", &[]).await;
+    }
 
     down_path::<M>(&e2e, Via::Proxy, "via_proxy", dir, &files).await;
     down_path::<M>(&e2e, Via::Direct, "direct", dir, &files).await;
     e2e.assert_same_schema("via_proxy", "direct", &[]).await;
+    let first_deploy_blocks = u64::from(!M::ONE_TRANSACTION_PER_RUN);
     assert_eq!(
         decisions(&e2e),
-        (2, 0, 2),
-        "blocked: the rename and the rename back, nothing rewritten, both allowed by override"
+        (2 + first_deploy_blocks, 0, 2),
+        "blocked: the rename and the rename back (and the first deploy's rename, each migration in its own transaction), nothing rewritten, both allowed by override"
     );
 }
 
@@ -334,14 +372,14 @@ pub async fn big_tables<M: Migrator>() {
 
     let mut previous_rule: Option<&str> = None;
     let mut opted_out = false;
-    for (k, rule, probe) in REFUSED_ON_BIG_TABLES {
+    for (k, rule, probe, detail) in REFUSED_ON_BIG_TABLES {
         let before = applied::<M>(&e2e, "via_proxy").await;
         let run = M::up(&e2e, Via::Proxy, "via_proxy", dir, false)
             .fails()
             .await;
         run.assert_says(&["ddlgate blocked this statement", rule]);
         if M::SHOWS_HINT {
-            run.assert_says(&["cannot run inside a transaction", M::WAY_OUT]);
+            run.assert_says(&[detail, "cannot run inside a transaction", M::WAY_OUT]);
         }
         if let (true, Some(prev)) = (M::SHOWS_NOTICES, previous_rule) {
             run.assert_says(&["NOTICE: ddlgate", prev]);
@@ -392,7 +430,7 @@ pub async fn big_tables<M: Migrator>() {
         run.assert_says(&["WARNING: ddlgate", "ban-drop-column"]);
     }
     assert_applied::<M>(&e2e, "via_proxy", &files, "holds the whole history").await;
-    for (_, _, probe) in REFUSED_ON_BIG_TABLES {
+    for (_, _, probe, _) in REFUSED_ON_BIG_TABLES {
         assert_eq!(count(&e2e, "via_proxy", probe).await, "1", "{probe}");
     }
     assert_eq!(
