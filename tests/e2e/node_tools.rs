@@ -21,6 +21,9 @@ pub const WRITE: &str = "UPDATE orders SET total = total + 1 WHERE id = 1 + (ran
 /// The reason a test writes into the override comment it copies from the refusal.
 const REASON: &str = "e2e: the application no longer reads it";
 
+/// Counts the column migration 1 adds.
+const STATUS_COLUMN: &str = "SELECT count(*) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'status' AND NOT attisdropped";
+
 /// The rename's position in every history (0-based): the one migration refused on fresh
 /// tables.
 pub const RENAME: usize = 6;
@@ -287,12 +290,7 @@ pub async fn fresh_tables<M: Migrator>() {
         )
         .await;
         assert_eq!(
-            count(
-                &e2e,
-                "via_proxy",
-                "SELECT count(*) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'status'"
-            )
-            .await,
+            count(&e2e, "via_proxy", STATUS_COLUMN).await,
             "0",
             "the failed run rolled back its first migration too"
         );
@@ -403,6 +401,16 @@ pub async fn big_tables<M: Migrator>() {
             count(&e2e, "via_proxy", probe).await,
             "0",
             "migration {k} left something behind after its refusal:\n{run}"
+        );
+        // The schema agrees with the version table: the status column (migration 1) is
+        // there exactly when the tool recorded that migration.
+        let recorded = applied::<M>(&e2e, "via_proxy")
+            .await
+            .contains(&M::recorded_name(&files[1]));
+        assert_eq!(
+            count(&e2e, "via_proxy", STATUS_COLUMN).await,
+            if recorded { "1" } else { "0" },
+            "the status column and the version table disagree after the refusal of {k}:\n{run}"
         );
         M::opt_out(&files[k]);
         opted_out = true;
