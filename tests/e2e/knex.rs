@@ -1,8 +1,12 @@
 //! knex 3 (node-postgres 8 underneath): a history of JS migrations written with knex's schema
 //! builder, run with the knex CLI (`migrate:up`, `migrate:latest`, `migrate:rollback --all`).
-//! knex runs the pending migrations of one command in one transaction when all of them are
-//! transactional, and each transactional one in its own transaction otherwise; the opt-out is
-//! `exports.config = { transaction: false }` in the migration file.
+//! `migrate:latest` runs the pending migrations in one transaction when all of them are
+//! transactional, and each transactional one in its own transaction otherwise;
+//! `migrate:rollback` always runs each in its own. The opt-out is
+//! `exports.config = { transaction: false }` in the migration file; each statement is then
+//! its own simple Query. knex prints an error's message only (no DETAIL, no HINT); the
+//! knexfile prints NOTICEs and WARNINGs. The NOT NULL migration uses `.alter()`, which
+//! restates the column's type with a USING cast (see `sql::parse::casts_column_to`).
 
 use std::path::{Path, PathBuf};
 

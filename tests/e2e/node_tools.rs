@@ -7,7 +7,9 @@
 //! The tools differ in what a failed `up` run leaves behind: knex (when every pending
 //! migration is transactional) and node-pg-migrate (`singleTransaction`, its default) run the
 //! whole run in one transaction, dbmate commits each migration on its own. And in what they
-//! print: only node-pg-migrate prints the server's DETAIL and HINT.
+//! print: only node-pg-migrate prints the server's DETAIL and HINT. All three send each
+//! statement (dbmate: each section) as a simple Query, so ddlgate's multi-step rewrites apply
+//! once a migration leaves the transaction; ddlgate's decision counters prove which ran.
 
 use std::path::{Path, PathBuf};
 
