@@ -46,7 +46,7 @@
 //!       "rows", "max_rows", "bytes",              -- the table (or whole partition tree)
 //!       "populated", "refresh_index",             -- materialized views
 //!       "partitions": [{ "schema", "name", "parent_schema", "parent_name", "relkind", "level" }] },
-//!   "columns":   [{ "name", "exists", "type", "type_oid", "typmod", "not_null", "collation",
+//!   "columns":   [{ "name", "exists", "type", "type_oid", "typmod", "not_null", "nullable", "collation",
 //!                   "checks": [{ "name", "definition" }], "indexes": [{ "name", "plain" }] }],
 //!   "functions": [{ "name", "volatility": ["i" | "s" | "v", …] }],
 //!   "referenced": [{ "asked_schema", "asked_name", "exists", "schema", "name", "relkind",
@@ -343,6 +343,9 @@ pub struct ColumnFacts {
     /// Already NOT NULL, with the constraint validated (PostgreSQL 18 can have NOT VALID NOT
     /// NULL constraints, which `SET NOT NULL` validates with a scan).
     pub not_null: bool,
+    /// No NOT NULL of any kind (neither `attnotnull` nor a NOT VALID not-null constraint):
+    /// `DROP NOT NULL` changes nothing.
+    pub nullable: bool,
     /// A validated CHECK constraint proves the column holds no NULL (`CHECK (c IS NOT NULL)`,
     /// or such a test AND-ed with others): from PostgreSQL 12, `SET NOT NULL` then skips its
     /// scan.
@@ -523,7 +526,7 @@ fn request(ddl: &Ddl) -> Option<Request<'_>> {
                             req.types.push(t);
                         }
                     }
-                    AlterOp::SetNotNull { column } => {
+                    AlterOp::SetNotNull { column } | AlterOp::DropNotNull { column } => {
                         push_unique(&mut req.columns, column.as_str());
                     }
                     AlterOp::AddColumn(c) => {
@@ -737,6 +740,8 @@ fn columns_json(columns: &[&str]) -> String {
 'type_oid', a.atttypid::pg_catalog.int8, 'typmod', a.atttypmod, \
 'not_null', a.attnotnull AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k \
 WHERE k.conrelid = a.attrelid AND k.contype = 'n' AND NOT k.convalidated AND a.attnum = ANY (k.conkey)), \
+'nullable', NOT a.attnotnull AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k \
+WHERE k.conrelid = a.attrelid AND k.contype = 'n' AND a.attnum = ANY (k.conkey)), \
 'collation', (SELECT l.collname FROM pg_catalog.pg_collation l WHERE l.oid = a.attcollation AND l.oid <> 100), \
 'citext', a.atttypid IS NOT NULL AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
 JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid \
@@ -863,6 +868,8 @@ struct RawColumn {
     type_oid: Option<i64>,
     typmod: Option<i64>,
     not_null: Option<bool>,
+    #[serde(default)]
+    nullable: Option<bool>,
     collation: Option<String>,
     #[serde(default)]
     citext: Option<bool>,
@@ -1011,6 +1018,7 @@ fn column(c: RawColumn) -> Result<ColumnFacts, CatalogError> {
             .collect(),
         exists: c.exists && data_type.is_some(),
         not_null: c.not_null.unwrap_or(false),
+        nullable: c.nullable.unwrap_or(false),
         collation: c.collation,
         type_is_citext: c.citext,
         data_type,
@@ -1739,7 +1747,6 @@ mod tests {
             "REINDEX SCHEMA public",
             "REFRESH MATERIALIZED VIEW CONCURRENTLY mv",
             "ALTER TABLE t OWNER TO bob",
-            "ALTER TABLE t ALTER COLUMN c DROP NOT NULL",
             "VACUUM FULL",
             "VACUUM FULL a, b",
             "CLUSTER",
@@ -1758,6 +1765,8 @@ mod tests {
             "REFRESH MATERIALIZED VIEW mv",
             "ALTER TABLE t ALTER COLUMN c TYPE text",
             "ALTER TABLE t ALTER COLUMN c SET NOT NULL",
+            // ban-drop-not-null: nothing to drop on a column without NOT NULL.
+            "ALTER TABLE t ALTER COLUMN c DROP NOT NULL",
             "ALTER TABLE t ADD COLUMN c uuid DEFAULT gen_random_uuid()",
             "ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES o (id) NOT VALID",
             // Sizes for the small-table allowance.

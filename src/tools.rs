@@ -105,11 +105,14 @@ impl Tool {
     }
 
     /// Whether the tool shows an error's HINT to its user; when it does not, the message
-    /// itself carries the override. Seen in tests/e2e: psql, and Alembic and Django through
-    /// psycopg (whose exception text holds DETAIL and HINT), show it; sqlx-cli and diesel_cli
-    /// print the message alone. Tools not seen are assumed not to.
+    /// itself carries the override. Seen in tests/e2e: psql, node-pg-migrate, and Alembic and
+    /// Django through psycopg (whose exception text holds DETAIL and HINT) show it; sqlx-cli,
+    /// diesel_cli and knex print the message alone. Tools not seen are assumed not to.
     pub fn shows_hint(self) -> bool {
-        matches!(self, Tool::Psql | Tool::Alembic | Tool::Django)
+        matches!(
+            self,
+            Tool::Psql | Tool::Alembic | Tool::Django | Tool::NodePgMigrate
+        )
     }
 }
 

@@ -16,7 +16,7 @@
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-ADD-TABLE-CONSTRAINT-USING-INDEX>
 
-use super::{Action, Context, Finding, Rewrite, Rule};
+use super::{Action, Context, Finding, Rewrite, Rule, steps_hint};
 use crate::sql::statement::{AddConstraint, AlterOp, ConstraintKind, Ddl};
 
 pub static RULE: Rule = Rule {
@@ -63,7 +63,7 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
     Some(Finding {
         rule: RULE.id,
         message,
-        hint,
+        hint: steps_hint(hint, ctx),
         rewrite: (!ctx.in_transaction_block()).then_some(Rewrite::Steps),
     })
 }

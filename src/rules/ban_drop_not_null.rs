@@ -5,7 +5,9 @@
 //!   NULLs once they start appearing.
 //! - **Safe alternative:** make sure every reader handles NULL before relaxing the constraint.
 //! - **Rewrite:** no. Default: warn.
-//! - **Not flagged:** tables created earlier in the same transaction.
+//! - **Not flagged:** tables created earlier in the same transaction, and a column the catalog
+//!   shows without any NOT NULL (nothing to drop: knex's `.alter()` sends `DROP NOT NULL` before
+//!   every column change).
 //!
 //! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-SET-DROP-NOT-NULL>
 
@@ -26,6 +28,13 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
         AlterOp::DropNotNull { column } => Some(column),
         _ => None,
     })?;
+    let nullable = ctx
+        .catalog
+        .and_then(|f| f.column(table, column))
+        .is_some_and(|c| c.exists && c.nullable);
+    if nullable {
+        return None;
+    }
     Some(Finding {
         rule: RULE.id,
         message: format!(
@@ -82,5 +91,32 @@ mod tests {
             )
             .is_some()
         );
+    }
+
+    /// Nothing to drop on a column the catalog shows without any NOT NULL (knex's `.alter()`);
+    /// a NOT NULL column, or one the catalog did not describe, is flagged.
+    #[test]
+    fn a_column_without_not_null_has_nothing_to_drop() {
+        use crate::catalog::ColumnFacts;
+        use crate::catalog::testing::{column, facts, table as existing};
+        let ctx = |c: ColumnFacts| Ctx {
+            catalog: Some(facts(existing("orders", 3_000_000, 1 << 30), vec![c])),
+            ..Ctx::default()
+        };
+        let sql = "ALTER TABLE orders ALTER COLUMN total DROP NOT NULL";
+        let total = || column("total", "numeric(12,2)", 1700, 786_438);
+        let nullable = ColumnFacts {
+            nullable: true,
+            ..total()
+        };
+        let not_null = ColumnFacts {
+            not_null: true,
+            ..total()
+        };
+        assert_eq!(run(&RULE, sql, &ctx(nullable)), None);
+        assert!(run(&RULE, sql, &ctx(not_null)).is_some());
+        // PostgreSQL 18: a NOT VALID not-null constraint is neither.
+        assert!(run(&RULE, sql, &ctx(total())).is_some());
+        assert!(run(&RULE, sql, &Ctx::default()).is_some());
     }
 }

@@ -16,7 +16,9 @@
 //!     changes (`text` ↔ `citext`, `timestamp` ↔ `timestamptz` in a UTC session, a column
 //!     with a non-default collation) or when they are expression or partial indexes. A change
 //!     that does rewrite is reported as such, with the table's size. A `USING` clause counts
-//!     as a rewrite. The target type is the one the server resolves the name to with the
+//!     as a rewrite, unless it only casts the column to the new type (`USING c::t`, which
+//!     knex's `.alter()` writes on every column change): PostgreSQL applies that conversion
+//!     without one too (`sql::parse`). The target type is the one the server resolves the name to with the
 //!     session's search_path (`to_regtype`, compared by OID): a domain or type named like a
 //!     built-in (`CREATE DOMAIN s.text AS integer` with `s` before `pg_catalog` in
 //!     search_path) is not the built-in, and counts as a rewrite.
@@ -319,6 +321,12 @@ mod tests {
                 with(vec![varchar20()]),
                 "ALTER TABLE orders ALTER COLUMN c TYPE text USING c || ''",
                 Some("with a USING expression rewrites orders"),
+            ),
+            // knex's `.alter()`: a USING that only casts the column to the new type.
+            (
+                with(vec![varchar20()]),
+                r#"alter table "orders" alter column "c" type text using ("c"::text)"#,
+                None,
             ),
             (
                 with(vec![varchar20()]),

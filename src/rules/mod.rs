@@ -353,7 +353,8 @@ Flyway `executeInTransaction=false`; sqlx `-- no-transaction` as the first line 
 holding only this statement; diesel `run_in_transaction = false` in the migration's \
 `metadata.toml`, with only this statement in its `up.sql`; golang-migrate a file with only \
 this statement; knex `exports.config = { transaction: false }`; node-pg-migrate \
-`pgm.noTransaction()`; psql without `-1` and not in a `-c` string with other statements.";
+`pgm.noTransaction()`; dbmate `-- migrate:up transaction:false` on a migration holding only \
+this statement; psql without `-1` and not in a `-c` string with other statements.";
 
 /// The hint of a rule whose safe form is several steps (`Rewrite::Steps`), completed when the
 /// statement arrives inside a transaction block, where ddlgate cannot run them: outside one,
@@ -498,5 +499,53 @@ mod tests {
             "README.md must contain the output of `ddlgate rules --format markdown`:\n{}",
             catalog_markdown()
         );
+    }
+
+    /// Inside a transaction the multi-step rules cannot have ddlgate run their steps: their
+    /// hints say so and give each tool's way out (knex, node-pg-migrate, dbmate and the rest),
+    /// which the steps alone never told (tests/e2e/node_pg_migrate.rs prints the hint).
+    #[test]
+    fn steps_hints_give_the_way_out_of_a_transaction() {
+        use testing::{Ctx, run};
+        let cases: [(&Rule, &str); 5] = [
+            (
+                &adding_foreign_key_constraint::RULE,
+                "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES customers (id)",
+            ),
+            (
+                &disallowed_unique_constraint::RULE,
+                "ALTER TABLE accounts ADD CONSTRAINT k UNIQUE (email)",
+            ),
+            (
+                &adding_not_nullable_field::RULE,
+                "ALTER TABLE orders ALTER COLUMN total SET NOT NULL",
+            ),
+            (
+                &constraint_missing_not_valid::RULE,
+                "ALTER TABLE orders ADD CONSTRAINT ck CHECK (total > 0)",
+            ),
+            (
+                &adding_serial_primary_key_field::RULE,
+                "ALTER TABLE orders ADD CONSTRAINT orders_pkey PRIMARY KEY (id)",
+            ),
+        ];
+        for (rule, sql) in cases {
+            let inside = run(rule, sql, &Ctx::in_tx()).expect("flagged in a transaction");
+            assert!(
+                inside.hint.ends_with(OUTSIDE_TRANSACTION_HINT)
+                    && inside.hint.contains("ddlgate runs these steps itself"),
+                "{}: {}",
+                rule.id,
+                inside.hint
+            );
+            let alone = run(rule, sql, &Ctx::default()).expect("flagged");
+            assert_eq!(alone.rewrite, Some(Rewrite::Steps), "{}", rule.id);
+            assert!(
+                !alone.hint.contains(OUTSIDE_TRANSACTION_HINT),
+                "{}: {}",
+                rule.id,
+                alone.hint
+            );
+        }
     }
 }

@@ -400,9 +400,11 @@ fn alter_op(op: AlterTableOperation) -> Option<AlterOp> {
                 AlterColumnOperation::SetDataType {
                     data_type, using, ..
                 } => AlterOp::AlterColumnType {
+                    using: using
+                        .as_ref()
+                        .is_some_and(|u| !casts_column_to(u, &column, &data_type)),
                     column,
                     data_type: data_type.to_string().to_lowercase(),
-                    using: using.is_some(),
                 },
                 other => AlterOp::Other(format!(
                     "ALTER COLUMN {}",
@@ -581,6 +583,25 @@ fn lock_mode(m: LockTableMode) -> LockMode {
 }
 
 /// Folds an identifier the way PostgreSQL does: unquoted → ASCII lower case.
+/// `USING c::t`, `USING (c::t)` or `USING CAST(c AS t)` on the altered column `c`, where `t`
+/// is the new type itself: the conversion PostgreSQL applies without USING, which rewrites the
+/// table exactly when the change without it would (the server plans the expression and looks
+/// for the bare column). knex's `.alter()` writes it on every column change (`alter column
+/// "total" type decimal(12, 2) using ("total"::decimal(12, 2))`), so a USING of this shape
+/// decides nothing about a rewrite.
+fn casts_column_to(using: &Expr, column: &str, to: &sqlparser::ast::DataType) -> bool {
+    match using {
+        Expr::Nested(e) => casts_column_to(e, column, to),
+        Expr::Cast {
+            kind: sqlparser::ast::CastKind::Cast | sqlparser::ast::CastKind::DoubleColon,
+            expr,
+            data_type,
+            format: None,
+        } => data_type == to && matches!(expr.as_ref(), Expr::Identifier(i) if ident(i) == column),
+        _ => false,
+    }
+}
+
 fn ident(i: &Ident) -> String {
     if i.quote_style.is_some() {
         i.value.clone()
@@ -707,6 +728,37 @@ mod tests {
                 assert_eq!(columns, 2);
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// A USING that only casts the column to its new type is no USING (knex's `.alter()`);
+    /// any other expression, column or type still is.
+    #[test]
+    fn using_that_casts_the_column_to_the_new_type() {
+        let using = |sql: &str| match parsed(sql) {
+            DdlKind::AlterTable { ops, .. } => match &ops[0] {
+                AlterOp::AlterColumnType { using, .. } => *using,
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        for sql in [
+            r#"alter table "orders" alter column "total" type decimal(12, 2) using ("total"::decimal(12, 2))"#,
+            "ALTER TABLE orders ALTER COLUMN total TYPE numeric(12,2) USING total::numeric(12, 2)",
+            "ALTER TABLE orders ALTER total TYPE text USING CAST(Total AS text)",
+            "ALTER TABLE orders ALTER COLUMN total TYPE bigint",
+        ] {
+            assert!(!using(sql), "{sql}");
+        }
+        for sql in [
+            "ALTER TABLE orders ALTER COLUMN total TYPE numeric(12,2) USING total + 0",
+            "ALTER TABLE orders ALTER COLUMN total TYPE numeric(14,2) USING total::numeric(12,2)",
+            "ALTER TABLE orders ALTER COLUMN total TYPE numeric(12,2) USING decimal(12,2)::numeric(12,2)",
+            r#"ALTER TABLE orders ALTER COLUMN total TYPE text USING "Total"::text"#,
+            "ALTER TABLE orders ALTER COLUMN total TYPE text USING other::text",
+            "ALTER TABLE orders ALTER COLUMN total TYPE bigint USING (total::int)::bigint",
+        ] {
+            assert!(using(sql), "{sql}");
         }
     }
 

@@ -12,3 +12,8 @@ mod diesel;
 mod django;
 mod psql;
 mod sqlx;
+
+mod dbmate;
+mod knex;
+mod node_pg_migrate;
+mod node_tools;
