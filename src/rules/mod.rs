@@ -363,7 +363,8 @@ this statement; psql without `-1` and not in a `-c` string with other statements
 pub fn steps_hint(hint: String, ctx: &Context) -> String {
     if ctx.in_transaction_block() {
         format!(
-            "{hint} Or let ddlgate run these steps: it does when the statement arrives alone, outside any transaction, as a simple-protocol query. {OUTSIDE_TRANSACTION_HINT}"
+            "{hint} Or let ddlgate run these steps: they cannot run {}, but ddlgate runs them itself when the statement arrives alone, outside any transaction, as a simple-protocol query. {OUTSIDE_TRANSACTION_HINT}",
+            ctx.block_description()
         )
     } else {
         hint
@@ -533,7 +534,7 @@ mod tests {
             let inside = run(rule, sql, &Ctx::in_tx()).expect("flagged in a transaction");
             assert!(
                 inside.hint.ends_with(OUTSIDE_TRANSACTION_HINT)
-                    && inside.hint.contains("ddlgate runs these steps itself"),
+                    && inside.hint.contains("Or let ddlgate run these steps"),
                 "{}: {}",
                 rule.id,
                 inside.hint

@@ -29,6 +29,8 @@ impl Migrator for Dbmate {
     const SHOWS_HINT: bool = false;
     const SHOWS_NOTICES: bool = false;
     const WAY_OUT: &'static str = "dbmate";
+    // schema_migrations is dbmate's, golang-migrate's and Rails': it names no tool.
+    const KNOWN_BY_VERSION_TABLE: bool = false;
     const VERSION_TABLES: &'static [&'static str] = &["schema_migrations"];
     const APPLIED_SQL: &'static str = "SELECT version FROM schema_migrations ORDER BY version";
 

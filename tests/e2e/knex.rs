@@ -32,7 +32,9 @@ impl Migrator for Knex {
     const SHOWS_HINT: bool = false;
     // The knexfile's pool hook prints them.
     const SHOWS_NOTICES: bool = true;
-    const WAY_OUT: &'static str = "knex `exports.config = { transaction: false }`";
+    const WAY_OUT: &'static str =
+        "Safe way with knex: add `exports.config = { transaction: false };` to the migration";
+    const KNOWN_BY_VERSION_TABLE: bool = true;
     const VERSION_TABLES: &'static [&'static str] = &["knex_migrations", "knex_migrations_lock"];
     const APPLIED_SQL: &'static str = "SELECT name FROM knex_migrations ORDER BY id";
 

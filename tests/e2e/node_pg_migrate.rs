@@ -26,7 +26,9 @@ impl Migrator for NodePgMigrate {
     const ONE_TRANSACTION_PER_DOWN_RUN: bool = true;
     const SHOWS_HINT: bool = true;
     const SHOWS_NOTICES: bool = false;
-    const WAY_OUT: &'static str = "node-pg-migrate `pgm.noTransaction()`";
+    const WAY_OUT: &'static str =
+        "with node-pg-migrate, call `pgm.noTransaction()` in the migration";
+    const KNOWN_BY_VERSION_TABLE: bool = true;
     const VERSION_TABLES: &'static [&'static str] = &["pgmigrations"];
     const APPLIED_SQL: &'static str = "SELECT name FROM pgmigrations ORDER BY id";
 

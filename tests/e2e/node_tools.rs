@@ -73,8 +73,12 @@ pub trait Migrator {
     const SHOWS_HINT: bool;
     /// The tool prints the server's NOTICEs and WARNINGs (ddlgate's rewrite notices).
     const SHOWS_NOTICES: bool;
-    /// The tool's way out as ddlgate's hint words it (checked where the tool shows the hint).
+    /// The tool's way out as ddlgate words it: in the HINT where the tool shows it, else in the
+    /// message when ddlgate knows the tool ([`Migrator::KNOWN_BY_VERSION_TABLE`]).
     const WAY_OUT: &'static str;
+    /// ddlgate recognises the tool by its version table (`crate::tools`): its refusals then
+    /// name this tool's way out, and carry the override in the message if the HINT is hidden.
+    const KNOWN_BY_VERSION_TABLE: bool;
     /// The tables the tool keeps its own records in (left after the last down).
     const VERSION_TABLES: &'static [&'static str];
     /// Names of the applied migrations as the version table holds them, in order.
@@ -123,11 +127,11 @@ pub fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
     files
 }
 
-/// The override comment a user writes after the rename's refusal: copied from the HINT when
-/// the tool prints it; otherwise made from the rule the message names, as README's
-/// "Overrides" section shows (the tool printed no comment to copy).
+/// The override comment a user writes after the rename's refusal: copied from the output
+/// when the tool prints it (the HINT, or the message of a tool ddlgate recognises); otherwise
+/// made from the rule the message names, as README's "Overrides" section shows.
 fn override_for<M: Migrator>(run: &Run) -> String {
-    if M::SHOWS_HINT {
+    if M::SHOWS_HINT || M::KNOWN_BY_VERSION_TABLE {
         run.assert_says(&["ddlgate:allow renaming-column"]);
         crate::psql::override_from(run)
     } else {
@@ -389,6 +393,8 @@ pub async fn big_tables<M: Migrator>() {
         run.assert_says(&["ddlgate blocked this statement", rule]);
         if M::SHOWS_HINT {
             run.assert_says(&[detail, "cannot run inside a transaction", M::WAY_OUT]);
+        } else if M::KNOWN_BY_VERSION_TABLE {
+            run.assert_says(&[M::WAY_OUT, "To run it as written: /* ddlgate:allow"]);
         }
         if let (true, Some(prev)) = (M::SHOWS_NOTICES, previous_rule) {
             run.assert_says(&["NOTICE: ddlgate", prev]);
