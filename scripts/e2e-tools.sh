@@ -33,6 +33,18 @@ die() { log "error: $*"; exit 1; }
 stamp_ok() { [[ -f "$1/.stamp" && "$(cat "$1/.stamp")" == "$2" ]]; }
 stamp() { printf '%s' "$2" >"$1/.stamp"; }
 
+# apt_get PACKAGE...: installs Debian packages when run as root (as the test command does for
+# PostgreSQL); otherwise says what to install.
+apt_get() {
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        log "installing $* with apt-get"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2 ||
+            { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2; }
+    else
+        die "needed: $* (sudo apt-get install $*)"
+    fi
+}
+
 # A lock per component, so parallel tests install it once.
 lock() {
     exec 9>"$root/.$1.lock"
@@ -43,10 +55,11 @@ install_python() {
     local dir="$root/python" spec="$PY_PINS"
     lock python
     if ! stamp_ok "$dir" "$spec"; then
-        command -v python3 >/dev/null || die "python3 not found (apt-get install python3 python3-venv)"
+        command -v python3 >/dev/null || apt_get python3 python3-venv
         log "installing $spec into $dir"
         rm -rf "$dir"
-        python3 -m venv "$dir" || die "python3 -m venv failed (apt-get install python3-venv)"
+        python3 -m venv "$dir" 2>/dev/null || { rm -rf "$dir" && apt_get python3-venv && python3 -m venv "$dir"; } ||
+            die "python3 -m venv failed"
         # shellcheck disable=SC2086
         "$dir/bin/pip" install --quiet --disable-pip-version-check $spec >&2
         stamp "$dir" "$spec"
@@ -58,7 +71,8 @@ install_node() {
     local dir="$root/node" spec="$NODE_PINS"
     lock node
     if ! stamp_ok "$dir" "$spec"; then
-        command -v npm >/dev/null || die "npm not found (apt-get install nodejs npm)"
+        # node-pg-migrate 9 needs Node.js 20.11 or newer; older distributions' nodejs is older.
+        command -v npm >/dev/null || apt_get nodejs npm
         log "installing $spec into $dir"
         rm -rf "$dir"
         mkdir -p "$dir"
@@ -90,13 +104,7 @@ ensure_libpq_dev() {
     if command -v pg_config >/dev/null 2>&1 && [[ -e "$(pg_config --includedir)/libpq-fe.h" ]]; then
         return
     fi
-    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        log "libpq-dev not found; installing it with apt-get"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q libpq-dev >&2 ||
-            { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libpq-dev >&2; }
-    else
-        die "diesel_cli needs libpq: sudo apt-get install libpq-dev"
-    fi
+    apt_get libpq-dev
 }
 
 case "${1:-}" in

@@ -112,6 +112,27 @@ for arg in "${cargo_args[@]}"; do
     esac
 done
 
+# The migration tools of tests/e2e, installed (pinned, cached under target/e2e-tools) before
+# any test runs: compiling sqlx-cli and diesel_cli while timing-sensitive tests run beside them
+# would load the machine under those tests. The e2e tests call the same script themselves
+# (a no-op once installed), so `cargo test --test e2e` also works alone.
+runs_e2e=false
+if [[ ${#targets[@]} -gt 0 ]]; then
+    runs_e2e=true
+else
+    for ((i = 0; i < ${#cargo_args[@]}; i++)); do
+        case "${cargo_args[$i]}" in
+            --test=e2e | --tests) runs_e2e=true ;;
+            --test) [[ "${cargo_args[$((i + 1))]:-}" == e2e ]] && runs_e2e=true ;;
+        esac
+    done
+fi
+if $runs_e2e; then
+    for component in python node sqlx diesel; do
+        log "e2e tools: $component in $(scripts/e2e-tools.sh "$component")"
+    done
+fi
+
 cmd=(cargo test "${targets[@]}" "${locked[@]}" "${cargo_args[@]}" -- "${test_args[@]}")
 log "running: ${cmd[*]}"
 exec "${cmd[@]}"
