@@ -50,6 +50,7 @@
 //!                   "checks": [{ "name", "definition" }], "indexes": [{ "name", "plain" }] }],
 //!   "functions": [{ "name", "volatility": ["i" | "s" | "v", …] }],
 //!   "referenced": [{ "asked_schema", "asked_name", "exists", "schema", "name", "relkind",
+//!                    "table_schema", "table_name",  -- an index's table (DROP INDEX a, b)
 //!                    "rows", "max_rows", "bytes" }] }
 //! ```
 
@@ -64,15 +65,16 @@ use crate::sql::statement::{
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Facts {
     /// The relation the statement acts on: the table of `CREATE INDEX` and `ALTER TABLE`, the
-    /// index of `DROP INDEX` (the first one named) and `REINDEX INDEX`, the materialized view
-    /// of `REFRESH`.
+    /// index of `DROP INDEX` (the first one named; the others are in `referenced`) and
+    /// `REINDEX INDEX`, the materialized view of `REFRESH`.
     pub relation: Option<Relation>,
     /// The columns the statement names (`ALTER COLUMN … TYPE`, `SET NOT NULL`) on `relation`.
     pub columns: Vec<ColumnFacts>,
     /// Every function called by a column DEFAULT the statement adds.
     pub functions: Vec<FunctionFacts>,
-    /// Tables referenced by foreign keys the statement adds, and the table an `ATTACH
-    /// PARTITION` attaches (it is scanned): identity and size, read like `relation`'s.
+    /// Tables referenced by foreign keys the statement adds, the table an `ATTACH PARTITION`
+    /// attaches (it is scanned), and the second and later indexes of a `DROP INDEX a, b, …`
+    /// (sized by their tables): identity and size, read like `relation`'s.
     pub referenced: Vec<Relation>,
     /// The types `ALTER COLUMN … TYPE` names, resolved by the server with the session's
     /// search_path (`to_regtype`): a name written like a built-in may be a user's domain.
@@ -496,11 +498,20 @@ fn request(ddl: &Ddl) -> Option<Request<'_>> {
             column: Some(_),
             ..
         } => req.relation = Some(name),
+        // Every index named: the first as the relation, the others as referenced relations
+        // (each with its own table's size), so that a DROP INDEX of several indexes is
+        // decided on every one of them.
         DdlKind::DropIndex {
             names,
             concurrently: false,
             ..
-        } => req.relation = Some(names.first()?),
+        } => {
+            let (first, rest) = names.split_first()?;
+            req.relation = Some(first);
+            for n in rest {
+                push_unique(&mut req.referenced, n);
+            }
+        }
         DdlKind::Reindex {
             target: ReindexTarget::Index | ReindexTarget::Table,
             name: Some(name),
@@ -792,20 +803,26 @@ FROM pg_catalog.unnest({names}) WITH ORDINALITY AS q(name, ord))",
     )
 }
 
-/// A table referenced by a foreign key (or attached as a partition): does it exist, what is
-/// it, and how big is it (its whole partition tree).
+/// A table referenced by a foreign key (or attached as a partition), or a further index of a
+/// `DROP INDEX a, b`: does it exist, what is it, and how big is its table (its whole
+/// partition tree). For an index, the server's `pg_index.indrelid` names the table measured —
+/// never the index itself, whose own size says nothing about the lock's reach.
 fn referenced_json(asked: &Name) -> String {
     format!(
         "(SELECT pg_catalog.json_build_object(\
 'asked_schema', {asked_schema}, 'asked_name', {asked_name}, \
 'exists', c.oid IS NOT NULL, 'schema', n.nspname, 'name', c.relname, 'relkind', c.relkind::pg_catalog.text, \
+'table_schema', hn.nspname, 'table_name', hc.relname, \
 {sizes}) \
 FROM (SELECT {oid} AS oid) r LEFT JOIN pg_catalog.pg_class c ON c.oid = r.oid \
-LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace)",
+LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+LEFT JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid \
+LEFT JOIN pg_catalog.pg_class hc ON hc.oid = x.indrelid \
+LEFT JOIN pg_catalog.pg_namespace hn ON hn.oid = hc.relnamespace)",
         asked_schema = text_literal(asked.schema.as_deref()),
         asked_name = text_literal(Some(&asked.name)),
         oid = regclass_expr(asked),
-        sizes = tree_sizes_json("c.oid"),
+        sizes = tree_sizes_json("coalesce(x.indrelid, c.oid)"),
     )
 }
 
