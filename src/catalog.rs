@@ -58,7 +58,7 @@ use serde::Deserialize;
 
 use crate::sql::lexer::{LexOptions, Lexer, Token, TokenKind, matching_paren};
 use crate::sql::statement::{
-    AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind, Name, ReindexTarget,
+    AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind, DropObject, Name, ReindexTarget,
 };
 
 /// What the catalog says about the objects one statement touches.
@@ -82,6 +82,9 @@ pub struct Facts {
     /// The session's `TimeZone` setting: a `timestamp` ↔ `timestamptz` change rewrites the
     /// table unless it is UTC (PostgreSQL 12+).
     pub timezone: Option<String>,
+    /// For `DROP <kind> … CASCADE`: each object named, in order, with what depends on it
+    /// (`pg_depend`). Empty when not read.
+    pub drops: Vec<DropFacts>,
     /// Where "small" ends. Not read from the catalog: the session fills it from its config.
     pub thresholds: Thresholds,
 }
@@ -115,6 +118,37 @@ impl Facts {
     pub fn referenced(&self, name: &Name) -> Option<&Relation> {
         self.referenced.iter().find(|r| r.asked == *name)
     }
+}
+
+/// One object of a `DROP <kind> … CASCADE`, as the server resolves it, and what CASCADE would
+/// drop beyond what RESTRICT drops.
+///
+/// The server resolves the name to OIDs — every object of that name on the search path (or
+/// in the schema written), never a guess from the text — and walks `pg_depend` from each one
+/// as `DROP … RESTRICT` would: through the dependencies PostgreSQL drops without CASCADE
+/// (`a`uto, `i`nternal, `e`xtension membership, `x` auto-extension, `P`/`S` partition: a
+/// type's array type, a domain's constraints, an extension's members, …). A **dependent** is
+/// an object outside that set with any other dependency (`n`ormal, or a kind this ddlgate
+/// does not know) on something in it: exactly what RESTRICT refuses for and CASCADE drops —
+/// a column of the type (or of its array type), a view or trigger using the function, a table
+/// in the schema, a column of an extension's type. An **escape** is an object in the set that
+/// is an internal or extension part of something outside it (PostgreSQL would then drop or
+/// refuse for the owner): never taken as harmless.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropFacts {
+    /// The name as the statement wrote it (folded).
+    pub asked: Name,
+    /// How many objects the name may mean: on the search path (functions: every overload),
+    /// or in the schema written. Each is checked on its own.
+    pub candidates: u64,
+    /// An object of that name exists in some schema (any), for telling "missing" apart.
+    pub anywhere: bool,
+    /// Dependents over all candidates (see above).
+    pub dependents: u64,
+    /// Escapes over all candidates (see above).
+    pub escapes: u64,
+    /// A few of the dependents, as `pg_describe_object` names them.
+    pub names: Vec<String>,
 }
 
 /// One type name, as the server resolves it.
@@ -472,6 +506,17 @@ struct Request<'a> {
     referenced: Vec<&'a Name>,
     /// Type names to resolve ([`type_lookup_name`] of each `ALTER COLUMN … TYPE`).
     types: Vec<String>,
+    /// The objects of a `DROP <kind> … CASCADE` and the catalog they live in.
+    drops: Option<(DropCatalog, &'a [DropObject])>,
+}
+
+/// The catalog a dropped object's name is looked up in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DropCatalog {
+    Proc,
+    Type,
+    Namespace,
+    Extension,
 }
 
 fn push_unique<'a, T: PartialEq + ?Sized>(v: &mut Vec<&'a T>, item: &'a T) {
@@ -527,6 +572,22 @@ fn request(ddl: &Ddl) -> Option<Request<'_>> {
             req.relation = tables.first();
         }
         DdlKind::Cluster { table: Some(t) } => req.relation = Some(t),
+        DdlKind::DropCascade {
+            tag,
+            objects: Some(objects),
+            ..
+        } => {
+            let catalog = match tag.as_str() {
+                "DROP FUNCTION" | "DROP PROCEDURE" | "DROP ROUTINE" | "DROP AGGREGATE" => {
+                    DropCatalog::Proc
+                }
+                "DROP TYPE" | "DROP DOMAIN" => DropCatalog::Type,
+                "DROP SCHEMA" => DropCatalog::Namespace,
+                "DROP EXTENSION" => DropCatalog::Extension,
+                _ => return None,
+            };
+            req.drops = Some((catalog, objects));
+        }
         DdlKind::AlterTable { name, ops, .. } => {
             // Actions whose lock lasts as long as a scan or rewrite of the table: their rules
             // allow them on a table the catalog shows small, so its size is read.
@@ -621,9 +682,20 @@ SELECT pg_catalog.json_build_object(\
 'columns', {columns}, \
 'functions', {functions}, \
 'referenced', pg_catalog.json_build_array({referenced}), \
-'types', {types})",
+'types', {types}, \
+'drops', pg_catalog.json_build_array({drops}))",
         referenced = referenced.join(", "),
         types = types_json(&req.types),
+        drops = req
+            .drops
+            .map(|(catalog, objects)| {
+                objects
+                    .iter()
+                    .filter_map(|o| drop_json(catalog, o))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default(),
     ))
 }
 
@@ -756,6 +828,98 @@ SELECT CASE WHEN {unlocked} THEN \
     )
 }
 
+/// Dependencies PostgreSQL follows when it drops an object even under RESTRICT: auto,
+/// internal, extension membership, auto-extension, partition. Any other `deptype` from an
+/// object outside the dropped set is a dependent CASCADE would drop (see [`DropFacts`]).
+const SILENT_DEPTYPES: &str = "('a', 'i', 'e', 'x', 'P', 'S')";
+
+/// A `pg_depend` row `d` refers to an object in the closure row `{c}` (a whole object covers
+/// its sub-objects, such as a relation's columns).
+fn depends_on(c: &str) -> String {
+    format!(
+        "d.refclassid = {c}.classid AND d.refobjid = {c}.objid AND ({c}.objsubid = 0 OR d.refobjsubid = {c}.objsubid)"
+    )
+}
+
+/// One dropped object: its candidates by name, and the dependents and escapes of each (see
+/// [`DropFacts`]). `None` for a name no object can have (then the object has no facts, and
+/// the rule assumes the worst).
+fn drop_json(catalog: DropCatalog, object: &DropObject) -> Option<String> {
+    let name = &object.name;
+    if !storable(&name.name) || !name.schema.as_deref().is_none_or(storable) {
+        return None;
+    }
+    let lit = |s: &str| format!("{}::pg_catalog.name", quote_literal(s));
+    let in_path = match &name.schema {
+        Some(s) => format!("n.nspname = {}", lit(s)),
+        None => "n.nspname = ANY (pg_catalog.current_schemas(true))".to_owned(),
+    };
+    let named = lit(&name.name);
+    let (candidates, anywhere) = match catalog {
+        DropCatalog::Proc => (
+            format!(
+                "SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid, p.oid FROM pg_catalog.pg_proc p \
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE p.proname = {named} AND {in_path}"
+            ),
+            format!("SELECT 1 FROM pg_catalog.pg_proc p WHERE p.proname = {named}"),
+        ),
+        DropCatalog::Type => (
+            format!(
+                "SELECT 'pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid, t.oid FROM pg_catalog.pg_type t \
+JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE t.typname = {named} AND {in_path}"
+            ),
+            format!("SELECT 1 FROM pg_catalog.pg_type t WHERE t.typname = {named}"),
+        ),
+        // Schemas and extensions have unqualified names only.
+        DropCatalog::Namespace | DropCatalog::Extension if name.schema.is_some() => return None,
+        DropCatalog::Namespace => (
+            format!(
+                "SELECT 'pg_catalog.pg_namespace'::pg_catalog.regclass::pg_catalog.oid, n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = {named}"
+            ),
+            format!("SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = {named}"),
+        ),
+        DropCatalog::Extension => (
+            format!(
+                "SELECT 'pg_catalog.pg_extension'::pg_catalog.regclass::pg_catalog.oid, e.oid FROM pg_catalog.pg_extension e WHERE e.extname = {named}"
+            ),
+            format!("SELECT 1 FROM pg_catalog.pg_extension e WHERE e.extname = {named}"),
+        ),
+    };
+    let inside = |class: &str, id: &str, sub: &str| {
+        format!(
+            "EXISTS (SELECT 1 FROM closure o WHERE o.root = c.root AND o.classid = {class} \
+AND o.objid = {id} AND (o.objsubid = 0 OR o.objsubid = {sub}))"
+        )
+    };
+    Some(format!(
+        "(WITH RECURSIVE cand(classid, objid) AS ({candidates}), \
+closure(root, classid, objid, objsubid) AS (\
+SELECT cand.objid, cand.classid, cand.objid, 0 FROM cand \
+UNION SELECT c.root, d.classid, d.objid, d.objsubid FROM closure c \
+JOIN pg_catalog.pg_depend d ON {down} WHERE d.deptype IN {SILENT_DEPTYPES}), \
+blockers AS (SELECT DISTINCT c.root, d.classid, d.objid, d.objsubid FROM closure c \
+JOIN pg_catalog.pg_depend d ON {down} \
+WHERE d.deptype NOT IN {SILENT_DEPTYPES} AND NOT {dependent_inside}), \
+escapes AS (SELECT DISTINCT c.root, d.refclassid, d.refobjid FROM closure c \
+JOIN pg_catalog.pg_depend d ON d.classid = c.classid AND d.objid = c.objid AND (c.objsubid = 0 OR d.objsubid = c.objsubid) \
+WHERE d.deptype IN ('i', 'e', 'P', 'S') AND NOT {owner_inside}) \
+SELECT pg_catalog.json_build_object(\
+'asked_schema', {asked_schema}, 'asked_name', {asked_name}, \
+'candidates', (SELECT pg_catalog.count(*) FROM cand), \
+'anywhere', EXISTS ({anywhere}), \
+'dependents', (SELECT pg_catalog.count(*) FROM blockers), \
+'escapes', (SELECT pg_catalog.count(*) FROM escapes), \
+'names', (SELECT coalesce(pg_catalog.json_agg(x.d ORDER BY x.d), '[]'::pg_catalog.json) FROM \
+(SELECT DISTINCT pg_catalog.pg_describe_object(b.classid, b.objid, b.objsubid) AS d FROM blockers b \
+ORDER BY 1 LIMIT 5) x)))",
+        down = depends_on("c"),
+        dependent_inside = inside("d.classid", "d.objid", "d.objsubid"),
+        owner_inside = inside("d.refclassid", "d.refobjid", "d.refobjsubid"),
+        asked_schema = text_literal(name.schema.as_deref()),
+        asked_name = text_literal(Some(&name.name)),
+    ))
+}
+
 /// The named columns of the target relation: type, nullability, CHECKs and indexes on them.
 fn columns_json(columns: &[&str]) -> String {
     format!(
@@ -839,7 +1003,21 @@ struct RawType {
 }
 
 #[derive(Deserialize)]
+struct RawDrop {
+    asked_schema: Option<String>,
+    asked_name: String,
+    candidates: i64,
+    anywhere: bool,
+    dependents: i64,
+    escapes: i64,
+    #[serde(default)]
+    names: Option<Vec<Option<String>>>,
+}
+
+#[derive(Deserialize)]
 struct RawFacts {
+    #[serde(default)]
+    drops: Option<Vec<RawDrop>>,
     #[serde(default)]
     types: Option<Vec<RawType>>,
     timezone: Option<String>,
@@ -966,6 +1144,25 @@ pub fn parse_facts(json: &str) -> Result<Facts, CatalogError> {
             })
             .collect::<Result<_, CatalogError>>()?,
         timezone: raw.timezone,
+        drops: raw
+            .drops
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| {
+                let count = |v: i64| u64::try_from(v).map_err(|_| CatalogError::Invalid("count"));
+                Ok(DropFacts {
+                    asked: Name {
+                        schema: d.asked_schema,
+                        name: d.asked_name,
+                    },
+                    candidates: count(d.candidates)?,
+                    anywhere: d.anywhere,
+                    dependents: count(d.dependents)?,
+                    escapes: count(d.escapes)?,
+                    names: d.names.unwrap_or_default().into_iter().flatten().collect(),
+                })
+            })
+            .collect::<Result<_, CatalogError>>()?,
         thresholds: Thresholds::default(),
     })
 }

@@ -611,6 +611,10 @@ pub struct Scope {
     touched: HashSet<(String, Option<String>)>,
     /// A DDL statement was met; its decision used this scope.
     saw_ddl: bool,
+    /// A DDL statement ran (or was replaced) earlier in the message: it may have created a
+    /// dependent of anything (a view on a function, a column of a type), so dependency facts
+    /// read before the message no longer hold.
+    ran_ddl: bool,
     /// How the message is lexed.
     lex: LexOptions,
 }
@@ -648,6 +652,7 @@ impl Scope {
             dropped_tables: false,
             touched: HashSet::new(),
             saw_ddl: false,
+            ran_ddl: false,
             lex,
         }
     }
@@ -912,6 +917,7 @@ impl Scope {
                 dml_effect(sql, span, lex)
             }
             (StatementClass::DdlCandidate, Some(ddl)) => {
+                self.ran_ddl = true;
                 if let DdlKind::CreateTable {
                     name, temporary, ..
                 } = &ddl.kind
@@ -951,19 +957,29 @@ impl Scope {
     }
 
     /// The facts to decide with: `facts` as read, or — after a statement that may have written
-    /// rows — a copy with every table size unknown (never small).
+    /// rows — a copy with every table size unknown (never small); and after any statement that
+    /// may have created or changed objects (any DDL, anything that may write or change
+    /// resolution), without the dependency facts of `DROP … CASCADE` (a `CREATE VIEW` on a
+    /// function earlier in the same Query would not be among them).
     pub fn sized<'f>(
         &self,
         facts: Option<&'f crate::catalog::Facts>,
         copy: &'f mut Option<crate::catalog::Facts>,
     ) -> Option<&'f crate::catalog::Facts> {
         let facts = facts?;
-        if !self.wrote {
+        let dependents_hold =
+            !(self.ran_ddl || self.wrote || self.stale || self.dropped || self.moves);
+        if !self.wrote && (dependents_hold || facts.drops.is_empty()) {
             return Some(facts);
         }
         let mut f = facts.clone();
-        for r in f.relation.iter_mut().chain(f.referenced.iter_mut()) {
-            r.forget_size();
+        if self.wrote {
+            for r in f.relation.iter_mut().chain(f.referenced.iter_mut()) {
+                r.forget_size();
+            }
+        }
+        if !dependents_hold {
+            f.drops.clear();
         }
         Some(copy.insert(f))
     }
