@@ -52,6 +52,8 @@ async fn cascade_runs_as_written_only_when_nothing_depends_on_the_object() {
              CREATE FUNCTION lonely3() RETURNS int LANGUAGE sql AS 'SELECT 1';
              CREATE TYPE unused AS ENUM ('a');
              CREATE DOMAIN pos AS int CHECK (VALUE > 0);
+             CREATE TYPE comp AS (a int, b text);
+             
              CREATE SCHEMA empty_s;
              CREATE FUNCTION used() RETURNS int LANGUAGE sql AS 'SELECT 1';
              CREATE VIEW uses AS SELECT used() AS u;
@@ -85,6 +87,10 @@ async fn cascade_runs_as_written_only_when_nothing_depends_on_the_object() {
             "to_regtype('unused') IS NULL AND to_regtype('_unused') IS NULL",
         ),
         ("DROP DOMAIN pos CASCADE", "to_regtype('pos') IS NULL"),
+        (
+            "DROP TYPE comp CASCADE",
+            "to_regtype('comp') IS NULL AND to_regclass('comp') IS NULL",
+        ),
         (
             "DROP SCHEMA empty_s CASCADE",
             "NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'empty_s')",
