@@ -51,7 +51,10 @@
 //!   "functions": [{ "name", "volatility": ["i" | "s" | "v", …] }],
 //!   "referenced": [{ "asked_schema", "asked_name", "exists", "schema", "name", "relkind",
 //!                    "table_schema", "table_name",  -- an index's table (DROP INDEX a, b)
-//!                    "rows", "max_rows", "bytes" }] }
+//!                    "rows", "max_rows", "bytes" }],
+//!   "types":     [{ "asked", "oid", "citext" }],
+//!   "drops":     [{ "asked_schema", "asked_name", "candidates", "anywhere",   -- DROP … CASCADE
+//!                   "dependents", "escapes", "names": ["view v", …] }] }
 //! ```
 
 use serde::Deserialize;
@@ -1952,6 +1955,98 @@ mod tests {
         assert!(
             parse_facts(
                 r#"{"timezone": null, "relation": null, "types": [{"asked": "x", "oid": -1}]}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn every_index_of_a_drop_index_list_is_asked_about_by_its_table() {
+        let q = facts_query(&ddl("DROP INDEX a, s.\"B\", a")).expect("facts");
+        // The first index is the relation, the others referenced relations, each once.
+        assert!(q.contains("'asked_name', 'a'::pg_catalog.text"), "{q}");
+        assert_eq!(
+            q.matches("to_regclass('\"s\".\"B\"'::pg_catalog.text)")
+                .count(),
+            1,
+            "{q}"
+        );
+        // A referenced index is measured by its table (pg_index.indrelid), never by itself.
+        assert!(q.contains("coalesce(x.indrelid, c.oid)"), "{q}");
+        let facts = parse_facts(
+            r#"{"timezone": "UTC", "relation": null, "referenced": [{"asked_schema": "s",
+                "asked_name": "B", "exists": true, "schema": "s", "name": "B", "relkind": "i",
+                "table_schema": "s", "table_name": "t", "rows": 0, "max_rows": 0, "bytes": 8192}]}"#,
+        )
+        .expect("facts");
+        let b = facts
+            .referenced(&Name::new(Some("s"), "B"))
+            .expect("referenced");
+        assert_eq!(b.table, Some(Name::new(Some("s"), "t")));
+        assert!(b.is_small(&Thresholds::default()));
+    }
+
+    #[test]
+    fn drop_cascade_asks_for_the_dependents_of_each_object() {
+        let q = facts_query(&ddl(
+            "DROP FUNCTION IF EXISTS f(int), \"S\".\"it's\" CASCADE",
+        ))
+        .expect("facts");
+        assert!(
+            q.contains("'drops', pg_catalog.json_build_array((WITH RECURSIVE cand"),
+            "{q}"
+        );
+        assert!(q.contains("p.proname = 'f'::pg_catalog.name AND n.nspname = ANY (pg_catalog.current_schemas(true))"), "{q}");
+        assert!(
+            q.contains("p.proname = 'it''s'::pg_catalog.name AND n.nspname = 'S'::pg_catalog.name"),
+            "{q}"
+        );
+        assert!(q.contains("pg_catalog.pg_describe_object"), "{q}");
+        for sql in [
+            "DROP TYPE t CASCADE",
+            "DROP DOMAIN d CASCADE",
+            "DROP SCHEMA s CASCADE",
+            "DROP EXTENSION e CASCADE",
+            "DROP PROCEDURE p CASCADE",
+        ] {
+            assert!(
+                facts_query(&ddl(sql)).is_some_and(|q| q.contains("closure")),
+                "{sql}"
+            );
+        }
+        // Kinds whose dependents are not counted, forms not understood, and no CASCADE.
+        for sql in [
+            "DROP VIEW v CASCADE",
+            "DROP TYPE mood[] CASCADE",
+            "DROP FUNCTION f(int)",
+            "DROP OPERATOR === (int, int) CASCADE",
+        ] {
+            assert_eq!(facts_query(&ddl(sql)), None, "{sql}");
+        }
+        // A schema has no schema: no facts for that object (the rule then assumes the worst).
+        let q = facts_query(&ddl("DROP SCHEMA a.b CASCADE"));
+        assert!(q.is_none_or(|q| !q.contains("closure")));
+        let facts = parse_facts(
+            r#"{"timezone": "UTC", "relation": null, "drops": [{"asked_schema": null, "asked_name": "f",
+                "candidates": 2, "anywhere": true, "dependents": 1, "escapes": 0,
+                "names": ["view v", null]}]}"#,
+        )
+        .expect("facts");
+        assert_eq!(
+            facts.drops,
+            vec![DropFacts {
+                asked: Name::bare("f"),
+                candidates: 2,
+                anywhere: true,
+                dependents: 1,
+                escapes: 0,
+                names: vec!["view v".to_owned()],
+            }]
+        );
+        assert!(
+            parse_facts(
+                r#"{"timezone": null, "relation": null, "drops": [{"asked_schema": null, "asked_name": "f",
+                    "candidates": -1, "anywhere": true, "dependents": 0, "escapes": 0}]}"#
             )
             .is_err()
         );

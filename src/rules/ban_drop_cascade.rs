@@ -33,7 +33,7 @@ use crate::sql::statement::{Ddl, DdlKind, DropObject};
 pub static RULE: Rule = Rule {
     id: "ban-drop-cascade",
     lock: "ACCESS EXCLUSIVE on every dependent table, none of them named",
-    summary: "DROP TYPE / DOMAIN / FUNCTION / SCHEMA / EXTENSION / … CASCADE (drops dependent columns and tables)",
+    summary: "DROP TYPE / DOMAIN / FUNCTION / SCHEMA / EXTENSION / … CASCADE (drops dependent columns and tables), unless the catalog shows nothing depends on it",
     default_action: Action::Block,
     check,
 };
