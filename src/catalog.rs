@@ -849,7 +849,12 @@ fn depends_on(c: &str) -> String {
 /// the rule assumes the worst).
 fn drop_json(catalog: DropCatalog, object: &DropObject) -> Option<String> {
     let name = &object.name;
-    if !storable(&name.name) || !name.schema.as_deref().is_none_or(storable) {
+    // Only ASCII names are asked about (as in `created`): a name the server would read or fold
+    // differently (another client_encoding, a single-byte server encoding's case folding)
+    // could resolve to nothing here while the DROP finds it — and "nothing there" can allow
+    // an `IF EXISTS`.
+    let askable = |s: &str| storable(s) && s.is_ascii();
+    if !askable(&name.name) || !name.schema.as_deref().is_none_or(askable) {
         return None;
     }
     let lit = |s: &str| format!("{}::pg_catalog.name", quote_literal(s));
@@ -2023,6 +2028,9 @@ mod tests {
         ] {
             assert_eq!(facts_query(&ddl(sql)), None, "{sql}");
         }
+        // Non-ASCII names are not asked about: no facts for that object.
+        let q = facts_query(&ddl("DROP TYPE IF EXISTS \"tÿpe\" CASCADE"));
+        assert!(q.is_none_or(|q| !q.contains("closure")));
         // A schema has no schema: no facts for that object (the rule then assumes the worst).
         let q = facts_query(&ddl("DROP SCHEMA a.b CASCADE"));
         assert!(q.is_none_or(|q| !q.contains("closure")));

@@ -4,7 +4,8 @@
 //! CASCADE would drop nothing more than RESTRICT. Every way to make CASCADE reach further is
 //! tried: a view or an SQL-standard function body using the function, a column of the type's
 //! array type, a table in the schema, a column of an extension's type, a dependent created
-//! earlier in the same Query, an ambiguous function name, a type found only in the temp schema.
+//! earlier in the same Query, a Unicode-escaped name, an ambiguous function name, a type found
+//! only in the temp schema.
 //! Each is first shown to drop the dependent straight on the server (rolled back), then refused
 //! through ddlgate with the dependents named, leaving everything in place.
 
@@ -66,6 +67,8 @@ async fn cascade_runs_as_written_only_when_nothing_depends_on_the_object() {
              CREATE FUNCTION amb(int) RETURNS int LANGUAGE sql AS 'SELECT 1';
              CREATE FUNCTION amb(text) RETURNS int LANGUAGE sql AS 'SELECT 1';
              CREATE TABLE names (n citext);
+             CREATE TYPE data_t AS ENUM ('a');
+             CREATE TABLE uses_data (c data_t);
              RESET ROLE;",
         )
         .await
@@ -130,6 +133,13 @@ async fn cascade_runs_as_written_only_when_nothing_depends_on_the_object() {
             "DROP EXTENSION citext CASCADE",
             "EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'names'::regclass AND attname = 'n')",
             "column n of table names",
+        ),
+        (
+            // A Unicode-escaped name: looked up undecoded it would be "missing everywhere",
+            // and IF EXISTS of a missing object passes.
+            "DROP TYPE IF EXISTS U&\"d\\0061ta_t\" CASCADE",
+            "EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'uses_data'::regclass AND attname = 'c')",
+            "",
         ),
         (
             // A dependent created earlier in the same Query is not in the facts read before it.

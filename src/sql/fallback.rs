@@ -1905,6 +1905,14 @@ fn drop(c: &mut Cursor<'_>) -> Option<DdlKind> {
 /// `None` for anything else (`mood[]`, `t.c%TYPE`, `double precision`, options after CASCADE):
 /// then the statement is judged without facts.
 fn drop_objects(c: &mut Cursor<'_>, functions: bool) -> Option<(bool, Vec<DropObject>)> {
+    // A `U&"…"` name is kept undecoded by `ident_text` (escapes, UESCAPE): looked up as
+    // written it would resolve to nothing while the server drops the decoded name.
+    let mut scan = c.clone();
+    while let Some(t) = scan.next() {
+        if t.kind == TokenKind::QuotedIdent && !t.text(c.sql).starts_with(b"\"") {
+            return None;
+        }
+    }
     let if_exists = c.eat_all(&["IF", "EXISTS"]);
     let mut objects = Vec::new();
     loop {
@@ -3751,6 +3759,23 @@ mod tests {
                 cascade("DROP SCHEMA", false, Some(vec![o(None, "cascade", false)])),
             ),
             ("DROP VIEW v CASCADE", cascade("DROP VIEW", false, None)),
+            // Unicode-escaped names are not decoded here: no objects.
+            (
+                "DROP TYPE IF EXISTS U&\"d\\0061ta\" CASCADE",
+                cascade("DROP TYPE", false, None),
+            ),
+            (
+                "DROP TYPE IF EXISTS s.u&\"d!0061ta\" UESCAPE '!' CASCADE",
+                cascade("DROP TYPE", false, None),
+            ),
+            (
+                "DROP TYPE IF EXISTS \"Mood\", Mood CASCADE",
+                cascade(
+                    "DROP TYPE",
+                    true,
+                    Some(vec![o(None, "Mood", false), o(None, "mood", false)]),
+                ),
+            ),
             (
                 "ALTER TYPE victim RENAME ATTRIBUTE name TO nm CASCADE",
                 DdlKind::AlterTypeRenameAttribute {
