@@ -917,9 +917,9 @@ SELECT pg_catalog.json_build_object(\
 'anywhere', EXISTS ({anywhere}), \
 'dependents', (SELECT pg_catalog.count(*) FROM blockers), \
 'escapes', (SELECT pg_catalog.count(*) FROM escapes), \
-'names', (SELECT coalesce(pg_catalog.json_agg(x.d ORDER BY x.d), '[]'::pg_catalog.json) FROM \
-(SELECT DISTINCT pg_catalog.pg_describe_object(b.classid, b.objid, b.objsubid) AS d FROM blockers b \
-ORDER BY 1 LIMIT 5) x)))",
+'names', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.pg_describe_object(b.classid, b.objid, b.objsubid) \
+ORDER BY b.classid, b.objid, b.objsubid), '[]'::pg_catalog.json) FROM \
+(SELECT DISTINCT x.classid, x.objid, x.objsubid FROM blockers x ORDER BY 1, 2, 3 LIMIT 5) b)))",
         down = depends_on("c"),
         dependent_inside = inside("d.classid", "d.objid", "d.objsubid"),
         owner_inside = inside("d.refclassid", "d.refobjid", "d.refobjsubid"),
