@@ -185,6 +185,35 @@ async fn cascade_runs_as_written_only_when_nothing_depends_on_the_object() {
         .get(0);
     assert!(still, "the temp table keeps its column");
 
+    // A prepared DROP … CASCADE decided at its Parse, when nothing depended on the function,
+    // and executed in a later protocol unit after a dependent appeared: decided again then,
+    // without the facts, so refused. (tokio-postgres prepares in a unit of its own.)
+    admin
+        .batch_execute(
+            "SET ROLE trust_user; CREATE FUNCTION later() RETURNS int LANGUAGE sql AS 'SELECT 1'; RESET ROLE",
+        )
+        .await
+        .expect("setup");
+    let stmt = p
+        .prepare("DROP FUNCTION later() CASCADE")
+        .await
+        .expect("prepared while nothing depends on it");
+    admin
+        .batch_execute(
+            "SET ROLE trust_user; CREATE VIEW uses_later AS SELECT later() AS l; RESET ROLE",
+        )
+        .await
+        .expect("a dependent appears");
+    let err = p
+        .execute(&stmt, &[])
+        .await
+        .expect_err("executed in a later unit");
+    assert_eq!(sqlstate(&err).as_deref(), Some("DG001"), "{err:?}");
+    assert!(
+        exists(&admin, "to_regclass('uses_later') IS NOT NULL").await,
+        "the view survives"
+    );
+
     p.simple_query("SELECT 1").await.expect("session usable");
     env.proxy_client("trust_user")
         .await
