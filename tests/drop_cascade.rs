@@ -214,6 +214,34 @@ async fn cascade_runs_as_written_only_when_nothing_depends_on_the_object() {
         "the view survives"
     );
 
+    // The same in one unit (Parse/Bind/Execute/Sync in one write, as libpq's PQexecParams and
+    // pgJDBC send it): decided on fresh facts, runs as written.
+    admin
+        .batch_execute(
+            "SET ROLE trust_user; CREATE FUNCTION at_once() RETURNS int LANGUAGE sql AS 'SELECT 1'; RESET ROLE",
+        )
+        .await
+        .expect("setup");
+    let mut raw = wire::connect_trust(env.proxy_addr()).await;
+    let mut parse = b"\0DROP FUNCTION at_once() CASCADE\0".to_vec();
+    parse.extend_from_slice(&0i16.to_be_bytes());
+    let mut unit = wire::message(b'P', &parse);
+    unit.extend(wire::message(b'B', b"\0\0\0\0\0\0\0\0"));
+    unit.extend(wire::message(b'E', b"\0\0\0\0\0"));
+    unit.extend(wire::message(b'S', b""));
+    tokio::io::AsyncWriteExt::write_all(&mut raw, &unit)
+        .await
+        .expect("send the unit");
+    let replies = wire::read_until_ready(&mut raw).await;
+    assert!(
+        replies.iter().all(|(tag, _)| *tag != b'E'),
+        "no error: {replies:?}"
+    );
+    assert!(
+        exists(&admin, "to_regprocedure('at_once()') IS NULL").await,
+        "dropped in its own unit"
+    );
+
     p.simple_query("SELECT 1").await.expect("session usable");
     env.proxy_client("trust_user")
         .await
