@@ -136,6 +136,10 @@ pub struct Plan {
     pub recipe: Option<crate::recipe::Recipe>,
     /// The DDL decisions taken, for the audit log (completed with their outcome by the session).
     pub audit: Vec<crate::audit::Draft>,
+    /// A decision rests on facts that only hold right now (what depends on the objects of a
+    /// `DROP … CASCADE`): a prepared statement must not be executed on it in a later protocol
+    /// unit, when other statements may have created dependents.
+    pub fresh_facts_only: bool,
 }
 
 impl Plan {
@@ -745,6 +749,11 @@ impl Analyzer {
             catalog: facts,
         };
         let decision = policy::evaluate(profile, sql, span.start, span.end, ctx.lex, ddl, &rctx);
+        if matches!(ddl.kind, DdlKind::DropCascade { .. })
+            && facts.is_some_and(|f| !f.drops.is_empty())
+        {
+            plan.fresh_facts_only = true;
+        }
         counters.decisions.record(&decision);
         log_decision(&decision, &ddl.kind, sql, span, ctx.lex);
 

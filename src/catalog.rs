@@ -30,7 +30,7 @@
 //!   can still make the query wait; the session's timeouts bound that.
 //! - It cannot fail on user input: names are resolved with `to_regclass` (missing objects give
 //!   `exists: false`, never an error), every name is passed as a correctly quoted literal
-//!   ([`quote_literal`] of a [`quote_ident`]-quoted qualified name), and names PostgreSQL
+//!   ([`quote::literal`] of a [`quote::ident`]-quoted qualified name), and names PostgreSQL
 //!   could not hold (empty, NUL) are never sent. An error here would abort the client's
 //!   transaction, so this matters more than elegance.
 //! - It needs PostgreSQL 10 or later (`relkind 'p'`, `relispartition`) — every supported
@@ -50,7 +50,11 @@
 //!                   "checks": [{ "name", "definition" }], "indexes": [{ "name", "plain" }] }],
 //!   "functions": [{ "name", "volatility": ["i" | "s" | "v", …] }],
 //!   "referenced": [{ "asked_schema", "asked_name", "exists", "schema", "name", "relkind",
-//!                    "rows", "max_rows", "bytes" }] }
+//!                    "table_schema", "table_name",  -- an index's table (DROP INDEX a, b)
+//!                    "rows", "max_rows", "bytes" }],
+//!   "types":     [{ "asked", "oid", "citext" }],
+//!   "drops":     [{ "asked_schema", "asked_name", "candidates", "anywhere",   -- DROP … CASCADE
+//!                   "dependents", "escapes", "names": ["view v", …] }] }
 //! ```
 
 use serde::Deserialize;
@@ -58,22 +62,23 @@ use serde::Deserialize;
 use crate::sql::lexer::{LexOptions, Lexer, Token, TokenKind, matching_paren};
 use crate::sql::quote;
 use crate::sql::statement::{
-    AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind, Name, ReindexTarget,
+    AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind, DropObject, Name, ReindexTarget,
 };
 
 /// What the catalog says about the objects one statement touches.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Facts {
     /// The relation the statement acts on: the table of `CREATE INDEX` and `ALTER TABLE`, the
-    /// index of `DROP INDEX` (the first one named) and `REINDEX INDEX`, the materialized view
-    /// of `REFRESH`.
+    /// index of `DROP INDEX` (the first one named; the others are in `referenced`) and
+    /// `REINDEX INDEX`, the materialized view of `REFRESH`.
     pub relation: Option<Relation>,
     /// The columns the statement names (`ALTER COLUMN … TYPE`, `SET NOT NULL`) on `relation`.
     pub columns: Vec<ColumnFacts>,
     /// Every function called by a column DEFAULT the statement adds.
     pub functions: Vec<FunctionFacts>,
-    /// Tables referenced by foreign keys the statement adds, and the table an `ATTACH
-    /// PARTITION` attaches (it is scanned): identity and size, read like `relation`'s.
+    /// Tables referenced by foreign keys the statement adds, the table an `ATTACH PARTITION`
+    /// attaches (it is scanned), and the second and later indexes of a `DROP INDEX a, b, …`
+    /// (sized by their tables): identity and size, read like `relation`'s.
     pub referenced: Vec<Relation>,
     /// The types `ALTER COLUMN … TYPE` names, resolved by the server with the session's
     /// search_path (`to_regtype`): a name written like a built-in may be a user's domain.
@@ -81,6 +86,9 @@ pub struct Facts {
     /// The session's `TimeZone` setting: a `timestamp` ↔ `timestamptz` change rewrites the
     /// table unless it is UTC (PostgreSQL 12+).
     pub timezone: Option<String>,
+    /// For `DROP <kind> … CASCADE`: each object named, in order, with what depends on it
+    /// (`pg_depend`). Empty when not read.
+    pub drops: Vec<DropFacts>,
     /// Where "small" ends. Not read from the catalog: the session fills it from its config.
     pub thresholds: Thresholds,
 }
@@ -114,6 +122,37 @@ impl Facts {
     pub fn referenced(&self, name: &Name) -> Option<&Relation> {
         self.referenced.iter().find(|r| r.asked == *name)
     }
+}
+
+/// One object of a `DROP <kind> … CASCADE`, as the server resolves it, and what CASCADE would
+/// drop beyond what RESTRICT drops.
+///
+/// The server resolves the name to OIDs — every object of that name on the search path (or
+/// in the schema written), never a guess from the text — and walks `pg_depend` from each one
+/// as `DROP … RESTRICT` would: through the dependencies PostgreSQL drops without CASCADE
+/// (`a`uto, `i`nternal, `e`xtension membership, `x` auto-extension, `P`/`S` partition: a
+/// type's array type, a domain's constraints, an extension's members, …). A **dependent** is
+/// an object outside that set with any other dependency (`n`ormal, or a kind this ddlgate
+/// does not know) on something in it: exactly what RESTRICT refuses for and CASCADE drops —
+/// a column of the type (or of its array type), a view or trigger using the function, a table
+/// in the schema, a column of an extension's type. An **escape** is an object in the set that
+/// is an internal or extension part of something outside it (PostgreSQL would then drop or
+/// refuse for the owner): never taken as harmless.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropFacts {
+    /// The name as the statement wrote it (folded).
+    pub asked: Name,
+    /// How many objects the name may mean: on the search path (functions: every overload),
+    /// or in the schema written. Each is checked on its own.
+    pub candidates: u64,
+    /// An object of that name exists in some schema (any), for telling "missing" apart.
+    pub anywhere: bool,
+    /// Dependents over all candidates (see above).
+    pub dependents: u64,
+    /// Escapes over all candidates (see above).
+    pub escapes: u64,
+    /// A few of the dependents, as `pg_describe_object` names them.
+    pub names: Vec<String>,
 }
 
 /// One type name, as the server resolves it.
@@ -456,6 +495,17 @@ struct Request<'a> {
     referenced: Vec<&'a Name>,
     /// Type names to resolve ([`type_lookup_name`] of each `ALTER COLUMN … TYPE`).
     types: Vec<String>,
+    /// The objects of a `DROP <kind> … CASCADE` and the catalog they live in.
+    drops: Option<(DropCatalog, &'a [DropObject])>,
+}
+
+/// The catalog a dropped object's name is looked up in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DropCatalog {
+    Proc,
+    Type,
+    Namespace,
+    Extension,
 }
 
 fn push_unique<'a, T: PartialEq + ?Sized>(v: &mut Vec<&'a T>, item: &'a T) {
@@ -482,11 +532,20 @@ fn request(ddl: &Ddl) -> Option<Request<'_>> {
             column: Some(_),
             ..
         } => req.relation = Some(name),
+        // Every index named: the first as the relation, the others as referenced relations
+        // (each with its own table's size), so that a DROP INDEX of several indexes is
+        // decided on every one of them.
         DdlKind::DropIndex {
             names,
             concurrently: false,
             ..
-        } => req.relation = Some(names.first()?),
+        } => {
+            let (first, rest) = names.split_first()?;
+            req.relation = Some(first);
+            for n in rest {
+                push_unique(&mut req.referenced, n);
+            }
+        }
         DdlKind::Reindex {
             target: ReindexTarget::Index | ReindexTarget::Table,
             name: Some(name),
@@ -502,6 +561,22 @@ fn request(ddl: &Ddl) -> Option<Request<'_>> {
             req.relation = tables.first();
         }
         DdlKind::Cluster { table: Some(t) } => req.relation = Some(t),
+        DdlKind::DropCascade {
+            tag,
+            objects: Some(objects),
+            ..
+        } => {
+            let catalog = match tag.as_str() {
+                "DROP FUNCTION" | "DROP PROCEDURE" | "DROP ROUTINE" | "DROP AGGREGATE" => {
+                    DropCatalog::Proc
+                }
+                "DROP TYPE" | "DROP DOMAIN" => DropCatalog::Type,
+                "DROP SCHEMA" => DropCatalog::Namespace,
+                "DROP EXTENSION" => DropCatalog::Extension,
+                _ => return None,
+            };
+            req.drops = Some((catalog, objects));
+        }
         DdlKind::AlterTable { name, ops, .. } => {
             // Actions whose lock lasts as long as a scan or rewrite of the table: their rules
             // allow them on a table the catalog shows small, so its size is read.
@@ -596,9 +671,20 @@ SELECT pg_catalog.json_build_object(\
 'columns', {columns}, \
 'functions', {functions}, \
 'referenced', pg_catalog.json_build_array({referenced}), \
-'types', {types})",
+'types', {types}, \
+'drops', pg_catalog.json_build_array({drops}))",
         referenced = referenced.join(", "),
         types = types_json(&req.types),
+        drops = req
+            .drops
+            .map(|(catalog, objects)| {
+                objects
+                    .iter()
+                    .filter_map(|o| drop_json(catalog, o))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default(),
     ))
 }
 
@@ -731,6 +817,103 @@ SELECT CASE WHEN {unlocked} THEN \
     )
 }
 
+/// Dependencies PostgreSQL follows when it drops an object even under RESTRICT: auto,
+/// internal, extension membership, auto-extension, partition. Any other `deptype` from an
+/// object outside the dropped set is a dependent CASCADE would drop (see [`DropFacts`]).
+const SILENT_DEPTYPES: &str = "('a', 'i', 'e', 'x', 'P', 'S')";
+
+/// A `pg_depend` row `d` refers to an object in the closure row `{c}` (a whole object covers
+/// its sub-objects, such as a relation's columns).
+fn depends_on(c: &str) -> String {
+    format!(
+        "d.refclassid = {c}.classid AND d.refobjid = {c}.objid AND ({c}.objsubid = 0 OR d.refobjsubid = {c}.objsubid)"
+    )
+}
+
+/// One dropped object: its candidates by name, and the dependents and escapes of each (see
+/// [`DropFacts`]). `None` for a name no object can have (then the object has no facts, and
+/// the rule assumes the worst).
+fn drop_json(catalog: DropCatalog, object: &DropObject) -> Option<String> {
+    let name = &object.name;
+    // Only ASCII names are asked about (as in `created`): a name the server would read or fold
+    // differently (another client_encoding, a single-byte server encoding's case folding)
+    // could resolve to nothing here while the DROP finds it — and "nothing there" can allow
+    // an `IF EXISTS`.
+    let askable = |s: &str| storable(s) && s.is_ascii();
+    if !askable(&name.name) || !name.schema.as_deref().is_none_or(askable) {
+        return None;
+    }
+    let lit = |s: &str| format!("{}::pg_catalog.name", quote::literal(s));
+    let in_path = match &name.schema {
+        Some(s) => format!("n.nspname = {}", lit(s)),
+        None => "n.nspname = ANY (pg_catalog.current_schemas(true))".to_owned(),
+    };
+    let named = lit(&name.name);
+    let (candidates, anywhere) = match catalog {
+        DropCatalog::Proc => (
+            format!(
+                "SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid, p.oid FROM pg_catalog.pg_proc p \
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE p.proname = {named} AND {in_path}"
+            ),
+            format!("SELECT 1 FROM pg_catalog.pg_proc p WHERE p.proname = {named}"),
+        ),
+        DropCatalog::Type => (
+            format!(
+                "SELECT 'pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid, t.oid FROM pg_catalog.pg_type t \
+JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE t.typname = {named} AND {in_path}"
+            ),
+            format!("SELECT 1 FROM pg_catalog.pg_type t WHERE t.typname = {named}"),
+        ),
+        // Schemas and extensions have unqualified names only.
+        DropCatalog::Namespace | DropCatalog::Extension if name.schema.is_some() => return None,
+        DropCatalog::Namespace => (
+            format!(
+                "SELECT 'pg_catalog.pg_namespace'::pg_catalog.regclass::pg_catalog.oid, n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = {named}"
+            ),
+            format!("SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = {named}"),
+        ),
+        DropCatalog::Extension => (
+            format!(
+                "SELECT 'pg_catalog.pg_extension'::pg_catalog.regclass::pg_catalog.oid, e.oid FROM pg_catalog.pg_extension e WHERE e.extname = {named}"
+            ),
+            format!("SELECT 1 FROM pg_catalog.pg_extension e WHERE e.extname = {named}"),
+        ),
+    };
+    let inside = |class: &str, id: &str, sub: &str| {
+        format!(
+            "EXISTS (SELECT 1 FROM closure o WHERE o.root = c.root AND o.classid = {class} \
+AND o.objid = {id} AND (o.objsubid = 0 OR o.objsubid = {sub}))"
+        )
+    };
+    Some(format!(
+        "(WITH RECURSIVE cand(classid, objid) AS ({candidates}), \
+closure(root, classid, objid, objsubid) AS (\
+SELECT cand.objid, cand.classid, cand.objid, 0 FROM cand \
+UNION SELECT c.root, d.classid, d.objid, d.objsubid FROM closure c \
+JOIN pg_catalog.pg_depend d ON {down} WHERE d.deptype IN {SILENT_DEPTYPES}), \
+blockers AS (SELECT DISTINCT c.root, d.classid, d.objid, d.objsubid FROM closure c \
+JOIN pg_catalog.pg_depend d ON {down} \
+WHERE d.deptype NOT IN {SILENT_DEPTYPES} AND NOT {dependent_inside}), \
+escapes AS (SELECT DISTINCT c.root, d.refclassid, d.refobjid FROM closure c \
+JOIN pg_catalog.pg_depend d ON d.classid = c.classid AND d.objid = c.objid AND (c.objsubid = 0 OR d.objsubid = c.objsubid) \
+WHERE d.deptype IN ('i', 'e', 'P', 'S') AND NOT {owner_inside}) \
+SELECT pg_catalog.json_build_object(\
+'asked_schema', {asked_schema}, 'asked_name', {asked_name}, \
+'candidates', (SELECT pg_catalog.count(*) FROM cand), \
+'anywhere', EXISTS ({anywhere}), \
+'dependents', (SELECT pg_catalog.count(*) FROM blockers), \
+'escapes', (SELECT pg_catalog.count(*) FROM escapes), \
+'names', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.pg_describe_object(b.classid, b.objid, b.objsubid) \
+ORDER BY b.classid, b.objid, b.objsubid), '[]'::pg_catalog.json) FROM \
+(SELECT DISTINCT x.classid, x.objid, x.objsubid FROM blockers x ORDER BY 1, 2, 3 LIMIT 5) b)))",
+        down = depends_on("c"),
+        dependent_inside = inside("d.classid", "d.objid", "d.objsubid"),
+        owner_inside = inside("d.refclassid", "d.refobjid", "d.refobjsubid"),
+        asked_schema = text_literal(name.schema.as_deref()),
+        asked_name = text_literal(Some(&name.name)),
+    ))
+}
+
 /// The named columns of the target relation: type, nullability, CHECKs and indexes on them.
 fn columns_json(columns: &[&str]) -> String {
     format!(
@@ -780,20 +963,26 @@ FROM pg_catalog.unnest({names}) WITH ORDINALITY AS q(name, ord))",
     )
 }
 
-/// A table referenced by a foreign key (or attached as a partition): does it exist, what is
-/// it, and how big is it (its whole partition tree).
+/// A table referenced by a foreign key (or attached as a partition), or a further index of a
+/// `DROP INDEX a, b`: does it exist, what is it, and how big is its table (its whole
+/// partition tree). For an index, the server's `pg_index.indrelid` names the table measured —
+/// never the index itself, whose own size says nothing about the lock's reach.
 fn referenced_json(asked: &Name) -> String {
     format!(
         "(SELECT pg_catalog.json_build_object(\
 'asked_schema', {asked_schema}, 'asked_name', {asked_name}, \
 'exists', c.oid IS NOT NULL, 'schema', n.nspname, 'name', c.relname, 'relkind', c.relkind::pg_catalog.text, \
+'table_schema', hn.nspname, 'table_name', hc.relname, \
 {sizes}) \
 FROM (SELECT {oid} AS oid) r LEFT JOIN pg_catalog.pg_class c ON c.oid = r.oid \
-LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace)",
+LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+LEFT JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid \
+LEFT JOIN pg_catalog.pg_class hc ON hc.oid = x.indrelid \
+LEFT JOIN pg_catalog.pg_namespace hn ON hn.oid = hc.relnamespace)",
         asked_schema = text_literal(asked.schema.as_deref()),
         asked_name = text_literal(Some(&asked.name)),
         oid = regclass_expr(asked),
-        sizes = tree_sizes_json("c.oid"),
+        sizes = tree_sizes_json("coalesce(x.indrelid, c.oid)"),
     )
 }
 
@@ -810,7 +999,21 @@ struct RawType {
 }
 
 #[derive(Deserialize)]
+struct RawDrop {
+    asked_schema: Option<String>,
+    asked_name: String,
+    candidates: i64,
+    anywhere: bool,
+    dependents: i64,
+    escapes: i64,
+    #[serde(default)]
+    names: Option<Vec<Option<String>>>,
+}
+
+#[derive(Deserialize)]
 struct RawFacts {
+    #[serde(default)]
+    drops: Option<Vec<RawDrop>>,
     #[serde(default)]
     types: Option<Vec<RawType>>,
     timezone: Option<String>,
@@ -939,6 +1142,25 @@ pub fn parse_facts(json: &str) -> Result<Facts, CatalogError> {
             })
             .collect::<Result<_, CatalogError>>()?,
         timezone: raw.timezone,
+        drops: raw
+            .drops
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| {
+                let count = |v: i64| u64::try_from(v).map_err(|_| CatalogError::Invalid("count"));
+                Ok(DropFacts {
+                    asked: Name {
+                        schema: d.asked_schema,
+                        name: d.asked_name,
+                    },
+                    candidates: count(d.candidates)?,
+                    anywhere: d.anywhere,
+                    dependents: count(d.dependents)?,
+                    escapes: count(d.escapes)?,
+                    names: d.names.unwrap_or_default().into_iter().flatten().collect(),
+                })
+            })
+            .collect::<Result<_, CatalogError>>()?,
         thresholds: Thresholds::default(),
     })
 }
@@ -1729,6 +1951,101 @@ mod tests {
         assert!(
             parse_facts(
                 r#"{"timezone": null, "relation": null, "types": [{"asked": "x", "oid": -1}]}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn every_index_of_a_drop_index_list_is_asked_about_by_its_table() {
+        let q = facts_query(&ddl("DROP INDEX a, s.\"B\", a")).expect("facts");
+        // The first index is the relation, the others referenced relations, each once.
+        assert!(q.contains("'asked_name', 'a'::pg_catalog.text"), "{q}");
+        assert_eq!(
+            q.matches("to_regclass('\"s\".\"B\"'::pg_catalog.text)")
+                .count(),
+            1,
+            "{q}"
+        );
+        // A referenced index is measured by its table (pg_index.indrelid), never by itself.
+        assert!(q.contains("coalesce(x.indrelid, c.oid)"), "{q}");
+        let facts = parse_facts(
+            r#"{"timezone": "UTC", "relation": null, "referenced": [{"asked_schema": "s",
+                "asked_name": "B", "exists": true, "schema": "s", "name": "B", "relkind": "i",
+                "table_schema": "s", "table_name": "t", "rows": 0, "max_rows": 0, "bytes": 8192}]}"#,
+        )
+        .expect("facts");
+        let b = facts
+            .referenced(&Name::new(Some("s"), "B"))
+            .expect("referenced");
+        assert_eq!(b.table, Some(Name::new(Some("s"), "t")));
+        assert!(b.is_small(&Thresholds::default()));
+    }
+
+    #[test]
+    fn drop_cascade_asks_for_the_dependents_of_each_object() {
+        let q = facts_query(&ddl(
+            "DROP FUNCTION IF EXISTS f(int), \"S\".\"it's\" CASCADE",
+        ))
+        .expect("facts");
+        assert!(
+            q.contains("'drops', pg_catalog.json_build_array((WITH RECURSIVE cand"),
+            "{q}"
+        );
+        assert!(q.contains("p.proname = 'f'::pg_catalog.name AND n.nspname = ANY (pg_catalog.current_schemas(true))"), "{q}");
+        assert!(
+            q.contains("p.proname = 'it''s'::pg_catalog.name AND n.nspname = 'S'::pg_catalog.name"),
+            "{q}"
+        );
+        assert!(q.contains("pg_catalog.pg_describe_object"), "{q}");
+        for sql in [
+            "DROP TYPE t CASCADE",
+            "DROP DOMAIN d CASCADE",
+            "DROP SCHEMA s CASCADE",
+            "DROP EXTENSION e CASCADE",
+            "DROP PROCEDURE p CASCADE",
+        ] {
+            assert!(
+                facts_query(&ddl(sql)).is_some_and(|q| q.contains("closure")),
+                "{sql}"
+            );
+        }
+        // Kinds whose dependents are not counted, forms not understood, and no CASCADE.
+        for sql in [
+            "DROP VIEW v CASCADE",
+            "DROP TYPE mood[] CASCADE",
+            "DROP FUNCTION f(int)",
+            "DROP OPERATOR === (int, int) CASCADE",
+        ] {
+            assert_eq!(facts_query(&ddl(sql)), None, "{sql}");
+        }
+        // Non-ASCII names are not asked about: no facts for that object.
+        let q = facts_query(&ddl("DROP TYPE IF EXISTS \"tÿpe\" CASCADE"));
+        assert!(q.is_none_or(|q| !q.contains("closure")));
+        // A schema has no schema: no facts for that object (the rule then assumes the worst).
+        let q = facts_query(&ddl("DROP SCHEMA a.b CASCADE"));
+        assert!(q.is_none_or(|q| !q.contains("closure")));
+        let facts = parse_facts(
+            r#"{"timezone": "UTC", "relation": null, "drops": [{"asked_schema": null, "asked_name": "f",
+                "candidates": 2, "anywhere": true, "dependents": 1, "escapes": 0,
+                "names": ["view v", null]}]}"#,
+        )
+        .expect("facts");
+        assert_eq!(
+            facts.drops,
+            vec![DropFacts {
+                asked: Name::bare("f"),
+                candidates: 2,
+                anywhere: true,
+                dependents: 1,
+                escapes: 0,
+                names: vec!["view v".to_owned()],
+            }]
+        );
+        assert!(
+            parse_facts(
+                r#"{"timezone": null, "relation": null, "drops": [{"asked_schema": null, "asked_name": "f",
+                    "candidates": -1, "anywhere": true, "dependents": 0, "escapes": 0}]}"#
             )
             .is_err()
         );

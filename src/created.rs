@@ -153,6 +153,12 @@ pub struct Resolved {
     /// The relation is a partition: a DROP TABLE of its parent drops it too, unnamed.
     #[serde(default)]
     pub part: bool,
+    /// The relation is an index: its table (`pg_index.indrelid`), as the server resolves it.
+    #[serde(default)]
+    pub table: Option<u32>,
+    /// That table's `pg_class` row was written by this transaction.
+    #[serde(default)]
+    pub table_mine: bool,
 }
 
 #[derive(Deserialize)]
@@ -342,6 +348,18 @@ fn mine(oid: &str) -> String {
     )
 }
 
+/// `'table', …, 'table_mine', …` for the relation `oid`: when it is an index, its table
+/// (`pg_index.indrelid`) and whether that table's row is this transaction's own.
+fn index_table(oid: &str) -> String {
+    format!(
+        "'table', (SELECT x.indrelid::pg_catalog.int8 FROM pg_catalog.pg_index x WHERE x.indexrelid = {oid}), \
+'table_mine', {}",
+        mine(&format!(
+            "(SELECT x.indrelid FROM pg_catalog.pg_index x WHERE x.indexrelid = {oid})"
+        ))
+    )
+}
+
 fn query(names: &[Name], pending: &[Target]) -> String {
     let names: Vec<String> = names.iter().map(name_json).collect();
     let pending: Vec<String> = pending
@@ -391,9 +409,10 @@ fn name_json(name: &Name) -> String {
         None => format!(
             "(SELECT pg_catalog.json_build_object('oid', r.oid::pg_catalog.int8, 'mine', {mine}, 'nsp', NULL, \
 'at_creation', {at_creation}, 'at_temp', {at_temp}, 'part', coalesce((SELECT k.relispartition \
-FROM pg_catalog.pg_class k WHERE k.oid = r.oid), false)) \
+FROM pg_catalog.pg_class k WHERE k.oid = r.oid), false), {table}) \
 FROM (SELECT pg_catalog.to_regclass({regclass}::pg_catalog.text)::pg_catalog.oid AS oid) r)",
             mine = mine("r.oid"),
+            table = index_table("r.oid"),
             at_creation = at("(SELECT creation.oid FROM creation)"),
             at_temp = at("pg_catalog.pg_my_temp_schema()"),
             regclass = quote::literal(&quote::ident(&name.name)),
@@ -401,10 +420,11 @@ FROM (SELECT pg_catalog.to_regclass({regclass}::pg_catalog.text)::pg_catalog.oid
         Some(schema) => format!(
             "(SELECT pg_catalog.json_build_object('oid', c.oid::pg_catalog.int8, 'mine', {mine}, \
 'nsp', ns.oid::pg_catalog.int8, 'at_creation', NULL, 'at_temp', NULL, \
-'part', coalesce(c.relispartition, false)) \
+'part', coalesce(c.relispartition, false), {table}) \
 FROM (SELECT 1) d LEFT JOIN pg_catalog.pg_namespace ns ON ns.nspname = {schema} \
 LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = ns.oid AND c.relname = {name})",
             mine = mine("c.oid"),
+            table = index_table("c.oid"),
             schema = name_literal(schema),
             name = name_literal(&name.name),
         ),
@@ -591,6 +611,10 @@ pub struct Scope {
     touched: HashSet<(String, Option<String>)>,
     /// A DDL statement was met; its decision used this scope.
     saw_ddl: bool,
+    /// A DDL statement ran (or was replaced) earlier in the message: it may have created a
+    /// dependent of anything (a view on a function, a column of a type), so dependency facts
+    /// read before the message no longer hold.
+    ran_ddl: bool,
     /// How the message is lexed.
     lex: LexOptions,
 }
@@ -628,6 +652,7 @@ impl Scope {
             dropped_tables: false,
             touched: HashSet::new(),
             saw_ddl: false,
+            ran_ddl: false,
             lex,
         }
     }
@@ -647,11 +672,15 @@ impl Scope {
         let Some(id) = self.identity.as_ref().filter(|_| !self.stale) else {
             return out;
         };
+        let drops_index = matches!(ddl.kind, DdlKind::DropIndex { .. });
         for name in relation_names(ddl) {
             let Some(r) = id.get(name) else { continue };
             let new = self.renamed_here(id, name, r)
                 || match r.oid {
-                    Some(_) => self.confirmed(tracker, r),
+                    Some(_) => {
+                        self.confirmed(tracker, r)
+                            || (drops_index && self.index_on_confirmed(tracker, r))
+                    }
                     None => self.created_here(id, name, r).is_some(),
                 };
             if new {
@@ -711,6 +740,26 @@ impl Scope {
     /// confirmed, its row still the transaction's own), and no DROP of this message may have
     /// removed it: not dropped by name, nothing dropped with CASCADE or unasked, and not a
     /// partition after any DROP TABLE (a parent's DROP takes its partitions along).
+    /// `r` is an index (it resolved to a relation at the read) whose table is confirmed new
+    /// to this transaction, exactly as [`Scope::confirmed`] decides it for the table itself:
+    /// dropping it locks only that table, which no other session can see.
+    fn index_on_confirmed(&self, tracker: &Tracker, r: &Resolved) -> bool {
+        r.oid.is_some()
+            && r.table.is_some_and(|table| {
+                self.confirmed(
+                    tracker,
+                    &Resolved {
+                        oid: Some(table),
+                        mine: r.table_mine,
+                        // Whether it is a partition was not read: after a DROP TABLE in
+                        // the message, assume it may have gone with its parent.
+                        part: true,
+                        ..Resolved::default()
+                    },
+                )
+            })
+    }
+
     fn confirmed(&self, tracker: &Tracker, r: &Resolved) -> bool {
         r.oid.is_some_and(|oid| {
             let maybe_dropped = self.dropped_unknown
@@ -868,6 +917,7 @@ impl Scope {
                 dml_effect(sql, span, lex)
             }
             (StatementClass::DdlCandidate, Some(ddl)) => {
+                self.ran_ddl = true;
                 if let DdlKind::CreateTable {
                     name, temporary, ..
                 } = &ddl.kind
@@ -907,19 +957,29 @@ impl Scope {
     }
 
     /// The facts to decide with: `facts` as read, or — after a statement that may have written
-    /// rows — a copy with every table size unknown (never small).
+    /// rows — a copy with every table size unknown (never small); and after any statement that
+    /// may have created or changed objects (any DDL, anything that may write or change
+    /// resolution), without the dependency facts of `DROP … CASCADE` (a `CREATE VIEW` on a
+    /// function earlier in the same Query would not be among them).
     pub fn sized<'f>(
         &self,
         facts: Option<&'f crate::catalog::Facts>,
         copy: &'f mut Option<crate::catalog::Facts>,
     ) -> Option<&'f crate::catalog::Facts> {
         let facts = facts?;
-        if !self.wrote {
+        let dependents_hold =
+            !(self.ran_ddl || self.wrote || self.stale || self.dropped || self.moves);
+        if !self.wrote && (dependents_hold || facts.drops.is_empty()) {
             return Some(facts);
         }
         let mut f = facts.clone();
-        for r in f.relation.iter_mut().chain(f.referenced.iter_mut()) {
-            r.forget_size();
+        if self.wrote {
+            for r in f.relation.iter_mut().chain(f.referenced.iter_mut()) {
+                r.forget_size();
+            }
+        }
+        if !dependents_hold {
+            f.drops.clear();
         }
         Some(copy.insert(f))
     }

@@ -261,6 +261,7 @@ fn run_check(global: &ServeArgs, args: CheckArgs) -> ExitCode {
             file,
             &source,
             args.assume_in_transaction,
+            opts.pg_version,
         ) {
             Ok((_, units)) => units,
             Err(e) => {

@@ -307,12 +307,37 @@ fn flyway_script_configuration() {
         "sql/V2__idx_notx.sql.conf",
         "executeInTransaction=false\n",
     );
-    // Detected from the name: Flyway's default is a transaction.
+    put(d, "sql/V3__idx_tx.sql", CIC);
+    put(d, "sql/V3__idx_tx.sql.conf", "executeInTransaction=true\n");
+    put(
+        d,
+        "sql/V4__table.sql",
+        "BEGIN;\nCREATE INDEX users_name ON users (name);\nCOMMIT;\n",
+    );
+    put(
+        d,
+        "sql/V5__reindex.sql",
+        "REINDEX TABLE CONCURRENTLY users;\n",
+    );
+    // Detected from the name. Flyway 9+ runs a script with CREATE INDEX CONCURRENTLY (a
+    // statement its PostgreSQL parser knows cannot run in a transaction) outside one,
+    // statement by statement: nothing to report.
     let (code, out) = run(d, &["check", "sql/V1__idx.sql"]);
-    assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains(IN_TX), "{out}");
+    assert_eq!(code, Some(0), "{out}");
     let (code, out) = run(d, &["check", "--tool", "flyway", "sql/V2__idx_notx.sql"]);
     assert_eq!(code, Some(0), "{out}");
+    // An explicit executeInTransaction=true wins over the detection: Flyway then sends it in
+    // its transaction, where PostgreSQL refuses it.
+    let (code, out) = run(d, &["check", "--tool", "flyway", "sql/V3__idx_tx.sql"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(IN_TX), "{out}");
+    // Nothing detected: Flyway's transaction, in which the index build cannot be rewritten.
+    let (code, out) = run(d, &["check", "--tool", "flyway", "sql/V4__table.sql"]);
+    assert_eq!(code, Some(1), "{out}");
+    // REINDEX … CONCURRENTLY is not among what Flyway detects: it stays in the transaction.
+    let (code, out) = run(d, &["check", "--tool", "flyway", "sql/V5__reindex.sql"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("transaction"), "{out}");
 }
 
 #[test]

@@ -324,3 +324,94 @@ async fn a_size_a_lock_kept_from_being_measured_is_not_small() {
     assert!(!fk, "no foreign key was added");
     proxy_healthy(&env).await;
 }
+
+/// `DROP INDEX a, b` in a transaction (issue 10: a Lemmy migration drops several indexes in one
+/// statement): every index's table is resolved by the server and sized, and the statement runs
+/// as written only when all of them are small or were created in this transaction.
+#[tokio::test]
+async fn dropping_several_indexes_is_decided_on_every_table() {
+    let env = Env::start_with(small_thresholds).await;
+    let admin = env.direct_client("ddlgate_admin").await;
+    let indexes = "CREATE INDEX e_x_idx ON e (x); CREATE INDEX r_x_idx ON r (id)";
+    let gone = "SELECT to_regclass('e_x_idx') IS NULL AND to_regclass('r_x_idx') IS NULL";
+    let both = "SELECT to_regclass('e_x_idx') IS NOT NULL AND to_regclass('r_x_idx') IS NOT NULL";
+    let fresh = |rows_e: u32, rows_r: u32| {
+        format!(
+            "DROP TABLE IF EXISTS e, r, n CASCADE;
+             CREATE TABLE r (id int) WITH (autovacuum_enabled = off);
+             CREATE TABLE e (id int, x int) WITH (autovacuum_enabled = off);
+             INSERT INTO r SELECT g FROM generate_series(1, {rows_r}) g;
+             INSERT INTO e SELECT g, g FROM generate_series(1, {rows_e}) g;
+             ALTER TABLE r OWNER TO trust_user; ALTER TABLE e OWNER TO trust_user;
+             {indexes}"
+        )
+    };
+    // Both tables small (never analyzed; the heap bound decides): runs as written.
+    admin.batch_execute(&fresh(0, 50)).await.expect("setup");
+    let client = env.proxy_client("trust_user").await;
+    client
+        .batch_execute("BEGIN; DROP INDEX e_x_idx, r_x_idx; COMMIT;")
+        .await
+        .expect("two indexes on small tables pass in a transaction");
+    assert!(one_bool(&admin, gone).await, "both dropped");
+
+    // The second index's table is big: refused, nothing dropped. Before issue 10 only the
+    // first index was read, so this order matters.
+    for (rows_e, rows_r) in [(0, 2000), (2000, 0)] {
+        admin
+            .batch_execute(&fresh(rows_e, rows_r))
+            .await
+            .expect("setup");
+        let err = client
+            .batch_execute("BEGIN; DROP INDEX e_x_idx, r_x_idx; COMMIT;")
+            .await
+            .expect_err("one big table among them");
+        assert_eq!(sqlstate(&err).as_deref(), Some("DG001"), "{err:?}");
+        client.batch_execute("ROLLBACK").await.expect("rollback");
+        assert!(one_bool(&admin, both).await, "both indexes still there");
+    }
+
+    // Outside a transaction block a list of indexes is still refused (the safe form is one
+    // DROP INDEX CONCURRENTLY per index), even on small tables.
+    admin.batch_execute(&fresh(0, 0)).await.expect("setup");
+    let err = client
+        .batch_execute("DROP INDEX e_x_idx, r_x_idx")
+        .await
+        .expect_err("a list outside a transaction");
+    assert_eq!(sqlstate(&err).as_deref(), Some("DG001"), "{err:?}");
+    assert!(one_bool(&admin, both).await);
+
+    // An index on a table this transaction created (and filled: big) counts like a small one;
+    // the other index's table is small.
+    admin.batch_execute(&fresh(0, 0)).await.expect("setup");
+    client.batch_execute("BEGIN").await.expect("begin");
+    client
+        .batch_execute("CREATE TABLE n AS SELECT g AS x FROM generate_series(1, 5000) g")
+        .await
+        .expect("create");
+    client
+        .batch_execute("CREATE INDEX n_x_idx ON n (x)")
+        .await
+        .expect("index on a new table");
+    client
+        .batch_execute("DROP INDEX n_x_idx, e_x_idx")
+        .await
+        .expect("new table's index and a small table's index");
+    client.batch_execute("COMMIT").await.expect("commit");
+    assert!(
+        one_bool(
+            &admin,
+            "SELECT to_regclass('n_x_idx') IS NULL AND to_regclass('e_x_idx') IS NULL"
+        )
+        .await
+    );
+    proxy_healthy(&env).await;
+}
+
+async fn one_bool(admin: &Client, sql: &str) -> bool {
+    admin
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}

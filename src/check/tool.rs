@@ -8,9 +8,14 @@
 //! | diesel | one transaction | `metadata.toml` beside `up.sql`: `run_in_transaction = false` | one Query |
 //! | dbmate | one transaction per section | `-- migrate:up transaction:false` (and `down`) | one Query |
 //! | golang-migrate | none of its own | — | whole file as one Query |
-//! | flyway | one transaction | `<script>.conf`: `executeInTransaction=false` | statement by statement |
+//! | flyway | one transaction, unless a statement needs none (below) | `<script>.conf`: `executeInTransaction=false` | statement by statement |
 //! | psql | none (`-f`) | — | statement by statement |
 //! | psql-1 | one transaction (`-1 -f`) | — | — |
+//!
+//! Flyway (9 and later) also decides by itself: a script with a statement its
+//! `PostgreSQLParser.detectCanExecuteInTransaction` says cannot run in a transaction runs
+//! outside one, statement by statement, unless its `.conf` sets `executeInTransaction`
+//! explicitly ([`flyway_needs_no_transaction`]).
 //!
 //! Without `--tool`, a file is read as the tool its layout names without doubt (a `up.sql`
 //! or `down.sql` in a numbered directory: diesel; a `-- migrate:up` line: dbmate; a
@@ -20,6 +25,7 @@
 use std::path::Path;
 
 use super::{RunMode, Unit};
+use crate::sql::lexer::{self, LexOptions, Lexer, TokenKind};
 
 /// The migration tool that runs the files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -62,6 +68,7 @@ pub fn plan(
     path: Option<&Path>,
     source: &[u8],
     assume_in_transaction: bool,
+    pg_version: Option<u32>,
 ) -> Result<(Tool, Vec<Unit>), String> {
     let tool = match tool {
         Tool::Auto => detect(path, source).unwrap_or(if assume_in_transaction {
@@ -89,7 +96,11 @@ pub fn plan(
         Tool::Diesel => in_tx(diesel_in_transaction(path)?, RunMode::OneQuery),
         Tool::Dbmate => dbmate_units(source),
         Tool::GolangMigrate => whole(RunMode::OneQuery),
-        Tool::Flyway => in_tx(flyway_in_transaction(path)?, RunMode::Statements),
+        Tool::Flyway => in_tx(
+            flyway_in_transaction(path)?
+                .unwrap_or_else(|| !flyway_needs_no_transaction(source, pg_version)),
+            RunMode::Statements,
+        ),
         Tool::Psql | Tool::Auto => whole(RunMode::Statements),
         Tool::Psql1 => whole(RunMode::OneTransaction),
     };
@@ -163,21 +174,84 @@ fn diesel_in_transaction(path: Option<&Path>) -> Result<bool, String> {
     }
 }
 
-/// flyway: `executeInTransaction=false` in the script configuration file `<script>.conf`;
-/// absent file or key: Flyway's default, a transaction.
-fn flyway_in_transaction(path: Option<&Path>) -> Result<bool, String> {
-    let Some(path) = path else { return Ok(true) };
+/// flyway: `executeInTransaction` in the script configuration file `<script>.conf`, when set
+/// there; `None` (absent file or key) leaves the choice to Flyway's own detection.
+fn flyway_in_transaction(path: Option<&Path>) -> Result<Option<bool>, String> {
+    let Some(path) = path else { return Ok(None) };
     let mut conf = path.as_os_str().to_owned();
     conf.push(".conf");
     let conf = Path::new(&conf);
     let text = match std::fs::read_to_string(conf) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("{}: {e}", conf.display())),
     };
-    match setting(&text, "executeInTransaction", '#') {
-        Ok(v) => Ok(v.unwrap_or(true)),
-        Err(e) => Err(format!("{}: {e}", conf.display())),
+    setting(&text, "executeInTransaction", '#').map_err(|e| format!("{}: {e}", conf.display()))
+}
+
+/// Flyway's automatic non-transactional mode for PostgreSQL: a statement of the script is one
+/// `PostgreSQLParser.detectCanExecuteInTransaction` (flyway/flyway,
+/// `flyway-database-postgresql/…/PostgreSQLParser.java`, the same list since Flyway 9) says
+/// cannot run in a transaction. Flyway matches its patterns against the statement's leading
+/// keywords outside parentheses, one more keyword at a time:
+///
+/// - `CREATE|DROP DATABASE|TABLESPACE|SUBSCRIPTION`, `ALTER SYSTEM`
+/// - `CREATE|DROP [UNIQUE] INDEX CONCURRENTLY`
+/// - `REINDEX [VERBOSE] SCHEMA|DATABASE|SYSTEM` — not `REINDEX INDEX|TABLE … CONCURRENTLY`,
+///   which Flyway leaves in the transaction (where PostgreSQL refuses it)
+/// - `VACUUM`, `DISCARD ALL`
+/// - `ALTER TYPE … ADD VALUE` when the server is older than 12 (`pg_version`; unknown counts
+///   as recent, as everywhere in `check`).
+///
+/// Flyway stops looking after ten keywords; every pattern is decided well before that.
+pub fn flyway_needs_no_transaction(source: &[u8], pg_version: Option<u32>) -> bool {
+    let lex = LexOptions::default();
+    let mut found = false;
+    lexer::each_statement(source, lex, |span| {
+        if found || span.is_empty() {
+            return;
+        }
+        let mut depth = 0usize;
+        let mut words: Vec<String> = Vec::new();
+        for t in Lexer::at(source, span.start, lex).take_while(|t| t.start < span.end) {
+            match t.kind {
+                TokenKind::LParen => depth += 1,
+                TokenKind::RParen => depth = depth.saturating_sub(1),
+                TokenKind::Word if depth == 0 => {
+                    words.push(String::from_utf8_lossy(t.text(source)).to_ascii_uppercase());
+                    if words.len() >= 10 {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        found = flyway_non_transactional(&words, pg_version);
+    });
+    found
+}
+
+fn flyway_non_transactional(words: &[String], pg_version: Option<u32>) -> bool {
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    let starts = |prefix: &[&str]| w.starts_with(prefix);
+    match w.as_slice() {
+        [
+            "CREATE" | "DROP",
+            "DATABASE" | "TABLESPACE" | "SUBSCRIPTION",
+            ..,
+        ]
+        | ["ALTER", "SYSTEM", ..]
+        | ["CREATE" | "DROP", "INDEX", "CONCURRENTLY", ..]
+        | ["CREATE" | "DROP", "UNIQUE", "INDEX", "CONCURRENTLY", ..]
+        | ["REINDEX", "SCHEMA" | "DATABASE" | "SYSTEM", ..]
+        | ["REINDEX", "VERBOSE", "SCHEMA" | "DATABASE" | "SYSTEM", ..]
+        | ["VACUUM", ..]
+        | ["DISCARD", "ALL", ..] => true,
+        _ => {
+            pg_version.is_some_and(|v| v < 12)
+                && starts(&["ALTER", "TYPE"])
+                && w.windows(2).any(|p| p == ["ADD", "VALUE"])
+        }
     }
 }
 
@@ -288,5 +362,59 @@ mod tests {
             Ok(Some(false))
         );
         assert!(setting("executeInTransaction=maybe", "executeInTransaction", '#').is_err());
+    }
+
+    #[test]
+    fn flyway_runs_scripts_it_detects_as_non_transactional_statement_by_statement() {
+        let yes = |sql: &str| flyway_needs_no_transaction(sql.as_bytes(), None);
+        for sql in [
+            "CREATE INDEX CONCURRENTLY i ON t (x);",
+            "create table t (id int);\n-- then\ncreate unique index concurrently i on t (id);",
+            "DROP INDEX CONCURRENTLY IF EXISTS i;",
+            "VACUUM ANALYZE t;",
+            "vacuum;",
+            "REINDEX SCHEMA public;",
+            "REINDEX (VERBOSE) DATABASE d;",
+            "REINDEX VERBOSE SYSTEM d;",
+            "DISCARD ALL;",
+            "ALTER SYSTEM SET work_mem = '8MB';",
+            "CREATE DATABASE d;",
+            "DROP SUBSCRIPTION s;",
+            "/* c */ CREATE INDEX CONCURRENTLY i ON t (x);",
+        ] {
+            assert!(yes(sql), "{sql}");
+        }
+        for sql in [
+            "CREATE INDEX i ON t (x);",
+            // Flyway does not detect these: they stay in its transaction.
+            "REINDEX TABLE CONCURRENTLY t;",
+            "REINDEX INDEX CONCURRENTLY i;",
+            "ALTER TYPE mood ADD VALUE 'x';",
+            // Only the leading keywords count, outside parentheses, strings and comments.
+            "SELECT 'CREATE INDEX CONCURRENTLY';",
+            "-- VACUUM\nSELECT 1;",
+            "DO $$ BEGIN EXECUTE 'VACUUM'; END $$;",
+            "CREATE TABLE vacuum (id int);",
+            "CREATE \"INDEX\" CONCURRENTLY;",
+        ] {
+            assert!(!yes(sql), "{sql}");
+        }
+        // ALTER TYPE … ADD VALUE before PostgreSQL 12.
+        assert!(flyway_needs_no_transaction(
+            b"ALTER TYPE mood ADD VALUE 'x';",
+            Some(11)
+        ));
+        assert!(!flyway_needs_no_transaction(
+            b"ALTER TYPE mood ADD VALUE 'x';",
+            Some(12)
+        ));
+
+        let src = b"CREATE TABLE t (id int);\nCREATE INDEX CONCURRENTLY i ON t (id);\n";
+        let (tool, units) = plan(Tool::Flyway, None, src, false, None).expect("plan");
+        assert_eq!(tool, Tool::Flyway);
+        assert_eq!(units[0].mode, RunMode::Statements);
+        let (_, units) =
+            plan(Tool::Flyway, None, b"CREATE INDEX i ON t (x);", false, None).expect("plan");
+        assert_eq!(units[0].mode, RunMode::OneTransaction);
     }
 }

@@ -12,23 +12,108 @@
 //! - **Safe alternative:** drop without CASCADE (the default, RESTRICT): PostgreSQL then lists
 //!   the dependent objects and refuses; drop or change those deliberately first.
 //! - **Rewrite:** no.
+//! - **Nothing depends on it:** not flagged when the live catalog confirms that CASCADE drops
+//!   nothing RESTRICT would not (functions, procedures, routines, aggregates, types, domains,
+//!   schemas, extensions): the server resolved every object named — every candidate of an
+//!   unqualified name on the search path, each overload of a function — and `pg_depend` shows
+//!   no dependent outside what PostgreSQL drops with the object anyway (see
+//!   [`crate::catalog::DropFacts`]); or, with `IF EXISTS`, no object of that name exists in
+//!   any schema. Never on names alone: without facts (offline `check`, catalog reads off, a
+//!   name that is not a plain name, facts an earlier statement of the same message may have
+//!   changed, inside a function body), a function name without arguments that several
+//!   functions share (PostgreSQL would refuse it as not unique), or any dependent at all, it
+//!   is flagged — and the message says what depends on the object when the catalog said.
 //!
 //! <https://www.postgresql.org/docs/current/ddl-depend.html>
 
 use super::{Action, Context, Finding, Rule};
-use crate::sql::statement::{Ddl, DdlKind};
+use crate::catalog::Facts;
+use crate::sql::statement::{Ddl, DdlKind, DropObject};
 
 pub static RULE: Rule = Rule {
     id: "ban-drop-cascade",
     lock: "ACCESS EXCLUSIVE on every dependent table, none of them named",
-    summary: "DROP TYPE / DOMAIN / FUNCTION / SCHEMA / EXTENSION / … CASCADE (drops dependent columns and tables)",
+    summary: "DROP TYPE / DOMAIN / FUNCTION / SCHEMA / EXTENSION / … CASCADE (drops dependent columns and tables), unless the catalog shows nothing depends on it",
     default_action: Action::Block,
     check,
 };
 
-fn check(ddl: &Ddl, _ctx: &Context) -> Option<Finding> {
-    let DdlKind::DropCascade { tag } = &ddl.kind else {
+/// What the catalog says about the objects of one `DROP … CASCADE`.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Confirmed: CASCADE drops nothing RESTRICT would not.
+    Harmless,
+    /// Things depend on it: how many, and a few names.
+    Dependents(u64, Vec<String>),
+    /// Not confirmed either way (no facts, ambiguous, not found, internal part of another).
+    Unknown,
+}
+
+fn verdict(objects: &[DropObject], if_exists: bool, functions: bool, facts: &Facts) -> Verdict {
+    if facts.drops.len() != objects.len() {
+        return Verdict::Unknown;
+    }
+    let (mut count, mut names, mut unknown) = (0u64, Vec::new(), false);
+    for (o, f) in objects.iter().zip(&facts.drops) {
+        if f.asked != o.name {
+            return Verdict::Unknown;
+        }
+        if f.candidates == 0 {
+            // Missing everywhere: with IF EXISTS, PostgreSQL skips it with a notice.
+            unknown |= !if_exists || f.anywhere;
+            continue;
+        }
+        // Without an argument list a function name must be unique, or PostgreSQL refuses it.
+        unknown |= functions && !o.args && f.candidates > 1;
+        unknown |= f.escapes > 0;
+        count += f.dependents;
+        names.extend(f.names.iter().cloned());
+    }
+    if count > 0 {
+        names.truncate(5);
+        Verdict::Dependents(count, names)
+    } else if unknown {
+        Verdict::Unknown
+    } else {
+        Verdict::Harmless
+    }
+}
+
+fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
+    let DdlKind::DropCascade {
+        tag,
+        if_exists,
+        objects,
+    } = &ddl.kind
+    else {
         return None;
+    };
+    let functions = matches!(
+        tag.as_str(),
+        "DROP FUNCTION" | "DROP PROCEDURE" | "DROP ROUTINE" | "DROP AGGREGATE"
+    );
+    let verdict = match (objects, ctx.catalog) {
+        // In a function body the statement runs later, when the facts may no longer hold.
+        (Some(objects), Some(facts)) if !ctx.in_function_body => {
+            verdict(objects, *if_exists, functions, facts)
+        }
+        _ => Verdict::Unknown,
+    };
+    let known = match verdict {
+        Verdict::Harmless => return None,
+        Verdict::Dependents(n, names) => {
+            let more = if (names.len() as u64) < n {
+                ", …"
+            } else {
+                ""
+            };
+            format!(
+                " The catalog shows {n} dependent object{s} CASCADE would drop: {list}{more}.",
+                s = if n == 1 { "" } else { "s" },
+                list = names.join(", ")
+            )
+        }
+        Verdict::Unknown => String::new(),
     };
     let reach = match tag.as_str() {
         "DROP SCHEMA" => "every table, view and function in the schema, with all their rows",
@@ -42,7 +127,7 @@ fn check(ddl: &Ddl, _ctx: &Context) -> Option<Finding> {
     Some(Finding {
         rule: RULE.id,
         message: format!(
-            "{tag} … CASCADE also drops {reach}, in tables the statement never names."
+            "{tag} … CASCADE also drops {reach}, in tables the statement never names.{known}"
         ),
         hint: format!(
             "Run {tag} without CASCADE: PostgreSQL then lists what depends on the object and refuses. Drop or migrate those dependents deliberately first."
@@ -54,7 +139,9 @@ fn check(ddl: &Ddl, _ctx: &Context) -> Option<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::DropFacts;
     use crate::rules::testing::{Ctx, run, table};
+    use crate::sql::statement::Name;
 
     #[test]
     fn flags_cascading_drops_of_everything_but_tables() {
@@ -98,5 +185,121 @@ mod tests {
         );
         let f = run(&RULE, "DROP SCHEMA app CASCADE", &Ctx::default()).expect("flagged");
         assert!(f.message.contains("every table"), "{}", f.message);
+    }
+
+    fn drop_facts(name: &str, candidates: u64, anywhere: bool, dependents: u64) -> DropFacts {
+        DropFacts {
+            asked: Name::bare(name),
+            candidates,
+            anywhere,
+            dependents,
+            escapes: 0,
+            names: (0..dependents.min(5))
+                .map(|i| format!("view v{i}"))
+                .collect(),
+        }
+    }
+
+    fn with(drops: Vec<DropFacts>) -> Ctx {
+        Ctx {
+            catalog: Some(Facts {
+                drops,
+                ..Facts::default()
+            }),
+            ..Ctx::in_tx()
+        }
+    }
+
+    #[test]
+    fn passes_only_what_the_catalog_confirms_nothing_depends_on() {
+        let none = |n: &str| drop_facts(n, 1, true, 0);
+        // Confirmed: one object each, no dependent.
+        for (sql, drops) in [
+            ("DROP FUNCTION f(int) CASCADE", vec![none("f")]),
+            ("DROP FUNCTION f CASCADE", vec![none("f")]),
+            ("DROP TYPE a, b CASCADE", vec![none("a"), none("b")]),
+            ("DROP SCHEMA s CASCADE", vec![none("s")]),
+            ("DROP EXTENSION e CASCADE", vec![none("e")]),
+            // Every overload of f checked, none has a dependent.
+            (
+                "DROP FUNCTION f(int) CASCADE",
+                vec![drop_facts("f", 3, true, 0)],
+            ),
+            // IF EXISTS on a name no schema holds.
+            (
+                "DROP DOMAIN IF EXISTS d CASCADE",
+                vec![drop_facts("d", 0, false, 0)],
+            ),
+        ] {
+            assert_eq!(run(&RULE, sql, &with(drops)), None, "{sql}");
+        }
+        for (sql, drops) in [
+            // Something depends on it.
+            (
+                "DROP FUNCTION f(int) CASCADE",
+                vec![drop_facts("f", 1, true, 2)],
+            ),
+            (
+                "DROP TYPE a, b CASCADE",
+                vec![none("a"), drop_facts("b", 1, true, 1)],
+            ),
+            // Ambiguous: no argument list, several functions of that name.
+            ("DROP FUNCTION f CASCADE", vec![drop_facts("f", 2, true, 0)]),
+            // Not found on the search path, but some schema has one (a pg_temp.x, say).
+            (
+                "DROP TYPE IF EXISTS x CASCADE",
+                vec![drop_facts("x", 0, true, 0)],
+            ),
+            // Missing without IF EXISTS.
+            ("DROP TYPE x CASCADE", vec![drop_facts("x", 0, false, 0)]),
+            // Facts for another name, or for fewer objects than named.
+            ("DROP TYPE x CASCADE", vec![none("y")]),
+            ("DROP TYPE a, b CASCADE", vec![none("a")]),
+            // An internal part of something else.
+            (
+                "DROP TYPE x CASCADE",
+                vec![DropFacts {
+                    escapes: 1,
+                    ..none("x")
+                }],
+            ),
+            // A kind ddlgate does not resolve.
+            ("DROP VIEW v CASCADE", vec![none("v")]),
+        ] {
+            assert!(run(&RULE, sql, &with(drops)).is_some(), "{sql}");
+        }
+        // No facts at all (offline check), and inside a function body.
+        assert!(run(&RULE, "DROP TYPE x CASCADE", &Ctx::in_tx()).is_some());
+        let mut body = with(vec![none("x")]);
+        body.in_function_body = true;
+        assert!(run(&RULE, "DROP TYPE x CASCADE", &body).is_some());
+    }
+
+    #[test]
+    fn the_message_names_the_dependents() {
+        let f = run(
+            &RULE,
+            "DROP FUNCTION f(int) CASCADE",
+            &with(vec![drop_facts("f", 1, true, 7)]),
+        )
+        .expect("flagged");
+        assert!(
+            f.message
+                .contains("7 dependent objects CASCADE would drop: view v0, view v1, view v2, view v3, view v4, …"),
+            "{}",
+            f.message
+        );
+        let f = run(
+            &RULE,
+            "DROP TYPE t CASCADE",
+            &with(vec![drop_facts("t", 1, true, 1)]),
+        )
+        .expect("flagged");
+        assert!(
+            f.message
+                .ends_with("1 dependent object CASCADE would drop: view v0."),
+            "{}",
+            f.message
+        );
     }
 }

@@ -8,13 +8,20 @@
 //!   unless the catalog says it is an index on a partitioned table, which PostgreSQL cannot
 //!   drop `CONCURRENTLY` ("cannot drop partitioned index concurrently"); the hint then says
 //!   so instead of offering a rewrite that would fail.
-//! - **Small tables:** not flagged — the scan or rewrite takes milliseconds — when one index, on a table the catalog shows small
-//!   ([`crate::catalog::Relation::is_small`]; the thresholds are `catalog.small_table_*`).
+//! - **Small tables:** not flagged — the lock is held for milliseconds and nobody waits long
+//!   behind it — when one index, on a table the catalog shows small
+//!   ([`crate::catalog::Relation::is_small`]; the thresholds are `catalog.small_table_*`) or
+//!   created in this transaction (invisible to every other session). `DROP INDEX a, b, …`
+//!   inside a transaction block, where it could not run `CONCURRENTLY` anyway, is not flagged
+//!   when *every* index named is so: each one's table is resolved by the server (the index's
+//!   OID, then `pg_index.indrelid`), never guessed from the names. Outside a transaction block
+//!   a list of indexes is still flagged: the safe form is one `DROP INDEX CONCURRENTLY` per
+//!   index, which ddlgate does not split into.
 //!
 //! <https://www.postgresql.org/docs/current/sql-dropindex.html>
 
 use super::{Action, Context, Finding, OUTSIDE_TRANSACTION_HINT, Rewrite, Rule};
-use crate::sql::statement::{Ddl, DdlKind};
+use crate::sql::statement::{Ddl, DdlKind, Name};
 
 pub static RULE: Rule = Rule {
     id: "require-concurrent-index-deletion",
@@ -34,11 +41,13 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
     else {
         return None;
     };
-    // The small-table allowance: one index, on a table the catalog shows small.
-    if let [name] = names.as_slice()
-        && ctx.is_small(name)
-    {
-        return None;
+    // The small-table allowance: an index whose table the server shows small, or which was
+    // created in this transaction.
+    let harmless = |n: &Name| ctx.is_new(n) || ctx.is_small(n) || ctx.is_small_referenced(n);
+    match names.as_slice() {
+        [name] if harmless(name) => return None,
+        [_, _, ..] if ctx.in_transaction_block() && names.iter().all(harmless) => return None,
+        _ => {}
     }
     let list = names
         .iter()
@@ -172,5 +181,72 @@ mod tests {
                 "{sql}"
             );
         }
+    }
+
+    #[test]
+    fn several_indexes_pass_in_a_transaction_only_when_every_table_is_small_or_new() {
+        let small = |n: &str| Relation {
+            kind: Some(RelKind::Index),
+            ..existing(n, 0, 8192)
+        };
+        let big = |n: &str| Relation {
+            kind: Some(RelKind::Index),
+            ..existing(n, 1_000_000, 1 << 30)
+        };
+        let ctx = |tx: Ctx, first: Relation, rest: Vec<Relation>| Ctx {
+            catalog: Some(crate::catalog::Facts {
+                referenced: rest,
+                ..facts(first, vec![])
+            }),
+            ..tx
+        };
+        let sql = "DROP INDEX a, b, c";
+        // Every index's table small: passes in a transaction.
+        assert_eq!(
+            run(
+                &RULE,
+                sql,
+                &ctx(Ctx::in_tx(), small("a"), vec![small("b"), small("c")])
+            ),
+            None
+        );
+        // One big table among them, or one index the facts do not cover: flagged.
+        for rest in [
+            vec![small("b"), big("c")],
+            vec![big("b"), small("c")],
+            vec![small("b")],
+            vec![small("b"), Relation::missing(Name::bare("c"))],
+        ] {
+            assert!(
+                run(&RULE, sql, &ctx(Ctx::in_tx(), small("a"), rest.clone())).is_some(),
+                "{rest:?}"
+            );
+        }
+        assert!(
+            run(
+                &RULE,
+                sql,
+                &ctx(Ctx::in_tx(), big("a"), vec![small("b"), small("c")])
+            )
+            .is_some()
+        );
+        // Outside a transaction block the list is still flagged (no rewrite: one statement
+        // per index is the safe form).
+        let f = run(
+            &RULE,
+            sql,
+            &ctx(Ctx::default(), small("a"), vec![small("b"), small("c")]),
+        )
+        .expect("flagged outside a transaction");
+        assert_eq!(f.rewrite, None);
+        // Without facts: flagged.
+        assert!(run(&RULE, sql, &Ctx::in_tx()).is_some());
+        // An index the server confirmed new to this transaction counts like a small one.
+        let mut with_new = ctx(Ctx::in_tx(), small("a"), vec![small("b"), big("c")]);
+        with_new.created.insert(Name::bare("c"));
+        assert_eq!(run(&RULE, sql, &with_new), None);
+        let mut one_new = Ctx::in_tx();
+        one_new.created.insert(Name::bare("i"));
+        assert_eq!(run(&RULE, "DROP INDEX i", &one_new), None);
     }
 }

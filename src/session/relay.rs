@@ -135,6 +135,12 @@ struct State {
     prepared: Prepared,
     /// The last Parse analysed holds a DDL candidate.
     last_parse_ddl: bool,
+    /// The last Parse's decision rests on facts that hold only now (`Plan::fresh_facts_only`):
+    /// its statement may be executed only in the same protocol unit.
+    last_parse_fresh: bool,
+    /// Protocol units begun (each Sync and each simple Query ends one): a prepared statement
+    /// whose decision rests on fresh facts is decided again when bound in a later one.
+    unit_gen: u64,
     /// Slot removals (Close, DEALLOCATE, …) of the message being forwarded, until its unit is
     /// timed; applied when that unit ends without an error.
     untrack_pending: Vec<Untrack>,
@@ -304,6 +310,8 @@ impl Relay {
                 unit_open: false,
                 prepared: Prepared::default(),
                 last_parse_ddl: false,
+                last_parse_fresh: false,
+                unit_gen: 0,
                 untrack_pending: Vec::new(),
                 lex_barrier: false,
                 settings_gen: 0,
@@ -1288,6 +1296,7 @@ impl State {
             .analyze(counters, &self.profile, source, sql, &ctx);
         self.audit_pending.append(&mut plan.audit);
         self.last_parse_ddl = summary.ddl_candidates > 0;
+        self.last_parse_fresh = plan.fresh_facts_only;
         self.note_effects(name);
         let kind = UnitKind::of(&summary);
         match source {
@@ -1450,7 +1459,11 @@ impl State {
             .unwrap_or(sql);
         let plan = hooked.as_ref().and_then(|h| h.guard.clone());
         let decided_in = self.decided_in();
-        match self.prepared.track(name, plan, held_sql, decided_in, cap) {
+        let fresh_unit = self.last_parse_fresh.then_some(self.unit_gen);
+        match self
+            .prepared
+            .track(name, plan, held_sql, decided_in, fresh_unit, cap)
+        {
             Ok(()) => hooked,
             Err(prepared::Full) => {
                 tracing::warn!(
@@ -1488,7 +1501,10 @@ impl State {
         let Some(entry) = self.prepared.ddl_mut(statement) else {
             return Ok(None);
         };
-        if entry.decided_in == now {
+        // A decision on facts that hold only now (what depends on a dropped object) is good
+        // for the unit of its Parse only: in a later unit it is taken again, without them.
+        let fresh = entry.fresh_unit.is_none_or(|u| u == self.unit_gen);
+        if entry.decided_in == now && fresh {
             return Ok(entry.plan.clone());
         }
         let was = entry.decided_in;
@@ -1500,7 +1516,7 @@ impl State {
                 String::from_utf8_lossy(statement)
             ),
             detail: format!(
-                "It was decided at its Parse (transaction {}); since then the transaction status, a transaction end or a settings change may make its names mean other objects.",
+                "It was decided at its Parse (transaction {}); since then the transaction status, a transaction end or a settings change may make its names mean other objects, and for a DROP … CASCADE other statements may have created dependents.",
                 was.tx.as_str()
             ),
             hint: "Prepare the statement again (Parse) right before executing it, or send it as a simple query.".to_owned(),
@@ -1549,6 +1565,7 @@ impl State {
     fn on_client_tag(&mut self, counters: &crate::analysis::Counters, tag: u8) {
         match tag {
             frontend::QUERY | frontend::FUNCTION_CALL => {
+                self.unit_gen += 1;
                 if tag == frontend::FUNCTION_CALL {
                     // A function called by OID may change any setting.
                     self.settings_gen += 1;
@@ -1576,6 +1593,7 @@ impl State {
                 self.unit_open = true;
             }
             frontend::SYNC => {
+                self.unit_gen += 1;
                 self.outstanding += 1;
                 // A unit that only binds and executes statements prepared earlier counts as
                 // DML: what they are is not looked at again.

@@ -26,8 +26,8 @@ use super::keywords::{RESERVED, TYPE_FUNC_NAME, in_list};
 use super::lexer::{ClientEncoding, LexOptions, Lexer, Token, TokenKind};
 use super::literal;
 use super::statement::{
-    AddColumn, AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind, DefaultExpr, LockMode, Name,
-    ReindexTarget, Understood,
+    AddColumn, AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind, DefaultExpr, DropObject,
+    LockMode, Name, ReindexTarget, Understood,
 };
 
 /// Classifies the statement `sql[span.start..span.end]` from its tokens. Returns
@@ -1914,13 +1914,56 @@ fn drop(c: &mut Cursor<'_>) -> Option<DdlKind> {
         c.skip_rest();
         return Some(DdlKind::DropOwned);
     }
+    let resolvable = match *tag {
+        "DROP FUNCTION" | "DROP PROCEDURE" | "DROP ROUTINE" | "DROP AGGREGATE" => Some(true),
+        "DROP TYPE" | "DROP DOMAIN" | "DROP SCHEMA" | "DROP EXTENSION" => Some(false),
+        _ => None,
+    };
+    let listed = resolvable.and_then(|functions| drop_objects(&mut c.clone(), functions));
     // CASCADE anywhere at top level (an object called `cascade` included: the stricter reading).
     if c.rest_has("CASCADE", None, true) {
+        let (if_exists, objects) = match listed {
+            Some((if_exists, objects)) => (if_exists, Some(objects)),
+            None => (false, None),
+        };
         return Some(DdlKind::DropCascade {
             tag: (*tag).to_owned(),
+            if_exists,
+            objects,
         });
     }
     Some(other(tag))
+}
+
+/// `[ IF EXISTS ] object [, ...] CASCADE` to the last token, each object a name and, for
+/// functions, an optional argument list: the objects whose dependents the catalog can count.
+/// `None` for anything else (`mood[]`, `t.c%TYPE`, `double precision`, options after CASCADE):
+/// then the statement is judged without facts.
+fn drop_objects(c: &mut Cursor<'_>, functions: bool) -> Option<(bool, Vec<DropObject>)> {
+    // A `U&"…"` name is kept undecoded by `ident_text` (escapes, UESCAPE): looked up as
+    // written it would resolve to nothing while the server drops the decoded name.
+    let mut scan = c.clone();
+    while let Some(t) = scan.next() {
+        if t.kind == TokenKind::QuotedIdent && !t.text(c.sql).starts_with(b"\"") {
+            return None;
+        }
+    }
+    let if_exists = c.eat_all(&["IF", "EXISTS"]);
+    let mut objects = Vec::new();
+    loop {
+        let name = c.read_name()?;
+        let args = functions && c.is_kind(TokenKind::LParen);
+        if args {
+            c.skip_parens()?;
+        }
+        objects.push(DropObject { name, args });
+        if !c.eat_kind(TokenKind::Comma) {
+            break;
+        }
+    }
+    c.expect("CASCADE")?;
+    c.expect_end()?;
+    (!c.bad).then_some((if_exists, objects))
 }
 
 /// `[ CASCADE | RESTRICT ]`: whether CASCADE was given.
@@ -3677,53 +3720,121 @@ mod tests {
 
     #[test]
     fn statements_that_reach_tables_indirectly() {
+        let o = |schema: Option<&str>, name: &str, args: bool| DropObject {
+            name: Name::new(schema, name),
+            args,
+        };
+        let cascade =
+            |tag: &str, if_exists: bool, objects: Option<Vec<DropObject>>| DdlKind::DropCascade {
+                tag: tag.into(),
+                if_exists,
+                objects,
+            };
         let cases = [
             (
                 "DROP SCHEMA app CASCADE",
-                DdlKind::DropCascade {
-                    tag: "DROP SCHEMA".into(),
-                },
+                cascade("DROP SCHEMA", false, Some(vec![o(None, "app", false)])),
             ),
             ("DROP SCHEMA app", other_tag("DROP SCHEMA")),
             ("DROP OWNED BY r", DdlKind::DropOwned),
             ("drop owned by a, b restrict", DdlKind::DropOwned),
             (
                 "DROP TYPE IF EXISTS mood, s.other CASCADE",
-                DdlKind::DropCascade {
-                    tag: "DROP TYPE".into(),
-                },
+                cascade(
+                    "DROP TYPE",
+                    true,
+                    Some(vec![o(None, "mood", false), o(Some("s"), "other", false)]),
+                ),
             ),
             (
                 "DROP FUNCTION f(int, text) CASCADE",
-                DdlKind::DropCascade {
-                    tag: "DROP FUNCTION".into(),
-                },
+                cascade("DROP FUNCTION", false, Some(vec![o(None, "f", true)])),
             ),
             (
                 "DROP CAST (int AS s.t) CASCADE",
-                DdlKind::DropCascade {
-                    tag: "DROP CAST".into(),
-                },
+                cascade("DROP CAST", false, None),
             ),
             (
                 "DROP TEXT SEARCH CONFIGURATION c CASCADE",
-                DdlKind::DropCascade {
-                    tag: "DROP TEXT SEARCH CONFIGURATION".into(),
-                },
+                cascade("DROP TEXT SEARCH CONFIGURATION", false, None),
             ),
             (
                 "DROP ACCESS METHOD am CASCADE",
-                DdlKind::DropCascade {
-                    tag: "DROP ACCESS METHOD".into(),
-                },
+                cascade("DROP ACCESS METHOD", false, None),
             ),
             (
                 "DROP OPERATOR === (int, int) CASCADE",
-                DdlKind::DropCascade {
-                    tag: "DROP OPERATOR".into(),
-                },
+                cascade("DROP OPERATOR", false, None),
             ),
             ("DROP DOMAIN d RESTRICT", other_tag("DROP DOMAIN")),
+            (
+                "drop function if exists a, s.b(int), c() cascade",
+                cascade(
+                    "DROP FUNCTION",
+                    true,
+                    Some(vec![
+                        o(None, "a", false),
+                        o(Some("s"), "b", true),
+                        o(None, "c", true),
+                    ]),
+                ),
+            ),
+            (
+                "DROP AGGREGATE ag(*) CASCADE",
+                cascade("DROP AGGREGATE", false, Some(vec![o(None, "ag", true)])),
+            ),
+            (
+                "DROP EXTENSION citext CASCADE",
+                cascade(
+                    "DROP EXTENSION",
+                    false,
+                    Some(vec![o(None, "citext", false)]),
+                ),
+            ),
+            // Not plain names (an array type, a column's type, a two-word type, a type with an
+            // argument list, something after CASCADE): no objects, judged without facts.
+            (
+                "DROP TYPE mood[] CASCADE",
+                cascade("DROP TYPE", false, None),
+            ),
+            (
+                "DROP TYPE IF EXISTS t.c%TYPE CASCADE",
+                cascade("DROP TYPE", false, None),
+            ),
+            (
+                "DROP DOMAIN double precision CASCADE",
+                cascade("DROP DOMAIN", false, None),
+            ),
+            (
+                "DROP TYPE t(int) CASCADE",
+                cascade("DROP TYPE", false, None),
+            ),
+            (
+                "DROP SCHEMA a CASCADE RESTRICT",
+                cascade("DROP SCHEMA", false, None),
+            ),
+            (
+                "DROP SCHEMA cascade CASCADE",
+                cascade("DROP SCHEMA", false, Some(vec![o(None, "cascade", false)])),
+            ),
+            ("DROP VIEW v CASCADE", cascade("DROP VIEW", false, None)),
+            // Unicode-escaped names are not decoded here: no objects.
+            (
+                "DROP TYPE IF EXISTS U&\"d\\0061ta\" CASCADE",
+                cascade("DROP TYPE", false, None),
+            ),
+            (
+                "DROP TYPE IF EXISTS s.u&\"d!0061ta\" UESCAPE '!' CASCADE",
+                cascade("DROP TYPE", false, None),
+            ),
+            (
+                "DROP TYPE IF EXISTS \"Mood\", Mood CASCADE",
+                cascade(
+                    "DROP TYPE",
+                    true,
+                    Some(vec![o(None, "Mood", false), o(None, "mood", false)]),
+                ),
+            ),
             (
                 "ALTER TYPE victim RENAME ATTRIBUTE name TO nm CASCADE",
                 DdlKind::AlterTypeRenameAttribute {

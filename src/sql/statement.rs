@@ -6,6 +6,15 @@
 //! SQL layer only. The model keeps exactly the facts the rules need (which object, which
 //! options, which sub-commands), with names folded the way PostgreSQL folds them.
 
+/// One object of a `DROP <kind> … CASCADE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropObject {
+    pub name: Name,
+    /// A function's argument list was written (`f(int)`, `f()`): without one, PostgreSQL
+    /// requires the name to be unique.
+    pub args: bool,
+}
+
 /// A possibly schema-qualified object name, folded like PostgreSQL: unquoted identifiers are
 /// lower-cased, quoted ones kept exactly.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -306,6 +315,13 @@ pub enum DdlKind {
     /// e.g. `DROP TYPE`. Without CASCADE these stay `Other`.
     DropCascade {
         tag: String,
+        /// `IF EXISTS` was given.
+        if_exists: bool,
+        /// The objects dropped, for the kinds whose dependents ddlgate can ask the server about
+        /// (functions, procedures, routines, aggregates, types, domains, schemas, extensions),
+        /// when the statement is exactly `DROP <kind> [IF EXISTS] obj [, …] CASCADE`; `None`
+        /// otherwise (then nothing is known and the rule assumes the worst).
+        objects: Option<Vec<DropObject>>,
     },
     /// `ALTER TYPE name RENAME ATTRIBUTE a TO b`: on a table's row type PostgreSQL renames the
     /// table's column.

@@ -45,6 +45,9 @@ pub(super) struct PreparedDdl {
     /// The SQL the server holds for it (after any rewrite), when short enough to keep.
     pub sql: Option<Vec<u8>>,
     pub decided_in: DecidedIn,
+    /// The protocol unit of its Parse, when its decision rests on facts that hold only then
+    /// (`analysis::Plan::fresh_facts_only`): a Bind in another unit decides it again.
+    pub fresh_unit: Option<u64>,
     /// When it was tracked, so that a removal requested earlier never removes a later one.
     seq: u64,
 }
@@ -88,6 +91,7 @@ impl Prepared {
         plan: Option<GuardPlan>,
         sql: &[u8],
         decided_in: DecidedIn,
+        fresh_unit: Option<u64>,
         cap: usize,
     ) -> Result<(), Full> {
         if self.ddl.len() >= cap && !self.ddl.contains_key(name) {
@@ -107,6 +111,7 @@ impl Prepared {
                 plan,
                 sql: keep.then(|| sql.to_vec()),
                 decided_in,
+                fresh_unit,
                 seq: self.seq,
             },
         );
@@ -189,21 +194,24 @@ mod tests {
     #[test]
     fn full_refuses_and_only_confirmed_removals_free_slots() {
         let mut p = Prepared::default();
-        p.track(b"a", None, b"DROP TABLE a", ctx(), 2)
+        p.track(b"a", None, b"DROP TABLE a", ctx(), None, 2)
             .expect("room");
-        p.track(b"b", None, b"DROP TABLE b", ctx(), 2)
+        p.track(b"b", None, b"DROP TABLE b", ctx(), None, 2)
             .expect("room");
-        assert!(p.track(b"c", None, b"DROP TABLE c", ctx(), 2).is_err());
+        assert!(
+            p.track(b"c", None, b"DROP TABLE c", ctx(), None, 2)
+                .is_err()
+        );
         // Replacing a tracked name needs no new slot.
-        p.track(b"b", None, b"DROP TABLE b2", ctx(), 2)
+        p.track(b"b", None, b"DROP TABLE b2", ctx(), None, 2)
             .expect("same name");
         let close_a = p.untrack_request(Some(b"a"));
         p.apply(close_a);
-        p.track(b"c", None, b"DROP TABLE c", ctx(), 2)
+        p.track(b"c", None, b"DROP TABLE c", ctx(), None, 2)
             .expect("freed");
         // A removal requested before a statement of the same name was tracked again keeps it.
         let stale = p.untrack_request(Some(b"c"));
-        p.track(b"c", None, b"DROP TABLE c2", ctx(), 2)
+        p.track(b"c", None, b"DROP TABLE c2", ctx(), None, 2)
             .expect("replace");
         p.apply(stale);
         assert!(p.ddl_mut(b"c").is_some());
@@ -218,7 +226,7 @@ mod tests {
         let mut p = Prepared::default();
         let sql = vec![b'x'; MAX_KEPT_SQL];
         for i in 0..MAX_KEPT_TOTAL / MAX_KEPT_SQL + 3 {
-            p.track(format!("s{i}").as_bytes(), None, &sql, ctx(), 1000)
+            p.track(format!("s{i}").as_bytes(), None, &sql, ctx(), None, 1000)
                 .expect("room");
         }
         assert!(p.kept <= MAX_KEPT_TOTAL);
