@@ -1749,7 +1749,16 @@ mod tests {
             let mut longer = sql.clone();
             longer.extend_from_slice(b"\n\n; SELECT 1");
             let more = split_statements(&longer, opts);
-            if !unterminated && Splitter::at_top_level(&sql, opts) {
+            // Text ending inside a multibyte character (GB18030 `\xa1\x31` wants two more
+            // bytes) is invalid in its encoding: the server rejects it before lexing, and the
+            // appended bytes would complete the character.
+            // (`char_len` stops at the end of its slice, so the characters are walked in
+            // `longer`.)
+            let mut at = 0;
+            while at < sql.len() {
+                at += opts.encoding.char_len(&longer, at);
+            }
+            if !unterminated && at == sql.len() && Splitter::at_top_level(&sql, opts) {
                 prop_assert_eq!(more.len(), segs.len() + 1);
             }
         }
