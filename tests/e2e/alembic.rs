@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use crate::harness::{BIG_ROWS, E2e, Run, Tool, Via, Writer, tool_dir, workdir};
+use crate::harness::{E2e, Run, Tool, Via, Writer, tool_dir, workdir};
 use crate::psql::override_from;
 
 /// The writer: one short UPDATE of a row of the big table.
@@ -91,25 +91,6 @@ fn transaction_per_migration(dir: &Path) {
         "context.configure(connection=connection, target_metadata=None)",
         "context.configure(\n            connection=connection,\n            target_metadata=None,\n            transaction_per_migration=True,\n        )",
     );
-}
-
-pub async fn fill_big(e2e: &E2e, db: &str) {
-    e2e.fill(
-        db,
-        &format!(
-            "INSERT INTO accounts (email) SELECT 'user' || g || '@example.com' FROM generate_series(1, {BIG_ROWS}) g"
-        ),
-        "accounts",
-    )
-    .await;
-    e2e.fill(
-        db,
-        &format!(
-            "INSERT INTO orders (account_id, total, note, legacy_code) SELECT g, g, 'n', 'x' FROM generate_series(1, {BIG_ROWS}) g"
-        ),
-        "orders",
-    )
-    .await;
 }
 
 /// One count straight from the server.
@@ -279,7 +260,7 @@ async fn alembic_big_tables() {
         .args(["upgrade", "0001"])
         .ok()
         .await;
-    fill_big(&e2e, "via_proxy").await;
+    e2e.fill_accounts_and_orders("via_proxy").await;
     let writer = Writer::start(&e2e, "via_proxy", WRITE).await;
 
     for (i, step) in STEPS.iter().enumerate() {
@@ -365,7 +346,7 @@ async fn alembic_big_tables() {
         .args(["upgrade", "0001"])
         .ok()
         .await;
-    fill_big(&e2e, "psycopg2").await;
+    e2e.fill_accounts_and_orders("psycopg2").await;
     let run = alembic(&e2e, Via::Proxy, "psycopg2", dir, Driver::Psycopg2)
         .args(["upgrade", "head"])
         .ok()
@@ -387,7 +368,7 @@ async fn alembic_autocommit_block_in_one_run_transaction() {
     let dir = dir.path();
     let up = || alembic(&e2e, Via::Proxy, "via_proxy", dir, Driver::Psycopg3);
     up().args(["upgrade", "0001"]).ok().await;
-    fill_big(&e2e, "via_proxy").await;
+    e2e.fill_accounts_and_orders("via_proxy").await;
     take_outside(dir, STEPS[0].name);
     let run = up().args(["upgrade", "head"]).fails().await;
     run.assert_says(&["Running upgrade 0003 -> 0004", STEPS[1].rule]);

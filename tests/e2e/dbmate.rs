@@ -114,7 +114,7 @@ async fn dbmate_transaction_false_section_is_one_query() {
     let dir = work.path();
     Dbmate::prepare(dir);
     Dbmate::up(&e2e, Via::Proxy, "app", dir, true).ok().await;
-    node_tools::fill_big(&e2e, "app").await;
+    e2e.fill_accounts_and_orders("app").await;
 
     let first = &Dbmate::migrations(dir)[0];
     let mixed = dir.join("db/mixed");

@@ -19,8 +19,8 @@ use ddlgate::rules::Action;
 
 use crate::harness::{E2e, Run, Tool, Via, Writer, tool_dir, workdir};
 use crate::sqlx::{
-    REFUSED, WRITE, assert_tool_way_out, blocked, check, check_blocks, decided, fill_big,
-    override_for, prefix_file, put, tables,
+    REFUSED, WRITE, assert_tool_way_out, blocked, check, check_blocks, decided, override_for,
+    prefix_file, put, tables,
 };
 
 /// The history's migration directories, oldest first.
@@ -246,7 +246,7 @@ async fn diesel_big_tables_refused_in_transaction_then_run_in_transaction_false(
             .args(["migration", "run", "--migration-dir", "first"])
             .ok()
             .await;
-        fill_big(&e2e, db).await;
+        e2e.fill_accounts_and_orders(db).await;
     }
     let ups: Vec<String> = HISTORY
         .iter()

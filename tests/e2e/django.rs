@@ -14,7 +14,7 @@
 
 use std::path::Path;
 
-use crate::alembic::{WRITE, count, edit, fill_big};
+use crate::alembic::{WRITE, count, edit};
 use crate::harness::{E2e, Run, Tool, Via, Writer, fixtures, tool_dir, workdir};
 use crate::psql::override_from;
 
@@ -234,7 +234,7 @@ async fn django_big_tables() {
         .args(["migrate", "shop", "0001"])
         .ok()
         .await;
-    fill_big(&e2e, "via_proxy").await;
+    e2e.fill_accounts_and_orders("via_proxy").await;
     let writer = Writer::start(&e2e, "via_proxy", WRITE).await;
 
     let mut previous = "0002_order_status";
@@ -312,7 +312,7 @@ async fn django_big_tables() {
     let ssb =
         || manage(&e2e, Via::Proxy, "server_side_binding", dir).env("DB_SERVER_SIDE_BINDING", "1");
     ssb().args(["migrate", "shop", "0001"]).ok().await;
-    fill_big(&e2e, "server_side_binding").await;
+    e2e.fill_accounts_and_orders("server_side_binding").await;
     ssb().arg("migrate").ok().await;
     let log = e2e.env.pg.log();
     assert!(

@@ -191,6 +191,28 @@ impl E2e {
         );
     }
 
+    /// Fills the `accounts` and `orders` tables every tool's history creates first with
+    /// [`BIG_ROWS`] rows each (valid account ids, non-null totals), above the small-table
+    /// thresholds.
+    pub async fn fill_accounts_and_orders(&self, db: &str) {
+        self.fill(
+            db,
+            &format!(
+                "INSERT INTO accounts (email) SELECT 'user' || g || '@example.com' FROM generate_series(1, {BIG_ROWS}) g"
+            ),
+            "accounts",
+        )
+        .await;
+        self.fill(
+            db,
+            &format!(
+                "INSERT INTO orders (account_id, total, note, legacy_code) SELECT g, g, 'n', 'x' FROM generate_series(1, {BIG_ROWS}) g"
+            ),
+            "orders",
+        )
+        .await;
+    }
+
     /// The schema of `db` as `pg_dump --schema-only` prints it, without comments, SET lines,
     /// psql meta-commands (`\restrict` keys differ per dump) or blank lines, so two databases
     /// migrated the same way compare equal. `exclude` names tables left out entirely (a tool's

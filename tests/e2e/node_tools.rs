@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use ddlgate::rules::Action;
 
-use crate::harness::{self, BIG_ROWS, E2e, Run, Tool, Via, Writer};
+use crate::harness::{self, E2e, Run, Tool, Via, Writer};
 
 /// The writer: one short UPDATE of a row of the big table.
 pub const WRITE: &str = "UPDATE orders SET total = total + 1 WHERE id = 1 + (random() * 999)::int";
@@ -343,25 +343,6 @@ pub async fn fresh_tables<M: Migrator>() {
     );
 }
 
-pub async fn fill_big(e2e: &E2e, db: &str) {
-    e2e.fill(
-        db,
-        &format!(
-            "INSERT INTO accounts (email) SELECT 'user' || g || '@example.com' FROM generate_series(1, {BIG_ROWS}) g"
-        ),
-        "accounts",
-    )
-    .await;
-    e2e.fill(
-        db,
-        &format!(
-            "INSERT INTO orders (account_id, total, note, legacy_code) SELECT g, g, 'n', 'x' FROM generate_series(1, {BIG_ROWS}) g"
-        ),
-        "orders",
-    )
-    .await;
-}
-
 /// Big tables (filled above the small-table thresholds right after the first migration),
 /// a writer on `orders` throughout, every pending migration in one run of the tool, as a
 /// user runs it. Each run stops at the next migration that builds an index or adds a
@@ -381,7 +362,7 @@ pub async fn big_tables<M: Migrator>() {
     let files = M::migrations(dir);
     for (via, db) in [(Via::Proxy, "via_proxy"), (Via::Direct, "direct")] {
         M::up(&e2e, via, db, dir, true).ok().await;
-        fill_big(&e2e, db).await;
+        e2e.fill_accounts_and_orders(db).await;
     }
     let writer = Writer::start(&e2e, "via_proxy", WRITE).await;
 

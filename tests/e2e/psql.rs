@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::common::PgCluster;
-use crate::harness::{BIG_ROWS, E2e, Run, Tool, Via, Writer, fixtures};
+use crate::harness::{E2e, Run, Tool, Via, Writer, fixtures};
 
 const UP: [&str; 8] = [
     "001_create_tables.sql",
@@ -55,25 +55,6 @@ fn with_prefix(dir: &Path, file: &Path, prefix: &str) -> PathBuf {
     let out = dir.join(file.file_name().expect("file name"));
     std::fs::write(&out, format!("{prefix}\n{body}")).expect("write migration");
     out
-}
-
-async fn fill_big(e2e: &E2e, db: &str) {
-    e2e.fill(
-        db,
-        &format!(
-            "INSERT INTO accounts (email) SELECT 'user' || g || '@example.com' FROM generate_series(1, {BIG_ROWS}) g"
-        ),
-        "accounts",
-    )
-    .await;
-    e2e.fill(
-        db,
-        &format!(
-            "INSERT INTO orders (account_id, total, note, legacy_code) SELECT g, g, 'n', 'x' FROM generate_series(1, {BIG_ROWS}) g"
-        ),
-        "orders",
-    )
-    .await;
 }
 
 /// Fresh tables (created by the first migration, never analyzed), one transaction per file:
@@ -165,7 +146,7 @@ async fn psql_per_statement_big_tables() {
             Via::Proxy
         };
         psql(&e2e, via, db, false, &up.join(UP[0])).ok().await;
-        fill_big(&e2e, db).await;
+        e2e.fill_accounts_and_orders(db).await;
     }
     let writer = Writer::start(&e2e, "via_proxy", WRITE).await;
     let expect_notice = [
@@ -217,7 +198,7 @@ async fn psql_single_transaction_big_tables() {
     psql(&e2e, Via::Proxy, "via_proxy", true, &up.join(UP[0]))
         .ok()
         .await;
-    fill_big(&e2e, "via_proxy").await;
+    e2e.fill_accounts_and_orders("via_proxy").await;
     psql(&e2e, Via::Proxy, "via_proxy", true, &up.join(UP[1]))
         .ok()
         .await;

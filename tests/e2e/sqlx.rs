@@ -17,7 +17,7 @@ use std::path::Path;
 
 use ddlgate::rules::Action;
 
-use crate::harness::{BIG_ROWS, E2e, Run, Tool, Via, Writer, tool_dir, workdir};
+use crate::harness::{E2e, Run, Tool, Via, Writer, tool_dir, workdir};
 
 /// The history, by version and name (the files are `<version>_<name>.up.sql` / `.down.sql`).
 const HISTORY: [(&str, &str); 8] = [
@@ -93,27 +93,6 @@ pub(crate) fn prefix_file(file: &Path, line: &str) {
 pub(crate) fn put(file: &Path, contents: &str) {
     std::fs::create_dir_all(file.parent().expect("a directory")).expect("mkdir");
     std::fs::write(file, contents).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-}
-
-/// Fills both tables above the small-table thresholds (right after the create-tables
-/// migration), straight on the server.
-pub(crate) async fn fill_big(e2e: &E2e, db: &str) {
-    e2e.fill(
-        db,
-        &format!(
-            "INSERT INTO accounts (email) SELECT 'user' || g || '@example.com' FROM generate_series(1, {BIG_ROWS}) g"
-        ),
-        "accounts",
-    )
-    .await;
-    e2e.fill(
-        db,
-        &format!(
-            "INSERT INTO orders (account_id, total, note, legacy_code) SELECT g, g, 'n', 'x' FROM generate_series(1, {BIG_ROWS}) g"
-        ),
-        "orders",
-    )
-    .await;
 }
 
 /// How many statements ddlgate decided `action` for under `rule`, so far.
@@ -370,7 +349,7 @@ async fn sqlx_big_tables_refused_in_transaction_then_no_transaction() {
             .args(["migrate", "run", "--target-version", HISTORY[0].0])
             .ok()
             .await;
-        fill_big(&e2e, db).await;
+        e2e.fill_accounts_and_orders(db).await;
     }
     let ups: Vec<String> = HISTORY
         .iter()
