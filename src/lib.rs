@@ -15,7 +15,7 @@
 //! | [`session`] | one connection: startup negotiation, admission, upstream connect, the relay loop — the only code that writes to both sockets |
 //! | [`tls`] | client-facing TLS termination and upstream TLS: certificates loaded at start, the plain-or-TLS stream, what SCRAM channel binding survives |
 //! | [`protocol`] | frame headers (bounded), the startup packets, the pre-authentication gate ([`protocol::preauth`]), the few decoded messages, [`protocol::responses`] with every message ddlgate itself says |
-//! | [`sql`] | PostgreSQL-accurate lexer and splitter, keyword prefilter, statement model, sqlparser front end, token classifier |
+//! | [`sql`] | PostgreSQL-accurate lexer and splitter, keyword prefilter, statement model, sqlparser front end, token classifier, quoting of every SQL ddlgate writes ([`sql::quote`]) |
 //! | [`analysis`] | the hook every statement passes through: split, prefilter, understand, decide; its counters |
 //! | [`rules`], [`policy`] | the rule catalog, and profiles/modes/overrides turning findings into decisions |
 //! | [`catalog`] | catalog facts for verdicts (one read-only query per DDL statement) |
@@ -23,23 +23,44 @@
 //! | [`guard`], [`recipe`] | the lock guard's plan and SQL; multi-step rewrites as data |
 //! | [`rewrite`], [`act`] | single-statement rewrites; block errors and notices |
 //! | [`check`] | `ddlgate check`: the engine over migration files |
+//! | [`tools`] | which migration tool drives a session, so refusals name its way out |
 //! | [`error`] | one error enum per layer, classified by side |
 //!
 //! ## Statement flow
 //!
 //! 1. The client's bytes are cut into frames by their 5-byte headers (`protocol::framing`);
-//!    lengths are checked against `limits` before anything is buffered.
-//! 2. `Query` and `Parse` frames are taken whole; their SQL is split into statements by the
-//!    lexer (`sql::lexer`), exactly where PostgreSQL would split it.
-//! 3. Each statement's first keyword classifies it (`sql::prefilter`): DML, transaction
-//!    control, session settings, or DDL candidate. Only DDL candidates will ever be parsed.
-//! 4. The analysis hook (`analysis`) counts and logs, with the context a decision needs: the
-//!    transaction status from the last ReadyForQuery and the number of statements in the
-//!    protocol unit (a multi-statement Query, or Executes before a Sync).
-//! 5. Frames are forwarded as the original bytes, in zero-copy batches; everything not
-//!    inspected (DataRow, CopyData, Bind, auth exchanges) streams through undecoded.
-//! 6. Upstream `ReadyForQuery`, `ParameterStatus`, `BackendKeyData` and `ErrorResponse` are
-//!    read on the way back to keep the session state current.
+//!    lengths are checked against `limits` before anything is buffered. Until the first
+//!    ReadyForQuery only password messages pass, within PostgreSQL's own caps
+//!    ([`protocol::preauth`]): nothing an unauthenticated client sends is analysed.
+//! 2. `Query` and `Parse` frames are taken whole. Their SQL is split once by the lexer
+//!    (`sql::lexer`), exactly where PostgreSQL would split it, and each statement's first
+//!    keyword classifies it once (`sql::prefilter`): DML, transaction control, session
+//!    settings, or DDL candidate (plus the DML that can run SQL out of sight:
+//!    `sql::side_effects`). Only DDL candidates are ever parsed; ordinary traffic is forwarded
+//!    as the original bytes, in zero-copy batches.
+//! 3. A message with a DDL candidate first gets its facts: when the server is idle at a
+//!    statement boundary, the DDL lane (`session::relay::guarded`) runs one read-only query of
+//!    ddlgate's own for the catalog facts of each statement ([`catalog`]: sizes, partitions,
+//!    types, dependents) and for what this transaction created ([`created`], on OIDs).
+//! 4. [`analysis`] decides each statement: understand it (sqlparser, else the token
+//!    classifier), run every rule in its context (transaction status, the protocol unit, the
+//!    server version, the facts), let the profile's [`policy`] turn findings into a decision,
+//!    and turn a rewrite into the new text or the safe steps ([`recipe`]) — or, when neither can
+//!    be built, a block — with the same [`analysis::realize`] `ddlgate check` uses. A block
+//!    becomes a `DO` block raising the error in place ([`act`], [`sql::quote`]), so the server
+//!    fails it and leaves the protocol state a real error leaves; warnings become NOTICEs;
+//!    refusals name the session's migration tool's way out ([`tools`]).
+//! 5. What runs is acted on: forwarded as is, forwarded with the statement replaced, or run
+//!    under the lock guard ([`guard`] plans it, `guarded` carries it out): one DDL per table
+//!    at a time (advisory locks), a short `lock_timeout`, retries by the pure policy
+//!    [`guard::after_lock_timeout`] (after a SAVEPOINT inside a transaction), blockers named
+//!    to the client; recipe steps run one by one the same way. Every wait watches the client
+//!    and shutdown.
+//! 6. A prepared DDL statement is decided again at Bind in the context it then runs in
+//!    (`session::relay::prepared`).
+//! 7. Upstream `ReadyForQuery`, `ParameterStatus`, `BackendKeyData` and `ErrorResponse` are
+//!    read on the way back to keep the session state current; ddlgate's own errors lose the
+//!    fields that describe its `RAISE` rather than the client's statement.
 
 pub mod act;
 pub mod admin;
