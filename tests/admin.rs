@@ -119,11 +119,21 @@ async fn metrics_move_with_traffic_ddl_and_lock_waits() {
             .await
             .map(|_| p)
     });
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    // While it waits, /status shows it with its blocker.
-    let (code, status) = get(admin_addr, "/status", None).await;
-    assert_eq!(code, 200);
-    let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
+    // While it waits, /status shows it with its blocker (once the guard has named one).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let (code, body) = get(admin_addr, "/status", None).await;
+        assert_eq!(code, 200);
+        let status: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
+        if status["ddl"][0]["blockers"][0].is_string() {
+            break status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/status never showed the waiting DDL's blocker: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let ddl = status["ddl"].as_array().expect("ddl list");
     assert_eq!(ddl.len(), 1, "{status}");
     assert_eq!(ddl[0]["tables"][0], "t");
@@ -246,7 +256,12 @@ async fn audit_log_lines_are_json_with_every_field() {
         )
         .await
     });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The blocker commits once the guard has timed out on the lock at least once (the audit
+    // record below then has a lock wait).
+    assert!(
+        guard_retried(&env, 1).await,
+        "the guard never retried the DROP COLUMN"
+    );
     blocker.batch_execute("COMMIT").await.expect("commit");
     alter
         .await

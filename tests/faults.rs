@@ -48,7 +48,11 @@ async fn upstream_dying_mid_query_is_an_error_not_a_hang() {
     let env = Env::start().await;
     let p = env.proxy_client("trust_user").await;
     let running = tokio::spawn(async move { p.simple_query("SELECT pg_sleep(60)").await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let admin = env.direct_client("ddlgate_admin").await;
+    assert!(
+        wait_active(&admin, "SELECT pg_sleep(60)", 1, Duration::from_secs(10)).await,
+        "the query never started"
+    );
     let pg = &env.pg;
     pg.stop_immediate();
     let res = tokio::time::timeout(Duration::from_secs(10), running)

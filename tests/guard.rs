@@ -77,7 +77,10 @@ async fn ddl_behind_a_long_transaction_retries_without_stalling_readers() {
             && first.contains("AccessShareLock"),
         "{first}"
     );
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        guard_retried(&env, 2).await,
+        "the guard never retried again"
+    );
     blocker.batch_execute("COMMIT").await.expect("commit");
     let p = tokio::time::timeout(Duration::from_secs(10), alter)
         .await
@@ -125,7 +128,8 @@ async fn inside_a_transaction_each_attempt_is_a_savepoint() {
         let r = p.batch_execute("ALTER TABLE t ADD COLUMN c int").await;
         (p, r)
     });
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Two attempts under savepoints have timed out before the blocker lets go.
+    assert!(guard_retried(&env, 2).await, "the guard never retried");
     blocker.batch_execute("COMMIT").await.expect("commit");
     let (p, r) = tokio::time::timeout(Duration::from_secs(10), alter)
         .await

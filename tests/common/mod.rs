@@ -210,3 +210,21 @@ pub async fn client_with_notices(
 pub fn notice_line(n: &tokio_postgres::error::DbError) -> String {
     format!("{} {}", n.message(), n.detail().unwrap_or(""))
 }
+
+/// Waits (up to 10 s) until the proxy's guard has retried at least `n` DDL attempts after a
+/// lock timeout: the DDL is then known to be waiting on its blocker.
+pub async fn guard_retried(env: &Env, n: u64) -> bool {
+    let shared = env.proxy.shared().clone();
+    eventually(Duration::from_secs(10), || {
+        let shared = shared.clone();
+        async move {
+            shared
+                .counters
+                .guard
+                .retries
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= n
+        }
+    })
+    .await
+}
