@@ -26,23 +26,7 @@ use axum::routing::get;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::server::Shared;
-
-/// What one session's DDL is doing under the guard, for `/status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct DdlActivity {
-    /// `queued` (waiting for its table's turn), `running`, or `waiting_for_lock` (between
-    /// attempts after a lock timeout).
-    pub state: &'static str,
-    /// The tables it touches.
-    pub tables: Vec<String>,
-    /// Seconds since the statement arrived.
-    #[serde(skip)]
-    pub since: std::time::Instant,
-    pub attempts: u32,
-    /// The sessions in its way at the last lock timeout.
-    pub blockers: Vec<String>,
-}
+use crate::state::{DdlActivity, Shared};
 
 /// Binds the admin listener and serves it until the process ends.
 pub async fn start(
@@ -159,7 +143,7 @@ struct Status {
     upstream: String,
     sessions: Sessions,
     ddl: Vec<DdlStatus>,
-    lock_monitor: crate::monitor::MonitorStatus,
+    lock_monitor: crate::state::MonitorStatus,
 }
 
 #[derive(Serialize)]

@@ -152,10 +152,6 @@ impl Plan {
     }
 }
 
-/// Statements of one message analysed at most, unless the session sets another limit
-/// (`limits.max_statements_per_message`).
-pub const DEFAULT_MAX_STATEMENTS: usize = 10_000;
-
 /// Span capacity kept between messages: enough for ordinary multi-statement Queries without
 /// reallocating, while the buffer a large message needed is given back.
 const SPANS_KEPT: usize = 256;
@@ -200,7 +196,7 @@ impl Default for Analyzer {
             spans: Vec::new(),
             split_stats: SplitStats::default(),
             classes: Vec::new(),
-            max_statements: DEFAULT_MAX_STATEMENTS,
+            max_statements: crate::config::DEFAULT_MAX_STATEMENTS_PER_MESSAGE,
             created: Default::default(),
             identity_request: None,
             identity: None,

@@ -14,6 +14,10 @@ use serde::Deserialize;
 
 use crate::error::ConfigError;
 
+/// Statements of one message analysed at most (`limits.max_statements_per_message`), unless the
+/// configuration sets another limit.
+pub const DEFAULT_MAX_STATEMENTS_PER_MESSAGE: usize = 10_000;
+
 /// The whole configuration. One immutable snapshot is shared by every session (`Arc<Config>`).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -543,7 +547,7 @@ impl Default for LimitsConfig {
             login_timeout_ms: Duration::from_secs(60),
             max_message_bytes: (1 << 30) - 1,
             max_statement_bytes: 64 << 20,
-            max_statements_per_message: crate::analysis::DEFAULT_MAX_STATEMENTS,
+            max_statements_per_message: DEFAULT_MAX_STATEMENTS_PER_MESSAGE,
             offload_analysis_bytes: 64 << 10,
         }
     }

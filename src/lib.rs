@@ -10,7 +10,9 @@
 //! | module | owns |
 //! | --- | --- |
 //! | [`config`] | serde structs behind `config/ddlgate.toml`, defaults, env/CLI layering, validation |
-//! | [`server`] | accept loop, admission ([`server::admission`]: unauthenticated and client slots), state shared by sessions ([`server::Shared`]) |
+//! | [`server`] | accept loop and background tasks (admin, monitor, metrics upkeep) |
+//! | [`state`] | what sessions, the admin endpoint and the monitor share ([`state::Shared`]); a module of its own so none of them imports another in a cycle |
+//! | [`admission`] | unauthenticated and client slots |
 //! | [`shutdown`] | SIGTERM drain / SIGINT terminate phases |
 //! | [`session`] | one connection: startup negotiation, admission, upstream connect, the relay loop — the only code that writes to both sockets |
 //! | [`tls`] | client-facing TLS termination and upstream TLS: certificates loaded at start, the plain-or-TLS stream, what SCRAM channel binding survives |
@@ -64,6 +66,7 @@
 
 pub mod act;
 pub mod admin;
+pub mod admission;
 pub mod analysis;
 pub mod audit;
 pub mod catalog;
@@ -83,5 +86,6 @@ pub mod server;
 pub mod session;
 pub mod shutdown;
 pub mod sql;
+pub mod state;
 pub mod tls;
 pub mod tools;

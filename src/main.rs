@@ -148,7 +148,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let source = ddlgate::server::ReloadSource {
+    let source = ddlgate::state::ReloadSource {
         file: args.config.clone(),
         overrides: overrides.clone(),
     };

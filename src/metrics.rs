@@ -14,7 +14,7 @@
 //! localhost costs tens of microseconds) to 30 s; lock waits, DDL execution, queue waits and
 //! dangerous-lock hold times from 10 ms to 10 min.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{
@@ -23,9 +23,34 @@ use metrics_exporter_prometheus::{
 
 use crate::analysis::{Counters, understood_index};
 use crate::rules::{Action, RULES};
-use crate::server::ConnectionCounters;
 use crate::sql::prefilter::StatementClass;
 use crate::sql::statement::Understood;
+
+/// Connection-level counters.
+#[derive(Debug, Default)]
+pub struct ConnectionCounters {
+    pub accepted: AtomicU64,
+    pub active: AtomicU64,
+    /// Clients refused FATAL 53300 because `limits.max_clients` authenticated sessions were
+    /// running.
+    pub rejected_too_many: AtomicU64,
+    /// Connections refused because `limits.max_unauthenticated` connections were logging in
+    /// and none of them could be evicted (FATAL 53300, or closed at once past the bound on
+    /// refusals in progress).
+    pub rejected_unauthenticated: AtomicU64,
+    /// Connections closed to make room for a newer one while they had not sent their startup
+    /// packet yet.
+    pub evicted_before_startup: AtomicU64,
+    /// Connections closed for not sending their startup packet within
+    /// `limits.startup_timeout_ms`.
+    pub startup_timeouts: AtomicU64,
+    /// Connections closed for not finishing authentication within `limits.login_timeout_ms`.
+    pub login_timeouts: AtomicU64,
+    pub upstream_connect_failures: AtomicU64,
+    pub cancels_forwarded: AtomicU64,
+    /// Statements cancelled upstream because their client vanished mid-statement.
+    pub cancels_on_client_loss: AtomicU64,
+}
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -235,7 +260,7 @@ impl Metrics {
 
     /// Folds the histogram samples recorded since the last call into their buckets. The
     /// exporter buffers every sample until then, so this must run periodically whether or not
-    /// anyone scrapes `/metrics` ([`upkeep`] does), or memory grows with traffic.
+    /// anyone scrapes `/metrics` (the server's upkeep task does), or memory grows with traffic.
     pub fn run_upkeep(&self) {
         self.handle.run_upkeep();
     }
@@ -402,19 +427,9 @@ impl Metrics {
     }
 }
 
-/// How often [`upkeep`] drains the histogram buffers: at most this much traffic is buffered
+/// How often the server's upkeep task drains the histogram buffers: at most this much traffic is buffered
 /// (a few samples per protocol unit, 8 bytes each).
 pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Runs [`Metrics::run_upkeep`] every [`UPKEEP_INTERVAL`] until aborted.
-pub async fn upkeep(shared: std::sync::Arc<crate::server::Shared>) {
-    let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        shared.metrics.run_upkeep();
-    }
-}
 
 impl Default for Metrics {
     fn default() -> Self {

@@ -24,38 +24,14 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
 use tokio_postgres::config::SslMode;
 
 use crate::config::MonitorConfig;
-use crate::server::Shared;
 use crate::shutdown::Phase;
+use crate::state::{LockSample, MonitorStatus, Shared};
 
 /// While disabled, how often the task looks at the live configuration again.
 const IDLE_POLL: Duration = Duration::from_secs(1);
-
-/// What one sample saw.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct LockSample {
-    /// Sessions waiting for a lock.
-    pub waiting: u64,
-    /// The longest of those waits so far, in seconds (0 when none waits).
-    pub oldest_wait_seconds: f64,
-    /// Waiting sessions held up by a session that holds or wants a SHARE or stronger table lock.
-    pub blocked_by_ddl: u64,
-}
-
-/// The monitor's state, for `/status`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct MonitorStatus {
-    pub enabled: bool,
-    /// The last successful sample.
-    pub last: Option<LockSample>,
-    /// When it was taken, seconds since the Unix epoch.
-    pub last_at: Option<f64>,
-    /// Why the last attempt failed, when it did (never holds a password).
-    pub error: Option<String>,
-}
 
 /// The sampling query for a server version: one row of three numbers.
 fn sample_query(server_version_num: i32) -> String {

@@ -38,11 +38,11 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use crate::admission::Admission;
 use crate::config::{ClientTlsMode, UpstreamTlsMode};
 use crate::error::SessionError;
 use crate::protocol::startup::{self, CancelKey, InitialPacket, Startup};
-use crate::server::Shared;
-use crate::server::admission::Admission;
+use crate::state::Shared;
 use crate::tls::{self, Conn};
 
 /// Runs one connection to completion. Never panics on client input; every error ends the

@@ -40,7 +40,7 @@ async fn reload_under_load_keeps_sessions_and_applies_to_the_next_statement() {
     let file = dir.path().join("ddlgate.toml");
     std::fs::write(&file, BASE).expect("write config");
     let env = Env::start_with(|c| c.catalog.small_table_rows = 0).await;
-    *env.proxy.shared().reload_source.lock().expect("lock") = Some(ddlgate::server::ReloadSource {
+    *env.proxy.shared().reload_source.lock().expect("lock") = Some(ddlgate::state::ReloadSource {
         file: Some(file.clone()),
         overrides: Default::default(),
     });

@@ -286,7 +286,7 @@ async fn silent_connections_cannot_lock_clients_out() {
     let admin = env.table_t(10).await;
     let addr = env.proxy_addr();
     let shared = env.proxy.shared().clone();
-    let counter = |f: fn(&ddlgate::server::ConnectionCounters) -> &AtomicU64| {
+    let counter = |f: fn(&ddlgate::metrics::ConnectionCounters) -> &AtomicU64| {
         f(&shared.connections).load(Ordering::Relaxed)
     };
 

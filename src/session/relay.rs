@@ -47,6 +47,7 @@ mod prepared;
 use self::guarded::{Epilogue, PendingGuard};
 use self::prepared::{DecidedIn, Prepared, Untrack};
 use super::outq::OutQueue;
+use crate::admission::Slot;
 use crate::analysis::{self, Analyzer, Context, Source};
 use crate::error::SessionError;
 use crate::metrics::UnitKind;
@@ -55,10 +56,9 @@ use crate::protocol::framing::{self, Frame, FrameError};
 use crate::protocol::preauth::{self, Gate, MAX_AUTH_MESSAGE};
 use crate::protocol::startup::CancelKey;
 use crate::protocol::{self, ErrorFields, TxStatus, backend, frontend, responses};
-use crate::server::Shared;
-use crate::server::admission::Slot;
 use crate::shutdown::Phase;
 use crate::sql::{ClientEncoding, LexOptions};
+use crate::state::Shared;
 use crate::tls::{BoxRead, BoxWrite, ChannelBinding, Conn};
 
 /// Stop reading a peer while this much is queued for the other one.
@@ -184,7 +184,7 @@ struct State {
     profile: Profile,
     who: crate::audit::SessionInfo,
     /// The live configuration this session last read (limits, guard, catalog, policy).
-    live: Arc<crate::server::Live>,
+    live: Arc<crate::state::Live>,
     /// A Query or Parse with DDL arrived while earlier requests were still running: it waits
     /// (unread, in the buffer) until the server is idle, so that its decision sees the true
     /// transaction status and ddlgate's notices are not interleaved with earlier results.

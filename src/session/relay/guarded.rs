@@ -1044,20 +1044,20 @@ fn terminating(phase: &mut tokio::sync::watch::Receiver<Phase>) -> Result<(), Se
 
 /// A session's guarded DDL as `/status` shows it, removed when dropped.
 struct Activity {
-    shared: std::sync::Arc<crate::server::Shared>,
+    shared: std::sync::Arc<crate::state::Shared>,
     pid: Option<u32>,
 }
 
 impl Activity {
     fn enter(
-        shared: &std::sync::Arc<crate::server::Shared>,
+        shared: &std::sync::Arc<crate::state::Shared>,
         pid: Option<u32>,
         plan: &GuardPlan,
     ) -> Activity {
         if let Some(pid) = pid {
             shared.ddl_activity.insert(
                 pid,
-                crate::admin::DdlActivity {
+                crate::state::DdlActivity {
                     state: "running",
                     tables: plan.tables.iter().map(ToString::to_string).collect(),
                     since: std::time::Instant::now(),
@@ -1073,9 +1073,9 @@ impl Activity {
     }
 
     fn update(
-        shared: &crate::server::Shared,
+        shared: &crate::state::Shared,
         pid: Option<u32>,
-        f: impl FnOnce(&mut crate::admin::DdlActivity),
+        f: impl FnOnce(&mut crate::state::DdlActivity),
     ) {
         if let Some(mut a) = pid.and_then(|p| shared.ddl_activity.get_mut(&p)) {
             f(&mut a);
@@ -1094,12 +1094,12 @@ impl Drop for Activity {
 /// A DDL statement waiting for its table's turn, for the queue metrics: leaves the queue when
 /// dropped (turn taken, timeout, or the session ending).
 struct QueueSlot {
-    shared: std::sync::Arc<crate::server::Shared>,
+    shared: std::sync::Arc<crate::state::Shared>,
     since: Instant,
 }
 
 impl QueueSlot {
-    fn enter(shared: std::sync::Arc<crate::server::Shared>) -> QueueSlot {
+    fn enter(shared: std::sync::Arc<crate::state::Shared>) -> QueueSlot {
         shared.metrics.queue_depth.increment(1.0);
         QueueSlot {
             shared,

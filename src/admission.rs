@@ -30,8 +30,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, oneshot};
 
-use super::ConnectionCounters;
 use crate::config::LimitsConfig;
+use crate::metrics::ConnectionCounters;
 
 /// Connections refused for lack of an unauthenticated slot are told FATAL 53300 after their
 /// startup packet, like PostgreSQL does. This many such refusals may be in progress at once;
@@ -43,7 +43,7 @@ pub const MAX_PENDING_REJECTIONS: usize = 64;
 /// by accept order (oldest first): the ones that may be evicted.
 type Registry = Arc<Mutex<BTreeMap<u64, Waiting>>>;
 
-/// The limits, shared by the accept loop and every session (in [`super::Shared`]).
+/// The limits, shared by the accept loop and every session (in [`crate::state::Shared`]).
 #[derive(Debug)]
 pub struct Slots {
     clients: Arc<Semaphore>,
