@@ -188,6 +188,9 @@ pub struct Analyzer {
     /// `spans` already holds the split of this text (address, length, options), so the
     /// `analyze` that follows a `has_ddl_candidate` of the same message does not lex it again.
     split_of: Option<(usize, usize, LexOptions)>,
+    /// Each DDL candidate of that split, understood once (by statement start): the catalog
+    /// request, the created-in-transaction read and the decision share one parse.
+    understood: Vec<(usize, crate::sql::statement::Ddl)>,
 }
 
 impl Default for Analyzer {
@@ -204,6 +207,7 @@ impl Default for Analyzer {
             facts: Vec::new(),
             effects: Effects::default(),
             split_of: None,
+            understood: Vec::new(),
         }
     }
 }
@@ -395,14 +399,33 @@ impl Analyzer {
             // Refused whole without being understood: nothing to look up.
             return Vec::new();
         }
+        let cache = &mut self.understood;
         self.spans
             .iter()
             .filter(|s| prefilter::classify(sql, s) == StatementClass::DdlCandidate)
             .filter_map(|s| {
-                let ddl = parse::understand(sql, s.start, s.end, lex);
+                let ddl = Self::understood(cache, sql, s, lex);
                 crate::catalog::facts_query(&ddl).map(|q| (s.start, q))
             })
             .collect()
+    }
+
+    /// The statement at `span` of the current split, understood: parsed the first time it is
+    /// asked for, then taken from the cache.
+    fn understood(
+        cache: &mut Vec<(usize, crate::sql::statement::Ddl)>,
+        sql: &[u8],
+        span: &StatementSpan,
+        lex: LexOptions,
+    ) -> crate::sql::statement::Ddl {
+        match cache.binary_search_by_key(&span.start, |(at, _)| *at) {
+            Ok(i) => cache[i].1.clone(),
+            Err(i) => {
+                let ddl = parse::understand(sql, span.start, span.end, lex);
+                cache.insert(i, (span.start, ddl.clone()));
+                ddl
+            }
+        }
     }
 
     /// Splits `sql` into `spans`, unless they already hold its split.
@@ -412,6 +435,7 @@ impl Analyzer {
             return;
         }
         self.spans.clear();
+        self.understood.clear();
         let (spans, max) = (&mut self.spans, self.max_statements);
         let mut stats = SplitStats::default();
         lexer::each_statement(sql, lex, |span| {
@@ -461,13 +485,14 @@ impl Analyzer {
     ) -> Option<String> {
         self.split(sql, lex);
         self.max_created = max_created;
+        let cache = &mut self.understood;
         let ddls: Vec<crate::sql::statement::Ddl> = self
             .spans
             .iter()
             .filter(|s| {
                 !s.is_empty() && prefilter::classify(sql, s) == StatementClass::DdlCandidate
             })
-            .map(|s| parse::understand(sql, s.start, s.end, lex))
+            .map(|s| Self::understood(cache, sql, s, lex))
             .collect();
         self.identity_request = crate::created::request(&self.created, &ddls, max_names);
         self.identity_request.as_ref().map(|r| r.sql.clone())
@@ -558,7 +583,7 @@ impl Analyzer {
                     summary.ddl_candidates += 1;
                     // Only DDL candidates are ever parsed; ordinary traffic stops at the
                     // prefilter.
-                    let ddl = parse::understand(sql, span.start, span.end, ctx.lex);
+                    let ddl = Self::understood(&mut self.understood, sql, span, ctx.lex);
                     // Facts read before the message, unless an earlier statement of it may
                     // have changed them (a SET TimeZone, a rename, …): then the worst case.
                     // In statement order, as `catalog_requests` produced them.
@@ -753,6 +778,7 @@ impl Analyzer {
         counters.decisions.record(&decision);
         log_decision(&decision, &ddl.kind, sql, span, ctx.lex);
 
+        let mut rewritten = None;
         let replacement = match decision.effective {
             Action::Allow => None,
             Action::Warn => {
@@ -771,8 +797,9 @@ impl Analyzer {
                 ctx.server_version,
                 statements == 1 && !ctx.pipelined,
             ) {
-                Realized::Text(new) => {
+                Realized::Text(new, again) => {
                     plan.notices.push(rewrite_notice(&decision, profile, &new));
+                    rewritten = Some(again);
                     Some(new)
                 }
                 Realized::Steps(recipe) => {
@@ -823,12 +850,10 @@ impl Analyzer {
         // What the statement that will run locks: the guard runs around it.
         // Observe mode changes nothing a client can see, the guard included.
         if decision.effective != Action::Block && profile.mode != crate::config::Mode::Observe {
-            let ran = match (&replacement, decision.effective) {
-                (Some(new), Action::Rewrite) => parse::understand(new, 0, new.len(), ctx.lex),
-                _ => ddl.clone(),
-            };
+            // A rewrite's text was parsed once, when it was checked: that is what runs.
+            let ran = rewritten.as_ref().unwrap_or(ddl);
             let mut guard = plan.guard.take().unwrap_or_default();
-            guard.add(&ran, |t| rctx.is_new(t));
+            guard.add(ran, |t| rctx.is_new(t));
             plan.guard = (!guard.is_empty()).then_some(guard);
         }
         replacement
@@ -838,8 +863,9 @@ impl Analyzer {
 /// What a rewrite verdict becomes.
 #[derive(Debug)]
 pub enum Realized {
-    /// The statement's new text (CONCURRENTLY inserted, …), parsed and checked again.
-    Text(Vec<u8>),
+    /// The statement's new text (CONCURRENTLY inserted, …), parsed and checked again, with
+    /// what that parse understood.
+    Text(Vec<u8>, crate::sql::statement::Ddl),
     /// The safe steps that run instead of the statement.
     Steps(crate::recipe::Recipe),
     /// Neither could be built: the statement is blocked, and this sentence says why.
@@ -875,7 +901,7 @@ pub fn realize(
         .ok_or(rewrite::RewriteError::NoInsertionPoint)
         .and_then(|r| rewrite::apply(sql, from, span.end, lex, ddl, r, rctx))
     {
-        Ok(new) => Realized::Text(new),
+        Ok((new, again)) => Realized::Text(new, again),
         Err(e) => Realized::Refused(format!("ddlgate could not rewrite it safely: {e}.")),
     }
 }
@@ -1512,6 +1538,49 @@ mod tests {
             panic!("{sql}: not blocked: {:?} {:?}", p.recipe, p.notices)
         };
         String::from_utf8(text).expect("utf-8")
+    }
+
+    /// Issue 11: the proxy path understands a DDL statement once. One `CREATE INDEX` as a
+    /// simple Query goes through every call the session makes for it — the prefilter check,
+    /// the catalog request, the created-in-transaction read, the decision — and sqlparser runs
+    /// once for it, plus once for the CONCURRENTLY text the rewrite checks (whose parse the
+    /// guard plan reuses).
+    #[test]
+    fn the_proxy_path_parses_a_ddl_statement_once() {
+        let policy = Policy::from_config(&Config::default());
+        let profile = policy.profile_for("", "", "");
+        let sql: &[u8] = b"CREATE INDEX i ON t (x)";
+        let lex = LexOptions::default();
+        let mut a = Analyzer::default();
+        crate::sql::counting::reset();
+        assert!(a.has_ddl_candidate(sql, lex));
+        assert_eq!(a.catalog_requests(sql, lex).len(), 1);
+        let _ = a.identity_query(sql, lex, 256, 1024);
+        a.provide_identity(None);
+        let (_, plan) = a.analyze(
+            &Counters::default(),
+            profile,
+            Source::Query,
+            sql,
+            &ctx(TxStatus::Idle),
+        );
+        let (parses, lexes) = crate::sql::counting::get();
+        assert_eq!(
+            String::from_utf8(plan.sql.expect("rewritten")).expect("utf-8"),
+            "CREATE INDEX CONCURRENTLY i ON t (x)"
+        );
+        assert!(
+            plan.guard.is_some(),
+            "the rewritten statement runs under the guard"
+        );
+        assert_eq!(
+            parses, 2,
+            "sqlparser runs: the statement once, its rewrite once"
+        );
+        // Lexer passes: the split, the prefilter's look at the first words, the complexity
+        // pre-check and readers of the statement; measured, and held from growing.
+        assert!(lexes <= 12, "{lexes} lexer passes");
+        eprintln!("parses {parses}, lexer passes {lexes}");
     }
 
     /// A refusal in a session whose migration tool is known names that tool's way out in the

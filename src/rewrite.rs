@@ -22,8 +22,9 @@ pub enum RewriteError {
 }
 
 /// Applies `rewrite` to `sql[start..end]` (a statement understood as `ddl`) and returns the new
-/// statement text. `ctx` is the context the statement will run in; the result is re-checked in
-/// it.
+/// statement text with the statement understood from it. `ctx` is the context the statement
+/// will run in; the result is parsed and re-checked in it, and that parse is handed back so
+/// nothing parses the new text again.
 pub fn apply(
     sql: &[u8],
     start: usize,
@@ -32,7 +33,7 @@ pub fn apply(
     ddl: &Ddl,
     rewrite: Rewrite,
     ctx: &rules::Context,
-) -> Result<Vec<u8>, RewriteError> {
+) -> Result<(Vec<u8>, Ddl), RewriteError> {
     // Multi-step rewrites are executed by the session (`crate::recipe`), not spliced.
     let Rewrite::Concurrently = rewrite else {
         return Err(RewriteError::NoInsertionPoint);
@@ -51,7 +52,7 @@ pub fn apply(
     if let Some(f) = rules::check(&again, ctx).into_iter().next() {
         return Err(RewriteError::StillFlagged(f.rule));
     }
-    Ok(out)
+    Ok((out, again))
 }
 
 /// The rewritten statement is the original one with `concurrently` set, nothing else changed.
@@ -219,7 +220,7 @@ mod tests {
             Rewrite::Concurrently,
             &ctx.get(),
         )
-        .map(|b| String::from_utf8(b).expect("utf-8"))
+        .map(|(b, _)| String::from_utf8(b).expect("utf-8"))
     }
 
     #[test]

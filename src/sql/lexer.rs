@@ -340,6 +340,8 @@ impl<'a> Lexer<'a> {
     /// Starts lexing at byte offset `start` (clamped to the input), e.g. at a
     /// statement start returned by [`split_statements`].
     pub fn at(sql: &'a [u8], start: usize, opts: LexOptions) -> Self {
+        #[cfg(test)]
+        super::counting::LEXES.with(|c| c.set(c.get() + 1));
         Lexer {
             sql,
             pos: start.min(sql.len()),

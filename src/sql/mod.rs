@@ -16,3 +16,26 @@ pub mod statement;
 
 pub use lexer::{ClientEncoding, LexOptions, StatementSpan};
 pub use prefilter::StatementClass;
+
+/// How often the SQL readers run, per thread: for tests that hold the proxy path to one parse
+/// per statement.
+#[cfg(test)]
+pub(crate) mod counting {
+    use std::cell::Cell;
+
+    thread_local! {
+        /// sqlparser runs (`parse::understand` reaching the parser).
+        pub static PARSES: Cell<usize> = const { Cell::new(0) };
+        /// Lexer passes started (`Lexer::at`), whole or over a few tokens.
+        pub static LEXES: Cell<usize> = const { Cell::new(0) };
+    }
+
+    pub fn reset() {
+        PARSES.with(|c| c.set(0));
+        LEXES.with(|c| c.set(0));
+    }
+
+    pub fn get() -> (usize, usize) {
+        (PARSES.with(Cell::get), LEXES.with(Cell::get))
+    }
+}

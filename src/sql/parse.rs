@@ -207,6 +207,8 @@ pub fn too_complex(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> bo
 }
 
 fn parse_one(text: &str) -> Option<DdlKind> {
+    #[cfg(test)]
+    super::counting::PARSES.with(|c| c.set(c.get() + 1));
     let dialect = PostgreSqlDialect {};
     let mut statements = Parser::new(&dialect)
         .with_recursion_limit(RECURSION_LIMIT)
