@@ -156,6 +156,16 @@ pub fn parse_message(body: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((name, sql))
 }
 
+/// The SQL text of a Query (`Q`) or Parse (`P`) body: the one place that knows where it is.
+/// `None` for another message or a malformed body (no terminator).
+pub fn statement_sql(tag: u8, body: &[u8]) -> Option<&[u8]> {
+    match tag {
+        frontend::QUERY => query_text(body),
+        frontend::PARSE => parse_message(body).map(|(_, sql)| sql),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +196,15 @@ mod tests {
             Some((&b"s1"[..], &b"SELECT $1"[..]))
         );
         assert_eq!(parse_message(b"s1\0SELECT"), None);
+        assert_eq!(
+            statement_sql(frontend::PARSE, b"s1\0SELECT $1\0\0\0"),
+            Some(&b"SELECT $1"[..])
+        );
+        assert_eq!(
+            statement_sql(frontend::QUERY, b"SELECT 1\0"),
+            Some(&b"SELECT 1"[..])
+        );
+        assert_eq!(statement_sql(frontend::BIND, b"\0\0"), None);
         assert_eq!(
             parse_parameter_status(b"server_version\x0015.4\0"),
             Some((&b"server_version"[..], &b"15.4"[..]))

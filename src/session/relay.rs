@@ -1155,10 +1155,7 @@ fn lexing_refusal(tag: u8, body: &[u8]) -> Hooked {
         detail: "The server reports such changes only at the end of the unit (Sync); until then ddlgate cannot know how the server reads backslashes and multibyte characters.".to_owned(),
         hint: "Send Sync after the statement that changes the setting, before this one.".to_owned(),
     };
-    let sql = match tag {
-        frontend::QUERY => protocol::query_text(body),
-        _ => protocol::parse_message(body).map(|(_, sql)| sql),
-    };
+    let sql = crate::protocol::statement_sql(tag, body);
     Hooked {
         notices: Vec::new(),
         frame: sql.map(|old| rebuild_frame(tag, body, old, &err.to_sql())),
@@ -1266,16 +1263,14 @@ impl State {
         body: &[u8],
     ) -> Option<Hooked> {
         self.refresh_live(shared);
-        let (source, sql) = match tag {
-            frontend::QUERY => (Source::Query, protocol::query_text(body)),
-            _ => (
-                Source::Parse,
-                protocol::parse_message(body).map(|(_, sql)| sql),
-            ),
+        let source = if tag == frontend::QUERY {
+            Source::Query
+        } else {
+            Source::Parse
         };
         // A body without its terminator is malformed; the server will reject it, and there is
         // no SQL to analyse.
-        let sql = sql?;
+        let sql = protocol::statement_sql(tag, body)?;
         let name = match source {
             Source::Parse => protocol::parse_message(body).map(|(n, _)| n),
             Source::Query => None,
@@ -1455,7 +1450,7 @@ impl State {
         }
         let replaced = hooked.as_ref().and_then(|h| h.frame.as_ref());
         let held_sql = replaced
-            .and_then(|f| protocol::parse_message(framing::body(f)).map(|(_, s)| s))
+            .and_then(|f| protocol::statement_sql(frontend::PARSE, framing::body(f)))
             .unwrap_or(sql);
         let plan = hooked.as_ref().and_then(|h| h.guard.clone());
         let decided_in = self.decided_in();
@@ -1554,10 +1549,7 @@ impl State {
     /// Whether a Query/Parse must wait for the server to finish earlier requests before it is
     /// decided: only when it holds DDL (ordinary pipelined traffic never waits).
     fn must_wait_for_idle(&mut self, tag: u8, body: &[u8]) -> bool {
-        let sql = match tag {
-            frontend::QUERY => protocol::query_text(body),
-            _ => protocol::parse_message(body).map(|(_, sql)| sql),
-        };
+        let sql = crate::protocol::statement_sql(tag, body);
         sql.is_some_and(|sql| self.analyzer.has_ddl_candidate(sql, self.lex))
     }
 
@@ -1744,10 +1736,7 @@ fn refusal_frame(tag: u8, body: &[u8], recipe: &crate::recipe::Recipe) -> Bytes 
         detail: format!("Planned: {}", recipe.describe()),
         hint: "Send the statement alone as a simple query (psql, or your driver's simple-query/execute-without-parameters mode) so ddlgate can run the steps, or run the steps yourself.".to_owned(),
     };
-    let sql = match tag {
-        frontend::QUERY => protocol::query_text(body),
-        _ => protocol::parse_message(body).map(|(_, sql)| sql),
-    };
+    let sql = crate::protocol::statement_sql(tag, body);
     match sql {
         Some(old) => rebuild_frame(tag, body, old, &err.to_sql()),
         None => Bytes::copy_from_slice(body),

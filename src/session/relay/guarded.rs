@@ -373,10 +373,7 @@ impl Relay {
             return Ok(());
         };
         let body = framing::body(frame);
-        let sql = match tag {
-            frontend::QUERY => crate::protocol::query_text(body),
-            _ => crate::protocol::parse_message(body).map(|(_, sql)| sql),
-        };
+        let sql = crate::protocol::statement_sql(tag, body);
         let Some(sql) = sql else { return Ok(()) };
         let lex = self.st.lex;
         // Parsing every DDL statement of a large message is heavy: off the I/O worker.
