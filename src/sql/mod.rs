@@ -8,9 +8,11 @@ pub mod fallback;
 pub mod keywords;
 pub mod lexer;
 pub mod literal;
+pub mod naming;
 pub mod parse;
 pub mod prefilter;
 pub mod quote;
+pub(crate) mod reader;
 pub mod side_effects;
 pub mod statement;
 

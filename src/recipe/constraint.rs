@@ -1,0 +1,165 @@
+//! Recipe family R5/R6: a FOREIGN KEY or CHECK added `NOT VALID` (brief lock, no scan), then
+//! validated in its own transaction under SHARE UPDATE EXCLUSIVE; and the name PostgreSQL gives
+//! an unnamed CHECK. Called from [`super::plan`]'s ALTER TABLE dispatch and by the other
+//! families that add such constraints.
+
+use super::{ConstraintType, Context, PG18, Precheck, RecipeError, Step, StepKind, Target};
+use crate::sql::naming::object_name;
+use crate::sql::quote;
+use crate::sql::statement::LockMode;
+
+pub(super) fn foreign_key_allowed(ctx: &Context<'_>) -> Result<(), RecipeError> {
+    if ctx.partitions.is_some() && ctx.server_version_num < PG18 {
+        return Err(RecipeError::Partitioned {
+            what: "a NOT VALID foreign key (PostgreSQL 18 lifted this)",
+        });
+    }
+    Ok(())
+}
+
+/// R5/R6: `ADD CONSTRAINT n <body> NOT VALID`, then `VALIDATE CONSTRAINT n`.
+pub(super) fn not_valid_then_validate(
+    t: &Target,
+    name: &str,
+    body: &str,
+    contype: ConstraintType,
+) -> [Step; 2] {
+    // ADD FOREIGN KEY takes SHARE ROW EXCLUSIVE on both tables; every other ADD CONSTRAINT
+    // takes ACCESS EXCLUSIVE. NOT VALID makes either a catalog change.
+    let add_lock = match contype {
+        ConstraintType::ForeignKey => LockMode::ShareRowExclusive,
+        _ => LockMode::AccessExclusive,
+    };
+    [
+        Step {
+            sql: format!(
+                "{} ADD CONSTRAINT {} {body} NOT VALID",
+                t.alter(),
+                quote::ident_if_needed(name)
+            ),
+            kind: StepKind::AddConstraintNotValid,
+            lock: add_lock,
+            locked: t.name.clone(),
+            long_running: false,
+            skip_if: Some(Precheck::ConstraintExists {
+                table: t.name.clone(),
+                name: name.to_owned(),
+                contype,
+            }),
+        },
+        validate(
+            t,
+            name,
+            Precheck::ConstraintValidated {
+                table: t.name.clone(),
+                name: name.to_owned(),
+            },
+        ),
+    ]
+}
+
+pub(super) fn validate(t: &Target, name: &str, skip_if: Precheck) -> Step {
+    Step {
+        sql: format!(
+            "{} VALIDATE CONSTRAINT {}",
+            t.alter(),
+            quote::ident_if_needed(name)
+        ),
+        kind: StepKind::ValidateConstraint,
+        lock: LockMode::ShareUpdateExclusive,
+        locked: t.name.clone(),
+        long_running: true,
+        skip_if: Some(skip_if),
+    }
+}
+
+/// The name of an unnamed CHECK: `<table>_<column>_check` when the expression references
+/// exactly one column, `<table>_check` otherwise (`AddRelationNewConstraints`).
+pub(super) fn check_name(table: &str, columns: Option<Vec<String>>) -> Result<String, RecipeError> {
+    let columns = columns.ok_or(RecipeError::NameNeeded(
+        "ddlgate cannot tell which columns this CHECK expression references, so it cannot \
+         know the name PostgreSQL would give the constraint; name it (ADD CONSTRAINT name \
+         CHECK …) to have it run in steps",
+    ))?;
+    Ok(match columns.as_slice() {
+        [one] => object_name(table, Some(one), "check"),
+        _ => object_name(table, None, "check"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::tests::{refused, steps};
+
+    #[test]
+    fn foreign_key_becomes_not_valid_then_validate() {
+        assert_eq!(
+            steps(
+                "ALTER TABLE public.orders ADD CONSTRAINT orders_customer_fk FOREIGN KEY \
+                 (customer_id) REFERENCES customers (id) ON DELETE CASCADE"
+            ),
+            [
+                "ALTER TABLE public.orders ADD CONSTRAINT orders_customer_fk FOREIGN KEY \
+                 (customer_id) REFERENCES customers (id) ON DELETE CASCADE NOT VALID",
+                "ALTER TABLE public.orders VALIDATE CONSTRAINT orders_customer_fk",
+            ]
+        );
+        // Unnamed: PostgreSQL's own name, from the table and the key columns.
+        assert_eq!(
+            steps("ALTER TABLE orders ADD FOREIGN KEY (a, b) REFERENCES r -- trailing comment"),
+            [
+                "ALTER TABLE orders ADD CONSTRAINT orders_a_b_fkey FOREIGN KEY (a, b) \
+                 REFERENCES r NOT VALID",
+                "ALTER TABLE orders VALIDATE CONSTRAINT orders_a_b_fkey",
+            ]
+        );
+    }
+
+    #[test]
+    fn check_constraint_names() {
+        assert_eq!(
+            steps("ALTER TABLE t ADD CHECK (price > 0)"),
+            [
+                "ALTER TABLE t ADD CONSTRAINT t_price_check CHECK (price > 0) NOT VALID",
+                "ALTER TABLE t VALIDATE CONSTRAINT t_price_check",
+            ]
+        );
+        assert_eq!(
+            steps("ALTER TABLE t ADD CHECK (a > b)")[0],
+            "ALTER TABLE t ADD CONSTRAINT t_check CHECK (a > b) NOT VALID"
+        );
+        assert_eq!(
+            steps("ALTER TABLE t ADD CHECK (t.a::numeric(10,2) > 1 AND a IS NOT NULL)")[0],
+            "ALTER TABLE t ADD CONSTRAINT t_a_check CHECK (t.a::numeric(10,2) > 1 AND a IS NOT \
+             NULL) NOT VALID"
+        );
+        assert_eq!(
+            steps("ALTER TABLE t ADD CHECK (lower(\"Mixed Col\") <> '' COLLATE \"C\")")[0],
+            "ALTER TABLE t ADD CONSTRAINT \"t_Mixed Col_check\" CHECK (lower(\"Mixed Col\") <> \
+             '' COLLATE \"C\") NOT VALID"
+        );
+        assert_eq!(
+            steps("ALTER TABLE t ADD CHECK (d < date '2030-01-01' AND d > current_date)")[0],
+            "ALTER TABLE t ADD CONSTRAINT t_d_check CHECK (d < date '2030-01-01' AND d > \
+             current_date) NOT VALID"
+        );
+        // NO INHERIT stays; NOT VALID goes after it.
+        assert_eq!(
+            steps("ALTER TABLE t ADD CONSTRAINT c CHECK (x > 0) NO INHERIT")[0],
+            "ALTER TABLE t ADD CONSTRAINT c CHECK (x > 0) NO INHERIT NOT VALID"
+        );
+        // Unsure which columns AT TIME ZONE references: ask for a name instead of guessing.
+        assert!(matches!(
+            refused("ALTER TABLE t ADD CHECK (ts AT TIME ZONE 'UTC' > now())"),
+            RecipeError::NameNeeded(_)
+        ));
+        // …but with a name it runs.
+        assert_eq!(
+            steps(
+                "ALTER TABLE t ADD CONSTRAINT ts_utc CHECK (ts AT TIME ZONE 'UTC' > '2020-01-01')"
+            )[1],
+            "ALTER TABLE t VALIDATE CONSTRAINT ts_utc"
+        );
+    }
+}

@@ -1,0 +1,1184 @@
+//! Multi-step recipes: one risky DDL statement turned into an ordered list of steps that reach
+//! the same schema without holding a strong lock for long.
+//!
+//! Some statements have a safe form that is a single edit of the client's text (`CREATE INDEX`
+//! → `CREATE INDEX CONCURRENTLY`, see `rewrite`). Others only become safe as a *sequence*:
+//! a validated foreign key is added `NOT VALID` (brief lock, no scan) and validated in a second
+//! transaction under SHARE UPDATE EXCLUSIVE, which lets reads and writes continue while the table
+//! is scanned; a UNIQUE constraint is built as a concurrent index and then attached with
+//! `USING INDEX`; an index on a partitioned table is built partition by partition. This module
+//! owns those sequences (recipes R2, R5–R9 and R19 of the DDL-safety reference) — as data, so
+//! that the executor can show them to the client, run them one by one, and resume them.
+//!
+//! Where it sits: after the policy decided that a statement should be split (outside any
+//! transaction block: every step must commit on its own, or the lock of the first is held
+//! through the scan of the second and nothing is gained), [`plan`] turns the statement's
+//! original text and its [`Ddl`] into a [`Recipe`]. The executor runs each [`Step`]: first its
+//! [`Precheck`] (a catalog query returning one boolean; `true` means "already done, skip"),
+//! then the step's SQL as its own statement. Everything here is pure: no I/O, no panics on any
+//! input.
+//!
+//! Why the steps look the way they do:
+//! - **Resumable.** A recipe can fail half-way (a validation finds bad rows, a unique build
+//!   finds duplicates, a lock timeout, a lost connection). Every step is guarded by a precheck
+//!   or is itself idempotent (`ADD COLUMN IF NOT EXISTS`, `DROP … IF EXISTS`), so re-running
+//!   the whole recipe after fixing the cause finishes the job. A failed `CREATE INDEX
+//!   CONCURRENTLY` leaves an INVALID index behind that `IF NOT EXISTS` would happily "find";
+//!   every concurrent build is therefore preceded by a step that drops an INVALID index of that
+//!   name (`DROP INDEX CONCURRENTLY`), run only when the catalog shows one.
+//! - **The same end state.** Names the client did not give are generated exactly as PostgreSQL
+//!   generates them (`makeObjectName`, `ChooseIndexColumnNames`, `FigureColname`, ported in
+//!   `sql::naming`), so a table migrated through a recipe is indistinguishable in the catalog
+//!   from one migrated with the original statement — `pg_dump` diffs and later migrations that
+//!   refer to `orders_customer_id_fkey` keep working. Where ddlgate cannot be certain which name
+//!   PostgreSQL would choose (an unnamed CHECK over an expression it does not fully read, an
+//!   index over an unusual expression), [`plan`] refuses and asks for an explicit name instead
+//!   of guessing. PostgreSQL appends a digit when the generated name is already taken in the
+//!   schema; a recipe cannot know that without the catalog and uses the plain name (the step
+//!   then fails visibly rather than doing something else).
+//! - **The client's own text where it matters.** Expressions, `REFERENCES …` clauses, column
+//!   types, index definitions are copied byte for byte from the statement (via the lexer, so
+//!   quotes and comments are respected); object names are rebuilt from the model and quoted
+//!   exactly as PostgreSQL's `quote_ident` would. Step SQL must be sent on the same session as
+//!   the original statement (same `client_encoding`), since it carries the client's bytes.
+//! - **Locks are stated.** Each step says which lock it takes and on what, and whether it is
+//!   long-running under a lock that does not block ordinary traffic (VALIDATE, CREATE INDEX
+//!   CONCURRENTLY, …), so the executor can lift `statement_timeout` for exactly those steps and
+//!   keep `lock_timeout` on every step.
+
+use std::fmt;
+
+mod column;
+mod constraint;
+mod index;
+mod not_null;
+mod read;
+mod refresh;
+
+use crate::sql::lexer::LexOptions;
+use crate::sql::naming::{name_addition, object_name, truncate, truncate_name};
+use crate::sql::quote;
+use crate::sql::reader::{ReadError, Stmt};
+use crate::sql::statement::{AlterOp, ConstraintKind, Ddl, DdlKind, LockMode, Name, Understood};
+use column::add_column;
+use constraint::{check_name, foreign_key_allowed, not_valid_then_validate};
+use index::{index_constraint_allowed, index_constraint_steps, partitioned_index};
+use not_null::not_null_steps;
+use read::ConstraintSpec;
+use refresh::refresh;
+
+/// Oldest server the recipes are written for. PostgreSQL 12 is the first release in which
+/// `SET NOT NULL` trusts a validated `CHECK (c IS NOT NULL)` instead of scanning, and the
+/// support floor of strong_migrations and reshape.
+pub const MIN_SERVER_VERSION: u32 = 120_000;
+
+/// First release with `ADD CONSTRAINT … NOT NULL c NOT VALID` and `VALIDATE` of not-null
+/// constraints, and with NOT VALID foreign keys on partitioned tables.
+pub const PG18: u32 = 180_000;
+
+// ---------------------------------------------------------------------------
+// Inputs
+// ---------------------------------------------------------------------------
+
+/// What the caller knows about where the recipe will run (read from the session and the
+/// catalog; this module does no I/O).
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The upstream's `server_version_num` (e.g. `150004`). Decides the NOT NULL recipe and
+    /// which NOT VALID forms the server accepts.
+    pub server_version_num: u32,
+    /// `Some` when the statement's table is partitioned (`pg_class.relkind = 'p'`): its direct
+    /// partitions. `None` for an ordinary table. CREATE INDEX recipes need it to build the
+    /// index partition by partition; ALTER TABLE recipes need it because several safe forms are
+    /// not accepted on partitioned tables.
+    pub partitions: Option<&'a [Partition]>,
+}
+
+/// One partition of a partitioned table, as found in `pg_inherits`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    /// Schema-qualified name, as it should appear in SQL.
+    pub name: Name,
+    /// `Some` when the partition is itself partitioned (`relkind = 'p'`): its own partitions.
+    pub partitions: Option<Vec<Partition>>,
+}
+
+impl Partition {
+    /// A leaf partition (an ordinary table).
+    pub fn leaf(name: Name) -> Partition {
+        Partition {
+            name,
+            partitions: None,
+        }
+    }
+
+    /// A partition that is partitioned again.
+    pub fn partitioned(name: Name, partitions: Vec<Partition>) -> Partition {
+        Partition {
+            name,
+            partitions: Some(partitions),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Output
+// ---------------------------------------------------------------------------
+
+/// Which recipe a statement became (bounded label for logs and metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecipeKind {
+    /// `ADD FOREIGN KEY` → `NOT VALID` + `VALIDATE` (R5).
+    ForeignKey,
+    /// `ADD CHECK` → `NOT VALID` + `VALIDATE` (R6).
+    Check,
+    /// `ALTER COLUMN … SET NOT NULL` (R7).
+    SetNotNull,
+    /// `ADD UNIQUE` → concurrent unique index + `USING INDEX` (R8).
+    Unique,
+    /// `ADD PRIMARY KEY` → NOT NULL recipe per column + concurrent index + `USING INDEX` (R9).
+    PrimaryKey,
+    /// `ADD COLUMN … REFERENCES / UNIQUE / PRIMARY KEY / CHECK`: the bare column, then the
+    /// constraint recipes.
+    AddColumn,
+    /// `REFRESH MATERIALIZED VIEW` → `… CONCURRENTLY` (R19).
+    RefreshMaterializedView,
+    /// `CREATE INDEX` on a partitioned table → `ON ONLY` + per-partition concurrent builds +
+    /// `ATTACH PARTITION` (R2).
+    PartitionedIndex,
+}
+
+impl RecipeKind {
+    /// Stable snake_case label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            RecipeKind::ForeignKey => "foreign_key",
+            RecipeKind::Check => "check",
+            RecipeKind::SetNotNull => "set_not_null",
+            RecipeKind::Unique => "unique",
+            RecipeKind::PrimaryKey => "primary_key",
+            RecipeKind::AddColumn => "add_column",
+            RecipeKind::RefreshMaterializedView => "refresh_materialized_view",
+            RecipeKind::PartitionedIndex => "partitioned_index",
+        }
+    }
+
+    /// What the client asked for, in words, for the NOTICE.
+    pub fn title(self) -> &'static str {
+        match self {
+            RecipeKind::ForeignKey => "ADD FOREIGN KEY",
+            RecipeKind::Check => "ADD CHECK",
+            RecipeKind::SetNotNull => "SET NOT NULL",
+            RecipeKind::Unique => "ADD UNIQUE",
+            RecipeKind::PrimaryKey => "ADD PRIMARY KEY",
+            RecipeKind::AddColumn => "ADD COLUMN with constraints",
+            RecipeKind::RefreshMaterializedView => "REFRESH MATERIALIZED VIEW",
+            RecipeKind::PartitionedIndex => "CREATE INDEX on a partitioned table",
+        }
+    }
+}
+
+/// A statement as a sequence of steps, each to run as its own autocommit statement, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipe {
+    pub kind: RecipeKind,
+    /// The table (or materialized view) the statement changes, as written (folded).
+    pub target: Name,
+    pub steps: Vec<Step>,
+}
+
+impl Recipe {
+    /// The client-facing NOTICE text: what ddlgate will run instead, step by step, with the
+    /// lock each step takes and when it is skipped.
+    pub fn describe(&self) -> String {
+        let mut out = format!(
+            "ddlgate runs this {} on {} as {} steps, each committed on its own; \
+             a step is skipped when the catalog shows it is already done, so re-running \
+             after a failure resumes:",
+            self.kind.title(),
+            quote::name_if_needed(&self.target),
+            self.steps.len()
+        );
+        for (i, step) in self.steps.iter().enumerate() {
+            out.push_str(&format!(
+                "\n  {}. {}\n     {}",
+                i + 1,
+                step.sql,
+                step.describe()
+            ));
+        }
+        out
+    }
+}
+
+impl fmt::Display for Recipe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// What a step does (bounded label for logs and metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StepKind {
+    /// `ALTER TABLE … ADD COLUMN IF NOT EXISTS …` without the column's constraints.
+    AddColumn,
+    /// `ALTER TABLE … ADD CONSTRAINT … NOT VALID`: catalog only, enforced for new rows at once.
+    AddConstraintNotValid,
+    /// `ALTER TABLE … VALIDATE CONSTRAINT …`: scans the table under SHARE UPDATE EXCLUSIVE
+    /// (plus ROW SHARE on the referenced table of a foreign key).
+    ValidateConstraint,
+    /// `ALTER TABLE … ALTER COLUMN … SET NOT NULL`, after a validated CHECK made its scan
+    /// unnecessary (PostgreSQL 12+).
+    SetNotNull,
+    /// `ALTER TABLE … DROP CONSTRAINT IF EXISTS …` of the recipe's own temporary CHECK.
+    DropConstraint,
+    /// `DROP INDEX CONCURRENTLY IF EXISTS …` of an INVALID index left by a failed build.
+    DropInvalidIndex,
+    /// `CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS …`.
+    CreateIndexConcurrently,
+    /// `ALTER TABLE … ADD CONSTRAINT … {UNIQUE | PRIMARY KEY} USING INDEX …`.
+    AddConstraintUsingIndex,
+    /// `CREATE [UNIQUE] INDEX IF NOT EXISTS … ON ONLY partitioned_table …`: catalog only.
+    CreateParentIndex,
+    /// `ALTER INDEX parent_index ATTACH PARTITION partition_index`.
+    AttachIndex,
+    /// `REFRESH MATERIALIZED VIEW CONCURRENTLY …`.
+    RefreshConcurrently,
+}
+
+impl StepKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            StepKind::AddColumn => "add_column",
+            StepKind::AddConstraintNotValid => "add_constraint_not_valid",
+            StepKind::ValidateConstraint => "validate_constraint",
+            StepKind::SetNotNull => "set_not_null",
+            StepKind::DropConstraint => "drop_constraint",
+            StepKind::DropInvalidIndex => "drop_invalid_index",
+            StepKind::CreateIndexConcurrently => "create_index_concurrently",
+            StepKind::AddConstraintUsingIndex => "add_constraint_using_index",
+            StepKind::CreateParentIndex => "create_parent_index",
+            StepKind::AttachIndex => "attach_index",
+            StepKind::RefreshConcurrently => "refresh_concurrently",
+        }
+    }
+}
+
+/// One statement of a recipe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The statement to run, alone, outside any transaction block.
+    pub sql: String,
+    pub kind: StepKind,
+    /// The strongest lock the step takes ([`Step::locked`] says on what). Steps that are not
+    /// [`long_running`](Step::long_running) hold it only for a catalog change, but still queue
+    /// behind long transactions: run them under `lock_timeout`. Foreign-key steps also lock
+    /// the referenced table: SHARE ROW EXCLUSIVE to add, ROW SHARE to validate.
+    pub lock: LockMode,
+    /// The object that lock is taken on.
+    pub locked: Name,
+    /// The step scans or builds for as long as the data takes. Its lock does not block
+    /// ordinary reads and writes of the table (SHARE UPDATE EXCLUSIVE; EXCLUSIVE on a
+    /// materialized view, which only blocks other refreshes), so the executor should lift
+    /// `statement_timeout` for it rather than abort a healthy scan.
+    pub long_running: bool,
+    /// Run this catalog query first; when it returns `true` the step is already done (or must
+    /// not run) and is skipped.
+    pub skip_if: Option<Precheck>,
+}
+
+impl Step {
+    /// One line for the NOTICE: lock, duration, skip condition.
+    pub fn describe(&self) -> String {
+        let duration = if self.long_running {
+            "for as long as it runs (ordinary reads and writes continue)"
+        } else {
+            "briefly (catalog change only)"
+        };
+        let mut out = format!(
+            "takes {} on {} {}",
+            self.lock.as_str(),
+            quote::name_if_needed(&self.locked),
+            duration
+        );
+        if let Some(p) = &self.skip_if {
+            out.push_str("; skipped if ");
+            out.push_str(&p.describe());
+        }
+        out
+    }
+}
+
+/// `pg_constraint.contype` of the constraints recipes add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConstraintType {
+    Check,
+    ForeignKey,
+    Unique,
+    PrimaryKey,
+}
+
+impl ConstraintType {
+    fn contype(self) -> char {
+        match self {
+            ConstraintType::Check => 'c',
+            ConstraintType::ForeignKey => 'f',
+            ConstraintType::Unique => 'u',
+            ConstraintType::PrimaryKey => 'p',
+        }
+    }
+
+    fn words(self) -> &'static str {
+        match self {
+            ConstraintType::Check => "CHECK",
+            ConstraintType::ForeignKey => "FOREIGN KEY",
+            ConstraintType::Unique => "UNIQUE",
+            ConstraintType::PrimaryKey => "PRIMARY KEY",
+        }
+    }
+}
+
+/// A catalog question a step's executor asks before running it. [`Precheck::sql`] is one
+/// `SELECT` returning exactly one row with one boolean column. Tables are resolved with
+/// `to_regclass` on the name as the statement wrote it, i.e. through the session's
+/// `search_path` exactly like the step itself; a table that does not exist makes every
+/// question `false`, so the step runs and fails with PostgreSQL's own error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precheck {
+    /// A constraint `name` of that type exists on `table` (validated or not).
+    ConstraintExists {
+        table: Name,
+        name: String,
+        contype: ConstraintType,
+    },
+    /// Constraint `name` on `table` exists and is validated.
+    ConstraintValidated { table: Name, name: String },
+    /// Constraint `name` on `table` is a CHECK on exactly `column` — the recipe's temporary
+    /// `CHECK (column IS NOT NULL)`; a different constraint of that name is never touched.
+    NotNullCheckExists {
+        table: Name,
+        name: String,
+        column: String,
+    },
+    /// Column `column` of `table` exists.
+    ColumnExists { table: Name, column: String },
+    /// `column` is NOT NULL and the constraint behind it is validated. Before PostgreSQL 18
+    /// that is `attnotnull`; from 18 on `attnotnull` is also set by a NOT VALID not-null
+    /// constraint, which must not count.
+    ColumnNotNull { table: Name, column: String },
+    /// `column` has a not-null constraint, validated or not (`attnotnull`).
+    ColumnHasNotNullConstraint { table: Name, column: String },
+    /// `column` has a NOT VALID not-null constraint still waiting for validation (PG 18+;
+    /// always `false` before).
+    NotNullPending { table: Name, column: String },
+    /// An index `index` on `table` exists (valid or not).
+    IndexExists { table: Name, index: String },
+    /// An index `index` on `table` exists and is valid.
+    IndexValid { table: Name, index: String },
+    /// An index `index` on `table` exists and is INVALID: what a failed concurrent build
+    /// leaves behind.
+    IndexInvalid { table: Name, index: String },
+    /// Index `index` on `table` is attached as a partition of index `parent_index` on
+    /// `parent_table`.
+    IndexAttached {
+        parent_table: Name,
+        parent_index: String,
+        table: Name,
+        index: String,
+    },
+    /// Any of these holds.
+    Any(Vec<Precheck>),
+    /// This does not hold.
+    Not(Box<Precheck>),
+}
+
+impl Precheck {
+    /// The query: one row, one boolean column (`t` / `f` in the text format).
+    pub fn sql(&self) -> String {
+        format!("SELECT {}", self.condition())
+    }
+
+    /// The boolean SQL expression behind [`Precheck::sql`].
+    pub fn condition(&self) -> String {
+        match self {
+            Precheck::ConstraintExists {
+                table,
+                name,
+                contype,
+            } => format!(
+                "EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = {} \
+                 AND conname = {} AND contype = '{}')",
+                regclass(table),
+                quote::literal(name),
+                contype.contype()
+            ),
+            Precheck::ConstraintValidated { table, name } => format!(
+                "EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = {} \
+                 AND conname = {} AND convalidated)",
+                regclass(table),
+                quote::literal(name)
+            ),
+            Precheck::NotNullCheckExists {
+                table,
+                name,
+                column,
+            } => format!(
+                "EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c \
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attname = {} \
+                 WHERE c.conrelid = {} AND c.conname = {} AND c.contype = 'c' \
+                 AND c.conkey = ARRAY[a.attnum])",
+                quote::literal(column),
+                regclass(table),
+                quote::literal(name)
+            ),
+            Precheck::ColumnExists { table, column } => format!(
+                "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = {} \
+                 AND attname = {} AND attnum > 0 AND NOT attisdropped)",
+                regclass(table),
+                quote::literal(column)
+            ),
+            Precheck::ColumnNotNull { table, column } => format!(
+                "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = {rel} \
+                 AND a.attname = {col} AND a.attnotnull AND NOT a.attisdropped \
+                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c \
+                 WHERE c.conrelid = a.attrelid AND c.contype = 'n' \
+                 AND c.conkey = ARRAY[a.attnum] AND NOT c.convalidated))",
+                rel = regclass(table),
+                col = quote::literal(column)
+            ),
+            Precheck::ColumnHasNotNullConstraint { table, column } => format!(
+                "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = {} \
+                 AND attname = {} AND attnotnull AND NOT attisdropped)",
+                regclass(table),
+                quote::literal(column)
+            ),
+            Precheck::NotNullPending { table, column } => format!(
+                "EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c \
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attname = {} \
+                 WHERE c.conrelid = {} AND c.contype = 'n' AND c.conkey = ARRAY[a.attnum] \
+                 AND NOT c.convalidated)",
+                quote::literal(column),
+                regclass(table)
+            ),
+            Precheck::IndexExists { table, index } => index_condition(table, index, ""),
+            Precheck::IndexValid { table, index } => {
+                index_condition(table, index, " AND i.indisvalid")
+            }
+            Precheck::IndexInvalid { table, index } => {
+                index_condition(table, index, " AND NOT i.indisvalid")
+            }
+            Precheck::IndexAttached {
+                parent_table,
+                parent_index,
+                table,
+                index,
+            } => format!(
+                "EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h \
+                 JOIN pg_catalog.pg_index ci ON ci.indexrelid = h.inhrelid \
+                 JOIN pg_catalog.pg_class cc ON cc.oid = h.inhrelid \
+                 JOIN pg_catalog.pg_index pi ON pi.indexrelid = h.inhparent \
+                 JOIN pg_catalog.pg_class pc ON pc.oid = h.inhparent \
+                 WHERE ci.indrelid = {} AND cc.relname = {} \
+                 AND pi.indrelid = {} AND pc.relname = {})",
+                regclass(table),
+                quote::literal(index),
+                regclass(parent_table),
+                quote::literal(parent_index)
+            ),
+            Precheck::Any(list) => {
+                if list.is_empty() {
+                    return "false".to_owned();
+                }
+                let parts: Vec<String> = list
+                    .iter()
+                    .map(|p| format!("({})", p.condition()))
+                    .collect();
+                parts.join(" OR ")
+            }
+            Precheck::Not(p) => format!("NOT ({})", p.condition()),
+        }
+    }
+
+    /// The question in words, for the NOTICE.
+    pub fn describe(&self) -> String {
+        match self {
+            Precheck::ConstraintExists {
+                table,
+                name,
+                contype,
+            } => format!(
+                "{} constraint {} exists on {}",
+                contype.words(),
+                quote::ident_if_needed(name),
+                quote::name_if_needed(table)
+            ),
+            Precheck::ConstraintValidated { table, name } => format!(
+                "constraint {} on {} is validated",
+                quote::ident_if_needed(name),
+                quote::name_if_needed(table)
+            ),
+            Precheck::NotNullCheckExists {
+                table,
+                name,
+                column,
+            } => format!(
+                "CHECK constraint {} on column {} of {} exists",
+                quote::ident_if_needed(name),
+                quote::ident_if_needed(column),
+                quote::name_if_needed(table)
+            ),
+            Precheck::ColumnExists { table, column } => format!(
+                "column {} exists on {}",
+                quote::ident_if_needed(column),
+                quote::name_if_needed(table)
+            ),
+            Precheck::ColumnNotNull { table, column } => format!(
+                "column {} of {} is already NOT NULL",
+                quote::ident_if_needed(column),
+                quote::name_if_needed(table)
+            ),
+            Precheck::ColumnHasNotNullConstraint { table, column } => format!(
+                "column {} of {} has a not-null constraint",
+                quote::ident_if_needed(column),
+                quote::name_if_needed(table)
+            ),
+            Precheck::NotNullPending { table, column } => format!(
+                "column {} of {} has a not-null constraint awaiting validation",
+                quote::ident_if_needed(column),
+                quote::name_if_needed(table)
+            ),
+            Precheck::IndexExists { table, index } => format!(
+                "index {} exists on {}",
+                quote::ident_if_needed(index),
+                quote::name_if_needed(table)
+            ),
+            Precheck::IndexValid { table, index } => format!(
+                "index {} on {} exists and is valid",
+                quote::ident_if_needed(index),
+                quote::name_if_needed(table)
+            ),
+            Precheck::IndexInvalid { table, index } => format!(
+                "index {} on {} exists and is INVALID",
+                quote::ident_if_needed(index),
+                quote::name_if_needed(table)
+            ),
+            Precheck::IndexAttached {
+                parent_index,
+                index,
+                ..
+            } => format!(
+                "index {} is already attached to {}",
+                quote::ident_if_needed(index),
+                quote::ident_if_needed(parent_index)
+            ),
+            Precheck::Any(list) => list
+                .iter()
+                .map(Precheck::describe)
+                .collect::<Vec<_>>()
+                .join(", or "),
+            Precheck::Not(p) => match p.as_ref() {
+                Precheck::IndexInvalid { table, index } => format!(
+                    "there is no INVALID index {} on {}",
+                    quote::ident_if_needed(index),
+                    quote::name_if_needed(table)
+                ),
+                Precheck::NotNullCheckExists { table, name, .. } => format!(
+                    "constraint {} is already gone from {}",
+                    quote::ident_if_needed(name),
+                    quote::name_if_needed(table)
+                ),
+                Precheck::NotNullPending { table, column } => format!(
+                    "no not-null constraint on column {} of {} awaits validation",
+                    quote::ident_if_needed(column),
+                    quote::name_if_needed(table)
+                ),
+                other => format!("not ({})", other.describe()),
+            },
+        }
+    }
+}
+
+fn regclass(table: &Name) -> String {
+    format!(
+        "pg_catalog.to_regclass({})",
+        quote::literal(&quote::name_if_needed(table))
+    )
+}
+
+fn index_condition(table: &Name, index: &str, extra: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_index i \
+         JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
+         WHERE i.indrelid = {} AND c.relname = {}{extra})",
+        regclass(table),
+        quote::literal(index)
+    )
+}
+
+/// Why a statement has no recipe. Every variant is a refusal, not a fault: the statement is
+/// left as it is and the policy decides what to do with it (block, warn, forward).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecipeError {
+    #[error("ddlgate has no multi-step recipe for this statement ({0})")]
+    NoRecipe(&'static str),
+    #[error(
+        "the ALTER TABLE has {0} actions; a recipe replaces exactly one (split it into one \
+         ALTER TABLE per action)"
+    )]
+    SeveralActions(usize),
+    #[error("the statement is already in its safe form ({0})")]
+    AlreadySafe(&'static str),
+    #[error("the statement was not understood well enough to be split")]
+    NotUnderstood,
+    #[error("ddlgate could not read {0} from the statement text")]
+    Unreadable(&'static str),
+    #[error("{0} is not supported in a multi-step recipe")]
+    Unsupported(&'static str),
+    #[error("{0}")]
+    NameNeeded(&'static str),
+    #[error("{what} on a partitioned table is not accepted by this PostgreSQL version")]
+    Partitioned { what: &'static str },
+    #[error("{what} needs PostgreSQL {needs} or later (the server is {server})")]
+    ServerTooOld {
+        what: &'static str,
+        needs: u32,
+        server: u32,
+    },
+}
+
+impl From<ReadError> for RecipeError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::NotUnderstood => RecipeError::NotUnderstood,
+            ReadError::Unreadable(what) => RecipeError::Unreadable(what),
+            ReadError::Unsupported(what) => RecipeError::Unsupported(what),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Planning
+// ---------------------------------------------------------------------------
+
+/// Turns one statement (`sql[start..end]`, understood as `ddl`) into a recipe, or says why not.
+///
+/// Handled, each only as the statement's single action:
+/// `ALTER TABLE … ADD [CONSTRAINT n] FOREIGN KEY … / CHECK (…)` (validated),
+/// `ALTER TABLE … ALTER [COLUMN] c SET NOT NULL`,
+/// `ALTER TABLE … ADD [CONSTRAINT n] UNIQUE (…) / PRIMARY KEY (…)`,
+/// `ALTER TABLE … ADD [COLUMN] c type … {REFERENCES | UNIQUE | PRIMARY KEY | CHECK}…`,
+/// `REFRESH MATERIALIZED VIEW mv` (the caller checks that `mv` has a unique index and is
+/// populated), and `CREATE [UNIQUE] INDEX … ON t (…)` when `ctx.partitions` says `t` is
+/// partitioned.
+pub fn plan(
+    sql: &[u8],
+    start: usize,
+    end: usize,
+    lex: LexOptions,
+    ddl: &Ddl,
+    ctx: &Context<'_>,
+) -> Result<Recipe, RecipeError> {
+    if ddl.understood == Understood::Unknown {
+        return Err(RecipeError::NotUnderstood);
+    }
+    if ctx.server_version_num < MIN_SERVER_VERSION {
+        return Err(RecipeError::ServerTooOld {
+            what: "a multi-step recipe",
+            needs: MIN_SERVER_VERSION,
+            server: ctx.server_version_num,
+        });
+    }
+    let st = Stmt::new(sql, start, end, lex)?;
+    match &ddl.kind {
+        DdlKind::AlterTable {
+            name,
+            only,
+            if_exists,
+            ops,
+        } => alter_table(&st, name, *only, *if_exists, ops, ctx),
+        DdlKind::RefreshMaterializedView { name, concurrently } => {
+            refresh(&st, name, *concurrently)
+        }
+        DdlKind::CreateIndex {
+            name,
+            table,
+            unique,
+            only,
+            ..
+        } => partitioned_index(&st, name.as_ref(), table, *unique, *only, ctx),
+        other => Err(RecipeError::NoRecipe(other.label())),
+    }
+}
+
+/// The table every ALTER TABLE step names, with the client's `ONLY`.
+struct Target {
+    name: Name,
+    only: bool,
+}
+
+impl Target {
+    fn alter(&self) -> String {
+        format!(
+            "ALTER TABLE {}{}",
+            if self.only { "ONLY " } else { "" },
+            quote::name_if_needed(&self.name)
+        )
+    }
+
+    fn relname(&self) -> &str {
+        &self.name.name
+    }
+}
+
+fn alter_table(
+    st: &Stmt<'_>,
+    table: &Name,
+    only: bool,
+    if_exists: bool,
+    ops: &[AlterOp],
+    ctx: &Context<'_>,
+) -> Result<Recipe, RecipeError> {
+    let op = match ops {
+        [op] => op,
+        [] => return Err(RecipeError::NoRecipe("ALTER TABLE without an action")),
+        _ => return Err(RecipeError::SeveralActions(ops.len())),
+    };
+    if if_exists {
+        // The concurrent index builds have no IF EXISTS form, and a recipe that half-runs on a
+        // missing table would not be the no-op the client asked for.
+        return Err(RecipeError::Unsupported("ALTER TABLE IF EXISTS"));
+    }
+    let head = st.alter_head()?;
+    if head.table != *table || head.only != only {
+        return Err(RecipeError::Unreadable("the table name"));
+    }
+    let target = Target {
+        name: truncate_name(table),
+        only,
+    };
+    match op {
+        AlterOp::AddConstraint(c) => {
+            match c.kind {
+                ConstraintKind::Unique { using_index: true }
+                | ConstraintKind::PrimaryKey { using_index: true } => {
+                    return Err(RecipeError::AlreadySafe("ADD CONSTRAINT … USING INDEX"));
+                }
+                ConstraintKind::Exclusion => {
+                    return Err(RecipeError::NoRecipe(
+                        "an exclusion constraint has no NOT VALID or USING INDEX form",
+                    ));
+                }
+                ConstraintKind::NotNull => {
+                    return Err(RecipeError::NoRecipe(
+                        "ADD CONSTRAINT … NOT NULL; use ALTER COLUMN … SET NOT NULL",
+                    ));
+                }
+                _ => {}
+            }
+            if c.not_valid {
+                return Err(RecipeError::AlreadySafe("NOT VALID"));
+            }
+            let parsed = st.table_constraint(head.action)?;
+            if parsed.name.as_deref() != c.name.as_deref() {
+                return Err(RecipeError::Unreadable("the constraint name"));
+            }
+            let name = parsed.name.as_deref().map(truncate);
+            match (&c.kind, parsed.spec) {
+                (ConstraintKind::ForeignKey { .. }, ConstraintSpec::ForeignKey { columns }) => {
+                    foreign_key_allowed(ctx)?;
+                    let name = name.unwrap_or_else(|| {
+                        object_name(target.relname(), Some(&name_addition(&columns)), "fkey")
+                    });
+                    Ok(Recipe {
+                        kind: RecipeKind::ForeignKey,
+                        target: table.clone(),
+                        steps: not_valid_then_validate(
+                            &target,
+                            &name,
+                            &parsed.body,
+                            ConstraintType::ForeignKey,
+                        )
+                        .to_vec(),
+                    })
+                }
+                (ConstraintKind::Check, ConstraintSpec::Check { columns }) => {
+                    let name = match name {
+                        Some(n) => n,
+                        None => check_name(target.relname(), columns)?,
+                    };
+                    Ok(Recipe {
+                        kind: RecipeKind::Check,
+                        target: table.clone(),
+                        steps: not_valid_then_validate(
+                            &target,
+                            &name,
+                            &parsed.body,
+                            ConstraintType::Check,
+                        )
+                        .to_vec(),
+                    })
+                }
+                (
+                    ConstraintKind::Unique { using_index: false }
+                    | ConstraintKind::PrimaryKey { using_index: false },
+                    ConstraintSpec::Index(spec),
+                ) => {
+                    index_constraint_allowed(ctx)?;
+                    let kind = if spec.primary {
+                        RecipeKind::PrimaryKey
+                    } else {
+                        RecipeKind::Unique
+                    };
+                    if matches!(c.kind, ConstraintKind::PrimaryKey { .. }) != spec.primary {
+                        return Err(RecipeError::Unreadable("the constraint"));
+                    }
+                    Ok(Recipe {
+                        kind,
+                        target: table.clone(),
+                        steps: index_constraint_steps(&target, name, &spec, ctx),
+                    })
+                }
+                _ => Err(RecipeError::Unreadable("the constraint")),
+            }
+        }
+        AlterOp::SetNotNull { column } => {
+            st.expect_set_not_null(head.action)?;
+            Ok(Recipe {
+                kind: RecipeKind::SetNotNull,
+                target: table.clone(),
+                steps: not_null_steps(&target, &truncate(column), ctx),
+            })
+        }
+        AlterOp::AddColumn(col) => {
+            if col.serial || col.identity || col.generated_stored {
+                return Err(RecipeError::Unsupported(
+                    "a serial, identity or stored generated column (it rewrites the table \
+                     under ACCESS EXCLUSIVE whatever the constraints)",
+                ));
+            }
+            let def = st.column_definition(head.action)?;
+            if def.name != col.name {
+                return Err(RecipeError::Unreadable("the column name"));
+            }
+            add_column(&target, table, &def, &col.constraints, ctx)
+        }
+        other => Err(RecipeError::NoRecipe(op_label(other))),
+    }
+}
+
+fn op_label(op: &AlterOp) -> &'static str {
+    match op {
+        AlterOp::DropColumn { .. } => "DROP COLUMN",
+        AlterOp::AlterColumnType { .. } => "ALTER COLUMN TYPE",
+        AlterOp::ValidateConstraint { .. } => "VALIDATE CONSTRAINT",
+        AlterOp::AttachPartition { .. } => "ATTACH PARTITION",
+        AlterOp::DetachPartition { .. } => "DETACH PARTITION",
+        _ => "this ALTER TABLE action",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::parse;
+
+    pub(super) const PG15: u32 = 150_004;
+
+    pub(super) fn ctx(version: u32) -> Context<'static> {
+        Context {
+            server_version_num: version,
+            partitions: None,
+        }
+    }
+
+    pub(super) fn plan_with(sql: &str, ctx: &Context<'_>) -> Result<Recipe, RecipeError> {
+        let ddl = parse::understand(sql.as_bytes(), 0, sql.len(), LexOptions::default());
+        plan(
+            sql.as_bytes(),
+            0,
+            sql.len(),
+            LexOptions::default(),
+            &ddl,
+            ctx,
+        )
+    }
+
+    pub(super) fn steps(sql: &str) -> Vec<String> {
+        steps_on(sql, PG15)
+    }
+
+    pub(super) fn steps_on(sql: &str, version: u32) -> Vec<String> {
+        match plan_with(sql, &ctx(version)) {
+            Ok(r) => r.steps.into_iter().map(|s| s.sql).collect(),
+            Err(e) => panic!("{sql}: {e}"),
+        }
+    }
+
+    pub(super) fn refused(sql: &str) -> RecipeError {
+        match plan_with(sql, &ctx(PG15)) {
+            Ok(r) => panic!("{sql} should be refused, got {r:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn steps_carry_locks_and_prechecks() {
+        let r = plan_with(
+            "ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (x) REFERENCES r (id)",
+            &ctx(PG15),
+        )
+        .expect("recipe");
+        assert_eq!(r.kind, RecipeKind::ForeignKey);
+        assert_eq!(r.steps[0].lock, LockMode::ShareRowExclusive);
+        assert!(!r.steps[0].long_running);
+        assert_eq!(
+            r.steps[0].skip_if.as_ref().map(Precheck::sql).as_deref(),
+            Some(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = \
+                 pg_catalog.to_regclass('t') AND conname = 'fk' AND contype = 'f')"
+            )
+        );
+        assert_eq!(r.steps[1].kind, StepKind::ValidateConstraint);
+        assert_eq!(r.steps[1].lock, LockMode::ShareUpdateExclusive);
+        assert!(r.steps[1].long_running);
+        let text = r.describe();
+        assert!(text.contains("as 2 steps"), "{text}");
+        assert!(
+            text.contains("takes SHARE UPDATE EXCLUSIVE on t for as long as it runs"),
+            "{text}"
+        );
+        assert!(
+            text.contains("skipped if FOREIGN KEY constraint fk exists on t"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn names_needing_quotes_are_quoted() {
+        assert_eq!(
+            steps("ALTER TABLE \"My Schema\".\"Order\"\"s\" ADD UNIQUE (\"Email\", \"user\")"),
+            [
+                "DROP INDEX CONCURRENTLY IF EXISTS \"My Schema\".\"Order\"\"s_Email_user_key\"",
+                "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS \"Order\"\"s_Email_user_key\" ON \
+                 \"My Schema\".\"Order\"\"s\" (\"Email\", \"user\")",
+                "ALTER TABLE \"My Schema\".\"Order\"\"s\" ADD CONSTRAINT \
+                 \"Order\"\"s_Email_user_key\" UNIQUE USING INDEX \"Order\"\"s_Email_user_key\"",
+            ]
+        );
+        // A user-given constraint name that needs quoting, and a keyword column.
+        assert_eq!(
+            steps("ALTER TABLE t ALTER COLUMN \"Select\" SET NOT NULL")[2],
+            "ALTER TABLE t ALTER COLUMN \"Select\" SET NOT NULL"
+        );
+        assert_eq!(
+            steps("ALTER TABLE t ADD CONSTRAINT \"FK \"\"x\"\"\" FOREIGN KEY (a) REFERENCES r")[1],
+            "ALTER TABLE t VALIDATE CONSTRAINT \"FK \"\"x\"\"\""
+        );
+        // Unquoted names are folded to lower case.
+        assert_eq!(
+            steps("ALTER TABLE Public.Users ALTER COLUMN Email SET NOT NULL")[2],
+            "ALTER TABLE public.users ALTER COLUMN email SET NOT NULL"
+        );
+        // Prechecks quote names inside string literals.
+        let r =
+            plan_with("ALTER TABLE \"it's\" ADD CHECK (\"a\\b\" > 0)", &ctx(PG15)).expect("recipe");
+        assert_eq!(
+            r.steps[0].skip_if.as_ref().map(Precheck::sql).as_deref(),
+            Some(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = \
+                 pg_catalog.to_regclass('\"it''s\"') AND conname = E'it''s_a\\\\b_check' AND \
+                 contype = 'c')"
+            )
+        );
+    }
+
+    #[test]
+    fn quoting_follows_quote_ident() {
+        assert_eq!(quote::ident_if_needed("users"), "users");
+        assert_eq!(quote::ident_if_needed("_x1"), "_x1");
+        assert_eq!(quote::ident_if_needed("Users"), "\"Users\"");
+        assert_eq!(quote::ident_if_needed("1x"), "\"1x\"");
+        assert_eq!(quote::ident_if_needed("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote::ident_if_needed("select"), "\"select\"");
+        assert_eq!(quote::ident_if_needed("time"), "\"time\"");
+        assert_eq!(quote::ident_if_needed("name"), "name");
+        assert_eq!(quote::ident_if_needed("é"), "\"é\"");
+        assert_eq!(quote::literal("a'b"), "'a''b'");
+        assert_eq!(quote::literal("a\\b"), "E'a\\\\b'");
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_split() {
+        assert_eq!(
+            refused("ALTER TABLE t ADD CHECK (a > 0), ADD CHECK (b > 0)"),
+            RecipeError::SeveralActions(2)
+        );
+        assert_eq!(
+            refused("ALTER TABLE t ADD COLUMN c int, ALTER COLUMN d SET NOT NULL"),
+            RecipeError::SeveralActions(2)
+        );
+        assert!(matches!(
+            refused("ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0) NOT VALID"),
+            RecipeError::AlreadySafe(_)
+        ));
+        assert!(matches!(
+            refused("ALTER TABLE t ADD CONSTRAINT c UNIQUE USING INDEX i"),
+            RecipeError::AlreadySafe(_)
+        ));
+        assert!(matches!(
+            refused("ALTER TABLE IF EXISTS t ADD CHECK (a > 0)"),
+            RecipeError::Unsupported(_)
+        ));
+        assert!(matches!(
+            refused("ALTER TABLE t DROP COLUMN c"),
+            RecipeError::NoRecipe(_)
+        ));
+        assert!(matches!(
+            refused("ALTER TABLE t ADD CONSTRAINT x EXCLUDE USING gist (r WITH &&)"),
+            RecipeError::NoRecipe(_)
+        ));
+        assert!(matches!(refused("DROP TABLE t"), RecipeError::NoRecipe(_)));
+        assert!(matches!(
+            refused("ALTER TABLE t ADD UNIQUE (lower(a))"),
+            RecipeError::Unsupported(_) | RecipeError::NotUnderstood | RecipeError::Unreadable(_)
+        ));
+        // A partitioned table: NOT VALID FKs only from 18, USING INDEX never.
+        let parts = [Partition::leaf(Name::bare("p1"))];
+        let part = |v| Context {
+            server_version_num: v,
+            partitions: Some(&parts),
+        };
+        assert!(matches!(
+            plan_with(
+                "ALTER TABLE p ADD FOREIGN KEY (k) REFERENCES r",
+                &part(PG15)
+            ),
+            Err(RecipeError::Partitioned { .. })
+        ));
+        assert!(
+            plan_with(
+                "ALTER TABLE p ADD FOREIGN KEY (k) REFERENCES r",
+                &part(180_000)
+            )
+            .is_ok()
+        );
+        assert!(matches!(
+            plan_with("ALTER TABLE p ADD UNIQUE (k)", &part(PG15)),
+            Err(RecipeError::Partitioned { .. })
+        ));
+        assert!(matches!(
+            plan_with("ALTER TABLE t ADD CHECK (a > 0)", &ctx(110_000)),
+            Err(RecipeError::ServerTooOld { .. })
+        ));
+    }
+
+    #[test]
+    fn only_is_carried_to_every_alter_table_step() {
+        assert_eq!(
+            steps("ALTER TABLE ONLY t ADD CONSTRAINT c CHECK (a > 0)"),
+            [
+                "ALTER TABLE ONLY t ADD CONSTRAINT c CHECK (a > 0) NOT VALID",
+                "ALTER TABLE ONLY t VALIDATE CONSTRAINT c",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_step_reparses_as_what_it_claims() {
+        let statements = [
+            "ALTER TABLE s.t ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES r (id)",
+            "ALTER TABLE t ADD CHECK (a > 0)",
+            "ALTER TABLE t ALTER COLUMN c SET NOT NULL",
+            "ALTER TABLE t ADD PRIMARY KEY (id)",
+            "ALTER TABLE t ADD COLUMN c int REFERENCES r UNIQUE",
+        ];
+        for sql in statements {
+            for step in steps(sql) {
+                let ddl = parse::understand(step.as_bytes(), 0, step.len(), LexOptions::default());
+                assert_ne!(ddl.understood, Understood::Unknown, "{step}");
+                match (&ddl.kind, step.split_whitespace().next()) {
+                    (DdlKind::AlterTable { ops, .. }, Some("ALTER")) => assert_eq!(ops.len(), 1),
+                    (DdlKind::CreateIndex { concurrently, .. }, Some("CREATE")) => {
+                        assert!(concurrently, "{step}")
+                    }
+                    (DdlKind::DropIndex { concurrently, .. }, Some("DROP")) => {
+                        assert!(concurrently, "{step}")
+                    }
+                    (other, _) => panic!("{step}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_nesting_is_refused_not_overflowed() {
+        let parts = [Partition::leaf(Name::bare("p1"))];
+        let c = Context {
+            server_version_num: PG15,
+            partitions: Some(&parts),
+        };
+        let deep = format!(
+            "CREATE INDEX i ON p ({}x{})",
+            "(".repeat(5000),
+            ")".repeat(5000)
+        );
+        assert!(plan_with(&deep, &c).is_err());
+        let check = format!(
+            "ALTER TABLE t ADD CHECK ({}x{})",
+            "(".repeat(5000),
+            ")".repeat(5000)
+        );
+        let _ = plan_with(&check, &ctx(PG15));
+    }
+
+    #[test]
+    fn never_panics_on_odd_input() {
+        let inputs = [
+            "",
+            "ALTER",
+            "ALTER TABLE",
+            "ALTER TABLE t ADD",
+            "ALTER TABLE t ADD CONSTRAINT",
+            "ALTER TABLE t ADD CHECK (",
+            "ALTER TABLE t ADD FOREIGN KEY (a REFERENCES",
+            "ALTER TABLE t ADD COLUMN",
+            "ALTER TABLE t ADD COLUMN \"",
+            "ALTER TABLE t ALTER COLUMN SET NOT NULL",
+            "CREATE INDEX ON",
+            "CREATE INDEX ON t (",
+            "REFRESH MATERIALIZED VIEW",
+            "ALTER TABLE t ADD UNIQUE ()",
+            "ALTER TABLE t ADD CHECK ((((((",
+            "ALTER TABLE é ADD CHECK (é > 0)",
+        ];
+        let parts = [Partition::leaf(Name::bare("p"))];
+        for sql in inputs {
+            for partitions in [None, Some(&parts[..])] {
+                let c = Context {
+                    server_version_num: PG15,
+                    partitions,
+                };
+                let _ = plan_with(sql, &c);
+                // Also with a model that does not match the text at all.
+                let ddl = Ddl {
+                    kind: DdlKind::AlterTable {
+                        name: Name::bare("t"),
+                        only: false,
+                        if_exists: false,
+                        ops: vec![AlterOp::SetNotNull { column: "c".into() }],
+                    },
+                    understood: Understood::Parsed,
+                };
+                let _ = plan(
+                    sql.as_bytes(),
+                    0,
+                    sql.len(),
+                    LexOptions::default(),
+                    &ddl,
+                    &c,
+                );
+                let _ = plan(sql.as_bytes(), 5, 3, LexOptions::default(), &ddl, &c);
+            }
+        }
+    }
+}
