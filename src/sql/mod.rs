@@ -9,6 +9,7 @@ pub mod keywords;
 pub mod lexer;
 pub mod literal;
 pub mod parse;
+pub mod plpgsql;
 pub mod prefilter;
 pub mod quote;
 pub mod side_effects;
