@@ -22,7 +22,7 @@
 //! No allocation per token: the cursor re-uses the lexer with one token of lookahead; only the
 //! result (names, type and expression texts, tags) is allocated. Never panics on any input.
 //!
-//! This file holds the token [`Cursor`], the readers of names, types and options every family
+//! This file holds the token `Cursor`, the readers of names, types and options every family
 //! shares, and the dispatch by first keyword; each statement family has a file of its own:
 //! `create`, `alter` (and `alter_table` for ALTER TABLE's actions), `drop`, `maintenance`
 //! (REINDEX, CLUSTER, VACUUM, REFRESH) and `other` (LOCK, TRUNCATE, DO).
