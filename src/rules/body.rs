@@ -5,22 +5,12 @@
 //! `DO $$ BEGIN … END $$` would walk past the guard. A function body runs later, whenever the
 //! function is called, from statements (`SELECT f()`) that look like ordinary traffic.
 //!
-//! The PL/pgSQL reader here is deliberately small: it splits the body into statements with the
-//! SQL lexer (PL/pgSQL uses the core scanner, so quoting and comments follow the same rules),
-//! strips the block structure in front of each statement (`<<label>>`, `DECLARE … BEGIN`,
-//! `BEGIN`, `IF … THEN`, `ELSIF … THEN`, `ELSE`, `CASE … WHEN … THEN`, `WHILE/FOR/FOREACH …
-//! LOOP`, `EXCEPTION WHEN … THEN`), skips PL/pgSQL's own statements (assignments, `PERFORM`,
-//! `RAISE`, `RETURN`, …) and hands every remaining DDL candidate to the statement model and the
-//! rules, in a context that is always a transaction block (`in_function_body`).
-//!
-//! `EXECUTE 'literal'` is read as the SQL it runs, every statement of it; `EXECUTE
-//! pg_catalog.format('… %I … %L …', …)` is read with every placeholder replaced by a dummy name
-//! or literal, which is enough for every rule that looks at the statement's shape — but only
-//! when the template provably keeps its structure whatever the arguments (no `%s`, every
-//! placeholder a token of its own), and only qualified: an unqualified `format` is whichever
-//! function the search_path finds first. Any other dynamic SQL (concatenation, a variable,
-//! `substr(…)`, whatever its first literal looks like), a nested `DO`, and bodies in languages
-//! other than `plpgsql` and `sql` are reported as unverifiable.
+//! The PL/pgSQL reader (`crate::sql::plpgsql`) finds the statements a body runs; this module
+//! is its [`plpgsql::Visitor`]: it hands every DDL candidate to the statement model and the
+//! rules, in a context that is always a transaction block (`in_function_body`), shows a filled
+//! `format()` template's findings with the placeholders the user wrote, and reports as
+//! unverifiable what the reader cannot read, a nested `DO`, and bodies in languages other than
+//! `plpgsql` and `sql`.
 //!
 //! The body arrives decoded (`E'…'`, `U&'…'` escapes processed by the SQL layer, which refuses
 //! what it cannot decode with certainty). It is lexed as the server will lex it when it runs:
@@ -32,13 +22,10 @@
 use std::collections::HashSet;
 
 use super::{Context, Finding};
-use crate::sql::lexer::{self, LexOptions, Lexer, Token, TokenKind};
+use crate::sql::lexer::{self, LexOptions};
 use crate::sql::parse;
-use crate::sql::prefilter::{self, StatementClass};
+use crate::sql::plpgsql::{self, snippet, unfill};
 use crate::sql::statement::{Ddl, DdlKind, Name};
-
-/// How long a statement may be when quoted in a message.
-const SNIPPET: usize = 80;
 
 /// What a body does, as far as the rules are concerned.
 #[derive(Debug, Default)]
@@ -103,8 +90,8 @@ fn read(language: Option<&str>, body: &str, ctx: &Context, scs: bool) -> BodyRep
         report: BodyReport::default(),
     };
     match language {
-        None | Some("plpgsql") => walker.plpgsql(body.as_bytes()),
-        Some("sql") => walker.sql(body.as_bytes()),
+        None | Some("plpgsql") => plpgsql::read_plpgsql(body.as_bytes(), walker.opts, &mut walker),
+        Some("sql") => plpgsql::read_sql(body.as_bytes(), walker.opts, &mut walker),
         Some(other) => walker.report.unverifiable.push(format!(
             "the body is written in LANGUAGE {other}, which ddlgate cannot read"
         )),
@@ -123,222 +110,43 @@ struct Walker<'a> {
     report: BodyReport,
 }
 
-impl Walker<'_> {
-    /// A `LANGUAGE sql` body: plain statements. SQL-standard bodies (`BEGIN ATOMIC … END`,
-    /// `RETURN expr`) cannot hold utility statements at all.
-    fn sql(&mut self, body: &[u8]) {
-        let tokens = words(body, 0, body.len(), self.opts);
-        if tokens.first().is_some_and(|t| t.is_word(body, "RETURN"))
-            || (tokens.first().is_some_and(|t| t.is_word(body, "BEGIN"))
-                && tokens.get(1).is_some_and(|t| t.is_word(body, "ATOMIC")))
-        {
-            return;
-        }
-        self.plain_sql(body);
+impl plpgsql::Visitor for Walker<'_> {
+    type Mark = (usize, usize);
+
+    fn unverifiable(&mut self, what: String) {
+        self.report.unverifiable.push(what);
     }
 
-    /// Every DDL candidate of a string of plain SQL statements (an `EXECUTE`d literal, a SQL
-    /// function's body).
-    fn plain_sql(&mut self, sql: &[u8]) {
-        for span in lexer::split_statements(sql, self.opts) {
-            if !span.is_empty() && prefilter::classify(sql, &span) == StatementClass::DdlCandidate {
-                self.statement(sql, span.start, span.end);
-            }
-        }
+    fn template_start(&mut self) -> (usize, usize) {
+        let mark = (self.report.findings.len(), self.report.unverifiable.len());
+        // Dummy names say nothing about which table is meant: none of them counts
+        // as a table created in this transaction.
+        self.filled_template = true;
+        mark
     }
 
-    fn plpgsql(&mut self, body: &[u8]) {
-        let mut declaring = false;
-        for (n, span) in lexer::split_statements(body, self.opts).iter().enumerate() {
-            let tokens = words(body, span.start, span.end, self.opts);
-            let mut i = 0;
-            // Compiler options, only in front of the body's block (`pl_function: comp_options
-            // pl_block`): `#variable_conflict use_column`, `#print_strict_params on`,
-            // `#option dump`, each a `#`, a name and a value.
-            while n == 0
-                && tokens
-                    .get(i)
-                    .is_some_and(|t| t.kind == TokenKind::Operator && t.text(body) == b"#")
-                && tokens.get(i + 1).is_some_and(|t| t.kind == TokenKind::Word)
-            {
-                i += 3;
-            }
-            if declaring {
-                // Declarations run no SQL (their default expressions are evaluated, but
-                // cannot be utility statements); the block proper starts after BEGIN.
-                match find_word(body, &tokens, 0, "BEGIN") {
-                    Some(b) => {
-                        declaring = false;
-                        i = b + 1;
-                    }
-                    None => continue,
-                }
-            }
-            let Some(start) = self.strip_structure(body, &tokens, i, &mut declaring) else {
-                continue;
-            };
-            self.plpgsql_statement(body, &tokens[start..], span.end);
+    fn template_end(&mut self, (findings, unverifiable): (usize, usize)) -> bool {
+        self.filled_template = false;
+        // What the user reads shows the placeholders they wrote, never the dummy.
+        for f in &mut self.report.findings[findings..] {
+            f.message = unfill(&f.message);
+            f.hint = unfill(&f.hint);
         }
-    }
-
-    /// Skips the block structure in front of a statement; returns the index of the statement's
-    /// first token, or `None` when the piece holds no statement.
-    fn strip_structure(
-        &mut self,
-        sql: &[u8],
-        tokens: &[Token],
-        mut i: usize,
-        declaring: &mut bool,
-    ) -> Option<usize> {
-        loop {
-            let t = *tokens.get(i)?;
-            let is = |kw: &str| t.is_word(sql, kw);
-            if t.kind == TokenKind::Operator && t.text(sql).starts_with(b"<<") {
-                // <<label>>
-                i = tokens[i..]
-                    .iter()
-                    .position(|t| t.kind == TokenKind::Operator && t.text(sql).ends_with(b">>"))
-                    .map(|p| i + p + 1)?;
-            } else if is("DECLARE") {
-                match find_word(sql, tokens, i + 1, "BEGIN") {
-                    Some(b) => i = b + 1,
-                    None => {
-                        *declaring = true;
-                        return None;
-                    }
-                }
-            } else if is("BEGIN") || is("ELSE") || is("LOOP") || is("THEN") || is("EXCEPTION") {
-                i += 1;
-            } else if is("IF") || is("ELSIF") || is("ELSEIF") || is("WHEN") {
-                i = find_word(sql, tokens, i + 1, "THEN")? + 1;
-            } else if is("CASE") {
-                i = find_word(sql, tokens, i + 1, "WHEN")?;
-            } else if is("WHILE") || is("FOR") || is("FOREACH") {
-                let lp = find_word(sql, tokens, i + 1, "LOOP")?;
-                // FOR r IN EXECUTE expr LOOP runs dynamic SQL too.
-                if let Some(e) = find_word(sql, &tokens[..lp], i + 1, "EXECUTE") {
-                    self.execute(sql, &tokens[e + 1..lp]);
-                }
-                i = lp + 1;
-            } else if is("END") {
-                // END [IF | LOOP | CASE] [label]
-                return None;
-            } else {
-                return Some(i);
-            }
+        for u in &mut self.report.unverifiable[unverifiable..] {
+            *u = unfill(u);
         }
-    }
-
-    /// One PL/pgSQL statement, its block structure stripped.
-    fn plpgsql_statement(&mut self, sql: &[u8], tokens: &[Token], end: usize) {
-        let Some(first) = tokens.first() else { return };
-        // Assignments: `x := …`, `x = …`, `r.f := …`, `a[1] := …`.
-        if let Some(second) = tokens.get(1)
-            && (second.kind == TokenKind::Operator
-                && [&b":="[..], b"=", b"."]
-                    .iter()
-                    .any(|op| second.text(sql).starts_with(op))
-                || second.text(sql) == b"[")
-        {
-            return;
-        }
-        if first.kind != TokenKind::Word {
-            // Not a statement PL/pgSQL knows; what the server makes of it is not certain.
-            self.report.unverifiable.push(format!(
-                "`{}` is not a statement ddlgate can read",
-                snippet(&String::from_utf8_lossy(
-                    sql.get(first.start..end).unwrap_or_default()
-                ))
-            ));
-            return;
-        }
-        const PLPGSQL: &[&str] = &[
-            "PERFORM", "RAISE", "RETURN", "ASSERT", "GET", "OPEN", "FETCH", "MOVE", "CLOSE",
-            "NULL", "EXIT", "CONTINUE", "CALL", "COMMIT", "ROLLBACK",
-        ];
-        if first.is_word(sql, "EXECUTE") {
-            let stop = tokens
+        // A template that does not parse once filled in is no better than a
+        // variable: say what ddlgate could not check.
+        if self.report.unverifiable.len() == unverifiable
+            && self.report.findings[findings..]
                 .iter()
-                .position(|t| t.is_word(sql, "INTO") || t.is_word(sql, "USING"))
-                .unwrap_or(tokens.len());
-            self.execute(sql, &tokens[1..stop]);
-        } else if PLPGSQL.iter().any(|kw| first.is_word(sql, kw)) {
-        } else if prefilter::classify_word(first.text(sql)) == StatementClass::DdlCandidate {
-            self.statement(sql, first.start, end);
+                .all(|f| f.rule != "unparsed-ddl")
+        {
+            return true;
         }
-    }
-
-    /// `EXECUTE expr`: the SQL it runs, when ddlgate can know it for certain — the expression
-    /// is exactly one string literal, or exactly one `format()` call whose template keeps its
-    /// statement structure whatever the arguments (see [`fill_format`]). Every statement of
-    /// that SQL is checked. Anything else (a variable, a concatenation, any other function,
-    /// whatever its first literal looks like) is unverifiable.
-    fn execute(&mut self, sql: &[u8], expr: &[Token]) {
-        let text = || snippet(&String::from_utf8_lossy(expr_text(sql, expr)));
-        match expr {
-            [lit] if is_string(lit) => {
-                if let Some(s) = crate::sql::fallback::string_content(sql, *lit, self.opts) {
-                    self.plain_sql(s.as_bytes());
-                    return;
-                }
-            }
-            // Only `pg_catalog.format`: an unqualified `format` is whichever function the
-            // search_path finds first when the body runs (`SET search_path = mine,
-            // pg_catalog` puts a user's own `format` in front), so its result is not known.
-            [schema, dot, f, open, lit, next, ..]
-                if schema.kind == TokenKind::Word
-                    && schema.text(sql).eq_ignore_ascii_case(b"pg_catalog")
-                    && dot.kind == TokenKind::Operator
-                    && dot.text(sql) == b"."
-                    && f.is_word(sql, "format")
-                    && open.kind == TokenKind::LParen
-                    && is_string(lit)
-                    && matches!(next.kind, TokenKind::Comma | TokenKind::RParen)
-                    // The call is the whole expression: `format(…) || '; DROP …'` is not.
-                    && lexer::matching_paren(expr, 3) == Some(expr.len() - 1) =>
-            {
-                if let Some(template) = crate::sql::fallback::string_content(sql, *lit, self.opts)
-                    && let Some(filled) = fill_format(&template)
-                {
-                    let (findings, unverifiable) =
-                        (self.report.findings.len(), self.report.unverifiable.len());
-                    // Dummy names say nothing about which table is meant: none of them counts
-                    // as a table created in this transaction.
-                    self.filled_template = true;
-                    self.plain_sql(filled.as_bytes());
-                    self.filled_template = false;
-                    // What the user reads shows the placeholders they wrote, never the dummy.
-                    for f in &mut self.report.findings[findings..] {
-                        f.message = unfill(&f.message);
-                        f.hint = unfill(&f.hint);
-                    }
-                    for u in &mut self.report.unverifiable[unverifiable..] {
-                        *u = unfill(u);
-                    }
-                    // A template that does not parse once filled in is no better than a
-                    // variable: say what ddlgate could not check.
-                    if self.report.unverifiable.len() == unverifiable
-                        && self.report.findings[findings..]
-                            .iter()
-                            .all(|f| f.rule != "unparsed-ddl")
-                    {
-                        return;
-                    }
-                    self.report.findings.truncate(findings);
-                    self.report.unverifiable.truncate(unverifiable);
-                }
-            }
-            _ => {}
-        }
-        let qualify = if expr.first().is_some_and(|f| f.is_word(sql, "format")) {
-            " (write `pg_catalog.format(…)` with `%I` / `%L` placeholders for a template ddlgate can read)"
-        } else {
-            ""
-        };
-        self.report.unverifiable.push(format!(
-            "`EXECUTE {}` runs SQL built at run time, which ddlgate cannot check{qualify}",
-            text()
-        ));
+        self.report.findings.truncate(findings);
+        self.report.unverifiable.truncate(unverifiable);
+        false
     }
 
     /// One DDL candidate at `sql[start..end]`: understood and checked like a top-level statement
@@ -383,145 +191,11 @@ impl Walker<'_> {
     }
 }
 
-/// The non-comment, non-`;` tokens of `sql[start..end]`.
-fn words(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> Vec<Token> {
-    Lexer::at(sql, start, opts)
-        .take_while(|t| t.start < end)
-        .filter(|t| !t.is_comment() && t.kind != TokenKind::Semicolon)
-        .collect()
-}
-
-/// The first `kw` at parenthesis depth 0 from `from`, outside nested `CASE … END`.
-fn find_word(sql: &[u8], tokens: &[Token], from: usize, kw: &str) -> Option<usize> {
-    let (mut parens, mut cases) = (0usize, 0usize);
-    for (i, t) in tokens.iter().enumerate().skip(from) {
-        match t.kind {
-            TokenKind::LParen => parens += 1,
-            TokenKind::RParen => parens = parens.saturating_sub(1),
-            _ if parens > 0 => {}
-            _ if cases == 0 && t.is_word(sql, kw) => return Some(i),
-            _ if t.is_word(sql, "CASE") => cases += 1,
-            _ if t.is_word(sql, "END") => cases = cases.saturating_sub(1),
-            _ => {}
-        }
-    }
-    None
-}
-
-fn is_string(t: &Token) -> bool {
-    matches!(t.kind, TokenKind::String | TokenKind::DollarString)
-}
-
-fn expr_text<'s>(sql: &'s [u8], expr: &[Token]) -> &'s [u8] {
-    match (expr.first(), expr.last()) {
-        (Some(a), Some(b)) => sql.get(a.start..b.end).unwrap_or_default(),
-        _ => b"",
-    }
-}
-
-/// The dummy a `format()` placeholder is replaced with.
-const FORMAT_ARG: &str = "ddlgate_arg";
-
-/// `text` (a message about a filled template) with the dummies shown as the placeholders they
-/// stand for: `'ddlgate_arg'` as `%L`, `ddlgate_arg` as `%I`. The template never contains the
-/// dummy (see [`fill_format`]), so every occurrence is one ddlgate put there.
-fn unfill(text: &str) -> String {
-    if !text.contains(FORMAT_ARG) {
-        return text.to_owned();
-    }
-    text.replace(&format!("'{FORMAT_ARG}'"), "%L")
-        .replace(&format!("\"{FORMAT_ARG}\""), "%I")
-        .replace(FORMAT_ARG, "%I")
-}
-
-/// `format()`'s template with each `%I` replaced by a dummy name and each `%L` by a dummy
-/// literal (with optional `n$`, `-` and width), `%%` by `%`; `None` unless the result provably
-/// has the statement structure the server will run, whatever the arguments:
-///
-/// - `%s` inserts its argument as raw text (`format('SELECT %s', '1; DROP TABLE t')`): refused.
-/// - `%I` (`quote_ident`) and `%L` (`quote_literal`) insert exactly one identifier or literal
-///   token, but only where a token can start: inside a literal, a quoted identifier or a
-///   comment a quoted argument can close it (`'… ''%I'' …'` with an identifier containing a
-///   quote). So every dummy must come out as a token of its own, under either
-///   `standard_conforming_strings` setting, and the template must not contain the dummy.
-fn fill_format(template: &str) -> Option<String> {
-    if template.contains(FORMAT_ARG) {
-        return None;
-    }
-    let mut out = String::with_capacity(template.len() + 16);
-    let (mut idents, mut literals) = (0usize, 0usize);
-    let mut chars = template.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        if chars.peek() == Some(&'%') {
-            chars.next();
-            out.push('%');
-            continue;
-        }
-        // Argument position `n$`, flags, width (`n`, `*` or `*n$`): skip them.
-        while chars
-            .peek()
-            .is_some_and(|c| c.is_ascii_digit() || matches!(c, '$' | '-' | '*'))
-        {
-            chars.next();
-        }
-        match chars.next()? {
-            'I' => {
-                out.push_str(FORMAT_ARG);
-                idents += 1;
-            }
-            'L' => {
-                out.push('\'');
-                out.push_str(FORMAT_ARG);
-                out.push('\'');
-                literals += 1;
-            }
-            _ => return None,
-        }
-    }
-    let quoted = format!("'{FORMAT_ARG}'");
-    for scs in [true, false] {
-        let opts = LexOptions {
-            standard_conforming_strings: scs,
-            encoding: lexer::ClientEncoding::AsciiSafe,
-        };
-        let (mut i, mut l) = (0usize, 0usize);
-        for t in Lexer::new(out.as_bytes(), opts) {
-            if t.unterminated {
-                return None;
-            }
-            let text = t.text(out.as_bytes());
-            if t.kind == TokenKind::Word && text == FORMAT_ARG.as_bytes() {
-                i += 1;
-            } else if t.kind == TokenKind::String && text == quoted.as_bytes() {
-                l += 1;
-            }
-        }
-        if (i, l) != (idents, literals) {
-            return None;
-        }
-    }
-    Some(out)
-}
-
-fn snippet(s: &str) -> String {
-    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if s.chars().count() <= SNIPPET {
-        s
-    } else {
-        let mut t: String = s.chars().take(SNIPPET).collect();
-        t.push('…');
-        t
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rules::testing::Ctx;
+    use crate::sql::plpgsql::FORMAT_ARG;
 
     fn report(language: Option<&str>, body: &str) -> BodyReport {
         let ctx = Ctx::default();
@@ -733,36 +407,6 @@ mod tests {
         // language.
         let r = report(Some("SQL"), "SELECT 1");
         assert_eq!(r.unverifiable.len(), 1);
-    }
-
-    #[test]
-    fn format_templates() {
-        assert_eq!(
-            fill_format("ALTER TABLE %I ADD %1$I %-10L 100%%").as_deref(),
-            Some("ALTER TABLE ddlgate_arg ADD ddlgate_arg 'ddlgate_arg' 100%")
-        );
-        for bad in [
-            "bad %q",
-            "trailing %",
-            // Raw text can be anything, statements included.
-            "SELECT %s",
-            // A quoted argument inside a literal, identifier, comment or dollar quote can close it.
-            "SELECT 'x%I'",
-            "SELECT '%I'",
-            "SELECT \"%L\"",
-            "SELECT 1 /* %I */",
-            "SELECT 1 -- %L",
-            "SELECT $q$ %I $q$",
-            // Glued to another token: not a token of its own.
-            "SELECT x%I",
-            "SELECT %I%I",
-            "SELECT e%L",
-            "SELECT %L%L",
-            // The dummy itself in the template.
-            "SELECT ddlgate_arg, %I",
-        ] {
-            assert_eq!(fill_format(bad), None, "{bad}");
-        }
     }
 
     /// What a statement comes to once understood and checked.

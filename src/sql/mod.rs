@@ -10,6 +10,7 @@ pub mod lexer;
 pub mod literal;
 pub mod naming;
 pub mod parse;
+pub mod plpgsql;
 pub mod prefilter;
 pub mod quote;
 pub(crate) mod reader;
