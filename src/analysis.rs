@@ -1091,28 +1091,33 @@ fn block_error(d: &Decision, profile: &Profile, tool: Option<crate::tools::Tool>
         .join("; ");
     let mut hint = v.finding.hint.clone();
     // The tool's own way out, in the message too: most tools print only the message.
+    // The way out of the transaction, in the message too: most tools print only the message.
+    // Offered exactly where the rule's hint offers it (inside a transaction block or a shared
+    // unit), so it is never advice that would not help.
     let mut way_out = String::new();
-    if let Some(tool) = tool
-        && (hint.contains(rules::OUTSIDE_TRANSACTION_HINT)
-            || ids
-                .iter()
-                .any(|id| rules::STEPS_OUTSIDE_TRANSACTION.contains(id)))
-    {
-        hint = hint.replace(
-            rules::OUTSIDE_TRANSACTION_HINT,
-            &format!(
-                "Run it as its own statement outside any transaction: with {}, {}.",
-                tool.name(),
-                tool.outside_transaction()
-            ),
-        );
-        // Said once: in the HINT for a tool that shows it, in the message for one that does not.
-        if !tool.shows_hint() {
-            way_out = format!(
-                ". Safe way with {}: {} (ddlgate then runs its safe form)",
-                tool.name(),
-                tool.outside_transaction()
-            );
+    if hint.contains(rules::OUTSIDE_TRANSACTION_HINT) {
+        match tool {
+            Some(tool) => {
+                hint = hint.replace(
+                    rules::OUTSIDE_TRANSACTION_HINT,
+                    &format!(
+                        "Run it as its own statement outside any transaction: with {}, {}.",
+                        tool.name(),
+                        tool.outside_transaction()
+                    ),
+                );
+                // Said once: in the HINT for a tool that shows it, else in the message.
+                if !tool.shows_hint() {
+                    way_out = format!(
+                        ". Safe way with {}: {} (ddlgate then runs its safe form)",
+                        tool.name(),
+                        tool.outside_transaction()
+                    );
+                }
+            }
+            None => {
+                way_out = ". Safe way: run it as its own statement outside any transaction (ddlgate then runs its safe form); the HINT names each migration tool's switch".to_owned();
+            }
         }
     }
     let forbidden: Vec<&str> = ids
@@ -1618,8 +1623,16 @@ mod tests {
         );
         assert!(!psql.contains("Safe way with"), "{psql}");
         assert!(!psql.contains("To run it as written"), "{psql}");
+        // An unknown tool: the way out in general words, the HINT listing every tool's switch.
         let unknown = blocked(None);
-        assert!(!unknown.contains("Safe way with"), "{unknown}");
+        assert!(
+            unknown.contains("Safe way: run it as its own statement outside any transaction"),
+            "{unknown}"
+        );
+        assert!(
+            unknown.contains("node-pg-migrate `pgm.noTransaction()`"),
+            "{unknown}"
+        );
     }
 
     #[test]

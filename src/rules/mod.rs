@@ -333,17 +333,6 @@ pub fn check(ddl: &Ddl, ctx: &Context) -> Vec<Finding> {
     findings
 }
 
-/// Rules whose statement ddlgate runs as safe steps when it arrives alone outside a
-/// transaction: refused inside one, their way out is the tool's switch out of its transaction.
-pub const STEPS_OUTSIDE_TRANSACTION: &[&str] = &[
-    "adding-foreign-key-constraint",
-    "adding-not-nullable-field",
-    "adding-serial-primary-key-field",
-    "constraint-missing-not-valid",
-    "disallowed-unique-constraint",
-    "require-concurrent-index-creation",
-];
-
 /// How to run a CONCURRENTLY statement outside a transaction with each migration tool; used
 /// in hints when the statement arrives inside one.
 pub const OUTSIDE_TRANSACTION_HINT: &str = "Run it as its own statement outside any transaction: \
