@@ -40,6 +40,8 @@ const VERSION_TABLES: &[(&[u8], Tool)] = &[
     (b"pgmigrations", Tool::NodePgMigrate),
     (b"flyway_schema_history", Tool::Flyway),
     (b"databasechangelog", Tool::Liquibase),
+    // Liquibase writes its table names in upper case.
+    (b"DATABASECHANGELOG", Tool::Liquibase),
     (b"ar_internal_metadata", Tool::Rails),
     (b"_prisma_migrations", Tool::Prisma),
 ];
@@ -50,15 +52,12 @@ impl Tool {
         (name == "psql").then_some(Tool::Psql)
     }
 
-    /// The tool whose version table `sql` names, if any, written in lower or upper case as
-    /// the tools write them (Liquibase writes `DATABASECHANGELOG`).
+    /// The tool whose version table `sql` names, if any, spelled as the tools write it (no
+    /// allocation: one byte search per name).
     pub fn from_sql(sql: &[u8]) -> Option<Tool> {
         VERSION_TABLES
             .iter()
-            .find(|(table, _)| {
-                memchr::memmem::find(sql, table).is_some()
-                    || memchr::memmem::find(sql, &table.to_ascii_uppercase()).is_some()
-            })
+            .find(|(table, _)| memchr::memmem::find(sql, table).is_some())
             .map(|&(_, tool)| tool)
     }
 
