@@ -507,6 +507,23 @@ mod tests {
         }
     }
 
+    /// A table created in the file under the name a `format()` template is filled with does
+    /// not make the template's unknown target new: the file is refused, as the proxy refuses
+    /// it (before, `check` passed it with exit 0).
+    #[test]
+    fn a_template_placeholder_is_never_a_new_table() {
+        let r = check(
+            "CREATE TABLE ddlgate_arg (x int);\n\
+             DO $$BEGIN EXECUTE pg_catalog.format('CREATE INDEX v_ts ON %I (ts)', 'victim'); END$$;",
+            &Options {
+                pg_version: None,
+                assume_in_transaction: true,
+            },
+        );
+        assert!(fails(&r), "{r:?}");
+        assert_eq!(r[0].rule, "require-concurrent-index-creation");
+    }
+
     /// One statement of the rule table, as the proxy's analysis decides it for a simple Query
     /// holding only that statement (no catalog facts, as offline).
     fn proxy_action(sql: &str, tx: TxStatus, version: u32) -> &'static str {

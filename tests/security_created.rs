@@ -351,3 +351,34 @@ async fn a_settings_change_in_the_same_query_voids_the_catalog_facts() {
     assert_intact(&admin, oid).await;
     assert_healthy(&env, &p).await;
 }
+
+/// A `format()` template is read with a dummy name in place of each `%I`: creating a table of
+/// that very name earlier in the transaction must not make the template's real target count
+/// as new. The proxy never took it for new (a DO block's names are not resolved against the
+/// transaction's tables); `ddlgate check`, which knows created tables by name, did, and let
+/// the file pass (`check::tests::a_template_placeholder_is_never_a_new_table`). Through the
+/// proxy it stays refused, and no index is built on the real table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_named_like_the_template_placeholder_exempts_nothing() {
+    let env = Env::start_with(strict).await;
+    let (admin, oid) = setup(&env).await;
+    let p = env.proxy_client("trust_user").await;
+    let sql = "BEGIN; CREATE TABLE ddlgate_arg (x int); \
+               DO $$BEGIN EXECUTE pg_catalog.format('CREATE INDEX victim_ts ON %I (ts)', 'victim'); END$$; \
+               COMMIT";
+    assert_blocked(&p, sql, "require-concurrent-index-creation").await;
+    assert_healthy(&env, &p).await;
+    let indexes: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_index WHERE indrelid = 'public.victim'::regclass",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(
+        indexes, 1,
+        "only the primary key: no index was built on victim"
+    );
+    assert_intact(&admin, oid).await;
+}
