@@ -993,21 +993,6 @@ mod tests {
     }
 
     #[test]
-    fn quoting_follows_quote_ident() {
-        assert_eq!(quote::ident_if_needed("users"), "users");
-        assert_eq!(quote::ident_if_needed("_x1"), "_x1");
-        assert_eq!(quote::ident_if_needed("Users"), "\"Users\"");
-        assert_eq!(quote::ident_if_needed("1x"), "\"1x\"");
-        assert_eq!(quote::ident_if_needed("a\"b"), "\"a\"\"b\"");
-        assert_eq!(quote::ident_if_needed("select"), "\"select\"");
-        assert_eq!(quote::ident_if_needed("time"), "\"time\"");
-        assert_eq!(quote::ident_if_needed("name"), "name");
-        assert_eq!(quote::ident_if_needed("é"), "\"é\"");
-        assert_eq!(quote::literal("a'b"), "'a''b'");
-        assert_eq!(quote::literal("a\\b"), "E'a\\\\b'");
-    }
-
-    #[test]
     fn refuses_what_it_cannot_split() {
         assert_eq!(
             refused("ALTER TABLE t ADD CHECK (a > 0), ADD CHECK (b > 0)"),

@@ -133,6 +133,9 @@ mod tests {
         assert_eq!(ident_if_needed("user"), "\"user\"");
         assert_eq!(ident_if_needed("1a"), "\"1a\"");
         assert_eq!(ident_if_needed("a b"), "\"a b\"");
+        assert_eq!(ident_if_needed("_x1"), "_x1");
+        assert_eq!(ident_if_needed("time"), "\"time\"");
+        assert_eq!(ident_if_needed("é"), "\"é\"");
         // Unreserved keywords stay plain, as quote_ident leaves them.
         assert_eq!(ident_if_needed("name"), "name");
         let qualified = Name {
