@@ -1090,7 +1090,6 @@ fn block_error(d: &Decision, profile: &Profile, tool: Option<crate::tools::Tool>
         .collect::<Vec<_>>()
         .join("; ");
     let mut hint = v.finding.hint.clone();
-    // The tool's own way out, in the message too: most tools print only the message.
     // The way out of the transaction, in the message too: most tools print only the message.
     // Offered exactly where the rule's hint offers it (inside a transaction block or a shared
     // unit), so it is never advice that would not help.

@@ -4,8 +4,6 @@
 //! runner that shows everything a tool printed when it fails, and a concurrent writer that
 //! measures how long the application waits while migrations run.
 
-#![allow(dead_code)] // each tool module uses a different subset
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
