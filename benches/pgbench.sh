@@ -7,7 +7,11 @@
 #
 # Environment: CLIENTS (default 4), THREADS (2), SECONDS_PER_RUN (10), SCALE (10),
 # PROTOCOLS (space-separated pgbench -M modes; default "simple extended prepared"),
-# ROUNDS (alternating direct/proxy rounds per mode, default 2; the best round of each is kept).
+# ROUNDS (alternating direct/proxy rounds per mode, default 2; the best round of each is kept),
+# BIN (the ddlgate binary; default: a release build of this checkout),
+# BASELINE_BIN (another ddlgate binary, e.g. a release build of an earlier commit: it runs as a
+# third leg, interleaved with the other two, and the table adds its TPS and the ratio of this
+# build to it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pg-env.sh
@@ -32,16 +36,22 @@ DDLGATE_PG_BINDIR="${DDLGATE_PG_BINDIR:-$(find_bindir)}" || { not_installed_mess
 PGBENCH=$(find_program "$DDLGATE_PG_BINDIR" pgbench) || die "pgbench not found (Debian: apt-get install postgresql-contrib)"
 ensure_pg_user
 
-cargo build --release --quiet
-BIN=target/release/ddlgate
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=target/release/ddlgate
+fi
+BASELINE_BIN=${BASELINE_BIN:-}
 
 work=$(mktemp -d /tmp/ddlgate-bench.XXXXXX)
 chmod 755 "$work"
 pg_port=$(free_port)
 proxy_port=$(free_port)
+base_port=$(free_port)
 proxy_pid=
+base_pid=
 cleanup() {
   [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null || true
+  [ -n "$base_pid" ] && kill "$base_pid" 2>/dev/null || true
   as_pg_user "$DDLGATE_PG_BINDIR/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -66,9 +76,14 @@ fi
 as_pg_user "$DDLGATE_PG_BINDIR/pg_ctl" -D "$work/data" -l "$work/pg.log" -w -o "$pg_opts" start >/dev/null
 "$PGBENCH" -h 127.0.0.1 -p "$pg_port" -U bench -i -s "$SCALE" -q postgres >/dev/null 2>&1
 
-env "${proxy_env[@]}" RUST_LOG=warn "$BIN" --listen "127.0.0.1:$proxy_port" --upstream "127.0.0.1:$pg_port" &
+env "${proxy_env[@]}" DDLGATE__ADMIN__LISTEN="127.0.0.1:$(free_port)" RUST_LOG=warn "$BIN" --listen "127.0.0.1:$proxy_port" --upstream "127.0.0.1:$pg_port" &
 proxy_pid=$!
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$proxy_port) 2>/dev/null && break; sleep 0.1; done
+if [ -n "$BASELINE_BIN" ]; then
+  env "${proxy_env[@]}" DDLGATE__ADMIN__LISTEN="127.0.0.1:$(free_port)" RUST_LOG=warn "$BASELINE_BIN" --listen "127.0.0.1:$base_port" --upstream "127.0.0.1:$pg_port" &
+  base_pid=$!
+  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$base_port) 2>/dev/null && break; sleep 0.1; done
+fi
 
 echo "ALTER TABLE pgbench_branches ALTER COLUMN filler SET DEFAULT 'x';" > "$work/ddl.sql"
 chmod 644 "$work/ddl.sql"
@@ -80,13 +95,26 @@ tps() { # port mode
 }
 
 echo "pgbench ($WORKLOAD, tls=$TLS upstream_tls=$UPSTREAM_TLS): clients=$CLIENTS threads=$THREADS duration=${SECONDS_PER_RUN}s scale=$SCALE rounds=$ROUNDS ($(nproc) cores, PostgreSQL $("$DDLGATE_PG_BINDIR/postgres" --version | awk '{print $3}'))"
-printf '%-10s %12s %12s %8s\n' mode direct_tps ddlgate_tps ratio
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }'; }
+if [ -n "$BASELINE_BIN" ]; then
+  printf '%-10s %12s %12s %8s %12s %10s\n' mode direct_tps ddlgate_tps ratio baseline_tps vs_base
+else
+  printf '%-10s %12s %12s %8s\n' mode direct_tps ddlgate_tps ratio
+fi
 for mode in $PROTOCOLS; do
-  best_d=0; best_p=0
+  best_d=0; best_p=0; best_b=0
   for _ in $(seq "$ROUNDS"); do
     d=$(tps "$pg_port" "$mode"); p=$(tps "$proxy_port" "$mode")
     [ "${d:-0}" -gt "$best_d" ] && best_d=$d
     [ "${p:-0}" -gt "$best_p" ] && best_p=$p
+    if [ -n "$BASELINE_BIN" ]; then
+      b=$(tps "$base_port" "$mode")
+      [ "${b:-0}" -gt "$best_b" ] && best_b=$b
+    fi
   done
-  printf '%-10s %12s %12s %8s\n' "$mode" "$best_d" "$best_p" "$(awk -v a="$best_p" -v b="$best_d" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')"
+  if [ -n "$BASELINE_BIN" ]; then
+    printf '%-10s %12s %12s %8s %12s %10s\n' "$mode" "$best_d" "$best_p" "$(ratio "$best_p" "$best_d")" "$best_b" "$(ratio "$best_p" "$best_b")"
+  else
+    printf '%-10s %12s %12s %8s\n' "$mode" "$best_d" "$best_p" "$(ratio "$best_p" "$best_d")"
+  fi
 done

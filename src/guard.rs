@@ -420,6 +420,69 @@ pub fn settings_sql(lock_ms: Option<u128>, statement_ms: Option<u128>) -> String
     )
 }
 
+/// One round trip before a guarded statement on at most one table: [`settings_sql`]'s read
+/// and change of the session's timeouts, and, for `table`, its DDL turn tried as
+/// [`keys_query`] and [`try_lock_sql`] would (an index resolves to its table; a relation that
+/// does not exist has no turn). The row is read by [`Prelude::from_row`]. The settings are
+/// changed whether or not the turn is free: while the session waits for its turn it runs only
+/// ddlgate's own reads, which take no lock, and whichever way the wait ends the epilogue puts
+/// them back.
+pub fn prelude_sql(
+    table: Option<&Name>,
+    in_transaction: bool,
+    lock_ms: Option<u128>,
+    statement_ms: Option<u128>,
+) -> String {
+    let settings = settings_sql(lock_ms, statement_ms);
+    let Some(table) = table else {
+        return settings.replacen(
+            "SELECT o.l, o.s",
+            "SELECT NULL::bigint, NULL::text, NULL::boolean, o.l, o.s",
+            1,
+        );
+    };
+    let lock = if in_transaction {
+        "pg_try_advisory_xact_lock"
+    } else {
+        "pg_try_advisory_lock"
+    };
+    // `keys_query` of one table yields at most one row; the lateral subquery runs the lock
+    // function once for it, and never when the relation does not exist.
+    let keys = keys_query(std::slice::from_ref(table)).unwrap_or_default();
+    settings.replacen("SELECT o.l, o.s", "SELECT t.k, t.t, t.taken, o.l, o.s", 1)
+        + &format!(
+            " LEFT JOIN LATERAL (SELECT q.k, q.t, pg_catalog.{lock}(q.k) AS taken FROM ({keys}) AS q(k, t) OFFSET 0) AS t ON true"
+        )
+}
+
+/// What [`prelude_sql`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prelude {
+    /// The session's `lock_timeout` and `statement_timeout` before the guard changed them.
+    pub settings: (String, String),
+    /// The table's DDL turn (key, table as the server names it, taken now), when it has one.
+    pub turn: Option<(i64, String, bool)>,
+}
+
+impl Prelude {
+    /// Reads [`prelude_sql`]'s row; `None` when it is not that row.
+    pub fn from_row(row: &[Option<String>]) -> Option<Prelude> {
+        let [key, table, taken, lock, statement, ..] = row else {
+            return None;
+        };
+        let settings = (lock.clone()?, statement.clone()?);
+        let turn = match key {
+            None => None,
+            Some(k) => Some((
+                k.parse().ok()?,
+                table.clone().unwrap_or_default(),
+                taken.as_deref() == Some("t"),
+            )),
+        };
+        Some(Prelude { settings, turn })
+    }
+}
+
 /// A time setting as `current_setting` shows it (`0`, `250ms`, `2s`, `1min`, `1h`, `1d`, `10us`)
 /// in milliseconds; a bare number is milliseconds, as for `lock_timeout`.
 pub fn setting_ms(s: &str) -> Option<u128> {
@@ -691,6 +754,64 @@ mod tests {
             restore_sql(Some(("0", "30s")), &[7]),
             "SELECT pg_catalog.set_config('lock_timeout', '0', false), pg_catalog.set_config('statement_timeout', '30s', false), pg_catalog.pg_advisory_unlock(7)"
         );
+    }
+
+    #[test]
+    fn the_prelude_reads_settings_changes_them_and_tries_the_turn_in_one_statement() {
+        let q = prelude_sql(Some(&Name::bare("t")), false, Some(2000), None);
+        assert!(
+            q.starts_with(
+                "SELECT t.k, t.t, t.taken, o.l, o.s, pg_catalog.set_config('lock_timeout'"
+            ),
+            "{q}"
+        );
+        assert!(q.contains("pg_catalog.pg_try_advisory_lock(q.k)"), "{q}");
+        assert!(
+            q.contains(&keys_query(&[Name::bare("t")]).expect("keys")),
+            "{q}"
+        );
+        let q = prelude_sql(Some(&Name::bare("t")), true, None, Some(60_000));
+        assert!(q.contains("pg_try_advisory_xact_lock(q.k)"), "{q}");
+        assert!(
+            q.contains("set_config('statement_timeout', '60000ms', false)"),
+            "{q}"
+        );
+        let q = prelude_sql(None, false, Some(2000), None);
+        assert!(
+            q.starts_with("SELECT NULL::bigint, NULL::text, NULL::boolean, o.l, o.s,"),
+            "{q}"
+        );
+        assert!(!q.contains("advisory"), "{q}");
+
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(
+            Prelude::from_row(&[
+                s("42"),
+                s("public.t"),
+                s("t"),
+                s("0"),
+                s("30s"),
+                s("2000ms")
+            ]),
+            Some(Prelude {
+                settings: ("0".into(), "30s".into()),
+                turn: Some((42, "public.t".into(), true)),
+            })
+        );
+        assert_eq!(
+            Prelude::from_row(&[s("42"), s("t"), s("f"), s("0"), s("0")]).and_then(|p| p.turn),
+            Some((42, "t".into(), false))
+        );
+        assert_eq!(
+            Prelude::from_row(&[None, None, None, s("1s"), s("0"), s("1s")]).map(|p| p.turn),
+            Some(None)
+        );
+        assert_eq!(
+            Prelude::from_row(&[s("x"), None, None, s("0"), s("0")]),
+            None
+        );
+        assert_eq!(Prelude::from_row(&[None, None, None, None, s("0")]), None);
+        assert_eq!(Prelude::from_row(&[s("1")]), None);
     }
 
     #[test]
