@@ -132,11 +132,36 @@ impl Relay {
         };
         let began = Instant::now();
 
+        // The guard's settings (step 2), decided now: for a statement on at most one table
+        // they are set in the same round trip as its DDL turn is tried (`guard::prelude_sql`).
+        let lock_ms = plan
+            .short_lock_timeout
+            .then_some(cfg.lock_timeout_ms.as_millis());
+        let statement_ms = (plan.long_running && cfg.lift_statement_timeout)
+            .then_some(cfg.long_statement_timeout_ms.as_millis());
+        let fused = pending.recipe.is_none()
+            && plan.tables.len() <= 1
+            && (lock_ms.is_some() || statement_ms.is_some());
+
         // 1. One DDL per table at a time.
-        if cfg.serialize
+        let mut turns: Vec<(i64, String)> = Vec::new();
+        if fused {
+            let table = plan.tables.first().filter(|_| cfg.serialize);
+            let reply = self
+                .inject(&guard::prelude_sql(table, in_tx, lock_ms, statement_ms))
+                .await?;
+            if let Some(p) = reply.rows.first().and_then(|r| guard::Prelude::from_row(r)) {
+                epilogue.settings = Some(p.settings);
+                match p.turn {
+                    Some((key, _, true)) if !in_tx => epilogue.unlock.push(key),
+                    Some((key, table, false)) => turns.push((key, table)),
+                    _ => {}
+                }
+            }
+        } else if cfg.serialize
             && let Some(q) = guard::keys_query(&plan.tables)
         {
-            let keys: Vec<(i64, String)> = self
+            turns = self
                 .inject(&q)
                 .await?
                 .rows
@@ -146,24 +171,24 @@ impl Relay {
                     Some((k, r.get(1).cloned().flatten().unwrap_or_default()))
                 })
                 .collect();
-            for (key, table) in keys {
-                if !self
-                    .take_turn(key, &table, in_tx, &cfg, &mut epilogue)
-                    .await?
-                {
-                    let message = format!(
-                        "ddlgate: another DDL statement on {table} has been running for longer than guard.queue_timeout_ms ({} ms)",
-                        cfg.queue_timeout_ms.as_millis()
-                    );
-                    let blockers = self.blockers(&plan).await?;
-                    counters
-                        .guard
-                        .queue_timeouts
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return self
-                        .give_up(epilogue, false, message, &blockers, "ddlgate runs one DDL statement per table at a time. Wait for the other one to finish, or raise guard.queue_timeout_ms.")
-                        .await;
-                }
+        }
+        for (key, table) in turns {
+            if !self
+                .take_turn(key, &table, in_tx, &cfg, &mut epilogue)
+                .await?
+            {
+                let message = format!(
+                    "ddlgate: another DDL statement on {table} has been running for longer than guard.queue_timeout_ms ({} ms)",
+                    cfg.queue_timeout_ms.as_millis()
+                );
+                let blockers = self.blockers(&plan).await?;
+                counters
+                    .guard
+                    .queue_timeouts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return self
+                    .give_up(epilogue, false, message, &blockers, "ddlgate runs one DDL statement per table at a time. Wait for the other one to finish, or raise guard.queue_timeout_ms.")
+                    .await;
             }
         }
 
@@ -208,13 +233,8 @@ impl Relay {
             return self.run_recipe(recipe, epilogue, &cfg, &plan, began).await;
         }
 
-        // 2. The guard's settings.
-        let lock_ms = plan
-            .short_lock_timeout
-            .then_some(cfg.lock_timeout_ms.as_millis());
-        let statement_ms = (plan.long_running && cfg.lift_statement_timeout)
-            .then_some(cfg.long_statement_timeout_ms.as_millis());
-        if lock_ms.is_some() || statement_ms.is_some() {
+        // 2. The guard's settings, unless the prelude set them.
+        if !fused && (lock_ms.is_some() || statement_ms.is_some()) {
             let reply = self
                 .inject(&guard::settings_sql(lock_ms, statement_ms))
                 .await?;
