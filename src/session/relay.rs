@@ -681,10 +681,8 @@ impl Relay {
                     continue;
                 }
                 frontend::BIND if available >= total && !st.prepared.is_empty() => {
-                    let body = framing::body(&rest[..total]);
-                    let statement = protocol::read_cstr(body)
-                        .and_then(|(_, rest)| protocol::read_cstr(rest))
-                        .map(|(statement, _)| statement.to_vec());
+                    let statement = frontend::Bind::decode(framing::body(&rest[..total]))
+                        .map(|bind| bind.statement.to_vec());
                     if let Some(statement) = statement {
                         if let Some(lexing) = st.prepared.settings_effect(&statement) {
                             st.settings_gen += 1;
@@ -700,12 +698,20 @@ impl Relay {
                                     run = 0;
                                 }
                                 let original = io.cbuf.split_to(total);
+                                let bind = frontend::Bind::decode(framing::body(&original))
+                                    .expect("invariant: this Bind was decoded above");
                                 if fresh {
                                     // First in its unit, nothing else unanswered: the portal
                                     // is bound to ddlgate's raising statement (in the unnamed
                                     // statement), whose ParseComplete — the next reply — the
                                     // client does not see. Its Execute fails with the error.
-                                    io.to_up.push(raising_bind(framing::body(&original), &err));
+                                    io.to_up.push(
+                                        frontend::Bind::to_new_statement(
+                                            bind.portal,
+                                            &err.to_sql(),
+                                        )
+                                        .expect("invariant: a raise block holds no NUL"),
+                                    );
                                     st.raised_block = true;
                                     st.swallow_parse_complete = true;
                                 } else {
@@ -721,11 +727,12 @@ impl Relay {
                                         )
                                         .freeze(),
                                     );
-                                    io.to_up.push(refused_bind(
-                                        framing::body(&original),
-                                        &statement,
-                                        st.refusal_nonce,
-                                    ));
+                                    io.to_up.push(
+                                        bind.pointed_at(
+                                            refused_statement_name(&statement, st.refusal_nonce)
+                                                .as_bytes(),
+                                        ),
+                                    );
                                 }
                                 st.on_client_tag(counters, tag);
                                 continue;
@@ -753,13 +760,13 @@ impl Relay {
                 }
                 frontend::CLOSE if available >= total => {
                     // Close('S', name) frees the statement's tracking slot once it succeeds.
-                    if let Some((b'S', rest)) = framing::body(&rest[..total]).split_first()
-                        && let Some((name, _)) = protocol::read_cstr(rest)
-                        && (st.prepared.ddl_mut(name).is_some()
-                            || st.prepared.settings_effect(name).is_some())
+                    if let Some(close) = frontend::Close::decode(framing::body(&rest[..total]))
+                        && close.kind == frontend::Close::STATEMENT
+                        && (st.prepared.ddl_mut(close.name).is_some()
+                            || st.prepared.settings_effect(close.name).is_some())
                     {
                         st.untrack_pending
-                            .push(st.prepared.untrack_request(Some(name)));
+                            .push(st.prepared.untrack_request(Some(close.name)));
                     }
                 }
                 frontend::PASSWORD if body_len > MAX_AUTH_MESSAGE + 4 => {
@@ -1056,9 +1063,7 @@ impl Relay {
     /// boundary, so the server logs no "unexpected EOF"; the socket is closed either way.
     async fn say_terminate_upstream(&mut self) {
         if self.st.stage == Stage::Ready && self.st.c_stream_left == 0 {
-            let mut x = BytesMut::new();
-            framing::put_message(&mut x, frontend::TERMINATE, &[]);
-            self.io.to_up.push(x.freeze());
+            self.io.to_up.push(frontend::terminate());
         }
         self.last_words_upstream().await;
         let _ = self.io.uw.shutdown().await;
@@ -1155,57 +1160,23 @@ fn lexing_refusal(tag: u8, body: &[u8]) -> Hooked {
         detail: "The server reports such changes only at the end of the unit (Sync); until then ddlgate cannot know how the server reads backslashes and multibyte characters.".to_owned(),
         hint: "Send Sync after the statement that changes the setting, before this one.".to_owned(),
     };
-    let sql = crate::protocol::statement_sql(tag, body);
     Hooked {
         notices: Vec::new(),
-        frame: sql.map(|old| rebuild_frame(tag, body, old, &err.to_sql())),
+        frame: frontend::Statement::decode(tag, body).map(|s| s.with_sql(&err.to_sql())),
         guard: None,
         recipe: None,
     }
 }
 
-/// The client's Bind replaced by a Parse of the unnamed statement as ddlgate's raising `DO`
-/// block and a Bind of the client's portal to it (no parameters, text results).
-fn raising_bind(body: &[u8], err: &crate::act::BlockError) -> Bytes {
-    let portal = protocol::read_cstr(body).map_or(&b""[..], |(p, _)| p);
-    let mut parse = Vec::new();
-    parse.push(0);
-    parse.extend_from_slice(&err.to_sql());
-    parse.push(0);
-    parse.extend_from_slice(&0u16.to_be_bytes());
-    let mut bind = Vec::with_capacity(portal.len() + 8);
-    bind.extend_from_slice(portal);
-    bind.extend_from_slice(&[0, 0]);
-    bind.extend_from_slice(&[0; 6]);
-    let mut out = BytesMut::with_capacity(parse.len() + bind.len() + 2 * framing::HEADER_LEN);
-    framing::put_message(&mut out, frontend::PARSE, &parse);
-    framing::put_message(&mut out, frontend::BIND, &bind);
-    out.freeze()
-}
-
-/// The client's Bind pointed at a statement name that cannot exist (it names the refused
-/// statement and carries a per-session random part), so that the server itself fails it with
-/// 26000 and discards the unit up to Sync — the protocol state stays exactly the server's.
-fn refused_bind(body: &[u8], statement: &[u8], nonce: u64) -> Bytes {
-    let Some((portal, rest)) = protocol::read_cstr(body) else {
-        return Bytes::copy_from_slice(body);
-    };
-    let Some((_, params)) = protocol::read_cstr(rest) else {
-        return Bytes::copy_from_slice(body);
-    };
-    let name = format!(
+/// The statement name a refused Bind is pointed at: one that cannot exist (it names the
+/// refused statement and carries a per-session random part), so that the server itself fails
+/// the Bind with 26000 and discards the unit up to Sync — the protocol state stays exactly the
+/// server's.
+fn refused_statement_name(statement: &[u8], nonce: u64) -> String {
+    format!(
         "ddlgate refused prepared DDL {} (see the warning before this error) #{nonce:016x}",
         String::from_utf8_lossy(statement).replace('\0', "")
-    );
-    let mut new_body = Vec::with_capacity(body.len() + name.len());
-    new_body.extend_from_slice(portal);
-    new_body.push(0);
-    new_body.extend_from_slice(name.as_bytes());
-    new_body.push(0);
-    new_body.extend_from_slice(params);
-    let mut out = BytesMut::with_capacity(new_body.len() + framing::HEADER_LEN);
-    framing::put_message(&mut out, frontend::BIND, &new_body);
-    out.freeze()
+    )
 }
 
 /// Whether the client bytes in `buf` (from `at`, past the rest of a message streaming through)
@@ -1270,11 +1241,8 @@ impl State {
         };
         // A body without its terminator is malformed; the server will reject it, and there is
         // no SQL to analyse.
-        let sql = protocol::statement_sql(tag, body)?;
-        let name = match source {
-            Source::Parse => protocol::parse_message(body).map(|(n, _)| n),
-            Source::Query => None,
-        };
+        let statement = frontend::Statement::decode(tag, body)?;
+        let (sql, name) = (statement.sql(), statement.name());
         if self.tool.is_none() && self.tool_search_left > 0 {
             self.tool_search_left -= 1;
             self.tool = crate::tools::Tool::from_sql(sql);
@@ -1301,9 +1269,7 @@ impl State {
         if plan.is_forward() {
             return None;
         }
-        let frame = plan
-            .sql
-            .map(|new_sql| rebuild_frame(tag, body, sql, &new_sql));
+        let frame = plan.sql.map(|new_sql| statement.with_sql(&new_sql));
         Some(Hooked {
             notices: plan.notices,
             frame,
@@ -1437,7 +1403,7 @@ impl State {
     /// SQL the server will hold; past `guard.max_tracked_statements` the Parse is refused
     /// instead (never run untracked).
     fn track_parse(&mut self, body: &[u8], hooked: Option<Hooked>, cap: usize) -> Option<Hooked> {
-        let Some((name, sql)) = protocol::parse_message(body) else {
+        let Some(frontend::Parse { name, sql, .. }) = frontend::Parse::decode(body) else {
             return hooked;
         };
         if !self.last_parse_ddl {
@@ -1450,7 +1416,7 @@ impl State {
         }
         let replaced = hooked.as_ref().and_then(|h| h.frame.as_ref());
         let held_sql = replaced
-            .and_then(|f| protocol::statement_sql(frontend::PARSE, framing::body(f)))
+            .and_then(|f| frontend::Parse::decode(framing::body(f)).map(|p| p.sql))
             .unwrap_or(sql);
         let plan = hooked.as_ref().and_then(|h| h.guard.clone());
         let decided_in = self.decided_in();
@@ -1475,7 +1441,8 @@ impl State {
                 };
                 Some(Hooked {
                     notices: Vec::new(),
-                    frame: Some(rebuild_frame(frontend::PARSE, body, sql, &err.to_sql())),
+                    frame: frontend::Statement::decode(frontend::PARSE, body)
+                        .map(|s| s.with_sql(&err.to_sql())),
                     guard: None,
                     recipe: None,
                 })
@@ -1549,7 +1516,7 @@ impl State {
     /// Whether a Query/Parse must wait for the server to finish earlier requests before it is
     /// decided: only when it holds DDL (ordinary pipelined traffic never waits).
     fn must_wait_for_idle(&mut self, tag: u8, body: &[u8]) -> bool {
-        let sql = crate::protocol::statement_sql(tag, body);
+        let sql = frontend::statement_sql(tag, body);
         sql.is_some_and(|sql| self.analyzer.has_ddl_candidate(sql, self.lex))
     }
 
@@ -1628,15 +1595,11 @@ impl State {
     ) -> Result<(), SessionError> {
         match tag {
             backend::READY_FOR_QUERY => {
-                let status = body
-                    .first()
-                    .copied()
-                    .and_then(TxStatus::from_byte)
-                    .ok_or_else(|| {
-                        SessionError::UpstreamProtocol(
-                            "ReadyForQuery with an invalid transaction status".to_owned(),
-                        )
-                    })?;
+                let status = backend::ready_for_query(body).ok_or_else(|| {
+                    SessionError::UpstreamProtocol(
+                        "ReadyForQuery with an invalid transaction status".to_owned(),
+                    )
+                })?;
                 self.set_tx_status(shared, status);
                 if self.stage == Stage::Ready
                     && let Some(mut u) = self.units.pop_front()
@@ -1736,25 +1699,8 @@ fn refusal_frame(tag: u8, body: &[u8], recipe: &crate::recipe::Recipe) -> Bytes 
         detail: format!("Planned: {}", recipe.describe()),
         hint: "Send the statement alone as a simple query (psql, or your driver's simple-query/execute-without-parameters mode) so ddlgate can run the steps, or run the steps yourself.".to_owned(),
     };
-    let sql = crate::protocol::statement_sql(tag, body);
-    match sql {
-        Some(old) => rebuild_frame(tag, body, old, &err.to_sql()),
+    match frontend::Statement::decode(tag, body) {
+        Some(s) => s.with_sql(&err.to_sql()),
         None => Bytes::copy_from_slice(body),
     }
-}
-
-/// The client's Query or Parse frame with its SQL text replaced; every other field (statement
-/// name, parameter types) is kept byte for byte.
-fn rebuild_frame(tag: u8, body: &[u8], old_sql: &[u8], new_sql: &[u8]) -> Bytes {
-    // `old_sql` is a subslice of `body`: everything before it (a Parse's statement name) and
-    // after it (its NUL, then a Parse's parameter types) is copied unchanged.
-    let start = old_sql.as_ptr() as usize - body.as_ptr() as usize;
-    let end = start + old_sql.len();
-    let mut new_body = Vec::with_capacity(body.len() - old_sql.len() + new_sql.len());
-    new_body.extend_from_slice(&body[..start]);
-    new_body.extend_from_slice(new_sql);
-    new_body.extend_from_slice(&body[end..]);
-    let mut out = BytesMut::with_capacity(new_body.len() + framing::HEADER_LEN);
-    framing::put_message(&mut out, tag, &new_body);
-    out.freeze()
 }

@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
@@ -373,7 +373,7 @@ impl Relay {
             return Ok(());
         };
         let body = framing::body(frame);
-        let sql = crate::protocol::statement_sql(tag, body);
+        let sql = frontend::statement_sql(tag, body);
         let Some(sql) = sql else { return Ok(()) };
         let lex = self.st.lex;
         // Parsing every DDL statement of a large message is heavy: off the I/O worker.
@@ -558,11 +558,9 @@ impl Relay {
             _ => "ALTER TABLE",
         }
         .to_owned();
-        let mut out = BytesMut::new();
-        let mut body = tag.into_bytes();
-        body.push(0);
-        framing::put_message(&mut out, backend::COMMAND_COMPLETE, &body);
-        self.io.to_client.push(out.freeze());
+        self.io
+            .to_client
+            .push(crate::protocol::responses::command_complete(&tag).freeze());
         self.io
             .to_client
             .push(crate::protocol::responses::ready_for_query(self.st.tx).freeze());
@@ -782,7 +780,7 @@ impl Relay {
             let tag = frame[0];
             let body = framing::body(&frame);
             match tag {
-                backend::DATA_ROW => reply.rows.push(data_row(body)),
+                backend::DATA_ROW => reply.rows.push(backend::data_row(body)),
                 backend::ERROR_RESPONSE => {
                     let e = ErrorFields::parse(body);
                     if e.is_fatal() {
@@ -793,11 +791,7 @@ impl Relay {
                 }
                 backend::READY_FOR_QUERY => {
                     self.st.outstanding = self.st.outstanding.saturating_sub(1);
-                    reply.status = body
-                        .first()
-                        .copied()
-                        .and_then(TxStatus::from_byte)
-                        .unwrap_or(self.st.tx);
+                    reply.status = backend::ready_for_query(body).unwrap_or(self.st.tx);
                     if reply.status == TxStatus::Idle && self.st.tx != TxStatus::Idle {
                         // A transaction ended: prepared DDL is decided again (`prepared`).
                         self.st.tx_gen += 1;
@@ -854,11 +848,7 @@ impl Relay {
             match tag {
                 backend::READY_FOR_QUERY => {
                     self.st.outstanding = self.st.outstanding.saturating_sub(1);
-                    a.status = body
-                        .first()
-                        .copied()
-                        .and_then(TxStatus::from_byte)
-                        .unwrap_or(self.st.tx);
+                    a.status = backend::ready_for_query(body).unwrap_or(self.st.tx);
                     if a.status == TxStatus::Idle && self.st.tx != TxStatus::Idle {
                         // A transaction ended: prepared DDL is decided again (`prepared`).
                         self.st.tx_gen += 1;
@@ -1115,70 +1105,11 @@ impl Drop for QueueSlot {
     }
 }
 
-/// A simple-protocol Query frame.
 /// The Query message for SQL ddlgate wrote itself. Refused if the text holds a NUL, where the
 /// server would end it: names come from NUL-terminated statements and from the catalog, so
 /// this never happens unless something upstream of here is wrong — then nothing is sent.
 fn query_frame(sql: &[u8]) -> Result<Bytes, SessionError> {
-    if crate::sql::quote::has_nul(sql) {
-        return Err(SessionError::ClientProtocol(
-            "a name in the statement holds a NUL byte".to_owned(),
-        ));
-    }
-    let mut body = Vec::with_capacity(sql.len() + 1);
-    body.extend_from_slice(sql);
-    body.push(0);
-    let mut out = BytesMut::with_capacity(body.len() + framing::HEADER_LEN);
-    framing::put_message(&mut out, frontend::QUERY, &body);
-    Ok(out.freeze())
-}
-
-/// A DataRow's columns as text (`None` for NULL); malformed rows end early.
-fn data_row(mut body: &[u8]) -> Vec<Option<String>> {
-    let mut out = Vec::new();
-    if body.len() < 2 {
-        return out;
-    }
-    let n = body.get_u16();
-    for _ in 0..n {
-        if body.len() < 4 {
-            break;
-        }
-        let len = body.get_i32();
-        if len < 0 {
-            out.push(None);
-            continue;
-        }
-        let len = len as usize;
-        if body.len() < len {
-            break;
-        }
-        out.push(Some(String::from_utf8_lossy(&body[..len]).into_owned()));
-        body.advance(len);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn data_rows_decode_and_never_panic() {
-        let mut b = BytesMut::new();
-        b.extend_from_slice(&3u16.to_be_bytes());
-        b.extend_from_slice(&1i32.to_be_bytes());
-        b.extend_from_slice(b"t");
-        b.extend_from_slice(&(-1i32).to_be_bytes());
-        b.extend_from_slice(&2i32.to_be_bytes());
-        b.extend_from_slice(b"ok");
-        assert_eq!(
-            data_row(&b),
-            vec![Some("t".into()), None, Some("ok".into())]
-        );
-        for cut in 0..b.len() {
-            let _ = data_row(&b[..cut]);
-        }
-        let _ = data_row(&[0xff, 0xff, 0x7f, 0xff, 0xff, 0xff]);
-    }
+    frontend::Query::frame(sql).ok_or_else(|| {
+        SessionError::ClientProtocol("a name in the statement holds a NUL byte".to_owned())
+    })
 }
