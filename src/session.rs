@@ -26,6 +26,7 @@
 
 mod outq;
 mod relay;
+mod tracker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -47,6 +47,7 @@ mod prepared;
 use self::guarded::{Epilogue, PendingGuard};
 use self::prepared::{DecidedIn, Prepared, Untrack};
 use super::outq::OutQueue;
+use super::tracker::{ClientEvent, Tracker};
 use crate::admission::Slot;
 use crate::analysis::{self, Analyzer, Context, Source};
 use crate::error::SessionError;
@@ -81,14 +82,6 @@ enum End {
     Shutdown,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    /// Startup sent; authentication messages flow until the first ReadyForQuery.
-    Auth,
-    /// Normal operation.
-    Ready,
-}
-
 /// Sockets, buffers and queues.
 struct Io {
     /// Plain TCP or TLS on either side, behind boxed halves: the framing code never knows which.
@@ -108,27 +101,12 @@ struct Io {
 
 /// What the relay knows about the session's protocol state.
 struct State {
-    stage: Stage,
-    /// From the last ReadyForQuery.
-    tx: TxStatus,
-    /// ReadyForQuery messages owed by the server: one per Query, Sync and FunctionCall
-    /// forwarded, minus Syncs the server ignores during COPY FROM STDIN. Zero means the server
-    /// is idle, waiting for the client.
-    outstanding: u32,
-    /// Syncs forwarded since the last Query/Execute/FunctionCall. PostgreSQL ignores Sync while
-    /// in copy-in mode (libpq sends one right after the COPY's Execute and another after
-    /// CopyDone), so when the client ends a COPY these Syncs are owed no ReadyForQuery.
-    syncs_since_command: u32,
-    /// Executes in the current extended-protocol unit (up to Sync). More than one means a
-    /// pipeline, which the server runs as one implicit transaction.
-    unit_executes: u32,
+    /// Protocol state from message tags: stage, replies owed, units, transaction status.
+    proto: Tracker,
     /// The migration tool driving the session, once known (`crate::tools`), and how many more
     /// statements may be searched for its version table.
     tool: Option<crate::tools::Tool>,
     tool_search_left: u32,
-    /// An extended-protocol unit is open: messages sent since the last Sync. ddlgate never
-    /// slips a query of its own into an open unit.
-    unit_open: bool,
     /// Prepared DDL statements (by name) with what their Parse decided, and statements that
     /// change settings when executed: a later Bind of one of them is guarded, decided again
     /// or marks a settings change. Bounded by `guard.max_tracked_statements`.
@@ -138,9 +116,6 @@ struct State {
     /// The last Parse's decision rests on facts that hold only now (`Plan::fresh_facts_only`):
     /// its statement may be executed only in the same protocol unit.
     last_parse_fresh: bool,
-    /// Protocol units begun (each Sync and each simple Query ends one): a prepared statement
-    /// whose decision rests on fresh facts is decided again when bound in a later one.
-    unit_gen: u64,
     /// Slot removals (Close, DEALLOCATE, …) of the message being forwarded, until its unit is
     /// timed; applied when that unit ends without an error.
     untrack_pending: Vec<Untrack>,
@@ -151,8 +126,6 @@ struct State {
     lex_barrier: bool,
     /// Bumped by every ParameterStatus and every statement that may change a setting.
     settings_gen: u64,
-    /// Bumped whenever a transaction ends.
-    tx_gen: u64,
     /// Unpredictable part of the statement name a refused Bind is pointed at.
     refusal_nonce: u64,
     /// ddlgate sent a Parse of its own (a refused Bind's raising statement): the client must
@@ -166,8 +139,6 @@ struct State {
     c_stream_left: usize,
     /// Bytes of an upstream message still streaming through to the client.
     u_stream_left: usize,
-    /// The client said Terminate: a following disconnect is orderly.
-    client_terminated: bool,
     /// The upstream already sent a FATAL error (e.g. idle-session timeout, admin shutdown):
     /// its disconnect needs no further explanation.
     upstream_sent_fatal: bool,
@@ -195,8 +166,6 @@ struct State {
     units: std::collections::VecDeque<UnitTiming>,
     /// Kind of the Query just analysed.
     last_kind: UnitKind,
-    /// Kind of the open extended-protocol unit, from its Parse messages so far.
-    unit_kind: Option<UnitKind>,
     /// Audit drafts of the message being forwarded, until its unit is timed.
     audit_pending: Vec<crate::audit::Draft>,
     /// The first error of the unit at the front, for the audit log.
@@ -300,28 +269,20 @@ impl Relay {
                 large_message_seen: false,
             },
             st: State {
-                stage: Stage::Auth,
-                tx: TxStatus::Idle,
-                outstanding: 0,
-                syncs_since_command: 0,
-                unit_executes: 0,
+                proto: Tracker::default(),
                 tool: crate::tools::Tool::from_application_name(&who.application_name),
                 tool_search_left: crate::tools::STATEMENTS_SEARCHED,
-                unit_open: false,
                 prepared: Prepared::default(),
                 last_parse_ddl: false,
                 last_parse_fresh: false,
-                unit_gen: 0,
                 untrack_pending: Vec::new(),
                 lex_barrier: false,
                 settings_gen: 0,
-                tx_gen: 0,
                 refusal_nonce: fastrand::u64(..),
                 swallow_parse_complete: false,
                 raised_block: false,
                 c_stream_left: 0,
                 u_stream_left: 0,
-                client_terminated: false,
                 upstream_sent_fatal: false,
                 cancel_key: None,
                 lex: LexOptions::default(),
@@ -335,7 +296,6 @@ impl Relay {
                 pending_guard: None,
                 units: Default::default(),
                 last_kind: UnitKind::Dml,
-                unit_kind: None,
                 audit_pending: Vec::new(),
                 unit_error: None,
                 guard_timing: (std::time::Instant::now(), std::time::Duration::ZERO),
@@ -374,7 +334,7 @@ impl Relay {
         loop {
             match *phase.borrow_and_update() {
                 Phase::Running => {}
-                Phase::Draining if self.st.stage == Stage::Auth || self.is_idle() => {
+                Phase::Draining if !self.st.proto.is_ready() || self.is_idle() => {
                     return Ok(End::Shutdown);
                 }
                 Phase::Draining => {}
@@ -395,7 +355,7 @@ impl Relay {
             tokio::select! {
                 biased;
                 _ = phase.changed() => {}
-                _ = tokio::time::sleep_until(self.login_deadline), if self.st.stage == Stage::Auth => {
+                _ = tokio::time::sleep_until(self.login_deadline), if !self.st.proto.is_ready() => {
                     return Err(SessionError::LoginTimeout(self.shared.config.limits.login_timeout_ms));
                 }
                 r = io.to_client.progress(&mut io.cw), if io.to_client.has_work() => r.map_err(SessionError::ClientIo)?,
@@ -410,21 +370,20 @@ impl Relay {
                         return Ok(End::UpstreamClosed);
                     }
                     self.on_upstream_bytes()?;
-                    if self.st.stage == Stage::Ready && !self.slot.is_authenticated() {
+                    if self.st.proto.is_ready() && !self.slot.is_authenticated() {
                         // Fail closed: a session is never relayed without having been admitted.
                         return Err(SessionError::UpstreamProtocol(
                             "ReadyForQuery without AuthenticationOk".to_owned(),
                         ));
                     }
-                    if self.preauth_held && self.st.stage == Stage::Ready {
+                    if self.preauth_held && self.st.proto.is_ready() {
                         // Authenticated and ready (server parameters known): what the client
                         // sent meanwhile is read and analysed now.
                         self.preauth_held = false;
                         self.client_input().await?;
                     }
-                    if self.st.outstanding == 0
-                        && !self.st.unit_open
-                        && self.st.pending_epilogue.as_ref().is_some_and(|e| e.can_run(self.st.tx))
+                    if self.st.proto.all_answered()
+                        && self.st.pending_epilogue.as_ref().is_some_and(|e| e.can_run(self.st.proto.tx()))
                         && let Some(epilogue) = self.st.pending_epilogue.take()
                     {
                         self.io.to_client.drain_to(&mut self.io.cw).await.map_err(SessionError::ClientIo)?;
@@ -434,7 +393,7 @@ impl Relay {
                             self.client_input().await?;
                         }
                     }
-                    if self.st.held && self.st.outstanding == 0 {
+                    if self.st.held && self.st.proto.owed() == 0 {
                         // The server is idle: decide the held message now.
                         self.st.held = false;
                         self.client_input().await?;
@@ -489,16 +448,16 @@ impl Relay {
 
     /// The server is waiting for the client and nothing is in flight: a safe point to close.
     fn is_idle(&self) -> bool {
-        self.st.stage == Stage::Ready
-            && self.st.tx == TxStatus::Idle
-            && self.st.outstanding == 0
+        self.st.proto.is_ready()
+            && self.st.proto.tx() == TxStatus::Idle
+            && self.st.proto.owed() == 0
             && self.st.u_stream_left == 0
             && self.io.to_up.is_empty()
     }
 
     /// A statement may be executing upstream on the client's behalf.
     fn statement_running(&self) -> bool {
-        self.st.stage == Stage::Ready && self.st.outstanding > 0
+        self.st.proto.is_ready() && self.st.proto.owed() > 0
     }
 
     /// The byte stream to the client is at a message boundary, so a message may be appended.
@@ -525,7 +484,7 @@ impl Relay {
                 }
                 continue;
             }
-            if st.stage == Stage::Auth {
+            if !st.proto.is_ready() {
                 // Before the session is ready only authentication messages are read; nothing
                 // else is analysed, forwarded or buffered beyond this one read.
                 match preauth::gate(&io.cbuf[run..]) {
@@ -574,16 +533,16 @@ impl Relay {
                     let frame = &rest[..total];
                     // After a statement that may change how SQL is lexed, a message whose
                     // lexing depends on it waits until the server has answered.
-                    if st.outstanding == 0 && !st.unit_open {
+                    if st.proto.all_answered() {
                         // Everything forwarded was answered (also by the guard's own loop).
                         st.lex_barrier = false;
                     }
                     let lexing_unknown = st.lex_barrier && lexing_sensitive(framing::body(frame));
-                    if lexing_unknown && st.outstanding > 0 {
+                    if lexing_unknown && st.proto.owed() > 0 {
                         st.held = true;
                         break;
                     }
-                    if st.outstanding > 0 && st.must_wait_for_idle(tag, framing::body(frame)) {
+                    if st.proto.owed() > 0 && st.must_wait_for_idle(tag, framing::body(frame)) {
                         st.held = true;
                         break;
                     }
@@ -644,7 +603,7 @@ impl Relay {
                         if let Some(recipe) = recipe {
                             if may_guard && tag == frontend::QUERY {
                                 // The steps run instead of the statement (`run_guarded`).
-                                st.syncs_since_command = 0;
+                                st.proto.command_taken();
                                 st.pending_guard = Some(PendingGuard {
                                     frame,
                                     plan: guard.unwrap_or_default(),
@@ -660,7 +619,7 @@ impl Relay {
                         match guard.filter(|g| may_guard && g.is_needed(&live.config.guard)) {
                             Some(plan) => {
                                 // The relay stops here; `client_input` runs it under the guard.
-                                st.syncs_since_command = 0;
+                                st.proto.command_taken();
                                 st.pending_guard = Some(PendingGuard {
                                     frame,
                                     plan,
@@ -692,7 +651,7 @@ impl Relay {
                             Err(err) => {
                                 // The server fails the unit itself and discards up to Sync, so
                                 // the protocol state stays exactly the server's.
-                                let fresh = run == 0 && st.outstanding == 0 && !st.unit_open;
+                                let fresh = run == 0 && st.proto.all_answered();
                                 if run > 0 {
                                     io.to_up.push(io.cbuf.split_to(run).freeze());
                                     run = 0;
@@ -744,7 +703,7 @@ impl Relay {
                                 if let Some(plan) =
                                     plan.filter(|g| may_guard && g.is_needed(&live.config.guard))
                                 {
-                                    st.unit_kind = Some(UnitKind::Ddl);
+                                    st.proto.note_unit_kind(UnitKind::Ddl);
                                     let frame = io.cbuf.split_to(total).freeze();
                                     st.pending_guard = Some(PendingGuard {
                                         frame,
@@ -834,7 +793,7 @@ impl Relay {
             };
             let available = rest.len();
             if tag == backend::AUTHENTICATION
-                && st.stage == Stage::Auth
+                && !st.proto.is_ready()
                 && total == preauth::AUTHENTICATION_OK_FRAME
                 && !self.slot.is_authenticated()
             {
@@ -852,7 +811,7 @@ impl Relay {
                 }
             }
             if tag == backend::AUTHENTICATION
-                && st.stage == Stage::Auth
+                && !st.proto.is_ready()
                 && st.channel_binding.filters()
                 && total <= MAX_AUTH_MESSAGE
             {
@@ -955,7 +914,7 @@ impl Relay {
     async fn finish(&mut self, outcome: Result<End, SessionError>) -> Result<(), SessionError> {
         match outcome {
             Ok(End::ClientClosed) => {
-                if self.st.client_terminated {
+                if self.st.proto.terminated() {
                     // Orderly: make sure the Terminate itself reaches the server.
                     self.last_words_upstream().await;
                 } else {
@@ -964,7 +923,7 @@ impl Relay {
                 Ok(())
             }
             Ok(End::UpstreamClosed) => {
-                if self.st.client_terminated || self.st.upstream_sent_fatal {
+                if self.st.proto.terminated() || self.st.upstream_sent_fatal {
                     self.last_words_client(None).await;
                     return Ok(());
                 }
@@ -982,7 +941,7 @@ impl Relay {
             // The guard's waits and ddlgate's own queries end with this error on termination.
             Ok(End::Shutdown) | Err(SessionError::Shutdown) => {
                 tracing::info!(
-                    tx = self.st.tx.as_str(),
+                    tx = self.st.proto.tx().as_str(),
                     running = self.statement_running(),
                     "closing session for shutdown"
                 );
@@ -1062,7 +1021,7 @@ impl Relay {
     /// Ends the upstream session politely with Terminate when the stream is at a message
     /// boundary, so the server logs no "unexpected EOF"; the socket is closed either way.
     async fn say_terminate_upstream(&mut self) {
-        if self.st.stage == Stage::Ready && self.st.c_stream_left == 0 {
+        if self.st.proto.is_ready() && self.st.c_stream_left == 0 {
             self.io.to_up.push(frontend::terminate());
         }
         self.last_words_upstream().await;
@@ -1248,10 +1207,10 @@ impl State {
             self.tool = crate::tools::Tool::from_sql(sql);
         }
         let ctx = Context {
-            tx: self.tx,
+            tx: self.proto.tx(),
             lex: self.lex,
             server_version: self.server_version_num,
-            pipelined: source == Source::Parse && self.unit_executes > 0,
+            pipelined: source == Source::Parse && self.proto.pipelined(),
             tool: self.tool,
         };
         let (summary, mut plan) = self
@@ -1264,7 +1223,7 @@ impl State {
         let kind = UnitKind::of(&summary);
         match source {
             Source::Query => self.last_kind = kind,
-            Source::Parse => self.unit_kind = Some(kind.merge(self.unit_kind)),
+            Source::Parse => self.proto.note_unit_kind(kind),
         }
         if plan.is_forward() {
             return None;
@@ -1282,9 +1241,8 @@ impl State {
     /// reply owed, no extended-protocol unit open, the transaction not failed, no guard
     /// settings still to restore.
     fn may_inject(&self) -> bool {
-        self.outstanding == 0
-            && !self.unit_open
-            && self.tx != TxStatus::Failed
+        self.proto.all_answered()
+            && self.proto.tx() != TxStatus::Failed
             && self.c_stream_left == 0
             && self
                 .pending_epilogue
@@ -1342,10 +1300,7 @@ impl State {
     /// The transaction status from a ReadyForQuery, with what depends on it: the analyzer's
     /// per-transaction state, the sessions gauge, the dangerous-lock hold time.
     fn set_tx_status(&mut self, shared: &Shared, status: TxStatus) {
-        if status == TxStatus::Idle && self.tx != TxStatus::Idle {
-            self.tx_gen += 1;
-        }
-        self.tx = status;
+        self.proto.set_tx(status);
         let idx = match status {
             TxStatus::Idle => 0,
             TxStatus::InTransaction => 1,
@@ -1393,9 +1348,9 @@ impl State {
 
     fn decided_in(&self) -> DecidedIn {
         DecidedIn {
-            tx: self.tx,
+            tx: self.proto.tx(),
             settings: self.settings_gen,
-            transactions: self.tx_gen,
+            transactions: self.proto.transactions_ended(),
         }
     }
 
@@ -1420,7 +1375,7 @@ impl State {
             .unwrap_or(sql);
         let plan = hooked.as_ref().and_then(|h| h.guard.clone());
         let decided_in = self.decided_in();
-        let fresh_unit = self.last_parse_fresh.then_some(self.unit_gen);
+        let fresh_unit = self.last_parse_fresh.then_some(self.proto.units_begun());
         match self
             .prepared
             .track(name, plan, held_sql, decided_in, fresh_unit, cap)
@@ -1465,7 +1420,9 @@ impl State {
         };
         // A decision on facts that hold only now (what depends on a dropped object) is good
         // for the unit of its Parse only: in a later unit it is taken again, without them.
-        let fresh = entry.fresh_unit.is_none_or(|u| u == self.unit_gen);
+        let fresh = entry
+            .fresh_unit
+            .is_none_or(|u| u == self.proto.units_begun());
         if entry.decided_in == now && fresh {
             return Ok(entry.plan.clone());
         }
@@ -1490,10 +1447,10 @@ impl State {
             ));
         };
         let ctx = Context {
-            tx: self.tx,
+            tx: self.proto.tx(),
             lex: self.lex,
             server_version: self.server_version_num,
-            pipelined: self.unit_executes > 0,
+            pipelined: self.proto.pipelined(),
             tool: self.tool,
         };
         let (_, mut plan) =
@@ -1520,68 +1477,35 @@ impl State {
         sql.is_some_and(|sql| self.analyzer.has_ddl_candidate(sql, self.lex))
     }
 
-    /// Protocol bookkeeping from a client message's tag.
+    /// Protocol bookkeeping from a client message's tag (`Tracker`), and what depends on it:
+    /// settings a FunctionCall may change, unit timing, the protocol counters.
     fn on_client_tag(&mut self, counters: &crate::analysis::Counters, tag: u8) {
-        match tag {
-            frontend::QUERY | frontend::FUNCTION_CALL => {
-                self.unit_gen += 1;
-                if tag == frontend::FUNCTION_CALL {
-                    // A function called by OID may change any setting.
-                    self.settings_gen += 1;
-                    self.lex_barrier = true;
-                }
-                self.outstanding += 1;
-                self.syncs_since_command = 0;
-                let kind = if tag == frontend::QUERY {
-                    self.last_kind
-                } else {
-                    UnitKind::Dml
-                };
+        match self.proto.client(tag) {
+            ClientEvent::None => {}
+            ClientEvent::Query => self.unit_started(self.last_kind),
+            ClientEvent::FunctionCall => {
+                // A function called by OID may change any setting.
+                self.settings_gen += 1;
+                self.lex_barrier = true;
+                self.unit_started(UnitKind::Dml);
+            }
+            ClientEvent::Sync { kind, executes } => {
                 self.unit_started(kind);
-            }
-            frontend::EXECUTE => {
-                self.unit_executes += 1;
-                self.syncs_since_command = 0;
-                self.unit_open = true;
-            }
-            frontend::PARSE
-            | frontend::BIND
-            | frontend::DESCRIBE
-            | frontend::CLOSE
-            | frontend::FLUSH => {
-                self.unit_open = true;
-            }
-            frontend::SYNC => {
-                self.unit_gen += 1;
-                self.outstanding += 1;
-                // A unit that only binds and executes statements prepared earlier counts as
-                // DML: what they are is not looked at again.
-                let kind = self.unit_kind.take().unwrap_or(UnitKind::Dml);
-                self.unit_started(kind);
-                self.syncs_since_command += 1;
                 counters.extended_units.fetch_add(1, Ordering::Relaxed);
-                if self.unit_executes > 1 {
+                if executes > 1 {
                     counters.pipelined_units.fetch_add(1, Ordering::Relaxed);
                 }
                 tracing::trace!(
-                    executes = self.unit_executes,
-                    tx = self.tx.as_str(),
+                    executes,
+                    tx = self.proto.tx().as_str(),
                     "extended-protocol unit complete"
                 );
-                self.unit_executes = 0;
-                self.unit_open = false;
             }
-            frontend::COPY_DONE | frontend::COPY_FAIL => {
-                // Only a client in copy-in mode sends these; the Syncs it sent since the COPY
-                // started were ignored by the server.
-                self.outstanding = self.outstanding.saturating_sub(self.syncs_since_command);
-                for _ in 0..self.syncs_since_command {
+            ClientEvent::CopyEnded { ignored_syncs } => {
+                for _ in 0..ignored_syncs {
                     self.units.pop_back();
                 }
-                self.syncs_since_command = 0;
             }
-            frontend::TERMINATE => self.client_terminated = true,
-            _ => {}
         }
     }
 
@@ -1601,7 +1525,7 @@ impl State {
                     )
                 })?;
                 self.set_tx_status(shared, status);
-                if self.stage == Stage::Ready
+                if self.proto.is_ready()
                     && let Some(mut u) = self.units.pop_front()
                 {
                     // The server confirms what the unit closed or deallocated only by
@@ -1630,16 +1554,13 @@ impl State {
                         ));
                     }
                 }
-                if self.stage == Stage::Auth {
-                    self.stage = Stage::Ready;
+                if self.proto.ready_for_query() {
                     tracing::debug!(
                         server_version = self.server_version.as_deref().unwrap_or("?"),
                         "session ready"
                     );
-                } else {
-                    self.outstanding = self.outstanding.saturating_sub(1);
                 }
-                if self.outstanding == 0 && !self.unit_open {
+                if self.proto.all_answered() {
                     // Everything forwarded was answered, ParameterStatus included.
                     self.lex_barrier = false;
                 }

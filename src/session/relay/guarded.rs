@@ -117,7 +117,7 @@ impl Relay {
         self.st.guard_timing = (std::time::Instant::now(), Duration::ZERO);
         // Shown by `/status` while it runs; gone when this function returns, whichever way.
         let _activity = Activity::enter(&shared, self.st.cancel_key.as_ref().map(|k| k.pid), &plan);
-        let start_tx = self.st.tx;
+        let start_tx = self.st.proto.tx();
         let in_tx = start_tx == TxStatus::InTransaction;
         // DDL turns still held from an earlier Query of this transaction are released with
         // this one's.
@@ -259,7 +259,7 @@ impl Relay {
             if a.copy_in {
                 self.audit_guarded("ok", None);
                 // The relay streams the COPY; the epilogue waits for the server to be idle.
-                self.st.outstanding = 1;
+                self.st.proto.copy_handed_over();
                 self.st.pending_epilogue = Some(epilogue).filter(|e| !e.is_empty());
                 return Ok(());
             }
@@ -550,7 +550,7 @@ impl Relay {
             }
             done.push(k.to_string());
         }
-        let status = self.st.tx;
+        let status = self.st.proto.tx();
         self.epilogue_or_later(epilogue, status).await?;
         let tag = match recipe.kind {
             crate::recipe::RecipeKind::RefreshMaterializedView => "REFRESH MATERIALIZED VIEW",
@@ -563,8 +563,8 @@ impl Relay {
             .push(crate::protocol::responses::command_complete(&tag).freeze());
         self.io
             .to_client
-            .push(crate::protocol::responses::ready_for_query(self.st.tx).freeze());
-        self.set_tx(self.st.tx);
+            .push(crate::protocol::responses::ready_for_query(status).freeze());
+        self.set_tx(status);
         self.audit_guarded("ok", None);
         Ok(())
     }
@@ -578,7 +578,7 @@ impl Relay {
         detail: String,
         hint: &str,
     ) -> Result<(), SessionError> {
-        let status = self.st.tx;
+        let status = self.st.proto.tx();
         self.epilogue_or_later(epilogue, status).await?;
         let sql = crate::sql::quote::raise_block(code, &message, &detail, hint);
         self.audit_guarded("error", Some(format!("{code}: {message}")));
@@ -680,7 +680,7 @@ impl Relay {
         blockers: &[Blocker],
         hint: &str,
     ) -> Result<(), SessionError> {
-        let status = self.st.tx;
+        let status = self.st.proto.tx();
         self.epilogue_or_later(epilogue, status).await?;
         let err = BlockError {
             code: "55P03",
@@ -769,7 +769,7 @@ impl Relay {
         let mut reply = Reply {
             rows: Vec::new(),
             error: None,
-            status: self.st.tx,
+            status: self.st.proto.tx(),
         };
         loop {
             let Some(frame) = self.next_frame(MAX_INJECTED_FRAME, false).await? else {
@@ -790,13 +790,9 @@ impl Relay {
                     reply.error = Some(e);
                 }
                 backend::READY_FOR_QUERY => {
-                    self.st.outstanding = self.st.outstanding.saturating_sub(1);
-                    reply.status = backend::ready_for_query(body).unwrap_or(self.st.tx);
-                    if reply.status == TxStatus::Idle && self.st.tx != TxStatus::Idle {
-                        // A transaction ended: prepared DDL is decided again (`prepared`).
-                        self.st.tx_gen += 1;
-                    }
-                    self.st.tx = reply.status;
+                    reply.status = backend::ready_for_query(body).unwrap_or(self.st.proto.tx());
+                    // A transaction that ends here has prepared DDL decided again (`prepared`).
+                    self.st.proto.own_query_answered(reply.status);
                     return Ok(reply);
                 }
                 backend::NOTIFICATION_RESPONSE => self.io.to_client.push(frame),
@@ -816,7 +812,7 @@ impl Relay {
         let mut a = Attempt {
             held: Vec::new(),
             rfq: None,
-            status: self.st.tx,
+            status: self.st.proto.tx(),
             lock_timeout: false,
             spilled: false,
             copy_in: false,
@@ -847,13 +843,9 @@ impl Relay {
             let body = framing::body(&frame);
             match tag {
                 backend::READY_FOR_QUERY => {
-                    self.st.outstanding = self.st.outstanding.saturating_sub(1);
-                    a.status = backend::ready_for_query(body).unwrap_or(self.st.tx);
-                    if a.status == TxStatus::Idle && self.st.tx != TxStatus::Idle {
-                        // A transaction ended: prepared DDL is decided again (`prepared`).
-                        self.st.tx_gen += 1;
-                    }
-                    self.st.tx = a.status;
+                    a.status = backend::ready_for_query(body).unwrap_or(self.st.proto.tx());
+                    // A transaction that ends here has prepared DDL decided again (`prepared`).
+                    self.st.proto.own_query_answered(a.status);
                     a.rfq = Some(frame);
                     return Ok(a);
                 }
@@ -906,7 +898,7 @@ impl Relay {
     /// Sends one Query frame; it is owed a ReadyForQuery, so while it runs the session counts
     /// as running a statement (a vanishing client gets it cancelled).
     async fn send_upstream(&mut self, frame: Bytes) -> Result<(), SessionError> {
-        self.st.outstanding += 1;
+        self.st.proto.own_query_sent();
         self.io.to_up.push(frame);
         self.io
             .to_up
