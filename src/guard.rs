@@ -9,8 +9,8 @@
 //! who is in the way. DDL on one table is serialized across sessions and ddlgate instances by
 //! PostgreSQL advisory locks, keyed by the table's OID — the database coordinates, not ddlgate.
 //!
-//! This module is pure: the plan for one Query, and the SQL texts. The session's relay
-//! (`session::relay::guarded`) runs them on the client's own upstream connection, at a
+//! This module is pure: the plan for one Query, and the SQL texts. The session's DDL lane
+//! (`session::ddl`) runs them on the client's own upstream connection, at a
 //! statement boundary, and leaves the session's settings as it found them.
 
 use std::time::Duration;
@@ -460,6 +460,45 @@ pub fn restore_sql(settings: Option<(&str, &str)>, unlock: &[i64]) -> String {
     format!("SELECT {}", calls.join(", "))
 }
 
+/// The `lock_timeout` and `statement_timeout` values (as `set_config` takes them) for one step
+/// of a recipe, from the session's own (`old`): a step whose lock blocks traffic runs under the
+/// guard's short `lock_timeout` unless the session's own is shorter (and not 0); a long step
+/// has its `statement_timeout` lifted when the guard is configured to.
+pub fn step_settings(
+    cfg: &GuardConfig,
+    old: (&str, &str),
+    guarded: bool,
+    long_running: bool,
+) -> (String, String) {
+    let (old_lock, old_statement) = old;
+    let lock = if guarded {
+        let short = cfg.lock_timeout_ms.as_millis();
+        match setting_ms(old_lock) {
+            Some(own) if own > 0 && own < short => old_lock.to_owned(),
+            _ => format!("{short}ms"),
+        }
+    } else {
+        old_lock.to_owned()
+    };
+    let statement = if cfg.enabled && long_running && cfg.lift_statement_timeout {
+        format!("{}ms", cfg.long_statement_timeout_ms.as_millis())
+    } else {
+        old_statement.to_owned()
+    };
+    (lock, statement)
+}
+
+/// Undoes a guarded `BEGIN …` Query whose attempt left the block open (retry of the whole).
+pub const ROLLBACK: &str = "ROLLBACK";
+
+/// `raise` (a raising statement) run as the server would have run a `BEGIN …` Query given up
+/// on: in a block it opens, which the error leaves failed.
+pub fn in_reopened_block(raise: &[u8]) -> Vec<u8> {
+    let mut sql = b"BEGIN; ".to_vec();
+    sql.extend_from_slice(raise);
+    sql
+}
+
 pub const SAVEPOINT: &str = "SAVEPOINT ddlgate_guard";
 pub const ROLLBACK_TO_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT ddlgate_guard";
 pub const RELEASE_SAVEPOINT: &str = "RELEASE SAVEPOINT ddlgate_guard";
@@ -691,6 +730,34 @@ mod tests {
             restore_sql(Some(("0", "30s")), &[7]),
             "SELECT pg_catalog.set_config('lock_timeout', '0', false), pg_catalog.set_config('statement_timeout', '30s', false), pg_catalog.pg_advisory_unlock(7)"
         );
+    }
+
+    #[test]
+    fn recipe_steps_take_the_shorter_lock_timeout() {
+        let cfg = GuardConfig::default();
+        let short = format!("{}ms", cfg.lock_timeout_ms.as_millis());
+        assert_eq!(
+            step_settings(&cfg, ("0", "0"), true, false),
+            (short.clone(), "0".into())
+        );
+        assert_eq!(
+            step_settings(&cfg, ("1ms", "5s"), true, false),
+            ("1ms".into(), "5s".into())
+        );
+        assert_eq!(
+            step_settings(&cfg, ("1ms", "5s"), false, false),
+            ("1ms".into(), "5s".into())
+        );
+        let lifted = step_settings(&cfg, ("0", "5s"), true, true).1;
+        if cfg.enabled && cfg.lift_statement_timeout {
+            assert_eq!(
+                lifted,
+                format!("{}ms", cfg.long_statement_timeout_ms.as_millis())
+            );
+        } else {
+            assert_eq!(lifted, "5s");
+        }
+        assert_eq!(in_reopened_block(b"DO $$ $$"), b"BEGIN; DO $$ $$");
     }
 
     #[test]
