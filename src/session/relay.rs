@@ -26,6 +26,13 @@
 //!   termination (`tls::ChannelBinding`): upstream AuthenticationSASL, to withhold
 //!   `SCRAM-SHA-256-PLUS`, and the client's SASLInitialResponse, for its one-byte binding flag.
 //!
+//! Protocol state (stage, replies owed, units, transaction status) is kept by the tracker
+//! (`session::tracker`), fed the tag of every client message forwarded and every
+//! ReadyForQuery. Messages are decoded through `protocol::frontend` and `protocol::backend`; no
+//! SQL is written here. A DDL message stops the loop at a statement boundary and is handed to
+//! the DDL lane (`session::ddl`): its catalog facts first, then, once decided, the guard or a
+//! recipe, with ddlgate's own queries on the upstream connection.
+//!
 //! Either side may be plain TCP or TLS: the sockets are boxed halves of a `tls::Conn`.
 //!
 //! Everything else — DataRow, CopyData, Bind, authentication exchanges — streams through
@@ -41,11 +48,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-mod guarded;
 mod prepared;
 
-use self::guarded::{Epilogue, PendingGuard};
 use self::prepared::{DecidedIn, Prepared, Untrack};
+use super::ddl::{Epilogue, PendingGuard};
 use super::outq::OutQueue;
 use super::tracker::{ClientEvent, Tracker};
 use crate::admission::Slot;
@@ -63,7 +69,7 @@ use crate::state::Shared;
 use crate::tls::{BoxRead, BoxWrite, ChannelBinding, Conn};
 
 /// Stop reading a peer while this much is queued for the other one.
-const HIGH_WATER: usize = 256 * 1024;
+pub(super) const HIGH_WATER: usize = 256 * 1024;
 /// Read buffers grow by at least this much before a read.
 const READ_CHUNK: usize = 64 * 1024;
 /// Time allowed for last words (a FATAL, a Terminate) when a session ends.
@@ -83,39 +89,39 @@ enum End {
 }
 
 /// Sockets, buffers and queues.
-struct Io {
+pub(super) struct Io {
     /// Plain TCP or TLS on either side, behind boxed halves: the framing code never knows which.
-    cr: BoxRead,
-    cw: BoxWrite,
-    ur: BoxRead,
-    uw: BoxWrite,
+    pub(super) cr: BoxRead,
+    pub(super) cw: BoxWrite,
+    pub(super) ur: BoxRead,
+    pub(super) uw: BoxWrite,
     /// Bytes from the client not yet forwarded (at most one partial frame between turns).
-    cbuf: BytesMut,
+    pub(super) cbuf: BytesMut,
     /// Bytes from the upstream not yet forwarded.
-    ubuf: BytesMut,
-    to_up: OutQueue,
-    to_client: OutQueue,
+    pub(super) ubuf: BytesMut,
+    pub(super) to_up: OutQueue,
+    pub(super) to_client: OutQueue,
     /// A large Query/Parse was analysed: once it is gone, free memory goes back to the OS.
-    large_message_seen: bool,
+    pub(super) large_message_seen: bool,
 }
 
 /// What the relay knows about the session's protocol state.
-struct State {
+pub(super) struct State {
     /// Protocol state from message tags: stage, replies owed, units, transaction status.
-    proto: Tracker,
+    pub(super) proto: Tracker,
     /// The migration tool driving the session, once known (`crate::tools`), and how many more
     /// statements may be searched for its version table.
-    tool: Option<crate::tools::Tool>,
-    tool_search_left: u32,
+    pub(super) tool: Option<crate::tools::Tool>,
+    pub(super) tool_search_left: u32,
     /// Prepared DDL statements (by name) with what their Parse decided, and statements that
     /// change settings when executed: a later Bind of one of them is guarded, decided again
     /// or marks a settings change. Bounded by `guard.max_tracked_statements`.
     prepared: Prepared,
     /// The last Parse analysed holds a DDL candidate.
-    last_parse_ddl: bool,
+    pub(super) last_parse_ddl: bool,
     /// The last Parse's decision rests on facts that hold only now (`Plan::fresh_facts_only`):
     /// its statement may be executed only in the same protocol unit.
-    last_parse_fresh: bool,
+    pub(super) last_parse_fresh: bool,
     /// Slot removals (Close, DEALLOCATE, …) of the message being forwarded, until its unit is
     /// timed; applied when that unit ends without an error.
     untrack_pending: Vec<Untrack>,
@@ -123,70 +129,70 @@ struct State {
     /// `client_encoding`) was forwarded and the server has not answered it yet: a later
     /// message whose lexing depends on those settings waits for its ReadyForQuery (the
     /// ParameterStatus comes before it).
-    lex_barrier: bool,
+    pub(super) lex_barrier: bool,
     /// Bumped by every ParameterStatus and every statement that may change a setting.
-    settings_gen: u64,
+    pub(super) settings_gen: u64,
     /// Unpredictable part of the statement name a refused Bind is pointed at.
-    refusal_nonce: u64,
+    pub(super) refusal_nonce: u64,
     /// ddlgate sent a Parse of its own (a refused Bind's raising statement): the client must
     /// not see its ParseComplete.
-    swallow_parse_complete: bool,
+    pub(super) swallow_parse_complete: bool,
     /// ddlgate sent one of its raising `DO` blocks in this session (a prepared one may raise in
     /// any later unit): from then on its errors lose the server's where, file, line and
     /// routine fields (see `act::without_raise_context`).
-    raised_block: bool,
+    pub(super) raised_block: bool,
     /// Bytes of a client message still streaming through to the upstream.
-    c_stream_left: usize,
+    pub(super) c_stream_left: usize,
     /// Bytes of an upstream message still streaming through to the client.
-    u_stream_left: usize,
+    pub(super) u_stream_left: usize,
     /// The upstream already sent a FATAL error (e.g. idle-session timeout, admin shutdown):
     /// its disconnect needs no further explanation.
-    upstream_sent_fatal: bool,
+    pub(super) upstream_sent_fatal: bool,
     /// The backend's cancel key from BackendKeyData.
-    cancel_key: Option<CancelKey>,
+    pub(super) cancel_key: Option<CancelKey>,
     /// How to lex SQL the way the server will, from ParameterStatus.
-    lex: LexOptions,
-    server_version: Option<String>,
+    pub(super) lex: LexOptions,
+    pub(super) server_version: Option<String>,
     /// `server_version` as a number, for version-aware rules.
-    server_version_num: Option<u32>,
-    analyzer: Analyzer,
+    pub(super) server_version_num: Option<u32>,
+    pub(super) analyzer: Analyzer,
     /// The session's policy profile, chosen from user, database and application — again after
     /// every configuration reload (`generation`).
-    profile: Profile,
-    who: crate::audit::SessionInfo,
+    pub(super) profile: Profile,
+    pub(super) who: crate::audit::SessionInfo,
     /// The live configuration this session last read (limits, guard, catalog, policy).
-    live: Arc<crate::state::Live>,
+    pub(super) live: Arc<crate::state::Live>,
     /// A Query or Parse with DDL arrived while earlier requests were still running: it waits
     /// (unread, in the buffer) until the server is idle, so that its decision sees the true
     /// transaction status and ddlgate's notices are not interleaved with earlier results.
-    held: bool,
+    pub(super) held: bool,
     /// A decided DDL Query waiting to run under the lock guard.
-    pending_guard: Option<PendingGuard>,
+    pub(super) pending_guard: Option<PendingGuard>,
     /// Protocol units in flight (one per ReadyForQuery owed), for latency metrics; bounded.
     units: std::collections::VecDeque<UnitTiming>,
     /// Kind of the Query just analysed.
-    last_kind: UnitKind,
+    pub(super) last_kind: UnitKind,
     /// Audit drafts of the message being forwarded, until its unit is timed.
-    audit_pending: Vec<crate::audit::Draft>,
+    pub(super) audit_pending: Vec<crate::audit::Draft>,
     /// The first error of the unit at the front, for the audit log.
-    unit_error: Option<String>,
+    pub(super) unit_error: Option<String>,
     /// The guarded Query being run: when it arrived, and time lost to lock timeouts.
-    guard_timing: (std::time::Instant, std::time::Duration),
+    pub(super) guard_timing: (std::time::Instant, std::time::Duration),
     /// The session's slot in the `ddlgate_sessions{tx_state}` gauge.
-    gauge_state: Option<usize>,
+    pub(super) gauge_state: Option<usize>,
     /// A DDL statement took SHARE or stronger in the still-open transaction, at this time.
-    dangerous_since: Option<std::time::Instant>,
+    pub(super) dangerous_since: Option<std::time::Instant>,
     /// The Query/Parse at the front of the client buffer holds DDL: read the catalog facts
     /// its decision needs first.
-    pending_facts: bool,
+    pub(super) pending_facts: bool,
     /// Facts for the message at the front of the buffer were read (or cannot be): decide it.
-    facts_ready: bool,
+    pub(super) facts_ready: bool,
     /// Settings and advisory locks to put back once the server can run statements again
     /// (after a guarded Query left the transaction failed, or handed over a COPY).
-    pending_epilogue: Option<Epilogue>,
+    pub(super) pending_epilogue: Option<Epilogue>,
     /// Whether SCRAM-SHA-256-PLUS may be offered to this client (TLS termination breaks the
     /// binding unless both legs present the same certificate).
-    channel_binding: ChannelBinding,
+    pub(super) channel_binding: ChannelBinding,
 }
 
 /// At most this many protocol units are timed at once (a client pipelining more is not timed
@@ -221,16 +227,16 @@ struct Hooked {
 }
 
 pub(super) struct Relay {
-    shared: Arc<Shared>,
-    io: Io,
-    st: State,
-    upstream_addr: SocketAddr,
-    login_deadline: Instant,
+    pub(super) shared: Arc<Shared>,
+    pub(super) io: Io,
+    pub(super) st: State,
+    pub(super) upstream_addr: SocketAddr,
+    pub(super) login_deadline: Instant,
     /// Unauthenticated until AuthenticationOk, then one of `limits.max_clients`.
-    slot: Slot,
+    pub(super) slot: Slot,
     /// A client frame other than an authentication message arrived before the session was
     /// ready: it stays unread, and so does the client, until the first ReadyForQuery.
-    preauth_held: bool,
+    pub(super) preauth_held: bool,
 }
 
 impl Relay {
@@ -1161,7 +1167,7 @@ fn holds_large_sql(buf: &[u8], mut at: usize, threshold: usize) -> bool {
 /// `heavy`: `block_in_place` hands this worker's other tasks to another thread first, so other
 /// sessions are not stalled while it runs. Only a multi-thread runtime can do that; on a
 /// current-thread runtime (some tests) `f` runs in place.
-fn offload<R>(heavy: bool, f: impl FnOnce() -> R) -> R {
+pub(super) fn offload<R>(heavy: bool, f: impl FnOnce() -> R) -> R {
     let multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if heavy && multi_thread {
@@ -1252,7 +1258,7 @@ impl State {
 
     /// After a configuration reload: the new limits and settings, and the profile the new policy
     /// gives this session, from its next statement on.
-    fn refresh_live(&mut self, shared: &Shared) {
+    pub(super) fn refresh_live(&mut self, shared: &Shared) {
         let live = shared.live.load();
         if live.generation == self.live.generation {
             return;
@@ -1299,7 +1305,7 @@ impl State {
 
     /// The transaction status from a ReadyForQuery, with what depends on it: the analyzer's
     /// per-transaction state, the sessions gauge, the dangerous-lock hold time.
-    fn set_tx_status(&mut self, shared: &Shared, status: TxStatus) {
+    pub(super) fn set_tx_status(&mut self, shared: &Shared, status: TxStatus) {
         self.proto.set_tx(status);
         let idx = match status {
             TxStatus::Idle => 0,
@@ -1479,7 +1485,7 @@ impl State {
 
     /// Protocol bookkeeping from a client message's tag (`Tracker`), and what depends on it:
     /// settings a FunctionCall may change, unit timing, the protocol counters.
-    fn on_client_tag(&mut self, counters: &crate::analysis::Counters, tag: u8) {
+    pub(super) fn on_client_tag(&mut self, counters: &crate::analysis::Counters, tag: u8) {
         match self.proto.client(tag) {
             ClientEvent::None => {}
             ClientEvent::Query => self.unit_started(self.last_kind),
@@ -1510,7 +1516,7 @@ impl State {
     }
 
     /// Decodes the few upstream messages ddlgate tracks.
-    fn on_upstream_message(
+    pub(super) fn on_upstream_message(
         &mut self,
         shared: &Shared,
         upstream_addr: SocketAddr,
