@@ -1119,12 +1119,7 @@ fn lexing_sensitive(body: &[u8]) -> bool {
 
 /// A Query/Parse that cannot be lexed with certainty, replaced by an error the server raises.
 fn lexing_refusal(tag: u8, body: &[u8]) -> Hooked {
-    let err = crate::act::BlockError {
-        code: crate::act::sqlstate::UNPARSED,
-        message: "ddlgate cannot read this statement: an earlier statement of this unit may have changed standard_conforming_strings or client_encoding".to_owned(),
-        detail: "The server reports such changes only at the end of the unit (Sync); until then ddlgate cannot know how the server reads backslashes and multibyte characters.".to_owned(),
-        hint: "Send Sync after the statement that changes the setting, before this one.".to_owned(),
-    };
+    let err = crate::act::BlockError::lexing_unknown();
     Hooked {
         notices: Vec::new(),
         frame: frontend::Statement::decode(tag, body).map(|s| s.with_sql(&err.to_sql())),
@@ -1392,14 +1387,7 @@ impl State {
                     cap,
                     "too many prepared DDL statements tracked; Parse refused"
                 );
-                let err = crate::act::BlockError {
-                    code: crate::act::sqlstate::BLOCKED,
-                    message: format!(
-                        "ddlgate refused to prepare this DDL statement: this session already has {cap} prepared DDL statements (guard.max_tracked_statements)"
-                    ),
-                    detail: "ddlgate checks every prepared DDL statement again when it runs, so it must remember each one until it is closed.".to_owned(),
-                    hint: "Close prepared statements you no longer need (Close message, DEALLOCATE or DISCARD ALL), or send the DDL as a simple query.".to_owned(),
-                };
+                let err = crate::act::BlockError::too_many_prepared(cap);
                 Some(Hooked {
                     notices: Vec::new(),
                     frame: frontend::Statement::decode(frontend::PARSE, body)
@@ -1434,18 +1422,7 @@ impl State {
         }
         let was = entry.decided_in;
         let refusal = |why: &str| {
-            crate::act::BlockError {
-            code: crate::act::sqlstate::BLOCKED,
-            message: format!(
-                "ddlgate refused to execute prepared DDL statement \"{}\": {why}",
-                String::from_utf8_lossy(statement)
-            ),
-            detail: format!(
-                "It was decided at its Parse (transaction {}); since then the transaction status, a transaction end or a settings change may make its names mean other objects, and for a DROP … CASCADE other statements may have created dependents.",
-                was.tx.as_str()
-            ),
-            hint: "Prepare the statement again (Parse) right before executing it, or send it as a simple query.".to_owned(),
-        }
+            crate::act::BlockError::prepared_no_longer_allowed(statement, was.tx.as_str(), why)
         };
         let Some(sql) = entry.sql.clone() else {
             return Err(refusal(
@@ -1620,12 +1597,8 @@ impl State {
 /// The frame with its statement replaced by an error: the statement needs to run as safe
 /// steps, which ddlgate does only for a statement sent alone as a simple Query.
 fn refusal_frame(tag: u8, body: &[u8], recipe: &crate::recipe::Recipe) -> Bytes {
-    let err = crate::act::BlockError {
-        code: crate::act::sqlstate::BLOCKED,
-        message: format!("ddlgate must run this statement as safe steps ({})", recipe.kind.title()),
-        detail: format!("Planned: {}", recipe.describe()),
-        hint: "Send the statement alone as a simple query (psql, or your driver's simple-query/execute-without-parameters mode) so ddlgate can run the steps, or run the steps yourself.".to_owned(),
-    };
+    let err =
+        crate::act::BlockError::steps_need_simple_query(recipe.kind.title(), &recipe.describe());
     match frontend::Statement::decode(tag, body) {
         Some(s) => s.with_sql(&err.to_sql()),
         None => Bytes::copy_from_slice(body),

@@ -251,12 +251,8 @@ impl Relay {
     ) -> Result<(), SessionError> {
         let status = self.st.proto.tx();
         self.epilogue_or_later(epilogue, status).await?;
-        let err = BlockError {
-            code: "55P03",
-            message,
-            detail: format!("Blocking sessions: {}.", guard::describe_blockers(blockers)),
-            hint: hint.to_owned(),
-        };
+        let err =
+            BlockError::lock_not_available(message, &guard::describe_blockers(blockers), hint);
         self.audit_guarded("error", Some(format!("55P03: {}", err.message)));
         let mut sql = err.to_sql();
         if reopen_block {
