@@ -51,7 +51,7 @@ use tokio::time::Instant;
 mod prepared;
 
 use self::prepared::{DecidedIn, Prepared, Untrack};
-use super::ddl::{Epilogue, PendingGuard};
+use super::ddl::{Lane, PendingGuard, Step};
 use super::outq::OutQueue;
 use super::tracker::{ClientEvent, Tracker};
 use crate::admission::Slot;
@@ -166,8 +166,9 @@ pub(super) struct State {
     /// (unread, in the buffer) until the server is idle, so that its decision sees the true
     /// transaction status and ddlgate's notices are not interleaved with earlier results.
     pub(super) held: bool,
-    /// A decided DDL Query waiting to run under the lock guard.
-    pub(super) pending_guard: Option<PendingGuard>,
+    /// The DDL lane's state: where the message at the front of the client buffer is in it,
+    /// what is still to be put back, the guarded statement's timing.
+    pub(super) lane: Lane,
     /// Protocol units in flight (one per ReadyForQuery owed), for latency metrics; bounded.
     units: std::collections::VecDeque<UnitTiming>,
     /// Kind of the Query just analysed.
@@ -176,20 +177,10 @@ pub(super) struct State {
     pub(super) audit_pending: Vec<crate::audit::Draft>,
     /// The first error of the unit at the front, for the audit log.
     pub(super) unit_error: Option<String>,
-    /// The guarded Query being run: when it arrived, and time lost to lock timeouts.
-    pub(super) guard_timing: (std::time::Instant, std::time::Duration),
     /// The session's slot in the `ddlgate_sessions{tx_state}` gauge.
     pub(super) gauge_state: Option<usize>,
     /// A DDL statement took SHARE or stronger in the still-open transaction, at this time.
     pub(super) dangerous_since: Option<std::time::Instant>,
-    /// The Query/Parse at the front of the client buffer holds DDL: read the catalog facts
-    /// its decision needs first.
-    pub(super) pending_facts: bool,
-    /// Facts for the message at the front of the buffer were read (or cannot be): decide it.
-    pub(super) facts_ready: bool,
-    /// Settings and advisory locks to put back once the server can run statements again
-    /// (after a guarded Query left the transaction failed, or handed over a COPY).
-    pub(super) pending_epilogue: Option<Epilogue>,
     /// Whether SCRAM-SHA-256-PLUS may be offered to this client (TLS termination breaks the
     /// binding unless both legs present the same certificate).
     pub(super) channel_binding: ChannelBinding,
@@ -299,17 +290,13 @@ impl Relay {
                 who,
                 live,
                 held: false,
-                pending_guard: None,
+                lane: Lane::default(),
                 units: Default::default(),
                 last_kind: UnitKind::Dml,
                 audit_pending: Vec::new(),
                 unit_error: None,
-                guard_timing: (std::time::Instant::now(), std::time::Duration::ZERO),
                 gauge_state: None,
                 dangerous_since: None,
-                pending_facts: false,
-                facts_ready: false,
-                pending_epilogue: None,
                 channel_binding,
             },
             upstream_addr,
@@ -389,8 +376,8 @@ impl Relay {
                         self.client_input().await?;
                     }
                     if self.st.proto.all_answered()
-                        && self.st.pending_epilogue.as_ref().is_some_and(|e| e.can_run(self.st.proto.tx()))
-                        && let Some(epilogue) = self.st.pending_epilogue.take()
+                        && self.st.lane.epilogue.as_ref().is_some_and(|e| e.can_run(self.st.proto.tx()))
+                        && let Some(epilogue) = self.st.lane.epilogue.take()
                     {
                         self.io.to_client.drain_to(&mut self.io.cw).await.map_err(SessionError::ClientIo)?;
                         self.run_epilogue(epilogue).await?;
@@ -428,13 +415,17 @@ impl Relay {
             );
             self.io.large_message_seen |= heavy;
             offload(heavy, || self.on_client_bytes())?;
-            if std::mem::take(&mut self.st.pending_facts) {
-                self.read_facts().await?;
-                self.st.facts_ready = true;
-                continue;
-            }
-            let Some(pending) = self.st.pending_guard.take() else {
-                return Ok(());
+            let pending = match std::mem::take(&mut self.st.lane.step) {
+                Step::NeedsFacts => {
+                    self.read_facts().await?;
+                    self.st.lane.step = Step::FactsRead;
+                    continue;
+                }
+                Step::Guard(pending) => pending,
+                step => {
+                    self.st.lane.step = step;
+                    return Ok(());
+                }
             };
             // Whatever was queued (notices) goes out first.
             self.io
@@ -556,16 +547,17 @@ impl Relay {
                     // able to run them (not in a failed transaction).
                     // DDL at a statement boundary: read the catalog facts its decision needs
                     // first (`client_input` does, then comes back here).
-                    if !st.facts_ready
+                    if !matches!(st.lane.step, Step::FactsRead)
                         && run == 0
                         && st.may_inject()
                         && live.config.catalog.enabled
                         && st.must_wait_for_idle(tag, framing::body(frame))
                     {
-                        st.pending_facts = true;
+                        st.lane.step = Step::NeedsFacts;
                         break;
                     }
-                    st.facts_ready = false;
+                    // Facts read, or none needed: the message is decided now.
+                    st.lane.step = Step::Relay;
                     let may_guard = run == 0 && st.may_inject();
                     let hooked = if lexing_unknown {
                         // Inside an open extended-protocol unit the server answers nothing
@@ -610,7 +602,7 @@ impl Relay {
                             if may_guard && tag == frontend::QUERY {
                                 // The steps run instead of the statement (`run_guarded`).
                                 st.proto.command_taken();
-                                st.pending_guard = Some(PendingGuard {
+                                st.lane.step = Step::Guard(PendingGuard {
                                     frame,
                                     plan: guard.unwrap_or_default(),
                                     tag,
@@ -626,7 +618,7 @@ impl Relay {
                             Some(plan) => {
                                 // The relay stops here; `client_input` runs it under the guard.
                                 st.proto.command_taken();
-                                st.pending_guard = Some(PendingGuard {
+                                st.lane.step = Step::Guard(PendingGuard {
                                     frame,
                                     plan,
                                     tag,
@@ -711,7 +703,7 @@ impl Relay {
                                 {
                                     st.proto.note_unit_kind(UnitKind::Ddl);
                                     let frame = io.cbuf.split_to(total).freeze();
-                                    st.pending_guard = Some(PendingGuard {
+                                    st.lane.step = Step::Guard(PendingGuard {
                                         frame,
                                         plan,
                                         tag,
@@ -1246,7 +1238,8 @@ impl State {
             && self.proto.tx() != TxStatus::Failed
             && self.c_stream_left == 0
             && self
-                .pending_epilogue
+                .lane
+                .epilogue
                 .as_ref()
                 .is_none_or(|e| e.settings_restored())
     }

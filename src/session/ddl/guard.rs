@@ -55,7 +55,7 @@ impl Relay {
             // client as the server's own 55P03 — after at most lock_timeout, not in the queue.
             self.st.on_client_tag(&shared.counters, tag);
             self.io.to_up.push(frame);
-            self.st.pending_epilogue = Some(epilogue).filter(|e| !e.is_empty());
+            self.st.lane.epilogue = Some(epilogue).filter(|e| !e.is_empty());
             return Ok(());
         }
 
@@ -78,13 +78,13 @@ impl Relay {
             upstream_time += attempt_time;
             if a.lock_timeout {
                 shared.metrics.lock_wait_seconds.record(attempt_time);
-                self.st.guard_timing.1 += attempt_began.elapsed();
+                self.st.lane.timing.1 += attempt_began.elapsed();
             }
             if a.copy_in {
                 self.audit_guarded("ok", None);
                 // The relay streams the COPY; the epilogue waits for the server to be idle.
                 self.st.proto.copy_handed_over();
-                self.st.pending_epilogue = Some(epilogue).filter(|e| !e.is_empty());
+                self.st.lane.epilogue = Some(epilogue).filter(|e| !e.is_empty());
                 return Ok(());
             }
             if a.lock_timeout && retry != Retry::No && !a.spilled {

@@ -54,6 +54,42 @@ pub(in crate::session) struct PendingGuard {
     pub recipe: Option<crate::recipe::Recipe>,
 }
 
+/// The DDL lane's part of the session state.
+pub(in crate::session) struct Lane {
+    /// Where the message at the front of the client buffer is in the lane.
+    pub step: Step,
+    /// Settings and advisory locks to put back once the server can run statements again
+    /// (after a guarded Query left the transaction failed, or handed over a COPY).
+    pub epilogue: Option<Epilogue>,
+    /// The guarded statement being run: when it arrived, and time lost to lock timeouts.
+    pub timing: (std::time::Instant, Duration),
+}
+
+impl Default for Lane {
+    fn default() -> Lane {
+        Lane {
+            step: Step::Relay,
+            epilogue: None,
+            timing: (std::time::Instant::now(), Duration::ZERO),
+        }
+    }
+}
+
+/// The lane's steps for the message at the front of the client buffer.
+#[derive(Default)]
+pub(in crate::session) enum Step {
+    /// Nothing for the lane: the relay reads and decides what comes.
+    #[default]
+    Relay,
+    /// The Query/Parse at the front holds DDL: read the catalog facts its decision needs
+    /// first (`facts`).
+    NeedsFacts,
+    /// Facts for the message at the front were read (or cannot be): decide it.
+    FactsRead,
+    /// A decided message waiting to run under the guard, or as a recipe.
+    Guard(PendingGuard),
+}
+
 /// What must be put back after a guarded Query.
 #[derive(Debug, Default)]
 pub(in crate::session) struct Epilogue {
@@ -100,7 +136,7 @@ impl Relay {
             .runs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let plan = pending.plan;
-        self.st.guard_timing = (std::time::Instant::now(), Duration::ZERO);
+        self.st.lane.timing = (std::time::Instant::now(), Duration::ZERO);
         // Shown by `/status` while it runs; gone when this function returns, whichever way.
         let _activity = Activity::enter(&shared, self.st.cancel_key.as_ref().map(|k| k.pid), &plan);
         let start_tx = self.st.proto.tx();
@@ -111,7 +147,8 @@ impl Relay {
             settings: None,
             unlock: self
                 .st
-                .pending_epilogue
+                .lane
+                .epilogue
                 .take()
                 .map(|e| e.unlock)
                 .unwrap_or_default(),
@@ -200,7 +237,7 @@ impl Relay {
     /// Writes the audit records of the guarded Query with its outcome.
     fn audit_guarded(&mut self, outcome: &'static str, error: Option<String>) {
         let drafts = std::mem::take(&mut self.st.audit_pending);
-        let (began, lock_wait) = self.st.guard_timing;
+        let (began, lock_wait) = self.st.lane.timing;
         for d in drafts {
             self.shared.audit.write(&d.finish(
                 &self.st.who,
@@ -231,7 +268,7 @@ impl Relay {
             self.inject(&crate::guard::restore_sql(Some((&lock, &statement)), &[]))
                 .await?;
         }
-        self.st.pending_epilogue = Some(epilogue);
+        self.st.lane.epilogue = Some(epilogue);
         Ok(())
     }
 
