@@ -4,7 +4,7 @@
 
 use bytes::Buf;
 
-use super::TxStatus;
+use super::{TxStatus, read_cstr};
 
 pub const AUTHENTICATION: u8 = b'R';
 pub const BACKEND_KEY_DATA: u8 = b'K';
@@ -25,6 +25,13 @@ pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
 /// The transaction status of a ReadyForQuery body; `None` when it is missing or invalid.
 pub fn ready_for_query(body: &[u8]) -> Option<TxStatus> {
     body.first().copied().and_then(TxStatus::from_byte)
+}
+
+/// A ParameterStatus body as (name, value).
+pub fn parameter_status(body: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (name, rest) = read_cstr(body)?;
+    let (value, _) = read_cstr(rest)?;
+    Some((name, value))
 }
 
 /// A DataRow's columns as text (`None` for NULL). A malformed row ends early: it never panics
@@ -76,6 +83,15 @@ mod tests {
             let _ = data_row(&b[..cut]);
         }
         let _ = data_row(&[0xff, 0xff, 0x7f, 0xff, 0xff, 0xff]);
+    }
+
+    #[test]
+    fn parameter_status_bodies() {
+        assert_eq!(
+            parameter_status(b"server_version\x0015.4\0"),
+            Some((&b"server_version"[..], &b"15.4"[..]))
+        );
+        assert_eq!(parameter_status(b"server_version\x0015.4"), None);
     }
 
     #[test]

@@ -101,13 +101,6 @@ impl ErrorFields {
     }
 }
 
-/// Decodes a ParameterStatus body into (name, value).
-pub fn parse_parameter_status(body: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (name, rest) = read_cstr(body)?;
-    let (value, _) = read_cstr(rest)?;
-    Some((name, value))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,13 +120,5 @@ mod tests {
         assert_eq!(f.severity, "FATAL");
         assert!(f.code.is_empty());
         assert!(ErrorFields::parse(b"").severity.is_empty());
-    }
-
-    #[test]
-    fn parameter_status_bodies() {
-        assert_eq!(
-            parse_parameter_status(b"server_version\x0015.4\0"),
-            Some((&b"server_version"[..], &b"15.4"[..]))
-        );
     }
 }

@@ -53,18 +53,17 @@ mod prepared;
 use self::prepared::{DecidedIn, Prepared, Untrack};
 use super::ddl::{Lane, PendingGuard, Step};
 use super::outq::OutQueue;
-use super::tracker::{ClientEvent, Tracker};
+use super::tracker::{ClientEvent, ServerParams, Tracker};
 use crate::admission::Slot;
-use crate::analysis::{self, Analyzer, Context, Source};
+use crate::analysis::{Analyzer, Context, Source};
 use crate::error::SessionError;
 use crate::metrics::UnitKind;
 use crate::policy::Profile;
 use crate::protocol::framing::{self, Frame, FrameError};
 use crate::protocol::preauth::{self, Gate, MAX_AUTH_MESSAGE};
 use crate::protocol::startup::CancelKey;
-use crate::protocol::{self, ErrorFields, TxStatus, backend, frontend, responses};
+use crate::protocol::{ErrorFields, TxStatus, backend, frontend, responses};
 use crate::shutdown::Phase;
-use crate::sql::{ClientEncoding, LexOptions};
 use crate::state::Shared;
 use crate::tls::{BoxRead, BoxWrite, ChannelBinding, Conn};
 
@@ -150,11 +149,8 @@ pub(super) struct State {
     pub(super) upstream_sent_fatal: bool,
     /// The backend's cancel key from BackendKeyData.
     pub(super) cancel_key: Option<CancelKey>,
-    /// How to lex SQL the way the server will, from ParameterStatus.
-    pub(super) lex: LexOptions,
-    pub(super) server_version: Option<String>,
-    /// `server_version` as a number, for version-aware rules.
-    pub(super) server_version_num: Option<u32>,
+    /// What the server reported in ParameterStatus: how to lex SQL, its version.
+    pub(super) server: ServerParams,
     pub(super) analyzer: Analyzer,
     /// The session's policy profile, chosen from user, database and application — again after
     /// every configuration reload (`generation`).
@@ -282,9 +278,7 @@ impl Relay {
                 u_stream_left: 0,
                 upstream_sent_fatal: false,
                 cancel_key: None,
-                lex: LexOptions::default(),
-                server_version: None,
-                server_version_num: None,
+                server: ServerParams::default(),
                 analyzer,
                 profile,
                 who,
@@ -1201,8 +1195,8 @@ impl State {
         }
         let ctx = Context {
             tx: self.proto.tx(),
-            lex: self.lex,
-            server_version: self.server_version_num,
+            lex: self.server.lex,
+            server_version: self.server.version_num,
             pipelined: source == Source::Parse && self.proto.pipelined(),
             tool: self.tool,
         };
@@ -1424,8 +1418,8 @@ impl State {
         };
         let ctx = Context {
             tx: self.proto.tx(),
-            lex: self.lex,
-            server_version: self.server_version_num,
+            lex: self.server.lex,
+            server_version: self.server.version_num,
             pipelined: self.proto.pipelined(),
             tool: self.tool,
         };
@@ -1450,7 +1444,7 @@ impl State {
     /// decided: only when it holds DDL (ordinary pipelined traffic never waits).
     fn must_wait_for_idle(&mut self, tag: u8, body: &[u8]) -> bool {
         let sql = frontend::statement_sql(tag, body);
-        sql.is_some_and(|sql| self.analyzer.has_ddl_candidate(sql, self.lex))
+        sql.is_some_and(|sql| self.analyzer.has_ddl_candidate(sql, self.server.lex))
     }
 
     /// Protocol bookkeeping from a client message's tag (`Tracker`), and what depends on it:
@@ -1532,7 +1526,7 @@ impl State {
                 }
                 if self.proto.ready_for_query() {
                     tracing::debug!(
-                        server_version = self.server_version.as_deref().unwrap_or("?"),
+                        server_version = self.server.version.as_deref().unwrap_or("?"),
                         "session ready"
                     );
                 }
@@ -1543,22 +1537,8 @@ impl State {
             }
             backend::PARAMETER_STATUS => {
                 self.settings_gen += 1;
-                if let Some((name, value)) = protocol::parse_parameter_status(body) {
-                    match name {
-                        b"standard_conforming_strings" => {
-                            self.lex.standard_conforming_strings = value == b"on"
-                        }
-                        b"client_encoding" => {
-                            self.lex.encoding =
-                                ClientEncoding::from_pg_name(&String::from_utf8_lossy(value));
-                        }
-                        b"server_version" => {
-                            let v = String::from_utf8_lossy(value).into_owned();
-                            self.server_version_num = analysis::parse_server_version(&v);
-                            self.server_version = Some(v);
-                        }
-                        _ => {}
-                    }
+                if let Some((name, value)) = backend::parameter_status(body) {
+                    self.server.on_parameter_status(name, value);
                 }
             }
             backend::BACKEND_KEY_DATA => {

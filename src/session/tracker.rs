@@ -9,6 +9,37 @@
 
 use crate::metrics::UnitKind;
 use crate::protocol::{TxStatus, frontend};
+use crate::sql::{ClientEncoding, LexOptions};
+
+/// What the server reported about itself in ParameterStatus messages, as far as ddlgate's
+/// decisions depend on it.
+#[derive(Debug, Default)]
+pub(crate) struct ServerParams {
+    /// How to lex SQL the way the server will (`standard_conforming_strings`,
+    /// `client_encoding`).
+    pub lex: LexOptions,
+    /// `server_version` as reported.
+    pub version: Option<String>,
+    /// `server_version` as a number, for version-aware rules.
+    pub version_num: Option<u32>,
+}
+
+impl ServerParams {
+    pub(crate) fn on_parameter_status(&mut self, name: &[u8], value: &[u8]) {
+        match name {
+            b"standard_conforming_strings" => self.lex.standard_conforming_strings = value == b"on",
+            b"client_encoding" => {
+                self.lex.encoding = ClientEncoding::from_pg_name(&String::from_utf8_lossy(value));
+            }
+            b"server_version" => {
+                let v = String::from_utf8_lossy(value).into_owned();
+                self.version_num = crate::analysis::parse_server_version(&v);
+                self.version = Some(v);
+            }
+            _ => {}
+        }
+    }
+}
 
 /// Protocol state of one session.
 #[derive(Debug, Default)]
@@ -218,6 +249,20 @@ mod tests {
         assert!(t.is_ready());
         assert!(t.all_answered());
         t
+    }
+
+    #[test]
+    fn server_parameters_set_lexing_and_version() {
+        let mut p = ServerParams::default();
+        p.on_parameter_status(b"standard_conforming_strings", b"off");
+        assert!(!p.lex.standard_conforming_strings);
+        p.on_parameter_status(b"standard_conforming_strings", b"on");
+        assert!(p.lex.standard_conforming_strings);
+        p.on_parameter_status(b"server_version", b"16.2 (Debian 16.2-1)");
+        assert_eq!(p.version.as_deref(), Some("16.2 (Debian 16.2-1)"));
+        assert!(p.version_num.is_some_and(|v| v >= 160_000));
+        p.on_parameter_status(b"client_encoding", b"UTF8");
+        p.on_parameter_status(b"TimeZone", b"UTC");
     }
 
     #[test]

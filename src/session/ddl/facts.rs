@@ -23,7 +23,7 @@ impl Relay {
         let body = framing::body(frame);
         let sql = frontend::statement_sql(tag, body);
         let Some(sql) = sql else { return Ok(()) };
-        let lex = self.st.lex;
+        let lex = self.st.server.lex;
         // Parsing every DDL statement of a large message is heavy: off the I/O worker.
         let heavy = sql.len() >= self.st.live.config.limits.offload_analysis_bytes;
         let analyzer = &mut self.st.analyzer;
