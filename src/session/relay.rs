@@ -49,8 +49,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 mod prepared;
+mod units;
 
-use self::prepared::{DecidedIn, Prepared, Untrack};
+use self::prepared::{DecidedIn, Prepared};
+use self::units::Units;
 use super::ddl::{Lane, PendingGuard, Step};
 use super::outq::OutQueue;
 use super::tracker::{ClientEvent, ServerParams, Tracker};
@@ -121,9 +123,6 @@ pub(super) struct State {
     /// The last Parse's decision rests on facts that hold only now (`Plan::fresh_facts_only`):
     /// its statement may be executed only in the same protocol unit.
     pub(super) last_parse_fresh: bool,
-    /// Slot removals (Close, DEALLOCATE, …) of the message being forwarded, until its unit is
-    /// timed; applied when that unit ends without an error.
-    untrack_pending: Vec<Untrack>,
     /// A statement that may change how SQL is lexed (`standard_conforming_strings`,
     /// `client_encoding`) was forwarded and the server has not answered it yet: a later
     /// message whose lexing depends on those settings waits for its ReadyForQuery (the
@@ -165,14 +164,11 @@ pub(super) struct State {
     /// The DDL lane's state: where the message at the front of the client buffer is in it,
     /// what is still to be put back, the guarded statement's timing.
     pub(super) lane: Lane,
-    /// Protocol units in flight (one per ReadyForQuery owed), for latency metrics; bounded.
-    units: std::collections::VecDeque<UnitTiming>,
+    /// Protocol units in flight, with what each carries to its ReadyForQuery (timing, audit
+    /// drafts, tracking slots it frees, its error).
+    pub(super) units: Units,
     /// Kind of the Query just analysed.
     pub(super) last_kind: UnitKind,
-    /// Audit drafts of the message being forwarded, until its unit is timed.
-    pub(super) audit_pending: Vec<crate::audit::Draft>,
-    /// The first error of the unit at the front, for the audit log.
-    pub(super) unit_error: Option<String>,
     /// The session's slot in the `ddlgate_sessions{tx_state}` gauge.
     pub(super) gauge_state: Option<usize>,
     /// A DDL statement took SHARE or stronger in the still-open transaction, at this time.
@@ -180,28 +176,6 @@ pub(super) struct State {
     /// Whether SCRAM-SHA-256-PLUS may be offered to this client (TLS termination breaks the
     /// binding unless both legs present the same certificate).
     pub(super) channel_binding: ChannelBinding,
-}
-
-/// At most this many protocol units are timed at once (a client pipelining more is not timed
-/// beyond it; nothing else depends on it).
-const MAX_TIMED_UNITS: usize = 100_000;
-
-/// One protocol unit on its way, for the latency metrics and the audit log.
-#[derive(Debug)]
-struct UnitTiming {
-    /// DDL decisions taken in it, written to the audit log with its outcome.
-    audit: Vec<crate::audit::Draft>,
-    /// Tracking slots it frees if it succeeds.
-    untrack: Vec<Untrack>,
-    kind: UnitKind,
-    /// When ddlgate received the client's message.
-    received: std::time::Instant,
-    /// When its message was written to the upstream socket (`received` until then).
-    sent: std::time::Instant,
-    /// `sent` is set.
-    forwarded: bool,
-    /// An ErrorResponse arrived for it.
-    error: bool,
 }
 
 /// What the analysis hook wants done with one Query or Parse.
@@ -268,7 +242,6 @@ impl Relay {
                 prepared: Prepared::default(),
                 last_parse_ddl: false,
                 last_parse_fresh: false,
-                untrack_pending: Vec::new(),
                 lex_barrier: false,
                 settings_gen: 0,
                 refusal_nonce: fastrand::u64(..),
@@ -285,10 +258,8 @@ impl Relay {
                 live,
                 held: false,
                 lane: Lane::default(),
-                units: Default::default(),
+                units: Units::default(),
                 last_kind: UnitKind::Dml,
-                audit_pending: Vec::new(),
-                unit_error: None,
                 gauge_state: None,
                 dangerous_since: None,
                 channel_binding,
@@ -349,7 +320,7 @@ impl Relay {
                 r = io.to_up.progress(&mut io.uw), if io.to_up.has_work() => {
                     r.map_err(SessionError::UpstreamIo)?;
                     if io.to_up.is_empty() {
-                        self.st.units_forwarded();
+                        self.st.units.forwarded();
                     }
                 }
                 r = io.ur.read_buf(&mut io.ubuf), if read_upstream => {
@@ -716,7 +687,8 @@ impl Relay {
                         && (st.prepared.ddl_mut(close.name).is_some()
                             || st.prepared.settings_effect(close.name).is_some())
                     {
-                        st.untrack_pending
+                        st.units
+                            .untrack_pending
                             .push(st.prepared.untrack_request(Some(close.name)));
                     }
                 }
@@ -755,7 +727,7 @@ impl Relay {
                 .write_now(&mut io.uw)
                 .map_err(SessionError::UpstreamIo)?;
             if io.to_up.is_empty() {
-                st.units_forwarded();
+                st.units.forwarded();
             }
         }
         Ok(())
@@ -1161,12 +1133,7 @@ pub(super) fn offload<R>(heavy: bool, f: impl FnOnce() -> R) -> R {
 impl State {
     /// Per-message bookkeeping that a burst of messages grew, given back once it is idle.
     fn shrink_after_large_messages(&mut self) {
-        if self.units.is_empty() && self.units.capacity() > 1024 {
-            self.units.shrink_to(64);
-        }
-        if self.audit_pending.is_empty() && self.audit_pending.capacity() > 1024 {
-            self.audit_pending.shrink_to(16);
-        }
+        self.units.shrink();
     }
 
     /// The analysis hook: every Query's and Parse's SQL passes here before it is forwarded.
@@ -1203,7 +1170,7 @@ impl State {
         let (summary, mut plan) = self
             .analyzer
             .analyze(counters, &self.profile, source, sql, &ctx);
-        self.audit_pending.append(&mut plan.audit);
+        self.units.audit_pending.append(&mut plan.audit);
         self.last_parse_ddl = summary.ddl_candidates > 0;
         self.last_parse_fresh = plan.fresh_facts_only;
         self.note_effects(name);
@@ -1260,31 +1227,6 @@ impl State {
         tracing::info!(profile = %self.profile.name, generation = self.live.generation, "policy reloaded for this session");
     }
 
-    /// Everything queued for the upstream is written: units not yet marked were sent now.
-    fn units_forwarded(&mut self) {
-        let now = std::time::Instant::now();
-        for u in self.units.iter_mut().rev().take_while(|u| !u.forwarded) {
-            u.sent = now;
-            u.forwarded = true;
-        }
-    }
-
-    /// A protocol unit was forwarded: time it until its ReadyForQuery.
-    fn unit_started(&mut self, kind: UnitKind) {
-        if self.units.len() < MAX_TIMED_UNITS {
-            let now = std::time::Instant::now();
-            self.units.push_back(UnitTiming {
-                audit: std::mem::take(&mut self.audit_pending),
-                untrack: std::mem::take(&mut self.untrack_pending),
-                kind,
-                received: now,
-                sent: now,
-                forwarded: false,
-                error: false,
-            });
-        }
-    }
-
     /// The transaction status from a ReadyForQuery, with what depends on it: the analyzer's
     /// per-transaction state, the sessions gauge, the dangerous-lock hold time.
     pub(super) fn set_tx_status(&mut self, shared: &Shared, status: TxStatus) {
@@ -1324,12 +1266,14 @@ impl State {
                 self.prepared.note_settings(name, effects.lexing, cap);
             } else if self.prepared.settings_effect(name).is_some() {
                 // An unnamed statement replaced (a named one cannot be).
-                self.untrack_pending
+                self.units
+                    .untrack_pending
                     .push(self.prepared.untrack_request(Some(name)));
             }
         }
         for name in &effects.deallocates {
-            self.untrack_pending
+            self.units
+                .untrack_pending
                 .push(self.prepared.untrack_request(name.as_deref()));
         }
     }
@@ -1352,7 +1296,8 @@ impl State {
         if !self.last_parse_ddl {
             if self.prepared.ddl_mut(name).is_some() {
                 // An unnamed statement replaced (a named one cannot be: its Parse fails).
-                self.untrack_pending
+                self.units
+                    .untrack_pending
                     .push(self.prepared.untrack_request(Some(name)));
             }
             return hooked;
@@ -1426,7 +1371,7 @@ impl State {
         let (_, mut plan) =
             self.analyzer
                 .analyze(counters, &self.profile, Source::Parse, &sql, &ctx);
-        self.audit_pending.append(&mut plan.audit);
+        self.units.audit_pending.append(&mut plan.audit);
         if plan.sql.is_some() || plan.recipe.is_some() {
             tracing::info!("prepared DDL decided again at Bind: no longer allowed as prepared");
             return Err(refusal(
@@ -1452,15 +1397,15 @@ impl State {
     pub(super) fn on_client_tag(&mut self, counters: &crate::analysis::Counters, tag: u8) {
         match self.proto.client(tag) {
             ClientEvent::None => {}
-            ClientEvent::Query => self.unit_started(self.last_kind),
+            ClientEvent::Query => self.units.started(self.last_kind),
             ClientEvent::FunctionCall => {
                 // A function called by OID may change any setting.
                 self.settings_gen += 1;
                 self.lex_barrier = true;
-                self.unit_started(UnitKind::Dml);
+                self.units.started(UnitKind::Dml);
             }
             ClientEvent::Sync { kind, executes } => {
-                self.unit_started(kind);
+                self.units.started(kind);
                 counters.extended_units.fetch_add(1, Ordering::Relaxed);
                 if executes > 1 {
                     counters.pipelined_units.fetch_add(1, Ordering::Relaxed);
@@ -1472,9 +1417,7 @@ impl State {
                 );
             }
             ClientEvent::CopyEnded { ignored_syncs } => {
-                for _ in 0..ignored_syncs {
-                    self.units.pop_back();
-                }
+                self.units.forget_last(ignored_syncs);
             }
         }
     }
@@ -1496,7 +1439,7 @@ impl State {
                 })?;
                 self.set_tx_status(shared, status);
                 if self.proto.is_ready()
-                    && let Some(mut u) = self.units.pop_front()
+                    && let Some((mut u, error)) = self.units.answered()
                 {
                     // The server confirms what the unit closed or deallocated only by
                     // succeeding; after an error it may have skipped it.
@@ -1512,7 +1455,6 @@ impl State {
                         now.duration_since(u.received).as_secs_f64(),
                         now.duration_since(u.sent).as_secs_f64(),
                     );
-                    let error = self.unit_error.take();
                     let outcome = if u.error { "error" } else { "ok" };
                     for d in u.audit {
                         shared.audit.write(&d.finish(
@@ -1550,13 +1492,7 @@ impl State {
                 }
             }
             backend::ERROR_RESPONSE => {
-                if let Some(u) = self.units.front_mut() {
-                    u.error = true;
-                    if !u.audit.is_empty() && self.unit_error.is_none() {
-                        let e = ErrorFields::parse(body);
-                        self.unit_error = Some(format!("{}: {}", e.code, e.message));
-                    }
-                }
+                self.units.error(body);
                 if ErrorFields::parse(body).is_fatal() {
                     self.upstream_sent_fatal = true
                 }

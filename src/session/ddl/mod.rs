@@ -236,7 +236,7 @@ impl Relay {
 
     /// Writes the audit records of the guarded Query with its outcome.
     fn audit_guarded(&mut self, outcome: &'static str, error: Option<String>) {
-        let drafts = std::mem::take(&mut self.st.audit_pending);
+        let drafts = std::mem::take(&mut self.st.units.audit_pending);
         let (began, lock_wait) = self.st.lane.timing;
         for d in drafts {
             self.shared.audit.write(&d.finish(
