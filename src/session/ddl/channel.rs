@@ -25,6 +25,26 @@ pub(super) struct Reply {
     pub(super) status: TxStatus,
 }
 
+impl Reply {
+    /// The first column of the first row, unless there is none or it is NULL.
+    pub(super) fn value(&self) -> Option<&str> {
+        self.rows.first()?.first()?.as_deref()
+    }
+
+    /// Whether the first column of the first row is boolean true.
+    pub(super) fn is_true(&self) -> bool {
+        self.value() == Some("t")
+    }
+
+    /// The first two columns of the first row, when both are set.
+    pub(super) fn pair(&self) -> Option<(String, String)> {
+        match self.rows.first().map(|r| (r.first(), r.get(1))) {
+            Some((Some(Some(a)), Some(Some(b)))) => Some((a.clone(), b.clone())),
+            _ => None,
+        }
+    }
+}
+
 /// How one attempt of the client's Query ended.
 pub(super) struct Attempt {
     /// Replies held back for the client (everything before ReadyForQuery).

@@ -46,14 +46,10 @@ impl Relay {
             if reply.error.is_some() {
                 continue;
             }
-            let Some(json) = reply
-                .rows
-                .first()
-                .and_then(|r| r.first().cloned().flatten())
-            else {
+            let Some(json) = reply.value() else {
                 continue;
             };
-            match crate::catalog::parse_facts(&json) {
+            match crate::catalog::parse_facts(json) {
                 Ok(mut f) => {
                     f.thresholds = thresholds;
                     facts.push((at, f));
@@ -68,12 +64,8 @@ impl Relay {
         // Which relations the transaction created (`created`): an error means nothing is new.
         if let Some(query) = identity {
             let reply = self.inject(&query).await?;
-            let json = reply
-                .rows
-                .first()
-                .and_then(|r| r.first().cloned().flatten())
-                .filter(|_| reply.error.is_none());
-            self.st.analyzer.provide_identity(json.as_deref());
+            let json = reply.value().filter(|_| reply.error.is_none());
+            self.st.analyzer.provide_identity(json);
         }
         Ok(())
     }

@@ -42,10 +42,8 @@ impl Relay {
             let reply = self
                 .inject(&guard::settings_sql(lock_ms, statement_ms))
                 .await?;
-            if let Some(row) = reply.rows.first()
-                && let (Some(Some(l)), Some(Some(s))) = (row.first(), row.get(1))
-            {
-                epilogue.settings = Some((l.clone(), s.clone()));
+            if let Some(old) = reply.pair() {
+                epilogue.settings = Some(old);
             }
         }
 
@@ -198,13 +196,7 @@ impl Relay {
         let mut round = 0u32;
         loop {
             let got = self.inject(&guard::try_lock_sql(key, in_tx)).await?;
-            if got
-                .rows
-                .first()
-                .and_then(|r| r.first().cloned().flatten())
-                .as_deref()
-                == Some("t")
-            {
+            if got.is_true() {
                 if !in_tx {
                     epilogue.unlock.push(key);
                 }

@@ -200,13 +200,7 @@ impl Relay {
         {
             let mut told = false;
             while began.elapsed() < cfg.precheck_max_wait_ms {
-                let old = self
-                    .inject(&q)
-                    .await?
-                    .rows
-                    .first()
-                    .and_then(|r| r.first().cloned().flatten());
-                if old.as_deref() != Some("t") {
+                if !self.inject(&q).await?.is_true() {
                     break;
                 }
                 if !told {

@@ -27,10 +27,9 @@ impl Relay {
     ) -> Result<(), SessionError> {
         let counters = self.shared.clone();
         let old = self.inject(&guard::settings_sql(None, None)).await?;
-        let (old_lock, old_statement) = match old.rows.first().map(|r| (r.first(), r.get(1))) {
-            Some((Some(Some(l)), Some(Some(s)))) => (l.clone(), s.clone()),
-            _ => ("0".to_owned(), "0".to_owned()),
-        };
+        let (old_lock, old_statement) = old
+            .pair()
+            .unwrap_or_else(|| ("0".to_owned(), "0".to_owned()));
         epilogue.settings = Some((old_lock.clone(), old_statement.clone()));
         let total = recipe.steps.len();
         let mut done: Vec<String> = Vec::new();
@@ -38,12 +37,7 @@ impl Relay {
             let k = i + 1;
             if let Some(pre) = &step.skip_if {
                 let r = self.inject(&pre.sql()).await?;
-                if r.rows
-                    .first()
-                    .and_then(|r| r.first().cloned().flatten())
-                    .as_deref()
-                    == Some("t")
-                {
+                if r.is_true() {
                     done.push(format!("{k} (already done: {})", pre.describe()));
                     continue;
                 }
