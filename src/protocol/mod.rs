@@ -13,6 +13,9 @@ pub mod responses;
 pub mod sasl;
 pub mod startup;
 
+/// Where a Query's or Parse's SQL is: the one place is `frontend`.
+pub use frontend::statement_sql;
+
 /// Transaction status from the last ReadyForQuery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TxStatus {
