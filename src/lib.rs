@@ -14,9 +14,9 @@
 //! | [`state`] | what sessions, the admin endpoint and the monitor share ([`state::Shared`]); a module of its own so none of them imports another in a cycle |
 //! | [`admission`] | unauthenticated and client slots |
 //! | [`shutdown`] | SIGTERM drain / SIGINT terminate phases |
-//! | [`session`] | one connection: startup negotiation, admission, upstream connect, the relay loop — the only code that writes to both sockets |
+//! | [`session`] | one connection: startup negotiation, admission, upstream connect, the relay loop (bytes, and protocol state through a tracker), the DDL lane (catalog facts, guard, recipe steps, ddlgate's own queries on one side channel) — the only code that writes to both sockets |
 //! | [`tls`] | client-facing TLS termination and upstream TLS: certificates loaded at start, the plain-or-TLS stream, what SCRAM channel binding survives |
-//! | [`protocol`] | frame headers (bounded), the startup packets, the pre-authentication gate ([`protocol::preauth`]), the few decoded messages, [`protocol::responses`] with every message ddlgate itself says |
+//! | [`protocol`] | frame headers (bounded), the startup packets, the pre-authentication gate ([`protocol::preauth`]), the few typed messages ([`protocol::frontend`]: Query, Parse, Bind, Close; [`protocol::backend`]: DataRow, ReadyForQuery, ParameterStatus), [`protocol::responses`] with every message ddlgate itself says |
 //! | [`sql`] | PostgreSQL-accurate lexer and splitter, keyword prefilter, statement model, sqlparser front end, token classifier, quoting of every SQL ddlgate writes ([`sql::quote`]) |
 //! | [`analysis`] | the hook every statement passes through: split, prefilter, understand, decide; its counters |
 //! | [`rules`], [`policy`] | the rule catalog, and profiles/modes/overrides turning findings into decisions |
