@@ -32,7 +32,7 @@ impl Relay {
     ) -> Result<(), SessionError> {
         let shared = self.shared.clone();
         let counters = &shared.counters;
-        // 2. The guard's settings.
+        // 2a. The guard's settings.
         let lock_ms = plan
             .short_lock_timeout
             .then_some(cfg.lock_timeout_ms.as_millis());
@@ -57,7 +57,7 @@ impl Relay {
             return Ok(());
         }
 
-        // 3. Attempts.
+        // 2b. Attempts.
         let mut upstream_time = 0f64;
         let retry = if plan.short_lock_timeout {
             plan.retry
@@ -138,7 +138,7 @@ impl Relay {
                 self.pause(wait).await?;
                 continue;
             }
-            // 4. Done: success, another error, or a lock timeout that cannot be retried.
+            // 3. Done: success, another error, or a lock timeout that cannot be retried.
             if retry == Retry::Savepoint && a.status == TxStatus::InTransaction {
                 self.inject(guard::RELEASE_SAVEPOINT).await?;
             }
@@ -170,7 +170,7 @@ impl Relay {
                     .map(|e| format!("{}: {}", e.code, e.message)),
             );
             self.epilogue_or_later(epilogue, a.status).await?;
-            // 5. The client's replies.
+            // 4. The client's replies.
             for f in a.held {
                 self.io.to_client.push(f);
             }
