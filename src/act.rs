@@ -38,6 +38,73 @@ pub struct BlockError {
     pub hint: String,
 }
 
+/// The refusals the session raises itself (not a policy decision), each a named constructor.
+impl BlockError {
+    /// A Query/Parse that cannot be lexed with certainty: an earlier statement of its
+    /// extended-protocol unit may have changed how the server reads it.
+    pub fn lexing_unknown() -> BlockError {
+        BlockError {
+            code: sqlstate::UNPARSED,
+            message: "ddlgate cannot read this statement: an earlier statement of this unit may have changed standard_conforming_strings or client_encoding".to_owned(),
+            detail: "The server reports such changes only at the end of the unit (Sync); until then ddlgate cannot know how the server reads backslashes and multibyte characters.".to_owned(),
+            hint: "Send Sync after the statement that changes the setting, before this one.".to_owned(),
+        }
+    }
+
+    /// A statement that must run as safe steps (`title`, the steps `planned`), sent where
+    /// ddlgate cannot run them: not alone as a simple Query, or not at a statement boundary.
+    pub fn steps_need_simple_query(title: &str, planned: &str) -> BlockError {
+        BlockError {
+            code: sqlstate::BLOCKED,
+            message: format!("ddlgate must run this statement as safe steps ({title})"),
+            detail: format!("Planned: {planned}"),
+            hint: "Send the statement alone as a simple query (psql, or your driver's simple-query/execute-without-parameters mode) so ddlgate can run the steps, or run the steps yourself.".to_owned(),
+        }
+    }
+
+    /// A Parse of DDL past `guard.max_tracked_statements` (`cap`) prepared DDL statements.
+    pub fn too_many_prepared(cap: usize) -> BlockError {
+        BlockError {
+            code: sqlstate::BLOCKED,
+            message: format!(
+                "ddlgate refused to prepare this DDL statement: this session already has {cap} prepared DDL statements (guard.max_tracked_statements)"
+            ),
+            detail: "ddlgate checks every prepared DDL statement again when it runs, so it must remember each one until it is closed.".to_owned(),
+            hint: "Close prepared statements you no longer need (Close message, DEALLOCATE or DISCARD ALL), or send the DDL as a simple query.".to_owned(),
+        }
+    }
+
+    /// A Bind of prepared DDL `statement`, decided at its Parse in transaction status
+    /// `decided_in_tx`, that cannot run as prepared now, for the reason `why`.
+    pub fn prepared_no_longer_allowed(
+        statement: &[u8],
+        decided_in_tx: &str,
+        why: &str,
+    ) -> BlockError {
+        BlockError {
+            code: sqlstate::BLOCKED,
+            message: format!(
+                "ddlgate refused to execute prepared DDL statement \"{}\": {why}",
+                String::from_utf8_lossy(statement)
+            ),
+            detail: format!(
+                "It was decided at its Parse (transaction {decided_in_tx}); since then the transaction status, a transaction end or a settings change may make its names mean other objects, and for a DROP … CASCADE other statements may have created dependents."
+            ),
+            hint: "Prepare the statement again (Parse) right before executing it, or send it as a simple query.".to_owned(),
+        }
+    }
+
+    /// The lock guard gave up on a statement (`message` says why), naming who blocked it.
+    pub fn lock_not_available(message: String, blockers: &str, hint: &str) -> BlockError {
+        BlockError {
+            code: "55P03",
+            message,
+            detail: format!("Blocking sessions: {blockers}."),
+            hint: hint.to_owned(),
+        }
+    }
+}
+
 impl BlockError {
     /// `DO $tag$ BEGIN RAISE EXCEPTION USING … ; END $tag$`, with a dollar tag that does not
     /// occur in the text and every string literal quoted.

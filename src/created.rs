@@ -8,7 +8,7 @@
 //! undone by `ROLLBACK TO SAVEPOINT` leaves its name "new". So in the proxy the exemption rests
 //! on facts the server confirms, read by one side-channel query ([`Request::sql`]) on the
 //! client's own connection, in its transaction, at the statement boundary before each DDL
-//! message (the same place as the catalog facts, `session::relay::guarded::read_facts`):
+//! message (the same place as the catalog facts, `session::ddl::facts`):
 //!
 //! 1. **Creating.** A `CREATE TABLE` (with or without `AS`; a `CREATE MATERIALIZED VIEW` is
 //!    parsed as one) counts only if, at the read before its message, nothing

@@ -9,8 +9,8 @@
 //! who is in the way. DDL on one table is serialized across sessions and ddlgate instances by
 //! PostgreSQL advisory locks, keyed by the table's OID — the database coordinates, not ddlgate.
 //!
-//! This module is pure: the plan for one Query, and the SQL texts. The session's relay
-//! (`session::relay::guarded`) runs them on the client's own upstream connection, at a
+//! This module is pure: the plan for one Query, and the SQL texts. The session's DDL lane
+//! (`session::ddl`) runs them on the client's own upstream connection, at a
 //! statement boundary, and leaves the session's settings as it found them.
 
 use std::time::Duration;
@@ -420,6 +420,21 @@ pub fn settings_sql(lock_ms: Option<u128>, statement_ms: Option<u128>) -> String
     )
 }
 
+/// The guard's `lock_timeout` (for statements that must not wait in the lock queue) and
+/// `statement_timeout` (lifted for long statements that take only weak locks), in
+/// milliseconds, for `plan` under `cfg`; `None` leaves the session's own.
+pub fn timeouts(
+    plan: &GuardPlan,
+    cfg: &crate::config::GuardConfig,
+) -> (Option<u128>, Option<u128>) {
+    (
+        plan.short_lock_timeout
+            .then_some(cfg.lock_timeout_ms.as_millis()),
+        (plan.long_running && cfg.lift_statement_timeout)
+            .then_some(cfg.long_statement_timeout_ms.as_millis()),
+    )
+}
+
 /// One round trip before a guarded statement on at most one table: [`settings_sql`]'s read
 /// and change of the session's timeouts, and, for `table`, its DDL turn tried as
 /// [`keys_query`] and [`try_lock_sql`] would (an index resolves to its table; a relation that
@@ -526,6 +541,45 @@ pub fn restore_sql(settings: Option<(&str, &str)>, unlock: &[i64]) -> String {
             .map(|k| format!("pg_catalog.pg_advisory_unlock({k})")),
     );
     format!("SELECT {}", calls.join(", "))
+}
+
+/// The `lock_timeout` and `statement_timeout` values (as `set_config` takes them) for one step
+/// of a recipe, from the session's own (`old`): a step whose lock blocks traffic runs under the
+/// guard's short `lock_timeout` unless the session's own is shorter (and not 0); a long step
+/// has its `statement_timeout` lifted when the guard is configured to.
+pub fn step_settings(
+    cfg: &GuardConfig,
+    old: (&str, &str),
+    guarded: bool,
+    long_running: bool,
+) -> (String, String) {
+    let (old_lock, old_statement) = old;
+    let lock = if guarded {
+        let short = cfg.lock_timeout_ms.as_millis();
+        match setting_ms(old_lock) {
+            Some(own) if own > 0 && own < short => old_lock.to_owned(),
+            _ => format!("{short}ms"),
+        }
+    } else {
+        old_lock.to_owned()
+    };
+    let statement = if cfg.enabled && long_running && cfg.lift_statement_timeout {
+        format!("{}ms", cfg.long_statement_timeout_ms.as_millis())
+    } else {
+        old_statement.to_owned()
+    };
+    (lock, statement)
+}
+
+/// Undoes a guarded `BEGIN …` Query whose attempt left the block open (retry of the whole).
+pub const ROLLBACK: &str = "ROLLBACK";
+
+/// `raise` (a raising statement) run as the server would have run a `BEGIN …` Query given up
+/// on: in a block it opens, which the error leaves failed.
+pub fn in_reopened_block(raise: &[u8]) -> Vec<u8> {
+    let mut sql = b"BEGIN; ".to_vec();
+    sql.extend_from_slice(raise);
+    sql
 }
 
 pub const SAVEPOINT: &str = "SAVEPOINT ddlgate_guard";
@@ -819,6 +873,34 @@ mod tests {
         );
         assert_eq!(Prelude::from_row(&[None, None, None, None, s("0")]), None);
         assert_eq!(Prelude::from_row(&[s("1")]), None);
+    }
+
+    #[test]
+    fn recipe_steps_take_the_shorter_lock_timeout() {
+        let cfg = GuardConfig::default();
+        let short = format!("{}ms", cfg.lock_timeout_ms.as_millis());
+        assert_eq!(
+            step_settings(&cfg, ("0", "0"), true, false),
+            (short.clone(), "0".into())
+        );
+        assert_eq!(
+            step_settings(&cfg, ("1ms", "5s"), true, false),
+            ("1ms".into(), "5s".into())
+        );
+        assert_eq!(
+            step_settings(&cfg, ("1ms", "5s"), false, false),
+            ("1ms".into(), "5s".into())
+        );
+        let lifted = step_settings(&cfg, ("0", "5s"), true, true).1;
+        if cfg.enabled && cfg.lift_statement_timeout {
+            assert_eq!(
+                lifted,
+                format!("{}ms", cfg.long_statement_timeout_ms.as_millis())
+            );
+        } else {
+            assert_eq!(lifted, "5s");
+        }
+        assert_eq!(in_reopened_block(b"DO $$ $$"), b"BEGIN; DO $$ $$");
     }
 
     #[test]

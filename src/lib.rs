@@ -14,9 +14,9 @@
 //! | [`state`] | what sessions, the admin endpoint and the monitor share ([`state::Shared`]); a module of its own so none of them imports another in a cycle |
 //! | [`admission`] | unauthenticated and client slots |
 //! | [`shutdown`] | SIGTERM drain / SIGINT terminate phases |
-//! | [`session`] | one connection: startup negotiation, admission, upstream connect, the relay loop — the only code that writes to both sockets |
+//! | [`session`] | one connection: startup negotiation, admission, upstream connect, the relay loop (bytes, and protocol state through a tracker), the DDL lane (catalog facts, guard, recipe steps, ddlgate's own queries on one side channel) — the only code that writes to both sockets |
 //! | [`tls`] | client-facing TLS termination and upstream TLS: certificates loaded at start, the plain-or-TLS stream, what SCRAM channel binding survives |
-//! | [`protocol`] | frame headers (bounded), the startup packets, the pre-authentication gate ([`protocol::preauth`]), the few decoded messages, [`protocol::responses`] with every message ddlgate itself says |
+//! | [`protocol`] | frame headers (bounded), the startup packets, the pre-authentication gate ([`protocol::preauth`]), the few typed messages ([`protocol::frontend`]: Query, Parse, Bind, Close; [`protocol::backend`]: DataRow, ReadyForQuery, ParameterStatus), [`protocol::responses`] with every message ddlgate itself says |
 //! | [`sql`] | PostgreSQL-accurate lexer and splitter, keyword prefilter, statement model, sqlparser front end, token classifier, quoting of every SQL ddlgate writes ([`sql::quote`]) |
 //! | [`analysis`] | the hook every statement passes through: split, prefilter, understand, decide; its counters |
 //! | [`rules`], [`policy`] | the rule catalog, and profiles/modes/overrides turning findings into decisions |
@@ -41,7 +41,7 @@
 //!    `sql::side_effects`). Only DDL candidates are ever parsed; ordinary traffic is forwarded
 //!    as the original bytes, in zero-copy batches.
 //! 3. A message with a DDL candidate first gets its facts: when the server is idle at a
-//!    statement boundary, the DDL lane (`session::relay::guarded`) runs one read-only query of
+//!    statement boundary, the DDL lane (`session::ddl::facts`) runs one read-only query of
 //!    ddlgate's own for the catalog facts of each statement ([`catalog`]: sizes, partitions,
 //!    types, dependents) and for what this transaction created ([`created`], on OIDs).
 //! 4. [`analysis`] decides each statement: understand it (sqlparser, else the token
@@ -53,7 +53,7 @@
 //!    fails it and leaves the protocol state a real error leaves; warnings become NOTICEs;
 //!    refusals name the session's migration tool's way out ([`tools`]).
 //! 5. What runs is acted on: forwarded as is, forwarded with the statement replaced, or run
-//!    under the lock guard ([`guard`] plans it, `guarded` carries it out): one DDL per table
+//!    under the lock guard ([`guard`] plans it, `session::ddl` carries it out): one DDL per table
 //!    at a time (advisory locks), a short `lock_timeout`, retries by the pure policy
 //!    [`guard::after_lock_timeout`] (after a SAVEPOINT inside a transaction), blockers named
 //!    to the client; recipe steps run one by one the same way. Every wait watches the client

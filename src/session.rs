@@ -24,8 +24,10 @@
 //! Phase 1 is bounded by `limits.startup_timeout_ms`, the whole of phases 1–4 up to the first
 //! ReadyForQuery by `limits.login_timeout_ms`.
 
+mod ddl;
 mod outq;
 mod relay;
+mod tracker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -5,49 +5,16 @@
 //! can produce an error but never a panic or an out-of-bounds read. Messages ddlgate does not
 //! inspect are never decoded at all: their original bytes are forwarded.
 
+pub mod backend;
 pub mod framing;
+pub mod frontend;
 pub mod preauth;
 pub mod responses;
 pub mod sasl;
 pub mod startup;
 
-/// Frontend (client → server) message tags that ddlgate looks at.
-pub mod frontend {
-    pub const QUERY: u8 = b'Q';
-    pub const PARSE: u8 = b'P';
-    pub const BIND: u8 = b'B';
-    pub const EXECUTE: u8 = b'E';
-    pub const DESCRIBE: u8 = b'D';
-    pub const CLOSE: u8 = b'C';
-    pub const SYNC: u8 = b'S';
-    pub const FLUSH: u8 = b'H';
-    pub const FUNCTION_CALL: u8 = b'F';
-    pub const TERMINATE: u8 = b'X';
-    pub const COPY_DATA: u8 = b'd';
-    pub const COPY_DONE: u8 = b'c';
-    pub const COPY_FAIL: u8 = b'f';
-    /// PasswordMessage, SASLInitialResponse, SASLResponse and GSSResponse all share `p`.
-    pub const PASSWORD: u8 = b'p';
-}
-
-/// Backend (server → client) message tags that ddlgate looks at.
-pub mod backend {
-    pub const AUTHENTICATION: u8 = b'R';
-    pub const BACKEND_KEY_DATA: u8 = b'K';
-    pub const PARAMETER_STATUS: u8 = b'S';
-    pub const READY_FOR_QUERY: u8 = b'Z';
-    pub const PARSE_COMPLETE: u8 = b'1';
-    pub const ERROR_RESPONSE: u8 = b'E';
-    pub const NOTICE_RESPONSE: u8 = b'N';
-    pub const NOTIFICATION_RESPONSE: u8 = b'A';
-    pub const COMMAND_COMPLETE: u8 = b'C';
-    pub const DATA_ROW: u8 = b'D';
-    pub const COPY_DATA: u8 = b'd';
-    pub const COPY_IN_RESPONSE: u8 = b'G';
-    pub const COPY_OUT_RESPONSE: u8 = b'H';
-    pub const COPY_BOTH_RESPONSE: u8 = b'W';
-    pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
-}
+/// Where a Query's or Parse's SQL is: the one place is `frontend`.
+pub use frontend::statement_sql;
 
 /// Transaction status from the last ReadyForQuery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -137,35 +104,6 @@ impl ErrorFields {
     }
 }
 
-/// Decodes a ParameterStatus body into (name, value).
-pub fn parse_parameter_status(body: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (name, rest) = read_cstr(body)?;
-    let (value, _) = read_cstr(rest)?;
-    Some((name, value))
-}
-
-/// The SQL text of a Query body (a single C string). The text is raw client-encoding bytes.
-pub fn query_text(body: &[u8]) -> Option<&[u8]> {
-    read_cstr(body).map(|(sql, _)| sql)
-}
-
-/// The statement name and SQL text of a Parse body.
-pub fn parse_message(body: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (name, rest) = read_cstr(body)?;
-    let (sql, _) = read_cstr(rest)?;
-    Some((name, sql))
-}
-
-/// The SQL text of a Query (`Q`) or Parse (`P`) body: the one place that knows where it is.
-/// `None` for another message or a malformed body (no terminator).
-pub fn statement_sql(tag: u8, body: &[u8]) -> Option<&[u8]> {
-    match tag {
-        frontend::QUERY => query_text(body),
-        frontend::PARSE => parse_message(body).map(|(_, sql)| sql),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,29 +123,5 @@ mod tests {
         assert_eq!(f.severity, "FATAL");
         assert!(f.code.is_empty());
         assert!(ErrorFields::parse(b"").severity.is_empty());
-    }
-
-    #[test]
-    fn parse_and_query_bodies() {
-        assert_eq!(query_text(b"SELECT 1\0"), Some(&b"SELECT 1"[..]));
-        assert_eq!(query_text(b"SELECT 1"), None);
-        assert_eq!(
-            parse_message(b"s1\0SELECT $1\0\0\x01\0\0\0\x17"),
-            Some((&b"s1"[..], &b"SELECT $1"[..]))
-        );
-        assert_eq!(parse_message(b"s1\0SELECT"), None);
-        assert_eq!(
-            statement_sql(frontend::PARSE, b"s1\0SELECT $1\0\0\0"),
-            Some(&b"SELECT $1"[..])
-        );
-        assert_eq!(
-            statement_sql(frontend::QUERY, b"SELECT 1\0"),
-            Some(&b"SELECT 1"[..])
-        );
-        assert_eq!(statement_sql(frontend::BIND, b"\0\0"), None);
-        assert_eq!(
-            parse_parameter_status(b"server_version\x0015.4\0"),
-            Some((&b"server_version"[..], &b"15.4"[..]))
-        );
     }
 }

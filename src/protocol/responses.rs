@@ -8,7 +8,9 @@
 use bytes::BytesMut;
 use pgwire::error::ErrorInfo;
 use pgwire::messages::Message;
-use pgwire::messages::response::{ErrorResponse, NoticeResponse, ReadyForQuery, TransactionStatus};
+use pgwire::messages::response::{
+    CommandComplete, ErrorResponse, NoticeResponse, ReadyForQuery, TransactionStatus,
+};
 
 use super::TxStatus;
 
@@ -66,6 +68,14 @@ fn encode<M: Message>(msg: &M, out: &mut BytesMut) {
     if let Err(e) = msg.encode(out) {
         tracing::error!(error = %e, "could not encode a ddlgate response");
     }
+}
+
+/// `CommandComplete` with the given tag, for a statement ddlgate ran on the client's behalf as
+/// other statements (a recipe's steps): the client sees the tag of the statement it sent.
+pub fn command_complete(tag: &str) -> BytesMut {
+    let mut out = BytesMut::with_capacity(tag.len() + 6);
+    encode(&CommandComplete::new(tag.to_owned()), &mut out);
+    out
 }
 
 /// `ReadyForQuery` with the given status.
@@ -326,5 +336,13 @@ mod tests {
     fn ready_for_query_encodes_status() {
         assert_eq!(&ready_for_query(TxStatus::Idle)[..], b"Z\0\0\0\x05I");
         assert_eq!(&ready_for_query(TxStatus::Failed)[..], b"Z\0\0\0\x05E");
+    }
+
+    #[test]
+    fn command_complete_encodes_tag() {
+        assert_eq!(
+            &command_complete("ALTER TABLE")[..],
+            b"C\0\0\0\x10ALTER TABLE\0"
+        );
     }
 }

@@ -165,6 +165,16 @@ impl RecipeKind {
         }
     }
 
+    /// The CommandComplete tag of the statement the client sent, which it sees when the steps
+    /// ran instead.
+    pub fn command_tag(self) -> &'static str {
+        match self {
+            RecipeKind::RefreshMaterializedView => "REFRESH MATERIALIZED VIEW",
+            RecipeKind::PartitionedIndex => "CREATE INDEX",
+            _ => "ALTER TABLE",
+        }
+    }
+
     /// What the client asked for, in words, for the NOTICE.
     pub fn title(self) -> &'static str {
         match self {

@@ -1,0 +1,343 @@
+//! The side channel: ddlgate's own queries on the client's upstream connection, at a
+//! statement boundary, and the guarded Query's attempts — sent, and their replies read up to
+//! ReadyForQuery, without the client seeing them (except notifications, parameter changes, and
+//! replies too large to hold). Every wait here has a shutdown arm: when ddlgate terminates, the
+//! wait ends with `SessionError::Shutdown` and the session cancels what runs upstream. While it
+//! waits, the client is watched: what it sends is kept for the relay, and its disconnect ends
+//! the session.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
+
+use crate::error::SessionError;
+use crate::protocol::framing::{self, Frame};
+use crate::protocol::{ErrorFields, TxStatus, backend, frontend};
+use crate::session::relay::Relay;
+use crate::shutdown::Phase;
+
+/// One reply of the upstream to a query of ddlgate's own.
+pub(super) struct Reply {
+    pub(super) rows: Vec<Vec<Option<String>>>,
+    pub(super) error: Option<ErrorFields>,
+    pub(super) status: TxStatus,
+}
+
+impl Reply {
+    /// The first column of the first row, unless there is none or it is NULL.
+    pub(super) fn value(&self) -> Option<&str> {
+        self.rows.first()?.first()?.as_deref()
+    }
+
+    /// Whether the first column of the first row is boolean true.
+    pub(super) fn is_true(&self) -> bool {
+        self.value() == Some("t")
+    }
+
+    /// The first two columns of the first row, when both are set.
+    pub(super) fn pair(&self) -> Option<(String, String)> {
+        match self.rows.first().map(|r| (r.first(), r.get(1))) {
+            Some((Some(Some(a)), Some(Some(b)))) => Some((a.clone(), b.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// How one attempt of the client's Query ended.
+pub(super) struct Attempt {
+    /// Replies held back for the client (everything before ReadyForQuery).
+    pub(super) held: Vec<Bytes>,
+    /// The ReadyForQuery frame.
+    pub(super) rfq: Option<Bytes>,
+    pub(super) status: TxStatus,
+    /// The Query failed with 55P03 lock_not_available.
+    pub(super) lock_timeout: bool,
+    /// Replies outgrew `guard.max_buffered_bytes` and were forwarded: no retry possible.
+    pub(super) spilled: bool,
+    /// The server asked for COPY data: the relay must take over.
+    pub(super) copy_in: bool,
+    /// The first error the Query raised.
+    pub(super) error: Option<ErrorFields>,
+}
+
+/// Injected replies are small rows; a bigger frame is a protocol surprise.
+const MAX_INJECTED_FRAME: usize = 1 << 20;
+
+impl Relay {
+    /// Runs one query of ddlgate's own; its replies are not the client's. Asynchronous
+    /// notifications and parameter changes that arrive meanwhile are passed on.
+    pub(super) async fn inject(&mut self, sql: &str) -> Result<Reply, SessionError> {
+        tracing::trace!(sql, "guard query");
+        self.send_upstream(query_frame(sql.as_bytes())?).await?;
+        let mut reply = Reply {
+            rows: Vec::new(),
+            error: None,
+            status: self.st.proto.tx(),
+        };
+        loop {
+            let Some(frame) = self.next_frame(MAX_INJECTED_FRAME, false).await? else {
+                return Err(SessionError::UpstreamProtocol(
+                    "oversized reply to a ddlgate query".to_owned(),
+                ));
+            };
+            let tag = frame[0];
+            let body = framing::body(&frame);
+            match tag {
+                backend::DATA_ROW => reply.rows.push(backend::data_row(body)),
+                backend::ERROR_RESPONSE => {
+                    let e = ErrorFields::parse(body);
+                    if e.is_fatal() {
+                        self.st.upstream_sent_fatal = true;
+                    }
+                    tracing::warn!(code = %e.code, message = %e.message, sql, "a ddlgate query failed");
+                    reply.error = Some(e);
+                }
+                backend::READY_FOR_QUERY => {
+                    reply.status = backend::ready_for_query(body).unwrap_or(self.st.proto.tx());
+                    // A transaction that ends here has prepared DDL decided again (`prepared`).
+                    self.st.proto.own_query_answered(reply.status);
+                    return Ok(reply);
+                }
+                backend::NOTIFICATION_RESPONSE => self.io.to_client.push(frame),
+                backend::PARAMETER_STATUS => {
+                    self.st
+                        .on_upstream_message(&self.shared, self.upstream_addr, tag, body)?;
+                    self.io.to_client.push(frame);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends one attempt of a Query and collects its replies up to ReadyForQuery.
+    pub(super) async fn attempt(
+        &mut self,
+        frame: &Bytes,
+        max_held: usize,
+    ) -> Result<Attempt, SessionError> {
+        self.send_upstream(frame.clone()).await?;
+        let mut a = Attempt {
+            held: Vec::new(),
+            rfq: None,
+            status: self.st.proto.tx(),
+            lock_timeout: false,
+            spilled: false,
+            copy_in: false,
+            error: None,
+        };
+        let mut held_bytes = 0usize;
+        loop {
+            let room = if a.spilled {
+                0
+            } else {
+                max_held.saturating_sub(held_bytes)
+            };
+            let Some(frame) = self.next_frame(room.max(MAX_INJECTED_FRAME), true).await? else {
+                // Streamed straight to the client: it was bigger than what may be held.
+                a.spilled = true;
+                continue;
+            };
+            // An error of ddlgate's own raising block loses the server's where, file, line and
+            // routine fields.
+            let frame = match frame.first() {
+                Some(&backend::ERROR_RESPONSE) if self.st.raised_block => {
+                    crate::act::without_raise_context(framing::body(&frame))
+                        .map_or(frame, BytesMut::freeze)
+                }
+                _ => frame,
+            };
+            let tag = frame[0];
+            let body = framing::body(&frame);
+            match tag {
+                backend::READY_FOR_QUERY => {
+                    a.status = backend::ready_for_query(body).unwrap_or(self.st.proto.tx());
+                    // A transaction that ends here has prepared DDL decided again (`prepared`).
+                    self.st.proto.own_query_answered(a.status);
+                    a.rfq = Some(frame);
+                    return Ok(a);
+                }
+                backend::NOTIFICATION_RESPONSE => {
+                    self.io.to_client.push(frame);
+                    continue;
+                }
+                backend::ERROR_RESPONSE => {
+                    let e = ErrorFields::parse(body);
+                    if e.is_fatal() {
+                        self.st.upstream_sent_fatal = true;
+                    }
+                    a.lock_timeout |= e.code == "55P03";
+                    a.error.get_or_insert(e);
+                }
+                backend::PARAMETER_STATUS => {
+                    self.st
+                        .on_upstream_message(&self.shared, self.upstream_addr, tag, body)?;
+                }
+                backend::COPY_IN_RESPONSE | backend::COPY_BOTH_RESPONSE => {
+                    for f in a.held.drain(..) {
+                        self.io.to_client.push(f);
+                    }
+                    self.io.to_client.push(frame);
+                    a.copy_in = true;
+                    return Ok(a);
+                }
+                _ => {}
+            }
+            held_bytes += frame.len();
+            if a.spilled || held_bytes > max_held {
+                if !a.spilled {
+                    a.spilled = true;
+                    for f in a.held.drain(..) {
+                        self.io.to_client.push(f);
+                    }
+                }
+                self.io.to_client.push(frame);
+                self.io
+                    .to_client
+                    .drain_to(&mut self.io.cw)
+                    .await
+                    .map_err(SessionError::ClientIo)?;
+            } else {
+                a.held.push(frame);
+            }
+        }
+    }
+
+    /// Sends one Query frame; it is owed a ReadyForQuery, so while it runs the session counts
+    /// as running a statement (a vanishing client gets it cancelled).
+    pub(super) async fn send_upstream(&mut self, frame: Bytes) -> Result<(), SessionError> {
+        self.st.proto.own_query_sent();
+        self.io.to_up.push(frame);
+        self.io
+            .to_up
+            .drain_to(&mut self.io.uw)
+            .await
+            .map_err(SessionError::UpstreamIo)
+    }
+
+    /// The next upstream frame, whole when it is at most `max_whole` bytes; a larger one is
+    /// streamed to the client when `stream` allows it (returns `None`), else is an error.
+    pub(super) async fn next_frame(
+        &mut self,
+        max_whole: usize,
+        stream: bool,
+    ) -> Result<Option<Bytes>, SessionError> {
+        let limit = self.st.live.config.limits.max_message_bytes;
+        loop {
+            match framing::scan(&self.io.ubuf, limit) {
+                Ok(Frame::NeedHeader) => self.read_upstream().await?,
+                Ok(Frame::Header { total, .. }) if total <= max_whole => {
+                    while self.io.ubuf.len() < total {
+                        self.io.ubuf.reserve(total - self.io.ubuf.len());
+                        self.read_upstream().await?;
+                    }
+                    return Ok(Some(self.io.ubuf.split_to(total).freeze()));
+                }
+                Ok(Frame::Header { total, .. }) if stream => {
+                    let mut left = total;
+                    while left > 0 {
+                        if self.io.ubuf.is_empty() {
+                            self.read_upstream().await?;
+                        }
+                        let n = left.min(self.io.ubuf.len());
+                        self.io.to_client.push(self.io.ubuf.split_to(n).freeze());
+                        left -= n;
+                        self.io
+                            .to_client
+                            .drain_to(&mut self.io.cw)
+                            .await
+                            .map_err(SessionError::ClientIo)?;
+                    }
+                    return Ok(None);
+                }
+                Ok(Frame::Header { tag, total }) => {
+                    return Err(SessionError::UpstreamProtocol(format!(
+                        "unexpected {total}-byte '{}' reply to a ddlgate query",
+                        tag.escape_ascii()
+                    )));
+                }
+                Err(e) => return Err(SessionError::UpstreamProtocol(format!("{e:?}"))),
+            }
+        }
+    }
+
+    /// Reads more upstream bytes. Meanwhile the client is watched: bytes it sends are kept
+    /// (bounded) for the relay, and if it goes away the error ends the session, whose clean-up
+    /// cancels whatever runs upstream.
+    pub(super) async fn read_upstream(&mut self) -> Result<(), SessionError> {
+        if self.io.ubuf.capacity() - self.io.ubuf.len() < 8192 {
+            self.io.ubuf.reserve(64 * 1024);
+        }
+        let mut phase = self.shared.shutdown.subscribe();
+        loop {
+            let io = &mut self.io;
+            let client_room = io.cbuf.len() < crate::session::relay::HIGH_WATER;
+            if io.cbuf.capacity() - io.cbuf.len() < 1024 {
+                io.cbuf.reserve(8192);
+            }
+            terminating(&mut phase)?;
+            tokio::select! {
+                _ = phase.changed() => {}
+                r = io.ur.read_buf(&mut io.ubuf) => {
+                    if r.map_err(SessionError::UpstreamIo)? == 0 {
+                        return Err(SessionError::UpstreamIo(std::io::ErrorKind::UnexpectedEof.into()));
+                    }
+                    return Ok(());
+                }
+                r = io.cr.read_buf(&mut io.cbuf), if client_room => {
+                    if r.map_err(SessionError::ClientIo)? == 0 {
+                        return Err(SessionError::ClientIo(std::io::ErrorKind::UnexpectedEof.into()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleeps between attempts, watching the client as [`Self::read_upstream`] does.
+    pub(super) async fn pause(&mut self, d: Duration) -> Result<(), SessionError> {
+        let until = Instant::now() + d;
+        let mut phase = self.shared.shutdown.subscribe();
+        loop {
+            let io = &mut self.io;
+            let client_room = io.cbuf.len() < crate::session::relay::HIGH_WATER;
+            if io.cbuf.capacity() - io.cbuf.len() < 1024 {
+                io.cbuf.reserve(8192);
+            }
+            terminating(&mut phase)?;
+            tokio::select! {
+                _ = phase.changed() => {}
+                _ = tokio::time::sleep_until(until) => return Ok(()),
+                r = io.cr.read_buf(&mut io.cbuf), if client_room => {
+                    if r.map_err(SessionError::ClientIo)? == 0 {
+                        return Err(SessionError::ClientIo(std::io::ErrorKind::UnexpectedEof.into()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The guard's waits (queue turns, retries, ddlgate's own queries) end when ddlgate terminates,
+/// as the relay loop does: the session then cancels what runs upstream and closes with 57P01,
+/// instead of keeping the process alive for up to `guard.max_wait_ms`. A drain (SIGTERM) lets
+/// guarded DDL go on until `server.drain_timeout_ms` turns it into termination.
+fn terminating(phase: &mut tokio::sync::watch::Receiver<Phase>) -> Result<(), SessionError> {
+    // A closed channel means the server is gone: stop too.
+    if phase.has_changed().is_err() || *phase.borrow_and_update() >= Phase::Terminating {
+        return Err(SessionError::Shutdown);
+    }
+    Ok(())
+}
+
+/// The Query message for SQL ddlgate wrote itself. Refused if the text holds a NUL, where the
+/// server would end it: names come from NUL-terminated statements and from the catalog, so
+/// this never happens unless something upstream of here is wrong — then nothing is sent.
+pub(super) fn query_frame(sql: &[u8]) -> Result<Bytes, SessionError> {
+    let refused =
+        || SessionError::ClientProtocol("a name in the statement holds a NUL byte".to_owned());
+    if crate::sql::quote::has_nul(sql) {
+        return Err(refused());
+    }
+    frontend::Query::frame(sql).ok_or_else(refused)
+}

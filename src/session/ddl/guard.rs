@@ -1,0 +1,291 @@
+//! Running a statement under the lock guard (phase 2 of the DDL lane): one DDL per table at a
+//! time (advisory-lock turns, the per-table queue), the guard's settings, the attempts and their
+//! retries after SQLSTATE 55P03, and giving up with an error the server raises. The retry policy
+//! itself is `crate::guard::after_lock_timeout`; the SQL texts are `crate::guard`'s.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::{Activity, Epilogue};
+use crate::act::BlockError;
+use crate::config::GuardConfig;
+use crate::error::SessionError;
+use crate::guard::{self, Blocker, GuardPlan, Retry};
+use crate::protocol::{TxStatus, frontend};
+use crate::session::relay::Relay;
+
+impl Relay {
+    /// Phase 2 for a statement run as written (or rewritten): the guard's settings, then the
+    /// client's Query in attempts, retried after a lock timeout while the budget lasts; the
+    /// epilogue and the client's replies. An extended-protocol unit gets the settings only: the
+    /// relay forwards it, and the epilogue runs at its ReadyForQuery.
+    pub(super) async fn run_statement(
+        &mut self,
+        frame: Bytes,
+        tag: u8,
+        plan: GuardPlan,
+        mut epilogue: Epilogue,
+        cfg: &GuardConfig,
+        began: Instant,
+    ) -> Result<(), SessionError> {
+        let shared = self.shared.clone();
+        let counters = &shared.counters;
+        // 2a. The guard's settings, unless phase 1's prelude set them (then the epilogue holds
+        // the session's own values already).
+        let (lock_ms, statement_ms) = guard::timeouts(&plan, cfg);
+        if epilogue.settings.is_none() && (lock_ms.is_some() || statement_ms.is_some()) {
+            let reply = self
+                .inject(&guard::settings_sql(lock_ms, statement_ms))
+                .await?;
+            if let Some(old) = reply.pair() {
+                epilogue.settings = Some(old);
+            }
+        }
+
+        if tag != frontend::QUERY {
+            // Extended protocol: the unit is the client's to drive; its Sync's ReadyForQuery
+            // tells the relay when to put things back. No retry: a lock timeout reaches the
+            // client as the server's own 55P03 — after at most lock_timeout, not in the queue.
+            self.st.on_client_tag(&shared.counters, tag);
+            self.io.to_up.push(frame);
+            self.st.lane.epilogue = Some(epilogue).filter(|e| !e.is_empty());
+            return Ok(());
+        }
+
+        // 2b. Attempts.
+        let mut upstream_time = 0f64;
+        let retry = if plan.short_lock_timeout {
+            plan.retry
+        } else {
+            Retry::No
+        };
+        let mut attempt_no = 0u32;
+        loop {
+            attempt_no += 1;
+            if retry == Retry::Savepoint {
+                self.inject(guard::SAVEPOINT).await?;
+            }
+            let attempt_began = Instant::now();
+            let a = self.attempt(&frame, cfg.max_buffered_bytes).await?;
+            let attempt_time = attempt_began.elapsed().as_secs_f64();
+            upstream_time += attempt_time;
+            if a.lock_timeout {
+                shared.metrics.lock_wait_seconds.record(attempt_time);
+                self.st.lane.timing.1 += attempt_began.elapsed();
+            }
+            if a.copy_in {
+                self.audit_guarded("ok", None);
+                // The relay streams the COPY; the epilogue waits for the server to be idle.
+                self.st.proto.copy_handed_over();
+                self.st.lane.epilogue = Some(epilogue).filter(|e| !e.is_empty());
+                return Ok(());
+            }
+            if a.lock_timeout && retry != Retry::No && !a.spilled {
+                // Undo the attempt: nothing of it may remain.
+                match retry {
+                    Retry::Savepoint => {
+                        self.inject(guard::ROLLBACK_TO_SAVEPOINT).await?;
+                    }
+                    Retry::Whole if a.status != TxStatus::Idle => {
+                        self.inject(guard::ROLLBACK).await?;
+                    }
+                    _ => {}
+                }
+                let blockers = self.blockers(&plan).await?;
+                let next =
+                    guard::after_lock_timeout(cfg, attempt_no, began.elapsed(), fastrand::f64());
+                let guard::AfterLockTimeout::RetryAfter(wait) = next else {
+                    counters
+                        .guard
+                        .exhausted
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let message = format!(
+                        "ddlgate: could not get the lock within lock_timeout {} ms in {attempt_no} attempt(s) over {:.1} s",
+                        cfg.lock_timeout_ms.as_millis(),
+                        began.elapsed().as_secs_f64()
+                    );
+                    // A `BEGIN …` Query leaves its block failed, as the server would have.
+                    let reopen = retry == Retry::Whole && a.status != TxStatus::Idle;
+                    return self
+                        .give_up(epilogue, reopen, message, &blockers, "End or wait out the blocking transactions (pg_terminate_backend(pid) for a stuck one), then run the statement again; guard.max_attempts and guard.max_wait_ms set how long ddlgate keeps trying.")
+                        .await;
+                };
+                counters
+                    .guard
+                    .retries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Activity::update(&shared, self.st.cancel_key.as_ref().map(|k| k.pid), |a| {
+                    a.state = "waiting_for_lock";
+                    a.attempts = attempt_no;
+                    a.blockers = blockers.iter().map(ToString::to_string).collect();
+                });
+                self.tell(
+                    &format!(
+                        "ddlgate: lock not available within {} ms (attempt {attempt_no} of {}); retrying in {} ms. Blocked by: {}",
+                        cfg.lock_timeout_ms.as_millis(),
+                        cfg.max_attempts,
+                        wait.as_millis(),
+                        guard::describe_blockers(&blockers)
+                    ),
+                    Some("ddlgate retries DDL that cannot get its lock quickly instead of letting it wait in the lock queue, where it would block every query on the table."),
+                )
+                .await?;
+                self.pause(wait).await?;
+                continue;
+            }
+            // 3. Done: success, another error, or a lock timeout that cannot be retried.
+            if retry == Retry::Savepoint && a.status == TxStatus::InTransaction {
+                self.inject(guard::RELEASE_SAVEPOINT).await?;
+            }
+            if a.error.is_none() {
+                shared.metrics.ddl_execution_seconds.record(attempt_time);
+                if plan.short_lock_timeout {
+                    if a.status == TxStatus::Idle {
+                        shared
+                            .metrics
+                            .dangerous_lock_held_seconds
+                            .record(attempt_time);
+                    } else {
+                        self.st
+                            .dangerous_since
+                            .get_or_insert(attempt_began.into_std());
+                    }
+                }
+            }
+            shared.metrics.unit_done(
+                crate::metrics::UnitKind::Ddl,
+                a.error.is_some(),
+                began.elapsed().as_secs_f64(),
+                upstream_time,
+            );
+            self.audit_guarded(
+                if a.error.is_some() { "error" } else { "ok" },
+                a.error
+                    .as_ref()
+                    .map(|e| format!("{}: {}", e.code, e.message)),
+            );
+            self.epilogue_or_later(epilogue, a.status).await?;
+            // 4. The client's replies.
+            for f in a.held {
+                self.io.to_client.push(f);
+            }
+            if let Some(rfq) = a.rfq {
+                self.io.to_client.push(rfq);
+            }
+            self.set_tx(a.status);
+            return Ok(());
+        }
+    }
+
+    /// Waits for this table's turn; false when the queue timeout passed.
+    pub(super) async fn take_turn(
+        &mut self,
+        key: i64,
+        table: &str,
+        in_tx: bool,
+        cfg: &crate::config::GuardConfig,
+        epilogue: &mut Epilogue,
+    ) -> Result<bool, SessionError> {
+        let since = Instant::now();
+        let mut waiting: Option<QueueSlot> = None;
+        let mut round = 0u32;
+        loop {
+            let got = self.inject(&guard::try_lock_sql(key, in_tx)).await?;
+            if got.is_true() {
+                if !in_tx {
+                    epilogue.unlock.push(key);
+                }
+                return Ok(true);
+            }
+            if since.elapsed() >= cfg.queue_timeout_ms {
+                return Ok(false);
+            }
+            if waiting.is_none() {
+                Activity::update(
+                    &self.shared,
+                    self.st.cancel_key.as_ref().map(|k| k.pid),
+                    |a| {
+                        a.state = "queued";
+                    },
+                );
+                // Counted in the queue until this function returns, whichever way.
+                waiting = Some(QueueSlot::enter(self.shared.clone()));
+                self.shared
+                    .counters
+                    .guard
+                    .queue_waits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.tell(
+                    &format!("ddlgate: waiting for another DDL statement on {table} to finish (one DDL per table at a time)"),
+                    None,
+                )
+                .await?;
+            }
+            round += 1;
+            let wait = guard::backoff(cfg, round, fastrand::f64()).min(Duration::from_secs(1));
+            self.pause(wait).await?;
+        }
+    }
+
+    /// Ends a guarded Query with an error raised by the server itself.
+    pub(super) async fn give_up(
+        &mut self,
+        epilogue: Epilogue,
+        reopen_block: bool,
+        message: String,
+        blockers: &[Blocker],
+        hint: &str,
+    ) -> Result<(), SessionError> {
+        let status = self.st.proto.tx();
+        self.epilogue_or_later(epilogue, status).await?;
+        let err =
+            BlockError::lock_not_available(message, &guard::describe_blockers(blockers), hint);
+        self.audit_guarded("error", Some(format!("55P03: {}", err.message)));
+        let mut sql = err.to_sql();
+        if reopen_block {
+            sql = guard::in_reopened_block(&sql);
+        }
+        self.raise_on_server(&sql).await
+    }
+
+    pub(super) async fn blockers(
+        &mut self,
+        plan: &GuardPlan,
+    ) -> Result<Vec<Blocker>, SessionError> {
+        let reply = self.inject(&guard::blockers_query(&plan.tables)).await?;
+        Ok(reply
+            .rows
+            .iter()
+            .filter_map(|r| Blocker::from_row(r))
+            .collect())
+    }
+}
+
+/// A DDL statement waiting for its table's turn, for the queue metrics: leaves the queue when
+/// dropped (turn taken, timeout, or the session ending).
+struct QueueSlot {
+    shared: std::sync::Arc<crate::state::Shared>,
+    since: Instant,
+}
+
+impl QueueSlot {
+    fn enter(shared: std::sync::Arc<crate::state::Shared>) -> QueueSlot {
+        shared.metrics.queue_depth.increment(1.0);
+        QueueSlot {
+            shared,
+            since: Instant::now(),
+        }
+    }
+}
+
+impl Drop for QueueSlot {
+    fn drop(&mut self) {
+        self.shared.metrics.queue_depth.decrement(1.0);
+        self.shared
+            .metrics
+            .queue_wait_seconds
+            .record(self.since.elapsed().as_secs_f64());
+    }
+}

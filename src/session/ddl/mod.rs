@@ -1,0 +1,415 @@
+//! The DDL lane: what happens to a DDL Query (or the first message of an extended-protocol
+//! unit) once the relay has stopped at it, with the server idle. ddlgate drives the client's own
+//! upstream connection itself here, with simple-protocol queries of its own whose replies the
+//! client never sees (`channel`), in fixed phases:
+//!
+//! 0. facts (`facts`): before the decision, the catalog facts it needs are read and handed to
+//!    the analyzer; the relay then decides the message and, when the plan says so, hands it here
+//!    as a [`PendingGuard`];
+//! 1. serialization (`guard`): take the tables' advisory locks, in key order, waiting (with
+//!    NOTICEs) for another session's DDL on the same table to finish; optionally wait for old
+//!    transactions on the table to end. For a statement on one table (the common case) one
+//!    query (`crate::guard::prelude_sql`) tries its turn and sets the guard's settings of phase
+//!    2 in the same round trip;
+//! 2. the statement: either the guard (`guard`) — `lock_timeout` / `statement_timeout` set,
+//!    then attempts (`SAVEPOINT` inside a transaction), the client's Query, its replies held
+//!    back; on SQLSTATE 55P03 the attempt is undone (`ROLLBACK TO SAVEPOINT`, or `ROLLBACK` of
+//!    a failed `BEGIN … COMMIT` block), the blockers are read and told to the client in a
+//!    NOTICE, and after a jittered backoff the Query is sent again, within the attempt and time
+//!    budget — or a recipe's safe steps instead of the statement (`recipe`);
+//! 3. epilogue (here): settings restored, savepoint released, advisory locks released — at once,
+//!    or, when the client's transaction is left failed, at the first moment it can run again;
+//! 4. the client gets the held-back replies of the last attempt and its ReadyForQuery — or, when
+//!    the budget is spent, an error raised by the server itself (so the transaction state is the
+//!    server's), naming the blockers.
+//!
+//! Every SQL text run here comes from the module that owns the concept (`crate::guard`,
+//! `crate::recipe`, the analyzer's catalog requests, `sql::quote`); every wait ends when ddlgate
+//! terminates (`channel`).
+
+mod channel;
+mod facts;
+mod guard;
+mod recipe;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use self::channel::query_frame;
+use super::relay::Relay;
+use crate::error::SessionError;
+use crate::guard::GuardPlan;
+use crate::protocol::TxStatus;
+
+/// A decided Query waiting for the guard.
+pub(in crate::session) struct PendingGuard {
+    /// The Query frame to send (the client's, or its rewritten form).
+    pub frame: Bytes,
+    pub plan: GuardPlan,
+    /// `Q` (a simple Query, run and retried here) or the first message of an
+    /// extended-protocol unit (`P`arse or `B`ind): the guard's settings and turn are put in
+    /// place, then the relay forwards the unit and the epilogue runs when it is done.
+    pub tag: u8,
+    /// Run these safe steps instead of the statement (a simple Query only).
+    pub recipe: Option<crate::recipe::Recipe>,
+}
+
+/// The DDL lane's part of the session state.
+pub(in crate::session) struct Lane {
+    /// Where the message at the front of the client buffer is in the lane.
+    pub step: Step,
+    /// Settings and advisory locks to put back once the server can run statements again
+    /// (after a guarded Query left the transaction failed, or handed over a COPY).
+    pub epilogue: Option<Epilogue>,
+    /// The guarded statement being run: when it arrived, and time lost to lock timeouts.
+    pub timing: (std::time::Instant, Duration),
+}
+
+impl Default for Lane {
+    fn default() -> Lane {
+        Lane {
+            step: Step::Relay,
+            epilogue: None,
+            timing: (std::time::Instant::now(), Duration::ZERO),
+        }
+    }
+}
+
+/// The lane's steps for the message at the front of the client buffer.
+#[derive(Default)]
+pub(in crate::session) enum Step {
+    /// Nothing for the lane: the relay reads and decides what comes.
+    #[default]
+    Relay,
+    /// The Query/Parse at the front holds DDL: read the catalog facts its decision needs
+    /// first (`facts`).
+    NeedsFacts,
+    /// Facts for the message at the front were read (or cannot be): decide it.
+    FactsRead,
+    /// A decided message waiting to run under the guard, or as a recipe.
+    Guard(PendingGuard),
+}
+
+/// What must be put back after a guarded Query.
+#[derive(Debug, Default)]
+pub(in crate::session) struct Epilogue {
+    /// `lock_timeout` and `statement_timeout` as they were.
+    settings: Option<(String, String)>,
+    /// Session-level advisory locks to release.
+    unlock: Vec<i64>,
+}
+
+impl Epilogue {
+    fn is_empty(&self) -> bool {
+        self.settings.is_none() && self.unlock.is_empty()
+    }
+
+    /// Only DDL turns are left to release (settings were restored).
+    pub(in crate::session) fn settings_restored(&self) -> bool {
+        self.settings.is_none()
+    }
+
+    /// Whether it can run with the server in `tx`: nothing runs in a failed transaction, and a
+    /// table's DDL turn lasts until the transaction holding the DDL's locks ends (a Query may
+    /// open one with `BEGIN` and leave it open).
+    pub(in crate::session) fn can_run(&self, tx: TxStatus) -> bool {
+        match tx {
+            TxStatus::Idle => true,
+            TxStatus::InTransaction => self.unlock.is_empty(),
+            TxStatus::Failed => false,
+        }
+    }
+}
+
+impl Relay {
+    /// Runs a decided Query under the guard. Returns when the client has its replies (or the
+    /// relay must take over a COPY).
+    pub(in crate::session) async fn run_guarded(
+        &mut self,
+        pending: PendingGuard,
+    ) -> Result<(), SessionError> {
+        let cfg = self.st.live.config.guard.clone();
+        let shared = self.shared.clone();
+        let counters = &shared.counters;
+        counters
+            .guard
+            .runs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let plan = pending.plan;
+        self.st.lane.timing = (std::time::Instant::now(), Duration::ZERO);
+        // Shown by `/status` while it runs; gone when this function returns, whichever way.
+        let _activity = Activity::enter(&shared, self.st.cancel_key.as_ref().map(|k| k.pid), &plan);
+        let start_tx = self.st.proto.tx();
+        let in_tx = start_tx == TxStatus::InTransaction;
+        // DDL turns still held from an earlier Query of this transaction are released with
+        // this one's.
+        let mut epilogue = Epilogue {
+            settings: None,
+            unlock: self
+                .st
+                .lane
+                .epilogue
+                .take()
+                .map(|e| e.unlock)
+                .unwrap_or_default(),
+        };
+        let began = Instant::now();
+
+        // The guard's settings, decided now: for a statement on at most one table they are
+        // set in the same round trip as its DDL turn is tried (`guard::prelude_sql`), else
+        // after the turns (`run_statement`).
+        let (lock_ms, statement_ms) = crate::guard::timeouts(&plan, &cfg);
+        let fused = pending.recipe.is_none()
+            && plan.tables.len() <= 1
+            && (lock_ms.is_some() || statement_ms.is_some());
+
+        // 1. One DDL per table at a time.
+        let mut turns: Vec<(i64, String)> = Vec::new();
+        if fused {
+            let table = plan.tables.first().filter(|_| cfg.serialize);
+            let reply = self
+                .inject(&crate::guard::prelude_sql(
+                    table,
+                    in_tx,
+                    lock_ms,
+                    statement_ms,
+                ))
+                .await?;
+            if let Some(p) = reply
+                .rows
+                .first()
+                .and_then(|r| crate::guard::Prelude::from_row(r))
+            {
+                epilogue.settings = Some(p.settings);
+                match p.turn {
+                    Some((key, _, true)) if !in_tx => epilogue.unlock.push(key),
+                    Some((key, table, false)) => turns.push((key, table)),
+                    _ => {}
+                }
+            }
+        } else if cfg.serialize
+            && let Some(q) = crate::guard::keys_query(&plan.tables)
+        {
+            turns = self
+                .inject(&q)
+                .await?
+                .rows
+                .iter()
+                .filter_map(|r| {
+                    let k = r.first()?.as_deref()?.parse().ok()?;
+                    Some((k, r.get(1).cloned().flatten().unwrap_or_default()))
+                })
+                .collect();
+        }
+        for (key, table) in turns {
+            if !self
+                .take_turn(key, &table, in_tx, &cfg, &mut epilogue)
+                .await?
+            {
+                let message = format!(
+                    "ddlgate: another DDL statement on {table} has been running for longer than guard.queue_timeout_ms ({} ms)",
+                    cfg.queue_timeout_ms.as_millis()
+                );
+                let blockers = self.blockers(&plan).await?;
+                counters
+                    .guard
+                    .queue_timeouts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return self
+                    .give_up(epilogue, false, message, &blockers, "ddlgate runs one DDL statement per table at a time. Wait for the other one to finish, or raise guard.queue_timeout_ms.")
+                    .await;
+            }
+        }
+
+        // Optional: let old transactions on the table finish before asking for ACCESS EXCLUSIVE.
+        if plan.access_exclusive
+            && !cfg.precheck_transaction_age_ms.is_zero()
+            && let Some(q) = crate::guard::old_transaction_query(
+                &plan.tables,
+                cfg.precheck_transaction_age_ms.as_millis(),
+            )
+        {
+            let mut told = false;
+            while began.elapsed() < cfg.precheck_max_wait_ms {
+                if !self.inject(&q).await?.is_true() {
+                    break;
+                }
+                if !told {
+                    let blockers = self.blockers(&plan).await?;
+                    self.tell(
+                        &format!(
+                            "ddlgate: waiting up to {} s for transactions older than {} s to release the table before taking ACCESS EXCLUSIVE: {}",
+                            cfg.precheck_max_wait_ms.as_secs(),
+                            cfg.precheck_transaction_age_ms.as_secs(),
+                            crate::guard::describe_blockers(&blockers)
+                        ),
+                        None,
+                    )
+                    .await?;
+                    told = true;
+                }
+                self.pause(Duration::from_millis(250)).await?;
+            }
+        }
+
+        if let Some(recipe) = pending.recipe {
+            return self.run_recipe(recipe, epilogue, &cfg, &plan, began).await;
+        }
+        self.run_statement(pending.frame, pending.tag, plan, epilogue, &cfg, began)
+            .await
+    }
+
+    /// Writes the audit records of the guarded Query with its outcome.
+    fn audit_guarded(&mut self, outcome: &'static str, error: Option<String>) {
+        let drafts = std::mem::take(&mut self.st.units.audit_pending);
+        let (began, lock_wait) = self.st.lane.timing;
+        for d in drafts {
+            self.shared.audit.write(&d.finish(
+                &self.st.who,
+                outcome,
+                error.clone(),
+                began.elapsed(),
+                lock_wait,
+            ));
+        }
+    }
+
+    /// Runs the epilogue now if the transaction can run statements, else when it can.
+    async fn epilogue_or_later(
+        &mut self,
+        mut epilogue: Epilogue,
+        status: TxStatus,
+    ) -> Result<(), SessionError> {
+        if epilogue.is_empty() {
+            return Ok(());
+        }
+        if epilogue.can_run(status) {
+            return self.run_epilogue(epilogue).await;
+        }
+        if status != TxStatus::Failed
+            && let Some((lock, statement)) = epilogue.settings.take()
+        {
+            // Settings now; the DDL turn when the transaction ends.
+            self.inject(&crate::guard::restore_sql(Some((&lock, &statement)), &[]))
+                .await?;
+        }
+        self.st.lane.epilogue = Some(epilogue);
+        Ok(())
+    }
+
+    /// Puts settings back and releases session-level advisory locks.
+    pub(in crate::session) async fn run_epilogue(
+        &mut self,
+        epilogue: Epilogue,
+    ) -> Result<(), SessionError> {
+        if epilogue.is_empty() {
+            return Ok(());
+        }
+        let settings = epilogue
+            .settings
+            .as_ref()
+            .map(|(l, s)| (l.as_str(), s.as_str()));
+        self.inject(&crate::guard::restore_sql(settings, &epilogue.unlock))
+            .await?;
+        Ok(())
+    }
+
+    /// Puts things back and ends the Query with an error raised by the server itself.
+    async fn fail_with(
+        &mut self,
+        epilogue: Epilogue,
+        code: &str,
+        message: String,
+        detail: String,
+        hint: &str,
+    ) -> Result<(), SessionError> {
+        let status = self.st.proto.tx();
+        self.epilogue_or_later(epilogue, status).await?;
+        let sql = crate::sql::quote::raise_block(code, &message, &detail, hint);
+        self.audit_guarded("error", Some(format!("{code}: {message}")));
+        self.raise_on_server(sql.as_bytes()).await
+    }
+
+    /// Runs a statement that raises the error the client must see, and relays the server's
+    /// answer, so the error and the transaction state it leaves are the server's own.
+    async fn raise_on_server(&mut self, sql: &[u8]) -> Result<(), SessionError> {
+        self.st.raised_block = true;
+        let a = self.attempt(&query_frame(sql)?, usize::MAX).await?;
+        for f in a.held {
+            self.io.to_client.push(f);
+        }
+        if let Some(rfq) = a.rfq {
+            self.io.to_client.push(rfq);
+        }
+        self.set_tx(a.status);
+        Ok(())
+    }
+
+    /// Sends the client a NOTICE now (it may be waiting for a while).
+    async fn tell(&mut self, message: &str, hint: Option<&str>) -> Result<(), SessionError> {
+        self.io
+            .to_client
+            .push(crate::act::notice("NOTICE", message, None, hint).freeze());
+        self.io
+            .to_client
+            .drain_to(&mut self.io.cw)
+            .await
+            .map_err(SessionError::ClientIo)
+    }
+
+    fn set_tx(&mut self, status: TxStatus) {
+        let shared = self.shared.clone();
+        self.st.set_tx_status(&shared, status);
+    }
+}
+
+/// A session's guarded DDL as `/status` shows it, removed when dropped.
+pub(super) struct Activity {
+    shared: std::sync::Arc<crate::state::Shared>,
+    pid: Option<u32>,
+}
+
+impl Activity {
+    pub(super) fn enter(
+        shared: &std::sync::Arc<crate::state::Shared>,
+        pid: Option<u32>,
+        plan: &GuardPlan,
+    ) -> Activity {
+        if let Some(pid) = pid {
+            shared.ddl_activity.insert(
+                pid,
+                crate::state::DdlActivity {
+                    state: "running",
+                    tables: plan.tables.iter().map(ToString::to_string).collect(),
+                    since: std::time::Instant::now(),
+                    attempts: 1,
+                    blockers: Vec::new(),
+                },
+            );
+        }
+        Activity {
+            shared: shared.clone(),
+            pid,
+        }
+    }
+
+    pub(super) fn update(
+        shared: &crate::state::Shared,
+        pid: Option<u32>,
+        f: impl FnOnce(&mut crate::state::DdlActivity),
+    ) {
+        if let Some(mut a) = pid.and_then(|p| shared.ddl_activity.get_mut(&p)) {
+            f(&mut a);
+        }
+    }
+}
+
+impl Drop for Activity {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            self.shared.ddl_activity.remove(&pid);
+        }
+    }
+}

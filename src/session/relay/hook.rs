@@ -1,0 +1,292 @@
+//! The analysis hook: every Query's and Parse's SQL passes here before it is forwarded, and
+//! every Bind of a tracked prepared DDL statement. It asks the analyzer for a decision in the
+//! session's context (transaction status, lexing, server version, pipelining, migration tool,
+//! policy profile), remembers what prepared statements decided (`prepared`), and says what the
+//! relay must do instead of forwarding: notices, a replacement frame, a guard plan, a recipe.
+//! It writes no SQL: replacement texts come from the analyzer and from `act`'s refusals, frames
+//! from `protocol::frontend`.
+
+use bytes::{Bytes, BytesMut};
+
+use super::State;
+use super::prepared::{self, DecidedIn};
+use crate::analysis::{Context, Source};
+use crate::metrics::UnitKind;
+use crate::protocol::{framing, frontend};
+use crate::state::Shared;
+
+/// What the analysis hook wants done with one Query or Parse.
+pub(super) struct Hooked {
+    pub(super) notices: Vec<BytesMut>,
+    /// Replacement frame, if the SQL changed.
+    pub(super) frame: Option<Bytes>,
+    pub(super) guard: Option<crate::guard::GuardPlan>,
+    pub(super) recipe: Option<crate::recipe::Recipe>,
+}
+
+/// Whether lexing `body` (a Query's or Parse's) depends on `standard_conforming_strings` or
+/// `client_encoding`: only a backslash (in a string literal) or a byte outside ASCII (every
+/// client encoding PostgreSQL accepts is ASCII-compatible) can be read differently.
+pub(super) fn lexing_sensitive(body: &[u8]) -> bool {
+    memchr::memchr(b'\\', body).is_some() || !body.is_ascii()
+}
+
+/// A Query/Parse that cannot be lexed with certainty, replaced by an error the server raises.
+pub(super) fn lexing_refusal(tag: u8, body: &[u8]) -> Hooked {
+    let err = crate::act::BlockError::lexing_unknown();
+    Hooked {
+        notices: Vec::new(),
+        frame: frontend::Statement::decode(tag, body).map(|s| s.with_sql(&err.to_sql())),
+        guard: None,
+        recipe: None,
+    }
+}
+
+/// The statement name a refused Bind is pointed at: one that cannot exist (it names the
+/// refused statement and carries a per-session random part), so that the server itself fails
+/// the Bind with 26000 and discards the unit up to Sync — the protocol state stays exactly the
+/// server's.
+pub(super) fn refused_statement_name(statement: &[u8], nonce: u64) -> String {
+    format!(
+        "ddlgate refused prepared DDL {} (see the warning before this error) #{nonce:016x}",
+        String::from_utf8_lossy(statement).replace('\0', "")
+    )
+}
+
+/// The frame with its statement replaced by an error: the statement needs to run as safe
+/// steps, which ddlgate does only for a statement sent alone as a simple Query.
+pub(super) fn refusal_frame(tag: u8, body: &[u8], recipe: &crate::recipe::Recipe) -> Bytes {
+    let err =
+        crate::act::BlockError::steps_need_simple_query(recipe.kind.title(), &recipe.describe());
+    match frontend::Statement::decode(tag, body) {
+        Some(s) => s.with_sql(&err.to_sql()),
+        None => Bytes::copy_from_slice(body),
+    }
+}
+
+impl State {
+    /// The analysis hook: every Query's and Parse's SQL passes here before it is forwarded.
+    /// Returns `None` to forward the frame untouched (the common case), or the notices to send
+    /// and the frame to forward instead.
+    pub(super) fn on_client_sql(
+        &mut self,
+        shared: &Shared,
+        counters: &crate::analysis::Counters,
+        tag: u8,
+        body: &[u8],
+    ) -> Option<Hooked> {
+        self.refresh_live(shared);
+        let source = if tag == frontend::QUERY {
+            Source::Query
+        } else {
+            Source::Parse
+        };
+        // A body without its terminator is malformed; the server will reject it, and there is
+        // no SQL to analyse.
+        let statement = frontend::Statement::decode(tag, body)?;
+        let (sql, name) = (statement.sql(), statement.name());
+        if self.tool.is_none() && self.tool_search_left > 0 {
+            self.tool_search_left -= 1;
+            self.tool = crate::tools::Tool::from_sql(sql);
+        }
+        let ctx = Context {
+            tx: self.proto.tx(),
+            lex: self.server.lex,
+            server_version: self.server.version_num,
+            pipelined: source == Source::Parse && self.proto.pipelined(),
+            tool: self.tool,
+        };
+        let (summary, mut plan) = self
+            .analyzer
+            .analyze(counters, &self.profile, source, sql, &ctx);
+        self.units.audit_pending.append(&mut plan.audit);
+        self.last_parse_ddl = summary.ddl_candidates > 0;
+        self.last_parse_fresh = plan.fresh_facts_only;
+        self.note_effects(name);
+        let kind = UnitKind::of(&summary);
+        match source {
+            Source::Query => self.last_kind = kind,
+            Source::Parse => self.proto.note_unit_kind(kind),
+        }
+        if plan.is_forward() {
+            return None;
+        }
+        let frame = plan.sql.map(|new_sql| statement.with_sql(&new_sql));
+        Some(Hooked {
+            notices: plan.notices,
+            frame,
+            guard: plan.guard,
+            recipe: plan.recipe,
+        })
+    }
+
+    /// After a configuration reload: the new limits and settings, and the profile the new policy
+    /// gives this session, from its next statement on.
+    pub(in crate::session) fn refresh_live(&mut self, shared: &Shared) {
+        let live = shared.live.load();
+        if live.generation == self.live.generation {
+            return;
+        }
+        self.live = arc_swap::Guard::into_inner(live);
+        self.analyzer
+            .set_max_statements(self.live.config.limits.max_statements_per_message);
+        self.profile = self
+            .live
+            .policy
+            .profile_for(
+                &self.who.user,
+                &self.who.database,
+                &self.who.application_name,
+            )
+            .clone();
+        tracing::info!(profile = %self.profile.name, generation = self.live.generation, "policy reloaded for this session");
+    }
+
+    /// What the message just analysed may do to settings: a simple Query does it now, a
+    /// Parse when its statement is executed (remembered for its Binds, and assumed now too,
+    /// as it may be executed in this very unit).
+    fn note_effects(&mut self, parse_name: Option<&[u8]>) {
+        let effects = self.analyzer.effects().clone();
+        let cap = self.live.config.guard.max_tracked_statements;
+        if effects.settings {
+            self.settings_gen += 1;
+        }
+        if effects.lexing {
+            self.lex_barrier = true;
+        }
+        if let Some(name) = parse_name {
+            if effects.settings {
+                self.prepared.note_settings(name, effects.lexing, cap);
+            } else if self.prepared.settings_effect(name).is_some() {
+                // An unnamed statement replaced (a named one cannot be).
+                self.units
+                    .untrack_pending
+                    .push(self.prepared.untrack_request(Some(name)));
+            }
+        }
+        for name in &effects.deallocates {
+            self.units
+                .untrack_pending
+                .push(self.prepared.untrack_request(name.as_deref()));
+        }
+    }
+
+    fn decided_in(&self) -> DecidedIn {
+        DecidedIn {
+            tx: self.proto.tx(),
+            settings: self.settings_gen,
+            transactions: self.proto.transactions_ended(),
+        }
+    }
+
+    /// Tracks the statement a Parse prepares when it holds DDL, with what was decided and the
+    /// SQL the server will hold; past `guard.max_tracked_statements` the Parse is refused
+    /// instead (never run untracked).
+    pub(super) fn track_parse(
+        &mut self,
+        body: &[u8],
+        hooked: Option<Hooked>,
+        cap: usize,
+    ) -> Option<Hooked> {
+        let Some(frontend::Parse { name, sql, .. }) = frontend::Parse::decode(body) else {
+            return hooked;
+        };
+        if !self.last_parse_ddl {
+            if self.prepared.ddl_mut(name).is_some() {
+                // An unnamed statement replaced (a named one cannot be: its Parse fails).
+                self.units
+                    .untrack_pending
+                    .push(self.prepared.untrack_request(Some(name)));
+            }
+            return hooked;
+        }
+        let replaced = hooked.as_ref().and_then(|h| h.frame.as_ref());
+        let held_sql = replaced
+            .and_then(|f| frontend::Parse::decode(framing::body(f)).map(|p| p.sql))
+            .unwrap_or(sql);
+        let plan = hooked.as_ref().and_then(|h| h.guard.clone());
+        let decided_in = self.decided_in();
+        let fresh_unit = self.last_parse_fresh.then_some(self.proto.units_begun());
+        match self
+            .prepared
+            .track(name, plan, held_sql, decided_in, fresh_unit, cap)
+        {
+            Ok(()) => hooked,
+            Err(prepared::Full) => {
+                tracing::warn!(
+                    cap,
+                    "too many prepared DDL statements tracked; Parse refused"
+                );
+                let err = crate::act::BlockError::too_many_prepared(cap);
+                Some(Hooked {
+                    notices: Vec::new(),
+                    frame: frontend::Statement::decode(frontend::PARSE, body)
+                        .map(|s| s.with_sql(&err.to_sql())),
+                    guard: None,
+                    recipe: None,
+                })
+            }
+        }
+    }
+
+    /// A Bind of prepared DDL: its guard plan, decided again first when the context changed
+    /// since its Parse; `Err` when the new decision no longer allows it as prepared.
+    pub(super) fn on_bind(
+        &mut self,
+        shared: &Shared,
+        counters: &crate::analysis::Counters,
+        statement: &[u8],
+    ) -> Result<Option<crate::guard::GuardPlan>, crate::act::BlockError> {
+        self.refresh_live(shared);
+        let now = self.decided_in();
+        let Some(entry) = self.prepared.ddl_mut(statement) else {
+            return Ok(None);
+        };
+        // A decision on facts that hold only now (what depends on a dropped object) is good
+        // for the unit of its Parse only: in a later unit it is taken again, without them.
+        let fresh = entry
+            .fresh_unit
+            .is_none_or(|u| u == self.proto.units_begun());
+        if entry.decided_in == now && fresh {
+            return Ok(entry.plan.clone());
+        }
+        let was = entry.decided_in;
+        let refusal = |why: &str| {
+            crate::act::BlockError::prepared_no_longer_allowed(statement, was.tx.as_str(), why)
+        };
+        let Some(sql) = entry.sql.clone() else {
+            return Err(refusal(
+                "it is too long to be decided again in the current context",
+            ));
+        };
+        let ctx = Context {
+            tx: self.proto.tx(),
+            lex: self.server.lex,
+            server_version: self.server.version_num,
+            pipelined: self.proto.pipelined(),
+            tool: self.tool,
+        };
+        let (_, mut plan) =
+            self.analyzer
+                .analyze(counters, &self.profile, Source::Parse, &sql, &ctx);
+        self.units.audit_pending.append(&mut plan.audit);
+        if plan.sql.is_some() || plan.recipe.is_some() {
+            tracing::info!("prepared DDL decided again at Bind: no longer allowed as prepared");
+            return Err(refusal(
+                "decided again in the current context, it is no longer allowed as prepared",
+            ));
+        }
+        if let Some(entry) = self.prepared.ddl_mut(statement) {
+            entry.plan = plan.guard.clone();
+            entry.decided_in = now;
+        }
+        Ok(plan.guard)
+    }
+
+    /// Whether a Query/Parse must wait for the server to finish earlier requests before it is
+    /// decided: only when it holds DDL (ordinary pipelined traffic never waits).
+    pub(super) fn must_wait_for_idle(&mut self, tag: u8, body: &[u8]) -> bool {
+        let sql = frontend::statement_sql(tag, body);
+        sql.is_some_and(|sql| self.analyzer.has_ddl_candidate(sql, self.server.lex))
+    }
+}
