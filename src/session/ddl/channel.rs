@@ -69,8 +69,25 @@ impl Relay {
     /// Runs one query of ddlgate's own; its replies are not the client's. Asynchronous
     /// notifications and parameter changes that arrive meanwhile are passed on.
     pub(super) async fn inject(&mut self, sql: &str) -> Result<Reply, SessionError> {
+        self.inject_flushing(sql, false).await
+    }
+
+    /// [`Relay::inject`]; with `flush_client`, the replies queued for the client are written to
+    /// it while the server runs the query, so the client does not wait for it.
+    pub(super) async fn inject_flushing(
+        &mut self,
+        sql: &str,
+        flush_client: bool,
+    ) -> Result<Reply, SessionError> {
         tracing::trace!(sql, "guard query");
         self.send_upstream(query_frame(sql.as_bytes())?).await?;
+        if flush_client {
+            self.io
+                .to_client
+                .drain_to(&mut self.io.cw)
+                .await
+                .map_err(SessionError::ClientIo)?;
+        }
         let mut reply = Reply {
             rows: Vec::new(),
             error: None,

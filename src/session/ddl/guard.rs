@@ -166,14 +166,15 @@ impl Relay {
                     .as_ref()
                     .map(|e| format!("{}: {}", e.code, e.message)),
             );
-            self.epilogue_or_later(epilogue, a.status).await?;
-            // 4. The client's replies.
+            // 4. The client's replies, queued before the epilogue: they are written while the
+            // server runs it.
             for f in a.held {
                 self.io.to_client.push(f);
             }
             if let Some(rfq) = a.rfq {
                 self.io.to_client.push(rfq);
             }
+            self.epilogue_behind_replies(epilogue, a.status).await?;
             self.set_tx(a.status);
             return Ok(());
         }

@@ -19,7 +19,9 @@
 //!    budget — or a recipe's safe steps instead of the statement (`recipe`);
 //! 3. epilogue (here): settings restored, savepoint released, advisory locks released — at once,
 //!    or, when the client's transaction is left failed, at the first moment it can run again;
-//! 4. the client gets the held-back replies of the last attempt and its ReadyForQuery — or, when
+//! 4. the client gets the held-back replies of the last attempt and its ReadyForQuery, written
+//!    while the server runs the epilogue's query (sent first, its reply read before the client's
+//!    next message; `epilogue_behind_replies`) — or, when
 //!    the budget is spent, an error raised by the server itself (so the transaction state is the
 //!    server's), naming the blockers.
 //!
@@ -304,6 +306,29 @@ impl Relay {
         &mut self,
         epilogue: Epilogue,
     ) -> Result<(), SessionError> {
+        self.restore(epilogue, false).await
+    }
+
+    /// [`Relay::epilogue_or_later`] after a guarded statement whose replies are queued for the
+    /// client: when the epilogue can run now, its query is sent first and the replies are
+    /// written while the server runs it — the client does not wait a round trip for ddlgate's
+    /// clean-up, and its next message is read only after the epilogue's reply.
+    async fn epilogue_behind_replies(
+        &mut self,
+        epilogue: Epilogue,
+        status: TxStatus,
+    ) -> Result<(), SessionError> {
+        if epilogue.can_run(status) {
+            return self.restore(epilogue, true).await;
+        }
+        self.epilogue_or_later(epilogue, status).await
+    }
+
+    async fn restore(
+        &mut self,
+        epilogue: Epilogue,
+        flush_client: bool,
+    ) -> Result<(), SessionError> {
         if epilogue.is_empty() {
             return Ok(());
         }
@@ -311,8 +336,11 @@ impl Relay {
             .settings
             .as_ref()
             .map(|(l, s)| (l.as_str(), s.as_str()));
-        self.inject(&crate::guard::restore_sql(settings, &epilogue.unlock))
-            .await?;
+        self.inject_flushing(
+            &crate::guard::restore_sql(settings, &epilogue.unlock),
+            flush_client,
+        )
+        .await?;
         Ok(())
     }
 
