@@ -14,6 +14,7 @@
 //!
 //! Everything is counted here (`Counters`) and logged (decisions at info, SQL at debug).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::BytesMut;
@@ -27,7 +28,7 @@ use crate::rules::{self, Action};
 use crate::sql::lexer::{self, LexOptions, StatementSpan, TokenKind};
 use crate::sql::parse;
 use crate::sql::prefilter::{self, StatementClass};
-use crate::sql::statement::{DdlKind, Name, Understood};
+use crate::sql::statement::{Ddl, DdlKind, Name, Understood};
 
 /// Counters for everything the hook sees, kept in one place (the metrics endpoint exports them).
 #[derive(Debug, Default)]
@@ -156,13 +157,707 @@ impl Plan {
 /// reallocating, while the buffer a large message needed is given back.
 const SPANS_KEPT: usize = 256;
 
-/// The analysis step, owned by a session.
+/// One message's SQL, read once by [`prepare`]: where its statements are, what each one is,
+/// and — for each DDL candidate — the statement understood, with the catalog query its
+/// decision needs. Everything [`decide`] and the session's catalog reads use comes from here:
+/// nothing is split, classified or parsed twice.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// The non-empty statements the server will execute (PostgreSQL discards empty ones), at
+    /// most `max_statements`: a message of millions of `;` costs no memory here.
+    pub spans: Vec<StatementSpan>,
+    /// Each kept statement's prefilter class, as the lexer sees it (before
+    /// `prefilter::for_server`, which needs the server version and is applied by [`decide`]).
+    pub classes: Vec<StatementClass>,
+    /// Non-empty statements of the whole message, kept in `spans` or not.
+    pub statements: usize,
+    /// Any statement of the message (kept or not) is a DDL candidate, or a word that starts no
+    /// command (a DDL candidate against a server newer than the command list).
+    pub ddl: bool,
+    /// `limits.max_statements_per_message` the split was cut at.
+    pub max_statements: usize,
+    /// The DDL candidates (and words that start no command), understood once, in statement
+    /// order. Empty when the message is [`Prepared::unverifiable`].
+    pub candidates: Vec<Candidate>,
+}
+
+/// One DDL candidate of a [`Prepared`] message.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// Its index in `Prepared::spans`.
+    pub index: usize,
+    /// What sqlparser (or the fallback classifier) understood.
+    pub ddl: Ddl,
+    /// The catalog query its decision needs (`catalog::facts_query`), for a statement the
+    /// prefilter marked as DDL; `None` when it needs none.
+    pub facts_query: Option<String>,
+}
+
+impl Prepared {
+    /// More statements than are analysed, DDL among them: refused whole, never understood.
+    pub fn unverifiable(&self) -> bool {
+        self.ddl && self.statements > self.max_statements
+    }
+
+    /// The DDL candidate at span `index`.
+    pub fn candidate(&self, index: usize) -> Option<&Candidate> {
+        self.candidates
+            .binary_search_by_key(&index, |c| c.index)
+            .ok()
+            .map(|i| &self.candidates[i])
+    }
+
+    /// The statements the prefilter marked as DDL candidates, understood.
+    pub fn ddl_candidates(&self) -> impl Iterator<Item = &Candidate> {
+        self.candidates
+            .iter()
+            .filter(|c| self.classes[c.index] == StatementClass::DdlCandidate)
+    }
+
+    /// The catalog queries of its DDL statements: (statement start offset, query).
+    pub fn catalog_requests(&self) -> Vec<(usize, String)> {
+        self.ddl_candidates()
+            .filter_map(|c| {
+                c.facts_query
+                    .as_ref()
+                    .map(|q| (self.spans[c.index].start, q.clone()))
+            })
+            .collect()
+    }
+
+    /// The statement at span `index` as a message of its own (what a tool that sends a file
+    /// statement by statement sends), understood as it was here: nothing is parsed again.
+    pub fn single(&self, index: usize) -> Prepared {
+        Prepared {
+            spans: vec![self.spans[index]],
+            classes: vec![self.classes[index]],
+            statements: 1,
+            ddl: matches!(
+                self.classes[index],
+                StatementClass::DdlCandidate | StatementClass::NotACommand
+            ),
+            max_statements: self.max_statements.max(1),
+            candidates: self
+                .candidate(index)
+                .map(|c| Candidate {
+                    index: 0,
+                    ..c.clone()
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// Gives back the buffers a large message grew.
+    fn shrink(&mut self) {
+        if self.spans.capacity() > SPANS_KEPT {
+            self.spans.clear();
+            self.spans.shrink_to(SPANS_KEPT);
+        }
+        if self.classes.capacity() > SPANS_KEPT {
+            self.classes.clear();
+            self.classes.shrink_to(SPANS_KEPT);
+        }
+    }
+}
+
+/// Reads one message's SQL (see [`Prepared`]): one split, one prefilter pass per statement,
+/// and each DDL candidate understood once. Ordinary traffic stops at the prefilter.
+pub fn prepare(sql: &[u8], lex: LexOptions, max_statements: usize) -> Prepared {
+    let mut out = Prepared::default();
+    prepare_into(&mut out, sql, lex, max_statements);
+    out
+}
+
+/// [`prepare`] into a reused value, so the hot path does not allocate per message.
+pub fn prepare_into(out: &mut Prepared, sql: &[u8], lex: LexOptions, max_statements: usize) {
+    out.spans.clear();
+    out.classes.clear();
+    out.candidates.clear();
+    out.statements = 0;
+    out.ddl = false;
+    out.max_statements = max_statements;
+    let Prepared {
+        spans,
+        classes,
+        statements,
+        ddl,
+        ..
+    } = out;
+    lexer::each_statement(sql, lex, |span| {
+        if span.is_empty() {
+            return;
+        }
+        *statements += 1;
+        let class = prefilter::classify(sql, &span);
+        // A word that starts no command counts too: against a server newer than the command
+        // list it is decided as a DDL candidate (`prefilter::for_server`).
+        if matches!(
+            class,
+            StatementClass::DdlCandidate | StatementClass::NotACommand
+        ) {
+            *ddl = true;
+        }
+        if spans.len() < max_statements {
+            spans.push(span);
+            classes.push(class);
+        }
+    });
+    if !out.ddl || out.unverifiable() {
+        // Refused whole without being understood, or nothing to understand.
+        return;
+    }
+    for (index, (span, &class)) in out.spans.iter().zip(&out.classes).enumerate() {
+        if !matches!(
+            class,
+            StatementClass::DdlCandidate | StatementClass::NotACommand
+        ) {
+            continue;
+        }
+        // Only DDL candidates are ever parsed; ordinary traffic stops at the prefilter.
+        let ddl = parse::understand(sql, span.start, span.end, lex);
+        let facts_query = if class == StatementClass::DdlCandidate {
+            crate::catalog::facts_query(&ddl)
+        } else {
+            None
+        };
+        out.candidates.push(Candidate {
+            index,
+            ddl,
+            facts_query,
+        });
+    }
+}
+
+/// What the server and the session know that the SQL does not: the inputs of [`decide`]
+/// besides the [`Prepared`] message and its [`Context`].
+#[derive(Debug, Default)]
+pub struct Facts {
+    /// Catalog facts for the message's DDL statements, by byte offset of the statement's
+    /// start (as [`Prepared::catalog_requests`] asked for them).
+    pub catalog: Vec<(usize, crate::catalog::Facts)>,
+    /// The answer to the created-in-transaction read (`created`); `None`: nothing is new.
+    pub identity: Option<crate::created::Identity>,
+}
+
+/// Which relations count as created in the current transaction (invisible to other sessions,
+/// so locking them is harmless).
+#[derive(Debug)]
+pub enum Created<'a> {
+    /// The proxy: relations the server confirmed the transaction created, by OID (see
+    /// `created`), with `catalog.max_created_relations`.
+    Session {
+        tracker: &'a mut crate::created::Tracker,
+        max_created: usize,
+    },
+    /// `ddlgate check`: tables the file created by name inside its transaction (or its
+    /// multi-statement Query), forgotten when that ends.
+    Offline(&'a mut HashSet<Name>),
+}
+
+/// Everything [`decide`] concluded about one message.
+#[derive(Debug, Default)]
+pub struct Decided {
+    pub summary: Summary,
+    pub plan: Plan,
+    /// What the message may do to the session's settings.
+    pub effects: Effects,
+    /// What to count (see [`record`]).
+    pub tally: Tally,
+    /// The decision on each DDL candidate, in statement order.
+    pub decisions: Vec<StatementDecision>,
+    /// The message had more statements than are analysed, DDL among them (statements,
+    /// limit): it was refused whole.
+    pub unverifiable: Option<(usize, usize)>,
+}
+
+/// The decision on one DDL candidate.
+#[derive(Debug)]
+pub struct StatementDecision {
+    /// The statement.
+    pub span: StatementSpan,
+    /// What the policy decided from the rules' findings.
+    pub decision: Decision,
+    /// Kind of the statement, for logs (`DdlKind::label`).
+    pub kind: &'static str,
+    /// A rewrite that could not be carried out (the statement is blocked instead): why.
+    pub refused: Option<String>,
+}
+
+/// What one message adds to [`Counters`], computed by [`decide`] and recorded by [`record`]:
+/// the decision itself counts nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct Tally {
+    /// A simple Query or a Parse.
+    pub source: Source,
+    /// Statements by class (indexed by `StatementClass::index`).
+    pub statements: [u64; StatementClass::ALL.len()],
+    /// DDL candidates by how they were understood (indexed by `understood_index`).
+    pub ddl_understood: [u64; 3],
+    /// Rewrites refused after re-parsing or re-checking.
+    pub rewrite_failures: u64,
+    /// A simple Query that carried more than one statement.
+    pub multi_statement: bool,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            source: Source::Query,
+            statements: [0; StatementClass::ALL.len()],
+            ddl_understood: [0; 3],
+            rewrite_failures: 0,
+            multi_statement: false,
+        }
+    }
+}
+
+/// Records what [`decide`] concluded: counters, and the log lines of its decisions. The one
+/// place the analysis counts.
+pub fn record(counters: &Counters, decided: &Decided, sql: &[u8], ctx: &Context) {
+    let t = &decided.tally;
+    for (counter, n) in counters.statements.iter().zip(t.statements) {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+    for (counter, n) in counters.ddl_understood.iter().zip(t.ddl_understood) {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+    if t.rewrite_failures > 0 {
+        counters
+            .rewrite_failures
+            .fetch_add(t.rewrite_failures, Ordering::Relaxed);
+    }
+    match t.source {
+        Source::Query => counters.queries.fetch_add(1, Ordering::Relaxed),
+        Source::Parse => counters.parses.fetch_add(1, Ordering::Relaxed),
+    };
+    if t.multi_statement {
+        counters
+            .multi_statement_queries
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    for d in &decided.decisions {
+        counters.decisions.record(&d.decision);
+        log_decision(&d.decision, d.kind, sql, &d.span, ctx.lex);
+        if let Some(why) = &d.refused {
+            tracing::warn!(error = %why, "rewrite refused; blocking the statement instead");
+        }
+    }
+    if let Some((statements, limit)) = decided.unverifiable {
+        tracing::warn!(
+            statements,
+            limit,
+            action = decided.plan.audit.first().map_or("", |a| a.action),
+            "message with DDL has too many statements to analyse; unverifiable"
+        );
+    }
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        tracing::debug!(
+            source = ?t.source,
+            statements = decided.summary.statements,
+            ddl_candidates = decided.summary.ddl_candidates,
+            tx = ctx.tx.as_str(),
+            sql = %loggable(sql, ctx.lex, 200),
+            "statement analysed"
+        );
+    }
+}
+
+/// Decides one prepared message: pure — no counters, no I/O, no logs (see [`record`]). The
+/// proxy and `ddlgate check` both call it.
+pub fn decide(
+    prepared: &Prepared,
+    sql: &[u8],
+    facts: Facts,
+    ctx: &Context,
+    profile: &Profile,
+    source: Source,
+    created: Created<'_>,
+) -> Decided {
+    let mut decided = Decided {
+        tally: Tally {
+            source,
+            ..Tally::default()
+        },
+        ..Decided::default()
+    };
+    if prepared.statements > prepared.spans.len() {
+        // Not every statement was kept: assume the worst of those not looked at.
+        decided.effects.settings = true;
+        decided.effects.lexing = true;
+    }
+    if prepared.unverifiable() {
+        refuse_unverifiable(prepared, profile, sql, ctx, &mut decided);
+        return decided;
+    }
+    let spans = &prepared.spans;
+    // Only non-empty statements are kept (see `prepare`), all of them unless the message
+    // has more than are analysed and none of them is DDL.
+    let statements = spans.len();
+    let classes = prepared
+        .classes
+        .iter()
+        .map(|&c| prefilter::for_server(c, ctx.server_version));
+    let any_ddl = prepared
+        .classes
+        .iter()
+        .any(|&c| prefilter::for_server(c, ctx.server_version) == StatementClass::DdlCandidate);
+    let Facts { catalog, identity } = facts;
+    // The created-in-transaction bookkeeping: the session's (by OID, from the server's
+    // answer) or the file's (by name).
+    let (mut session, mut offline) = match created {
+        Created::Session {
+            tracker,
+            max_created,
+        } => {
+            let scope = crate::created::Scope::begin(tracker, identity, max_created, ctx.lex);
+            (Some((tracker, scope)), None)
+        }
+        Created::Offline(names) => (None, Some(names)),
+    };
+    // What a message does to names and facts matters only to its own DDL and to relations
+    // the transaction created: ordinary traffic in a transaction that created nothing
+    // changes nothing there, and is not looked at again (the hot path).
+    let scoped = session
+        .as_ref()
+        .is_some_and(|(tracker, _)| !tracker.is_empty() || any_ddl);
+    decided.summary.statements = prepared.statements;
+    let summary = &mut decided.summary;
+    let plan = &mut decided.plan;
+    // Replacement text per statement, by span index.
+    let mut replacements: Vec<(usize, Vec<u8>)> = Vec::new();
+    // The transaction status as it evolves through a multi-statement Query.
+    let mut tx = ctx.tx;
+    // Transaction-control statements, for deciding how a guarded Query can be retried.
+    let mut tx_control = Vec::new();
+    for (i, (span, class)) in spans.iter().zip(classes).enumerate() {
+        decided.tally.statements[class.index()] += 1;
+        let mut understood = None;
+        let mut runs = true;
+        statement_effects(sql, span, ctx.lex, class, &mut decided.effects);
+        match class {
+            StatementClass::Transaction => {
+                let before = tx;
+                tx = transaction_effect(sql, span, ctx.lex, tx);
+                tx_control.push((i, before, tx));
+                if let Some(names) = offline.as_deref_mut()
+                    && ends_transaction(sql, span, ctx.lex, tx)
+                {
+                    names.clear();
+                }
+            }
+            StatementClass::DdlCandidate => {
+                summary.ddl_candidates += 1;
+                let Some(candidate) = prepared.candidate(i) else {
+                    continue;
+                };
+                let ddl = &candidate.ddl;
+                let mut resized = None;
+                let mut emptied = None;
+                let (facts, created) = match session.as_mut() {
+                    Some((tracker, scope)) => {
+                        // Facts read before the message, unless an earlier statement of it
+                        // may have changed them (a SET TimeZone, a rename, …): then the worst
+                        // case. In statement order, as `catalog_requests` produced them.
+                        let facts = catalog
+                            .binary_search_by_key(&span.start, |(at, _)| *at)
+                            .ok()
+                            .map(|k| &catalog[k].1)
+                            .filter(|_| scope.facts_hold(ddl));
+                        let facts = scope.sized(facts, &mut resized);
+                        let facts = scope.with_empty_new(ddl, facts, &mut emptied);
+                        (facts, scope.new_names(tracker, ddl))
+                    }
+                    None => (None, offline.as_deref().cloned().unwrap_or_default()),
+                };
+                let one = DdlInput {
+                    span,
+                    ddl,
+                    facts,
+                    created: &created,
+                    tx,
+                    statements,
+                };
+                if let Some(replacement) = decide_statement(
+                    profile,
+                    sql,
+                    &one,
+                    ctx,
+                    &mut decided.tally,
+                    summary,
+                    plan,
+                    &mut decided.decisions,
+                ) {
+                    replacements.push((i, replacement));
+                    runs = false;
+                }
+                if let Some(names) = offline.as_deref_mut()
+                    && let DdlKind::CreateTable { name, .. } = &ddl.kind
+                    && (tx != TxStatus::Idle || statements > 1 || ctx.pipelined)
+                {
+                    names.insert(name.clone());
+                }
+                understood = Some(ddl);
+            }
+            StatementClass::Dml => summary.dml += 1,
+            // Forwarded: the server answers it with its own syntax error (42601).
+            StatementClass::Session | StatementClass::NotACommand => {}
+        }
+        if scoped && let Some((tracker, scope)) = session.as_mut() {
+            scope.after(tracker, sql, span, class, understood, runs);
+        }
+    }
+    if let Some((tracker, scope)) = session
+        && scoped
+    {
+        scope.finish(tracker);
+    }
+    if !replacements.is_empty() {
+        plan.sql = Some(splice(sql, spans, &replacements));
+    }
+    if let Some(guard) = plan.guard.as_mut() {
+        guard.retry = retry_mode(ctx.tx, source, &tx_control, statements);
+    }
+    decided.tally.multi_statement = source == Source::Query && summary.statements > 1;
+    decided
+}
+
+/// A transaction-control statement that ends the file's transaction (what `ddlgate check`
+/// forgets its created tables at): COMMIT, END, ABORT, and a ROLLBACK that leaves the block
+/// (not ROLLBACK TO SAVEPOINT inside one).
+fn ends_transaction(sql: &[u8], span: &StatementSpan, lex: LexOptions, after: TxStatus) -> bool {
+    let Some(first) = span.first else {
+        return false;
+    };
+    if first.is_word(sql, "ROLLBACK") {
+        return after == TxStatus::Idle || !is_rollback_to(sql, span, lex);
+    }
+    ["COMMIT", "END", "ABORT"]
+        .iter()
+        .any(|k| first.is_word(sql, k))
+}
+
+/// `ROLLBACK TO …`.
+fn is_rollback_to(sql: &[u8], span: &StatementSpan, lex: LexOptions) -> bool {
+    lexer::Lexer::at(sql, span.start, lex)
+        .take_while(|t| t.start < span.end)
+        .filter(|t| !t.is_comment())
+        .nth(1)
+        .is_some_and(|t| t.is_word(sql, "TO"))
+}
+
+/// A message with more statements than are analysed, DDL among them: it cannot be
+/// verified, so it fails closed as a whole (counted as not understood) — blocked in
+/// enforce mode, a warning in warn mode, only logged in observe mode. Ordinary traffic
+/// never gets here: a message without any DDL candidate is forwarded however long it is.
+fn refuse_unverifiable(
+    prepared: &Prepared,
+    profile: &Profile,
+    sql: &[u8],
+    ctx: &Context,
+    decided: &mut Decided,
+) {
+    decided.tally.ddl_understood[understood_index(Understood::Unknown)] += 1;
+    decided.unverifiable = Some((prepared.statements, prepared.max_statements));
+    decided.summary = Summary {
+        statements: prepared.statements,
+        ddl_candidates: 1,
+        dml: 0,
+        ddl_unknown: 1,
+    };
+    let err = BlockError {
+        code: act::sqlstate::UNPARSED,
+        message: format!(
+            "ddlgate cannot verify this message: it holds {} statements, DDL among them, and ddlgate analyses at most {} per message",
+            prepared.statements, prepared.max_statements
+        ),
+        detail: "A message ddlgate cannot check completely is refused as a whole; none of its statements ran.".to_owned(),
+        hint: "Send the DDL in smaller messages (e.g. one statement per Query), or raise limits.max_statements_per_message.".to_owned(),
+    };
+    let plan = &mut decided.plan;
+    let action = match profile.mode {
+        crate::config::Mode::Enforce => {
+            plan.sql = Some(err.to_sql());
+            Action::Block
+        }
+        crate::config::Mode::Warn => {
+            plan.notices.push(act::notice(
+                "WARNING",
+                &err.message,
+                Some(&err.detail),
+                Some(&err.hint),
+            ));
+            Action::Warn
+        }
+        crate::config::Mode::Observe => Action::Allow,
+    };
+    plan.audit.push(crate::audit::Draft {
+        sql: loggable(sql, ctx.lex, AUDIT_SQL_MAX),
+        profile: profile.name.clone(),
+        action: action.as_str(),
+        intended: Action::Block.as_str(),
+        rules: vec!["unparsed-ddl"],
+        rewritten: None,
+        steps: Vec::new(),
+        override_reasons: Vec::new(),
+    });
+}
+
+/// One DDL candidate with what its decision rests on.
+struct DdlInput<'a> {
+    span: &'a StatementSpan,
+    ddl: &'a Ddl,
+    facts: Option<&'a crate::catalog::Facts>,
+    created: &'a HashSet<Name>,
+    /// The transaction status where it runs.
+    tx: TxStatus,
+    /// Statements of its message.
+    statements: usize,
+}
+
+/// Checks and decides one DDL candidate; returns its replacement text when it is rewritten or
+/// blocked, and adds any notices, audit record and guard work to the plan.
+#[allow(clippy::too_many_arguments)]
+fn decide_statement(
+    profile: &Profile,
+    sql: &[u8],
+    input: &DdlInput<'_>,
+    ctx: &Context,
+    tally: &mut Tally,
+    summary: &mut Summary,
+    plan: &mut Plan,
+    decisions: &mut Vec<StatementDecision>,
+) -> Option<Vec<u8>> {
+    let DdlInput {
+        span,
+        ddl,
+        facts,
+        created,
+        tx,
+        statements,
+    } = *input;
+    tally.ddl_understood[understood_index(ddl.understood)] += 1;
+    if ddl.understood == Understood::Unknown {
+        summary.ddl_unknown += 1;
+    }
+    let rctx = rules::Context {
+        tx,
+        shares_unit: statements > 1 || ctx.pipelined,
+        in_function_body: false,
+        server_version: ctx.server_version,
+        created_in_tx: created,
+        catalog: facts,
+    };
+    let decision = policy::evaluate(profile, sql, span.start, span.end, ctx.lex, ddl, &rctx);
+    if matches!(ddl.kind, DdlKind::DropCascade { .. }) && facts.is_some_and(|f| !f.drops.is_empty())
+    {
+        plan.fresh_facts_only = true;
+    }
+
+    let mut rewritten = None;
+    let mut refused = None;
+    let replacement = match decision.effective {
+        Action::Allow => None,
+        Action::Warn => {
+            plan.notices.extend(warnings(&decision, profile));
+            None
+        }
+        Action::Block => Some(block_error(&decision, profile, ctx.tool).to_sql()),
+        Action::Rewrite => match realize(
+            decision.rewrite,
+            sql,
+            span,
+            ddl,
+            facts,
+            &rctx,
+            ctx.lex,
+            ctx.server_version,
+            statements == 1 && !ctx.pipelined,
+        ) {
+            Realized::Text(new, again) => {
+                plan.notices.push(rewrite_notice(&decision, profile, &new));
+                rewritten = Some(again);
+                Some(new)
+            }
+            Realized::Steps(recipe) => {
+                plan.notices.push(rewrite_notice(
+                    &decision,
+                    profile,
+                    recipe.describe().as_bytes(),
+                ));
+                plan.recipe = Some(recipe);
+                None
+            }
+            Realized::Refused(why) => {
+                tally.rewrite_failures += 1;
+                let mut err = block_error(&decision, profile, ctx.tool);
+                err.detail = format!("{} {why}", err.detail);
+                refused = Some(why);
+                Some(err.to_sql())
+            }
+        },
+    };
+    // The audit log's record of the decision (its outcome is added by the session).
+    plan.audit.push(crate::audit::Draft {
+        sql: loggable(
+            sql.get(span.start..span.end).unwrap_or_default(),
+            ctx.lex,
+            AUDIT_SQL_MAX,
+        ),
+        profile: profile.name.clone(),
+        action: decision.effective.as_str(),
+        intended: decision.intended.as_str(),
+        rules: decision.verdicts.iter().map(|v| v.finding.rule).collect(),
+        rewritten: match (&replacement, decision.effective) {
+            (Some(new), Action::Rewrite) => Some(String::from_utf8_lossy(new).into_owned()),
+            _ => None,
+        },
+        steps: plan
+            .recipe
+            .as_ref()
+            .filter(|_| decision.rewrite == Some(rules::Rewrite::Steps))
+            .map(|r| r.steps.iter().map(|s| s.sql.clone()).collect())
+            .unwrap_or_default(),
+        override_reasons: decision
+            .verdicts
+            .iter()
+            .filter_map(|v| v.overridden.clone())
+            .collect(),
+    });
+    // What the statement that will run locks: the guard runs around it.
+    // Observe mode changes nothing a client can see, the guard included.
+    if decision.effective != Action::Block && profile.mode != crate::config::Mode::Observe {
+        // A rewrite's text was parsed once, when it was checked: that is what runs.
+        let ran = rewritten.as_ref().unwrap_or(ddl);
+        let mut guard = plan.guard.take().unwrap_or_default();
+        guard.add(ran, |t| rctx.is_new(t));
+        plan.guard = (!guard.is_empty()).then_some(guard);
+    }
+    decisions.push(StatementDecision {
+        span: *span,
+        decision,
+        kind: ddl.kind.label(),
+        refused,
+    });
+    replacement
+}
+
+/// The analysis step, owned by a session: the thin holder of the message being prepared and
+/// of what outlives a message (relations the transaction created). The work is done by
+/// [`prepare`] and [`decide`].
 #[derive(Debug)]
 pub struct Analyzer {
-    /// Reused span buffer, so the hot path does not allocate per message. Holds only the
-    /// non-empty statements (PostgreSQL discards empty ones), at most `max_statements`: a
-    /// message of millions of `;` costs no memory here.
-    spans: Vec<StatementSpan>,
+    /// The message last prepared (reused buffers, so the hot path does not allocate).
+    prepared: Prepared,
+    /// `prepared` holds this text (address, length, options), so the calls the session makes
+    /// for one message — [`Analyzer::has_ddl_candidate`], the catalog reads,
+    /// [`Analyzer::analyze`] — prepare it once. Cleared by `analyze`: the next message may
+    /// reuse the same buffer.
+    prepared_of: Option<(usize, usize, LexOptions)>,
     /// Relations the server confirmed the current transaction created (by OID, never by name):
     /// invisible to other sessions, so locking them is harmless. Cleared when the session is
     /// idle again.
@@ -173,10 +868,6 @@ pub struct Analyzer {
     identity: Option<crate::created::Identity>,
     /// `catalog.max_created_relations`, as of the last read.
     max_created: usize,
-    /// What the last split counted beyond `spans`.
-    split_stats: SplitStats,
-    /// Each kept statement's class, from one prefilter pass (reused buffer, like `spans`).
-    classes: Vec<StatementClass>,
     /// At most this many statements of one message are analysed; a message with more that
     /// holds a DDL candidate fails closed as unverifiable.
     max_statements: usize,
@@ -185,20 +876,13 @@ pub struct Analyzer {
     facts: Vec<(usize, crate::catalog::Facts)>,
     /// What the last analysed message may do to the session's settings.
     effects: Effects,
-    /// `spans` already holds the split of this text (address, length, options), so the
-    /// `analyze` that follows a `has_ddl_candidate` of the same message does not lex it again.
-    split_of: Option<(usize, usize, LexOptions)>,
-    /// Each DDL candidate of that split, understood once (by statement start): the catalog
-    /// request, the created-in-transaction read and the decision share one parse.
-    understood: Vec<(usize, crate::sql::statement::Ddl)>,
 }
 
 impl Default for Analyzer {
     fn default() -> Self {
         Analyzer {
-            spans: Vec::new(),
-            split_stats: SplitStats::default(),
-            classes: Vec::new(),
+            prepared: Prepared::default(),
+            prepared_of: None,
             max_statements: crate::config::DEFAULT_MAX_STATEMENTS_PER_MESSAGE,
             created: Default::default(),
             identity_request: None,
@@ -206,8 +890,6 @@ impl Default for Analyzer {
             max_created: 0,
             facts: Vec::new(),
             effects: Effects::default(),
-            split_of: None,
-            understood: Vec::new(),
         }
     }
 }
@@ -347,15 +1029,6 @@ fn unquote(text: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Counted while splitting, over every statement of the message (kept in `spans` or not).
-#[derive(Debug, Clone, Copy, Default)]
-struct SplitStats {
-    /// Non-empty statements.
-    statements: usize,
-    /// Any of them is a DDL candidate.
-    ddl: bool,
-}
-
 /// Where the SQL came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -379,98 +1052,27 @@ impl Analyzer {
         self.max_statements = max;
     }
 
-    /// Whether `sql` holds any DDL candidate. Cheap (lexing only); the session uses it to wait
-    /// for the server to be idle before a decision that depends on the transaction status.
+    /// Whether `sql` holds any DDL candidate; the session uses it to wait for the server to
+    /// be idle before a decision that depends on the transaction status. Prepares the message
+    /// (ordinary traffic: lexing only), for the calls that follow.
     pub fn has_ddl_candidate(&mut self, sql: &[u8], lex: LexOptions) -> bool {
-        self.split(sql, lex);
-        self.split_stats.ddl
-    }
-
-    /// The last split found more statements than are analysed, DDL among them.
-    fn unverifiable(&self) -> bool {
-        self.split_stats.ddl && self.split_stats.statements > self.max_statements
+        self.prepare(sql, lex).ddl
     }
 
     /// The catalog queries the DDL statements of `sql` need: (statement start offset, query).
     /// Ordinary traffic needs none and is never parsed here either.
     pub fn catalog_requests(&mut self, sql: &[u8], lex: LexOptions) -> Vec<(usize, String)> {
-        self.split(sql, lex);
-        if self.unverifiable() {
-            // Refused whole without being understood: nothing to look up.
-            return Vec::new();
-        }
-        let cache = &mut self.understood;
-        self.spans
-            .iter()
-            .filter(|s| prefilter::classify(sql, s) == StatementClass::DdlCandidate)
-            .filter_map(|s| {
-                let ddl = Self::understood(cache, sql, s, lex);
-                crate::catalog::facts_query(&ddl).map(|q| (s.start, q))
-            })
-            .collect()
+        self.prepare(sql, lex).catalog_requests()
     }
 
-    /// The statement at `span` of the current split, understood: parsed the first time it is
-    /// asked for, then taken from the cache.
-    fn understood(
-        cache: &mut Vec<(usize, crate::sql::statement::Ddl)>,
-        sql: &[u8],
-        span: &StatementSpan,
-        lex: LexOptions,
-    ) -> crate::sql::statement::Ddl {
-        match cache.binary_search_by_key(&span.start, |(at, _)| *at) {
-            Ok(i) => cache[i].1.clone(),
-            Err(i) => {
-                let ddl = parse::understand(sql, span.start, span.end, lex);
-                cache.insert(i, (span.start, ddl.clone()));
-                ddl
-            }
-        }
-    }
-
-    /// Splits `sql` into `spans`, unless they already hold its split.
-    fn split(&mut self, sql: &[u8], lex: LexOptions) {
+    /// Prepares `sql`, unless `prepared` already holds it.
+    fn prepare(&mut self, sql: &[u8], lex: LexOptions) -> &Prepared {
         let key = (sql.as_ptr() as usize, sql.len(), lex);
-        if self.split_of == Some(key) {
-            return;
+        if self.prepared_of != Some(key) {
+            prepare_into(&mut self.prepared, sql, lex, self.max_statements);
+            self.prepared_of = Some(key);
         }
-        self.spans.clear();
-        self.understood.clear();
-        let (spans, max) = (&mut self.spans, self.max_statements);
-        let mut stats = SplitStats::default();
-        lexer::each_statement(sql, lex, |span| {
-            if span.is_empty() {
-                return;
-            }
-            stats.statements += 1;
-            // A word that starts no command counts too: against a server newer than the command
-            // list it is decided as a DDL candidate (`prefilter::for_server`).
-            if !stats.ddl
-                && matches!(
-                    prefilter::classify(sql, &span),
-                    StatementClass::DdlCandidate | StatementClass::NotACommand
-                )
-            {
-                stats.ddl = true;
-            }
-            if spans.len() < max {
-                spans.push(span);
-            }
-        });
-        self.split_stats = stats;
-        self.split_of = Some(key);
-    }
-
-    /// Gives back the span buffer a large message grew.
-    fn shrink(&mut self) {
-        if self.spans.capacity() > SPANS_KEPT {
-            self.spans.clear();
-            self.spans.shrink_to(SPANS_KEPT);
-        }
-        if self.classes.capacity() > SPANS_KEPT {
-            self.classes.clear();
-            self.classes.shrink_to(SPANS_KEPT);
-        }
+        &self.prepared
     }
 
     /// The created-in-transaction read `sql` needs (see `created`), run after the catalog facts
@@ -483,18 +1085,13 @@ impl Analyzer {
         max_names: usize,
         max_created: usize,
     ) -> Option<String> {
-        self.split(sql, lex);
         self.max_created = max_created;
-        let cache = &mut self.understood;
-        let ddls: Vec<crate::sql::statement::Ddl> = self
-            .spans
-            .iter()
-            .filter(|s| {
-                !s.is_empty() && prefilter::classify(sql, s) == StatementClass::DdlCandidate
-            })
-            .map(|s| Self::understood(cache, sql, s, lex))
-            .collect();
-        self.identity_request = crate::created::request(&self.created, &ddls, max_names);
+        self.prepare(sql, lex);
+        self.identity_request = crate::created::request(
+            &self.created,
+            self.prepared.ddl_candidates().map(|c| &c.ddl),
+            max_names,
+        );
         self.identity_request.as_ref().map(|r| r.sql.clone())
     }
 
@@ -512,7 +1109,8 @@ impl Analyzer {
         self.facts = facts;
     }
 
-    /// Splits, classifies, decides, counts and logs the SQL of one Query or Parse message.
+    /// Prepares (unless already prepared), decides, counts and logs the SQL of one Query or
+    /// Parse message.
     pub fn analyze(
         &mut self,
         counters: &Counters,
@@ -521,342 +1119,29 @@ impl Analyzer {
         sql: &[u8],
         ctx: &Context,
     ) -> (Summary, Plan) {
-        self.split(sql, ctx.lex);
-        self.split_of = None;
-        self.effects = Effects::default();
-        if self.split_stats.statements > self.spans.len() {
-            // Not every statement was kept: assume the worst of those not looked at.
-            self.effects.settings = true;
-            self.effects.lexing = true;
-        }
-        if self.unverifiable() {
-            let out = self.refuse_unverifiable(counters, profile, source, sql, ctx);
-            self.shrink();
-            return out;
-        }
-        let spans = std::mem::take(&mut self.spans);
-        let facts = std::mem::take(&mut self.facts);
+        self.prepare(sql, ctx.lex);
+        self.prepared_of = None;
         self.identity_request = None;
-        let mut scope = crate::created::Scope::begin(
-            &mut self.created,
-            self.identity.take(),
-            self.max_created,
-            ctx.lex,
-        );
-        // Only non-empty statements are kept (see `split`), all of them unless the message
-        // has more than are analysed and none of them is DDL.
-        let statements = spans.len();
-        let mut classes = std::mem::take(&mut self.classes);
-        classes.clear();
-        classes.extend(
-            spans
-                .iter()
-                .map(|s| prefilter::for_server(prefilter::classify(sql, s), ctx.server_version)),
-        );
-        // What a message does to names and facts matters only to its own DDL and to relations
-        // the transaction created: ordinary traffic in a transaction that created nothing
-        // changes nothing there, and is not looked at again (the hot path).
-        let scoped = !self.created.is_empty() || classes.contains(&StatementClass::DdlCandidate);
-        let mut summary = Summary {
-            statements: self.split_stats.statements,
-            ..Summary::default()
+        let facts = Facts {
+            catalog: std::mem::take(&mut self.facts),
+            identity: self.identity.take(),
         };
-        let mut plan = Plan::default();
-        // Replacement text per statement, by span index.
-        let mut replacements: Vec<(usize, Vec<u8>)> = Vec::new();
-        // The transaction status as it evolves through a multi-statement Query.
-        let mut tx = ctx.tx;
-        // Transaction-control statements, for deciding how a guarded Query can be retried.
-        let mut tx_control = Vec::new();
-        for (i, (span, &class)) in spans.iter().zip(&classes).enumerate() {
-            counters.statements[class.index()].fetch_add(1, Ordering::Relaxed);
-            let mut understood = None;
-            let mut runs = true;
-            statement_effects(sql, span, ctx.lex, class, &mut self.effects);
-            match class {
-                StatementClass::Transaction => {
-                    let before = tx;
-                    tx = transaction_effect(sql, span, ctx.lex, tx);
-                    tx_control.push((i, before, tx));
-                }
-                StatementClass::DdlCandidate => {
-                    summary.ddl_candidates += 1;
-                    // Only DDL candidates are ever parsed; ordinary traffic stops at the
-                    // prefilter.
-                    let ddl = Self::understood(&mut self.understood, sql, span, ctx.lex);
-                    // Facts read before the message, unless an earlier statement of it may
-                    // have changed them (a SET TimeZone, a rename, …): then the worst case.
-                    // In statement order, as `catalog_requests` produced them.
-                    let facts = facts
-                        .binary_search_by_key(&span.start, |(at, _)| *at)
-                        .ok()
-                        .map(|k| &facts[k].1)
-                        .filter(|_| scope.facts_hold(&ddl));
-                    let mut resized = None;
-                    let facts = scope.sized(facts, &mut resized);
-                    let mut emptied = None;
-                    let facts = scope.with_empty_new(&ddl, facts, &mut emptied);
-                    let created = scope.new_names(&mut self.created, &ddl);
-                    if let Some(replacement) = self.decide(
-                        counters,
-                        profile,
-                        sql,
-                        span,
-                        &ddl,
-                        facts,
-                        &created,
-                        ctx,
-                        tx,
-                        statements,
-                        &mut summary,
-                        &mut plan,
-                    ) {
-                        replacements.push((i, replacement));
-                        runs = false;
-                    }
-                    understood = Some(ddl);
-                }
-                StatementClass::Dml => summary.dml += 1,
-                // Forwarded: the server answers it with its own syntax error (42601).
-                StatementClass::Session | StatementClass::NotACommand => {}
-            }
-            if scoped {
-                scope.after(
-                    &mut self.created,
-                    sql,
-                    span,
-                    class,
-                    understood.as_ref(),
-                    runs,
-                );
-            }
-        }
-        if scoped {
-            scope.finish(&mut self.created);
-        }
-        self.classes = classes;
-        if !replacements.is_empty() {
-            plan.sql = Some(splice(sql, &spans, &replacements));
-        }
-        if let Some(guard) = plan.guard.as_mut() {
-            guard.retry = retry_mode(ctx.tx, source, &tx_control, statements);
-        }
-        self.spans = spans;
-        self.shrink();
-        match source {
-            Source::Query => {
-                counters.queries.fetch_add(1, Ordering::Relaxed);
-                if summary.statements > 1 {
-                    counters
-                        .multi_statement_queries
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Source::Parse => {
-                counters.parses.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        if tracing::enabled!(tracing::Level::DEBUG) {
-            tracing::debug!(
-                source = ?source,
-                statements = summary.statements,
-                ddl_candidates = summary.ddl_candidates,
-                tx = ctx.tx.as_str(),
-                sql = %loggable(sql, ctx.lex, 200),
-                "statement analysed"
-            );
-        }
-        (summary, plan)
-    }
-
-    /// A message with more statements than are analysed, DDL among them: it cannot be
-    /// verified, so it fails closed as a whole (counted as not understood) — blocked in
-    /// enforce mode, a warning in warn mode, only logged in observe mode. Ordinary traffic
-    /// never gets here: a message without any DDL candidate is forwarded however long it is.
-    fn refuse_unverifiable(
-        &mut self,
-        counters: &Counters,
-        profile: &Profile,
-        source: Source,
-        sql: &[u8],
-        ctx: &Context,
-    ) -> (Summary, Plan) {
-        let stats = self.split_stats;
-        counters.ddl_understood[understood_index(Understood::Unknown)]
-            .fetch_add(1, Ordering::Relaxed);
-        match source {
-            Source::Query => counters.queries.fetch_add(1, Ordering::Relaxed),
-            Source::Parse => counters.parses.fetch_add(1, Ordering::Relaxed),
-        };
-        let summary = Summary {
-            statements: stats.statements,
-            ddl_candidates: 1,
-            dml: 0,
-            ddl_unknown: 1,
-        };
-        let err = BlockError {
-            code: act::sqlstate::UNPARSED,
-            message: format!(
-                "ddlgate cannot verify this message: it holds {} statements, DDL among them, and ddlgate analyses at most {} per message",
-                stats.statements, self.max_statements
-            ),
-            detail: "A message ddlgate cannot check completely is refused as a whole; none of its statements ran.".to_owned(),
-            hint: "Send the DDL in smaller messages (e.g. one statement per Query), or raise limits.max_statements_per_message.".to_owned(),
-        };
-        tracing::warn!(
-            statements = stats.statements,
-            limit = self.max_statements,
-            mode = profile.mode.as_str(),
-            "message with DDL has too many statements to analyse; unverifiable"
-        );
-        let mut plan = Plan::default();
-        let action = match profile.mode {
-            crate::config::Mode::Enforce => {
-                plan.sql = Some(err.to_sql());
-                Action::Block
-            }
-            crate::config::Mode::Warn => {
-                plan.notices.push(act::notice(
-                    "WARNING",
-                    &err.message,
-                    Some(&err.detail),
-                    Some(&err.hint),
-                ));
-                Action::Warn
-            }
-            crate::config::Mode::Observe => Action::Allow,
-        };
-        plan.audit.push(crate::audit::Draft {
-            sql: loggable(sql, ctx.lex, AUDIT_SQL_MAX),
-            profile: profile.name.clone(),
-            action: action.as_str(),
-            intended: Action::Block.as_str(),
-            rules: vec!["unparsed-ddl"],
-            rewritten: None,
-            steps: Vec::new(),
-            override_reasons: Vec::new(),
-        });
-        (summary, plan)
-    }
-
-    /// Understands, checks and decides one DDL candidate; returns its replacement text when it
-    /// is rewritten or blocked, and adds any notices to the plan.
-    #[allow(clippy::too_many_arguments)]
-    fn decide(
-        &mut self,
-        counters: &Counters,
-        profile: &Profile,
-        sql: &[u8],
-        span: &StatementSpan,
-        ddl: &crate::sql::statement::Ddl,
-        facts: Option<&crate::catalog::Facts>,
-        created: &std::collections::HashSet<Name>,
-        ctx: &Context,
-        tx: TxStatus,
-        statements: usize,
-        summary: &mut Summary,
-        plan: &mut Plan,
-    ) -> Option<Vec<u8>> {
-        counters.ddl_understood[understood_index(ddl.understood)].fetch_add(1, Ordering::Relaxed);
-        if ddl.understood == Understood::Unknown {
-            summary.ddl_unknown += 1;
-        }
-        let rctx = rules::Context {
-            tx,
-            shares_unit: statements > 1 || ctx.pipelined,
-            in_function_body: false,
-            server_version: ctx.server_version,
-            created_in_tx: created,
-            catalog: facts,
-        };
-        let decision = policy::evaluate(profile, sql, span.start, span.end, ctx.lex, ddl, &rctx);
-        if matches!(ddl.kind, DdlKind::DropCascade { .. })
-            && facts.is_some_and(|f| !f.drops.is_empty())
-        {
-            plan.fresh_facts_only = true;
-        }
-        counters.decisions.record(&decision);
-        log_decision(&decision, &ddl.kind, sql, span, ctx.lex);
-
-        let mut rewritten = None;
-        let replacement = match decision.effective {
-            Action::Allow => None,
-            Action::Warn => {
-                plan.notices.extend(warnings(&decision, profile));
-                None
-            }
-            Action::Block => Some(block_error(&decision, profile, ctx.tool).to_sql()),
-            Action::Rewrite => match realize(
-                decision.rewrite,
-                sql,
-                span,
-                ddl,
-                facts,
-                &rctx,
-                ctx.lex,
-                ctx.server_version,
-                statements == 1 && !ctx.pipelined,
-            ) {
-                Realized::Text(new, again) => {
-                    plan.notices.push(rewrite_notice(&decision, profile, &new));
-                    rewritten = Some(again);
-                    Some(new)
-                }
-                Realized::Steps(recipe) => {
-                    plan.notices.push(rewrite_notice(
-                        &decision,
-                        profile,
-                        recipe.describe().as_bytes(),
-                    ));
-                    plan.recipe = Some(recipe);
-                    None
-                }
-                Realized::Refused(why) => {
-                    counters.rewrite_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %why, "rewrite refused; blocking the statement instead");
-                    let mut err = block_error(&decision, profile, ctx.tool);
-                    err.detail = format!("{} {why}", err.detail);
-                    Some(err.to_sql())
-                }
+        let decided = decide(
+            &self.prepared,
+            sql,
+            facts,
+            ctx,
+            profile,
+            source,
+            Created::Session {
+                tracker: &mut self.created,
+                max_created: self.max_created,
             },
-        };
-        // The audit log's record of the decision (its outcome is added by the session).
-        plan.audit.push(crate::audit::Draft {
-            sql: loggable(
-                sql.get(span.start..span.end).unwrap_or_default(),
-                ctx.lex,
-                AUDIT_SQL_MAX,
-            ),
-            profile: profile.name.clone(),
-            action: decision.effective.as_str(),
-            intended: decision.intended.as_str(),
-            rules: decision.verdicts.iter().map(|v| v.finding.rule).collect(),
-            rewritten: match (&replacement, decision.effective) {
-                (Some(new), Action::Rewrite) => Some(String::from_utf8_lossy(new).into_owned()),
-                _ => None,
-            },
-            steps: plan
-                .recipe
-                .as_ref()
-                .filter(|_| decision.rewrite == Some(rules::Rewrite::Steps))
-                .map(|r| r.steps.iter().map(|s| s.sql.clone()).collect())
-                .unwrap_or_default(),
-            override_reasons: decision
-                .verdicts
-                .iter()
-                .filter_map(|v| v.overridden.clone())
-                .collect(),
-        });
-        // What the statement that will run locks: the guard runs around it.
-        // Observe mode changes nothing a client can see, the guard included.
-        if decision.effective != Action::Block && profile.mode != crate::config::Mode::Observe {
-            // A rewrite's text was parsed once, when it was checked: that is what runs.
-            let ran = rewritten.as_ref().unwrap_or(ddl);
-            let mut guard = plan.guard.take().unwrap_or_default();
-            guard.add(ran, |t| rctx.is_new(t));
-            plan.guard = (!guard.is_empty()).then_some(guard);
-        }
-        replacement
+        );
+        self.prepared.shrink();
+        record(counters, &decided, sql, ctx);
+        self.effects = decided.effects;
+        (decided.summary, decided.plan)
     }
 }
 
@@ -1231,7 +1516,7 @@ fn rewrite_notice(d: &Decision, profile: &Profile, new: &[u8]) -> BytesMut {
     )
 }
 
-fn log_decision(d: &Decision, kind: &DdlKind, sql: &[u8], span: &StatementSpan, lex: LexOptions) {
+fn log_decision(d: &Decision, kind: &str, sql: &[u8], span: &StatementSpan, lex: LexOptions) {
     let rules: Vec<&str> = d.verdicts.iter().map(|v| v.finding.rule).collect();
     for v in d.verdicts.iter().filter(|v| v.overridden.is_some()) {
         tracing::info!(rule = v.finding.rule, reason = v.overridden.as_deref().unwrap_or(""), profile = %d.profile, "override applied");
@@ -1246,7 +1531,7 @@ fn log_decision(d: &Decision, kind: &DdlKind, sql: &[u8], span: &StatementSpan, 
             mode = d.mode.as_str(),
             profile = %d.profile,
             error = d.error.as_ref().map(ToString::to_string),
-            kind = kind.label(),
+            kind,
             sql = %loggable(sql.get(span.start..span.end).unwrap_or_default(), lex, 200),
             "DDL decision"
         );
@@ -1377,7 +1662,7 @@ mod tests {
         );
         assert!(p.is_forward());
         assert_eq!(s.statements, 0);
-        assert!(a.spans.capacity() <= SPANS_KEPT);
+        assert!(a.prepared.spans.capacity() <= SPANS_KEPT);
         // Many statements, none DDL: forwarded untouched however many.
         let dml = "SELECT 1;".repeat(10);
         let (s, p) = a.analyze(
