@@ -1,18 +1,25 @@
 //! The analysis hook: every statement's SQL text (from a simple Query or a Parse) passes through
 //! here before it is forwarded, together with its context (transaction status, how many
 //! statements share its protocol unit, server version, relations the server confirmed the
-//! transaction created — see `created`).
+//! transaction created — see `created`). Two pure calls:
 //!
-//! 1. The lexer splits the message into statements exactly where the server will.
-//! 2. The keyword prefilter classifies each one; ordinary traffic stops here — no full parse.
-//! 3. DDL candidates (and only they) are understood (`sql::parse`: sqlparser, with the
-//!    token-based fallback classifier behind it), checked by the rules and decided by the
-//!    session's policy profile.
-//! 4. The result is a [`Plan`]: forward the message untouched (the common case), or forward it
-//!    with statements replaced — by their rewritten safe form, or by a `DO` block that raises
-//!    ddlgate's error (see `act`) — and with notices for the client.
+//! 1. [`prepare`] reads the message once: the lexer splits it exactly where the server will,
+//!    the keyword prefilter classifies each statement (ordinary traffic stops here — no full
+//!    parse), and each DDL candidate is understood once (`sql::parse`: sqlparser, with the
+//!    token-based fallback classifier behind it) from the tokens the split kept. The result is
+//!    a [`Prepared`], which also gives the catalog queries its DDL needs.
+//! 2. [`decide`] takes the [`Prepared`] message, the facts read for it ([`Facts`]: catalog facts
+//!    and the created-in-transaction answer) and its [`Context`], runs the rules, lets the
+//!    session's policy profile decide, and returns a [`Decided`]: the [`Plan`] — forward the
+//!    message untouched (the common case), or forward it with statements replaced (by their
+//!    rewritten safe form, or by a `DO` block that raises ddlgate's error, see `act`), run it
+//!    under the lock guard with its final retry policy, or run a recipe's steps instead — with
+//!    notices for the client, and what to count ([`Tally`]).
 //!
-//! Everything is counted here (`Counters`) and logged (decisions at info, SQL at debug).
+//! [`record`] is the one place that counts (`Counters`) and logs (decisions at info, SQL at
+//! debug). The session holds an [`Analyzer`]: the prepared message and the created-in-
+//! transaction tracker between the calls it makes. `ddlgate check` calls [`prepare`] and
+//! [`decide`] itself.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -123,7 +130,8 @@ pub struct Summary {
     pub ddl_unknown: usize,
 }
 
-/// What the session does with the message.
+/// What the session does with the message: exactly one [`Execution`] (see
+/// [`Plan::execution`]), plus the notices to send first and the audit records to complete.
 #[derive(Debug, Default)]
 pub struct Plan {
     /// The message's new SQL text, when a statement was rewritten or blocked. Everything else
@@ -137,13 +145,47 @@ pub struct Plan {
     pub recipe: Option<crate::recipe::Recipe>,
     /// The DDL decisions taken, for the audit log (completed with their outcome by the session).
     pub audit: Vec<crate::audit::Draft>,
+    /// The rules that stopped the statements replaced by ddlgate's error (blocked, or a rewrite
+    /// that could not be carried out), in statement order; `unparsed-ddl` for a message
+    /// refused whole.
+    pub blocked: Vec<&'static str>,
     /// A decision rests on facts that only hold right now (what depends on the objects of a
     /// `DROP … CASCADE`): a prepared statement must not be executed on it in a later protocol
     /// unit, when other statements may have created dependents.
     pub fresh_facts_only: bool,
 }
 
+/// What happens to a message, read from its [`Plan`].
+#[derive(Debug, Clone, Copy)]
+pub enum Execution<'a> {
+    /// Forward the client's original bytes (after the plan's notices, if any).
+    Forward,
+    /// Forward this text instead: statements rewritten to their safe form, or blocked (replaced
+    /// by a `DO` block that raises ddlgate's error; [`Plan::blocked`] names the rules).
+    Replace(&'a [u8]),
+    /// Run under the lock guard, whose `retry` is final; with the text replaced or not.
+    Guard {
+        sql: Option<&'a [u8]>,
+        guard: &'a GuardPlan,
+    },
+    /// Run the recipe's safe steps instead of the message's single statement.
+    Steps(&'a crate::recipe::Recipe),
+}
+
 impl Plan {
+    /// What happens to the message.
+    pub fn execution(&self) -> Execution<'_> {
+        match (&self.recipe, &self.guard, &self.sql) {
+            (Some(recipe), _, _) => Execution::Steps(recipe),
+            (None, Some(guard), sql) => Execution::Guard {
+                sql: sql.as_deref(),
+                guard,
+            },
+            (None, None, Some(sql)) => Execution::Replace(sql),
+            (None, None, None) => Execution::Forward,
+        }
+    }
+
     /// Nothing to change and nothing to say: forward the original bytes.
     pub fn is_forward(&self) -> bool {
         self.sql.is_none()
@@ -188,9 +230,6 @@ pub struct Candidate {
     pub index: usize,
     /// What sqlparser (or the fallback classifier) understood.
     pub ddl: Ddl,
-    /// The catalog query its decision needs (`catalog::facts_query`), for a statement the
-    /// prefilter marked as DDL; `None` when it needs none.
-    pub facts_query: Option<String>,
     /// Every token of the statement (comments included), from the split's one lexing pass:
     /// the readers after it (parse, override comments, rewrite, settings effects, audit text)
     /// share them instead of lexing the statement again.
@@ -218,13 +257,13 @@ impl Prepared {
             .filter(|c| self.classes[c.index] == StatementClass::DdlCandidate)
     }
 
-    /// The catalog queries of its DDL statements: (statement start offset, query).
+    /// The catalog queries of its DDL statements: (statement start offset, query), built from
+    /// the statements as understood (the session asks once per message, and only when it
+    /// reads facts for it).
     pub fn catalog_requests(&self) -> Vec<(usize, String)> {
         self.ddl_candidates()
             .filter_map(|c| {
-                c.facts_query
-                    .as_ref()
-                    .map(|q| (self.spans[c.index].start, q.clone()))
+                crate::catalog::facts_query(&c.ddl).map(|q| (self.spans[c.index].start, q))
             })
             .collect()
     }
@@ -327,23 +366,13 @@ pub fn prepare_into(out: &mut Prepared, sql: &[u8], lex: LexOptions, max_stateme
         return;
     }
     for (index, mut tokens) in kept {
-        let (span, class) = (&out.spans[index], out.classes[index]);
+        let span = &out.spans[index];
         if tokens.is_empty() {
             tokens = lexer::tokens(sql, span.start, span.end, lex);
         }
         // Only DDL candidates are ever parsed; ordinary traffic stops at the prefilter.
         let ddl = parse::understand_tokens(sql, &tokens, span.start, span.end, lex);
-        let facts_query = if class == StatementClass::DdlCandidate {
-            crate::catalog::facts_query(&ddl)
-        } else {
-            None
-        };
-        out.candidates.push(Candidate {
-            index,
-            ddl,
-            facts_query,
-            tokens,
-        });
+        out.candidates.push(Candidate { index, ddl, tokens });
     }
 }
 
@@ -554,6 +583,7 @@ pub fn decide(
     let mut tx_control = Vec::new();
     for (i, (span, class)) in spans.iter().zip(classes).enumerate() {
         decided.tally.statements[class.index()] += 1;
+        let unprepared;
         let mut understood = None;
         let mut runs = true;
         let tokens = prepared.candidate(i).map(|c| c.tokens.as_slice());
@@ -571,8 +601,21 @@ pub fn decide(
             }
             StatementClass::DdlCandidate => {
                 summary.ddl_candidates += 1;
-                let Some(candidate) = prepared.candidate(i) else {
-                    continue;
+                // `prepare` understood every DDL candidate; a `Prepared` built otherwise gets
+                // its statement understood here rather than waved through.
+                let candidate = match prepared.candidate(i) {
+                    Some(c) => c,
+                    None => {
+                        let tokens = lexer::tokens(sql, span.start, span.end, ctx.lex);
+                        unprepared = Candidate {
+                            index: i,
+                            ddl: parse::understand_tokens(
+                                sql, &tokens, span.start, span.end, ctx.lex,
+                            ),
+                            tokens,
+                        };
+                        &unprepared
+                    }
                 };
                 let ddl = &candidate.ddl;
                 let mut resized = None;
@@ -628,7 +671,7 @@ pub fn decide(
             StatementClass::Session | StatementClass::NotACommand => {}
         }
         if scoped && let Some((tracker, scope)) = session.as_mut() {
-            scope.after(tracker, sql, span, class, understood, runs);
+            scope.after(tracker, sql, span, class, understood, tokens, runs);
         }
     }
     if let Some((tracker, scope)) = session
@@ -702,6 +745,7 @@ fn refuse_unverifiable(
     let action = match profile.mode {
         crate::config::Mode::Enforce => {
             plan.sql = Some(err.to_sql());
+            plan.blocked.push("unparsed-ddl");
             Action::Block
         }
         crate::config::Mode::Warn => {
@@ -789,7 +833,10 @@ fn decide_statement(
             plan.notices.extend(warnings(&decision, profile));
             None
         }
-        Action::Block => Some(block_error(&decision, profile, ctx.tool).to_sql()),
+        Action::Block => {
+            plan.blocked.extend(stopping_rules(&decision));
+            Some(block_error(&decision, profile, ctx.tool).to_sql())
+        }
         Action::Rewrite => match realize(
             decision.rewrite,
             sql,
@@ -818,6 +865,7 @@ fn decide_statement(
             }
             Realized::Refused(why) => {
                 tally.rewrite_failures += 1;
+                plan.blocked.extend(stopping_rules(&decision));
                 let mut err = block_error(&decision, profile, ctx.tool);
                 err.detail = format!("{} {why}", err.detail);
                 refused = Some(why);
@@ -1362,6 +1410,30 @@ fn splice(sql: &[u8], spans: &[StatementSpan], replacements: &[(usize, Vec<u8>)]
     out
 }
 
+/// The rules that stop a statement (see [`block_error`]): those that block it, or, when a
+/// rewrite or recipe could not be applied, those that asked for it; `invalid-override` for a
+/// refused override comment.
+fn stopping_rules(d: &Decision) -> Vec<&'static str> {
+    if d.error.is_some() {
+        return vec!["invalid-override"];
+    }
+    let of = |action| {
+        let mut ids: Vec<&'static str> = Vec::new();
+        for v in d.verdicts.iter().filter(|v| v.action == action) {
+            if !ids.contains(&v.finding.rule) {
+                ids.push(v.finding.rule);
+            }
+        }
+        ids
+    };
+    let blocking = of(Action::Block);
+    if blocking.is_empty() {
+        of(Action::Rewrite)
+    } else {
+        blocking
+    }
+}
+
 /// The error the server raises in place of a blocked statement.
 fn block_error(d: &Decision, profile: &Profile, tool: Option<crate::tools::Tool>) -> BlockError {
     if let Some(e) = &d.error {
@@ -1870,6 +1942,15 @@ mod tests {
     /// The text of the block that replaced the only statement of `sql`.
     fn block_text(sql: &str, tx: TxStatus) -> String {
         let (_, p, _) = run(sql, tx);
+        // A rewrite that could not be carried out is blocked, still under the guard.
+        assert!(
+            matches!(
+                p.execution(),
+                Execution::Replace(_) | Execution::Guard { sql: Some(_), .. }
+            ),
+            "{sql}"
+        );
+        assert!(!p.blocked.is_empty(), "{sql}: the plan names its rules");
         let Some(text) = p.sql else {
             panic!("{sql}: not blocked: {:?} {:?}", p.recipe, p.notices)
         };
@@ -1909,11 +1990,11 @@ mod tests {
         // Rewritten: the statement once, its CONCURRENTLY text once.
         let ((parses, lexes), plan) = count(b"CREATE INDEX i ON t (x)");
         assert_eq!(
-            String::from_utf8(plan.sql.expect("rewritten")).expect("utf-8"),
+            String::from_utf8(plan.sql.clone().expect("rewritten")).expect("utf-8"),
             "CREATE INDEX CONCURRENTLY i ON t (x)"
         );
         assert!(
-            plan.guard.is_some(),
+            matches!(plan.execution(), Execution::Guard { sql: Some(_), .. }),
             "the rewritten statement runs under the guard"
         );
         assert_eq!(
@@ -1927,6 +2008,23 @@ mod tests {
         );
         assert!(plan.sql.is_none(), "{:?}", plan.sql);
         assert_eq!((parses, lexes), (1, 1));
+        // A table the server says is free, created in the transaction: what the created-in-
+        // transaction bookkeeping reads of it (IF NOT EXISTS, AS) comes from the same tokens.
+        let mut a = Analyzer {
+            identity: Some(Identity::of(vec![free("n")], vec![11, 2200], Some(2200))),
+            max_created: 10,
+            ..Analyzer::default()
+        };
+        crate::sql::counting::reset();
+        let (_, plan) = a.analyze(
+            &Counters::default(),
+            profile,
+            Source::Query,
+            b"CREATE TABLE n (id int)",
+            &ctx(TxStatus::InTransaction),
+        );
+        assert!(plan.sql.is_none(), "{:?}", plan.sql);
+        assert_eq!(crate::sql::counting::get(), (1, 1));
     }
 
     /// A refusal in a session whose migration tool is known names that tool's way out in the

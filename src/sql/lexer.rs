@@ -1003,6 +1003,9 @@ pub fn each_statement_tokens(
     // may hold override comments).
     let mut buf: Vec<Token> = Vec::new();
     let mut keeping = true;
+    // Before the statement's first token, or while its tokens are kept: the one test per token
+    // of the common case (DML, nothing kept), as in `for_each_statement`.
+    let mut slow = true;
     for tok in Lexer::new(sql, opts) {
         if tok.is_comment() {
             cur.has_comment = true;
@@ -1017,6 +1020,7 @@ pub fn each_statement_tokens(
             emit(cur, if keeping { &buf } else { &[] });
             buf.clear();
             keeping = true;
+            slow = true;
             cur = StatementSpan {
                 start: tok.end,
                 end: sql.len(),
@@ -1024,7 +1028,7 @@ pub fn each_statement_tokens(
                 has_comment: false,
                 terminated: false,
             };
-        } else {
+        } else if slow {
             if cur.first.is_none() {
                 cur.first = Some(tok);
                 keeping = keep(&tok);
@@ -1035,6 +1039,7 @@ pub fn each_statement_tokens(
             if keeping {
                 buf.push(tok);
             }
+            slow = keeping;
         }
     }
     emit(cur, if keeping { &buf } else { &[] });
