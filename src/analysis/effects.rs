@@ -31,6 +31,7 @@ pub(super) const LEXING_SETTINGS: [&str; 4] = [
 /// The effects of one statement on the session's settings (see [`Effects`]).
 /// `tokens`: the statement's tokens when the split kept them (DDL), else its first words are
 /// lexed here.
+#[inline]
 pub(super) fn statement_effects(
     sql: &[u8],
     span: &StatementSpan,

@@ -985,6 +985,7 @@ pub fn tokens(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> Vec<Tok
 /// when `keep` says so at its first token — an empty slice otherwise. The splitter lexes every
 /// byte anyway; keeping the tokens of the few statements that are read further (DDL) spares
 /// those readers a lexing pass of their own, while ordinary traffic keeps none.
+#[inline]
 pub fn each_statement_tokens(
     sql: &[u8],
     opts: LexOptions,
