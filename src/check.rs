@@ -17,13 +17,13 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::policy::{self, Profile};
+use crate::analysis;
+use crate::policy::Profile;
 use crate::protocol::TxStatus;
-use crate::rules::{self, Action};
+use crate::rules::Action;
 use crate::sql::lexer::{self, LexOptions};
-use crate::sql::parse;
-use crate::sql::prefilter::{self, StatementClass};
-use crate::sql::statement::{DdlKind, Name};
+use crate::sql::prefilter::StatementClass;
+use crate::sql::statement::Name;
 
 pub mod tool;
 
@@ -133,6 +133,11 @@ pub fn check_units(
     out
 }
 
+/// Checks one unit with the proxy's own two calls, `analysis::prepare` and
+/// `analysis::decide`, each statement as the tool sends it: one message per statement
+/// ([`RunMode::Statements`], [`RunMode::OneTransaction`]) or the whole unit as one Query
+/// ([`RunMode::OneQuery`]). Offline there are no catalog facts, and tables count as created
+/// in the transaction by name (`analysis::Created::Offline`).
 #[allow(clippy::too_many_arguments)]
 fn check_unit(
     file: &str,
@@ -151,15 +156,33 @@ fn check_unit(
     } else {
         TxStatus::Idle
     };
-    let shares_unit = mode == RunMode::OneQuery && lexer::count_statements(source, lex) > 1;
-    let mut tx = base_tx;
+    let ctx = |tx| analysis::Context {
+        tx,
+        lex,
+        // Unknown means recent: the newest server the rules and recipes know.
+        server_version: Some(opts.pg_version.map_or(crate::recipe::PG18, |v| v * 10_000)),
+        pipelined: false,
+        tool: None,
+    };
     let mut created: HashSet<Name> = HashSet::new();
-    for span in lexer::split_statements(source, lex)
-        .iter()
-        .filter(|s| !s.is_empty())
-    {
+    let prepared = analysis::prepare(source, lex, usize::MAX);
+    if mode == RunMode::OneQuery {
+        let decided = analysis::decide(
+            &prepared,
+            source,
+            analysis::Facts::default(),
+            &ctx(base_tx),
+            profile,
+            analysis::Source::Query,
+            analysis::Created::Offline(&mut created),
+        );
+        report(file, whole, source, base, &decided, positions, out);
+        return;
+    }
+    let mut tx = base_tx;
+    for (i, (span, &class)) in prepared.spans.iter().zip(&prepared.classes).enumerate() {
         let Some(first) = span.first else { continue };
-        match prefilter::classify(source, span) {
+        match class {
             StatementClass::Transaction => {
                 let word = String::from_utf8_lossy(first.text(source)).to_ascii_uppercase();
                 match word.as_str() {
@@ -181,37 +204,38 @@ fn check_unit(
             StatementClass::DdlCandidate => {}
             _ => continue,
         }
-        let ddl = parse::understand(source, span.start, span.end, lex);
-        let ctx = rules::Context {
-            tx,
-            shares_unit,
-            in_function_body: false,
-            server_version: opts.pg_version.map(|v| v * 10_000),
-            created_in_tx: &created,
-            catalog: None,
-        };
-        let decision = policy::evaluate(profile, source, span.start, span.end, lex, &ddl, &ctx);
-        // A rewrite the proxy cannot carry out (no insertion point, steps it cannot name) is
-        // a block there: the same call decides it here.
-        let refused = match decision.effective {
-            Action::Rewrite => match crate::analysis::realize(
-                decision.rewrite,
-                source,
-                span,
-                &ddl,
-                None,
-                &ctx,
-                lex,
-                Some(ctx.server_version.unwrap_or(crate::recipe::PG18)),
-                !shares_unit,
-            ) {
-                crate::analysis::Realized::Refused(why) => Some(why),
-                _ => None,
-            },
-            _ => None,
-        };
+        // The statement alone, as the tool sends it: its own message, prepared and decided
+        // as the proxy prepares and decides a Query.
+        let text = &source[..span.end];
+        let one = prepared.single(i);
+        let decided = analysis::decide(
+            &one,
+            text,
+            analysis::Facts::default(),
+            &ctx(tx),
+            profile,
+            analysis::Source::Query,
+            analysis::Created::Offline(&mut created),
+        );
+        report(file, whole, source, base, &decided, positions, out);
+    }
+}
+
+/// The findings of one decided message, as reported.
+fn report(
+    file: &str,
+    whole: &[u8],
+    source: &[u8],
+    base: usize,
+    decided: &analysis::Decided,
+    positions: &mut Positions,
+    out: &mut Vec<Reported>,
+) {
+    for d in &decided.decisions {
+        let Some(first) = d.span.first else { continue };
+        let decision = &d.decision;
         let (line, column) = positions.at(whole, base + first.start);
-        let statement = statement_excerpt(&source[first.start..span.end]);
+        let statement = statement_excerpt(&source[first.start..d.span.end]);
         if let Some(error) = &decision.error {
             out.push(Reported {
                 file: file.to_owned(),
@@ -227,8 +251,10 @@ fn check_unit(
                 override_reason: None,
             });
         }
+        // A rewrite the proxy cannot carry out (no insertion point, steps it cannot name) is
+        // a block there: the same call decided it here.
         for v in &decision.verdicts {
-            let (action, message) = match &refused {
+            let (action, message) = match &d.refused {
                 Some(why) if v.action == Action::Rewrite => {
                     (Action::Block, format!("{} {why}", v.finding.message))
                 }
@@ -245,11 +271,6 @@ fn check_unit(
                 hint: v.finding.hint.clone(),
                 override_reason: v.overridden.clone(),
             });
-        }
-        if let DdlKind::CreateTable { name, .. } = &ddl.kind
-            && (tx != TxStatus::Idle || shares_unit)
-        {
-            created.insert(name.clone());
         }
     }
 }

@@ -70,7 +70,7 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use crate::sql::lexer::{LexOptions, Lexer, StatementSpan, TokenKind};
+use crate::sql::lexer::{LexOptions, Lexer, StatementSpan, Token, TokenKind};
 use crate::sql::prefilter::StatementClass;
 use crate::sql::quote;
 use crate::sql::statement::{AlterOp, ConstraintKind, Ddl, DdlKind, Name};
@@ -879,8 +879,10 @@ impl Scope {
         })
     }
 
-    /// Records what a statement did, after its decision. `ddl` is set for DDL candidates;
+    /// Records what a statement did, after its decision. `ddl` is set for DDL candidates, and
+    /// `tokens` when the split kept the statement's tokens (then it is not lexed again);
     /// `runs` is false when ddlgate replaced the statement (it was blocked or rewritten).
+    #[allow(clippy::too_many_arguments)]
     pub fn after(
         &mut self,
         tracker: &mut Tracker,
@@ -888,6 +890,7 @@ impl Scope {
         span: &StatementSpan,
         class: StatementClass,
         ddl: Option<&Ddl>,
+        tokens: Option<&[Token]>,
         runs: bool,
     ) {
         let lex = self.lex;
@@ -927,8 +930,17 @@ impl Scope {
                     && let Some((target, taken)) = id.target(name, *temporary)
                     && !taken
                 {
-                    if !if_not_exists(sql, span, lex) && !*temporary {
-                        let empty = !from_query(sql, span, lex);
+                    // The statement's tokens when the split kept them, else lexed here.
+                    let words = || -> Box<dyn Iterator<Item = Token> + '_> {
+                        match tokens {
+                            Some(t) => Box::new(t.iter().copied()),
+                            None => Box::new(
+                                Lexer::at(sql, span.start, lex).take_while(|t| t.start < span.end),
+                            ),
+                        }
+                    };
+                    if !if_not_exists_in(sql, words()) && !*temporary {
+                        let empty = !from_query_in(sql, words());
                         self.creates.push((name.clone(), target.clone(), empty));
                     }
                     self.candidates.push(target);
@@ -1107,10 +1119,17 @@ fn column_names(ddl: &Ddl) -> Vec<&str> {
 
 /// `CREATE [GLOBAL|LOCAL] [TEMP|TEMPORARY|UNLOGGED] TABLE IF NOT EXISTS …`, `CREATE
 /// MATERIALIZED VIEW IF NOT EXISTS …`.
+#[cfg(test)]
 fn if_not_exists(sql: &[u8], span: &StatementSpan, lex: LexOptions) -> bool {
-    let mut words = Lexer::at(sql, span.start, lex)
-        .take_while(|t| t.start < span.end)
-        .filter(|t| !t.is_comment());
+    if_not_exists_in(
+        sql,
+        Lexer::at(sql, span.start, lex).take_while(|t| t.start < span.end),
+    )
+}
+
+/// [`if_not_exists`] over the statement's tokens.
+fn if_not_exists_in(sql: &[u8], tokens: impl Iterator<Item = Token>) -> bool {
+    let mut words = tokens.filter(|t| !t.is_comment());
     words
         .by_ref()
         .take(6)
@@ -1120,9 +1139,18 @@ fn if_not_exists(sql: &[u8], span: &StatementSpan, lex: LexOptions) -> bool {
 
 /// The CREATE makes its table from a query (`CREATE TABLE … AS`, `CREATE MATERIALIZED VIEW`):
 /// a word `AS` outside parentheses. Such a table may hold any number of rows at once.
+#[cfg(test)]
 fn from_query(sql: &[u8], span: &StatementSpan, lex: LexOptions) -> bool {
+    from_query_in(
+        sql,
+        Lexer::at(sql, span.start, lex).take_while(|t| t.start < span.end),
+    )
+}
+
+/// [`from_query`] over the statement's tokens.
+fn from_query_in(sql: &[u8], tokens: impl Iterator<Item = Token>) -> bool {
     let mut depth = 0usize;
-    for t in Lexer::at(sql, span.start, lex).take_while(|t| t.start < span.end) {
+    for t in tokens {
         match t.kind {
             TokenKind::LParen => depth += 1,
             TokenKind::RParen => depth = depth.saturating_sub(1),
@@ -1160,7 +1188,7 @@ mod tests {
                 names.sort();
                 out.push(names);
             }
-            scope.after(tracker, sql, span, class, ddl.as_ref(), true);
+            scope.after(tracker, sql, span, class, ddl.as_ref(), None, true);
         }
         scope.finish(tracker);
         out

@@ -18,7 +18,7 @@
 //! | [`tls`] | client-facing TLS termination and upstream TLS: certificates loaded at start, the plain-or-TLS stream, what SCRAM channel binding survives |
 //! | [`protocol`] | frame headers (bounded), the startup packets, the pre-authentication gate ([`protocol::preauth`]), the few typed messages ([`protocol::frontend`]: Query, Parse, Bind, Close; [`protocol::backend`]: DataRow, ReadyForQuery, ParameterStatus), [`protocol::responses`] with every message ddlgate itself says |
 //! | [`sql`] | PostgreSQL-accurate lexer and splitter, keyword prefilter, statement model, sqlparser front end, token classifier, quoting of every SQL ddlgate writes ([`sql::quote`]) |
-//! | [`analysis`] | the hook every statement passes through: split, prefilter, understand, decide; its counters |
+//! | [`analysis`] | the hook every statement passes through, as two pure calls — [`analysis::prepare`] (split, prefilter, understand once) and [`analysis::decide`] (the plan) — and [`analysis::record`], where it counts |
 //! | [`rules`], [`policy`] | the rule catalog, and profiles/modes/overrides turning findings into decisions |
 //! | [`catalog`] | catalog facts for verdicts (one read-only query per DDL statement) |
 //! | [`created`] | "created in this transaction" from server facts (relation OIDs), never from names |
@@ -48,7 +48,9 @@
 //!    classifier), run every rule in its context (transaction status, the protocol unit, the
 //!    server version, the facts), let the profile's [`policy`] turn findings into a decision,
 //!    and turn a rewrite into the new text or the safe steps ([`recipe`]) — or, when neither can
-//!    be built, a block — with the same [`analysis::realize`] `ddlgate check` uses. A block
+//!    be built, a block. The message was read once by [`analysis::prepare`] (one lexing pass,
+//!    one parse per DDL statement, shared by the catalog request and the decision);
+//!    [`analysis::decide`] is pure, and `ddlgate check` makes the same two calls. A block
 //!    becomes a `DO` block raising the error in place ([`act`], [`sql::quote`]), so the server
 //!    fails it and leaves the protocol state a real error leaves; warnings become NOTICEs;
 //!    refusals name the session's migration tool's way out ([`tools`]).

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::{Config, Mode, Patterns, PolicyConfig, ProfileConfig, Selector};
 use crate::rules::{self, Action, Finding, RULES, Rewrite};
-use crate::sql::lexer::{LexOptions, Lexer, TokenKind};
+use crate::sql::lexer::{LexOptions, Lexer, Token, TokenKind};
 use crate::sql::statement::Ddl;
 
 /// The policy for one kind of session.
@@ -129,7 +129,14 @@ impl Profile {
         lex: LexOptions,
         findings: Vec<Finding>,
     ) -> Decision {
-        let overrides = match parse_overrides(sql, start, end, lex) {
+        let tokens = crate::sql::lexer::tokens(sql, start, end, lex);
+        self.decide_tokens(sql, &tokens, findings)
+    }
+
+    /// [`Profile::decide`] over the statement's tokens (comments included), lexed once by the
+    /// caller.
+    pub fn decide_tokens(&self, sql: &[u8], tokens: &[Token], findings: Vec<Finding>) -> Decision {
+        let overrides = match parse_overrides_in(sql, tokens.iter().copied()) {
             Ok(o) => o,
             Err(e) => return Decision::refused(self, DecisionError::Override(e)),
         };
@@ -296,8 +303,19 @@ pub fn parse_overrides(
     end: usize,
     lex: LexOptions,
 ) -> Result<Vec<Override>, OverrideError> {
+    parse_overrides_in(
+        sql,
+        Lexer::at(sql, start, lex).take_while(|t| t.start < end),
+    )
+}
+
+/// [`parse_overrides`] over a statement's tokens.
+fn parse_overrides_in(
+    sql: &[u8],
+    tokens: impl IntoIterator<Item = Token>,
+) -> Result<Vec<Override>, OverrideError> {
     let mut out = Vec::new();
-    for token in Lexer::at(sql, start, lex).take_while(|t| t.start < end) {
+    for token in tokens {
         let body = match token.kind {
             TokenKind::BlockComment => token
                 .text(sql)
@@ -492,6 +510,19 @@ pub fn evaluate(
 ) -> Decision {
     let findings = rules::check(ddl, ctx);
     profile.decide(sql, start, end, lex, findings)
+}
+
+/// [`evaluate`] over the statement's tokens (every token of it, comments included), lexed once
+/// by the caller: the proxy's path.
+pub fn evaluate_tokens(
+    profile: &Profile,
+    sql: &[u8],
+    tokens: &[Token],
+    ddl: &Ddl,
+    ctx: &rules::Context,
+) -> Decision {
+    let findings = rules::check(ddl, ctx);
+    profile.decide_tokens(sql, tokens, findings)
 }
 
 #[cfg(test)]

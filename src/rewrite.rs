@@ -7,7 +7,7 @@
 //! and the policy blocks instead. A rewrite never silently changes what the client asked for.
 
 use crate::rules::{self, Rewrite};
-use crate::sql::lexer::{LexOptions, Lexer, Token, TokenKind};
+use crate::sql::lexer::{LexOptions, Token, TokenKind};
 use crate::sql::parse;
 use crate::sql::statement::{AlterOp, Ddl, DdlKind};
 
@@ -34,18 +34,42 @@ pub fn apply(
     rewrite: Rewrite,
     ctx: &rules::Context,
 ) -> Result<(Vec<u8>, Ddl), RewriteError> {
+    let tokens = crate::sql::lexer::tokens(sql, start, end, lex);
+    apply_tokens(sql, &tokens, start, end, lex, ddl, rewrite, ctx)
+}
+
+/// [`apply`] over the statement's tokens (those of `sql[start..end]`, lexed once by the
+/// caller). The new text is a new statement: it is lexed once, and that one pass serves its
+/// parse and re-check.
+#[allow(clippy::too_many_arguments)]
+pub fn apply_tokens(
+    sql: &[u8],
+    tokens: &[Token],
+    start: usize,
+    end: usize,
+    lex: LexOptions,
+    ddl: &Ddl,
+    rewrite: Rewrite,
+    ctx: &rules::Context,
+) -> Result<(Vec<u8>, Ddl), RewriteError> {
     // Multi-step rewrites are executed by the session (`crate::recipe`), not spliced.
     let Rewrite::Concurrently = rewrite else {
         return Err(RewriteError::NoInsertionPoint);
     };
-    let at = concurrently_insertion_point(sql, start, end, lex, &ddl.kind)
+    let words: Vec<Token> = tokens
+        .iter()
+        .filter(|t| t.start >= start && t.start < end && !t.is_comment())
+        .copied()
+        .collect();
+    let at = concurrently_insertion_point(sql, &words, &ddl.kind)
         .ok_or(RewriteError::NoInsertionPoint)?;
     let mut out = Vec::with_capacity(end - start + 13);
     out.extend_from_slice(&sql[start..at]);
     out.extend_from_slice(b" CONCURRENTLY");
     out.extend_from_slice(&sql[at..end]);
 
-    let again = parse::understand(&out, 0, out.len(), lex);
+    let new_tokens = crate::sql::lexer::tokens(&out, 0, out.len(), lex);
+    let again = parse::understand_tokens(&out, &new_tokens, 0, out.len(), lex);
     if !became_concurrent(&ddl.kind, &again.kind) {
         return Err(RewriteError::Reparse);
     }
@@ -132,17 +156,7 @@ fn became_concurrent(before: &DdlKind, after: &DdlKind) -> bool {
 
 /// Where `CONCURRENTLY` goes: right after `INDEX` in CREATE/DROP INDEX, after the target
 /// keyword in REINDEX, after the partition name in DETACH PARTITION.
-fn concurrently_insertion_point(
-    sql: &[u8],
-    start: usize,
-    end: usize,
-    lex: LexOptions,
-    kind: &DdlKind,
-) -> Option<usize> {
-    let tokens: Vec<Token> = Lexer::at(sql, start, lex)
-        .take_while(|t| t.start < end)
-        .filter(|t| !t.is_comment())
-        .collect();
+fn concurrently_insertion_point(sql: &[u8], tokens: &[Token], kind: &DdlKind) -> Option<usize> {
     let word = |i: usize, kw: &str| tokens.get(i).is_some_and(|t| t.is_word(sql, kw));
     match kind {
         DdlKind::CreateIndex { .. } | DdlKind::DropIndex { .. } => {

@@ -973,6 +973,79 @@ pub fn each_statement(sql: &[u8], opts: LexOptions, emit: impl FnMut(StatementSp
     for_each_statement(sql, opts, emit);
 }
 
+/// Every token of `sql[start..end]` (comments included), for readers that share one lexing
+/// pass of a statement.
+pub fn tokens(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> Vec<Token> {
+    Lexer::at(sql, start, opts)
+        .take_while(|t| t.start < end)
+        .collect()
+}
+
+/// [`each_statement`], also handing each statement's tokens (comments included) to `emit`
+/// when `keep` says so at its first token — an empty slice otherwise. The splitter lexes every
+/// byte anyway; keeping the tokens of the few statements that are read further (DDL) spares
+/// those readers a lexing pass of their own, while ordinary traffic keeps none.
+#[inline]
+pub fn each_statement_tokens(
+    sql: &[u8],
+    opts: LexOptions,
+    mut keep: impl FnMut(&Token) -> bool,
+    mut emit: impl FnMut(StatementSpan, &[Token]),
+) {
+    let mut splitter = Splitter::new();
+    let mut cur = StatementSpan {
+        start: 0,
+        end: sql.len(),
+        first: None,
+        has_comment: false,
+        terminated: false,
+    };
+    // The current statement's tokens, while they are kept (leading comments included: they
+    // may hold override comments).
+    let mut buf: Vec<Token> = Vec::new();
+    let mut keeping = true;
+    // Before the statement's first token, or while its tokens are kept: the one test per token
+    // of the common case (DML, nothing kept), as in `for_each_statement`.
+    let mut slow = true;
+    for tok in Lexer::new(sql, opts) {
+        if tok.is_comment() {
+            cur.has_comment = true;
+            if keeping {
+                buf.push(tok);
+            }
+            continue;
+        }
+        if splitter.feed(sql, &tok) {
+            cur.end = tok.start;
+            cur.terminated = true;
+            emit(cur, if keeping { &buf } else { &[] });
+            buf.clear();
+            keeping = true;
+            slow = true;
+            cur = StatementSpan {
+                start: tok.end,
+                end: sql.len(),
+                first: None,
+                has_comment: false,
+                terminated: false,
+            };
+        } else if slow {
+            if cur.first.is_none() {
+                cur.first = Some(tok);
+                keeping = keep(&tok);
+                if !keeping {
+                    buf.clear();
+                }
+            }
+            if keeping {
+                buf.push(tok);
+            }
+            slow = keeping;
+        }
+    }
+    emit(cur, if keeping { &buf } else { &[] });
+}
+
 /// Count of non-empty statements (what PostgreSQL will execute). Does not
 /// allocate.
 pub fn count_statements(sql: &[u8], opts: LexOptions) -> usize {
@@ -1026,6 +1099,28 @@ mod tests {
 
     // `TokenKind::String` shadows the std type inside this module.
     type Text = std::string::String;
+
+    #[test]
+    fn statements_keep_the_tokens_asked_for() {
+        let sql = b"/* c */ CREATE INDEX i ON t (x); SELECT 1; -- x\n DROP TABLE t";
+        let mut seen = Vec::new();
+        each_statement_tokens(
+            sql,
+            LexOptions::default(),
+            |t| !t.is_word(sql, "SELECT"),
+            |span, tokens| seen.push((span, tokens.to_vec())),
+        );
+        let spans: Vec<StatementSpan> = seen.iter().map(|(s, _)| *s).collect();
+        assert_eq!(spans, split_statements(sql, LexOptions::default()));
+        for (span, kept) in &seen {
+            let all = tokens(sql, span.start, span.end, LexOptions::default());
+            if span.first.is_some_and(|t| t.is_word(sql, "SELECT")) {
+                assert!(kept.is_empty());
+            } else {
+                assert_eq!(kept, &all, "leading comments included");
+            }
+        }
+    }
 
     const SCS_ON: LexOptions = LexOptions {
         standard_conforming_strings: true,

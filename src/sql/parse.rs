@@ -22,7 +22,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use super::fallback;
-use super::lexer::{LexOptions, Lexer, TokenKind};
+use super::lexer::{LexOptions, Lexer, Token, TokenKind};
 use super::statement::{
     AddColumn, AddConstraint, AlterOp, ConstraintKind, Ddl, DdlKind, DefaultExpr, LockMode, Name,
     Understood,
@@ -84,7 +84,22 @@ const CHAIN_KEYWORDS: &[&str] = &[
 /// [`too_complex`]) is not understood at all: no reader sees it, and the policy blocks it as
 /// `unparsed-ddl` (fail closed).
 pub fn understand(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> Ddl {
-    if too_complex(sql, start, end, opts) {
+    let tokens = super::lexer::tokens(sql, start, end, opts);
+    understand_tokens(sql, &tokens, start, end, opts)
+}
+
+/// [`understand`] over the statement's tokens (every token of `sql[start..end]`, comments
+/// included), lexed once by the caller: the complexity pre-check, the DML side-effect reader
+/// and the remote-call search read them instead of lexing the statement again. sqlparser has
+/// its own tokenizer; the fallback classifier (statements sqlparser rejects) lexes on its own.
+pub fn understand_tokens(
+    sql: &[u8],
+    tokens: &[Token],
+    start: usize,
+    end: usize,
+    opts: LexOptions,
+) -> Ddl {
+    if too_complex_in(sql, tokens.iter().copied()) {
         return Ddl {
             kind: DdlKind::Unknown,
             understood: Understood::Unknown,
@@ -92,7 +107,8 @@ pub fn understand(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> Ddl
     }
     // A statement that starts like DML came here because it may run SQL or a program out of
     // ddlgate's sight (see `side_effects`); its tokens decide.
-    if let Some(ddl) = super::side_effects::understand(sql, start, end, opts) {
+    let bounded = sql.get(..end).unwrap_or(sql);
+    if let Some(ddl) = super::side_effects::understand_tokens(bounded, tokens.iter().copied()) {
         return ddl;
     }
     let ddl = understand_ddl(sql, start, end, opts);
@@ -110,7 +126,11 @@ pub fn understand(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> Ddl
         }
         _ => false,
     };
-    if runs_query && let Some(function) = super::side_effects::remote_call(sql, start, end, opts) {
+    if runs_query
+        && super::side_effects::mentions_remote(bounded.get(start..).unwrap_or_default())
+        && let Some(function) =
+            super::side_effects::remote_call_tokens(bounded, tokens.iter().copied())
+    {
         return Ddl {
             kind: DdlKind::RemoteSql { function },
             understood: ddl.understood,
@@ -144,13 +164,18 @@ fn understand_ddl(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> Ddl
 /// (at most [`MAX_NESTING`]).
 pub fn too_complex(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> bool {
     let sql = sql.get(..end).unwrap_or(sql);
+    too_complex_in(sql, Lexer::at(sql, start, opts))
+}
+
+/// [`too_complex`] over a statement's tokens.
+fn too_complex_in(sql: &[u8], tokens: impl IntoIterator<Item = Token>) -> bool {
     // Per open parenthesis: (operators at this level, deepest path below it).
     let mut levels: Vec<(usize, usize)> = vec![(0, 0)];
     // Sum of the operators of every open level, kept as it changes: O(1) per token, so even a
     // 64 MiB statement of `()()()…` costs one pass.
     let mut path = 0usize;
     let mut brackets = 0usize;
-    for t in Lexer::at(sql, start, opts).filter(|t| !t.is_comment()) {
+    for t in tokens.into_iter().filter(|t| !t.is_comment()) {
         let weight = match t.kind {
             TokenKind::LParen => {
                 if levels.len() + brackets > MAX_NESTING {

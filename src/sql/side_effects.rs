@@ -19,7 +19,7 @@
 //! A function that wraps dblink (created before, or by someone ddlgate does not see) is beyond
 //! any proxy: the call looks like any other function call.
 
-use super::lexer::{LexOptions, Lexer, TokenKind};
+use super::lexer::{LexOptions, Lexer, Token, TokenKind};
 use super::prefilter::{StatementClass, classify_word};
 use super::statement::{Ddl, DdlKind, Understood};
 
@@ -97,7 +97,12 @@ fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
 /// statement (DDL goes to the parser).
 pub fn understand(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> Option<Ddl> {
     let sql = sql.get(..end).unwrap_or(sql);
-    let mut tokens = Lexer::at(sql, start, opts).filter(|t| !t.is_comment());
+    understand_tokens(sql, Lexer::at(sql, start, opts))
+}
+
+/// [`understand`] over the statement's tokens, lexed once by the caller (comments included).
+pub fn understand_tokens(sql: &[u8], tokens: impl IntoIterator<Item = Token>) -> Option<Ddl> {
+    let mut tokens = tokens.into_iter().filter(|t| !t.is_comment());
     let first = tokens.next()?;
     if first.kind != TokenKind::Word || classify_word(first.text(sql)) != StatementClass::Dml {
         return None;
@@ -175,10 +180,21 @@ pub fn remote_call(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> Op
     if !contains_ci(sql.get(start..).unwrap_or_default(), DBLINK) {
         return None;
     }
+    remote_call_tokens(sql, Lexer::at(sql, start, opts))
+}
+
+/// The statement's text mentions a remote-SQL function (a byte search).
+pub fn mentions_remote(text: &[u8]) -> bool {
+    contains_ci(text, DBLINK)
+}
+
+/// [`remote_call`] over the statement's tokens, lexed once by the caller (comments included;
+/// the caller has checked [`mentions_remote`] first, which spares most statements the walk).
+pub fn remote_call_tokens(sql: &[u8], tokens: impl IntoIterator<Item = Token>) -> Option<String> {
     let mut pending: Option<String> = None;
     // After TABLE / VIEW: `Some(true)` while an identifier is due, `Some(false)` after one.
     let mut naming: Option<bool> = None;
-    for t in Lexer::at(sql, start, opts).filter(|t| !t.is_comment()) {
+    for t in tokens.into_iter().filter(|t| !t.is_comment()) {
         if let Some(function) = pending.take()
             && t.kind == TokenKind::LParen
         {

@@ -1,0 +1,608 @@
+//! [`decide`](super::decide): the pure decision on a prepared message — rules, policy, the
+//! rewrite or recipe it becomes ([`realize`]), the guard's retry policy, the new text.
+
+use super::*;
+use std::collections::HashSet;
+
+use crate::act::{self, BlockError};
+use crate::guard::Retry;
+use crate::policy::{self, Profile};
+use crate::protocol::TxStatus;
+use crate::rewrite;
+use crate::rules::{self, Action};
+use crate::sql::lexer::{self, LexOptions, StatementSpan, Token};
+use crate::sql::parse;
+use crate::sql::prefilter::{self, StatementClass};
+use crate::sql::statement::{Ddl, DdlKind, Name, Understood};
+
+/// Decides one prepared message: pure — no counters, no I/O, no logs (see [`record`]). The
+/// proxy and `ddlgate check` both call it.
+pub fn decide(
+    prepared: &Prepared,
+    sql: &[u8],
+    facts: Facts,
+    ctx: &Context,
+    profile: &Profile,
+    source: Source,
+    created: Created<'_>,
+) -> Decided {
+    let mut decided = Decided {
+        tally: Tally {
+            source,
+            ..Tally::default()
+        },
+        ..Decided::default()
+    };
+    if prepared.statements > prepared.spans.len() {
+        // Not every statement was kept: assume the worst of those not looked at.
+        decided.effects.settings = true;
+        decided.effects.lexing = true;
+    }
+    if prepared.unverifiable() {
+        refuse_unverifiable(prepared, profile, sql, ctx, &mut decided);
+        return decided;
+    }
+    let spans = &prepared.spans;
+    // Only non-empty statements are kept (see `prepare`), all of them unless the message
+    // has more than are analysed and none of them is DDL.
+    let statements = spans.len();
+    let classes = prepared
+        .classes
+        .iter()
+        .map(|&c| prefilter::for_server(c, ctx.server_version));
+    let any_ddl = prepared
+        .classes
+        .iter()
+        .any(|&c| prefilter::for_server(c, ctx.server_version) == StatementClass::DdlCandidate);
+    let Facts { catalog, identity } = facts;
+    // The created-in-transaction bookkeeping: the session's (by OID, from the server's
+    // answer) or the file's (by name).
+    let (mut session, mut offline) = match created {
+        Created::Session {
+            tracker,
+            max_created,
+        } => {
+            let scope = crate::created::Scope::begin(tracker, identity, max_created, ctx.lex);
+            (Some((tracker, scope)), None)
+        }
+        Created::Offline(names) => (None, Some(names)),
+    };
+    // What a message does to names and facts matters only to its own DDL and to relations
+    // the transaction created: ordinary traffic in a transaction that created nothing
+    // changes nothing there, and is not looked at again (the hot path).
+    let scoped = session
+        .as_ref()
+        .is_some_and(|(tracker, _)| !tracker.is_empty() || any_ddl);
+    decided.summary.statements = prepared.statements;
+    let summary = &mut decided.summary;
+    let plan = &mut decided.plan;
+    // Replacement text per statement, by span index.
+    let mut replacements: Vec<(usize, Vec<u8>)> = Vec::new();
+    // The transaction status as it evolves through a multi-statement Query.
+    let mut tx = ctx.tx;
+    // Transaction-control statements, for deciding how a guarded Query can be retried.
+    let mut tx_control = Vec::new();
+    for (i, (span, class)) in spans.iter().zip(classes).enumerate() {
+        decided.tally.statements[class.index()] += 1;
+        let unprepared;
+        let mut understood = None;
+        let mut runs = true;
+        let tokens = prepared.candidate(i).map(|c| c.tokens.as_slice());
+        statement_effects(sql, span, ctx.lex, class, tokens, &mut decided.effects);
+        match class {
+            StatementClass::Transaction => {
+                let before = tx;
+                tx = transaction_effect(sql, span, ctx.lex, tx);
+                tx_control.push((i, before, tx));
+                if let Some(names) = offline.as_deref_mut()
+                    && ends_transaction(sql, span, ctx.lex, tx)
+                {
+                    names.clear();
+                }
+            }
+            StatementClass::DdlCandidate => {
+                summary.ddl_candidates += 1;
+                // `prepare` understood every DDL candidate; a `Prepared` built otherwise gets
+                // its statement understood here rather than waved through.
+                let candidate = match prepared.candidate(i) {
+                    Some(c) => c,
+                    None => {
+                        let tokens = lexer::tokens(sql, span.start, span.end, ctx.lex);
+                        unprepared = Candidate {
+                            index: i,
+                            ddl: parse::understand_tokens(
+                                sql, &tokens, span.start, span.end, ctx.lex,
+                            ),
+                            tokens,
+                        };
+                        &unprepared
+                    }
+                };
+                let ddl = &candidate.ddl;
+                let mut resized = None;
+                let mut emptied = None;
+                let (facts, created) = match session.as_mut() {
+                    Some((tracker, scope)) => {
+                        // Facts read before the message, unless an earlier statement of it
+                        // may have changed them (a SET TimeZone, a rename, …): then the worst
+                        // case. In statement order, as `catalog_requests` produced them.
+                        let facts = catalog
+                            .binary_search_by_key(&span.start, |(at, _)| *at)
+                            .ok()
+                            .map(|k| &catalog[k].1)
+                            .filter(|_| scope.facts_hold(ddl));
+                        let facts = scope.sized(facts, &mut resized);
+                        let facts = scope.with_empty_new(ddl, facts, &mut emptied);
+                        (facts, scope.new_names(tracker, ddl))
+                    }
+                    None => (None, offline.as_deref().cloned().unwrap_or_default()),
+                };
+                let one = DdlInput {
+                    span,
+                    tokens: &candidate.tokens,
+                    ddl,
+                    facts,
+                    created: &created,
+                    tx,
+                    statements,
+                };
+                if let Some(replacement) = decide_statement(
+                    profile,
+                    sql,
+                    &one,
+                    ctx,
+                    &mut decided.tally,
+                    summary,
+                    plan,
+                    &mut decided.decisions,
+                ) {
+                    replacements.push((i, replacement));
+                    runs = false;
+                }
+                if let Some(names) = offline.as_deref_mut()
+                    && let DdlKind::CreateTable { name, .. } = &ddl.kind
+                    && (tx != TxStatus::Idle || statements > 1 || ctx.pipelined)
+                {
+                    names.insert(name.clone());
+                }
+                understood = Some(ddl);
+            }
+            StatementClass::Dml => summary.dml += 1,
+            // Forwarded: the server answers it with its own syntax error (42601).
+            StatementClass::Session | StatementClass::NotACommand => {}
+        }
+        if scoped && let Some((tracker, scope)) = session.as_mut() {
+            scope.after(tracker, sql, span, class, understood, tokens, runs);
+        }
+    }
+    if let Some((tracker, scope)) = session
+        && scoped
+    {
+        scope.finish(tracker);
+    }
+    if !replacements.is_empty() {
+        plan.sql = Some(splice(sql, spans, &replacements));
+    }
+    if let Some(guard) = plan.guard.as_mut() {
+        guard.retry = retry_mode(ctx.tx, source, &tx_control, statements);
+    }
+    decided.tally.multi_statement = source == Source::Query && summary.statements > 1;
+    decided
+}
+
+/// A transaction-control statement that ends the file's transaction (what `ddlgate check`
+/// forgets its created tables at): COMMIT, END, ABORT, and a ROLLBACK that leaves the block
+/// (not ROLLBACK TO SAVEPOINT inside one).
+pub(super) fn ends_transaction(
+    sql: &[u8],
+    span: &StatementSpan,
+    lex: LexOptions,
+    after: TxStatus,
+) -> bool {
+    let Some(first) = span.first else {
+        return false;
+    };
+    if first.is_word(sql, "ROLLBACK") {
+        return after == TxStatus::Idle || !is_rollback_to(sql, span, lex);
+    }
+    ["COMMIT", "END", "ABORT"]
+        .iter()
+        .any(|k| first.is_word(sql, k))
+}
+
+/// `ROLLBACK TO …`.
+pub(super) fn is_rollback_to(sql: &[u8], span: &StatementSpan, lex: LexOptions) -> bool {
+    lexer::Lexer::at(sql, span.start, lex)
+        .take_while(|t| t.start < span.end)
+        .filter(|t| !t.is_comment())
+        .nth(1)
+        .is_some_and(|t| t.is_word(sql, "TO"))
+}
+
+/// A message with more statements than are analysed, DDL among them: it cannot be
+/// verified, so it fails closed as a whole (counted as not understood) — blocked in
+/// enforce mode, a warning in warn mode, only logged in observe mode. Ordinary traffic
+/// never gets here: a message without any DDL candidate is forwarded however long it is.
+pub(super) fn refuse_unverifiable(
+    prepared: &Prepared,
+    profile: &Profile,
+    sql: &[u8],
+    ctx: &Context,
+    decided: &mut Decided,
+) {
+    decided.tally.ddl_understood[understood_index(Understood::Unknown)] += 1;
+    decided.unverifiable = Some((prepared.statements, prepared.max_statements));
+    decided.summary = Summary {
+        statements: prepared.statements,
+        ddl_candidates: 1,
+        dml: 0,
+        ddl_unknown: 1,
+    };
+    let err = BlockError {
+        code: act::sqlstate::UNPARSED,
+        message: format!(
+            "ddlgate cannot verify this message: it holds {} statements, DDL among them, and ddlgate analyses at most {} per message",
+            prepared.statements, prepared.max_statements
+        ),
+        detail: "A message ddlgate cannot check completely is refused as a whole; none of its statements ran.".to_owned(),
+        hint: "Send the DDL in smaller messages (e.g. one statement per Query), or raise limits.max_statements_per_message.".to_owned(),
+    };
+    let plan = &mut decided.plan;
+    let action = match profile.mode {
+        crate::config::Mode::Enforce => {
+            plan.sql = Some(err.to_sql());
+            plan.blocked.push("unparsed-ddl");
+            Action::Block
+        }
+        crate::config::Mode::Warn => {
+            plan.notices.push(act::notice(
+                "WARNING",
+                &err.message,
+                Some(&err.detail),
+                Some(&err.hint),
+            ));
+            Action::Warn
+        }
+        crate::config::Mode::Observe => Action::Allow,
+    };
+    plan.audit.push(crate::audit::Draft {
+        sql: loggable(sql, ctx.lex, AUDIT_SQL_MAX),
+        profile: profile.name.clone(),
+        action: action.as_str(),
+        intended: Action::Block.as_str(),
+        rules: vec!["unparsed-ddl"],
+        rewritten: None,
+        steps: Vec::new(),
+        override_reasons: Vec::new(),
+    });
+}
+
+/// One DDL candidate with what its decision rests on.
+pub(super) struct DdlInput<'a> {
+    span: &'a StatementSpan,
+    /// Its tokens, from the split.
+    tokens: &'a [Token],
+    ddl: &'a Ddl,
+    facts: Option<&'a crate::catalog::Facts>,
+    created: &'a HashSet<Name>,
+    /// The transaction status where it runs.
+    tx: TxStatus,
+    /// Statements of its message.
+    statements: usize,
+}
+
+/// Checks and decides one DDL candidate; returns its replacement text when it is rewritten or
+/// blocked, and adds any notices, audit record and guard work to the plan.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn decide_statement(
+    profile: &Profile,
+    sql: &[u8],
+    input: &DdlInput<'_>,
+    ctx: &Context,
+    tally: &mut Tally,
+    summary: &mut Summary,
+    plan: &mut Plan,
+    decisions: &mut Vec<StatementDecision>,
+) -> Option<Vec<u8>> {
+    let DdlInput {
+        span,
+        tokens,
+        ddl,
+        facts,
+        created,
+        tx,
+        statements,
+    } = *input;
+    tally.ddl_understood[understood_index(ddl.understood)] += 1;
+    if ddl.understood == Understood::Unknown {
+        summary.ddl_unknown += 1;
+    }
+    let rctx = rules::Context {
+        tx,
+        shares_unit: statements > 1 || ctx.pipelined,
+        in_function_body: false,
+        server_version: ctx.server_version,
+        created_in_tx: created,
+        catalog: facts,
+    };
+    let decision = policy::evaluate_tokens(profile, sql, tokens, ddl, &rctx);
+    if matches!(ddl.kind, DdlKind::DropCascade { .. }) && facts.is_some_and(|f| !f.drops.is_empty())
+    {
+        plan.fresh_facts_only = true;
+    }
+
+    let mut rewritten = None;
+    let mut refused = None;
+    let replacement = match decision.effective {
+        Action::Allow => None,
+        Action::Warn => {
+            plan.notices.extend(warnings(&decision, profile));
+            None
+        }
+        Action::Block => {
+            plan.blocked.extend(stopping_rules(&decision));
+            Some(block_error(&decision, profile, ctx.tool).to_sql())
+        }
+        Action::Rewrite => match realize(
+            decision.rewrite,
+            sql,
+            tokens,
+            span,
+            ddl,
+            facts,
+            &rctx,
+            ctx.lex,
+            ctx.server_version,
+            statements == 1 && !ctx.pipelined,
+        ) {
+            Realized::Text(new, again) => {
+                plan.notices.push(rewrite_notice(&decision, profile, &new));
+                rewritten = Some(again);
+                Some(new)
+            }
+            Realized::Steps(recipe) => {
+                plan.notices.push(rewrite_notice(
+                    &decision,
+                    profile,
+                    recipe.describe().as_bytes(),
+                ));
+                plan.recipe = Some(recipe);
+                None
+            }
+            Realized::Refused(why) => {
+                tally.rewrite_failures += 1;
+                plan.blocked.extend(stopping_rules(&decision));
+                let mut err = block_error(&decision, profile, ctx.tool);
+                err.detail = format!("{} {why}", err.detail);
+                refused = Some(why);
+                Some(err.to_sql())
+            }
+        },
+    };
+    // The audit log's record of the decision (its outcome is added by the session).
+    plan.audit.push(crate::audit::Draft {
+        sql: loggable_tokens(sql, tokens, span.start, span.end, AUDIT_SQL_MAX),
+        profile: profile.name.clone(),
+        action: decision.effective.as_str(),
+        intended: decision.intended.as_str(),
+        rules: decision.verdicts.iter().map(|v| v.finding.rule).collect(),
+        rewritten: match (&replacement, decision.effective) {
+            (Some(new), Action::Rewrite) => Some(String::from_utf8_lossy(new).into_owned()),
+            _ => None,
+        },
+        steps: plan
+            .recipe
+            .as_ref()
+            .filter(|_| decision.rewrite == Some(rules::Rewrite::Steps))
+            .map(|r| r.steps.iter().map(|s| s.sql.clone()).collect())
+            .unwrap_or_default(),
+        override_reasons: decision
+            .verdicts
+            .iter()
+            .filter_map(|v| v.overridden.clone())
+            .collect(),
+    });
+    // What the statement that will run locks: the guard runs around it.
+    // Observe mode changes nothing a client can see, the guard included.
+    if decision.effective != Action::Block && profile.mode != crate::config::Mode::Observe {
+        // A rewrite's text was parsed once, when it was checked: that is what runs.
+        let ran = rewritten.as_ref().unwrap_or(ddl);
+        let mut guard = plan.guard.take().unwrap_or_default();
+        guard.add(ran, |t| rctx.is_new(t));
+        plan.guard = (!guard.is_empty()).then_some(guard);
+    }
+    decisions.push(StatementDecision {
+        span: *span,
+        decision,
+        kind: ddl.kind.label(),
+        refused,
+    });
+    replacement
+}
+
+/// What a rewrite verdict becomes.
+#[derive(Debug)]
+pub enum Realized {
+    /// The statement's new text (CONCURRENTLY inserted, …), parsed and checked again, with
+    /// what that parse understood.
+    Text(Vec<u8>, crate::sql::statement::Ddl),
+    /// The safe steps that run instead of the statement.
+    Steps(crate::recipe::Recipe),
+    /// Neither could be built: the statement is blocked, and this sentence says why.
+    Refused(String),
+}
+
+/// Turns a rewrite verdict into the text or the steps that run instead, or into the reason it
+/// cannot be done. The proxy and `ddlgate check` both call it, so they decide alike.
+/// `alone`: the statement is the only one of a simple Query (multi-step rewrites need that).
+#[allow(clippy::too_many_arguments)]
+pub fn realize(
+    rewrite: Option<rules::Rewrite>,
+    sql: &[u8],
+    tokens: &[Token],
+    span: &StatementSpan,
+    ddl: &crate::sql::statement::Ddl,
+    facts: Option<&crate::catalog::Facts>,
+    rctx: &rules::Context,
+    lex: LexOptions,
+    server_version: Option<u32>,
+    alone: bool,
+) -> Realized {
+    if rewrite == Some(rules::Rewrite::Steps) {
+        return match steps(sql, span, ddl, facts, lex, server_version, alone) {
+            Ok(recipe) => Realized::Steps(recipe),
+            Err(why) => {
+                Realized::Refused(format!("ddlgate could not run it as safe steps: {why}."))
+            }
+        };
+    }
+    // From the first token: leading comments stay where they are (see `splice`).
+    let from = span.first.map_or(span.start, |t| t.start);
+    match rewrite
+        .ok_or(rewrite::RewriteError::NoInsertionPoint)
+        .and_then(|r| rewrite::apply_tokens(sql, tokens, from, span.end, lex, ddl, r, rctx))
+    {
+        Ok((new, again)) => Realized::Text(new, again),
+        Err(e) => Realized::Refused(format!("ddlgate could not rewrite it safely: {e}.")),
+    }
+}
+
+/// The safe steps for a statement the policy decided to run as a multi-step rewrite: only a
+/// statement alone in a simple Query, outside a transaction (the rule offers the rewrite only
+/// there), with the partition tree from the catalog when the table is partitioned.
+pub(super) fn steps(
+    sql: &[u8],
+    span: &StatementSpan,
+    ddl: &crate::sql::statement::Ddl,
+    facts: Option<&crate::catalog::Facts>,
+    lex: LexOptions,
+    server_version: Option<u32>,
+    alone: bool,
+) -> Result<crate::recipe::Recipe, String> {
+    if !alone {
+        return Err("it does not run alone".to_owned());
+    }
+    let version = server_version.ok_or_else(|| "the server version is unknown".to_owned())?;
+    let tree = facts
+        .and_then(|f| f.relation.as_ref())
+        .filter(|r| r.is_partitioned())
+        .map(|r| partition_tree(r.name.as_ref().unwrap_or(&r.asked), &r.partitions, 0))
+        .transpose()?;
+    let rctx = crate::recipe::Context {
+        server_version_num: version,
+        partitions: tree.as_deref(),
+    };
+    let from = span.first.map_or(span.start, |t| t.start);
+    crate::recipe::plan(sql, from, span.end, lex, ddl, &rctx).map_err(|e| e.to_string())
+}
+
+/// The catalog's flat partition list (parents before children) as the recipe's tree.
+pub(super) fn partition_tree(
+    parent: &Name,
+    all: &[crate::catalog::Partition],
+    depth: usize,
+) -> Result<Vec<crate::recipe::Partition>, String> {
+    // The catalog's list is the server's, but the tree is built (and later walked by the
+    // recipe) recursively: bound its depth so no catalog answer can exhaust the stack.
+    if depth > MAX_PARTITION_DEPTH {
+        return Err(format!(
+            "its partition tree is more than {MAX_PARTITION_DEPTH} levels deep"
+        ));
+    }
+    all.iter()
+        .filter(|p| &p.parent == parent)
+        .map(|p| {
+            Ok(if p.is_leaf() {
+                crate::recipe::Partition::leaf(p.name.clone())
+            } else {
+                crate::recipe::Partition::partitioned(
+                    p.name.clone(),
+                    partition_tree(&p.name, all, depth + 1)?,
+                )
+            })
+        })
+        .collect()
+}
+
+/// Deepest partition tree a multi-step rewrite is planned for; deeper ones are refused (the
+/// statement is blocked with the reason). Real hierarchies have a handful of levels.
+pub(super) const MAX_PARTITION_DEPTH: usize = 32;
+
+/// Longest SQL text an audit record holds.
+pub(super) const AUDIT_SQL_MAX: usize = 64 * 1024;
+
+/// How a guarded message can be retried after a lock timeout (see [`Retry`]).
+pub(super) fn retry_mode(
+    start: TxStatus,
+    source: Source,
+    tx_control: &[(usize, TxStatus, TxStatus)],
+    statements: usize,
+) -> Retry {
+    if source != Source::Query {
+        return Retry::No;
+    }
+    match start {
+        TxStatus::InTransaction if tx_control.is_empty() => Retry::Savepoint,
+        TxStatus::Idle if tx_control.is_empty() => Retry::Whole,
+        // `BEGIN; …; COMMIT` as one Query: atomic, and a failure leaves a failed block that
+        // a ROLLBACK clears.
+        TxStatus::Idle => match tx_control {
+            [
+                (b, TxStatus::Idle, TxStatus::InTransaction),
+                (c, TxStatus::InTransaction, TxStatus::Idle),
+            ] if *b == 0 && *c + 1 == statements => Retry::Whole,
+            _ => Retry::No,
+        },
+        _ => Retry::No,
+    }
+}
+
+/// BEGIN/START open a transaction block; COMMIT/END/ROLLBACK/ABORT close it (ROLLBACK TO
+/// SAVEPOINT does not).
+pub(super) fn transaction_effect(
+    sql: &[u8],
+    span: &StatementSpan,
+    lex: LexOptions,
+    tx: TxStatus,
+) -> TxStatus {
+    let mut words = lexer::Lexer::at(sql, span.start, lex)
+        .take_while(|t| t.start < span.end)
+        .filter(|t| !t.is_comment());
+    let Some(first) = words.next() else { return tx };
+    let second = words.next();
+    if first.is_word(sql, "BEGIN") || first.is_word(sql, "START") {
+        TxStatus::InTransaction
+    } else if first.is_word(sql, "ROLLBACK") && second.is_some_and(|t| t.is_word(sql, "TO")) {
+        tx
+    } else if ["COMMIT", "END", "ROLLBACK", "ABORT"]
+        .iter()
+        .any(|k| first.is_word(sql, k))
+    {
+        // PREPARE TRANSACTION / COMMIT PREPARED are not in this class.
+        TxStatus::Idle
+    } else {
+        tx
+    }
+}
+
+/// Replaces the given statements' spans in `sql`, keeping every other byte.
+pub(super) fn splice(
+    sql: &[u8],
+    spans: &[StatementSpan],
+    replacements: &[(usize, Vec<u8>)],
+) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(sql.len() + replacements.iter().map(|(_, r)| r.len()).sum::<usize>());
+    let mut at = 0;
+    for (i, new) in replacements {
+        let span = &spans[*i];
+        // Keep comments before the statement's first token (override comments stay visible in
+        // the server's logs and pg_stat_activity); replace from the first token to the end.
+        let from = span.first.map_or(span.start, |t| t.start);
+        out.extend_from_slice(&sql[at..from]);
+        out.extend_from_slice(new);
+        at = span.end;
+    }
+    out.extend_from_slice(&sql[at..]);
+    out
+}

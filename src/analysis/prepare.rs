@@ -1,0 +1,188 @@
+//! [`prepare`](super::prepare): one message's SQL read once — split, prefilter, each DDL
+//! candidate understood once from the tokens the split kept.
+
+use crate::sql::lexer::{self, LexOptions, StatementSpan, Token, TokenKind};
+use crate::sql::parse;
+use crate::sql::prefilter::{self, StatementClass};
+use crate::sql::statement::Ddl;
+
+/// Span capacity kept between messages: enough for ordinary multi-statement Queries without
+/// reallocating, while the buffer a large message needed is given back.
+pub(super) const SPANS_KEPT: usize = 256;
+
+/// One message's SQL, read once by [`prepare`]: where its statements are, what each one is,
+/// and — for each DDL candidate — the statement understood, with the catalog query its
+/// decision needs. Everything [`decide`] and the session's catalog reads use comes from here:
+/// nothing is split, classified or parsed twice.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// The non-empty statements the server will execute (PostgreSQL discards empty ones), at
+    /// most `max_statements`: a message of millions of `;` costs no memory here.
+    pub spans: Vec<StatementSpan>,
+    /// Each kept statement's prefilter class, as the lexer sees it (before
+    /// `prefilter::for_server`, which needs the server version and is applied by [`decide`]).
+    pub classes: Vec<StatementClass>,
+    /// Non-empty statements of the whole message, kept in `spans` or not.
+    pub statements: usize,
+    /// Any statement of the message (kept or not) is a DDL candidate, or a word that starts no
+    /// command (a DDL candidate against a server newer than the command list).
+    pub ddl: bool,
+    /// `limits.max_statements_per_message` the split was cut at.
+    pub max_statements: usize,
+    /// The DDL candidates (and words that start no command), understood once, in statement
+    /// order. Empty when the message is [`Prepared::unverifiable`].
+    pub candidates: Vec<Candidate>,
+}
+
+/// One DDL candidate of a [`Prepared`] message.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// Its index in `Prepared::spans`.
+    pub index: usize,
+    /// What sqlparser (or the fallback classifier) understood.
+    pub ddl: Ddl,
+    /// Every token of the statement (comments included), from the split's one lexing pass:
+    /// the readers after it (parse, override comments, rewrite, settings effects, audit text)
+    /// share them instead of lexing the statement again.
+    pub tokens: Vec<Token>,
+}
+
+impl Prepared {
+    /// More statements than are analysed, DDL among them: refused whole, never understood.
+    pub fn unverifiable(&self) -> bool {
+        self.ddl && self.statements > self.max_statements
+    }
+
+    /// The DDL candidate at span `index`.
+    pub fn candidate(&self, index: usize) -> Option<&Candidate> {
+        self.candidates
+            .binary_search_by_key(&index, |c| c.index)
+            .ok()
+            .map(|i| &self.candidates[i])
+    }
+
+    /// The statements the prefilter marked as DDL candidates, understood.
+    pub fn ddl_candidates(&self) -> impl Iterator<Item = &Candidate> {
+        self.candidates
+            .iter()
+            .filter(|c| self.classes[c.index] == StatementClass::DdlCandidate)
+    }
+
+    /// The catalog queries of its DDL statements: (statement start offset, query), built from
+    /// the statements as understood (the session asks once per message, and only when it
+    /// reads facts for it).
+    pub fn catalog_requests(&self) -> Vec<(usize, String)> {
+        self.ddl_candidates()
+            .filter_map(|c| {
+                crate::catalog::facts_query(&c.ddl).map(|q| (self.spans[c.index].start, q))
+            })
+            .collect()
+    }
+
+    /// The statement at span `index` as a message of its own (what a tool that sends a file
+    /// statement by statement sends), understood as it was here: nothing is parsed again.
+    pub fn single(&self, index: usize) -> Prepared {
+        Prepared {
+            spans: vec![self.spans[index]],
+            classes: vec![self.classes[index]],
+            statements: 1,
+            ddl: matches!(
+                self.classes[index],
+                StatementClass::DdlCandidate | StatementClass::NotACommand
+            ),
+            max_statements: self.max_statements.max(1),
+            candidates: self
+                .candidate(index)
+                .map(|c| Candidate {
+                    index: 0,
+                    ..c.clone()
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// Gives back the buffers a large message grew.
+    pub(super) fn shrink(&mut self) {
+        if self.spans.capacity() > SPANS_KEPT {
+            self.spans.clear();
+            self.spans.shrink_to(SPANS_KEPT);
+        }
+        if self.classes.capacity() > SPANS_KEPT {
+            self.classes.clear();
+            self.classes.shrink_to(SPANS_KEPT);
+        }
+    }
+}
+
+/// Reads one message's SQL (see [`Prepared`]): one split, one prefilter pass per statement,
+/// and each DDL candidate understood once. Ordinary traffic stops at the prefilter.
+pub fn prepare(sql: &[u8], lex: LexOptions, max_statements: usize) -> Prepared {
+    let mut out = Prepared::default();
+    prepare_into(&mut out, sql, lex, max_statements);
+    out
+}
+
+/// [`prepare`] into a reused value, so the hot path does not allocate per message.
+pub fn prepare_into(out: &mut Prepared, sql: &[u8], lex: LexOptions, max_statements: usize) {
+    out.spans.clear();
+    out.classes.clear();
+    out.candidates.clear();
+    out.statements = 0;
+    out.ddl = false;
+    out.max_statements = max_statements;
+    // The tokens of the statements kept and marked DDL, by span index.
+    let mut kept: Vec<(usize, Vec<Token>)> = Vec::new();
+    let Prepared {
+        spans,
+        classes,
+        statements,
+        ddl,
+        ..
+    } = out;
+    // Statements whose first word may make them DDL keep their tokens; ordinary traffic
+    // keeps none (a DML statement the byte check marks as DDL is lexed again below).
+    let may_be_ddl = |t: &Token| match t.kind {
+        TokenKind::Word => prefilter::classify_word(t.text(sql)) == StatementClass::DdlCandidate,
+        TokenKind::LParen => false,
+        _ => true,
+    };
+    lexer::each_statement_tokens(sql, lex, may_be_ddl, |span, tokens| {
+        if span.is_empty() {
+            return;
+        }
+        *statements += 1;
+        let class = prefilter::classify(sql, &span);
+        // A word that starts no command counts too: against a server newer than the command
+        // list it is decided as a DDL candidate (`prefilter::for_server`).
+        if matches!(
+            class,
+            StatementClass::DdlCandidate | StatementClass::NotACommand
+        ) {
+            *ddl = true;
+        }
+        if spans.len() < max_statements {
+            if matches!(
+                class,
+                StatementClass::DdlCandidate | StatementClass::NotACommand
+            ) {
+                kept.push((spans.len(), tokens.to_vec()));
+            }
+            spans.push(span);
+            classes.push(class);
+        }
+    });
+    if !out.ddl || out.unverifiable() {
+        // Refused whole without being understood, or nothing to understand.
+        return;
+    }
+    for (index, mut tokens) in kept {
+        let span = &out.spans[index];
+        if tokens.is_empty() {
+            tokens = lexer::tokens(sql, span.start, span.end, lex);
+        }
+        // Only DDL candidates are ever parsed; ordinary traffic stops at the prefilter.
+        let ddl = parse::understand_tokens(sql, &tokens, span.start, span.end, lex);
+        out.candidates.push(Candidate { index, ddl, tokens });
+    }
+}
