@@ -12,15 +12,16 @@
 //!    with statements replaced — by their rewritten safe form, or by a `DO` block that raises
 //!    ddlgate's error (see `act`) — and with notices for the client.
 //!
-//! Everything is counted here (`Counters`) and logged (decisions at info, SQL at debug).
+//! Everything is counted here (in `metrics::Counters`) and logged (decisions at info, SQL at debug).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
 
 use crate::act::{self, BlockError};
 use crate::guard::{GuardPlan, Retry};
-use crate::policy::{self, Decision, DecisionCounters, Profile};
+use crate::metrics::{Counters, understood_index};
+use crate::policy::{self, Decision, Profile};
 use crate::protocol::TxStatus;
 use crate::rewrite;
 use crate::rules::{self, Action};
@@ -28,69 +29,6 @@ use crate::sql::lexer::{self, LexOptions, StatementSpan, TokenKind};
 use crate::sql::parse;
 use crate::sql::prefilter::{self, StatementClass};
 use crate::sql::statement::{DdlKind, Name, Understood};
-
-/// Counters for everything the hook sees, kept in one place (the metrics endpoint exports them).
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Simple Query messages analysed.
-    pub queries: AtomicU64,
-    /// Parse messages analysed.
-    pub parses: AtomicU64,
-    /// Statements by prefilter class (indexed by `StatementClass::index`).
-    pub statements: [AtomicU64; StatementClass::ALL.len()],
-    /// Simple Queries that carried more than one statement (one implicit transaction).
-    pub multi_statement_queries: AtomicU64,
-    /// Extended-protocol units (messages up to a Sync) that ran more than one Execute, i.e.
-    /// pipelines, which PostgreSQL also runs as one implicit transaction.
-    pub pipelined_units: AtomicU64,
-    /// Extended-protocol units completed (Syncs seen).
-    pub extended_units: AtomicU64,
-    /// DDL candidates by how they were understood (indexed by `understood_index`): parsed by
-    /// sqlparser, recognised by the fallback classifier, or not understood at all (the
-    /// `unparsed-ddl` case the policy fails closed on).
-    pub ddl_understood: [AtomicU64; 3],
-    /// Policy decisions per rule and action, overrides, invalid overrides.
-    pub decisions: DecisionCounters,
-    /// Rewrites that were refused after re-parsing or re-checking (the statement was blocked
-    /// instead).
-    pub rewrite_failures: AtomicU64,
-    /// The lock guard.
-    pub guard: GuardCounters,
-}
-
-/// What the lock guard did.
-#[derive(Debug, Default)]
-pub struct GuardCounters {
-    /// Queries run under the guard.
-    pub runs: AtomicU64,
-    /// Attempts retried after a lock timeout.
-    pub retries: AtomicU64,
-    /// Queries that spent their attempt or time budget.
-    pub exhausted: AtomicU64,
-    /// Queries that had to wait for another DDL on the same table.
-    pub queue_waits: AtomicU64,
-    /// Queries that gave up waiting for their turn.
-    pub queue_timeouts: AtomicU64,
-}
-
-/// Index into `Counters::ddl_understood`.
-pub fn understood_index(u: Understood) -> usize {
-    match u {
-        Understood::Parsed => 0,
-        Understood::Fallback => 1,
-        Understood::Unknown => 2,
-    }
-}
-
-impl Counters {
-    pub fn statements(&self, class: StatementClass) -> u64 {
-        self.statements[class.index()].load(Ordering::Relaxed)
-    }
-
-    pub fn ddl_understood(&self, u: Understood) -> u64 {
-        self.ddl_understood[understood_index(u)].load(Ordering::Relaxed)
-    }
-}
 
 /// Where a message's statements are about to run.
 #[derive(Debug, Clone, Copy)]
@@ -569,7 +507,7 @@ impl Analyzer {
         // Transaction-control statements, for deciding how a guarded Query can be retried.
         let mut tx_control = Vec::new();
         for (i, (span, &class)) in spans.iter().zip(&classes).enumerate() {
-            counters.statements[class.index()].fetch_add(1, Ordering::Relaxed);
+            counters.statements[class.index()].increment(1);
             let mut understood = None;
             let mut runs = true;
             statement_effects(sql, span, ctx.lex, class, &mut self.effects);
@@ -682,8 +620,7 @@ impl Analyzer {
         ctx: &Context,
     ) -> (Summary, Plan) {
         let stats = self.split_stats;
-        counters.ddl_understood[understood_index(Understood::Unknown)]
-            .fetch_add(1, Ordering::Relaxed);
+        counters.ddl_understood[understood_index(Understood::Unknown)].increment(1);
         match source {
             Source::Query => counters.queries.fetch_add(1, Ordering::Relaxed),
             Source::Parse => counters.parses.fetch_add(1, Ordering::Relaxed),
@@ -757,7 +694,7 @@ impl Analyzer {
         summary: &mut Summary,
         plan: &mut Plan,
     ) -> Option<Vec<u8>> {
-        counters.ddl_understood[understood_index(ddl.understood)].fetch_add(1, Ordering::Relaxed);
+        counters.ddl_understood[understood_index(ddl.understood)].increment(1);
         if ddl.understood == Understood::Unknown {
             summary.ddl_unknown += 1;
         }
@@ -812,7 +749,7 @@ impl Analyzer {
                     None
                 }
                 Realized::Refused(why) => {
-                    counters.rewrite_failures.fetch_add(1, Ordering::Relaxed);
+                    counters.rewrite_failures.increment(1);
                     tracing::warn!(error = %why, "rewrite refused; blocking the statement instead");
                     let mut err = block_error(&decision, profile, ctx.tool);
                     err.detail = format!("{} {why}", err.detail);

@@ -18,7 +18,7 @@
 //! | [`tls`] | client-facing TLS termination and upstream TLS: certificates loaded at start, the plain-or-TLS stream, what SCRAM channel binding survives |
 //! | [`protocol`] | frame headers (bounded), the startup packets, the pre-authentication gate ([`protocol::preauth`]), the few decoded messages, [`protocol::responses`] with every message ddlgate itself says |
 //! | [`sql`] | PostgreSQL-accurate lexer and splitter, keyword prefilter, statement model, sqlparser front end, token classifier, quoting of every SQL ddlgate writes ([`sql::quote`]) |
-//! | [`analysis`] | the hook every statement passes through: split, prefilter, understand, decide; its counters |
+//! | [`analysis`] | the hook every statement passes through: split, prefilter, understand, decide |
 //! | [`rules`], [`policy`] | the rule catalog, and profiles/modes/overrides turning findings into decisions |
 //! | [`catalog`] | catalog facts for verdicts (one read-only query per DDL statement) |
 //! | [`created`] | "created in this transaction" from server facts (relation OIDs), never from names |
@@ -27,6 +27,7 @@
 //! | [`check`] | `ddlgate check`: the engine over migration files |
 //! | [`tools`] | which migration tool drives a session, so refusals name its way out |
 //! | [`error`] | one error enum per layer, classified by side |
+//! | [`metrics`] | every Prometheus metric, defined once (name, unit, HELP text, label sets), and the handles it is recorded through where it happens |
 //!
 //! ## Statement flow
 //!

@@ -8,7 +8,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -153,7 +152,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                         continue;
                     }
                 };
-                shared.connections.accepted.fetch_add(1, Ordering::Relaxed);
+                shared.connections.accepted.increment(1);
                 let Some(admission) = shared.slots.admit(&shared.connections) else {
                     drop(stream);
                     continue;

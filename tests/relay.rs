@@ -294,10 +294,9 @@ async fn cancel_from_tokio_postgres_stops_the_statement() {
     assert_eq!(
         env.proxy
             .shared()
-            .connections
-            .cancels_forwarded
-            .load(Ordering::Relaxed),
-        1
+            .metrics
+            .value("ddlgate_cancels_forwarded_total", &[]),
+        1.0
     );
 }
 

@@ -1025,10 +1025,7 @@ impl Relay {
             pid = key.pid,
             "cancelling the statement running upstream"
         );
-        self.shared
-            .connections
-            .cancels_on_client_loss
-            .fetch_add(1, Ordering::Relaxed);
+        self.shared.connections.cancels_on_client_loss.increment(1);
         super::send_cancel(&self.shared, self.upstream_addr, &key).await;
     }
 
@@ -1258,7 +1255,7 @@ impl State {
     fn on_client_sql(
         &mut self,
         shared: &Shared,
-        counters: &crate::analysis::Counters,
+        counters: &crate::metrics::Counters,
         tag: u8,
         body: &[u8],
     ) -> Option<Hooked> {
@@ -1293,7 +1290,7 @@ impl State {
         self.last_parse_ddl = summary.ddl_candidates > 0;
         self.last_parse_fresh = plan.fresh_facts_only;
         self.note_effects(name);
-        let kind = UnitKind::of(&summary);
+        let kind = UnitKind::of(summary.ddl_candidates, summary.dml);
         match source {
             Source::Query => self.last_kind = kind,
             Source::Parse => self.unit_kind = Some(kind.merge(self.unit_kind)),
@@ -1488,7 +1485,7 @@ impl State {
     fn on_bind(
         &mut self,
         shared: &Shared,
-        counters: &crate::analysis::Counters,
+        counters: &crate::metrics::Counters,
         statement: &[u8],
     ) -> Result<Option<crate::guard::GuardPlan>, crate::act::BlockError> {
         self.refresh_live(shared);
@@ -1554,7 +1551,7 @@ impl State {
     }
 
     /// Protocol bookkeeping from a client message's tag.
-    fn on_client_tag(&mut self, counters: &crate::analysis::Counters, tag: u8) {
+    fn on_client_tag(&mut self, counters: &crate::metrics::Counters, tag: u8) {
         match tag {
             frontend::QUERY | frontend::FUNCTION_CALL => {
                 self.unit_gen += 1;

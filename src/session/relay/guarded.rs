@@ -109,10 +109,7 @@ impl Relay {
         let cfg = self.st.live.config.guard.clone();
         let shared = self.shared.clone();
         let counters = &shared.counters;
-        counters
-            .guard
-            .runs
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        counters.guard.runs.increment(1);
         let plan = pending.plan;
         self.st.guard_timing = (std::time::Instant::now(), Duration::ZERO);
         // Shown by `/status` while it runs; gone when this function returns, whichever way.
@@ -182,10 +179,7 @@ impl Relay {
                     cfg.queue_timeout_ms.as_millis()
                 );
                 let blockers = self.blockers(&plan).await?;
-                counters
-                    .guard
-                    .queue_timeouts
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                counters.guard.queue_timeouts.increment(1);
                 return self
                     .give_up(epilogue, false, message, &blockers, "ddlgate runs one DDL statement per table at a time. Wait for the other one to finish, or raise guard.queue_timeout_ms.")
                     .await;
@@ -298,10 +292,7 @@ impl Relay {
                 let next =
                     guard::after_lock_timeout(&cfg, attempt_no, began.elapsed(), fastrand::f64());
                 let guard::AfterLockTimeout::RetryAfter(wait) = next else {
-                    counters
-                        .guard
-                        .exhausted
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    counters.guard.exhausted.increment(1);
                     let message = format!(
                         "ddlgate: could not get the lock within lock_timeout {} ms in {attempt_no} attempt(s) over {:.1} s",
                         cfg.lock_timeout_ms.as_millis(),
@@ -313,10 +304,7 @@ impl Relay {
                         .give_up(epilogue, reopen, message, &blockers, "End or wait out the blocking transactions (pg_terminate_backend(pid) for a stuck one), then run the statement again; guard.max_attempts and guard.max_wait_ms set how long ddlgate keeps trying.")
                         .await;
                 };
-                counters
-                    .guard
-                    .retries
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                counters.guard.retries.increment(1);
                 Activity::update(&shared, self.st.cancel_key.as_ref().map(|k| k.pid), |a| {
                     a.state = "waiting_for_lock";
                     a.attempts = attempt_no;
@@ -513,11 +501,7 @@ impl Relay {
                     let blockers = self.blockers(plan).await?;
                     let wait = guard::backoff(cfg, attempt_no, fastrand::f64());
                     if attempt_no < cfg.max_attempts && began.elapsed() + wait <= cfg.max_wait_ms {
-                        counters
-                            .counters
-                            .guard
-                            .retries
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        counters.counters.guard.retries.increment(1);
                         self.tell(
                             &format!(
                                 "ddlgate: step {k} of {total} could not get its lock within {} ms (attempt {attempt_no}); retrying in {} ms. Blocked by: {}",
@@ -531,11 +515,7 @@ impl Relay {
                         self.pause(wait).await?;
                         continue;
                     }
-                    counters
-                        .counters
-                        .guard
-                        .exhausted
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    counters.counters.guard.exhausted.increment(1);
                     break Some((error, guard::describe_blockers(&blockers)));
                 }
                 break Some((error, String::new()));
@@ -676,11 +656,7 @@ impl Relay {
                 );
                 // Counted in the queue until this function returns, whichever way.
                 waiting = Some(QueueSlot::enter(self.shared.clone()));
-                self.shared
-                    .counters
-                    .guard
-                    .queue_waits
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.shared.counters.guard.queue_waits.increment(1);
                 self.tell(
                     &format!("ddlgate: waiting for another DDL statement on {table} to finish (one DDL per table at a time)"),
                     None,
