@@ -3,8 +3,9 @@
 //! rules, policy, rewrite or block). Run: `cargo bench --bench analysis`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ddlgate::analysis::{Analyzer, Context, Counters, Source};
+use ddlgate::analysis::{Analyzer, Context, Source};
 use ddlgate::config::Config;
+use ddlgate::metrics::Counters;
 use ddlgate::policy::Policy;
 use ddlgate::protocol::TxStatus;
 use ddlgate::sql::LexOptions;

@@ -15,7 +15,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -81,7 +80,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     shared
         .metrics
         .set_slots(slots.unauthenticated_in_use(), slots.clients_in_use());
-    let body = shared.metrics.render(&shared.counters, &shared.connections);
+    let body = shared.metrics.render();
     (
         [(
             header::CONTENT_TYPE,
@@ -179,8 +178,10 @@ async fn status(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         version: env!("CARGO_PKG_VERSION"),
         upstream: shared.config.upstream.address.clone(),
         sessions: Sessions {
-            active: shared.connections.active.load(Ordering::Relaxed),
-            accepted: shared.connections.accepted.load(Ordering::Relaxed),
+            active: shared.metrics.value("ddlgate_connections_active", &[]) as u64,
+            accepted: shared
+                .metrics
+                .value("ddlgate_connections_accepted_total", &[]) as u64,
             idle: by_state[0],
             in_transaction: by_state[1],
             failed: by_state[2],

@@ -115,17 +115,13 @@ impl Slots {
             Ok(permit) => Some(permit),
             Err(TryAcquireError::Closed) => None,
             Err(TryAcquireError::NoPermits) => self.evict_oldest().inspect(|_| {
-                counters
-                    .evicted_before_startup
-                    .fetch_add(1, Ordering::Relaxed);
+                counters.evicted_before_startup.increment(1);
             }),
         };
         if let Some(permit) = permit {
             return Some(Admission::Admitted(self.register(permit)));
         }
-        counters
-            .rejected_unauthenticated
-            .fetch_add(1, Ordering::Relaxed);
+        counters.rejected_unauthenticated.increment(1);
         self.rejections
             .clone()
             .try_acquire_owned()
@@ -254,13 +250,13 @@ mod tests {
             .await
             .expect("the oldest is evicted");
         assert!(first.claim().is_none(), "an evicted ticket has no slot");
-        assert_eq!(c.evicted_before_startup.load(Ordering::Relaxed), 1);
+        assert_eq!(c.rejected("evicted_before_startup"), 1);
         // Claimed slots are not evictable: with both claimed, the next one is refused.
         let a = second.claim().expect("slot");
         let b = third.claim().expect("slot");
         assert_eq!(s.unauthenticated_in_use(), 2);
         assert!(matches!(s.admit(&c), Some(Admission::Reject(_))));
-        assert_eq!(c.rejected_unauthenticated.load(Ordering::Relaxed), 1);
+        assert_eq!(c.rejected("too_many_unauthenticated"), 1);
         drop((a, b));
         assert_eq!(s.unauthenticated_in_use(), 0);
     }
@@ -272,7 +268,7 @@ mod tests {
         drop(ticket(s.admit(&c)));
         assert_eq!(s.unauthenticated_in_use(), 0);
         let t = ticket(s.admit(&c));
-        assert_eq!(c.evicted_before_startup.load(Ordering::Relaxed), 0);
+        assert_eq!(c.rejected("evicted_before_startup"), 0);
         drop(t);
     }
 

@@ -7,13 +7,12 @@
 //! log holds the original SQL — that is its purpose — except that string literals are masked
 //! when the statement mentions a password.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::config::AuditConfig;
+use crate::metrics::{AuditCounters, Metrics};
 
 /// One DDL decision and what came of it.
 #[derive(Debug, Clone, Serialize)]
@@ -77,27 +76,25 @@ pub struct Draft {
 #[derive(Debug)]
 pub struct AuditLog {
     tx: Option<mpsc::Sender<String>>,
-    pub dropped: AtomicU64,
-    pub written: AtomicU64,
+    counters: AuditCounters,
 }
 
 /// Lines waiting for the writer at most.
 const QUEUE: usize = 4096;
 
 impl AuditLog {
-    /// A log that writes nothing.
-    pub fn disabled() -> AuditLog {
+    /// A log that writes nothing (its counters stay at 0).
+    pub fn disabled(metrics: &Metrics) -> AuditLog {
         AuditLog {
             tx: None,
-            dropped: AtomicU64::new(0),
-            written: AtomicU64::new(0),
+            counters: AuditCounters::new(metrics),
         }
     }
 
     /// Opens the configured destination and starts the writer task (needs a Tokio runtime).
-    pub async fn start(cfg: &AuditConfig) -> std::io::Result<AuditLog> {
+    pub async fn start(cfg: &AuditConfig, metrics: &Metrics) -> std::io::Result<AuditLog> {
         if !cfg.enabled {
-            return Ok(AuditLog::disabled());
+            return Ok(AuditLog::disabled(metrics));
         }
         let mut out: Box<dyn tokio::io::AsyncWrite + Send + Unpin> = if cfg.path == "-" {
             Box::new(tokio::io::stdout())
@@ -126,8 +123,7 @@ impl AuditLog {
         });
         Ok(AuditLog {
             tx: Some(tx),
-            dropped: AtomicU64::new(0),
-            written: AtomicU64::new(0),
+            counters: AuditCounters::new(metrics),
         })
     }
 
@@ -143,12 +139,8 @@ impl AuditLog {
         };
         line.push('\n');
         match tx.try_send(line) {
-            Ok(()) => {
-                self.written.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(_) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(()) => self.counters.written.increment(1),
+            Err(_) => self.counters.dropped.increment(1),
         }
     }
 }

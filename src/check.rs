@@ -548,7 +548,8 @@ mod tests {
     /// One statement of the rule table, as the proxy's analysis decides it for a simple Query
     /// holding only that statement (no catalog facts, as offline).
     fn proxy_action(sql: &str, tx: TxStatus, version: u32) -> &'static str {
-        use crate::analysis::{Analyzer, Context, Counters, Source};
+        use crate::analysis::{Analyzer, Context, Source};
+        use crate::metrics::Counters;
         let policy = Policy::from_config(&Config::default());
         let (_, plan) = Analyzer::default().analyze(
             &Counters::default(),

@@ -27,6 +27,7 @@
 //! | [`check`] | `ddlgate check`: the engine over migration files |
 //! | [`tools`] | which migration tool drives a session, so refusals name its way out |
 //! | [`error`] | one error enum per layer, classified by side |
+//! | [`metrics`] | every Prometheus metric, defined once (name, unit, HELP text, label sets), and the handles it is recorded through where it happens |
 //!
 //! ## Statement flow
 //!

@@ -1,55 +1,514 @@
-//! Prometheus metrics: what ddlgate does, for operators.
+//! Prometheus metrics: what ddlgate does, for operators. Every metric is defined here — name,
+//! kind, unit and HELP text in [`DEFS`], its label sets registered once below — and recorded
+//! through the handles where the event happens (`handle.increment(1)`); `/metrics` only
+//! renders.
 //!
 //! Each proxy instance owns its own `metrics-exporter-prometheus` recorder (not the process-wide
 //! global one), so several instances in one process — the integration tests — never mix their
-//! numbers. Hot-path metrics (statement latency, transaction states, lock waits) are recorded
-//! through handles registered once; the counters the rest of ddlgate already keeps as atomics
-//! (statements by class, decisions per rule and action, guard retries, …) are copied into the
-//! registry when `/metrics` is scraped, so there is one place for each number.
+//! numbers. The handles are grouped by who records them: [`Metrics`] (latency, sessions, the
+//! guard's histograms, the lock monitor), [`Counters`] (the analysis hook and the lock guard),
+//! [`DecisionCounters`] (policy decisions) and [`ConnectionCounters`] (accept, admission,
+//! cancels); all are registered on the instance's recorder. Label sets are bounded and
+//! registered up front (statement class, understood-by, rule × action, reason), so a counter
+//! that never moved is exposed as 0.
 //!
 //! Every name is prefixed `ddlgate_`; label values are bounded sets (statement kind, outcome,
-//! rule id, action, transaction state, reason) — never SQL text, table or user names.
+//! rule id, action, transaction state, reason) — never SQL text, table or user names. Units are
+//! given to the recorder for documentation only: the exporter's unit suffix is off, so names
+//! are exactly those below.
+//!
+//! Reading back (tests, `/status`): [`Metrics::value`] and the `value` of the counter groups
+//! read a number from the instance's own exposition, i.e. what a scrape would see.
 //!
 //! Histogram buckets: statement latency and its upstream share from 100 µs (a proxy hop on
 //! localhost costs tens of microseconds) to 30 s; lock waits, DDL execution, queue waits and
 //! dangerous-lock hold times from 10 ms to 10 min.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 
-use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder};
+use metrics::{
+    Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString, Unit,
+};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use crate::analysis::{Counters, understood_index};
+use crate::policy::Decision;
 use crate::rules::{Action, RULES};
 use crate::sql::prefilter::StatementClass;
 use crate::sql::statement::Understood;
 
-/// Connection-level counters.
-#[derive(Debug, Default)]
+/// What a definition registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// One metric as operators see it: exposition name, kind, unit and HELP text.
+#[derive(Debug)]
+struct Def {
+    name: &'static str,
+    kind: Kind,
+    unit: Unit,
+    help: &'static str,
+}
+
+const fn def(name: &'static str, kind: Kind, unit: Unit, help: &'static str) -> Def {
+    Def {
+        name,
+        kind,
+        unit,
+        help,
+    }
+}
+
+use Kind::{Counter as C, Gauge as G, Histogram as H};
+use Unit::{Count, Seconds};
+
+/// Every metric ddlgate exposes. Registering a name missing here is a bug (debug assertion),
+/// and a test checks every exposed name has its HELP line.
+#[rustfmt::skip]
+const DEFS: &[Def] = &[
+    // Traffic and latency, per protocol unit.
+    def("ddlgate_statement_duration_seconds", H, Seconds, "Time from the client's message to the ReadyForQuery ddlgate forwards, by unit kind: what the client sees through ddlgate."),
+    def("ddlgate_statement_upstream_seconds", H, Seconds, "The upstream's share of a unit's time, from the moment the message is written to the upstream socket."),
+    def("ddlgate_proxy_overhead_seconds", H, Seconds, "ddlgate's own share of a unit's time before forwarding (decoding, analysis, waiting for the server to be idle before deciding a DDL)."),
+    def("ddlgate_statements_completed_total", C, Count, "Protocol units (a Query, or the messages up to a Sync) completed, by kind and outcome."),
+    def("ddlgate_statements_total", C, Count, "Statements seen by the analysis hook, by prefilter class."),
+    def("ddlgate_sessions", G, Count, "Authenticated sessions by transaction state."),
+    // Connections.
+    def("ddlgate_connections_accepted_total", C, Count, "Client connections accepted."),
+    def("ddlgate_connections_active", G, Count, "Client connections open now."),
+    def("ddlgate_connections_rejected_total", C, Count, "Client connections refused or closed before their session began, by reason."),
+    def("ddlgate_connections_unauthenticated", G, Count, "Connections holding one of limits.max_unauthenticated (not logged in yet), as of the scrape."),
+    def("ddlgate_connections_authenticated", G, Count, "Sessions holding one of limits.max_clients, as of the scrape."),
+    def("ddlgate_cancels_forwarded_total", C, Count, "CancelRequests forwarded to the upstream for a client."),
+    def("ddlgate_cancels_on_client_loss_total", C, Count, "Statements cancelled upstream because their client vanished mid-statement."),
+    // Analysis and policy.
+    def("ddlgate_ddl_understood_total", C, Count, "DDL candidates by how they were understood: sqlparser, the fallback classifier, or not at all."),
+    def("ddlgate_ddl_decisions_total", C, Count, "Policy verdicts per rule and action."),
+    def("ddlgate_ddl_decisions_effective_total", C, Count, "DDL statements by the action finally taken."),
+    def("ddlgate_overrides_total", C, Count, "Verdicts changed by an override comment, per rule."),
+    def("ddlgate_invalid_overrides_total", C, Count, "Override comments refused (unknown rule, no reason, not allowed)."),
+    def("ddlgate_rewrite_failures_total", C, Count, "Rewrites refused after re-parsing or re-checking (the statement was blocked instead)."),
+    def("ddlgate_messages_analysed_total", C, Count, "Query and Parse messages whose SQL the analysis hook split and classified, by source."),
+    def("ddlgate_multi_statement_queries_total", C, Count, "Simple Queries that carried more than one statement (PostgreSQL runs them as one implicit transaction)."),
+    def("ddlgate_extended_units_total", C, Count, "Extended-protocol units (the messages up to a Sync) completed."),
+    def("ddlgate_pipelined_units_total", C, Count, "Extended-protocol units that ran more than one Execute (a pipeline: one implicit transaction)."),
+    // The audit log.
+    def("ddlgate_audit_records_total", C, Count, "Audit records queued for the writer (written), or dropped because the writer's queue was full (dropped)."),
+    // The lock guard and the per-table queue.
+    def("ddlgate_guard_runs_total", C, Count, "Statements run under the lock guard."),
+    def("ddlgate_lock_retries_total", C, Count, "Guarded attempts retried after a lock timeout."),
+    def("ddlgate_lock_budget_exhausted_total", C, Count, "Guarded statements that spent their attempt or time budget."),
+    def("ddlgate_lock_wait_seconds", H, Seconds, "Per DDL attempt that waited for its lock and gave up: how long it waited."),
+    def("ddlgate_ddl_execution_seconds", H, Seconds, "Duration of the guarded DDL attempt that ran."),
+    def("ddlgate_dangerous_lock_held_seconds", H, Seconds, "How long a DDL transaction held SHARE or a stronger table lock."),
+    def("ddlgate_ddl_queue_depth", G, Count, "DDL statements waiting for their turn on a table, in total."),
+    def("ddlgate_ddl_queue_wait_seconds", H, Seconds, "How long a DDL statement waited for its turn on a table."),
+    def("ddlgate_ddl_queue_waits_total", C, Count, "DDL statements that had to wait for another DDL on the same table."),
+    def("ddlgate_ddl_queue_timeouts_total", C, Count, "DDL statements that gave up waiting for their turn on a table."),
+    // The lock monitor.
+    def("ddlgate_lock_monitor_waiting_sessions", G, Count, "Sessions waiting for a heavyweight lock, server-wide, at the last sample."),
+    def("ddlgate_lock_monitor_oldest_wait_seconds", G, Seconds, "The longest current lock wait, server-wide, at the last sample."),
+    def("ddlgate_lock_monitor_blocked_by_ddl_sessions", G, Count, "Waiting sessions held up by a session holding or requesting a DDL-strength lock, at the last sample."),
+    def("ddlgate_lock_monitor_up", G, Count, "1 when the lock monitor's last sample succeeded, else 0."),
+    def("ddlgate_lock_monitor_samples_total", C, Count, "Lock monitor samples, by outcome."),
+];
+
+/// Registers handles on one instance's recorder, checking each name is defined in [`DEFS`].
+struct Registry<'a>(&'a PrometheusRecorder);
+
+impl Registry<'_> {
+    fn key(kind: Kind, name: &'static str, labels: &[(&'static str, &'static str)]) -> Key {
+        debug_assert!(
+            DEFS.iter().any(|d| d.name == name && d.kind == kind),
+            "{name} is not defined in metrics::DEFS as a {kind:?}"
+        );
+        Key::from_parts(
+            name,
+            labels
+                .iter()
+                .map(|(k, v)| Label::new(*k, *v))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn counter(&self, name: &'static str, labels: &[(&'static str, &'static str)]) -> Counter {
+        self.0.register_counter(&Self::key(C, name, labels), &META)
+    }
+
+    fn gauge(&self, name: &'static str, labels: &[(&'static str, &'static str)]) -> Gauge {
+        self.0.register_gauge(&Self::key(G, name, labels), &META)
+    }
+
+    fn hist(&self, name: &'static str, labels: &[(&'static str, &'static str)]) -> Histogram {
+        self.0
+            .register_histogram(&Self::key(H, name, labels), &META)
+    }
+}
+
+/// Reads one sample from an exposition: the value of `name` with exactly `labels` (in any
+/// order), 0 when absent.
+fn read(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut want: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    want.sort();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(series, _)| {
+            let (n, l) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.strip_suffix('}').unwrap_or(rest)),
+                None => (*series, ""),
+            };
+            let mut have: Vec<String> = l
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect();
+            have.sort();
+            n == name && have == want
+        })
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A way back to the numbers of one recorder (its exposition), for tests and `/status`.
+#[derive(Clone)]
+struct Reader(PrometheusHandle);
+
+impl Reader {
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        read(&self.0.render(), name, labels)
+    }
+}
+
+/// Connection-level counters: accept, admission, login timeouts, cancels.
 pub struct ConnectionCounters {
-    pub accepted: AtomicU64,
-    pub active: AtomicU64,
-    /// Clients refused FATAL 53300 because `limits.max_clients` authenticated sessions were
-    /// running.
-    pub rejected_too_many: AtomicU64,
-    /// Connections refused because `limits.max_unauthenticated` connections were logging in
-    /// and none of them could be evicted (FATAL 53300, or closed at once past the bound on
-    /// refusals in progress).
-    pub rejected_unauthenticated: AtomicU64,
-    /// Connections closed to make room for a newer one while they had not sent their startup
-    /// packet yet.
-    pub evicted_before_startup: AtomicU64,
-    /// Connections closed for not sending their startup packet within
-    /// `limits.startup_timeout_ms`.
-    pub startup_timeouts: AtomicU64,
-    /// Connections closed for not finishing authentication within `limits.login_timeout_ms`.
-    pub login_timeouts: AtomicU64,
-    pub upstream_connect_failures: AtomicU64,
-    pub cancels_forwarded: AtomicU64,
-    /// Statements cancelled upstream because their client vanished mid-statement.
-    pub cancels_on_client_loss: AtomicU64,
+    /// `ddlgate_connections_accepted_total`.
+    pub accepted: Counter,
+    /// `ddlgate_connections_active`: incremented when a session starts, decremented when it
+    /// ends.
+    pub active: Gauge,
+    /// `…_rejected_total{reason="too_many_clients"}`: clients refused FATAL 53300 because
+    /// `limits.max_clients` authenticated sessions were running.
+    pub rejected_too_many: Counter,
+    /// `…{reason="too_many_unauthenticated"}`: connections refused because
+    /// `limits.max_unauthenticated` connections were logging in and none of them could be
+    /// evicted (FATAL 53300, or closed at once past the bound on refusals in progress).
+    pub rejected_unauthenticated: Counter,
+    /// `…{reason="evicted_before_startup"}`: connections closed to make room for a newer one
+    /// while they had not sent their startup packet yet.
+    pub evicted_before_startup: Counter,
+    /// `…{reason="startup_timeout"}`: connections closed for not sending their startup packet
+    /// within `limits.startup_timeout_ms`.
+    pub startup_timeouts: Counter,
+    /// `…{reason="login_timeout"}`: connections closed for not finishing authentication within
+    /// `limits.login_timeout_ms`.
+    pub login_timeouts: Counter,
+    /// `…{reason="upstream_unreachable"}`.
+    pub upstream_connect_failures: Counter,
+    /// `ddlgate_cancels_forwarded_total`.
+    pub cancels_forwarded: Counter,
+    /// `ddlgate_cancels_on_client_loss_total`: statements cancelled upstream because their
+    /// client vanished mid-statement.
+    pub cancels_on_client_loss: Counter,
+    reader: Reader,
+}
+
+impl ConnectionCounters {
+    /// Registers the handles on `metrics`' recorder.
+    pub fn new(metrics: &Metrics) -> ConnectionCounters {
+        let r = Registry(&metrics.recorder);
+        let rejected =
+            |reason| r.counter("ddlgate_connections_rejected_total", &[("reason", reason)]);
+        ConnectionCounters {
+            accepted: r.counter("ddlgate_connections_accepted_total", &[]),
+            active: r.gauge("ddlgate_connections_active", &[]),
+            rejected_too_many: rejected("too_many_clients"),
+            rejected_unauthenticated: rejected("too_many_unauthenticated"),
+            evicted_before_startup: rejected("evicted_before_startup"),
+            startup_timeouts: rejected("startup_timeout"),
+            login_timeouts: rejected("login_timeout"),
+            upstream_connect_failures: rejected("upstream_unreachable"),
+            cancels_forwarded: r.counter("ddlgate_cancels_forwarded_total", &[]),
+            cancels_on_client_loss: r.counter("ddlgate_cancels_on_client_loss_total", &[]),
+            reader: metrics.reader.clone(),
+        }
+    }
+
+    /// The current value of a metric of this instance (see [`Metrics::value`]).
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.reader.value(name, labels)
+    }
+
+    /// `ddlgate_connections_rejected_total{reason}`.
+    pub fn rejected(&self, reason: &str) -> u64 {
+        self.value("ddlgate_connections_rejected_total", &[("reason", reason)]) as u64
+    }
+}
+
+/// On a recorder of its own (unit tests).
+impl Default for ConnectionCounters {
+    fn default() -> Self {
+        ConnectionCounters::new(&Metrics::new())
+    }
+}
+
+impl std::fmt::Debug for ConnectionCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionCounters").finish_non_exhaustive()
+    }
+}
+
+/// Everything the analysis hook and the lock guard count.
+pub struct Counters {
+    /// `ddlgate_messages_analysed_total{source="query"}`: simple Query messages analysed.
+    pub queries: Counter,
+    /// `ddlgate_messages_analysed_total{source="parse"}`: Parse messages analysed.
+    pub parses: Counter,
+    /// `ddlgate_multi_statement_queries_total`: simple Queries that carried more than one
+    /// statement (one implicit transaction).
+    pub multi_statement_queries: Counter,
+    /// `ddlgate_pipelined_units_total`: extended-protocol units (messages up to a Sync) that ran
+    /// more than one Execute, i.e. pipelines, which PostgreSQL also runs as one implicit
+    /// transaction.
+    pub pipelined_units: Counter,
+    /// `ddlgate_extended_units_total`: extended-protocol units completed (Syncs seen).
+    pub extended_units: Counter,
+    /// `ddlgate_statements_total{class}`, indexed by `StatementClass::index`.
+    pub statements: [Counter; StatementClass::ALL.len()],
+    /// `ddlgate_ddl_understood_total{by}`, indexed by [`understood_index`]: parsed by
+    /// sqlparser, recognised by the fallback classifier, or not understood at all (the
+    /// `unparsed-ddl` case the policy fails closed on).
+    pub ddl_understood: [Counter; 3],
+    /// Policy decisions per rule and action, overrides, invalid overrides.
+    pub decisions: DecisionCounters,
+    /// `ddlgate_rewrite_failures_total`: rewrites refused after re-parsing or re-checking (the
+    /// statement was blocked instead).
+    pub rewrite_failures: Counter,
+    /// The lock guard.
+    pub guard: GuardCounters,
+    reader: Reader,
+}
+
+/// What the lock guard did.
+pub struct GuardCounters {
+    /// `ddlgate_guard_runs_total`: queries run under the guard.
+    pub runs: Counter,
+    /// `ddlgate_lock_retries_total`: attempts retried after a lock timeout.
+    pub retries: Counter,
+    /// `ddlgate_lock_budget_exhausted_total`: queries that spent their attempt or time budget.
+    pub exhausted: Counter,
+    /// `ddlgate_ddl_queue_waits_total`: queries that had to wait for another DDL on the same
+    /// table.
+    pub queue_waits: Counter,
+    /// `ddlgate_ddl_queue_timeouts_total`: queries that gave up waiting for their turn.
+    pub queue_timeouts: Counter,
+}
+
+/// The `by` label of `ddlgate_ddl_understood_total`, in [`understood_index`] order.
+const UNDERSTOOD_BY: [&str; 3] = ["sqlparser", "classifier", "unparsed"];
+
+/// Index into `Counters::ddl_understood`.
+pub fn understood_index(u: Understood) -> usize {
+    match u {
+        Understood::Parsed => 0,
+        Understood::Fallback => 1,
+        Understood::Unknown => 2,
+    }
+}
+
+impl Counters {
+    /// Registers the handles on `metrics`' recorder.
+    pub fn new(metrics: &Metrics) -> Counters {
+        let r = Registry(&metrics.recorder);
+        Counters {
+            queries: r.counter("ddlgate_messages_analysed_total", &[("source", "query")]),
+            parses: r.counter("ddlgate_messages_analysed_total", &[("source", "parse")]),
+            multi_statement_queries: r.counter("ddlgate_multi_statement_queries_total", &[]),
+            pipelined_units: r.counter("ddlgate_pipelined_units_total", &[]),
+            extended_units: r.counter("ddlgate_extended_units_total", &[]),
+            statements: StatementClass::ALL
+                .map(|c| r.counter("ddlgate_statements_total", &[("class", c.as_str())])),
+            ddl_understood: UNDERSTOOD_BY
+                .map(|by| r.counter("ddlgate_ddl_understood_total", &[("by", by)])),
+            decisions: DecisionCounters::new(metrics),
+            rewrite_failures: r.counter("ddlgate_rewrite_failures_total", &[]),
+            guard: GuardCounters {
+                runs: r.counter("ddlgate_guard_runs_total", &[]),
+                retries: r.counter("ddlgate_lock_retries_total", &[]),
+                exhausted: r.counter("ddlgate_lock_budget_exhausted_total", &[]),
+                queue_waits: r.counter("ddlgate_ddl_queue_waits_total", &[]),
+                queue_timeouts: r.counter("ddlgate_ddl_queue_timeouts_total", &[]),
+            },
+            reader: metrics.reader.clone(),
+        }
+    }
+
+    /// The current value of a metric of this instance (see [`Metrics::value`]).
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        self.reader.value(name, labels) as u64
+    }
+
+    /// `ddlgate_statements_total{class}`.
+    pub fn statements(&self, class: StatementClass) -> u64 {
+        self.reader
+            .value("ddlgate_statements_total", &[("class", class.as_str())]) as u64
+    }
+
+    /// `ddlgate_ddl_understood_total{by}`.
+    pub fn ddl_understood(&self, u: Understood) -> u64 {
+        self.reader.value(
+            "ddlgate_ddl_understood_total",
+            &[("by", UNDERSTOOD_BY[understood_index(u)])],
+        ) as u64
+    }
+}
+
+/// On a recorder of its own (`ddlgate check`, benchmarks, unit tests).
+impl Default for Counters {
+    fn default() -> Self {
+        Counters::new(&Metrics::new())
+    }
+}
+
+impl std::fmt::Debug for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counters").finish_non_exhaustive()
+    }
+}
+
+/// What the audit log did with its records: `ddlgate_audit_records_total{outcome}`.
+pub struct AuditCounters {
+    /// Queued for the writer.
+    pub written: Counter,
+    /// Dropped: the writer's queue was full.
+    pub dropped: Counter,
+}
+
+impl AuditCounters {
+    /// Registers the handles on `metrics`' recorder.
+    pub fn new(metrics: &Metrics) -> AuditCounters {
+        let r = Registry(&metrics.recorder);
+        let outcome = |o| r.counter("ddlgate_audit_records_total", &[("outcome", o)]);
+        AuditCounters {
+            written: outcome("written"),
+            dropped: outcome("dropped"),
+        }
+    }
+}
+
+impl std::fmt::Debug for AuditCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditCounters").finish_non_exhaustive()
+    }
+}
+
+/// Every action, in `Action as usize` order (the index of the per-action handles).
+const ACTIONS: [Action; 4] = [Action::Allow, Action::Warn, Action::Rewrite, Action::Block];
+
+/// Decisions counted per rule and action, and overrides per rule: bounded label sets (rule ids
+/// are static), every pair registered up front.
+pub struct DecisionCounters {
+    /// `ddlgate_ddl_decisions_total{rule,action}`: `[rule index in RULES][action]`.
+    per_rule: Vec<[Counter; 4]>,
+    /// `ddlgate_overrides_total{rule}`.
+    overrides: Vec<Counter>,
+    /// `ddlgate_invalid_overrides_total`.
+    invalid_overrides: Counter,
+    /// `ddlgate_ddl_decisions_effective_total{action}`: statements by effective action.
+    effective: [Counter; 4],
+    reader: Reader,
+}
+
+fn rule_index(id: &str) -> Option<usize> {
+    RULES.iter().position(|r| r.id == id)
+}
+
+impl DecisionCounters {
+    /// Registers the handles on `metrics`' recorder.
+    pub fn new(metrics: &Metrics) -> DecisionCounters {
+        let r = Registry(&metrics.recorder);
+        DecisionCounters {
+            per_rule: RULES
+                .iter()
+                .map(|rule| {
+                    ACTIONS.map(|a| {
+                        r.counter(
+                            "ddlgate_ddl_decisions_total",
+                            &[("rule", rule.id), ("action", a.as_str())],
+                        )
+                    })
+                })
+                .collect(),
+            overrides: RULES
+                .iter()
+                .map(|rule| r.counter("ddlgate_overrides_total", &[("rule", rule.id)]))
+                .collect(),
+            invalid_overrides: r.counter("ddlgate_invalid_overrides_total", &[]),
+            effective: ACTIONS.map(|a| {
+                r.counter(
+                    "ddlgate_ddl_decisions_effective_total",
+                    &[("action", a.as_str())],
+                )
+            }),
+            reader: metrics.reader.clone(),
+        }
+    }
+
+    /// Counts one decision: its effective action, an invalid override, and each verdict.
+    pub fn record(&self, d: &Decision) {
+        self.effective[d.effective as usize].increment(1);
+        if d.error.is_some() {
+            self.invalid_overrides.increment(1);
+        }
+        for v in &d.verdicts {
+            if let Some(i) = rule_index(v.finding.rule) {
+                self.per_rule[i][v.action as usize].increment(1);
+                if v.overridden.is_some() {
+                    self.overrides[i].increment(1);
+                }
+            }
+        }
+    }
+
+    /// `ddlgate_ddl_decisions_total{rule,action}` (0 for an unknown rule).
+    pub fn rule_action(&self, rule_id: &str, action: Action) -> u64 {
+        self.reader.value(
+            "ddlgate_ddl_decisions_total",
+            &[("rule", rule_id), ("action", action.as_str())],
+        ) as u64
+    }
+
+    /// `ddlgate_overrides_total{rule}`.
+    pub fn overrides(&self, rule_id: &str) -> u64 {
+        self.reader
+            .value("ddlgate_overrides_total", &[("rule", rule_id)]) as u64
+    }
+
+    /// `ddlgate_ddl_decisions_effective_total{action}`.
+    pub fn effective(&self, action: Action) -> u64 {
+        self.reader.value(
+            "ddlgate_ddl_decisions_effective_total",
+            &[("action", action.as_str())],
+        ) as u64
+    }
+}
+
+/// On a recorder of its own (unit tests).
+impl Default for DecisionCounters {
+    fn default() -> Self {
+        DecisionCounters::new(&Metrics::new())
+    }
+}
+
+impl std::fmt::Debug for DecisionCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecisionCounters").finish_non_exhaustive()
+    }
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -80,11 +539,12 @@ pub enum UnitKind {
 }
 
 impl UnitKind {
-    /// The kind of one analysed Query or Parse.
-    pub fn of(summary: &crate::analysis::Summary) -> UnitKind {
-        if summary.ddl_candidates > 0 {
+    /// The kind of one analysed Query or Parse, from the counts of its summary
+    /// (`analysis::Summary::ddl_candidates` and `dml`).
+    pub fn of(ddl_candidates: usize, dml: usize) -> UnitKind {
+        if ddl_candidates > 0 {
             UnitKind::Ddl
-        } else if summary.dml > 0 {
+        } else if dml > 0 {
             UnitKind::Dml
         } else {
             UnitKind::Other
@@ -119,10 +579,13 @@ const KINDS: [UnitKind; 3] = [UnitKind::Ddl, UnitKind::Dml, UnitKind::Other];
 /// Transaction state of a session, for the sessions gauge.
 pub const TX_STATES: [&str; 3] = ["idle", "in_transaction", "failed"];
 
-/// One instance's metrics.
+/// One instance's metrics: its recorder, and the handles recorded by the session, the guard
+/// and the lock monitor. The counter groups ([`Counters`], [`ConnectionCounters`]) are
+/// registered on the same recorder by their own `new`.
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    reader: Reader,
     /// `ddlgate_statement_duration_seconds{kind}`: from the client's message to the
     /// ReadyForQuery ddlgate forwards, as the client sees it through ddlgate.
     pub statement_seconds: [Histogram; 3],
@@ -156,24 +619,18 @@ pub struct Metrics {
     pub monitor_up: Gauge,
     /// `ddlgate_lock_monitor_samples_total{outcome}`: ok, error.
     pub monitor_samples: [Counter; 2],
+    /// `ddlgate_connections_unauthenticated` and `ddlgate_connections_authenticated`: slots in
+    /// use, set at scrape time by [`Metrics::set_slots`] (a point-in-time reading of the
+    /// admission semaphores, not a count of events).
+    slots: [Gauge; 2],
     /// The same counts as the sessions gauge, readable (for `/status`).
-    states: [std::sync::atomic::AtomicI64; 3],
+    states: [AtomicI64; 3],
 }
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
     }
-}
-
-fn key(name: &'static str, labels: &[(&'static str, &'static str)]) -> Key {
-    Key::from_parts(
-        name,
-        labels
-            .iter()
-            .map(|(k, v)| Label::new(*k, *v))
-            .collect::<Vec<_>>(),
-    )
 }
 
 static META: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, None);
@@ -198,11 +655,21 @@ impl Metrics {
             Ok(b) => b.build_recorder(),
             Err(_) => PrometheusBuilder::new().build_recorder(),
         };
+        for d in DEFS {
+            let (name, unit, help) = (
+                KeyName::from_const_str(d.name),
+                Some(d.unit),
+                SharedString::const_str(d.help),
+            );
+            match d.kind {
+                Kind::Counter => recorder.describe_counter(name, unit, help),
+                Kind::Gauge => recorder.describe_gauge(name, unit, help),
+                Kind::Histogram => recorder.describe_histogram(name, unit, help),
+            }
+        }
         let handle = recorder.handle();
-        let r = &recorder;
-        let hist = |name, labels: &[(&'static str, &'static str)]| {
-            r.register_histogram(&key(name, labels), &META)
-        };
+        let r = Registry(&recorder);
+        let hist = |name, labels: &[(&'static str, &'static str)]| r.hist(name, labels);
         let statement_seconds = KINDS.map(|k| {
             hist(
                 "ddlgate_statement_duration_seconds",
@@ -215,22 +682,17 @@ impl Metrics {
                 &[("kind", k.as_str())],
             )
         });
-        let gauge = |name| r.register_gauge(&key(name, &[]), &META);
         let overhead_seconds =
             KINDS.map(|k| hist("ddlgate_proxy_overhead_seconds", &[("kind", k.as_str())]));
         let completed = KINDS.map(|k| {
             ["ok", "error"].map(|o| {
-                r.register_counter(
-                    &key(
-                        "ddlgate_statements_completed_total",
-                        &[("kind", k.as_str()), ("outcome", o)],
-                    ),
-                    &META,
+                r.counter(
+                    "ddlgate_statements_completed_total",
+                    &[("kind", k.as_str()), ("outcome", o)],
                 )
             })
         });
-        let sessions = TX_STATES
-            .map(|s| r.register_gauge(&key("ddlgate_sessions", &[("tx_state", s)]), &META));
+        let sessions = TX_STATES.map(|s| r.gauge("ddlgate_sessions", &[("tx_state", s)]));
         Metrics {
             statement_seconds,
             upstream_seconds,
@@ -240,19 +702,20 @@ impl Metrics {
             lock_wait_seconds: hist("ddlgate_lock_wait_seconds", &[]),
             ddl_execution_seconds: hist("ddlgate_ddl_execution_seconds", &[]),
             dangerous_lock_held_seconds: hist("ddlgate_dangerous_lock_held_seconds", &[]),
-            queue_depth: r.register_gauge(&key("ddlgate_ddl_queue_depth", &[]), &META),
+            queue_depth: r.gauge("ddlgate_ddl_queue_depth", &[]),
             queue_wait_seconds: hist("ddlgate_ddl_queue_wait_seconds", &[]),
-            monitor_waiting: gauge("ddlgate_lock_monitor_waiting_sessions"),
-            monitor_oldest_wait: gauge("ddlgate_lock_monitor_oldest_wait_seconds"),
-            monitor_blocked_by_ddl: gauge("ddlgate_lock_monitor_blocked_by_ddl_sessions"),
-            monitor_up: gauge("ddlgate_lock_monitor_up"),
-            monitor_samples: ["ok", "error"].map(|o| {
-                r.register_counter(
-                    &key("ddlgate_lock_monitor_samples_total", &[("outcome", o)]),
-                    &META,
-                )
-            }),
+            monitor_waiting: r.gauge("ddlgate_lock_monitor_waiting_sessions", &[]),
+            monitor_oldest_wait: r.gauge("ddlgate_lock_monitor_oldest_wait_seconds", &[]),
+            monitor_blocked_by_ddl: r.gauge("ddlgate_lock_monitor_blocked_by_ddl_sessions", &[]),
+            monitor_up: r.gauge("ddlgate_lock_monitor_up", &[]),
+            monitor_samples: ["ok", "error"]
+                .map(|o| r.counter("ddlgate_lock_monitor_samples_total", &[("outcome", o)])),
+            slots: [
+                r.gauge("ddlgate_connections_unauthenticated", &[]),
+                r.gauge("ddlgate_connections_authenticated", &[]),
+            ],
             states: Default::default(),
+            reader: Reader(handle.clone()),
             recorder,
             handle,
         }
@@ -294,136 +757,25 @@ impl Metrics {
         self.states.each_ref().map(|s| s.load(Ordering::Relaxed))
     }
 
-    fn absolute(&self, name: &'static str, labels: &[(&'static str, &'static str)], v: u64) {
-        self.recorder
-            .register_counter(&key(name, labels), &META)
-            .absolute(v);
-    }
-
-    fn gauge(&self, name: &'static str, v: f64) {
-        self.recorder.register_gauge(&key(name, &[]), &META).set(v);
-    }
-
     /// `ddlgate_connections_unauthenticated` (holding one of `limits.max_unauthenticated`: not
     /// logged in yet) and `ddlgate_connections_authenticated` (holding one of
-    /// `limits.max_clients`), as of now; set before each [`Metrics::render`].
+    /// `limits.max_clients`), as of now; set before each [`Metrics::render`]. The only values
+    /// set at scrape time: they are readings of the admission semaphores, not events.
     pub fn set_slots(&self, unauthenticated: usize, authenticated: usize) {
-        self.gauge(
-            "ddlgate_connections_unauthenticated",
-            unauthenticated as f64,
-        );
-        self.gauge("ddlgate_connections_authenticated", authenticated as f64);
+        self.slots[0].set(unauthenticated as f64);
+        self.slots[1].set(authenticated as f64);
     }
 
-    /// The Prometheus text exposition, with the atomic counters copied in first.
-    pub fn render(&self, counters: &Counters, connections: &ConnectionCounters) -> String {
-        let c = connections;
-        self.absolute(
-            "ddlgate_connections_accepted_total",
-            &[],
-            c.accepted.load(Ordering::Relaxed),
-        );
-        self.gauge(
-            "ddlgate_connections_active",
-            c.active.load(Ordering::Relaxed) as f64,
-        );
-        self.absolute(
-            "ddlgate_connections_rejected_total",
-            &[("reason", "too_many_clients")],
-            c.rejected_too_many.load(Ordering::Relaxed),
-        );
-        self.absolute(
-            "ddlgate_connections_rejected_total",
-            &[("reason", "upstream_unreachable")],
-            c.upstream_connect_failures.load(Ordering::Relaxed),
-        );
-        // Before authentication (`server::admission`): refused for want of an unauthenticated
-        // slot, evicted before the startup packet, and the two login timeouts.
-        for (reason, v) in [
-            ("too_many_unauthenticated", &c.rejected_unauthenticated),
-            ("evicted_before_startup", &c.evicted_before_startup),
-            ("startup_timeout", &c.startup_timeouts),
-            ("login_timeout", &c.login_timeouts),
-        ] {
-            self.absolute(
-                "ddlgate_connections_rejected_total",
-                &[("reason", reason)],
-                v.load(Ordering::Relaxed),
-            );
-        }
-        self.absolute(
-            "ddlgate_cancels_forwarded_total",
-            &[],
-            c.cancels_forwarded.load(Ordering::Relaxed),
-        );
-        self.absolute(
-            "ddlgate_cancels_on_client_loss_total",
-            &[],
-            c.cancels_on_client_loss.load(Ordering::Relaxed),
-        );
-        for class in StatementClass::ALL {
-            self.absolute(
-                "ddlgate_statements_total",
-                &[("class", class.as_str())],
-                counters.statements(class),
-            );
-        }
-        for (u, label) in [
-            (Understood::Parsed, "sqlparser"),
-            (Understood::Fallback, "classifier"),
-            (Understood::Unknown, "unparsed"),
-        ] {
-            self.absolute(
-                "ddlgate_ddl_understood_total",
-                &[("by", label)],
-                counters.ddl_understood[understood_index(u)].load(Ordering::Relaxed),
-            );
-        }
-        let d = &counters.decisions;
-        for action in [Action::Allow, Action::Warn, Action::Rewrite, Action::Block] {
-            self.absolute(
-                "ddlgate_ddl_decisions_effective_total",
-                &[("action", action.as_str())],
-                d.effective[action as usize].load(Ordering::Relaxed),
-            );
-        }
-        for rule in RULES {
-            for action in [Action::Allow, Action::Warn, Action::Rewrite, Action::Block] {
-                let v = d.rule_action(rule.id, action);
-                if v > 0 {
-                    self.absolute(
-                        "ddlgate_ddl_decisions_total",
-                        &[("rule", rule.id), ("action", action.as_str())],
-                        v,
-                    );
-                }
-            }
-            let v = d.overrides(rule.id);
-            if v > 0 {
-                self.absolute("ddlgate_overrides_total", &[("rule", rule.id)], v);
-            }
-        }
-        self.absolute(
-            "ddlgate_invalid_overrides_total",
-            &[],
-            d.invalid_overrides.load(Ordering::Relaxed),
-        );
-        self.absolute(
-            "ddlgate_rewrite_failures_total",
-            &[],
-            counters.rewrite_failures.load(Ordering::Relaxed),
-        );
-        let g = &counters.guard;
-        for (name, v) in [
-            ("ddlgate_guard_runs_total", &g.runs),
-            ("ddlgate_lock_retries_total", &g.retries),
-            ("ddlgate_lock_budget_exhausted_total", &g.exhausted),
-            ("ddlgate_ddl_queue_waits_total", &g.queue_waits),
-            ("ddlgate_ddl_queue_timeouts_total", &g.queue_timeouts),
-        ] {
-            self.absolute(name, &[], v.load(Ordering::Relaxed));
-        }
+    /// The Prometheus text exposition. Every number in it was recorded where it happened.
+    pub fn render(&self) -> String {
         self.handle.render()
+    }
+
+    /// The current value of `name` with exactly `labels` in this instance's exposition (0 when
+    /// absent): what a scrape would read. Renders the whole exposition; for tests and `/status`,
+    /// not for the statement path.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.reader.value(name, labels)
     }
 }
 
@@ -448,7 +800,8 @@ mod tests {
         m.unit_done(UnitKind::Ddl, true, 1.5, 1.4);
         m.session_state(None, Some(0));
         m.session_state(Some(0), Some(1));
-        let text = m.render(&Counters::default(), &ConnectionCounters::default());
+        let _registered = (Counters::new(&m), ConnectionCounters::new(&m));
+        let text = m.render();
         assert!(
             text.contains("ddlgate_statements_completed_total{kind=\"ddl\",outcome=\"error\"} 1"),
             "{text}"
@@ -481,5 +834,73 @@ mod tests {
         {
             assert!(line.starts_with("ddlgate_"), "{line}");
         }
+    }
+
+    #[test]
+    fn every_metric_is_defined_once_and_exposed_with_its_help() {
+        let m = Metrics::new();
+        let (counters, connections) = (Counters::new(&m), ConnectionCounters::new(&m));
+        let _audit = AuditCounters::new(&m);
+        m.unit_done(UnitKind::Other, false, 0.001, 0.0005);
+        let text = m.render();
+        for (i, d) in DEFS.iter().enumerate() {
+            assert!(
+                DEFS[..i].iter().all(|e| e.name != d.name),
+                "{} defined twice",
+                d.name
+            );
+            assert!(
+                text.contains(&format!("# HELP {} {}\n", d.name, d.help)),
+                "{} has no HELP line:\n{text}",
+                d.name
+            );
+        }
+        // Every sample belongs to a defined metric.
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|b| {
+                    DEFS.iter()
+                        .any(|d| d.name == *b && d.kind == Kind::Histogram)
+                })
+                .unwrap_or(name);
+            assert!(DEFS.iter().any(|d| d.name == base), "{line}");
+        }
+        // Label sets are registered up front: every rule × action is exposed, at 0.
+        assert!(
+            text.contains(
+                "ddlgate_ddl_decisions_total{rule=\"ban-drop-table\",action=\"rewrite\"} 0"
+            ),
+            "{text}"
+        );
+        // Recorded where it happens, read back from the exposition.
+        counters.guard.retries.increment(2);
+        connections.login_timeouts.increment(1);
+        connections.active.increment(1.0);
+        assert_eq!(m.value("ddlgate_lock_retries_total", &[]), 2.0);
+        assert_eq!(connections.rejected("login_timeout"), 1);
+        assert_eq!(m.value("ddlgate_connections_active", &[]), 1.0);
+        assert_eq!(counters.statements(StatementClass::Dml), 0);
+    }
+
+    #[test]
+    fn actions_are_listed_in_index_order() {
+        for (i, a) in ACTIONS.into_iter().enumerate() {
+            assert_eq!(a as usize, i);
+        }
+    }
+
+    #[test]
+    fn reads_a_sample_whatever_its_label_order() {
+        let text = "# HELP x y\nx{a=\"1\",b=\"2\"} 3\nx{a=\"1\"} 4\nz 5\n";
+        assert_eq!(read(text, "x", &[("b", "2"), ("a", "1")]), 3.0);
+        assert_eq!(read(text, "x", &[("a", "1")]), 4.0);
+        assert_eq!(read(text, "z", &[]), 5.0);
+        assert_eq!(read(text, "x", &[]), 0.0);
     }
 }

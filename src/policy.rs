@@ -14,7 +14,6 @@
 //!    `observe` shows nothing. Every decision is counted per rule and action.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::{Config, Mode, Patterns, PolicyConfig, ProfileConfig, Selector};
 use crate::rules::{self, Action, Finding, RULES, Rewrite};
@@ -372,64 +371,6 @@ fn parse_override(rest: &str) -> Result<Override, OverrideError> {
     Ok(Override { rules, reason })
 }
 
-/// Decisions counted per rule and action, and overrides per rule: bounded label sets (rule ids
-/// are static), ready for the metrics endpoint.
-#[derive(Debug)]
-pub struct DecisionCounters {
-    /// `[rule index][action index]`.
-    per_rule: Vec<[AtomicU64; 4]>,
-    overrides: Vec<AtomicU64>,
-    pub invalid_overrides: AtomicU64,
-    /// Statements by effective action.
-    pub effective: [AtomicU64; 4],
-}
-
-impl Default for DecisionCounters {
-    fn default() -> Self {
-        DecisionCounters {
-            per_rule: RULES.iter().map(|_| Default::default()).collect(),
-            overrides: RULES.iter().map(|_| AtomicU64::new(0)).collect(),
-            invalid_overrides: AtomicU64::new(0),
-            effective: Default::default(),
-        }
-    }
-}
-
-fn action_index(a: Action) -> usize {
-    a as usize
-}
-
-fn rule_index(id: &str) -> Option<usize> {
-    RULES.iter().position(|r| r.id == id)
-}
-
-impl DecisionCounters {
-    pub fn record(&self, d: &Decision) {
-        self.effective[action_index(d.effective)].fetch_add(1, Ordering::Relaxed);
-        if d.error.is_some() {
-            self.invalid_overrides.fetch_add(1, Ordering::Relaxed);
-        }
-        for v in &d.verdicts {
-            if let Some(i) = rule_index(v.finding.rule) {
-                self.per_rule[i][action_index(v.action)].fetch_add(1, Ordering::Relaxed);
-                if v.overridden.is_some() {
-                    self.overrides[i].fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-    }
-
-    pub fn rule_action(&self, rule_id: &str, action: Action) -> u64 {
-        rule_index(rule_id).map_or(0, |i| {
-            self.per_rule[i][action_index(action)].load(Ordering::Relaxed)
-        })
-    }
-
-    pub fn overrides(&self, rule_id: &str) -> u64 {
-        rule_index(rule_id).map_or(0, |i| self.overrides[i].load(Ordering::Relaxed))
-    }
-}
-
 /// The effective policy of a configuration, for `ddlgate config check`: mode, overridable
 /// rules and every rule's action, for `[policy]` and each profile.
 pub fn describe_effective(config: &Config) -> String {
@@ -697,7 +638,7 @@ mode = "warn"
     #[test]
     fn decisions_are_counted_per_rule_and_action() {
         let p = Policy::from_config(&Config::default());
-        let counters = DecisionCounters::default();
+        let counters = crate::metrics::DecisionCounters::default();
         counters.record(&decide(&p, ANY, "CREATE INDEX i ON t (x)", &Ctx::in_tx()));
         counters.record(&decide(&p, ANY, "CREATE INDEX i ON t (x)", &Ctx::default()));
         let sql = "/* ddlgate:allow require-concurrent-index-creation reason=\"r\" */ CREATE INDEX i ON t (x)";

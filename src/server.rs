@@ -8,7 +8,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -76,12 +75,10 @@ pub async fn start(config: Config) -> std::io::Result<Handle> {
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let listener = TcpListener::bind(config.server.listen).await?;
     let local_addr = listener.local_addr()?;
-    let audit = crate::audit::AuditLog::start(&config.audit).await?;
-    let shared = Arc::new(Shared {
-        tls,
-        audit,
-        ..Shared::new(config)
-    });
+    let mut shared = Shared::new(config);
+    shared.tls = tls;
+    shared.audit = crate::audit::AuditLog::start(&shared.config.audit, &shared.metrics).await?;
+    let shared = Arc::new(shared);
     let (admin_addr, admin) = if shared.config.admin.enabled {
         let (addr, task) = crate::admin::start(shared.clone()).await?;
         (Some(addr), Some(task))
@@ -153,7 +150,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                         continue;
                     }
                 };
-                shared.connections.accepted.fetch_add(1, Ordering::Relaxed);
+                shared.connections.accepted.increment(1);
                 let Some(admission) = shared.slots.admit(&shared.connections) else {
                     drop(stream);
                     continue;

@@ -31,7 +31,6 @@ mod tracker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -98,10 +97,7 @@ pub async fn handle(
                 return;
             }
             Some(Err(_)) => {
-                shared
-                    .connections
-                    .startup_timeouts
-                    .fetch_add(1, Ordering::Relaxed);
+                shared.connections.startup_timeouts.increment(1);
                 // The slot is free before the client hears why it is closed.
                 drop(admission);
                 return say_fatal(&mut stream, &SessionError::StartupTimeout(startup_timeout))
@@ -141,24 +137,18 @@ pub async fn handle(
         let connected = tokio::time::timeout_at(login_deadline, connect_upstream(&shared)).await;
         let (upstream, upstream_addr) = match connected {
             Err(_) => {
-                shared
-                    .connections
-                    .login_timeouts
-                    .fetch_add(1, Ordering::Relaxed);
+                shared.connections.login_timeouts.increment(1);
                 drop(slot);
                 return say_fatal(&mut stream, &SessionError::LoginTimeout(login_timeout)).await;
             }
             Ok(Err(e)) => {
-                shared
-                    .connections
-                    .upstream_connect_failures
-                    .fetch_add(1, Ordering::Relaxed);
+                shared.connections.upstream_connect_failures.increment(1);
                 tracing::warn!(error = %e, "upstream unreachable");
                 return say_fatal(&mut stream, &e).await;
             }
             Ok(Ok(pair)) => pair,
         };
-        shared.connections.active.fetch_add(1, Ordering::Relaxed);
+        shared.connections.active.increment(1.0);
         tracing::debug!(
             upstream = %upstream_addr,
             client_tls = stream.is_tls(),
@@ -183,21 +173,15 @@ pub async fn handle(
         )
         .run(startup.raw)
         .await;
-        shared.connections.active.fetch_sub(1, Ordering::Relaxed);
+        shared.connections.active.decrement(1.0);
         match outcome {
             Ok(()) => tracing::debug!("session closed"),
             Err(SessionError::LoginTimeout(_)) => {
-                shared
-                    .connections
-                    .login_timeouts
-                    .fetch_add(1, Ordering::Relaxed);
+                shared.connections.login_timeouts.increment(1);
                 tracing::info!("login timed out")
             }
             Err(e @ SessionError::TooManyClients(_)) => {
-                shared
-                    .connections
-                    .rejected_too_many
-                    .fetch_add(1, Ordering::Relaxed);
+                shared.connections.rejected_too_many.increment(1);
                 tracing::warn!(error = %e, "too many clients; rejected at authentication")
             }
             Err(e) if e.is_disconnect() => {
@@ -212,10 +196,7 @@ pub async fn handle(
 
 /// FATAL 53300 for a client that found every `max_clients` slot taken, counted.
 async fn too_many_clients(shared: &Shared, stream: &mut Conn) {
-    shared
-        .connections
-        .rejected_too_many
-        .fetch_add(1, Ordering::Relaxed);
+    shared.connections.rejected_too_many.increment(1);
     let limit = shared.slots.max_clients();
     tracing::warn!(limit, "too many clients; rejected");
     say_fatal(stream, &SessionError::TooManyClients(limit)).await
@@ -441,10 +422,7 @@ async fn forward_cancel(shared: &Shared, key: &CancelKey) {
         tracing::debug!(pid = key.pid, "cancel request for an unknown key ignored");
         return;
     };
-    shared
-        .connections
-        .cancels_forwarded
-        .fetch_add(1, Ordering::Relaxed);
+    shared.connections.cancels_forwarded.increment(1);
     tracing::info!(pid = key.pid, upstream = %addr, "forwarding cancel request");
     send_cancel(shared, addr, key).await;
 }

@@ -12,9 +12,8 @@ use dashmap::DashMap;
 use serde::Serialize;
 
 use crate::admission;
-use crate::analysis::Counters;
 use crate::config::Config;
-use crate::metrics::ConnectionCounters;
+use crate::metrics::{ConnectionCounters, Counters, Metrics};
 use crate::protocol::startup::CancelKey;
 use crate::shutdown::Shutdown;
 
@@ -57,10 +56,12 @@ pub struct Shared {
     /// Where a reload (SIGHUP, `POST /reload`, `ddlgate reload`) reads the configuration from;
     /// `None` when ddlgate was started in-process without one.
     pub reload_source: std::sync::Mutex<Option<ReloadSource>>,
+    /// What the analysis hook and the lock guard count, registered on `metrics`' recorder.
     pub counters: Counters,
+    /// Accepts, refusals and cancels, registered on `metrics`' recorder.
     pub connections: ConnectionCounters,
     /// Prometheus metrics of this instance (`/metrics` on the admin endpoint).
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: Metrics,
     /// The audit log of DDL decisions.
     pub audit: crate::audit::AuditLog,
     /// DDL statements running or queued under the lock guard, by backend pid (`/status`).
@@ -83,16 +84,18 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: Config) -> Shared {
+        let metrics = Metrics::new();
+        let audit = crate::audit::AuditLog::disabled(&metrics);
         Shared {
             live: arc_swap::ArcSwap::from_pointee(Live::new(Arc::new(config.clone()), 1)),
             slots: admission::Slots::new(&config.limits),
             reload_source: std::sync::Mutex::new(None),
             config: Arc::new(config),
-            counters: Counters::default(),
-            connections: ConnectionCounters::default(),
-            metrics: crate::metrics::Metrics::new(),
+            counters: Counters::new(&metrics),
+            connections: ConnectionCounters::new(&metrics),
+            metrics,
             ddl_activity: DashMap::new(),
-            audit: crate::audit::AuditLog::disabled(),
+            audit,
             cancel_keys: DashMap::new(),
             shutdown: Shutdown::new(),
             tls: crate::tls::TlsContext::default(),

@@ -281,6 +281,16 @@ async fn audit_log_lines_are_json_with_every_field() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(lines.len(), 4, "{lines:#?}");
+    let m = &env.proxy.shared().metrics;
+    assert_eq!(
+        m.value("ddlgate_audit_records_total", &[("outcome", "written")]),
+        4.0,
+        "each record is counted where it is queued"
+    );
+    assert_eq!(
+        m.value("ddlgate_audit_records_total", &[("outcome", "dropped")]),
+        0.0
+    );
     let records: Vec<serde_json::Value> = lines
         .iter()
         .map(|l| serde_json::from_str(l).expect("JSON line"))

@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
@@ -91,7 +90,8 @@ fn describe(e: &tokio_postgres::Error) -> String {
 
 /// Nothing was blocked and the guard neither ran (when `guarded` is 0) nor waited.
 fn assert_no_block_no_wait(env: &Env, guarded: u64) {
-    let counters = &env.proxy.shared().counters;
+    let shared = env.proxy.shared();
+    let counters = &shared.counters;
     for r in RULES {
         assert_eq!(
             counters.decisions.rule_action(r.id, Action::Block),
@@ -101,23 +101,25 @@ fn assert_no_block_no_wait(env: &Env, guarded: u64) {
         );
     }
     assert_eq!(
-        counters.guard.runs.load(Ordering::Relaxed),
-        guarded,
+        shared.metrics.value("ddlgate_guard_runs_total", &[]),
+        guarded as f64,
         "guard runs"
     );
     assert_eq!(
-        counters.guard.retries.load(Ordering::Relaxed),
-        0,
+        shared.metrics.value("ddlgate_lock_retries_total", &[]),
+        0 as f64,
         "guard retries"
     );
     assert_eq!(
-        counters.guard.exhausted.load(Ordering::Relaxed),
-        0,
+        shared
+            .metrics
+            .value("ddlgate_lock_budget_exhausted_total", &[]),
+        0 as f64,
         "guard gave up"
     );
     assert_eq!(
-        counters.guard.queue_waits.load(Ordering::Relaxed),
-        0,
+        shared.metrics.value("ddlgate_ddl_queue_waits_total", &[]),
+        0 as f64,
         "guard queue"
     );
 }
@@ -330,10 +332,8 @@ async fn a_foreign_key_from_a_new_table_to_an_existing_one_is_allowed_while_the_
     let guarded = env
         .proxy
         .shared()
-        .counters
-        .guard
-        .runs
-        .load(Ordering::Relaxed);
+        .metrics
+        .value("ddlgate_guard_runs_total", &[]) as u64;
     assert_no_block_no_wait(&env, guarded);
     assert!(guarded <= 3, "one guarded message per run: {guarded}");
 

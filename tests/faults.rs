@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::fake::{self, Fault};
@@ -34,11 +33,7 @@ async fn unreachable_upstream_is_fatal_08001_naming_it() {
     );
     assert!(db.hint().is_some());
     assert_eq!(
-        proxy
-            .shared()
-            .connections
-            .upstream_connect_failures
-            .load(Ordering::Relaxed),
+        proxy.shared().connections.rejected("upstream_unreachable"),
         1
     );
 }
@@ -144,10 +139,9 @@ async fn vanished_client_gets_its_statement_cancelled_and_locks_released() {
     assert_eq!(
         env.proxy
             .shared()
-            .connections
-            .cancels_on_client_loss
-            .load(Ordering::Relaxed),
-        1
+            .metrics
+            .value("ddlgate_cancels_on_client_loss_total", &[]),
+        1.0
     );
 }
 
@@ -270,7 +264,7 @@ async fn clients_past_the_limit_get_fatal_53300() {
     let shared = env.proxy.shared().clone();
     assert!(
         eventually(Duration::from_secs(5), || async {
-            shared.connections.active.load(Ordering::Relaxed) == 1
+            shared.metrics.value("ddlgate_connections_active", &[]) == 1.0
         })
         .await
     );
@@ -278,11 +272,7 @@ async fn clients_past_the_limit_get_fatal_53300() {
     c.simple_query("SELECT 1").await.expect("room again");
     b.simple_query("SELECT 1").await.expect("b unaffected");
     assert_eq!(
-        env.proxy
-            .shared()
-            .connections
-            .rejected_too_many
-            .load(Ordering::Relaxed),
+        env.proxy.shared().connections.rejected("too_many_clients"),
         1
     );
 }

@@ -106,9 +106,12 @@ async fn ddl_behind_a_long_transaction_retries_without_stalling_readers() {
         _ => None,
     });
     assert_eq!(value.as_deref(), Some("0"));
-    let counters = &env.proxy.shared().counters.guard;
-    assert!(counters.retries.load(Ordering::Relaxed) >= 1);
-    assert_eq!(counters.exhausted.load(Ordering::Relaxed), 0);
+    let metrics = &env.proxy.shared().metrics;
+    assert!(metrics.value("ddlgate_lock_retries_total", &[]) >= 1.0);
+    assert_eq!(
+        metrics.value("ddlgate_lock_budget_exhausted_total", &[]),
+        0.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,11 +152,9 @@ async fn inside_a_transaction_each_attempt_is_a_savepoint() {
     assert!(
         env.proxy
             .shared()
-            .counters
-            .guard
-            .retries
-            .load(Ordering::Relaxed)
-            >= 1
+            .metrics
+            .value("ddlgate_lock_retries_total", &[])
+            >= 1.0
     );
 }
 
@@ -228,11 +229,9 @@ async fn a_spent_budget_fails_cleanly_with_the_blockers_named() {
     assert_eq!(
         env.proxy
             .shared()
-            .counters
-            .guard
-            .exhausted
-            .load(Ordering::Relaxed),
-        3
+            .metrics
+            .value("ddlgate_lock_budget_exhausted_total", &[]),
+        3.0
     );
     blocker.batch_execute("COMMIT").await.expect("commit");
 }
@@ -337,11 +336,9 @@ async fn ddl_on_one_table_runs_one_at_a_time_across_sessions_and_instances() {
     assert!(
         env.proxy
             .shared()
-            .counters
-            .guard
-            .queue_waits
-            .load(Ordering::Relaxed)
-            >= 1
+            .metrics
+            .value("ddlgate_ddl_queue_waits_total", &[])
+            >= 1.0
     );
 }
 

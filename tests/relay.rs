@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -92,14 +91,14 @@ async fn simple_and_extended_queries_give_the_direct_results() {
         c.statements(StatementClass::Dml) >= 5,
         "INSERT, SELECT (simple), SELECT, SELECT count (parsed), UPDATE"
     );
-    assert_eq!(c.multi_statement_queries.load(Ordering::Relaxed), 1);
+    assert_eq!(c.value("ddlgate_multi_statement_queries_total", &[]), 1);
     // DDL candidates (and only they) were understood; none was left unknown.
     assert!(
         c.ddl_understood(Understood::Parsed) >= 2,
         "CREATE TABLE and ANALYZE parse"
     );
     assert_eq!(c.ddl_understood(Understood::Unknown), 0);
-    assert!(c.parses.load(Ordering::Relaxed) >= 3);
+    assert!(c.value("ddlgate_messages_analysed_total", &[("source", "parse")]) >= 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,8 +131,7 @@ async fn pipelined_extended_queries_come_back_in_order() {
         env.proxy
             .shared()
             .counters
-            .extended_units
-            .load(Ordering::Relaxed)
+            .value("ddlgate_extended_units_total", &[])
             >= 200
     );
 }
@@ -294,10 +292,9 @@ async fn cancel_from_tokio_postgres_stops_the_statement() {
     assert_eq!(
         env.proxy
             .shared()
-            .connections
-            .cancels_forwarded
-            .load(Ordering::Relaxed),
-        1
+            .metrics
+            .value("ddlgate_cancels_forwarded_total", &[]),
+        1.0
     );
 }
 

@@ -100,10 +100,9 @@ async fn reload_under_load_keeps_sessions_and_applies_to_the_next_statement() {
     assert_eq!(
         env.proxy
             .shared()
-            .connections
-            .active
-            .load(Ordering::Relaxed),
-        5
+            .metrics
+            .value("ddlgate_connections_active", &[]),
+        5.0
     );
     // What only a restart can change is named, not silently ignored.
     let mut audit_on = (*env.proxy.shared().live.load().config).clone();

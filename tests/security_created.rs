@@ -242,8 +242,12 @@ async fn a_lock_on_a_table_named_by_create_if_not_exists_runs_under_the_guard() 
         "waited {:?}",
         started.elapsed()
     );
-    let guard = &env.proxy.shared().counters.guard;
-    assert!(guard.runs.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    let runs = env
+        .proxy
+        .shared()
+        .metrics
+        .value("ddlgate_guard_runs_total", &[]);
+    assert!(runs >= 1.0);
     p.batch_execute("ROLLBACK").await.expect("rollback");
     holder.batch_execute("COMMIT").await.expect("holder done");
     assert_intact(&admin, oid).await;
@@ -301,13 +305,11 @@ async fn migrations_create_index_and_link_new_tables_in_one_transaction() {
             .expect("foreign key");
         assert!(row.get::<_, bool>(0), "{n}: foreign key added");
     }
-    let counters = &env.proxy.shared().counters;
+    let shared = env.proxy.shared();
+    let counters = &shared.counters;
     assert_eq!(
-        counters
-            .guard
-            .runs
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0,
+        shared.metrics.value("ddlgate_guard_runs_total", &[]),
+        0.0,
         "nothing existing was locked"
     );
     for r in RULES {

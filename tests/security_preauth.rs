@@ -24,7 +24,8 @@ use tokio::net::{TcpListener, TcpStream};
 /// Messages analysed by the proxy so far (simple Queries and Parses).
 fn analysed(env: &Env) -> u64 {
     let c = &env.proxy.shared().counters;
-    c.queries.load(Ordering::Relaxed) + c.parses.load(Ordering::Relaxed)
+    c.value("ddlgate_messages_analysed_total", &[("source", "query")])
+        + c.value("ddlgate_messages_analysed_total", &[("source", "parse")])
 }
 
 /// Starts a password user's login and waits for the server's password request: the session is
@@ -109,11 +110,11 @@ async fn deep_sql_before_authentication_is_never_analysed() {
     // Counted when the session has closed its upstream side too, just after the client's.
     assert!(
         eventually(Duration::from_secs(5), || async {
-            shared.connections.login_timeouts.load(Ordering::Relaxed) == 6
+            shared.connections.rejected("login_timeout") == 6
         })
         .await,
         "login timeouts: {}",
-        shared.connections.login_timeouts.load(Ordering::Relaxed)
+        shared.connections.rejected("login_timeout")
     );
     // Nothing ran, and the table is untouched.
     let rows: i64 = admin
@@ -286,9 +287,7 @@ async fn silent_connections_cannot_lock_clients_out() {
     let admin = env.table_t(10).await;
     let addr = env.proxy_addr();
     let shared = env.proxy.shared().clone();
-    let counter = |f: fn(&ddlgate::metrics::ConnectionCounters) -> &AtomicU64| {
-        f(&shared.connections).load(Ordering::Relaxed)
-    };
+    let counter = |reason: &str| shared.connections.rejected(reason);
 
     // More silent connections than the pool holds: the six past it evict the six oldest.
     let mut silent = Vec::new();
@@ -297,7 +296,7 @@ async fn silent_connections_cannot_lock_clients_out() {
     }
     assert!(
         eventually(Duration::from_secs(5), || async {
-            counter(|c| &c.evicted_before_startup) == 6
+            counter("evicted_before_startup") == 6
         })
         .await
     );
@@ -309,7 +308,7 @@ async fn silent_connections_cannot_lock_clients_out() {
         c.simple_query("SELECT 1").await.expect("client works");
         clients.push(c);
     }
-    assert_eq!(counter(|c| &c.evicted_before_startup), 7);
+    assert_eq!(counter("evicted_before_startup"), 7);
     // The evicted were closed without a word; the rest at startup_timeout_ms with 08006.
     let mut closed_silently = 0;
     let mut timed_out = 0;
@@ -321,7 +320,7 @@ async fn silent_connections_cannot_lock_clients_out() {
         }
     }
     assert_eq!((closed_silently, timed_out), (7, UNAUTH - 1));
-    assert_eq!(counter(|c| &c.startup_timeouts), (UNAUTH - 1) as u64);
+    assert_eq!(counter("startup_timeout"), (UNAUTH - 1) as u64);
 
     // A sixth authenticated client finds max_clients taken: 53300, before any upstream login.
     let err = tokio_postgres::connect(&env.proxy_conn("trust_user"), tokio_postgres::NoTls)
@@ -329,7 +328,7 @@ async fn silent_connections_cannot_lock_clients_out() {
         .err()
         .expect("over max_clients");
     assert_eq!(sqlstate(&err).as_deref(), Some("53300"), "{err}");
-    assert_eq!(counter(|c| &c.rejected_too_many), 1);
+    assert_eq!(counter("too_many_clients"), 1);
     drop(clients.pop());
     assert!(
         eventually(Duration::from_secs(5), || async {
@@ -347,7 +346,7 @@ async fn silent_connections_cannot_lock_clients_out() {
         waited >= Duration::from_millis(2900) && waited < Duration::from_secs(10),
         "{waited:?}"
     );
-    assert_eq!(counter(|c| &c.startup_timeouts), UNAUTH as u64);
+    assert_eq!(counter("startup_timeout"), UNAUTH as u64);
 
     // Logins in progress fill the pool: they are not evicted, a newcomer gets 53300 after its
     // startup packet, and a silent newcomer times out.
@@ -361,7 +360,7 @@ async fn silent_connections_cannot_lock_clients_out() {
         .expect("startup");
     let (sev, code, msg) = expect_error_then_close(&mut s).await.expect("fatal");
     assert_eq!((sev.as_str(), code.as_str()), ("FATAL", "53300"), "{msg}");
-    assert_eq!(counter(|c| &c.rejected_unauthenticated), 1);
+    assert_eq!(counter("too_many_unauthenticated"), 1);
     // Operators see it on /metrics: the pool is full of logins, 4 authenticated sessions.
     let exposition = admin_metrics(env.proxy.admin_addr().expect("admin endpoint")).await;
     for line in [
@@ -380,7 +379,7 @@ async fn silent_connections_cannot_lock_clients_out() {
     );
     still_serves(&env).await;
 
-    let text = shared.metrics.render(&shared.counters, &shared.connections);
+    let text = shared.metrics.render();
     for line in [
         "ddlgate_connections_rejected_total{reason=\"evicted_before_startup\"} 7",
         "ddlgate_connections_rejected_total{reason=\"too_many_unauthenticated\"} 1",
@@ -496,7 +495,7 @@ async fn the_client_slot_is_taken_at_authentication() {
     );
     assert!(
         eventually(Duration::from_secs(5), || async {
-            shared.connections.rejected_too_many.load(Ordering::Relaxed) == 1
+            shared.connections.rejected("too_many_clients") == 1
                 && shared.slots.unauthenticated_in_use() == 0
         })
         .await

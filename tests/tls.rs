@@ -9,7 +9,6 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
@@ -459,10 +458,9 @@ async fn tokio_postgres_over_tls_relays_queries_copy_ddl_and_cancel() {
     assert_eq!(
         env.proxy
             .shared()
-            .connections
-            .cancels_forwarded
-            .load(Ordering::Relaxed),
-        1
+            .metrics
+            .value("ddlgate_cancels_forwarded_total", &[]),
+        1.0
     );
 }
 
@@ -676,14 +674,7 @@ async fn upstream_tls_require_and_verify_full() {
     .expect("untrusted server certificate");
     assert_eq!(sqlstate(&err).as_deref(), Some("08001"), "{err}");
     assert!(db_message(&err).contains("could not set up TLS"), "{err:?}");
-    assert!(
-        wrong
-            .shared()
-            .connections
-            .upstream_connect_failures
-            .load(Ordering::Relaxed)
-            >= 1
-    );
+    assert!(wrong.shared().connections.rejected("upstream_unreachable") >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

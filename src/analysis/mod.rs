@@ -22,16 +22,15 @@
 //! [`decide`] itself.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::BytesMut;
 
 use crate::guard::GuardPlan;
-use crate::policy::{Decision, DecisionCounters, Profile};
+use crate::policy::{Decision, Profile};
 use crate::protocol::TxStatus;
 use crate::sql::lexer::{LexOptions, StatementSpan};
 use crate::sql::prefilter::StatementClass;
-use crate::sql::statement::{Name, Understood};
+use crate::sql::statement::Name;
 
 mod decide;
 mod effects;
@@ -45,68 +44,7 @@ pub use prepare::{Candidate, Prepared, prepare, prepare_into};
 use respond::*;
 pub use respond::{loggable, truncated};
 
-/// Counters for everything the hook sees, kept in one place (the metrics endpoint exports them).
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Simple Query messages analysed.
-    pub queries: AtomicU64,
-    /// Parse messages analysed.
-    pub parses: AtomicU64,
-    /// Statements by prefilter class (indexed by `StatementClass::index`).
-    pub statements: [AtomicU64; StatementClass::ALL.len()],
-    /// Simple Queries that carried more than one statement (one implicit transaction).
-    pub multi_statement_queries: AtomicU64,
-    /// Extended-protocol units (messages up to a Sync) that ran more than one Execute, i.e.
-    /// pipelines, which PostgreSQL also runs as one implicit transaction.
-    pub pipelined_units: AtomicU64,
-    /// Extended-protocol units completed (Syncs seen).
-    pub extended_units: AtomicU64,
-    /// DDL candidates by how they were understood (indexed by `understood_index`): parsed by
-    /// sqlparser, recognised by the fallback classifier, or not understood at all (the
-    /// `unparsed-ddl` case the policy fails closed on).
-    pub ddl_understood: [AtomicU64; 3],
-    /// Policy decisions per rule and action, overrides, invalid overrides.
-    pub decisions: DecisionCounters,
-    /// Rewrites that were refused after re-parsing or re-checking (the statement was blocked
-    /// instead).
-    pub rewrite_failures: AtomicU64,
-    /// The lock guard.
-    pub guard: GuardCounters,
-}
-
-/// What the lock guard did.
-#[derive(Debug, Default)]
-pub struct GuardCounters {
-    /// Queries run under the guard.
-    pub runs: AtomicU64,
-    /// Attempts retried after a lock timeout.
-    pub retries: AtomicU64,
-    /// Queries that spent their attempt or time budget.
-    pub exhausted: AtomicU64,
-    /// Queries that had to wait for another DDL on the same table.
-    pub queue_waits: AtomicU64,
-    /// Queries that gave up waiting for their turn.
-    pub queue_timeouts: AtomicU64,
-}
-
-/// Index into `Counters::ddl_understood`.
-pub fn understood_index(u: Understood) -> usize {
-    match u {
-        Understood::Parsed => 0,
-        Understood::Fallback => 1,
-        Understood::Unknown => 2,
-    }
-}
-
-impl Counters {
-    pub fn statements(&self, class: StatementClass) -> u64 {
-        self.statements[class.index()].load(Ordering::Relaxed)
-    }
-
-    pub fn ddl_understood(&self, u: Understood) -> u64 {
-        self.ddl_understood[understood_index(u)].load(Ordering::Relaxed)
-    }
-}
+pub use crate::metrics::{Counters, GuardCounters, understood_index};
 
 /// Where a message's statements are about to run.
 #[derive(Debug, Clone, Copy)]
@@ -292,27 +230,23 @@ pub fn record(counters: &Counters, decided: &Decided, sql: &[u8], ctx: &Context)
     let t = &decided.tally;
     for (counter, n) in counters.statements.iter().zip(t.statements) {
         if n > 0 {
-            counter.fetch_add(n, Ordering::Relaxed);
+            counter.increment(n);
         }
     }
     for (counter, n) in counters.ddl_understood.iter().zip(t.ddl_understood) {
         if n > 0 {
-            counter.fetch_add(n, Ordering::Relaxed);
+            counter.increment(n);
         }
     }
     if t.rewrite_failures > 0 {
-        counters
-            .rewrite_failures
-            .fetch_add(t.rewrite_failures, Ordering::Relaxed);
+        counters.rewrite_failures.increment(t.rewrite_failures);
     }
     match t.source {
-        Source::Query => counters.queries.fetch_add(1, Ordering::Relaxed),
-        Source::Parse => counters.parses.fetch_add(1, Ordering::Relaxed),
+        Source::Query => counters.queries.increment(1),
+        Source::Parse => counters.parses.increment(1),
     };
     if t.multi_statement {
-        counters
-            .multi_statement_queries
-            .fetch_add(1, Ordering::Relaxed);
+        counters.multi_statement_queries.increment(1);
     }
     for d in &decided.decisions {
         counters.decisions.record(&d.decision);
@@ -535,6 +469,7 @@ mod tests {
     use crate::created::{Identity, Resolved};
     use crate::policy::Policy;
     use crate::rules::Action;
+    use crate::sql::statement::Understood;
 
     fn ctx(tx: TxStatus) -> Context {
         Context {
@@ -722,7 +657,7 @@ mod tests {
             }
         );
         assert_eq!(c.statements(StatementClass::Dml), 2);
-        assert_eq!(c.multi_statement_queries.load(Ordering::Relaxed), 1);
+        assert_eq!(c.value("ddlgate_multi_statement_queries_total", &[]), 1);
     }
 
     #[test]

@@ -40,7 +40,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -948,10 +947,7 @@ impl Relay {
             pid = key.pid,
             "cancelling the statement running upstream"
         );
-        self.shared
-            .connections
-            .cancels_on_client_loss
-            .fetch_add(1, Ordering::Relaxed);
+        self.shared.connections.cancels_on_client_loss.increment(1);
         super::send_cancel(&self.shared, self.upstream_addr, &key).await;
     }
 
@@ -1150,9 +1146,9 @@ impl State {
             }
             ClientEvent::Sync { kind, executes } => {
                 self.units.started(kind);
-                counters.extended_units.fetch_add(1, Ordering::Relaxed);
+                counters.extended_units.increment(1);
                 if executes > 1 {
-                    counters.pipelined_units.fetch_add(1, Ordering::Relaxed);
+                    counters.pipelined_units.increment(1);
                 }
                 tracing::trace!(
                     executes,

@@ -217,14 +217,7 @@ pub async fn guard_retried(env: &Env, n: u64) -> bool {
     let shared = env.proxy.shared().clone();
     eventually(Duration::from_secs(10), || {
         let shared = shared.clone();
-        async move {
-            shared
-                .counters
-                .guard
-                .retries
-                .load(std::sync::atomic::Ordering::Relaxed)
-                >= n
-        }
+        async move { shared.metrics.value("ddlgate_lock_retries_total", &[]) >= n as f64 }
     })
     .await
 }

@@ -160,7 +160,7 @@ async fn assert_applied<M: Migrator>(e2e: &E2e, db: &str, files: &[PathBuf], why
 /// How many statements ddlgate blocked, rewrote to their safe form and allowed by override.
 fn decisions(e2e: &E2e) -> (u64, u64, u64) {
     let d = &e2e.env.proxy.shared().counters.decisions;
-    let effective = |a: Action| d.effective[a as usize].load(std::sync::atomic::Ordering::Relaxed);
+    let effective = |a: Action| d.effective(a);
     (
         effective(Action::Block),
         effective(Action::Rewrite),

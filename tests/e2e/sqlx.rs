@@ -107,8 +107,12 @@ pub(crate) fn decided(e2e: &E2e, rule: &str, action: Action) -> u64 {
 
 /// How many statements ddlgate blocked in all, so far.
 pub(crate) fn blocked(e2e: &E2e) -> u64 {
-    e2e.env.proxy.shared().counters.decisions.effective[Action::Block as usize]
-        .load(std::sync::atomic::Ordering::Relaxed)
+    e2e.env
+        .proxy
+        .shared()
+        .counters
+        .decisions
+        .effective(Action::Block)
 }
 
 /// The tables left in `public`, by name.

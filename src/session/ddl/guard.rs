@@ -97,10 +97,7 @@ impl Relay {
                 let next =
                     guard::after_lock_timeout(cfg, attempt_no, began.elapsed(), fastrand::f64());
                 let guard::AfterLockTimeout::RetryAfter(wait) = next else {
-                    counters
-                        .guard
-                        .exhausted
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    counters.guard.exhausted.increment(1);
                     let message = format!(
                         "ddlgate: could not get the lock within lock_timeout {} ms in {attempt_no} attempt(s) over {:.1} s",
                         cfg.lock_timeout_ms.as_millis(),
@@ -112,10 +109,7 @@ impl Relay {
                         .give_up(epilogue, reopen, message, &blockers, "End or wait out the blocking transactions (pg_terminate_backend(pid) for a stuck one), then run the statement again; guard.max_attempts and guard.max_wait_ms set how long ddlgate keeps trying.")
                         .await;
                 };
-                counters
-                    .guard
-                    .retries
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                counters.guard.retries.increment(1);
                 Activity::update(&shared, self.st.cancel_key.as_ref().map(|k| k.pid), |a| {
                     a.state = "waiting_for_lock";
                     a.attempts = attempt_no;
@@ -213,11 +207,7 @@ impl Relay {
                 );
                 // Counted in the queue until this function returns, whichever way.
                 waiting = Some(QueueSlot::enter(self.shared.clone()));
-                self.shared
-                    .counters
-                    .guard
-                    .queue_waits
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.shared.counters.guard.queue_waits.increment(1);
                 self.tell(
                     &format!("ddlgate: waiting for another DDL statement on {table} to finish (one DDL per table at a time)"),
                     None,

@@ -135,10 +135,7 @@ impl Relay {
         let cfg = self.st.live.config.guard.clone();
         let shared = self.shared.clone();
         let counters = &shared.counters;
-        counters
-            .guard
-            .runs
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        counters.guard.runs.increment(1);
         let plan = pending.plan;
         self.st.lane.timing = (std::time::Instant::now(), Duration::ZERO);
         // Shown by `/status` while it runs; gone when this function returns, whichever way.
@@ -215,10 +212,7 @@ impl Relay {
                     cfg.queue_timeout_ms.as_millis()
                 );
                 let blockers = self.blockers(&plan).await?;
-                counters
-                    .guard
-                    .queue_timeouts
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                counters.guard.queue_timeouts.increment(1);
                 return self
                     .give_up(epilogue, false, message, &blockers, "ddlgate runs one DDL statement per table at a time. Wait for the other one to finish, or raise guard.queue_timeout_ms.")
                     .await;

@@ -58,11 +58,7 @@ impl Relay {
                     let blockers = self.blockers(plan).await?;
                     let wait = guard::backoff(cfg, attempt_no, fastrand::f64());
                     if attempt_no < cfg.max_attempts && began.elapsed() + wait <= cfg.max_wait_ms {
-                        counters
-                            .counters
-                            .guard
-                            .retries
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        counters.counters.guard.retries.increment(1);
                         self.tell(
                             &format!(
                                 "ddlgate: step {k} of {total} could not get its lock within {} ms (attempt {attempt_no}); retrying in {} ms. Blocked by: {}",
@@ -76,11 +72,7 @@ impl Relay {
                         self.pause(wait).await?;
                         continue;
                     }
-                    counters
-                        .counters
-                        .guard
-                        .exhausted
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    counters.counters.guard.exhausted.increment(1);
                     break Some((error, guard::describe_blockers(&blockers)));
                 }
                 break Some((error, String::new()));

@@ -103,7 +103,7 @@ impl State {
         self.last_parse_ddl = summary.ddl_candidates > 0;
         self.last_parse_fresh = plan.fresh_facts_only;
         self.note_effects(name);
-        let kind = UnitKind::of(&summary);
+        let kind = UnitKind::of(summary.ddl_candidates, summary.dml);
         match source {
             Source::Query => self.last_kind = kind,
             Source::Parse => self.proto.note_unit_kind(kind),
