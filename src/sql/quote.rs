@@ -5,7 +5,7 @@
 //!
 //! Names reaching here come from statements whose text PostgreSQL ends at the first NUL, and
 //! from the server's catalogs, which cannot hold one; the one place that sends ddlgate's own
-//! SQL (`session::relay::guarded`) refuses a text with a NUL all the same ([`has_nul`]), so a
+//! SQL (`session::ddl`, its side channel) refuses a text with a NUL all the same ([`has_nul`]), so a
 //! name that somehow held one could never cut a query short.
 
 use crate::sql::keywords::{COL_NAME, RESERVED, TYPE_FUNC_NAME, in_list};
