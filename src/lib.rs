@@ -57,14 +57,16 @@
 //!    refusals name the session's migration tool's way out ([`tools`]).
 //! 5. What runs is acted on: forwarded as is, forwarded with the statement replaced, or run
 //!    under the lock guard ([`guard`] plans it, `session::ddl` carries it out): one DDL per table
-//!    at a time (advisory locks), a short `lock_timeout`, retries by the pure policy
+//!    at a time (advisory locks; for one table, tried in the same query that sets the guard's
+//!    timeouts, [`guard::prelude_sql`]), a short `lock_timeout`, retries by the pure policy
 //!    [`guard::after_lock_timeout`] (after a SAVEPOINT inside a transaction), blockers named
 //!    to the client; recipe steps run one by one the same way. Every wait watches the client
 //!    and shutdown.
 //! 6. A prepared DDL statement is decided again at Bind in the context it then runs in
 //!    (`session::relay::prepared`).
 //! 7. Upstream `ReadyForQuery`, `ParameterStatus`, `BackendKeyData` and `ErrorResponse` are
-//!    read on the way back to keep the session state current; ddlgate's own errors lose the
+//!    read on the way back to keep the protocol state current (`session::tracker`: replies
+//!    owed, units, transaction status, server parameters); ddlgate's own errors lose the
 //!    fields that describe its `RAISE` rather than the client's statement.
 
 pub mod act;

@@ -1,5 +1,5 @@
 //! Prometheus metrics: what ddlgate does, for operators. Every metric is defined here — name,
-//! kind, unit and HELP text in [`DEFS`], its label sets registered once below — and recorded
+//! kind, unit and HELP text in `DEFS`, its label sets registered once below — and recorded
 //! through the handles where the event happens (`handle.increment(1)`); `/metrics` only
 //! renders.
 //!

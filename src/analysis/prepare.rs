@@ -12,7 +12,7 @@ pub(super) const SPANS_KEPT: usize = 256;
 
 /// One message's SQL, read once by [`prepare`]: where its statements are, what each one is,
 /// and — for each DDL candidate — the statement understood, with the catalog query its
-/// decision needs. Everything [`decide`] and the session's catalog reads use comes from here:
+/// decision needs. Everything [`decide`](super::decide) and the session's catalog reads use comes from here:
 /// nothing is split, classified or parsed twice.
 #[derive(Debug, Default)]
 pub struct Prepared {
@@ -20,7 +20,7 @@ pub struct Prepared {
     /// most `max_statements`: a message of millions of `;` costs no memory here.
     pub spans: Vec<StatementSpan>,
     /// Each kept statement's prefilter class, as the lexer sees it (before
-    /// `prefilter::for_server`, which needs the server version and is applied by [`decide`]).
+    /// `prefilter::for_server`, which needs the server version and is applied by [`decide`](super::decide)).
     pub classes: Vec<StatementClass>,
     /// Non-empty statements of the whole message, kept in `spans` or not.
     pub statements: usize,

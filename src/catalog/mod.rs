@@ -30,7 +30,7 @@
 //!   can still make the query wait; the session's timeouts bound that.
 //! - It cannot fail on user input: names are resolved with `to_regclass` (missing objects give
 //!   `exists: false`, never an error), every name is passed as a correctly quoted literal
-//!   ([`quote::literal`] of a [`quote::ident`]-quoted qualified name), and names PostgreSQL
+//!   ([`quote::literal`](crate::sql::quote::literal) of a [`quote::ident`](crate::sql::quote::ident)-quoted qualified name), and names PostgreSQL
 //!   could not hold (empty, NUL) are never sent. An error here would abort the client's
 //!   transaction, so this matters more than elegance.
 //! - It needs PostgreSQL 10 or later (`relkind 'p'`, `relispartition`) — every supported

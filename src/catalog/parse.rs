@@ -121,7 +121,7 @@ struct RawFunction {
     volatility: Option<Vec<String>>,
 }
 
-/// Reads the document [`facts_query`] returned. Thresholds are left at their defaults.
+/// Reads the document [`facts_query`](super::facts_query) returned. Thresholds are left at their defaults.
 pub fn parse_facts(json: &str) -> Result<Facts, CatalogError> {
     let raw: RawFacts = serde_json::from_str(json)?;
     let mut columns = Vec::new();

@@ -97,7 +97,7 @@ pub struct DropFacts {
 /// One type name, as the server resolves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypeFacts {
-    /// The name as ddlgate reads the statement's type ([`type_lookup_name`]), e.g.
+    /// The name as ddlgate reads the statement's type ([`type_lookup_name`](super::type_lookup_name)), e.g.
     /// `character varying`, `pg_catalog.text`, `citext`.
     pub asked: String,
     /// `to_regtype(asked)`: `None` when no such type is visible.
