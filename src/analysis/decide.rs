@@ -381,7 +381,17 @@ pub(super) fn decide_statement(
     };
     // The audit log's record of the decision (its outcome is added by the session).
     plan.audit.push(crate::audit::Draft {
-        sql: loggable_tokens(sql, tokens, span.start, span.end, AUDIT_SQL_MAX),
+        // A statement too long to hold its tokens (`lexer::MAX_KEPT_TOKENS`) is read again as
+        // a stream: its password literals are masked all the same.
+        sql: if tokens.is_empty() {
+            loggable(
+                sql.get(span.start..span.end).unwrap_or_default(),
+                ctx.lex,
+                AUDIT_SQL_MAX,
+            )
+        } else {
+            loggable_tokens(sql, tokens, span.start, span.end, AUDIT_SQL_MAX)
+        },
         profile: profile.name.clone(),
         action: decision.effective.as_str(),
         intended: decision.intended.as_str(),

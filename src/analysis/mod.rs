@@ -517,6 +517,31 @@ mod tests {
         assert!(deep.is_err(), "a tree deeper than the bound is refused");
     }
 
+    /// A DDL statement too long to hold its tokens is not understood (it fails closed), and its
+    /// audit text still masks the password it carries.
+    #[test]
+    fn statements_past_the_token_bound_fail_closed_and_mask_passwords() {
+        let policy = Policy::from_config(&Config::default());
+        let profile = policy.profile_for("", "", "");
+        let sql = format!(
+            "ALTER ROLE r PASSWORD 'hunter2' {}",
+            "/**/".repeat(crate::sql::lexer::MAX_KEPT_TOKENS)
+        );
+        let counters = Counters::default();
+        let (s, p) = Analyzer::default().analyze(
+            &counters,
+            profile,
+            Source::Query,
+            sql.as_bytes(),
+            &ctx(TxStatus::Idle),
+        );
+        assert_eq!((s.ddl_candidates, s.ddl_unknown), (1, 1));
+        assert!(p.sql.is_some(), "blocked as unparsed-ddl");
+        let audit = &p.audit[0].sql;
+        assert!(audit.starts_with("ALTER ROLE r PASSWORD '***'"), "{audit}");
+        assert!(!audit.contains("hunter2"));
+    }
+
     #[test]
     fn empty_statements_cost_nothing_and_statements_are_capped() {
         let counters = Counters::default();

@@ -4,7 +4,7 @@
 use crate::sql::lexer::{self, LexOptions, StatementSpan, Token, TokenKind};
 use crate::sql::parse;
 use crate::sql::prefilter::{self, StatementClass};
-use crate::sql::statement::Ddl;
+use crate::sql::statement::{Ddl, DdlKind, Understood};
 
 /// Span capacity kept between messages: enough for ordinary multi-statement Queries without
 /// reallocating, while the buffer a large message needed is given back.
@@ -131,8 +131,9 @@ pub fn prepare_into(out: &mut Prepared, sql: &[u8], lex: LexOptions, max_stateme
     out.statements = 0;
     out.ddl = false;
     out.max_statements = max_statements;
-    // The tokens of the statements kept and marked DDL, by span index.
-    let mut kept: Vec<(usize, Vec<Token>)> = Vec::new();
+    // The tokens of the statements kept and marked DDL, by span index; `None` for a statement
+    // of more than `lexer::MAX_KEPT_TOKENS` tokens.
+    let mut kept: Vec<(usize, Option<Vec<Token>>)> = Vec::new();
     let Prepared {
         spans,
         classes,
@@ -166,7 +167,7 @@ pub fn prepare_into(out: &mut Prepared, sql: &[u8], lex: LexOptions, max_stateme
                 class,
                 StatementClass::DdlCandidate | StatementClass::NotACommand
             ) {
-                kept.push((spans.len(), tokens.to_vec()));
+                kept.push((spans.len(), tokens.map(<[Token]>::to_vec)));
             }
             spans.push(span);
             classes.push(class);
@@ -176,11 +177,34 @@ pub fn prepare_into(out: &mut Prepared, sql: &[u8], lex: LexOptions, max_stateme
         // Refused whole without being understood, or nothing to understand.
         return;
     }
-    for (index, mut tokens) in kept {
+    for (index, tokens) in kept {
         let span = &out.spans[index];
-        if tokens.is_empty() {
-            tokens = lexer::tokens(sql, span.start, span.end, lex);
-        }
+        // A DML statement the byte check marked as DDL kept no tokens: lexed here, as far as
+        // the same bound.
+        let tokens = match tokens {
+            Some(t) if t.is_empty() => {
+                let t: Vec<Token> = lexer::Lexer::at(sql, span.start, lex)
+                    .take_while(|t| t.start < span.end)
+                    .take(lexer::MAX_KEPT_TOKENS + 1)
+                    .collect();
+                (t.len() <= lexer::MAX_KEPT_TOKENS).then_some(t)
+            }
+            t => t,
+        };
+        let Some(tokens) = tokens else {
+            // Too long to hold its tokens: not understood, so it fails closed (`unparsed-ddl`)
+            // without costing memory in proportion to its length.
+            let ddl = Ddl {
+                kind: DdlKind::Unknown,
+                understood: Understood::Unknown,
+            };
+            out.candidates.push(Candidate {
+                index,
+                ddl,
+                tokens: Vec::new(),
+            });
+            continue;
+        };
         // Only DDL candidates are ever parsed; ordinary traffic stops at the prefilter.
         let ddl = parse::understand_tokens(sql, &tokens, span.start, span.end, lex);
         out.candidates.push(Candidate { index, ddl, tokens });

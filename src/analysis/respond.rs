@@ -262,8 +262,8 @@ pub(super) fn log_decision(
 /// replaced by `'***'` when the SQL mentions a password (`CREATE ROLE … PASSWORD '…'`,
 /// `ALTER USER … PASSWORD`): ddlgate never logs passwords.
 pub fn loggable(sql: &[u8], lex: LexOptions, max: usize) -> String {
-    let tokens = lexer::tokens(sql, 0, sql.len(), lex);
-    loggable_tokens(sql, &tokens, 0, sql.len(), max)
+    // Streamed: a message of any size costs no token buffer here.
+    masked(sql, 0, sql.len(), || lexer::Lexer::new(sql, lex), max)
 }
 
 /// [`loggable`] for the statement `sql[start..end]` whose tokens the caller has.
@@ -274,8 +274,19 @@ pub(super) fn loggable_tokens(
     end: usize,
     max: usize,
 ) -> String {
+    masked(sql, start, end, || tokens.iter().copied(), max)
+}
+
+/// `sql[start..end]` for logs, its string literals masked when its words mention a password.
+fn masked<I: Iterator<Item = Token>>(
+    sql: &[u8],
+    start: usize,
+    end: usize,
+    tokens: impl Fn() -> I,
+    max: usize,
+) -> String {
     let text = sql.get(start..end).unwrap_or_default();
-    let words = || tokens.iter().filter(|t| !t.is_comment());
+    let words = || tokens().filter(|t| !t.is_comment());
     if !words().any(|t| t.is_word(sql, "PASSWORD")) {
         return truncated(text, max);
     }

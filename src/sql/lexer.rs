@@ -981,16 +981,22 @@ pub fn tokens(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> Vec<Tok
         .collect()
 }
 
+/// Most tokens [`each_statement_tokens`] keeps of one statement (32 MiB of tokens): a
+/// statement with more is handed on as `None`, so no input makes the split allocate more
+/// than this per message beyond what PostgreSQL itself accepts.
+pub const MAX_KEPT_TOKENS: usize = 1 << 20;
+
 /// [`each_statement`], also handing each statement's tokens (comments included) to `emit`
-/// when `keep` says so at its first token — an empty slice otherwise. The splitter lexes every
-/// byte anyway; keeping the tokens of the few statements that are read further (DDL) spares
-/// those readers a lexing pass of their own, while ordinary traffic keeps none.
+/// when `keep` says so at its first token — an empty slice otherwise, and `None` when it had
+/// more than [`MAX_KEPT_TOKENS`]. The splitter lexes every byte anyway; keeping the tokens of
+/// the few statements that are read further (DDL) spares those readers a lexing pass of their
+/// own, while ordinary traffic keeps none.
 #[inline]
 pub fn each_statement_tokens(
     sql: &[u8],
     opts: LexOptions,
     mut keep: impl FnMut(&Token) -> bool,
-    mut emit: impl FnMut(StatementSpan, &[Token]),
+    mut emit: impl FnMut(StatementSpan, Option<&[Token]>),
 ) {
     let mut splitter = Splitter::new();
     let mut cur = StatementSpan {
@@ -1004,10 +1010,18 @@ pub fn each_statement_tokens(
     // may hold override comments).
     let mut buf: Vec<Token> = Vec::new();
     let mut keeping = true;
+    // The statement had more than MAX_KEPT_TOKENS: its tokens were let go.
+    let mut overflowed = false;
     // Before the statement's first token, or while its tokens are kept: the one test per token
     // of the common case (DML, nothing kept), as in `for_each_statement`.
     let mut slow = true;
     for tok in Lexer::new(sql, opts) {
+        if keeping && buf.len() >= MAX_KEPT_TOKENS {
+            keeping = false;
+            overflowed = true;
+            slow = cur.first.is_none();
+            buf = Vec::new();
+        }
         if tok.is_comment() {
             cur.has_comment = true;
             if keeping {
@@ -1018,9 +1032,10 @@ pub fn each_statement_tokens(
         if splitter.feed(sql, &tok) {
             cur.end = tok.start;
             cur.terminated = true;
-            emit(cur, if keeping { &buf } else { &[] });
+            emit(cur, kept(&buf, keeping, overflowed));
             buf.clear();
             keeping = true;
+            overflowed = false;
             slow = true;
             cur = StatementSpan {
                 start: tok.end,
@@ -1032,7 +1047,7 @@ pub fn each_statement_tokens(
         } else if slow {
             if cur.first.is_none() {
                 cur.first = Some(tok);
-                keeping = keep(&tok);
+                keeping = !overflowed && keep(&tok);
                 if !keeping {
                     buf.clear();
                 }
@@ -1043,7 +1058,16 @@ pub fn each_statement_tokens(
             slow = keeping;
         }
     }
-    emit(cur, if keeping { &buf } else { &[] });
+    emit(cur, kept(&buf, keeping, overflowed));
+}
+
+/// What [`each_statement_tokens`] hands on for one statement.
+fn kept(buf: &[Token], keeping: bool, overflowed: bool) -> Option<&[Token]> {
+    match (keeping, overflowed) {
+        (true, _) => Some(buf),
+        (false, true) => None,
+        (false, false) => Some(&[]),
+    }
 }
 
 /// Count of non-empty statements (what PostgreSQL will execute). Does not
@@ -1108,7 +1132,7 @@ mod tests {
             sql,
             LexOptions::default(),
             |t| !t.is_word(sql, "SELECT"),
-            |span, tokens| seen.push((span, tokens.to_vec())),
+            |span, tokens| seen.push((span, tokens.expect("few tokens").to_vec())),
         );
         let spans: Vec<StatementSpan> = seen.iter().map(|(s, _)| *s).collect();
         assert_eq!(spans, split_statements(sql, LexOptions::default()));
