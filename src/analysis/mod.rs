@@ -540,6 +540,18 @@ mod tests {
         let audit = &p.audit[0].sql;
         assert!(audit.starts_with("ALTER ROLE r PASSWORD '***'"), "{audit}");
         assert!(!audit.contains("hunter2"));
+
+        // The bound is the message's: two statements of 60% of it each, the second not read.
+        let pad = "/**/".repeat(crate::sql::lexer::MAX_KEPT_TOKENS * 3 / 5);
+        let sql = format!("CREATE TABLE a (x int {pad}); CREATE TABLE b (y int {pad})");
+        let (s, _) = Analyzer::default().analyze(
+            &counters,
+            profile,
+            Source::Query,
+            sql.as_bytes(),
+            &ctx(TxStatus::Idle),
+        );
+        assert_eq!((s.ddl_candidates, s.ddl_unknown), (2, 1));
     }
 
     #[test]

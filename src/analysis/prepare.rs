@@ -134,6 +134,8 @@ pub fn prepare_into(out: &mut Prepared, sql: &[u8], lex: LexOptions, max_stateme
     // The tokens of the statements kept and marked DDL, by span index; `None` for a statement
     // of more than `lexer::MAX_KEPT_TOKENS` tokens.
     let mut kept: Vec<(usize, Option<Vec<Token>>)> = Vec::new();
+    // Tokens the message may still keep (`lexer::MAX_KEPT_TOKENS` in all).
+    let mut budget = lexer::MAX_KEPT_TOKENS;
     let Prepared {
         spans,
         classes,
@@ -167,6 +169,9 @@ pub fn prepare_into(out: &mut Prepared, sql: &[u8], lex: LexOptions, max_stateme
                 class,
                 StatementClass::DdlCandidate | StatementClass::NotACommand
             ) {
+                // The bound holds for the whole message, not per statement.
+                let tokens = tokens.filter(|t| t.len() <= budget);
+                budget -= tokens.map_or(0, <[Token]>::len);
                 kept.push((spans.len(), tokens.map(<[Token]>::to_vec)));
             }
             spans.push(span);
@@ -185,9 +190,11 @@ pub fn prepare_into(out: &mut Prepared, sql: &[u8], lex: LexOptions, max_stateme
             Some(t) if t.is_empty() => {
                 let t: Vec<Token> = lexer::Lexer::at(sql, span.start, lex)
                     .take_while(|t| t.start < span.end)
-                    .take(lexer::MAX_KEPT_TOKENS + 1)
+                    .take(budget + 1)
                     .collect();
-                (t.len() <= lexer::MAX_KEPT_TOKENS).then_some(t)
+                let fits = t.len() <= budget;
+                budget -= if fits { t.len() } else { 0 };
+                fits.then_some(t)
             }
             t => t,
         };

@@ -982,8 +982,8 @@ pub fn tokens(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> Vec<Tok
 }
 
 /// Most tokens [`each_statement_tokens`] keeps of one statement (32 MiB of tokens): a
-/// statement with more is handed on as `None`, so no input makes the split allocate more
-/// than this per message beyond what PostgreSQL itself accepts.
+/// statement with more is handed on as `None` (the analysis also bounds the tokens all
+/// statements of one message keep by it), so no input makes the split's memory grow with it.
 pub const MAX_KEPT_TOKENS: usize = 1 << 20;
 
 /// [`each_statement`], also handing each statement's tokens (comments included) to `emit`
