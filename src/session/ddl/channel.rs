@@ -286,7 +286,20 @@ impl Relay {
         if self.io.ubuf.capacity() - self.io.ubuf.len() < 8192 {
             self.io.ubuf.reserve(64 * 1024);
         }
+        self.watching_client(None).await
+    }
+
+    /// Sleeps between attempts, watching the client as [`Self::read_upstream`] does.
+    pub(super) async fn pause(&mut self, d: Duration) -> Result<(), SessionError> {
+        self.watching_client(Some(Instant::now() + d)).await
+    }
+
+    /// Until `until` passes (`Some`) or upstream bytes arrive (`None`), keeps what the client
+    /// sends (bounded) and ends with an error when it goes away or ddlgate terminates.
+    async fn watching_client(&mut self, until: Option<Instant>) -> Result<(), SessionError> {
         let mut phase = self.shared.shutdown.subscribe();
+        // Never reached when `until` is `None`: that arm is disabled.
+        let deadline = until.unwrap_or_else(Instant::now);
         loop {
             let io = &mut self.io;
             let client_room = io.cbuf.len() < crate::session::relay::HIGH_WATER;
@@ -296,35 +309,13 @@ impl Relay {
             terminating(&mut phase)?;
             tokio::select! {
                 _ = phase.changed() => {}
-                r = io.ur.read_buf(&mut io.ubuf) => {
+                _ = tokio::time::sleep_until(deadline), if until.is_some() => return Ok(()),
+                r = io.ur.read_buf(&mut io.ubuf), if until.is_none() => {
                     if r.map_err(SessionError::UpstreamIo)? == 0 {
                         return Err(SessionError::UpstreamIo(std::io::ErrorKind::UnexpectedEof.into()));
                     }
                     return Ok(());
                 }
-                r = io.cr.read_buf(&mut io.cbuf), if client_room => {
-                    if r.map_err(SessionError::ClientIo)? == 0 {
-                        return Err(SessionError::ClientIo(std::io::ErrorKind::UnexpectedEof.into()));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Sleeps between attempts, watching the client as [`Self::read_upstream`] does.
-    pub(super) async fn pause(&mut self, d: Duration) -> Result<(), SessionError> {
-        let until = Instant::now() + d;
-        let mut phase = self.shared.shutdown.subscribe();
-        loop {
-            let io = &mut self.io;
-            let client_room = io.cbuf.len() < crate::session::relay::HIGH_WATER;
-            if io.cbuf.capacity() - io.cbuf.len() < 1024 {
-                io.cbuf.reserve(8192);
-            }
-            terminating(&mut phase)?;
-            tokio::select! {
-                _ = phase.changed() => {}
-                _ = tokio::time::sleep_until(until) => return Ok(()),
                 r = io.cr.read_buf(&mut io.cbuf), if client_room => {
                     if r.map_err(SessionError::ClientIo)? == 0 {
                         return Err(SessionError::ClientIo(std::io::ErrorKind::UnexpectedEof.into()));
