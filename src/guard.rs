@@ -266,6 +266,12 @@ pub fn relation_locks(ddl: &Ddl) -> Locks {
         | DdlKind::RemoteSql { .. } => Locks::Unknown,
         // ALTER VIEW … RENAME takes ACCESS EXCLUSIVE on the relation, a table included.
         DdlKind::RenameView { name, .. } => one(name, AccessExclusive),
+        // A sequence is a relation (RenameRelation: ACCESS EXCLUSIVE, which nextval's ROW
+        // EXCLUSIVE waits for); a routine's or a type's rename locks only that object.
+        DdlKind::RenameObject { tag, name, .. } if tag == "ALTER SEQUENCE" => {
+            one(name, AccessExclusive)
+        }
+        DdlKind::RenameObject { .. } => Locks::None,
         // CREATE RULE takes ACCESS EXCLUSIVE on its table (DefineQueryRewrite).
         DdlKind::CreateRule { table, .. } => one(table, AccessExclusive),
         // Only the schema's own catalog row; COPY takes ROW EXCLUSIVE (FROM) or ACCESS SHARE

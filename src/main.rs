@@ -77,6 +77,11 @@ struct CheckArgs {
     /// Policy profile to apply (a `[[profiles]]` name from the configuration; default `[policy]`).
     #[arg(long, default_value = "default")]
     profile: String,
+    /// Also run the opt-in style rules (prefer-bigint-over-int, prefer-identity,
+    /// prefer-text-field, prefer-timestamptz, ban-char-field, prefer-robust-stmts, …) as
+    /// warnings, unless the configuration sets their actions.
+    #[arg(long)]
+    style: bool,
     /// SQL files to check (`-` reads standard input).
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -223,6 +228,13 @@ fn run_check(global: &ServeArgs, args: CheckArgs) -> ExitCode {
             args.profile
         );
         return ExitCode::from(2);
+    };
+    let styled;
+    let profile = if args.style {
+        styled = profile.clone().with_style();
+        &styled
+    } else {
+        profile
     };
     if args.assume_in_transaction && args.tool != ddlgate::check::tool::Tool::Auto {
         // Every file is that tool's: the flag would be silently ignored or silently win.

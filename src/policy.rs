@@ -29,6 +29,9 @@ pub struct Profile {
     /// Rules an override comment may allow; `None` means all.
     overridable: Option<Vec<String>>,
     actions: HashMap<String, Action>,
+    /// Some opt-in style rule (`rules::STYLE_RULES`) has an action other than allow: only
+    /// then are they run at all.
+    style: bool,
 }
 
 /// All profiles, built once from the configuration.
@@ -87,7 +90,9 @@ impl Profile {
             mode: cfg.mode,
             overridable: overridable(&cfg.overridable),
             actions: cfg.rules.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            style: false,
         }
+        .styled()
     }
 
     fn derived(base: &PolicyConfig, p: &ProfileConfig) -> Profile {
@@ -99,7 +104,32 @@ impl Profile {
             mode: p.mode.unwrap_or(base.mode),
             overridable: overridable(p.overridable.as_ref().unwrap_or(&base.overridable)),
             actions,
+            style: false,
         }
+        .styled()
+    }
+
+    /// Sets [`Profile::style`] from the configured actions.
+    fn styled(mut self) -> Profile {
+        self.style = self
+            .actions
+            .iter()
+            .any(|(id, a)| *a != Action::Allow && rules::is_style(id));
+        self
+    }
+
+    /// This profile with every opt-in style rule it leaves at its default turned to warn
+    /// (`ddlgate check --style`). A style rule the configuration sets keeps its action.
+    pub fn with_style(mut self) -> Profile {
+        for r in rules::STYLE_RULES {
+            self.actions.entry(r.id.to_owned()).or_insert(Action::Warn);
+        }
+        self.styled()
+    }
+
+    /// Whether the opt-in style rules run for this profile.
+    pub fn style(&self) -> bool {
+        self.style
     }
 
     /// The action this profile takes on a rule's findings.
@@ -462,7 +492,10 @@ pub fn evaluate_tokens(
     ddl: &Ddl,
     ctx: &rules::Context,
 ) -> Decision {
-    let findings = rules::check(ddl, ctx);
+    let mut findings = rules::check(ddl, ctx);
+    if profile.style {
+        findings.extend(rules::check_style(ddl, ctx));
+    }
     profile.decide_tokens(sql, tokens, findings)
 }
 

@@ -324,6 +324,7 @@ pub(super) fn decide_statement(
         server_version: ctx.server_version,
         created_in_tx: created,
         catalog: facts,
+        later: sql.get(span.end..).unwrap_or_default(),
     };
     let decision = policy::evaluate_tokens(profile, sql, tokens, ddl, &rctx);
     if matches!(ddl.kind, DdlKind::DropCascade { .. }) && facts.is_some_and(|f| !f.drops.is_empty())

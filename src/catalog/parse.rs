@@ -93,6 +93,8 @@ struct RawColumn {
     not_null: Option<bool>,
     #[serde(default)]
     nullable: Option<bool>,
+    #[serde(default)]
+    has_default: Option<bool>,
     collation: Option<String>,
     #[serde(default)]
     citext: Option<bool>,
@@ -261,6 +263,7 @@ fn column(c: RawColumn) -> Result<ColumnFacts, CatalogError> {
         exists: c.exists && data_type.is_some(),
         not_null: c.not_null.unwrap_or(false),
         nullable: c.nullable.unwrap_or(false),
+        has_default: c.has_default.unwrap_or(false),
         collation: c.collation,
         type_is_citext: c.citext,
         data_type,

@@ -167,7 +167,9 @@ fn request(ddl: &Ddl) -> Option<Request<'_>> {
                             req.types.push(t);
                         }
                     }
-                    AlterOp::SetNotNull { column } | AlterOp::DropNotNull { column } => {
+                    AlterOp::SetNotNull { column }
+                    | AlterOp::DropNotNull { column }
+                    | AlterOp::DropDefault { column } => {
                         push_unique(&mut req.columns, column.as_str());
                     }
                     AlterOp::AddColumn(c) => {
@@ -491,6 +493,7 @@ fn columns_json(columns: &[&str]) -> String {
 WHERE k.conrelid = a.attrelid AND k.contype = 'n' AND NOT k.convalidated AND a.attnum = ANY (k.conkey)), \
 'nullable', NOT a.attnotnull AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k \
 WHERE k.conrelid = a.attrelid AND k.contype = 'n' AND a.attnum = ANY (k.conkey)), \
+'has_default', a.atthasdef AND coalesce(pg_catalog.to_json(a) ->> 'attgenerated', '') = '', \
 'collation', (SELECT l.collname FROM pg_catalog.pg_collation l WHERE l.oid = a.attcollation AND l.oid <> 100), \
 'citext', a.atttypid IS NOT NULL AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
 JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid \

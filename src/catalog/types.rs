@@ -324,6 +324,8 @@ pub struct ColumnFacts {
     /// No NOT NULL of any kind (neither `attnotnull` nor a NOT VALID not-null constraint):
     /// `DROP NOT NULL` changes nothing.
     pub nullable: bool,
+    /// Has a default expression (`atthasdef`, not a generated column's expression).
+    pub has_default: bool,
     /// A validated CHECK constraint proves the column holds no NULL (`CHECK (c IS NOT NULL)`,
     /// or such a test AND-ed with others): from PostgreSQL 12, `SET NOT NULL` then skips its
     /// scan.

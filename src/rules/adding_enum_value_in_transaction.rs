@@ -28,7 +28,7 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
-    let DdlKind::AlterTypeAddValue { type_name } = &ddl.kind else {
+    let DdlKind::AlterTypeAddValue { type_name, .. } = &ddl.kind else {
         return None;
     };
     if !ctx.in_transaction_block() || ctx.at_least(12) || ctx.is_new(type_name) {

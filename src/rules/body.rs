@@ -180,6 +180,7 @@ impl plpgsql::Visitor for Walker<'_> {
         let none = HashSet::new();
         let ctx = Context {
             in_function_body: true,
+            later: &[],
             created_in_tx: if self.filled_template {
                 &none
             } else {

@@ -19,7 +19,9 @@ mod adding_auto_increment_column;
 mod adding_enum_value_in_transaction;
 mod adding_exclusion_constraint;
 mod adding_field_with_default;
+mod adding_field_with_time_default;
 mod adding_foreign_key_constraint;
+mod adding_json_field;
 mod adding_not_nullable_field;
 mod adding_required_field;
 mod adding_serial_primary_key_field;
@@ -32,9 +34,11 @@ mod ban_create_rule;
 mod ban_drop_cascade;
 mod ban_drop_column;
 mod ban_drop_database;
+mod ban_drop_function;
 mod ban_drop_not_null;
 mod ban_drop_owned;
 mod ban_drop_table;
+mod ban_drop_view;
 mod ban_truncate_cascade;
 pub mod body;
 mod changing_column_type;
@@ -44,10 +48,12 @@ mod constraint_missing_not_valid;
 mod creating_partition_locks_parent;
 mod ddl_in_function_body;
 mod disallowed_unique_constraint;
+mod dropping_required_column_default;
 mod locking_table;
 mod prefer_repack;
 mod renaming_column;
 mod renaming_enum_value;
+mod renaming_object;
 mod renaming_schema;
 mod renaming_table;
 mod require_concurrent_index_creation;
@@ -59,6 +65,20 @@ mod truncating_table;
 mod unparsed_ddl;
 mod unverifiable_dynamic_sql;
 mod unverifiable_remote_sql;
+
+// Opt-in style rules (`STYLE_RULES`).
+mod ban_char_field;
+mod identifier_too_long;
+mod prefer_bigint_over_int;
+mod prefer_bigint_over_smallint;
+mod prefer_identity;
+mod prefer_robust_stmts;
+mod prefer_text_field;
+mod prefer_timestamptz;
+mod require_enum_value_ordering;
+mod require_table_schema;
+mod style;
+mod using_new_enum_value_in_transaction;
 
 /// What the default policy does with a rule's findings (a profile may change it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
@@ -147,6 +167,10 @@ pub struct Context<'a> {
     /// What the live catalog says about the objects the statement touches, when ddlgate read
     /// it; `None` offline or when unknown (rules then assume the worst case).
     pub catalog: Option<&'a crate::catalog::Facts>,
+    /// The text after this statement in its message (the rest of a multi-statement Query, or
+    /// of the unit `ddlgate check` reads), which runs in the same transaction when the
+    /// statement is in one; empty in a function body. Searched, never parsed.
+    pub later: &'a [u8],
 }
 
 impl Context<'_> {
@@ -236,6 +260,8 @@ pub static RULES: &[&Rule] = &[
     &ban_concurrent_index_creation_in_transaction::RULE,
     // columns
     &adding_field_with_default::RULE,
+    &adding_field_with_time_default::RULE,
+    &adding_json_field::RULE,
     &adding_auto_increment_column::RULE,
     &adding_required_field::RULE,
     &changing_column_type::RULE,
@@ -243,6 +269,7 @@ pub static RULES: &[&Rule] = &[
     &ban_drop_column::RULE,
     &renaming_column::RULE,
     &ban_drop_not_null::RULE,
+    &dropping_required_column_default::RULE,
     // constraints
     &adding_foreign_key_constraint::RULE,
     &constraint_missing_not_valid::RULE,
@@ -264,12 +291,17 @@ pub static RULES: &[&Rule] = &[
     &ban_drop_cascade::RULE,
     &renaming_schema::RULE,
     &ban_create_rule::RULE,
+    // objects running code uses by name
+    &ban_drop_view::RULE,
+    &ban_drop_function::RULE,
+    &renaming_object::RULE,
     // partitions
     &require_concurrent_partition_detach::RULE,
     &creating_partition_locks_parent::RULE,
     &attaching_partition::RULE,
     // types, enums, domains
     &adding_enum_value_in_transaction::RULE,
+    &using_new_enum_value_in_transaction::RULE,
     &renaming_enum_value::RULE,
     &ban_create_domain_with_constraint::RULE,
     &ban_alter_domain_with_add_constraint::RULE,
@@ -285,11 +317,40 @@ pub static RULES: &[&Rule] = &[
     &unparsed_ddl::RULE,
 ];
 
-/// The catalog as a Markdown table (`ddlgate rules --format markdown`; the README embeds it,
-/// and a test keeps the two identical).
+/// Opt-in style rules (squawk's type and naming preferences). Their default action is allow
+/// and they are not even run unless a profile gives one of them another action
+/// (`[policy.rules] prefer-identity = "warn"`) or `ddlgate check --style` turns them on: they
+/// say nothing about locks or running code, only about what a team may prefer.
+pub static STYLE_RULES: &[&Rule] = &[
+    &prefer_bigint_over_int::RULE,
+    &prefer_bigint_over_smallint::RULE,
+    &prefer_identity::RULE,
+    &prefer_text_field::RULE,
+    &prefer_timestamptz::RULE,
+    &ban_char_field::RULE,
+    &prefer_robust_stmts::RULE,
+    &identifier_too_long::RULE,
+    &require_table_schema::RULE,
+    &require_enum_value_ordering::RULE,
+];
+
+/// Whether `id` is one of the [`STYLE_RULES`].
+pub fn is_style(id: &str) -> bool {
+    STYLE_RULES.iter().any(|r| r.id == id)
+}
+
+/// The catalog as Markdown tables (`ddlgate rules --format markdown`; the README embeds it,
+/// and a test keeps the two identical): the rules, then the opt-in style rules.
 pub fn catalog_markdown() -> String {
+    let mut out = table_markdown(RULES);
+    out.push_str("\nOpt-in style rules (off unless a profile sets an action for them; on with `ddlgate check --style`):\n\n");
+    out.push_str(&table_markdown(STYLE_RULES));
+    out
+}
+
+fn table_markdown(rules: &[&Rule]) -> String {
     let mut out = String::from("| Rule | Default | Lock | Flags |\n|---|---|---|---|\n");
-    for r in RULES {
+    for r in rules {
         out.push_str(&format!(
             "| `{}` | {} | {} | {} |\n",
             r.id,
@@ -304,7 +365,7 @@ pub fn catalog_markdown() -> String {
 /// The catalog as plain text (`ddlgate rules`).
 pub fn catalog_text() -> String {
     let mut out = String::new();
-    for r in RULES {
+    for r in RULES.iter().chain(STYLE_RULES) {
         out.push_str(&format!(
             "{} [{}]\n    flags: {}\n    lock:  {}\n",
             r.id,
@@ -318,7 +379,11 @@ pub fn catalog_text() -> String {
 
 /// Looks a rule up by id.
 pub fn rule(id: &str) -> Option<&'static Rule> {
-    RULES.iter().copied().find(|r| r.id == id)
+    RULES
+        .iter()
+        .chain(STYLE_RULES)
+        .copied()
+        .find(|r| r.id == id)
 }
 
 /// Runs every rule over one statement.
@@ -331,6 +396,14 @@ pub fn check(ddl: &Ddl, ctx: &Context) -> Vec<Finding> {
         findings.extend(body::inspect(language.as_deref(), body, ctx).findings);
     }
     findings
+}
+
+/// Runs the opt-in [`STYLE_RULES`] over one statement (only when the profile turned them on).
+pub fn check_style(ddl: &Ddl, ctx: &Context) -> Vec<Finding> {
+    STYLE_RULES
+        .iter()
+        .filter_map(|r| (r.check)(ddl, ctx))
+        .collect()
 }
 
 /// How to run a CONCURRENTLY statement outside a transaction with each migration tool; used
@@ -378,6 +451,7 @@ pub(crate) mod testing {
         pub version: Option<u32>,
         pub created: HashSet<Name>,
         pub catalog: Option<crate::catalog::Facts>,
+        pub later: String,
     }
 
     impl Default for Ctx {
@@ -389,6 +463,7 @@ pub(crate) mod testing {
                 version: Some(170_000),
                 created: HashSet::new(),
                 catalog: None,
+                later: String::new(),
             }
         }
     }
@@ -416,6 +491,7 @@ pub(crate) mod testing {
                 server_version: self.version,
                 created_in_tx: &self.created,
                 catalog: self.catalog.as_ref(),
+                later: self.later.as_bytes(),
             }
         }
     }
@@ -448,7 +524,7 @@ mod tests {
     #[test]
     fn ids_are_unique_kebab_case_and_documented() {
         let mut seen = HashSet::new();
-        for r in RULES {
+        for r in RULES.iter().chain(STYLE_RULES) {
             assert!(seen.insert(r.id), "duplicate rule id {}", r.id);
             assert!(
                 r.id.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
@@ -476,7 +552,15 @@ mod tests {
             );
         }
         assert!(rule("unparsed-ddl").is_some());
-        assert_eq!(catalog_text().lines().count(), RULES.len() * 3);
+        assert_eq!(
+            catalog_text().lines().count(),
+            (RULES.len() + STYLE_RULES.len()) * 3
+        );
+        assert!(
+            STYLE_RULES
+                .iter()
+                .all(|r| r.default_action == Action::Allow)
+        );
         assert!(rule("no-such-rule").is_none());
     }
 

@@ -302,6 +302,8 @@ fn convert(statement: Statement, text: &str) -> Option<DdlKind> {
                 temporary: ct.temporary,
                 partition_of: ct.partition_of.as_ref().map(name),
                 references,
+                if_not_exists: ct.if_not_exists,
+                columns: ct.columns.iter().map(add_column).collect(),
             }
         }
         // A materialized view is a relation made from a query, like `CREATE TABLE … AS`: for
@@ -313,6 +315,8 @@ fn convert(statement: Statement, text: &str) -> Option<DdlKind> {
                 temporary: false,
                 partition_of: None,
                 references: Vec::new(),
+                if_not_exists: v.if_not_exists,
+                columns: Vec::new(),
             }
         }
         Statement::AlterTable(at) => {
@@ -343,14 +347,18 @@ fn convert(statement: Statement, text: &str) -> Option<DdlKind> {
             concurrently: r.concurrently,
         },
         Statement::AlterType(at) => match at.operation {
-            AlterTypeOperation::AddValue(_) => DdlKind::AlterTypeAddValue {
+            AlterTypeOperation::AddValue(add) => DdlKind::AlterTypeAddValue {
                 type_name: name(&at.name),
+                value: Some(add.value.value.clone()),
+                positioned: add.position.is_some(),
             },
             AlterTypeOperation::RenameValue(_) => DdlKind::AlterTypeRenameValue {
                 type_name: name(&at.name),
             },
-            AlterTypeOperation::Rename(_) => DdlKind::Other {
+            AlterTypeOperation::Rename(r) => DdlKind::RenameObject {
                 tag: "ALTER TYPE".to_owned(),
+                name: name(&at.name),
+                to: ident(&r.new_name),
             },
         },
         Statement::CreateType {
@@ -385,6 +393,12 @@ fn fallback_decides(tag: &str) -> bool {
                 | "ALTER MATERIALIZED VIEW"
                 | "ALTER TYPE"
                 | "ALTER FOREIGN TABLE"
+                // A rename is what the `renaming-object` rule reads.
+                | "ALTER SEQUENCE"
+                | "ALTER FUNCTION"
+                | "ALTER PROCEDURE"
+                | "ALTER ROUTINE"
+                | "ALTER AGGREGATE"
                 // sqlparser keeps a domain's constraints out of what the command tag says.
                 | "CREATE DOMAIN"
                 | "ALTER DOMAIN"
@@ -953,6 +967,8 @@ mod tests {
                 temporary: false,
                 partition_of: None,
                 references: Vec::new(),
+                if_not_exists: false,
+                columns: Vec::new(),
             }
         );
         assert_eq!(
@@ -979,6 +995,7 @@ mod tests {
                 references,
                 partition_of,
                 temporary,
+                ..
             } => {
                 assert_eq!(name, Name::bare("o"));
                 assert_eq!(

@@ -249,6 +249,12 @@ pub enum DdlKind {
         partition_of: Option<Name>,
         /// Tables referenced by foreign keys in the definition.
         references: Vec<Name>,
+        /// `IF NOT EXISTS` was given.
+        if_not_exists: bool,
+        /// The column definitions, when sqlparser read the statement (empty for `AS query`,
+        /// `PARTITION OF`, `OF type`, and statements only the token classifier read). Read by
+        /// the opt-in style rules (`ddlgate check --style`).
+        columns: Vec<AddColumn>,
     },
     AlterTable {
         name: Name,
@@ -281,6 +287,10 @@ pub enum DdlKind {
     },
     AlterTypeAddValue {
         type_name: Name,
+        /// The new label (the string literal's content), when read.
+        value: Option<String>,
+        /// `BEFORE` or `AFTER` places the new label; without them it goes last.
+        positioned: bool,
     },
     AlterTypeRenameValue {
         type_name: Name,
@@ -344,6 +354,14 @@ pub enum DdlKind {
         column: Option<String>,
         to: String,
     },
+    /// `ALTER { SEQUENCE | FUNCTION | PROCEDURE | ROUTINE | AGGREGATE | TYPE | DOMAIN } name …
+    /// RENAME TO new`: an object running code refers to by name. `tag` is the command tag
+    /// (`ALTER SEQUENCE`), `name` the object as written (a routine's signature is not kept).
+    RenameObject {
+        tag: String,
+        name: Name,
+        to: String,
+    },
     /// `CREATE [ OR REPLACE ] RULE name AS ON event TO table … DO [ ALSO | INSTEAD ] …`.
     CreateRule {
         name: String,
@@ -402,6 +420,7 @@ impl DdlKind {
             DdlKind::AlterTypeRenameAttribute { .. } => "alter_type_rename_attribute",
             DdlKind::RenameSchema { .. } => "rename_schema",
             DdlKind::RenameView { .. } => "rename_view",
+            DdlKind::RenameObject { .. } => "rename_object",
             DdlKind::CreateRule { .. } => "create_rule",
             DdlKind::RemoteSql { .. } => "remote_sql",
             DdlKind::CopyProgram { .. } => "copy_program",

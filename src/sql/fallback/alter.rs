@@ -86,7 +86,55 @@ pub(super) fn alter(c: &mut Cursor<'_>) -> Option<DdlKind> {
     if c.eat_all(&["FOREIGN", "TABLE"]) {
         return Some(alter_foreign_table(c));
     }
+    for (words, tag) in RENAMED_KINDS {
+        let save = c.clone();
+        if c.eat_all(words) {
+            if let Some(kind) = renamed_object(c, tag) {
+                return Some(kind);
+            }
+            *c = save;
+            break;
+        }
+    }
     other_kind(c, ALTER_KINDS)
+}
+
+/// Objects running code calls or reads by name, whose `RENAME TO` the `renaming-object` rule
+/// flags (types, views and tables have their own readers).
+const RENAMED_KINDS: &[(&[&str], &str)] = &[
+    (&["SEQUENCE"], "ALTER SEQUENCE"),
+    (&["FUNCTION"], "ALTER FUNCTION"),
+    (&["PROCEDURE"], "ALTER PROCEDURE"),
+    (&["ROUTINE"], "ALTER ROUTINE"),
+    (&["AGGREGATE"], "ALTER AGGREGATE"),
+];
+
+/// `[ IF EXISTS ] name [ ( signature ) ] RENAME TO new` for one of [`RENAMED_KINDS`]; `None`
+/// for any other form (the caller classifies it by its tag).
+fn renamed_object(c: &mut Cursor<'_>, tag: &str) -> Option<DdlKind> {
+    c.eat_all(&["IF", "EXISTS"]);
+    let name = c.read_name()?;
+    if c.is_kind(TokenKind::LParen) {
+        c.skip_parens()?;
+    }
+    rename_to(c, tag, &name)
+}
+
+/// `RENAME TO new` ending the statement, as a [`DdlKind::RenameObject`].
+fn rename_to(c: &mut Cursor<'_>, tag: &str, name: &Name) -> Option<DdlKind> {
+    let save = c.clone();
+    if c.eat_all(&["RENAME", "TO"])
+        && let Some(to) = c.read_ident()
+        && c.at_end()
+    {
+        return Some(DdlKind::RenameObject {
+            tag: tag.to_owned(),
+            name: name.clone(),
+            to,
+        });
+    }
+    *c = save;
+    None
 }
 
 /// `ALTER FOREIGN TABLE [ IF EXISTS ] [ ONLY ] name [ * ] RENAME [ COLUMN ] a TO b`: PostgreSQL
@@ -209,11 +257,28 @@ fn alter_index(c: &mut Cursor<'_>) -> Option<DdlKind> {
     })
 }
 
-/// `ALTER TYPE name ADD VALUE …` / `RENAME VALUE …`; other ALTER TYPE forms are `Other`.
+/// `ALTER TYPE name ADD VALUE [ IF NOT EXISTS ] 'v' [ { BEFORE | AFTER } 'w' ]` / `RENAME
+/// VALUE …` / `RENAME ATTRIBUTE …` / `RENAME TO …`; other ALTER TYPE forms are `Other`.
 fn alter_type(c: &mut Cursor<'_>) -> Option<DdlKind> {
     let type_name = c.read_name()?;
     if c.eat_all(&["ADD", "VALUE"]) {
-        return Some(DdlKind::AlterTypeAddValue { type_name });
+        c.eat_all(&["IF", "NOT", "EXISTS"]);
+        let value = c
+            .peek()
+            .filter(|t| t.kind == TokenKind::String)
+            .and_then(|t| super::string_content(c.sql, t, c.opts));
+        if value.is_some() {
+            c.next();
+        }
+        let positioned = c.is("BEFORE") || c.is("AFTER");
+        return Some(DdlKind::AlterTypeAddValue {
+            type_name,
+            value,
+            positioned,
+        });
+    }
+    if let Some(kind) = rename_to(c, "ALTER TYPE", &type_name) {
+        return Some(kind);
     }
     if c.eat_all(&["RENAME", "VALUE"]) {
         return Some(DdlKind::AlterTypeRenameValue { type_name });
@@ -236,6 +301,9 @@ fn alter_type(c: &mut Cursor<'_>) -> Option<DdlKind> {
 /// `ALTER DOMAIN name ADD [ CONSTRAINT c ] constraint [ NOT VALID ]`; other forms are `Other`.
 fn alter_domain(c: &mut Cursor<'_>) -> Option<DdlKind> {
     let name = c.read_name()?;
+    if let Some(kind) = rename_to(c, "ALTER DOMAIN", &name) {
+        return Some(kind);
+    }
     if c.eat("ADD") {
         let not_valid = c.rest_has("NOT", Some("VALID"), true);
         return Some(DdlKind::AlterDomainAddConstraint { name, not_valid });

@@ -200,7 +200,7 @@ fn create_index(c: &mut Cursor<'_>, unique: bool) -> Option<DdlKind> {
 /// collects every `REFERENCES target` of the definition (REFERENCES is reserved, so a bare word
 /// can only be the foreign-key keyword); a CTAS query after a top-level `AS` is not looked into.
 fn create_table(c: &mut Cursor<'_>, temporary: bool) -> Option<DdlKind> {
-    c.eat_all(&["IF", "NOT", "EXISTS"]);
+    let if_not_exists = c.eat_all(&["IF", "NOT", "EXISTS"]);
     let name = c.read_name()?;
     let mut partition_of = None;
     if c.eat_all(&["PARTITION", "OF"]) {
@@ -237,6 +237,8 @@ fn create_table(c: &mut Cursor<'_>, temporary: bool) -> Option<DdlKind> {
         temporary,
         partition_of,
         references,
+        if_not_exists,
+        columns: Vec::new(),
     })
 }
 
@@ -433,7 +435,27 @@ mod tests {
                 temporary,
                 partition_of: partition_of.map(n),
                 references: references.iter().map(|r| n(r)).collect(),
+                if_not_exists: false,
+                columns: Vec::new(),
             }
+        };
+        let if_not_exists = |kind: DdlKind| match kind {
+            DdlKind::CreateTable {
+                name,
+                temporary,
+                partition_of,
+                references,
+                columns,
+                ..
+            } => DdlKind::CreateTable {
+                name,
+                temporary,
+                partition_of,
+                references,
+                if_not_exists: true,
+                columns,
+            },
+            other => other,
         };
         check(&[
             (
@@ -443,7 +465,7 @@ mod tests {
             (
                 "CREATE TABLE IF NOT EXISTS s.orders (id bigint PRIMARY KEY, user_id int REFERENCES users (id), \
                  CONSTRAINT fk FOREIGN KEY (a, b) REFERENCES other.t (a, b) ON DELETE CASCADE)",
-                table("s.orders", false, None, &["users", "other.t"]),
+                if_not_exists(table("s.orders", false, None, &["users", "other.t"])),
             ),
             ("CREATE TEMP TABLE tt (a int)", table("tt", true, None, &[])),
             (

@@ -881,6 +881,8 @@ mod tests {
                 "ALTER TYPE mood ADD VALUE IF NOT EXISTS 'meh' BEFORE 'ok'",
                 DdlKind::AlterTypeAddValue {
                     type_name: n("mood"),
+                    value: Some("meh".into()),
+                    positioned: true,
                 },
             ),
             (

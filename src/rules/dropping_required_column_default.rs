@@ -1,0 +1,108 @@
+//! `dropping-required-column-default`: `ALTER TABLE … ALTER COLUMN c DROP DEFAULT` where the
+//! catalog shows `c` NOT NULL with a default — the second half of the "add a required column"
+//! pattern (`ADD COLUMN c … NOT NULL DEFAULT x`, then `DROP DEFAULT`).
+//!
+//! - **Lock:** ACCESS EXCLUSIVE, briefly (catalog only).
+//! - **Risk:** running application code that does not know the column yet inserts rows
+//!   without it; the default filled it in, and from the moment the drop commits every such
+//!   INSERT fails with 23502 (null value violates not-null constraint). Deploys are never
+//!   atomic with a migration.
+//! - **Safe alternative (expand/contract):** deploy the code that sets the column on every
+//!   INSERT first, and drop the default in a later migration.
+//! - **Decided on facts:** only when the server says the column is NOT NULL (validated) and
+//!   has a default (`atthasdef`, not a generated column's expression). knex's `.alter()` sends
+//!   `DROP DEFAULT` before every column change; on a column without a default it changes
+//!   nothing and is not flagged. Without the catalog (`ddlgate check`) nothing is flagged.
+//! - **Rewrite:** no. Default: warn.
+//! - **Not flagged:** tables created earlier in the same transaction (no running code uses
+//!   them).
+//!
+//! <https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-DESC-SET-DROP-DEFAULT>
+
+use super::{Action, Context, Finding, Rule};
+use crate::sql::statement::AlterOp;
+
+pub static RULE: Rule = Rule {
+    id: "dropping-required-column-default",
+    lock: "ACCESS EXCLUSIVE, briefly; INSERTs of running code that omit the column fail afterwards",
+    summary: "ALTER COLUMN … DROP DEFAULT of a NOT NULL column that has a default (catalog)",
+    default_action: Action::Warn,
+    check,
+};
+
+fn check(ddl: &crate::sql::statement::Ddl, ctx: &Context) -> Option<Finding> {
+    let (table, ops) = ctx.altered_existing_table(ddl)?;
+    let facts = ctx.catalog?;
+    let column = ops.iter().find_map(|op| match op {
+        AlterOp::DropDefault { column } => facts
+            .column(table, column)
+            .filter(|c| c.exists && c.not_null && c.has_default)
+            .map(|_| column),
+        _ => None,
+    })?;
+    Some(Finding {
+        rule: RULE.id,
+        message: format!(
+            "{table}.{column} is NOT NULL and its default fills it in for INSERTs that do not name it: once the default is dropped, every INSERT of running code that omits {column} fails (23502, null value violates not-null constraint)."
+        ),
+        hint: format!(
+            "Expand/contract: deploy the code that sets {column} on every INSERT first, then drop the default in a later migration. To keep the rows of old code valid meanwhile, leave the default in place."
+        ),
+        rewrite: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::testing::{column, facts, table as relation};
+    use crate::rules::testing::{Ctx, run, table};
+    use crate::sql::statement::Name;
+
+    fn ctx_with(not_null: bool, has_default: bool) -> Ctx {
+        let mut c = column("status", "text", 25, -1);
+        c.not_null = not_null;
+        c.nullable = !not_null;
+        c.has_default = has_default;
+        Ctx {
+            catalog: Some(facts(relation("orders", 1_000_000, 1 << 30), vec![c])),
+            ..Ctx::default()
+        }
+    }
+
+    #[test]
+    fn flags_only_a_required_column_that_has_a_default() {
+        let drop = "ALTER TABLE orders ALTER COLUMN status DROP DEFAULT";
+        table(
+            &RULE,
+            &ctx_with(true, true),
+            &[
+                "ALTER TABLE orders ALTER COLUMN status SET DEFAULT 'new'",
+                "ALTER TABLE orders ALTER COLUMN other DROP DEFAULT",
+                "ALTER TABLE other ALTER COLUMN status DROP DEFAULT",
+            ],
+            &[drop, "alter table orders alter status drop default"],
+        );
+        // Nullable: old code's INSERTs store NULL instead of the default, and succeed.
+        table(&RULE, &ctx_with(false, true), &[drop], &[]);
+        // No default (knex's `.alter()` drops it before every change): nothing changes.
+        table(&RULE, &ctx_with(true, false), &[drop], &[]);
+        // Offline: no facts, nothing claimed.
+        table(&RULE, &Ctx::default(), &[drop], &[]);
+        let f = run(&RULE, drop, &ctx_with(true, true)).expect("flagged");
+        assert!(f.message.contains("23502") && f.hint.contains("Expand/contract"));
+    }
+
+    #[test]
+    fn tables_created_in_the_transaction_are_exempt() {
+        let mut ctx = ctx_with(true, true);
+        ctx.tx = crate::protocol::TxStatus::InTransaction;
+        ctx.created.insert(Name::bare("orders"));
+        table(
+            &RULE,
+            &ctx,
+            &["ALTER TABLE orders ALTER COLUMN status DROP DEFAULT"],
+            &[],
+        );
+    }
+}
