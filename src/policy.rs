@@ -494,7 +494,9 @@ pub fn evaluate_tokens(
 ) -> Decision {
     let mut findings = rules::check(ddl, ctx);
     if profile.style {
-        findings.extend(rules::check_style(ddl, ctx));
+        findings.extend(rules::check_style(ddl, ctx, |id| {
+            profile.action_for(id) != Action::Allow
+        }));
     }
     profile.decide_tokens(sql, tokens, findings)
 }

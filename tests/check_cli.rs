@@ -388,3 +388,53 @@ fn psql_with_and_without_single_transaction_and_how_flags_combine() {
     assert!(out.contains(&format!("m.sql:1:1: block {IN_TX}")), "{out}");
     assert!(!out.contains("V1__idx.sql:"), "{out}");
 }
+
+/// `--style` adds squawk's opt-in type and naming preferences as warnings (exit 0); without it
+/// they say nothing, and a configured action wins over the flag's warn.
+#[test]
+fn style_rules_run_only_with_the_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "001_users.sql",
+        "CREATE TABLE users (id serial PRIMARY KEY, name varchar(40), seen timestamp, code char(2));\n",
+    );
+    let plain = ddlgate(&["check", "001_users.sql"], dir.path());
+    assert_eq!(plain.status.code(), Some(0), "{}", stdout(&plain));
+    assert!(
+        stdout(&plain).contains("0 finding(s)"),
+        "{}",
+        stdout(&plain)
+    );
+
+    let styled = ddlgate(&["check", "--style", "001_users.sql"], dir.path());
+    assert_eq!(styled.status.code(), Some(0), "{}", stdout(&styled));
+    let out = stdout(&styled);
+    for rule in [
+        "prefer-identity",
+        "prefer-bigint-over-int",
+        "prefer-text-field",
+        "prefer-timestamptz",
+        "ban-char-field",
+        "prefer-robust-stmts",
+        "require-table-schema",
+    ] {
+        assert!(out.contains(&format!("warn {rule}:")), "{rule}: {out}");
+    }
+    assert!(out.contains("0 would be blocked"), "{out}");
+
+    // A team that wants one of them enforced says so in the configuration.
+    write(
+        dir.path(),
+        "ddlgate.toml",
+        "[policy.rules]\nprefer-identity = \"block\"\n",
+    );
+    let strict = ddlgate(
+        &["--config", "ddlgate.toml", "check", "001_users.sql"],
+        dir.path(),
+    );
+    assert_eq!(strict.status.code(), Some(1), "{}", stdout(&strict));
+    let out = stdout(&strict);
+    assert!(out.contains("block prefer-identity:"), "{out}");
+    assert!(!out.contains("prefer-text-field"), "{out}");
+}

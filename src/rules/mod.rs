@@ -398,10 +398,12 @@ pub fn check(ddl: &Ddl, ctx: &Context) -> Vec<Finding> {
     findings
 }
 
-/// Runs the opt-in [`STYLE_RULES`] over one statement (only when the profile turned them on).
-pub fn check_style(ddl: &Ddl, ctx: &Context) -> Vec<Finding> {
+/// Runs the opt-in [`STYLE_RULES`] for which `enabled(id)` holds (those the profile turned
+/// on) over one statement.
+pub fn check_style(ddl: &Ddl, ctx: &Context, enabled: impl Fn(&str) -> bool) -> Vec<Finding> {
     STYLE_RULES
         .iter()
+        .filter(|r| enabled(r.id))
         .filter_map(|r| (r.check)(ddl, ctx))
         .collect()
 }
