@@ -46,7 +46,7 @@ fn check(ddl: &crate::sql::statement::Ddl, ctx: &Context) -> Option<Finding> {
             "{table}.{column} is NOT NULL and its default fills it in for INSERTs that do not name it: once the default is dropped, every INSERT of running code that omits {column} fails (23502, null value violates not-null constraint)."
         ),
         hint: format!(
-            "Expand/contract: deploy the code that sets {column} on every INSERT first, then drop the default in a later migration. To keep the rows of old code valid meanwhile, leave the default in place."
+            "Expand/contract: deploy the code that sets {column} on every INSERT first, then drop the default in a later migration; until then leave the default in place. (A transaction that sets a new default before it commits — knex's .alter() drops and re-sets it — leaves no gap.)"
         ),
         rewrite: None,
     })
