@@ -120,6 +120,16 @@ async fn warnings_for_changes_that_break_running_code() {
         .await
         .expect_err("an INSERT without status now fails");
     assert_eq!(sqlstate(&old_code).as_deref(), Some("23502"));
+    // Both in one Query (a sqlx or golang-migrate file): the catalog read before the message
+    // cannot know the column yet; the ADD COLUMN is flagged from the text after it.
+    let n = both(
+        &proxy,
+        &mut rx,
+        &direct,
+        "ALTER TABLE {t} ADD COLUMN kind text NOT NULL DEFAULT 'a'; ALTER TABLE {t} ALTER COLUMN kind DROP DEFAULT",
+    )
+    .await;
+    assert!(warned(&n, "dropping-required-column-default"), "{n:?}");
     // knex's `.alter()` drops the default of a column that has none: nothing to warn about.
     let n = both(
         &proxy,
