@@ -1,0 +1,330 @@
+//! Partitioned tables through ddlgate against real PostgreSQL: statements PostgreSQL refuses or
+//! runs under a lock on the whole tree get their safe form — `CREATE INDEX CONCURRENTLY` on a
+//! parent is built partition by partition, `DROP INDEX [CONCURRENTLY]` of a partitioned index
+//! runs plainly under the guard — and end in the same catalog state as the direct statement
+//! (compared from the catalog, in two databases), while a concurrent writer never waits longer
+//! than about the guard's lock_timeout.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use ddlgate::config::Config;
+use tokio_postgres::Client;
+
+/// The guard's lock_timeout in these tests.
+const LOCK_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// The longest an INSERT may wait while ddlgate works: the guard's lock_timeout plus scheduling
+/// slack on a busy 2-core machine.
+const WRITE_BOUND: Duration = Duration::from_millis(1000);
+
+fn fast_guard(c: &mut Config) {
+    c.guard.lock_timeout_ms = LOCK_TIMEOUT;
+    c.guard.backoff_initial_ms = Duration::from_millis(50);
+    c.guard.backoff_max_ms = Duration::from_millis(200);
+    c.guard.max_attempts = 200;
+    c.guard.max_wait_ms = Duration::from_secs(60);
+}
+
+/// Two databases with the same `setup`: `orig` gets the direct statements (superuser, straight
+/// to PostgreSQL), `via` gets them through ddlgate.
+struct Dbs {
+    orig: Client,
+    /// Superuser, straight to PostgreSQL, on `via`.
+    admin: Client,
+    via_direct: String,
+    via_proxy: String,
+}
+
+async fn two_databases(env: &Env, setup: &str) -> Dbs {
+    let admin = env.direct_client("ddlgate_admin").await;
+    for db in ["orig", "via"] {
+        admin
+            .simple_query(&format!("CREATE DATABASE {db} OWNER trust_user"))
+            .await
+            .expect("create database");
+    }
+    let on = |conn: String, db: &str| conn.replace("dbname=postgres", &format!("dbname={db}"));
+    let orig = connect(&on(env.direct_conn("trust_user"), "orig")).await;
+    let via_direct = on(env.direct_conn("trust_user"), "via");
+    let via = connect(&via_direct).await;
+    for c in [&orig, &via] {
+        c.batch_execute(setup).await.expect("setup");
+    }
+    Dbs {
+        orig,
+        admin: connect(&on(env.direct_conn("ddlgate_admin"), "via")).await,
+        via_direct,
+        via_proxy: on(env.proxy_conn("trust_user"), "via"),
+    }
+}
+
+/// Every user table's columns, constraints, indexes and partition links, one line per fact.
+async fn schema(client: &Client) -> Vec<String> {
+    let sql = "
+      WITH rel AS (
+        SELECT c.oid, n.nspname, c.relname FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+      )
+      SELECT format('%s.%s kind %s partition=%s', r.nspname, r.relname, c.relkind, c.relispartition)
+        FROM rel r JOIN pg_class c ON c.oid = r.oid WHERE c.relkind IN ('r', 'p')
+      UNION ALL
+      SELECT format('%s.%s column %s %s notnull=%s', r.nspname, r.relname, a.attname,
+                    format_type(a.atttypid, a.atttypmod), a.attnotnull)
+        FROM rel r JOIN pg_class c ON c.oid = r.oid
+        JOIN pg_attribute a ON a.attrelid = r.oid
+       WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+      UNION ALL
+      SELECT format('%s.%s constraint %s type=%s validated=%s inherited=%s %s', r.nspname, r.relname,
+                    co.conname, co.contype, co.convalidated, co.conparentid <> 0, pg_get_constraintdef(co.oid))
+        FROM pg_constraint co JOIN rel r ON r.oid = co.conrelid
+      UNION ALL
+      SELECT format('%s.%s index %s valid=%s ready=%s %s', r.nspname, r.relname, ic.relname,
+                    i.indisvalid, i.indisready, pg_get_indexdef(i.indexrelid))
+        FROM pg_index i JOIN rel r ON r.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
+      UNION ALL
+      SELECT format('%s is a partition of %s pending=%s', ci.relname, pi.relname, h.inhdetachpending)
+        FROM pg_inherits h JOIN pg_class ci ON ci.oid = h.inhrelid JOIN pg_class pi ON pi.oid = h.inhparent
+      UNION ALL
+      SELECT format('trigger on %s for constraint %s', t.tgrelid::regclass, co.conname)
+        FROM pg_trigger t JOIN pg_constraint co ON co.oid = t.tgconstraint
+      ORDER BY 1";
+    client
+        .query(sql, &[])
+        .await
+        .expect("schema")
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect()
+}
+
+async fn assert_same_schema(dbs: &Dbs) -> Vec<String> {
+    let orig = schema(&dbs.orig).await;
+    let via = schema(&dbs.admin).await;
+    assert_eq!(
+        orig, via,
+        "schema after the direct statement (left) vs through ddlgate (right)"
+    );
+    via
+}
+
+/// A task that keeps inserting and records how long each INSERT took.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    handle: tokio::task::JoinHandle<Vec<Duration>>,
+}
+
+impl Writer {
+    async fn start(conn: &str, insert: &'static str) -> Writer {
+        let client = connect(conn).await;
+        // Long enough that a blocked INSERT waits (and is measured) instead of failing.
+        client
+            .batch_execute("SET lock_timeout = '30s'")
+            .await
+            .expect("lock_timeout");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let handle = tokio::spawn(async move {
+            let mut done = Vec::new();
+            let mut ready = Some(ready_tx);
+            while !flag.load(Ordering::Relaxed) {
+                let t0 = Instant::now();
+                client
+                    .simple_query(insert)
+                    .await
+                    .unwrap_or_else(|e| panic!("{insert}: {e}"));
+                done.push(t0.elapsed());
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(());
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            done
+        });
+        tokio::time::timeout(Duration::from_secs(10), ready_rx)
+            .await
+            .expect("the writer starts")
+            .expect("the writer runs");
+        Writer { stop, handle }
+    }
+
+    /// Stops the writer; asserts it kept writing and never waited longer than the bound.
+    async fn finish(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        let done = self.handle.await.expect("writer task");
+        assert!(!done.is_empty(), "the writer wrote");
+        let worst = done.iter().max().copied().unwrap_or_default();
+        assert!(
+            worst < WRITE_BOUND,
+            "an INSERT waited {worst:?} (bound {WRITE_BOUND:?})"
+        );
+        done.len()
+    }
+}
+
+async fn next_notice(
+    notices: &mut tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::error::DbError>,
+) -> String {
+    tokio::time::timeout(Duration::from_secs(10), notices.recv())
+        .await
+        .expect("a notice")
+        .map(|n| notice_line(&n))
+        .expect("open")
+}
+
+/// 30,000 rows over two leaf partitions and a sub-partitioned one.
+const TREE: &str = "
+    CREATE TABLE ev (id int NOT NULL, tenant int, rid int) PARTITION BY RANGE (id);
+    CREATE TABLE ev_2024 PARTITION OF ev FOR VALUES FROM (0) TO (10000);
+    CREATE TABLE ev_2025 PARTITION OF ev FOR VALUES FROM (10000) TO (20000);
+    CREATE TABLE ev_2026 PARTITION OF ev FOR VALUES FROM (20000) TO (1000000) PARTITION BY RANGE (id);
+    CREATE TABLE ev_2026a PARTITION OF ev_2026 FOR VALUES FROM (20000) TO (1000000);
+    INSERT INTO ev SELECT g, g % 13, 1 + g % 100 FROM generate_series(0, 29999) g;
+    ANALYZE ev;";
+
+/// Writes into the newest partition.
+const INSERT: &str = "INSERT INTO ev SELECT 100000 + (txid_current() % 800000)::int, 1, 1";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_index_concurrently_on_a_parent_is_built_partition_by_partition() {
+    let env = Env::start_with(fast_guard).await;
+    let dbs = two_databases(&env, TREE).await;
+    let writer = Writer::start(&dbs.via_direct, INSERT).await;
+    // PostgreSQL refuses CONCURRENTLY on the parent: the direct equivalent is the plain build.
+    dbs.orig
+        .batch_execute("CREATE INDEX ev_tenant ON ev (tenant)")
+        .await
+        .expect("direct");
+    let refused = dbs
+        .orig
+        .batch_execute("CREATE INDEX CONCURRENTLY ev_tenant2 ON ev (tenant)")
+        .await
+        .expect_err("PostgreSQL refuses it");
+    assert_eq!(sqlstate(&refused).as_deref(), Some("0A000"), "{refused}");
+    let (p, mut notices) = client_with_notices(&dbs.via_proxy).await;
+    p.batch_execute("CREATE INDEX CONCURRENTLY ev_tenant ON ev (tenant)")
+        .await
+        .expect("built in steps");
+    let notice = next_notice(&mut notices).await;
+    for part in [
+        "PostgreSQL refuses CREATE INDEX CONCURRENTLY on the partitioned table ev",
+        "partition by partition",
+        "CREATE INDEX IF NOT EXISTS ev_tenant ON ONLY ev (tenant)",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS ev_2026a_tenant_idx ON public.ev_2026a (tenant)",
+        "ALTER INDEX public.ev_2026_tenant_idx ATTACH PARTITION public.ev_2026a_tenant_idx",
+    ] {
+        assert!(notice.contains(part), "{part}: {notice}");
+    }
+    // Sent again (IF NOT EXISTS): every step is found done.
+    p.batch_execute("CREATE INDEX CONCURRENTLY IF NOT EXISTS ev_tenant ON ev (tenant)")
+        .await
+        .expect("re-run");
+    writer.finish().await;
+    let lines = assert_same_schema(&dbs).await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("public.ev index ev_tenant valid=t")),
+        "{lines:#?}"
+    );
+    // Inside a transaction block it cannot run either way: refused, naming the steps.
+    p.batch_execute("BEGIN").await.expect("begin");
+    let err = p
+        .batch_execute("CREATE INDEX CONCURRENTLY ev_rid ON ev (rid)")
+        .await
+        .expect_err("refused in a transaction");
+    let db = err.as_db_error().expect("ddlgate's error");
+    assert_eq!(db.code().code(), "DG001", "{db:?}");
+    let hint = db.hint().unwrap_or("");
+    assert!(
+        hint.contains("ON ONLY ev") && hint.contains("ATTACH PARTITION"),
+        "{hint}"
+    );
+    p.batch_execute("ROLLBACK").await.expect("rollback");
+    assert_same_schema(&dbs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_index_is_dropped_plainly_under_the_guard() {
+    let env = Env::start_with(|c| {
+        fast_guard(c);
+        c.catalog.small_table_rows = 0;
+    })
+    .await;
+    let setup =
+        format!("{TREE} CREATE INDEX ev_t_idx ON ev (tenant); CREATE INDEX ev_r_idx ON ev (rid);");
+    let dbs = two_databases(&env, &setup).await;
+    for sql in ["DROP INDEX ev_t_idx", "DROP INDEX ev_r_idx"] {
+        dbs.orig.batch_execute(sql).await.expect("direct");
+    }
+    // A long transaction reading ev: a DROP INDEX waiting for ACCESS EXCLUSIVE behind it
+    // would queue every INSERT.
+    let blocker = connect(&dbs.via_direct).await;
+    blocker
+        .batch_execute("SET application_name = 'long-report'; BEGIN; SELECT count(*) FROM ev")
+        .await
+        .expect("blocker");
+    let writer = Writer::start(&dbs.via_direct, INSERT).await;
+    let (p, mut notices) = client_with_notices(&dbs.via_proxy).await;
+    let drop = tokio::spawn(async move {
+        p.batch_execute("DROP INDEX CONCURRENTLY ev_t_idx")
+            .await
+            .map(|_| p)
+    });
+    let notice = next_notice(&mut notices).await;
+    for part in [
+        "DROP INDEX ev_t_idx",
+        "PostgreSQL cannot drop an index of a partitioned table concurrently",
+        "under the lock guard",
+    ] {
+        assert!(notice.contains(part), "{part}: {notice}");
+    }
+    assert!(guard_retried(&env, 3).await, "the guard retried the drop");
+    // The writer kept going while the drop retried.
+    tokio::time::sleep(LOCK_TIMEOUT * 3).await;
+    blocker.batch_execute("COMMIT").await.expect("commit");
+    let p = tokio::time::timeout(Duration::from_secs(20), drop)
+        .await
+        .expect("the drop finishes")
+        .expect("join")
+        .expect("the drop succeeds");
+    // The plain form: the same, without a blocker.
+    p.batch_execute("DROP INDEX ev_r_idx")
+        .await
+        .expect("plain drop");
+    writer.finish().await;
+    let lines = assert_same_schema(&dbs).await;
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("ev_t_idx") || l.contains("ev_r_idx"))
+    );
+    // Inside a transaction block the lock would last until COMMIT: refused.
+    dbs.admin
+        .batch_execute("CREATE INDEX ev_x_idx ON ev (tenant, rid)")
+        .await
+        .expect("index");
+    p.batch_execute("BEGIN").await.expect("begin");
+    let err = p
+        .batch_execute("DROP INDEX ev_x_idx")
+        .await
+        .expect_err("refused in a transaction");
+    assert_eq!(sqlstate(&err).as_deref(), Some("DG001"), "{err}");
+    p.batch_execute("ROLLBACK").await.expect("rollback");
+    let left: i64 = dbs
+        .admin
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname = 'ev_x_idx'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(left, 1);
+}
