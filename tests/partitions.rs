@@ -328,3 +328,67 @@ async fn partitioned_index_is_dropped_plainly_under_the_guard() {
         .get(0);
     assert_eq!(left, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_key_on_a_parent_before_18_is_validated_partition_by_partition() {
+    let env = Env::start_with(|c| {
+        fast_guard(c);
+        c.catalog.small_table_rows = 0;
+    })
+    .await;
+    let setup = format!(
+        "CREATE TABLE refd (id int PRIMARY KEY); INSERT INTO refd SELECT g FROM generate_series(1, 100) g;
+         {TREE}"
+    );
+    let dbs = two_databases(&env, &setup).await;
+    let version: i32 = dbs
+        .orig
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .expect("version")
+        .get(0);
+    let statements = [
+        "ALTER TABLE ev ADD CONSTRAINT ev_fk FOREIGN KEY (rid) REFERENCES refd (id)",
+        "ALTER TABLE ev ADD FOREIGN KEY (rid) REFERENCES refd ON DELETE CASCADE",
+    ];
+    for sql in statements {
+        dbs.orig.batch_execute(sql).await.expect("direct");
+    }
+    let writer = Writer::start(&dbs.via_direct, INSERT).await;
+    let (p, mut notices) = client_with_notices(&dbs.via_proxy).await;
+    for sql in statements {
+        p.batch_execute(sql).await.expect("through ddlgate");
+        let notice = next_notice(&mut notices).await;
+        if version < 180_000 {
+            assert!(
+                notice.contains("ALTER TABLE public.ev_2026a VALIDATE CONSTRAINT")
+                    && notice.contains("before 18 does not accept NOT VALID"),
+                "{notice}"
+            );
+        }
+    }
+    // Sent again: every step is found done (the statement itself would fail: the name exists).
+    p.batch_execute(statements[0])
+        .await
+        .expect("re-run skips every step");
+    writer.finish().await;
+    let lines = assert_same_schema(&dbs).await;
+    for expected in [
+        "public.ev constraint ev_fk type=f validated=t inherited=f",
+        "public.ev_2026 constraint ev_fk type=f validated=t inherited=t",
+        "public.ev_2026a constraint ev_fk type=f validated=t inherited=t",
+        "public.ev_2024 constraint ev_rid_fkey type=f validated=t inherited=t",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(expected)),
+            "{expected}: {lines:#?}"
+        );
+    }
+    // A row the constraint forbids fails on a partition, as after the direct statement.
+    let err = dbs
+        .admin
+        .batch_execute("INSERT INTO ev VALUES (5, 1, 1000)")
+        .await
+        .expect_err("violates the foreign key");
+    assert_eq!(sqlstate(&err).as_deref(), Some("23503"), "{err}");
+}

@@ -62,7 +62,7 @@ use crate::sql::quote;
 use crate::sql::reader::{ReadError, Stmt};
 use crate::sql::statement::{AlterOp, ConstraintKind, Ddl, DdlKind, LockMode, Name, Understood};
 use column::add_column;
-use constraint::{check_name, foreign_key_allowed, not_valid_then_validate};
+use constraint::{check_name, foreign_key_steps, not_valid_then_validate};
 use index::{index_constraint_allowed, index_constraint_steps, partitioned_index};
 use not_null::not_null_steps;
 pub use precheck::{ConstraintType, Precheck};
@@ -254,6 +254,9 @@ pub enum StepKind {
     CreateParentIndex,
     /// `ALTER INDEX parent_index ATTACH PARTITION partition_index`.
     AttachIndex,
+    /// `ALTER TABLE partitioned ADD CONSTRAINT … FOREIGN KEY …` after every leaf partition has
+    /// the same constraint validated: PostgreSQL attaches those, no scan (catalog only).
+    AttachConstraint,
     /// `REFRESH MATERIALIZED VIEW CONCURRENTLY …`.
     RefreshConcurrently,
 }
@@ -271,6 +274,7 @@ impl StepKind {
             StepKind::AddConstraintUsingIndex => "add_constraint_using_index",
             StepKind::CreateParentIndex => "create_parent_index",
             StepKind::AttachIndex => "attach_index",
+            StepKind::AttachConstraint => "attach_constraint",
             StepKind::RefreshConcurrently => "refresh_concurrently",
         }
     }
@@ -491,20 +495,13 @@ fn alter_table(
             let name = parsed.name.as_deref().map(truncate);
             match (&c.kind, parsed.spec) {
                 (ConstraintKind::ForeignKey { .. }, ConstraintSpec::ForeignKey { columns }) => {
-                    foreign_key_allowed(ctx)?;
                     let name = name.unwrap_or_else(|| {
                         object_name(target.relname(), Some(&name_addition(&columns)), "fkey")
                     });
                     Ok(Recipe {
                         kind: RecipeKind::ForeignKey,
                         target: table.clone(),
-                        steps: not_valid_then_validate(
-                            &target,
-                            &name,
-                            &parsed.body,
-                            ConstraintType::ForeignKey,
-                        )
-                        .to_vec(),
+                        steps: foreign_key_steps(&target, &name, &parsed.body, ctx)?,
                     })
                 }
                 (ConstraintKind::Check, ConstraintSpec::Check { columns }) => {
@@ -733,19 +730,13 @@ mod tests {
             refused("ALTER TABLE t ADD UNIQUE (lower(a))"),
             RecipeError::Unsupported(_) | RecipeError::NotUnderstood | RecipeError::Unreadable(_)
         ));
-        // A partitioned table: NOT VALID FKs only from 18, USING INDEX never.
+        // A partitioned table: NOT VALID FKs only from 18 (before, per partition: see
+        // `partitioned_foreign_key_is_validated_partition_by_partition`), USING INDEX never.
         let parts = [Partition::leaf(Name::bare("p1"))];
         let part = |v| Context {
             server_version_num: v,
             partitions: Some(&parts),
         };
-        assert!(matches!(
-            plan_with(
-                "ALTER TABLE p ADD FOREIGN KEY (k) REFERENCES r",
-                &part(PG15)
-            ),
-            Err(RecipeError::Partitioned { .. })
-        ));
         assert!(
             plan_with(
                 "ALTER TABLE p ADD FOREIGN KEY (k) REFERENCES r",
@@ -760,6 +751,126 @@ mod tests {
         assert!(matches!(
             plan_with("ALTER TABLE t ADD CHECK (a > 0)", &ctx(110_000)),
             Err(RecipeError::ServerTooOld { .. })
+        ));
+    }
+
+    #[test]
+    fn partitioned_foreign_key_is_validated_partition_by_partition() {
+        let parts = [
+            Partition::leaf(Name::new(Some("public"), "ev_2024")),
+            Partition::partitioned(
+                Name::new(Some("public"), "ev_2026"),
+                vec![Partition::leaf(Name::new(Some("public"), "ev_2026a"))],
+            ),
+        ];
+        let on = |v| Context {
+            server_version_num: v,
+            partitions: Some(&parts),
+        };
+        let none: [Partition; 0] = [];
+        let empty = Context {
+            server_version_num: PG15,
+            partitions: Some(&none),
+        };
+        let sql = |r: Result<Recipe, RecipeError>| -> Vec<String> {
+            r.expect("recipe")
+                .steps
+                .into_iter()
+                .map(|s| s.sql)
+                .collect()
+        };
+        // (statement, context, steps)
+        let (pg15, pg18) = (on(PG15), on(PG18));
+        let cases: Vec<(&str, &Context<'_>, Vec<&str>)> = vec![
+            (
+                "ALTER TABLE ev ADD CONSTRAINT ev_fk FOREIGN KEY (rid) REFERENCES refd (id)",
+                &pg15,
+                vec![
+                    "ALTER TABLE public.ev_2024 ADD CONSTRAINT ev_fk FOREIGN KEY (rid) \
+                     REFERENCES refd (id) NOT VALID",
+                    "ALTER TABLE public.ev_2024 VALIDATE CONSTRAINT ev_fk",
+                    "ALTER TABLE public.ev_2026a ADD CONSTRAINT ev_fk FOREIGN KEY (rid) \
+                     REFERENCES refd (id) NOT VALID",
+                    "ALTER TABLE public.ev_2026a VALIDATE CONSTRAINT ev_fk",
+                    "ALTER TABLE ev ADD CONSTRAINT ev_fk FOREIGN KEY (rid) REFERENCES refd (id)",
+                ],
+            ),
+            // PostgreSQL's generated name, the parent's, on every partition.
+            (
+                "ALTER TABLE ev ADD FOREIGN KEY (rid, tenant) REFERENCES refd ON DELETE CASCADE",
+                &pg15,
+                vec![
+                    "ALTER TABLE public.ev_2024 ADD CONSTRAINT ev_rid_tenant_fkey FOREIGN KEY \
+                     (rid, tenant) REFERENCES refd ON DELETE CASCADE NOT VALID",
+                    "ALTER TABLE public.ev_2024 VALIDATE CONSTRAINT ev_rid_tenant_fkey",
+                    "ALTER TABLE public.ev_2026a ADD CONSTRAINT ev_rid_tenant_fkey FOREIGN KEY \
+                     (rid, tenant) REFERENCES refd ON DELETE CASCADE NOT VALID",
+                    "ALTER TABLE public.ev_2026a VALIDATE CONSTRAINT ev_rid_tenant_fkey",
+                    "ALTER TABLE ev ADD CONSTRAINT ev_rid_tenant_fkey FOREIGN KEY (rid, tenant) \
+                     REFERENCES refd ON DELETE CASCADE",
+                ],
+            ),
+            // ADD COLUMN … REFERENCES: the column on the parent, then the same steps.
+            (
+                "ALTER TABLE ev ADD COLUMN oid2 int REFERENCES refd (id)",
+                &pg15,
+                vec![
+                    "ALTER TABLE ev ADD COLUMN IF NOT EXISTS oid2 int",
+                    "ALTER TABLE public.ev_2024 ADD CONSTRAINT ev_oid2_fkey FOREIGN KEY (oid2) \
+                     REFERENCES refd (id) NOT VALID",
+                    "ALTER TABLE public.ev_2024 VALIDATE CONSTRAINT ev_oid2_fkey",
+                    "ALTER TABLE public.ev_2026a ADD CONSTRAINT ev_oid2_fkey FOREIGN KEY (oid2) \
+                     REFERENCES refd (id) NOT VALID",
+                    "ALTER TABLE public.ev_2026a VALIDATE CONSTRAINT ev_oid2_fkey",
+                    "ALTER TABLE ev ADD CONSTRAINT ev_oid2_fkey FOREIGN KEY (oid2) REFERENCES \
+                     refd (id)",
+                ],
+            ),
+            // No partitions: nothing to scan, the parent's step alone.
+            (
+                "ALTER TABLE ev ADD CONSTRAINT ev_fk FOREIGN KEY (rid) REFERENCES refd (id)",
+                &empty,
+                vec!["ALTER TABLE ev ADD CONSTRAINT ev_fk FOREIGN KEY (rid) REFERENCES refd (id)"],
+            ),
+            // PostgreSQL 18 accepts NOT VALID on the parent.
+            (
+                "ALTER TABLE ev ADD CONSTRAINT ev_fk FOREIGN KEY (rid) REFERENCES refd (id)",
+                &pg18,
+                vec![
+                    "ALTER TABLE ev ADD CONSTRAINT ev_fk FOREIGN KEY (rid) REFERENCES refd (id) \
+                     NOT VALID",
+                    "ALTER TABLE ev VALIDATE CONSTRAINT ev_fk",
+                ],
+            ),
+        ];
+        for (statement, c, expected) in cases {
+            assert_eq!(sql(plan_with(statement, c)), expected, "{statement}");
+        }
+        let r = plan_with(
+            "ALTER TABLE ev ADD CONSTRAINT ev_fk FOREIGN KEY (rid) REFERENCES refd (id)",
+            &on(PG15),
+        )
+        .expect("recipe");
+        let last = r.steps.last().expect("steps");
+        assert_eq!(last.kind, StepKind::AttachConstraint);
+        assert_eq!(last.lock, LockMode::ShareRowExclusive);
+        assert!(!last.long_running);
+        assert_eq!(
+            last.skip_if,
+            Some(Precheck::ConstraintExists {
+                table: Name::bare("ev"),
+                name: "ev_fk".into(),
+                contype: ConstraintType::ForeignKey,
+            })
+        );
+        assert!(r.steps[1].long_running);
+        // ONLY is refused by PostgreSQL on a partitioned table's foreign key.
+        assert!(matches!(
+            plan_with(
+                "ALTER TABLE ONLY ev ADD CONSTRAINT ev_fk FOREIGN KEY (rid) REFERENCES refd (id)",
+                &on(PG15)
+            ),
+            Err(RecipeError::Unsupported(_))
         ));
     }
 
