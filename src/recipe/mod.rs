@@ -6,8 +6,9 @@
 //! a validated foreign key is added `NOT VALID` (brief lock, no scan) and validated in a second
 //! transaction under SHARE UPDATE EXCLUSIVE, which lets reads and writes continue while the table
 //! is scanned; a UNIQUE constraint is built as a concurrent index and then attached with
-//! `USING INDEX`; an index on a partitioned table is built partition by partition. This module
-//! owns those sequences (recipes R2, R5–R9 and R19 of the DDL-safety reference) — as data, so
+//! `USING INDEX`; an index on a partitioned table is built partition by partition; a partition
+//! is detached concurrently before it is dropped. This module owns those sequences (recipes
+//! R2, R5–R9, R13 and R19 of the DDL-safety reference) — as data, so
 //! that the executor can show them to the client, run them one by one, and resume them.
 //!
 //! Where it sits: after the policy decided that a statement should be split (outside any
@@ -52,6 +53,7 @@ mod column;
 mod constraint;
 mod index;
 mod not_null;
+mod partition;
 mod precheck;
 mod read;
 mod refresh;
@@ -65,6 +67,7 @@ use column::add_column;
 use constraint::{check_name, foreign_key_steps, not_valid_then_validate};
 use index::{index_constraint_allowed, index_constraint_steps, partitioned_index};
 use not_null::not_null_steps;
+use partition::drop_partition;
 pub use precheck::{ConstraintType, Precheck};
 use read::ConstraintSpec;
 use refresh::refresh;
@@ -94,6 +97,9 @@ pub struct Context<'a> {
     /// index partition by partition; ALTER TABLE recipes need it because several safe forms are
     /// not accepted on partitioned tables.
     pub partitions: Option<&'a [Partition]>,
+    /// `Some` when the statement's table is a partition (`pg_class.relispartition`): its
+    /// parent, schema-qualified. `DROP TABLE` of a partition detaches it concurrently first.
+    pub partition_of: Option<&'a Name>,
 }
 
 /// One partition of a partitioned table, as found in `pg_inherits`.
@@ -148,6 +154,8 @@ pub enum RecipeKind {
     /// `CREATE INDEX` on a partitioned table → `ON ONLY` + per-partition concurrent builds +
     /// `ATTACH PARTITION` (R2).
     PartitionedIndex,
+    /// `DROP TABLE partition` → `DETACH PARTITION … CONCURRENTLY` (R13) + `DROP TABLE`.
+    DropPartition,
 }
 
 impl RecipeKind {
@@ -162,6 +170,7 @@ impl RecipeKind {
             RecipeKind::AddColumn => "add_column",
             RecipeKind::RefreshMaterializedView => "refresh_materialized_view",
             RecipeKind::PartitionedIndex => "partitioned_index",
+            RecipeKind::DropPartition => "drop_partition",
         }
     }
 
@@ -171,6 +180,7 @@ impl RecipeKind {
         match self {
             RecipeKind::RefreshMaterializedView => "REFRESH MATERIALIZED VIEW",
             RecipeKind::PartitionedIndex => "CREATE INDEX",
+            RecipeKind::DropPartition => "DROP TABLE",
             _ => "ALTER TABLE",
         }
     }
@@ -186,6 +196,7 @@ impl RecipeKind {
             RecipeKind::AddColumn => "ADD COLUMN with constraints",
             RecipeKind::RefreshMaterializedView => "REFRESH MATERIALIZED VIEW",
             RecipeKind::PartitionedIndex => "CREATE INDEX on a partitioned table",
+            RecipeKind::DropPartition => "DROP TABLE of a partition",
         }
     }
 }
@@ -259,6 +270,13 @@ pub enum StepKind {
     AttachConstraint,
     /// `REFRESH MATERIALIZED VIEW CONCURRENTLY …`.
     RefreshConcurrently,
+    /// `ALTER TABLE parent DETACH PARTITION p FINALIZE`: completes a concurrent detach that
+    /// was interrupted.
+    FinalizeDetach,
+    /// `ALTER TABLE parent DETACH PARTITION p CONCURRENTLY`.
+    DetachConcurrently,
+    /// `DROP TABLE p` of a table no longer attached to a parent.
+    DropTable,
 }
 
 impl StepKind {
@@ -276,6 +294,9 @@ impl StepKind {
             StepKind::AttachIndex => "attach_index",
             StepKind::AttachConstraint => "attach_constraint",
             StepKind::RefreshConcurrently => "refresh_concurrently",
+            StepKind::FinalizeDetach => "finalize_detach",
+            StepKind::DetachConcurrently => "detach_concurrently",
+            StepKind::DropTable => "drop_table",
         }
     }
 }
@@ -378,8 +399,8 @@ impl From<ReadError> for RecipeError {
 /// `ALTER TABLE … ADD [CONSTRAINT n] UNIQUE (…) / PRIMARY KEY (…)`,
 /// `ALTER TABLE … ADD [COLUMN] c type … {REFERENCES | UNIQUE | PRIMARY KEY | CHECK}…`,
 /// `REFRESH MATERIALIZED VIEW mv` (the caller checks that `mv` has a unique index and is
-/// populated), and `CREATE [UNIQUE] INDEX … ON t (…)` when `ctx.partitions` says `t` is
-/// partitioned.
+/// populated), `CREATE [UNIQUE] INDEX … ON t (…)` when `ctx.partitions` says `t` is
+/// partitioned, and `DROP TABLE p` when `ctx.partition_of` says `p` is a partition.
 pub fn plan(
     sql: &[u8],
     start: usize,
@@ -416,6 +437,7 @@ pub fn plan(
             only,
             ..
         } => partitioned_index(&st, name.as_ref(), table, *unique, *only, ctx),
+        DdlKind::DropTable { names, cascade } => drop_partition(&st, names, *cascade, ctx),
         other => Err(RecipeError::NoRecipe(other.label())),
     }
 }
@@ -591,6 +613,7 @@ mod tests {
         Context {
             server_version_num: version,
             partitions: None,
+            partition_of: None,
         }
     }
 
@@ -736,6 +759,7 @@ mod tests {
         let part = |v| Context {
             server_version_num: v,
             partitions: Some(&parts),
+            partition_of: None,
         };
         assert!(
             plan_with(
@@ -766,11 +790,13 @@ mod tests {
         let on = |v| Context {
             server_version_num: v,
             partitions: Some(&parts),
+            partition_of: None,
         };
         let none: [Partition; 0] = [];
         let empty = Context {
             server_version_num: PG15,
             partitions: Some(&none),
+            partition_of: None,
         };
         let sql = |r: Result<Recipe, RecipeError>| -> Vec<String> {
             r.expect("recipe")
@@ -918,6 +944,7 @@ mod tests {
         let c = Context {
             server_version_num: PG15,
             partitions: Some(&parts),
+            partition_of: None,
         };
         let deep = format!(
             "CREATE INDEX i ON p ({}x{})",
@@ -959,6 +986,7 @@ mod tests {
                 let c = Context {
                     server_version_num: PG15,
                     partitions,
+                    partition_of: None,
                 };
                 let _ = plan_with(sql, &c);
                 // Also with a model that does not match the text at all.
