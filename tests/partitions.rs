@@ -526,9 +526,11 @@ async fn dropping_a_partition_detaches_it_concurrently_first() {
         .await
         .expect("direct");
     // Inside a transaction block: the same.
-    p.batch_execute("BEGIN; DROP TABLE ev_2026; COMMIT")
+    p.batch_execute("BEGIN").await.expect("begin");
+    p.batch_execute("DROP TABLE ev_2026")
         .await
         .expect("dropped as written");
+    p.batch_execute("COMMIT").await.expect("commit");
     let warning = next_notice(&mut notices).await;
     assert!(
         warning.contains("cannot run inside a transaction block"),

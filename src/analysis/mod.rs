@@ -748,6 +748,28 @@ mod tests {
         String::from_utf8(text).expect("utf-8")
     }
 
+    /// A DROP TABLE asks whether it drops a partition only when it is the message's only
+    /// statement (the only case its facts change anything but a sentence): a message of many
+    /// DROP TABLEs costs no catalog query.
+    #[test]
+    fn drop_table_facts_are_asked_for_a_lone_statement_only() {
+        let lex = LexOptions::default();
+        // (message, statements that get a catalog query)
+        let cases: [(&str, usize); 5] = [
+            ("DROP TABLE ev_2025", 1),
+            ("DROP TABLE IF EXISTS a, b", 1),
+            ("BEGIN; DROP TABLE ev_2025; COMMIT", 0),
+            ("DROP TABLE a; DROP TABLE b", 0),
+            // Other statements' facts are still read in a longer message.
+            ("DROP TABLE a; CREATE INDEX i ON t (x)", 1),
+        ];
+        for (sql, expected) in cases {
+            let mut a = Analyzer::default();
+            let requests = a.catalog_requests(sql.as_bytes(), lex);
+            assert_eq!(requests.len(), expected, "{sql}");
+        }
+    }
+
     /// Issue 11: the proxy path reads a DDL statement once. Each statement goes through every
     /// call the session makes for it — the prefilter check, the catalog request, the
     /// created-in-transaction read, the decision — and sqlparser runs once for it, the lexer
