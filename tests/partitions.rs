@@ -160,6 +160,7 @@ impl Writer {
         let done = self.handle.await.expect("writer task");
         assert!(!done.is_empty(), "the writer wrote");
         let worst = done.iter().max().copied().unwrap_or_default();
+        println!("{} INSERTs, the slowest waited {worst:?}", done.len());
         assert!(
             worst < WRITE_BOUND,
             "an INSERT waited {worst:?} (bound {WRITE_BOUND:?})"
