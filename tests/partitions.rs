@@ -483,6 +483,28 @@ async fn dropping_a_partition_detaches_it_concurrently_first() {
     writer.finish().await;
     assert_same_schema(&dbs).await;
 
+    // Prepared (extended protocol), where ddlgate runs no steps: today's verdict, the plain
+    // warning, and the statement runs.
+    for c in [&dbs.orig, &dbs.admin] {
+        c.batch_execute(
+            "CREATE TABLE ev_2027 PARTITION OF ev FOR VALUES FROM (1000000) TO (2000000)",
+        )
+        .await
+        .expect("partition");
+    }
+    p.execute("DROP TABLE ev_2027", &[])
+        .await
+        .expect("prepared DROP TABLE runs as written");
+    let warning = next_notice(&mut notices).await;
+    assert!(
+        warning.contains("ban-drop-table") && !warning.contains("rewrote"),
+        "{warning}"
+    );
+    dbs.orig
+        .batch_execute("DROP TABLE ev_2027")
+        .await
+        .expect("direct");
+
     // With a DEFAULT partition PostgreSQL refuses the concurrent detach: today's verdict (a
     // warning) stays, and it says why.
     for c in [&dbs.orig, &dbs.admin] {
