@@ -52,10 +52,12 @@ pub fn apply_tokens(
     rewrite: Rewrite,
     ctx: &rules::Context,
 ) -> Result<(Vec<u8>, Ddl), RewriteError> {
-    // Multi-step rewrites are executed by the session (`crate::recipe`), not spliced.
-    let Rewrite::Concurrently = rewrite else {
-        return Err(RewriteError::NoInsertionPoint);
-    };
+    match rewrite {
+        Rewrite::Concurrently => {}
+        Rewrite::Guarded => return guarded(sql, tokens, start, end, lex, ddl, ctx),
+        // Multi-step rewrites are executed by the session (`crate::recipe`), not spliced.
+        Rewrite::Steps => return Err(RewriteError::NoInsertionPoint),
+    }
     let words: Vec<Token> = tokens
         .iter()
         .filter(|t| t.start >= start && t.start < end && !t.is_comment())
@@ -74,6 +76,70 @@ pub fn apply_tokens(
         return Err(RewriteError::Reparse);
     }
     if let Some(f) = rules::check(&again, ctx).into_iter().next() {
+        return Err(RewriteError::StillFlagged(f.rule));
+    }
+    Ok((out, again))
+}
+
+/// [`Rewrite::Guarded`]: `DROP INDEX` as written, with a `CONCURRENTLY` the client wrote taken
+/// out (with the whitespace before it); the guard then runs it. The new text must parse as the
+/// same drop without `CONCURRENTLY`, and no rule may object to it other than with this same
+/// rewrite (the plain drop of a partitioned index is itself "run it guarded").
+fn guarded(
+    sql: &[u8],
+    tokens: &[Token],
+    start: usize,
+    end: usize,
+    lex: LexOptions,
+    ddl: &Ddl,
+    ctx: &rules::Context,
+) -> Result<(Vec<u8>, Ddl), RewriteError> {
+    let DdlKind::DropIndex {
+        names,
+        if_exists,
+        cascade,
+        concurrently,
+    } = &ddl.kind
+    else {
+        return Err(RewriteError::NoInsertionPoint);
+    };
+    let words: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| t.start >= start && t.start < end && !t.is_comment())
+        .collect();
+    let out = if *concurrently {
+        // DROP INDEX CONCURRENTLY: the third word.
+        let c = words
+            .get(2)
+            .filter(|t| {
+                words.first().is_some_and(|w| w.is_word(sql, "DROP"))
+                    && words.get(1).is_some_and(|w| w.is_word(sql, "INDEX"))
+                    && t.is_word(sql, "CONCURRENTLY")
+            })
+            .ok_or(RewriteError::NoInsertionPoint)?;
+        let cut = words[1].end;
+        let mut out = Vec::with_capacity(end - start);
+        out.extend_from_slice(&sql[start..cut]);
+        out.extend_from_slice(&sql[c.end..end]);
+        out
+    } else {
+        sql[start..end].to_vec()
+    };
+    let new_tokens = crate::sql::lexer::tokens(&out, 0, out.len(), lex);
+    let again = parse::understand_tokens(&out, &new_tokens, 0, out.len(), lex);
+    match &again.kind {
+        DdlKind::DropIndex {
+            names: n2,
+            if_exists: i2,
+            cascade: c2,
+            concurrently: false,
+        } if (names, if_exists, cascade) == (n2, i2, c2) => {}
+        _ => return Err(RewriteError::Reparse),
+    }
+    if let Some(f) = rules::check(&again, ctx)
+        .into_iter()
+        .find(|f| f.rewrite != Some(Rewrite::Guarded))
+    {
         return Err(RewriteError::StillFlagged(f.rule));
     }
     Ok((out, again))
@@ -235,6 +301,75 @@ mod tests {
             &ctx.get(),
         )
         .map(|(b, _)| String::from_utf8(b).expect("utf-8"))
+    }
+
+    #[test]
+    fn guarded_drops_lose_only_concurrently() {
+        use crate::catalog::testing::{facts, table};
+        use crate::catalog::{RelKind, Relation};
+        use crate::sql::statement::Name;
+        // Re-checked with the catalog's word that the index is a partitioned one.
+        let guarded = |sql: &str| {
+            let ddl = understand(sql);
+            let asked = match &ddl.kind {
+                DdlKind::DropIndex { names, .. } => names[0].clone(),
+                _ => Name::bare("t"),
+            };
+            let ctx = Ctx {
+                catalog: Some(facts(
+                    Relation {
+                        asked,
+                        kind: Some(RelKind::PartitionedIndex),
+                        ..table("ev", 1_000_000, 1 << 30)
+                    },
+                    vec![],
+                )),
+                ..Ctx::default()
+            };
+            apply(
+                sql.as_bytes(),
+                0,
+                sql.len(),
+                LexOptions::default(),
+                &ddl,
+                Rewrite::Guarded,
+                &ctx.get(),
+            )
+            .map(|(new, again)| (String::from_utf8(new).expect("utf8"), again))
+        };
+        for (sql, expected) in [
+            ("DROP INDEX CONCURRENTLY ev_t_idx", "DROP INDEX ev_t_idx"),
+            (
+                "drop index concurrently if exists s.\"Ev\" RESTRICT",
+                "drop index if exists s.\"Ev\" RESTRICT",
+            ),
+            ("DROP INDEX ev_t_idx", "DROP INDEX ev_t_idx"),
+            ("DROP INDEX /* c */ ev_t_idx", "DROP INDEX /* c */ ev_t_idx"),
+        ] {
+            let (new, again) = guarded(sql).expect(sql);
+            assert_eq!(new, expected);
+            assert!(
+                matches!(
+                    again.kind,
+                    DdlKind::DropIndex {
+                        concurrently: false,
+                        ..
+                    }
+                ),
+                "{sql}"
+            );
+        }
+        // The rule still objects to the plain drop with CASCADE: refused.
+        assert_eq!(
+            guarded("DROP INDEX ev_t_idx CASCADE").map(|(s, _)| s),
+            Err(RewriteError::StillFlagged(
+                "require-concurrent-index-deletion"
+            ))
+        );
+        // Only DROP INDEX has a guarded form.
+        for sql in ["CREATE INDEX i ON t (x)", "REINDEX INDEX i"] {
+            assert_eq!(guarded(sql), Err(RewriteError::NoInsertionPoint), "{sql}");
+        }
     }
 
     #[test]

@@ -585,16 +585,23 @@ async fn index_verdicts_follow_size_and_partitioning() {
         f.hint
     );
 
-    // DROP INDEX: a partitioned index cannot be dropped CONCURRENTLY.
+    // DROP INDEX: a partitioned index cannot be dropped CONCURRENTLY; the plain drop runs
+    // under the guard, whichever form was written.
     let deletion = "require-concurrent-index-deletion";
-    let (ddl, facts) = facts_for(&db, "DROP INDEX events_day").await;
-    let r = facts.relation.as_ref().expect("index");
-    assert_eq!(r.kind, Some(RelKind::PartitionedIndex));
-    assert_eq!(r.table, Some(Name::new(Some("public"), "events")));
-    assert_eq!(
-        finding(&check(&ddl, &facts, TxStatus::Idle, version), deletion).map(|f| f.rewrite),
-        Some(None)
-    );
+    for sql in [
+        "DROP INDEX events_day",
+        "DROP INDEX CONCURRENTLY events_day",
+    ] {
+        let (ddl, facts) = facts_for(&db, sql).await;
+        let r = facts.relation.as_ref().expect("index");
+        assert_eq!(r.kind, Some(RelKind::PartitionedIndex));
+        assert_eq!(r.table, Some(Name::new(Some("public"), "events")));
+        assert_eq!(
+            finding(&check(&ddl, &facts, TxStatus::Idle, version), deletion).map(|f| f.rewrite),
+            Some(Some(Rewrite::Guarded)),
+            "{sql}"
+        );
+    }
     let (ddl, facts) = facts_for(&db, "DROP INDEX tiny_v").await;
     let r = facts.relation.as_ref().expect("index");
     assert_eq!((r.kind, r.rows), (Some(RelKind::Index), Some(10)));

@@ -134,6 +134,7 @@ fn plan(sql: &str, version: u32, partitions: Option<&[Partition]>) -> Recipe {
         &Context {
             server_version_num: version,
             partitions,
+            partition_of: None,
         },
     )
     .unwrap_or_else(|e| panic!("{sql}: {e}"))

@@ -367,6 +367,7 @@ pub(super) fn decide_statement(
                     profile,
                     recipe.describe().as_bytes(),
                 ));
+                plan.notices.extend(warnings_beside_steps(&decision));
                 plan.recipe = Some(recipe);
                 None
             }
@@ -502,6 +503,11 @@ pub(super) fn steps(
     let rctx = crate::recipe::Context {
         server_version_num: version,
         partitions: tree.as_deref(),
+        partition_of: facts
+            .and_then(|f| f.relation.as_ref())
+            .filter(|r| r.exists)
+            .and_then(|r| r.partition_of.as_ref())
+            .map(|p| &p.parent),
     };
     let from = span.first.map_or(span.start, |t| t.start);
     crate::recipe::plan(sql, from, span.end, lex, ddl, &rctx).map_err(|e| e.to_string())

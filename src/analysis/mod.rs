@@ -354,9 +354,15 @@ impl Analyzer {
     }
 
     /// The catalog queries the DDL statements of `sql` need: (statement start offset, query).
-    /// Ordinary traffic needs none and is never parsed here either.
-    pub fn catalog_requests(&mut self, sql: &[u8], lex: LexOptions) -> Vec<(usize, String)> {
-        self.prepare(sql, lex).catalog_requests()
+    /// Ordinary traffic needs none and is never parsed here either. `source`: a simple Query
+    /// or a Parse (see [`Prepared::catalog_requests`]).
+    pub fn catalog_requests(
+        &mut self,
+        sql: &[u8],
+        lex: LexOptions,
+        source: Source,
+    ) -> Vec<(usize, String)> {
+        self.prepare(sql, lex).catalog_requests(source)
     }
 
     /// Prepares `sql`, unless `prepared` already holds it.
@@ -748,6 +754,31 @@ mod tests {
         String::from_utf8(text).expect("utf-8")
     }
 
+    /// A DROP TABLE asks whether it drops a partition only when it is the message's only
+    /// statement (the only case its facts change anything but a sentence): a message of many
+    /// DROP TABLEs costs no catalog query.
+    #[test]
+    fn drop_table_facts_are_asked_for_a_lone_statement_only() {
+        let lex = LexOptions::default();
+        // (message, source, statements that get a catalog query)
+        let cases: [(&str, Source, usize); 7] = [
+            ("DROP TABLE ev_2025", Source::Query, 1),
+            ("DROP TABLE IF EXISTS a, b", Source::Query, 1),
+            ("BEGIN; DROP TABLE ev_2025; COMMIT", Source::Query, 0),
+            ("DROP TABLE a; DROP TABLE b", Source::Query, 0),
+            // Other statements' facts are still read in a longer message.
+            ("DROP TABLE a; CREATE INDEX i ON t (x)", Source::Query, 1),
+            // Prepared: no steps run there, the plain warning stays.
+            ("DROP TABLE ev_2025", Source::Parse, 0),
+            ("CREATE INDEX i ON t (x)", Source::Parse, 1),
+        ];
+        for (sql, source, expected) in cases {
+            let mut a = Analyzer::default();
+            let requests = a.catalog_requests(sql.as_bytes(), lex, source);
+            assert_eq!(requests.len(), expected, "{sql}");
+        }
+    }
+
     /// Issue 11: the proxy path reads a DDL statement once. Each statement goes through every
     /// call the session makes for it — the prefilter check, the catalog request, the
     /// created-in-transaction read, the decision — and sqlparser runs once for it, the lexer
@@ -762,7 +793,7 @@ mod tests {
             let mut a = Analyzer::default();
             crate::sql::counting::reset();
             assert!(a.has_ddl_candidate(sql, lex));
-            let _ = a.catalog_requests(sql, lex);
+            let _ = a.catalog_requests(sql, lex, Source::Query);
             let _ = a.identity_query(sql, lex, 256, 1024);
             a.provide_identity(None);
             let (_, plan) = a.analyze(

@@ -71,8 +71,17 @@ impl Prepared {
     /// The catalog queries of its DDL statements: (statement start offset, query), built from
     /// the statements as understood (the session asks once per message, and only when it
     /// reads facts for it).
-    pub fn catalog_requests(&self) -> Vec<(usize, String)> {
+    ///
+    /// A `DROP TABLE`'s facts (is it a partition, of which parent) decide what it becomes
+    /// only when it is the only statement of a simple Query: then a partition is detached
+    /// concurrently first (or the warning says why not). Elsewhere they are not asked for: a
+    /// message of thousands of DROP TABLEs costs no catalog query, and a prepared DROP TABLE
+    /// (extended protocol, where ddlgate does not run steps) keeps its plain warning rather
+    /// than being refused for steps it cannot run.
+    pub fn catalog_requests(&self, source: super::Source) -> Vec<(usize, String)> {
+        let alone = source == super::Source::Query && self.statements == 1;
         self.ddl_candidates()
+            .filter(|c| alone || !matches!(c.ddl.kind, DdlKind::DropTable { .. }))
             .filter_map(|c| {
                 crate::catalog::facts_query(&c.ddl).map(|q| (self.spans[c.index].start, q))
             })

@@ -168,10 +168,29 @@ pub(super) fn override_comment(ids: &[&str]) -> String {
 }
 
 pub(super) fn warnings(d: &Decision, profile: &Profile) -> Vec<BytesMut> {
-    let mut out: Vec<BytesMut> = d
-        .verdicts
+    let mut out = warnings_where(d, |a| a != Action::Allow);
+    if let Some(e) = &d.error {
+        out.push(act::notice(
+            "WARNING",
+            &format!("ddlgate ({} profile): {e}", profile.name),
+            None,
+            Some(OVERRIDE_HINT),
+        ));
+    }
+    out
+}
+
+/// The warnings of a statement that runs as safe steps: its other rules' findings whose
+/// action is warn (a DROP TABLE of a partition still destroys data), which the steps'
+/// notice does not carry.
+pub(super) fn warnings_beside_steps(d: &Decision) -> Vec<BytesMut> {
+    warnings_where(d, |a| a == Action::Warn)
+}
+
+fn warnings_where(d: &Decision, shown: impl Fn(Action) -> bool) -> Vec<BytesMut> {
+    d.verdicts
         .iter()
-        .filter(|v| v.action != Action::Allow)
+        .filter(|v| shown(v.action))
         .map(|v| {
             let would = if d.intended != Action::Warn && v.action != Action::Warn {
                 format!(" (in enforce mode ddlgate would {} it)", v.action.as_str())
@@ -188,16 +207,7 @@ pub(super) fn warnings(d: &Decision, profile: &Profile) -> Vec<BytesMut> {
                 Some(&v.finding.hint),
             )
         })
-        .collect();
-    if let Some(e) = &d.error {
-        out.push(act::notice(
-            "WARNING",
-            &format!("ddlgate ({} profile): {e}", profile.name),
-            None,
-            Some(OVERRIDE_HINT),
-        ));
-    }
-    out
+        .collect()
 }
 
 pub(super) const OVERRIDE_HINT: &str = "Name existing rule ids and give a reason: /* ddlgate:allow rule-id reason=\"why this is safe\" */";

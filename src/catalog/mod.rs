@@ -78,7 +78,7 @@ pub use type_change::{
 };
 pub use types::{
     CatalogError, ColumnFacts, ColumnIndex, ColumnType, DropFacts, Facts, FunctionFacts, Partition,
-    RelKind, Relation, Thresholds, TypeFacts, Volatility,
+    PartitionOf, RelKind, Relation, Thresholds, TypeFacts, Volatility,
 };
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::types::{
     CatalogError, ColumnFacts, ColumnIndex, ColumnType, DropFacts, Facts, FunctionFacts, Partition,
-    RelKind, Relation, Thresholds, TypeFacts, Volatility,
+    PartitionOf, RelKind, Relation, Thresholds, TypeFacts, Volatility,
 };
 use crate::sql::lexer::{LexOptions, Lexer, Token, TokenKind, matching_paren};
 use crate::sql::statement::Name;
@@ -70,6 +70,18 @@ struct RawRelation {
     refresh_index: Option<String>,
     #[serde(default)]
     partitions: Option<Vec<RawPartition>>,
+    #[serde(default)]
+    partition_of: Option<RawPartitionOf>,
+}
+
+#[derive(Deserialize)]
+struct RawPartitionOf {
+    schema: String,
+    name: String,
+    has_default: bool,
+    /// Read from the row as JSON: NULL before PostgreSQL 14, which has no such column.
+    #[serde(default)]
+    detach_pending: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -231,6 +243,14 @@ fn relation(r: RawRelation) -> Result<Relation, CatalogError> {
         max_rows: r.max_rows.and_then(|v| u64::try_from(v).ok()),
         bytes: r.bytes.and_then(|v| u64::try_from(v).ok()),
         partitions,
+        partition_of: r.partition_of.map(|p| PartitionOf {
+            parent: Name {
+                schema: Some(p.schema),
+                name: p.name,
+            },
+            parent_has_default: p.has_default,
+            detach_pending: p.detach_pending.unwrap_or(false),
+        }),
         populated: r.populated,
         refresh_index: r.refresh_index,
     })

@@ -85,11 +85,9 @@ fn request(ddl: &Ddl) -> Option<Request<'_>> {
     let mut req = Request::default();
     match &ddl.kind {
         // `ON ONLY` too: only a partitioned table (relkind 'p') makes it build nothing.
-        DdlKind::CreateIndex {
-            table,
-            concurrently: false,
-            ..
-        } => req.relation = Some(table),
+        // CONCURRENTLY too: PostgreSQL refuses it on a partitioned table, which then gets the
+        // step-wise build.
+        DdlKind::CreateIndex { table, .. } => req.relation = Some(table),
         // ALTER INDEX … RENAME renames a table too: the relkind decides. For a view's column
         // rename it tells a view from a table in the message.
         DdlKind::AlterIndex { name, action } if action == "RENAME" => req.relation = Some(name),
@@ -101,11 +99,9 @@ fn request(ddl: &Ddl) -> Option<Request<'_>> {
         // Every index named: the first as the relation, the others as referenced relations
         // (each with its own table's size), so that a DROP INDEX of several indexes is
         // decided on every one of them.
-        DdlKind::DropIndex {
-            names,
-            concurrently: false,
-            ..
-        } => {
+        // CONCURRENTLY too: PostgreSQL refuses it on a partitioned index (relkind 'I'), which
+        // is then dropped plainly under the guard.
+        DdlKind::DropIndex { names, .. } => {
             let (first, rest) = names.split_first()?;
             req.relation = Some(first);
             for n in rest {
@@ -127,6 +123,15 @@ fn request(ddl: &Ddl) -> Option<Request<'_>> {
             req.relation = tables.first();
         }
         DdlKind::Cluster { table: Some(t) } => req.relation = Some(t),
+        // Whether each table is a partition (DROP TABLE of one locks its parent: it is
+        // detached concurrently first), as for DROP INDEX: the first as the relation.
+        DdlKind::DropTable { names, .. } => {
+            let (first, rest) = names.split_first()?;
+            req.relation = Some(first);
+            for n in rest {
+                push_unique(&mut req.referenced, n);
+            }
+        }
         DdlKind::DropCascade {
             tag,
             objects: Some(objects),
@@ -320,7 +325,8 @@ FROM tree JOIN pg_catalog.pg_class k ON k.oid = tree.relid \
 JOIN pg_catalog.pg_namespace pn ON pn.oid = k.relnamespace \
 JOIN pg_catalog.pg_class pk ON pk.oid = tree.parent \
 JOIN pg_catalog.pg_namespace ppn ON ppn.oid = pk.relnamespace \
-WHERE tree.level > 0)) \
+WHERE tree.level > 0), \
+'partition_of', {partition_of}) \
 FROM target LEFT JOIN pg_catalog.pg_class c ON c.oid = target.oid \
 LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
 LEFT JOIN heap ON true \
@@ -331,8 +337,22 @@ LEFT JOIN pg_catalog.pg_namespace hn ON hn.oid = hc.relnamespace)",
         unanalyzed = UNANALYZED,
         foreign_access_exclusive = FOREIGN_ACCESS_EXCLUSIVE,
         heap_capacity = HEAP_CAPACITY,
+        partition_of = PARTITION_OF,
     )
 }
+
+/// For a `pg_class` row `c` that is a partition: its parent, whether the parent has a DEFAULT
+/// partition, and whether a concurrent detach of it is pending. `inhdetachpending` exists
+/// from PostgreSQL 14 on: it is read from the row as JSON, so the query runs on any version
+/// (NULL before 14).
+const PARTITION_OF: &str = "CASE WHEN c.relispartition THEN (\
+SELECT pg_catalog.json_build_object('schema', pn.nspname, 'name', pc.relname, \
+'has_default', pt.partdefid IS NOT NULL AND pt.partdefid <> 0, \
+'detach_pending', (pg_catalog.row_to_json(i.*) ->> 'inhdetachpending')::pg_catalog.bool) \
+FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class pc ON pc.oid = i.inhparent \
+JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace \
+LEFT JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid = i.inhparent \
+WHERE i.inhrelid = c.oid LIMIT 1) END";
 
 /// A leaf `k` (a `pg_class` row) has no row estimate: never analyzed or vacuumed (`reltuples`
 /// is -1 on PostgreSQL 14+; before 14 it is 0 with `relpages` 0, which a vacuumed empty table
@@ -542,7 +562,7 @@ fn referenced_json(asked: &Name) -> String {
 'asked_schema', {asked_schema}, 'asked_name', {asked_name}, \
 'exists', c.oid IS NOT NULL, 'schema', n.nspname, 'name', c.relname, 'relkind', c.relkind::pg_catalog.text, \
 'table_schema', hn.nspname, 'table_name', hc.relname, \
-{sizes}) \
+{sizes}, 'partition_of', {partition_of}) \
 FROM (SELECT {oid} AS oid) r LEFT JOIN pg_catalog.pg_class c ON c.oid = r.oid \
 LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
 LEFT JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid \
@@ -552,13 +572,14 @@ LEFT JOIN pg_catalog.pg_namespace hn ON hn.oid = hc.relnamespace)",
         asked_name = text_literal(Some(&asked.name)),
         oid = regclass_expr(asked),
         sizes = tree_sizes_json("coalesce(x.indrelid, c.oid)"),
+        partition_of = PARTITION_OF,
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{DropFacts, Thresholds, parse_facts};
+    use crate::catalog::{DropFacts, PartitionOf, Thresholds, parse_facts};
     use crate::sql::lexer::LexOptions;
     use crate::sql::parse;
     fn ddl(sql: &str) -> Ddl {
@@ -609,6 +630,53 @@ mod tests {
             .expect("referenced");
         assert_eq!(b.table, Some(Name::new(Some("s"), "t")));
         assert!(b.is_small(&Thresholds::default()));
+    }
+
+    #[test]
+    fn drop_table_asks_whether_each_table_is_a_partition() {
+        let q = facts_query(&ddl("DROP TABLE ev_2025, other")).expect("facts");
+        // On any version: inhdetachpending (14+) is read through the row's JSON.
+        assert!(
+            q.contains("'partition_of', CASE WHEN c.relispartition")
+                && q.contains("row_to_json(i.*) ->> 'inhdetachpending'")
+                && !q.contains("i.inhdetachpending"),
+            "{q}"
+        );
+        assert_eq!(q.matches("'partition_of'").count(), 2, "{q}");
+        // (JSON, what it says)
+        let cases: [(&str, Option<PartitionOf>); 3] = [
+            (
+                r#"{"schema": "public", "name": "ev", "has_default": false, "detach_pending": true}"#,
+                Some(PartitionOf {
+                    parent: Name::new(Some("public"), "ev"),
+                    parent_has_default: false,
+                    detach_pending: true,
+                }),
+            ),
+            // Before PostgreSQL 14 there is no pending detach.
+            (
+                r#"{"schema": "s", "name": "m", "has_default": true, "detach_pending": null}"#,
+                Some(PartitionOf {
+                    parent: Name::new(Some("s"), "m"),
+                    parent_has_default: true,
+                    detach_pending: false,
+                }),
+            ),
+            ("null", None),
+        ];
+        for (json, expected) in cases {
+            let facts = parse_facts(&format!(
+                r#"{{"timezone": "UTC", "relation": {{"asked_schema": null, "asked_name": "ev_2025",
+                    "exists": true, "schema": "public", "name": "ev_2025", "relkind": "r",
+                    "partition_of": {json}}}}}"#
+            ))
+            .expect("facts");
+            assert_eq!(
+                facts.relation.expect("relation").partition_of,
+                expected,
+                "{json}"
+            );
+        }
     }
 
     #[test]
@@ -684,8 +752,6 @@ mod tests {
     fn only_statements_rules_use_facts_for_get_a_query() {
         for sql in [
             "CREATE TABLE t (id int REFERENCES other (id))",
-            "CREATE INDEX CONCURRENTLY i ON t (x)",
-            "DROP INDEX CONCURRENTLY i",
             "ALTER INDEX i SET TABLESPACE x",
             "ALTER VIEW v OWNER TO bob",
             "ALTER VIEW v RENAME TO w",
@@ -696,7 +762,6 @@ mod tests {
             "VACUUM FULL",
             "VACUUM FULL a, b",
             "CLUSTER",
-            "DROP TABLE t",
             "VACUUM t",
         ] {
             assert_eq!(facts_query(&ddl(sql)), None, "{sql}");
@@ -704,6 +769,9 @@ mod tests {
         for sql in [
             "CREATE INDEX i ON t (x)",
             "CREATE INDEX i ON ONLY t (x)",
+            // Refused by PostgreSQL on a partitioned table / index: the relkind decides.
+            "CREATE INDEX CONCURRENTLY i ON t (x)",
+            "DROP INDEX CONCURRENTLY i",
             "ALTER INDEX i RENAME TO j",
             "ALTER MATERIALIZED VIEW v RENAME COLUMN a TO b",
             "DROP INDEX i",
@@ -722,6 +790,9 @@ mod tests {
             "ALTER TABLE t ATTACH PARTITION p FOR VALUES IN (1)",
             "VACUUM FULL t",
             "CLUSTER t",
+            // Is it a partition (its parent, a DEFAULT partition, a pending detach)?
+            "DROP TABLE t",
+            "DROP TABLE IF EXISTS a, b",
         ] {
             let q = facts_query(&ddl(sql)).unwrap_or_else(|| panic!("{sql} needs facts"));
             assert!(

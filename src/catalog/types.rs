@@ -212,6 +212,9 @@ pub struct Relation {
     /// partitions included, parents before children — what the partitioned-index recipe
     /// (`ON ONLY` + `CONCURRENTLY` per leaf + `ATTACH`) walks.
     pub partitions: Vec<Partition>,
+    /// For a partition (`relispartition`): its parent and what decides whether it can be
+    /// detached concurrently. `None` for anything else.
+    pub partition_of: Option<PartitionOf>,
     /// For a materialized view: `pg_class.relispopulated` (false after `WITH NO DATA`).
     pub populated: Option<bool>,
     /// For a materialized view: a unique index `REFRESH … CONCURRENTLY` can use (unique,
@@ -233,6 +236,7 @@ impl Relation {
             max_rows: None,
             bytes: None,
             partitions: Vec::new(),
+            partition_of: None,
             populated: None,
             refresh_index: None,
         }
@@ -280,6 +284,20 @@ impl Relation {
             (None, None) => "size unknown".to_owned(),
         }
     }
+}
+
+/// Where a partition is attached (`pg_inherits`), for `DROP TABLE partition`: detached
+/// `CONCURRENTLY` first (PostgreSQL 14+) unless the parent has a DEFAULT partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionOf {
+    /// The partitioned table it is a partition of, schema-qualified.
+    pub parent: Name,
+    /// The parent has a DEFAULT partition (`pg_partitioned_table.partdefid`): PostgreSQL then
+    /// refuses `DETACH PARTITION … CONCURRENTLY`.
+    pub parent_has_default: bool,
+    /// A `DETACH … CONCURRENTLY` of it was interrupted (`pg_inherits.inhdetachpending`,
+    /// PostgreSQL 14+; `false` before): it must be finished with `DETACH … FINALIZE`.
+    pub detach_pending: bool,
 }
 
 /// One partition in a partition tree.

@@ -3,7 +3,7 @@
 //! family's recipe (`constraint`, `index`).
 
 use super::ConstraintType;
-use super::constraint::{check_name, foreign_key_allowed, not_valid_then_validate};
+use super::constraint::{check_name, foreign_key_steps, not_valid_then_validate};
 use super::index::{index_constraint_allowed, index_constraint_steps};
 use super::read::{ColumnConstraint, ColumnConstraintSpec, ColumnDef};
 use super::{Context, Precheck, Recipe, RecipeError, RecipeKind, Step, StepKind, Target};
@@ -86,19 +86,13 @@ pub(super) fn add_column(
         let name = c.name.as_deref().map(truncate);
         match &c.spec {
             ColumnConstraintSpec::References => {
-                foreign_key_allowed(ctx)?;
                 let name = name.unwrap_or_else(|| object_name(t.relname(), Some(&column), "fkey"));
                 let body = format!(
                     "FOREIGN KEY ({}) {}",
                     quote::ident_if_needed(&column),
                     c.body
                 );
-                steps.extend(not_valid_then_validate(
-                    t,
-                    &name,
-                    &body,
-                    ConstraintType::ForeignKey,
-                ));
+                steps.extend(foreign_key_steps(t, &name, &body, ctx)?);
             }
             ColumnConstraintSpec::Check { columns } => {
                 let name = match name {

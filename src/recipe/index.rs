@@ -405,6 +405,7 @@ mod tests {
         let c = Context {
             server_version_num: PG15,
             partitions: Some(&parts),
+            partition_of: None,
         };
         let r = plan_with(
             "CREATE INDEX ON s.m USING btree (tenant, lower(email)) WHERE x",

@@ -6,8 +6,9 @@
 //! a validated foreign key is added `NOT VALID` (brief lock, no scan) and validated in a second
 //! transaction under SHARE UPDATE EXCLUSIVE, which lets reads and writes continue while the table
 //! is scanned; a UNIQUE constraint is built as a concurrent index and then attached with
-//! `USING INDEX`; an index on a partitioned table is built partition by partition. This module
-//! owns those sequences (recipes R2, R5–R9 and R19 of the DDL-safety reference) — as data, so
+//! `USING INDEX`; an index on a partitioned table is built partition by partition; a partition
+//! is detached concurrently before it is dropped. This module owns those sequences (recipes
+//! R2, R5–R9, R13 and R19 of the DDL-safety reference) — as data, so
 //! that the executor can show them to the client, run them one by one, and resume them.
 //!
 //! Where it sits: after the policy decided that a statement should be split (outside any
@@ -52,6 +53,7 @@ mod column;
 mod constraint;
 mod index;
 mod not_null;
+mod partition;
 mod precheck;
 mod read;
 mod refresh;
@@ -62,9 +64,10 @@ use crate::sql::quote;
 use crate::sql::reader::{ReadError, Stmt};
 use crate::sql::statement::{AlterOp, ConstraintKind, Ddl, DdlKind, LockMode, Name, Understood};
 use column::add_column;
-use constraint::{check_name, foreign_key_allowed, not_valid_then_validate};
+use constraint::{check_name, foreign_key_steps, not_valid_then_validate};
 use index::{index_constraint_allowed, index_constraint_steps, partitioned_index};
 use not_null::not_null_steps;
+use partition::drop_partition;
 pub use precheck::{ConstraintType, Precheck};
 use read::ConstraintSpec;
 use refresh::refresh;
@@ -94,6 +97,9 @@ pub struct Context<'a> {
     /// index partition by partition; ALTER TABLE recipes need it because several safe forms are
     /// not accepted on partitioned tables.
     pub partitions: Option<&'a [Partition]>,
+    /// `Some` when the statement's table is a partition (`pg_class.relispartition`): its
+    /// parent, schema-qualified. `DROP TABLE` of a partition detaches it concurrently first.
+    pub partition_of: Option<&'a Name>,
 }
 
 /// One partition of a partitioned table, as found in `pg_inherits`.
@@ -148,6 +154,8 @@ pub enum RecipeKind {
     /// `CREATE INDEX` on a partitioned table → `ON ONLY` + per-partition concurrent builds +
     /// `ATTACH PARTITION` (R2).
     PartitionedIndex,
+    /// `DROP TABLE partition` → `DETACH PARTITION … CONCURRENTLY` (R13) + `DROP TABLE`.
+    DropPartition,
 }
 
 impl RecipeKind {
@@ -162,6 +170,7 @@ impl RecipeKind {
             RecipeKind::AddColumn => "add_column",
             RecipeKind::RefreshMaterializedView => "refresh_materialized_view",
             RecipeKind::PartitionedIndex => "partitioned_index",
+            RecipeKind::DropPartition => "drop_partition",
         }
     }
 
@@ -171,6 +180,7 @@ impl RecipeKind {
         match self {
             RecipeKind::RefreshMaterializedView => "REFRESH MATERIALIZED VIEW",
             RecipeKind::PartitionedIndex => "CREATE INDEX",
+            RecipeKind::DropPartition => "DROP TABLE",
             _ => "ALTER TABLE",
         }
     }
@@ -186,6 +196,7 @@ impl RecipeKind {
             RecipeKind::AddColumn => "ADD COLUMN with constraints",
             RecipeKind::RefreshMaterializedView => "REFRESH MATERIALIZED VIEW",
             RecipeKind::PartitionedIndex => "CREATE INDEX on a partitioned table",
+            RecipeKind::DropPartition => "DROP TABLE of a partition",
         }
     }
 }
@@ -254,8 +265,18 @@ pub enum StepKind {
     CreateParentIndex,
     /// `ALTER INDEX parent_index ATTACH PARTITION partition_index`.
     AttachIndex,
+    /// `ALTER TABLE partitioned ADD CONSTRAINT … FOREIGN KEY …` after every leaf partition has
+    /// the same constraint validated: PostgreSQL attaches those, no scan (catalog only).
+    AttachConstraint,
     /// `REFRESH MATERIALIZED VIEW CONCURRENTLY …`.
     RefreshConcurrently,
+    /// `ALTER TABLE parent DETACH PARTITION p FINALIZE`: completes a concurrent detach that
+    /// was interrupted.
+    FinalizeDetach,
+    /// `ALTER TABLE parent DETACH PARTITION p CONCURRENTLY`.
+    DetachConcurrently,
+    /// `DROP TABLE p` of a table no longer attached to a parent.
+    DropTable,
 }
 
 impl StepKind {
@@ -271,7 +292,11 @@ impl StepKind {
             StepKind::AddConstraintUsingIndex => "add_constraint_using_index",
             StepKind::CreateParentIndex => "create_parent_index",
             StepKind::AttachIndex => "attach_index",
+            StepKind::AttachConstraint => "attach_constraint",
             StepKind::RefreshConcurrently => "refresh_concurrently",
+            StepKind::FinalizeDetach => "finalize_detach",
+            StepKind::DetachConcurrently => "detach_concurrently",
+            StepKind::DropTable => "drop_table",
         }
     }
 }
@@ -374,8 +399,8 @@ impl From<ReadError> for RecipeError {
 /// `ALTER TABLE … ADD [CONSTRAINT n] UNIQUE (…) / PRIMARY KEY (…)`,
 /// `ALTER TABLE … ADD [COLUMN] c type … {REFERENCES | UNIQUE | PRIMARY KEY | CHECK}…`,
 /// `REFRESH MATERIALIZED VIEW mv` (the caller checks that `mv` has a unique index and is
-/// populated), and `CREATE [UNIQUE] INDEX … ON t (…)` when `ctx.partitions` says `t` is
-/// partitioned.
+/// populated), `CREATE [UNIQUE] INDEX … ON t (…)` when `ctx.partitions` says `t` is
+/// partitioned, and `DROP TABLE p` when `ctx.partition_of` says `p` is a partition.
 pub fn plan(
     sql: &[u8],
     start: usize,
@@ -412,6 +437,7 @@ pub fn plan(
             only,
             ..
         } => partitioned_index(&st, name.as_ref(), table, *unique, *only, ctx),
+        DdlKind::DropTable { names, cascade } => drop_partition(&st, names, *cascade, ctx),
         other => Err(RecipeError::NoRecipe(other.label())),
     }
 }
@@ -491,20 +517,13 @@ fn alter_table(
             let name = parsed.name.as_deref().map(truncate);
             match (&c.kind, parsed.spec) {
                 (ConstraintKind::ForeignKey { .. }, ConstraintSpec::ForeignKey { columns }) => {
-                    foreign_key_allowed(ctx)?;
                     let name = name.unwrap_or_else(|| {
                         object_name(target.relname(), Some(&name_addition(&columns)), "fkey")
                     });
                     Ok(Recipe {
                         kind: RecipeKind::ForeignKey,
                         target: table.clone(),
-                        steps: not_valid_then_validate(
-                            &target,
-                            &name,
-                            &parsed.body,
-                            ConstraintType::ForeignKey,
-                        )
-                        .to_vec(),
+                        steps: foreign_key_steps(&target, &name, &parsed.body, ctx)?,
                     })
                 }
                 (ConstraintKind::Check, ConstraintSpec::Check { columns }) => {
@@ -594,6 +613,7 @@ mod tests {
         Context {
             server_version_num: version,
             partitions: None,
+            partition_of: None,
         }
     }
 
@@ -733,19 +753,14 @@ mod tests {
             refused("ALTER TABLE t ADD UNIQUE (lower(a))"),
             RecipeError::Unsupported(_) | RecipeError::NotUnderstood | RecipeError::Unreadable(_)
         ));
-        // A partitioned table: NOT VALID FKs only from 18, USING INDEX never.
+        // A partitioned table: NOT VALID FKs only from 18 (before, per partition: see
+        // `partitioned_foreign_key_is_validated_partition_by_partition`), USING INDEX never.
         let parts = [Partition::leaf(Name::bare("p1"))];
         let part = |v| Context {
             server_version_num: v,
             partitions: Some(&parts),
+            partition_of: None,
         };
-        assert!(matches!(
-            plan_with(
-                "ALTER TABLE p ADD FOREIGN KEY (k) REFERENCES r",
-                &part(PG15)
-            ),
-            Err(RecipeError::Partitioned { .. })
-        ));
         assert!(
             plan_with(
                 "ALTER TABLE p ADD FOREIGN KEY (k) REFERENCES r",
@@ -760,6 +775,128 @@ mod tests {
         assert!(matches!(
             plan_with("ALTER TABLE t ADD CHECK (a > 0)", &ctx(110_000)),
             Err(RecipeError::ServerTooOld { .. })
+        ));
+    }
+
+    #[test]
+    fn partitioned_foreign_key_is_validated_partition_by_partition() {
+        let parts = [
+            Partition::leaf(Name::new(Some("public"), "ev_2024")),
+            Partition::partitioned(
+                Name::new(Some("public"), "ev_2026"),
+                vec![Partition::leaf(Name::new(Some("public"), "ev_2026a"))],
+            ),
+        ];
+        let on = |v| Context {
+            server_version_num: v,
+            partitions: Some(&parts),
+            partition_of: None,
+        };
+        let none: [Partition; 0] = [];
+        let empty = Context {
+            server_version_num: PG15,
+            partitions: Some(&none),
+            partition_of: None,
+        };
+        let sql = |r: Result<Recipe, RecipeError>| -> Vec<String> {
+            r.expect("recipe")
+                .steps
+                .into_iter()
+                .map(|s| s.sql)
+                .collect()
+        };
+        // (statement, context, steps)
+        let (pg15, pg18) = (on(PG15), on(PG18));
+        let cases: Vec<(&str, &Context<'_>, Vec<&str>)> = vec![
+            (
+                "ALTER TABLE ev ADD CONSTRAINT ev_fk FOREIGN KEY (rid) REFERENCES refd (id)",
+                &pg15,
+                vec![
+                    "ALTER TABLE public.ev_2024 ADD CONSTRAINT ev_fk FOREIGN KEY (rid) \
+                     REFERENCES refd (id) NOT VALID",
+                    "ALTER TABLE public.ev_2024 VALIDATE CONSTRAINT ev_fk",
+                    "ALTER TABLE public.ev_2026a ADD CONSTRAINT ev_fk FOREIGN KEY (rid) \
+                     REFERENCES refd (id) NOT VALID",
+                    "ALTER TABLE public.ev_2026a VALIDATE CONSTRAINT ev_fk",
+                    "ALTER TABLE ev ADD CONSTRAINT ev_fk FOREIGN KEY (rid) REFERENCES refd (id)",
+                ],
+            ),
+            // PostgreSQL's generated name, the parent's, on every partition.
+            (
+                "ALTER TABLE ev ADD FOREIGN KEY (rid, tenant) REFERENCES refd ON DELETE CASCADE",
+                &pg15,
+                vec![
+                    "ALTER TABLE public.ev_2024 ADD CONSTRAINT ev_rid_tenant_fkey FOREIGN KEY \
+                     (rid, tenant) REFERENCES refd ON DELETE CASCADE NOT VALID",
+                    "ALTER TABLE public.ev_2024 VALIDATE CONSTRAINT ev_rid_tenant_fkey",
+                    "ALTER TABLE public.ev_2026a ADD CONSTRAINT ev_rid_tenant_fkey FOREIGN KEY \
+                     (rid, tenant) REFERENCES refd ON DELETE CASCADE NOT VALID",
+                    "ALTER TABLE public.ev_2026a VALIDATE CONSTRAINT ev_rid_tenant_fkey",
+                    "ALTER TABLE ev ADD CONSTRAINT ev_rid_tenant_fkey FOREIGN KEY (rid, tenant) \
+                     REFERENCES refd ON DELETE CASCADE",
+                ],
+            ),
+            // ADD COLUMN … REFERENCES: the column on the parent, then the same steps.
+            (
+                "ALTER TABLE ev ADD COLUMN oid2 int REFERENCES refd (id)",
+                &pg15,
+                vec![
+                    "ALTER TABLE ev ADD COLUMN IF NOT EXISTS oid2 int",
+                    "ALTER TABLE public.ev_2024 ADD CONSTRAINT ev_oid2_fkey FOREIGN KEY (oid2) \
+                     REFERENCES refd (id) NOT VALID",
+                    "ALTER TABLE public.ev_2024 VALIDATE CONSTRAINT ev_oid2_fkey",
+                    "ALTER TABLE public.ev_2026a ADD CONSTRAINT ev_oid2_fkey FOREIGN KEY (oid2) \
+                     REFERENCES refd (id) NOT VALID",
+                    "ALTER TABLE public.ev_2026a VALIDATE CONSTRAINT ev_oid2_fkey",
+                    "ALTER TABLE ev ADD CONSTRAINT ev_oid2_fkey FOREIGN KEY (oid2) REFERENCES \
+                     refd (id)",
+                ],
+            ),
+            // No partitions: nothing to scan, the parent's step alone.
+            (
+                "ALTER TABLE ev ADD CONSTRAINT ev_fk FOREIGN KEY (rid) REFERENCES refd (id)",
+                &empty,
+                vec!["ALTER TABLE ev ADD CONSTRAINT ev_fk FOREIGN KEY (rid) REFERENCES refd (id)"],
+            ),
+            // PostgreSQL 18 accepts NOT VALID on the parent.
+            (
+                "ALTER TABLE ev ADD CONSTRAINT ev_fk FOREIGN KEY (rid) REFERENCES refd (id)",
+                &pg18,
+                vec![
+                    "ALTER TABLE ev ADD CONSTRAINT ev_fk FOREIGN KEY (rid) REFERENCES refd (id) \
+                     NOT VALID",
+                    "ALTER TABLE ev VALIDATE CONSTRAINT ev_fk",
+                ],
+            ),
+        ];
+        for (statement, c, expected) in cases {
+            assert_eq!(sql(plan_with(statement, c)), expected, "{statement}");
+        }
+        let r = plan_with(
+            "ALTER TABLE ev ADD CONSTRAINT ev_fk FOREIGN KEY (rid) REFERENCES refd (id)",
+            &on(PG15),
+        )
+        .expect("recipe");
+        let last = r.steps.last().expect("steps");
+        assert_eq!(last.kind, StepKind::AttachConstraint);
+        assert_eq!(last.lock, LockMode::ShareRowExclusive);
+        assert!(!last.long_running);
+        assert_eq!(
+            last.skip_if,
+            Some(Precheck::ConstraintExists {
+                table: Name::bare("ev"),
+                name: "ev_fk".into(),
+                contype: ConstraintType::ForeignKey,
+            })
+        );
+        assert!(r.steps[1].long_running);
+        // ONLY is refused by PostgreSQL on a partitioned table's foreign key.
+        assert!(matches!(
+            plan_with(
+                "ALTER TABLE ONLY ev ADD CONSTRAINT ev_fk FOREIGN KEY (rid) REFERENCES refd (id)",
+                &on(PG15)
+            ),
+            Err(RecipeError::Unsupported(_))
         ));
     }
 
@@ -807,6 +944,7 @@ mod tests {
         let c = Context {
             server_version_num: PG15,
             partitions: Some(&parts),
+            partition_of: None,
         };
         let deep = format!(
             "CREATE INDEX i ON p ({}x{})",
@@ -848,6 +986,7 @@ mod tests {
                 let c = Context {
                     server_version_num: PG15,
                     partitions,
+                    partition_of: None,
                 };
                 let _ = plan_with(sql, &c);
                 // Also with a model that does not match the text at all.

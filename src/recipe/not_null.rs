@@ -164,6 +164,7 @@ mod tests {
             &Context {
                 server_version_num: 180_001,
                 partitions: Some(&parts),
+                partition_of: None,
             },
         )
         .expect("recipe");

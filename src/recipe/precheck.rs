@@ -81,6 +81,13 @@ pub enum Precheck {
         table: Name,
         index: String,
     },
+    /// `partition` is attached to `parent` (`pg_inherits`, a pending detach included).
+    PartitionOf { parent: Name, partition: Name },
+    /// A concurrent detach of `partition` from `parent` was interrupted and awaits `DETACH …
+    /// FINALIZE` (`pg_inherits.inhdetachpending`, PostgreSQL 14+).
+    DetachPending { parent: Name, partition: Name },
+    /// A relation `name` exists (`to_regclass`).
+    RelationExists { name: Name },
     /// Any of these holds.
     Any(Vec<Precheck>),
     /// This does not hold.
@@ -180,6 +187,19 @@ impl Precheck {
                 regclass(parent_table),
                 quote::literal(parent_index)
             ),
+            Precheck::PartitionOf { parent, partition } => format!(
+                "EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhparent = {} \
+                 AND inhrelid = {})",
+                regclass(parent),
+                regclass(partition)
+            ),
+            Precheck::DetachPending { parent, partition } => format!(
+                "EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhparent = {} \
+                 AND inhrelid = {} AND inhdetachpending)",
+                regclass(parent),
+                regclass(partition)
+            ),
+            Precheck::RelationExists { name } => format!("{} IS NOT NULL", regclass(name)),
             Precheck::Any(list) => {
                 if list.is_empty() {
                     return "false".to_owned();
@@ -266,6 +286,19 @@ impl Precheck {
                 quote::ident_if_needed(index),
                 quote::ident_if_needed(parent_index)
             ),
+            Precheck::PartitionOf { parent, partition } => format!(
+                "{} is a partition of {}",
+                quote::name_if_needed(partition),
+                quote::name_if_needed(parent)
+            ),
+            Precheck::DetachPending { parent, partition } => format!(
+                "{} is pending detach from {}",
+                quote::name_if_needed(partition),
+                quote::name_if_needed(parent)
+            ),
+            Precheck::RelationExists { name } => {
+                format!("{} exists", quote::name_if_needed(name))
+            }
             Precheck::Any(list) => list
                 .iter()
                 .map(Precheck::describe)
@@ -287,6 +320,19 @@ impl Precheck {
                     quote::ident_if_needed(column),
                     quote::name_if_needed(table)
                 ),
+                Precheck::PartitionOf { parent, partition } => format!(
+                    "{} is no longer a partition of {}",
+                    quote::name_if_needed(partition),
+                    quote::name_if_needed(parent)
+                ),
+                Precheck::DetachPending { parent, partition } => format!(
+                    "no detach of {} from {} is pending",
+                    quote::name_if_needed(partition),
+                    quote::name_if_needed(parent)
+                ),
+                Precheck::RelationExists { name } => {
+                    format!("{} is already gone", quote::name_if_needed(name))
+                }
                 other => format!("not ({})", other.describe()),
             },
         }

@@ -7,8 +7,11 @@
 //! - **Safe alternative (R5):** `ADD CONSTRAINT … FOREIGN KEY … NOT VALID` (brief lock on both
 //!   tables, no scan), commit, then `VALIDATE CONSTRAINT` in a separate transaction, which
 //!   scans under SHARE UPDATE EXCLUSIVE on the table and ROW SHARE on `r`, so writes continue.
-//!   Before PostgreSQL 18 `NOT VALID` foreign keys are rejected on partitioned tables; telling
-//!   a partitioned table apart needs the catalog (`relkind = 'p'`), so the hint does not say.
+//!   Before PostgreSQL 18 `NOT VALID` foreign keys are rejected on partitioned tables. There,
+//!   when the catalog shows the table partitioned (`relkind = 'p'`), the safe form is per
+//!   partition: the constraint (same name) `NOT VALID` then `VALIDATE` on each leaf partition,
+//!   then `ADD CONSTRAINT` on the parent, which attaches the partitions' validated constraints
+//!   without scanning them (`tryAttachPartitionForeignKey`); the hint says exactly that.
 //! - **Tables created in the same transaction:** a foreign key between two of them passes. A
 //!   foreign key from a new table to an existing one takes the same SHARE ROW EXCLUSIVE lock on
 //!   the existing table as `CREATE TABLE … REFERENCES` (which passes, its lock under the
@@ -86,6 +89,35 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
                 "Add the foreign key right after CREATE TABLE, before filling {table} (or in CREATE TABLE itself with REFERENCES), or add it NOT VALID and run VALIDATE CONSTRAINT in a later transaction."
             ),
             rewrite: None,
+        });
+    }
+    // Before PostgreSQL 18 NOT VALID is refused on a partitioned table: the hint names what
+    // works on this version instead.
+    let partitioned = ctx.server_version.is_some_and(|v| v < 180_000)
+        && ctx
+            .catalog
+            .and_then(|f| f.relation_for(table))
+            .is_some_and(|r| r.exists && r.kind == Some(crate::catalog::RelKind::PartitionedTable));
+    if partitioned {
+        let name = fk.constraint.map_or_else(
+            || "the constraint (named as PostgreSQL would name it on the parent)".to_owned(),
+            |n| n.to_owned(),
+        );
+        let first = fk.column.map_or_else(String::new, |c| {
+            format!("Add {c} without REFERENCES first (it reaches every partition). ")
+        });
+        return Some(Finding {
+            rule: RULE.id,
+            message: format!(
+                "Adding a foreign key from the partitioned table {table} to {r} checks every row of every partition while holding SHARE ROW EXCLUSIVE on them and on {r}: every INSERT, UPDATE and DELETE on {table} and {r} waits for the whole scan. PostgreSQL before 18 does not accept NOT VALID on a partitioned table."
+            ),
+            hint: steps_hint(
+                format!(
+                    "{first}On each leaf partition, ADD CONSTRAINT {name} with the same FOREIGN KEY NOT VALID (a brief lock, no scan) and VALIDATE CONSTRAINT {name} in a separate transaction (writes continue); then add the constraint on {table} itself: PostgreSQL attaches the partitions' validated constraints instead of scanning again, so that step is a brief lock."
+                ),
+                ctx,
+            ),
+            rewrite: (!ctx.in_transaction_block()).then_some(Rewrite::Steps),
         });
     }
     let (message, hint) = match fk.column {
@@ -249,6 +281,110 @@ mod tests {
         let f = run(&RULE, sql, &Ctx::default()).expect("flagged");
         assert_eq!(f.rewrite, Some(Rewrite::Steps));
         assert!(!f.hint.contains("ddlgate run these steps"), "{}", f.hint);
+    }
+
+    #[test]
+    fn partitioned_tables_before_18_get_the_per_partition_hint() {
+        use crate::catalog::testing::{facts, partitioned, table as plain};
+        let on = |relation, version: u32, tx: Ctx| Ctx {
+            catalog: Some(facts(relation, vec![])),
+            version: Some(version),
+            ..tx
+        };
+        let tree = || partitioned("ev", 3, 9_000_000, 3 << 30);
+        let sql = "ALTER TABLE ev ADD CONSTRAINT ev_fk FOREIGN KEY (rid) REFERENCES refd (id)";
+        // (case, SQL, context, per-partition hint expected, rewrite offered)
+        let cases: Vec<(&str, &str, Ctx, bool, Option<Rewrite>)> = vec![
+            (
+                "PG 15",
+                sql,
+                on(tree(), 150_004, Ctx::default()),
+                true,
+                Some(Rewrite::Steps),
+            ),
+            (
+                "PG 17",
+                sql,
+                on(tree(), 170_000, Ctx::default()),
+                true,
+                Some(Rewrite::Steps),
+            ),
+            (
+                "PG 15, in tx",
+                sql,
+                on(tree(), 150_004, Ctx::in_tx()),
+                true,
+                None,
+            ),
+            (
+                "inline REFERENCES",
+                "ALTER TABLE ev ADD COLUMN oid2 int REFERENCES refd (id)",
+                on(tree(), 150_004, Ctx::default()),
+                true,
+                Some(Rewrite::Steps),
+            ),
+            // PostgreSQL 18 accepts NOT VALID on the parent: the usual hint.
+            (
+                "PG 18",
+                sql,
+                on(tree(), 180_000, Ctx::default()),
+                false,
+                Some(Rewrite::Steps),
+            ),
+            (
+                "plain table",
+                sql,
+                on(plain("ev", 9_000_000, 3 << 30), 150_004, Ctx::default()),
+                false,
+                Some(Rewrite::Steps),
+            ),
+            (
+                "no catalog",
+                sql,
+                Ctx::version(150_004),
+                false,
+                Some(Rewrite::Steps),
+            ),
+        ];
+        for (case, sql, ctx, per_partition, rewrite) in cases {
+            let f = run(&RULE, sql, &ctx).expect(case);
+            assert_eq!(f.rewrite, rewrite, "{case}");
+            assert_eq!(
+                f.hint.contains("On each leaf partition"),
+                per_partition,
+                "{case}: {}",
+                f.hint
+            );
+            // Never the NOT VALID-on-the-parent advice where the server refuses it.
+            assert_eq!(
+                f.hint.starts_with("Add the constraint with NOT VALID"),
+                !per_partition && !sql.contains("ADD COLUMN"),
+                "{case}: {}",
+                f.hint
+            );
+        }
+        let f = run(&RULE, sql, &on(tree(), 150_004, Ctx::default())).expect("flagged");
+        assert!(
+            f.message
+                .contains("before 18 does not accept NOT VALID on a partitioned table")
+                && f.hint.contains("VALIDATE CONSTRAINT ev_fk")
+                && f.hint
+                    .contains("attaches the partitions' validated constraints"),
+            "{} / {}",
+            f.message,
+            f.hint
+        );
+        let f = run(
+            &RULE,
+            "ALTER TABLE ev ADD COLUMN oid2 int REFERENCES refd (id)",
+            &on(tree(), 150_004, Ctx::default()),
+        )
+        .expect("flagged");
+        assert!(
+            f.hint.starts_with("Add oid2 without REFERENCES first"),
+            "{}",
+            f.hint
+        );
     }
 
     #[test]

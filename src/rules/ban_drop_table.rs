@@ -7,11 +7,16 @@
 //! - **Safe alternative:** stop the application using the table, drop its foreign keys first
 //!   (each a brief lock), then drop it under a short `lock_timeout`; detach a partition
 //!   CONCURRENTLY before dropping it.
+//! - **Partitions:** when the catalog shows a partition, the message says whether ddlgate
+//!   detaches it concurrently first (`require-concurrent-partition-detach` runs those steps)
+//!   or exactly why it cannot (several tables, CASCADE, a DEFAULT partition, PostgreSQL < 14,
+//!   a transaction block). The warning stands either way: the data is destroyed.
 //! - **Rewrite:** no. Default: warn.
 //! - **Not flagged:** tables created earlier in the same transaction.
 //!
 //! <https://www.postgresql.org/docs/current/sql-droptable.html>
 
+use super::require_concurrent_partition_detach::{DropPartition, drop_partition};
 use super::{Action, Context, Finding, Rule};
 use crate::sql::statement::{Ddl, DdlKind};
 
@@ -28,15 +33,28 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
         return None;
     };
     let list = ctx.existing_tables(names.iter())?;
-    let cascade = if *cascade {
+    let cascaded = if *cascade {
         " CASCADE also drops every view and foreign key that depends on it."
     } else {
         ""
     };
+    // A partition: its parent is locked too; detached concurrently first when possible
+    // (require-concurrent-partition-detach runs that), else say exactly why not.
+    let partition = match drop_partition(names, *cascade, ctx) {
+        DropPartition::NotAPartition => String::new(),
+        DropPartition::Steps { partition, of } => format!(
+            " {partition} is a partition of {}: ddlgate detaches it CONCURRENTLY before dropping it, so {} is not locked exclusively.",
+            of.parent, of.parent
+        ),
+        DropPartition::Impossible { partition, of, why } => format!(
+            " {partition} is a partition of {parent}: dropping it takes ACCESS EXCLUSIVE on {parent} too, blocking every query on the whole partitioned table while it waits and runs. ddlgate cannot detach it concurrently first: {why}.",
+            parent = of.parent
+        ),
+    };
     Some(Finding {
         rule: RULE.id,
         message: format!(
-            "DROP TABLE {list} destroys the data and breaks any code still using it; it takes ACCESS EXCLUSIVE on the tables it references by foreign key too, queueing their traffic while it waits.{cascade}"
+            "DROP TABLE {list} destroys the data and breaks any code still using it; it takes ACCESS EXCLUSIVE on the tables it references by foreign key too, queueing their traffic while it waits.{cascaded}{partition}"
         ),
         hint: "Stop the application using the table first, drop its foreign keys in separate short statements, then drop it under a short lock_timeout (detach a partition CONCURRENTLY first).".to_owned(),
         rewrite: None,

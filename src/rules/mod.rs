@@ -132,6 +132,13 @@ pub enum Rewrite {
     /// the SET NOT NULL recipe, UNIQUE/PRIMARY KEY through a concurrent index, a partitioned
     /// index built partition by partition, … Only for a statement alone outside a transaction.
     Steps,
+    /// Run the statement without `CONCURRENTLY` (removed from the client's text when written)
+    /// under the lock guard: for a statement PostgreSQL can never run concurrently on its
+    /// object (`DROP INDEX` of an index of a partitioned table), whose lock is held only for
+    /// a catalog change, so the danger is only the wait in the lock queue — which the guard's
+    /// short `lock_timeout` and retries remove. Only for a statement alone outside a
+    /// transaction block.
+    Guarded,
 }
 
 /// One problem with one statement.

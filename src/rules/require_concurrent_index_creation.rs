@@ -14,6 +14,10 @@
 //! - **With the catalog:** a table known to be small (rows and total size under
 //!   [`crate::catalog::Thresholds`], see [`crate::catalog::Relation::is_small`]) is not
 //!   flagged, inside or outside a transaction block — a plain build on it takes milliseconds.
+//! - **`CONCURRENTLY` on a partitioned parent:** PostgreSQL refuses it (0A000), whatever the
+//!   table's size. When the catalog confirms the table is partitioned (relkind `p`), the finding
+//!   says so and carries the step-wise build (R2) outside a transaction block; inside one the
+//!   statement is refused with the steps named (they cannot run there either).
 //! - **Not flagged:** tables created earlier in the same transaction (nobody else can see them)
 //!   and `CREATE INDEX … ON ONLY parent` when the catalog confirms `parent` is partitioned
 //!   (relkind `p`): that builds nothing. On a plain table `ON ONLY` builds a normal index, so
@@ -29,7 +33,7 @@ use crate::sql::statement::{Ddl, DdlKind, Name};
 pub static RULE: Rule = Rule {
     id: "require-concurrent-index-creation",
     lock: "SHARE on the table for the whole build: blocks INSERT, UPDATE and DELETE",
-    summary: "CREATE INDEX without CONCURRENTLY on an existing table",
+    summary: "CREATE INDEX without CONCURRENTLY on an existing table; CONCURRENTLY on a partitioned parent (PostgreSQL refuses it: built partition by partition)",
     default_action: Action::Rewrite,
     check,
 };
@@ -37,13 +41,16 @@ pub static RULE: Rule = Rule {
 fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
     let DdlKind::CreateIndex {
         table,
-        concurrently: false,
+        concurrently,
         only,
         ..
     } = &ddl.kind
     else {
         return None;
     };
+    if *concurrently {
+        return concurrent_on_partitioned(table, *only, ctx);
+    }
     if ctx.is_new(table) {
         return None;
     }
@@ -112,22 +119,63 @@ fn only_unconfirmed(table: &Name) -> Finding {
     }
 }
 
-/// A partitioned parent: CONCURRENTLY is rejected there, so no single-statement rewrite; the
-/// hint describes the step-wise build (R2).
-fn partitioned(table: &Name, r: &Relation, ctx: &Context) -> Finding {
+/// `CREATE INDEX CONCURRENTLY` on a table the catalog shows partitioned (relkind `p`):
+/// PostgreSQL refuses it ("cannot create index on partitioned table … concurrently", 0A000),
+/// so the client's intent — an index built without blocking writes — is carried out by the
+/// step-wise build (R2). Whatever the table's size: a forwarded statement can only fail.
+/// `ON ONLY` with `CONCURRENTLY` is refused by PostgreSQL as well, with nothing to build
+/// instead: forwarded, the server's own error explains it.
+fn concurrent_on_partitioned(table: &Name, only: bool, ctx: &Context) -> Option<Finding> {
+    if only {
+        return None;
+    }
+    let r = ctx
+        .catalog?
+        .relation_for(table)
+        .filter(|r| r.exists && r.kind == Some(crate::catalog::RelKind::PartitionedTable))?;
     let leaves = r.leaf_partitions().count();
-    let size = r.size_description();
+    let hint = partitioned_steps(table, leaves, ctx);
+    let then = if ctx.in_transaction_block() {
+        format!(
+            "ddlgate can build it partition by partition, but not {}: the statement is refused.",
+            ctx.block_description()
+        )
+    } else {
+        "ddlgate builds it partition by partition instead, each partition's index concurrently."
+            .to_owned()
+    };
+    Some(Finding {
+        rule: RULE.id,
+        message: format!(
+            "PostgreSQL refuses CREATE INDEX CONCURRENTLY on the partitioned table {table} (\"cannot create index on partitioned table concurrently\", SQLSTATE 0A000); {then}"
+        ),
+        hint,
+        rewrite: (!ctx.in_transaction_block()).then_some(Rewrite::Steps),
+    })
+}
+
+/// The step-wise build (R2) in words, for the hint; inside a transaction block, with why the
+/// steps cannot run there and how to send the statement so that they can.
+fn partitioned_steps(table: &Name, leaves: usize, ctx: &Context) -> String {
     let steps = format!(
         "PostgreSQL rejects CREATE INDEX CONCURRENTLY on a partitioned table, so ddlgate builds it in steps: CREATE INDEX … ON ONLY {table} (the parent index, invalid, nothing built), then for each of the {leaves} leaf partition(s) CREATE INDEX CONCURRENTLY on the partition and ALTER INDEX … ATTACH PARTITION to the parent index, which becomes valid after the last attach."
     );
-    let hint = if ctx.in_transaction_block() {
+    if ctx.in_transaction_block() {
         format!(
             "{steps} These steps cannot run {}. {OUTSIDE_TRANSACTION_HINT}",
             ctx.block_description()
         )
     } else {
         steps
-    };
+    }
+}
+
+/// A partitioned parent: CONCURRENTLY is rejected there, so no single-statement rewrite; the
+/// hint describes the step-wise build (R2).
+fn partitioned(table: &Name, r: &Relation, ctx: &Context) -> Finding {
+    let leaves = r.leaf_partitions().count();
+    let size = r.size_description();
+    let hint = partitioned_steps(table, leaves, ctx);
     Finding {
         rule: RULE.id,
         message: format!(
@@ -144,6 +192,7 @@ mod tests {
     use crate::catalog::testing::{facts, partitioned, table};
     use crate::catalog::{Facts, Thresholds};
     use crate::protocol::TxStatus;
+    use crate::rules::OUTSIDE_TRANSACTION_HINT;
     use crate::rules::testing::{self, Ctx, run};
 
     #[test]
@@ -316,6 +365,117 @@ mod tests {
         assert!(
             f.hint.contains("ON ONLY events") && f.hint.contains("disable_ddl_transaction!"),
             "{}",
+            f.hint
+        );
+    }
+
+    #[test]
+    fn concurrently_on_a_partitioned_parent_becomes_the_step_wise_build() {
+        use TxStatus::{Idle, InTransaction};
+        let tree = partitioned("ev", 3, 30_000, 3 << 20);
+        let tiny_tree = partitioned("ev", 2, 10, 16 << 10);
+        let plain = table("ev", 2_000_000, 400 << 20);
+        let mut new_tree = on(tree.clone(), Idle);
+        new_tree.created.insert(Name::bare("ev"));
+        // (case, SQL, context, None = passes / Some(rewrite offered))
+        let cases: Vec<(&str, &str, Ctx, Option<Option<Rewrite>>)> = vec![
+            (
+                "partitioned, outside",
+                "CREATE INDEX CONCURRENTLY ev_tenant ON ev (tenant)",
+                on(tree.clone(), Idle),
+                Some(Some(Rewrite::Steps)),
+            ),
+            (
+                "IF NOT EXISTS, unique",
+                "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ev_id ON ev (id, tenant)",
+                on(tree.clone(), Idle),
+                Some(Some(Rewrite::Steps)),
+            ),
+            // PostgreSQL refuses it whatever the size: the steps are the only way it runs.
+            (
+                "tiny tree",
+                "CREATE INDEX CONCURRENTLY ev_tenant ON ev (tenant)",
+                on(tiny_tree, Idle),
+                Some(Some(Rewrite::Steps)),
+            ),
+            (
+                "created in this session's unit",
+                "CREATE INDEX CONCURRENTLY ev_tenant ON ev (tenant)",
+                new_tree,
+                Some(Some(Rewrite::Steps)),
+            ),
+            (
+                "partitioned, in tx",
+                "CREATE INDEX CONCURRENTLY ev_tenant ON ev (tenant)",
+                on(tree.clone(), InTransaction),
+                Some(None),
+            ),
+            (
+                "multi-statement query",
+                "CREATE INDEX CONCURRENTLY ev_tenant ON ev (tenant)",
+                Ctx {
+                    shares_unit: true,
+                    ..on(tree.clone(), Idle)
+                },
+                Some(None),
+            ),
+            // ON ONLY … CONCURRENTLY: nothing to build instead; the server's error stands.
+            (
+                "ON ONLY",
+                "CREATE INDEX CONCURRENTLY ev_tenant ON ONLY ev (tenant)",
+                on(tree.clone(), Idle),
+                None,
+            ),
+            (
+                "plain table",
+                "CREATE INDEX CONCURRENTLY ev_tenant ON ev (tenant)",
+                on(plain, Idle),
+                None,
+            ),
+            (
+                "facts about another table",
+                "CREATE INDEX CONCURRENTLY ev_tenant ON other (tenant)",
+                on(tree.clone(), Idle),
+                None,
+            ),
+            (
+                "no catalog",
+                "CREATE INDEX CONCURRENTLY ev_tenant ON ev (tenant)",
+                Ctx::default(),
+                None,
+            ),
+        ];
+        for (case, sql, ctx, expected) in cases {
+            let got = run(&RULE, sql, &ctx);
+            assert_eq!(got.as_ref().map(|f| f.rewrite), expected, "{case}");
+        }
+        let f = run(
+            &RULE,
+            "CREATE INDEX CONCURRENTLY ev_tenant ON ev (tenant)",
+            &on(tree.clone(), Idle),
+        )
+        .expect("flagged");
+        for part in [
+            "PostgreSQL refuses CREATE INDEX CONCURRENTLY on the partitioned table ev",
+            "0A000",
+            "partition by partition instead",
+        ] {
+            assert!(f.message.contains(part), "{part}: {}", f.message);
+        }
+        assert!(f.hint.contains("ON ONLY ev"), "{}", f.hint);
+        let f = run(
+            &RULE,
+            "CREATE INDEX CONCURRENTLY ev_tenant ON ev (tenant)",
+            &on(tree, InTransaction),
+        )
+        .expect("flagged");
+        assert!(
+            f.message.contains("but not inside a transaction block")
+                && f.hint.contains("ON ONLY ev")
+                && f.hint.contains("ATTACH PARTITION")
+                && f.hint.ends_with(OUTSIDE_TRANSACTION_HINT),
+            "{} / {}",
+            f.message,
             f.hint
         );
     }

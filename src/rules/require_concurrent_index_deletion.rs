@@ -5,9 +5,12 @@
 //! - **Safe alternative:** `DROP INDEX CONCURRENTLY`, one index per statement, without CASCADE,
 //!   outside a transaction block.
 //! - **Rewrite:** yes, for a single index without CASCADE, alone outside a transaction block —
-//!   unless the catalog says it is an index on a partitioned table, which PostgreSQL cannot
-//!   drop `CONCURRENTLY` ("cannot drop partitioned index concurrently"); the hint then says
-//!   so instead of offering a rewrite that would fail.
+//!   unless the catalog says it is an index on a partitioned table (relkind `I`), which
+//!   PostgreSQL cannot drop `CONCURRENTLY` ("cannot drop partitioned index concurrently",
+//!   0A000). Then `DROP INDEX` and `DROP INDEX CONCURRENTLY` of it (the latter would only fail)
+//!   both run as the plain `DROP INDEX` under the lock guard ([`Rewrite::Guarded`]: short
+//!   `lock_timeout`, retried), and the notice says why; inside a transaction block, where the
+//!   lock would last until COMMIT, they are refused.
 //! - **Small tables:** not flagged — the lock is held for milliseconds and nobody waits long
 //!   behind it — when one index, on a table the catalog shows small
 //!   ([`crate::catalog::Relation::is_small`]; the thresholds are `catalog.small_table_*`) or
@@ -21,12 +24,13 @@
 //! <https://www.postgresql.org/docs/current/sql-dropindex.html>
 
 use super::{Action, Context, Finding, OUTSIDE_TRANSACTION_HINT, Rewrite, Rule};
+use crate::catalog::RelKind;
 use crate::sql::statement::{Ddl, DdlKind, Name};
 
 pub static RULE: Rule = Rule {
     id: "require-concurrent-index-deletion",
     lock: "ACCESS EXCLUSIVE on the table: blocks every read and write while it waits and runs",
-    summary: "DROP INDEX without CONCURRENTLY",
+    summary: "DROP INDEX without CONCURRENTLY; DROP INDEX [CONCURRENTLY] of an index of a partitioned table (run plainly under the guard)",
     default_action: Action::Rewrite,
     check,
 };
@@ -34,13 +38,23 @@ pub static RULE: Rule = Rule {
 fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
     let DdlKind::DropIndex {
         names,
-        concurrently: false,
+        concurrently,
         cascade,
         ..
     } = &ddl.kind
     else {
         return None;
     };
+    if *concurrently {
+        // Only the partitioned index is a problem here: PostgreSQL refuses CONCURRENTLY on it.
+        // CONCURRENTLY with several indexes or CASCADE is refused by the server itself.
+        return match names.as_slice() {
+            [name] if !*cascade => {
+                partitioned_index(name, ctx).map(|table| partitioned(name, &table, true, ctx))
+            }
+            _ => None,
+        };
+    }
     // The small-table allowance: an index whose table the server shows small, or which was
     // created in this transaction.
     let harmless = |n: &Name| ctx.is_new(n) || ctx.is_small(n) || ctx.is_small_referenced(n);
@@ -58,21 +72,22 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
         "DROP INDEX {list} takes an ACCESS EXCLUSIVE lock on the table: while it waits for the lock, every query on the table — reads included — queues behind it."
     );
     let hint_base = "Use DROP INDEX CONCURRENTLY, one index per statement and without CASCADE";
-    let partitioned = match names.as_slice() {
-        [name] => ctx
-            .catalog
-            .and_then(|f| f.relation_for(name))
-            .is_some_and(|r| r.exists && r.is_partitioned()),
-        _ => false,
-    };
-    let (hint, rewrite) = if partitioned {
-        (
-            format!(
-                "{list} is an index on a partitioned table, which PostgreSQL cannot drop CONCURRENTLY. Drop it at a quiet moment with a short lock_timeout, so that it gives up instead of queueing every query on the table behind it, and retry."
+    if let [name] = names.as_slice()
+        && let Some(table) = partitioned_index(name, ctx)
+    {
+        if !*cascade {
+            return Some(partitioned(name, &table, false, ctx));
+        }
+        return Some(Finding {
+            rule: RULE.id,
+            message,
+            hint: format!(
+                "{name} is an index of the partitioned table {table}, which PostgreSQL cannot drop CONCURRENTLY. Drop the objects that depend on it explicitly, then DROP INDEX {name} without CASCADE, alone and outside a transaction block: ddlgate then runs it under the lock guard."
             ),
-            None,
-        )
-    } else if ctx.in_transaction_block() {
+            rewrite: None,
+        });
+    }
+    let (hint, rewrite) = if ctx.in_transaction_block() {
         (
             format!(
                 "{hint_base}; it cannot run {}. {OUTSIDE_TRANSACTION_HINT}",
@@ -96,6 +111,53 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
         hint,
         rewrite,
     })
+}
+
+/// The table of `name` when the catalog shows `name` is an index of a partitioned table
+/// (relkind `I`), which PostgreSQL cannot drop `CONCURRENTLY`.
+fn partitioned_index(name: &Name, ctx: &Context) -> Option<Name> {
+    let r = ctx.catalog?.relation_for(name)?;
+    (r.exists && r.kind == Some(RelKind::PartitionedIndex))
+        .then(|| r.table.clone().unwrap_or_else(|| name.clone()))
+}
+
+/// `DROP INDEX [CONCURRENTLY]` of one index of a partitioned table, without CASCADE. Its lock
+/// (ACCESS EXCLUSIVE on the parent table and each partition and their indexes) is held only
+/// for the catalog change; the danger is the wait for it, which the guard removes. Outside a
+/// transaction block it runs as a plain DROP INDEX under the guard; inside one, the lock would
+/// be held until COMMIT: refused.
+fn partitioned(name: &Name, table: &Name, concurrently: bool, ctx: &Context) -> Finding {
+    let written = if concurrently {
+        format!("DROP INDEX CONCURRENTLY {name}")
+    } else {
+        format!("DROP INDEX {name}")
+    };
+    let cannot = format!(
+        "PostgreSQL cannot drop an index of a partitioned table concurrently ({name} is one, on {table}; it answers \"cannot drop partitioned index concurrently\", SQLSTATE 0A000)"
+    );
+    if ctx.in_transaction_block() {
+        return Finding {
+            rule: RULE.id,
+            message: format!(
+                "{written}: {cannot}, and a plain DROP INDEX {} holds ACCESS EXCLUSIVE on {table} and every partition until the transaction ends, blocking every query on them.",
+                ctx.block_description()
+            ),
+            hint: format!(
+                "Send DROP INDEX {name} alone, outside any transaction block: ddlgate then runs it under the lock guard (a short lock_timeout, retried with backoff), so it never queues traffic. {OUTSIDE_TRANSACTION_HINT}"
+            ),
+            rewrite: None,
+        };
+    }
+    Finding {
+        rule: RULE.id,
+        message: format!(
+            "{cannot}; ddlgate runs the plain DROP INDEX {name} under the lock guard: a short lock_timeout, retried with backoff, so it never queues traffic on {table} behind it."
+        ),
+        hint: format!(
+            "Nothing to change: DROP INDEX {name} (without CONCURRENTLY) is the only form PostgreSQL accepts, and ddlgate runs it guarded."
+        ),
+        rewrite: Some(Rewrite::Guarded),
+    }
 }
 
 #[cfg(test)]
@@ -145,42 +207,138 @@ mod tests {
     }
 
     #[test]
-    fn partitioned_indexes_get_no_concurrent_rewrite() {
+    fn partitioned_indexes_are_dropped_plainly_under_the_guard() {
         let index = |kind| Relation {
             kind: Some(kind),
+            table: Some(Name::new(Some("public"), "ev")),
             ..existing("i", 1_000_000, 1 << 30)
         };
-        let ctx = |r: Relation| Ctx {
+        let ctx = |r: Relation, tx: Ctx| Ctx {
             catalog: Some(facts(r, vec![])),
-            ..Ctx::default()
+            ..tx
         };
-        let f = run(
-            &RULE,
-            "DROP INDEX i",
-            &ctx(index(RelKind::PartitionedIndex)),
-        )
-        .expect("flagged");
-        assert_eq!(f.rewrite, None);
-        assert!(f.hint.contains("cannot drop CONCURRENTLY"), "{}", f.hint);
-        for (sql, relation) in [
-            ("DROP INDEX i", index(RelKind::Index)),
-            // facts about another index
+        let part = || index(RelKind::PartitionedIndex);
+        let mut tiny = part();
+        (tiny.rows, tiny.bytes) = (Some(10), Some(8192));
+        // (SQL, context, None = passes / Some(rewrite offered))
+        let cases: Vec<(&str, Ctx, Option<Option<Rewrite>>)> = vec![
             (
                 "DROP INDEX i",
-                Relation {
-                    asked: Name::bare("j"),
-                    ..index(RelKind::PartitionedIndex)
-                },
+                ctx(part(), Ctx::default()),
+                Some(Some(Rewrite::Guarded)),
             ),
-            // a missing index
-            ("DROP INDEX i", Relation::missing(Name::bare("i"))),
-        ] {
-            assert_eq!(
-                run(&RULE, sql, &ctx(relation)).and_then(|f| f.rewrite),
-                Some(Rewrite::Concurrently),
-                "{sql}"
-            );
+            (
+                "DROP INDEX IF EXISTS i",
+                ctx(part(), Ctx::default()),
+                Some(Some(Rewrite::Guarded)),
+            ),
+            (
+                "DROP INDEX CONCURRENTLY i",
+                ctx(part(), Ctx::default()),
+                Some(Some(Rewrite::Guarded)),
+            ),
+            (
+                "DROP INDEX CONCURRENTLY IF EXISTS i",
+                ctx(part(), Ctx::default()),
+                Some(Some(Rewrite::Guarded)),
+            ),
+            // Inside a transaction block the lock would last until COMMIT.
+            ("DROP INDEX i", ctx(part(), Ctx::in_tx()), Some(None)),
+            (
+                "DROP INDEX CONCURRENTLY i",
+                ctx(part(), Ctx::in_tx()),
+                Some(None),
+            ),
+            (
+                "DROP INDEX i",
+                ctx(
+                    part(),
+                    Ctx {
+                        shares_unit: true,
+                        ..Ctx::default()
+                    },
+                ),
+                Some(None),
+            ),
+            // CASCADE drops dependents: named in the hint, not run.
+            (
+                "DROP INDEX i CASCADE",
+                ctx(part(), Ctx::default()),
+                Some(None),
+            ),
+            // The server refuses these itself.
+            (
+                "DROP INDEX CONCURRENTLY i CASCADE",
+                ctx(part(), Ctx::default()),
+                None,
+            ),
+            // A small tree: harmless as written (the guard still runs it).
+            ("DROP INDEX i", ctx(tiny, Ctx::in_tx()), None),
+            // An ordinary index: the CONCURRENTLY rewrite, or nothing to do.
+            (
+                "DROP INDEX i",
+                ctx(index(RelKind::Index), Ctx::default()),
+                Some(Some(Rewrite::Concurrently)),
+            ),
+            (
+                "DROP INDEX CONCURRENTLY i",
+                ctx(index(RelKind::Index), Ctx::default()),
+                None,
+            ),
+            // Facts about another index, a missing index, no facts.
+            (
+                "DROP INDEX i",
+                ctx(
+                    Relation {
+                        asked: Name::bare("j"),
+                        ..part()
+                    },
+                    Ctx::default(),
+                ),
+                Some(Some(Rewrite::Concurrently)),
+            ),
+            (
+                "DROP INDEX i",
+                ctx(Relation::missing(Name::bare("i")), Ctx::default()),
+                Some(Some(Rewrite::Concurrently)),
+            ),
+            (
+                "DROP INDEX CONCURRENTLY i",
+                ctx(Relation::missing(Name::bare("i")), Ctx::default()),
+                None,
+            ),
+            ("DROP INDEX CONCURRENTLY i", Ctx::default(), None),
+        ];
+        for (sql, ctx, expected) in cases {
+            let got = run(&RULE, sql, &ctx);
+            assert_eq!(got.as_ref().map(|f| f.rewrite), expected, "{sql}: {got:?}");
         }
+        let f = run(
+            &RULE,
+            "DROP INDEX CONCURRENTLY i",
+            &ctx(part(), Ctx::default()),
+        )
+        .expect("flagged");
+        for text in [
+            "PostgreSQL cannot drop an index of a partitioned table concurrently",
+            "on public.ev",
+            "0A000",
+            "under the lock guard",
+            "retried with backoff",
+        ] {
+            assert!(f.message.contains(text), "{text}: {}", f.message);
+        }
+        let f = run(&RULE, "DROP INDEX i", &ctx(part(), Ctx::in_tx())).expect("flagged");
+        assert!(
+            f.message.contains("until the transaction ends")
+                && f.hint.contains("alone, outside any transaction block")
+                && f.hint.ends_with(OUTSIDE_TRANSACTION_HINT),
+            "{} / {}",
+            f.message,
+            f.hint
+        );
+        let f = run(&RULE, "DROP INDEX i CASCADE", &ctx(part(), Ctx::default())).expect("flagged");
+        assert!(f.hint.contains("without CASCADE"), "{}", f.hint);
     }
 
     #[test]

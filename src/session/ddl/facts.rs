@@ -27,8 +27,13 @@ impl Relay {
         // Parsing every DDL statement of a large message is heavy: off the I/O worker.
         let heavy = sql.len() >= self.st.live.config.limits.offload_analysis_bytes;
         let analyzer = &mut self.st.analyzer;
+        let source = if tag == frontend::QUERY {
+            crate::analysis::Source::Query
+        } else {
+            crate::analysis::Source::Parse
+        };
         let requests =
-            crate::session::relay::offload(heavy, || analyzer.catalog_requests(sql, lex));
+            crate::session::relay::offload(heavy, || analyzer.catalog_requests(sql, lex, source));
         let cfg = &self.st.live.config.catalog;
         let identity = self.st.analyzer.identity_query(
             sql,
