@@ -503,7 +503,48 @@ pub(super) fn steps(
         partitions: tree.as_deref(),
     };
     let from = span.first.map_or(span.start, |t| t.start);
+    let resolved = resolved_drop_index(ddl, facts);
+    let ddl = resolved.as_ref().unwrap_or(ddl);
     crate::recipe::plan(sql, from, span.end, lex, ddl, &rctx).map_err(|e| e.to_string())
+}
+
+/// A `DROP INDEX a, b, …` with each name replaced by the schema-qualified name the server
+/// resolved it to (the catalog facts: the first index as the relation, the others as
+/// referenced relations), so that every step drops, and every precheck asks about, the index
+/// the client's statement meant. A name the facts do not resolve stays as written (its step
+/// then resolves it like the statement would have). `None` for any other statement.
+pub(super) fn resolved_drop_index(
+    ddl: &crate::sql::statement::Ddl,
+    facts: Option<&crate::catalog::Facts>,
+) -> Option<crate::sql::statement::Ddl> {
+    let DdlKind::DropIndex {
+        names,
+        concurrently,
+        if_exists,
+        cascade,
+    } = &ddl.kind
+    else {
+        return None;
+    };
+    let names = names
+        .iter()
+        .map(|n| {
+            facts
+                .and_then(|f| f.relation_for(n).or_else(|| f.referenced(n)))
+                .filter(|r| r.exists)
+                .and_then(|r| r.name.clone())
+                .unwrap_or_else(|| n.clone())
+        })
+        .collect();
+    Some(Ddl {
+        kind: DdlKind::DropIndex {
+            names,
+            concurrently: *concurrently,
+            if_exists: *if_exists,
+            cascade: *cascade,
+        },
+        understood: ddl.understood,
+    })
 }
 
 /// The catalog's flat partition list (parents before children) as the recipe's tree.

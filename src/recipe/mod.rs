@@ -50,6 +50,7 @@ use std::fmt;
 
 mod column;
 mod constraint;
+mod drop_index;
 mod index;
 mod not_null;
 mod precheck;
@@ -63,6 +64,7 @@ use crate::sql::reader::{ReadError, Stmt};
 use crate::sql::statement::{AlterOp, ConstraintKind, Ddl, DdlKind, LockMode, Name, Understood};
 use column::add_column;
 use constraint::{check_name, foreign_key_allowed, not_valid_then_validate};
+use drop_index::drop_indexes;
 use index::{index_constraint_allowed, index_constraint_steps, partitioned_index};
 use not_null::not_null_steps;
 pub use precheck::{ConstraintType, Precheck};
@@ -148,6 +150,8 @@ pub enum RecipeKind {
     /// `CREATE INDEX` on a partitioned table → `ON ONLY` + per-partition concurrent builds +
     /// `ATTACH PARTITION` (R2).
     PartitionedIndex,
+    /// `DROP INDEX a, b, …` → one `DROP INDEX CONCURRENTLY` per index (R3, split).
+    DropIndexes,
 }
 
 impl RecipeKind {
@@ -162,6 +166,7 @@ impl RecipeKind {
             RecipeKind::AddColumn => "add_column",
             RecipeKind::RefreshMaterializedView => "refresh_materialized_view",
             RecipeKind::PartitionedIndex => "partitioned_index",
+            RecipeKind::DropIndexes => "drop_indexes",
         }
     }
 
@@ -171,6 +176,7 @@ impl RecipeKind {
         match self {
             RecipeKind::RefreshMaterializedView => "REFRESH MATERIALIZED VIEW",
             RecipeKind::PartitionedIndex => "CREATE INDEX",
+            RecipeKind::DropIndexes => "DROP INDEX",
             _ => "ALTER TABLE",
         }
     }
@@ -186,9 +192,15 @@ impl RecipeKind {
             RecipeKind::AddColumn => "ADD COLUMN with constraints",
             RecipeKind::RefreshMaterializedView => "REFRESH MATERIALIZED VIEW",
             RecipeKind::PartitionedIndex => "CREATE INDEX on a partitioned table",
+            RecipeKind::DropIndexes => "DROP INDEX of several indexes",
         }
     }
 }
+
+/// The most steps [`Recipe::describe`] lists one by one: a recipe's length follows the client's
+/// statement (5,000 actions in one ALTER TABLE, a table with 5,000 partitions), and the NOTICE
+/// must stay readable and bounded. The rest are counted; the audit record keeps every step.
+pub const MAX_LISTED_STEPS: usize = 20;
 
 /// A statement as a sequence of steps, each to run as its own autocommit statement, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,12 +223,18 @@ impl Recipe {
             quote::name_if_needed(&self.target),
             self.steps.len()
         );
-        for (i, step) in self.steps.iter().enumerate() {
+        for (i, step) in self.steps.iter().enumerate().take(MAX_LISTED_STEPS) {
             out.push_str(&format!(
                 "\n  {}. {}\n     {}",
                 i + 1,
                 step.sql,
                 step.describe()
+            ));
+        }
+        if self.steps.len() > MAX_LISTED_STEPS {
+            out.push_str(&format!(
+                "\n  … and {} more steps (the audit log lists every step)",
+                self.steps.len() - MAX_LISTED_STEPS
             ));
         }
         out
@@ -256,6 +274,8 @@ pub enum StepKind {
     AttachIndex,
     /// `REFRESH MATERIALIZED VIEW CONCURRENTLY …`.
     RefreshConcurrently,
+    /// `DROP INDEX CONCURRENTLY [IF EXISTS] …` of an index the client's statement drops.
+    DropIndexConcurrently,
 }
 
 impl StepKind {
@@ -272,6 +292,7 @@ impl StepKind {
             StepKind::CreateParentIndex => "create_parent_index",
             StepKind::AttachIndex => "attach_index",
             StepKind::RefreshConcurrently => "refresh_concurrently",
+            StepKind::DropIndexConcurrently => "drop_index_concurrently",
         }
     }
 }
@@ -374,8 +395,9 @@ impl From<ReadError> for RecipeError {
 /// `ALTER TABLE … ADD [CONSTRAINT n] UNIQUE (…) / PRIMARY KEY (…)`,
 /// `ALTER TABLE … ADD [COLUMN] c type … {REFERENCES | UNIQUE | PRIMARY KEY | CHECK}…`,
 /// `REFRESH MATERIALIZED VIEW mv` (the caller checks that `mv` has a unique index and is
-/// populated), and `CREATE [UNIQUE] INDEX … ON t (…)` when `ctx.partitions` says `t` is
-/// partitioned.
+/// populated), `CREATE [UNIQUE] INDEX … ON t (…)` when `ctx.partitions` says `t` is
+/// partitioned, and `DROP INDEX a, b, …` (one `DROP INDEX CONCURRENTLY` per index, named as in
+/// `ddl`: the caller puts the server's schema-qualified names there).
 pub fn plan(
     sql: &[u8],
     start: usize,
@@ -412,6 +434,12 @@ pub fn plan(
             only,
             ..
         } => partitioned_index(&st, name.as_ref(), table, *unique, *only, ctx),
+        DdlKind::DropIndex {
+            names,
+            concurrently,
+            if_exists,
+            cascade,
+        } => drop_indexes(names, *concurrently, *if_exists, *cascade),
         other => Err(RecipeError::NoRecipe(other.label())),
     }
 }

@@ -81,6 +81,9 @@ pub enum Precheck {
         table: Name,
         index: String,
     },
+    /// No relation of that name exists (`to_regclass` finds nothing): the index a step drops
+    /// is already gone.
+    RelationGone { name: Name },
     /// Any of these holds.
     Any(Vec<Precheck>),
     /// This does not hold.
@@ -180,6 +183,7 @@ impl Precheck {
                 regclass(parent_table),
                 quote::literal(parent_index)
             ),
+            Precheck::RelationGone { name } => format!("{} IS NULL", regclass(name)),
             Precheck::Any(list) => {
                 if list.is_empty() {
                     return "false".to_owned();
@@ -266,6 +270,9 @@ impl Precheck {
                 quote::ident_if_needed(index),
                 quote::ident_if_needed(parent_index)
             ),
+            Precheck::RelationGone { name } => {
+                format!("{} no longer exists", quote::name_if_needed(name))
+            }
             Precheck::Any(list) => list
                 .iter()
                 .map(Precheck::describe)

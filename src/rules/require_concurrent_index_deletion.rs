@@ -4,10 +4,14 @@
 //!   waits for the lock every later query on the table queues behind it — reads included.
 //! - **Safe alternative:** `DROP INDEX CONCURRENTLY`, one index per statement, without CASCADE,
 //!   outside a transaction block.
-//! - **Rewrite:** yes, for a single index without CASCADE, alone outside a transaction block —
-//!   unless the catalog says it is an index on a partitioned table, which PostgreSQL cannot
-//!   drop `CONCURRENTLY` ("cannot drop partitioned index concurrently"); the hint then says
-//!   so instead of offering a rewrite that would fail.
+//! - **Rewrite:** yes, without CASCADE, alone outside a transaction block: one index gets
+//!   `CONCURRENTLY` spliced in; a list `DROP INDEX a, b, …` runs as steps, one
+//!   `DROP INDEX CONCURRENTLY` per index in the order written (`crate::recipe`), each skipped
+//!   when its index is already gone — unless the catalog says one of them is an index on a
+//!   partitioned table, which PostgreSQL cannot drop `CONCURRENTLY` ("cannot drop partitioned
+//!   index concurrently"); the hint then says so instead of offering a rewrite that would
+//!   fail. CASCADE and a transaction block keep the block, and the hint says why no split is
+//!   possible there.
 //! - **Small tables:** not flagged — the lock is held for milliseconds and nobody waits long
 //!   behind it — when one index, on a table the catalog shows small
 //!   ([`crate::catalog::Relation::is_small`]; the thresholds are `catalog.small_table_*`) or
@@ -15,8 +19,7 @@
 //!   inside a transaction block, where it could not run `CONCURRENTLY` anyway, is not flagged
 //!   when *every* index named is so: each one's table is resolved by the server (the index's
 //!   OID, then `pg_index.indrelid`), never guessed from the names. Outside a transaction block
-//!   a list of indexes is still flagged: the safe form is one `DROP INDEX CONCURRENTLY` per
-//!   index, which ddlgate does not split into.
+//!   a list of indexes is still flagged, and split: one `DROP INDEX CONCURRENTLY` per index.
 //!
 //! <https://www.postgresql.org/docs/current/sql-dropindex.html>
 
@@ -58,34 +61,62 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
         "DROP INDEX {list} takes an ACCESS EXCLUSIVE lock on the table: while it waits for the lock, every query on the table — reads included — queues behind it."
     );
     let hint_base = "Use DROP INDEX CONCURRENTLY, one index per statement and without CASCADE";
-    let partitioned = match names.as_slice() {
-        [name] => ctx
-            .catalog
-            .and_then(|f| f.relation_for(name))
-            .is_some_and(|r| r.exists && r.is_partitioned()),
-        _ => false,
-    };
-    let (hint, rewrite) = if partitioned {
+    // Each index as the server resolved it (the first is the facts' relation, the others
+    // their referenced relations): one on a partitioned table cannot be dropped CONCURRENTLY.
+    let partitioned: Vec<&Name> = names
+        .iter()
+        .filter(|name| {
+            ctx.catalog.is_some_and(|f| {
+                f.relation_for(name)
+                    .or_else(|| f.referenced(name))
+                    .is_some_and(|r| r.exists && r.is_partitioned())
+            })
+        })
+        .collect();
+    let several = names.len() > 1;
+    let (hint, rewrite) = if let Some(first) = partitioned.first() {
+        let why = if several {
+            format!(
+                "{first} is an index on a partitioned table, which PostgreSQL cannot drop CONCURRENTLY, so ddlgate cannot split this statement into concurrent drops. Drop {first} in a statement of its own"
+            )
+        } else {
+            format!(
+                "{list} is an index on a partitioned table, which PostgreSQL cannot drop CONCURRENTLY. Drop it"
+            )
+        };
         (
             format!(
-                "{list} is an index on a partitioned table, which PostgreSQL cannot drop CONCURRENTLY. Drop it at a quiet moment with a short lock_timeout, so that it gives up instead of queueing every query on the table behind it, and retry."
+                "{why} at a quiet moment with a short lock_timeout, so that it gives up instead of queueing every query on the table behind it, and retry."
             ),
             None,
         )
     } else if ctx.in_transaction_block() {
         (
             format!(
-                "{hint_base}; it cannot run {}. {OUTSIDE_TRANSACTION_HINT}",
-                ctx.block_description()
+                "{hint_base}; it cannot run {}{}. {OUTSIDE_TRANSACTION_HINT}",
+                ctx.block_description(),
+                if several {
+                    " (sent alone outside a transaction, ddlgate splits the list into one DROP INDEX CONCURRENTLY per index itself)"
+                } else {
+                    ""
+                }
             ),
             None,
         )
-    } else if names.len() != 1 || *cascade {
+    } else if *cascade {
         (
             format!(
-                "{hint_base}: split this statement into one DROP INDEX CONCURRENTLY per index and drop dependent objects explicitly."
+                "{hint_base}: PostgreSQL refuses CASCADE with CONCURRENTLY, so ddlgate cannot run it safely. Drop the dependent objects explicitly first, then the index{} without CASCADE.",
+                if several { "es" } else { "" }
             ),
             None,
+        )
+    } else if several {
+        (
+            format!(
+                "{hint_base}: ddlgate runs this statement as one DROP INDEX CONCURRENTLY per index, in the order written."
+            ),
+            Some(Rewrite::Steps),
         )
     } else {
         (format!("{hint_base}."), Some(Rewrite::Concurrently))
@@ -132,6 +163,14 @@ mod tests {
         );
         assert_eq!(
             run(&RULE, "DROP INDEX a, b", &Ctx::default()).and_then(|f| f.rewrite),
+            Some(Rewrite::Steps)
+        );
+        assert_eq!(
+            run(&RULE, "DROP INDEX a, b CASCADE", &Ctx::default()).and_then(|f| f.rewrite),
+            None
+        );
+        assert_eq!(
+            run(&RULE, "DROP INDEX a, b", &Ctx::in_tx()).and_then(|f| f.rewrite),
             None
         );
         assert_eq!(
@@ -230,15 +269,15 @@ mod tests {
             )
             .is_some()
         );
-        // Outside a transaction block the list is still flagged (no rewrite: one statement
-        // per index is the safe form).
+        // Outside a transaction block the list is still flagged, and split into one
+        // concurrent drop per index.
         let f = run(
             &RULE,
             sql,
             &ctx(Ctx::default(), small("a"), vec![small("b"), small("c")]),
         )
         .expect("flagged outside a transaction");
-        assert_eq!(f.rewrite, None);
+        assert_eq!(f.rewrite, Some(Rewrite::Steps));
         // Without facts: flagged.
         assert!(run(&RULE, sql, &Ctx::in_tx()).is_some());
         // An index the server confirmed new to this transaction counts like a small one.
@@ -248,5 +287,82 @@ mod tests {
         let mut one_new = Ctx::in_tx();
         one_new.created.insert(Name::bare("i"));
         assert_eq!(run(&RULE, "DROP INDEX i", &one_new), None);
+    }
+
+    #[test]
+    fn a_list_is_split_unless_an_index_is_partitioned_cascade_or_in_a_transaction() {
+        let index = |n: &str, kind| Relation {
+            kind: Some(kind),
+            ..existing(n, 1_000_000, 1 << 30)
+        };
+        let with = |first: Relation, rest: Vec<Relation>, tx: Ctx| Ctx {
+            catalog: Some(crate::catalog::Facts {
+                referenced: rest,
+                ..facts(first, vec![])
+            }),
+            ..tx
+        };
+        // (statement, facts, context, rewrite, words the hint must hold)
+        let cases: Vec<(&str, Ctx, Option<Rewrite>, &str)> = vec![
+            (
+                "DROP INDEX a, b",
+                Ctx::default(),
+                Some(Rewrite::Steps),
+                "one DROP INDEX CONCURRENTLY per index",
+            ),
+            (
+                "DROP INDEX a, b",
+                with(
+                    index("a", RelKind::Index),
+                    vec![index("b", RelKind::Index)],
+                    Ctx::default(),
+                ),
+                Some(Rewrite::Steps),
+                "in the order written",
+            ),
+            (
+                "DROP INDEX a, b",
+                with(
+                    index("a", RelKind::Index),
+                    vec![index("b", RelKind::PartitionedIndex)],
+                    Ctx::default(),
+                ),
+                None,
+                "b is an index on a partitioned table",
+            ),
+            (
+                "DROP INDEX a, b",
+                with(
+                    index("a", RelKind::PartitionedIndex),
+                    vec![index("b", RelKind::Index)],
+                    Ctx::default(),
+                ),
+                None,
+                "cannot split this statement",
+            ),
+            (
+                "DROP INDEX a, b CASCADE",
+                Ctx::default(),
+                None,
+                "refuses CASCADE with CONCURRENTLY",
+            ),
+            (
+                "DROP INDEX a CASCADE",
+                Ctx::default(),
+                None,
+                "then the index without CASCADE",
+            ),
+            (
+                "DROP INDEX a, b",
+                Ctx::in_tx(),
+                None,
+                "ddlgate splits the list",
+            ),
+        ];
+        for (sql, ctx, rewrite, words) in cases {
+            let f = run(&RULE, sql, &ctx).expect("flagged");
+            assert_eq!(f.rewrite, rewrite, "{sql}");
+            assert!(f.hint.contains(words), "{sql}: {}", f.hint);
+        }
     }
 }
