@@ -317,6 +317,13 @@ pub(super) fn decide_statement(
     if ddl.understood == Understood::Unknown {
         summary.ddl_unknown += 1;
     }
+    // Column facts are read before the statement: in an ALTER TABLE whose actions change what
+    // they describe for one another (a dropped CHECK that made SET NOT NULL instant, a column
+    // changed twice), they no longer hold for the later actions, so none are used.
+    let fresh_columns = super::split::stale_columns(ddl)
+        .then(|| facts.map(super::split::without_columns))
+        .flatten();
+    let facts = fresh_columns.as_ref().or(facts);
     let rctx = rules::Context {
         tx,
         shares_unit: statements > 1 || ctx.pipelined,
@@ -341,7 +348,29 @@ pub(super) fn decide_statement(
         }
         Action::Block => {
             plan.blocked.extend(stopping_rules(&decision));
-            Some(block_error(&decision, profile, ctx.tool).to_sql())
+            let mut err = block_error(&decision, profile, ctx.tool);
+            // A multi-action ALTER TABLE: name each action that stops it.
+            if super::split::is_multi_action(ddl) {
+                let whole = super::split::Whole {
+                    sql,
+                    from: span.first.map_or(span.start, |t| t.start),
+                    end: span.end,
+                    lex: ctx.lex,
+                    ddl,
+                    profile,
+                    decision: &decision,
+                    rctx: &rctx,
+                };
+                if let Ok(super::split::Outcome::Unsafe { unsafe_, total }) =
+                    super::split::decide_actions(&whole, None)
+                    && !unsafe_.is_empty()
+                {
+                    err.message =
+                        format!("{}; {}", err.message, super::split::named(&unsafe_, total));
+                    err.detail = format!("{}\n{}", err.detail, super::split::reasons(&unsafe_));
+                }
+            }
+            Some(err.to_sql())
         }
         Action::Rewrite => match realize(
             decision.rewrite,
@@ -354,6 +383,7 @@ pub(super) fn decide_statement(
             ctx.lex,
             ctx.server_version,
             statements == 1 && !ctx.pipelined,
+            (profile, &decision),
         ) {
             Realized::Text(new, again) => {
                 plan.notices.push(rewrite_notice(&decision, profile, &new));
@@ -375,6 +405,15 @@ pub(super) fn decide_statement(
                 let mut err = block_error(&decision, profile, ctx.tool);
                 err.detail = format!("{} {why}", err.detail);
                 refused = Some(why);
+                Some(err.to_sql())
+            }
+            Realized::Unsplit { named, why } => {
+                tally.rewrite_failures += 1;
+                plan.blocked.extend(stopping_rules(&decision));
+                let mut err = block_error(&decision, profile, ctx.tool);
+                err.message = format!("{}; {named}", err.message);
+                err.detail = format!("{}\n{why}", err.detail);
+                refused = Some(format!("{named}. {why}"));
                 Some(err.to_sql())
             }
         },
@@ -440,6 +479,9 @@ pub enum Realized {
     Steps(crate::recipe::Recipe),
     /// Neither could be built: the statement is blocked, and this sentence says why.
     Refused(String),
+    /// A multi-action `ALTER TABLE` with actions that cannot run on their own safely: `named`
+    /// lists them for the error's message, `why` gives each one's reason for its DETAIL.
+    Unsplit { named: String, why: String },
 }
 
 /// Turns a rewrite verdict into the text or the steps that run instead, or into the reason it
@@ -457,7 +499,21 @@ pub fn realize(
     lex: LexOptions,
     server_version: Option<u32>,
     alone: bool,
+    (profile, decision): (&Profile, &crate::policy::Decision),
 ) -> Realized {
+    if rewrite == Some(rules::Rewrite::Steps) && super::split::is_multi_action(ddl) {
+        let whole = super::split::Whole {
+            sql,
+            from: span.first.map_or(span.start, |t| t.start),
+            end: span.end,
+            lex,
+            ddl,
+            profile,
+            decision,
+            rctx,
+        };
+        return split_steps(&whole, facts, server_version, alone);
+    }
     if rewrite == Some(rules::Rewrite::Steps) {
         return match steps(sql, span, ddl, facts, lex, server_version, alone) {
             Ok(recipe) => Realized::Steps(recipe),
@@ -474,6 +530,54 @@ pub fn realize(
     {
         Ok((new, again)) => Realized::Text(new, again),
         Err(e) => Realized::Refused(format!("ddlgate could not rewrite it safely: {e}.")),
+    }
+}
+
+/// A multi-action `ALTER TABLE` the policy decided to run as steps: every action on its own,
+/// each as written or through its recipe, or the actions that keep it blocked.
+fn split_steps(
+    whole: &super::split::Whole<'_>,
+    facts: Option<&crate::catalog::Facts>,
+    server_version: Option<u32>,
+    alone: bool,
+) -> Realized {
+    let refused = |why: String| {
+        Realized::Refused(format!(
+            "ddlgate could not run it as one statement per action: {why}."
+        ))
+    };
+    if !alone {
+        return refused("it does not run alone".to_owned());
+    }
+    let Some(version) = server_version else {
+        return refused("the server version is unknown".to_owned());
+    };
+    let tree = match facts
+        .and_then(|f| f.relation.as_ref())
+        .filter(|r| r.is_partitioned())
+        .map(|r| partition_tree(r.name.as_ref().unwrap_or(&r.asked), &r.partitions, 0))
+        .transpose()
+    {
+        Ok(tree) => tree,
+        Err(why) => return refused(why),
+    };
+    let rctx = crate::recipe::Context {
+        server_version_num: version,
+        partitions: tree.as_deref(),
+    };
+    if version < crate::recipe::MIN_SERVER_VERSION {
+        return refused(format!(
+            "multi-step recipes need PostgreSQL {} or later",
+            crate::recipe::MIN_SERVER_VERSION / 10_000
+        ));
+    }
+    match super::split::decide_actions(whole, Some(&rctx)) {
+        Ok(super::split::Outcome::Steps(recipe)) => Realized::Steps(recipe),
+        Ok(super::split::Outcome::Unsafe { unsafe_, total }) => Realized::Unsplit {
+            named: super::split::named(&unsafe_, total),
+            why: super::split::reasons(&unsafe_),
+        },
+        Err(why) => refused(why),
     }
 }
 

@@ -56,6 +56,7 @@ mod not_null;
 mod precheck;
 mod read;
 mod refresh;
+pub mod split;
 
 use crate::sql::lexer::LexOptions;
 use crate::sql::naming::{name_addition, object_name, truncate, truncate_name};
@@ -152,6 +153,9 @@ pub enum RecipeKind {
     PartitionedIndex,
     /// `DROP INDEX a, b, …` → one `DROP INDEX CONCURRENTLY` per index (R3, split).
     DropIndexes,
+    /// An `ALTER TABLE` of several actions → one `ALTER TABLE` per action, each as written or
+    /// through its own recipe (`split`).
+    SplitAlterTable,
 }
 
 impl RecipeKind {
@@ -167,6 +171,7 @@ impl RecipeKind {
             RecipeKind::RefreshMaterializedView => "refresh_materialized_view",
             RecipeKind::PartitionedIndex => "partitioned_index",
             RecipeKind::DropIndexes => "drop_indexes",
+            RecipeKind::SplitAlterTable => "split_alter_table",
         }
     }
 
@@ -193,6 +198,7 @@ impl RecipeKind {
             RecipeKind::RefreshMaterializedView => "REFRESH MATERIALIZED VIEW",
             RecipeKind::PartitionedIndex => "CREATE INDEX on a partitioned table",
             RecipeKind::DropIndexes => "DROP INDEX of several indexes",
+            RecipeKind::SplitAlterTable => "ALTER TABLE of several actions",
         }
     }
 }
@@ -276,6 +282,8 @@ pub enum StepKind {
     RefreshConcurrently,
     /// `DROP INDEX CONCURRENTLY [IF EXISTS] …` of an index the client's statement drops.
     DropIndexConcurrently,
+    /// One action of the client's multi-action `ALTER TABLE`, run as written on its own.
+    AlterTableAction,
 }
 
 impl StepKind {
@@ -293,6 +301,7 @@ impl StepKind {
             StepKind::AttachIndex => "attach_index",
             StepKind::RefreshConcurrently => "refresh_concurrently",
             StepKind::DropIndexConcurrently => "drop_index_concurrently",
+            StepKind::AlterTableAction => "alter_table_action",
         }
     }
 }

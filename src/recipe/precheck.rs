@@ -46,6 +46,8 @@ pub enum Precheck {
         name: String,
         contype: ConstraintType,
     },
+    /// A constraint `name` of any type exists on `table`.
+    ConstraintNamed { table: Name, name: String },
     /// Constraint `name` on `table` exists and is validated.
     ConstraintValidated { table: Name, name: String },
     /// Constraint `name` on `table` is a CHECK on exactly `column` — the recipe's temporary
@@ -109,6 +111,12 @@ impl Precheck {
                 regclass(table),
                 quote::literal(name),
                 contype.contype()
+            ),
+            Precheck::ConstraintNamed { table, name } => format!(
+                "EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = {} \
+                 AND conname = {})",
+                regclass(table),
+                quote::literal(name)
             ),
             Precheck::ConstraintValidated { table, name } => format!(
                 "EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = {} \
@@ -211,6 +219,11 @@ impl Precheck {
                 quote::ident_if_needed(name),
                 quote::name_if_needed(table)
             ),
+            Precheck::ConstraintNamed { table, name } => format!(
+                "a constraint {} exists on {}",
+                quote::ident_if_needed(name),
+                quote::name_if_needed(table)
+            ),
             Precheck::ConstraintValidated { table, name } => format!(
                 "constraint {} on {} is validated",
                 quote::ident_if_needed(name),
@@ -284,13 +297,19 @@ impl Precheck {
                     quote::ident_if_needed(index),
                     quote::name_if_needed(table)
                 ),
-                Precheck::NotNullCheckExists { table, name, .. } => format!(
+                Precheck::NotNullCheckExists { table, name, .. }
+                | Precheck::ConstraintNamed { table, name } => format!(
                     "constraint {} is already gone from {}",
                     quote::ident_if_needed(name),
                     quote::name_if_needed(table)
                 ),
                 Precheck::NotNullPending { table, column } => format!(
                     "no not-null constraint on column {} of {} awaits validation",
+                    quote::ident_if_needed(column),
+                    quote::name_if_needed(table)
+                ),
+                Precheck::ColumnExists { table, column } => format!(
+                    "column {} is already gone from {}",
                     quote::ident_if_needed(column),
                     quote::name_if_needed(table)
                 ),
