@@ -310,3 +310,118 @@ async fn drop_index_list_runs_as_one_concurrent_drop_per_index() {
         .await
     );
 }
+
+/// `slow` sleeps 1 ms on every tenth row: a validation scan of 30,000 rows takes about three
+/// seconds, long enough that a validation under ACCESS EXCLUSIVE would make the writer wait
+/// past the bound.
+const ALTER_SETUP: &str = "
+    CREATE FUNCTION slow(v int) RETURNS int LANGUAGE plpgsql IMMUTABLE
+        AS $$ BEGIN IF v % 10 = 0 THEN PERFORM pg_sleep(0.001); END IF; RETURN v; END $$;
+    CREATE TABLE refd (id int PRIMARY KEY);
+    INSERT INTO refd SELECT g FROM generate_series(1, 30000) g;
+    CREATE TABLE big (id serial PRIMARY KEY, a int, b int,
+                      CONSTRAINT big_fk FOREIGN KEY (a) REFERENCES refd (id));
+    INSERT INTO big (a, b) SELECT g, g FROM generate_series(1, 30000) g;";
+
+/// A multi-action ALTER TABLE through the proxy: split into one step (or one recipe) per
+/// action, in order; the same end state as the direct statement; writes never wait past the
+/// guard's lock_timeout while a validation scans for seconds; a re-run after a partial run
+/// skips what is done; an unsafe action keeps the block and is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn multi_action_alter_table_runs_one_action_at_a_time() {
+    let env = start().await;
+    let (orig, via) = twins(&env, ALTER_SETUP).await;
+    let via_direct = conn_to(&env.direct_conn("trust_user"), "via");
+    let (client, mut notices) =
+        client_with_notices(&conn_to(&env.proxy_conn("trust_user"), "via")).await;
+    let statements = [
+        // (statement, steps the NOTICE must list, in order)
+        (
+            "ALTER TABLE big ADD COLUMN c int, ADD CONSTRAINT big_a_chk CHECK (slow(a) > 0)",
+            &[
+                "1. ALTER TABLE big ADD COLUMN c int",
+                "2. ALTER TABLE big ADD CONSTRAINT big_a_chk CHECK (slow(a) > 0) NOT VALID",
+                "3. ALTER TABLE big VALIDATE CONSTRAINT big_a_chk",
+            ][..],
+        ),
+        (
+            "ALTER TABLE big DROP CONSTRAINT big_fk, ADD CONSTRAINT big_fk FOREIGN KEY (a) REFERENCES refd (id) ON DELETE CASCADE",
+            &[
+                "1. ALTER TABLE big DROP CONSTRAINT big_fk",
+                "2. ALTER TABLE big ADD CONSTRAINT big_fk FOREIGN KEY (a) REFERENCES refd (id) ON DELETE CASCADE NOT VALID",
+                "3. ALTER TABLE big VALIDATE CONSTRAINT big_fk",
+            ][..],
+        ),
+        (
+            "ALTER TABLE big ADD COLUMN e text DEFAULT 'x', ALTER COLUMN b SET NOT NULL, ADD CONSTRAINT big_e_key UNIQUE (id, e)",
+            &[
+                "1. ALTER TABLE big ADD COLUMN e text DEFAULT 'x'",
+                "CHECK (b IS NOT NULL) NOT VALID",
+                "ALTER TABLE big ALTER COLUMN b SET NOT NULL",
+                "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS big_e_key ON big (id, e)",
+                "ALTER TABLE big ADD CONSTRAINT big_e_key UNIQUE USING INDEX big_e_key",
+            ][..],
+        ),
+    ];
+    let writer = Writer::start(&via_direct, "INSERT INTO big (a, b) VALUES (1, 1)").await;
+    for (sql, steps) in statements {
+        orig.batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("direct {sql}: {e}"));
+        client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("through ddlgate {sql}: {e:?}"));
+        let n = tokio::time::timeout(Duration::from_secs(5), notices.recv())
+            .await
+            .expect("a notice in time")
+            .expect("a notice");
+        let text = notice_line(&n);
+        assert!(text.contains("ALTER TABLE of several actions"), "{text}");
+        let mut at = 0;
+        for step in steps {
+            let found = text[at..]
+                .find(step)
+                .unwrap_or_else(|| panic!("{step:?} after byte {at} in {text}"));
+            at += found + step.len();
+        }
+    }
+    writer.finish().await;
+    // The writer's rows differ; the schema must not.
+    assert_same_schema(&orig, &via).await;
+
+    // Resumable: the first action already done (a run that stopped after it) is skipped.
+    via.batch_execute("ALTER TABLE big ADD COLUMN f int")
+        .await
+        .expect("half done");
+    let sql = "ALTER TABLE big ADD COLUMN f int, ADD CONSTRAINT big_f_chk CHECK (f > 0)";
+    client.batch_execute(sql).await.expect("resumes");
+    orig.batch_execute(sql).await.expect("direct");
+    assert_same_schema(&orig, &via).await;
+
+    // An action that cannot run on its own safely: blocked, named, nothing done.
+    let sql = "ALTER TABLE big ALTER COLUMN a TYPE bigint, ADD CONSTRAINT big_g_chk CHECK (a > 0)";
+    let err = client.batch_execute(sql).await.expect_err(sql);
+    assert_eq!(sqlstate(&err).as_deref(), Some("DG001"), "{err:?}");
+    let db = err.as_db_error().expect("db error");
+    assert!(
+        db.message()
+            .contains("action 1 `ALTER COLUMN a TYPE bigint` (changing-column-type)"),
+        "{db:?}"
+    );
+    assert_same_schema(&orig, &via).await;
+    // The same in a transaction block, where no split is possible: each unsafe action named.
+    let err = client
+        .batch_execute("BEGIN; ALTER TABLE big ADD COLUMN g int, ADD CONSTRAINT big_g_chk CHECK (g > 0); COMMIT")
+        .await
+        .expect_err("in a transaction");
+    let db = err.as_db_error().expect("db error");
+    assert!(
+        db.message().contains(
+            "action 2 `ADD CONSTRAINT big_g_chk CHECK (g > 0)` (constraint-missing-not-valid)"
+        ),
+        "{db:?}"
+    );
+    client.batch_execute("ROLLBACK").await.expect("rollback");
+    assert_same_schema(&orig, &via).await;
+}
