@@ -98,6 +98,10 @@ mod tests {
             text.contains("skipped if \"it's\" no longer exists"),
             "{text}"
         );
+        assert!(
+            text.starts_with("ddlgate runs this DROP INDEX of several indexes as 2 steps"),
+            "{text}"
+        );
     }
 
     #[test]

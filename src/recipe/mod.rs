@@ -221,12 +221,16 @@ impl Recipe {
     /// The client-facing NOTICE text: what ddlgate will run instead, step by step, with the
     /// lock each step takes and when it is skipped.
     pub fn describe(&self) -> String {
+        // A list of indexes has no one object to name: the steps name each.
+        let on = match self.kind {
+            RecipeKind::DropIndexes => String::new(),
+            _ => format!(" on {}", quote::name_if_needed(&self.target)),
+        };
         let mut out = format!(
-            "ddlgate runs this {} on {} as {} steps, each committed on its own; \
+            "ddlgate runs this {}{on} as {} steps, each committed on its own; \
              a step is skipped when the catalog shows it is already done, so re-running \
              after a failure resumes:",
             self.kind.title(),
-            quote::name_if_needed(&self.target),
             self.steps.len()
         );
         for (i, step) in self.steps.iter().enumerate().take(MAX_LISTED_STEPS) {
