@@ -134,10 +134,16 @@ impl Writer {
         Writer { stop, handle }
     }
 
-    async fn finish(self) {
+    /// Stops the writer; the longest an INSERT waited.
+    async fn worst(self) -> Duration {
         self.stop.store(true, Ordering::Relaxed);
         let (n, worst) = self.handle.await.expect("writer task");
         assert!(n > 0, "the writer wrote");
+        worst
+    }
+
+    async fn finish(self) {
+        let worst = self.worst().await;
         assert!(
             worst < LOCK_TIMEOUT,
             "an INSERT waited {worst:?} (the guard's lock_timeout is {LOCK_TIMEOUT:?})"
@@ -201,11 +207,22 @@ async fn drop_index_list_runs_as_one_concurrent_drop_per_index() {
         .batch_execute("SET search_path = public, s")
         .await
         .expect("search_path");
+    let insert = "INSERT INTO big (a, b, c) VALUES (1, 2, 3)";
+    // The control: the direct statement with the same open transaction and writer makes the
+    // writer wait behind its queued ACCESS EXCLUSIVE, past the bound.
+    let orig_direct = conn_to(&env.direct_conn("trust_user"), "orig");
+    let control = Writer::start(&orig_direct, insert).await;
+    let holder = open_transaction(&orig_direct, insert, Duration::from_millis(1500)).await;
     orig.batch_execute("SET search_path = public, s; DROP INDEX big_a, other_d, big_b")
         .await
         .expect("direct");
+    holder.await.expect("holder");
+    let direct = control.worst().await;
+    assert!(
+        direct >= LOCK_TIMEOUT,
+        "the direct DROP blocked writes only {direct:?}"
+    );
 
-    let insert = "INSERT INTO big (a, b, c) VALUES (1, 2, 3)";
     let writer = Writer::start(&via_direct, insert).await;
     let holder = open_transaction(&via_direct, insert, Duration::from_millis(1500)).await;
     let t0 = Instant::now();
@@ -364,6 +381,12 @@ async fn multi_action_alter_table_runs_one_action_at_a_time() {
         ),
     ];
     let writer = Writer::start(&via_direct, "INSERT INTO big (a, b) VALUES (1, 1)").await;
+    // The control: the same writer on the database that gets the direct statements.
+    let control = Writer::start(
+        &conn_to(&env.direct_conn("trust_user"), "orig"),
+        "INSERT INTO big (a, b) VALUES (1, 1)",
+    )
+    .await;
     for (sql, steps) in statements {
         orig.batch_execute(sql)
             .await
@@ -387,6 +410,13 @@ async fn multi_action_alter_table_runs_one_action_at_a_time() {
         }
     }
     writer.finish().await;
+    // The direct statements did block writes for longer (the validation under ACCESS
+    // EXCLUSIVE): the bound above means something.
+    let direct = control.worst().await;
+    assert!(
+        direct >= LOCK_TIMEOUT,
+        "direct statements blocked writes only {direct:?}"
+    );
     // The writer's rows differ; the schema must not.
     assert_same_schema(&orig, &via).await;
 
