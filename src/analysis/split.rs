@@ -101,11 +101,13 @@ pub(super) fn decide_actions(
     let actions = split::actions(whole.sql, whole.from, whole.end, whole.lex, whole.ddl)
         .map_err(|e| e.to_string())?;
     let ops: Vec<_> = actions.iter().filter_map(Action::op).cloned().collect();
-    if let Some((a, b)) = split::out_of_order(&ops) {
+    if let Some((a, b)) = split::out_of_order(&ops)
+        && let (Some(first), Some(later)) = (actions.get(a - 1), actions.get(b - 1))
+    {
         return Err(format!(
             "PostgreSQL runs action {b} ({}) before action {a} ({}) whatever the order written, so one statement per action in that order would not do what this statement does; write the actions in the order PostgreSQL runs them (drops, type changes, new columns, column attributes, constraints and defaults, the rest), or one ALTER TABLE per action",
-            quoted(&actions[b - 1].text),
-            quoted(&actions[a - 1].text)
+            quoted(&later.text),
+            quoted(&first.text)
         ));
     }
     // Facts about columns hold for the first action only (see the module doc).

@@ -425,4 +425,41 @@ mod tests {
         assert!(step("ALTER TABLE t ALTER COLUMN c TYPE text USING c || 'x'").is_err());
         assert!(step("ALTER TABLE t OWNER TO bob").is_err());
     }
+
+    #[test]
+    fn never_panics_on_odd_input() {
+        let inputs = [
+            "ALTER TABLE t ADD COLUMN c int,",
+            "ALTER TABLE t , ,",
+            "ALTER TABLE t ADD COLUMN c int, ADD CONSTRAINT k CHECK (c > 0))",
+            "ALTER TABLE t ADD COLUMN c int, ADD CONSTRAINT k CHECK ((c > 0)",
+            "ALTER TABLE t ADD COLUMN a int[, DROP COLUMN b",
+            "ALTER TABLE t ADD COLUMN a int], DROP COLUMN b",
+            "ALTER TABLE",
+            "ALTER TABLE t",
+            "ALTER TABLE t ADD COLUMN é int, DROP COLUMN \"",
+            "",
+        ];
+        let two = Ddl {
+            kind: DdlKind::AlterTable {
+                name: Name::bare("t"),
+                only: false,
+                if_exists: false,
+                ops: vec![
+                    AlterOp::DropColumn { name: "b".into() },
+                    AlterOp::DropColumn { name: "c".into() },
+                ],
+            },
+            understood: crate::sql::statement::Understood::Parsed,
+        };
+        for sql in inputs {
+            let _ = split(sql);
+            for (start, end) in [(0, sql.len()), (3, 2), (0, 1000)] {
+                assert!(
+                    actions(sql.as_bytes(), start, end, LexOptions::default(), &two).is_err(),
+                    "{sql}"
+                );
+            }
+        }
+    }
 }
