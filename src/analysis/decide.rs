@@ -413,6 +413,10 @@ pub(super) fn decide_statement(
                 let mut err = block_error(&decision, profile, ctx.tool);
                 err.message = format!("{}; {named}", err.message);
                 err.detail = format!("{}\n{why}", err.detail);
+                err.hint = format!(
+                    "{} To let ddlgate split the rest into safe steps, send the actions named in the message as ALTER TABLE statements of their own (each then gets its own verdict).",
+                    err.hint
+                );
                 refused = Some(format!("{named}. {why}"));
                 Some(err.to_sql())
             }

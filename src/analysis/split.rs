@@ -403,7 +403,10 @@ mod tests {
             (
                 "ALTER TABLE t ADD COLUMN c int, ADD CONSTRAINT k CHECK (c > 0), OWNER TO bob",
                 TxStatus::Idle,
-                &["action 3 `OWNER TO bob` (cannot be resumed)"],
+                &[
+                    "action 3 `OWNER TO bob` (cannot be resumed)",
+                    "send the actions named in the message as ALTER TABLE statements of their own",
+                ],
             ),
         ];
         for (sql, tx, words) in cases {
