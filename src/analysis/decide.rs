@@ -611,7 +611,7 @@ pub(super) fn steps(
         partitions: tree.as_deref(),
     };
     let from = span.first.map_or(span.start, |t| t.start);
-    let resolved = resolved_drop_index(ddl, facts);
+    let resolved = resolved_drop_index(ddl, facts)?;
     let ddl = resolved.as_ref().unwrap_or(ddl);
     crate::recipe::plan(sql, from, span.end, lex, ddl, &rctx).map_err(|e| e.to_string())
 }
@@ -620,11 +620,13 @@ pub(super) fn steps(
 /// resolved it to (the catalog facts: the first index as the relation, the others as
 /// referenced relations), so that every step drops, and every precheck asks about, the index
 /// the client's statement meant. A name the facts do not resolve stays as written (its step
-/// then resolves it like the statement would have). `None` for any other statement.
+/// then resolves it like the statement would have). `Ok(None)` for any other statement; `Err`
+/// when a name resolves to a relation that is not an index: the statement would fail before
+/// dropping anything, the steps only after dropping the indexes before it.
 pub(super) fn resolved_drop_index(
     ddl: &crate::sql::statement::Ddl,
     facts: Option<&crate::catalog::Facts>,
-) -> Option<crate::sql::statement::Ddl> {
+) -> Result<Option<crate::sql::statement::Ddl>, String> {
     let DdlKind::DropIndex {
         names,
         concurrently,
@@ -632,19 +634,30 @@ pub(super) fn resolved_drop_index(
         cascade,
     } = &ddl.kind
     else {
-        return None;
+        return Ok(None);
     };
     let names = names
         .iter()
         .map(|n| {
-            facts
+            let found = facts
                 .and_then(|f| f.relation_for(n).or_else(|| f.referenced(n)))
-                .filter(|r| r.exists)
+                .filter(|r| r.exists);
+            if let Some(kind) = found.and_then(|r| r.kind)
+                && !matches!(
+                    kind,
+                    crate::catalog::RelKind::Index | crate::catalog::RelKind::PartitionedIndex
+                )
+            {
+                return Err(format!(
+                    "{n} is not an index, so the statement would fail without dropping anything"
+                ));
+            }
+            Ok(found
                 .and_then(|r| r.name.clone())
-                .unwrap_or_else(|| n.clone())
+                .unwrap_or_else(|| n.clone()))
         })
-        .collect();
-    Some(Ddl {
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(Some(Ddl {
         kind: DdlKind::DropIndex {
             names,
             concurrently: *concurrently,
@@ -652,7 +665,7 @@ pub(super) fn resolved_drop_index(
             cascade: *cascade,
         },
         understood: ddl.understood,
-    })
+    }))
 }
 
 /// The catalog's flat partition list (parents before children) as the recipe's tree.

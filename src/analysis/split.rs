@@ -493,4 +493,50 @@ mod tests {
             "{err}"
         );
     }
+
+    /// `DROP INDEX a, b, …` steps name each index as the server resolved it; a name the
+    /// catalog shows is not an index refuses the split (the statement would drop nothing).
+    #[test]
+    fn dropped_indexes_are_named_as_the_server_resolved_them() {
+        use crate::catalog::{RelKind, Relation};
+        use crate::sql::statement::Name;
+        let rel = |asked: &str, schema: &str, kind| Relation {
+            name: Some(Name::new(Some(schema), asked)),
+            kind: Some(kind),
+            ..table(asked, 30_000, 4 << 20)
+        };
+        let f = crate::catalog::Facts {
+            referenced: vec![
+                rel("b", "s", RelKind::Index),
+                Relation::missing(Name::bare("c")),
+                rel("t", "public", RelKind::Table),
+            ],
+            ..facts(rel("a", "public", RelKind::Index), vec![])
+        };
+        let cases: &[(&str, Result<&[&str], &str>)] = &[
+            (
+                "DROP INDEX a, b, c",
+                Ok(&[
+                    "DROP INDEX CONCURRENTLY public.a",
+                    "DROP INDEX CONCURRENTLY s.b",
+                    "DROP INDEX CONCURRENTLY c",
+                ]),
+            ),
+            ("DROP INDEX a, t", Err("t is not an index")),
+        ];
+        for (sql, want) in cases {
+            let p = plan(sql, TxStatus::Idle, Some(f.clone()));
+            match want {
+                Ok(steps) => {
+                    let r = p.recipe.unwrap_or_else(|| panic!("{sql}: no recipe"));
+                    let got: Vec<&str> = r.steps.iter().map(|s| s.sql.as_str()).collect();
+                    assert_eq!(got, *steps, "{sql}");
+                }
+                Err(words) => {
+                    assert!(p.recipe.is_none(), "{sql}");
+                    assert!(blocked(&p).contains(words), "{sql}: {}", blocked(&p));
+                }
+            }
+        }
+    }
 }

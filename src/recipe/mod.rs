@@ -7,7 +7,8 @@
 //! transaction under SHARE UPDATE EXCLUSIVE, which lets reads and writes continue while the table
 //! is scanned; a UNIQUE constraint is built as a concurrent index and then attached with
 //! `USING INDEX`; an index on a partitioned table is built partition by partition. This module
-//! owns those sequences (recipes R2, R5–R9 and R19 of the DDL-safety reference) — as data, so
+//! owns those sequences (recipes R2, R3 for a list of indexes, R5–R9 and R19 of the DDL-safety
+//! reference) — as data, so
 //! that the executor can show them to the client, run them one by one, and resume them.
 //!
 //! Where it sits: after the policy decided that a statement should be split (outside any
