@@ -8,8 +8,9 @@
 //! is scanned; a UNIQUE constraint is built as a concurrent index and then attached with
 //! `USING INDEX`; an index on a partitioned table is built partition by partition. This module
 //! owns those sequences (recipes R2, R3 for a list of indexes, R5–R9 and R19 of the DDL-safety
-//! reference) — as data, so
-//! that the executor can show them to the client, run them one by one, and resume them.
+//! reference) — as data, so that the executor can show them to the client, run them one by
+//! one, and resume them. A multi-action `ALTER TABLE` is cut into its actions by [`split`];
+//! the policy decides each one (`analysis`), and the recipes here plan the risky ones.
 //!
 //! Where it sits: after the policy decided that a statement should be split (outside any
 //! transaction block: every step must commit on its own, or the lock of the first is held
