@@ -433,6 +433,32 @@ async fn multi_action_alter_table_runs_one_action_at_a_time() {
     orig.batch_execute(sql).await.expect("direct");
     assert_same_schema(&orig, &via).await;
 
+    // A step that fails (rows violate the CHECK): the error names the step and those done;
+    // after the rows are fixed, the same statement resumes and finishes the job.
+    let sql = "ALTER TABLE big ADD COLUMN h int, ADD CONSTRAINT big_b_chk CHECK (b < 100)";
+    let err = client
+        .batch_execute(sql)
+        .await
+        .expect_err("validation fails");
+    let db = err.as_db_error().expect("db error");
+    assert_eq!(db.code().code(), "23514", "{db:?}");
+    assert!(
+        db.message()
+            .contains("step 3 of 3 of the safe rewrite failed"),
+        "{db:?}"
+    );
+    for c in [&orig, &via] {
+        c.batch_execute("UPDATE big SET b = 1")
+            .await
+            .expect("fix rows");
+    }
+    client
+        .batch_execute(sql)
+        .await
+        .expect("resumes after the fix");
+    orig.batch_execute(sql).await.expect("direct");
+    assert_same_schema(&orig, &via).await;
+
     // An action that cannot run on its own safely: blocked, named, nothing done.
     let sql = "ALTER TABLE big ALTER COLUMN a TYPE bigint, ADD CONSTRAINT big_g_chk CHECK (a > 0)";
     let err = client.batch_execute(sql).await.expect_err(sql);
