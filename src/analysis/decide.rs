@@ -399,6 +399,16 @@ pub(super) fn decide_statement(
                 plan.recipe = Some(recipe);
                 None
             }
+            Realized::Split { recipe, warnings } => {
+                plan.notices.push(rewrite_notice(
+                    &decision,
+                    profile,
+                    recipe.describe().as_bytes(),
+                ));
+                plan.notices.extend(warnings);
+                plan.recipe = Some(recipe);
+                None
+            }
             Realized::Refused(why) => {
                 tally.rewrite_failures += 1;
                 plan.blocked.extend(stopping_rules(&decision));
@@ -481,6 +491,12 @@ pub enum Realized {
     Text(Vec<u8>, crate::sql::statement::Ddl),
     /// The safe steps that run instead of the statement.
     Steps(crate::recipe::Recipe),
+    /// A multi-action `ALTER TABLE` as one statement (or recipe) per action, with the warnings
+    /// its actions get on their own.
+    Split {
+        recipe: crate::recipe::Recipe,
+        warnings: Vec<bytes::BytesMut>,
+    },
     /// Neither could be built: the statement is blocked, and this sentence says why.
     Refused(String),
     /// A multi-action `ALTER TABLE` with actions that cannot run on their own safely: `named`
@@ -576,7 +592,7 @@ fn split_steps(
         ));
     }
     match super::split::decide_actions(whole, Some(&rctx)) {
-        Ok(super::split::Outcome::Steps(recipe)) => Realized::Steps(recipe),
+        Ok(super::split::Outcome::Steps(recipe, warnings)) => Realized::Split { recipe, warnings },
         Ok(super::split::Outcome::Unsafe { unsafe_, total }) => Realized::Unsplit {
             named: super::split::named(&unsafe_, total),
             why: super::split::reasons(&unsafe_),

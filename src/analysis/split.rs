@@ -12,7 +12,9 @@
 //! claim the split. Work is linear in the statement: one re-read per action, the override
 //! comments read once for the whole.
 
-use super::respond::truncated;
+use bytes::BytesMut;
+
+use super::respond::{truncated, warnings};
 use crate::policy::{Decision, Profile};
 use crate::recipe::split::{self, Action};
 use crate::recipe::{self, Recipe, RecipeKind, Step};
@@ -38,8 +40,9 @@ pub(super) struct Unsafe {
 
 /// What the actions of a multi-action `ALTER TABLE` come to.
 pub(super) enum Outcome {
-    /// Every action can run on its own: the steps, in the written order.
-    Steps(Recipe),
+    /// Every action can run on its own: the steps, in the written order, and the warnings
+    /// the actions get on their own (at most [`MAX_NAMED_ACTIONS`], the rest counted).
+    Steps(Recipe, Vec<BytesMut>),
     /// These actions cannot (of `total`).
     Unsafe { unsafe_: Vec<Unsafe>, total: usize },
 }
@@ -114,6 +117,8 @@ pub(super) fn decide_actions(
     let without_columns = whole.rctx.catalog.map(without_columns);
     let mut steps: Vec<Step> = Vec::new();
     let mut unsafe_ = Vec::new();
+    let mut warned: Vec<BytesMut> = Vec::new();
+    let mut unshown = 0usize;
     let total = actions.len();
     for action in &actions {
         let catalog = if action.position == 1 {
@@ -182,6 +187,14 @@ pub(super) fn decide_actions(
                 ),
             )),
             Verdict::Allow | Verdict::Warn => {
+                // What the action would be warned about alone, it is warned about split.
+                for w in warnings(&d, whole.profile) {
+                    if warned.len() < MAX_NAMED_ACTIONS {
+                        warned.push(w);
+                    } else {
+                        unshown += 1;
+                    }
+                }
                 let table = match &action.ddl.kind {
                     DdlKind::AlterTable { name, .. } => name.clone(),
                     _ => return Err("an action did not read back as an ALTER TABLE".to_owned()),
@@ -202,11 +215,24 @@ pub(super) fn decide_actions(
         DdlKind::AlterTable { name, .. } => name.clone(),
         _ => return Err("not an ALTER TABLE".to_owned()),
     };
-    Ok(Outcome::Steps(Recipe {
-        kind: RecipeKind::SplitAlterTable,
-        target,
-        steps,
-    }))
+    if unshown > 0 {
+        warned.push(crate::act::notice(
+            "WARNING",
+            &format!(
+                "ddlgate: {unshown} more warnings about this statement's actions are not shown"
+            ),
+            None,
+            Some("Run the statement through `ddlgate check` to see every finding."),
+        ));
+    }
+    Ok(Outcome::Steps(
+        Recipe {
+            kind: RecipeKind::SplitAlterTable,
+            target,
+            steps,
+        },
+        warned,
+    ))
 }
 
 fn quoted(text: &str) -> String {
@@ -458,6 +484,41 @@ mod tests {
         assert!(
             blocked(&p)
                 .contains("action 2 `ALTER COLUMN c SET NOT NULL` (adding-not-nullable-field)")
+        );
+    }
+
+    /// An action with a warning alone keeps it when split (DROP COLUMN: ban-drop-column), and
+    /// thousands of them do not flood the client.
+    #[test]
+    fn split_actions_keep_their_warnings_bounded() {
+        let p = plan(
+            "ALTER TABLE t DROP COLUMN old, ADD CONSTRAINT k CHECK (a > 0)",
+            TxStatus::Idle,
+            None,
+        );
+        assert!(p.recipe.is_some());
+        let texts: Vec<String> = p
+            .notices
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
+        assert!(
+            texts.iter().any(|t| t.contains("ban-drop-column")),
+            "{texts:?}"
+        );
+        let actions: Vec<String> = (0..3000).map(|i| format!("DROP COLUMN c{i}")).collect();
+        let sql = format!(
+            "ALTER TABLE t {}, ADD CONSTRAINT k CHECK (a > 0)",
+            actions.join(", ")
+        );
+        let p = plan(&sql, TxStatus::Idle, None);
+        assert!(p.recipe.is_some());
+        // The rewrite notice, at most MAX_NAMED_ACTIONS warnings, and the count of the rest.
+        assert_eq!(p.notices.len(), 1 + MAX_NAMED_ACTIONS + 1);
+        let last = String::from_utf8_lossy(p.notices.last().expect("notice")).into_owned();
+        assert!(
+            last.contains(&format!("{} more warnings", 3000 - MAX_NAMED_ACTIONS)),
+            "{last}"
         );
     }
 
