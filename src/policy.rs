@@ -180,6 +180,13 @@ impl Profile {
                 );
             }
         }
+        self.decide_with(overrides, findings)
+    }
+
+    /// [`Profile::decide_tokens`] with the statement's override comments already read and
+    /// accepted: a part of a statement (one action of a multi-action ALTER TABLE, decided on
+    /// its own) is decided under the comments of the whole.
+    pub fn decide_with(&self, overrides: Vec<Override>, findings: Vec<Finding>) -> Decision {
         let mut verdicts = Vec::with_capacity(findings.len());
         for finding in findings {
             let configured = self.action_for(finding.rule);

@@ -317,6 +317,13 @@ pub(super) fn decide_statement(
     if ddl.understood == Understood::Unknown {
         summary.ddl_unknown += 1;
     }
+    // Column facts are read before the statement: in an ALTER TABLE whose actions change what
+    // they describe for one another (a dropped CHECK that made SET NOT NULL instant, a column
+    // changed twice), they no longer hold for the later actions, so none are used.
+    let fresh_columns = super::split::stale_columns(ddl)
+        .then(|| facts.map(super::split::without_columns))
+        .flatten();
+    let facts = fresh_columns.as_ref().or(facts);
     let rctx = rules::Context {
         tx,
         shares_unit: statements > 1 || ctx.pipelined,
@@ -342,7 +349,29 @@ pub(super) fn decide_statement(
         }
         Action::Block => {
             plan.blocked.extend(stopping_rules(&decision));
-            Some(block_error(&decision, profile, ctx.tool).to_sql())
+            let mut err = block_error(&decision, profile, ctx.tool);
+            // A multi-action ALTER TABLE: name each action that stops it.
+            if super::split::is_multi_action(ddl) {
+                let whole = super::split::Whole {
+                    sql,
+                    from: span.first.map_or(span.start, |t| t.start),
+                    end: span.end,
+                    lex: ctx.lex,
+                    ddl,
+                    profile,
+                    decision: &decision,
+                    rctx: &rctx,
+                };
+                if let Ok(super::split::Outcome::Unsafe { unsafe_, total }) =
+                    super::split::decide_actions(&whole, None)
+                    && !unsafe_.is_empty()
+                {
+                    err.message =
+                        format!("{}; {}", err.message, super::split::named(&unsafe_, total));
+                    err.detail = format!("{}\n{}", err.detail, super::split::reasons(&unsafe_));
+                }
+            }
+            Some(err.to_sql())
         }
         Action::Rewrite => match realize(
             decision.rewrite,
@@ -355,6 +384,7 @@ pub(super) fn decide_statement(
             ctx.lex,
             ctx.server_version,
             statements == 1 && !ctx.pipelined,
+            (profile, &decision),
         ) {
             Realized::Text(new, again) => {
                 plan.notices.push(rewrite_notice(&decision, profile, &new));
@@ -371,12 +401,35 @@ pub(super) fn decide_statement(
                 plan.recipe = Some(recipe);
                 None
             }
+            Realized::Split { recipe, warnings } => {
+                plan.notices.push(rewrite_notice(
+                    &decision,
+                    profile,
+                    recipe.describe().as_bytes(),
+                ));
+                plan.notices.extend(warnings);
+                plan.recipe = Some(recipe);
+                None
+            }
             Realized::Refused(why) => {
                 tally.rewrite_failures += 1;
                 plan.blocked.extend(stopping_rules(&decision));
                 let mut err = block_error(&decision, profile, ctx.tool);
                 err.detail = format!("{} {why}", err.detail);
                 refused = Some(why);
+                Some(err.to_sql())
+            }
+            Realized::Unsplit { named, why } => {
+                tally.rewrite_failures += 1;
+                plan.blocked.extend(stopping_rules(&decision));
+                let mut err = block_error(&decision, profile, ctx.tool);
+                err.message = format!("{}; {named}", err.message);
+                err.detail = format!("{}\n{why}", err.detail);
+                err.hint = format!(
+                    "{} To let ddlgate split the rest into safe steps, send the actions named in the message as ALTER TABLE statements of their own (each then gets its own verdict).",
+                    err.hint
+                );
+                refused = Some(format!("{named}. {why}"));
                 Some(err.to_sql())
             }
         },
@@ -440,8 +493,17 @@ pub enum Realized {
     Text(Vec<u8>, crate::sql::statement::Ddl),
     /// The safe steps that run instead of the statement.
     Steps(crate::recipe::Recipe),
+    /// A multi-action `ALTER TABLE` as one statement (or recipe) per action, with the warnings
+    /// its actions get on their own.
+    Split {
+        recipe: crate::recipe::Recipe,
+        warnings: Vec<bytes::BytesMut>,
+    },
     /// Neither could be built: the statement is blocked, and this sentence says why.
     Refused(String),
+    /// A multi-action `ALTER TABLE` with actions that cannot run on their own safely: `named`
+    /// lists them for the error's message, `why` gives each one's reason for its DETAIL.
+    Unsplit { named: String, why: String },
 }
 
 /// Turns a rewrite verdict into the text or the steps that run instead, or into the reason it
@@ -459,7 +521,21 @@ pub fn realize(
     lex: LexOptions,
     server_version: Option<u32>,
     alone: bool,
+    (profile, decision): (&Profile, &crate::policy::Decision),
 ) -> Realized {
+    if rewrite == Some(rules::Rewrite::Steps) && super::split::is_multi_action(ddl) {
+        let whole = super::split::Whole {
+            sql,
+            from: span.first.map_or(span.start, |t| t.start),
+            end: span.end,
+            lex,
+            ddl,
+            profile,
+            decision,
+            rctx,
+        };
+        return split_steps(&whole, facts, server_version, alone);
+    }
     if rewrite == Some(rules::Rewrite::Steps) {
         return match steps(sql, span, ddl, facts, lex, server_version, alone) {
             Ok(recipe) => Realized::Steps(recipe),
@@ -476,6 +552,55 @@ pub fn realize(
     {
         Ok((new, again)) => Realized::Text(new, again),
         Err(e) => Realized::Refused(format!("ddlgate could not rewrite it safely: {e}.")),
+    }
+}
+
+/// A multi-action `ALTER TABLE` the policy decided to run as steps: every action on its own,
+/// each as written or through its recipe, or the actions that keep it blocked.
+fn split_steps(
+    whole: &super::split::Whole<'_>,
+    facts: Option<&crate::catalog::Facts>,
+    server_version: Option<u32>,
+    alone: bool,
+) -> Realized {
+    let refused = |why: String| {
+        Realized::Refused(format!(
+            "ddlgate could not run it as one statement per action: {why}."
+        ))
+    };
+    if !alone {
+        return refused("it does not run alone".to_owned());
+    }
+    let Some(version) = server_version else {
+        return refused("the server version is unknown".to_owned());
+    };
+    let tree = match facts
+        .and_then(|f| f.relation.as_ref())
+        .filter(|r| r.is_partitioned())
+        .map(|r| partition_tree(r.name.as_ref().unwrap_or(&r.asked), &r.partitions, 0))
+        .transpose()
+    {
+        Ok(tree) => tree,
+        Err(why) => return refused(why),
+    };
+    let rctx = crate::recipe::Context {
+        server_version_num: version,
+        partitions: tree.as_deref(),
+        partition_of: None,
+    };
+    if version < crate::recipe::MIN_SERVER_VERSION {
+        return refused(format!(
+            "multi-step recipes need PostgreSQL {} or later",
+            crate::recipe::MIN_SERVER_VERSION / 10_000
+        ));
+    }
+    match super::split::decide_actions(whole, Some(&rctx)) {
+        Ok(super::split::Outcome::Steps(recipe, warnings)) => Realized::Split { recipe, warnings },
+        Ok(super::split::Outcome::Unsafe { unsafe_, total }) => Realized::Unsplit {
+            named: super::split::named(&unsafe_, total),
+            why: super::split::reasons(&unsafe_),
+        },
+        Err(why) => refused(why),
     }
 }
 
@@ -510,7 +635,61 @@ pub(super) fn steps(
             .map(|p| &p.parent),
     };
     let from = span.first.map_or(span.start, |t| t.start);
+    let resolved = resolved_drop_index(ddl, facts)?;
+    let ddl = resolved.as_ref().unwrap_or(ddl);
     crate::recipe::plan(sql, from, span.end, lex, ddl, &rctx).map_err(|e| e.to_string())
+}
+
+/// A `DROP INDEX a, b, …` with each name replaced by the schema-qualified name the server
+/// resolved it to (the catalog facts: the first index as the relation, the others as
+/// referenced relations), so that every step drops, and every precheck asks about, the index
+/// the client's statement meant. A name the facts do not resolve stays as written (its step
+/// then resolves it like the statement would have). `Ok(None)` for any other statement; `Err`
+/// when a name resolves to a relation that is not an index: the statement would fail before
+/// dropping anything, the steps only after dropping the indexes before it.
+pub(super) fn resolved_drop_index(
+    ddl: &crate::sql::statement::Ddl,
+    facts: Option<&crate::catalog::Facts>,
+) -> Result<Option<crate::sql::statement::Ddl>, String> {
+    let DdlKind::DropIndex {
+        names,
+        concurrently,
+        if_exists,
+        cascade,
+    } = &ddl.kind
+    else {
+        return Ok(None);
+    };
+    let names = names
+        .iter()
+        .map(|n| {
+            let found = facts
+                .and_then(|f| f.relation_for(n).or_else(|| f.referenced(n)))
+                .filter(|r| r.exists);
+            if let Some(kind) = found.and_then(|r| r.kind)
+                && !matches!(
+                    kind,
+                    crate::catalog::RelKind::Index | crate::catalog::RelKind::PartitionedIndex
+                )
+            {
+                return Err(format!(
+                    "{n} is not an index, so the statement would fail without dropping anything"
+                ));
+            }
+            Ok(found
+                .and_then(|r| r.name.clone())
+                .unwrap_or_else(|| n.clone()))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(Some(Ddl {
+        kind: DdlKind::DropIndex {
+            names,
+            concurrently: *concurrently,
+            if_exists: *if_exists,
+            cascade: *cascade,
+        },
+        understood: ddl.understood,
+    }))
 }
 
 /// The catalog's flat partition list (parents before children) as the recipe's tree.

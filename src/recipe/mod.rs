@@ -8,8 +8,10 @@
 //! is scanned; a UNIQUE constraint is built as a concurrent index and then attached with
 //! `USING INDEX`; an index on a partitioned table is built partition by partition; a partition
 //! is detached concurrently before it is dropped. This module owns those sequences (recipes
-//! R2, R5–R9, R13 and R19 of the DDL-safety reference) — as data, so
-//! that the executor can show them to the client, run them one by one, and resume them.
+//! R2, R3 for a list of indexes, R5–R9, R13 and R19 of the DDL-safety reference) — as data, so
+//! that the executor can show them to the client, run them one by one, and resume them. A
+//! multi-action `ALTER TABLE` is cut into its actions by [`split`]; the policy decides each
+//! one (`analysis`), and the recipes here plan the risky ones.
 //!
 //! Where it sits: after the policy decided that a statement should be split (outside any
 //! transaction block: every step must commit on its own, or the lock of the first is held
@@ -51,12 +53,14 @@ use std::fmt;
 
 mod column;
 mod constraint;
+mod drop_index;
 mod index;
 mod not_null;
 mod partition;
 mod precheck;
 mod read;
 mod refresh;
+pub mod split;
 
 use crate::sql::lexer::LexOptions;
 use crate::sql::naming::{name_addition, object_name, truncate, truncate_name};
@@ -65,6 +69,7 @@ use crate::sql::reader::{ReadError, Stmt};
 use crate::sql::statement::{AlterOp, ConstraintKind, Ddl, DdlKind, LockMode, Name, Understood};
 use column::add_column;
 use constraint::{check_name, foreign_key_steps, not_valid_then_validate};
+use drop_index::drop_indexes;
 use index::{index_constraint_allowed, index_constraint_steps, partitioned_index};
 use not_null::not_null_steps;
 use partition::drop_partition;
@@ -156,6 +161,11 @@ pub enum RecipeKind {
     PartitionedIndex,
     /// `DROP TABLE partition` → `DETACH PARTITION … CONCURRENTLY` (R13) + `DROP TABLE`.
     DropPartition,
+    /// `DROP INDEX a, b, …` → one `DROP INDEX CONCURRENTLY` per index (R3, split).
+    DropIndexes,
+    /// An `ALTER TABLE` of several actions → one `ALTER TABLE` per action, each as written or
+    /// through its own recipe (`split`).
+    SplitAlterTable,
 }
 
 impl RecipeKind {
@@ -171,6 +181,8 @@ impl RecipeKind {
             RecipeKind::RefreshMaterializedView => "refresh_materialized_view",
             RecipeKind::PartitionedIndex => "partitioned_index",
             RecipeKind::DropPartition => "drop_partition",
+            RecipeKind::DropIndexes => "drop_indexes",
+            RecipeKind::SplitAlterTable => "split_alter_table",
         }
     }
 
@@ -181,6 +193,7 @@ impl RecipeKind {
             RecipeKind::RefreshMaterializedView => "REFRESH MATERIALIZED VIEW",
             RecipeKind::PartitionedIndex => "CREATE INDEX",
             RecipeKind::DropPartition => "DROP TABLE",
+            RecipeKind::DropIndexes => "DROP INDEX",
             _ => "ALTER TABLE",
         }
     }
@@ -197,9 +210,16 @@ impl RecipeKind {
             RecipeKind::RefreshMaterializedView => "REFRESH MATERIALIZED VIEW",
             RecipeKind::PartitionedIndex => "CREATE INDEX on a partitioned table",
             RecipeKind::DropPartition => "DROP TABLE of a partition",
+            RecipeKind::DropIndexes => "DROP INDEX of several indexes",
+            RecipeKind::SplitAlterTable => "ALTER TABLE of several actions",
         }
     }
 }
+
+/// The most steps [`Recipe::describe`] lists one by one: a recipe's length follows the client's
+/// statement (5,000 actions in one ALTER TABLE, a table with 5,000 partitions), and the NOTICE
+/// must stay readable and bounded. The rest are counted; the audit record keeps every step.
+pub const MAX_LISTED_STEPS: usize = 20;
 
 /// A statement as a sequence of steps, each to run as its own autocommit statement, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,20 +234,30 @@ impl Recipe {
     /// The client-facing NOTICE text: what ddlgate will run instead, step by step, with the
     /// lock each step takes and when it is skipped.
     pub fn describe(&self) -> String {
+        // A list of indexes has no one object to name: the steps name each.
+        let on = match self.kind {
+            RecipeKind::DropIndexes => String::new(),
+            _ => format!(" on {}", quote::name_if_needed(&self.target)),
+        };
         let mut out = format!(
-            "ddlgate runs this {} on {} as {} steps, each committed on its own; \
+            "ddlgate runs this {}{on} as {} steps, each committed on its own; \
              a step is skipped when the catalog shows it is already done, so re-running \
              after a failure resumes:",
             self.kind.title(),
-            quote::name_if_needed(&self.target),
             self.steps.len()
         );
-        for (i, step) in self.steps.iter().enumerate() {
+        for (i, step) in self.steps.iter().enumerate().take(MAX_LISTED_STEPS) {
             out.push_str(&format!(
                 "\n  {}. {}\n     {}",
                 i + 1,
                 step.sql,
                 step.describe()
+            ));
+        }
+        if self.steps.len() > MAX_LISTED_STEPS {
+            out.push_str(&format!(
+                "\n  … and {} more steps (the audit log lists every step)",
+                self.steps.len() - MAX_LISTED_STEPS
             ));
         }
         out
@@ -277,6 +307,10 @@ pub enum StepKind {
     DetachConcurrently,
     /// `DROP TABLE p` of a table no longer attached to a parent.
     DropTable,
+    /// `DROP INDEX CONCURRENTLY [IF EXISTS] …` of an index the client's statement drops.
+    DropIndexConcurrently,
+    /// One action of the client's multi-action `ALTER TABLE`, run as written on its own.
+    AlterTableAction,
 }
 
 impl StepKind {
@@ -297,6 +331,8 @@ impl StepKind {
             StepKind::FinalizeDetach => "finalize_detach",
             StepKind::DetachConcurrently => "detach_concurrently",
             StepKind::DropTable => "drop_table",
+            StepKind::DropIndexConcurrently => "drop_index_concurrently",
+            StepKind::AlterTableAction => "alter_table_action",
         }
     }
 }
@@ -400,7 +436,9 @@ impl From<ReadError> for RecipeError {
 /// `ALTER TABLE … ADD [COLUMN] c type … {REFERENCES | UNIQUE | PRIMARY KEY | CHECK}…`,
 /// `REFRESH MATERIALIZED VIEW mv` (the caller checks that `mv` has a unique index and is
 /// populated), `CREATE [UNIQUE] INDEX … ON t (…)` when `ctx.partitions` says `t` is
-/// partitioned, and `DROP TABLE p` when `ctx.partition_of` says `p` is a partition.
+/// partitioned, `DROP TABLE p` when `ctx.partition_of` says `p` is a partition, and `DROP
+/// INDEX a, b, …` (one `DROP INDEX CONCURRENTLY` per index, named as in `ddl`: the caller puts
+/// the server's schema-qualified names there).
 pub fn plan(
     sql: &[u8],
     start: usize,
@@ -438,6 +476,12 @@ pub fn plan(
             ..
         } => partitioned_index(&st, name.as_ref(), table, *unique, *only, ctx),
         DdlKind::DropTable { names, cascade } => drop_partition(&st, names, *cascade, ctx),
+        DdlKind::DropIndex {
+            names,
+            concurrently,
+            if_exists,
+            cascade,
+        } => drop_indexes(names, *concurrently, *if_exists, *cascade),
         other => Err(RecipeError::NoRecipe(other.label())),
     }
 }

@@ -46,6 +46,8 @@ pub enum Precheck {
         name: String,
         contype: ConstraintType,
     },
+    /// A constraint `name` of any type exists on `table`.
+    ConstraintNamed { table: Name, name: String },
     /// Constraint `name` on `table` exists and is validated.
     ConstraintValidated { table: Name, name: String },
     /// Constraint `name` on `table` is a CHECK on exactly `column` — the recipe's temporary
@@ -88,6 +90,9 @@ pub enum Precheck {
     DetachPending { parent: Name, partition: Name },
     /// A relation `name` exists (`to_regclass`).
     RelationExists { name: Name },
+    /// No relation of that name exists (`to_regclass` finds nothing): the index a step drops
+    /// is already gone.
+    RelationGone { name: Name },
     /// Any of these holds.
     Any(Vec<Precheck>),
     /// This does not hold.
@@ -113,6 +118,12 @@ impl Precheck {
                 regclass(table),
                 quote::literal(name),
                 contype.contype()
+            ),
+            Precheck::ConstraintNamed { table, name } => format!(
+                "EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = {} \
+                 AND conname = {})",
+                regclass(table),
+                quote::literal(name)
             ),
             Precheck::ConstraintValidated { table, name } => format!(
                 "EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = {} \
@@ -200,6 +211,7 @@ impl Precheck {
                 regclass(partition)
             ),
             Precheck::RelationExists { name } => format!("{} IS NOT NULL", regclass(name)),
+            Precheck::RelationGone { name } => format!("{} IS NULL", regclass(name)),
             Precheck::Any(list) => {
                 if list.is_empty() {
                     return "false".to_owned();
@@ -224,6 +236,11 @@ impl Precheck {
             } => format!(
                 "{} constraint {} exists on {}",
                 contype.words(),
+                quote::ident_if_needed(name),
+                quote::name_if_needed(table)
+            ),
+            Precheck::ConstraintNamed { table, name } => format!(
+                "a constraint {} exists on {}",
                 quote::ident_if_needed(name),
                 quote::name_if_needed(table)
             ),
@@ -299,6 +316,9 @@ impl Precheck {
             Precheck::RelationExists { name } => {
                 format!("{} exists", quote::name_if_needed(name))
             }
+            Precheck::RelationGone { name } => {
+                format!("{} no longer exists", quote::name_if_needed(name))
+            }
             Precheck::Any(list) => list
                 .iter()
                 .map(Precheck::describe)
@@ -310,7 +330,8 @@ impl Precheck {
                     quote::ident_if_needed(index),
                     quote::name_if_needed(table)
                 ),
-                Precheck::NotNullCheckExists { table, name, .. } => format!(
+                Precheck::NotNullCheckExists { table, name, .. }
+                | Precheck::ConstraintNamed { table, name } => format!(
                     "constraint {} is already gone from {}",
                     quote::ident_if_needed(name),
                     quote::name_if_needed(table)
@@ -333,6 +354,11 @@ impl Precheck {
                 Precheck::RelationExists { name } => {
                     format!("{} is already gone", quote::name_if_needed(name))
                 }
+                Precheck::ColumnExists { table, column } => format!(
+                    "column {} is already gone from {}",
+                    quote::ident_if_needed(column),
+                    quote::name_if_needed(table)
+                ),
                 other => format!("not ({})", other.describe()),
             },
         }

@@ -4,13 +4,17 @@
 //!   waits for the lock every later query on the table queues behind it — reads included.
 //! - **Safe alternative:** `DROP INDEX CONCURRENTLY`, one index per statement, without CASCADE,
 //!   outside a transaction block.
-//! - **Rewrite:** yes, for a single index without CASCADE, alone outside a transaction block —
-//!   unless the catalog says it is an index on a partitioned table (relkind `I`), which
-//!   PostgreSQL cannot drop `CONCURRENTLY` ("cannot drop partitioned index concurrently",
-//!   0A000). Then `DROP INDEX` and `DROP INDEX CONCURRENTLY` of it (the latter would only fail)
-//!   both run as the plain `DROP INDEX` under the lock guard ([`Rewrite::Guarded`]: short
-//!   `lock_timeout`, retried), and the notice says why; inside a transaction block, where the
-//!   lock would last until COMMIT, they are refused.
+//! - **Rewrite:** yes, without CASCADE, alone outside a transaction block: one index gets
+//!   `CONCURRENTLY` spliced in; a list `DROP INDEX a, b, …` runs as steps, one
+//!   `DROP INDEX CONCURRENTLY` per index in the order written (`crate::recipe`), each skipped
+//!   when its index is already gone. An index on a partitioned table (relkind `I`) cannot be
+//!   dropped `CONCURRENTLY` ("cannot drop partitioned index concurrently", 0A000): alone,
+//!   `DROP INDEX` and `DROP INDEX CONCURRENTLY` of it (the latter would only fail) both run as
+//!   the plain `DROP INDEX` under the lock guard ([`Rewrite::Guarded`]: short `lock_timeout`,
+//!   retried), and the notice says why; inside a transaction block, where the lock would last
+//!   until COMMIT, they are refused; in a list, the hint says to drop it in a statement of its
+//!   own. CASCADE and a transaction block keep the block, and the hint says why no split is
+//!   possible there.
 //! - **Small tables:** not flagged — the lock is held for milliseconds and nobody waits long
 //!   behind it — when one index, on a table the catalog shows small
 //!   ([`crate::catalog::Relation::is_small`]; the thresholds are `catalog.small_table_*`) or
@@ -18,8 +22,7 @@
 //!   inside a transaction block, where it could not run `CONCURRENTLY` anyway, is not flagged
 //!   when *every* index named is so: each one's table is resolved by the server (the index's
 //!   OID, then `pg_index.indrelid`), never guessed from the names. Outside a transaction block
-//!   a list of indexes is still flagged: the safe form is one `DROP INDEX CONCURRENTLY` per
-//!   index, which ddlgate does not split into.
+//!   a list of indexes is still flagged, and split: one `DROP INDEX CONCURRENTLY` per index.
 //!
 //! <https://www.postgresql.org/docs/current/sql-dropindex.html>
 
@@ -87,20 +90,52 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
             rewrite: None,
         });
     }
-    let (hint, rewrite) = if ctx.in_transaction_block() {
+    // Each index of a list as the server resolved it (the first is the facts' relation, the
+    // others their referenced relations): one on a partitioned table cannot be dropped
+    // CONCURRENTLY, so the list cannot be split into concurrent drops.
+    let several = names.len() > 1;
+    let partitioned_in_list = names.iter().find(|name| {
+        several
+            && ctx.catalog.is_some_and(|f| {
+                f.relation_for(name)
+                    .or_else(|| f.referenced(name))
+                    .is_some_and(|r| r.exists && r.is_partitioned())
+            })
+    });
+    let (hint, rewrite) = if let Some(first) = partitioned_in_list {
         (
             format!(
-                "{hint_base}; it cannot run {}. {OUTSIDE_TRANSACTION_HINT}",
-                ctx.block_description()
+                "{first} is an index on a partitioned table, which PostgreSQL cannot drop CONCURRENTLY, so ddlgate cannot split this statement into concurrent drops. Drop {first} in a statement of its own (alone, outside a transaction block, ddlgate runs it under the lock guard) and the other indexes in another."
             ),
             None,
         )
-    } else if names.len() != 1 || *cascade {
+    } else if ctx.in_transaction_block() {
         (
             format!(
-                "{hint_base}: split this statement into one DROP INDEX CONCURRENTLY per index and drop dependent objects explicitly."
+                "{hint_base}; it cannot run {}{}. {OUTSIDE_TRANSACTION_HINT}",
+                ctx.block_description(),
+                if several {
+                    " (sent alone outside a transaction, ddlgate splits the list into one DROP INDEX CONCURRENTLY per index itself)"
+                } else {
+                    ""
+                }
             ),
             None,
+        )
+    } else if *cascade {
+        (
+            format!(
+                "{hint_base}: PostgreSQL refuses CASCADE with CONCURRENTLY, so ddlgate cannot run it safely. Drop the dependent objects explicitly first, then the index{} without CASCADE.",
+                if several { "es" } else { "" }
+            ),
+            None,
+        )
+    } else if several {
+        (
+            format!(
+                "{hint_base}: ddlgate runs this statement as one DROP INDEX CONCURRENTLY per index, in the order written."
+            ),
+            Some(Rewrite::Steps),
         )
     } else {
         (format!("{hint_base}."), Some(Rewrite::Concurrently))
@@ -194,6 +229,14 @@ mod tests {
         );
         assert_eq!(
             run(&RULE, "DROP INDEX a, b", &Ctx::default()).and_then(|f| f.rewrite),
+            Some(Rewrite::Steps)
+        );
+        assert_eq!(
+            run(&RULE, "DROP INDEX a, b CASCADE", &Ctx::default()).and_then(|f| f.rewrite),
+            None
+        );
+        assert_eq!(
+            run(&RULE, "DROP INDEX a, b", &Ctx::in_tx()).and_then(|f| f.rewrite),
             None
         );
         assert_eq!(
@@ -388,15 +431,15 @@ mod tests {
             )
             .is_some()
         );
-        // Outside a transaction block the list is still flagged (no rewrite: one statement
-        // per index is the safe form).
+        // Outside a transaction block the list is still flagged, and split into one
+        // concurrent drop per index.
         let f = run(
             &RULE,
             sql,
             &ctx(Ctx::default(), small("a"), vec![small("b"), small("c")]),
         )
         .expect("flagged outside a transaction");
-        assert_eq!(f.rewrite, None);
+        assert_eq!(f.rewrite, Some(Rewrite::Steps));
         // Without facts: flagged.
         assert!(run(&RULE, sql, &Ctx::in_tx()).is_some());
         // An index the server confirmed new to this transaction counts like a small one.
@@ -406,5 +449,82 @@ mod tests {
         let mut one_new = Ctx::in_tx();
         one_new.created.insert(Name::bare("i"));
         assert_eq!(run(&RULE, "DROP INDEX i", &one_new), None);
+    }
+
+    #[test]
+    fn a_list_is_split_unless_an_index_is_partitioned_cascade_or_in_a_transaction() {
+        let index = |n: &str, kind| Relation {
+            kind: Some(kind),
+            ..existing(n, 1_000_000, 1 << 30)
+        };
+        let with = |first: Relation, rest: Vec<Relation>, tx: Ctx| Ctx {
+            catalog: Some(crate::catalog::Facts {
+                referenced: rest,
+                ..facts(first, vec![])
+            }),
+            ..tx
+        };
+        // (statement, facts, context, rewrite, words the hint must hold)
+        let cases: Vec<(&str, Ctx, Option<Rewrite>, &str)> = vec![
+            (
+                "DROP INDEX a, b",
+                Ctx::default(),
+                Some(Rewrite::Steps),
+                "one DROP INDEX CONCURRENTLY per index",
+            ),
+            (
+                "DROP INDEX a, b",
+                with(
+                    index("a", RelKind::Index),
+                    vec![index("b", RelKind::Index)],
+                    Ctx::default(),
+                ),
+                Some(Rewrite::Steps),
+                "in the order written",
+            ),
+            (
+                "DROP INDEX a, b",
+                with(
+                    index("a", RelKind::Index),
+                    vec![index("b", RelKind::PartitionedIndex)],
+                    Ctx::default(),
+                ),
+                None,
+                "b is an index on a partitioned table",
+            ),
+            (
+                "DROP INDEX a, b",
+                with(
+                    index("a", RelKind::PartitionedIndex),
+                    vec![index("b", RelKind::Index)],
+                    Ctx::default(),
+                ),
+                None,
+                "cannot split this statement",
+            ),
+            (
+                "DROP INDEX a, b CASCADE",
+                Ctx::default(),
+                None,
+                "refuses CASCADE with CONCURRENTLY",
+            ),
+            (
+                "DROP INDEX a CASCADE",
+                Ctx::default(),
+                None,
+                "then the index without CASCADE",
+            ),
+            (
+                "DROP INDEX a, b",
+                Ctx::in_tx(),
+                None,
+                "ddlgate splits the list",
+            ),
+        ];
+        for (sql, ctx, rewrite, words) in cases {
+            let f = run(&RULE, sql, &ctx).expect("flagged");
+            assert_eq!(f.rewrite, rewrite, "{sql}");
+            assert!(f.hint.contains(words), "{sql}: {}", f.hint);
+        }
     }
 }
