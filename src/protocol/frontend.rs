@@ -71,6 +71,24 @@ impl<'a> Parse<'a> {
             param_types,
         })
     }
+
+    /// Whether the Parse declares no parameter types, or only unspecified ones (OID 0): a
+    /// statement that takes no parameters is prepared the same way with or without them.
+    pub fn types_unspecified(&self) -> bool {
+        let Some((count, oids)) = self.param_types.split_first_chunk::<2>() else {
+            return false;
+        };
+        let n = usize::from(u16::from_be_bytes(*count));
+        oids.len() == n * 4 && oids.iter().all(|&b| b == 0)
+    }
+
+    /// A Parse frame of `name` with `sql` and the parameter types of `self`.
+    pub fn frame(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        put_with_nul(&mut out, PARSE, &[self.name, self.sql]);
+        extend_last(&mut out, self.param_types);
+        out.freeze()
+    }
 }
 
 /// A Query or a Parse: a message that carries SQL.
@@ -149,6 +167,14 @@ impl<'a> Bind<'a> {
         })
     }
 
+    /// How many parameter values it binds; `None` when the body is malformed.
+    pub fn param_count(&self) -> Option<u16> {
+        let (formats, rest) = self.rest.split_first_chunk::<2>()?;
+        let skip = usize::from(u16::from_be_bytes(*formats)) * 2;
+        let (count, _) = rest.get(skip..)?.split_first_chunk::<2>()?;
+        Some(u16::from_be_bytes(*count))
+    }
+
     /// The same Bind pointed at another statement (parameters and formats kept byte for byte).
     /// NUL bytes in `statement` are dropped.
     pub fn pointed_at(&self, statement: &[u8]) -> Bytes {
@@ -197,6 +223,56 @@ impl<'a> Close<'a> {
         let (name, _) = read_cstr(rest)?;
         Some(Close { kind, name })
     }
+}
+
+/// A Describe of a prepared statement (`S`) or a portal (`P`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Describe<'a> {
+    pub kind: u8,
+    pub name: &'a [u8],
+}
+
+impl<'a> Describe<'a> {
+    pub const STATEMENT: u8 = b'S';
+    pub const PORTAL: u8 = b'P';
+
+    pub fn decode(body: &'a [u8]) -> Option<Describe<'a>> {
+        let (&kind, rest) = body.split_first()?;
+        let (name, _) = read_cstr(rest)?;
+        Some(Describe { kind, name })
+    }
+}
+
+/// An Execute: the portal it runs (the row limit is not looked at).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Execute<'a> {
+    pub portal: &'a [u8],
+}
+
+impl<'a> Execute<'a> {
+    pub fn decode(body: &'a [u8]) -> Option<Execute<'a>> {
+        let (portal, _) = read_cstr(body)?;
+        Some(Execute { portal })
+    }
+}
+
+/// A Close of the prepared statement `name` (its reply, CloseComplete, comes even when no such
+/// statement exists).
+pub fn close_statement(name: &[u8]) -> Bytes {
+    let mut out = BytesMut::new();
+    let mut body = Vec::with_capacity(name.len() + 2);
+    body.push(Close::STATEMENT);
+    body.extend_from_slice(name);
+    body.push(0);
+    framing::put_message(&mut out, CLOSE, &body);
+    out.freeze()
+}
+
+/// The Sync message.
+pub fn sync() -> Bytes {
+    let mut out = BytesMut::with_capacity(framing::HEADER_LEN);
+    framing::put_message(&mut out, SYNC, &[]);
+    out.freeze()
 }
 
 /// The Terminate message.

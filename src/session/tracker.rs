@@ -192,6 +192,13 @@ impl Tracker {
         self.syncs_since_command = 0;
     }
 
+    /// A whole extended-protocol unit (up to its Sync) is taken by the DDL lane instead of
+    /// being forwarded: it begins a unit, whose replies the lane gives the client itself.
+    pub(crate) fn unit_taken(&mut self) {
+        self.units_begun += 1;
+        self.syncs_since_command = 0;
+    }
+
     /// A Parse of the open unit was analysed as `kind` (DDL wins over DML, DML over the rest).
     pub(crate) fn note_unit_kind(&mut self, kind: UnitKind) {
         self.unit_kind = Some(kind.merge(self.unit_kind));

@@ -41,6 +41,7 @@ use tokio::time::Instant;
 
 use self::channel::query_frame;
 use super::relay::Relay;
+use super::relay::lone::LoneUnit;
 use crate::error::SessionError;
 use crate::guard::GuardPlan;
 use crate::protocol::TxStatus;
@@ -54,8 +55,11 @@ pub(in crate::session) struct PendingGuard {
     /// extended-protocol unit (`P`arse or `B`ind): the guard's settings and turn are put in
     /// place, then the relay forwards the unit and the epilogue runs when it is done.
     pub tag: u8,
-    /// Run these safe steps instead of the statement (a simple Query only).
+    /// Run these safe steps instead of the statement (a simple Query, or a lone unit).
     pub recipe: Option<crate::recipe::Recipe>,
+    /// `frame` is a whole lone extended-protocol unit (`relay/lone.rs`), run and retried here
+    /// like a simple Query, its replies the server's to that unit.
+    pub unit: Option<LoneUnit>,
 }
 
 /// The DDL lane's part of the session state.
@@ -251,10 +255,21 @@ impl Relay {
         }
 
         if let Some(recipe) = pending.recipe {
-            return self.run_recipe(recipe, epilogue, &cfg, &plan, began).await;
+            let unit = pending.unit.map(|u| (u, pending.frame));
+            return self
+                .run_recipe(recipe, unit, epilogue, &cfg, &plan, began)
+                .await;
         }
-        self.run_statement(pending.frame, pending.tag, plan, epilogue, &cfg, began)
-            .await
+        self.run_statement(
+            pending.frame,
+            pending.tag,
+            pending.unit,
+            plan,
+            epilogue,
+            &cfg,
+            began,
+        )
+        .await
     }
 
     /// Writes the audit records of the guarded Query with its outcome.

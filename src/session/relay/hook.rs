@@ -188,9 +188,19 @@ impl State {
         hooked: Option<Hooked>,
         cap: usize,
     ) -> Option<Hooked> {
-        let Some(frontend::Parse { name, sql, .. }) = frontend::Parse::decode(body) else {
+        let Some(parse) = frontend::Parse::decode(body) else {
             return hooked;
         };
+        let (name, sql) = (parse.name, parse.sql);
+        let unspecified_types = parse
+            .types_unspecified()
+            .then(|| {
+                parse
+                    .param_types
+                    .first_chunk::<2>()
+                    .map(|n| u16::from_be_bytes(*n))
+            })
+            .flatten();
         if !self.last_parse_ddl {
             if self.prepared.ddl_mut(name).is_some() {
                 // An unnamed statement replaced (a named one cannot be: its Parse fails).
@@ -207,10 +217,15 @@ impl State {
         let plan = hooked.as_ref().and_then(|h| h.guard.clone());
         let decided_in = self.decided_in();
         let fresh_unit = self.last_parse_fresh.then_some(self.proto.units_begun());
-        match self
-            .prepared
-            .track(name, plan, held_sql, decided_in, fresh_unit, cap)
-        {
+        match self.prepared.track(
+            name,
+            plan,
+            held_sql,
+            unspecified_types,
+            decided_in,
+            fresh_unit,
+            cap,
+        ) {
             Ok(()) => hooked,
             Err(prepared::Full) => {
                 tracing::warn!(
@@ -229,18 +244,53 @@ impl State {
         }
     }
 
-    /// A Bind of prepared DDL: its guard plan, decided again first when the context changed
-    /// since its Parse; `Err` when the new decision no longer allows it as prepared.
+    /// A Parse prepares DDL as written that runs as `recipe`'s steps when executed (by a lone
+    /// unit): a later Bind runs the steps, or is refused.
+    pub(super) fn remember_recipe(&mut self, parse_body: &[u8], recipe: &crate::recipe::Recipe) {
+        if let Some(p) = frontend::Parse::decode(parse_body)
+            && let Some(entry) = self.prepared.ddl_mut(p.name)
+        {
+            entry.recipe = Some(recipe.clone());
+        }
+    }
+
+    /// A Parse of the unnamed statement as the server holds it (tracked DDL), to prepare it
+    /// again before a lone unit binds it: `None` when its text or types were not kept.
+    pub(super) fn unnamed_parse(&mut self) -> Option<bytes::Bytes> {
+        let entry = self.prepared.ddl_mut(b"")?;
+        let (sql, n) = (entry.sql.as_ref()?, entry.unspecified_types?);
+        let mut types = n.to_be_bytes().to_vec();
+        types.resize(2 + usize::from(n) * 4, 0);
+        Some(
+            frontend::Parse {
+                name: b"",
+                sql,
+                param_types: &types,
+            }
+            .frame(),
+        )
+    }
+
+    /// A Bind of prepared DDL: its guard plan, and the steps that run instead of it when it
+    /// was prepared for them, decided again first when the context changed since its Parse;
+    /// `Err` when the new decision no longer allows it as prepared.
+    #[allow(clippy::type_complexity)]
     pub(super) fn on_bind(
         &mut self,
         shared: &Shared,
         counters: &crate::analysis::Counters,
         statement: &[u8],
-    ) -> Result<Option<crate::guard::GuardPlan>, crate::act::BlockError> {
+    ) -> Result<
+        (
+            Option<crate::guard::GuardPlan>,
+            Option<crate::recipe::Recipe>,
+        ),
+        crate::act::BlockError,
+    > {
         self.refresh_live(shared);
         let now = self.decided_in();
         let Some(entry) = self.prepared.ddl_mut(statement) else {
-            return Ok(None);
+            return Ok((None, None));
         };
         // A decision on facts that hold only now (what depends on a dropped object) is good
         // for the unit of its Parse only: in a later unit it is taken again, without them.
@@ -248,7 +298,7 @@ impl State {
             .fresh_unit
             .is_none_or(|u| u == self.proto.units_begun());
         if entry.decided_in == now && fresh {
-            return Ok(entry.plan.clone());
+            return Ok((entry.plan.clone(), entry.recipe.clone()));
         }
         let was = entry.decided_in;
         let refusal = |why: &str| {
@@ -278,9 +328,10 @@ impl State {
         }
         if let Some(entry) = self.prepared.ddl_mut(statement) {
             entry.plan = plan.guard.clone();
+            entry.recipe = None;
             entry.decided_in = now;
         }
-        Ok(plan.guard)
+        Ok((plan.guard, None))
     }
 
     /// Whether a Query/Parse must wait for the server to finish earlier requests before it is

@@ -42,8 +42,14 @@ pub(super) struct DecidedIn {
 pub(super) struct PreparedDdl {
     /// The lock guard's plan for its execution.
     pub plan: Option<GuardPlan>,
+    /// The safe steps that run instead of it, when it was prepared as written to run as a
+    /// recipe (by a lone unit, `relay/lone.rs`); a Bind that cannot run them is refused.
+    pub recipe: Option<crate::recipe::Recipe>,
     /// The SQL the server holds for it (after any rewrite), when short enough to keep.
     pub sql: Option<Vec<u8>>,
+    /// How many parameter types its Parse declared, when all were unspecified (OID 0): with
+    /// `sql`, enough to prepare the same statement again.
+    pub unspecified_types: Option<u16>,
     pub decided_in: DecidedIn,
     /// The protocol unit of its Parse, when its decision rests on facts that hold only then
     /// (`analysis::Plan::fresh_facts_only`): a Bind in another unit decides it again.
@@ -85,11 +91,13 @@ impl Prepared {
 
     /// Tracks a prepared DDL statement (replacing one of the same name, as an unnamed
     /// statement is replaced), unless `cap` are tracked already.
+    #[allow(clippy::too_many_arguments)]
     pub fn track(
         &mut self,
         name: &[u8],
         plan: Option<GuardPlan>,
         sql: &[u8],
+        unspecified_types: Option<u16>,
         decided_in: DecidedIn,
         fresh_unit: Option<u64>,
         cap: usize,
@@ -109,7 +117,9 @@ impl Prepared {
             name.to_vec(),
             PreparedDdl {
                 plan,
+                recipe: None,
                 sql: keep.then(|| sql.to_vec()),
+                unspecified_types,
                 decided_in,
                 fresh_unit,
                 seq: self.seq,
@@ -194,24 +204,24 @@ mod tests {
     #[test]
     fn full_refuses_and_only_confirmed_removals_free_slots() {
         let mut p = Prepared::default();
-        p.track(b"a", None, b"DROP TABLE a", ctx(), None, 2)
+        p.track(b"a", None, b"DROP TABLE a", None, ctx(), None, 2)
             .expect("room");
-        p.track(b"b", None, b"DROP TABLE b", ctx(), None, 2)
+        p.track(b"b", None, b"DROP TABLE b", None, ctx(), None, 2)
             .expect("room");
         assert!(
-            p.track(b"c", None, b"DROP TABLE c", ctx(), None, 2)
+            p.track(b"c", None, b"DROP TABLE c", None, ctx(), None, 2)
                 .is_err()
         );
         // Replacing a tracked name needs no new slot.
-        p.track(b"b", None, b"DROP TABLE b2", ctx(), None, 2)
+        p.track(b"b", None, b"DROP TABLE b2", None, ctx(), None, 2)
             .expect("same name");
         let close_a = p.untrack_request(Some(b"a"));
         p.apply(close_a);
-        p.track(b"c", None, b"DROP TABLE c", ctx(), None, 2)
+        p.track(b"c", None, b"DROP TABLE c", None, ctx(), None, 2)
             .expect("freed");
         // A removal requested before a statement of the same name was tracked again keeps it.
         let stale = p.untrack_request(Some(b"c"));
-        p.track(b"c", None, b"DROP TABLE c2", ctx(), None, 2)
+        p.track(b"c", None, b"DROP TABLE c2", None, ctx(), None, 2)
             .expect("replace");
         p.apply(stale);
         assert!(p.ddl_mut(b"c").is_some());
@@ -226,8 +236,16 @@ mod tests {
         let mut p = Prepared::default();
         let sql = vec![b'x'; MAX_KEPT_SQL];
         for i in 0..MAX_KEPT_TOTAL / MAX_KEPT_SQL + 3 {
-            p.track(format!("s{i}").as_bytes(), None, &sql, ctx(), None, 1000)
-                .expect("room");
+            p.track(
+                format!("s{i}").as_bytes(),
+                None,
+                &sql,
+                None,
+                ctx(),
+                None,
+                1000,
+            )
+            .expect("room");
         }
         assert!(p.kept <= MAX_KEPT_TOTAL);
         assert!(p.ddl_mut(b"s0").is_some_and(|d| d.sql.is_some()));
