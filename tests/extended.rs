@@ -382,6 +382,27 @@ async fn a_foreign_key_in_a_lone_unit_runs_as_steps_with_the_direct_statements_e
     assert_eq!(tags(&replies).0, "EZ");
     assert_eq!(error_of(&replies).0, "42P05");
 
+    // A statement prepared as written for its steps is known to be the server's only once its
+    // Parse succeeded: when the name was taken, a Bind runs what the server holds.
+    send(&mut s, &[parse("taken", "SELECT 1"), sync()]).await;
+    assert_eq!(tags(&read_until_ready(&mut s).await).0, "1Z");
+    send(
+        &mut s,
+        &[parse("taken", fk), describe(b'S', "taken"), sync()],
+    )
+    .await;
+    let replies = read_until_ready(&mut s).await;
+    assert_eq!(
+        (tags(&replies).0, error_of(&replies).0),
+        ("EZ".to_owned(), "42P05".to_owned())
+    );
+    send(&mut s, &[bind("taken"), execute(), sync()]).await;
+    assert_eq!(
+        tags(&read_until_ready(&mut s).await).0,
+        "2DCZ",
+        "SELECT 1 ran, not the steps"
+    );
+
     // A failing step: its error arrives in place of the Execute's, the unit ends idle, and a
     // later Bind of the named statement runs the steps again (resuming the work).
     admin

@@ -307,6 +307,60 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_messages_of_a_lone_unit() {
+        // Parse: no types, unspecified ones, a declared one, a count that lies.
+        for (types, unspecified) in [
+            (&b"\0\0"[..], true),
+            (b"\0\x02\0\0\0\0\0\0\0\0", true),
+            (b"\0\x01\0\0\0\x17", false),
+            (b"\0\x02\0\0\0\0", false),
+            (b"", false),
+        ] {
+            let mut body = b"s1\0ALTER TABLE t ADD c int\0".to_vec();
+            body.extend_from_slice(types);
+            let p = Parse::decode(&body).expect("parse");
+            assert_eq!(p.types_unspecified(), unspecified, "{types:?}");
+            assert_eq!(
+                framing::body(&p.frame()),
+                &body[..],
+                "rebuilt byte for byte"
+            );
+        }
+        // Bind: parameter count after the format codes.
+        let no_params = b"\0s1\0\0\x01\0\0\0\0\0\0";
+        assert_eq!(
+            Bind::decode(no_params).and_then(|b| b.param_count()),
+            Some(0)
+        );
+        let one = b"\0s1\0\0\0\0\x01\0\0\0\x011\0\0";
+        assert_eq!(Bind::decode(one).and_then(|b| b.param_count()), Some(1));
+        assert_eq!(
+            Bind::decode(b"\0s1\0\0\x05").and_then(|b| b.param_count()),
+            None
+        );
+        assert_eq!(
+            Describe::decode(b"Ps1\0"),
+            Some(Describe {
+                kind: Describe::PORTAL,
+                name: b"s1"
+            })
+        );
+        assert_eq!(
+            Execute::decode(b"\0\0\0\0\0").map(|e| e.portal),
+            Some(&b""[..])
+        );
+        let close = close_statement(b"S_1");
+        assert_eq!(
+            Close::decode(framing::body(&close)),
+            Some(Close {
+                kind: Close::STATEMENT,
+                name: b"S_1"
+            })
+        );
+        assert_eq!(&sync()[..], b"S\0\0\0\x04");
+    }
+
+    #[test]
     fn query_and_parse_bodies() {
         assert_eq!(
             Query::decode(b"SELECT 1\0").map(|q| q.sql),

@@ -572,11 +572,7 @@ impl Relay {
                         };
                         if let Some(recipe) = recipe {
                             if may_guard && (tag == frontend::QUERY || lone.is_some()) {
-                                // The steps run instead of the statement (`run_guarded`); the
-                                // Parse holds the client's text, as the server will.
-                                if tag == frontend::PARSE {
-                                    st.remember_recipe(framing::body(&frame), &recipe);
-                                }
+                                // The steps run instead of the statement (`run_guarded`).
                                 let unit = lone.map(|u| take_unit(io, st, counters, &mut frame, u));
                                 st.proto.command_taken();
                                 st.lane.step = Step::Guard(PendingGuard {
@@ -592,7 +588,7 @@ impl Relay {
                                 // Prepared, not executed: the statement is prepared as written
                                 // and its steps run when a lone unit executes it
                                 // (`prepared`), or it is refused then.
-                                st.remember_recipe(framing::body(&frame), &recipe);
+                                st.recipe_when_prepared(framing::body(&frame), &recipe);
                             } else {
                                 // Steps need an idle server and a unit of their own: refuse
                                 // rather than run the statement as written.
@@ -652,7 +648,10 @@ impl Relay {
                             other => (other, None),
                         };
                         let bound = match st.on_bind(&self.shared, counters, &statement) {
-                            Ok((_, Some(recipe))) if lone.is_none() => {
+                            Ok(hook::Bound {
+                                recipe: Some(recipe),
+                                ..
+                            }) if lone.is_none() => {
                                 Err(crate::act::BlockError::steps_need_simple_query(
                                     recipe.kind.title(),
                                     &recipe.describe(),
@@ -709,7 +708,7 @@ impl Relay {
                                 st.on_client_tag(counters, tag);
                                 continue;
                             }
-                            Ok((plan, recipe)) => {
+                            Ok(hook::Bound { plan, recipe }) => {
                                 // A Bind of a prepared DDL statement starts a unit the guard
                                 // runs around (all of it, when it is a lone unit), or whose
                                 // statement runs as safe steps.

@@ -38,7 +38,8 @@ impl Relay {
     ) -> Result<(), SessionError> {
         if let Some((u, frame)) = &unit {
             if u.parse_len > 0 {
-                let a = self.prepare_upstream(&frame.slice(..u.parse_len)).await?;
+                let parse = frame.slice(..u.parse_len);
+                let a = self.prepare_upstream(&parse).await?;
                 let failed = a.error.is_some();
                 for f in a.held {
                     let ours = u.parse_hidden && f.first() == Some(&backend::PARSE_COMPLETE);
@@ -58,6 +59,11 @@ impl Relay {
                         a.error.map(|e| format!("{}: {}", e.code, e.message)),
                     );
                     return Ok(());
+                }
+                if !u.parse_hidden {
+                    // The server holds the client's statement as written now: a later Bind of
+                    // it runs the steps again.
+                    self.st.remember_recipe(&parse, &recipe);
                 }
             }
             self.io

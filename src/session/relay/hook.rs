@@ -24,6 +24,14 @@ pub(super) struct Hooked {
     pub(super) recipe: Option<crate::recipe::Recipe>,
 }
 
+/// What a Bind of prepared DDL runs with: the guard's plan, and the safe steps that run
+/// instead of the statement when it was prepared to run as them.
+#[derive(Default)]
+pub(super) struct Bound {
+    pub(super) plan: Option<crate::guard::GuardPlan>,
+    pub(super) recipe: Option<crate::recipe::Recipe>,
+}
+
 /// Whether lexing `body` (a Query's or Parse's) depends on `standard_conforming_strings` or
 /// `client_encoding`: only a backslash (in a string literal) or a byte outside ASCII (every
 /// client encoding PostgreSQL accepts is ASCII-compatible) can be read differently.
@@ -244,13 +252,30 @@ impl State {
         }
     }
 
-    /// A Parse prepares DDL as written that runs as `recipe`'s steps when executed (by a lone
-    /// unit): a later Bind runs the steps, or is refused.
-    pub(super) fn remember_recipe(&mut self, parse_body: &[u8], recipe: &crate::recipe::Recipe) {
+    /// The Parse of a lone unit (`parse`, a frame) prepared DDL as written that runs as
+    /// `recipe`'s steps: a later Bind runs the steps again, or is refused.
+    pub(in crate::session) fn remember_recipe(
+        &mut self,
+        parse: &[u8],
+        recipe: &crate::recipe::Recipe,
+    ) {
+        if let Some(p) = frontend::Parse::decode(framing::body(parse)) {
+            self.prepared.steps_confirmed(p.name, recipe);
+        }
+    }
+
+    /// A Parse (`parse_body`) prepares DDL as written, to run as `recipe`'s steps when a lone
+    /// unit executes it: remembered once the server confirms the Parse (its unit succeeds).
+    pub(super) fn recipe_when_prepared(
+        &mut self,
+        parse_body: &[u8],
+        recipe: &crate::recipe::Recipe,
+    ) {
         if let Some(p) = frontend::Parse::decode(parse_body)
-            && let Some(entry) = self.prepared.ddl_mut(p.name)
+            && self.prepared.ddl_mut(p.name).is_some()
         {
-            entry.recipe = Some(recipe.clone());
+            let change = self.prepared.steps_request(p.name, recipe.clone());
+            self.units.untrack_pending.push(change);
         }
     }
 
@@ -274,23 +299,16 @@ impl State {
     /// A Bind of prepared DDL: its guard plan, and the steps that run instead of it when it
     /// was prepared for them, decided again first when the context changed since its Parse;
     /// `Err` when the new decision no longer allows it as prepared.
-    #[allow(clippy::type_complexity)]
     pub(super) fn on_bind(
         &mut self,
         shared: &Shared,
         counters: &crate::analysis::Counters,
         statement: &[u8],
-    ) -> Result<
-        (
-            Option<crate::guard::GuardPlan>,
-            Option<crate::recipe::Recipe>,
-        ),
-        crate::act::BlockError,
-    > {
+    ) -> Result<Bound, crate::act::BlockError> {
         self.refresh_live(shared);
         let now = self.decided_in();
         let Some(entry) = self.prepared.ddl_mut(statement) else {
-            return Ok((None, None));
+            return Ok(Bound::default());
         };
         // A decision on facts that hold only now (what depends on a dropped object) is good
         // for the unit of its Parse only: in a later unit it is taken again, without them.
@@ -298,9 +316,13 @@ impl State {
             .fresh_unit
             .is_none_or(|u| u == self.proto.units_begun());
         if entry.decided_in == now && fresh {
-            return Ok((entry.plan.clone(), entry.recipe.clone()));
+            return Ok(Bound {
+                plan: entry.plan.clone(),
+                recipe: entry.recipe.clone(),
+            });
         }
         let was = entry.decided_in;
+        let entry_recipe = entry.recipe.is_some();
         let refusal = |why: &str| {
             crate::act::BlockError::prepared_no_longer_allowed(statement, was.tx.as_str(), why)
         };
@@ -320,7 +342,9 @@ impl State {
             self.analyzer
                 .analyze(counters, &self.profile, Source::Parse, &sql, &ctx);
         self.units.audit_pending.append(&mut plan.audit);
-        if plan.sql.is_some() || plan.recipe.is_some() {
+        // Steps decided without catalog facts are not run, and the statement they stand for
+        // never runs as written.
+        if plan.sql.is_some() || plan.recipe.is_some() || entry_recipe {
             tracing::info!("prepared DDL decided again at Bind: no longer allowed as prepared");
             return Err(refusal(
                 "decided again in the current context, it is no longer allowed as prepared",
@@ -328,10 +352,12 @@ impl State {
         }
         if let Some(entry) = self.prepared.ddl_mut(statement) {
             entry.plan = plan.guard.clone();
-            entry.recipe = None;
             entry.decided_in = now;
         }
-        Ok((plan.guard, None))
+        Ok(Bound {
+            plan: plan.guard,
+            recipe: None,
+        })
     }
 
     /// Whether a Query/Parse must wait for the server to finish earlier requests before it is
