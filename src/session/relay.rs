@@ -13,6 +13,9 @@
 //!   `client_encoding`) only once the server has answered that statement;
 //! - client `Bind` of a tracked prepared statement (`relay/prepared.rs`): guarded, or decided
 //!   again when its context changed since the Parse; `Close`: frees a tracking slot;
+//! - a Parse or Bind of DDL that starts a lone unit (`relay/lone.rs`: one statement, no
+//!   parameters, up to its Sync, outside a transaction block): the whole unit is handed to the
+//!   DDL lane, which runs it like a simple Query (retries, steps) and answers it itself;
 //! - client `Sync`, `Execute`, `FunctionCall`, `CopyDone`/`CopyFail`, `Terminate`: only their tag,
 //!   to know how many ReadyForQuery messages are owed and where protocol units end;
 //! - upstream `ReadyForQuery` (transaction status), `ParameterStatus` (server version,

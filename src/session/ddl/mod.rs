@@ -1,5 +1,6 @@
-//! The DDL lane: what happens to a DDL Query (or the first message of an extended-protocol
-//! unit) once the relay has stopped at it, with the server idle. ddlgate drives the client's own
+//! The DDL lane: what happens to a DDL Query (or a lone extended-protocol unit, run the same
+//! way, or the first message of another unit) once the relay has stopped at it, with the
+//! server idle. ddlgate drives the client's own
 //! upstream connection itself here, with simple-protocol queries of its own whose replies the
 //! client never sees (`channel`), in fixed phases:
 //!
