@@ -521,14 +521,6 @@ impl Relay {
                     // Facts read, or none needed: the message is decided now.
                     st.lane.step = Step::Relay;
                     let may_guard = run == 0 && st.may_inject();
-                    // A Parse that starts a lone unit outside a transaction block runs in the
-                    // DDL lane like a simple Query (`relay/lone.rs`).
-                    let shape =
-                        if tag == frontend::PARSE && may_guard && st.proto.tx() == TxStatus::Idle {
-                            lone::recognise(rest, limits.max_message_bytes)
-                        } else {
-                            Shape::Other
-                        };
                     let hooked = if lexing_unknown {
                         // Inside an open extended-protocol unit the server answers nothing
                         // before Sync: the settings cannot be known, so refuse.
@@ -553,6 +545,17 @@ impl Relay {
                         recipe,
                     }) = hooked
                     {
+                        // A Parse that starts a lone unit outside a transaction block runs in
+                        // the DDL lane like a simple Query (`relay/lone.rs`); only a message
+                        // the hook acts on is looked at, ordinary traffic never.
+                        let shape = if tag == frontend::PARSE
+                            && may_guard
+                            && st.proto.tx() == TxStatus::Idle
+                        {
+                            lone::recognise(&io.cbuf[run..], limits.max_message_bytes)
+                        } else {
+                            Shape::Other
+                        };
                         // Say the notices, forward what came before unchanged, then the
                         // replacement instead of the client's frame (or the frame itself when
                         // there are only notices).
@@ -634,7 +637,9 @@ impl Relay {
                         let may_guard = run == 0 && st.may_inject();
                         // A Bind that starts a lone unit outside a transaction block runs in
                         // the DDL lane like a simple Query (`relay/lone.rs`).
-                        let lone = match may_guard && st.proto.tx() == TxStatus::Idle {
+                        let tracked_ddl = st.prepared.ddl_mut(&statement).is_some();
+                        let lone = match may_guard && tracked_ddl && st.proto.tx() == TxStatus::Idle
+                        {
                             true => match lone::recognise(rest, limits.max_message_bytes) {
                                 Shape::Lone(u) if u.parse_len == 0 => Some(u),
                                 _ => None,

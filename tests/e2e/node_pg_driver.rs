@@ -18,10 +18,12 @@ const { Client } = require('pg');
   await run({ name: 'fk', text: fk });
   await run({ text: 'ALTER TABLE accounts ADD CONSTRAINT accounts_email_key UNIQUE (email)', queryMode: 'extended' });
   await run({ name: 'nn', text: 'ALTER TABLE orders ALTER COLUMN total SET NOT NULL' });
-  if (process.env.WAIT_FOR) {
-    console.log('READY');
-    await run({ name: 'col', text: 'ALTER TABLE orders ADD COLUMN status text' });
+  // The last statement waits for the test's signal (a file), so it meets the long
+  // transaction the test opens.
+  while (!require('fs').existsSync(process.env.GO_FILE)) {
+    await new Promise((r) => setTimeout(r, 20));
   }
+  await run({ name: 'col', text: 'ALTER TABLE orders ADD COLUMN status text' });
   await c.end();
 })().catch((e) => { console.log('ERROR ' + e.code + ' ' + e.message); process.exit(1); });
 "#;
@@ -52,7 +54,13 @@ async fn node_postgres_extended_protocol_ddl_runs_as_safe_steps() {
             .env("NODE_PATH", &modules)
             .env("DATABASE_URL", e2e.url(via, db))
     };
-    node(Via::Direct, "direct").env("WAIT_FOR", "1").ok().await;
+    let go = dir.path().join("go");
+    let go_direct = dir.path().join("go-direct");
+    std::fs::write(&go_direct, "").expect("signal");
+    node(Via::Direct, "direct")
+        .env("GO_FILE", &go_direct)
+        .ok()
+        .await;
 
     // Through ddlgate, with the application writing, and a long transaction in the way of
     // the last statement until ddlgate has retried it.
@@ -66,8 +74,9 @@ async fn node_postgres_extended_protocol_ddl_runs_as_safe_steps() {
             .value("ddlgate_lock_retries_total", &[])
     };
     let before = retries();
-    let run = tokio::spawn(node(Via::Proxy, "proxied").env("WAIT_FOR", "1").run());
-    // Once SET NOT NULL's steps made the column NOT NULL, a long transaction holds the table.
+    let run = tokio::spawn(node(Via::Proxy, "proxied").env("GO_FILE", &go).run());
+    // Once SET NOT NULL's steps made the column NOT NULL, a long transaction holds the table
+    // and the script is told to go on.
     assert!(
         common::eventually(std::time::Duration::from_secs(60), || async {
             e2e.query_text(
@@ -84,6 +93,7 @@ async fn node_postgres_extended_protocol_ddl_runs_as_safe_steps() {
         .batch_execute("BEGIN; SELECT count(*) FROM orders")
         .await
         .expect("blocker");
+    std::fs::write(&go, "").expect("signal");
     let retried = common::eventually(std::time::Duration::from_secs(30), || async {
         retries() >= before + 2.0
     })
