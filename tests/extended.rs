@@ -457,11 +457,36 @@ async fn a_foreign_key_in_a_lone_unit_runs_as_steps_with_the_direct_statements_e
     );
     let started = Instant::now();
     send(&mut s, &[parse("", check), bind(""), execute(), sync()]).await;
+    // Another session's lone unit on the same table waits its turn (one DDL per table), told
+    // so, and runs once the steps are done.
+    assert!(
+        wait_active(
+            &admin,
+            "ALTER TABLE slowt VALIDATE%",
+            1,
+            Duration::from_secs(10)
+        )
+        .await,
+        "the validation step runs"
+    );
+    let mut s2 = wire::connect_trust(env.proxy_addr()).await;
+    let extra = "ALTER TABLE slowt ADD COLUMN extra int";
+    send(&mut s2, &[parse("", extra), bind(""), execute(), sync()]).await;
     let replies = read_until_ready(&mut s).await;
     let took = started.elapsed();
+    let second = read_until_ready(&mut s2).await;
     stop.store(true, Ordering::Relaxed);
     let worst = writer.await.expect("writer");
     assert_eq!(tags(&replies).0, "12CZ", "{replies:?}");
+    let (seq, notices) = tags(&second);
+    assert_eq!(seq, "12CZ", "{second:?}");
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("waiting for another DDL statement on")),
+        "{notices:?}"
+    );
+    orig.batch_execute(extra).await.expect("direct add column");
     eprintln!("CHECK through a lone unit: steps ran {took:?}, the writer's longest wait {worst:?}");
     assert!(
         took > Duration::from_secs(2),
