@@ -58,7 +58,7 @@ impl BlockError {
             code: sqlstate::BLOCKED,
             message: format!("ddlgate must run this statement as safe steps ({title})"),
             detail: format!("Planned: {planned}"),
-            hint: "Send the statement alone as a simple query (psql, or your driver's simple-query/execute-without-parameters mode) so ddlgate can run the steps, or run the steps yourself.".to_owned(),
+            hint: "Send the statement alone, outside a transaction block, as a simple query or as one Parse/Bind/[Describe]/Execute/Sync unit without parameters (your driver's execute of the statement alone), so ddlgate can run the steps, or run the steps yourself.".to_owned(),
         }
     }
 

@@ -63,7 +63,10 @@
 //!    to the client; recipe steps run one by one the same way. Every wait watches the client
 //!    and shutdown.
 //! 6. A prepared DDL statement is decided again at Bind in the context it then runs in
-//!    (`session::relay::prepared`).
+//!    (`session::relay::prepared`). A DDL statement alone in an extended-protocol unit
+//!    (`[Parse] / Bind / [Describe] / Execute / Sync`, no parameters, outside a transaction
+//!    block: `session::relay::lone`) is taken whole into the DDL lane and run like a simple
+//!    Query — retried, or run as steps — with the replies the server gives that unit.
 //! 7. Upstream `ReadyForQuery`, `ParameterStatus`, `BackendKeyData` and `ErrorResponse` are
 //!    read on the way back to keep the protocol state current (`session::tracker`: replies
 //!    owed, units, transaction status, server parameters); ddlgate's own errors lose the

@@ -358,11 +358,15 @@ async fn extended_protocol_ddl_is_bounded_by_the_lock_timeout() {
         .expect("blocker");
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reader = spawn_reader(env.direct_conn("trust_user"), stop.clone());
+    // Alone outside a transaction block the unit is retried like a simple Query
+    // (tests/extended.rs); inside one the unit is the client's, and is bounded, not retried.
+    p.batch_execute("BEGIN").await.expect("begin");
     let started = Instant::now();
     let err = p
         .execute("ALTER TABLE t ADD COLUMN d int", &[])
         .await
         .expect_err("lock timeout");
+    p.batch_execute("ROLLBACK").await.expect("rollback");
     assert_eq!(sqlstate(&err).as_deref(), Some("55P03"), "{err}");
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -392,8 +396,10 @@ async fn extended_protocol_ddl_is_bounded_by_the_lock_timeout() {
         .batch_execute("BEGIN; SELECT count(*) FROM t")
         .await
         .expect("blocker");
+    p.batch_execute("BEGIN").await.expect("begin");
     let err = p.execute(&stmt, &[]).await.expect_err("lock timeout");
     assert_eq!(sqlstate(&err).as_deref(), Some("55P03"), "{err}");
+    p.batch_execute("ROLLBACK").await.expect("rollback");
     blocker.batch_execute("COMMIT").await.expect("commit");
     p.execute(&stmt, &[])
         .await

@@ -71,6 +71,24 @@ impl<'a> Parse<'a> {
             param_types,
         })
     }
+
+    /// Whether the Parse declares no parameter types, or only unspecified ones (OID 0): a
+    /// statement that takes no parameters is prepared the same way with or without them.
+    pub fn types_unspecified(&self) -> bool {
+        let Some((count, oids)) = self.param_types.split_first_chunk::<2>() else {
+            return false;
+        };
+        let n = usize::from(u16::from_be_bytes(*count));
+        oids.len() == n * 4 && oids.iter().all(|&b| b == 0)
+    }
+
+    /// A Parse frame of `name` with `sql` and the parameter types of `self`.
+    pub fn frame(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        put_with_nul(&mut out, PARSE, &[self.name, self.sql]);
+        extend_last(&mut out, self.param_types);
+        out.freeze()
+    }
 }
 
 /// A Query or a Parse: a message that carries SQL.
@@ -149,6 +167,14 @@ impl<'a> Bind<'a> {
         })
     }
 
+    /// How many parameter values it binds; `None` when the body is malformed.
+    pub fn param_count(&self) -> Option<u16> {
+        let (formats, rest) = self.rest.split_first_chunk::<2>()?;
+        let skip = usize::from(u16::from_be_bytes(*formats)) * 2;
+        let (count, _) = rest.get(skip..)?.split_first_chunk::<2>()?;
+        Some(u16::from_be_bytes(*count))
+    }
+
     /// The same Bind pointed at another statement (parameters and formats kept byte for byte).
     /// NUL bytes in `statement` are dropped.
     pub fn pointed_at(&self, statement: &[u8]) -> Bytes {
@@ -199,6 +225,56 @@ impl<'a> Close<'a> {
     }
 }
 
+/// A Describe of a prepared statement (`S`) or a portal (`P`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Describe<'a> {
+    pub kind: u8,
+    pub name: &'a [u8],
+}
+
+impl<'a> Describe<'a> {
+    pub const STATEMENT: u8 = b'S';
+    pub const PORTAL: u8 = b'P';
+
+    pub fn decode(body: &'a [u8]) -> Option<Describe<'a>> {
+        let (&kind, rest) = body.split_first()?;
+        let (name, _) = read_cstr(rest)?;
+        Some(Describe { kind, name })
+    }
+}
+
+/// An Execute: the portal it runs (the row limit is not looked at).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Execute<'a> {
+    pub portal: &'a [u8],
+}
+
+impl<'a> Execute<'a> {
+    pub fn decode(body: &'a [u8]) -> Option<Execute<'a>> {
+        let (portal, _) = read_cstr(body)?;
+        Some(Execute { portal })
+    }
+}
+
+/// A Close of the prepared statement `name` (its reply, CloseComplete, comes even when no such
+/// statement exists).
+pub fn close_statement(name: &[u8]) -> Bytes {
+    let mut out = BytesMut::new();
+    let mut body = Vec::with_capacity(name.len() + 2);
+    body.push(Close::STATEMENT);
+    body.extend_from_slice(name);
+    body.push(0);
+    framing::put_message(&mut out, CLOSE, &body);
+    out.freeze()
+}
+
+/// The Sync message.
+pub fn sync() -> Bytes {
+    let mut out = BytesMut::with_capacity(framing::HEADER_LEN);
+    framing::put_message(&mut out, SYNC, &[]);
+    out.freeze()
+}
+
 /// The Terminate message.
 pub fn terminate() -> Bytes {
     let mut out = BytesMut::with_capacity(framing::HEADER_LEN);
@@ -229,6 +305,60 @@ fn extend_last(out: &mut BytesMut, extra: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_messages_of_a_lone_unit() {
+        // Parse: no types, unspecified ones, a declared one, a count that lies.
+        for (types, unspecified) in [
+            (&b"\0\0"[..], true),
+            (b"\0\x02\0\0\0\0\0\0\0\0", true),
+            (b"\0\x01\0\0\0\x17", false),
+            (b"\0\x02\0\0\0\0", false),
+            (b"", false),
+        ] {
+            let mut body = b"s1\0ALTER TABLE t ADD c int\0".to_vec();
+            body.extend_from_slice(types);
+            let p = Parse::decode(&body).expect("parse");
+            assert_eq!(p.types_unspecified(), unspecified, "{types:?}");
+            assert_eq!(
+                framing::body(&p.frame()),
+                &body[..],
+                "rebuilt byte for byte"
+            );
+        }
+        // Bind: parameter count after the format codes.
+        let no_params = b"\0s1\0\0\x01\0\0\0\0\0\0";
+        assert_eq!(
+            Bind::decode(no_params).and_then(|b| b.param_count()),
+            Some(0)
+        );
+        let one = b"\0s1\0\0\0\0\x01\0\0\0\x011\0\0";
+        assert_eq!(Bind::decode(one).and_then(|b| b.param_count()), Some(1));
+        assert_eq!(
+            Bind::decode(b"\0s1\0\0\x05").and_then(|b| b.param_count()),
+            None
+        );
+        assert_eq!(
+            Describe::decode(b"Ps1\0"),
+            Some(Describe {
+                kind: Describe::PORTAL,
+                name: b"s1"
+            })
+        );
+        assert_eq!(
+            Execute::decode(b"\0\0\0\0\0").map(|e| e.portal),
+            Some(&b""[..])
+        );
+        let close = close_statement(b"S_1");
+        assert_eq!(
+            Close::decode(framing::body(&close)),
+            Some(Close {
+                kind: Close::STATEMENT,
+                name: b"S_1"
+            })
+        );
+        assert_eq!(&sync()[..], b"S\0\0\0\x04");
+    }
 
     #[test]
     fn query_and_parse_bodies() {

@@ -90,6 +90,22 @@ pub fn ready_for_query(status: TxStatus) -> BytesMut {
     out
 }
 
+/// The replies the server gives to the Bind and Describe of a utility statement (no
+/// parameters, no rows) before it is executed: what a client sees of a unit whose statement
+/// ddlgate ran as a recipe's steps. `describe` is the Describe's kind (`S` statement: a
+/// ParameterDescription of no parameters and NoData; `P` portal: NoData), if the unit has one.
+pub fn bound_utility(describe: Option<u8>) -> BytesMut {
+    let mut out = BytesMut::with_capacity(16);
+    super::framing::put_message(&mut out, super::backend::BIND_COMPLETE, &[]);
+    if describe == Some(super::frontend::Describe::STATEMENT) {
+        super::framing::put_message(&mut out, super::backend::PARAMETER_DESCRIPTION, &[0, 0]);
+    }
+    if describe.is_some() {
+        super::framing::put_message(&mut out, super::backend::NO_DATA, &[]);
+    }
+    out
+}
+
 /// FATAL 08001: the upstream PostgreSQL could not be reached when the session started.
 pub fn upstream_unreachable(address: &str, reason: &str) -> BytesMut {
     Say::new("FATAL", sqlstate::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,

@@ -434,7 +434,7 @@ this statement; psql without `-1` and not in a `-c` string with other statements
 pub fn steps_hint(hint: String, ctx: &Context) -> String {
     if ctx.in_transaction_block() {
         format!(
-            "{hint} Or let ddlgate run these steps: they cannot run {}, but ddlgate runs them itself when the statement arrives alone, outside any transaction, as a simple-protocol query. {OUTSIDE_TRANSACTION_HINT}",
+            "{hint} Or let ddlgate run these steps: they cannot run {}, but ddlgate runs them itself when the statement arrives alone, outside any transaction, as a simple query or as one Parse/Bind/Execute/Sync unit without parameters. {OUTSIDE_TRANSACTION_HINT}",
             ctx.block_description()
         )
     } else {

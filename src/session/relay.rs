@@ -13,6 +13,9 @@
 //!   `client_encoding`) only once the server has answered that statement;
 //! - client `Bind` of a tracked prepared statement (`relay/prepared.rs`): guarded, or decided
 //!   again when its context changed since the Parse; `Close`: frees a tracking slot;
+//! - a Parse or Bind of DDL that starts a lone unit (`relay/lone.rs`: one statement, no
+//!   parameters, up to its Sync, outside a transaction block): the whole unit is handed to the
+//!   DDL lane, which runs it like a simple Query (retries, steps) and answers it itself;
 //! - client `Sync`, `Execute`, `FunctionCall`, `CopyDone`/`CopyFail`, `Terminate`: only their tag,
 //!   to know how many ReadyForQuery messages are owed and where protocol units end;
 //! - upstream `ReadyForQuery` (transaction status), `ParameterStatus` (server version,
@@ -48,10 +51,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 mod hook;
+pub(super) mod lone;
 mod prepared;
 mod units;
 
 use self::hook::{Hooked, lexing_refusal, lexing_sensitive, refusal_frame, refused_statement_name};
+use self::lone::{LoneUnit, Shape};
 use self::prepared::Prepared;
 use self::units::Units;
 use super::ddl::{Lane, PendingGuard, Step};
@@ -540,6 +545,17 @@ impl Relay {
                         recipe,
                     }) = hooked
                     {
+                        // A Parse that starts a lone unit outside a transaction block runs in
+                        // the DDL lane like a simple Query (`relay/lone.rs`); only a message
+                        // the hook acts on is looked at, ordinary traffic never.
+                        let shape = if tag == frontend::PARSE
+                            && may_guard
+                            && st.proto.tx() == TxStatus::Idle
+                        {
+                            lone::recognise(&io.cbuf[run..], limits.max_message_bytes)
+                        } else {
+                            Shape::Other
+                        };
                         // Say the notices, forward what came before unchanged, then the
                         // replacement instead of the client's frame (or the frame itself when
                         // there are only notices).
@@ -555,31 +571,47 @@ impl Relay {
                         // their errors are not ddlgate's: see `without_raise_context`).
                         st.raised_block |= replacement.is_some() || recipe.is_some();
                         let mut frame = replacement.unwrap_or(original);
+                        let prepare_only = matches!(shape, Shape::PrepareOnly { .. });
+                        let lone = match shape {
+                            Shape::Lone(u) => Some(u),
+                            _ => None,
+                        };
                         if let Some(recipe) = recipe {
-                            if may_guard && tag == frontend::QUERY {
+                            if may_guard && (tag == frontend::QUERY || lone.is_some()) {
                                 // The steps run instead of the statement (`run_guarded`).
+                                let unit = lone.map(|u| take_unit(io, st, counters, &mut frame, u));
                                 st.proto.command_taken();
                                 st.lane.step = Step::Guard(PendingGuard {
                                     frame,
                                     plan: guard.unwrap_or_default(),
                                     tag,
                                     recipe: Some(recipe),
+                                    unit,
                                 });
                                 break;
                             }
-                            // Steps need the simple protocol and an idle server: refuse
-                            // rather than run the statement as written.
-                            frame = refusal_frame(tag, framing::body(&frame), &recipe);
+                            if prepare_only {
+                                // Prepared, not executed: the statement is prepared as written
+                                // and its steps run when a lone unit executes it
+                                // (`prepared`), or it is refused then.
+                                st.recipe_when_prepared(framing::body(&frame), &recipe);
+                            } else {
+                                // Steps need an idle server and a unit of their own: refuse
+                                // rather than run the statement as written.
+                                frame = refusal_frame(tag, framing::body(&frame), &recipe);
+                            }
                         }
                         match guard.filter(|g| may_guard && g.is_needed(&live.config.guard)) {
                             Some(plan) => {
                                 // The relay stops here; `client_input` runs it under the guard.
+                                let unit = lone.map(|u| take_unit(io, st, counters, &mut frame, u));
                                 st.proto.command_taken();
                                 st.lane.step = Step::Guard(PendingGuard {
                                     frame,
                                     plan,
                                     tag,
                                     recipe: None,
+                                    unit,
                                 });
                                 break;
                             }
@@ -602,7 +634,40 @@ impl Relay {
                             st.settings_gen += 1;
                             st.lex_barrier |= lexing;
                         }
-                        match st.on_bind(&self.shared, counters, &statement) {
+                        let may_guard = run == 0 && st.may_inject();
+                        // A Bind that starts a lone unit outside a transaction block runs in
+                        // the DDL lane like a simple Query (`relay/lone.rs`).
+                        let tracked_ddl = st.prepared.ddl_mut(&statement).is_some();
+                        let lone = match may_guard && tracked_ddl && st.proto.tx() == TxStatus::Idle
+                        {
+                            true => match lone::recognise(rest, limits.max_message_bytes) {
+                                Shape::Lone(u) if u.parse_len == 0 => Some(u),
+                                _ => None,
+                            },
+                            false => None,
+                        };
+                        // ddlgate's own queries before the unit destroy the unnamed
+                        // statement: it is prepared again in front of the unit.
+                        let (lone, reparse) = match lone {
+                            Some(u) if u.statement.is_empty() => match st.unnamed_parse() {
+                                Some(p) => (Some(u), Some(p)),
+                                None => (None, None),
+                            },
+                            other => (other, None),
+                        };
+                        let bound = match st.on_bind(&self.shared, counters, &statement) {
+                            Ok(hook::Bound {
+                                recipe: Some(recipe),
+                                ..
+                            }) if lone.is_none() => {
+                                Err(crate::act::BlockError::steps_need_simple_query(
+                                    recipe.kind.title(),
+                                    &recipe.describe(),
+                                ))
+                            }
+                            other => other,
+                        };
+                        match bound {
                             Err(err) => {
                                 // The server fails the unit itself and discards up to Sync, so
                                 // the protocol state stays exactly the server's.
@@ -651,20 +716,39 @@ impl Relay {
                                 st.on_client_tag(counters, tag);
                                 continue;
                             }
-                            Ok(plan) => {
+                            Ok(hook::Bound { plan, recipe }) => {
                                 // A Bind of a prepared DDL statement starts a unit the guard
-                                // runs around.
-                                let may_guard = run == 0 && st.may_inject();
-                                if let Some(plan) =
-                                    plan.filter(|g| may_guard && g.is_needed(&live.config.guard))
-                                {
+                                // runs around (all of it, when it is a lone unit), or whose
+                                // statement runs as safe steps.
+                                let needed = plan
+                                    .as_ref()
+                                    .is_some_and(|g| may_guard && g.is_needed(&live.config.guard));
+                                if needed || recipe.is_some() {
                                     st.proto.note_unit_kind(UnitKind::Ddl);
-                                    let frame = io.cbuf.split_to(total).freeze();
+                                    let (frame, unit) = match lone {
+                                        Some(mut u) => {
+                                            st.proto.unit_taken();
+                                            counters.extended_units.increment(1);
+                                            let unit = io.cbuf.split_to(u.len);
+                                            let mut frame = BytesMut::new();
+                                            if let Some(p) = reparse {
+                                                frame.extend_from_slice(&p);
+                                                u.parse_len = p.len();
+                                                u.parse_hidden = true;
+                                            }
+                                            frame.extend_from_slice(&unit);
+                                            u.len = frame.len();
+                                            (frame.freeze(), Some(u))
+                                        }
+                                        None => (io.cbuf.split_to(total).freeze(), None),
+                                    };
+                                    st.proto.command_taken();
                                     st.lane.step = Step::Guard(PendingGuard {
                                         frame,
-                                        plan,
+                                        plan: plan.unwrap_or_default(),
                                         tag,
-                                        recipe: None,
+                                        recipe,
+                                        unit,
                                     });
                                     break;
                                 }
@@ -1055,6 +1139,28 @@ fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// Takes the rest of a lone unit whose first message (`frame`, the Parse as it is to be
+/// sent) was split off already: `frame` becomes the whole unit, the protocol state counts the
+/// unit as begun, and the unit's description says how long its Parse now is.
+fn take_unit(
+    io: &mut Io,
+    st: &mut State,
+    counters: &crate::analysis::Counters,
+    frame: &mut Bytes,
+    mut u: LoneUnit,
+) -> LoneUnit {
+    let rest = io.cbuf.split_to(u.len - u.parse_len);
+    let mut whole = BytesMut::with_capacity(frame.len() + rest.len());
+    whole.extend_from_slice(frame);
+    whole.extend_from_slice(&rest);
+    u.parse_len = frame.len();
+    u.len = whole.len();
+    *frame = whole.freeze();
+    st.proto.unit_taken();
+    counters.extended_units.increment(1);
+    u
 }
 
 /// Whether the client bytes in `buf` (from `at`, past the rest of a message streaming through)

@@ -192,6 +192,16 @@ impl Tracker {
         self.syncs_since_command = 0;
     }
 
+    /// A whole extended-protocol unit (up to its Sync) is taken by the DDL lane instead of
+    /// being forwarded: it begins a unit, whose replies the lane gives the client itself.
+    pub(crate) fn unit_taken(&mut self) {
+        self.units_begun += 1;
+        self.syncs_since_command = 0;
+        // What its Parse noted belongs to it, not to the next unit.
+        self.unit_kind = None;
+        self.unit_executes = 0;
+    }
+
     /// A Parse of the open unit was analysed as `kind` (DDL wins over DML, DML over the rest).
     pub(crate) fn note_unit_kind(&mut self, kind: UnitKind) {
         self.unit_kind = Some(kind.merge(self.unit_kind));
@@ -304,6 +314,26 @@ mod tests {
         assert_eq!(t.owed(), 1);
         t.ready_for_query();
         assert!(t.all_answered());
+    }
+
+    #[test]
+    fn a_unit_taken_whole_leaves_nothing_to_the_next() {
+        let mut t = ready();
+        t.client(QUERY);
+        t.ready_for_query();
+        t.note_unit_kind(UnitKind::Ddl);
+        t.unit_taken();
+        assert_eq!(t.units_begun(), 2);
+        assert!(t.all_answered(), "nothing of it was forwarded");
+        t.client(BIND);
+        t.client(EXECUTE);
+        assert_eq!(
+            t.client(SYNC),
+            ClientEvent::Sync {
+                kind: UnitKind::Dml,
+                executes: 1
+            }
+        );
     }
 
     #[test]

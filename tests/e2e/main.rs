@@ -15,5 +15,6 @@ mod sqlx;
 
 mod dbmate;
 mod knex;
+mod node_pg_driver;
 mod node_pg_migrate;
 mod node_tools;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 
 use super::{Activity, Epilogue};
@@ -13,18 +13,21 @@ use crate::act::BlockError;
 use crate::config::GuardConfig;
 use crate::error::SessionError;
 use crate::guard::{self, Blocker, GuardPlan, Retry};
-use crate::protocol::{TxStatus, frontend};
+use crate::protocol::{TxStatus, backend, frontend};
 use crate::session::relay::Relay;
+use crate::session::relay::lone::LoneUnit;
 
 impl Relay {
     /// Phase 2 for a statement run as written (or rewritten): the guard's settings, then the
     /// client's Query in attempts, retried after a lock timeout while the budget lasts; the
     /// epilogue and the client's replies. An extended-protocol unit gets the settings only: the
     /// relay forwards it, and the epilogue runs at its ReadyForQuery.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn run_statement(
         &mut self,
         frame: Bytes,
         tag: u8,
+        unit: Option<LoneUnit>,
         plan: GuardPlan,
         mut epilogue: Epilogue,
         cfg: &GuardConfig,
@@ -44,10 +47,11 @@ impl Relay {
             }
         }
 
-        if tag != frontend::QUERY {
-            // Extended protocol: the unit is the client's to drive; its Sync's ReadyForQuery
-            // tells the relay when to put things back. No retry: a lock timeout reaches the
-            // client as the server's own 55P03 — after at most lock_timeout, not in the queue.
+        if tag != frontend::QUERY && unit.is_none() {
+            // Extended protocol, beyond a lone unit: the unit is the client's to drive; its
+            // Sync's ReadyForQuery tells the relay when to put things back. No retry: a lock
+            // timeout reaches the client as the server's own 55P03 — after at most
+            // lock_timeout, not in the queue.
             self.st.on_client_tag(&shared.counters, tag);
             self.io.to_up.push(frame);
             self.st.lane.epilogue = Some(epilogue).filter(|e| !e.is_empty());
@@ -56,11 +60,19 @@ impl Relay {
 
         // 2b. Attempts.
         let mut upstream_time = 0f64;
-        let retry = if plan.short_lock_timeout {
-            plan.retry
-        } else {
-            Retry::No
+        // A lone unit outside a transaction block is atomic like a Query: the server's
+        // implicit transaction ends at its Sync, failed or not, and it is simply sent again.
+        let retry = match (plan.short_lock_timeout, &unit) {
+            (false, _) => Retry::No,
+            (true, Some(_)) => Retry::Whole,
+            (true, None) => plan.retry,
         };
+        // A unit's named statement outlives its failed attempt: a retry closes it first, and
+        // the client does not see that CloseComplete.
+        let named = unit
+            .as_ref()
+            .filter(|u| u.parse_len > 0 && !u.statement.is_empty())
+            .map(|u| u.statement.clone());
         let mut attempt_no = 0u32;
         loop {
             attempt_no += 1;
@@ -68,7 +80,40 @@ impl Relay {
                 self.inject(guard::SAVEPOINT).await?;
             }
             let attempt_began = Instant::now();
-            let a = self.attempt(&frame, cfg.max_buffered_bytes).await?;
+            let mut a = match (&named, attempt_no) {
+                (Some(name), 2..) => {
+                    let mut again = BytesMut::from(&frontend::close_statement(name)[..]);
+                    again.extend_from_slice(&frame);
+                    let mut a = self
+                        .attempt(&again.freeze(), cfg.max_buffered_bytes)
+                        .await?;
+                    if a.held
+                        .first()
+                        .is_some_and(|f| f.first() == Some(&backend::CLOSE_COMPLETE))
+                    {
+                        a.held.remove(0);
+                    }
+                    a
+                }
+                _ => self.attempt(&frame, cfg.max_buffered_bytes).await?,
+            };
+            if unit.as_ref().is_some_and(|u| u.parse_hidden)
+                && let Some(i) = a
+                    .held
+                    .iter()
+                    .position(|f| f.first() == Some(&backend::PARSE_COMPLETE))
+            {
+                a.held.remove(i);
+            }
+            // An error before the unit's statement was prepared is the Parse's own: no retry.
+            let parsed = unit.as_ref().is_none_or(|u| {
+                u.parse_len == 0
+                    || u.parse_hidden
+                    || a.held
+                        .iter()
+                        .any(|f| f.first() == Some(&backend::PARSE_COMPLETE))
+            });
+            a.lock_timeout &= parsed;
             let attempt_time = attempt_began.elapsed().as_secs_f64();
             upstream_time += attempt_time;
             if a.lock_timeout {
@@ -170,8 +215,41 @@ impl Relay {
             }
             self.epilogue_behind_replies(epilogue, a.status).await?;
             self.set_tx(a.status);
+            if let Some(u) = &unit {
+                self.reprepare_unnamed(u, &frame).await?;
+            }
             return Ok(());
         }
+    }
+
+    /// A simple Query destroys the unnamed prepared statement, and ddlgate's own queries ran
+    /// after the lone unit that prepared it: prepare it again (replies not the client's), so
+    /// the server holds what it would without ddlgate.
+    pub(super) async fn reprepare_unnamed(
+        &mut self,
+        unit: &LoneUnit,
+        frame: &Bytes,
+    ) -> Result<(), SessionError> {
+        if unit.parse_len == 0 || !unit.statement.is_empty() {
+            return Ok(());
+        }
+        self.prepare_upstream(&frame.slice(..unit.parse_len))
+            .await
+            .map(|_| ())
+    }
+
+    /// Sends `parse` (a Parse frame) and a Sync, and returns the server's answer.
+    pub(super) async fn prepare_upstream(
+        &mut self,
+        parse: &Bytes,
+    ) -> Result<super::channel::Attempt, SessionError> {
+        let mut unit = BytesMut::from(&parse[..]);
+        unit.extend_from_slice(&frontend::sync());
+        let a = self.attempt(&unit.freeze(), usize::MAX).await?;
+        if let Some(e) = &a.error {
+            tracing::warn!(code = %e.code, message = %e.message, "preparing the client's statement again failed");
+        }
+        Ok(a)
     }
 
     /// Waits for this table's turn; false when the queue timeout passed.

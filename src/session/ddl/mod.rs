@@ -1,5 +1,6 @@
-//! The DDL lane: what happens to a DDL Query (or the first message of an extended-protocol
-//! unit) once the relay has stopped at it, with the server idle. ddlgate drives the client's own
+//! The DDL lane: what happens to a DDL Query (or a lone extended-protocol unit, run the same
+//! way, or the first message of another unit) once the relay has stopped at it, with the
+//! server idle. ddlgate drives the client's own
 //! upstream connection itself here, with simple-protocol queries of its own whose replies the
 //! client never sees (`channel`), in fixed phases:
 //!
@@ -41,6 +42,7 @@ use tokio::time::Instant;
 
 use self::channel::query_frame;
 use super::relay::Relay;
+use super::relay::lone::LoneUnit;
 use crate::error::SessionError;
 use crate::guard::GuardPlan;
 use crate::protocol::TxStatus;
@@ -54,8 +56,11 @@ pub(in crate::session) struct PendingGuard {
     /// extended-protocol unit (`P`arse or `B`ind): the guard's settings and turn are put in
     /// place, then the relay forwards the unit and the epilogue runs when it is done.
     pub tag: u8,
-    /// Run these safe steps instead of the statement (a simple Query only).
+    /// Run these safe steps instead of the statement (a simple Query, or a lone unit).
     pub recipe: Option<crate::recipe::Recipe>,
+    /// `frame` is a whole lone extended-protocol unit (`relay/lone.rs`), run and retried here
+    /// like a simple Query, its replies the server's to that unit.
+    pub unit: Option<LoneUnit>,
 }
 
 /// The DDL lane's part of the session state.
@@ -251,10 +256,21 @@ impl Relay {
         }
 
         if let Some(recipe) = pending.recipe {
-            return self.run_recipe(recipe, epilogue, &cfg, &plan, began).await;
+            let unit = pending.unit.map(|u| (u, pending.frame));
+            return self
+                .run_recipe(recipe, unit, epilogue, &cfg, &plan, began)
+                .await;
         }
-        self.run_statement(pending.frame, pending.tag, plan, epilogue, &cfg, began)
-            .await
+        self.run_statement(
+            pending.frame,
+            pending.tag,
+            pending.unit,
+            plan,
+            epilogue,
+            &cfg,
+            began,
+        )
+        .await
     }
 
     /// Writes the audit records of the guarded Query with its outcome.

@@ -3,13 +3,16 @@
 //! blocks traffic; the client sees the CommandComplete of the statement it sent, or an error
 //! naming the steps that ran.
 
+use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::Epilogue;
 use super::channel::query_frame;
 use crate::error::SessionError;
 use crate::guard::{self, GuardPlan};
+use crate::protocol::backend;
 use crate::session::relay::Relay;
+use crate::session::relay::lone::LoneUnit;
 
 impl Relay {
     /// Runs a multi-step rewrite: each step after its precheck (already done → skipped), under
@@ -17,7 +20,66 @@ impl Relay {
     /// `statement_timeout` lifted for long SHARE UPDATE EXCLUSIVE ones). The client gets the
     /// CommandComplete of its own statement — or, when a step fails, an error saying exactly
     /// which steps ran.
+    ///
+    /// For a lone extended-protocol unit (`unit`: its description and frames) the client gets
+    /// the replies the server gives that unit: its Parse's own answer (the statement is
+    /// prepared as written first, so a Parse error arrives where the server's would, and the
+    /// prepared statement exists afterwards as it would), BindComplete and what its Describe
+    /// says of a utility statement, then the steps' notices and the CommandComplete or error
+    /// in place of its Execute's.
     pub(super) async fn run_recipe(
+        &mut self,
+        recipe: crate::recipe::Recipe,
+        unit: Option<(LoneUnit, Bytes)>,
+        epilogue: Epilogue,
+        cfg: &crate::config::GuardConfig,
+        plan: &GuardPlan,
+        began: Instant,
+    ) -> Result<(), SessionError> {
+        if let Some((u, frame)) = &unit {
+            if u.parse_len > 0 {
+                let parse = frame.slice(..u.parse_len);
+                let a = self.prepare_upstream(&parse).await?;
+                let failed = a.error.is_some();
+                for f in a.held {
+                    let ours = u.parse_hidden && f.first() == Some(&backend::PARSE_COMPLETE);
+                    if !ours {
+                        self.io.to_client.push(f);
+                    }
+                }
+                if failed {
+                    // The server discards the rest of the unit up to Sync.
+                    if let Some(rfq) = a.rfq {
+                        self.io.to_client.push(rfq);
+                    }
+                    self.epilogue_behind_replies(epilogue, a.status).await?;
+                    self.set_tx(a.status);
+                    self.audit_guarded(
+                        "error",
+                        a.error.map(|e| format!("{}: {}", e.code, e.message)),
+                    );
+                    return Ok(());
+                }
+                if !u.parse_hidden {
+                    // The server holds the client's statement as written now: a later Bind of
+                    // it runs the steps again.
+                    self.st.remember_recipe(&parse, &recipe);
+                }
+            }
+            self.io
+                .to_client
+                .push(crate::protocol::responses::bound_utility(u.describe).freeze());
+        }
+        let outcome = self.run_steps(recipe, epilogue, cfg, plan, began).await;
+        if let Some((u, frame)) = &unit {
+            outcome?;
+            self.reprepare_unnamed(u, frame).await?;
+            return Ok(());
+        }
+        outcome
+    }
+
+    async fn run_steps(
         &mut self,
         recipe: crate::recipe::Recipe,
         mut epilogue: Epilogue,

@@ -24,6 +24,14 @@ pub(super) struct Hooked {
     pub(super) recipe: Option<crate::recipe::Recipe>,
 }
 
+/// What a Bind of prepared DDL runs with: the guard's plan, and the safe steps that run
+/// instead of the statement when it was prepared to run as them.
+#[derive(Default)]
+pub(super) struct Bound {
+    pub(super) plan: Option<crate::guard::GuardPlan>,
+    pub(super) recipe: Option<crate::recipe::Recipe>,
+}
+
 /// Whether lexing `body` (a Query's or Parse's) depends on `standard_conforming_strings` or
 /// `client_encoding`: only a backslash (in a string literal) or a byte outside ASCII (every
 /// client encoding PostgreSQL accepts is ASCII-compatible) can be read differently.
@@ -188,9 +196,19 @@ impl State {
         hooked: Option<Hooked>,
         cap: usize,
     ) -> Option<Hooked> {
-        let Some(frontend::Parse { name, sql, .. }) = frontend::Parse::decode(body) else {
+        let Some(parse) = frontend::Parse::decode(body) else {
             return hooked;
         };
+        let (name, sql) = (parse.name, parse.sql);
+        let unspecified_types = parse
+            .types_unspecified()
+            .then(|| {
+                parse
+                    .param_types
+                    .first_chunk::<2>()
+                    .map(|n| u16::from_be_bytes(*n))
+            })
+            .flatten();
         if !self.last_parse_ddl {
             if self.prepared.ddl_mut(name).is_some() {
                 // An unnamed statement replaced (a named one cannot be: its Parse fails).
@@ -207,10 +225,15 @@ impl State {
         let plan = hooked.as_ref().and_then(|h| h.guard.clone());
         let decided_in = self.decided_in();
         let fresh_unit = self.last_parse_fresh.then_some(self.proto.units_begun());
-        match self
-            .prepared
-            .track(name, plan, held_sql, decided_in, fresh_unit, cap)
-        {
+        match self.prepared.track(
+            name,
+            plan,
+            held_sql,
+            unspecified_types,
+            decided_in,
+            fresh_unit,
+            cap,
+        ) {
             Ok(()) => hooked,
             Err(prepared::Full) => {
                 tracing::warn!(
@@ -229,18 +252,63 @@ impl State {
         }
     }
 
-    /// A Bind of prepared DDL: its guard plan, decided again first when the context changed
-    /// since its Parse; `Err` when the new decision no longer allows it as prepared.
+    /// The Parse of a lone unit (`parse`, a frame) prepared DDL as written that runs as
+    /// `recipe`'s steps: a later Bind runs the steps again, or is refused.
+    pub(in crate::session) fn remember_recipe(
+        &mut self,
+        parse: &[u8],
+        recipe: &crate::recipe::Recipe,
+    ) {
+        if let Some(p) = frontend::Parse::decode(framing::body(parse)) {
+            self.prepared.steps_confirmed(p.name, recipe);
+        }
+    }
+
+    /// A Parse (`parse_body`) prepares DDL as written, to run as `recipe`'s steps when a lone
+    /// unit executes it: remembered once the server confirms the Parse (its unit succeeds).
+    pub(super) fn recipe_when_prepared(
+        &mut self,
+        parse_body: &[u8],
+        recipe: &crate::recipe::Recipe,
+    ) {
+        if let Some(p) = frontend::Parse::decode(parse_body)
+            && self.prepared.ddl_mut(p.name).is_some()
+        {
+            let change = self.prepared.steps_request(p.name, recipe.clone());
+            self.units.untrack_pending.push(change);
+        }
+    }
+
+    /// A Parse of the unnamed statement as the server holds it (tracked DDL), to prepare it
+    /// again before a lone unit binds it: `None` when its text or types were not kept.
+    pub(super) fn unnamed_parse(&mut self) -> Option<bytes::Bytes> {
+        let entry = self.prepared.ddl_mut(b"")?;
+        let (sql, n) = (entry.sql.as_ref()?, entry.unspecified_types?);
+        let mut types = n.to_be_bytes().to_vec();
+        types.resize(2 + usize::from(n) * 4, 0);
+        Some(
+            frontend::Parse {
+                name: b"",
+                sql,
+                param_types: &types,
+            }
+            .frame(),
+        )
+    }
+
+    /// A Bind of prepared DDL: its guard plan, and the steps that run instead of it when it
+    /// was prepared for them, decided again first when the context changed since its Parse;
+    /// `Err` when the new decision no longer allows it as prepared.
     pub(super) fn on_bind(
         &mut self,
         shared: &Shared,
         counters: &crate::analysis::Counters,
         statement: &[u8],
-    ) -> Result<Option<crate::guard::GuardPlan>, crate::act::BlockError> {
+    ) -> Result<Bound, crate::act::BlockError> {
         self.refresh_live(shared);
         let now = self.decided_in();
         let Some(entry) = self.prepared.ddl_mut(statement) else {
-            return Ok(None);
+            return Ok(Bound::default());
         };
         // A decision on facts that hold only now (what depends on a dropped object) is good
         // for the unit of its Parse only: in a later unit it is taken again, without them.
@@ -248,9 +316,13 @@ impl State {
             .fresh_unit
             .is_none_or(|u| u == self.proto.units_begun());
         if entry.decided_in == now && fresh {
-            return Ok(entry.plan.clone());
+            return Ok(Bound {
+                plan: entry.plan.clone(),
+                recipe: entry.recipe.clone(),
+            });
         }
         let was = entry.decided_in;
+        let entry_recipe = entry.recipe.is_some();
         let refusal = |why: &str| {
             crate::act::BlockError::prepared_no_longer_allowed(statement, was.tx.as_str(), why)
         };
@@ -270,7 +342,9 @@ impl State {
             self.analyzer
                 .analyze(counters, &self.profile, Source::Parse, &sql, &ctx);
         self.units.audit_pending.append(&mut plan.audit);
-        if plan.sql.is_some() || plan.recipe.is_some() {
+        // Steps decided without catalog facts are not run, and the statement they stand for
+        // never runs as written.
+        if plan.sql.is_some() || plan.recipe.is_some() || entry_recipe {
             tracing::info!("prepared DDL decided again at Bind: no longer allowed as prepared");
             return Err(refusal(
                 "decided again in the current context, it is no longer allowed as prepared",
@@ -280,7 +354,10 @@ impl State {
             entry.plan = plan.guard.clone();
             entry.decided_in = now;
         }
-        Ok(plan.guard)
+        Ok(Bound {
+            plan: plan.guard,
+            recipe: None,
+        })
     }
 
     /// Whether a Query/Parse must wait for the server to finish earlier requests before it is

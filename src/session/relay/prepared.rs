@@ -42,8 +42,19 @@ pub(super) struct DecidedIn {
 pub(super) struct PreparedDdl {
     /// The lock guard's plan for its execution.
     pub plan: Option<GuardPlan>,
+    /// The safe steps that run instead of it, when it was prepared as written to run as a
+    /// recipe (by a lone unit, `relay/lone.rs`); a Bind that cannot run them is refused.
+    pub recipe: Option<crate::recipe::Recipe>,
+    /// `recipe` is the one of the statement this Parse replaced in the tracking table: a
+    /// Parse of a name in use fails on the server, which keeps the old statement, so its
+    /// steps stay until a Close confirms the name was free (or this Parse's own steps are
+    /// confirmed).
+    recipe_carried: bool,
     /// The SQL the server holds for it (after any rewrite), when short enough to keep.
     pub sql: Option<Vec<u8>>,
+    /// How many parameter types its Parse declared, when all were unspecified (OID 0): with
+    /// `sql`, enough to prepare the same statement again.
+    pub unspecified_types: Option<u16>,
     pub decided_in: DecidedIn,
     /// The protocol unit of its Parse, when its decision rests on facts that hold only then
     /// (`analysis::Plan::fresh_facts_only`): a Bind in another unit decides it again.
@@ -52,11 +63,22 @@ pub(super) struct PreparedDdl {
     seq: u64,
 }
 
-/// A removal waiting for its protocol unit to succeed.
+impl PreparedDdl {
+    fn recipe_carried_closed(&mut self) {
+        if std::mem::take(&mut self.recipe_carried) {
+            self.recipe = None;
+        }
+    }
+}
+
+/// A change waiting for its protocol unit to succeed: a removal, or the safe steps a
+/// statement prepared as written runs as (known to be the server's only once its Parse
+/// succeeded).
 #[derive(Debug, Clone)]
 pub(super) enum Untrack {
     One(Vec<u8>, u64),
     All(u64),
+    Steps(Vec<u8>, u64, Box<crate::recipe::Recipe>),
 }
 
 /// The tracking tables.
@@ -85,11 +107,13 @@ impl Prepared {
 
     /// Tracks a prepared DDL statement (replacing one of the same name, as an unnamed
     /// statement is replaced), unless `cap` are tracked already.
+    #[allow(clippy::too_many_arguments)]
     pub fn track(
         &mut self,
         name: &[u8],
         plan: Option<GuardPlan>,
         sql: &[u8],
+        unspecified_types: Option<u16>,
         decided_in: DecidedIn,
         fresh_unit: Option<u64>,
         cap: usize,
@@ -98,8 +122,11 @@ impl Prepared {
             return Err(Full);
         }
         self.seq += 1;
+        let mut carried = None;
         if let Some(old) = self.ddl.remove(name) {
             self.forget(&old);
+            // Only the unnamed statement can be replaced by a Parse.
+            carried = old.recipe.filter(|_| !name.is_empty());
         }
         let keep = sql.len() <= MAX_KEPT_SQL && self.kept + sql.len() <= MAX_KEPT_TOTAL;
         if keep {
@@ -109,7 +136,10 @@ impl Prepared {
             name.to_vec(),
             PreparedDdl {
                 plan,
+                recipe_carried: carried.is_some(),
+                recipe: carried,
                 sql: keep.then(|| sql.to_vec()),
+                unspecified_types,
                 decided_in,
                 fresh_unit,
                 seq: self.seq,
@@ -151,14 +181,39 @@ impl Prepared {
         }
     }
 
-    /// The unit that requested `u` succeeded: the statement(s) are gone from the server.
+    /// The server confirmed it holds `name` as tracked (its Parse succeeded just now): it runs
+    /// as `recipe`'s steps.
+    pub fn steps_confirmed(&mut self, name: &[u8], recipe: &crate::recipe::Recipe) {
+        if let Some(d) = self.ddl.get_mut(name) {
+            d.recipe = Some(recipe.clone());
+            d.recipe_carried = false;
+        }
+    }
+
+    /// The steps `name`, tracked just now, runs as once its Parse succeeds.
+    pub fn steps_request(&self, name: &[u8], recipe: crate::recipe::Recipe) -> Untrack {
+        Untrack::Steps(name.to_vec(), self.seq, Box::new(recipe))
+    }
+
+    /// The unit that requested `u` succeeded: the statement(s) are gone from the server, or
+    /// the statement is the server's.
     pub fn apply(&mut self, u: Untrack) {
         match u {
+            Untrack::Steps(name, seq, recipe) => {
+                if let Some(d) = self.ddl.get_mut(&name).filter(|d| d.seq == seq) {
+                    d.recipe = Some(*recipe);
+                    d.recipe_carried = false;
+                }
+            }
             Untrack::One(name, seq) => {
                 if self.ddl.get(&name).is_some_and(|d| d.seq <= seq)
                     && let Some(old) = self.ddl.remove(&name)
                 {
                     self.forget(&old);
+                } else if let Some(d) = self.ddl.get_mut(&name) {
+                    // Closed before a later Parse of the name: that Parse is what the server
+                    // holds, not the statement whose steps it carried.
+                    d.recipe_carried_closed();
                 }
                 self.settings.remove(&name);
             }
@@ -166,6 +221,7 @@ impl Prepared {
                 let mut freed = 0;
                 self.ddl.retain(|_, d| {
                     let keep = d.seq > seq;
+                    d.recipe_carried_closed();
                     if !keep {
                         freed += d.sql.as_ref().map_or(0, Vec::len);
                     }
@@ -194,24 +250,24 @@ mod tests {
     #[test]
     fn full_refuses_and_only_confirmed_removals_free_slots() {
         let mut p = Prepared::default();
-        p.track(b"a", None, b"DROP TABLE a", ctx(), None, 2)
+        p.track(b"a", None, b"DROP TABLE a", None, ctx(), None, 2)
             .expect("room");
-        p.track(b"b", None, b"DROP TABLE b", ctx(), None, 2)
+        p.track(b"b", None, b"DROP TABLE b", None, ctx(), None, 2)
             .expect("room");
         assert!(
-            p.track(b"c", None, b"DROP TABLE c", ctx(), None, 2)
+            p.track(b"c", None, b"DROP TABLE c", None, ctx(), None, 2)
                 .is_err()
         );
         // Replacing a tracked name needs no new slot.
-        p.track(b"b", None, b"DROP TABLE b2", ctx(), None, 2)
+        p.track(b"b", None, b"DROP TABLE b2", None, ctx(), None, 2)
             .expect("same name");
         let close_a = p.untrack_request(Some(b"a"));
         p.apply(close_a);
-        p.track(b"c", None, b"DROP TABLE c", ctx(), None, 2)
+        p.track(b"c", None, b"DROP TABLE c", None, ctx(), None, 2)
             .expect("freed");
         // A removal requested before a statement of the same name was tracked again keeps it.
         let stale = p.untrack_request(Some(b"c"));
-        p.track(b"c", None, b"DROP TABLE c2", ctx(), None, 2)
+        p.track(b"c", None, b"DROP TABLE c2", None, ctx(), None, 2)
             .expect("replace");
         p.apply(stale);
         assert!(p.ddl_mut(b"c").is_some());
@@ -222,12 +278,108 @@ mod tests {
     }
 
     #[test]
+    fn steps_are_kept_once_their_parse_succeeded_and_only_for_that_statement() {
+        let recipe = crate::recipe::Recipe {
+            kind: crate::recipe::RecipeKind::ForeignKey,
+            target: crate::sql::statement::Name::bare("c"),
+            steps: Vec::new(),
+        };
+        let mut p = Prepared::default();
+        p.track(
+            b"fk",
+            None,
+            b"ALTER TABLE c ADD FOREIGN KEY (p) REFERENCES p",
+            None,
+            ctx(),
+            None,
+            4,
+        )
+        .expect("room");
+        let confirm = p.steps_request(b"fk", recipe.clone());
+        // Not before the unit succeeded.
+        assert!(p.ddl_mut(b"fk").is_some_and(|d| d.recipe.is_none()));
+        // A later Parse of the same name is another statement: an old confirmation is void.
+        let stale = confirm.clone();
+        p.track(b"fk", None, b"DROP TABLE x", None, ctx(), None, 4)
+            .expect("replace");
+        p.apply(stale);
+        assert!(p.ddl_mut(b"fk").is_some_and(|d| d.recipe.is_none()));
+        let confirm = p.steps_request(b"fk", recipe);
+        p.apply(confirm);
+        assert!(p.ddl_mut(b"fk").is_some_and(|d| d.recipe.is_some()));
+        // Parse of the name again: the server refuses it (the name is in use) and keeps the
+        // statement with steps, so the tracking keeps its steps…
+        p.track(b"fk", None, b"DROP TABLE y", None, ctx(), None, 4)
+            .expect("replace");
+        assert!(p.ddl_mut(b"fk").is_some_and(|d| d.recipe.is_some()));
+        // …until a Close requested before that Parse confirms the name was free.
+        let mut q = Prepared::default();
+        q.track(
+            b"fk",
+            None,
+            b"ALTER TABLE c ADD FOREIGN KEY (p) REFERENCES p",
+            None,
+            ctx(),
+            None,
+            4,
+        )
+        .expect("room");
+        let steps = q.steps_request(
+            b"fk",
+            p.ddl_mut(b"fk")
+                .and_then(|d| d.recipe.clone())
+                .expect("steps"),
+        );
+        q.apply(steps);
+        let close = q.untrack_request(Some(b"fk"));
+        q.track(b"fk", None, b"DROP TABLE y", None, ctx(), None, 4)
+            .expect("replace");
+        assert!(q.ddl_mut(b"fk").is_some_and(|d| d.recipe.is_some()));
+        q.apply(close);
+        assert!(
+            q.ddl_mut(b"fk").is_some_and(|d| d.recipe.is_none()),
+            "the new statement runs as itself"
+        );
+        // The unnamed statement is replaced by every Parse: nothing is carried.
+        q.track(
+            b"",
+            None,
+            b"ALTER TABLE c ADD CHECK (x > 0)",
+            None,
+            ctx(),
+            None,
+            4,
+        )
+        .expect("room");
+        let steps = q.steps_request(
+            b"",
+            crate::recipe::Recipe {
+                kind: crate::recipe::RecipeKind::Check,
+                target: crate::sql::statement::Name::bare("c"),
+                steps: Vec::new(),
+            },
+        );
+        q.apply(steps);
+        q.track(b"", None, b"DROP TABLE z", None, ctx(), None, 4)
+            .expect("replace");
+        assert!(q.ddl_mut(b"").is_some_and(|d| d.recipe.is_none()));
+    }
+
+    #[test]
     fn kept_sql_is_bounded_per_session() {
         let mut p = Prepared::default();
         let sql = vec![b'x'; MAX_KEPT_SQL];
         for i in 0..MAX_KEPT_TOTAL / MAX_KEPT_SQL + 3 {
-            p.track(format!("s{i}").as_bytes(), None, &sql, ctx(), None, 1000)
-                .expect("room");
+            p.track(
+                format!("s{i}").as_bytes(),
+                None,
+                &sql,
+                None,
+                ctx(),
+                None,
+                1000,
+            )
+            .expect("room");
         }
         assert!(p.kept <= MAX_KEPT_TOTAL);
         assert!(p.ddl_mut(b"s0").is_some_and(|d| d.sql.is_some()));

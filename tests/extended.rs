@@ -1,0 +1,543 @@
+//! DDL sent alone in the extended protocol, as pgJDBC, libpq's `PQexecParams`, node-postgres
+//! and tokio-postgres send it, gets what a simple Query gets: the guard retries a lock timeout
+//! until the blocker goes, and a statement that needs safe steps runs as those steps. The
+//! client sees the replies a server gives its unit — checked message by message on the raw
+//! wire — and the server keeps its prepared statements as it would without ddlgate.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::wire::{self, message, read_until_ready};
+use common::*;
+use ddlgate::config::Config;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+fn fast_guard(c: &mut Config) {
+    c.guard.lock_timeout_ms = LOCK_TIMEOUT;
+    c.guard.backoff_initial_ms = Duration::from_millis(50);
+    c.guard.backoff_max_ms = Duration::from_millis(200);
+    c.guard.max_attempts = 100;
+    c.guard.max_wait_ms = Duration::from_secs(30);
+    // The recipes are under test: small tables would be let through as written.
+    c.catalog.small_table_rows = 0;
+}
+
+/// The guard's `lock_timeout` here (`fast_guard`).
+const LOCK_TIMEOUT: Duration = Duration::from_millis(200);
+/// The longest a reader may wait while the guard's attempts meet a blocker: one attempt's
+/// `lock_timeout` queued behind it, plus scheduling slack on a loaded test machine.
+const READER_BOUND: Duration = Duration::from_millis(200 + 300);
+/// The longest a writer may wait while a recipe's steps run: the guard's `lock_timeout`.
+const BOUND: Duration = LOCK_TIMEOUT;
+
+fn parse(name: &str, sql: &str) -> Vec<u8> {
+    let mut b = name.as_bytes().to_vec();
+    b.push(0);
+    b.extend_from_slice(sql.as_bytes());
+    b.push(0);
+    b.extend_from_slice(&0u16.to_be_bytes());
+    message(b'P', &b)
+}
+
+fn bind(statement: &str) -> Vec<u8> {
+    let mut b = vec![0];
+    b.extend_from_slice(statement.as_bytes());
+    b.push(0);
+    b.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    message(b'B', &b)
+}
+
+fn describe(kind: u8, name: &str) -> Vec<u8> {
+    let mut b = vec![kind];
+    b.extend_from_slice(name.as_bytes());
+    b.push(0);
+    message(b'D', &b)
+}
+
+fn execute() -> Vec<u8> {
+    message(b'E', &[0, 0, 0, 0, 0])
+}
+
+fn sync() -> Vec<u8> {
+    message(b'S', &[])
+}
+
+/// The tags of a reply sequence, notices left out (where they fall is the server's business
+/// only as far as they come before the command's end), and the notices' texts.
+fn tags(replies: &[(u8, Vec<u8>)]) -> (String, Vec<String>) {
+    let tags = replies
+        .iter()
+        .filter(|(t, _)| *t != b'N')
+        .map(|(t, _)| *t as char)
+        .collect();
+    let notices = replies
+        .iter()
+        .filter(|(t, _)| *t == b'N')
+        .map(|(_, b)| wire::error_fields(b).2)
+        .collect();
+    (tags, notices)
+}
+
+fn command_tag(replies: &[(u8, Vec<u8>)]) -> String {
+    replies
+        .iter()
+        .find(|(t, _)| *t == b'C')
+        .map(|(_, b)| String::from_utf8_lossy(&b[..b.len() - 1]).into_owned())
+        .unwrap_or_default()
+}
+
+/// The (code, message) of the first ErrorResponse.
+fn error_of(replies: &[(u8, Vec<u8>)]) -> (String, String) {
+    let (_, code, message) = replies
+        .iter()
+        .find(|(t, _)| *t == b'E')
+        .map(|(_, b)| wire::error_fields(b))
+        .expect("an ErrorResponse");
+    (code, message)
+}
+
+async fn send(s: &mut TcpStream, frames: &[Vec<u8>]) {
+    s.write_all(&frames.concat()).await.expect("write");
+}
+
+/// Runs `SELECT count(*)`/`INSERT` on `sql` in a loop on a direct connection until stopped;
+/// returns the longest one took.
+fn spawn_client(
+    conn: String,
+    sql: &'static str,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Duration> {
+    tokio::spawn(async move {
+        let c = connect(&conn).await;
+        let mut worst = Duration::ZERO;
+        while !stop.load(Ordering::Relaxed) {
+            let t = Instant::now();
+            c.batch_execute(sql).await.expect("concurrent client");
+            worst = worst.max(t.elapsed());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        worst
+    })
+}
+
+/// Columns, constraints (with validity) and indexes (with validity) of the public schema.
+async fn schema(client: &tokio_postgres::Client) -> Vec<String> {
+    let sql = "
+      SELECT format('%s column %s %s notnull=%s', c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull)
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_attribute a ON a.attrelid = c.oid
+       WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+      UNION ALL
+      SELECT format('%s constraint %s type=%s validated=%s %s', c.relname, co.conname, co.contype, co.convalidated, pg_get_constraintdef(co.oid))
+        FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = 'public'
+      UNION ALL
+      SELECT format('%s index %s valid=%s %s', c.relname, ic.relname, i.indisvalid, pg_get_indexdef(i.indexrelid))
+        FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = 'public'
+      ORDER BY 1";
+    client
+        .query(sql, &[])
+        .await
+        .expect("schema")
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_unit_behind_a_lock_is_retried_and_succeeds() {
+    let env = Env::start_with(fast_guard).await;
+    let admin = env.table_t(100).await;
+    let blocker = env.direct_client("ddlgate_admin").await;
+    blocker
+        .batch_execute("SET application_name = 'long-report'; BEGIN; SELECT count(*) FROM t")
+        .await
+        .expect("blocker");
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = spawn_client(
+        env.direct_conn("trust_user"),
+        "SELECT count(*) FROM t",
+        stop.clone(),
+    );
+
+    // pgJDBC's shape once a statement is named: Parse S_1 / Bind / Describe portal / Execute /
+    // Sync, in one write.
+    let mut s = wire::connect_trust(env.proxy_addr()).await;
+    let ddl = "ALTER TABLE t ADD COLUMN IF NOT EXISTS c int";
+    send(
+        &mut s,
+        &[
+            parse("S_1", ddl),
+            bind("S_1"),
+            describe(b'P', ""),
+            execute(),
+            sync(),
+        ],
+    )
+    .await;
+    assert!(
+        guard_retried(&env, 2).await,
+        "the guard retries while the blocker holds"
+    );
+    blocker.batch_execute("COMMIT").await.expect("commit");
+    let replies = read_until_ready(&mut s).await;
+    let (seq, notices) = tags(&replies);
+    assert_eq!(
+        seq, "12nCZ",
+        "ParseComplete, BindComplete, NoData, CommandComplete, ReadyForQuery"
+    );
+    assert_eq!(command_tag(&replies), "ALTER TABLE");
+    assert_eq!(replies.last().map(|(_, b)| b.clone()), Some(b"I".to_vec()));
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("retrying") && n.contains("long-report")),
+        "{notices:?}"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let worst = reader.await.expect("reader");
+    eprintln!("lone unit retried behind a blocker: a reader's longest wait {worst:?}");
+    assert!(worst < READER_BOUND, "a reader waited {worst:?}");
+
+    // The named statement is the server's: a later Bind of it runs (and is guarded again),
+    // and preparing the name again fails as it would without ddlgate.
+    send(
+        &mut s,
+        &[bind("S_1"), describe(b'S', "S_1"), execute(), sync()],
+    )
+    .await;
+    let replies = read_until_ready(&mut s).await;
+    assert_eq!(tags(&replies).0, "2tnCZ");
+    send(&mut s, &[parse("S_1", ddl), bind("S_1"), execute(), sync()]).await;
+    let replies = read_until_ready(&mut s).await;
+    assert_eq!(tags(&replies).0, "EZ");
+    assert_eq!(
+        error_of(&replies).0,
+        "42P05",
+        "prepared statement \"S_1\" already exists"
+    );
+    // The unnamed statement of a lone unit survives ddlgate's own queries after it.
+    send(
+        &mut s,
+        &[
+            parse("", "ALTER TABLE t ADD COLUMN IF NOT EXISTS u int"),
+            bind(""),
+            execute(),
+            sync(),
+        ],
+    )
+    .await;
+    assert_eq!(tags(&read_until_ready(&mut s).await).0, "12CZ");
+    send(&mut s, &[bind(""), execute(), sync()]).await;
+    assert_eq!(
+        tags(&read_until_ready(&mut s).await).0,
+        "2CZ",
+        "the unnamed statement is still there"
+    );
+    // One ReadyForQuery per Sync, nothing left over.
+    send(&mut s, &[sync()]).await;
+    assert_eq!(tags(&read_until_ready(&mut s).await).0, "Z");
+
+    // tokio-postgres: Parse/Describe/Sync, then Bind/Execute/Sync; and query_typed's one unit.
+    let p = env.proxy_client("trust_user").await;
+    blocker
+        .batch_execute("BEGIN; SELECT count(*) FROM t")
+        .await
+        .expect("blocker");
+    let retries = env
+        .proxy
+        .shared()
+        .metrics
+        .value("ddlgate_lock_retries_total", &[]) as u64;
+    let run = tokio::spawn(async move {
+        p.execute("ALTER TABLE t ADD COLUMN d int", &[]).await?;
+        p.query_typed("ALTER TABLE t ADD COLUMN e int", &[]).await?;
+        Ok::<_, tokio_postgres::Error>(p)
+    });
+    assert!(guard_retried(&env, retries + 2).await);
+    blocker.batch_execute("COMMIT").await.expect("commit");
+    let p = run
+        .await
+        .expect("task")
+        .expect("both run once the blocker is gone");
+    let n: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 't' AND column_name IN ('c', 'd', 'e', 'u')",
+            &[],
+        )
+        .await
+        .expect("catalog")
+        .get(0);
+    assert_eq!(n, 4);
+    // The session's own settings are back.
+    let rows = p.simple_query("SHOW lock_timeout").await.expect("show");
+    assert!(
+        rows.iter().any(
+            |m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("0"))
+        )
+    );
+
+    // When the budget is spent the error is the guard's 55P03, in place of the Execute's.
+    let env2 = Env::start_with(|c| {
+        fast_guard(c);
+        c.guard.max_attempts = 2;
+    })
+    .await;
+    env2.table_t(10).await;
+    let blocker = env2.direct_client("ddlgate_admin").await;
+    blocker
+        .batch_execute("BEGIN; SELECT count(*) FROM t")
+        .await
+        .expect("blocker");
+    let mut s = wire::connect_trust(env2.proxy_addr()).await;
+    send(
+        &mut s,
+        &[
+            parse("", "ALTER TABLE t ADD COLUMN z int"),
+            bind(""),
+            describe(b'P', ""),
+            execute(),
+            sync(),
+        ],
+    )
+    .await;
+    let replies = read_until_ready(&mut s).await;
+    let (seq, _) = tags(&replies);
+    assert!(seq.ends_with("EZ"), "{seq}");
+    let (code, message) = error_of(&replies);
+    assert_eq!(code, "55P03");
+    assert!(message.contains("2 attempt(s)"), "{message}");
+    send(&mut s, &[sync()]).await;
+    assert_eq!(tags(&read_until_ready(&mut s).await).0, "Z");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_key_in_a_lone_unit_runs_as_steps_with_the_direct_statements_end_state() {
+    let env = Env::start_with(fast_guard).await;
+    let admin = env.direct_client("ddlgate_admin").await;
+    let setup = "CREATE TABLE parent (id int PRIMARY KEY); INSERT INTO parent SELECT g FROM generate_series(1, 1000) g;
+         CREATE TABLE child (id serial, pid int, email text);
+         INSERT INTO child (pid, email) SELECT 1 + g % 1000, 'u' || g FROM generate_series(1, 300000) g;
+         ALTER TABLE parent OWNER TO trust_user; ALTER TABLE child OWNER TO trust_user;
+         GRANT ALL ON SEQUENCE child_id_seq TO trust_user;";
+    admin
+        .batch_execute("CREATE DATABASE orig")
+        .await
+        .expect("orig");
+    let orig = connect(
+        &env.direct_conn("ddlgate_admin")
+            .replace("dbname=postgres", "dbname=orig"),
+    )
+    .await;
+    orig.batch_execute(setup).await.expect("setup orig");
+    admin.batch_execute(setup).await.expect("setup");
+    let fk =
+        "ALTER TABLE child ADD CONSTRAINT child_pid_fkey FOREIGN KEY (pid) REFERENCES parent (id)";
+    orig.batch_execute(fk).await.expect("direct");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_client(
+        env.direct_conn("trust_user"),
+        "INSERT INTO child (pid, email) VALUES (1, 'w')",
+        stop.clone(),
+    );
+    let mut s = wire::connect_trust(env.proxy_addr()).await;
+    let started = Instant::now();
+    send(
+        &mut s,
+        &[
+            parse("fk", fk),
+            bind("fk"),
+            describe(b'S', "fk"),
+            execute(),
+            sync(),
+        ],
+    )
+    .await;
+    let replies = read_until_ready(&mut s).await;
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let worst = writer.await.expect("writer");
+    let (seq, notices) = tags(&replies);
+    assert_eq!(seq, "12tnCZ", "{replies:?}");
+    assert_eq!(command_tag(&replies), "ALTER TABLE");
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("NOT VALID") && n.contains("VALIDATE")),
+        "the steps are announced as for a simple Query: {notices:?}"
+    );
+    eprintln!(
+        "FOREIGN KEY through a lone unit: steps ran {took:?}, the writer's longest wait {worst:?}"
+    );
+    assert!(
+        worst < BOUND,
+        "a writer waited {worst:?} while the steps ran for {took:?}"
+    );
+    // The same schema as the direct statement's, from the catalog (the writer's rows aside).
+    assert_eq!(schema(&admin).await, schema(&orig).await);
+    // The prepared statement exists as the server would have it: preparing the name again
+    // fails at the Parse, and nothing after it runs.
+    send(&mut s, &[parse("fk", fk), bind("fk"), execute(), sync()]).await;
+    let replies = read_until_ready(&mut s).await;
+    assert_eq!(tags(&replies).0, "EZ");
+    assert_eq!(error_of(&replies).0, "42P05");
+
+    // A statement prepared as written for its steps is known to be the server's only once its
+    // Parse succeeded: when the name was taken, a Bind runs what the server holds.
+    send(&mut s, &[parse("taken", "SELECT 1"), sync()]).await;
+    assert_eq!(tags(&read_until_ready(&mut s).await).0, "1Z");
+    send(
+        &mut s,
+        &[parse("taken", fk), describe(b'S', "taken"), sync()],
+    )
+    .await;
+    let replies = read_until_ready(&mut s).await;
+    assert_eq!(
+        (tags(&replies).0, error_of(&replies).0),
+        ("EZ".to_owned(), "42P05".to_owned())
+    );
+    send(&mut s, &[bind("taken"), execute(), sync()]).await;
+    assert_eq!(
+        tags(&read_until_ready(&mut s).await).0,
+        "2DCZ",
+        "SELECT 1 ran, not the steps"
+    );
+
+    // A failing step: its error arrives in place of the Execute's, the unit ends idle, and a
+    // later Bind of the named statement runs the steps again (resuming the work).
+    admin
+        .batch_execute(
+            "ALTER TABLE child DROP CONSTRAINT child_pid_fkey; INSERT INTO child (pid, email) VALUES (5000, 'orphan')",
+        )
+        .await
+        .expect("orphan");
+    send(&mut s, &[bind("fk"), describe(b'P', ""), execute(), sync()]).await;
+    let replies = read_until_ready(&mut s).await;
+    assert_eq!(tags(&replies).0, "2nEZ", "{replies:?}");
+    let (code, message) = error_of(&replies);
+    assert_eq!(code, "23503");
+    assert!(message.contains("step 2 of 2"), "{message}");
+    assert_eq!(replies.last().map(|(_, b)| b.clone()), Some(b"I".to_vec()));
+    send(&mut s, &[sync()]).await;
+    assert_eq!(
+        tags(&read_until_ready(&mut s).await).0,
+        "Z",
+        "one ReadyForQuery per Sync"
+    );
+    admin
+        .batch_execute("DELETE FROM child WHERE pid = 5000")
+        .await
+        .expect("fix");
+    send(&mut s, &[bind("fk"), execute(), sync()]).await;
+    let replies = read_until_ready(&mut s).await;
+    assert_eq!(tags(&replies).0, "2CZ", "{replies:?}");
+    assert_eq!(schema(&admin).await, schema(&orig).await);
+
+    // A long validation (a CHECK calling a ~1 ms function per row): writes continue while it
+    // runs, as for a simple Query.
+    let slow = "CREATE FUNCTION slow(v int) RETURNS int LANGUAGE plpgsql IMMUTABLE \
+         AS $$ BEGIN PERFORM pg_sleep(0.001); RETURN v; END $$;
+         CREATE TABLE slowt (id int); INSERT INTO slowt SELECT generate_series(1, 2000);
+         ALTER TABLE slowt OWNER TO trust_user;";
+    admin.batch_execute(slow).await.expect("slow setup");
+    orig.batch_execute(slow).await.expect("slow setup orig");
+    let check = "ALTER TABLE slowt ADD CONSTRAINT slowt_id_check CHECK (slow(id) > 0)";
+    orig.batch_execute(check).await.expect("direct check");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_client(
+        env.direct_conn("trust_user"),
+        "INSERT INTO slowt VALUES (1); DELETE FROM slowt WHERE ctid = (SELECT max(ctid) FROM slowt)",
+        stop.clone(),
+    );
+    let started = Instant::now();
+    send(&mut s, &[parse("", check), bind(""), execute(), sync()]).await;
+    // Another session's lone unit on the same table waits its turn (one DDL per table), told
+    // so, and runs once the steps are done.
+    assert!(
+        wait_active(
+            &admin,
+            "ALTER TABLE slowt VALIDATE%",
+            1,
+            Duration::from_secs(10)
+        )
+        .await,
+        "the validation step runs"
+    );
+    let mut s2 = wire::connect_trust(env.proxy_addr()).await;
+    let extra = "ALTER TABLE slowt ADD COLUMN extra int";
+    send(&mut s2, &[parse("", extra), bind(""), execute(), sync()]).await;
+    let replies = read_until_ready(&mut s).await;
+    let took = started.elapsed();
+    let second = read_until_ready(&mut s2).await;
+    stop.store(true, Ordering::Relaxed);
+    let worst = writer.await.expect("writer");
+    assert_eq!(tags(&replies).0, "12CZ", "{replies:?}");
+    let (seq, notices) = tags(&second);
+    assert_eq!(seq, "12CZ", "{second:?}");
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("waiting for another DDL statement on")),
+        "{notices:?}"
+    );
+    orig.batch_execute(extra).await.expect("direct add column");
+    eprintln!("CHECK through a lone unit: steps ran {took:?}, the writer's longest wait {worst:?}");
+    assert!(
+        took > Duration::from_secs(2),
+        "the validation is long enough to catch a blocked writer: {took:?}"
+    );
+    assert!(
+        worst < BOUND,
+        "a writer waited {worst:?} while the steps ran for {took:?}"
+    );
+    assert_eq!(schema(&admin).await, schema(&orig).await);
+
+    // tokio-postgres: prepared in a unit of its own, executed in the next: the steps run too.
+    let p = env.proxy_client("trust_user").await;
+    let n = p
+        .execute(
+            "ALTER TABLE child ADD CONSTRAINT child_id_key UNIQUE (id)",
+            &[],
+        )
+        .await
+        .expect("unique through steps");
+    assert_eq!(n, 0);
+    let row = admin
+        .query_one(
+            "SELECT c.contype::text, i.indisvalid FROM pg_constraint c JOIN pg_index i ON i.indexrelid = c.conindid WHERE c.conname = 'child_id_key'",
+            &[],
+        )
+        .await
+        .expect("unique constraint");
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, bool>(1)),
+        ("u".to_owned(), true)
+    );
+
+    // Inside a transaction block the steps cannot run: refused, as before.
+    p.batch_execute("BEGIN").await.expect("begin");
+    let err = p
+        .execute(
+            "ALTER TABLE child ADD CONSTRAINT child_id_check CHECK (id > 0)",
+            &[],
+        )
+        .await
+        .expect_err("refused in a transaction");
+    assert_eq!(sqlstate(&err).as_deref(), Some("DG001"), "{err:?}");
+    let hint = err
+        .as_db_error()
+        .and_then(|d| d.hint())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        hint.contains("Parse/Bind/Execute/Sync"),
+        "the way out names the extended protocol too: {hint}"
+    );
+    p.batch_execute("ROLLBACK").await.expect("rollback");
+}
