@@ -223,6 +223,24 @@ pub(super) fn rewrite_notice(d: &Decision, profile: &Profile, new: &[u8]) -> Byt
         .iter()
         .find(|v| v.action == Action::Rewrite)
         .map_or(String::new(), |v| v.finding.message.clone());
+    if d.rewrite == Some(crate::rules::Rewrite::Guarded) {
+        // No safe form exists to write (a partitioned index cannot be dropped concurrently):
+        // the statement runs plainly, under the guard, and the rule's hint says so.
+        let hint = d
+            .verdicts
+            .iter()
+            .find(|v| v.action == Action::Rewrite)
+            .map_or(String::new(), |v| v.finding.hint.clone());
+        return act::notice(
+            "NOTICE",
+            &format!(
+                "ddlgate runs this statement under the lock guard (rule {rule}): {}",
+                String::from_utf8_lossy(new).trim()
+            ),
+            Some(&reason),
+            Some(&hint),
+        );
+    }
     act::notice(
         "NOTICE",
         &format!(
