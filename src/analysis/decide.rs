@@ -503,6 +503,19 @@ pub(super) fn steps(
         partitions: tree.as_deref(),
     };
     let from = span.first.map_or(span.start, |t| t.start);
+    if let DdlKind::CreateIndex {
+        name: Some(index),
+        table,
+        if_not_exists: true,
+        ..
+    } = &ddl.kind
+        && let Some(schema) = facts.and_then(|f| f.invalid_index_leftover(table, &index.name))
+    {
+        return crate::recipe::plan_rebuild_invalid_index(
+            sql, from, span.end, lex, ddl, schema, &rctx,
+        )
+        .map_err(|e| e.to_string());
+    }
     crate::recipe::plan(sql, from, span.end, lex, ddl, &rctx).map_err(|e| e.to_string())
 }
 

@@ -28,6 +28,13 @@ pub struct Facts {
     /// For `DROP <kind> … CASCADE`: each object named, in order, with what depends on it
     /// (`pg_depend`). Empty when not read.
     pub drops: Vec<DropFacts>,
+    /// The index a statement names inside its table's schema: the one `CREATE INDEX … IF NOT
+    /// EXISTS name` would find there (and then skip), the one `ADD … USING INDEX name` takes
+    /// over. `None` when not read.
+    pub index: Option<IndexFacts>,
+    /// The constraint `VALIDATE CONSTRAINT name` validates, on `relation`. `None` when not
+    /// read.
+    pub constraint: Option<ConstraintFacts>,
     /// Where "small" ends. Not read from the catalog: the session fills it from its config.
     pub thresholds: Thresholds,
 }
@@ -55,6 +62,21 @@ impl Facts {
             .find(|f| f.name == name)
             .map(|f| f.volatility.as_slice())
             .filter(|v| !v.is_empty())
+    }
+
+    /// The schema of `table` (as the catalog resolved it) when these facts show an INVALID
+    /// index named `index` on it — what a failed `CREATE INDEX CONCURRENTLY` leaves, and what
+    /// `CREATE INDEX … IF NOT EXISTS index` would find and keep. `None` otherwise, and for a
+    /// partitioned table (its indexes are never built concurrently).
+    pub fn invalid_index_leftover(&self, table: &Name, index: &str) -> Option<&str> {
+        let r = self.relation_for(table).filter(|r| r.exists)?;
+        if r.is_partitioned() {
+            return None;
+        }
+        let i = self.index.as_ref()?;
+        (i.asked == index && i.exists && i.on_table && !i.valid)
+            .then(|| r.name.as_ref()?.schema.as_deref())
+            .flatten()
     }
 
     /// The facts about a table referenced by a foreign key, if read.
@@ -92,6 +114,53 @@ pub struct DropFacts {
     pub escapes: u64,
     /// A few of the dependents, as `pg_describe_object` names them.
     pub names: Vec<String>,
+}
+
+/// A named index, looked up in the schema of the statement's table (where PostgreSQL puts a
+/// new index and looks for the index of `USING INDEX`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IndexFacts {
+    /// The name as the statement wrote it (folded).
+    pub asked: String,
+    /// A relation of that name exists in the table's schema (of any kind: `CREATE INDEX … IF
+    /// NOT EXISTS` skips for any).
+    pub exists: bool,
+    /// It is an index on the statement's table (`pg_index.indrelid` is the table's OID).
+    pub on_table: bool,
+    /// `pg_index.indisvalid`: false for what a failed `CREATE INDEX CONCURRENTLY` leaves.
+    pub valid: bool,
+    /// Its key columns in order (not its INCLUDE columns).
+    pub key_columns: Vec<IndexColumn>,
+}
+
+/// One key column of an index.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IndexColumn {
+    /// The column, or `None` for an expression.
+    pub name: Option<String>,
+    /// NOT NULL with a validated constraint (`attnotnull`, and no NOT VALID not-null
+    /// constraint on PostgreSQL 18): `ADD PRIMARY KEY USING INDEX` does not scan for it.
+    pub not_null: bool,
+}
+
+/// The constraint a `VALIDATE CONSTRAINT` names, on the statement's table.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConstraintFacts {
+    /// The name as the statement wrote it (folded).
+    pub asked: String,
+    pub exists: bool,
+    /// `pg_constraint.convalidated`.
+    pub validated: bool,
+    /// `pg_constraint.contype` (`c`, `f`, `n`, …).
+    pub contype: Option<char>,
+    /// Its `pg_constraint` row was written by the client's own transaction (its `xmin` is one
+    /// of the xids this backend holds: see `crate::created`): it was added (or altered) earlier
+    /// in this transaction, whose locks from then are still held.
+    pub own_transaction: bool,
+    /// The strongest lock the client's session already holds on the table that a validation
+    /// scan would then keep (`AccessExclusiveLock`, `ExclusiveLock`,
+    /// `ShareRowExclusiveLock`), as `pg_locks.mode` names it.
+    pub held_lock: Option<String>,
 }
 
 /// One type name, as the server resolves it.

@@ -63,7 +63,7 @@ use crate::sql::reader::{ReadError, Stmt};
 use crate::sql::statement::{AlterOp, ConstraintKind, Ddl, DdlKind, LockMode, Name, Understood};
 use column::add_column;
 use constraint::{check_name, foreign_key_allowed, not_valid_then_validate};
-use index::{index_constraint_allowed, index_constraint_steps, partitioned_index};
+use index::{index_constraint_allowed, index_constraint_steps, partitioned_index, rebuild_invalid};
 use not_null::not_null_steps;
 pub use precheck::{ConstraintType, Precheck};
 use read::ConstraintSpec;
@@ -148,6 +148,9 @@ pub enum RecipeKind {
     /// `CREATE INDEX` on a partitioned table → `ON ONLY` + per-partition concurrent builds +
     /// `ATTACH PARTITION` (R2).
     PartitionedIndex,
+    /// `CREATE INDEX … IF NOT EXISTS` over an INVALID leftover of a failed concurrent build →
+    /// `DROP INDEX CONCURRENTLY` of the leftover + `CREATE INDEX CONCURRENTLY`.
+    RebuildInvalidIndex,
 }
 
 impl RecipeKind {
@@ -162,6 +165,7 @@ impl RecipeKind {
             RecipeKind::AddColumn => "add_column",
             RecipeKind::RefreshMaterializedView => "refresh_materialized_view",
             RecipeKind::PartitionedIndex => "partitioned_index",
+            RecipeKind::RebuildInvalidIndex => "rebuild_invalid_index",
         }
     }
 
@@ -170,7 +174,7 @@ impl RecipeKind {
     pub fn command_tag(self) -> &'static str {
         match self {
             RecipeKind::RefreshMaterializedView => "REFRESH MATERIALIZED VIEW",
-            RecipeKind::PartitionedIndex => "CREATE INDEX",
+            RecipeKind::PartitionedIndex | RecipeKind::RebuildInvalidIndex => "CREATE INDEX",
             _ => "ALTER TABLE",
         }
     }
@@ -186,6 +190,7 @@ impl RecipeKind {
             RecipeKind::AddColumn => "ADD COLUMN with constraints",
             RecipeKind::RefreshMaterializedView => "REFRESH MATERIALIZED VIEW",
             RecipeKind::PartitionedIndex => "CREATE INDEX on a partitioned table",
+            RecipeKind::RebuildInvalidIndex => "CREATE INDEX IF NOT EXISTS over an INVALID index",
         }
     }
 }
@@ -414,6 +419,43 @@ pub fn plan(
         } => partitioned_index(&st, name.as_ref(), table, *unique, *only, ctx),
         other => Err(RecipeError::NoRecipe(other.label())),
     }
+}
+
+/// [`plan`] for a `CREATE [UNIQUE] INDEX [CONCURRENTLY] IF NOT EXISTS name ON t …` when the
+/// catalog shows an INVALID index `name` on `t` (left by a failed concurrent build), which
+/// `IF NOT EXISTS` would keep: drop it concurrently, build again concurrently. `schema` is
+/// `t`'s schema as the catalog resolved it. The caller checks the catalog fact; an ordinary
+/// table only (a partitioned one has no concurrent build).
+pub fn plan_rebuild_invalid_index(
+    sql: &[u8],
+    start: usize,
+    end: usize,
+    lex: LexOptions,
+    ddl: &Ddl,
+    schema: &str,
+    ctx: &Context<'_>,
+) -> Result<Recipe, RecipeError> {
+    if ddl.understood == Understood::Unknown {
+        return Err(RecipeError::NotUnderstood);
+    }
+    if ctx.partitions.is_some() {
+        return Err(RecipeError::Partitioned {
+            what: "rebuilding an INVALID index concurrently",
+        });
+    }
+    let DdlKind::CreateIndex {
+        name: Some(name),
+        table,
+        unique,
+        if_not_exists: true,
+        only: false,
+        ..
+    } = &ddl.kind
+    else {
+        return Err(RecipeError::NoRecipe(ddl.kind.label()));
+    };
+    let st = Stmt::new(sql, start, end, lex)?;
+    rebuild_invalid(&st, name, table, *unique, schema)
 }
 
 /// The table every ALTER TABLE step names, with the client's `ONLY`.
