@@ -293,3 +293,86 @@ async fn if_not_exists_over_an_invalid_leftover_drops_it_and_builds_again() {
     assert!(!drain(&mut notices).iter().any(|n| n.contains("INVALID")));
     still_serves(&t.env).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn primary_key_using_index_over_a_nullable_column_runs_the_not_null_recipe_first() {
+    let t = twins(
+        "CREATE TABLE big (id int NOT NULL, email text);
+         INSERT INTO big SELECT g, 'u' || g FROM generate_series(1, 30000) g;
+         CREATE UNIQUE INDEX big_email_u ON big (email);
+         CREATE TABLE big2 (id int NOT NULL, email text);
+         INSERT INTO big2 SELECT g, 'u' || g FROM generate_series(1, 30000) g;
+         CREATE UNIQUE INDEX big2_id_u ON big2 (id);
+         ANALYZE big; ANALYZE big2;",
+    )
+    .await;
+    let (p, mut notices) = client_with_notices(&t.env.proxy_conn("trust_user")).await;
+    let sql = "ALTER TABLE big ADD CONSTRAINT big_email_pk PRIMARY KEY USING INDEX big_email_u";
+
+    // Inside a transaction: blocked, with the NOT NULL steps named.
+    p.batch_execute("BEGIN").await.expect("begin");
+    let err = p
+        .batch_execute(sql)
+        .await
+        .expect_err("blocked in a transaction");
+    let db = err.as_db_error().expect("server error");
+    assert_eq!(db.code().code(), "DG001", "{db:?}");
+    assert!(
+        db.detail()
+            .unwrap_or("")
+            .contains("key column(s) email allow NULLs"),
+        "{:?}",
+        db.detail()
+    );
+    assert!(
+        db.hint().unwrap_or("").contains("SET NOT NULL"),
+        "{:?}",
+        db.hint()
+    );
+    p.batch_execute("ROLLBACK").await.expect("rollback");
+    drain(&mut notices);
+
+    // Outside: the NOT NULL recipe, then the statement, while writes go on.
+    let writer = Writer::start(
+        &t.env,
+        "INSERT INTO big VALUES (0, md5(random()::text || clock_timestamp()::text))",
+    )
+    .await;
+    p.batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    let worst = writer.finish().await;
+    let said = drain(&mut notices).join("\n");
+    assert!(said.contains("as 5 steps"), "{said}");
+    assert!(
+        said.contains("CHECK (email IS NOT NULL) NOT VALID"),
+        "{said}"
+    );
+    assert!(
+        said.contains("ALTER TABLE big VALIDATE CONSTRAINT big_email_ddlgate_nn"),
+        "{said}"
+    );
+    eprintln!("PRIMARY KEY USING INDEX recipe: the writer's worst wait {worst:?}");
+    t.twin.batch_execute(sql).await.expect("direct");
+    // Key columns already NOT NULL: allowed as written, nothing said about it.
+    let ok = "ALTER TABLE big2 ADD PRIMARY KEY USING INDEX big2_id_u";
+    p.batch_execute(ok).await.expect("not-null key");
+    assert!(
+        !drain(&mut notices)
+            .iter()
+            .any(|n| n.contains("allow NULLs"))
+    );
+    t.twin.batch_execute(ok).await.expect("direct");
+    let lines = assert_same_schema(&t).await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("big constraint big_email_pk type=p validated=t")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l == "big column email text notnull=t"),
+        "{lines:#?}"
+    );
+    still_serves(&t.env).await;
+}

@@ -516,6 +516,24 @@ pub(super) fn steps(
         )
         .map_err(|e| e.to_string());
     }
+    if let DdlKind::AlterTable {
+        name: table, ops, ..
+    } = &ddl.kind
+        && let [
+            crate::sql::statement::AlterOp::AddConstraint(crate::sql::statement::AddConstraint {
+                kind: crate::sql::statement::ConstraintKind::PrimaryKey { using_index: true },
+                index: Some(index),
+                ..
+            }),
+        ] = ops.as_slice()
+        && let Some(nullable) = facts.and_then(|f| f.nullable_key_columns(table, index))
+        && !nullable.is_empty()
+    {
+        return crate::recipe::plan_primary_key_using_index(
+            sql, from, span.end, lex, ddl, &nullable, &rctx,
+        )
+        .map_err(|e| e.to_string());
+    }
     crate::recipe::plan(sql, from, span.end, lex, ddl, &rctx).map_err(|e| e.to_string())
 }
 

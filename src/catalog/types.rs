@@ -79,6 +79,26 @@ impl Facts {
             .flatten()
     }
 
+    /// The key columns of index `index` that are not (validly) NOT NULL, when these facts show
+    /// it is an index on `table`: what `ADD PRIMARY KEY USING INDEX index` would run `SET NOT
+    /// NULL` on, scanning the table under ACCESS EXCLUSIVE. `None` when not known; an empty
+    /// list when every key column is NOT NULL already. Expression columns (which a primary
+    /// key refuses anyway) are not listed.
+    pub fn nullable_key_columns(&self, table: &Name, index: &str) -> Option<Vec<&str>> {
+        self.relation_for(table).filter(|r| r.exists)?;
+        let i = self
+            .index
+            .as_ref()
+            .filter(|i| i.asked == index && i.exists && i.on_table)?;
+        Some(
+            i.key_columns
+                .iter()
+                .filter(|c| !c.not_null)
+                .filter_map(|c| c.name.as_deref())
+                .collect(),
+        )
+    }
+
     /// The facts about a table referenced by a foreign key, if read.
     pub fn referenced(&self, name: &Name) -> Option<&Relation> {
         self.referenced.iter().find(|r| r.asked == *name)

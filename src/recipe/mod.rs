@@ -151,6 +151,9 @@ pub enum RecipeKind {
     /// `CREATE INDEX … IF NOT EXISTS` over an INVALID leftover of a failed concurrent build →
     /// `DROP INDEX CONCURRENTLY` of the leftover + `CREATE INDEX CONCURRENTLY`.
     RebuildInvalidIndex,
+    /// `ADD PRIMARY KEY USING INDEX` over nullable key columns → the NOT NULL recipe for each,
+    /// then the statement (R9's tail, C8).
+    PrimaryKeyUsingIndex,
 }
 
 impl RecipeKind {
@@ -166,6 +169,7 @@ impl RecipeKind {
             RecipeKind::RefreshMaterializedView => "refresh_materialized_view",
             RecipeKind::PartitionedIndex => "partitioned_index",
             RecipeKind::RebuildInvalidIndex => "rebuild_invalid_index",
+            RecipeKind::PrimaryKeyUsingIndex => "primary_key_using_index",
         }
     }
 
@@ -191,6 +195,7 @@ impl RecipeKind {
             RecipeKind::RefreshMaterializedView => "REFRESH MATERIALIZED VIEW",
             RecipeKind::PartitionedIndex => "CREATE INDEX on a partitioned table",
             RecipeKind::RebuildInvalidIndex => "CREATE INDEX IF NOT EXISTS over an INVALID index",
+            RecipeKind::PrimaryKeyUsingIndex => "ADD PRIMARY KEY USING INDEX",
         }
     }
 }
@@ -456,6 +461,86 @@ pub fn plan_rebuild_invalid_index(
     };
     let st = Stmt::new(sql, start, end, lex)?;
     rebuild_invalid(&st, name, table, *unique, schema)
+}
+
+/// [`plan`] for `ALTER TABLE t ADD [CONSTRAINT n] PRIMARY KEY USING INDEX i` when the catalog
+/// shows key columns of `i` that are not NOT NULL (`nullable`, as the catalog names them):
+/// as written PostgreSQL would run `SET NOT NULL` on them, a full scan under ACCESS EXCLUSIVE.
+/// The SET NOT NULL recipe runs for each of them first, then the client's statement as
+/// written (skipped when the primary key is already there).
+pub fn plan_primary_key_using_index(
+    sql: &[u8],
+    start: usize,
+    end: usize,
+    lex: LexOptions,
+    ddl: &Ddl,
+    nullable: &[&str],
+    ctx: &Context<'_>,
+) -> Result<Recipe, RecipeError> {
+    if ddl.understood == Understood::Unknown {
+        return Err(RecipeError::NotUnderstood);
+    }
+    if ctx.server_version_num < MIN_SERVER_VERSION {
+        return Err(RecipeError::ServerTooOld {
+            what: "a multi-step recipe",
+            needs: MIN_SERVER_VERSION,
+            server: ctx.server_version_num,
+        });
+    }
+    let DdlKind::AlterTable {
+        name: table,
+        only,
+        if_exists: false,
+        ops,
+    } = &ddl.kind
+    else {
+        return Err(RecipeError::NoRecipe(ddl.kind.label()));
+    };
+    let [
+        AlterOp::AddConstraint(crate::sql::statement::AddConstraint {
+            name,
+            kind: ConstraintKind::PrimaryKey { using_index: true },
+            index: Some(index),
+            ..
+        }),
+    ] = ops.as_slice()
+    else {
+        return Err(RecipeError::NoRecipe("this ALTER TABLE action"));
+    };
+    index_constraint_allowed(ctx)?;
+    let st = Stmt::new(sql, start, end, lex)?;
+    let head = st.alter_head()?;
+    if head.table != *table || head.only != *only {
+        return Err(RecipeError::Unreadable("the table name"));
+    }
+    let target = Target {
+        name: truncate_name(table),
+        only: *only,
+    };
+    let statement = st.text(0, st.last())?;
+    let mut steps = Vec::new();
+    for column in nullable {
+        steps.extend(not_null_steps(&target, column, ctx));
+    }
+    steps.push(Step {
+        sql: statement,
+        kind: StepKind::AddConstraintUsingIndex,
+        lock: LockMode::AccessExclusive,
+        locked: target.name.clone(),
+        long_running: false,
+        skip_if: Some(Precheck::ConstraintExists {
+            table: target.name.clone(),
+            // With CONSTRAINT n PostgreSQL renames the index to n; without, the constraint
+            // takes the index's name.
+            name: truncate(name.as_deref().unwrap_or(index)),
+            contype: ConstraintType::PrimaryKey,
+        }),
+    });
+    Ok(Recipe {
+        kind: RecipeKind::PrimaryKeyUsingIndex,
+        target: table.clone(),
+        steps,
+    })
 }
 
 /// The table every ALTER TABLE step names, with the client's `ONLY`.
