@@ -77,6 +77,7 @@ fn check_sized(ddl: &Ddl, facts: &Facts, tx: TxStatus, version: u32) -> Vec<Find
         server_version: Some(version),
         created_in_tx: &created,
         catalog: Some(facts),
+        added_not_valid: &[],
     };
     rules::check(ddl, &ctx)
 }

@@ -376,3 +376,95 @@ async fn primary_key_using_index_over_a_nullable_column_runs_the_not_null_recipe
     );
     still_serves(&t.env).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn not_valid_then_validate_in_one_query_runs_as_two_steps_and_is_blocked_in_a_transaction() {
+    let t = twins(
+        "CREATE TABLE r (id int PRIMARY KEY); INSERT INTO r SELECT g FROM generate_series(1, 10) g;
+         CREATE TABLE big (id serial PRIMARY KEY, a int, rid int);
+         INSERT INTO big (a, rid) SELECT g, 1 + g % 10 FROM generate_series(1, 3000) g;
+         ANALYZE big;",
+    )
+    .await;
+    let (p, mut notices) = client_with_notices(&t.env.proxy_conn("trust_user")).await;
+    let check_pair = "ALTER TABLE big ADD CONSTRAINT big_chk2 CHECK (slow(a) > 0) NOT VALID; \
+                      ALTER TABLE big VALIDATE CONSTRAINT big_chk2";
+    let fk_pair = "ALTER TABLE big ADD CONSTRAINT big_rid_fk FOREIGN KEY (rid) REFERENCES r (id) NOT VALID;\n\
+                   ALTER TABLE big VALIDATE CONSTRAINT big_rid_fk;";
+
+    // Inside a transaction block: blocked, whether the VALIDATE comes in the same Query or in
+    // a later one (then known from the catalog: the constraint's row is this transaction's).
+    for (setup, sql) in [
+        (
+            "",
+            "BEGIN; ALTER TABLE big ADD CONSTRAINT big_chk3 CHECK (a > 0) NOT VALID; ALTER TABLE big VALIDATE CONSTRAINT big_chk3; COMMIT",
+        ),
+        (
+            "BEGIN; ALTER TABLE big ADD CONSTRAINT big_chk3 CHECK (a > 0) NOT VALID",
+            "ALTER TABLE big VALIDATE CONSTRAINT big_chk3",
+        ),
+    ] {
+        if !setup.is_empty() {
+            p.batch_execute(setup).await.expect("setup");
+        }
+        let err = p.batch_execute(sql).await.expect_err("blocked");
+        let db = err.as_db_error().expect("server error");
+        assert_eq!(db.code().code(), "DG001", "{sql}: {db:?}");
+        assert!(
+            db.message().contains("validate-in-same-transaction"),
+            "{sql}: {}",
+            db.message()
+        );
+        assert!(
+            db.hint().unwrap_or("").contains("Commit between the two"),
+            "{sql}: {:?}",
+            db.hint()
+        );
+        p.batch_execute("ROLLBACK").await.expect("rollback");
+    }
+    drain(&mut notices);
+
+    // The pair alone in one Query: two steps, each committed on its own, while writes go on.
+    let writer = Writer::start(&t.env, "INSERT INTO big (a, rid) VALUES (1, 1)").await;
+    let started = Instant::now();
+    for sql in [check_pair, fk_pair] {
+        p.batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        let said = drain(&mut notices).join("\n");
+        assert!(said.contains("validate-in-same-transaction"), "{said}");
+        assert!(said.contains("as 2 steps"), "{said}");
+    }
+    let took = started.elapsed();
+    let worst = writer.finish().await;
+    // The CHECK's validation reads 3000 rows at ~1 ms each: in one transaction every INSERT
+    // would have waited for all of it.
+    assert!(took > LOCK_TIMEOUT * 4, "the validations took {took:?}");
+    eprintln!("NOT VALID + VALIDATE pair: {took:?}; the writer's worst wait {worst:?}");
+    // The simple protocol got one CommandComplete per statement: the session is in step.
+    let rows = p
+        .simple_query("SELECT 1")
+        .await
+        .expect("the session is in step");
+    let values: Vec<Option<&str>> = rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(values, [Some("1")], "{rows:?}");
+    for sql in [check_pair, fk_pair] {
+        t.twin.batch_execute(sql).await.expect("direct");
+    }
+    let lines = assert_same_schema(&t).await;
+    for c in ["big_chk2", "big_rid_fk"] {
+        assert!(
+            lines.iter().any(
+                |l| l.starts_with(&format!("big constraint {c} ")) && l.contains("validated=t")
+            ),
+            "{lines:#?}"
+        );
+    }
+    still_serves(&t.env).await;
+}

@@ -57,15 +57,15 @@ pub fn decide(
     let Facts { catalog, identity } = facts;
     // The created-in-transaction bookkeeping: the session's (by OID, from the server's
     // answer) or the file's (by name).
-    let (mut session, mut offline) = match created {
+    let (mut session, mut offline, mut offline_added) = match created {
         Created::Session {
             tracker,
             max_created,
         } => {
             let scope = crate::created::Scope::begin(tracker, identity, max_created, ctx.lex);
-            (Some((tracker, scope)), None)
+            (Some((tracker, scope)), None, None)
         }
-        Created::Offline(names) => (None, Some(names)),
+        Created::Offline(names, added) => (None, Some(names), Some(added)),
     };
     // What a message does to names and facts matters only to its own DDL and to relations
     // the transaction created: ordinary traffic in a transaction that created nothing
@@ -82,6 +82,14 @@ pub fn decide(
     let mut tx = ctx.tx;
     // Transaction-control statements, for deciding how a guarded Query can be retried.
     let mut tx_control = Vec::new();
+    // Constraints added NOT VALID by earlier statements of this message, while in one
+    // transaction (`validate-in-same-transaction`).
+    // Offline, those of earlier messages of the file's transaction too (the proxy reads them
+    // from the catalog instead).
+    let mut added: Vec<rules::AddedNotValid> = offline_added
+        .as_deref_mut()
+        .map(std::mem::take)
+        .unwrap_or_default();
     for (i, (span, class)) in spans.iter().zip(classes).enumerate() {
         decided.tally.statements[class.index()] += 1;
         let unprepared;
@@ -94,6 +102,10 @@ pub fn decide(
                 let before = tx;
                 tx = transaction_effect(sql, span, ctx.lex, tx);
                 tx_control.push((i, before, tx));
+                if tx == TxStatus::Idle {
+                    // COMMIT or ROLLBACK: what came before holds no lock any more.
+                    added.clear();
+                }
                 if let Some(names) = offline.as_deref_mut()
                     && ends_transaction(sql, span, ctx.lex, tx)
                 {
@@ -137,6 +149,22 @@ pub fn decide(
                     }
                     None => (None, offline.as_deref().cloned().unwrap_or_default()),
                 };
+                // `ADD c … NOT VALID; VALIDATE c` as the whole of a lone Query outside a
+                // transaction block, the first statement neither rewritten nor blocked: the
+                // pair can run as two steps (checked again when the recipe is planned).
+                let pair_with = (source == Source::Query
+                    && ctx.tx == TxStatus::Idle
+                    && !ctx.pipelined
+                    && statements == 2
+                    && i == 1
+                    && tx_control.is_empty()
+                    && replacements.is_empty()
+                    && plan.recipe.is_none())
+                .then(|| prepared.candidate(0).map(|c| (&spans[0], &c.ddl)))
+                .flatten();
+                for a in &mut added {
+                    a.pair = pair_with.is_some();
+                }
                 let one = DdlInput {
                     span,
                     tokens: &candidate.tokens,
@@ -145,6 +173,8 @@ pub fn decide(
                     created: &created,
                     tx,
                     statements,
+                    added: &added,
+                    pair_with,
                 };
                 if let Some(replacement) = decide_statement(
                     profile,
@@ -158,6 +188,23 @@ pub fn decide(
                 ) {
                     replacements.push((i, replacement));
                     runs = false;
+                }
+                if let Some((table, constraint, kind)) =
+                    rules::validate_in_same_transaction::added_not_valid(ddl)
+                {
+                    added.push(rules::AddedNotValid {
+                        table: table.clone(),
+                        resolved: facts
+                            .and_then(|f| f.relation_for(table))
+                            .and_then(|r| r.name.clone()),
+                        constraint: constraint.to_owned(),
+                        kind,
+                        small: facts.is_some_and(|f| {
+                            f.relation_for(table)
+                                .is_some_and(|r| r.is_small(&f.thresholds))
+                        }),
+                        pair: false,
+                    });
                 }
                 if let Some(names) = offline.as_deref_mut()
                     && let DdlKind::CreateTable { name, .. } = &ddl.kind
@@ -179,6 +226,16 @@ pub fn decide(
         && scoped
     {
         scope.finish(tracker);
+    }
+    if let Some(kept) = offline_added {
+        // Still in the file's transaction after this message (the caller forgets them at
+        // its end, as it forgets created tables).
+        if tx != TxStatus::Idle || ctx.tx != TxStatus::Idle {
+            for a in &mut added {
+                a.pair = false;
+            }
+            *kept = added;
+        }
     }
     if !replacements.is_empty() {
         plan.sql = Some(splice(sql, spans, &replacements));
@@ -289,6 +346,11 @@ pub(super) struct DdlInput<'a> {
     tx: TxStatus,
     /// Statements of its message.
     statements: usize,
+    /// Constraints added NOT VALID earlier in the message, in the same transaction.
+    added: &'a [rules::AddedNotValid],
+    /// The message is exactly `ADD c … NOT VALID; <this>` as a lone Query outside a transaction
+    /// block: the first statement's span and model, for the two-step recipe.
+    pair_with: Option<(&'a StatementSpan, &'a Ddl)>,
 }
 
 /// Checks and decides one DDL candidate; returns its replacement text when it is rewritten or
@@ -312,6 +374,8 @@ pub(super) fn decide_statement(
         created,
         tx,
         statements,
+        added,
+        pair_with,
     } = *input;
     tally.ddl_understood[understood_index(ddl.understood)] += 1;
     if ddl.understood == Understood::Unknown {
@@ -324,6 +388,7 @@ pub(super) fn decide_statement(
         server_version: ctx.server_version,
         created_in_tx: created,
         catalog: facts,
+        added_not_valid: added,
     };
     let decision = policy::evaluate_tokens(profile, sql, tokens, ddl, &rctx);
     if matches!(ddl.kind, DdlKind::DropCascade { .. }) && facts.is_some_and(|f| !f.drops.is_empty())
@@ -343,18 +408,33 @@ pub(super) fn decide_statement(
             plan.blocked.extend(stopping_rules(&decision));
             Some(block_error(&decision, profile, ctx.tool).to_sql())
         }
-        Action::Rewrite => match realize(
-            decision.rewrite,
-            sql,
-            tokens,
-            span,
-            ddl,
-            facts,
-            &rctx,
-            ctx.lex,
-            ctx.server_version,
-            statements == 1 && !ctx.pipelined,
-        ) {
+        Action::Rewrite => match pair_with
+            .filter(|_| decision.rewrite == Some(rules::Rewrite::Steps))
+            .map(|(first, first_ddl)| {
+                validate_apart(
+                    sql,
+                    first,
+                    first_ddl,
+                    span,
+                    ddl,
+                    ctx.lex,
+                    ctx.server_version,
+                )
+            })
+            .unwrap_or_else(|| {
+                realize(
+                    decision.rewrite,
+                    sql,
+                    tokens,
+                    span,
+                    ddl,
+                    facts,
+                    &rctx,
+                    ctx.lex,
+                    ctx.server_version,
+                    statements == 1 && !ctx.pipelined,
+                )
+            }) {
             Realized::Text(new, again) => {
                 plan.notices.push(rewrite_notice(&decision, profile, &new));
                 rewritten = Some(again);
@@ -474,6 +554,35 @@ pub fn realize(
     {
         Ok((new, again)) => Realized::Text(new, again),
         Err(e) => Realized::Refused(format!("ddlgate could not rewrite it safely: {e}.")),
+    }
+}
+
+/// `ADD c … NOT VALID; VALIDATE c` sent as one lone Query: the two statements as two steps,
+/// each committed on its own (`validate-in-same-transaction`).
+pub(super) fn validate_apart(
+    sql: &[u8],
+    first: &StatementSpan,
+    first_ddl: &Ddl,
+    second: &StatementSpan,
+    second_ddl: &Ddl,
+    lex: LexOptions,
+    server_version: Option<u32>,
+) -> Realized {
+    let Some(version) = server_version else {
+        return Realized::Refused(
+            "ddlgate could not run it as safe steps: the server version is unknown.".to_owned(),
+        );
+    };
+    let at = |s: &StatementSpan| (s.first.map_or(s.start, |t| t.start), s.end);
+    match crate::recipe::plan_validate_apart(
+        sql,
+        lex,
+        (at(first), first_ddl),
+        (at(second), second_ddl),
+        version,
+    ) {
+        Ok(recipe) => Realized::Steps(recipe),
+        Err(why) => Realized::Refused(format!("ddlgate could not run it as safe steps: {why}.")),
     }
 }
 

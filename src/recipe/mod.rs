@@ -154,6 +154,9 @@ pub enum RecipeKind {
     /// `ADD PRIMARY KEY USING INDEX` over nullable key columns → the NOT NULL recipe for each,
     /// then the statement (R9's tail, C8).
     PrimaryKeyUsingIndex,
+    /// `ADD CONSTRAINT c … NOT VALID; VALIDATE CONSTRAINT c` sent as one Query (one implicit
+    /// transaction) → the two statements, each committed on its own.
+    ValidateApart,
 }
 
 impl RecipeKind {
@@ -170,6 +173,7 @@ impl RecipeKind {
             RecipeKind::PartitionedIndex => "partitioned_index",
             RecipeKind::RebuildInvalidIndex => "rebuild_invalid_index",
             RecipeKind::PrimaryKeyUsingIndex => "primary_key_using_index",
+            RecipeKind::ValidateApart => "validate_apart",
         }
     }
 
@@ -196,6 +200,15 @@ impl RecipeKind {
             RecipeKind::PartitionedIndex => "CREATE INDEX on a partitioned table",
             RecipeKind::RebuildInvalidIndex => "CREATE INDEX IF NOT EXISTS over an INVALID index",
             RecipeKind::PrimaryKeyUsingIndex => "ADD PRIMARY KEY USING INDEX",
+            RecipeKind::ValidateApart => "ADD … NOT VALID followed by VALIDATE in one Query",
+        }
+    }
+
+    /// How many statements of the client's the recipe replaces: one CommandComplete each.
+    pub fn statements(self) -> usize {
+        match self {
+            RecipeKind::ValidateApart => 2,
+            _ => 1,
         }
     }
 }
@@ -540,6 +553,109 @@ pub fn plan_primary_key_using_index(
         kind: RecipeKind::PrimaryKeyUsingIndex,
         target: table.clone(),
         steps,
+    })
+}
+
+/// `ALTER TABLE t ADD CONSTRAINT c {CHECK | FOREIGN KEY | NOT NULL} … NOT VALID` followed by
+/// `ALTER TABLE t VALIDATE CONSTRAINT c`, sent as one Query: in one transaction the lock of the
+/// ADD would be held through the whole scan of the VALIDATE. The two statements, exactly as
+/// the client wrote them, become two steps, each committed on its own — the ADD skipped when
+/// the constraint is already there (a re-run after a failed validation), the VALIDATE when it
+/// is already validated. `first` and `second` are each statement's `(start, end)` in `sql`
+/// and its model.
+pub fn plan_validate_apart(
+    sql: &[u8],
+    lex: LexOptions,
+    first: ((usize, usize), &Ddl),
+    second: ((usize, usize), &Ddl),
+    server_version_num: u32,
+) -> Result<Recipe, RecipeError> {
+    let (((a_start, a_end), add), ((v_start, v_end), validate)) = (first, second);
+    if add.understood == Understood::Unknown || validate.understood == Understood::Unknown {
+        return Err(RecipeError::NotUnderstood);
+    }
+    let (
+        DdlKind::AlterTable {
+            name: table,
+            ops: add_ops,
+            ..
+        },
+        DdlKind::AlterTable {
+            name: validated_table,
+            ops: validate_ops,
+            ..
+        },
+    ) = (&add.kind, &validate.kind)
+    else {
+        return Err(RecipeError::NoRecipe("not two ALTER TABLE statements"));
+    };
+    let (
+        [
+            AlterOp::AddConstraint(crate::sql::statement::AddConstraint {
+                name: Some(constraint),
+                kind,
+                not_valid: true,
+                ..
+            }),
+        ],
+        [AlterOp::ValidateConstraint { name: validated }],
+    ) = (add_ops.as_slice(), validate_ops.as_slice())
+    else {
+        return Err(RecipeError::NoRecipe(
+            "not ADD CONSTRAINT … NOT VALID followed by VALIDATE CONSTRAINT",
+        ));
+    };
+    if validated != constraint || validated_table != table {
+        return Err(RecipeError::NoRecipe(
+            "the VALIDATE names another constraint or table than the ADD",
+        ));
+    }
+    let (contype, lock) = match kind {
+        ConstraintKind::Check => (ConstraintType::Check, LockMode::AccessExclusive),
+        ConstraintKind::ForeignKey { .. } => {
+            (ConstraintType::ForeignKey, LockMode::ShareRowExclusive)
+        }
+        ConstraintKind::NotNull if server_version_num >= PG18 => {
+            (ConstraintType::NotNull, LockMode::AccessExclusive)
+        }
+        _ => {
+            return Err(RecipeError::NoRecipe(
+                "a constraint that cannot be added NOT VALID",
+            ));
+        }
+    };
+    let add_sql = Stmt::new(sql, a_start, a_end, lex)?;
+    let validate_sql = Stmt::new(sql, v_start, v_end, lex)?;
+    let target = truncate_name(table);
+    let name = truncate(constraint);
+    Ok(Recipe {
+        kind: RecipeKind::ValidateApart,
+        target: table.clone(),
+        steps: vec![
+            Step {
+                sql: add_sql.text(0, add_sql.last())?,
+                kind: StepKind::AddConstraintNotValid,
+                lock,
+                locked: target.clone(),
+                long_running: false,
+                skip_if: Some(Precheck::ConstraintExists {
+                    table: target.clone(),
+                    name: name.clone(),
+                    contype,
+                }),
+            },
+            Step {
+                sql: validate_sql.text(0, validate_sql.last())?,
+                kind: StepKind::ValidateConstraint,
+                lock: LockMode::ShareUpdateExclusive,
+                locked: target.clone(),
+                long_running: true,
+                skip_if: Some(Precheck::ConstraintValidated {
+                    table: target,
+                    name,
+                }),
+            },
+        ],
     })
 }
 

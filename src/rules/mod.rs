@@ -59,6 +59,7 @@ mod truncating_table;
 mod unparsed_ddl;
 mod unverifiable_dynamic_sql;
 mod unverifiable_remote_sql;
+pub mod validate_in_same_transaction;
 
 /// What the default policy does with a rule's findings (a profile may change it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
@@ -147,6 +148,30 @@ pub struct Context<'a> {
     /// What the live catalog says about the objects the statement touches, when ddlgate read
     /// it; `None` offline or when unknown (rules then assume the worst case).
     pub catalog: Option<&'a crate::catalog::Facts>,
+    /// Constraints added `NOT VALID` by earlier statements of the same message (a
+    /// multi-statement Query runs as one transaction, and so does `BEGIN; …` inside it).
+    pub added_not_valid: &'a [AddedNotValid],
+}
+
+/// A constraint an earlier statement of the same message added `NOT VALID` (see
+/// [`Context::added_not_valid`]): `validate-in-same-transaction` looks for its VALIDATE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddedNotValid {
+    /// The table as that statement wrote it (folded).
+    pub table: Name,
+    /// The table as the catalog resolved it for that statement (schema-qualified), when read.
+    pub resolved: Option<Name>,
+    /// The constraint's name as written (folded). Only named constraints are followed.
+    pub constraint: String,
+    /// `CHECK`, `FOREIGN KEY` or `NOT NULL`, for messages.
+    pub kind: &'static str,
+    /// The catalog showed the table small for that statement (the small-table allowance: a
+    /// scan of it takes milliseconds).
+    pub small: bool,
+    /// That statement and the one being checked are the whole of a lone simple Query outside
+    /// a transaction block, and nothing else of it was rewritten or blocked: the two can run
+    /// as two steps, each committed on its own.
+    pub pair: bool,
 }
 
 impl Context<'_> {
@@ -249,6 +274,7 @@ pub static RULES: &[&Rule] = &[
     &disallowed_unique_constraint::RULE,
     &adding_serial_primary_key_field::RULE,
     &adding_exclusion_constraint::RULE,
+    &validate_in_same_transaction::RULE,
     // tables and maintenance
     &ban_drop_table::RULE,
     &ban_truncate_cascade::RULE,
@@ -378,6 +404,7 @@ pub(crate) mod testing {
         pub version: Option<u32>,
         pub created: HashSet<Name>,
         pub catalog: Option<crate::catalog::Facts>,
+        pub added_not_valid: Vec<AddedNotValid>,
     }
 
     impl Default for Ctx {
@@ -389,6 +416,7 @@ pub(crate) mod testing {
                 version: Some(170_000),
                 created: HashSet::new(),
                 catalog: None,
+                added_not_valid: Vec::new(),
             }
         }
     }
@@ -416,6 +444,7 @@ pub(crate) mod testing {
                 server_version: self.version,
                 created_in_tx: &self.created,
                 catalog: self.catalog.as_ref(),
+                added_not_valid: &self.added_not_valid,
             }
         }
     }
