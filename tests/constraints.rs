@@ -454,11 +454,34 @@ async fn not_valid_then_validate_in_one_query_runs_as_two_steps_and_is_blocked_i
         })
         .collect();
     assert_eq!(values, [Some("1")], "{rows:?}");
-    for sql in [check_pair, fk_pair] {
+    // A validation that fails: the ADD stayed committed (NOT VALID, enforced for new rows),
+    // the client gets the server's SQLSTATE and which step failed; after fixing the data the
+    // same Query finishes the job (the ADD is skipped).
+    let bad_pair = "ALTER TABLE big ADD CONSTRAINT big_chk4 CHECK (a < 2900) NOT VALID; \
+                    ALTER TABLE big VALIDATE CONSTRAINT big_chk4";
+    let err = p
+        .batch_execute(bad_pair)
+        .await
+        .expect_err("rows violate it");
+    let db = err.as_db_error().expect("server error");
+    assert_eq!(db.code().code(), "23514", "{db:?}");
+    assert!(db.message().contains("step 2 of 2"), "{}", db.message());
+    p.batch_execute("DELETE FROM big WHERE a >= 2900")
+        .await
+        .expect("fix the data");
+    drain(&mut notices);
+    p.batch_execute(bad_pair).await.expect("resumed");
+    let said = drain(&mut notices).join("\n");
+    assert!(said.contains("as 2 steps"), "{said}");
+    t.twin
+        .batch_execute("DELETE FROM big WHERE a >= 2900")
+        .await
+        .expect("twin data");
+    for sql in [check_pair, fk_pair, bad_pair] {
         t.twin.batch_execute(sql).await.expect("direct");
     }
     let lines = assert_same_schema(&t).await;
-    for c in ["big_chk2", "big_rid_fk"] {
+    for c in ["big_chk2", "big_rid_fk", "big_chk4"] {
         assert!(
             lines.iter().any(
                 |l| l.starts_with(&format!("big constraint {c} ")) && l.contains("validated=t")
