@@ -14,6 +14,12 @@
 //! - **With the catalog:** a table known to be small (rows and total size under
 //!   [`crate::catalog::Thresholds`], see [`crate::catalog::Relation::is_small`]) is not
 //!   flagged, inside or outside a transaction block — a plain build on it takes milliseconds.
+//! - **An INVALID leftover:** `CREATE [UNIQUE] INDEX [CONCURRENTLY] IF NOT EXISTS i ON t …`
+//!   when the catalog shows an INVALID index `i` on `t` (a failed concurrent build left it):
+//!   as written PostgreSQL finds the name and skips, keeping the broken index. Flagged whatever
+//!   the table's size, CONCURRENTLY or not: outside a transaction block ddlgate drops the
+//!   leftover concurrently and builds again (a recipe, `recipe::plan_rebuild_invalid_index`);
+//!   inside one it is blocked with both steps in the hint. A VALID `i`: unchanged.
 //! - **Not flagged:** tables created earlier in the same transaction (nobody else can see them)
 //!   and `CREATE INDEX … ON ONLY parent` when the catalog confirms `parent` is partitioned
 //!   (relkind `p`): that builds nothing. On a plain table `ON ONLY` builds a normal index, so
