@@ -295,6 +295,8 @@ fn name_literal(name: &str) -> String {
 /// The index `name` in the schema of the statement's table (`target`): whether it is there,
 /// on that table, valid, and its key columns with their validated NOT NULL.
 fn index_json(name: &str) -> String {
+    // PostgreSQL truncates identifiers to 63 bytes: ask for the name it stored.
+    let name = &crate::sql::naming::truncate(name);
     if !storable(name) {
         return "NULL::pg_catalog.json".to_owned();
     }
@@ -322,6 +324,7 @@ LEFT JOIN pg_catalog.pg_index x ON x.indexrelid = ic.oid)",
 /// the client's transaction wrote its row (see `crate::created` for the xids) or already holds
 /// a lock on the table that a validation would keep for its whole scan.
 fn constraint_json(name: &str) -> String {
+    let name = &crate::sql::naming::truncate(name);
     if !storable(name) {
         return "NULL::pg_catalog.json".to_owned();
     }

@@ -74,6 +74,7 @@ impl Facts {
             return None;
         }
         let i = self.index.as_ref()?;
+        let index = crate::sql::naming::truncate(index);
         (i.asked == index && i.exists && i.on_table && !i.valid)
             .then(|| r.name.as_ref()?.schema.as_deref())
             .flatten()
@@ -86,6 +87,7 @@ impl Facts {
     /// key refuses anyway) are not listed.
     pub fn nullable_key_columns(&self, table: &Name, index: &str) -> Option<Vec<&str>> {
         self.relation_for(table).filter(|r| r.exists)?;
+        let index = crate::sql::naming::truncate(index);
         let i = self
             .index
             .as_ref()
@@ -140,7 +142,7 @@ pub struct DropFacts {
 /// new index and looks for the index of `USING INDEX`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IndexFacts {
-    /// The name as the statement wrote it (folded).
+    /// The name as the statement wrote it (folded, truncated to 63 bytes as PostgreSQL does).
     pub asked: String,
     /// A relation of that name exists in the table's schema (of any kind: `CREATE INDEX … IF
     /// NOT EXISTS` skips for any).
@@ -166,7 +168,7 @@ pub struct IndexColumn {
 /// The constraint a `VALIDATE CONSTRAINT` names, on the statement's table.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConstraintFacts {
-    /// The name as the statement wrote it (folded).
+    /// The name as the statement wrote it (folded, truncated to 63 bytes).
     pub asked: String,
     pub exists: bool,
     /// `pg_constraint.convalidated`.
@@ -549,6 +551,113 @@ mod tests {
         let mut r = sized(Some(1), Some(0), Some(0));
         r.forget_size();
         assert!(!r.is_small(&t));
+    }
+
+    #[test]
+    fn named_index_facts_decide_leftovers_and_nullable_keys() {
+        let long = "i".repeat(70);
+        let stored = "i".repeat(63);
+        let table = Relation {
+            exists: true,
+            name: Some(Name::new(Some("app"), "t")),
+            kind: Some(RelKind::Table),
+            ..Relation::missing(Name::bare("t"))
+        };
+        let with = |relation: Relation, index: IndexFacts| Facts {
+            relation: Some(relation),
+            index: Some(index),
+            ..Facts::default()
+        };
+        let index = |asked: &str, on_table, valid| IndexFacts {
+            asked: asked.to_owned(),
+            exists: true,
+            on_table,
+            valid,
+            key_columns: vec![
+                IndexColumn {
+                    name: Some("a".into()),
+                    not_null: true,
+                },
+                IndexColumn {
+                    name: Some("b".into()),
+                    not_null: false,
+                },
+                IndexColumn {
+                    name: None,
+                    not_null: false,
+                },
+            ],
+        };
+        let t = Name::bare("t");
+        // (case, facts, asked index, leftover schema, nullable key columns)
+        type Case<'a> = (
+            &'a str,
+            Facts,
+            &'a str,
+            Option<&'a str>,
+            Option<Vec<&'a str>>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "invalid on t",
+                with(table.clone(), index("i", true, false)),
+                "i",
+                Some("app"),
+                Some(vec!["b"]),
+            ),
+            (
+                "valid on t",
+                with(table.clone(), index("i", true, true)),
+                "i",
+                None,
+                Some(vec!["b"]),
+            ),
+            (
+                "on another table",
+                with(table.clone(), index("i", false, false)),
+                "i",
+                None,
+                None,
+            ),
+            (
+                "facts for another name",
+                with(table.clone(), index("j", true, false)),
+                "i",
+                None,
+                None,
+            ),
+            (
+                "a name PostgreSQL truncates",
+                with(table.clone(), index(&stored, true, false)),
+                &long,
+                Some("app"),
+                Some(vec!["b"]),
+            ),
+            (
+                "partitioned: no concurrent rebuild",
+                with(
+                    Relation {
+                        kind: Some(RelKind::PartitionedTable),
+                        ..table.clone()
+                    },
+                    index("i", true, false),
+                ),
+                "i",
+                None,
+                Some(vec!["b"]),
+            ),
+            (
+                "table missing",
+                with(Relation::missing(t.clone()), index("i", true, false)),
+                "i",
+                None,
+                None,
+            ),
+        ];
+        for (case, facts, asked, leftover, nullable) in cases {
+            assert_eq!(facts.invalid_index_leftover(&t, asked), leftover, "{case}");
+            assert_eq!(facts.nullable_key_columns(&t, asked), nullable, "{case}");
+        }
     }
 
     #[test]

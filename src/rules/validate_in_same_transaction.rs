@@ -83,7 +83,9 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
         let c = ctx
             .catalog
             .and_then(|f| f.constraint.as_ref())
-            .filter(|c| c.asked == *name && c.exists && !c.validated)?;
+            .filter(|c| {
+                c.asked == crate::sql::naming::truncate(name) && c.exists && !c.validated
+            })?;
         if c.own_transaction {
             (
                 format!("constraint {name} was added (or changed) NOT VALID"),
