@@ -162,8 +162,11 @@ pub fn decide(
                     && plan.recipe.is_none())
                 .then(|| prepared.candidate(0).map(|c| (&spans[0], &c.ddl)))
                 .flatten();
-                for a in &mut added {
-                    a.pair = pair_with.is_some();
+                if pair_with.is_some() {
+                    // Only the one ADD before it (entries are recorded with `pair: false`).
+                    for a in &mut added {
+                        a.pair = true;
+                    }
                 }
                 let one = DdlInput {
                     span,
