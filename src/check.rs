@@ -165,6 +165,7 @@ fn check_unit(
         tool: None,
     };
     let mut created: HashSet<Name> = HashSet::new();
+    let mut added = Vec::new();
     let prepared = analysis::prepare(source, lex, usize::MAX);
     if mode == RunMode::OneQuery {
         let decided = analysis::decide(
@@ -174,7 +175,7 @@ fn check_unit(
             &ctx(base_tx),
             profile,
             analysis::Source::Query,
-            analysis::Created::Offline(&mut created),
+            analysis::Created::Offline(&mut created, &mut added),
         );
         report(file, whole, source, base, &decided, positions, out);
         return;
@@ -195,6 +196,7 @@ fn check_unit(
                         };
                         if tx == TxStatus::Idle || word != "ROLLBACK" {
                             created.clear();
+                            added.clear();
                         }
                     }
                     _ => {}
@@ -221,7 +223,7 @@ fn check_unit(
             &ctx(tx),
             profile,
             analysis::Source::Query,
-            analysis::Created::Offline(&mut created),
+            analysis::Created::Offline(&mut created, &mut added),
         );
         report(file, whole, source, base, &decided, positions, out);
     }
@@ -648,6 +650,9 @@ mod tests {
             "ALTER TABLE t ADD COLUMN u_id int REFERENCES u (id)",
             "ALTER TABLE t ADD CONSTRAINT c CHECK (x > 0)",
             "ALTER TABLE t ADD CHECK (x > 0)",
+            // One transaction either way: the proxy sees one Query, `check` one statement at a
+            // time (what it carries from the ADD to the VALIDATE, the proxy reads from the catalog).
+            "BEGIN; ALTER TABLE t ADD CONSTRAINT c CHECK (x > 0) NOT VALID; ALTER TABLE t VALIDATE CONSTRAINT c; COMMIT",
             "ALTER TABLE t ADD CHECK (ts AT TIME ZONE 'UTC' > now())",
             "ALTER TABLE t ADD CONSTRAINT u UNIQUE (x)",
             "ALTER TABLE t ADD UNIQUE (x)",

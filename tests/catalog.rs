@@ -78,6 +78,7 @@ fn check_sized(ddl: &Ddl, facts: &Facts, tx: TxStatus, version: u32) -> Vec<Find
         created_in_tx: &created,
         catalog: Some(facts),
         later: &[],
+        added_not_valid: &[],
     };
     rules::check(ddl, &ctx)
 }
@@ -780,4 +781,152 @@ async fn facts_never_wait_behind_another_sessions_access_exclusive_lock() {
     let r = facts.relation.as_ref().expect("busy");
     assert!(r.exists && r.bytes.is_none(), "{r:?}");
     holder.batch_execute("ROLLBACK").await.expect("rollback");
+}
+
+/// The facts behind issue 12's constraint verdicts, read from the server: a named index in the
+/// table's schema (there? on that table? valid? key columns' NOT NULL by attnum), and the
+/// constraint of a VALIDATE (validated? written by this transaction? locks already held).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facts_about_named_indexes_and_validated_constraints() {
+    let env = Env::start().await;
+    let c = env.direct_client("ddlgate_admin").await;
+    c.batch_execute(
+        "CREATE TABLE inv (id int NOT NULL, \"E mail\" text, x int);
+         INSERT INTO inv VALUES (1, 'a', 1), (2, 'b', 1);
+         CREATE TABLE other (id int);
+         CREATE UNIQUE INDEX inv_pk_u ON inv (id, \"E mail\") INCLUDE (x);
+         CREATE INDEX other_i ON other (id);
+         ALTER TABLE inv ADD CONSTRAINT inv_old CHECK (x > 0) NOT VALID;",
+    )
+    .await
+    .expect("setup");
+    // An INVALID leftover of a failed concurrent build.
+    c.batch_execute("CREATE UNIQUE INDEX CONCURRENTLY inv_x ON inv (x)")
+        .await
+        .expect_err("duplicate");
+
+    // (statement, expected index facts: exists, on_table, valid, key columns)
+    type Expected<'a> = (bool, bool, bool, Vec<(Option<&'a str>, bool)>);
+    let cases: Vec<(&str, Expected)> = vec![
+        (
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS inv_x ON inv (x)",
+            (true, true, false, vec![(Some("x"), false)]),
+        ),
+        (
+            "CREATE UNIQUE INDEX IF NOT EXISTS inv_pk_u ON inv (id)",
+            (
+                true,
+                true,
+                true,
+                vec![(Some("id"), true), (Some("E mail"), false)],
+            ),
+        ),
+        (
+            "CREATE INDEX IF NOT EXISTS other_i ON inv (x)",
+            (true, false, true, vec![(Some("id"), false)]),
+        ),
+        (
+            "CREATE INDEX IF NOT EXISTS nope ON inv (x)",
+            (false, false, false, vec![]),
+        ),
+        (
+            "ALTER TABLE inv ADD CONSTRAINT inv_pk PRIMARY KEY USING INDEX inv_pk_u",
+            (
+                true,
+                true,
+                true,
+                vec![(Some("id"), true), (Some("E mail"), false)],
+            ),
+        ),
+    ];
+    for (sql, (exists, on_table, valid, columns)) in cases {
+        let (_, facts) = facts_for(&c, sql).await;
+        let i = facts
+            .index
+            .as_ref()
+            .unwrap_or_else(|| panic!("{sql}: no index facts"));
+        assert_eq!(
+            (i.exists, i.on_table, i.valid),
+            (exists, on_table, valid),
+            "{sql}"
+        );
+        let got: Vec<(Option<&str>, bool)> = i
+            .key_columns
+            .iter()
+            .map(|k| (k.name.as_deref(), k.not_null))
+            .collect();
+        assert_eq!(got, columns, "{sql}");
+    }
+    let (_, facts) = facts_for(&c, "CREATE INDEX IF NOT EXISTS inv_x ON inv (x)").await;
+    assert_eq!(
+        facts.invalid_index_leftover(&Name::bare("inv"), "inv_x"),
+        Some("public")
+    );
+    let (_, facts) = facts_for(&c, "CREATE INDEX IF NOT EXISTS inv_pk_u ON inv (x)").await;
+    assert_eq!(
+        facts.invalid_index_leftover(&Name::bare("inv"), "inv_pk_u"),
+        None
+    );
+    // No IF NOT EXISTS, or CONCURRENTLY without it: nothing asked.
+    assert!(
+        catalog::facts_query(&understand("CREATE INDEX CONCURRENTLY inv_x ON inv (x)")).is_none()
+    );
+
+    // VALIDATE: an older NOT VALID constraint, outside and inside a transaction.
+    let validate = "ALTER TABLE inv VALIDATE CONSTRAINT inv_old";
+    let (_, facts) = facts_for(&c, validate).await;
+    let k = facts.constraint.clone().expect("constraint facts");
+    assert_eq!(
+        (
+            k.exists,
+            k.validated,
+            k.contype,
+            k.own_transaction,
+            k.held_lock
+        ),
+        (true, false, Some('c'), false, None)
+    );
+    c.batch_execute("BEGIN; ALTER TABLE inv ADD CONSTRAINT inv_new CHECK (x > 0) NOT VALID")
+        .await
+        .expect("begin");
+    let (_, facts) = facts_for(&c, "ALTER TABLE inv VALIDATE CONSTRAINT inv_new").await;
+    let k = facts.constraint.clone().expect("constraint facts");
+    assert_eq!(
+        (
+            k.exists,
+            k.validated,
+            k.own_transaction,
+            k.held_lock.as_deref()
+        ),
+        (true, false, true, Some("AccessExclusiveLock"))
+    );
+    let (_, mut facts) = facts_for(&c, validate).await;
+    let k = facts.constraint.clone().expect("constraint facts");
+    assert_eq!(
+        (k.own_transaction, k.held_lock.as_deref()),
+        (false, Some("AccessExclusiveLock")),
+        "an older constraint, on a table this transaction has locked"
+    );
+    // The rule decides on these facts: blocked (no rewrite) in the transaction — the table
+    // counted as large (two rows would otherwise be the small-table allowance).
+    facts.thresholds.small_table_rows = 0;
+    let ddl = understand(validate);
+    let created = HashSet::new();
+    let ctx = Context {
+        tx: TxStatus::InTransaction,
+        shares_unit: false,
+        in_function_body: false,
+        server_version: Some(server_version(&c).await),
+        created_in_tx: &created,
+        catalog: Some(&facts),
+        later: &[],
+        added_not_valid: &[],
+    };
+    let f = finding(&rules::check(&ddl, &ctx), "validate-in-same-transaction")
+        .cloned()
+        .expect("flagged");
+    assert_eq!(f.rewrite, None);
+    c.batch_execute("ROLLBACK").await.expect("rollback");
+    let (_, facts) = facts_for(&c, "ALTER TABLE inv VALIDATE CONSTRAINT inv_new").await;
+    assert!(!facts.constraint.expect("asked").exists, "rolled back");
 }

@@ -57,15 +57,15 @@ pub fn decide(
     let Facts { catalog, identity } = facts;
     // The created-in-transaction bookkeeping: the session's (by OID, from the server's
     // answer) or the file's (by name).
-    let (mut session, mut offline) = match created {
+    let (mut session, mut offline, mut offline_added) = match created {
         Created::Session {
             tracker,
             max_created,
         } => {
             let scope = crate::created::Scope::begin(tracker, identity, max_created, ctx.lex);
-            (Some((tracker, scope)), None)
+            (Some((tracker, scope)), None, None)
         }
-        Created::Offline(names) => (None, Some(names)),
+        Created::Offline(names, added) => (None, Some(names), Some(added)),
     };
     // What a message does to names and facts matters only to its own DDL and to relations
     // the transaction created: ordinary traffic in a transaction that created nothing
@@ -82,6 +82,14 @@ pub fn decide(
     let mut tx = ctx.tx;
     // Transaction-control statements, for deciding how a guarded Query can be retried.
     let mut tx_control = Vec::new();
+    // Constraints added NOT VALID by earlier statements of this message, while in one
+    // transaction (`validate-in-same-transaction`).
+    // Offline, those of earlier messages of the file's transaction too (the proxy reads them
+    // from the catalog instead).
+    let mut added: Vec<rules::AddedNotValid> = offline_added
+        .as_deref_mut()
+        .map(std::mem::take)
+        .unwrap_or_default();
     for (i, (span, class)) in spans.iter().zip(classes).enumerate() {
         decided.tally.statements[class.index()] += 1;
         let unprepared;
@@ -94,6 +102,10 @@ pub fn decide(
                 let before = tx;
                 tx = transaction_effect(sql, span, ctx.lex, tx);
                 tx_control.push((i, before, tx));
+                if tx == TxStatus::Idle {
+                    // COMMIT or ROLLBACK: what came before holds no lock any more.
+                    added.clear();
+                }
                 if let Some(names) = offline.as_deref_mut()
                     && ends_transaction(sql, span, ctx.lex, tx)
                 {
@@ -137,6 +149,25 @@ pub fn decide(
                     }
                     None => (None, offline.as_deref().cloned().unwrap_or_default()),
                 };
+                // `ADD c … NOT VALID; VALIDATE c` as the whole of a lone Query outside a
+                // transaction block, the first statement neither rewritten nor blocked: the
+                // pair can run as two steps (checked again when the recipe is planned).
+                let pair_with = (source == Source::Query
+                    && ctx.tx == TxStatus::Idle
+                    && !ctx.pipelined
+                    && statements == 2
+                    && i == 1
+                    && tx_control.is_empty()
+                    && replacements.is_empty()
+                    && plan.recipe.is_none())
+                .then(|| prepared.candidate(0).map(|c| (&spans[0], &c.ddl)))
+                .flatten();
+                if pair_with.is_some() {
+                    // Only the one ADD before it (entries are recorded with `pair: false`).
+                    for a in &mut added {
+                        a.pair = true;
+                    }
+                }
                 let one = DdlInput {
                     span,
                     tokens: &candidate.tokens,
@@ -145,6 +176,8 @@ pub fn decide(
                     created: &created,
                     tx,
                     statements,
+                    added: &added,
+                    pair_with,
                 };
                 if let Some(replacement) = decide_statement(
                     profile,
@@ -158,6 +191,23 @@ pub fn decide(
                 ) {
                     replacements.push((i, replacement));
                     runs = false;
+                }
+                if let Some((table, constraint, kind)) =
+                    rules::validate_in_same_transaction::added_not_valid(ddl)
+                {
+                    added.push(rules::AddedNotValid {
+                        table: table.clone(),
+                        resolved: facts
+                            .and_then(|f| f.relation_for(table))
+                            .and_then(|r| r.name.clone()),
+                        constraint: constraint.to_owned(),
+                        kind,
+                        small: facts.is_some_and(|f| {
+                            f.relation_for(table)
+                                .is_some_and(|r| r.is_small(&f.thresholds))
+                        }),
+                        pair: false,
+                    });
                 }
                 if let Some(names) = offline.as_deref_mut()
                     && let DdlKind::CreateTable { name, .. } = &ddl.kind
@@ -179,6 +229,16 @@ pub fn decide(
         && scoped
     {
         scope.finish(tracker);
+    }
+    if let Some(kept) = offline_added {
+        // Still in the file's transaction after this message (the caller forgets them at
+        // its end, as it forgets created tables).
+        if tx != TxStatus::Idle || ctx.tx != TxStatus::Idle {
+            for a in &mut added {
+                a.pair = false;
+            }
+            *kept = added;
+        }
     }
     if !replacements.is_empty() {
         plan.sql = Some(splice(sql, spans, &replacements));
@@ -289,6 +349,11 @@ pub(super) struct DdlInput<'a> {
     tx: TxStatus,
     /// Statements of its message.
     statements: usize,
+    /// Constraints added NOT VALID earlier in the message, in the same transaction.
+    added: &'a [rules::AddedNotValid],
+    /// The message is exactly `ADD c … NOT VALID; <this>` as a lone Query outside a transaction
+    /// block: the first statement's span and model, for the two-step recipe.
+    pair_with: Option<(&'a StatementSpan, &'a Ddl)>,
 }
 
 /// Checks and decides one DDL candidate; returns its replacement text when it is rewritten or
@@ -312,6 +377,8 @@ pub(super) fn decide_statement(
         created,
         tx,
         statements,
+        added,
+        pair_with,
     } = *input;
     tally.ddl_understood[understood_index(ddl.understood)] += 1;
     if ddl.understood == Understood::Unknown {
@@ -332,6 +399,7 @@ pub(super) fn decide_statement(
         created_in_tx: created,
         catalog: facts,
         later: sql.get(span.end..).unwrap_or_default(),
+        added_not_valid: added,
     };
     let decision = policy::evaluate_tokens(profile, sql, tokens, ddl, &rctx);
     if matches!(ddl.kind, DdlKind::DropCascade { .. }) && facts.is_some_and(|f| !f.drops.is_empty())
@@ -373,19 +441,34 @@ pub(super) fn decide_statement(
             }
             Some(err.to_sql())
         }
-        Action::Rewrite => match realize(
-            decision.rewrite,
-            sql,
-            tokens,
-            span,
-            ddl,
-            facts,
-            &rctx,
-            ctx.lex,
-            ctx.server_version,
-            statements == 1 && !ctx.pipelined,
-            (profile, &decision),
-        ) {
+        Action::Rewrite => match pair_with
+            .filter(|_| decision.rewrite == Some(rules::Rewrite::Steps))
+            .map(|(first, first_ddl)| {
+                validate_apart(
+                    sql,
+                    first,
+                    first_ddl,
+                    span,
+                    ddl,
+                    ctx.lex,
+                    ctx.server_version,
+                )
+            })
+            .unwrap_or_else(|| {
+                realize(
+                    decision.rewrite,
+                    sql,
+                    tokens,
+                    span,
+                    ddl,
+                    facts,
+                    &rctx,
+                    ctx.lex,
+                    ctx.server_version,
+                    statements == 1 && !ctx.pipelined,
+                    (profile, &decision),
+                )
+            }) {
             Realized::Text(new, again) => {
                 plan.notices.push(rewrite_notice(&decision, profile, &new));
                 rewritten = Some(again);
@@ -604,6 +687,35 @@ fn split_steps(
     }
 }
 
+/// `ADD c … NOT VALID; VALIDATE c` sent as one lone Query: the two statements as two steps,
+/// each committed on its own (`validate-in-same-transaction`).
+pub(super) fn validate_apart(
+    sql: &[u8],
+    first: &StatementSpan,
+    first_ddl: &Ddl,
+    second: &StatementSpan,
+    second_ddl: &Ddl,
+    lex: LexOptions,
+    server_version: Option<u32>,
+) -> Realized {
+    let Some(version) = server_version else {
+        return Realized::Refused(
+            "ddlgate could not run it as safe steps: the server version is unknown.".to_owned(),
+        );
+    };
+    let at = |s: &StatementSpan| (s.first.map_or(s.start, |t| t.start), s.end);
+    match crate::recipe::plan_validate_apart(
+        sql,
+        lex,
+        (at(first), first_ddl),
+        (at(second), second_ddl),
+        version,
+    ) {
+        Ok(recipe) => Realized::Steps(recipe),
+        Err(why) => Realized::Refused(format!("ddlgate could not run it as safe steps: {why}.")),
+    }
+}
+
 /// The safe steps for a statement the policy decided to run as a multi-step rewrite: only a
 /// statement alone in a simple Query, outside a transaction (the rule offers the rewrite only
 /// there), with the partition tree from the catalog when the table is partitioned.
@@ -635,6 +747,37 @@ pub(super) fn steps(
             .map(|p| &p.parent),
     };
     let from = span.first.map_or(span.start, |t| t.start);
+    if let DdlKind::CreateIndex {
+        name: Some(index),
+        table,
+        if_not_exists: true,
+        ..
+    } = &ddl.kind
+        && let Some(schema) = facts.and_then(|f| f.invalid_index_leftover(table, &index.name))
+    {
+        return crate::recipe::plan_rebuild_invalid_index(
+            sql, from, span.end, lex, ddl, schema, &rctx,
+        )
+        .map_err(|e| e.to_string());
+    }
+    if let DdlKind::AlterTable {
+        name: table, ops, ..
+    } = &ddl.kind
+        && let [
+            crate::sql::statement::AlterOp::AddConstraint(crate::sql::statement::AddConstraint {
+                kind: crate::sql::statement::ConstraintKind::PrimaryKey { using_index: true },
+                index: Some(index),
+                ..
+            }),
+        ] = ops.as_slice()
+        && let Some(nullable) = facts.and_then(|f| f.nullable_key_columns(table, index))
+        && !nullable.is_empty()
+    {
+        return crate::recipe::plan_primary_key_using_index(
+            sql, from, span.end, lex, ddl, &nullable, &rctx,
+        )
+        .map_err(|e| e.to_string());
+    }
     let resolved = resolved_drop_index(ddl, facts)?;
     let ddl = resolved.as_ref().unwrap_or(ddl);
     crate::recipe::plan(sql, from, span.end, lex, ddl, &rctx).map_err(|e| e.to_string())

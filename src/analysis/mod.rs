@@ -164,8 +164,12 @@ pub enum Created<'a> {
         max_created: usize,
     },
     /// `ddlgate check`: tables the file created by name inside its transaction (or its
-    /// multi-statement Query), forgotten when that ends.
-    Offline(&'a mut HashSet<Name>),
+    /// multi-statement Query), forgotten when that ends; and the constraints it added NOT
+    /// VALID there (what the proxy reads from the catalog, `validate-in-same-transaction`).
+    Offline(
+        &'a mut HashSet<Name>,
+        &'a mut Vec<crate::rules::AddedNotValid>,
+    ),
 }
 
 /// Everything [`decide`] concluded about one message.
@@ -712,6 +716,85 @@ mod tests {
             Some(&b"/* keep me */ CREATE INDEX CONCURRENTLY i ON t (x)"[..])
         );
         assert_eq!(p.notices.len(), 1);
+    }
+
+    #[test]
+    fn not_valid_then_validate_in_one_transaction() {
+        // (message, transaction status, outcome: Some(steps) = a recipe, None = blocked,
+        // "" = forwarded untouched)
+        let add = "ALTER TABLE big ADD CONSTRAINT big_chk2 CHECK (a > 0) NOT VALID";
+        let validate = "ALTER TABLE big VALIDATE CONSTRAINT big_chk2";
+        let fk =
+            "ALTER TABLE big ADD CONSTRAINT big_fk FOREIGN KEY (r) REFERENCES r (id) NOT VALID";
+        let pair = format!("{add}; {validate};");
+        type Case<'a> = (String, TxStatus, Option<Option<Vec<&'a str>>>);
+        let cases: Vec<Case> = vec![
+            (
+                pair.clone(),
+                TxStatus::Idle,
+                Some(Some(vec![add, validate])),
+            ),
+            (
+                format!("{fk};\n  ALTER TABLE big VALIDATE CONSTRAINT big_fk"),
+                TxStatus::Idle,
+                Some(Some(vec![fk, "ALTER TABLE big VALIDATE CONSTRAINT big_fk"])),
+            ),
+            // Inside BEGIN, in a longer Query, or with BEGIN … COMMIT around it: blocked.
+            (pair.clone(), TxStatus::InTransaction, Some(None)),
+            (format!("BEGIN; {pair} COMMIT"), TxStatus::Idle, Some(None)),
+            (format!("{pair} SELECT 1"), TxStatus::Idle, Some(None)),
+            // Another constraint, or a COMMIT in between: nothing to say.
+            (
+                format!("{add}; ALTER TABLE big VALIDATE CONSTRAINT other"),
+                TxStatus::Idle,
+                None,
+            ),
+            (
+                format!("BEGIN; {add}; COMMIT; {validate}"),
+                TxStatus::Idle,
+                None,
+            ),
+            (validate.to_owned(), TxStatus::Idle, None),
+        ];
+        for (sql, tx, expected) in cases {
+            let (_, p, _) = run(&sql, tx);
+            match expected {
+                Some(Some(steps)) => {
+                    let recipe = p
+                        .recipe
+                        .as_ref()
+                        .unwrap_or_else(|| panic!("{sql}: no recipe"));
+                    assert_eq!(
+                        recipe.kind,
+                        crate::recipe::RecipeKind::ValidateApart,
+                        "{sql}"
+                    );
+                    assert_eq!(recipe.kind.statements(), 2);
+                    let got: Vec<&str> = recipe.steps.iter().map(|s| s.sql.as_str()).collect();
+                    assert_eq!(got, steps, "{sql}");
+                    assert!(p.sql.is_none(), "{sql}: nothing else is replaced");
+                    assert!(
+                        p.notices
+                            .iter()
+                            .any(|n| String::from_utf8_lossy(n)
+                                .contains("validate-in-same-transaction")),
+                        "{sql}"
+                    );
+                }
+                Some(None) => {
+                    assert!(p.recipe.is_none(), "{sql}");
+                    assert!(
+                        p.blocked.contains(&"validate-in-same-transaction"),
+                        "{sql}: {:?}",
+                        p.blocked
+                    );
+                }
+                None => assert!(
+                    !p.blocked.contains(&"validate-in-same-transaction") && p.recipe.is_none(),
+                    "{sql}"
+                ),
+            }
+        }
     }
 
     #[test]

@@ -54,7 +54,11 @@
 //!                    "rows", "max_rows", "bytes" }],
 //!   "types":     [{ "asked", "oid", "citext" }],
 //!   "drops":     [{ "asked_schema", "asked_name", "candidates", "anywhere",   -- DROP … CASCADE
-//!                   "dependents", "escapes", "names": ["view v", …] }] }
+//!                   "dependents", "escapes", "names": ["view v", …] }],
+//!   "index":      null | { "asked", "exists", "on_table", "valid",          -- IF NOT EXISTS, USING INDEX
+//!                   "columns": [{ "name", "not_null" }] },
+//!   "constraint": null | { "asked", "exists", "validated", "contype",      -- VALIDATE CONSTRAINT
+//!                   "own", "held_lock" } }
 //! ```
 //!
 //! Layout: `types` holds the facts ([`Facts`], [`Relation`], …); `query` writes the one
@@ -77,8 +81,9 @@ pub use type_change::{
     type_lookup_name, type_resolves_as_written,
 };
 pub use types::{
-    CatalogError, ColumnFacts, ColumnIndex, ColumnType, DropFacts, Facts, FunctionFacts, Partition,
-    PartitionOf, RelKind, Relation, Thresholds, TypeFacts, Volatility,
+    CatalogError, ColumnFacts, ColumnIndex, ColumnType, ConstraintFacts, DropFacts, Facts,
+    FunctionFacts, IndexColumn, IndexFacts, Partition, PartitionOf, RelKind, Relation, Thresholds,
+    TypeFacts, Volatility,
 };
 
 #[cfg(test)]

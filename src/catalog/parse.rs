@@ -4,8 +4,9 @@
 use serde::Deserialize;
 
 use super::types::{
-    CatalogError, ColumnFacts, ColumnIndex, ColumnType, DropFacts, Facts, FunctionFacts, Partition,
-    PartitionOf, RelKind, Relation, Thresholds, TypeFacts, Volatility,
+    CatalogError, ColumnFacts, ColumnIndex, ColumnType, ConstraintFacts, DropFacts, Facts,
+    FunctionFacts, IndexColumn, IndexFacts, Partition, PartitionOf, RelKind, Relation, Thresholds,
+    TypeFacts, Volatility,
 };
 use crate::sql::lexer::{LexOptions, Lexer, Token, TokenKind, matching_paren};
 use crate::sql::statement::Name;
@@ -44,6 +45,36 @@ struct RawFacts {
     functions: Option<Vec<RawFunction>>,
     #[serde(default)]
     referenced: Option<Vec<RawRelation>>,
+    #[serde(default)]
+    index: Option<RawNamedIndex>,
+    #[serde(default)]
+    constraint: Option<RawConstraint>,
+}
+
+#[derive(Deserialize)]
+struct RawNamedIndex {
+    asked: String,
+    exists: bool,
+    on_table: bool,
+    valid: bool,
+    #[serde(default)]
+    columns: Option<Vec<RawIndexColumn>>,
+}
+
+#[derive(Deserialize)]
+struct RawIndexColumn {
+    name: Option<String>,
+    not_null: bool,
+}
+
+#[derive(Deserialize)]
+struct RawConstraint {
+    asked: String,
+    exists: bool,
+    validated: bool,
+    contype: Option<String>,
+    own: bool,
+    held_lock: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -146,7 +177,32 @@ pub fn parse_facts(json: &str) -> Result<Facts, CatalogError> {
     for r in raw.referenced.unwrap_or_default() {
         referenced.push(relation(r)?);
     }
+    let index = raw.index.map(|i| IndexFacts {
+        asked: i.asked,
+        exists: i.exists,
+        on_table: i.on_table,
+        valid: i.valid,
+        key_columns: i
+            .columns
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| IndexColumn {
+                name: c.name,
+                not_null: c.not_null,
+            })
+            .collect(),
+    });
+    let constraint = raw.constraint.map(|c| ConstraintFacts {
+        asked: c.asked,
+        exists: c.exists,
+        validated: c.validated,
+        contype: c.contype.and_then(|t| t.chars().next()),
+        own_transaction: c.own,
+        held_lock: c.held_lock,
+    });
     Ok(Facts {
+        index,
+        constraint,
         relation: raw.relation.map(relation).transpose()?,
         columns,
         functions: raw

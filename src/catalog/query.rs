@@ -63,6 +63,10 @@ struct Request<'a> {
     types: Vec<String>,
     /// The objects of a `DROP <kind> … CASCADE` and the catalog they live in.
     drops: Option<(DropCatalog, &'a [DropObject])>,
+    /// An index named by the statement, in its table's schema (`IF NOT EXISTS`, `USING INDEX`).
+    index: Option<&'a str>,
+    /// The constraint of a `VALIDATE CONSTRAINT`.
+    constraint: Option<&'a str>,
 }
 
 /// The catalog a dropped object's name is looked up in.
@@ -85,9 +89,21 @@ fn request(ddl: &Ddl) -> Option<Request<'_>> {
     let mut req = Request::default();
     match &ddl.kind {
         // `ON ONLY` too: only a partitioned table (relkind 'p') makes it build nothing.
-        // CONCURRENTLY too: PostgreSQL refuses it on a partitioned table, which then gets the
-        // step-wise build.
-        DdlKind::CreateIndex { table, .. } => req.relation = Some(table),
+        DdlKind::CreateIndex {
+            table,
+            if_not_exists,
+            name,
+            ..
+        } => {
+            // `IF NOT EXISTS name`: an INVALID leftover of that name would be "found" and kept.
+            req.index = name
+                .as_ref()
+                .filter(|_| *if_not_exists)
+                .map(|n| n.name.as_str());
+            // CONCURRENTLY too: PostgreSQL refuses it on a partitioned table, which then gets
+            // the step-wise build.
+            req.relation = Some(table);
+        }
         // ALTER INDEX … RENAME renames a table too: the relkind decides. For a view's column
         // rename it tells a view from a table in the message.
         DdlKind::AlterIndex { name, action } if action == "RENAME" => req.relation = Some(name),
@@ -155,6 +171,10 @@ fn request(ddl: &Ddl) -> Option<Request<'_>> {
             for op in ops {
                 match op {
                     AlterOp::AddColumn(_) | AlterOp::AddConstraint(_) => sized = true,
+                    AlterOp::ValidateConstraint { name } => {
+                        sized = true;
+                        req.constraint.get_or_insert(name.as_str());
+                    }
                     AlterOp::AttachPartition { partition } => {
                         sized = true;
                         push_unique(&mut req.referenced, partition);
@@ -191,6 +211,11 @@ fn request(ddl: &Ddl) -> Option<Request<'_>> {
                         kind: ConstraintKind::ForeignKey { references },
                         ..
                     }) => push_unique(&mut req.referenced, references),
+                    AlterOp::AddConstraint(AddConstraint {
+                        index: Some(index), ..
+                    }) => {
+                        req.index.get_or_insert(index.as_str());
+                    }
                     _ => {}
                 }
             }
@@ -245,7 +270,15 @@ SELECT pg_catalog.json_build_object(\
 'functions', {functions}, \
 'referenced', pg_catalog.json_build_array({referenced}), \
 'types', {types}, \
-'drops', pg_catalog.json_build_array({drops}))",
+'drops', pg_catalog.json_build_array({drops}), \
+'index', {index}, \
+'constraint', {constraint})",
+        index = req
+            .index
+            .map_or_else(|| "NULL::pg_catalog.json".to_owned(), index_json),
+        constraint = req
+            .constraint
+            .map_or_else(|| "NULL::pg_catalog.json".to_owned(), constraint_json),
         referenced = referenced.join(", "),
         types = types_json(&req.types),
         drops = req
@@ -259,6 +292,64 @@ SELECT pg_catalog.json_build_object(\
             })
             .unwrap_or_default(),
     ))
+}
+
+/// `'name'::name`.
+fn name_literal(name: &str) -> String {
+    format!("{}::pg_catalog.name", quote::literal(name))
+}
+
+/// The index `name` in the schema of the statement's table (`target`): whether it is there,
+/// on that table, valid, and its key columns with their validated NOT NULL.
+fn index_json(name: &str) -> String {
+    // PostgreSQL truncates identifiers to 63 bytes: ask for the name it stored.
+    let name = &crate::sql::naming::truncate(name);
+    if !storable(name) {
+        return "NULL::pg_catalog.json".to_owned();
+    }
+    format!(
+        "(SELECT pg_catalog.json_build_object(\
+'asked', {asked}, 'exists', ic.oid IS NOT NULL, \
+'on_table', coalesce(x.indrelid = target.oid, false), \
+'valid', coalesce(x.indisvalid, false), \
+'columns', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(\
+'name', a.attname, 'not_null', coalesce(a.attnotnull AND NOT EXISTS (\
+SELECT 1 FROM pg_catalog.pg_constraint nn WHERE nn.conrelid = a.attrelid AND nn.contype = 'n' \
+AND nn.conkey = ARRAY[a.attnum] AND NOT nn.convalidated), false)) ORDER BY k.ord), '[]'::pg_catalog.json) \
+FROM pg_catalog.unnest(x.indkey::pg_catalog.int2[]) WITH ORDINALITY AS k(attnum, ord) \
+LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum AND k.attnum > 0 \
+WHERE k.ord <= x.indnkeyatts)) \
+FROM target LEFT JOIN pg_catalog.pg_class tc ON tc.oid = target.oid \
+LEFT JOIN pg_catalog.pg_class ic ON ic.relnamespace = tc.relnamespace AND ic.relname = {named} \
+LEFT JOIN pg_catalog.pg_index x ON x.indexrelid = ic.oid)",
+        asked = text_literal(Some(name)),
+        named = name_literal(name),
+    )
+}
+
+/// The constraint `name` on the statement's table (`target`): validated or not, and whether
+/// the client's transaction wrote its row (see `crate::created` for the xids) or already holds
+/// a lock on the table that a validation would keep for its whole scan.
+fn constraint_json(name: &str) -> String {
+    let name = &crate::sql::naming::truncate(name);
+    if !storable(name) {
+        return "NULL::pg_catalog.json".to_owned();
+    }
+    format!(
+        "(SELECT pg_catalog.json_build_object(\
+'asked', {asked}, 'exists', co.oid IS NOT NULL, \
+'validated', coalesce(co.convalidated, false), 'contype', co.contype::pg_catalog.text, \
+'own', coalesce(EXISTS (SELECT 1 FROM pg_catalog.pg_locks l WHERE l.locktype = 'transactionid' \
+AND l.mode = 'ExclusiveLock' AND l.granted AND l.pid = pg_catalog.pg_backend_pid() \
+AND l.transactionid = co.xmin), false), \
+'held_lock', (SELECT l.mode FROM pg_catalog.pg_locks l WHERE l.locktype = 'relation' \
+AND l.relation = target.oid AND l.granted AND l.pid = pg_catalog.pg_backend_pid() \
+AND l.mode IN ('AccessExclusiveLock', 'ExclusiveLock', 'ShareRowExclusiveLock') \
+ORDER BY CASE l.mode WHEN 'AccessExclusiveLock' THEN 0 WHEN 'ExclusiveLock' THEN 1 ELSE 2 END LIMIT 1)) \
+FROM target LEFT JOIN pg_catalog.pg_constraint co ON co.conrelid = target.oid AND co.conname = {named})",
+        asked = text_literal(Some(name)),
+        named = name_literal(name),
+    )
 }
 
 /// Each type name resolved with the session's search_path, and whether it is citext's type.

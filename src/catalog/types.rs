@@ -28,6 +28,13 @@ pub struct Facts {
     /// For `DROP <kind> … CASCADE`: each object named, in order, with what depends on it
     /// (`pg_depend`). Empty when not read.
     pub drops: Vec<DropFacts>,
+    /// The index a statement names inside its table's schema: the one `CREATE INDEX … IF NOT
+    /// EXISTS name` would find there (and then skip), the one `ADD … USING INDEX name` takes
+    /// over. `None` when not read.
+    pub index: Option<IndexFacts>,
+    /// The constraint `VALIDATE CONSTRAINT name` validates, on `relation`. `None` when not
+    /// read.
+    pub constraint: Option<ConstraintFacts>,
     /// Where "small" ends. Not read from the catalog: the session fills it from its config.
     pub thresholds: Thresholds,
 }
@@ -55,6 +62,43 @@ impl Facts {
             .find(|f| f.name == name)
             .map(|f| f.volatility.as_slice())
             .filter(|v| !v.is_empty())
+    }
+
+    /// The schema of `table` (as the catalog resolved it) when these facts show an INVALID
+    /// index named `index` on it — what a failed `CREATE INDEX CONCURRENTLY` leaves, and what
+    /// `CREATE INDEX … IF NOT EXISTS index` would find and keep. `None` otherwise, and for a
+    /// partitioned table (its indexes are never built concurrently).
+    pub fn invalid_index_leftover(&self, table: &Name, index: &str) -> Option<&str> {
+        let r = self.relation_for(table).filter(|r| r.exists)?;
+        if r.is_partitioned() {
+            return None;
+        }
+        let i = self.index.as_ref()?;
+        let index = crate::sql::naming::truncate(index);
+        (i.asked == index && i.exists && i.on_table && !i.valid)
+            .then(|| r.name.as_ref()?.schema.as_deref())
+            .flatten()
+    }
+
+    /// The key columns of index `index` that are not (validly) NOT NULL, when these facts show
+    /// it is an index on `table`: what `ADD PRIMARY KEY USING INDEX index` would run `SET NOT
+    /// NULL` on, scanning the table under ACCESS EXCLUSIVE. `None` when not known; an empty
+    /// list when every key column is NOT NULL already. Expression columns (which a primary
+    /// key refuses anyway) are not listed.
+    pub fn nullable_key_columns(&self, table: &Name, index: &str) -> Option<Vec<&str>> {
+        self.relation_for(table).filter(|r| r.exists)?;
+        let index = crate::sql::naming::truncate(index);
+        let i = self
+            .index
+            .as_ref()
+            .filter(|i| i.asked == index && i.exists && i.on_table)?;
+        Some(
+            i.key_columns
+                .iter()
+                .filter(|c| !c.not_null)
+                .filter_map(|c| c.name.as_deref())
+                .collect(),
+        )
     }
 
     /// The facts about a table referenced by a foreign key, if read.
@@ -92,6 +136,53 @@ pub struct DropFacts {
     pub escapes: u64,
     /// A few of the dependents, as `pg_describe_object` names them.
     pub names: Vec<String>,
+}
+
+/// A named index, looked up in the schema of the statement's table (where PostgreSQL puts a
+/// new index and looks for the index of `USING INDEX`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IndexFacts {
+    /// The name as the statement wrote it (folded, truncated to 63 bytes as PostgreSQL does).
+    pub asked: String,
+    /// A relation of that name exists in the table's schema (of any kind: `CREATE INDEX … IF
+    /// NOT EXISTS` skips for any).
+    pub exists: bool,
+    /// It is an index on the statement's table (`pg_index.indrelid` is the table's OID).
+    pub on_table: bool,
+    /// `pg_index.indisvalid`: false for what a failed `CREATE INDEX CONCURRENTLY` leaves.
+    pub valid: bool,
+    /// Its key columns in order (not its INCLUDE columns).
+    pub key_columns: Vec<IndexColumn>,
+}
+
+/// One key column of an index.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IndexColumn {
+    /// The column, or `None` for an expression.
+    pub name: Option<String>,
+    /// NOT NULL with a validated constraint (`attnotnull`, and no NOT VALID not-null
+    /// constraint on PostgreSQL 18): `ADD PRIMARY KEY USING INDEX` does not scan for it.
+    pub not_null: bool,
+}
+
+/// The constraint a `VALIDATE CONSTRAINT` names, on the statement's table.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConstraintFacts {
+    /// The name as the statement wrote it (folded, truncated to 63 bytes).
+    pub asked: String,
+    pub exists: bool,
+    /// `pg_constraint.convalidated`.
+    pub validated: bool,
+    /// `pg_constraint.contype` (`c`, `f`, `n`, …).
+    pub contype: Option<char>,
+    /// Its `pg_constraint` row was written by the client's own transaction (its `xmin` is one
+    /// of the xids this backend holds: see `crate::created`): it was added (or altered) earlier
+    /// in this transaction, whose locks from then are still held.
+    pub own_transaction: bool,
+    /// The strongest lock the client's session already holds on the table that a validation
+    /// scan would then keep (`AccessExclusiveLock`, `ExclusiveLock`,
+    /// `ShareRowExclusiveLock`), as `pg_locks.mode` names it.
+    pub held_lock: Option<String>,
 }
 
 /// One type name, as the server resolves it.
@@ -480,6 +571,113 @@ mod tests {
         let mut r = sized(Some(1), Some(0), Some(0));
         r.forget_size();
         assert!(!r.is_small(&t));
+    }
+
+    #[test]
+    fn named_index_facts_decide_leftovers_and_nullable_keys() {
+        let long = "i".repeat(70);
+        let stored = "i".repeat(63);
+        let table = Relation {
+            exists: true,
+            name: Some(Name::new(Some("app"), "t")),
+            kind: Some(RelKind::Table),
+            ..Relation::missing(Name::bare("t"))
+        };
+        let with = |relation: Relation, index: IndexFacts| Facts {
+            relation: Some(relation),
+            index: Some(index),
+            ..Facts::default()
+        };
+        let index = |asked: &str, on_table, valid| IndexFacts {
+            asked: asked.to_owned(),
+            exists: true,
+            on_table,
+            valid,
+            key_columns: vec![
+                IndexColumn {
+                    name: Some("a".into()),
+                    not_null: true,
+                },
+                IndexColumn {
+                    name: Some("b".into()),
+                    not_null: false,
+                },
+                IndexColumn {
+                    name: None,
+                    not_null: false,
+                },
+            ],
+        };
+        let t = Name::bare("t");
+        // (case, facts, asked index, leftover schema, nullable key columns)
+        type Case<'a> = (
+            &'a str,
+            Facts,
+            &'a str,
+            Option<&'a str>,
+            Option<Vec<&'a str>>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "invalid on t",
+                with(table.clone(), index("i", true, false)),
+                "i",
+                Some("app"),
+                Some(vec!["b"]),
+            ),
+            (
+                "valid on t",
+                with(table.clone(), index("i", true, true)),
+                "i",
+                None,
+                Some(vec!["b"]),
+            ),
+            (
+                "on another table",
+                with(table.clone(), index("i", false, false)),
+                "i",
+                None,
+                None,
+            ),
+            (
+                "facts for another name",
+                with(table.clone(), index("j", true, false)),
+                "i",
+                None,
+                None,
+            ),
+            (
+                "a name PostgreSQL truncates",
+                with(table.clone(), index(&stored, true, false)),
+                &long,
+                Some("app"),
+                Some(vec!["b"]),
+            ),
+            (
+                "partitioned: no concurrent rebuild",
+                with(
+                    Relation {
+                        kind: Some(RelKind::PartitionedTable),
+                        ..table.clone()
+                    },
+                    index("i", true, false),
+                ),
+                "i",
+                None,
+                Some(vec!["b"]),
+            ),
+            (
+                "table missing",
+                with(Relation::missing(t.clone()), index("i", true, false)),
+                "i",
+                None,
+                None,
+            ),
+        ];
+        for (case, facts, asked, leftover, nullable) in cases {
+            assert_eq!(facts.invalid_index_leftover(&t, asked), leftover, "{case}");
+            assert_eq!(facts.nullable_key_columns(&t, asked), nullable, "{case}");
+        }
     }
 
     #[test]

@@ -233,4 +233,99 @@ mod tests {
             "ALTER TABLE t VALIDATE CONSTRAINT ts_utc"
         );
     }
+
+    #[test]
+    fn not_valid_then_validate_sent_together_become_two_steps() {
+        use crate::recipe::tests::PG15;
+        use crate::recipe::{PG18, RecipeKind, plan_validate_apart};
+        use crate::sql::lexer::LexOptions;
+        use crate::sql::parse;
+        let plan = |add: &str, validate: &str, version| {
+            let sql = format!("{add};\n{validate};");
+            let b = sql.as_bytes();
+            let (a_end, v_start) = (add.len(), add.len() + 2);
+            let a = parse::understand(b, 0, a_end, LexOptions::default());
+            let v = parse::understand(b, v_start, sql.len(), LexOptions::default());
+            plan_validate_apart(
+                b,
+                LexOptions::default(),
+                ((0, a_end + 1), &a),
+                ((v_start, sql.len()), &v),
+                version,
+            )
+        };
+        // (ADD, VALIDATE, server, Some(first step's lock and precheck) / None = refused)
+        type Case<'a> = (&'a str, &'a str, u32, Option<(LockMode, &'a str)>);
+        let cases: [Case; 7] = [
+            (
+                "ALTER TABLE big ADD CONSTRAINT big_chk2 CHECK (a > 0) NOT VALID",
+                "ALTER TABLE big VALIDATE CONSTRAINT big_chk2",
+                PG15,
+                Some((LockMode::AccessExclusive, "contype = 'c'")),
+            ),
+            (
+                "alter table only s.big add constraint fk foreign key (r) references r (id) not valid",
+                "ALTER TABLE s.big VALIDATE CONSTRAINT fk",
+                PG15,
+                Some((LockMode::ShareRowExclusive, "contype = 'f'")),
+            ),
+            (
+                "ALTER TABLE big ADD CONSTRAINT big_e_nn NOT NULL e NOT VALID",
+                "ALTER TABLE big VALIDATE CONSTRAINT big_e_nn",
+                PG18,
+                Some((LockMode::AccessExclusive, "contype = 'n'")),
+            ),
+            (
+                "ALTER TABLE big ADD CONSTRAINT big_chk2 CHECK (a > 0) NOT VALID",
+                "ALTER TABLE big VALIDATE CONSTRAINT other",
+                PG15,
+                None,
+            ),
+            (
+                "ALTER TABLE big ADD CONSTRAINT big_chk2 CHECK (a > 0) NOT VALID",
+                "ALTER TABLE other VALIDATE CONSTRAINT big_chk2",
+                PG15,
+                None,
+            ),
+            (
+                "ALTER TABLE big ADD CONSTRAINT big_chk2 CHECK (a > 0)",
+                "ALTER TABLE big VALIDATE CONSTRAINT big_chk2",
+                PG15,
+                None,
+            ),
+            (
+                "ALTER TABLE big ADD CONSTRAINT u UNIQUE (a)",
+                "ALTER TABLE big VALIDATE CONSTRAINT u",
+                PG15,
+                None,
+            ),
+        ];
+        for (add, validate, version, expected) in cases {
+            let got = plan(add, validate, version);
+            let Some((lock, contype)) = expected else {
+                assert!(got.is_err(), "{add}; {validate}: {got:?}");
+                continue;
+            };
+            let r = got.unwrap_or_else(|e| panic!("{add}; {validate}: {e}"));
+            assert_eq!(r.kind, RecipeKind::ValidateApart);
+            assert_eq!(r.kind.statements(), 2);
+            // The client's own statements, as written, without their semicolons.
+            let sqls: Vec<&str> = r.steps.iter().map(|s| s.sql.as_str()).collect();
+            assert_eq!(sqls, [add, validate]);
+            assert_eq!(r.steps[0].lock, lock);
+            assert!(!r.steps[0].long_running);
+            let pre = r.steps[0]
+                .skip_if
+                .as_ref()
+                .map(Precheck::sql)
+                .unwrap_or_default();
+            assert!(pre.contains(contype), "{pre}");
+            assert_eq!(r.steps[1].lock, LockMode::ShareUpdateExclusive);
+            assert!(r.steps[1].long_running);
+            assert!(matches!(
+                r.steps[1].skip_if,
+                Some(Precheck::ConstraintValidated { .. })
+            ));
+        }
+    }
 }

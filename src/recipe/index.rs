@@ -142,6 +142,46 @@ fn concurrent_build(table: &Name, index: &str, create: String) -> [Step; 2] {
     ]
 }
 
+/// `CREATE [UNIQUE] INDEX [CONCURRENTLY] IF NOT EXISTS name ON t …` where the catalog shows an
+/// INVALID index `name` on `t`, left by a failed concurrent build: as written, PostgreSQL finds
+/// the name and skips ("relation already exists, skipping"), keeping the broken index. The
+/// leftover is dropped concurrently (only while the catalog still shows it INVALID on `t`),
+/// then the index is built concurrently. `schema` is the table's schema as the catalog
+/// resolved it, so the DROP cannot reach an index of that name elsewhere on the search path.
+pub(super) fn rebuild_invalid(
+    st: &Stmt<'_>,
+    name: &Name,
+    table: &Name,
+    unique: bool,
+    schema: &str,
+) -> Result<Recipe, RecipeError> {
+    let parsed = st.create_index()?;
+    if parsed.table != *table || parsed.name.as_deref() != Some(name.name.as_str()) {
+        return Err(RecipeError::Unreadable("the index or table name"));
+    }
+    let index = truncate(&name.name);
+    let resolved = Name {
+        schema: Some(schema.to_owned()),
+        name: truncate_name(table).name,
+    };
+    let create = format!(
+        "{} CONCURRENTLY IF NOT EXISTS {} ON {} {}",
+        if unique {
+            "CREATE UNIQUE INDEX"
+        } else {
+            "CREATE INDEX"
+        },
+        quote::ident_if_needed(&index),
+        quote::name_if_needed(&truncate_name(table)),
+        parsed.tail
+    );
+    Ok(Recipe {
+        kind: RecipeKind::RebuildInvalidIndex,
+        target: table.clone(),
+        steps: concurrent_build(&resolved, &index, create).to_vec(),
+    })
+}
+
 /// R2: an index on a partitioned table, built without SHARE on the whole tree.
 ///
 /// `CREATE INDEX … ON ONLY parent` records the index on the parent alone (INVALID while
@@ -491,5 +531,82 @@ mod tests {
         let sql = format!("ALTER TABLE {} ADD UNIQUE (x)", "t".repeat(70));
         let r = steps(&sql);
         assert!(r[2].ends_with(&format!("UNIQUE USING INDEX {}_x_key", "t".repeat(57))));
+    }
+
+    #[test]
+    fn an_invalid_leftover_is_dropped_concurrently_then_built_again() {
+        let plan = |sql: &str| {
+            let ddl = crate::sql::parse::understand(
+                sql.as_bytes(),
+                0,
+                sql.len(),
+                crate::sql::lexer::LexOptions::default(),
+            );
+            crate::recipe::plan_rebuild_invalid_index(
+                sql.as_bytes(),
+                0,
+                sql.len(),
+                crate::sql::lexer::LexOptions::default(),
+                &ddl,
+                "app",
+                &crate::recipe::tests::ctx(crate::recipe::tests::PG15),
+            )
+        };
+        // (statement, step 2 as it runs)
+        let cases = [
+            (
+                "CREATE INDEX IF NOT EXISTS inv_x ON inv (x)",
+                "CREATE INDEX CONCURRENTLY IF NOT EXISTS inv_x ON inv (x)",
+            ),
+            (
+                "create unique index concurrently if not exists \"Inv X\" on s.inv using btree (lower(x)) include (y) where x <> ''",
+                "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS \"Inv X\" ON s.inv using btree (lower(x)) include (y) where x <> ''",
+            ),
+        ];
+        for (sql, create) in cases {
+            let r = plan(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            assert_eq!(r.kind, RecipeKind::RebuildInvalidIndex);
+            assert_eq!(r.kind.command_tag(), "CREATE INDEX");
+            let index = if sql.contains("Inv X") {
+                "Inv X"
+            } else {
+                "inv_x"
+            };
+            assert_eq!(r.steps.len(), 2, "{sql}");
+            assert_eq!(r.steps[0].kind, StepKind::DropInvalidIndex);
+            assert_eq!(
+                r.steps[0].sql,
+                format!(
+                    "DROP INDEX CONCURRENTLY IF EXISTS app.{}",
+                    quote::ident_if_needed(index)
+                )
+            );
+            // Run only while the catalog still shows the leftover INVALID on that table.
+            assert_eq!(
+                r.steps[0].skip_if,
+                Some(Precheck::Not(Box::new(Precheck::IndexInvalid {
+                    table: Name::new(Some("app"), "inv"),
+                    index: index.to_owned(),
+                })))
+            );
+            assert_eq!(r.steps[1].kind, StepKind::CreateIndexConcurrently);
+            assert_eq!(r.steps[1].sql, create);
+            assert!(
+                r.steps
+                    .iter()
+                    .all(|s| s.lock == LockMode::ShareUpdateExclusive)
+            );
+            let text = r.describe();
+            assert!(text.contains("as 2 steps"), "{text}");
+        }
+        // Not the shape it is for: refused, never guessed.
+        for sql in [
+            "CREATE INDEX inv_x ON inv (x)",
+            "CREATE INDEX IF NOT EXISTS ON inv (x)",
+            "CREATE INDEX IF NOT EXISTS inv_x ON ONLY inv (x)",
+            "ALTER TABLE inv ADD CHECK (x > 0)",
+        ] {
+            assert!(plan(sql).is_err(), "{sql}");
+        }
     }
 }

@@ -70,7 +70,7 @@ use crate::sql::statement::{AlterOp, ConstraintKind, Ddl, DdlKind, LockMode, Nam
 use column::add_column;
 use constraint::{check_name, foreign_key_steps, not_valid_then_validate};
 use drop_index::drop_indexes;
-use index::{index_constraint_allowed, index_constraint_steps, partitioned_index};
+use index::{index_constraint_allowed, index_constraint_steps, partitioned_index, rebuild_invalid};
 use not_null::not_null_steps;
 use partition::drop_partition;
 pub use precheck::{ConstraintType, Precheck};
@@ -166,6 +166,15 @@ pub enum RecipeKind {
     /// An `ALTER TABLE` of several actions → one `ALTER TABLE` per action, each as written or
     /// through its own recipe (`split`).
     SplitAlterTable,
+    /// `CREATE INDEX … IF NOT EXISTS` over an INVALID leftover of a failed concurrent build →
+    /// `DROP INDEX CONCURRENTLY` of the leftover + `CREATE INDEX CONCURRENTLY`.
+    RebuildInvalidIndex,
+    /// `ADD PRIMARY KEY USING INDEX` over nullable key columns → the NOT NULL recipe for each,
+    /// then the statement (R9's tail, C8).
+    PrimaryKeyUsingIndex,
+    /// `ADD CONSTRAINT c … NOT VALID; VALIDATE CONSTRAINT c` sent as one Query (one implicit
+    /// transaction) → the two statements, each committed on its own.
+    ValidateApart,
 }
 
 impl RecipeKind {
@@ -183,6 +192,9 @@ impl RecipeKind {
             RecipeKind::DropPartition => "drop_partition",
             RecipeKind::DropIndexes => "drop_indexes",
             RecipeKind::SplitAlterTable => "split_alter_table",
+            RecipeKind::RebuildInvalidIndex => "rebuild_invalid_index",
+            RecipeKind::PrimaryKeyUsingIndex => "primary_key_using_index",
+            RecipeKind::ValidateApart => "validate_apart",
         }
     }
 
@@ -191,7 +203,7 @@ impl RecipeKind {
     pub fn command_tag(self) -> &'static str {
         match self {
             RecipeKind::RefreshMaterializedView => "REFRESH MATERIALIZED VIEW",
-            RecipeKind::PartitionedIndex => "CREATE INDEX",
+            RecipeKind::PartitionedIndex | RecipeKind::RebuildInvalidIndex => "CREATE INDEX",
             RecipeKind::DropPartition => "DROP TABLE",
             RecipeKind::DropIndexes => "DROP INDEX",
             _ => "ALTER TABLE",
@@ -212,6 +224,17 @@ impl RecipeKind {
             RecipeKind::DropPartition => "DROP TABLE of a partition",
             RecipeKind::DropIndexes => "DROP INDEX of several indexes",
             RecipeKind::SplitAlterTable => "ALTER TABLE of several actions",
+            RecipeKind::RebuildInvalidIndex => "CREATE INDEX IF NOT EXISTS over an INVALID index",
+            RecipeKind::PrimaryKeyUsingIndex => "ADD PRIMARY KEY USING INDEX",
+            RecipeKind::ValidateApart => "ADD … NOT VALID followed by VALIDATE in one Query",
+        }
+    }
+
+    /// How many statements of the client's the recipe replaces: one CommandComplete each.
+    pub fn statements(self) -> usize {
+        match self {
+            RecipeKind::ValidateApart => 2,
+            _ => 1,
         }
     }
 }
@@ -484,6 +507,226 @@ pub fn plan(
         } => drop_indexes(names, *concurrently, *if_exists, *cascade),
         other => Err(RecipeError::NoRecipe(other.label())),
     }
+}
+
+/// [`plan`] for a `CREATE [UNIQUE] INDEX [CONCURRENTLY] IF NOT EXISTS name ON t …` when the
+/// catalog shows an INVALID index `name` on `t` (left by a failed concurrent build), which
+/// `IF NOT EXISTS` would keep: drop it concurrently, build again concurrently. `schema` is
+/// `t`'s schema as the catalog resolved it. The caller checks the catalog fact; an ordinary
+/// table only (a partitioned one has no concurrent build).
+pub fn plan_rebuild_invalid_index(
+    sql: &[u8],
+    start: usize,
+    end: usize,
+    lex: LexOptions,
+    ddl: &Ddl,
+    schema: &str,
+    ctx: &Context<'_>,
+) -> Result<Recipe, RecipeError> {
+    if ddl.understood == Understood::Unknown {
+        return Err(RecipeError::NotUnderstood);
+    }
+    if ctx.partitions.is_some() {
+        return Err(RecipeError::Partitioned {
+            what: "rebuilding an INVALID index concurrently",
+        });
+    }
+    let DdlKind::CreateIndex {
+        name: Some(name),
+        table,
+        unique,
+        if_not_exists: true,
+        only: false,
+        ..
+    } = &ddl.kind
+    else {
+        return Err(RecipeError::NoRecipe(ddl.kind.label()));
+    };
+    let st = Stmt::new(sql, start, end, lex)?;
+    rebuild_invalid(&st, name, table, *unique, schema)
+}
+
+/// [`plan`] for `ALTER TABLE t ADD [CONSTRAINT n] PRIMARY KEY USING INDEX i` when the catalog
+/// shows key columns of `i` that are not NOT NULL (`nullable`, as the catalog names them):
+/// as written PostgreSQL would run `SET NOT NULL` on them, a full scan under ACCESS EXCLUSIVE.
+/// The SET NOT NULL recipe runs for each of them first, then the client's statement as
+/// written (skipped when the primary key is already there).
+pub fn plan_primary_key_using_index(
+    sql: &[u8],
+    start: usize,
+    end: usize,
+    lex: LexOptions,
+    ddl: &Ddl,
+    nullable: &[&str],
+    ctx: &Context<'_>,
+) -> Result<Recipe, RecipeError> {
+    if ddl.understood == Understood::Unknown {
+        return Err(RecipeError::NotUnderstood);
+    }
+    if ctx.server_version_num < MIN_SERVER_VERSION {
+        return Err(RecipeError::ServerTooOld {
+            what: "a multi-step recipe",
+            needs: MIN_SERVER_VERSION,
+            server: ctx.server_version_num,
+        });
+    }
+    let DdlKind::AlterTable {
+        name: table,
+        only,
+        if_exists: false,
+        ops,
+    } = &ddl.kind
+    else {
+        return Err(RecipeError::NoRecipe(ddl.kind.label()));
+    };
+    let [
+        AlterOp::AddConstraint(crate::sql::statement::AddConstraint {
+            name,
+            kind: ConstraintKind::PrimaryKey { using_index: true },
+            index: Some(index),
+            ..
+        }),
+    ] = ops.as_slice()
+    else {
+        return Err(RecipeError::NoRecipe("this ALTER TABLE action"));
+    };
+    index_constraint_allowed(ctx)?;
+    let st = Stmt::new(sql, start, end, lex)?;
+    let head = st.alter_head()?;
+    if head.table != *table || head.only != *only {
+        return Err(RecipeError::Unreadable("the table name"));
+    }
+    let target = Target {
+        name: truncate_name(table),
+        only: *only,
+    };
+    let statement = st.text(0, st.last())?;
+    let mut steps = Vec::new();
+    for column in nullable {
+        steps.extend(not_null_steps(&target, column, ctx));
+    }
+    steps.push(Step {
+        sql: statement,
+        kind: StepKind::AddConstraintUsingIndex,
+        lock: LockMode::AccessExclusive,
+        locked: target.name.clone(),
+        long_running: false,
+        skip_if: Some(Precheck::ConstraintExists {
+            table: target.name.clone(),
+            // With CONSTRAINT n PostgreSQL renames the index to n; without, the constraint
+            // takes the index's name.
+            name: truncate(name.as_deref().unwrap_or(index)),
+            contype: ConstraintType::PrimaryKey,
+        }),
+    });
+    Ok(Recipe {
+        kind: RecipeKind::PrimaryKeyUsingIndex,
+        target: table.clone(),
+        steps,
+    })
+}
+
+/// `ALTER TABLE t ADD CONSTRAINT c {CHECK | FOREIGN KEY | NOT NULL} … NOT VALID` followed by
+/// `ALTER TABLE t VALIDATE CONSTRAINT c`, sent as one Query: in one transaction the lock of the
+/// ADD would be held through the whole scan of the VALIDATE. The two statements, exactly as
+/// the client wrote them, become two steps, each committed on its own — the ADD skipped when
+/// the constraint is already there (a re-run after a failed validation), the VALIDATE when it
+/// is already validated. `first` and `second` are each statement's `(start, end)` in `sql`
+/// and its model.
+pub fn plan_validate_apart(
+    sql: &[u8],
+    lex: LexOptions,
+    first: ((usize, usize), &Ddl),
+    second: ((usize, usize), &Ddl),
+    server_version_num: u32,
+) -> Result<Recipe, RecipeError> {
+    let (((a_start, a_end), add), ((v_start, v_end), validate)) = (first, second);
+    if add.understood == Understood::Unknown || validate.understood == Understood::Unknown {
+        return Err(RecipeError::NotUnderstood);
+    }
+    let (
+        DdlKind::AlterTable {
+            name: table,
+            ops: add_ops,
+            ..
+        },
+        DdlKind::AlterTable {
+            name: validated_table,
+            ops: validate_ops,
+            ..
+        },
+    ) = (&add.kind, &validate.kind)
+    else {
+        return Err(RecipeError::NoRecipe("not two ALTER TABLE statements"));
+    };
+    let (
+        [
+            AlterOp::AddConstraint(crate::sql::statement::AddConstraint {
+                name: Some(constraint),
+                kind,
+                not_valid: true,
+                ..
+            }),
+        ],
+        [AlterOp::ValidateConstraint { name: validated }],
+    ) = (add_ops.as_slice(), validate_ops.as_slice())
+    else {
+        return Err(RecipeError::NoRecipe(
+            "not ADD CONSTRAINT … NOT VALID followed by VALIDATE CONSTRAINT",
+        ));
+    };
+    if validated != constraint || validated_table != table {
+        return Err(RecipeError::NoRecipe(
+            "the VALIDATE names another constraint or table than the ADD",
+        ));
+    }
+    let (contype, lock) = match kind {
+        ConstraintKind::Check => (ConstraintType::Check, LockMode::AccessExclusive),
+        ConstraintKind::ForeignKey { .. } => {
+            (ConstraintType::ForeignKey, LockMode::ShareRowExclusive)
+        }
+        ConstraintKind::NotNull if server_version_num >= PG18 => {
+            (ConstraintType::NotNull, LockMode::AccessExclusive)
+        }
+        _ => {
+            return Err(RecipeError::NoRecipe(
+                "a constraint that cannot be added NOT VALID",
+            ));
+        }
+    };
+    let add_sql = Stmt::new(sql, a_start, a_end, lex)?;
+    let validate_sql = Stmt::new(sql, v_start, v_end, lex)?;
+    let target = truncate_name(table);
+    let name = truncate(constraint);
+    Ok(Recipe {
+        kind: RecipeKind::ValidateApart,
+        target: table.clone(),
+        steps: vec![
+            Step {
+                sql: add_sql.text(0, add_sql.last())?,
+                kind: StepKind::AddConstraintNotValid,
+                lock,
+                locked: target.clone(),
+                long_running: false,
+                skip_if: Some(Precheck::ConstraintExists {
+                    table: target.clone(),
+                    name: name.clone(),
+                    contype,
+                }),
+            },
+            Step {
+                sql: validate_sql.text(0, validate_sql.last())?,
+                kind: StepKind::ValidateConstraint,
+                lock: LockMode::ShareUpdateExclusive,
+                locked: target.clone(),
+                long_running: true,
+                skip_if: Some(Precheck::ConstraintValidated {
+                    table: target,
+                    name,
+                }),
+            },
+        ],
+    })
 }
 
 /// The table every ALTER TABLE step names, with the client's `ONLY`.

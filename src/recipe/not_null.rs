@@ -170,4 +170,102 @@ mod tests {
         .expect("recipe");
         assert_eq!(r.steps.len(), 4);
     }
+
+    #[test]
+    fn primary_key_using_index_runs_the_not_null_recipe_first() {
+        let plan = |sql: &str, nullable: &[&str], version: u32| {
+            let ddl = crate::sql::parse::understand(
+                sql.as_bytes(),
+                0,
+                sql.len(),
+                crate::sql::lexer::LexOptions::default(),
+            );
+            crate::recipe::plan_primary_key_using_index(
+                sql.as_bytes(),
+                0,
+                sql.len(),
+                crate::sql::lexer::LexOptions::default(),
+                &ddl,
+                nullable,
+                &ctx(version),
+            )
+        };
+        // (statement, nullable key columns, server, steps)
+        let cases: [(&str, &[&str], u32, &[&str]); 3] = [
+            (
+                "ALTER TABLE big ADD CONSTRAINT big_email_pk PRIMARY KEY USING INDEX big_email_u;",
+                &["email"],
+                PG15,
+                &[
+                    "ALTER TABLE big ADD CONSTRAINT big_email_ddlgate_nn CHECK (email IS NOT NULL) NOT VALID",
+                    "ALTER TABLE big VALIDATE CONSTRAINT big_email_ddlgate_nn",
+                    "ALTER TABLE big ALTER COLUMN email SET NOT NULL",
+                    "ALTER TABLE big DROP CONSTRAINT IF EXISTS big_email_ddlgate_nn",
+                    "ALTER TABLE big ADD CONSTRAINT big_email_pk PRIMARY KEY USING INDEX big_email_u",
+                ],
+            ),
+            (
+                "alter table only s.big add primary key using index \"Big U\" deferrable",
+                &["a", "B"],
+                PG15,
+                &[
+                    "ALTER TABLE ONLY s.big ADD CONSTRAINT big_a_ddlgate_nn CHECK (a IS NOT NULL) NOT VALID",
+                    "ALTER TABLE ONLY s.big VALIDATE CONSTRAINT big_a_ddlgate_nn",
+                    "ALTER TABLE ONLY s.big ALTER COLUMN a SET NOT NULL",
+                    "ALTER TABLE ONLY s.big DROP CONSTRAINT IF EXISTS big_a_ddlgate_nn",
+                    "ALTER TABLE ONLY s.big ADD CONSTRAINT \"big_B_ddlgate_nn\" CHECK (\"B\" IS NOT NULL) NOT VALID",
+                    "ALTER TABLE ONLY s.big VALIDATE CONSTRAINT \"big_B_ddlgate_nn\"",
+                    "ALTER TABLE ONLY s.big ALTER COLUMN \"B\" SET NOT NULL",
+                    "ALTER TABLE ONLY s.big DROP CONSTRAINT IF EXISTS \"big_B_ddlgate_nn\"",
+                    "alter table only s.big add primary key using index \"Big U\" deferrable",
+                ],
+            ),
+            (
+                "ALTER TABLE big ADD PRIMARY KEY USING INDEX big_u",
+                &["email"],
+                180_001,
+                &[
+                    "ALTER TABLE big ADD CONSTRAINT big_email_not_null NOT NULL email NOT VALID",
+                    "ALTER TABLE big VALIDATE CONSTRAINT big_email_not_null",
+                    "ALTER TABLE big ADD PRIMARY KEY USING INDEX big_u",
+                ],
+            ),
+        ];
+        for (sql, nullable, version, expected) in cases {
+            let r = plan(sql, nullable, version).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            assert_eq!(r.kind, crate::recipe::RecipeKind::PrimaryKeyUsingIndex);
+            let got: Vec<&str> = r.steps.iter().map(|s| s.sql.as_str()).collect();
+            assert_eq!(got, expected, "{sql}");
+            let last = r.steps.last().expect("steps");
+            assert_eq!(last.kind, StepKind::AddConstraintUsingIndex);
+            assert!(
+                last.skip_if
+                    .as_ref()
+                    .is_some_and(|p| p.sql().contains("contype = 'p'")),
+                "{sql}"
+            );
+        }
+        // The constraint name the precheck looks for: CONSTRAINT n, else the index's.
+        let r = plan(
+            "ALTER TABLE big ADD PRIMARY KEY USING INDEX big_u",
+            &["e"],
+            PG15,
+        )
+        .expect("recipe");
+        assert!(
+            r.describe()
+                .contains("PRIMARY KEY constraint big_u exists on big"),
+            "{}",
+            r.describe()
+        );
+        // Anything else is refused.
+        for sql in [
+            "ALTER TABLE big ADD PRIMARY KEY (id)",
+            "ALTER TABLE big ADD CONSTRAINT u UNIQUE USING INDEX big_u",
+            "ALTER TABLE IF EXISTS big ADD PRIMARY KEY USING INDEX big_u",
+            "ALTER TABLE big ADD PRIMARY KEY USING INDEX big_u, ADD COLUMN c int",
+        ] {
+            assert!(plan(sql, &["e"], PG15).is_err(), "{sql}");
+        }
+    }
 }

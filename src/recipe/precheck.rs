@@ -11,6 +11,8 @@ pub enum ConstraintType {
     ForeignKey,
     Unique,
     PrimaryKey,
+    /// A not-null constraint (PostgreSQL 18 records them in `pg_constraint`).
+    NotNull,
 }
 
 impl ConstraintType {
@@ -20,6 +22,7 @@ impl ConstraintType {
             ConstraintType::ForeignKey => 'f',
             ConstraintType::Unique => 'u',
             ConstraintType::PrimaryKey => 'p',
+            ConstraintType::NotNull => 'n',
         }
     }
 
@@ -29,6 +32,7 @@ impl ConstraintType {
             ConstraintType::ForeignKey => "FOREIGN KEY",
             ConstraintType::Unique => "UNIQUE",
             ConstraintType::PrimaryKey => "PRIMARY KEY",
+            ConstraintType::NotNull => "NOT NULL",
         }
     }
 }

@@ -172,6 +172,7 @@ fn foreign_keys(op: &AlterOp) -> Vec<Fk<'_>> {
             name,
             kind: ConstraintKind::ForeignKey { references },
             not_valid: false,
+            ..
         }) => {
             vec![Fk {
                 references,

@@ -56,6 +56,7 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
             name,
             kind: ConstraintKind::NotNull,
             not_valid: false,
+            ..
         }) => {
             let name = name.as_deref().unwrap_or("…");
             Some((
@@ -157,6 +158,7 @@ mod tests {
                     name: Some("email_nn".into()),
                     kind: ConstraintKind::NotNull,
                     not_valid,
+                    index: None,
                 })],
             },
             understood: crate::sql::statement::Understood::Fallback,

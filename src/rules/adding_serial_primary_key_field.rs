@@ -9,8 +9,13 @@
 //!   EXCLUSIVE), then `CREATE UNIQUE INDEX CONCURRENTLY n ON t (cols)` and
 //!   `ALTER TABLE t ADD CONSTRAINT n PRIMARY KEY USING INDEX n`.
 //! - **Rewrite:** no (several statements, the index build outside any transaction).
-//! - **Not flagged:** `… PRIMARY KEY USING INDEX` (whether its columns are already NOT NULL
-//!   needs the catalog) and tables created earlier in the same transaction.
+//! - **`… PRIMARY KEY USING INDEX i` (C8):** flagged only when the catalog shows key columns
+//!   of `i` that are not NOT NULL (by the index's attnums, `attnotnull`, and no NOT VALID
+//!   not-null constraint on PostgreSQL 18): PostgreSQL then runs `SET NOT NULL` on them, a
+//!   full scan under ACCESS EXCLUSIVE. ddlgate runs the SET NOT NULL recipe for each such
+//!   column first, then the statement (a recipe); inside a transaction block it is blocked
+//!   with those steps named. Key columns all NOT NULL, or no catalog: not flagged.
+//! - **Not flagged:** tables created earlier in the same transaction.
 //! - **Small tables:** not flagged — the scan or rewrite takes milliseconds — when the table shown small
 //!   ([`crate::catalog::Relation::is_small`]; the thresholds are `catalog.small_table_*`).
 //!
@@ -22,7 +27,7 @@ use crate::sql::statement::{AddConstraint, AlterOp, ConstraintKind, Ddl};
 pub static RULE: Rule = Rule {
     id: "adding-serial-primary-key-field",
     lock: "ACCESS EXCLUSIVE while the index is built and the key columns are checked for NULLs: blocks every read and write",
-    summary: "ADD PRIMARY KEY without USING INDEX, or ADD COLUMN … PRIMARY KEY",
+    summary: "ADD PRIMARY KEY without USING INDEX, or USING INDEX over key columns the catalog shows nullable, or ADD COLUMN … PRIMARY KEY",
     default_action: Action::Rewrite,
     check,
 };
@@ -44,6 +49,21 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
                 ),
                 format!(
                     "Make the key columns NOT NULL first with the CHECK … NOT VALID / VALIDATE / SET NOT NULL recipe, then run CREATE UNIQUE INDEX CONCURRENTLY {name} ON {table} (…) and ALTER TABLE {table} ADD CONSTRAINT {name} PRIMARY KEY USING INDEX {name}."
+                ),
+            ))
+        }
+        AlterOp::AddConstraint(AddConstraint { kind: ConstraintKind::PrimaryKey { using_index: true }, index: Some(index), .. }) => {
+            let nullable = ctx.catalog.and_then(|f| f.nullable_key_columns(table, index))?;
+            if nullable.is_empty() {
+                return None;
+            }
+            let columns = nullable.join(", ");
+            Some((
+                format!(
+                    "ADD PRIMARY KEY USING INDEX {index} on {table}: the key column(s) {columns} allow NULLs, so PostgreSQL first runs SET NOT NULL on them — a full scan of {table} under an ACCESS EXCLUSIVE lock, during which every read and write on {table} waits."
+                ),
+                format!(
+                    "Make {columns} NOT NULL first without that scan — for each column: ALTER TABLE {table} ADD CONSTRAINT … CHECK (column IS NOT NULL) NOT VALID; VALIDATE CONSTRAINT …; ALTER COLUMN column SET NOT NULL; DROP CONSTRAINT … — then run the ADD PRIMARY KEY USING INDEX {index}."
                 ),
             ))
         }
@@ -73,6 +93,91 @@ mod tests {
     use super::*;
     use crate::rules::testing::{Ctx, run, table};
     use crate::sql::statement::Name;
+
+    #[test]
+    fn using_index_over_nullable_key_columns_is_flagged_from_the_catalog() {
+        use crate::catalog::testing::{facts, table as relation};
+        use crate::catalog::{Facts, IndexColumn, IndexFacts};
+        use crate::protocol::TxStatus;
+        let index = |asked: &str, on_table, columns: &[(&str, bool)]| IndexFacts {
+            asked: asked.to_owned(),
+            exists: true,
+            on_table,
+            valid: true,
+            key_columns: columns
+                .iter()
+                .map(|(c, not_null)| IndexColumn {
+                    name: Some((*c).to_owned()),
+                    not_null: *not_null,
+                })
+                .collect(),
+        };
+        let with = |rows: u64, i: IndexFacts, tx| Ctx {
+            tx,
+            catalog: Some(Facts {
+                index: Some(i),
+                ..facts(relation("big", rows, rows * 100), vec![])
+            }),
+            ..Ctx::default()
+        };
+        let sql = "ALTER TABLE big ADD CONSTRAINT big_email_pk PRIMARY KEY USING INDEX big_email_u";
+        let nullable = index("big_email_u", true, &[("tenant", true), ("email", false)]);
+        let not_null = index("big_email_u", true, &[("tenant", true), ("email", true)]);
+        type Case<'a> = (&'a str, Ctx, Option<Option<Rewrite>>);
+        let cases: Vec<Case> = vec![
+            (
+                "nullable, outside",
+                with(1_000_000, nullable.clone(), TxStatus::Idle),
+                Some(Some(Rewrite::Steps)),
+            ),
+            (
+                "nullable, in tx",
+                with(1_000_000, nullable.clone(), TxStatus::InTransaction),
+                Some(None),
+            ),
+            (
+                "all NOT NULL",
+                with(1_000_000, not_null, TxStatus::Idle),
+                None,
+            ),
+            (
+                "small table",
+                with(10, nullable.clone(), TxStatus::Idle),
+                None,
+            ),
+            (
+                "facts for another index",
+                with(
+                    1_000_000,
+                    index("other", true, &[("email", false)]),
+                    TxStatus::Idle,
+                ),
+                None,
+            ),
+            (
+                "an index on another table",
+                with(
+                    1_000_000,
+                    index("big_email_u", false, &[("email", false)]),
+                    TxStatus::Idle,
+                ),
+                None,
+            ),
+            ("no catalog", Ctx::default(), None),
+        ];
+        for (case, ctx, expected) in cases {
+            let f = run(&RULE, sql, &ctx);
+            assert_eq!(f.as_ref().map(|f| f.rewrite), expected, "{case}");
+            if let Some(f) = f {
+                assert!(
+                    f.message.contains("key column(s) email allow NULLs"),
+                    "{case}: {}",
+                    f.message
+                );
+                assert!(f.hint.contains("SET NOT NULL"), "{case}: {}", f.hint);
+            }
+        }
+    }
 
     #[test]
     fn flags_primary_keys_built_in_place() {

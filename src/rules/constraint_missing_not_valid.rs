@@ -34,7 +34,7 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
         return None;
     }
     let (message, hint) = ops.iter().find_map(|op| match op {
-        AlterOp::AddConstraint(AddConstraint { name, kind: ConstraintKind::Check, not_valid: false }) => {
+        AlterOp::AddConstraint(AddConstraint { name, kind: ConstraintKind::Check, not_valid: false, .. }) => {
             let name = name.as_deref().unwrap_or("<name>");
             Some((
                 format!(

@@ -65,6 +65,7 @@ mod truncating_table;
 mod unparsed_ddl;
 mod unverifiable_dynamic_sql;
 mod unverifiable_remote_sql;
+pub mod validate_in_same_transaction;
 
 // Opt-in style rules (`STYLE_RULES`).
 mod ban_char_field;
@@ -178,6 +179,30 @@ pub struct Context<'a> {
     /// of the unit `ddlgate check` reads), which runs in the same transaction when the
     /// statement is in one; empty in a function body. Searched, never parsed.
     pub later: &'a [u8],
+    /// Constraints added `NOT VALID` by earlier statements of the same message (a
+    /// multi-statement Query runs as one transaction, and so does `BEGIN; …` inside it).
+    pub added_not_valid: &'a [AddedNotValid],
+}
+
+/// A constraint an earlier statement of the same message added `NOT VALID` (see
+/// [`Context::added_not_valid`]): `validate-in-same-transaction` looks for its VALIDATE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddedNotValid {
+    /// The table as that statement wrote it (folded).
+    pub table: Name,
+    /// The table as the catalog resolved it for that statement (schema-qualified), when read.
+    pub resolved: Option<Name>,
+    /// The constraint's name as written (folded). Only named constraints are followed.
+    pub constraint: String,
+    /// `CHECK`, `FOREIGN KEY` or `NOT NULL`, for messages.
+    pub kind: &'static str,
+    /// The catalog showed the table small for that statement (the small-table allowance: a
+    /// scan of it takes milliseconds).
+    pub small: bool,
+    /// That statement and the one being checked are the whole of a lone simple Query outside
+    /// a transaction block, and nothing else of it was rewritten or blocked: the two can run
+    /// as two steps, each committed on its own.
+    pub pair: bool,
 }
 
 impl Context<'_> {
@@ -283,6 +308,7 @@ pub static RULES: &[&Rule] = &[
     &disallowed_unique_constraint::RULE,
     &adding_serial_primary_key_field::RULE,
     &adding_exclusion_constraint::RULE,
+    &validate_in_same_transaction::RULE,
     // tables and maintenance
     &ban_drop_table::RULE,
     &ban_truncate_cascade::RULE,
@@ -461,6 +487,7 @@ pub(crate) mod testing {
         pub created: HashSet<Name>,
         pub catalog: Option<crate::catalog::Facts>,
         pub later: String,
+        pub added_not_valid: Vec<AddedNotValid>,
     }
 
     impl Default for Ctx {
@@ -473,6 +500,7 @@ pub(crate) mod testing {
                 created: HashSet::new(),
                 catalog: None,
                 later: String::new(),
+                added_not_valid: Vec::new(),
             }
         }
     }
@@ -501,6 +529,7 @@ pub(crate) mod testing {
                 created_in_tx: &self.created,
                 catalog: self.catalog.as_ref(),
                 later: self.later.as_bytes(),
+                added_not_valid: &self.added_not_valid,
             }
         }
     }

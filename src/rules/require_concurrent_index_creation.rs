@@ -18,6 +18,12 @@
 //!   table's size. When the catalog confirms the table is partitioned (relkind `p`), the finding
 //!   says so and carries the step-wise build (R2) outside a transaction block; inside one the
 //!   statement is refused with the steps named (they cannot run there either).
+//! - **An INVALID leftover:** `CREATE [UNIQUE] INDEX [CONCURRENTLY] IF NOT EXISTS i ON t …`
+//!   when the catalog shows an INVALID index `i` on `t` (a failed concurrent build left it):
+//!   as written PostgreSQL finds the name and skips, keeping the broken index. Flagged whatever
+//!   the table's size, CONCURRENTLY or not: outside a transaction block ddlgate drops the
+//!   leftover concurrently and builds again (a recipe, `recipe::plan_rebuild_invalid_index`);
+//!   inside one it is blocked with both steps in the hint. A VALID `i`: unchanged.
 //! - **Not flagged:** tables created earlier in the same transaction (nobody else can see them)
 //!   and `CREATE INDEX … ON ONLY parent` when the catalog confirms `parent` is partitioned
 //!   (relkind `p`): that builds nothing. On a plain table `ON ONLY` builds a normal index, so
@@ -43,11 +49,23 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
         table,
         concurrently,
         only,
+        name,
+        if_not_exists,
         ..
     } = &ddl.kind
     else {
         return None;
     };
+    // Before anything about locks: `IF NOT EXISTS` over an INVALID leftover does nothing at
+    // all, whatever the table's size and with or without CONCURRENTLY.
+    if *if_not_exists
+        && let Some(index) = name
+        && let Some(schema) = ctx
+            .catalog
+            .and_then(|f| f.invalid_index_leftover(table, &index.name))
+    {
+        return Some(invalid_leftover(table, &index.name, schema, ctx));
+    }
     if *concurrently {
         return concurrent_on_partitioned(table, *only, ctx);
     }
@@ -102,6 +120,40 @@ fn check(ddl: &Ddl, ctx: &Context) -> Option<Finding> {
             .to_owned(),
         rewrite: Some(Rewrite::Concurrently),
     })
+}
+
+/// `IF NOT EXISTS` over an INVALID index of that name on the table: PostgreSQL would skip the
+/// build and keep the broken index. Outside a transaction block ddlgate drops the leftover
+/// concurrently and builds again (a recipe); inside one neither step can run.
+fn invalid_leftover(table: &Name, index: &str, schema: &str, ctx: &Context) -> Finding {
+    let qualified = crate::sql::quote::name_if_needed(&Name {
+        schema: Some(schema.to_owned()),
+        name: index.to_owned(),
+    });
+    let steps = format!(
+        "DROP INDEX CONCURRENTLY IF EXISTS {qualified}, then CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {table} …, each on its own",
+        crate::sql::quote::ident_if_needed(index)
+    );
+    let message = format!(
+        "An INVALID index {qualified} on {table} is left from a failed concurrent build: with IF NOT EXISTS PostgreSQL finds it and skips the build (\"relation already exists, skipping\"), so the index stays broken — never used by queries, yet still updated by every write."
+    );
+    if ctx.in_transaction_block() {
+        return Finding {
+            rule: RULE.id,
+            message,
+            hint: format!(
+                "Drop the leftover and build the index again outside any transaction block: {steps}. Neither can run {}. {OUTSIDE_TRANSACTION_HINT}",
+                ctx.block_description()
+            ),
+            rewrite: None,
+        };
+    }
+    Finding {
+        rule: RULE.id,
+        message,
+        hint: format!("ddlgate runs {steps}."),
+        rewrite: Some(Rewrite::Steps),
+    }
 }
 
 /// `ON ONLY` on a table the catalog did not describe: it builds a whole index unless the table
@@ -255,6 +307,159 @@ mod tests {
             let f = run(&RULE, "CREATE INDEX i ON t (x)", &ctx).expect("flagged");
             assert_eq!(f.rewrite, None);
             assert!(f.hint.contains("disable_ddl_transaction!"), "{}", f.hint);
+        }
+    }
+
+    #[test]
+    fn if_not_exists_over_an_invalid_leftover_is_rebuilt_or_blocked() {
+        use crate::catalog::IndexFacts;
+        use TxStatus::{Idle, InTransaction};
+        let leftover = |asked: &str, exists, on_table, valid| IndexFacts {
+            asked: asked.to_owned(),
+            exists,
+            on_table,
+            valid,
+            key_columns: Vec::new(),
+        };
+        let with = |relation: Relation, index: Option<IndexFacts>, tx| Ctx {
+            tx,
+            catalog: Some(Facts {
+                index,
+                ..facts(relation, vec![])
+            }),
+            ..Ctx::default()
+        };
+        let big = table("inv", 2_000_000, 400 << 20);
+        let small = table("inv", 20, 16 << 10);
+        let invalid = Some(leftover("inv_x", true, true, false));
+        let plain = "CREATE INDEX IF NOT EXISTS inv_x ON inv (x)";
+        let unique_cic = "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS inv_x ON inv (x)";
+        // (case, sql, context, None = passes / Some(rewrite offered), about the leftover)
+        type Case<'a> = (&'a str, &'a str, Ctx, Option<Option<Rewrite>>, bool);
+        let cases: Vec<Case> = vec![
+            (
+                "invalid, plain, outside",
+                plain,
+                with(big.clone(), invalid.clone(), Idle),
+                Some(Some(Rewrite::Steps)),
+                true,
+            ),
+            (
+                "invalid, CIC, outside",
+                unique_cic,
+                with(big.clone(), invalid.clone(), Idle),
+                Some(Some(Rewrite::Steps)),
+                true,
+            ),
+            (
+                "invalid, small table: still rebuilt",
+                plain,
+                with(small.clone(), invalid.clone(), Idle),
+                Some(Some(Rewrite::Steps)),
+                true,
+            ),
+            (
+                "invalid, plain, in tx",
+                plain,
+                with(big.clone(), invalid.clone(), InTransaction),
+                Some(None),
+                true,
+            ),
+            (
+                "invalid, CIC, in tx",
+                unique_cic,
+                with(big.clone(), invalid.clone(), InTransaction),
+                Some(None),
+                true,
+            ),
+            // A valid index of that name: unchanged (CONCURRENTLY rewrite for the plain form,
+            // nothing for CIC).
+            (
+                "valid, plain",
+                plain,
+                with(big.clone(), Some(leftover("inv_x", true, true, true)), Idle),
+                Some(Some(Rewrite::Concurrently)),
+                false,
+            ),
+            (
+                "valid, CIC",
+                unique_cic,
+                with(big.clone(), Some(leftover("inv_x", true, true, true)), Idle),
+                None,
+                false,
+            ),
+            // The name belongs to something else (another table's index, a table): unchanged.
+            (
+                "other table's",
+                unique_cic,
+                with(
+                    big.clone(),
+                    Some(leftover("inv_x", true, false, false)),
+                    Idle,
+                ),
+                None,
+                false,
+            ),
+            (
+                "absent",
+                unique_cic,
+                with(
+                    big.clone(),
+                    Some(leftover("inv_x", false, false, false)),
+                    Idle,
+                ),
+                None,
+                false,
+            ),
+            // Facts about another name, no IF NOT EXISTS, no facts: unchanged.
+            (
+                "facts for another name",
+                unique_cic,
+                with(
+                    big.clone(),
+                    Some(leftover("other", true, true, false)),
+                    Idle,
+                ),
+                None,
+                false,
+            ),
+            (
+                "no IF NOT EXISTS",
+                "CREATE INDEX CONCURRENTLY inv_x ON inv (x)",
+                with(big.clone(), invalid.clone(), Idle),
+                None,
+                false,
+            ),
+            ("no facts", unique_cic, Ctx::default(), None, false),
+            // A partitioned table has no concurrent build: CONCURRENTLY there gets the
+            // step-wise build, which drops each partition's INVALID leftover itself.
+            (
+                "partitioned",
+                unique_cic,
+                with(partitioned("inv", 2, 1000, 1 << 30), invalid.clone(), Idle),
+                Some(Some(Rewrite::Steps)),
+                false,
+            ),
+        ];
+        for (case, sql, ctx, expected, about_leftover) in cases {
+            let f = run(&RULE, sql, &ctx);
+            assert_eq!(f.as_ref().map(|f| f.rewrite), expected, "{case}");
+            if let Some(f) = f {
+                assert_eq!(
+                    f.message.contains("INVALID index public.inv_x"),
+                    about_leftover,
+                    "{case}: {}",
+                    f.message
+                );
+                if about_leftover {
+                    assert!(
+                        f.hint
+                            .contains("DROP INDEX CONCURRENTLY IF EXISTS public.inv_x"),
+                        "{case}: {}",
+                        f.hint
+                    );
+                }
+            }
         }
     }
 

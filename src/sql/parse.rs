@@ -458,10 +458,17 @@ fn alter_op(op: AlterTableOperation) -> Option<AlterOp> {
             not_valid,
         } => {
             let (cname, kind) = table_constraint(&constraint)?;
+            let index = match &constraint {
+                TableConstraint::UniqueUsingIndex(u) | TableConstraint::PrimaryKeyUsingIndex(u) => {
+                    Some(ident(&u.index_name))
+                }
+                _ => None,
+            };
             AlterOp::AddConstraint(AddConstraint {
                 name: cname,
                 kind,
                 not_valid,
+                index,
             })
         }
         AlterTableOperation::ValidateConstraint { name } => {
@@ -835,7 +842,8 @@ mod tests {
                 kind: ConstraintKind::ForeignKey {
                     references: Name::bare("customers")
                 },
-                not_valid: true
+                not_valid: true,
+                index: None,
             })
         );
         assert_eq!(

@@ -133,6 +133,8 @@ pub struct AddConstraint {
     pub name: Option<String>,
     pub kind: ConstraintKind,
     pub not_valid: bool,
+    /// `… USING INDEX i`: the index (folded, in the table's schema) the constraint takes over.
+    pub index: Option<String>,
 }
 
 /// One `ADD COLUMN` of ALTER TABLE.

@@ -172,9 +172,12 @@ impl Relay {
         let status = self.st.proto.tx();
         self.epilogue_or_later(epilogue, status).await?;
         let tag = recipe.kind.command_tag();
-        self.io
-            .to_client
-            .push(crate::protocol::responses::command_complete(tag).freeze());
+        // One CommandComplete per statement of the client's the steps replaced.
+        for _ in 0..recipe.kind.statements() {
+            self.io
+                .to_client
+                .push(crate::protocol::responses::command_complete(tag).freeze());
+        }
         self.io
             .to_client
             .push(crate::protocol::responses::ready_for_query(status).freeze());

@@ -140,17 +140,22 @@ fn add_constraint(c: &mut Cursor<'_>) -> Option<AddConstraint> {
     } else {
         None
     };
+    let mut index = None;
     let kind = if c.eat("CHECK") {
         c.skip_parens()?;
         ConstraintKind::Check
     } else if c.eat("UNIQUE") {
-        ConstraintKind::Unique {
-            using_index: c.eat_all(&["USING", "INDEX"]),
+        let using_index = c.eat_all(&["USING", "INDEX"]);
+        if using_index {
+            index = Some(c.read_ident()?);
         }
+        ConstraintKind::Unique { using_index }
     } else if c.eat_all(&["PRIMARY", "KEY"]) {
-        ConstraintKind::PrimaryKey {
-            using_index: c.eat_all(&["USING", "INDEX"]),
+        let using_index = c.eat_all(&["USING", "INDEX"]);
+        if using_index {
+            index = Some(c.read_ident()?);
         }
+        ConstraintKind::PrimaryKey { using_index }
     } else if c.eat("EXCLUDE") {
         ConstraintKind::Exclusion
     } else if c.eat_all(&["FOREIGN", "KEY"]) {
@@ -170,6 +175,7 @@ fn add_constraint(c: &mut Cursor<'_>) -> Option<AddConstraint> {
         name,
         kind,
         not_valid,
+        index,
     })
 }
 
@@ -574,7 +580,18 @@ mod tests {
             name: name.map(str::to_owned),
             kind,
             not_valid,
+            index: None,
         })
+    }
+
+    fn using_index(op: AlterOp, index: &str) -> AlterOp {
+        match op {
+            AlterOp::AddConstraint(c) => AlterOp::AddConstraint(AddConstraint {
+                index: Some(index.to_owned()),
+                ..c
+            }),
+            other => other,
+        }
     }
 
     #[test]
@@ -754,18 +771,24 @@ mod tests {
             ),
             (
                 "ALTER TABLE t ADD CONSTRAINT u UNIQUE USING INDEX u_idx",
-                add_constraint(
-                    Some("u"),
-                    ConstraintKind::Unique { using_index: true },
-                    false,
+                using_index(
+                    add_constraint(
+                        Some("u"),
+                        ConstraintKind::Unique { using_index: true },
+                        false,
+                    ),
+                    "u_idx",
                 ),
             ),
             (
                 "ALTER TABLE t ADD PRIMARY KEY USING INDEX t_pk",
-                add_constraint(
-                    None,
-                    ConstraintKind::PrimaryKey { using_index: true },
-                    false,
+                using_index(
+                    add_constraint(
+                        None,
+                        ConstraintKind::PrimaryKey { using_index: true },
+                        false,
+                    ),
+                    "t_pk",
                 ),
             ),
             (
