@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -103,61 +101,6 @@ async fn assert_same_schema(t: &Twins) -> Vec<String> {
     via
 }
 
-/// Keeps inserting on a direct connection and records how long each INSERT took.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    handle: tokio::task::JoinHandle<Vec<Duration>>,
-}
-
-impl Writer {
-    async fn start(env: &Env, insert: &'static str) -> Writer {
-        let client = env.direct_client("trust_user").await;
-        client
-            .batch_execute("SET lock_timeout = '60s'")
-            .await
-            .expect("lock_timeout");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let handle = tokio::spawn(async move {
-            let mut done = Vec::new();
-            let mut ready = Some(ready_tx);
-            while !flag.load(Ordering::Relaxed) {
-                let t0 = Instant::now();
-                client
-                    .simple_query(insert)
-                    .await
-                    .unwrap_or_else(|e| panic!("{insert}: {e}"));
-                done.push(t0.elapsed());
-                if let Some(tx) = ready.take() {
-                    let _ = tx.send(());
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            done
-        });
-        tokio::time::timeout(Duration::from_secs(10), ready_rx)
-            .await
-            .expect("the writer starts")
-            .expect("the writer runs");
-        Writer { stop, handle }
-    }
-
-    /// Stops the writer; asserts it wrote and never waited longer than the guard's
-    /// `lock_timeout`. Returns the longest wait.
-    async fn finish(self) -> Duration {
-        self.stop.store(true, Ordering::Relaxed);
-        let done = self.handle.await.expect("writer task");
-        assert!(done.len() > 1, "the writer wrote");
-        let worst = done.iter().copied().max().unwrap_or_default();
-        assert!(
-            worst < LOCK_TIMEOUT,
-            "an INSERT waited {worst:?} (the guard's lock_timeout is {LOCK_TIMEOUT:?})"
-        );
-        worst
-    }
-}
-
 /// Every notice the proxy sent so far, one line each.
 fn drain(
     notices: &mut tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::error::DbError>,
@@ -245,7 +188,7 @@ async fn if_not_exists_over_an_invalid_leftover_drops_it_and_builds_again() {
 
     // Outside: the CONCURRENTLY form and the plain form are both rebuilt, while writes go on.
     let writer = Writer::start(
-        &t.env,
+        &t.env.direct_conn("trust_user"),
         "INSERT INTO inv (x) VALUES (NULL); INSERT INTO inv2 (x) VALUES (NULL)",
     )
     .await;
@@ -266,7 +209,7 @@ async fn if_not_exists_over_an_invalid_leftover_drops_it_and_builds_again() {
         );
     }
     let took = started.elapsed();
-    let worst = writer.finish().await;
+    let worst = writer.finish(LOCK_TIMEOUT).await.worst();
     // The builds read 2 × 1000 rows, twice each, at ~1 ms a row: the writer really wrote through them.
     assert!(took > LOCK_TIMEOUT * 4, "the builds took {took:?}");
     eprintln!("invalid-leftover rebuilds took {took:?}; the writer's worst wait: {worst:?}");
@@ -334,14 +277,14 @@ async fn primary_key_using_index_over_a_nullable_column_runs_the_not_null_recipe
 
     // Outside: the NOT NULL recipe, then the statement, while writes go on.
     let writer = Writer::start(
-        &t.env,
+        &t.env.direct_conn("trust_user"),
         "INSERT INTO big VALUES (0, md5(random()::text || clock_timestamp()::text))",
     )
     .await;
     p.batch_execute(sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    let worst = writer.finish().await;
+    let worst = writer.finish(LOCK_TIMEOUT).await.worst();
     let said = drain(&mut notices).join("\n");
     assert!(said.contains("as 5 steps"), "{said}");
     assert!(
@@ -425,7 +368,11 @@ async fn not_valid_then_validate_in_one_query_runs_as_two_steps_and_is_blocked_i
     drain(&mut notices);
 
     // The pair alone in one Query: two steps, each committed on its own, while writes go on.
-    let writer = Writer::start(&t.env, "INSERT INTO big (a, rid) VALUES (1, 1)").await;
+    let writer = Writer::start(
+        &t.env.direct_conn("trust_user"),
+        "INSERT INTO big (a, rid) VALUES (1, 1)",
+    )
+    .await;
     let started = Instant::now();
     for sql in [check_pair, fk_pair] {
         p.batch_execute(sql)
@@ -436,7 +383,7 @@ async fn not_valid_then_validate_in_one_query_runs_as_two_steps_and_is_blocked_i
         assert!(said.contains("as 2 steps"), "{said}");
     }
     let took = started.elapsed();
-    let worst = writer.finish().await;
+    let worst = writer.finish(LOCK_TIMEOUT).await.worst();
     // The CHECK's validation reads 3000 rows at ~1 ms each: in one transaction every INSERT
     // would have waited for all of it.
     assert!(took > LOCK_TIMEOUT * 4, "the validations took {took:?}");

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -113,62 +111,6 @@ async fn assert_same_schema(dbs: &Dbs) -> Vec<String> {
     via
 }
 
-/// A task that keeps inserting and records how long each INSERT took.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    handle: tokio::task::JoinHandle<Vec<Duration>>,
-}
-
-impl Writer {
-    async fn start(conn: &str, insert: &'static str) -> Writer {
-        let client = connect(conn).await;
-        // Long enough that a blocked INSERT waits (and is measured) instead of failing.
-        client
-            .batch_execute("SET lock_timeout = '30s'")
-            .await
-            .expect("lock_timeout");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let handle = tokio::spawn(async move {
-            let mut done = Vec::new();
-            let mut ready = Some(ready_tx);
-            while !flag.load(Ordering::Relaxed) {
-                let t0 = Instant::now();
-                client
-                    .simple_query(insert)
-                    .await
-                    .unwrap_or_else(|e| panic!("{insert}: {e}"));
-                done.push(t0.elapsed());
-                if let Some(tx) = ready.take() {
-                    let _ = tx.send(());
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            done
-        });
-        tokio::time::timeout(Duration::from_secs(10), ready_rx)
-            .await
-            .expect("the writer starts")
-            .expect("the writer runs");
-        Writer { stop, handle }
-    }
-
-    /// Stops the writer; asserts it kept writing and never waited longer than the bound.
-    async fn finish(self) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        let done = self.handle.await.expect("writer task");
-        assert!(!done.is_empty(), "the writer wrote");
-        let worst = done.iter().max().copied().unwrap_or_default();
-        println!("{} INSERTs, the slowest waited {worst:?}", done.len());
-        assert!(
-            worst < WRITE_BOUND,
-            "an INSERT waited {worst:?} (bound {WRITE_BOUND:?})"
-        );
-        done.len()
-    }
-}
-
 async fn next_notice(
     notices: &mut tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::error::DbError>,
 ) -> String {
@@ -226,7 +168,7 @@ async fn create_index_concurrently_on_a_parent_is_built_partition_by_partition()
     p.batch_execute("CREATE INDEX CONCURRENTLY IF NOT EXISTS ev_tenant ON ev (tenant)")
         .await
         .expect("re-run");
-    writer.finish().await;
+    writer.finish(WRITE_BOUND).await;
     let lines = assert_same_schema(&dbs).await;
     assert!(
         lines
@@ -298,7 +240,7 @@ async fn partitioned_index_is_dropped_plainly_under_the_guard() {
     p.batch_execute("DROP INDEX ev_r_idx")
         .await
         .expect("plain drop");
-    writer.finish().await;
+    writer.finish(WRITE_BOUND).await;
     let lines = assert_same_schema(&dbs).await;
     assert!(
         !lines
@@ -371,7 +313,7 @@ async fn foreign_key_on_a_parent_before_18_is_validated_partition_by_partition()
     p.batch_execute(statements[0])
         .await
         .expect("re-run skips every step");
-    writer.finish().await;
+    writer.finish(WRITE_BOUND).await;
     let lines = assert_same_schema(&dbs).await;
     for expected in [
         "public.ev constraint ev_fk type=f validated=t inherited=f",
@@ -479,7 +421,7 @@ async fn dropping_a_partition_detaches_it_concurrently_first() {
     );
     let warning = next_notice(&mut notices).await;
     assert!(warning.contains("ban-drop-table"), "{warning}");
-    writer.finish().await;
+    writer.finish(WRITE_BOUND).await;
     assert_same_schema(&dbs).await;
 
     // Prepared (extended protocol), where ddlgate runs no steps: today's verdict, the plain

@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -223,62 +221,6 @@ async fn assert_same_schema(dbs: &Dbs) -> Vec<String> {
     via
 }
 
-/// A task that keeps inserting while a recipe runs and records how long each INSERT took.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    handle: tokio::task::JoinHandle<Vec<(Instant, Duration)>>,
-}
-
-impl Writer {
-    async fn start(conn: &str, insert: &'static str) -> Writer {
-        let client = connect(conn).await;
-        // Long enough that a blocked INSERT waits (and is measured) instead of failing.
-        client
-            .batch_execute("SET lock_timeout = '30s'")
-            .await
-            .expect("lock_timeout");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let handle = tokio::spawn(async move {
-            let mut done = Vec::new();
-            let mut ready = Some(ready_tx);
-            while !flag.load(Ordering::Relaxed) {
-                let t0 = Instant::now();
-                client
-                    .simple_query(insert)
-                    .await
-                    .unwrap_or_else(|e| panic!("{insert}: {e}"));
-                done.push((Instant::now(), t0.elapsed()));
-                if let Some(tx) = ready.take() {
-                    let _ = tx.send(());
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            done
-        });
-        // It is really writing before the recipe starts.
-        tokio::time::timeout(Duration::from_secs(10), ready_rx)
-            .await
-            .expect("the writer starts")
-            .expect("the writer runs");
-        Writer { stop, handle }
-    }
-
-    /// Stops the writer; asserts it kept writing and never waited longer than the bound.
-    async fn finish(self) -> Vec<(Instant, Duration)> {
-        self.stop.store(true, Ordering::Relaxed);
-        let done = self.handle.await.expect("writer task");
-        assert!(!done.is_empty(), "the writer wrote");
-        let worst = done.iter().map(|(_, d)| *d).max().unwrap_or_default();
-        assert!(
-            worst < WRITE_BOUND,
-            "an INSERT waited {worst:?} while the recipe ran (bound {WRITE_BOUND:?})"
-        );
-        done
-    }
-}
-
 /// Runs `statements` directly on `orig` and through their recipes on `recipe`, with a writer
 /// inserting into the recipe database all along; the schemas must match.
 async fn scenario(dbs: &Dbs, statements: &[&str], insert: &'static str) -> Vec<(Recipe, Vec<Ran>)> {
@@ -306,7 +248,7 @@ async fn scenario(dbs: &Dbs, statements: &[&str], insert: &'static str) -> Vec<(
         }
         runs.push((r, ran));
     }
-    writer.finish().await;
+    writer.finish(WRITE_BOUND).await;
     assert_same_schema(dbs).await;
     // Running every recipe again changes nothing and skips every guarded step.
     for (r, _) in &runs {
@@ -425,10 +367,11 @@ async fn writes_land_during_the_long_validation() {
         None,
     );
     let ran = run_steps(&dbs.recipe, &r.steps).await.expect("recipe");
-    let done = writer.finish().await;
+    let done = writer.finish(WRITE_BOUND).await;
     let validate = &ran[1];
     assert_eq!(validate.kind, StepKind::ValidateConstraint);
     let during = done
+        .0
         .iter()
         .filter(|(at, _)| *at > validate.started && *at < validate.finished)
         .count();
@@ -617,7 +560,7 @@ async fn refresh_recipe_keeps_the_view_readable() {
         "INSERT INTO src VALUES (-txid_current()::int, 0)",
     )
     .await;
-    reader.finish().await;
+    reader.finish(WRITE_BOUND).await;
     assert_eq!(
         runs[0].0.steps[0].sql,
         "REFRESH MATERIALIZED VIEW CONCURRENTLY mv"
@@ -768,7 +711,7 @@ async fn invalid_index_from_a_failed_build_is_dropped_and_rebuilt() {
         .expect("fix the data");
     let writer = Writer::start(&dbs.recipe_conn, "INSERT INTO t (code) VALUES (NULL)").await;
     let ran = run_steps(&dbs.recipe, &r.steps).await.expect("re-run");
-    writer.finish().await;
+    writer.finish(WRITE_BOUND).await;
     assert_eq!(ran[0].kind, StepKind::DropInvalidIndex);
     assert!(!ran[0].skipped, "the INVALID index is dropped");
     assert!(!ran[1].skipped, "and built again");

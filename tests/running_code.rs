@@ -9,6 +9,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_postgres::Client;
@@ -72,9 +74,12 @@ fn warned(notices: &[String], rule: &str) -> bool {
         .any(|n| n.contains(&format!("ddlgate rule {rule}")))
 }
 
+/// The guard's `lock_timeout` in these tests.
+const LOCK_TIMEOUT: Duration = Duration::from_millis(500);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warnings_for_changes_that_break_running_code() {
-    let env = Env::start().await;
+    let env = Env::start_with(|c| c.guard.lock_timeout_ms = LOCK_TIMEOUT).await;
     let direct = env.direct_client("ddlgate_admin").await;
     direct
         .batch_execute(
@@ -88,6 +93,13 @@ async fn warnings_for_changes_that_break_running_code() {
         .await
         .expect("setup");
     let (proxy, mut rx) = client_with_notices(&env.proxy_conn("ddlgate_admin")).await;
+    // The application keeps writing to the table all along: every warned statement runs under
+    // the guard, so no UPDATE waits for as long as the guard's lock_timeout.
+    let writer = Writer::start(
+        &env.direct_conn("ddlgate_admin"),
+        "UPDATE orders SET x = x + 1 WHERE id = 1",
+    )
+    .await;
 
     // Adding a required column with a default: fine. Dropping that default: old code's
     // INSERTs (which do not name the column) start failing.
@@ -190,6 +202,7 @@ async fn warnings_for_changes_that_break_running_code() {
         .await
         .expect_err("DISTINCT * over a json column fails");
     assert_eq!(sqlstate(&broken).as_deref(), Some("42883"));
+    writer.finish(LOCK_TIMEOUT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -93,64 +91,6 @@ async fn assert_same_schema(orig: &Client, via: &Client) -> Vec<String> {
     v
 }
 
-/// Keeps inserting into the table and records the longest wait.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    handle: tokio::task::JoinHandle<(usize, Duration)>,
-}
-
-impl Writer {
-    async fn start(conn: &str, insert: &'static str) -> Writer {
-        let client = connect(conn).await;
-        client
-            .batch_execute("SET lock_timeout = '30s'")
-            .await
-            .expect("lock_timeout");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let handle = tokio::spawn(async move {
-            let (mut n, mut worst) = (0, Duration::ZERO);
-            let mut ready = Some(ready_tx);
-            while !flag.load(Ordering::Relaxed) {
-                let t0 = Instant::now();
-                client
-                    .simple_query(insert)
-                    .await
-                    .unwrap_or_else(|e| panic!("{insert}: {e}"));
-                worst = worst.max(t0.elapsed());
-                n += 1;
-                if let Some(tx) = ready.take() {
-                    let _ = tx.send(());
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            (n, worst)
-        });
-        tokio::time::timeout(Duration::from_secs(10), ready_rx)
-            .await
-            .expect("the writer starts")
-            .expect("the writer runs");
-        Writer { stop, handle }
-    }
-
-    /// Stops the writer; the longest an INSERT waited.
-    async fn worst(self) -> Duration {
-        self.stop.store(true, Ordering::Relaxed);
-        let (n, worst) = self.handle.await.expect("writer task");
-        assert!(n > 0, "the writer wrote");
-        worst
-    }
-
-    async fn finish(self) {
-        let worst = self.worst().await;
-        assert!(
-            worst < LOCK_TIMEOUT,
-            "an INSERT waited {worst:?} (the guard's lock_timeout is {LOCK_TIMEOUT:?})"
-        );
-    }
-}
-
 /// A session that keeps a transaction open on `table` (a row written, not committed) for
 /// `hold`, then commits: a plain DROP INDEX or ALTER TABLE would queue behind it and every
 /// later query behind that.
@@ -217,7 +157,7 @@ async fn drop_index_list_runs_as_one_concurrent_drop_per_index() {
         .await
         .expect("direct");
     holder.await.expect("holder");
-    let direct = control.worst().await;
+    let direct = control.stop().await.worst();
     assert!(
         direct >= LOCK_TIMEOUT,
         "the direct DROP blocked writes only {direct:?}"
@@ -232,7 +172,7 @@ async fn drop_index_list_runs_as_one_concurrent_drop_per_index() {
         .expect("the list runs as steps");
     let took = t0.elapsed();
     holder.await.expect("holder");
-    writer.finish().await;
+    writer.finish(LOCK_TIMEOUT).await;
     // DROP INDEX CONCURRENTLY waited for the open transaction (without blocking the writer).
     assert!(took >= Duration::from_millis(1000), "{took:?}");
     let n = tokio::time::timeout(Duration::from_secs(5), notices.recv())
@@ -413,10 +353,10 @@ async fn multi_action_alter_table_runs_one_action_at_a_time() {
             at += found + step.len();
         }
     }
-    writer.finish().await;
+    writer.finish(LOCK_TIMEOUT).await;
     // The direct statements did block writes for longer (the validation under ACCESS
     // EXCLUSIVE): the bound above means something.
-    let direct = control.worst().await;
+    let direct = control.stop().await.worst();
     assert!(
         direct >= LOCK_TIMEOUT,
         "direct statements blocked writes only {direct:?}"

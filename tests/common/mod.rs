@@ -7,6 +7,9 @@
 pub mod fake;
 pub mod pg;
 pub mod wire;
+pub mod writer;
+#[allow(unused_imports)] // not every test binary runs a writer
+pub use writer::Writer;
 
 use std::net::SocketAddr;
 use std::time::Duration;
