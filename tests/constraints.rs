@@ -59,37 +59,9 @@ async fn twins(setup: &str) -> Twins {
     Twins { env, admin, twin }
 }
 
-/// Every fact about the user tables the tests compare: columns with `attnotnull`, constraints
-/// with their definition and `convalidated`, indexes with their definition and `indisvalid`.
-async fn schema(client: &Client) -> Vec<String> {
-    let sql = "
-      WITH rel AS (
-        SELECT c.oid, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = 'public' AND c.relkind = 'r')
-      SELECT format('%s column %s %s notnull=%s', r.relname, a.attname,
-                    format_type(a.atttypid, a.atttypmod), a.attnotnull)
-        FROM rel r JOIN pg_attribute a ON a.attrelid = r.oid WHERE a.attnum > 0 AND NOT a.attisdropped
-      UNION ALL
-      SELECT format('%s constraint %s type=%s validated=%s %s', r.relname, co.conname, co.contype,
-                    co.convalidated, pg_get_constraintdef(co.oid))
-        FROM pg_constraint co JOIN rel r ON r.oid = co.conrelid
-      UNION ALL
-      SELECT format('%s index %s valid=%s ready=%s %s', r.relname, ic.relname, i.indisvalid,
-                    i.indisready, pg_get_indexdef(i.indexrelid))
-        FROM pg_index i JOIN rel r ON r.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
-      ORDER BY 1";
-    client
-        .query(sql, &[])
-        .await
-        .expect("schema")
-        .iter()
-        .map(|r| r.get::<_, String>(0))
-        .collect()
-}
-
 async fn assert_same_schema(t: &Twins) -> Vec<String> {
-    let via = schema(&t.admin).await;
-    let direct = schema(&t.twin).await;
+    let via = catalog_dump(&t.admin).await;
+    let direct = catalog_dump(&t.twin).await;
     assert_eq!(
         via, direct,
         "schema through ddlgate (left) vs after the direct statement (right)"
@@ -224,7 +196,7 @@ async fn if_not_exists_over_an_invalid_leftover_drops_it_and_builds_again() {
     assert!(
         lines
             .iter()
-            .any(|l| l.starts_with("inv index inv_x valid=t")),
+            .any(|l| l.starts_with("public.inv index inv_x valid=t")),
         "{lines:#?}"
     );
 
@@ -310,11 +282,13 @@ async fn primary_key_using_index_over_a_nullable_column_runs_the_not_null_recipe
     assert!(
         lines
             .iter()
-            .any(|l| l.starts_with("big constraint big_email_pk type=p validated=t")),
+            .any(|l| l.starts_with("public.big constraint big_email_pk type=p validated=t")),
         "{lines:#?}"
     );
     assert!(
-        lines.iter().any(|l| l == "big column email text notnull=t"),
+        lines
+            .iter()
+            .any(|l| l == "public.big column email text notnull=t default="),
         "{lines:#?}"
     );
     still_serves(&t.env).await;
@@ -430,9 +404,10 @@ async fn not_valid_then_validate_in_one_query_runs_as_two_steps_and_is_blocked_i
     let lines = assert_same_schema(&t).await;
     for c in ["big_chk2", "big_rid_fk", "big_chk4"] {
         assert!(
-            lines.iter().any(
-                |l| l.starts_with(&format!("big constraint {c} ")) && l.contains("validated=t")
-            ),
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("public.big constraint {c} "))
+                    && l.contains("validated=t")),
             "{lines:#?}"
         );
     }

@@ -170,46 +170,10 @@ async fn run_steps(client: &Client, steps: &[Step]) -> Result<Vec<Ran>, tokio_po
     Ok(out)
 }
 
-/// The schema of every user table, materialized view and index, one line per fact.
-async fn schema(client: &Client) -> Vec<String> {
-    let sql = "
-      WITH rel AS (
-        SELECT c.oid, n.nspname, c.relname FROM pg_class c
-        JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
-      )
-      SELECT format('%s.%s column %s %s notnull=%s default=%s', r.nspname, r.relname, a.attname,
-                    format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid))
-        FROM rel r JOIN pg_class c ON c.oid = r.oid
-        JOIN pg_attribute a ON a.attrelid = r.oid
-        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-       WHERE c.relkind IN ('r', 'p', 'm') AND a.attnum > 0 AND NOT a.attisdropped
-      UNION ALL
-      SELECT format('%s.%s constraint %s type=%s validated=%s %s', r.nspname, r.relname, co.conname,
-                    co.contype, co.convalidated, pg_get_constraintdef(co.oid))
-        FROM pg_constraint co JOIN rel r ON r.oid = co.conrelid
-      UNION ALL
-      SELECT format('%s.%s index %s valid=%s ready=%s %s', r.nspname, r.relname, ic.relname,
-                    i.indisvalid, i.indisready, pg_get_indexdef(i.indexrelid))
-        FROM pg_index i JOIN rel r ON r.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
-      UNION ALL
-      SELECT format('index %s is a partition of %s', ci.relname, pi.relname)
-        FROM pg_inherits h JOIN pg_class ci ON ci.oid = h.inhrelid JOIN pg_class pi ON pi.oid = h.inhparent
-       WHERE ci.relkind IN ('i', 'I')
-      ORDER BY 1";
-    client
-        .query(sql, &[])
-        .await
-        .expect("schema")
-        .iter()
-        .map(|r| r.get::<_, String>(0))
-        .collect()
-}
-
 /// Asserts both databases have the same schema, and returns it.
 async fn assert_same_schema(dbs: &Dbs) -> Vec<String> {
-    let orig = schema(&dbs.orig).await;
-    let via = schema(&dbs.recipe).await;
+    let orig = catalog_dump(&dbs.orig).await;
+    let via = catalog_dump(&dbs.recipe).await;
     assert_eq!(
         orig, via,
         "schema after the original statement (left) vs after the recipe (right)"
@@ -301,7 +265,7 @@ async fn foreign_key_recipe_matches_the_direct_statement() {
         "ALTER TABLE orders ADD CONSTRAINT orders_customer_id_fkey FOREIGN KEY (customer_id) \
          REFERENCES customers (id) NOT VALID"
     );
-    let lines = schema(&dbs.recipe).await;
+    let lines = catalog_dump(&dbs.recipe).await;
     assert!(
         lines.iter().any(|l| l.contains(
             "constraint orders_customer_id_fkey type=f validated=t FOREIGN KEY (customer_id) REFERENCES customers(id)"
@@ -420,7 +384,7 @@ async fn set_not_null_recipe_matches_the_direct_statement() {
             ]
         );
     }
-    let lines = schema(&dbs.recipe).await;
+    let lines = catalog_dump(&dbs.recipe).await;
     assert!(
         lines
             .iter()
@@ -458,7 +422,7 @@ async fn unique_and_primary_key_recipes_match_the_direct_statements() {
              accounts_email_tenant_key"
         )
     );
-    let lines = schema(&dbs.recipe).await;
+    let lines = catalog_dump(&dbs.recipe).await;
     for expected in [
         "public.accounts column id integer notnull=t",
         "public.accounts constraint accounts_pkey type=p validated=t PRIMARY KEY (id)",
@@ -522,7 +486,7 @@ async fn quoted_and_qualified_names_round_trip() {
         r#"INSERT INTO "App Schema"."Order ""Items""" VALUES (1, -txid_current()::int, 1, 2)"#,
     )
     .await;
-    let lines = schema(&dbs.recipe).await;
+    let lines = catalog_dump(&dbs.recipe).await;
     for expected in [
         "App Schema.Order \"Items\" constraint Order \"Items\"_Qty_check type=c validated=t",
         "App Schema.Order \"Items\" constraint Order \"Items\"_user_key type=u",
@@ -611,7 +575,7 @@ async fn partitioned_index_recipe_matches_the_direct_statement() {
     assert!(
         steps.contains(&"ALTER INDEX m_b_slow_tenant_idx ATTACH PARTITION m_b1_slow_tenant_idx")
     );
-    let lines = schema(&dbs.recipe).await;
+    let lines = catalog_dump(&dbs.recipe).await;
     for expected in [
         "public.m index m_slow_tenant_idx valid=t",
         "public.m_b index m_b_slow_tenant_idx valid=t",
@@ -661,7 +625,7 @@ async fn rerun_after_a_partial_or_failed_run_finishes_the_job() {
         .expect_err("validation fails on the orphan");
     assert_eq!(sqlstate(&err).as_deref(), Some("23503"));
     // The constraint is there, NOT VALID, and already enforced for new rows.
-    let lines = schema(&dbs.recipe).await;
+    let lines = catalog_dump(&dbs.recipe).await;
     assert!(
         lines
             .iter()
@@ -697,7 +661,7 @@ async fn invalid_index_from_a_failed_build_is_dropped_and_rebuilt() {
         .await
         .expect_err("the unique build fails on the duplicate");
     assert_eq!(sqlstate(&err).as_deref(), Some("23505"));
-    let lines = schema(&dbs.recipe).await;
+    let lines = catalog_dump(&dbs.recipe).await;
     assert!(
         lines
             .iter()

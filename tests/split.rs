@@ -49,40 +49,8 @@ async fn twins(env: &Env, setup: &str) -> (Client, Client) {
     (orig, via)
 }
 
-/// The schema of every user table and index, one line per fact (as tests/recipe.rs reads it).
-async fn schema(client: &Client) -> Vec<String> {
-    let sql = "
-      WITH rel AS (
-        SELECT c.oid, n.nspname, c.relname FROM pg_class c
-        JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
-      )
-      SELECT format('%s.%s column %s %s notnull=%s default=%s', r.nspname, r.relname, a.attname,
-                    format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid))
-        FROM rel r JOIN pg_class c ON c.oid = r.oid
-        JOIN pg_attribute a ON a.attrelid = r.oid
-        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-       WHERE c.relkind IN ('r', 'p', 'm') AND a.attnum > 0 AND NOT a.attisdropped
-      UNION ALL
-      SELECT format('%s.%s constraint %s type=%s validated=%s %s', r.nspname, r.relname, co.conname,
-                    co.contype, co.convalidated, pg_get_constraintdef(co.oid))
-        FROM pg_constraint co JOIN rel r ON r.oid = co.conrelid
-      UNION ALL
-      SELECT format('%s.%s index %s valid=%s ready=%s %s', r.nspname, r.relname, ic.relname,
-                    i.indisvalid, i.indisready, pg_get_indexdef(i.indexrelid))
-        FROM pg_index i JOIN rel r ON r.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
-      ORDER BY 1";
-    client
-        .query(sql, &[])
-        .await
-        .expect("schema")
-        .iter()
-        .map(|r| r.get::<_, String>(0))
-        .collect()
-}
-
 async fn assert_same_schema(orig: &Client, via: &Client) -> Vec<String> {
-    let (o, v) = (schema(orig).await, schema(via).await);
+    let (o, v) = (catalog_dump(orig).await, catalog_dump(via).await);
     assert_eq!(
         o, v,
         "schema after the direct statement (left) vs through ddlgate (right)"

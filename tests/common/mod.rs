@@ -6,6 +6,7 @@
 
 pub mod fake;
 pub mod pg;
+pub mod schema;
 pub mod wire;
 pub mod writer;
 #[allow(unused_imports)] // not every test binary runs a writer
@@ -17,6 +18,8 @@ use std::time::Duration;
 use ddlgate::config::Config;
 use ddlgate::server::Handle;
 pub use pg::PgCluster;
+#[allow(unused_imports)] // not every test binary compares end states
+pub use schema::catalog_dump;
 
 /// The proxy still serves a normal session: `SELECT 1` through it as `trust_user`.
 pub async fn still_serves(env: &Env) {
