@@ -5,7 +5,7 @@
 //!
 //! <https://www.postgresql.org/docs/current/datatype-character.html>
 
-use super::style::{typed_columns, without_modifiers};
+use super::style::type_finding;
 use super::{Action, Context, Finding, Rule};
 use crate::sql::statement::Ddl;
 
@@ -21,17 +21,17 @@ pub static RULE: Rule = Rule {
 const TYPES: &[&str] = &["char", "character", "bpchar"];
 
 fn check(ddl: &Ddl, _ctx: &Context) -> Option<Finding> {
-    let c = typed_columns(ddl)
-        .into_iter()
-        .find(|c| TYPES.contains(&without_modifiers(c.base).as_str()))?;
-    let (table, column, written) = (c.table, c.column, c.base);
-    Some(Finding {
-        rule: RULE.id,
-        message: format!(
-            "{table}.{column} is {written}: values are padded with spaces to the length, trailing spaces are ignored in comparisons, and it is no faster than text or varchar."
-        ),
-        hint: format!("Use text for {column} (with a CHECK on its length if it matters)."),
-        rewrite: None,
+    type_finding(ddl, RULE.id, TYPES, |c| {
+        (
+            format!(
+                "{}.{} is {}: values are padded with spaces to the length, trailing spaces are ignored in comparisons, and it is no faster than text or varchar.",
+                c.table, c.column, c.base
+            ),
+            format!(
+                "Use text for {} (with a CHECK on its length if it matters).",
+                c.column
+            ),
+        )
     })
 }
 

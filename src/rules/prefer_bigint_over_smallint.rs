@@ -5,7 +5,7 @@
 //!
 //! <https://www.postgresql.org/docs/current/datatype-numeric.html#DATATYPE-INT>
 
-use super::style::{typed_columns, without_modifiers};
+use super::style::type_finding;
 use super::{Action, Context, Finding, Rule};
 use crate::sql::statement::Ddl;
 
@@ -21,17 +21,14 @@ pub static RULE: Rule = Rule {
 const TYPES: &[&str] = &["smallint", "int2", "smallserial", "serial2"];
 
 fn check(ddl: &Ddl, _ctx: &Context) -> Option<Finding> {
-    let c = typed_columns(ddl)
-        .into_iter()
-        .find(|c| TYPES.contains(&without_modifiers(c.base).as_str()))?;
-    let (table, column, written) = (c.table, c.column, c.base);
-    Some(Finding {
-        rule: RULE.id,
-        message: format!(
-            "{table}.{column} is {written}: a 16-bit integer overflows at 32,767, and widening it later rewrites the whole table under ACCESS EXCLUSIVE."
-        ),
-        hint: format!("Use bigint (or integer at the least) for {column}."),
-        rewrite: None,
+    type_finding(ddl, RULE.id, TYPES, |c| {
+        (
+            format!(
+                "{}.{} is {}: a 16-bit integer overflows at 32,767, and widening it later rewrites the whole table under ACCESS EXCLUSIVE.",
+                c.table, c.column, c.base
+            ),
+            format!("Use bigint (or integer at the least) for {}.", c.column),
+        )
     })
 }
 

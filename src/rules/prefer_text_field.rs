@@ -5,7 +5,7 @@
 //!
 //! <https://www.postgresql.org/docs/current/datatype-character.html>
 
-use super::style::{typed_columns, without_modifiers};
+use super::style::type_finding;
 use super::{Action, Context, Finding, Rule};
 use crate::sql::statement::Ddl;
 
@@ -21,19 +21,17 @@ pub static RULE: Rule = Rule {
 const TYPES: &[&str] = &["varchar", "character varying"];
 
 fn check(ddl: &Ddl, _ctx: &Context) -> Option<Finding> {
-    let c = typed_columns(ddl)
-        .into_iter()
-        .find(|c| TYPES.contains(&without_modifiers(c.base).as_str()))?;
-    let (table, column, written) = (c.table, c.column, c.base);
-    Some(Finding {
-        rule: RULE.id,
-        message: format!(
-            "{table}.{column} is {written}: the length limit is part of the type, and changing it to a smaller one later rewrites the table; it is no faster than text."
-        ),
-        hint: format!(
-            "Use text for {column}, with CHECK (char_length({column}) <= n) if the limit matters: a CHECK can be added NOT VALID and validated without blocking writes."
-        ),
-        rewrite: None,
+    type_finding(ddl, RULE.id, TYPES, |c| {
+        (
+            format!(
+                "{}.{} is {}: the length limit is part of the type, and changing it to a smaller one later rewrites the table; it is no faster than text.",
+                c.table, c.column, c.base
+            ),
+            format!(
+                "Use text for {}, with CHECK (char_length({}) <= n) if the limit matters: a CHECK can be added NOT VALID and validated without blocking writes.",
+                c.column, c.column
+            ),
+        )
     })
 }
 

@@ -5,7 +5,7 @@
 //!
 //! <https://www.postgresql.org/docs/current/datatype-datetime.html>
 
-use super::style::{typed_columns, without_modifiers};
+use super::style::type_finding;
 use super::{Action, Context, Finding, Rule};
 use crate::sql::statement::Ddl;
 
@@ -21,19 +21,17 @@ pub static RULE: Rule = Rule {
 const TYPES: &[&str] = &["timestamp", "timestamp without time zone"];
 
 fn check(ddl: &Ddl, _ctx: &Context) -> Option<Finding> {
-    let c = typed_columns(ddl)
-        .into_iter()
-        .find(|c| TYPES.contains(&without_modifiers(c.base).as_str()))?;
-    let (table, column, written) = (c.table, c.column, c.base);
-    Some(Finding {
-        rule: RULE.id,
-        message: format!(
-            "{table}.{column} is {written}: it stores a wall-clock reading without its time zone, so instants are ambiguous across sessions' TimeZone settings and DST changes."
-        ),
-        hint: format!(
-            "Use timestamptz (timestamp with time zone) for {column}: it stores an absolute instant and shows it in each session's zone."
-        ),
-        rewrite: None,
+    type_finding(ddl, RULE.id, TYPES, |c| {
+        (
+            format!(
+                "{}.{} is {}: it stores a wall-clock reading without its time zone, so instants are ambiguous across sessions' TimeZone settings and DST changes.",
+                c.table, c.column, c.base
+            ),
+            format!(
+                "Use timestamptz (timestamp with time zone) for {}: it stores an absolute instant and shows it in each session's zone.",
+                c.column
+            ),
+        )
     })
 }
 

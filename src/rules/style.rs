@@ -2,6 +2,7 @@
 //! sets an action for them, on with `ddlgate check --style`): the column types a statement
 //! defines, normalised.
 
+use super::Finding;
 use crate::sql::statement::{AlterOp, Ddl, DdlKind, Name};
 
 /// One column a statement defines (CREATE TABLE, ADD COLUMN) or retypes (ALTER COLUMN TYPE).
@@ -42,6 +43,26 @@ pub(super) fn typed_columns(ddl: &Ddl) -> Vec<TypedColumn<'_>> {
         _ => {}
     }
     out
+}
+
+/// The finding of a type preference: the first column `ddl` defines or retypes whose type,
+/// without modifiers, is one of `types`; `say` gives its message and hint.
+pub(super) fn type_finding(
+    ddl: &Ddl,
+    rule: &'static str,
+    types: &[&str],
+    say: impl Fn(&TypedColumn<'_>) -> (String, String),
+) -> Option<Finding> {
+    let column = typed_columns(ddl)
+        .into_iter()
+        .find(|c| types.contains(&without_modifiers(c.base).as_str()))?;
+    let (message, hint) = say(&column);
+    Some(Finding {
+        rule,
+        message,
+        hint,
+        rewrite: None,
+    })
 }
 
 /// `pg_catalog.int4[]` → `int4`; `varchar(20)` stays `varchar(20)`.
