@@ -181,10 +181,14 @@ fn check_unit(
         return;
     }
     let mut tx = base_tx;
+    // DDL statements since the transaction began: only the first `rules::LATER_STATEMENTS`
+    // search what follows them, as in the proxy's messages, so the check stays linear.
+    let mut ddl_in_tx = 0usize;
     for (i, (span, &class)) in prepared.spans.iter().zip(&prepared.classes).enumerate() {
         let Some(first) = span.first else { continue };
         match class {
             StatementClass::Transaction => {
+                ddl_in_tx = 0;
                 let word = String::from_utf8_lossy(first.text(source)).to_ascii_uppercase();
                 match word.as_str() {
                     "BEGIN" | "START" => tx = TxStatus::InTransaction,
@@ -209,10 +213,12 @@ fn check_unit(
         // The statement alone, as the tool sends it: its own message, prepared and decided
         // as the proxy prepares and decides a Query. In a transaction, the text after it up to
         // the end of that transaction runs in it too (what `rules::Context::later` searches).
-        let end = if tx == TxStatus::Idle {
+        ddl_in_tx += 1;
+        let end = if tx == TxStatus::Idle || ddl_in_tx > crate::rules::LATER_STATEMENTS {
             span.end
         } else {
             transaction_end(source, &prepared, i)
+                .min(span.end.saturating_add(crate::rules::LATER_WINDOW))
         };
         let text = &source[..end];
         let one = prepared.single(i);

@@ -178,6 +178,7 @@ pub fn decide(
                     statements,
                     added: &added,
                     pair_with,
+                    later: rules::later_window(sql, span.end, summary.ddl_candidates),
                 };
                 if let Some(replacement) = decide_statement(
                     profile,
@@ -354,6 +355,8 @@ pub(super) struct DdlInput<'a> {
     /// The message is exactly `ADD c … NOT VALID; <this>` as a lone Query outside a transaction
     /// block: the first statement's span and model, for the two-step recipe.
     pair_with: Option<(&'a StatementSpan, &'a Ddl)>,
+    /// The text after it that the rules may search ([`rules::Context::later`], bounded).
+    later: &'a [u8],
 }
 
 /// Checks and decides one DDL candidate; returns its replacement text when it is rewritten or
@@ -379,6 +382,7 @@ pub(super) fn decide_statement(
         statements,
         added,
         pair_with,
+        later,
     } = *input;
     tally.ddl_understood[understood_index(ddl.understood)] += 1;
     if ddl.understood == Understood::Unknown {
@@ -398,7 +402,7 @@ pub(super) fn decide_statement(
         server_version: ctx.server_version,
         created_in_tx: created,
         catalog: facts,
-        later: sql.get(span.end..).unwrap_or_default(),
+        later,
         added_not_valid: added,
     };
     let decision = policy::evaluate_tokens(profile, sql, tokens, ddl, &rctx);

@@ -505,6 +505,43 @@ mod tests {
         (s, p, counters)
     }
 
+    /// The rules that search what follows a statement (`rules::Context::later`) get a bounded
+    /// window, for a bounded number of statements: a message of thousands of statements that
+    /// each trigger a search costs linear time, not quadratic (9,000 of them searching all
+    /// the text after them lexed about 2.2 GB before the bound).
+    #[test]
+    fn searching_later_statements_is_bounded_per_message() {
+        let n = 9_000;
+        let mut sql: String = (0..n)
+            .map(|i| format!("ALTER TABLE t ADD COLUMN c{i} int NOT NULL DEFAULT 0;\n"))
+            .collect();
+        // Near the start: found. Past the window: not looked for.
+        sql.push_str("ALTER TABLE t ALTER COLUMN c1 DROP DEFAULT;");
+        let started = std::time::Instant::now();
+        let (summary, plan, _) = run(&sql, TxStatus::Idle);
+        let took = started.elapsed();
+        assert_eq!(summary.statements, n + 1);
+        assert!(
+            took < std::time::Duration::from_secs(20),
+            "{n} statements took {took:?}"
+        );
+        // Blocked (ADD COLUMN NOT NULL in a multi-statement Query is fine; none is flagged
+        // for the DROP DEFAULT past the window).
+        let warned = plan
+            .notices
+            .iter()
+            .filter(|n| String::from_utf8_lossy(n).contains("dropping-required-column-default"))
+            .count();
+        assert_eq!(warned, 0, "the DROP DEFAULT is past the window");
+        assert_eq!(crate::rules::later_window(sql.as_bytes(), 0, 65), b"");
+        assert_eq!(
+            crate::rules::later_window(sql.as_bytes(), 10, 1).len(),
+            crate::rules::LATER_WINDOW
+        );
+        assert_eq!(crate::rules::later_window(b"abc", 1, 1), b"bc");
+        assert_eq!(crate::rules::later_window(b"abc", 9, 1), b"");
+    }
+
     #[test]
     fn partition_trees_are_bounded_in_depth() {
         use crate::catalog::{Partition, RelKind};

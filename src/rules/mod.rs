@@ -177,7 +177,8 @@ pub struct Context<'a> {
     pub catalog: Option<&'a crate::catalog::Facts>,
     /// The text after this statement in its message (the rest of a multi-statement Query, or
     /// of the unit `ddlgate check` reads), which runs in the same transaction when the
-    /// statement is in one; empty in a function body. Searched, never parsed.
+    /// statement is in one; empty in a function body. Searched, never parsed; bounded by
+    /// [`later_window`].
     pub later: &'a [u8],
     /// Constraints added `NOT VALID` by earlier statements of the same message (a
     /// multi-statement Query runs as one transaction, and so does `BEGIN; …` inside it).
@@ -281,6 +282,28 @@ impl Context<'_> {
             "in a multi-statement query or pipeline, which runs as one implicit transaction"
         }
     }
+}
+
+/// How far past a statement [`Context::later`] reaches: the text a rule may search for what
+/// the same transaction does next (a DROP DEFAULT of the column just added, a use of the enum
+/// value just added) — the statements that follow closely, as a migration writes them.
+pub const LATER_WINDOW: usize = 64 * 1024;
+
+/// How many DDL statements of one message get a [`Context::later`] at all. With the window,
+/// this bounds what one message can make the rules search (64 × 64 KiB), whatever its size: a
+/// message of thousands of `ADD COLUMN … NOT NULL DEFAULT` statements would otherwise have each
+/// one search all the text after it (quadratic). Later statements are checked without it.
+pub const LATER_STATEMENTS: usize = 64;
+
+/// The text after `end` in `sql` that DDL statement number `ddl_number` (counted from one) of
+/// its message may search: at most [`LATER_WINDOW`] bytes, and nothing past the first
+/// [`LATER_STATEMENTS`] DDL statements.
+pub fn later_window(sql: &[u8], end: usize, ddl_number: usize) -> &[u8] {
+    if ddl_number > LATER_STATEMENTS {
+        return &[];
+    }
+    let stop = end.saturating_add(LATER_WINDOW).min(sql.len());
+    sql.get(end..stop).unwrap_or_default()
 }
 
 /// Every rule, in catalog order.
