@@ -267,11 +267,14 @@ pub fn relation_locks(ddl: &Ddl) -> Locks {
         // ALTER VIEW … RENAME takes ACCESS EXCLUSIVE on the relation, a table included.
         DdlKind::RenameView { name, .. } => one(name, AccessExclusive),
         // A sequence is a relation (RenameRelation: ACCESS EXCLUSIVE, which nextval's ROW
-        // EXCLUSIVE waits for); a routine's or a type's rename locks only that object.
-        DdlKind::RenameObject { tag, name, .. } if tag == "ALTER SEQUENCE" => {
-            one(name, AccessExclusive)
-        }
-        DdlKind::RenameObject { .. } => Locks::None,
+        // EXCLUSIVE waits for). A function's rename locks only its own row (as every ALTER
+        // FUNCTION, a harmless tag); the other kinds stay what their command tag was before
+        // renames had a kind of their own: unknown, so guarded.
+        DdlKind::RenameObject { tag, name, .. } => match tag.as_str() {
+            "ALTER SEQUENCE" => one(name, AccessExclusive),
+            "ALTER FUNCTION" => Locks::None,
+            _ => Locks::Unknown,
+        },
         // CREATE RULE takes ACCESS EXCLUSIVE on its table (DefineQueryRewrite).
         DdlKind::CreateRule { table, .. } => one(table, AccessExclusive),
         // Only the schema's own catalog row; COPY takes ROW EXCLUSIVE (FROM) or ACCESS SHARE
@@ -804,6 +807,19 @@ mod tests {
         }
         let p = plan("ALTER SCHEMA s RENAME TO t");
         assert!(p.is_empty());
+        // Renames keep the guard their command tag had before they got a kind of their own.
+        let p = plan("ALTER SEQUENCE s RENAME TO s2");
+        assert_eq!(p.tables, vec![Name::bare("s")]);
+        assert!(p.short_lock_timeout && p.access_exclusive);
+        assert!(plan("ALTER FUNCTION f(int) RENAME TO g").is_empty());
+        for sql in [
+            "ALTER TYPE mood RENAME TO feeling",
+            "ALTER DOMAIN email RENAME TO mail",
+            "ALTER PROCEDURE p() RENAME TO q",
+        ] {
+            let p = plan(sql);
+            assert!(p.short_lock_timeout && p.tables.is_empty(), "{sql}");
+        }
         let p = plan("SELECT 'dblink_exec(' AS dblink_id");
         assert!(p.is_empty(), "a mere mention is ordinary traffic");
         let p = plan("SELECT dblink_exec('c', 'DROP TABLE t')");
