@@ -637,8 +637,9 @@ impl Relay {
                         let may_guard = run == 0 && st.may_inject();
                         // A Bind that starts a lone unit outside a transaction block runs in
                         // the DDL lane like a simple Query (`relay/lone.rs`).
-                        let tracked_ddl = st.prepared.ddl_mut(&statement).is_some();
-                        let lone = match may_guard && tracked_ddl && st.proto.tx() == TxStatus::Idle
+                        let lone = match may_guard
+                            && st.proto.tx() == TxStatus::Idle
+                            && st.prepared.tracks_ddl(&statement)
                         {
                             true => match lone::recognise(rest, limits.max_message_bytes) {
                                 Shape::Lone(u) if u.parse_len == 0 => Some(u),
@@ -760,7 +761,7 @@ impl Relay {
                     // Close('S', name) frees the statement's tracking slot once it succeeds.
                     if let Some(close) = frontend::Close::decode(framing::body(&rest[..total]))
                         && close.kind == frontend::Close::STATEMENT
-                        && (st.prepared.ddl_mut(close.name).is_some()
+                        && (st.prepared.tracks_ddl(close.name)
                             || st.prepared.settings_effect(close.name).is_some())
                     {
                         st.units

@@ -210,7 +210,7 @@ impl State {
             })
             .flatten();
         if !self.last_parse_ddl {
-            if self.prepared.ddl_mut(name).is_some() {
+            if self.prepared.tracks_ddl(name) {
                 // An unnamed statement replaced (a named one cannot be: its Parse fails).
                 self.units
                     .untrack_pending
@@ -272,7 +272,7 @@ impl State {
         recipe: &crate::recipe::Recipe,
     ) {
         if let Some(p) = frontend::Parse::decode(parse_body)
-            && self.prepared.ddl_mut(p.name).is_some()
+            && self.prepared.tracks_ddl(p.name)
         {
             let change = self.prepared.steps_request(p.name, recipe.clone());
             self.units.untrack_pending.push(change);

@@ -169,6 +169,11 @@ impl Prepared {
         self.settings.get(name).copied()
     }
 
+    /// `name` is a tracked prepared DDL statement.
+    pub fn tracks_ddl(&self, name: &[u8]) -> bool {
+        self.ddl.contains_key(name)
+    }
+
     pub fn ddl_mut(&mut self, name: &[u8]) -> Option<&mut PreparedDdl> {
         self.ddl.get_mut(name)
     }
