@@ -450,6 +450,22 @@ impl From<ReadError> for RecipeError {
 // Planning
 // ---------------------------------------------------------------------------
 
+/// What every recipe needs: a statement ddlgate understood, on a server the recipes are
+/// written for.
+fn plannable(ddl: &Ddl, ctx: &Context<'_>) -> Result<(), RecipeError> {
+    if ddl.understood == Understood::Unknown {
+        return Err(RecipeError::NotUnderstood);
+    }
+    if ctx.server_version_num < MIN_SERVER_VERSION {
+        return Err(RecipeError::ServerTooOld {
+            what: "a multi-step recipe",
+            needs: MIN_SERVER_VERSION,
+            server: ctx.server_version_num,
+        });
+    }
+    Ok(())
+}
+
 /// Turns one statement (`sql[start..end]`, understood as `ddl`) into a recipe, or says why not.
 ///
 /// Handled, each only as the statement's single action:
@@ -470,16 +486,7 @@ pub fn plan(
     ddl: &Ddl,
     ctx: &Context<'_>,
 ) -> Result<Recipe, RecipeError> {
-    if ddl.understood == Understood::Unknown {
-        return Err(RecipeError::NotUnderstood);
-    }
-    if ctx.server_version_num < MIN_SERVER_VERSION {
-        return Err(RecipeError::ServerTooOld {
-            what: "a multi-step recipe",
-            needs: MIN_SERVER_VERSION,
-            server: ctx.server_version_num,
-        });
-    }
+    plannable(ddl, ctx)?;
     let st = Stmt::new(sql, start, end, lex)?;
     match &ddl.kind {
         DdlKind::AlterTable {
@@ -560,16 +567,7 @@ pub fn plan_primary_key_using_index(
     nullable: &[&str],
     ctx: &Context<'_>,
 ) -> Result<Recipe, RecipeError> {
-    if ddl.understood == Understood::Unknown {
-        return Err(RecipeError::NotUnderstood);
-    }
-    if ctx.server_version_num < MIN_SERVER_VERSION {
-        return Err(RecipeError::ServerTooOld {
-            what: "a multi-step recipe",
-            needs: MIN_SERVER_VERSION,
-            server: ctx.server_version_num,
-        });
-    }
+    plannable(ddl, ctx)?;
     let DdlKind::AlterTable {
         name: table,
         only,
