@@ -163,6 +163,9 @@ pub struct ServerConfig {
     /// sessions are closed with FATAL 57P01. Default 30 s.
     #[serde(with = "duration_ms")]
     pub drain_timeout_ms: Duration,
+    /// Session event loops: threads, each running its own poller, that sessions are spread
+    /// over (a session stays on one). Default 0: one per available core. Needs a restart.
+    pub event_loops: usize,
 }
 
 /// `[upstream]`: the PostgreSQL server every session is relayed to (1:1, no pooling).
@@ -523,6 +526,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 6432)),
             drain_timeout_ms: Duration::from_secs(30),
+            event_loops: 0,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! | --- | --- |
 //! | [`config`] | serde structs behind `config/ddlgate.toml`, defaults, env/CLI layering, validation |
 //! | [`server`] | accept loop and background tasks (admin, monitor, metrics upkeep) |
+//! | [`eventloop`] | the session event loops: one thread and poller per core, sessions spread over them |
 //! | [`state`] | what sessions, the admin endpoint and the monitor share ([`state::Shared`]); a module of its own so none of them imports another in a cycle |
 //! | [`admission`] | unauthenticated and client slots |
 //! | [`shutdown`] | SIGTERM drain / SIGINT terminate phases |
@@ -82,6 +83,7 @@ pub mod check;
 pub mod config;
 pub mod created;
 pub mod error;
+pub mod eventloop;
 pub mod guard;
 pub mod metrics;
 pub mod monitor;

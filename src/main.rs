@@ -143,7 +143,9 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // The accept loop, the admin endpoint and the background tasks; sessions run on their own
+    // event loops (`server.event_loops`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -24,14 +24,13 @@
 //! localhost costs tens of microseconds) to 30 s; lock waits, DDL execution, queue waits and
 //! dangerous-lock hold times from 10 ms to 10 min.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
 
 use metrics::{
     Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString, Unit,
 };
-use metrics_exporter_prometheus::{
-    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
-};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use crate::policy::Decision;
 use crate::rules::{Action, RULES};
@@ -588,13 +587,13 @@ pub struct Metrics {
     reader: Reader,
     /// `ddlgate_statement_duration_seconds{kind}`: from the client's message to the
     /// ReadyForQuery ddlgate forwards, as the client sees it through ddlgate.
-    pub statement_seconds: [Histogram; 3],
+    statement_seconds: UnitHistogram,
     /// `ddlgate_statement_upstream_seconds{kind}`: the upstream's share of it, from the moment
     /// the message is written to the upstream socket.
-    pub upstream_seconds: [Histogram; 3],
+    upstream_seconds: UnitHistogram,
     /// `ddlgate_proxy_overhead_seconds{kind}`: the rest — ddlgate's own time before forwarding
     /// (decoding, analysis, waiting for the server to be idle before deciding a DDL).
-    pub overhead_seconds: [Histogram; 3],
+    overhead_seconds: UnitHistogram,
     /// `ddlgate_statements_completed_total{kind,outcome}` per protocol unit, outcome ok/error.
     pub completed: [[Counter; 2]; 3],
     /// `ddlgate_sessions{tx_state}`.
@@ -637,25 +636,16 @@ static META: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, None
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let builder = PrometheusBuilder::new()
-            .set_buckets_for_metric(
-                Matcher::Prefix("ddlgate_statement_".to_owned()),
-                LATENCY_BUCKETS,
-            )
-            .and_then(|b| {
-                b.set_buckets_for_metric(
-                    Matcher::Full("ddlgate_proxy_overhead_seconds".to_owned()),
-                    OVERHEAD_BUCKETS,
-                )
-            })
-            .and_then(|b| b.set_buckets(LOCK_BUCKETS));
+        // The per-unit latency histograms are ddlgate's own (`UnitHistogram`); the exporter's
+        // are the guard's and the monitor's.
+        let builder = PrometheusBuilder::new().set_buckets(LOCK_BUCKETS);
         // The bucket lists are constants and non-empty: building cannot fail; fall back to the
         // exporter's defaults (summaries) rather than panic if it ever did.
         let recorder = match builder {
             Ok(b) => b.build_recorder(),
             Err(_) => PrometheusBuilder::new().build_recorder(),
         };
-        for d in DEFS {
+        for d in DEFS.iter().filter(|d| !UNIT_HISTOGRAMS.contains(&d.name)) {
             let (name, unit, help) = (
                 KeyName::from_const_str(d.name),
                 Some(d.unit),
@@ -670,20 +660,12 @@ impl Metrics {
         let handle = recorder.handle();
         let r = Registry(&recorder);
         let hist = |name, labels: &[(&'static str, &'static str)]| r.hist(name, labels);
-        let statement_seconds = KINDS.map(|k| {
-            hist(
-                "ddlgate_statement_duration_seconds",
-                &[("kind", k.as_str())],
-            )
-        });
-        let upstream_seconds = KINDS.map(|k| {
-            hist(
-                "ddlgate_statement_upstream_seconds",
-                &[("kind", k.as_str())],
-            )
-        });
+        let statement_seconds =
+            UnitHistogram::new("ddlgate_statement_duration_seconds", LATENCY_BUCKETS);
+        let upstream_seconds =
+            UnitHistogram::new("ddlgate_statement_upstream_seconds", LATENCY_BUCKETS);
         let overhead_seconds =
-            KINDS.map(|k| hist("ddlgate_proxy_overhead_seconds", &[("kind", k.as_str())]));
+            UnitHistogram::new("ddlgate_proxy_overhead_seconds", OVERHEAD_BUCKETS);
         let completed = KINDS.map(|k| {
             ["ok", "error"].map(|o| {
                 r.counter(
@@ -728,11 +710,14 @@ impl Metrics {
         self.handle.run_upkeep();
     }
 
-    /// Records one completed protocol unit.
-    pub fn unit_done(&self, kind: UnitKind, error: bool, total: f64, upstream: f64) {
-        self.statement_seconds[kind.index()].record(total);
-        self.upstream_seconds[kind.index()].record(upstream);
-        self.overhead_seconds[kind.index()].record((total - upstream).max(0.0));
+    /// Records one completed protocol unit: `total` from the client's message to the
+    /// ReadyForQuery, `upstream` from the write to the upstream socket. Atomic adds only: no
+    /// allocation, no clock read.
+    pub fn unit_done(&self, kind: UnitKind, error: bool, total: Duration, upstream: Duration) {
+        self.statement_seconds.record(kind, total);
+        self.upstream_seconds.record(kind, upstream);
+        self.overhead_seconds
+            .record(kind, total.saturating_sub(upstream));
         self.completed[kind.index()][usize::from(error)].increment(1);
     }
 
@@ -768,7 +753,15 @@ impl Metrics {
 
     /// The Prometheus text exposition. Every number in it was recorded where it happened.
     pub fn render(&self) -> String {
-        self.handle.render()
+        let mut text = self.handle.render();
+        for h in [
+            &self.statement_seconds,
+            &self.upstream_seconds,
+            &self.overhead_seconds,
+        ] {
+            h.render(&mut text);
+        }
+        text
     }
 
     /// The current value of `name` with exactly `labels` in this instance's exposition (0 when
@@ -776,6 +769,84 @@ impl Metrics {
     /// not for the statement path.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.reader.value(name, labels)
+    }
+}
+
+/// The histograms rendered by [`UnitHistogram`], not by the exporter.
+const UNIT_HISTOGRAMS: [&str; 3] = [
+    "ddlgate_statement_duration_seconds",
+    "ddlgate_statement_upstream_seconds",
+    "ddlgate_proxy_overhead_seconds",
+];
+
+/// A per-unit-kind latency histogram recorded on the statement path: fixed buckets of atomic
+/// counts and a sum in nanoseconds, rendered by ddlgate itself. The exporter's histograms keep
+/// every sample (with a timestamp) in a growing buffer until upkeep folds them: a clock read
+/// per sample, and an allocation every few dozen samples. A completed unit records three of
+/// these; here that is a handful of atomic adds.
+struct UnitHistogram {
+    name: &'static str,
+    help: &'static str,
+    /// Upper bounds in nanoseconds, ascending (every bound is a whole number of nanoseconds).
+    bounds_ns: Vec<u64>,
+    /// The same bounds as the exposition's `le` labels.
+    labels: Vec<String>,
+    /// Per kind: the count of each bucket (not cumulative; the last is `+Inf`), and the sum.
+    kinds: [KindBuckets; 3],
+}
+
+struct KindBuckets {
+    counts: Box<[AtomicU64]>,
+    sum_ns: AtomicU64,
+}
+
+impl UnitHistogram {
+    fn new(name: &'static str, bounds: &[f64]) -> UnitHistogram {
+        let help = DEFS.iter().find(|d| d.name == name).map_or("", |d| d.help);
+        UnitHistogram {
+            name,
+            help,
+            bounds_ns: bounds.iter().map(|b| (b * 1e9).round() as u64).collect(),
+            labels: bounds.iter().map(|b| b.to_string()).collect(),
+            kinds: std::array::from_fn(|_| KindBuckets {
+                counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+                sum_ns: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    fn record(&self, kind: UnitKind, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        // The first bucket whose bound is at least the value (`le`: less or equal).
+        let i = self.bounds_ns.partition_point(|&b| b < ns);
+        let k = &self.kinds[kind.index()];
+        k.counts[i].fetch_add(1, Ordering::Relaxed);
+        k.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Appends the family in the text exposition format.
+    fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let name = self.name;
+        let _ = writeln!(out, "# HELP {name} {}", self.help);
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for kind in KINDS {
+            let k = &self.kinds[kind.index()];
+            let kind = kind.as_str();
+            let mut cumulative = 0u64;
+            for (i, count) in k.counts.iter().enumerate() {
+                cumulative += count.load(Ordering::Relaxed);
+                let le = self.labels.get(i).map_or("+Inf", String::as_str);
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{kind=\"{kind}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let sum = k.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+            let _ = writeln!(out, "{name}_sum{{kind=\"{kind}\"}} {sum}");
+            let _ = writeln!(out, "{name}_count{{kind=\"{kind}\"}} {cumulative}");
+        }
+        out.push('\n');
     }
 }
 
@@ -796,8 +867,18 @@ mod tests {
     #[test]
     fn exposition_names_and_labels() {
         let m = Metrics::new();
-        m.unit_done(UnitKind::Dml, false, 0.0003, 0.0002);
-        m.unit_done(UnitKind::Ddl, true, 1.5, 1.4);
+        m.unit_done(
+            UnitKind::Dml,
+            false,
+            Duration::from_micros(300),
+            Duration::from_micros(200),
+        );
+        m.unit_done(
+            UnitKind::Ddl,
+            true,
+            Duration::from_millis(1500),
+            Duration::from_millis(1400),
+        );
         m.session_state(None, Some(0));
         m.session_state(Some(0), Some(1));
         let _registered = (Counters::new(&m), ConnectionCounters::new(&m));
@@ -837,11 +918,59 @@ mod tests {
     }
 
     #[test]
+    fn unit_histograms_count_bounds_inclusively_and_parse_as_prometheus_histograms() {
+        let m = Metrics::new();
+        let us = Duration::from_micros;
+        // total, upstream: overhead 5 µs (on the first bound), 5.001 µs, 1 s (above the last).
+        m.unit_done(UnitKind::Dml, false, us(105), us(100));
+        m.unit_done(UnitKind::Dml, false, us(105) + Duration::from_nanos(1), us(100));
+        m.unit_done(UnitKind::Dml, true, Duration::from_secs(31), Duration::from_secs(30));
+        let text = m.render();
+        let has = |line: &str| assert!(text.contains(line), "{line} in\n{text}");
+        has("ddlgate_proxy_overhead_seconds_bucket{kind=\"dml\",le=\"0.000005\"} 1\n");
+        has("ddlgate_proxy_overhead_seconds_bucket{kind=\"dml\",le=\"0.00001\"} 2\n");
+        has("ddlgate_proxy_overhead_seconds_bucket{kind=\"dml\",le=\"0.05\"} 2\n");
+        has("ddlgate_proxy_overhead_seconds_bucket{kind=\"dml\",le=\"+Inf\"} 3\n");
+        has("ddlgate_proxy_overhead_seconds_count{kind=\"dml\"} 3\n");
+        has("ddlgate_proxy_overhead_seconds_sum{kind=\"dml\"} 1.000010001\n");
+        has("ddlgate_statement_duration_seconds_bucket{kind=\"dml\",le=\"30\"} 2\n");
+        has("ddlgate_statement_upstream_seconds_bucket{kind=\"dml\",le=\"30\"} 3\n");
+        has("ddlgate_statement_duration_seconds_count{kind=\"ddl\"} 0\n");
+        let parsed = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+            .expect("valid exposition");
+        let overhead = parsed
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == "ddlgate_proxy_overhead_seconds"
+                    && s.labels.get("kind") == Some("dml")
+            })
+            .expect("the overhead histogram");
+        match &overhead.value {
+            prometheus_parse::Value::Histogram(buckets) => {
+                assert_eq!(buckets.len(), OVERHEAD_BUCKETS.len() + 1);
+                assert_eq!(buckets.last().map(|b| b.count), Some(3.0));
+            }
+            other => panic!("not a histogram: {other:?}"),
+        }
+        // One HELP line per family, as for the exporter's own.
+        assert_eq!(
+            text.matches("# HELP ddlgate_proxy_overhead_seconds ").count(),
+            1
+        );
+    }
+
+    #[test]
     fn every_metric_is_defined_once_and_exposed_with_its_help() {
         let m = Metrics::new();
         let (counters, connections) = (Counters::new(&m), ConnectionCounters::new(&m));
         let _audit = AuditCounters::new(&m);
-        m.unit_done(UnitKind::Other, false, 0.001, 0.0005);
+        m.unit_done(
+            UnitKind::Other,
+            false,
+            Duration::from_millis(1),
+            Duration::from_micros(500),
+        );
         let text = m.render();
         for (i, d) in DEFS.iter().enumerate() {
             assert!(

@@ -1,6 +1,7 @@
 //! The accept loop: binds the listener, admits connections within the limits (`admission`:
-//! unauthenticated connections and authenticated clients count separately), spawns one task per
-//! session and, on shutdown, stops accepting and waits for every session to end.
+//! unauthenticated connections and authenticated clients count separately), hands each session
+//! to one of the event loops ([`crate::eventloop`]) and, on shutdown, stops accepting and waits
+//! for every session to end.
 //!
 //! State shared by all sessions lives in [`crate::state::Shared`], passed explicitly as an
 //! `Arc` — there are no process-wide singletons, so tests can run several proxies with
@@ -85,10 +86,17 @@ pub async fn start(config: Config) -> std::io::Result<Handle> {
     } else {
         (None, None)
     };
-    let task = tokio::spawn(accept_loop(listener, shared.clone()));
+    let loops = crate::eventloop::EventLoops::start(shared.config.server.event_loops)?;
+    let event_loops = loops.len();
+    let task = tokio::spawn(accept_loop(listener, shared.clone(), loops));
     let monitor = tokio::spawn(crate::monitor::run(shared.clone()));
     let upkeep = tokio::spawn(upkeep(shared.clone()));
-    tracing::info!(listen = %local_addr, upstream = %shared.config.upstream.address, "ddlgate listening");
+    tracing::info!(
+        listen = %local_addr,
+        upstream = %shared.config.upstream.address,
+        event_loops,
+        "ddlgate listening"
+    );
     Ok(Handle {
         local_addr,
         admin_addr,
@@ -134,7 +142,11 @@ async fn reload_on_sighup(shared: Arc<Shared>) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    loops: crate::eventloop::EventLoops,
+) {
     let mut phase = shared.shutdown.subscribe();
     // Every session holds a clone of `alive`; when all are dropped, `all_done` yields None.
     let (alive, mut all_done) = mpsc::channel::<()>(1);
@@ -155,7 +167,24 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     drop(stream);
                     continue;
                 };
-                tokio::spawn(session::handle(shared.clone(), stream, peer, admission, alive.clone()));
+                // The socket moves to the session's loop: registered with that loop's poller,
+                // so its messages never wake this thread.
+                let stream = match stream.into_std() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot hand the connection to an event loop");
+                        continue;
+                    }
+                };
+                let (rt, placement) = loops.place();
+                let (shared, alive) = (shared.clone(), alive.clone());
+                rt.spawn(async move {
+                    let _placement = placement;
+                    match tokio::net::TcpStream::from_std(stream) {
+                        Ok(stream) => session::handle(shared, stream, peer, admission, alive).await,
+                        Err(e) => tracing::warn!(error = %e, "cannot register the connection"),
+                    }
+                });
             }
             changed = phase.changed() => {
                 if changed.is_err() || *phase.borrow() >= Phase::Draining {
@@ -184,6 +213,14 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             grace_ms = TERMINATE_GRACE.as_millis() as u64,
             "sessions still open after termination; stopping without them"
         ),
+    }
+    // Stops the loops; sessions still on them (past the grace) are dropped, closing their
+    // sockets. Joining the threads blocks, so not on this runtime's worker.
+    if tokio::task::spawn_blocking(move || drop(loops))
+        .await
+        .is_err()
+    {
+        tracing::warn!("an event loop panicked while stopping");
     }
 }
 

@@ -31,13 +31,13 @@ mod tracker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tracing::Instrument;
 
 use crate::admission::Admission;
 use crate::config::{ClientTlsMode, UpstreamTlsMode};
@@ -56,6 +56,8 @@ pub async fn handle(
     _alive: mpsc::Sender<()>,
 ) {
     let id = shared.next_session_id();
+    let quiet_flag = Arc::new(AtomicBool::new(false));
+    let quiet = quiet_flag.clone();
     let span = tracing::info_span!(
         "session",
         session = id,
@@ -162,7 +164,7 @@ pub async fn handle(
             application_name: startup.application_name().to_owned(),
             peer: peer.to_string(),
         };
-        let outcome = relay::Relay::new(
+        let relay = relay::Relay::new(
             shared.clone(),
             stream,
             upstream,
@@ -170,9 +172,12 @@ pub async fn handle(
             login_deadline,
             who,
             slot,
-        )
-        .run(startup.raw)
-        .await;
+        );
+        // Relaying, the span is entered only around what can log at INFO and above, unless
+        // DEBUG events are on (then on every poll, as here).
+        quiet.store(!tracing::enabled!(tracing::Level::DEBUG), Ordering::Relaxed);
+        let outcome = relay.run(startup.raw).await;
+        quiet.store(false, Ordering::Relaxed);
         shared.connections.active.decrement(1.0);
         match outcome {
             Ok(()) => tracing::debug!("session closed"),
@@ -190,9 +195,48 @@ pub async fn handle(
             Err(e) => tracing::info!(error = %e, side = ?e.side(), "session ended"),
         }
     }
-    .instrument(span)
+    .in_session(span, quiet_flag)
     .await
 }
+
+/// The session's span around the session's future: entered on every poll, except while
+/// `quiet` is set. Entering a span costs a few hundred instructions per poll (the subscriber
+/// keeps a per-thread stack of entered spans); while relaying at INFO, a poll is one message in
+/// each direction and logs nothing, so the relay enters the span itself around what can log
+/// (deciding DDL, the lock guard, the end of the session).
+struct SessionSpan<F> {
+    inner: std::pin::Pin<Box<F>>,
+    span: tracing::Span,
+    quiet: Arc<AtomicBool>,
+}
+
+impl<F: Future> Future for SessionSpan<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        if self.quiet.load(Ordering::Relaxed) {
+            return self.inner.as_mut().poll(cx);
+        }
+        let this = &mut *self;
+        let _entered = this.span.enter();
+        this.inner.as_mut().poll(cx)
+    }
+}
+
+trait InSession: Future + Sized {
+    fn in_session(self, span: tracing::Span, quiet: Arc<AtomicBool>) -> SessionSpan<Self> {
+        SessionSpan {
+            inner: Box::pin(self),
+            span,
+            quiet,
+        }
+    }
+}
+
+impl<F: Future> InSession for F {}
 
 /// FATAL 53300 for a client that found every `max_clients` slot taken, counted.
 async fn too_many_clients(shared: &Shared, stream: &mut Conn) {

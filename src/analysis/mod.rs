@@ -310,6 +310,9 @@ pub struct Analyzer {
     facts: Vec<(usize, crate::catalog::Facts)>,
     /// What the last analysed message may do to the session's settings.
     effects: Effects,
+    /// The session's tracing span, entered while a message holding DDL is decided: the hot
+    /// path does not enter it at all (see `session::SessionSpan`).
+    span: tracing::Span,
 }
 
 impl Default for Analyzer {
@@ -324,6 +327,7 @@ impl Default for Analyzer {
             max_created: 0,
             facts: Vec::new(),
             effects: Effects::default(),
+            span: tracing::Span::none(),
         }
     }
 }
@@ -336,6 +340,11 @@ pub enum Source {
 }
 
 impl Analyzer {
+    /// The span what this analyzer logs about DDL belongs to (the session's).
+    pub fn set_span(&mut self, span: tracing::Span) {
+        self.span = span;
+    }
+
     /// The session's transaction ended (ReadyForQuery `I`).
     pub fn transaction_ended(&mut self) {
         self.created.clear();
@@ -424,7 +433,9 @@ impl Analyzer {
         sql: &[u8],
         ctx: &Context,
     ) -> (Summary, Plan) {
-        self.prepare(sql, ctx.lex);
+        let ddl = self.prepare(sql, ctx.lex).ddl;
+        // What deciding DDL logs belongs to the session.
+        let _entered = ddl.then(|| self.span.enter());
         self.prepared_of = None;
         self.identity_request = None;
         let facts = Facts {

@@ -49,6 +49,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 mod hook;
 pub(super) mod lone;
@@ -95,6 +96,29 @@ enum End {
     Shutdown,
 }
 
+/// How a turn of the loop ended.
+enum Turn {
+    /// Served a socket; go on.
+    Continue,
+    /// The shutdown phase changed: look at it again.
+    PhaseChanged,
+    /// Heavy work is due on the blocking pool (`Relay::pending`).
+    Offload,
+    /// The session ends.
+    End(End),
+}
+
+/// CPU-heavy work a session on an event loop does on the blocking pool instead, so the other
+/// sessions of its loop go on meanwhile (on a multi-thread runtime `block_in_place` does that
+/// in place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Heavy {
+    /// Cutting and analysing client bytes that hold a large Query/Parse.
+    ClientBytes,
+    /// Finding the catalog questions of a large DDL message.
+    CatalogRequests,
+}
+
 /// Sockets, buffers and queues.
 pub(super) struct Io {
     /// Plain TCP or TLS on either side, behind boxed halves: the framing code never knows which.
@@ -124,6 +148,9 @@ pub(super) struct State {
     /// change settings when executed: a later Bind of one of them is guarded, decided again
     /// or marks a settings change. Bounded by `guard.max_tracked_statements`.
     prepared: Prepared,
+    /// The session's tracing span: entered around what can log at INFO and above (the relay
+    /// does not enter it per message; see `session::SessionSpan`).
+    pub(super) span: tracing::Span,
     /// The last Parse analysed holds a DDL candidate.
     pub(super) last_parse_ddl: bool,
     /// The last Parse's decision rests on facts that hold only now (`Plan::fresh_facts_only`):
@@ -195,6 +222,12 @@ pub(super) struct Relay {
     /// A client frame other than an authentication message arrived before the session was
     /// ready: it stays unread, and so does the client, until the first ReadyForQuery.
     pub(super) preauth_held: bool,
+    /// Heavy work to do on the blocking pool before anything else (event loops only).
+    pub(super) pending: Option<Heavy>,
+    /// What the blocking pool's `on_client_bytes` returned, to act on back on the loop.
+    offloaded: Option<Result<(), SessionError>>,
+    /// The catalog questions the blocking pool found (`Heavy::CatalogRequests`).
+    pub(super) precomputed_requests: Option<Vec<(usize, String)>>,
 }
 
 impl Relay {
@@ -219,6 +252,7 @@ impl Relay {
         let (ur, uw) = upstream.into_split();
         let mut analyzer = Analyzer::default();
         analyzer.set_max_statements(live.config.limits.max_statements_per_message);
+        analyzer.set_span(tracing::Span::current());
         Relay {
             shared,
             io: Io {
@@ -237,6 +271,7 @@ impl Relay {
                 tool: crate::tools::Tool::from_application_name(&who.application_name),
                 tool_search_left: crate::tools::STATEMENTS_SEARCHED,
                 prepared: Prepared::default(),
+                span: tracing::Span::current(),
                 last_parse_ddl: false,
                 last_parse_fresh: false,
                 lex_barrier: false,
@@ -265,6 +300,9 @@ impl Relay {
             login_deadline,
             slot,
             preauth_held: false,
+            pending: None,
+            offloaded: None,
+            precomputed_requests: None,
         }
     }
 
@@ -274,8 +312,17 @@ impl Relay {
     pub(super) async fn run(mut self, startup: Bytes) -> Result<(), SessionError> {
         self.io.to_up.push(startup);
         let mut phase = self.shared.shutdown.subscribe();
-        let outcome = self.pump(&mut phase).await;
-        let result = self.finish(outcome).await;
+        let outcome = loop {
+            // `None`: heavy analysis is due (`Relay::pending`); the relay goes to the blocking
+            // pool for it and comes back.
+            match self.pump(&mut phase).await {
+                Ok(None) => self = self.offload_heavy().await,
+                Ok(Some(end)) => break Ok(end),
+                Err(e) => break Err(e),
+            }
+        };
+        let span = self.st.span.clone();
+        let result = self.finish(outcome).instrument(span).await;
         self.shared
             .metrics
             .session_state(self.st.gauge_state.take(), None);
@@ -285,83 +332,115 @@ impl Relay {
         result
     }
 
-    async fn pump(&mut self, phase: &mut watch::Receiver<Phase>) -> Result<End, SessionError> {
-        loop {
-            match *phase.borrow_and_update() {
-                Phase::Running => {}
-                Phase::Draining if !self.st.proto.is_ready() || self.is_idle() => {
-                    return Ok(End::Shutdown);
+    async fn pump(
+        &mut self,
+        phase: &mut watch::Receiver<Phase>,
+    ) -> Result<Option<End>, SessionError> {
+        // Created once, not per turn: a turn is one message in each direction, and these
+        // futures cost a registration each (the shutdown watch is shared by every session).
+        let login = tokio::time::sleep_until(self.login_deadline);
+        tokio::pin!(login);
+        'phase: loop {
+            let current = *phase.borrow_and_update();
+            let changed = phase.changed();
+            tokio::pin!(changed);
+            loop {
+                match current {
+                    Phase::Running => {}
+                    Phase::Draining if !self.st.proto.is_ready() || self.is_idle() => {
+                        return Ok(Some(End::Shutdown));
+                    }
+                    Phase::Draining => {}
+                    Phase::Terminating => return Ok(Some(End::Shutdown)),
                 }
-                Phase::Draining => {}
-                Phase::Terminating => return Ok(End::Shutdown),
-            }
-            let read_client =
-                self.io.to_up.bytes() < HIGH_WATER && !self.st.held && !self.preauth_held;
-            let read_upstream = self.io.to_client.bytes() < HIGH_WATER;
-            if self.io.cbuf.capacity() - self.io.cbuf.len() < READ_CHUNK / 4 {
-                self.io.cbuf.reserve(READ_CHUNK);
-            }
-            if self.io.ubuf.capacity() - self.io.ubuf.len() < READ_CHUNK / 4 {
-                self.io.ubuf.reserve(READ_CHUNK);
-            }
-            self.io.shrink_after_large_messages();
-            self.st.shrink_after_large_messages();
-            let io = &mut self.io;
-            tokio::select! {
-                biased;
-                _ = phase.changed() => {}
-                _ = tokio::time::sleep_until(self.login_deadline), if !self.st.proto.is_ready() => {
-                    return Err(SessionError::LoginTimeout(self.shared.config.limits.login_timeout_ms));
-                }
-                r = io.to_client.progress(&mut io.cw), if io.to_client.has_work() => r.map_err(SessionError::ClientIo)?,
-                r = io.to_up.progress(&mut io.uw), if io.to_up.has_work() => {
-                    r.map_err(SessionError::UpstreamIo)?;
-                    if io.to_up.is_empty() {
-                        self.st.units.forwarded();
-                    }
-                }
-                r = io.ur.read_buf(&mut io.ubuf), if read_upstream => {
-                    if r.map_err(SessionError::UpstreamIo)? == 0 {
-                        return Ok(End::UpstreamClosed);
-                    }
-                    self.on_upstream_bytes()?;
-                    if self.st.proto.is_ready() && !self.slot.is_authenticated() {
-                        // Fail closed: a session is never relayed without having been admitted.
-                        return Err(SessionError::UpstreamProtocol(
-                            "ReadyForQuery without AuthenticationOk".to_owned(),
-                        ));
-                    }
-                    if self.preauth_held && self.st.proto.is_ready() {
-                        // Authenticated and ready (server parameters known): what the client
-                        // sent meanwhile is read and analysed now.
-                        self.preauth_held = false;
-                        self.client_input().await?;
-                    }
-                    if self.st.proto.all_answered()
-                        && self.st.lane.epilogue.as_ref().is_some_and(|e| e.can_run(self.st.proto.tx()))
-                        && let Some(epilogue) = self.st.lane.epilogue.take()
-                    {
-                        self.io.to_client.drain_to(&mut self.io.cw).await.map_err(SessionError::ClientIo)?;
-                        self.run_epilogue(epilogue).await?;
-                        // Client bytes that arrived meanwhile were kept for the relay.
-                        if !self.st.held && !self.io.cbuf.is_empty() {
-                            self.client_input().await?;
-                        }
-                    }
-                    if self.st.held && self.st.proto.owed() == 0 {
-                        // The server is idle: decide the held message now.
-                        self.st.held = false;
-                        self.client_input().await?;
-                    }
-                }
-                r = io.cr.read_buf(&mut io.cbuf), if read_client => {
-                    if r.map_err(SessionError::ClientIo)? == 0 {
-                        return Ok(End::ClientClosed);
-                    }
-                    self.client_input().await?;
+                match self.turn(&mut changed, &mut login).await? {
+                    Turn::Continue => {}
+                    Turn::PhaseChanged => continue 'phase,
+                    Turn::Offload => return Ok(None),
+                    Turn::End(end) => return Ok(Some(end)),
                 }
             }
         }
+    }
+
+    /// One turn of the loop: first what came back from the blocking pool, then waits for the
+    /// first of the shutdown phase, the login deadline and the sockets, and serves it.
+    async fn turn(
+        &mut self,
+        changed: &mut std::pin::Pin<&mut impl Future<Output = Result<(), watch::error::RecvError>>>,
+        login: &mut std::pin::Pin<&mut tokio::time::Sleep>,
+    ) -> Result<Turn, SessionError> {
+        self.resume_after_offload().await?;
+        if self.pending.is_some() {
+            return Ok(Turn::Offload);
+        }
+        let read_client = self.io.to_up.bytes() < HIGH_WATER && !self.st.held && !self.preauth_held;
+        let read_upstream = self.io.to_client.bytes() < HIGH_WATER;
+        if self.io.cbuf.capacity() - self.io.cbuf.len() < READ_CHUNK / 4 {
+            self.io.cbuf.reserve(READ_CHUNK);
+        }
+        if self.io.ubuf.capacity() - self.io.ubuf.len() < READ_CHUNK / 4 {
+            self.io.ubuf.reserve(READ_CHUNK);
+        }
+        self.io.shrink_after_large_messages();
+        self.st.shrink_after_large_messages();
+        let io = &mut self.io;
+        tokio::select! {
+            biased;
+            _ = changed.as_mut() => return Ok(Turn::PhaseChanged),
+            _ = login.as_mut(), if !self.st.proto.is_ready() => {
+                return Err(SessionError::LoginTimeout(self.shared.config.limits.login_timeout_ms));
+            }
+            r = io.to_client.progress(&mut io.cw), if io.to_client.has_work() => r.map_err(SessionError::ClientIo)?,
+            r = io.to_up.progress(&mut io.uw), if io.to_up.has_work() => {
+                r.map_err(SessionError::UpstreamIo)?;
+                if io.to_up.is_empty() {
+                    self.st.units.forwarded();
+                }
+            }
+            r = io.ur.read_buf(&mut io.ubuf), if read_upstream => {
+                if r.map_err(SessionError::UpstreamIo)? == 0 {
+                    return Ok(Turn::End(End::UpstreamClosed));
+                }
+                self.on_upstream_bytes()?;
+                if self.st.proto.is_ready() && !self.slot.is_authenticated() {
+                    // Fail closed: a session is never relayed without having been admitted.
+                    return Err(SessionError::UpstreamProtocol(
+                        "ReadyForQuery without AuthenticationOk".to_owned(),
+                    ));
+                }
+                if self.preauth_held && self.st.proto.is_ready() {
+                    // Authenticated and ready (server parameters known): what the client
+                    // sent meanwhile is read and analysed now.
+                    self.preauth_held = false;
+                    self.client_input().await?;
+                }
+                if self.st.proto.all_answered()
+                    && self.st.lane.epilogue.as_ref().is_some_and(|e| e.can_run(self.st.proto.tx()))
+                    && let Some(epilogue) = self.st.lane.epilogue.take()
+                {
+                    self.io.to_client.drain_to(&mut self.io.cw).await.map_err(SessionError::ClientIo)?;
+                    let span = self.st.span.clone();
+                    self.run_epilogue(epilogue).instrument(span).await?;
+                    // Client bytes that arrived meanwhile were kept for the relay.
+                    if !self.st.held && !self.io.cbuf.is_empty() {
+                        self.client_input().await?;
+                    }
+                }
+                if self.st.held && self.st.proto.owed() == 0 {
+                    // The server is idle: decide the held message now.
+                    self.st.held = false;
+                    self.client_input().await?;
+                }
+            }
+            r = io.cr.read_buf(&mut io.cbuf), if read_client => {
+                if r.map_err(SessionError::ClientIo)? == 0 {
+                    return Ok(Turn::End(End::ClientClosed));
+                }
+                self.client_input().await?;
+            }
+        }
+        Ok(Turn::Continue)
     }
 
     /// Processes buffered client bytes; a DDL Query that must run under the lock guard is run
@@ -376,33 +455,90 @@ impl Relay {
                 self.st.live.config.limits.offload_analysis_bytes,
             );
             self.io.large_message_seen |= heavy;
+            if heavy && !in_place_offload() {
+                self.pending = Some(Heavy::ClientBytes);
+                return Ok(());
+            }
             offload(heavy, || self.on_client_bytes())?;
-            let pending = match std::mem::take(&mut self.st.lane.step) {
-                Step::NeedsFacts => {
-                    self.read_facts().await?;
-                    self.st.lane.step = Step::FactsRead;
-                    continue;
-                }
-                Step::Guard(pending) => pending,
-                step => {
-                    self.st.lane.step = step;
-                    return Ok(());
-                }
-            };
-            // Whatever was queued (notices) goes out first.
-            self.io
-                .to_client
-                .drain_to(&mut self.io.cw)
-                .await
-                .map_err(SessionError::ClientIo)?;
-            self.run_guarded(pending).await?;
-            if !self.io.to_client.is_empty() {
-                self.io
-                    .to_client
-                    .write_now(&mut self.io.cw)
-                    .map_err(SessionError::ClientIo)?;
+            if !self.after_client_bytes().await? {
+                return Ok(());
             }
         }
+    }
+
+    /// Acts on what `on_client_bytes` left to do: read catalog facts, run a DDL under the lock
+    /// guard. True when the client bytes are to be looked at again.
+    async fn after_client_bytes(&mut self) -> Result<bool, SessionError> {
+        let pending = match std::mem::take(&mut self.st.lane.step) {
+            Step::NeedsFacts => {
+                if self.precomputed_requests.is_none()
+                    && !in_place_offload()
+                    && self.facts_are_heavy()
+                {
+                    self.st.lane.step = Step::NeedsFacts;
+                    self.pending = Some(Heavy::CatalogRequests);
+                    return Ok(false);
+                }
+                let span = self.st.span.clone();
+                self.read_facts().instrument(span).await?;
+                self.st.lane.step = Step::FactsRead;
+                return Ok(true);
+            }
+            Step::Guard(pending) => pending,
+            step => {
+                self.st.lane.step = step;
+                return Ok(false);
+            }
+        };
+        // Whatever was queued (notices) goes out first.
+        self.io
+            .to_client
+            .drain_to(&mut self.io.cw)
+            .await
+            .map_err(SessionError::ClientIo)?;
+        let span = self.st.span.clone();
+        self.run_guarded(pending).instrument(span).await?;
+        if !self.io.to_client.is_empty() {
+            self.io
+                .to_client
+                .write_now(&mut self.io.cw)
+                .map_err(SessionError::ClientIo)?;
+        }
+        Ok(true)
+    }
+
+    /// Does the pending heavy work on the runtime's blocking pool, the whole relay moved there
+    /// and back: the event loop serves its other sessions meanwhile.
+    async fn offload_heavy(mut self) -> Relay {
+        let Some(heavy) = self.pending.take() else {
+            return self;
+        };
+        let joined = tokio::task::spawn_blocking(move || {
+            match heavy {
+                Heavy::ClientBytes => self.offloaded = Some(self.on_client_bytes()),
+                Heavy::CatalogRequests => {
+                    self.precomputed_requests = Some(self.catalog_requests());
+                    self.offloaded = Some(Ok(()));
+                }
+            }
+            self
+        })
+        .await;
+        match joined {
+            Ok(relay) => relay,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// Back from the blocking pool: acts on the result, then goes on with the client's bytes.
+    async fn resume_after_offload(&mut self) -> Result<(), SessionError> {
+        if let Some(result) = self.offloaded.take() {
+            result?;
+            if self.after_client_bytes().await? {
+                self.client_input().await?;
+            }
+        }
+        Ok(())
     }
 
     /// The server is waiting for the client and nothing is in flight: a safe point to close.
@@ -1188,13 +1324,19 @@ fn holds_large_sql(buf: &[u8], mut at: usize, threshold: usize) -> bool {
 /// sessions are not stalled while it runs. Only a multi-thread runtime can do that; on a
 /// current-thread runtime (some tests) `f` runs in place.
 pub(super) fn offload<R>(heavy: bool, f: impl FnOnce() -> R) -> R {
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if heavy && multi_thread {
+    if heavy && in_place_offload() {
         tokio::task::block_in_place(f)
     } else {
         f()
     }
+}
+
+/// Heavy work can leave the worker in place (`block_in_place`): a multi-thread runtime. On an
+/// event loop (a current-thread runtime) the relay moves to the blocking pool instead
+/// ([`Relay::offload_heavy`]).
+fn in_place_offload() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 impl State {
@@ -1299,8 +1441,8 @@ impl State {
                     shared.metrics.unit_done(
                         u.kind,
                         u.error,
-                        now.duration_since(u.received).as_secs_f64(),
-                        now.duration_since(u.sent).as_secs_f64(),
+                        now.duration_since(u.received),
+                        now.duration_since(u.sent),
                     );
                     let outcome = if u.error { "error" } else { "ok" };
                     for d in u.audit {

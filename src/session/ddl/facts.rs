@@ -14,26 +14,19 @@ impl Relay {
         // The catalog settings of a reload apply to this statement's facts too, not only from
         // the next one (the decision itself refreshes them again, at no cost).
         self.st.refresh_live(&self.shared);
-        let Ok(Frame::Header { tag, total }) = framing::scan(&self.io.cbuf, usize::MAX) else {
+        // Parsing every DDL statement of a large message is heavy: off the I/O worker (or
+        // already done on the blocking pool, see `Relay::facts_are_heavy`).
+        let requests = match self.precomputed_requests.take() {
+            Some(r) => r,
+            None => {
+                let heavy = self.facts_are_heavy();
+                crate::session::relay::offload(heavy, || self.catalog_requests())
+            }
+        };
+        let Some((_, sql)) = front_statement(&self.io.cbuf) else {
             return Ok(());
         };
-        let Some(frame) = self.io.cbuf.get(..total) else {
-            return Ok(());
-        };
-        let body = framing::body(frame);
-        let sql = frontend::statement_sql(tag, body);
-        let Some(sql) = sql else { return Ok(()) };
         let lex = self.st.server.lex;
-        // Parsing every DDL statement of a large message is heavy: off the I/O worker.
-        let heavy = sql.len() >= self.st.live.config.limits.offload_analysis_bytes;
-        let analyzer = &mut self.st.analyzer;
-        let source = if tag == frontend::QUERY {
-            crate::analysis::Source::Query
-        } else {
-            crate::analysis::Source::Parse
-        };
-        let requests =
-            crate::session::relay::offload(heavy, || analyzer.catalog_requests(sql, lex, source));
         let cfg = &self.st.live.config.catalog;
         let identity = self.st.analyzer.identity_query(
             sql,
@@ -74,4 +67,34 @@ impl Relay {
         }
         Ok(())
     }
+
+    /// Finding the catalog questions of the front statement means parsing every DDL statement
+    /// in it: heavy for a large message.
+    pub(in crate::session) fn facts_are_heavy(&self) -> bool {
+        front_statement(&self.io.cbuf)
+            .is_some_and(|(_, sql)| sql.len() >= self.st.live.config.limits.offload_analysis_bytes)
+    }
+
+    /// The catalog questions the analyzer has about the front statement's DDL (CPU only).
+    pub(in crate::session) fn catalog_requests(&mut self) -> Vec<(usize, String)> {
+        let Some((tag, sql)) = front_statement(&self.io.cbuf) else {
+            return Vec::new();
+        };
+        let source = if tag == frontend::QUERY {
+            crate::analysis::Source::Query
+        } else {
+            crate::analysis::Source::Parse
+        };
+        let lex = self.st.server.lex;
+        self.st.analyzer.catalog_requests(sql, lex, source)
+    }
+}
+
+/// The SQL of the Query/Parse at the front of the client buffer, and its message tag.
+fn front_statement(cbuf: &[u8]) -> Option<(u8, &[u8])> {
+    let Ok(Frame::Header { tag, total }) = framing::scan(cbuf, usize::MAX) else {
+        return None;
+    };
+    let frame = cbuf.get(..total)?;
+    frontend::statement_sql(tag, framing::body(frame)).map(|sql| (tag, sql))
 }

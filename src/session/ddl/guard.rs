@@ -59,7 +59,7 @@ impl Relay {
         }
 
         // 2b. Attempts.
-        let mut upstream_time = 0f64;
+        let mut upstream_time = std::time::Duration::ZERO;
         // A lone unit outside a transaction block is atomic like a Query: the server's
         // implicit transaction ends at its Sync, failed or not, and it is simply sent again.
         let retry = match (plan.short_lock_timeout, &unit) {
@@ -114,8 +114,9 @@ impl Relay {
                         .any(|f| f.first() == Some(&backend::PARSE_COMPLETE))
             });
             a.lock_timeout &= parsed;
-            let attempt_time = attempt_began.elapsed().as_secs_f64();
-            upstream_time += attempt_time;
+            let attempt = attempt_began.elapsed();
+            upstream_time += attempt;
+            let attempt_time = attempt.as_secs_f64();
             if a.lock_timeout {
                 shared.metrics.lock_wait_seconds.record(attempt_time);
                 self.st.lane.timing.1 += attempt_began.elapsed();
@@ -196,7 +197,7 @@ impl Relay {
             shared.metrics.unit_done(
                 crate::metrics::UnitKind::Ddl,
                 a.error.is_some(),
-                began.elapsed().as_secs_f64(),
+                began.elapsed(),
                 upstream_time,
             );
             self.audit_guarded(

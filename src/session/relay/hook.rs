@@ -147,6 +147,7 @@ impl State {
                 &self.who.application_name,
             )
             .clone();
+        let _entered = self.span.enter();
         tracing::info!(profile = %self.profile.name, generation = self.live.generation, "policy reloaded for this session");
     }
 
@@ -236,6 +237,7 @@ impl State {
         ) {
             Ok(()) => hooked,
             Err(prepared::Full) => {
+                let _entered = self.span.enter();
                 tracing::warn!(
                     cap,
                     "too many prepared DDL statements tracked; Parse refused"
@@ -345,6 +347,7 @@ impl State {
         // Steps decided without catalog facts are not run, and the statement they stand for
         // never runs as written.
         if plan.sql.is_some() || plan.recipe.is_some() || entry_recipe {
+            let _entered = self.span.enter();
             tracing::info!("prepared DDL decided again at Bind: no longer allowed as prepared");
             return Err(refusal(
                 "decided again in the current context, it is no longer allowed as prepared",
