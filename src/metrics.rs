@@ -923,8 +923,18 @@ mod tests {
         let us = Duration::from_micros;
         // total, upstream: overhead 5 µs (on the first bound), 5.001 µs, 1 s (above the last).
         m.unit_done(UnitKind::Dml, false, us(105), us(100));
-        m.unit_done(UnitKind::Dml, false, us(105) + Duration::from_nanos(1), us(100));
-        m.unit_done(UnitKind::Dml, true, Duration::from_secs(31), Duration::from_secs(30));
+        m.unit_done(
+            UnitKind::Dml,
+            false,
+            us(105) + Duration::from_nanos(1),
+            us(100),
+        );
+        m.unit_done(
+            UnitKind::Dml,
+            true,
+            Duration::from_secs(31),
+            Duration::from_secs(30),
+        );
         let text = m.render();
         let has = |line: &str| assert!(text.contains(line), "{line} in\n{text}");
         has("ddlgate_proxy_overhead_seconds_bucket{kind=\"dml\",le=\"0.000005\"} 1\n");
@@ -942,8 +952,7 @@ mod tests {
             .samples
             .iter()
             .find(|s| {
-                s.metric == "ddlgate_proxy_overhead_seconds"
-                    && s.labels.get("kind") == Some("dml")
+                s.metric == "ddlgate_proxy_overhead_seconds" && s.labels.get("kind") == Some("dml")
             })
             .expect("the overhead histogram");
         match &overhead.value {
@@ -955,7 +964,8 @@ mod tests {
         }
         // One HELP line per family, as for the exporter's own.
         assert_eq!(
-            text.matches("# HELP ddlgate_proxy_overhead_seconds ").count(),
+            text.matches("# HELP ddlgate_proxy_overhead_seconds ")
+                .count(),
             1
         );
     }

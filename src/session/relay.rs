@@ -437,6 +437,7 @@ impl Relay {
                 if r.map_err(SessionError::ClientIo)? == 0 {
                     return Ok(Turn::End(End::ClientClosed));
                 }
+                self.st.units.bytes_read();
                 self.client_input().await?;
             }
         }

@@ -26,6 +26,9 @@ pub(in crate::session) struct Units {
     pub(super) untrack_pending: Vec<Untrack>,
     /// The first error of the unit at the front, for the audit log.
     error: Option<String>,
+    /// When the client bytes being processed were read: a unit's time starts there, before
+    /// its message is analysed (the analysis is part of ddlgate's overhead).
+    read_at: Option<Instant>,
 }
 
 /// One protocol unit on its way, for the latency metrics and the audit log.
@@ -51,17 +54,22 @@ impl Units {
     /// brought.
     pub(super) fn started(&mut self, kind: UnitKind) {
         if self.timed.len() < MAX_TIMED_UNITS {
-            let now = Instant::now();
+            let received = self.read_at.unwrap_or_else(Instant::now);
             self.timed.push_back(UnitTiming {
                 audit: std::mem::take(&mut self.audit_pending),
                 untrack: std::mem::take(&mut self.untrack_pending),
                 kind,
-                received: now,
-                sent: now,
+                received,
+                sent: received,
                 forwarded: false,
                 error: false,
             });
         }
+    }
+
+    /// Client bytes were just read: the units they complete were received now.
+    pub(super) fn bytes_read(&mut self) {
+        self.read_at = Some(Instant::now());
     }
 
     /// Everything queued for the upstream is written: units not yet marked were sent now.
