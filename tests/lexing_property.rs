@@ -13,7 +13,9 @@
 //! client encoding's multibyte characters. The multibyte characters are the server's own: for
 //! SJIS, SHIFT_JIS_2004, BIG5, GBK, GB18030, UHC and JOHAB it lists every two-byte character
 //! whose trail byte is an ASCII `\`, `|`, `;`, `@`, `` ` ``, `{`, `}` or a letter (plus
-//! four-byte GB18030 ones, whose trail bytes are digits) that converts to UTF8 and back.
+//! four-byte GB18030 ones, whose trail bytes are digits) that converts to UTF8 and back. (UHC
+//! has letters only; PostgreSQL's JOHAB verifier accepts no ASCII trail byte at all, so its
+//! characters here are the `0xA1` ones.)
 //!
 //! The generator knows where it put every `;` that ends a statement and what each statement's
 //! values and column names are. The test sends each script as one Query to the server (a UTF8
@@ -821,6 +823,21 @@ fn splits_where_postgresql_splits() {
                 "{enc}: no character with a backslash trail byte among {}",
                 wide.len()
             );
+            if scs {
+                let mut trails: Vec<u8> = wide
+                    .iter()
+                    .map(|c| c[c.len() - 1])
+                    .filter(u8::is_ascii)
+                    .collect();
+                trails.dedup();
+                trails.sort_unstable();
+                trails.dedup();
+                eprintln!(
+                    "{enc}: {} characters, ASCII last bytes {:?}",
+                    wide.len(),
+                    String::from_utf8_lossy(&trails)
+                );
+            }
             settings.push(Setting {
                 client_encoding: enc,
                 scs,
