@@ -50,9 +50,10 @@ struct Conn {
     lex: LexOptions,
 }
 
-/// One statement's answer: its column names and rows of values (NULL as `None`).
+/// One statement's answer: its command tag, column names and rows of values (NULL as `None`).
 #[derive(Debug, PartialEq, Eq)]
 struct Answer {
+    tag: Vec<u8>,
     names: Vec<Vec<u8>>,
     rows: Vec<Vec<Option<Vec<u8>>>>,
 }
@@ -124,15 +125,33 @@ impl Conn {
         msg.extend_from_slice(sql);
         msg.push(0);
         self.s.write_all(&msg).expect("send Query");
-        let mut answers = Vec::new();
+        let mut answers: Vec<Answer> = Vec::new();
         let mut error = None;
+        // A RowDescription came and its CommandComplete has not.
+        let mut open = false;
         loop {
             let (tag, body) = self.read();
             match tag {
-                b'T' => answers.push(Answer {
-                    names: row_description(&body),
-                    rows: Vec::new(),
-                }),
+                b'T' => {
+                    open = true;
+                    answers.push(Answer {
+                        tag: Vec::new(),
+                        names: row_description(&body),
+                        rows: Vec::new(),
+                    })
+                }
+                b'C' => {
+                    let tag = body.split(|b| *b == 0).next().unwrap_or_default().to_vec();
+                    match answers.last_mut() {
+                        Some(a) if open => a.tag = tag,
+                        _ => answers.push(Answer {
+                            tag,
+                            names: Vec::new(),
+                            rows: Vec::new(),
+                        }),
+                    }
+                    open = false;
+                }
                 b'D' => {
                     let a = answers.last_mut().expect("DataRow after RowDescription");
                     a.rows.push(data_row(&body));
@@ -232,6 +251,8 @@ struct Setting {
 struct Gen<'a> {
     rng: Rng,
     set: &'a Setting,
+    /// The server takes `BEGIN ATOMIC` bodies (PostgreSQL 14+).
+    atomic: bool,
 }
 
 /// One generated statement: its text (without the `;`), and what the server must answer.
@@ -669,6 +690,7 @@ impl Gen<'_> {
         Stmt {
             sql,
             answer: Some(Answer {
+                tag: b"SELECT 1".to_vec(),
                 names,
                 rows: vec![values],
             }),
@@ -678,19 +700,134 @@ impl Gen<'_> {
     /// A script: its bytes, the offsets of the `;` that end statements, and the statements.
     fn script(&mut self) -> (Vec<u8>, Vec<usize>, Vec<Stmt>) {
         let count = 1 + self.rng.below(6);
+        let mut generated = Vec::new();
+        let mut n = 0;
+        while generated.len() < count {
+            match self.rng.below(10) {
+                0 if self.atomic => {
+                    let (create, call) = self.atomic_function(n);
+                    generated.push(create);
+                    generated.push(call);
+                }
+                1 => generated.push(self.rule()),
+                _ => generated.push(self.statement(n)),
+            }
+            n += 1;
+        }
         let mut sql = Vec::new();
         let mut semis = Vec::new();
-        let mut stmts = Vec::new();
-        for n in 0..count {
-            let st = self.statement(n);
+        let count = generated.len();
+        for (k, st) in generated.iter().enumerate() {
             sql.extend_from_slice(&st.sql);
-            if n + 1 < count || self.rng.pct(60) {
+            if k + 1 < count || self.rng.pct(60) {
                 semis.push(sql.len());
                 sql.push(b';');
             }
-            stmts.push(st);
         }
-        (sql, semis, stmts)
+        (sql, semis, generated)
+    }
+
+    /// `SELECT (<value>)::text` or the same inside `CASE … END`, for a statement list.
+    fn inner_select(&mut self) -> (Vec<u8>, Vec<u8>) {
+        let (v, echo) = self.value();
+        let mut sql = self.gap(false);
+        sql.extend_from_slice(self.rng.one(&[&b"SELECT"[..], b"select"]));
+        sql.extend(self.gap(true));
+        let case = self.rng.pct(40);
+        if case {
+            sql.extend_from_slice(b"CASE WHEN true THEN");
+            sql.extend(self.gap(true));
+        }
+        sql.push(b'(');
+        sql.extend(v);
+        sql.extend_from_slice(b")::text");
+        if case {
+            sql.extend(self.gap(true));
+            sql.extend_from_slice(self.rng.one(&[&b"END"[..], b"end"]));
+        }
+        sql.extend(self.gap(false));
+        (sql, echo)
+    }
+
+    /// `CREATE OR REPLACE FUNCTION … BEGIN ATOMIC s; s; END` (PG 14+: `;` inside the body do
+    /// not end the statement), and a statement calling it, which echoes its last value.
+    fn atomic_function(&mut self, n: usize) -> (Stmt, Stmt) {
+        let mut sql = self.gap(false);
+        for (word, gap) in [
+            (&b"CREATE"[..], true),
+            (b"OR", true),
+            (b"REPLACE", true),
+            (b"FUNCTION", true),
+        ] {
+            sql.extend_from_slice(word);
+            sql.extend(self.gap(gap));
+        }
+        sql.extend_from_slice(format!("pg_temp.f_{n}()").as_bytes());
+        sql.extend(self.gap(true));
+        sql.extend_from_slice(b"RETURNS text LANGUAGE sql");
+        sql.extend(self.gap(true));
+        sql.extend_from_slice(self.rng.one(&[&b"BEGIN"[..], b"begin"]));
+        sql.extend(self.gap(true));
+        sql.extend_from_slice(self.rng.one(&[&b"ATOMIC"[..], b"atomic"]));
+        sql.extend(self.gap(true));
+        let mut last = Vec::new();
+        for _ in 0..1 + self.rng.below(3) {
+            let (s, echo) = self.inner_select();
+            sql.extend(s);
+            sql.push(b';');
+            last = echo;
+        }
+        sql.extend(self.gap(false));
+        sql.extend_from_slice(self.rng.one(&[&b"END"[..], b"end"]));
+        sql.extend(self.gap(false));
+        let create = Stmt {
+            sql,
+            answer: Some(Answer {
+                tag: b"CREATE FUNCTION".to_vec(),
+                names: Vec::new(),
+                rows: Vec::new(),
+            }),
+        };
+        let mut sql = self.gap(false);
+        sql.extend_from_slice(format!("SELECT {n}, pg_temp.f_{n}() AS c").as_bytes());
+        sql.extend(self.gap(false));
+        let call = Stmt {
+            sql,
+            answer: Some(Answer {
+                tag: b"SELECT 1".to_vec(),
+                names: vec![b"?column?".to_vec(), b"c".to_vec()],
+                rows: vec![vec![Some(n.to_string().into_bytes()), Some(last)]],
+            }),
+        };
+        (create, call)
+    }
+
+    /// `CREATE OR REPLACE RULE … DO ALSO (s; s)`: `;` inside the parentheses do not end it.
+    fn rule(&mut self) -> Stmt {
+        let mut sql = self.gap(false);
+        sql.extend_from_slice(b"CREATE OR REPLACE RULE r AS ON UPDATE TO lexprop_t DO ALSO");
+        sql.extend(self.gap(false));
+        sql.push(b'(');
+        for k in 0..1 + self.rng.below(3) {
+            if k > 0 {
+                sql.push(b';');
+            }
+            let (s, _) = self.inner_select();
+            sql.extend(s);
+        }
+        if self.rng.pct(30) {
+            sql.push(b';');
+        }
+        sql.push(b')');
+        sql.extend(self.gap(false));
+        Stmt {
+            sql,
+            answer: Some(Answer {
+                tag: b"CREATE RULE".to_vec(),
+                names: Vec::new(),
+                rows: Vec::new(),
+            }),
+        }
     }
 }
 
@@ -876,7 +1013,10 @@ fn splits_where_postgresql_splits() {
         let mut g = Gen {
             rng: Rng(seed ^ (k as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)),
             set,
+            atomic: pg.major_version() >= 14,
         };
+        conn.query(b"CREATE TEMP TABLE lexprop_t (a int)")
+            .expect("table for rules");
         for case in 0..cases {
             let (sql, semis, stmts) = g.script();
             let context = || {
