@@ -6,16 +6,18 @@
 //! (and empty statements) whose values and aliases are literals of every kind the scanner
 //! knows — plain strings (backslash escapes when `standard_conforming_strings` is off),
 //! `E''` with `\'` `\\` and octal/hex/Unicode escapes, doubled quotes, string continuation
-//! across newlines and `--` comments, `N''`, `B''`, `X''`, `U&''` and `U&""` with and without
-//! `UESCAPE`, dollar quotes whose bodies hold other tags (`$a$ $b$ … $b$ $a$`), quoted
-//! identifiers with `;` inside, identifiers with `$` (`c$q$`) — separated by nested
-//! `/* /* */ */` and `--` comments, all sprinkled with `;`, quotes, backslashes and the
-//! client encoding's multibyte characters. The multibyte characters are the server's own: for
-//! SJIS, SHIFT_JIS_2004, BIG5, GBK, GB18030, UHC and JOHAB it lists every two-byte character
-//! whose trail byte is an ASCII `\`, `|`, `;`, `@`, `` ` ``, `{`, `}` or a letter (plus
-//! four-byte GB18030 ones, whose trail bytes are digits) that converts to UTF8 and back. (UHC
-//! has letters only; PostgreSQL's JOHAB verifier accepts no ASCII trail byte at all, so its
-//! characters here are the `0xA1` ones.)
+//! across newlines and `--` comments, `N''`, `B''` and `X''` (continued too), `U&''` and
+//! `U&""` with and without `UESCAPE`, dollar quotes whose bodies hold other tags
+//! (`$a$ $b$ … $b$ $a$`), quoted identifiers with `;` inside, identifiers with `$` (`c$q$`) —
+//! separated by nested `/* /* */ */` and `--` comments, all sprinkled with `;`, quotes,
+//! backslashes and the client encoding's multibyte characters. Some statements hold `;` that
+//! do not end them: `CREATE FUNCTION … BEGIN ATOMIC s; s; END` (called by the next statement,
+//! which echoes its last value) and `CREATE RULE … DO ALSO (s; s)`. The multibyte characters
+//! are the server's own: for SJIS, SHIFT_JIS_2004, BIG5, GBK, GB18030, UHC and JOHAB it lists
+//! every two-byte character whose trail byte is an ASCII `\`, `|`, `;`, `@`, `` ` ``, `{`, `}`
+//! or a letter (plus four-byte GB18030 ones, whose trail bytes are digits) that converts to
+//! UTF8 and back. (UHC has letters only; PostgreSQL's JOHAB verifier accepts no ASCII trail
+//! byte at all, so its characters here are the `0xA1` ones.)
 //!
 //! The generator knows where it put every `;` that ends a statement and what each statement's
 //! values and column names are. The test sends each script as one Query to the server (a UTF8
@@ -23,9 +25,13 @@
 //!  * ddlgate's split: statement ends exactly at the generator's `;` offsets, and the same
 //!    statements empty, lexed with the options the relay derives from the server's
 //!    ParameterStatus (`client_encoding`, `standard_conforming_strings`);
-//!  * the server's answer: one result per non-empty statement, in order, echoing `<n>`, every
-//!    value and every column name — which it can only do if it cut the script in the same
-//!    places and read every literal as the generator meant.
+//!  * the server's answer: one result per non-empty statement, in order, with its command tag,
+//!    echoing `<n>`, every value and every column name — which it can only do if it cut the
+//!    script in the same places and read every literal as the generator meant.
+//!
+//! The connections run with `backslash_quote = on`: under the default (`safe_encoding`) the
+//! server refuses `\'` in the client-only encodings, failing the whole Query, so `on` is the
+//! setting where a trail byte `0x5C` read as a backslash could move a statement boundary.
 //!
 //! Reproducible: `LEXPROP_SEED` (default fixed) and `LEXPROP_CASES` (cases per setting,
 //! default 300). A failure prints the setting, the case number and the script.
@@ -564,24 +570,32 @@ impl Gen<'_> {
                 sql.push(b'\'');
                 return (sql, chars.concat());
             }
-            // B'…' / X'…'.
+            // B'…' / X'…', maybe continued (the continuation stays a bit string, where `''`
+            // is no escape).
             8 => {
-                let bits: Vec<u8> = (0..self.rng.below(9))
-                    .map(|_| *self.rng.pick(b"01"))
+                let hex = self.rng.pct(50);
+                let digits: &[u8] = if hex { b"09afAF" } else { b"01" };
+                let body: Vec<u8> = (0..self.rng.below(9))
+                    .map(|_| *self.rng.pick(digits))
                     .collect();
-                if self.rng.pct(50) {
-                    sql.extend_from_slice(b"B'");
-                    sql.extend_from_slice(&bits);
-                    sql.push(b'\'');
-                    return (sql, bits);
-                }
-                let hex: Vec<u8> = (0..self.rng.below(4))
-                    .map(|_| *self.rng.pick(b"09afAF"))
-                    .collect();
-                sql.extend_from_slice(b"X'");
-                sql.extend_from_slice(&hex);
+                sql.extend_from_slice(if hex { b"X'" } else { b"B'" });
+                let cut = if self.rng.pct(30) {
+                    body.len() / 2
+                } else {
+                    body.len()
+                };
+                sql.extend_from_slice(&body[..cut]);
                 sql.push(b'\'');
-                let echo = hex
+                if cut < body.len() {
+                    sql.extend(self.continuation());
+                    sql.push(b'\'');
+                    sql.extend_from_slice(&body[cut..]);
+                    sql.push(b'\'');
+                }
+                if !hex {
+                    return (sql, body);
+                }
+                let echo = body
                     .iter()
                     .map(|h| format!("{:04b}", (*h as char).to_digit(16).expect("hex digit")))
                     .collect::<String>();
