@@ -12,7 +12,10 @@
 //! separated by nested `/* /* */ */` and `--` comments, all sprinkled with `;`, quotes,
 //! backslashes and the client encoding's multibyte characters. Some statements hold `;` that
 //! do not end them: `CREATE FUNCTION … BEGIN ATOMIC s; s; END` (called by the next statement,
-//! which echoes its last value) and `CREATE RULE … DO ALSO (s; s)`. The multibyte characters
+//! which echoes its last value) and `CREATE RULE … DO ALSO (s; s)`. Now and then a script
+//! sets `standard_conforming_strings`: the server parses the whole Query before running any of
+//! it, so the rest of that script is read under the old value and the next script under the
+//! new one, which the relay learns from ParameterStatus. The multibyte characters
 //! are the server's own: for SJIS, SHIFT_JIS_2004, BIG5, GBK, GB18030, UHC and JOHAB it lists
 //! every two-byte character whose trail byte is an ASCII `\`, `|`, `;`, `@`, `` ` ``, `{`, `}`
 //! or a letter (plus four-byte GB18030 ones, whose trail bytes are digits) that converts to
@@ -259,6 +262,8 @@ struct Gen<'a> {
     set: &'a Setting,
     /// The server takes `BEGIN ATOMIC` bodies (PostgreSQL 14+).
     atomic: bool,
+    /// `standard_conforming_strings` when the server parses the next script.
+    scs: bool,
 }
 
 /// One generated statement: its text (without the `;`), and what the server must answer.
@@ -436,7 +441,7 @@ impl Gen<'_> {
         }
         let mut esc = *self.rng.pick(b"!#%&;$*/-?~\\");
         // With scs off the UESCAPE literal is itself read with backslash escapes.
-        if esc == b'\\' && !self.set.scs {
+        if esc == b'\\' && !self.scs {
             esc = b'!';
         }
         let mut out = self.gap(true);
@@ -474,7 +479,7 @@ impl Gen<'_> {
                         sql.extend(self.continuation());
                     }
                     sql.push(b'\'');
-                    if self.set.scs {
+                    if self.scs {
                         for c in &chars[from..to] {
                             if c == b"'" {
                                 sql.extend_from_slice(b"''");
@@ -509,7 +514,7 @@ impl Gen<'_> {
                 }
             }
             // U&'…' [UESCAPE 'c'] (an error with scs off: a dollar quote instead).
-            4 if self.set.scs => {
+            4 if self.scs => {
                 let (esc, clause) = self.uescape();
                 sql.extend_from_slice(self.rng.one(&[&b"U&'"[..], b"u&'"]));
                 self.unicode_body(&chars, esc, b'\'', &mut sql);
@@ -560,7 +565,7 @@ impl Gen<'_> {
                 {
                     chars.pop();
                 }
-                if self.set.scs {
+                if self.scs {
                     for c in &chars {
                         sql.extend_from_slice(if c == b"'" { b"''" } else { c });
                     }
@@ -716,6 +721,7 @@ impl Gen<'_> {
         let count = 1 + self.rng.below(6);
         let mut generated = Vec::new();
         let mut n = 0;
+        let mut next_scs = self.scs;
         while generated.len() < count {
             match self.rng.below(10) {
                 0 if self.atomic => {
@@ -724,6 +730,25 @@ impl Gen<'_> {
                     generated.push(call);
                 }
                 1 => generated.push(self.rule()),
+                // A SET takes effect after the whole Query was parsed: the rest of this script
+                // is still read with the old value, the next script with the new one.
+                2 if self.rng.pct(20) => {
+                    let on = self.rng.pct(50);
+                    let mut sql = self.gap(false);
+                    sql.extend_from_slice(b"SET standard_conforming_strings =");
+                    sql.extend(self.gap(true));
+                    sql.extend_from_slice(if on { b"on" } else { b"off" });
+                    sql.extend(self.gap(false));
+                    generated.push(Stmt {
+                        sql,
+                        answer: Some(Answer {
+                            tag: b"SET".to_vec(),
+                            names: Vec::new(),
+                            rows: Vec::new(),
+                        }),
+                    });
+                    next_scs = on;
+                }
                 _ => generated.push(self.statement(n)),
             }
             n += 1;
@@ -738,6 +763,7 @@ impl Gen<'_> {
                 sql.push(b';');
             }
         }
+        self.scs = next_scs;
         (sql, semis, generated)
     }
 
@@ -1005,13 +1031,13 @@ fn splits_where_postgresql_splits() {
     );
     let mut total = 0;
     for (k, set) in settings.iter().enumerate() {
-        let scs = if set.scs { "on" } else { "off" };
+        let scs0 = if set.scs { "on" } else { "off" };
         let mut conn = Conn::connect(
             pg.port(),
             set.database,
             &[
                 ("client_encoding", set.client_encoding),
-                ("standard_conforming_strings", scs),
+                ("standard_conforming_strings", scs0),
                 ("escape_string_warning", "off"),
                 // The default (safe_encoding) refuses `\'` in the client-only encodings,
                 // failing the whole Query; `on` runs it, and so is the setting where a split
@@ -1028,10 +1054,16 @@ fn splits_where_postgresql_splits() {
             rng: Rng(seed ^ (k as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)),
             set,
             atomic: pg.major_version() >= 14,
+            scs: set.scs,
         };
         conn.query(b"CREATE TEMP TABLE lexprop_t (a int)")
             .expect("table for rules");
         for case in 0..cases {
+            let scs = if g.scs { "on" } else { "off" };
+            assert_eq!(
+                conn.lex.standard_conforming_strings, g.scs,
+                "the server's ParameterStatus after the last SET"
+            );
             let (sql, semis, stmts) = g.script();
             let context = || {
                 format!(
