@@ -964,6 +964,38 @@ fn splits_where_postgresql_splits() {
         .iter()
         .map(|s| s.as_bytes().to_vec())
         .collect();
+    let multibyte: Vec<(&str, Vec<Vec<u8>>)> = [
+        "SJIS",
+        "SHIFT_JIS_2004",
+        "BIG5",
+        "GBK",
+        "GB18030",
+        "UHC",
+        "JOHAB",
+    ]
+    .into_iter()
+    .map(|enc| {
+        let wide = wide_chars(&mut admin, enc);
+        assert!(
+            wide.iter().any(|c| c.len() == 2 && c[1] == b'\\') || matches!(enc, "UHC" | "JOHAB"),
+            "{enc}: no character with a backslash trail byte among {}",
+            wide.len()
+        );
+        let mut trails: Vec<u8> = wide
+            .iter()
+            .map(|c| c[c.len() - 1])
+            .filter(u8::is_ascii)
+            .collect();
+        trails.sort_unstable();
+        trails.dedup();
+        eprintln!(
+            "{enc}: {} characters, ASCII last bytes {:?}",
+            wide.len(),
+            String::from_utf8_lossy(&trails)
+        );
+        (enc, wide)
+    })
+    .collect();
     let mut settings = Vec::new();
     for scs in [true, false] {
         settings.push(Setting {
@@ -984,42 +1016,12 @@ fn splits_where_postgresql_splits() {
             database: "postgres",
             wide: vec![vec![0xe9], vec![0xff], vec![0xa0], vec![0x80 + 0x5c]],
         });
-        for enc in [
-            "SJIS",
-            "SHIFT_JIS_2004",
-            "BIG5",
-            "GBK",
-            "GB18030",
-            "UHC",
-            "JOHAB",
-        ] {
-            let wide = wide_chars(&mut admin, enc);
-            assert!(
-                wide.iter().any(|c| c.len() == 2 && c[1] == b'\\')
-                    || matches!(enc, "UHC" | "JOHAB"),
-                "{enc}: no character with a backslash trail byte among {}",
-                wide.len()
-            );
-            if scs {
-                let mut trails: Vec<u8> = wide
-                    .iter()
-                    .map(|c| c[c.len() - 1])
-                    .filter(u8::is_ascii)
-                    .collect();
-                trails.dedup();
-                trails.sort_unstable();
-                trails.dedup();
-                eprintln!(
-                    "{enc}: {} characters, ASCII last bytes {:?}",
-                    wide.len(),
-                    String::from_utf8_lossy(&trails)
-                );
-            }
+        for (enc, wide) in &multibyte {
             settings.push(Setting {
                 client_encoding: enc,
                 scs,
                 database: "postgres",
-                wide,
+                wide: wide.clone(),
             });
         }
     }
