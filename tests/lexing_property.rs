@@ -369,7 +369,7 @@ impl Gen<'_> {
     fn continuation(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         if self.rng.pct(30) {
-            out.extend_from_slice(b" ");
+            out.extend_from_slice(self.rng.one(&[&b" "[..], b"\t", b"\x0c"]));
         }
         if self.rng.pct(30) {
             self.line_comment(&mut out);
@@ -379,7 +379,7 @@ impl Gen<'_> {
         if self.rng.pct(30) {
             self.line_comment(&mut out);
         }
-        out.extend_from_slice(self.rng.one(&[&b""[..], b" ", b"\t  "]));
+        out.extend_from_slice(self.rng.one(&[&b""[..], b" ", b"\t  ", b"\x0c"]));
         out
     }
 
