@@ -27,7 +27,8 @@
 //! database, or SQL_ASCII for that client encoding) and requires:
 //!  * ddlgate's split: statement ends exactly at the generator's `;` offsets, and the same
 //!    statements empty, lexed with the options the relay derives from the server's
-//!    ParameterStatus (`client_encoding`, `standard_conforming_strings`);
+//!    ParameterStatus (`client_encoding`, `standard_conforming_strings`) — by
+//!    `split_statements` and by the analysis hook's own pass (`analysis::prepare`);
 //!  * the server's answer: one result per non-empty statement, in order, with its command tag,
 //!    echoing `<n>`, every value and every column name — which it can only do if it cut the
 //!    script in the same places and read every literal as the generator meant.
@@ -46,8 +47,9 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::pg::{ADMIN_USER, PgCluster};
+use ddlgate::analysis::prepare;
 use ddlgate::sql::lexer::split_statements;
-use ddlgate::sql::{ClientEncoding, LexOptions};
+use ddlgate::sql::{ClientEncoding, LexOptions, StatementClass};
 
 // ---------------------------------------------------------------------------
 // A minimal blocking wire client: bytes in the client encoding, not Rust strings.
@@ -1099,11 +1101,34 @@ fn splits_where_postgresql_splits() {
                 "ddlgate's empty statements differ (ends {ends:?}); {}",
                 context()
             );
+            // The same split on the relay's path: the analysis hook's one pass, which keeps
+            // the tokens of DDL candidates (`analysis::prepare`).
+            let prepared = prepare(&sql, conn.lex, usize::MAX);
+            let nonempty: Vec<_> = spans.iter().filter(|s| !s.is_empty()).copied().collect();
+            assert_eq!(
+                prepared.spans,
+                nonempty,
+                "analysis::prepare splits differently from split_statements; {}",
+                context()
+            );
+            let want: Vec<&Answer> = stmts.iter().filter_map(|s| s.answer.as_ref()).collect();
+            // Every CREATE is a DDL candidate (a SELECT may be one too: the byte check for
+            // SQL run out of sight fails closed on `U&` names, for instance).
+            for (class, answer) in prepared.classes.iter().zip(&want) {
+                if answer.tag.starts_with(b"CREATE") {
+                    assert_eq!(
+                        *class,
+                        StatementClass::DdlCandidate,
+                        "analysis::prepare's classes {:?}; {}",
+                        prepared.classes,
+                        context()
+                    );
+                }
+            }
             // The server's.
             let answers = conn
                 .query(&sql)
                 .unwrap_or_else(|e| panic!("server error {e}; {}", context()));
-            let want: Vec<&Answer> = stmts.iter().filter_map(|s| s.answer.as_ref()).collect();
             assert_eq!(
                 answers.iter().collect::<Vec<_>>(),
                 want,
