@@ -157,10 +157,11 @@ locker() {
   local mode="ACCESS SHARE"
   while [ ! -e "$work/stop" ]; do
     for _ in $(seq "$LOCK_EVERY"); do [ -e "$work/stop" ] && return; sleep 1; done
-    if direct -c "BEGIN; LOCK TABLE churn, pgbench_accounts IN $mode MODE; SELECT pg_sleep($LOCK_HOLD); COMMIT;" >/dev/null 2>&1; then
+    local err
+    if err=$(direct -v VERBOSITY=verbose -c "BEGIN; LOCK TABLE churn, pgbench_accounts IN $mode MODE; SELECT pg_sleep($LOCK_HOLD); COMMIT;" 2>&1 >/dev/null); then
       echo "$mode ok"
     else
-      echo "$mode failed"
+      echo "$mode failed: $(grep -m1 -o 'ERROR:  .*' <<<"$err" | cut -c9-)"
     fi >> "$work/locks.log"
     if [ "$mode" = "ACCESS SHARE" ]; then mode="ACCESS EXCLUSIVE"; else mode="ACCESS SHARE"; fi
   done
@@ -215,7 +216,8 @@ echo "soak: ${SOAK_SECONDS}s, $(nproc) cores, PostgreSQL $("$DDLGATE_PG_BINDIR/p
 echo "pgbench ($CLIENTS clients, scale $SCALE): ${tx:-?} transactions, ${tps:-?} tps; client errors: $client_errors (failed transactions ${failed_tx:-?}, aborted clients $aborted, exit $pgbench_rc)"
 ddl_total=$(wc -l < "$OUT/churn.log")
 ddl_ok=$(grep -c ' ok$' "$OUT/churn.log" || true)
-echo "DDL client: $ddl_total statements, $ddl_ok ok; lock holds: $(grep -c ' ok$' "$work/locks.log" 2>/dev/null || true) ($(grep -c 'failed$' "$work/locks.log" 2>/dev/null || true) failed)"
+echo "DDL client: $ddl_total statements, $ddl_ok ok; lock holds: $(grep -c ' ok$' "$work/locks.log" 2>/dev/null || true) ($(grep -c ' failed: ' "$work/locks.log" 2>/dev/null || true) failed)"
+grep ' failed: ' "$work/locks.log" | sed 's/^/  lock holder /' | sort | uniq -c || true
 echo "guard: $guarded statements guarded, $retries attempts retried after a lock timeout, $exhausted gave up (budget spent)"
 echo "DDL errors by step and SQLSTATE:"
 grep -v ' ok$' "$OUT/churn.log" | awk '{ print $1, $2 }' | sort | uniq -c | sed 's/^/  /' || true
