@@ -318,6 +318,68 @@ async fn upstream_dying_mid_authentication_is_fatal_08006_and_frees_the_slot() {
     }
 }
 
+/// `CREATE TABLE chk` with 600 rows, `slow()`, owned by `trust_user`.
+async fn slow_table(env: &Env) -> Client {
+    let admin = env.direct_client("ddlgate_admin").await;
+    admin
+        .batch_execute(&format!(
+            "GRANT ALL ON SCHEMA public TO trust_user; SET ROLE trust_user; {SLOW_FN}
+             CREATE TABLE chk (id serial PRIMARY KEY, x int);
+             INSERT INTO chk (x) SELECT g FROM generate_series(1, 600) g; ANALYZE chk; RESET ROLE;"
+        ))
+        .await
+        .expect("setup");
+    admin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_terminated_between_recipe_steps_leaves_a_not_valid_constraint_a_rerun_validates() {
+    let env = Env::start_with(fast_guard).await;
+    let admin = slow_table(&env).await;
+    const ADD: &str = "ALTER TABLE chk ADD CONSTRAINT chk_x_positive CHECK (slow(x) > 0)";
+    let (p, _notices) = client_with_notices(&env.proxy_conn("trust_user")).await;
+    let pid = backend_pid(&p).await;
+    let running = tokio::spawn(async move { p.batch_execute(ADD).await });
+    // Step 1 (ADD … NOT VALID) is done when step 2 (VALIDATE, a ~1 s scan) is seen running.
+    assert!(
+        wait_active(&admin, "%VALIDATE CONSTRAINT chk_x_positive%", 1, PROMPT).await,
+        "the VALIDATE step never ran"
+    );
+    admin
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .expect("terminate");
+    let err = error_of(running).await;
+    assert_eq!(sqlstate(&err).as_deref(), Some("57P01"), "{err}");
+    released(&admin, pid, PROMPT).await;
+    // Half-applied: the constraint exists, NOT VALID (new rows are checked; old ones not yet).
+    const VALID: &str =
+        "SELECT count(*) FROM pg_constraint WHERE conname = 'chk_x_positive' AND convalidated";
+    const ANY: &str = "SELECT count(*) FROM pg_constraint WHERE conname = 'chk_x_positive'";
+    assert_eq!(
+        (count(&admin, ANY).await, count(&admin, VALID).await),
+        (1, 0)
+    );
+    // The same statement again, in a new session: it finishes the job.
+    let (p, mut notices) = client_with_notices(&env.proxy_conn("trust_user")).await;
+    let rerun = p.batch_execute(ADD).await;
+    let mut said = Vec::new();
+    while let Ok(n) = notices.try_recv() {
+        said.push(notice_line(&n));
+    }
+    rerun.expect("the rerun completes");
+    let said = said.join("\n");
+    assert!(
+        said.contains("skipped if CHECK constraint chk_x_positive exists"),
+        "{said}"
+    );
+    assert_eq!(
+        (count(&admin, ANY).await, count(&admin, VALID).await),
+        (1, 1)
+    );
+    no_advisory_locks(&admin).await;
+}
+
 async fn no_advisory_locks(admin: &Client) {
     assert_eq!(
         count(
@@ -361,6 +423,58 @@ async fn index_tree_is_whole(admin: &Client) {
         .await,
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_terminated_mid_partition_build_leaves_an_invalid_index_a_rerun_rebuilds() {
+    let env = Env::start_with(fast_guard).await;
+    let admin = env.direct_client("ddlgate_admin").await;
+    admin
+        .batch_execute(&format!(
+            "GRANT ALL ON SCHEMA public TO trust_user; SET ROLE trust_user; {SLOW_FN} {TREE} RESET ROLE;"
+        ))
+        .await
+        .expect("setup");
+    let (p, _n) = client_with_notices(&env.proxy_conn("trust_user")).await;
+    let pid = backend_pid(&p).await;
+    let running = tokio::spawn(async move { p.batch_execute(INDEX_EV).await });
+    // The second leaf's build: the parent's index and the first leaf's are done.
+    assert!(
+        wait_active(&admin, "%CONCURRENTLY IF NOT EXISTS ev_b_%", 1, PROMPT).await,
+        "the second leaf's step never ran"
+    );
+    admin
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .expect("terminate");
+    let err = error_of(running).await;
+    assert_eq!(sqlstate(&err).as_deref(), Some("57P01"), "{err}");
+    released(&admin, pid, PROMPT).await;
+    let invalid = count(
+        &admin,
+        "SELECT count(*) FROM pg_index WHERE NOT indisvalid AND indexrelid::regclass::text LIKE 'ev_b%'",
+    )
+    .await;
+    assert_eq!(
+        invalid, 1,
+        "the interrupted leaf build leaves an INVALID index"
+    );
+    // The same statement again: the leftover is reported, dropped and built again.
+    let (p, mut notices) = client_with_notices(&env.proxy_conn("trust_user")).await;
+    p.batch_execute(INDEX_EV)
+        .await
+        .expect("the rerun completes");
+    let mut said = Vec::new();
+    while let Ok(n) = notices.try_recv() {
+        said.push(notice_line(&n));
+    }
+    let said = said.join("\n");
+    assert!(
+        said.contains("DROP INDEX CONCURRENTLY IF EXISTS public.ev_b_slow_idx"),
+        "{said}"
+    );
+    index_tree_is_whole(&admin).await;
+    no_advisory_locks(&admin).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
