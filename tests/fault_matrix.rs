@@ -11,6 +11,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::fake::{self, Fault};
@@ -632,4 +633,104 @@ async fn stall_mid_message_holds_one_session_and_the_servers_idle_timeout_ends_i
     );
     drop(s);
     no_connections_left(&env).await;
+}
+
+/// GET `path` on the admin endpoint: its status code.
+async fn admin_get(addr: SocketAddr, path: &str) -> u16 {
+    let mut s = TcpStream::connect(addr).await.expect("connect admin");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: ddlgate\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("response");
+    String::from_utf8_lossy(&raw)
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_flood_gets_53300_promptly_while_admitted_sessions_and_admin_work() {
+    let env = Env::start_with(|c| {
+        c.limits.max_clients = 2;
+        c.limits.max_unauthenticated = 4;
+    })
+    .await;
+    let a = env.proxy_client("trust_user").await;
+    let b = env.proxy_client("trust_user").await;
+    let addr = env.proxy_addr();
+    let admin_addr = env.proxy.admin_addr().expect("admin endpoint");
+
+    // 40 silent connections (no startup packet): the oldest are evicted to keep at most 4.
+    let mut silent = Vec::new();
+    for _ in 0..40 {
+        silent.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    // 40 logins at once, above both limits: each gets FATAL 53300, promptly.
+    let started = Instant::now();
+    let flood: Vec<_> = (0..40)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut s = TcpStream::connect(addr).await.expect("connect");
+                s.write_all(&startup_packet("trust_user", "postgres"))
+                    .await
+                    .expect("startup");
+                let saw = tokio::time::timeout(PROMPT, expect_error_then_close(&mut s))
+                    .await
+                    .expect("no hang");
+                (saw, Instant::now())
+            })
+        })
+        .collect();
+    // The admin endpoint answers under the flood.
+    for path in ["/healthz", "/metrics", "/status"] {
+        let t = Instant::now();
+        let code = tokio::time::timeout(Duration::from_secs(2), admin_get(admin_addr, path))
+            .await
+            .expect("admin answers under the flood");
+        assert_eq!(code, 200, "{path}");
+        eprintln!("{path} under the flood: {:?}", t.elapsed());
+    }
+    // Admitted sessions keep working.
+    a.simple_query("SELECT 1").await.expect("a works");
+    b.simple_query("SELECT 1").await.expect("b works");
+    let (mut slowest, mut refused) = (Duration::ZERO, 0);
+    for f in flood {
+        let (saw, at) = f.await.expect("join");
+        slowest = slowest.max(at - started);
+        // Refused after its startup packet, or evicted by a later login before ddlgate read it:
+        // either way told 53300, never cut off mute.
+        let (severity, code, message) = saw.expect("an ErrorResponse, not a mute close");
+        assert_eq!(
+            (severity.as_str(), code.as_str()),
+            ("FATAL", "53300"),
+            "{message}"
+        );
+        refused += 1;
+    }
+    eprintln!("40 logins: {refused} refused with 53300 within {slowest:?}");
+    assert!(slowest < Duration::from_secs(3), "{slowest:?}");
+    // Evicted silent connections were closed; at most 4 logging-in slots were ever held.
+    let mut closed = 0;
+    for mut s in silent {
+        let mut byte = [0u8; 64];
+        // Ended: EOF, a reset, or a last message (not a timeout).
+        if tokio::time::timeout(Duration::from_millis(20), s.read(&mut byte))
+            .await
+            .is_ok()
+        {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 36,
+        "only {closed} of 40 silent connections evicted"
+    );
+    a.simple_query("SELECT 1").await.expect("a still works");
+    drop((a, b));
+    no_connections_left(&env).await;
+    still_serves(&env).await;
 }
