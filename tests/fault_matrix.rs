@@ -388,15 +388,15 @@ async fn backend_terminated_between_recipe_steps_leaves_a_not_valid_constraint_a
     no_advisory_locks(&admin).await;
 }
 
+const ADVISORY: &str = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'";
+
+/// Waits (bounded) until an advisory lock is seen held: the release checked later is real.
+async fn advisory_held(admin: &Client) -> bool {
+    eventually(PROMPT, || async { count(admin, ADVISORY).await > 0 }).await
+}
+
 async fn no_advisory_locks(admin: &Client) {
-    assert_eq!(
-        count(
-            admin,
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-        )
-        .await,
-        0
-    );
+    assert_eq!(count(admin, ADVISORY).await, 0);
 }
 
 /// A partitioned table, 3 leaves of 300 rows: each leaf's concurrent build of an index on
@@ -507,6 +507,10 @@ async fn client_vanishing_while_its_ddl_waits_on_a_lock_is_cancelled_and_unlocke
             .await;
     });
     assert!(guard_retried(&env, 2).await, "the DDL never waited");
+    assert!(
+        advisory_held(&admin).await,
+        "ddlgate's advisory lock is taken"
+    );
     // The client vanishes: its socket closes without a Terminate.
     conn_task.abort();
     let took = released(&admin, pid, Duration::from_secs(1)).await;
@@ -548,6 +552,10 @@ async fn client_vanishing_mid_recipe_is_cancelled_within_1s_and_a_rerun_complete
     assert!(
         wait_active(&admin, "%CONCURRENTLY IF NOT EXISTS ev_a_%", 1, PROMPT).await,
         "the first leaf's step never ran"
+    );
+    assert!(
+        advisory_held(&admin).await,
+        "ddlgate's advisory lock is taken"
     );
     conn_task.abort();
     let took = released(&admin, pid, Duration::from_secs(1)).await;
