@@ -1,5 +1,5 @@
 //! Issue 14's fault matrix, against real PostgreSQL (a scripted fake upstream only for a server
-//! dying mid-authentication): the upstream killed mid-query, mid-COPY, mid-authentication and
+//! dying mid-authentication): the upstream killed (terminated, -9, stopped immediately) mid-query, mid-COPY, mid-authentication and
 //! between the steps of a recipe; the upstream restarted; the client vanishing while its DDL
 //! waits on a lock or while a recipe runs; slowloris at startup and mid-message; a connection
 //! flood above the limits, with the admin endpoint answering under it. Each case asserts what the
@@ -182,6 +182,29 @@ async fn backend_killed_9_mid_query_closes_every_session_and_new_ones_work_after
         .await,
         "new sessions after recovery"
     );
+    no_connections_left(&env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_stopped_immediate_mid_query_then_started_serves_again() {
+    let env = Env::start().await;
+    let admin = env.direct_client("ddlgate_admin").await;
+    let (p, mut notices) = client_with_notices(&env.proxy_conn("trust_user")).await;
+    let running = tokio::spawn(async move { p.simple_query("SELECT pg_sleep(60)").await });
+    assert!(wait_active(&admin, "SELECT pg_sleep(60)", 1, PROMPT).await);
+    drop(admin);
+    let pg = &env.pg;
+    // Like a crash: the backends only warn (57P01 "immediate shutdown") and exit.
+    pg.stop_immediate();
+    let err = error_of(running).await;
+    assert_eq!(sqlstate(&err).as_deref(), Some("08006"), "{err}");
+    let warned = tokio::time::timeout(PROMPT, notices.recv())
+        .await
+        .expect("the server's warning")
+        .expect("relayed");
+    assert_eq!(warned.code().code(), "57P01", "{warned:?}");
+    pg.restart();
+    still_serves(&env).await;
     no_connections_left(&env).await;
 }
 
