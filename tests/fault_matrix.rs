@@ -339,10 +339,7 @@ async fn upstream_dying_mid_authentication_is_fatal_08006_and_frees_the_slot() {
         assert!(
             eventually(PROMPT, || async {
                 shared.metrics.value("ddlgate_connections_active", &[]) == 0.0
-                    && shared
-                        .metrics
-                        .value("ddlgate_connections_unauthenticated", &[])
-                        == 0.0
+                    && shared.slots.unauthenticated_in_use() == 0
             })
             .await,
             "{fault:?}: the login slot must be freed"
