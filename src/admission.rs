@@ -15,7 +15,8 @@
 //! `client_login_timeout` bound such connections in time only; both have one pool).
 //!
 //! When the unauthenticated pool is full, a new connection takes the slot of the *oldest
-//! connection that has not sent its startup packet yet*, which is closed (evicted). A legitimate
+//! connection that has not sent its startup packet yet*, which is told FATAL 53300 and closed
+//! (evicted: its startup packet may have been on its way, unread). A legitimate
 //! client sends its startup packet within a round trip of connecting, so a flood of silent
 //! connections (slowloris) evicts itself and cannot keep new clients out; it is also bounded in
 //! time by `limits.startup_timeout_ms`. Connections that have sent their startup packet are never

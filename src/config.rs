@@ -258,8 +258,8 @@ pub struct LimitsConfig {
     /// (about 128 KiB) buffered, and nothing is analysed. Each of them has an
     /// upstream connection once its startup packet has arrived, so PostgreSQL's
     /// `max_connections` should allow `max_clients + max_unauthenticated`. When all are taken,
-    /// a new connection evicts (closes) the oldest one that has not sent its startup packet
-    /// yet; when every one of them has, the new connection gets FATAL 53300 after its startup
+    /// a new connection evicts (closes, with FATAL 53300) the oldest one that has not sent its
+    /// startup packet yet; when every one of them has, the new connection gets FATAL 53300 after its startup
     /// packet (up to 64 such refusals at once, beyond that it is closed without a word).
     /// PgBouncer bounds the same state only in time (`client_login_timeout`); PostgreSQL by its
     /// process slots plus `authentication_timeout`. Default 64. Needs a restart to change.

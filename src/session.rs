@@ -93,10 +93,12 @@ pub async fn handle(
         };
         let startup = match negotiated {
             None => {
-                // Its slot went to a newer connection; it has not spoken the protocol yet, so
-                // there is no one to tell.
+                // Its slot went to a newer connection. Its startup packet may already be on the
+                // way (a flood of real clients evicts its own members): it is told why, as
+                // PostgreSQL tells a client past max_connections, rather than cut off mute.
                 tracing::debug!("evicted before its startup packet to make room");
-                return;
+                let limit = shared.config.limits.max_unauthenticated;
+                return say_fatal(&mut stream, &SessionError::TooManyUnauthenticated(limit)).await;
             }
             Some(Err(_)) => {
                 shared.connections.startup_timeouts.increment(1);
@@ -121,7 +123,9 @@ pub async fn handle(
                 Some(slot) => slot,
                 None => {
                     tracing::debug!("evicted just before its startup packet");
-                    return;
+                    let limit = shared.config.limits.max_unauthenticated;
+                    return say_fatal(&mut stream, &SessionError::TooManyUnauthenticated(limit))
+                        .await;
                 }
             },
             Admission::Reject(_rejection) => {

@@ -1134,8 +1134,9 @@ impl Relay {
                 Err(e)
             }
             Err(e @ SessionError::UpstreamIo(_)) => {
-                self.last_words_client(Some(responses::upstream_lost()))
-                    .await;
+                // After the server's own FATAL (relayed by the side channel) nothing is added.
+                let lost = (!self.st.upstream_sent_fatal).then(responses::upstream_lost);
+                self.last_words_client(lost).await;
                 Err(e)
             }
             Err(e) => {

@@ -1,18 +1,25 @@
 //! A scripted fake upstream, only for faults a real PostgreSQL cannot produce on demand: a
-//! server that vanishes mid-session without sending a FATAL, or in the middle of a message.
+//! server that vanishes mid-session without sending a FATAL, or in the middle of a message, or
+//! in the middle of authentication.
 
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// What the fake does after answering startup and receiving the first Query.
+/// What the fake does: the first two after answering startup and receiving the first Query,
+/// the last two during authentication.
 #[derive(Clone, Copy, Debug)]
 pub enum Fault {
     /// Close the socket at a message boundary, without an error message.
     CloseSilently,
     /// Send half of a DataRow, then close.
     CloseMidMessage,
+    /// Ask for a cleartext password, read the client's PasswordMessage, then close without a
+    /// word (a server that dies right after a given authentication message).
+    DieAfterPassword,
+    /// Send the first 7 of AuthenticationMD5Password's 13 bytes, then close.
+    DieMidAuthRequest,
 }
 
 fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
@@ -37,6 +44,22 @@ pub async fn start(fault: Fault) -> SocketAddr {
                 if s.read_exact(&mut rest).await.is_err() {
                     return;
                 }
+                match fault {
+                    Fault::DieAfterPassword => {
+                        if s.write_all(&msg(b'R', &3u32.to_be_bytes())).await.is_err() {
+                            return;
+                        }
+                        let mut buf = [0u8; 4096];
+                        let _ = s.read(&mut buf).await;
+                        return;
+                    }
+                    Fault::DieMidAuthRequest => {
+                        let request = msg(b'R', &[0, 0, 0, 5, 1, 2, 3, 4]);
+                        let _ = s.write_all(&request[..7]).await;
+                        return;
+                    }
+                    Fault::CloseSilently | Fault::CloseMidMessage => {}
+                }
                 let mut hello = msg(b'R', &0u32.to_be_bytes());
                 hello.extend(msg(b'S', b"server_version\x0015.0\0"));
                 hello.extend(msg(b'K', &[0, 0, 0, 7, 1, 2, 3, 4]));
@@ -49,7 +72,7 @@ pub async fn start(fault: Fault) -> SocketAddr {
                     return;
                 }
                 match fault {
-                    Fault::CloseSilently => {}
+                    Fault::CloseSilently | Fault::DieAfterPassword | Fault::DieMidAuthRequest => {}
                     Fault::CloseMidMessage => {
                         let mut out = msg(
                             b'T',

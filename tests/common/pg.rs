@@ -248,6 +248,19 @@ impl PgCluster {
         }
     }
 
+    /// `pg_ctl stop -m fast`: the first half of `pg_ctl restart`. Every backend gets FATAL
+    /// 57P01 and the server checkpoints before it exits.
+    pub fn stop_fast(&self) {
+        let out = pg_ctl_stop(pg_env(), &self.data, &self.dir, "fast")
+            .expect("spawn pg_ctl stop -m fast");
+        assert!(
+            out.status.success(),
+            "pg_ctl stop -m fast failed for {}\n{}",
+            self.dir.display(),
+            output_text(&out)
+        );
+    }
+
     /// Starts the (stopped) server again on the same port; crash recovery
     /// runs if it was stopped with `stop_immediate`.
     pub fn restart(&self) {

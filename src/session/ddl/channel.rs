@@ -106,7 +106,10 @@ impl Relay {
                 backend::ERROR_RESPONSE => {
                     let e = ErrorFields::parse(body);
                     if e.is_fatal() {
+                        // The server is ending the session (terminated backend, shutdown): its
+                        // own FATAL, not a bare 08006 once the socket closes, tells the client why.
                         self.st.upstream_sent_fatal = true;
+                        self.io.to_client.push(frame.clone());
                     }
                     tracing::warn!(code = %e.code, message = %e.message, sql, "a ddlgate query failed");
                     reply.error = Some(e);
@@ -181,11 +184,20 @@ impl Relay {
                 }
                 backend::ERROR_RESPONSE => {
                     let e = ErrorFields::parse(body);
-                    if e.is_fatal() {
-                        self.st.upstream_sent_fatal = true;
-                    }
+                    let fatal = e.is_fatal();
                     a.lock_timeout |= e.code == "55P03";
                     a.error.get_or_insert(e);
+                    if fatal {
+                        // No ReadyForQuery follows: what was held and the server's FATAL go to
+                        // the client now (a step terminated mid-recipe shows 57P01, not 08006).
+                        self.st.upstream_sent_fatal = true;
+                        a.spilled = true;
+                        for f in a.held.drain(..) {
+                            self.io.to_client.push(f);
+                        }
+                        self.io.to_client.push(frame);
+                        continue;
+                    }
                 }
                 backend::PARAMETER_STATUS => {
                     self.st
