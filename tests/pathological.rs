@@ -30,9 +30,9 @@ impl Drop for Binary {
 }
 
 impl Binary {
-    /// Starts the binary with one runtime worker thread (`TOKIO_WORKER_THREADS`, read by
-    /// tokio's builder): an analysis that ran on that worker would stall every other session,
-    /// where with a worker per core another worker could pick their tasks up and hide it.
+    /// Starts the binary with one session event loop (`server.event_loops = 1`): an analysis
+    /// that ran on the loop would stall every other session, where with a loop per core the
+    /// probe could land on another loop and hide it.
     async fn start(
         pg: &PgCluster,
         config: &str,
@@ -55,7 +55,7 @@ impl Binary {
                 &format!("127.0.0.1:{}", pg.port()),
             ])
             .env("DDLGATE__ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
-            .env("TOKIO_WORKER_THREADS", "1")
+            .env("DDLGATE__SERVER__EVENT_LOOPS", "1")
             .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -468,7 +468,7 @@ async fn pathological_inputs_are_decided_promptly_in_bounded_memory() {
         "another session's SELECT 1 waited {worst:?} behind an analysis"
     );
 
-    // The probe can fail: with the analysis kept on the (one) runtime worker, the same large
+    // The probe can fail: with the analysis kept on the (one) event loop, the same large
     // message stalls the other session for about as long as it takes to analyse. Only a
     // debug build analyses it slowly enough to tell.
     if debug_binary() && only.is_empty() {
@@ -485,7 +485,7 @@ async fn pathological_inputs_are_decided_promptly_in_bounded_memory() {
         let (_, worst) = run_cases(&bin, &large).await;
         assert!(
             worst > PROBE_WITHIN,
-            "control: analysis on the worker should have stalled the other session, worst {worst:?}"
+            "control: analysis on the event loop should have stalled the other session, worst {worst:?}"
         );
     }
 }

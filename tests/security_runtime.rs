@@ -293,8 +293,8 @@ async fn stall_run(config: &str) -> (Duration, bool) {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let probe = tokio::spawn(max_select_latency(bin.addr(), stop.clone()));
     // Big DDL-candidate messages, each analysed statement by statement and blocked.
-    // More busy sessions than the proxy has worker threads (one per core), so that analysis
-    // on the workers would leave no worker free.
+    // More busy sessions than the proxy has event loops (one per core), so that analysis on
+    // the loops would leave no loop free.
     let big = std::sync::Arc::new(wire::query(
         &"DROP TABLE victim; ALTER TABLE victim DROP COLUMN id; ".repeat(4_500),
     ));
