@@ -7,7 +7,10 @@
 #      and, when run as root on Debian/Ubuntu, installs them with apt-get;
 #   2. as root, provides an unprivileged account for the test clusters
 #      (initdb/postgres refuse to run as root) and exports DDLGATE_PG_USER;
-#   3. runs `cargo test --all-targets [--locked]` with RUST_TEST_THREADS=N.
+#   3. runs `cargo test --all-targets [--locked]` with RUST_TEST_THREADS=N;
+#   4. for the whole suite, then prints the relay's cost beside a direct connection and PgBouncer
+#      (`SMOKE=1 benches/compare.sh`, about two minutes plus a release build; asserts nothing;
+#      DDLGATE_SMOKE_BENCH=0 skips it).
 #
 # Usage: scripts/test.sh [cargo test args] [-- test binary args]
 #   e.g. scripts/test.sh harness_selftest
@@ -135,4 +138,14 @@ fi
 
 cmd=(cargo test "${targets[@]}" "${locked[@]}" "${cargo_args[@]}" -- "${test_args[@]}")
 log "running: ${cmd[*]}"
-exec "${cmd[@]}"
+if [[ $# -gt 0 || "${DDLGATE_SMOKE_BENCH:-1}" == 0 ]]; then
+    exec "${cmd[@]}"
+fi
+"${cmd[@]}"
+
+# --- 4. Relay cost, side by side (the whole suite only) -----------------------
+# A short run of benches/compare.sh: direct, PgBouncer and a release build of ddlgate against one
+# throwaway cluster, about 3 s per point, ratios printed, nothing asserted (timings on a shared
+# machine are for reading, not for failing a build). DDLGATE_SMOKE_BENCH=0 skips it.
+log "relay cost smoke run: SMOKE=1 benches/compare.sh"
+SMOKE=1 benches/compare.sh || log "the smoke benchmark could not run (ignored: it asserts nothing)"

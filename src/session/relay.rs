@@ -338,8 +338,9 @@ impl Relay {
     ) -> Result<Option<End>, SessionError> {
         // Created once, not per turn: a turn is one message in each direction, and these
         // futures cost a registration each (the shutdown watch is shared by every session).
-        let login = tokio::time::sleep_until(self.login_deadline);
-        tokio::pin!(login);
+        // The login deadline, until the session is ready (then no timer is left registered on
+        // the loop: an idle timer wheel costs nothing per turn).
+        let mut login = Some(Box::pin(tokio::time::sleep_until(self.login_deadline)));
         'phase: loop {
             let current = *phase.borrow_and_update();
             let changed = phase.changed();
@@ -352,6 +353,9 @@ impl Relay {
                     }
                     Phase::Draining => {}
                     Phase::Terminating => return Ok(Some(End::Shutdown)),
+                }
+                if login.is_some() && self.st.proto.is_ready() {
+                    login = None;
                 }
                 match self.turn(&mut changed, &mut login).await? {
                     Turn::Continue => {}
@@ -368,7 +372,7 @@ impl Relay {
     async fn turn(
         &mut self,
         changed: &mut std::pin::Pin<&mut impl Future<Output = Result<(), watch::error::RecvError>>>,
-        login: &mut std::pin::Pin<&mut tokio::time::Sleep>,
+        login: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     ) -> Result<Turn, SessionError> {
         self.resume_after_offload().await?;
         if self.pending.is_some() {
@@ -388,7 +392,7 @@ impl Relay {
         tokio::select! {
             biased;
             _ = changed.as_mut() => return Ok(Turn::PhaseChanged),
-            _ = login.as_mut(), if !self.st.proto.is_ready() => {
+            _ = expired(login), if !self.st.proto.is_ready() => {
                 return Err(SessionError::LoginTimeout(self.shared.config.limits.login_timeout_ms));
             }
             r = io.to_client.progress(&mut io.cw), if io.to_client.has_work() => r.map_err(SessionError::ClientIo)?,
@@ -1330,6 +1334,14 @@ pub(super) fn offload<R>(heavy: bool, f: impl FnOnce() -> R) -> R {
         tokio::task::block_in_place(f)
     } else {
         f()
+    }
+}
+
+/// Waits for the login deadline, if there is one still.
+async fn expired(login: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
+    match login {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 
