@@ -82,6 +82,8 @@ pub mod check;
 pub mod config;
 pub mod created;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guard;
 pub mod metrics;
 pub mod monitor;
