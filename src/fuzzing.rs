@@ -283,23 +283,35 @@ pub fn split(data: &[u8]) {
     assert_eq!(i, spans.len());
 }
 
-/// The keyword prefilter (`sql::prefilter`), on every segment: a class for each, the same as
-/// its first word's when that is a plain DML word without side-effect markers.
+/// The keyword prefilter (`sql::prefilter`), on every segment: a class for each, and never
+/// "ordinary traffic" for a statement whose first word is not a DML keyword (fail safe): a
+/// DML word may only be raised to a DDL candidate (side-effect markers), a transaction or
+/// session word keeps its class, any other word is a DDL candidate or "not a command".
 pub fn prefilter(data: &[u8]) {
+    use prefilter::StatementClass as C;
     let (lex, _, sql) = lex_of(data);
     for s in lexer::split_statements(sql, lex) {
         let class = prefilter::classify(sql, &s);
-        assert!(class.index() < prefilter::StatementClass::ALL.len());
-        let _ = prefilter::for_server(class, Some(90_600));
-        if let Some(first) = s.first
-            && first.kind == lexer::TokenKind::Word
-        {
-            let word = first.text(sql);
-            let by_word = prefilter::classify_word(word);
-            if by_word != prefilter::StatementClass::Dml {
-                assert_eq!(class, by_word);
+        assert!(class.index() < C::ALL.len());
+        assert_ne!(prefilter::for_server(class, None), C::NotACommand);
+        let Some(first) = s.first else {
+            assert_eq!(class, C::Dml, "an empty statement runs nothing");
+            continue;
+        };
+        match first.kind {
+            lexer::TokenKind::Word => {
+                let word = first.text(sql);
+                match prefilter::classify_word(word) {
+                    C::Dml => assert!(matches!(class, C::Dml | C::DdlCandidate)),
+                    C::DdlCandidate if prefilter::starts_a_command(word) => {
+                        assert_eq!(class, C::DdlCandidate)
+                    }
+                    C::DdlCandidate => assert_eq!(class, C::NotACommand),
+                    by_word => assert_eq!(class, by_word),
+                }
             }
-            let _ = prefilter::starts_a_command(word);
+            lexer::TokenKind::LParen => assert_eq!(class, C::Dml),
+            _ => assert_eq!(class, C::DdlCandidate),
         }
     }
 }
@@ -352,8 +364,8 @@ fn policy() -> &'static (crate::policy::Policy, crate::metrics::Counters) {
 
 /// The whole analysis entry (`analysis::Analyzer::analyze`: split, prefilter, understand, rules,
 /// policy, rewrite, recipe, block) for a simple Query under the default policy, without
-/// catalog facts; then the same text as a Parse. Never panics; a replaced text still holds
-/// every statement boundary the client wrote (each statement is replaced in place).
+/// catalog facts; then the same text as a Parse. Never panics; the summary's counts are
+/// consistent with the split.
 pub fn analysis(data: &[u8]) {
     let (lex, tx, sql) = lex_of(data);
     let (policy, counters) = policy();
