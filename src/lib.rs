@@ -84,6 +84,8 @@ pub mod config;
 pub mod created;
 pub mod error;
 pub mod eventloop;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guard;
 pub mod metrics;
 pub mod monitor;

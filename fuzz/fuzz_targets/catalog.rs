@@ -1,0 +1,6 @@
+//! Fuzz target `catalog`: the body is `ddlgate::fuzzing::catalog`, shared with the replay test of the
+//! committed corpus (`tests/fuzz_corpus.rs`); see `fuzz/README.md` for what it checks.
+
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ddlgate::fuzzing::catalog(data));
