@@ -16,7 +16,8 @@
 #
 # Environment: CLIENTS (default "1 8 64"), PROTOCOLS ("simple extended prepared"),
 # SECONDS_PER_RUN (10), ROUNDS (3), SCALE (10), STRACE_TRANSACTIONS (5000; 0 skips strace),
-# BIN (the ddlgate binary; default: a release build of this checkout), SMOKE=1 (CLIENTS="1 8",
+# BIN (the ddlgate binary; default: a release build of this checkout, with SMOKE=1 the `smoke`
+# profile's), SMOKE=1 (CLIENTS="1 8",
 # SECONDS_PER_RUN=3, ROUNDS=1, STRACE_TRANSACTIONS=2000). PgBouncer is installed with apt-get
 # when it is missing and we are root; otherwise the script says how to install it.
 # No timing is asserted: the figures are for people to read.
@@ -55,8 +56,14 @@ fi
 [ -x "$PGBOUNCER" ] || die "PgBouncer is not installed. On Debian/Ubuntu: sudo apt-get install pgbouncer"
 
 if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet
-  BIN=target/release/ddlgate
+  if [ "${SMOKE:-0}" = 1 ]; then
+    # Release code without debug information (Cargo.toml's `smoke` profile): quicker to build.
+    cargo build --profile smoke --quiet
+    BIN=target/smoke/ddlgate
+  else
+    cargo build --release --quiet
+    BIN=target/release/ddlgate
+  fi
 fi
 
 max_clients=0
