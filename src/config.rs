@@ -291,8 +291,9 @@ pub struct LimitsConfig {
     /// (SQLSTATE DG002, counted as not understood): analysis memory and time per message stay
     /// bounded whatever a client sends. Default 10000. Reloads live.
     pub max_statements_per_message: usize,
-    /// Query/Parse messages at least this large are analysed off the I/O worker threads
-    /// (`tokio::task::block_in_place`), so that their analysis never delays other sessions.
+    /// Query/Parse messages at least this large are analysed off the session's event loop (the
+    /// session moves to a blocking-pool thread for it), so that their analysis never delays
+    /// the loop's other sessions.
     /// Default 64 KiB. Reloads live.
     pub offload_analysis_bytes: usize,
 }

@@ -8,7 +8,7 @@
 //!
 //! - client `Query` and `Parse`: taken whole (bounded by `limits.max_statement_bytes`) and their
 //!   SQL handed to the analysis hook (`relay/hook.rs`) before they are forwarded — a large one
-//!   off the I/O worker (`limits.offload_analysis_bytes`), and one whose lexing depends on a
+//!   off the event loop (`limits.offload_analysis_bytes`), and one whose lexing depends on a
 //!   setting an earlier, unanswered statement may have changed (`standard_conforming_strings`,
 //!   `client_encoding`) only once the server has answered that statement;
 //! - client `Bind` of a tracked prepared statement (`relay/prepared.rs`): guarded, or decided
@@ -452,8 +452,8 @@ impl Relay {
     /// here, to completion, before the bytes after it are looked at.
     async fn client_input(&mut self) -> Result<(), SessionError> {
         loop {
-            // A large Query/Parse is analysed whole here: off the I/O worker, so that other
-            // sessions on this worker are not delayed by it.
+            // A large Query/Parse is analysed whole off the event loop, so that other
+            // sessions on this loop are not delayed by it.
             let heavy = holds_large_sql(
                 &self.io.cbuf,
                 self.st.c_stream_left,
