@@ -361,18 +361,19 @@ async fn slow_table(env: &Env) -> Client {
     admin
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backend_terminated_between_recipe_steps_leaves_a_not_valid_constraint_a_rerun_validates() {
-    let env = Env::start_with(fast_guard).await;
-    let admin = slow_table(&env).await;
-    const ADD: &str = "ALTER TABLE chk ADD CONSTRAINT chk_x_positive CHECK (slow(x) > 0)";
-    let (p, _notices) = client_with_notices(&env.proxy_conn("trust_user")).await;
+/// Runs `sql` through ddlgate on `p`, waits until a recipe step like `step` runs, terminates the
+/// session's backend there, and checks the client got 57P01 and the backend's locks are gone.
+async fn terminate_at_step(
+    admin: &tokio_postgres::Client,
+    p: tokio_postgres::Client,
+    sql: &'static str,
+    step: &str,
+) {
     let pid = backend_pid(&p).await;
-    let running = tokio::spawn(async move { p.batch_execute(ADD).await });
-    // Step 1 (ADD … NOT VALID) is done when step 2 (VALIDATE, a ~1 s scan) is seen running.
+    let running = tokio::spawn(async move { p.batch_execute(sql).await });
     assert!(
-        wait_active(&admin, "%VALIDATE CONSTRAINT chk_x_positive%", 1, PROMPT).await,
-        "the VALIDATE step never ran"
+        wait_active(admin, step, 1, PROMPT).await,
+        "the step {step} never ran"
     );
     admin
         .execute("SELECT pg_terminate_backend($1)", &[&pid])
@@ -380,7 +381,17 @@ async fn backend_terminated_between_recipe_steps_leaves_a_not_valid_constraint_a
         .expect("terminate");
     let err = error_of(running).await;
     assert_eq!(sqlstate(&err).as_deref(), Some("57P01"), "{err}");
-    released(&admin, pid, PROMPT).await;
+    released(admin, pid, PROMPT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_terminated_between_recipe_steps_leaves_a_not_valid_constraint_a_rerun_validates() {
+    let env = Env::start_with(fast_guard).await;
+    let admin = slow_table(&env).await;
+    const ADD: &str = "ALTER TABLE chk ADD CONSTRAINT chk_x_positive CHECK (slow(x) > 0)";
+    let (p, _notices) = client_with_notices(&env.proxy_conn("trust_user")).await;
+    // Step 1 (ADD … NOT VALID) is done when step 2 (VALIDATE, a ~1 s scan) is seen running.
+    terminate_at_step(&admin, p, ADD, "%VALIDATE CONSTRAINT chk_x_positive%").await;
     // Half-applied: the constraint exists, NOT VALID (new rows are checked; old ones not yet).
     const VALID: &str =
         "SELECT count(*) FROM pg_constraint WHERE conname = 'chk_x_positive' AND convalidated";
@@ -465,20 +476,8 @@ async fn backend_terminated_mid_partition_build_leaves_an_invalid_index_a_rerun_
         .await
         .expect("setup");
     let (p, _n) = client_with_notices(&env.proxy_conn("trust_user")).await;
-    let pid = backend_pid(&p).await;
-    let running = tokio::spawn(async move { p.batch_execute(INDEX_EV).await });
     // The second leaf's build: the parent's index and the first leaf's are done.
-    assert!(
-        wait_active(&admin, "%CONCURRENTLY IF NOT EXISTS ev_b_%", 1, PROMPT).await,
-        "the second leaf's step never ran"
-    );
-    admin
-        .execute("SELECT pg_terminate_backend($1)", &[&pid])
-        .await
-        .expect("terminate");
-    let err = error_of(running).await;
-    assert_eq!(sqlstate(&err).as_deref(), Some("57P01"), "{err}");
-    released(&admin, pid, PROMPT).await;
+    terminate_at_step(&admin, p, INDEX_EV, "%CONCURRENTLY IF NOT EXISTS ev_b_%").await;
     let invalid = count(
         &admin,
         "SELECT count(*) FROM pg_index WHERE NOT indisvalid AND indexrelid::regclass::text LIKE 'ev_b%'",

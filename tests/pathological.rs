@@ -15,86 +15,34 @@ use common::wire;
 use common::*;
 use tokio::io::AsyncWriteExt;
 
-/// The real binary in front of `pg`, killed however the test ends: its RSS is its own, not the
-/// test harness's.
-struct Binary {
-    child: std::process::Child,
-    port: u16,
-}
+use common::binary::{Binary, Launch, rss};
 
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Binary {
-    /// Starts the binary with one session event loop (`server.event_loops = 1`): an analysis
-    /// that ran on the loop would stall every other session, where with a loop per core the
-    /// probe could land on another loop and hide it.
-    async fn start(
-        pg: &PgCluster,
-        config: &str,
-        env: &[(&str, &str)],
-    ) -> (Binary, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("ddlgate.toml");
-        std::fs::write(&file, config).expect("write config");
-        let (port, admin) = (common::pg::free_port(), common::pg::free_port());
-        // PATHOLOGICAL_BIN runs another build (a release binary) for its figures.
-        let bin = std::env::var("PATHOLOGICAL_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ddlgate").to_owned());
-        let child = std::process::Command::new(bin)
-            .args([
-                "--config",
-                file.to_str().expect("path"),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--upstream",
-                &format!("127.0.0.1:{}", pg.port()),
-            ])
-            .env("DDLGATE__ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
-            .env("DDLGATE__SERVER__EVENT_LOOPS", "1")
-            .envs(env.iter().copied())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(log_path()).expect("log file"))
-            .spawn()
-            .expect("start ddlgate");
-        let b = Binary { child, port };
-        let conn = conn_str(port, "trust_user");
-        assert!(
-            eventually(Duration::from_secs(20), || async {
-                tokio_postgres::connect(&conn, tokio_postgres::NoTls)
-                    .await
-                    .is_ok()
-            })
-            .await,
-            "ddlgate starts"
-        );
-        (b, dir)
-    }
-
-    fn addr(&self) -> std::net::SocketAddr {
-        format!("127.0.0.1:{}", self.port).parse().expect("addr")
-    }
+/// Starts the binary with one session event loop (`server.event_loops = 1`): an analysis that
+/// ran on the loop would stall every other session, where with a loop per core the probe could
+/// land on another loop and hide it. `PATHOLOGICAL_BIN` runs another build (a release binary)
+/// for its figures.
+async fn start_binary(
+    pg: &PgCluster,
+    config: &str,
+    env: &[(&str, &str)],
+) -> (Binary, tempfile::TempDir) {
+    let mut all = vec![("DDLGATE__SERVER__EVENT_LOOPS", "1")];
+    all.extend_from_slice(env);
+    Binary::launch(
+        pg,
+        config,
+        Launch {
+            bin: std::env::var("PATHOLOGICAL_BIN").ok(),
+            env: &all,
+            stderr: Some(log_path()),
+        },
+    )
+    .await
 }
 
 /// Where the binary's stderr goes, kept after the test for a post-mortem.
 fn log_path() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("pathological-ddlgate.log")
-}
-
-/// Resident set size of process `pid`, in bytes (from /proc/PID/status).
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS")
-        * 1024
 }
 
 /// Samples the RSS of `pid` every 2 ms on a thread of its own until stopped; yields the peak.
@@ -177,7 +125,7 @@ struct Outcome {
 
 /// Sends `query` as one simple Query on `s` and reads to ReadyForQuery.
 async fn run(s: &mut tokio::net::TcpStream, bin: &Binary, query: &str) -> Outcome {
-    let pid = bin.child.id();
+    let pid = bin.pid();
     let msg = wire::query(query);
     let base = rss(pid);
     let sampler = PeakRss::start(pid);
@@ -349,7 +297,7 @@ async fn max_select_latency(
 /// Runs `cases` one after the other on one session of `bin` while another session loops on
 /// `SELECT 1`; returns what failed and the other session's longest wait.
 async fn run_cases(bin: &Binary, cases: &[Case]) -> (Vec<String>, Duration) {
-    let pid = bin.child.id();
+    let pid = bin.pid();
     let mut s = wire::connect_trust(bin.addr()).await;
     // What PostgreSQL makes of an allowed input is not under test, and some take it seconds
     // (5,000 CHECK constraints: each new one is checked against all before it).
@@ -454,7 +402,7 @@ async fn pathological_inputs_are_decided_promptly_in_bounded_memory() {
         .into_iter()
         .filter(|c| c.name.contains(&only))
         .collect();
-    let (bin, _dir) = Binary::start(&pg, STRICT, &[]).await;
+    let (bin, _dir) = start_binary(&pg, STRICT, &[]).await;
     let (failures, worst) = run_cases(&bin, &cases).await;
     drop(bin);
     let row = admin
@@ -472,7 +420,7 @@ async fn pathological_inputs_are_decided_promptly_in_bounded_memory() {
     // message stalls the other session for about as long as it takes to analyse. Only a
     // debug build analyses it slowly enough to tell.
     if debug_binary() && only.is_empty() {
-        let (bin, _dir) = Binary::start(
+        let (bin, _dir) = start_binary(
             &pg,
             STRICT,
             &[("DDLGATE__LIMITS__OFFLOAD_ANALYSIS_BYTES", "1000000000")],

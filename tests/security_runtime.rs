@@ -12,73 +12,7 @@ use common::wire;
 use common::*;
 use tokio::io::AsyncWriteExt;
 
-/// The real binary in front of `pg`, killed however the test ends: RSS is only meaningful for
-/// a process of its own.
-struct Binary {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Binary {
-    async fn start(pg: &PgCluster, config: &str) -> (Binary, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("ddlgate.toml");
-        std::fs::write(&file, config).expect("write config");
-        let port = common::pg::free_port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ddlgate"))
-            .args([
-                "--config",
-                file.to_str().expect("path"),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--upstream",
-                &format!("127.0.0.1:{}", pg.port()),
-            ])
-            .env(
-                "DDLGATE__ADMIN__LISTEN",
-                format!("127.0.0.1:{}", common::pg::free_port()),
-            )
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("start ddlgate");
-        let b = Binary { child, port };
-        let conn = conn_str(port, "trust_user");
-        assert!(
-            eventually(Duration::from_secs(20), || async {
-                tokio_postgres::connect(&conn, tokio_postgres::NoTls)
-                    .await
-                    .is_ok()
-            })
-            .await,
-            "ddlgate starts"
-        );
-        (b, dir)
-    }
-
-    fn addr(&self) -> std::net::SocketAddr {
-        format!("127.0.0.1:{}", self.port).parse().expect("addr")
-    }
-
-    /// Resident set size of the process, in bytes (from /proc/PID/status).
-    fn rss(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .expect("VmRSS")
-            * 1024
-    }
-}
+use common::binary::Binary;
 
 const MB: usize = 1024 * 1024;
 
