@@ -568,9 +568,13 @@ impl Relay {
     /// Cuts client bytes into frames, analyses SQL, counts protocol units, and queues the frames
     /// for the upstream as one zero-copy chunk.
     fn on_client_bytes(&mut self) -> Result<(), SessionError> {
-        // Reloadable settings, as of this session's last look at the live configuration.
-        let live = self.st.live.clone();
-        let limits = &live.config.limits;
+        // Reloadable settings, as of this session's last look at the live configuration. The
+        // configuration itself is shared by every session: its reference count is touched
+        // only for a Query or Parse, not per message.
+        let (max_message_bytes, max_statement_bytes) = {
+            let limits = &self.st.live.config.limits;
+            (limits.max_message_bytes, limits.max_statement_bytes)
+        };
         let counters = &self.shared.counters;
         let (io, st) = (&mut self.io, &mut self.st);
         let mut run = 0usize;
@@ -598,7 +602,7 @@ impl Relay {
                 }
             }
             let rest = &io.cbuf[run..];
-            let (tag, total) = match framing::scan(rest, limits.max_message_bytes) {
+            let (tag, total) = match framing::scan(rest, max_message_bytes) {
                 Ok(Frame::NeedHeader) => break,
                 Ok(Frame::Header { tag, total }) => (tag, total),
                 Err(FrameError::TooLarge { tag, len, limit }) => {
@@ -619,13 +623,14 @@ impl Relay {
             let available = rest.len();
             match tag {
                 frontend::QUERY | frontend::PARSE => {
-                    if body_len > limits.max_statement_bytes {
+                    if body_len > max_statement_bytes {
                         return Err(SessionError::MessageTooLarge {
                             tag: tag as char,
                             len: body_len,
-                            limit: limits.max_statement_bytes,
+                            limit: max_statement_bytes,
                         });
                     }
+                    let live = st.live.clone();
                     if available < total {
                         io.cbuf.reserve(total - available);
                         break;
@@ -693,7 +698,7 @@ impl Relay {
                             && may_guard
                             && st.proto.tx() == TxStatus::Idle
                         {
-                            lone::recognise(&io.cbuf[run..], limits.max_message_bytes)
+                            lone::recognise(&io.cbuf[run..], max_message_bytes)
                         } else {
                             Shape::Other
                         };
@@ -782,7 +787,7 @@ impl Relay {
                             && st.proto.tx() == TxStatus::Idle
                             && st.prepared.tracks_ddl(&statement)
                         {
-                            true => match lone::recognise(rest, limits.max_message_bytes) {
+                            true => match lone::recognise(rest, max_message_bytes) {
                                 Shape::Lone(u) if u.parse_len == 0 => Some(u),
                                 _ => None,
                             },
@@ -862,9 +867,9 @@ impl Relay {
                                 // A Bind of a prepared DDL statement starts a unit the guard
                                 // runs around (all of it, when it is a lone unit), or whose
                                 // statement runs as safe steps.
-                                let needed = plan
-                                    .as_ref()
-                                    .is_some_and(|g| may_guard && g.is_needed(&live.config.guard));
+                                let needed = plan.as_ref().is_some_and(|g| {
+                                    may_guard && g.is_needed(&st.live.config.guard)
+                                });
                                 if needed || recipe.is_some() {
                                     st.proto.note_unit_kind(UnitKind::Ddl);
                                     let (frame, unit) = match lone {
