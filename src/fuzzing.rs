@@ -54,7 +54,7 @@ const ENCODINGS: [ClientEncoding; 7] = [
 ];
 
 /// Splits an SQL target's input into its settings and its text. The settings byte: bit 0 set
-/// = `standard_conforming_strings` off; bits 1–3 the client encoding ([`ENCODINGS`], modulo);
+/// = `standard_conforming_strings` off; bits 1–3 the client encoding (`ENCODINGS`, modulo);
 /// bits 4–5 the transaction status (idle, in a transaction, failed). `0` is the default
 /// session, idle. An empty input is empty SQL.
 pub fn lex_of(data: &[u8]) -> (LexOptions, TxStatus, &[u8]) {
@@ -231,7 +231,7 @@ fn check_spans(sql: &[u8], spans: &[StatementSpan]) {
 
 /// The lexer and the splitter (`sql::lexer`): tokens in order, never overlapping, with only
 /// whitespace between them and none past the input; the statement segments cover the input
-/// exactly (see [`check_spans`]); the splitter's other entry points agree with it.
+/// exactly (see `check_spans`); the splitter's other entry points agree with it.
 pub fn split(data: &[u8]) {
     let (lex, _, sql) = lex_of(data);
     let mut at = 0;
