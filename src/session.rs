@@ -182,6 +182,8 @@ pub async fn handle(
         quiet.store(!tracing::enabled!(tracing::Level::DEBUG), Ordering::Relaxed);
         let outcome = relay.run(startup.raw).await;
         quiet.store(false, Ordering::Relaxed);
+        // This poll began quiet: what follows logs inside the session's span all the same.
+        let _in_session = span.enter();
         shared.connections.active.decrement(1.0);
         match outcome {
             Ok(()) => tracing::debug!("session closed"),
