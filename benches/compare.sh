@@ -83,12 +83,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-chown_to_pg_user "$work"
-as_pg_user "$DDLGATE_PG_BINDIR/initdb" -D "$work/data" -U bench --auth=trust >/dev/null
-as_pg_user "$DDLGATE_PG_BINDIR/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
-  -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=$((2 * max_clients + 20))" \
-  start >/dev/null
-"$PGBENCH" -h 127.0.0.1 -p "$pg_port" -U bench -i -s "$SCALE" -q postgres >/dev/null 2>&1
+start_bench_cluster "$work" "$pg_port" $((2 * max_clients + 20)) "$SCALE"
 
 # PgBouncer in session mode, as the cluster owner (it refuses to run as root), trusting the
 # local user like the cluster does.
