@@ -89,12 +89,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-chown_to_pg_user "$work"
-as_pg_user "$DDLGATE_PG_BINDIR/initdb" -D "$work/data" -U bench --auth=trust >/dev/null
-as_pg_user "$DDLGATE_PG_BINDIR/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
-  -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=$((CLIENTS + 30))" \
-  start >/dev/null
-"$PGBENCH" -h 127.0.0.1 -p "$pg_port" -U bench -i -s "$SCALE" -q postgres >/dev/null 2>&1
+start_bench_cluster "$work" "$pg_port" $((CLIENTS + 30)) "$SCALE"
 direct() { "$PSQL" -X -q -h 127.0.0.1 -p "$pg_port" -U bench -d postgres -v ON_ERROR_STOP=1 "$@"; }
 direct -c "CREATE TABLE churn_parent (id int PRIMARY KEY);
   INSERT INTO churn_parent SELECT g FROM generate_series(0, 999) g;
