@@ -389,13 +389,7 @@ async fn pathological_inputs_are_decided_promptly_in_bounded_memory() {
     let pg = tokio::task::spawn_blocking(PgCluster::start)
         .await
         .expect("cluster");
-    let admin = connect(&pg.conn_str("ddlgate_admin", None)).await;
-    admin
-        .batch_execute(
-            "CREATE TABLE victim (id int); INSERT INTO victim VALUES (1); ALTER TABLE victim OWNER TO trust_user",
-        )
-        .await
-        .expect("setup");
+    let admin = victim(&pg).await;
     // PATHOLOGICAL_CASE=substring runs only the matching inputs (to investigate one).
     let only = std::env::var("PATHOLOGICAL_CASE").unwrap_or_default();
     let cases: Vec<Case> = cases()

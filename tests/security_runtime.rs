@@ -60,19 +60,6 @@ async fn round_trip(s: &mut tokio::net::TcpStream, bytes: &[u8]) -> Vec<(u8, Vec
     wire::read_until_ready(s).await
 }
 
-/// Sets up `victim (id int)` with one row, owned by trust_user; returns a direct superuser
-/// client to check it with.
-async fn victim(pg: &PgCluster) -> tokio_postgres::Client {
-    let admin = connect(&pg.conn_str("ddlgate_admin", None)).await;
-    admin
-        .batch_execute(
-            "CREATE TABLE victim (id int); INSERT INTO victim VALUES (1); ALTER TABLE victim OWNER TO trust_user",
-        )
-        .await
-        .expect("setup");
-    admin
-}
-
 /// The victim table still exists, with its one row and its one column.
 async fn assert_victim_intact(admin: &tokio_postgres::Client) {
     let row = admin

@@ -228,3 +228,16 @@ pub async fn guard_retried(env: &Env, n: u64) -> bool {
     })
     .await
 }
+
+/// Sets up `victim (id int)` with one row, owned by trust_user, on `pg`; returns a direct
+/// superuser client to check it with.
+pub async fn victim(pg: &PgCluster) -> tokio_postgres::Client {
+    let admin = connect(&pg.conn_str("ddlgate_admin", None)).await;
+    admin
+        .batch_execute(
+            "CREATE TABLE victim (id int); INSERT INTO victim VALUES (1); ALTER TABLE victim OWNER TO trust_user",
+        )
+        .await
+        .expect("setup");
+    admin
+}
