@@ -75,19 +75,7 @@ impl Conn {
         s.set_read_timeout(Some(Duration::from_secs(30)))
             .expect("read timeout");
         s.set_nodelay(true).expect("nodelay");
-        let mut body = 196_608u32.to_be_bytes().to_vec();
-        for (k, v) in [("user", ADMIN_USER), ("database", database)]
-            .iter()
-            .chain(params)
-        {
-            body.extend_from_slice(k.as_bytes());
-            body.push(0);
-            body.extend_from_slice(v.as_bytes());
-            body.push(0);
-        }
-        body.push(0);
-        let mut packet = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-        packet.extend_from_slice(&body);
+        let packet = common::wire::startup_packet_with(ADMIN_USER, database, params);
         let mut c = Conn {
             s,
             lex: LexOptions::default(),
