@@ -47,7 +47,6 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -311,11 +310,10 @@ impl Relay {
     /// disconnected when it can still be told.
     pub(super) async fn run(mut self, startup: Bytes) -> Result<(), SessionError> {
         self.io.to_up.push(startup);
-        let mut phase = self.shared.shutdown.subscribe();
         let outcome = loop {
             // `None`: heavy analysis is due (`Relay::pending`); the relay goes to the blocking
             // pool for it and comes back.
-            match self.pump(&mut phase).await {
+            match self.pump().await {
                 Ok(None) => self = self.offload_heavy().await,
                 Ok(Some(end)) => break Ok(end),
                 Err(e) => break Err(e),
@@ -332,19 +330,15 @@ impl Relay {
         result
     }
 
-    async fn pump(
-        &mut self,
-        phase: &mut watch::Receiver<Phase>,
-    ) -> Result<Option<End>, SessionError> {
+    async fn pump(&mut self) -> Result<Option<End>, SessionError> {
         // Created once, not per turn: a turn is one message in each direction, and these
-        // futures cost a registration each (the shutdown watch is shared by every session).
-        // The login deadline, until the session is ready (then no timer is left registered on
-        // the loop: an idle timer wheel costs nothing per turn).
+        // futures cost a registration each. The shutdown phase change registers this task's
+        // waker once per phase. The login deadline, until the session is ready (then no timer
+        // is left registered on the loop: an idle timer wheel costs nothing per turn).
         let mut login = Some(Box::pin(tokio::time::sleep_until(self.login_deadline)));
         'phase: loop {
-            let current = *phase.borrow_and_update();
-            let changed = phase.changed();
-            tokio::pin!(changed);
+            let current = self.shared.shutdown.phase();
+            let mut changed = self.shared.shutdown.change_from(current);
             loop {
                 match current {
                     Phase::Running => {}
@@ -371,7 +365,7 @@ impl Relay {
     /// first of the shutdown phase, the login deadline and the sockets, and serves it.
     async fn turn(
         &mut self,
-        changed: &mut std::pin::Pin<&mut impl Future<Output = Result<(), watch::error::RecvError>>>,
+        changed: &mut crate::shutdown::PhaseChange,
         login: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     ) -> Result<Turn, SessionError> {
         self.resume_after_offload().await?;
@@ -391,7 +385,7 @@ impl Relay {
         let io = &mut self.io;
         tokio::select! {
             biased;
-            _ = changed.as_mut() => return Ok(Turn::PhaseChanged),
+            _ = &mut *changed => return Ok(Turn::PhaseChanged),
             _ = expired(login), if !self.st.proto.is_ready() => {
                 return Err(SessionError::LoginTimeout(self.shared.config.limits.login_timeout_ms));
             }
