@@ -10,12 +10,18 @@
 #   3. runs `cargo test --all-targets [--locked]` with RUST_TEST_THREADS=N;
 #   4. for the whole suite, then prints the relay's cost beside a direct connection and PgBouncer
 #      (`SMOKE=1 benches/compare.sh`, about two minutes plus a release build; asserts nothing;
-#      DDLGATE_SMOKE_BENCH=0 skips it).
+#      DDLGATE_SMOKE_BENCH=0 skips it);
+#   5. with DDLGATE_FUZZ_SECONDS=N (default 0: off), then runs every cargo-fuzz target for N
+#      seconds (`scripts/fuzz.sh N`: installs cargo-fuzz and builds the targets first) and fails
+#      on a crash, hang or memory blow-up. Off by default: twelve 60-second runs plus their build
+#      do not fit the suite's 15-minute CI budget on two cores; the default suite replays the
+#      committed fuzz corpora instead (tests/fuzz_corpus.rs).
 #
 # Usage: scripts/test.sh [cargo test args] [-- test binary args]
 #   e.g. scripts/test.sh harness_selftest
 #        scripts/test.sh --test harness_selftest -- --nocapture
-# Environment: TEST_THREADS (default 2), DDLGATE_PG_BINDIR, DDLGATE_PG_USER.
+# Environment: TEST_THREADS (default 2), DDLGATE_PG_BINDIR, DDLGATE_PG_USER,
+#              DDLGATE_SMOKE_BENCH, DDLGATE_FUZZ_SECONDS.
 # Exits with cargo's exit code.
 
 set -euo pipefail
@@ -138,7 +144,7 @@ fi
 
 cmd=(cargo test "${targets[@]}" "${locked[@]}" "${cargo_args[@]}" -- "${test_args[@]}")
 log "running: ${cmd[*]}"
-if [[ $# -gt 0 || "${DDLGATE_SMOKE_BENCH:-1}" == 0 ]]; then
+if [[ $# -gt 0 ]]; then
     exec "${cmd[@]}"
 fi
 
@@ -148,21 +154,35 @@ fi
 # (timings on a shared machine are for reading, not for failing a build). DDLGATE_SMOKE_BENCH=0
 # skips it. The optimised build (Cargo profile `smoke`) compiles at the lowest CPU priority
 # while the tests run, on the CPU time they leave idle (they mostly wait for PostgreSQL).
-cargo test "${targets[@]}" "${locked[@]}" --no-run
-smoke_log=target/smoke-build.log
-mkdir -p target
-nice -n 19 cargo build --profile smoke "${locked[@]}" >"$smoke_log" 2>&1 &
-smoke_build=$!
+smoke=1
+[[ "${DDLGATE_SMOKE_BENCH:-1}" == 0 ]] && smoke=0
+smoke_build=
+if [[ $smoke == 1 ]]; then
+    cargo test "${targets[@]}" "${locked[@]}" --no-run
+    smoke_log=target/smoke-build.log
+    mkdir -p target
+    nice -n 19 cargo build --profile smoke "${locked[@]}" >"$smoke_log" 2>&1 &
+    smoke_build=$!
+fi
 status=0
 "${cmd[@]}" || status=$?
 if [[ $status -ne 0 ]]; then
-    kill "$smoke_build" 2>/dev/null || true
+    [[ -n "$smoke_build" ]] && kill "$smoke_build" 2>/dev/null
     exit "$status"
 fi
-if wait "$smoke_build"; then
+if [[ $smoke == 0 ]]; then
+    :
+elif wait "$smoke_build"; then
     log "relay cost smoke run: SMOKE=1 BIN=target/smoke/ddlgate benches/compare.sh"
     SMOKE=1 BIN=target/smoke/ddlgate benches/compare.sh ||
         log "the smoke benchmark could not run (ignored: it asserts nothing)"
 else
     log "the smoke build failed (see $smoke_log); no relay cost figures this run"
+fi
+
+# --- 5. Fuzzing (opt-in) ------------------------------------------------------
+fuzz_seconds="${DDLGATE_FUZZ_SECONDS:-0}"
+if [[ "$fuzz_seconds" =~ ^[1-9][0-9]*$ ]]; then
+    log "fuzzing every target for $fuzz_seconds s: scripts/fuzz.sh $fuzz_seconds"
+    scripts/fuzz.sh "$fuzz_seconds" || exit $?
 fi
