@@ -1,6 +1,7 @@
 //! Issue 14's fault matrix, against real PostgreSQL (a scripted fake upstream only for a server
 //! dying mid-authentication): the upstream killed (terminated, -9, stopped immediately)
-//! mid-query, mid-COPY, mid-authentication and between the steps of a recipe; the upstream
+//! mid-query, mid-COPY, mid-authentication (after a password, in the middle of a SASL exchange,
+//! in the middle of a message) and between the steps of a recipe; the upstream
 //! restarted; the client vanishing while its DDL waits on a lock or while a recipe runs;
 //! slowloris at startup and mid-message; a connection flood above the limits, with the admin
 //! endpoint answering under it. Each case asserts what the client sees (a proper ErrorResponse
@@ -287,8 +288,9 @@ async fn backend_terminated_mid_copy_in_gives_57p01_and_nothing_is_half_loaded()
 }
 
 /// Connects through the proxy to a fake upstream that fails during authentication; returns what
-/// the client saw: the first ErrorResponse's fields, if any, once the connection closed.
-async fn login_against(fault: Fault) -> (ddlgate::server::Handle, Option<(String, String)>) {
+/// the client saw: the first ErrorResponse's fields, if any, once the connection closed, and how
+/// many authentication requests it answered.
+async fn login_against(fault: Fault) -> (ddlgate::server::Handle, Option<(String, String)>, usize) {
     init_tracing();
     let addr = fake::start(fault).await;
     let proxy = start_proxy(addr.port(), |_| {}).await;
@@ -298,16 +300,34 @@ async fn login_against(fault: Fault) -> (ddlgate::server::Handle, Option<(String
     s.write_all(&startup_packet("u", "d"))
         .await
         .expect("startup");
-    let saw = tokio::time::timeout(PROMPT, async {
+    let (saw, answered) = tokio::time::timeout(PROMPT, async {
         let mut error = None;
+        let mut answered = 0;
         while let Some((tag, body)) = read_message(&mut s).await {
             match tag {
-                // AuthenticationCleartextPassword: answer it.
+                // Authentication requests: answer them (whole messages only are relayed).
                 b'R' => {
-                    assert_eq!(body, 3u32.to_be_bytes(), "only whole messages are relayed");
-                    s.write_all(&message(b'p', b"secret\0"))
-                        .await
-                        .expect("password");
+                    let reply = match body.get(..4) {
+                        // AuthenticationCleartextPassword.
+                        Some([0, 0, 0, 3]) if body.len() == 4 => message(b'p', b"secret\0"),
+                        // AuthenticationSASL: SASLInitialResponse with SCRAM's client-first.
+                        Some([0, 0, 0, 10]) => {
+                            assert_eq!(&body[4..], b"SCRAM-SHA-256\0\0");
+                            let first = b"n,,n=,r=clientnonce";
+                            let mut m = b"SCRAM-SHA-256\0".to_vec();
+                            m.extend_from_slice(&(first.len() as u32).to_be_bytes());
+                            m.extend_from_slice(first);
+                            message(b'p', &m)
+                        }
+                        // AuthenticationSASLContinue: SASLResponse with a client-final.
+                        Some([0, 0, 0, 11]) => message(
+                            b'p',
+                            b"c=biws,r=clientnonceservernonce,p=cHJvb2Zwcm9vZnByb29mcHJvb2Y=",
+                        ),
+                        _ => panic!("unexpected authentication request {body:?}"),
+                    };
+                    s.write_all(&reply).await.expect("authentication reply");
+                    answered += 1;
                 }
                 b'E' => {
                     let (severity, code, _) = common::wire::error_fields(&body);
@@ -316,11 +336,11 @@ async fn login_against(fault: Fault) -> (ddlgate::server::Handle, Option<(String
                 other => panic!("unexpected message {:?}", other as char),
             }
         }
-        error
+        (error, answered)
     })
     .await
     .expect("no hang");
-    (proxy, saw)
+    (proxy, saw, answered)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,12 +349,17 @@ async fn upstream_dying_mid_authentication_is_fatal_08006_and_frees_the_slot() {
     // its first bytes were relayed, so the connection just closes (an error appended there would
     // corrupt the stream).
     let fatal = Some(("FATAL".to_owned(), "08006".to_owned()));
-    for (fault, expected) in [
-        (Fault::DieAfterPassword, fatal),
-        (Fault::DieMidAuthRequest, None),
+    for (fault, expected, requests) in [
+        (Fault::DieAfterPassword, fatal.clone(), 1),
+        (Fault::DieMidSasl, fatal, 2),
+        (Fault::DieMidAuthRequest, None, 0),
     ] {
-        let (proxy, saw) = login_against(fault).await;
+        let (proxy, saw, answered) = login_against(fault).await;
         assert_eq!(saw, expected, "{fault:?}");
+        assert_eq!(
+            answered, requests,
+            "{fault:?}: authentication requests relayed"
+        );
         let shared = proxy.shared().clone();
         assert!(
             eventually(PROMPT, || async {

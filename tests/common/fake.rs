@@ -20,6 +20,10 @@ pub enum Fault {
     DieAfterPassword,
     /// Send the first 7 of AuthenticationMD5Password's 13 bytes, then close.
     DieMidAuthRequest,
+    /// Start a SCRAM-SHA-256 exchange (AuthenticationSASL, the client's SASLInitialResponse,
+    /// AuthenticationSASLContinue), read the client's SASLResponse, then close without a word:
+    /// a server dying in the middle of a SASL exchange.
+    DieMidSasl,
 }
 
 fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
@@ -58,6 +62,19 @@ pub async fn start(fault: Fault) -> SocketAddr {
                         let _ = s.write_all(&request[..7]).await;
                         return;
                     }
+                    Fault::DieMidSasl => {
+                        let sasl = msg(b'R', b"\0\0\0\x0aSCRAM-SHA-256\0\0");
+                        if s.write_all(&sasl).await.is_err() || read_message(&mut s).await.is_none()
+                        {
+                            return;
+                        }
+                        let server_first = b"\0\0\0\x0br=clientnonceservernonce,s=c2FsdA==,i=4096";
+                        if s.write_all(&msg(b'R', server_first)).await.is_err() {
+                            return;
+                        }
+                        let _ = read_message(&mut s).await;
+                        return;
+                    }
                     Fault::CloseSilently | Fault::CloseMidMessage => {}
                 }
                 let mut hello = msg(b'R', &0u32.to_be_bytes());
@@ -72,7 +89,10 @@ pub async fn start(fault: Fault) -> SocketAddr {
                     return;
                 }
                 match fault {
-                    Fault::CloseSilently | Fault::DieAfterPassword | Fault::DieMidAuthRequest => {}
+                    Fault::CloseSilently
+                    | Fault::DieAfterPassword
+                    | Fault::DieMidAuthRequest
+                    | Fault::DieMidSasl => {}
                     Fault::CloseMidMessage => {
                         let mut out = msg(
                             b'T',
@@ -88,4 +108,14 @@ pub async fn start(fault: Fault) -> SocketAddr {
         }
     });
     addr
+}
+
+/// Reads one tagged message (`None` at end of stream).
+async fn read_message(s: &mut tokio::net::TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).await.ok()?;
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    let mut body = vec![0u8; len.checked_sub(4)?];
+    s.read_exact(&mut body).await.ok()?;
+    Some((head[0], body))
 }
