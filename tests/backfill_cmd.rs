@@ -171,7 +171,14 @@ async fn composite_quoted_and_unique_index_keys() {
          CREATE UNIQUE INDEX u_code ON u (code);
          INSERT INTO u SELECT 'c' || g, NULL, g FROM generate_series(1, 500) g;
          CREATE TABLE u_ref AS TABLE u;
-         UPDATE u_ref SET v = -v;"#,
+         UPDATE u_ref SET v = -v;
+         -- Partitioned: updated through the parent, the key spans the partitions.
+         CREATE TABLE p (region int, id int, v int, PRIMARY KEY (region, id)) PARTITION BY LIST (region);
+         CREATE TABLE p1 PARTITION OF p FOR VALUES IN (1);
+         CREATE TABLE p2 PARTITION OF p FOR VALUES IN (2);
+         INSERT INTO p SELECT r, g, g FROM generate_series(1, 2) r, generate_series(1, 200) g;
+         CREATE TABLE p_ref AS TABLE p;
+         UPDATE p_ref SET v = v * 10 WHERE id % 2 = 1;"#,
     )
     .await
     .expect("setup");
@@ -222,6 +229,90 @@ async fn composite_quoted_and_unique_index_keys() {
         key,
         ["code"],
         "the NOT NULL unique index, not the nullable one"
+    );
+
+    let p = backfill(
+        pg.port(),
+        &[
+            "--table",
+            "p",
+            "--set",
+            "v = v * 10",
+            "--where",
+            "id % 2 = 1",
+            "--batch-size",
+            "50",
+            "--pause",
+            "0ms",
+        ],
+    )
+    .await;
+    assert_eq!(p.status.code(), Some(0), "{}", text(&p));
+    assert_eq!(differences(&c, "p", "p_ref").await, 0);
+}
+
+#[tokio::test]
+async fn a_row_changed_while_its_batch_waits_does_not_end_the_run() {
+    let (pg, c) = cluster().await;
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, NULL FROM generate_series(1, 40) g;",
+    )
+    .await
+    .expect("setup");
+    // A writer holds row 5 and changes it so that it no longer matches.
+    let holder = connect(&conn_str(pg.port(), "ddlgate_admin")).await;
+    holder
+        .batch_execute("BEGIN; UPDATE t SET v = 'writer' WHERE id = 5")
+        .await
+        .expect("writer");
+    let child = command(
+        pg.port(),
+        &[
+            "--table",
+            "t",
+            "--set",
+            "v = 'done'",
+            "--where",
+            "v IS NULL",
+            "--batch-size",
+            "10",
+            "--pause",
+            "0ms",
+            "--lock-timeout",
+            "30s",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("start backfill");
+    assert!(
+        common::eventually(Duration::from_secs(30), || async {
+            one_i64(
+                &c,
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE application_name = 'ddlgate_backfill' AND wait_event_type = 'Lock'",
+            )
+            .await
+                == 1
+        })
+        .await,
+        "the first batch waits for row 5"
+    );
+    holder.batch_execute("COMMIT").await.expect("commit");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("output"))
+        .await
+        .expect("thread");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Row 5 dropped out of the first batch while it waited; every other row is done.
+    assert_eq!(
+        one_i64(&c, "SELECT count(*) FROM t WHERE v IS NULL").await,
+        0
+    );
+    assert_eq!(
+        one_i64(&c, "SELECT count(*) FROM t WHERE v = 'done'").await,
+        39
     );
 }
 

@@ -217,18 +217,7 @@ pub async fn run(opts: &Options) -> Result<Summary, Error> {
     let sql = BatchSql::new(&table, &key, &opts.set, condition, opts.batch_size);
     // Prepared before anything changes: a fragment the server cannot parse or type-check is
     // refused with the server's message, and the tables are untouched.
-    let first = client.prepare(&sql.first).await.map_err(|e| {
-        Error::Server(format!(
-            "the server rejected the batch statement built from --set/--where: {}",
-            describe(&e)
-        ))
-    })?;
-    let next = client.prepare(&sql.next).await.map_err(|e| {
-        Error::Server(format!(
-            "the server rejected the batch statement built from --set/--where: {}",
-            describe(&e)
-        ))
-    })?;
+    let statements = Statements::prepare(&client, &sql).await?;
 
     let progress = Progress::new(&opts.schema);
     progress.ensure(&client).await?;
@@ -295,8 +284,7 @@ pub async fn run(opts: &Options) -> Result<Summary, Error> {
                 &progress,
                 &table,
                 &job,
-                &first,
-                &next,
+                &statements,
                 opts.batch_size,
             )
             .await
@@ -448,6 +436,36 @@ impl BatchSql {
     }
 }
 
+/// The batch statements, prepared once: the first and the following batches, and whether
+/// any matching row is left after a short batch.
+struct Statements {
+    first: Statement,
+    next: Statement,
+    more_first: Statement,
+    more_next: Statement,
+}
+
+impl Statements {
+    /// Prepared before anything changes: a fragment the server cannot parse or type-check is
+    /// refused with the server's message, and the tables are untouched.
+    async fn prepare(client: &Client, sql: &BatchSql) -> Result<Statements, Error> {
+        let prep = |text: String| async move {
+            client.prepare(&text).await.map_err(|e| {
+                Error::Server(format!(
+                    "the server rejected the batch statement built from --set/--where: {}",
+                    describe(&e)
+                ))
+            })
+        };
+        Ok(Statements {
+            first: prep(sql.first.clone()).await?,
+            next: prep(sql.next.clone()).await?,
+            more_first: prep(format!("SELECT EXISTS ({})", sql.count_first)).await?,
+            more_next: prep(format!("SELECT EXISTS ({})", sql.count_next)).await?,
+        })
+    }
+}
+
 /// The planner's estimate of the rows left to update (no scan: EXPLAIN without ANALYZE);
 /// `None` when it cannot be had.
 async fn estimate_remaining(
@@ -539,8 +557,7 @@ async fn run_batch(
     progress: &Progress,
     table: &TableRef,
     job: &str,
-    first: &Statement,
-    next: &Statement,
+    st: &Statements,
     batch_size: u32,
 ) -> Result<BatchOutcome, tokio_postgres::Error> {
     let tx = client.transaction().await?;
@@ -560,16 +577,25 @@ async fn run_batch(
         });
     }
     let r = match &last {
-        None => tx.query_one(first, &[]).await?,
-        Some(k) => tx.query_one(next, &[k]).await?,
+        None => tx.query_one(&st.first, &[]).await?,
+        Some(k) => tx.query_one(&st.next, &[k]).await?,
     };
     let updated: i64 = r.get(0);
     let selected: i64 = r.get(1);
-    let new_last: Option<Vec<String>> = r.get(2);
-    let done = selected < i64::from(batch_size);
+    let last = r.get::<_, Option<Vec<String>>>(2).or(last);
+    // A short batch ends the job only when, with a fresh snapshot, no matching row is left
+    // after its last key. (A row the batch waited for and found changed so that it no longer
+    // matches is skipped by the lock step below LIMIT, which then takes the next row; the check
+    // also catches rows a writer committed to match beyond the last key while the batch ran.)
+    let done = selected < i64::from(batch_size)
+        && !match &last {
+            None => tx.query_one(&st.more_first, &[]).await?,
+            Some(k) => tx.query_one(&st.more_next, &[k]).await?,
+        }
+        .get::<_, bool>(0);
     tx.execute(
         &progress.advance_sql,
-        &[&table.oid, &job, &new_last.or(last), &updated, &done],
+        &[&table.oid, &job, &last, &updated, &done],
     )
     .await?;
     tx.commit().await?;
