@@ -558,3 +558,67 @@ async fn killed_run_resumes_without_redoing_batches() {
         6000
     );
 }
+
+#[tokio::test]
+async fn a_batch_that_meets_lock_timeout_is_retried_a_bounded_number_of_times() {
+    let (pg, c) = cluster().await;
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, NULL FROM generate_series(1, 50) g;",
+    )
+    .await
+    .expect("setup");
+    let holder = connect(&conn_str(pg.port(), "ddlgate_admin")).await;
+    holder
+        .batch_execute("BEGIN; UPDATE t SET v = 'writer' WHERE id = 3")
+        .await
+        .expect("writer");
+    let args = [
+        "--table",
+        "t",
+        "--set",
+        "v = 'done'",
+        "--where",
+        "v IS NULL",
+        "--batch-size",
+        "10",
+        "--pause",
+        "0ms",
+        "--lock-timeout",
+        "100ms",
+    ];
+    let mut few = args.to_vec();
+    few.extend(["--max-retries", "2"]);
+    let out = backfill(pg.port(), &few).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("batch 1 failed 3 times in a row") && text(&out).contains("55P03"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        one_i64(&c, "SELECT count(*) FROM t WHERE v = 'done'").await,
+        0
+    );
+
+    // The lock holder ends while the next run backs off: it goes on and finishes.
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        holder.batch_execute("COMMIT").await.expect("commit");
+    });
+    let mut many = args.to_vec();
+    many.extend(["--max-retries", "20"]);
+    let out = backfill(pg.port(), &many).await;
+    release.await.expect("release");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("49 rows updated") && !stdout.contains(" 0 retries"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        one_i64(&c, "SELECT count(*) FROM t WHERE v IS NULL").await,
+        0
+    );
+}

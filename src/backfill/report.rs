@@ -55,8 +55,16 @@ impl Reporter {
         if bar {
             let pb = ProgressBar::with_draw_target(estimate, ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
-                "{prefix} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} rows ({per_sec}, ETA {eta})",
+                "{prefix} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} rows ({rate}, ETA {eta})",
             )
+            .map(|s| {
+                s.with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0} rows/s", state.per_sec());
+                    },
+                )
+            })
             .unwrap_or_else(|_| ProgressStyle::default_bar());
             pb.set_style(style);
             pb.set_prefix(table.to_owned());
