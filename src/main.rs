@@ -94,9 +94,14 @@ struct CheckArgs {
 #[derive(clap::Args, Debug)]
 struct BackfillArgs {
     /// The database: a libpq-style URI (`postgresql://user@host:5432/db`) or `key=value`
-    /// string. Connects without TLS (sslmode=disable, or prefer falling back to plain).
+    /// string. `sslmode=prefer` (default) and `require` encrypt without checking the server's
+    /// certificate, as libpq does; `--ca-file` checks it.
     #[arg(long, env = "DDLGATE_BACKFILL_DATABASE")]
     database: String,
+    /// PEM CA certificate(s): require TLS and a server certificate that chains to them and
+    /// names the host (libpq's sslmode=verify-full).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
     /// The table, as SQL names it (`users`, `app.users`, `'"Odd"'`).
     #[arg(long)]
     table: String,
@@ -226,6 +231,7 @@ fn main() -> ExitCode {
 fn run_backfill(a: BackfillArgs) -> ExitCode {
     let opts = ddlgate::backfill::Options {
         database: a.database,
+        ca_file: a.ca_file,
         table: a.table,
         set: a.set,
         condition: a.condition,

@@ -622,3 +622,91 @@ async fn a_batch_that_meets_lock_timeout_is_retried_a_bounded_number_of_times() 
         0
     );
 }
+
+/// A CA and a server certificate for `localhost`/`127.0.0.1` it signed; the CA as a file.
+fn ca_and_leaf(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String, String) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{name} test CA"));
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let ca = rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().expect("key"))
+        .expect("CA");
+    let ca_file = dir.join(format!("{name}-ca.pem"));
+    std::fs::write(&ca_file, ca.pem()).expect("write CA");
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .expect("params");
+    let key = rcgen::KeyPair::generate().expect("leaf key");
+    let cert = leaf.signed_by(&key, &ca).expect("leaf");
+    (ca_file, cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn tls_encrypts_and_with_a_ca_file_verifies_the_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca_file, cert, key) = ca_and_leaf(dir.path(), "server");
+    let (other_ca, _, _) = ca_and_leaf(dir.path(), "other");
+    let pg = tokio::task::spawn_blocking(move || PgCluster::start_with_ssl(&cert, &key))
+        .await
+        .expect("cluster start");
+    let c = connect(&conn_str(pg.port(), "ddlgate_admin")).await;
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, NULL FROM generate_series(1, 30) g;",
+    )
+    .await
+    .expect("setup");
+    let run = |database: String, ca: Option<std::path::PathBuf>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ddlgate"));
+        cmd.args([
+            "backfill",
+            "--database",
+            &database,
+            "--table",
+            "t",
+            "--pause",
+            "0ms",
+        ])
+        .args([
+            "--set",
+            "v = 'done'",
+            "--where",
+            "v IS NULL",
+            "--batch-size",
+            "10",
+        ])
+        .stdin(Stdio::null());
+        if let Some(ca) = ca {
+            cmd.arg("--ca-file").arg(ca);
+        }
+        async move {
+            tokio::task::spawn_blocking(move || cmd.output().expect("run"))
+                .await
+                .expect("thread")
+        }
+    };
+    let base = conn_str(pg.port(), "ddlgate_admin");
+    // A CA that did not sign the server's certificate: refused in the handshake.
+    let out = run(base.clone(), Some(other_ca)).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("cannot connect"), "{}", text(&out));
+    assert_eq!(
+        one_i64(&c, "SELECT count(*) FROM t WHERE v IS NULL").await,
+        30
+    );
+    // The right one: verified, and done.
+    let out = run(format!("{base} sslmode=require"), Some(ca_file)).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        one_i64(&c, "SELECT count(*) FROM t WHERE v IS NULL").await,
+        0
+    );
+    // sslmode=require without a CA: encrypted, not verified (libpq's require).
+    let out = run(format!("{base} sslmode=require"), None).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("already finished"), "{}", text(&out));
+}

@@ -37,6 +37,9 @@ use report::Reporter;
 pub struct Options {
     /// libpq-style URI (`postgresql://…`) or `key=value` string.
     pub database: String,
+    /// PEM CA certificates the server's certificate must chain to (TLS required, host name
+    /// checked); without it `sslmode=prefer|require` encrypt without authenticating the server.
+    pub ca_file: Option<std::path::PathBuf>,
     /// The table, as SQL would name it (`users`, `app.users`, `"Odd Name"`).
     pub table: String,
     /// The SET list (`phone = ''`).
@@ -178,7 +181,7 @@ pub fn validate(opts: &Options) -> Result<(), Error> {
 /// Runs the backfill to the end (or to the first error).
 pub async fn run(opts: &Options) -> Result<Summary, Error> {
     validate(opts)?;
-    let client = connect(&opts.database).await?;
+    let client = connect(&opts.database, opts.ca_file.as_deref()).await?;
     let settings = format!(
         "SET lock_timeout = {}; SET statement_timeout = {}; SET extra_float_digits = 3; \
          SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET bytea_output = 'hex'",
@@ -344,34 +347,62 @@ pub async fn run(opts: &Options) -> Result<Summary, Error> {
     Ok(summary)
 }
 
-async fn connect(url: &str) -> Result<Client, Error> {
+async fn connect(url: &str, ca_file: Option<&std::path::Path>) -> Result<Client, Error> {
     let mut config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| Error::Usage(format!("--database: {e}")))?;
-    if config.get_ssl_mode() == SslMode::Require {
-        return Err(Error::Usage(
-            "--database asks for sslmode=require: ddlgate backfill connects without TLS. Use \
-             sslmode=disable or prefer (prefer falls back to a plain connection), from a host where \
-             the server accepts plain connections (the database host, an SSH tunnel)"
-                .into(),
-        ));
-    }
     if config.get_application_name().is_none() {
         config.application_name("ddlgate_backfill");
     }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(30));
     }
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|e| Error::Server(format!("cannot connect: {}", describe(&e))))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "backfill connection ended");
+    if ca_file.is_some() {
+        if config.get_ssl_mode() == SslMode::Disable {
+            return Err(Error::Usage(
+                "--ca-file asks for a verified TLS connection, --database for sslmode=disable"
+                    .into(),
+            ));
         }
-    });
-    Ok(client)
+        // A certificate to check: never fall back to a plain connection.
+        config.ssl_mode(SslMode::Require);
+    }
+    let connected = if config.get_ssl_mode() == SslMode::Disable {
+        config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map(|(client, conn)| {
+                tokio::spawn(drive(conn));
+                client
+            })
+    } else {
+        let tls =
+            crate::tls::tool_client_config(ca_file).map_err(|e| Error::Usage(e.to_string()))?;
+        config
+            .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+            .await
+            .map(|(client, conn)| {
+                tokio::spawn(drive(conn));
+                client
+            })
+    };
+    connected.map_err(|e| {
+        let mut msg = format!("cannot connect: {}", describe(&e));
+        if let Some(source) = std::error::Error::source(&e) {
+            msg.push_str(&format!(" ({source})"));
+        }
+        Error::Server(msg)
+    })
+}
+
+async fn drive<S, T>(conn: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "backfill connection ended");
+    }
 }
 
 /// The text a job is known by: the key it walks and the fragments it runs.
