@@ -212,6 +212,9 @@ async fn composite_quoted_and_unique_index_keys() {
             "64",
             "--pause",
             "0ms",
+            // No replicas here: the lag check runs and never waits.
+            "--max-lag",
+            "1s",
         ],
     )
     .await;

@@ -172,6 +172,13 @@ pub fn validate(opts: &Options) -> Result<(), Error> {
                 .into(),
         ));
     }
+    let most = Duration::from_millis(i32::MAX as u64);
+    if opts.lock_timeout > most || opts.statement_timeout > most {
+        return Err(Error::Usage(format!(
+            "--lock-timeout and --statement-timeout can be at most {} ms (PostgreSQL's limit)",
+            i32::MAX
+        )));
+    }
     if opts.schema.is_empty() {
         return Err(Error::Usage("--schema must not be empty".into()));
     }
@@ -763,5 +770,58 @@ impl Progress {
             batches: count(2),
             finished: row.get(3),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_bound_with_jitter() {
+        for attempt in 1..40 {
+            let w = backoff(attempt).as_millis() as u64;
+            let base = (100u64 << (attempt - 1).min(6)).min(5_000);
+            assert!((base..=base + base / 2).contains(&w), "{attempt}: {w}");
+        }
+    }
+
+    #[test]
+    fn batch_sql_quotes_names_and_compares_the_key_as_a_row() {
+        let table = TableRef {
+            oid: 1,
+            schema: "App".into(),
+            name: "Order \"Lines\"".into(),
+            display: String::new(),
+            partitioned: false,
+        };
+        let key = Key {
+            index: "k".into(),
+            primary: true,
+            columns: vec!["tenant".into(), "Line".into()],
+            types: vec!["text".into(), "integer".into()],
+        };
+        let sql = BatchSql::new(&table, &key, "note = 'x' -- c", "qty > 0 -- c", 50);
+        assert!(
+            sql.next.contains(r#"FROM ONLY "App"."Order ""Lines""""#),
+            "{}",
+            sql.next
+        );
+        assert!(
+            sql.next.contains(
+                r#"("tenant", "Line") > (($1::text[])[1]::text, ($1::text[])[2]::integer) AND ("#
+            ),
+            "{}",
+            sql.next
+        );
+        assert!(!sql.first.contains("$1"), "{}", sql.first);
+        // Each fragment ends its line, so a trailing comment cannot swallow ddlgate's SQL.
+        assert!(sql.first.contains("note = 'x' -- c\n"), "{}", sql.first);
+        assert!(sql.first.contains("qty > 0 -- c\n)"), "{}", sql.first);
+        assert!(
+            sql.first.contains("LIMIT 50\n FOR NO KEY UPDATE"),
+            "{}",
+            sql.first
+        );
     }
 }
