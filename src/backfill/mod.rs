@@ -2,7 +2,9 @@
 //! small keyset batches, each its own short transaction, throttled, resumable after a kill.
 //!
 //! It talks to PostgreSQL directly (tokio-postgres), not through the proxy. The flow:
-//! 1. connect; fix the session settings that shape text I/O of key values and the timeouts;
+//! 1. connect; fix the session settings that shape text I/O of key values, the timeouts, and
+//!    READ COMMITTED (each statement of a batch sees what committed before it: a row a writer
+//!    holds is waited for and re-checked, and the end-of-job check sees the latest rows);
 //! 2. resolve the table through the server (`regclass` → OID) and its walking key from the
 //!    catalog ([`key`]): the primary key, else the narrowest valid unique index without
 //!    expressions or predicate over NOT NULL columns;
@@ -191,7 +193,8 @@ pub async fn run(opts: &Options) -> Result<Summary, Error> {
     let client = connect(&opts.database, opts.ca_file.as_deref()).await?;
     let settings = format!(
         "SET lock_timeout = {}; SET statement_timeout = {}; SET extra_float_digits = 3; \
-         SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET bytea_output = 'hex'",
+         SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET bytea_output = 'hex'; \
+         SET default_transaction_isolation = 'read committed'",
         opts.lock_timeout.as_millis(),
         opts.statement_timeout.as_millis()
     );
