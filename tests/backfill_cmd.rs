@@ -112,10 +112,21 @@ async fn result_equals_the_single_update() {
             "333",
             "--pause",
             "0ms",
+            "--progress",
+            "plain",
+            "--report-every",
+            "0s",
         ],
     )
     .await;
     assert_eq!(all.status.code(), Some(0), "{}", text(&all));
+    // Not a terminal: plain progress lines (here after every batch) with the planner's estimate.
+    let stderr = String::from_utf8_lossy(&all.stderr);
+    assert!(
+        stderr.contains("backfill of public.users: 333 rows in 1 batches")
+            && stderr.contains("(planner estimate), ETA"),
+        "{stderr}"
+    );
     assert_eq!(differences(&c, "users", "users_ref").await, 0);
 
     let row = c

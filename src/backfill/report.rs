@@ -13,7 +13,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub enum ProgressMode {
     /// A bar when standard error is a terminal, plain lines otherwise.
     Auto,
+    /// A bar (indicatif draws it only on a terminal).
     Bar,
+    /// Plain lines every `--report-every`.
     Plain,
     /// Only the summary.
     None,
