@@ -26,6 +26,7 @@
 //! | [`guard`], [`recipe`] | the lock guard's plan and SQL; multi-step rewrites as data |
 //! | [`rewrite`], [`act`] | single-statement rewrites; block errors and notices |
 //! | [`check`] | `ddlgate check`: the engine over migration files |
+//! | [`backfill`] | `ddlgate backfill`: an UPDATE in keyset batches, each its own short transaction, throttled and resumable |
 //! | [`tools`] | which migration tool drives a session, so refusals name its way out |
 //! | [`error`] | one error enum per layer, classified by side |
 //! | [`metrics`] | every Prometheus metric, defined once (name, unit, HELP text, label sets), and the handles it is recorded through where it happens |
@@ -78,6 +79,7 @@ pub mod admin;
 pub mod admission;
 pub mod analysis;
 pub mod audit;
+pub mod backfill;
 pub mod catalog;
 pub mod check;
 pub mod config;

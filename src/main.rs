@@ -34,6 +34,10 @@ enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run an UPDATE over a large table safely: keyset batches over its primary key, each its
+    /// own short transaction, throttled, resumable after a kill. Exit 0 when done, 1 on a server
+    /// error or a table without a usable key, 2 on usage.
+    Backfill(BackfillArgs),
     /// List the rule catalog: id, default action, lock taken, what it flags.
     Rules {
         /// Output format.
@@ -87,6 +91,59 @@ struct CheckArgs {
     files: Vec<PathBuf>,
 }
 
+#[derive(clap::Args, Debug)]
+struct BackfillArgs {
+    /// The database: a libpq-style URI (`postgresql://user@host:5432/db`) or `key=value`
+    /// string. `sslmode=prefer` (default) and `require` encrypt without checking the server's
+    /// certificate, as libpq does; `--ca-file` checks it.
+    #[arg(long, env = "DDLGATE_BACKFILL_DATABASE")]
+    database: String,
+    /// PEM CA certificate(s): require TLS and a server certificate that chains to them and
+    /// names the host (libpq's sslmode=verify-full).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// The table, as SQL names it (`users`, `app.users`, `'"Odd"'`).
+    #[arg(long)]
+    table: String,
+    /// The SET list, SQL (`"phone = ''"`); it must not assign the key the batches walk.
+    #[arg(long)]
+    set: String,
+    /// The rows to update, an SQL condition (`"phone IS NULL"`); default every row.
+    #[arg(long = "where")]
+    condition: Option<String>,
+    /// Rows per batch (one transaction each).
+    #[arg(long, default_value_t = 1000)]
+    batch_size: u32,
+    /// Pause between batches, e.g. `50ms`, `1s`.
+    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
+    pause: std::time::Duration,
+    /// Before each batch, wait while a replica's replay lag (pg_stat_replication) is above
+    /// this, e.g. `10s`. No replicas: no wait.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    max_lag: Option<std::time::Duration>,
+    /// lock_timeout of each batch: a batch waiting longer for a row lock is retried.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    lock_timeout: std::time::Duration,
+    /// statement_timeout of each statement.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    statement_timeout: std::time::Duration,
+    /// Retries of one batch after lock timeouts or deadlocks before giving up.
+    #[arg(long, default_value_t = 10)]
+    max_retries: u32,
+    /// Start over, even when a run with the same arguments finished or stopped part way.
+    #[arg(long)]
+    restart: bool,
+    /// Schema of ddlgate's progress table (`<schema>.backfill_progress`).
+    #[arg(long, default_value = "ddlgate")]
+    schema: String,
+    /// Progress display on standard error.
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: ddlgate::backfill::ProgressMode,
+    /// How often plain progress lines are written.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    report_every: std::time::Duration,
+}
+
 #[derive(clap::Args, Debug, Clone, Default)]
 struct ServeArgs {
     /// Configuration file (TOML). Without it, built-in defaults apply; `DDLGATE__SECTION__KEY`
@@ -107,6 +164,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => args,
         Some(Command::Check(check)) => return run_check(&cli.serve, check),
         Some(Command::Reload) => return run_reload(&cli.serve),
+        Some(Command::Backfill(args)) => return run_backfill(args),
         Some(Command::Config(ConfigCommand::Check { file })) => {
             return match Config::load(Some(&file), &Overrides::default()) {
                 Ok(config) => {
@@ -166,6 +224,59 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `ddlgate backfill`: the library's run on a current-thread runtime; Ctrl-C stops between
+/// statements (the batch in flight is rolled back by the server) and says how to resume.
+fn run_backfill(a: BackfillArgs) -> ExitCode {
+    let opts = ddlgate::backfill::Options {
+        database: a.database,
+        ca_file: a.ca_file,
+        table: a.table,
+        set: a.set,
+        condition: a.condition,
+        batch_size: a.batch_size,
+        pause: a.pause,
+        max_lag: a.max_lag,
+        lock_timeout: a.lock_timeout,
+        statement_timeout: a.statement_timeout,
+        max_retries: a.max_retries,
+        restart: a.restart,
+        schema: a.schema,
+        progress: a.progress,
+        report_every: a.report_every,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ddlgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        tokio::select! {
+            r = ddlgate::backfill::run(&opts) => match r {
+                Ok(summary) => {
+                    println!("{}", summary.describe());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ddlgate backfill: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            },
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!(
+                    "ddlgate backfill: interrupted; the batch in flight is rolled back, every \
+                     committed one is recorded: rerun the same command to resume"
+                );
+                ExitCode::from(130)
+            }
+        }
+    })
 }
 
 /// `ddlgate reload`: POST /reload to the admin endpoint of the configured instance.

@@ -173,6 +173,29 @@ impl TlsContext {
 
 /// ring: a small, C-only build (no cmake), and one explicit provider so that nothing depends on
 /// rustls' process-wide default.
+/// TLS for ddlgate's own client tools (`ddlgate backfill`): with `ca_file`, the server's
+/// certificate must chain to one of its certificates and name the host (libpq's
+/// `verify-full`); without, the connection is encrypted but the server not authenticated
+/// (libpq's `require`), as `upstream.tls` does.
+pub fn tool_client_config(ca_file: Option<&Path>) -> Result<ClientConfig, ConfigError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("--ca-file", e))?;
+    Ok(match ca_file {
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            for cert in load_certs(path, "--ca-file")? {
+                roots.add(cert).map_err(|e| invalid("--ca-file", e))?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Unverified(provider())))
+            .with_no_client_auth(),
+    })
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
