@@ -56,6 +56,51 @@ fn lock_text(l: &Lock) -> String {
     }
 }
 
+/// The lines for a list of locks: relation and advisory locks one by one; the other lock
+/// types (`object` locks on constraints, triggers, types…, `tuple`, …) summed up per type and
+/// mode, by catalog — the JSON lists each.
+fn lock_lines(locks: &[Lock]) -> Vec<String> {
+    let mut out = Vec::new();
+    // (locktype, mode) → [(catalog, count)], in first-seen order.
+    type Counted = Vec<(String, usize)>;
+    let mut groups: Vec<((&str, &str), Counted)> = Vec::new();
+    for l in locks {
+        if l.locktype == "relation" || l.locktype == "advisory" {
+            out.push(lock_text(l));
+            continue;
+        }
+        let catalog = if l.locktype == "object" {
+            l.object.split(' ').next().unwrap_or_default().to_owned()
+        } else {
+            String::new()
+        };
+        let key = (l.locktype.as_str(), l.mode.as_str());
+        let group = match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, g)) => g,
+            None => {
+                groups.push((key, Vec::new()));
+                &mut groups.last_mut().expect("invariant: just pushed").1
+            }
+        };
+        match group.iter_mut().find(|(c, _)| *c == catalog) {
+            Some((_, n)) => *n += 1,
+            None => group.push((catalog, 1)),
+        }
+    }
+    for ((locktype, mode), group) in groups {
+        let what: Vec<String> = group
+            .iter()
+            .map(|(catalog, n)| match (catalog.is_empty(), *n) {
+                (true, n) => format!("×{n}"),
+                (false, 1) => catalog.clone(),
+                (false, n) => format!("{catalog} ×{n}"),
+            })
+            .collect();
+        out.push(format!("{locktype} {mode}: {}", what.join(", ")));
+    }
+    out
+}
+
 fn took(t: &Traced) -> String {
     t.duration_ms
         .map_or("-".to_owned(), |ms| format!("{ms:.1} ms"))
@@ -107,7 +152,7 @@ fn rows(report: &Report, width: usize) -> Vec<[String; 7]> {
                 .map(|l| format!("(documented) {l}"))
                 .collect()
         } else {
-            t.new_locks.iter().map(lock_text).collect()
+            lock_lines(&t.new_locks)
         };
         let rewritten: Vec<String> = t
             .rewritten
@@ -271,8 +316,8 @@ fn details(report: &Report, out: &mut impl Write, md: bool) -> std::io::Result<(
     if report.locks_at_end.is_empty() {
         writeln!(out, "{bullet}none")?;
     }
-    for l in &report.locks_at_end {
-        writeln!(out, "{bullet}{}", esc(&lock_text(l), md))?;
+    for l in lock_lines(&report.locks_at_end) {
+        writeln!(out, "{bullet}{}", esc(&l, md))?;
     }
     writeln!(out)?;
     let failed = report
@@ -345,7 +390,7 @@ fn markdown(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
                 .map(|l| format!("(documented) {}", escape(l)))
                 .collect()
         } else {
-            t.new_locks.iter().map(|l| escape(&lock_text(l))).collect()
+            lock_lines(&t.new_locks).iter().map(|l| escape(l)).collect()
         };
         let rewritten: Vec<String> = t
             .rewritten
@@ -377,6 +422,46 @@ fn markdown(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lock(locktype: &str, mode: &str, object: &str) -> Lock {
+        Lock {
+            locktype: locktype.to_owned(),
+            mode: mode.to_owned(),
+            object: object.to_owned(),
+            kind: if locktype == "relation" {
+                "table"
+            } else {
+                locktype
+            }
+            .to_owned(),
+            blocks_reads: super::super::snapshot::blocks_reads(mode) && locktype == "relation",
+            blocks_writes: super::super::snapshot::blocks_writes(mode) && locktype == "relation",
+            key: String::new(),
+        }
+    }
+
+    #[test]
+    fn relation_locks_are_listed_and_object_locks_summed() {
+        let lines = lock_lines(&[
+            lock("relation", "AccessExclusiveLock", "public.t"),
+            lock("object", "AccessExclusiveLock", "pg_trigger oid 1"),
+            lock("object", "AccessExclusiveLock", "pg_trigger oid 2"),
+            lock("object", "AccessExclusiveLock", "pg_type oid 3 (dropped)"),
+            lock("advisory", "ExclusiveLock", "key 0, 42"),
+            lock("object", "ExclusiveLock", "pg_type mood"),
+            lock("relation", "ShareLock", "public.u"),
+        ]);
+        assert_eq!(
+            lines,
+            [
+                "AccessExclusiveLock on table public.t [blocks reads+writes]",
+                "advisory ExclusiveLock key 0, 42",
+                "ShareLock on table public.u [blocks writes]",
+                "object AccessExclusiveLock: pg_trigger ×2, pg_type",
+                "object ExclusiveLock: pg_type",
+            ]
+        );
+    }
 
     #[test]
     fn markdown_cells_cannot_break_the_table() {

@@ -300,6 +300,44 @@ mod tests {
         }
     }
 
+    fn stored(node: u32, kind: &'static str, name: &str) -> Stored {
+        Stored {
+            relfilenode: node,
+            kind,
+            name: name.to_owned(),
+        }
+    }
+
+    #[test]
+    fn storage_changes_by_oid_then_by_name() {
+        let before: Storage = [
+            (1, stored(10, "table", "public.t")),
+            (2, stored(20, "index", "public.t_pkey")),
+            (3, stored(30, "index", "public.t_x")),
+            (4, stored(40, "table", "public.gone")),
+            (5, stored(50, "table", "public.same")),
+        ]
+        .into();
+        let after: Storage = [
+            (1, stored(11, "table", "public.t")),
+            (2, stored(21, "index", "public.t_pkey")),
+            // Rebuilt under a new OID (ALTER COLUMN TYPE re-creates it): a rewrite.
+            (6, stored(60, "index", "public.t_x")),
+            (5, stored(50, "table", "public.same")),
+            (7, stored(70, "table", "public.new")),
+        ]
+        .into();
+        let names = |v: &[Relation]| v.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+        let c = changes(&before, &after);
+        assert_eq!(
+            names(&c.rewritten),
+            ["public.t", "public.t_pkey", "public.t_x"]
+        );
+        assert_eq!(names(&c.created), ["public.new"]);
+        assert_eq!(names(&c.dropped), ["public.gone"]);
+        assert_eq!(changes(&after, &after), Changes::default());
+    }
+
     #[test]
     fn the_scratch_mark_is_the_first_word() {
         assert!(is_scratch_comment("ddlgate:scratch"));
