@@ -256,8 +256,10 @@ pub async fn run(
         .await
         .and_then(|r| r.try_get(0))
         .map_err(snapshot::internal)?;
+    let queries = snapshot::Queries::prepare(&client).await?;
     let mut trace = Trace {
         client: &client,
+        queries,
         profile,
         config,
         version: analysis::parse_server_version(&server_version),
@@ -302,6 +304,8 @@ pub async fn run(
 /// The trace in progress.
 struct Trace<'a> {
     client: &'a Client,
+    /// The reads after each statement, prepared once.
+    queries: snapshot::Queries,
     profile: &'a Profile,
     config: &'a crate::config::Config,
     /// `server_version_num` style, for the decisions.
@@ -327,8 +331,8 @@ struct Place<'s> {
 
 impl Trace<'_> {
     async fn files(&mut self, inputs: &[Input], opts: &Options) -> Result<(), TraceError> {
-        self.storage = snapshot::storage(self.client).await?;
-        self.locks = snapshot::locks(self.client, &self.storage).await?;
+        self.storage = snapshot::storage(self.client, &self.queries).await?;
+        self.locks = snapshot::locks(self.client, &self.queries, &self.storage).await?;
         for input in inputs {
             let pg_major = self.version.map(|v| v / 10_000);
             let (_, units) = tool::plan(
@@ -635,8 +639,8 @@ impl Trace<'_> {
             }
         }
         traced.duration_ms = Some(millis(took));
-        let locks = snapshot::locks(self.client, &self.storage).await?;
-        let storage = snapshot::storage(self.client).await?;
+        let locks = snapshot::locks(self.client, &self.queries, &self.storage).await?;
+        let storage = snapshot::storage(self.client, &self.queries).await?;
         traced.new_locks = locks
             .iter()
             .filter(|l| !self.locks.iter().any(|old| old.key == l.key))

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Statement};
 
 use super::TraceError;
 
@@ -86,14 +86,33 @@ WHERE l.pid = pg_catalog.pg_backend_pid() AND l.granted
   AND NOT (l.locktype = 'relation' AND l.relation < 16384::pg_catalog.oid)
 ORDER BY 1, 4, 2";
 
+/// The two reads made after every statement, prepared once.
+pub struct Queries {
+    locks: Statement,
+    storage: Statement,
+}
+
+impl Queries {
+    pub async fn prepare(client: &Client) -> Result<Queries, TraceError> {
+        Ok(Queries {
+            locks: client.prepare(LOCKS_SQL).await.map_err(internal)?,
+            storage: client.prepare(STORAGE_SQL).await.map_err(internal)?,
+        })
+    }
+}
+
 /// The locks this backend holds now (see [`LOCKS_SQL`]).
 ///
 /// A lock on a relation that no longer exists is named from `known` (the storage read before
 /// the statement: a relation the statement dropped); one on a relation that existed neither
 /// before nor after the statement (the transient heap of a rewrite) is left out: nobody else
 /// could see it.
-pub async fn locks(client: &Client, known: &Storage) -> Result<Vec<Lock>, TraceError> {
-    let rows = client.query(LOCKS_SQL, &[]).await.map_err(internal)?;
+pub async fn locks(
+    client: &Client,
+    queries: &Queries,
+    known: &Storage,
+) -> Result<Vec<Lock>, TraceError> {
+    let rows = client.query(&queries.locks, &[]).await.map_err(internal)?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let locktype: String = row.try_get(0).map_err(internal)?;
@@ -155,8 +174,11 @@ SELECT c.oid::pg_catalog.int8, c.relfilenode::pg_catalog.int8, c.relkind::pg_cat
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid >= 16384::pg_catalog.oid AND c.relkind IN ('r', 'i', 'm', 'S')";
 
-pub async fn storage(client: &Client) -> Result<Storage, TraceError> {
-    let rows = client.query(STORAGE_SQL, &[]).await.map_err(internal)?;
+pub async fn storage(client: &Client, queries: &Queries) -> Result<Storage, TraceError> {
+    let rows = client
+        .query(&queries.storage, &[])
+        .await
+        .map_err(internal)?;
     let mut out = HashMap::with_capacity(rows.len());
     for row in rows {
         let oid: i64 = row.try_get(0).map_err(internal)?;
