@@ -589,6 +589,13 @@ impl Trace<'_> {
             self.out.push(traced);
             return Ok(());
         }
+        // tokio-postgres speaks UTF-8 to the server: other bytes cannot be sent as written.
+        let Ok(sql) = std::str::from_utf8(&source[span.start..span.end]) else {
+            return Err(TraceError::Usage(format!(
+                "{}:{}:{}: the statement is not valid UTF-8",
+                traced.file, traced.line, traced.column
+            )));
+        };
         // SAVEPOINT / RELEASE / ROLLBACK TO of the file run as they are: a savepoint of ours
         // around them would change what they name.
         let own_savepoint = !is_savepoint_control(source, span);
@@ -596,9 +603,8 @@ impl Trace<'_> {
             self.exec(&format!("SAVEPOINT {STATEMENT_SAVEPOINT}"))
                 .await?;
         }
-        let sql = String::from_utf8_lossy(&source[span.start..span.end]);
         let started = Instant::now();
-        let result = self.client.batch_execute(&sql).await;
+        let result = self.client.batch_execute(sql).await;
         let took = started.elapsed();
         match result {
             Ok(()) => {
