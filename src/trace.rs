@@ -20,7 +20,8 @@
 //!    `VACUUM`, …: [`not_in_transaction`]) is not run: reported as not traced with the lock it
 //!    is documented to take. One the list misses is run in a savepoint and, when the server
 //!    answers SQLSTATE 25001, reported the same way.
-//! 4. Anything else runs as one simple Query in a savepoint (released after), timed; then
+//! 4. Anything else runs as one simple Query in a savepoint (released after, except after DDL:
+//!    see [`Trace::statement`]), timed; then
 //!    `pg_locks` and the relfilenode of every user relation are read again, and compared with
 //!    the read after the previous statement: new locks, rewritten and new relations.
 //! 5. A statement that fails stops the trace (what follows depends on it).
@@ -61,7 +62,7 @@ pub use snapshot::{Lock, Relation};
 /// The first word of the comment that marks a database as scratch.
 pub const SCRATCH_MARK: &str = "ddlgate:scratch";
 
-/// The savepoint every traced statement runs in (released after it).
+/// The savepoint every traced statement runs in (released after it, unless it is DDL).
 const STATEMENT_SAVEPOINT: &str = "ddlgate_trace_statement";
 /// The savepoint ddlgate's facts queries run in (rolled back after them).
 const FACTS_SAVEPOINT: &str = "ddlgate_trace_facts";
@@ -444,7 +445,8 @@ impl Trace<'_> {
                     ..DecisionReport::default()
                 },
             };
-            self.statement(place, span, source, decision).await?;
+            let keep = class == StatementClass::DdlCandidate;
+            self.statement(place, span, source, decision, keep).await?;
             if self.failed {
                 return Ok(());
             }
@@ -564,6 +566,7 @@ impl Trace<'_> {
         span: &StatementSpan,
         source: &[u8],
         decision: DecisionReport,
+        keep_savepoint: bool,
     ) -> Result<(), TraceError> {
         let statement = check::statement_excerpt(place.text);
         let mut traced = Traced {
@@ -608,7 +611,12 @@ impl Trace<'_> {
         let took = started.elapsed();
         match result {
             Ok(()) => {
-                if own_savepoint {
+                // A DDL statement's savepoint stays open: the catalog rows it wrote keep an
+                // xid this backend holds a lock on, which is how the created-in-transaction
+                // read (`created`) recognises the transaction's own relations — a released
+                // savepoint's xid is no longer listed in pg_locks. Other statements' are
+                // released (each open one holds a lock-table slot until the end).
+                if own_savepoint && !keep_savepoint {
                     self.exec(&format!("RELEASE SAVEPOINT {STATEMENT_SAVEPOINT}"))
                         .await?;
                 }

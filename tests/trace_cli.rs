@@ -359,6 +359,63 @@ async fn unmarked_databases_are_refused_and_failures_stop_the_trace() {
     );
     assert_eq!(catalog_dump(&c).await, before);
 
+    // The decision takes the migration tool's transaction, with facts from the database: in
+    // psql -1's transaction the index on the 20,000-row table created there is fine (the
+    // server confirms it is new), the one on the 20,000-row t cannot be built CONCURRENTLY
+    // (blocked); run statement by statement (psql -f) both builds are rewritten (n was
+    // committed by then).
+    std::fs::write(
+        dir.path().join("ctx.sql"),
+        "CREATE TABLE n AS SELECT g AS id FROM generate_series(1, 20000) g;\n\
+         CREATE INDEX n_id ON n (id);\nCREATE INDEX t_x ON t (x);\n",
+    )
+    .expect("write");
+    let action = |tool: &str| {
+        let o = ddlgate(
+            &[
+                "trace",
+                "--database",
+                &url,
+                "--allow-non-scratch",
+                "--format",
+                "json",
+                "--tool",
+                tool,
+                "ctx.sql",
+            ],
+            dir.path(),
+        );
+        let doc = json(&o);
+        let actions: Vec<String> = (0..3)
+            .map(|i| {
+                doc["statements"][i]["decision"]["action"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_owned()
+            })
+            .collect();
+        (o.status.code(), actions)
+    };
+    assert_eq!(
+        action("psql-1"),
+        (
+            Some(1),
+            vec!["allow".to_owned(), "allow".to_owned(), "block".to_owned()]
+        )
+    );
+    assert_eq!(
+        action("psql"),
+        (
+            Some(0),
+            vec![
+                "allow".to_owned(),
+                "rewrite".to_owned(),
+                "rewrite".to_owned()
+            ]
+        )
+    );
+    assert_eq!(catalog_dump(&c).await, before);
+
     // Usage and connection errors: 2.
     let nowhere = ddlgate(
         &[
