@@ -94,9 +94,10 @@ struct CheckArgs {
 
 #[derive(clap::Args, Debug)]
 struct TraceArgs {
-    /// The scratch database (libpq URL or key=value string). It must be marked:
+    /// The scratch database (libpq URL or key=value string; from the environment, its password
+    /// stays out of the process list). It must be marked:
     /// COMMENT ON DATABASE name IS 'ddlgate:scratch'.
-    #[arg(long)]
+    #[arg(long, env = "DDLGATE_TRACE_DATABASE", hide_env_values = true)]
     database: String,
     /// Run on a database without the scratch mark (the transaction is still rolled back).
     #[arg(long)]

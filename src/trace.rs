@@ -921,6 +921,12 @@ async fn connect(opts: &Options) -> Result<Client, TraceError> {
         ));
     }
     config.ssl_mode(SslMode::Disable);
+    // tokio-postgres reads no PG* variables; the password is the one libpq users keep there.
+    if config.get_password().is_none()
+        && let Some(password) = std::env::var_os("PGPASSWORD")
+    {
+        config.password(password.as_encoded_bytes());
+    }
     if config.get_application_name().is_none() {
         config.application_name("ddlgate_trace");
     }
