@@ -303,9 +303,7 @@ fn details(report: &Report, out: &mut impl Write, md: bool) -> std::io::Result<(
                 writeln!(out, "{bullet}HINT: {}", esc(h, md))?;
             }
         }
-        if md {
-            writeln!(out)?;
-        }
+        writeln!(out)?;
     }
     if md {
         writeln!(out, "**Locks held at the end of the transaction**")?;
