@@ -416,6 +416,39 @@ async fn unmarked_databases_are_refused_and_failures_stop_the_trace() {
     );
     assert_eq!(catalog_dump(&c).await, before);
 
+    // golang-migrate sends the file as one Query: decided whole, as the proxy decides that
+    // message (CREATE INDEX CONCURRENTLY cannot run in it), as `ddlgate check` says too.
+    std::fs::write(
+        dir.path().join("gm.sql"),
+        "ALTER TABLE t ADD COLUMN z int;\nCREATE INDEX CONCURRENTLY t_z ON t (z);\n",
+    )
+    .expect("write");
+    let gm = ddlgate(
+        &[
+            "trace",
+            "--database",
+            &url,
+            "--allow-non-scratch",
+            "--format",
+            "json",
+            "--tool",
+            "golang-migrate",
+            "gm.sql",
+        ],
+        dir.path(),
+    );
+    assert_eq!(gm.status.code(), Some(1), "{}", text(&gm));
+    let doc = json(&gm);
+    assert_eq!(doc["statements"][0]["decision"]["action"], "allow");
+    assert_eq!(doc["statements"][1]["status"], "not_traced");
+    assert_eq!(doc["statements"][1]["decision"]["action"], "block");
+    assert_eq!(
+        doc["statements"][1]["decision"]["findings"][0]["rule"],
+        "ban-concurrent-index-creation-in-transaction"
+    );
+    let check = ddlgate(&["check", "--tool", "golang-migrate", "gm.sql"], dir.path());
+    assert_eq!(check.status.code(), Some(1), "{}", text(&check));
+
     // Usage and connection errors: 2.
     let nowhere = ddlgate(
         &[
