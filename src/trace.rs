@@ -269,6 +269,7 @@ pub async fn run(
         storage: Default::default(),
         out: Vec::new(),
         failed: false,
+        started: String::new(),
     };
     // Session-level, before the transaction: a migration's own SET lock_timeout still wins.
     let timeout = format!(
@@ -283,6 +284,7 @@ pub async fn run(
         .batch_execute("BEGIN")
         .await
         .map_err(snapshot::internal)?;
+    trace.started = snapshot::transaction_start(&client, &trace.queries).await?;
     let traced = trace.files(inputs, opts).await;
     // Whatever happened, nothing persists; a failure to roll back is a failure of the trace
     // (the connection closing rolls back anyway).
@@ -320,6 +322,8 @@ struct Trace<'a> {
     out: Vec<Traced>,
     /// A statement failed: stop.
     failed: bool,
+    /// `transaction_timestamp()` of the trace's transaction.
+    started: String,
 }
 
 /// One statement's place, for the report.
@@ -611,6 +615,15 @@ impl Trace<'_> {
         let took = started.elapsed();
         match result {
             Ok(()) => {
+                // Transaction control never runs (it is skipped by its first word), but should a
+                // statement end the transaction anyway, the trace stops at once and says so.
+                if snapshot::transaction_start(self.client, &self.queries).await? != self.started {
+                    return Err(TraceError::Internal(format!(
+                        "{}:{}:{}: the statement ended the trace's transaction; what the statements \
+                     before it did may have been committed",
+                        traced.file, traced.line, traced.column
+                    )));
+                }
                 // A DDL statement's savepoint stays open: the catalog rows it wrote keep an
                 // xid this backend holds a lock on, which is how the created-in-transaction
                 // read (`created`) recognises the transaction's own relations — a released

@@ -90,6 +90,7 @@ ORDER BY 1, 4, 2";
 pub struct Queries {
     locks: Statement,
     storage: Statement,
+    transaction: Statement,
 }
 
 impl Queries {
@@ -97,8 +98,22 @@ impl Queries {
         Ok(Queries {
             locks: client.prepare(LOCKS_SQL).await.map_err(internal)?,
             storage: client.prepare(STORAGE_SQL).await.map_err(internal)?,
+            transaction: client
+                .prepare("SELECT pg_catalog.transaction_timestamp()::pg_catalog.text")
+                .await
+                .map_err(internal)?,
         })
     }
+}
+
+/// The start time of the current transaction, as the server gives it: the same value after
+/// every statement proves the trace's transaction was never ended (and so nothing committed).
+pub async fn transaction_start(client: &Client, queries: &Queries) -> Result<String, TraceError> {
+    client
+        .query_one(&queries.transaction, &[])
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(internal)
 }
 
 /// The locks this backend holds now (see [`LOCKS_SQL`]).
