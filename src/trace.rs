@@ -428,7 +428,9 @@ impl Trace<'_> {
                 continue;
             }
             let decision = match (&whole, class) {
-                (Some(decided), _) => decision_report(decided, source, span.start, false),
+                (Some(decided), StatementClass::DdlCandidate) => {
+                    decision_report(decided, source, span.start, false)
+                }
                 (None, StatementClass::DdlCandidate) => {
                     ddl_in_tx += 1;
                     let end = if tx == TxStatus::Idle || ddl_in_tx > crate::rules::LATER_STATEMENTS
