@@ -116,7 +116,7 @@ pub async fn transaction_start(client: &Client, queries: &Queries) -> Result<Str
         .map_err(internal)
 }
 
-/// The locks this backend holds now (see [`LOCKS_SQL`]).
+/// The locks this backend holds now (see `LOCKS_SQL`).
 ///
 /// A lock on a relation that no longer exists is named from `known` (the storage read before
 /// the statement: a relation the statement dropped); one on a relation that existed neither
