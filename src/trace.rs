@@ -21,9 +21,10 @@
 //!    is documented to take. One the list misses is run in a savepoint and, when the server
 //!    answers SQLSTATE 25001, reported the same way.
 //! 4. Anything else runs as one simple Query in a savepoint (released after, except after DDL:
-//!    see `Trace::statement`), timed; then
-//!    `pg_locks` and the relfilenode of every user relation are read again, and compared with
-//!    the read after the previous statement: new locks, rewritten and new relations.
+//!    see `Trace::statement`), timed; then the transaction's start time is checked (the
+//!    statement did not end the trace's transaction), and `pg_locks` and the relfilenode of
+//!    every user relation are read again and compared with the read after the previous
+//!    statement: new locks, rewritten, created and dropped relations.
 //! 5. A statement that fails stops the trace (what follows depends on it).
 //!
 //! At the end the transaction is rolled back: nothing persists — except what PostgreSQL never
