@@ -237,7 +237,7 @@ fn check_unit(
 
 /// Where the transaction open at statement `i` ends in `source`: the start of the next
 /// COMMIT / END / ROLLBACK / ABORT (not ROLLBACK TO), or the end of the unit.
-fn transaction_end(source: &[u8], prepared: &analysis::Prepared, i: usize) -> usize {
+pub(crate) fn transaction_end(source: &[u8], prepared: &analysis::Prepared, i: usize) -> usize {
     prepared
         .spans
         .iter()
@@ -312,14 +312,14 @@ fn report(
 /// newlines between the previous offset and this one, never those from the start of the file
 /// again (that made a file of many findings quadratic).
 #[derive(Debug, Default)]
-struct Positions {
+pub(crate) struct Positions {
     offset: usize,
     line: usize,
     line_start: usize,
 }
 
 impl Positions {
-    fn at(&mut self, source: &[u8], offset: usize) -> (usize, usize) {
+    pub(crate) fn at(&mut self, source: &[u8], offset: usize) -> (usize, usize) {
         let offset = offset.min(source.len());
         if offset < self.offset {
             // Not expected (callers go forward); recount rather than report a wrong place.
@@ -336,7 +336,7 @@ impl Positions {
     }
 }
 
-fn is_rollback_to(source: &[u8], span: &lexer::StatementSpan) -> bool {
+pub(crate) fn is_rollback_to(source: &[u8], span: &lexer::StatementSpan) -> bool {
     lexer::Lexer::at(source, span.start, LexOptions::default())
         .take_while(|t| t.start < span.end)
         .filter(|t| !t.is_comment())
@@ -344,7 +344,7 @@ fn is_rollback_to(source: &[u8], span: &lexer::StatementSpan) -> bool {
         .is_some_and(|t| t.is_word(source, "TO"))
 }
 
-fn statement_excerpt(text: &[u8]) -> String {
+pub(crate) fn statement_excerpt(text: &[u8]) -> String {
     let s = String::from_utf8_lossy(text);
     let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if flat.chars().count() > 120 {

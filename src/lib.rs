@@ -27,6 +27,7 @@
 //! | [`rewrite`], [`act`] | single-statement rewrites; block errors and notices |
 //! | [`check`] | `ddlgate check`: the engine over migration files |
 //! | [`backfill`] | `ddlgate backfill`: an UPDATE in keyset batches, each its own short transaction, throttled and resumable |
+//! | [`trace`] | `ddlgate trace`: a migration run on a scratch database in one rolled-back transaction, with each statement's locks, rewrites, time and decision |
 //! | [`tools`] | which migration tool drives a session, so refusals name its way out |
 //! | [`error`] | one error enum per layer, classified by side |
 //! | [`metrics`] | every Prometheus metric, defined once (name, unit, HELP text, label sets), and the handles it is recorded through where it happens |
@@ -103,3 +104,4 @@ pub mod sql;
 pub mod state;
 pub mod tls;
 pub mod tools;
+pub mod trace;

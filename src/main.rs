@@ -38,6 +38,11 @@ enum Command {
     /// own short transaction, throttled, resumable after a kill. Exit 0 when done, 1 on a server
     /// error or a table without a usable key, 2 on usage.
     Backfill(BackfillArgs),
+    /// Run migration files on a scratch database inside one transaction that is rolled back,
+    /// and report per statement the locks it took, the relations it rewrote, its time and
+    /// ddlgate's decision. Exits 1 when a statement fails or would be blocked, 2 on usage,
+    /// connection or a database without the scratch mark.
+    Trace(TraceArgs),
     /// List the rule catalog: id, default action, lock taken, what it flags.
     Rules {
         /// Output format.
@@ -144,6 +149,38 @@ struct BackfillArgs {
     report_every: std::time::Duration,
 }
 
+#[derive(clap::Args, Debug)]
+struct TraceArgs {
+    /// The scratch database (libpq URL or key=value string; from the environment, its password
+    /// stays out of the process list). It must be marked:
+    /// COMMENT ON DATABASE name IS 'ddlgate:scratch'.
+    #[arg(long, env = "DDLGATE_TRACE_DATABASE", hide_env_values = true)]
+    database: String,
+    /// Run on a database without the scratch mark (the transaction is still rolled back).
+    #[arg(long)]
+    allow_non_scratch: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: ddlgate::trace::Format,
+    /// The migration tool that runs the files (as `ddlgate check`): the transaction context
+    /// ddlgate's decisions assume.
+    #[arg(long, value_enum, default_value = "auto")]
+    tool: ddlgate::check::tool::Tool,
+    /// Decide every file no tool claims as wrapped in one transaction (as `ddlgate check`).
+    #[arg(long)]
+    assume_in_transaction: bool,
+    /// Policy profile the decisions use (a `[[profiles]]` name; default `[policy]`).
+    #[arg(long, default_value = "default")]
+    profile: String,
+    /// lock_timeout of the trace's session: a statement that waits this long for another
+    /// session's lock fails the trace instead of hanging it.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    lock_timeout: std::time::Duration,
+    /// SQL files to trace, in order (`-` reads standard input).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
 #[derive(clap::Args, Debug, Clone, Default)]
 struct ServeArgs {
     /// Configuration file (TOML). Without it, built-in defaults apply; `DDLGATE__SECTION__KEY`
@@ -163,6 +200,7 @@ fn main() -> ExitCode {
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         Some(Command::Check(check)) => return run_check(&cli.serve, check),
+        Some(Command::Trace(trace)) => return run_trace(&cli.serve, trace),
         Some(Command::Reload) => return run_reload(&cli.serve),
         Some(Command::Backfill(args)) => return run_backfill(args),
         Some(Command::Config(ConfigCommand::Check { file })) => {
@@ -403,6 +441,74 @@ fn run_check(global: &ServeArgs, args: CheckArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     if ddlgate::check::fails(&reports) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `ddlgate trace`: the library's `trace::run` on a one-thread runtime, then the report.
+fn run_trace(global: &ServeArgs, args: TraceArgs) -> ExitCode {
+    let config = match Config::load(global.config.as_deref(), &Overrides::default()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ddlgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let policy = ddlgate::policy::Policy::from_config(&config);
+    let Some(profile) = policy.profile_named(&args.profile) else {
+        eprintln!(
+            "ddlgate: no profile named `{}` in the configuration",
+            args.profile
+        );
+        return ExitCode::from(2);
+    };
+    if args.assume_in_transaction && args.tool != ddlgate::check::tool::Tool::Auto {
+        eprintln!(
+            "ddlgate: --assume-in-transaction is for files no tool claims; with --tool {} \
+             the tool decides every file's transaction",
+            args.tool.name()
+        );
+        return ExitCode::from(2);
+    }
+    let inputs = match ddlgate::trace::read_inputs(&args.files) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("ddlgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let opts = ddlgate::trace::Options {
+        database: args.database,
+        allow_non_scratch: args.allow_non_scratch,
+        tool: args.tool,
+        assume_in_transaction: args.assume_in_transaction,
+        lock_timeout: args.lock_timeout,
+        connect_timeout: std::time::Duration::from_secs(10),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ddlgate: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = match runtime.block_on(ddlgate::trace::run(&inputs, &opts, profile, &config)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ddlgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = ddlgate::trace::render(&report, args.format, &mut std::io::stdout().lock()) {
+        eprintln!("ddlgate: {e}");
+        return ExitCode::from(2);
+    }
+    if report.fails() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
