@@ -101,3 +101,4 @@ pub mod sql;
 pub mod state;
 pub mod tls;
 pub mod tools;
+pub mod undo;

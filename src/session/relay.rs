@@ -689,6 +689,7 @@ impl Relay {
                         frame: replacement,
                         guard,
                         recipe,
+                        journal,
                     }) = hooked
                     {
                         // A Parse that starts a lone unit outside a transaction block runs in
@@ -747,7 +748,9 @@ impl Relay {
                                 frame = refusal_frame(tag, framing::body(&frame), &recipe);
                             }
                         }
-                        match guard.filter(|g| may_guard && g.is_needed(&live.config.guard)) {
+                        match guard
+                            .filter(|g| may_guard && (journal || g.is_needed(&live.config.guard)))
+                        {
                             Some(plan) => {
                                 // The relay stops here; `client_input` runs it under the guard.
                                 let unit = lone.map(|u| take_unit(io, st, counters, &mut frame, u));

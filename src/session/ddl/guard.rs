@@ -194,6 +194,10 @@ impl Relay {
                     }
                 }
             }
+            if a.error.is_none() {
+                // The inverse, recorded before the client hears the statement succeeded.
+                self.write_journal(a.status).await?;
+            }
             shared.metrics.unit_done(
                 crate::metrics::UnitKind::Ddl,
                 a.error.is_some(),

@@ -33,6 +33,7 @@
 mod channel;
 mod facts;
 mod guard;
+mod journal;
 mod recipe;
 
 use std::time::Duration;
@@ -72,6 +73,12 @@ pub(in crate::session) struct Lane {
     pub epilogue: Option<Epilogue>,
     /// The guarded statement being run: when it arrived, and time lost to lock timeouts.
     pub timing: (std::time::Instant, Duration),
+    /// The undo snapshots (`crate::undo::capture`) read with the facts of the message about
+    /// to be decided, each with the statement it is of; handed to its audit drafts.
+    pub before: Vec<(crate::sql::statement::Ddl, crate::undo::Before)>,
+    /// The undo journal table is known to exist (checked once per session, again after a
+    /// failed write).
+    pub journal_ready: bool,
 }
 
 impl Default for Lane {
@@ -80,6 +87,8 @@ impl Default for Lane {
             step: Step::Relay,
             epilogue: None,
             timing: (std::time::Instant::now(), Duration::ZERO),
+            before: Vec::new(),
+            journal_ready: false,
         }
     }
 }

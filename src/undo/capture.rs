@@ -1,0 +1,334 @@
+//! The `Before` snapshot an inverse is computed from: what the catalog says, just before a DDL
+//! statement runs, about the objects it changes. One read-only query per message (a JSON array,
+//! one element per DDL statement, in statement order), built here from the statements as
+//! understood; every name in it is quoted with `sql::quote` and resolved by the server
+//! (`to_regclass`), so the snapshot holds OIDs and the names the server confirms, never the
+//! names as written.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use crate::sql::quote;
+use crate::sql::statement::{AlterOp, Ddl, DdlKind, Name};
+
+/// A relation as the server resolved it.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct Rel {
+    pub oid: i64,
+    pub schema: String,
+    pub name: String,
+}
+
+/// A dropped index's saved definition.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct IndexSnap {
+    pub oid: i64,
+    pub schema: String,
+    pub name: String,
+    /// `pg_get_indexdef`.
+    pub def: String,
+    /// The table it is on.
+    pub table: i64,
+    /// A constraint owns it (primary key, unique, exclusion): re-creating the index alone
+    /// would not bring the constraint back.
+    pub constraint: bool,
+}
+
+/// A constraint's saved definition.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct ConSnap {
+    /// `pg_get_constraintdef`.
+    pub def: String,
+    /// `pg_constraint.contype`: `f`, `c`, `u`, `p`, `x`, `n`, `t`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// A column's state the inverse of SET/DROP DEFAULT and SET/DROP NOT NULL needs.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct ColSnap {
+    /// `pg_get_expr` of its default, `None` without one.
+    pub default: Option<String>,
+    pub not_null: bool,
+}
+
+/// What the catalog said before one DDL statement ran.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Before {
+    /// The table (view, index) the statement changes, when it existed.
+    pub table: Option<Rel>,
+    /// The schema an object the statement creates lands in (its own, or `current_schema()`).
+    pub schema: Option<String>,
+    /// The object the statement creates already existed (`IF NOT EXISTS`: nothing happens).
+    pub exists: bool,
+    /// Dropped indexes, in the statement's order (`None`: it did not exist).
+    pub indexes: Vec<Option<IndexSnap>>,
+    /// Constraints the statement drops, by name.
+    #[serde(deserialize_with = "null_as_empty")]
+    pub constraints: HashMap<String, ConSnap>,
+    /// Columns whose default or nullability the statement changes, by name.
+    #[serde(deserialize_with = "null_as_empty")]
+    pub columns: HashMap<String, ColSnap>,
+}
+
+/// `json_object_agg` over no rows is NULL.
+fn null_as_empty<'de, D, T>(d: D) -> Result<HashMap<String, T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<HashMap<String, T>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The SQL expression resolving `n` to its `regclass` (NULL when it does not exist).
+fn regclass(n: &Name) -> String {
+    format!("to_regclass({})", quote::literal(&quote::name(n)))
+}
+
+/// A JSON `{oid, schema, name}` of relation `oid_expr`, or NULL.
+fn rel_json(oid_expr: &str) -> String {
+    format!(
+        "(SELECT json_build_object('oid', c.oid::int8, 'schema', n.nspname, 'name', c.relname) \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.oid = {oid_expr})"
+    )
+}
+
+/// The schema `n` is created in: the one written, else the first of the search path.
+fn schema_of(n: &Name) -> String {
+    match &n.schema {
+        Some(s) => quote::literal(s),
+        None => "current_schema()".to_owned(),
+    }
+}
+
+fn literal_list(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| quote::literal(n))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The snapshot expression (a JSON object) for one statement.
+fn item(ddl: &Ddl) -> String {
+    match &ddl.kind {
+        DdlKind::AlterTable { name, ops, .. } => {
+            let oid = regclass(name);
+            let cons: Vec<&str> = ops
+                .iter()
+                .filter_map(|op| match op {
+                    AlterOp::DropConstraint { name } => Some(name.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let cols: Vec<&str> = ops
+                .iter()
+                .filter_map(|op| match op {
+                    AlterOp::SetDefault { column }
+                    | AlterOp::DropDefault { column }
+                    | AlterOp::SetNotNull { column }
+                    | AlterOp::DropNotNull { column } => Some(column.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let constraints = if cons.is_empty() {
+                "NULL".to_owned()
+            } else {
+                format!(
+                    "(SELECT json_object_agg(conname, json_build_object('def', \
+                     pg_catalog.pg_get_constraintdef(oid), 'type', contype)) \
+                     FROM pg_catalog.pg_constraint WHERE conrelid = {oid} AND conname IN ({}))",
+                    literal_list(&cons)
+                )
+            };
+            let columns = if cols.is_empty() {
+                "NULL".to_owned()
+            } else {
+                format!(
+                    "(SELECT json_object_agg(a.attname, json_build_object('default', \
+                     pg_catalog.pg_get_expr(d.adbin, d.adrelid), 'not_null', a.attnotnull)) \
+                     FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_attrdef d \
+                     ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+                     WHERE a.attrelid = {oid} AND a.attnum > 0 AND NOT a.attisdropped \
+                     AND a.attname IN ({}))",
+                    literal_list(&cols)
+                )
+            };
+            format!(
+                "json_build_object('table', {}, 'constraints', {constraints}, 'columns', {columns})",
+                rel_json(&oid)
+            )
+        }
+        DdlKind::CreateIndex { name, table, .. } => {
+            let oid = regclass(table);
+            let exists = match name {
+                // An index lands in its table's schema.
+                Some(n) => format!(
+                    "(SELECT to_regclass(pg_catalog.quote_ident(n.nspname) || '.' || {}) IS NOT NULL \
+                     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE c.oid = {oid})",
+                    quote::literal(&quote::ident(&n.name))
+                ),
+                None => "false".to_owned(),
+            };
+            format!(
+                "json_build_object('table', {}, 'exists', coalesce({exists}, false))",
+                rel_json(&oid)
+            )
+        }
+        DdlKind::DropIndex { names, .. } => {
+            let items: Vec<String> = names
+                .iter()
+                .map(|n| {
+                    format!(
+                        "(SELECT json_build_object('oid', c.oid::int8, 'schema', s.nspname, \
+                         'name', c.relname, 'def', pg_catalog.pg_get_indexdef(c.oid), \
+                         'table', i.indrelid::int8, 'constraint', EXISTS (SELECT 1 FROM \
+                         pg_catalog.pg_constraint k WHERE k.conindid = c.oid)) \
+                         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace \
+                         JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid WHERE c.oid = {})",
+                        regclass(n)
+                    )
+                })
+                .collect();
+            let table = names
+                .first()
+                .map(|n| {
+                    rel_json(&format!(
+                        "(SELECT indrelid FROM pg_catalog.pg_index WHERE indexrelid = {})",
+                        regclass(n)
+                    ))
+                })
+                .unwrap_or_else(|| "NULL".to_owned());
+            format!(
+                "json_build_object('table', {table}, 'indexes', json_build_array({}))",
+                items.join(", ")
+            )
+        }
+        DdlKind::CreateTable { name, .. } => format!(
+            "json_build_object('schema', {}, 'exists', {} IS NOT NULL)",
+            schema_of(name),
+            regclass(name)
+        ),
+        DdlKind::RenameView { name, .. } => {
+            format!("json_build_object('table', {})", rel_json(&regclass(name)))
+        }
+        _ => "NULL".to_owned(),
+    }
+}
+
+/// Whether a statement's inverse needs anything from the catalog.
+fn needs_snapshot(ddl: &Ddl) -> bool {
+    matches!(
+        ddl.kind,
+        DdlKind::AlterTable { .. }
+            | DdlKind::CreateIndex { .. }
+            | DdlKind::DropIndex { .. }
+            | DdlKind::CreateTable { .. }
+            | DdlKind::RenameView { .. }
+    )
+}
+
+/// The one query reading the `Before` snapshots of `ddls` (a JSON array in their order), or
+/// `None` when none of them needs one. At most `max` statements are captured; the rest get an
+/// empty snapshot (their inverses then say what could not be read).
+pub fn query<'a>(ddls: impl IntoIterator<Item = &'a Ddl>, max: usize) -> Option<String> {
+    let ddls: Vec<&Ddl> = ddls.into_iter().take(max).collect();
+    if !ddls.iter().any(|d| needs_snapshot(d)) {
+        return None;
+    }
+    let items: Vec<String> = ddls.iter().map(|d| item(d)).collect();
+    Some(format!("SELECT json_build_array({})", items.join(", ")))
+}
+
+/// The relation whose fingerprint identifies what `ddl` changed, as a SQL expression of type
+/// `oid` evaluated right after it ran: the OID the snapshot read, or — for a table it created —
+/// `to_regclass` of its name in the schema the snapshot read.
+pub fn object_sql(ddl: &Ddl, before: &Before) -> Option<String> {
+    match &ddl.kind {
+        DdlKind::CreateTable {
+            name,
+            temporary: false,
+            ..
+        } if !before.exists => {
+            let schema = before.schema.as_ref()?;
+            Some(format!(
+                "to_regclass({})",
+                quote::literal(&format!(
+                    "{}.{}",
+                    quote::ident(schema),
+                    quote::ident(&name.name)
+                ))
+            ))
+        }
+        DdlKind::DropIndex { .. } => before
+            .indexes
+            .iter()
+            .flatten()
+            .next()
+            .map(|i| i.table.to_string()),
+        _ => before.table.as_ref().map(|t| t.oid.to_string()),
+    }
+}
+
+/// Reads the answer to [`query`]: one snapshot per statement (an element that is NULL or
+/// unreadable is an empty snapshot).
+pub fn parse(json: &str) -> Vec<Before> {
+    let Ok(values) = serde_json::from_str::<Vec<serde_json::Value>>(json) else {
+        return Vec::new();
+    };
+    values
+        .into_iter()
+        .map(|v| serde_json::from_value(v).unwrap_or_default())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_without_catalog_needs_ask_nothing() {
+        let d = Ddl {
+            kind: DdlKind::DropTable {
+                names: vec![Name::bare("t")],
+                cascade: false,
+            },
+            understood: crate::sql::statement::Understood::Parsed,
+        };
+        assert_eq!(query([&d], 10), None);
+    }
+
+    #[test]
+    fn names_are_quoted_as_literals() {
+        let d = Ddl {
+            kind: DdlKind::CreateTable {
+                name: Name::new(Some("s'x"), "t\"y"),
+                temporary: false,
+                partition_of: None,
+                references: vec![],
+                if_not_exists: true,
+                columns: vec![],
+            },
+            understood: crate::sql::statement::Understood::Parsed,
+        };
+        let q = query([&d], 10).unwrap();
+        assert!(q.contains(r#"to_regclass('"s''x"."t""y"')"#), "{q}");
+        assert!(q.contains("'s''x'"), "{q}");
+    }
+
+    #[test]
+    fn parses_nulls_and_objects() {
+        let b = parse(
+            r#"[null, {"table": {"oid": 5, "schema": "public", "name": "t"}, "constraints": null,
+            "columns": {"a": {"default": "0", "not_null": true}}}]"#,
+        );
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[0], Before::default());
+        assert_eq!(b[1].table.as_ref().unwrap().oid, 5);
+        assert_eq!(b[1].columns["a"].default.as_deref(), Some("0"));
+    }
+}
