@@ -26,6 +26,7 @@
 //! | [`guard`], [`recipe`] | the lock guard's plan and SQL; multi-step rewrites as data |
 //! | [`rewrite`], [`act`] | single-statement rewrites; block errors and notices |
 //! | [`check`] | `ddlgate check`: the engine over migration files |
+//! | [`undo`] | reversibility: each DDL statement's inverse from a catalog snapshot read before it ran, the undo journal, `ddlgate undo` |
 //! | [`tools`] | which migration tool drives a session, so refusals name its way out |
 //! | [`error`] | one error enum per layer, classified by side |
 //! | [`metrics`] | every Prometheus metric, defined once (name, unit, HELP text, label sets), and the handles it is recorded through where it happens |
