@@ -307,6 +307,34 @@ async fn undo_refuses_what_it_must_and_rebuilds_an_index_without_blocking_writes
         .expect("index is back")
         .get(0);
     assert!(valid);
+
+    // A tampered entry (inverse SQL ddlgate did not write) is refused; so is a journal owned by
+    // another role than the one connected.
+    admin
+        .batch_execute(
+            "INSERT INTO ddlgate.journal (username, application_name, client_addr, statement, ran, inverse) \
+             VALUES ('x', 'x', 'x', 'ALTER TABLE t ADD COLUMN q int', 'x', ARRAY['SELECT pg_sleep(0)'])",
+        )
+        .await
+        .expect("tamper");
+    let out = undo(&env, &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("not one DDL statement"),
+        "{}",
+        text(&out)
+    );
+    admin
+        .batch_execute("ALTER TABLE ddlgate.journal OWNER TO ddlgate_admin")
+        .await
+        .expect("owner");
+    let out = undo(&env, &[]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("is owned by ddlgate_admin"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -187,6 +187,12 @@ fn one_line(s: &str) -> String {
     }
 }
 
+/// Whether `sql` is exactly one DDL statement (what every inverse ddlgate records is).
+fn is_one_ddl_statement(sql: &str) -> bool {
+    let p = crate::analysis::prepare(sql.as_bytes(), crate::sql::lexer::LexOptions::default(), 2);
+    p.statements == 1 && p.ddl_candidates().count() == 1
+}
+
 /// Runs `ddlgate undo`.
 pub async fn run(opts: &Options) -> Result<Outcome, String> {
     let client = connect(&opts.database).await?;
@@ -204,6 +210,30 @@ pub async fn run(opts: &Options) -> Result<Outcome, String> {
     {
         return Err(format!(
             "this database has no undo journal ({table}): enable [journal] in ddlgate's configuration; statements that ran before have their inverses in the audit log only"
+        ));
+    }
+    // Whoever can write the journal decides what `undo` runs: only a journal the connecting
+    // role owns is trusted (a superuser undoing another role's journal connects as that role).
+    let owned = rows(
+        &client,
+        &format!(
+            "SELECT c.relowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user), \
+             pg_catalog.pg_get_userbyid(c.relowner) FROM pg_catalog.pg_class c WHERE c.oid = to_regclass({})",
+            quote::literal(&table)
+        ),
+    )
+    .await?;
+    let owner_row = owned.first();
+    if owner_row
+        .and_then(|r| r.first().cloned().flatten())
+        .as_deref()
+        != Some("t")
+    {
+        return Err(format!(
+            "{table} is owned by {}, not by the role connected: connect as its owner, so that only entries that role wrote (or could have) are run",
+            owner_row
+                .and_then(|r| r.get(1).cloned().flatten())
+                .unwrap_or_else(|| "another role".to_owned())
         ));
     }
     let columns =
@@ -305,6 +335,18 @@ pub async fn run(opts: &Options) -> Result<Outcome, String> {
         if let Some(b) = &e.batch {
             batches.push(b.clone());
         }
+        // Each inverse is one statement, as ddlgate wrote it: anything else was not.
+        if let Some(bad) = inverse.iter().find(|sql| !is_one_ddl_statement(sql)) {
+            let _ = writeln!(
+                out,
+                "  refused: the recorded inverse is not one DDL statement, so ddlgate did not write it: {}",
+                one_line(bad)
+            );
+            return Ok(Outcome {
+                output: out,
+                ok: false,
+            });
+        }
         if inverse.is_empty() {
             let _ = writeln!(
                 out,
@@ -354,6 +396,21 @@ pub async fn run(opts: &Options) -> Result<Outcome, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inverses_are_single_ddl_statements() {
+        assert!(is_one_ddl_statement(
+            r#"ALTER TABLE "public"."t" DROP COLUMN "a""#
+        ));
+        assert!(is_one_ddl_statement(
+            "CREATE INDEX CONCURRENTLY ix ON public.t USING btree (a)"
+        ));
+        assert!(!is_one_ddl_statement("SELECT pg_sleep(1)"));
+        assert!(!is_one_ddl_statement(
+            "ALTER TABLE t DROP COLUMN a; DROP TABLE u"
+        ));
+        assert!(!is_one_ddl_statement(""));
+    }
 
     #[test]
     fn reads_text_arrays() {
