@@ -99,6 +99,9 @@ async fn schema(env: &Env) -> tokio_postgres::Client {
              CREATE TABLE t (id serial PRIMARY KEY, x int, d int DEFAULT 5, nn int NOT NULL DEFAULT 0, CONSTRAINT c_pos CHECK (x > 0));
              INSERT INTO t (x) SELECT g FROM generate_series(1, 2000) g;
              CREATE INDEX t_x_ix ON t (x);
+             CREATE VIEW tv WITH (security_barrier = true) AS SELECT id, x FROM t WHERE x > 1;
+             CREATE FUNCTION tf(n int) RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN n + 1; END $$;
+             ALTER VIEW tv OWNER TO trust_user; ALTER FUNCTION tf(int) OWNER TO trust_user;
              ALTER TABLE t OWNER TO trust_user; ALTER TABLE p OWNER TO trust_user;
              GRANT ALL ON SEQUENCE t_id_seq TO trust_user;",
         )
@@ -146,6 +149,12 @@ async fn undo_restores_the_schema_dump_for_every_supported_statement() {
         // Undone by re-adding it NOT VALID, then VALIDATE.
         "ALTER TABLE t DROP CONSTRAINT c_pos",
         "CREATE TABLE n (id bigint PRIMARY KEY, v text)",
+        "CREATE VIEW v_new AS SELECT id, x FROM t WHERE x > 10",
+        "CREATE OR REPLACE VIEW tv AS SELECT id, x, d FROM t WHERE x > 2",
+        // Undone by its saved definition and options.
+        "DROP VIEW tv",
+        "CREATE FUNCTION f_new(a int, b text DEFAULT 'x') RETURNS int LANGUAGE sql AS 'SELECT a'",
+        "DROP FUNCTION tf(int)",
     ];
     for sql in statements {
         let before = dump(&env).await;

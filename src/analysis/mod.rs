@@ -381,10 +381,21 @@ impl Analyzer {
 
     /// The DDL statements of `sql` as understood, in statement order (for the undo snapshot,
     /// `crate::undo::capture`; the message is prepared once for this and the decision).
-    pub fn understood(&mut self, sql: &[u8], lex: LexOptions) -> Vec<crate::sql::statement::Ddl> {
-        self.prepare(sql, lex)
-            .ddl_candidates()
-            .map(|c| c.ddl.clone())
+    pub fn understood(
+        &mut self,
+        sql: &[u8],
+        lex: LexOptions,
+    ) -> Vec<(
+        crate::sql::statement::Ddl,
+        Vec<crate::undo::capture::Object>,
+    )> {
+        let p = self.prepare(sql, lex);
+        p.ddl_candidates()
+            .map(|c| {
+                let span = p.spans[c.index];
+                let objects = crate::undo::capture::objects(sql, span.start, span.end, lex, &c.ddl);
+                (c.ddl.clone(), objects)
+            })
             .collect()
     }
 

@@ -53,6 +53,24 @@ pub struct ColSnap {
     pub not_null: bool,
 }
 
+/// A view or function as the catalog had it (`None` in [`Before::objects`]: it did not exist).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct ObjSnap {
+    pub schema: String,
+    pub name: String,
+    /// Its OID, when it existed.
+    pub oid: Option<i64>,
+    /// `pg_get_viewdef` / `pg_get_functiondef`, when it existed.
+    pub def: Option<String>,
+    /// A view's `reloptions` (`security_barrier=true`, `check_option=local`, …).
+    pub options: Option<Vec<String>>,
+    /// A function of that name existed in the schema (any arguments).
+    pub name_taken: bool,
+    /// A function's parameter list as written, without defaults.
+    pub args: Option<String>,
+}
+
 /// What the catalog said before one DDL statement ran.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(default)]
@@ -71,6 +89,8 @@ pub struct Before {
     /// Columns whose default or nullability the statement changes, by name.
     #[serde(deserialize_with = "null_as_empty")]
     pub columns: HashMap<String, ColSnap>,
+    /// Views and functions the statement creates or drops, in its order.
+    pub objects: Vec<Option<ObjSnap>>,
 }
 
 /// `json_object_agg` over no rows is NULL.
@@ -112,8 +132,67 @@ fn literal_list(names: &[&str]) -> String {
         .join(", ")
 }
 
-/// The snapshot expression (a JSON object) for one statement.
-fn item(ddl: &Ddl) -> String {
+/// The snapshot of the views and functions of a statement (see [`objects`]).
+fn objects_item(tag: &str, objs: &[Object]) -> String {
+    let snaps: Vec<String> = objs
+        .iter()
+        .map(|o| {
+            let lit_name = quote::literal(&o.name.name);
+            let schema = schema_of(&o.name);
+            let args = quote::literal(o.args.as_deref().unwrap_or(""));
+            match tag {
+                "CREATE VIEW" => format!(
+                    "(SELECT json_build_object('schema', x.s, 'name', {lit_name}, 'oid', c.oid::int8, \
+                     'def', pg_catalog.pg_get_viewdef(c.oid), 'options', c.reloptions) \
+                     FROM (SELECT {schema} AS s) x LEFT JOIN pg_catalog.pg_class c \
+                     ON c.oid = to_regclass(pg_catalog.quote_ident(x.s) || '.' || pg_catalog.quote_ident({lit_name})))"
+                ),
+                "DROP VIEW" => format!(
+                    "(SELECT json_build_object('schema', n.nspname, 'name', c.relname, 'oid', c.oid::int8, \
+                     'def', pg_catalog.pg_get_viewdef(c.oid), 'options', c.reloptions) \
+                     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE c.oid = {} AND c.relkind = 'v')",
+                    regclass(&o.name)
+                ),
+                "CREATE FUNCTION" => format!(
+                    "(SELECT json_build_object('schema', x.s, 'name', {lit_name}, 'args', {args}, \
+                     'name_taken', EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n \
+                     ON n.oid = p.pronamespace WHERE n.nspname = x.s AND p.proname = {lit_name})) \
+                     FROM (SELECT {schema} AS s) x)"
+                ),
+                _ => {
+                    // DROP FUNCTION: the function PostgreSQL would drop.
+                    let target = match &o.args {
+                        Some(a) => format!(
+                            "to_regprocedure({})",
+                            quote::literal(&format!("{}{a}", quote::name(&o.name)))
+                        ),
+                        None => format!("to_regproc({})", quote::literal(&quote::name(&o.name))),
+                    };
+                    format!(
+                        "(SELECT json_build_object('schema', n.nspname, 'name', p.proname, 'oid', p.oid::int8, \
+                         'def', CASE WHEN p.prokind IN ('f', 'p') THEN pg_catalog.pg_get_functiondef(p.oid) END) \
+                         FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+                         WHERE p.oid = {target})"
+                    )
+                }
+            }
+        })
+        .collect();
+    format!(
+        "json_build_object('objects', json_build_array({}))",
+        snaps.join(", ")
+    )
+}
+
+/// The snapshot expression (a JSON object) for one statement, with its views and functions.
+fn item(ddl: &Ddl, objs: &[Object]) -> String {
+    if let Some(tag) = object_tag(ddl) {
+        if objs.is_empty() {
+            return "NULL".to_owned();
+        }
+        return objects_item(tag, objs);
+    }
     match &ddl.kind {
         DdlKind::AlterTable { name, ops, .. } => {
             let oid = regclass(name);
@@ -222,25 +301,29 @@ fn item(ddl: &Ddl) -> String {
 
 /// Whether a statement's inverse needs anything from the catalog.
 fn needs_snapshot(ddl: &Ddl) -> bool {
-    matches!(
-        ddl.kind,
-        DdlKind::AlterTable { .. }
-            | DdlKind::CreateIndex { .. }
-            | DdlKind::DropIndex { .. }
-            | DdlKind::CreateTable { .. }
-            | DdlKind::RenameView { .. }
-    )
+    object_tag(ddl).is_some()
+        || matches!(
+            ddl.kind,
+            DdlKind::AlterTable { .. }
+                | DdlKind::CreateIndex { .. }
+                | DdlKind::DropIndex { .. }
+                | DdlKind::CreateTable { .. }
+                | DdlKind::RenameView { .. }
+        )
 }
 
 /// The one query reading the `Before` snapshots of `ddls` (a JSON array in their order), or
 /// `None` when none of them needs one. At most `max` statements are captured; the rest get an
 /// empty snapshot (their inverses then say what could not be read).
-pub fn query<'a>(ddls: impl IntoIterator<Item = &'a Ddl>, max: usize) -> Option<String> {
-    let ddls: Vec<&Ddl> = ddls.into_iter().take(max).collect();
-    if !ddls.iter().any(|d| needs_snapshot(d)) {
+pub fn query<'a>(
+    ddls: impl IntoIterator<Item = &'a (Ddl, Vec<Object>)>,
+    max: usize,
+) -> Option<String> {
+    let ddls: Vec<&(Ddl, Vec<Object>)> = ddls.into_iter().take(max).collect();
+    if !ddls.iter().any(|(d, _)| needs_snapshot(d)) {
         return None;
     }
-    let items: Vec<String> = ddls.iter().map(|d| item(d)).collect();
+    let items: Vec<String> = ddls.iter().map(|(d, o)| item(d, o)).collect();
     Some(format!("SELECT json_build_array({})", items.join(", ")))
 }
 
@@ -299,7 +382,7 @@ mod tests {
             },
             understood: crate::sql::statement::Understood::Parsed,
         };
-        assert_eq!(query([&d], 10), None);
+        assert_eq!(query([&(d, vec![])], 10), None);
     }
 
     #[test]
@@ -315,9 +398,48 @@ mod tests {
             },
             understood: crate::sql::statement::Understood::Parsed,
         };
-        let q = query([&d], 10).unwrap();
+        let q = query([&(d, vec![])], 10).unwrap();
         assert!(q.contains(r#"to_regclass('"s''x"."t""y"')"#), "{q}");
         assert!(q.contains("'s''x'"), "{q}");
+    }
+
+    fn objs(sql: &str) -> Vec<Object> {
+        let lex = crate::sql::lexer::LexOptions::default();
+        let p = crate::analysis::prepare(sql.as_bytes(), lex, 10);
+        let c = p.candidates.first().expect("DDL");
+        let span = p.spans[c.index];
+        objects(sql.as_bytes(), span.start, span.end, lex, &c.ddl)
+    }
+
+    #[test]
+    fn reads_view_and_function_names_from_the_tokens() {
+        let o = objs("CREATE OR REPLACE VIEW s.\"V\" AS SELECT 1");
+        assert_eq!(
+            o,
+            [Object {
+                name: Name::new(Some("s"), "V"),
+                args: None
+            }]
+        );
+        let o = objs("DROP VIEW IF EXISTS a, b.c RESTRICT");
+        assert_eq!(o.len(), 2);
+        assert_eq!(o[1].name, Name::new(Some("b"), "c"));
+        let o = objs(
+            "CREATE FUNCTION f(a int DEFAULT 1, b numeric(10, 2) = 2.5, OUT c text) RETURNS record LANGUAGE sql AS 'SELECT 1, 2'",
+        );
+        assert_eq!(
+            o[0].args.as_deref(),
+            Some("(a int, b numeric(10, 2), OUT c text)")
+        );
+        let o = objs("DROP FUNCTION f(int), g");
+        assert_eq!(o[0].args.as_deref(), Some("(int)"));
+        assert_eq!(
+            o[1],
+            Object {
+                name: Name::bare("g"),
+                args: None
+            }
+        );
     }
 
     #[test]
@@ -331,4 +453,123 @@ mod tests {
         assert_eq!(b[1].table.as_ref().unwrap().oid, 5);
         assert_eq!(b[1].columns["a"].default.as_deref(), Some("0"));
     }
+}
+
+/// The DDL statements of a message as understood, each with its views and functions.
+pub type Statements = Vec<(Ddl, Vec<Object>)>;
+
+/// A view or function a statement creates or drops, read from the statement's tokens (the
+/// statement model keeps no name for them): its name, and for a function its parameter list as
+/// written, without defaults (what `DROP FUNCTION` and `to_regprocedure` take).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    pub name: Name,
+    pub args: Option<String>,
+}
+
+/// The kind of statement whose objects [`objects`] reads: `CREATE VIEW` (also `OR REPLACE`;
+/// not a temporary one, gone with its session), `DROP VIEW`, `CREATE FUNCTION`, `DROP FUNCTION`.
+pub(crate) fn object_tag(ddl: &Ddl) -> Option<&'static str> {
+    match &ddl.kind {
+        DdlKind::Other { tag } => match tag.as_str() {
+            "CREATE VIEW" | "CREATE OR REPLACE VIEW" => Some("CREATE VIEW"),
+            "DROP VIEW" => Some("DROP VIEW"),
+            "DROP FUNCTION" => Some("DROP FUNCTION"),
+            _ => None,
+        },
+        DdlKind::CreateFunction { .. } => Some("CREATE FUNCTION"),
+        _ => None,
+    }
+}
+
+/// The objects of a `CREATE [OR REPLACE] VIEW`, `DROP VIEW`, `CREATE [OR REPLACE] FUNCTION` or
+/// `DROP FUNCTION` statement at `sql[start..end]`; empty for other statements, or when the text
+/// is not read with certainty (its inverse then says it could not be read).
+pub fn objects(
+    sql: &[u8],
+    start: usize,
+    end: usize,
+    lex: crate::sql::lexer::LexOptions,
+    ddl: &Ddl,
+) -> Vec<Object> {
+    let Some(tag) = object_tag(ddl) else {
+        return Vec::new();
+    };
+    let Ok(s) = crate::sql::reader::Stmt::new(sql, start, end, lex) else {
+        return Vec::new();
+    };
+    let function = tag.ends_with("FUNCTION");
+    // Skip to the name: past the keywords before it.
+    let mut i = 1;
+    let skip = [
+        "or",
+        "replace",
+        "temp",
+        "temporary",
+        "recursive",
+        "view",
+        "function",
+        "if",
+        "exists",
+    ];
+    while s.lower(i).is_some_and(|w| skip.contains(&w.as_str())) {
+        i += 1;
+    }
+    let mut out = Vec::new();
+    loop {
+        let Some((name, after)) = s.relation(i) else {
+            return Vec::new();
+        };
+        let mut next = after;
+        let args = if function && s.kind(after) == Some(crate::sql::lexer::TokenKind::LParen) {
+            let Some(close) = s.close_paren(after) else {
+                return Vec::new();
+            };
+            let Some(list) = parameters(&s, after, close) else {
+                return Vec::new();
+            };
+            next = close + 1;
+            Some(list)
+        } else {
+            None
+        };
+        out.push(Object { name, args });
+        // DROP takes a list; CREATE one name.
+        if tag.starts_with("DROP") && s.kind(next) == Some(crate::sql::lexer::TokenKind::Comma) {
+            i = next + 1;
+            continue;
+        }
+        return out;
+    }
+}
+
+/// `( … )` between `open` and `close`: each parameter up to its `DEFAULT` / `=`, joined again.
+fn parameters(s: &crate::sql::reader::Stmt<'_>, open: usize, close: usize) -> Option<String> {
+    use crate::sql::lexer::TokenKind;
+    let mut params = Vec::new();
+    let mut from = open + 1;
+    let mut depth = 0usize;
+    let mut cut: Option<usize> = None;
+    let mut i = open + 1;
+    while i <= close {
+        let at_end = i == close;
+        match s.kind(i) {
+            Some(TokenKind::LParen) => depth += 1,
+            Some(TokenKind::RParen) if !at_end => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth == 0 && cut.is_none() && (s.word(i, "default") || s.is_op(i, "=")) {
+            cut = Some(i);
+        }
+        if at_end || (depth == 0 && s.kind(i) == Some(TokenKind::Comma)) {
+            let last = cut.unwrap_or(i).checked_sub(1)?;
+            if last >= from {
+                params.push(s.text(from, last).ok()?);
+            }
+            from = i + 1;
+            cut = None;
+        }
+        i += 1;
+    }
+    Some(format!("({})", params.join(", ")))
 }

@@ -7,7 +7,7 @@
 use crate::sql::quote;
 use crate::sql::statement::{AlterOp, ConstraintKind, Ddl, DdlKind, Name};
 
-use super::capture::{Before, Rel};
+use super::capture::{Before, Rel, object_tag};
 
 /// What undoes a statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,10 +178,98 @@ pub fn inverse(ddl: &Ddl, before: &Before) -> Inverse {
         | DdlKind::Lock { .. }
         | DdlKind::Cluster { .. }
         | DdlKind::RefreshMaterializedView { .. } => Inverse::Sql(Vec::new()),
+        DdlKind::Other { .. } if object_tag(ddl) == Some("CREATE VIEW") => {
+            let Some(Some(o)) = before.objects.first() else {
+                return not_captured("the view");
+            };
+            let name = qualified(&o.schema, &o.name);
+            match (&o.oid, &o.def) {
+                (None, _) => Inverse::Sql(vec![format!("DROP VIEW {name}")]),
+                // OR REPLACE of an existing view: its previous definition. Dropped first:
+                // CREATE OR REPLACE cannot take back columns the new definition added (a view
+                // that others depend on then fails to drop, with the server's reason).
+                (Some(_), Some(def)) => Inverse::Sql(vec![
+                    format!("DROP VIEW {name}"),
+                    format!(
+                        "CREATE VIEW {name}{} AS {}",
+                        view_options(o.options.as_deref()),
+                        def.trim_end().trim_end_matches(';')
+                    ),
+                ]),
+                (Some(_), None) => not_captured(&format!("view {name}")),
+            }
+        }
+        DdlKind::Other { .. } if object_tag(ddl) == Some("DROP VIEW") => {
+            if before.objects.is_empty() {
+                return not_captured("the view");
+            }
+            let mut out = Vec::new();
+            for o in before.objects.iter().flatten() {
+                let Some(def) = &o.def else {
+                    return not_captured(&format!("view {}", o.name));
+                };
+                out.push(format!(
+                    "CREATE VIEW {}{} AS {}",
+                    qualified(&o.schema, &o.name),
+                    view_options(o.options.as_deref()),
+                    def.trim_end().trim_end_matches(';')
+                ));
+            }
+            Inverse::Sql(out)
+        }
+        DdlKind::CreateFunction { .. } => {
+            let Some(Some(o)) = before.objects.first() else {
+                return not_captured("the function");
+            };
+            if o.name_taken {
+                return Inverse::irreversible(format!(
+                    "not supported: a function named {} already existed in schema {} (replaced or overloaded), and ddlgate does not tell which one the statement changed",
+                    o.name, o.schema
+                ));
+            }
+            Inverse::Sql(vec![format!(
+                "DROP FUNCTION {}{}",
+                qualified(&o.schema, &o.name),
+                o.args.as_deref().unwrap_or("")
+            )])
+        }
+        DdlKind::Other { .. } if object_tag(ddl) == Some("DROP FUNCTION") => {
+            if before.objects.is_empty() {
+                return not_captured("the function");
+            }
+            let mut out = Vec::new();
+            for o in before.objects.iter().flatten() {
+                let Some(def) = &o.def else {
+                    return Inverse::irreversible(format!(
+                        "not supported: {} is not a plain function or procedure whose definition PostgreSQL prints",
+                        o.name
+                    ));
+                };
+                out.push(def.trim_end().to_owned());
+            }
+            Inverse::Sql(out)
+        }
         other => Inverse::irreversible(format!(
             "not supported: ddlgate does not compute the inverse of {}",
             kind_name(other)
         )),
+    }
+}
+
+/// ` WITH (…)` for a view's saved `reloptions` (each `name=value`, as the catalog holds them).
+fn view_options(options: Option<&[String]>) -> String {
+    match options {
+        Some(o) if !o.is_empty() => {
+            let parts: Vec<String> = o
+                .iter()
+                .filter_map(|kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    Some(format!("{}={}", quote::ident(k), quote::literal(v)))
+                })
+                .collect();
+            format!(" WITH ({})", parts.join(", "))
+        }
+        _ => String::new(),
     }
 }
 
@@ -470,6 +558,56 @@ mod tests {
         assert_eq!(
             sql(inverse(&ddl("ALTER TABLE t DROP CONSTRAINT u"), &b)),
             [r#"ALTER TABLE "public"."t" ADD CONSTRAINT "u" UNIQUE (a)"#]
+        );
+    }
+
+    #[test]
+    fn views_and_functions_from_their_snapshots() {
+        use super::super::capture::ObjSnap;
+        let created = Before {
+            objects: vec![Some(ObjSnap {
+                schema: "public".into(),
+                name: "v".into(),
+                ..Default::default()
+            })],
+            ..Default::default()
+        };
+        assert_eq!(
+            sql(inverse(&ddl("CREATE VIEW v AS SELECT 1"), &created)),
+            [r#"DROP VIEW "public"."v""#]
+        );
+        let dropped = Before {
+            objects: vec![Some(ObjSnap {
+                schema: "public".into(),
+                name: "v".into(),
+                oid: Some(5),
+                def: Some(" SELECT 1 AS a;".into()),
+                options: Some(vec!["security_barrier=true".into()]),
+                ..Default::default()
+            })],
+            ..Default::default()
+        };
+        assert_eq!(
+            sql(inverse(&ddl("DROP VIEW v"), &dropped)),
+            [r#"CREATE VIEW "public"."v" WITH ("security_barrier"='true') AS  SELECT 1 AS a"#]
+        );
+        let f = Before {
+            objects: vec![Some(ObjSnap {
+                schema: "public".into(),
+                name: "f".into(),
+                args: Some("(a int, b text)".into()),
+                ..Default::default()
+            })],
+            ..Default::default()
+        };
+        assert_eq!(
+            sql(inverse(
+                &ddl(
+                    "CREATE FUNCTION f(a int, b text DEFAULT 'x') RETURNS int LANGUAGE sql AS 'SELECT 1'"
+                ),
+                &f
+            )),
+            [r#"DROP FUNCTION "public"."f"(a int, b text)"#]
         );
     }
 

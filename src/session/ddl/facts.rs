@@ -73,7 +73,7 @@ impl Relay {
     /// Reads the undo snapshot: one more read-only query at this boundary.
     async fn capture_before(
         &mut self,
-        capture: Option<(String, Vec<crate::sql::statement::Ddl>)>,
+        capture: Option<(String, crate::undo::capture::Statements)>,
     ) -> Result<(), SessionError> {
         let Some((query, ddls)) = capture else {
             return Ok(());
@@ -95,7 +95,7 @@ impl Relay {
         match reply.value().filter(|_| reply.error.is_none()) {
             Some(json) => {
                 let befores = crate::undo::capture::parse(json);
-                self.st.lane.before = ddls.into_iter().zip(befores).collect();
+                self.st.lane.before = ddls.into_iter().map(|(d, _)| d).zip(befores).collect();
             }
             None => tracing::warn!(
                 error = ?reply.error.map(|e| e.message),
@@ -134,7 +134,7 @@ fn capture_query(
     audit: bool,
     sql: &[u8],
     lex: crate::sql::lexer::LexOptions,
-) -> Option<(String, Vec<crate::sql::statement::Ddl>)> {
+) -> Option<(String, crate::undo::capture::Statements)> {
     st.lane.before.clear();
     let journal = &st.live.config.journal;
     if !audit && !journal.enabled {
