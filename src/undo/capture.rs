@@ -91,6 +91,9 @@ pub struct Before {
     pub columns: HashMap<String, ColSnap>,
     /// Views and functions the statement creates or drops, in its order.
     pub objects: Vec<Option<ObjSnap>>,
+    /// The statement said `IF EXISTS`: an object missing from the snapshot was not there (else
+    /// it could not be resolved, and its inverse is unknown).
+    pub if_exists: bool,
 }
 
 /// `json_object_agg` over no rows is NULL.
@@ -133,7 +136,7 @@ fn literal_list(names: &[&str]) -> String {
 }
 
 /// The snapshot of the views and functions of a statement (see [`objects`]).
-fn objects_item(tag: &str, objs: &[Object]) -> String {
+fn objects_item(tag: &str, objs: &[Object], if_exists: bool) -> String {
     let snaps: Vec<String> = objs
         .iter()
         .map(|o| {
@@ -180,7 +183,7 @@ fn objects_item(tag: &str, objs: &[Object]) -> String {
         })
         .collect();
     format!(
-        "json_build_object('objects', json_build_array({}))",
+        "json_build_object('objects', json_build_array({}), 'if_exists', {if_exists})",
         snaps.join(", ")
     )
 }
@@ -191,7 +194,7 @@ fn item(ddl: &Ddl, objs: &[Object]) -> String {
         if objs.is_empty() {
             return "NULL".to_owned();
         }
-        return objects_item(tag, objs);
+        return objects_item(tag, objs, objs.iter().any(|o| o.if_exists));
     }
     match &ddl.kind {
         DdlKind::AlterTable { name, ops, .. } => {
@@ -418,12 +421,14 @@ mod tests {
             o,
             [Object {
                 name: Name::new(Some("s"), "V"),
-                args: None
+                args: None,
+                if_exists: false
             }]
         );
         let o = objs("DROP VIEW IF EXISTS a, b.c RESTRICT");
         assert_eq!(o.len(), 2);
         assert_eq!(o[1].name, Name::new(Some("b"), "c"));
+        assert!(o[1].if_exists);
         let o = objs(
             "CREATE FUNCTION f(a int DEFAULT 1, b numeric(10, 2) = 2.5, OUT c text) RETURNS record LANGUAGE sql AS 'SELECT 1, 2'",
         );
@@ -437,7 +442,8 @@ mod tests {
             o[1],
             Object {
                 name: Name::bare("g"),
-                args: None
+                args: None,
+                if_exists: false
             }
         );
     }
@@ -465,6 +471,8 @@ pub type Statements = Vec<(Ddl, Vec<Object>)>;
 pub struct Object {
     pub name: Name,
     pub args: Option<String>,
+    /// The statement said `IF EXISTS`.
+    pub if_exists: bool,
 }
 
 /// The kind of statement whose objects [`objects`] reads: `CREATE VIEW` (also `OR REPLACE`;
@@ -501,6 +509,7 @@ pub fn objects(
     let function = tag.ends_with("FUNCTION");
     // Skip to the name: past the keywords before it.
     let mut i = 1;
+    let mut if_exists = false;
     let skip = [
         "or",
         "replace",
@@ -512,7 +521,8 @@ pub fn objects(
         "if",
         "exists",
     ];
-    while s.lower(i).is_some_and(|w| skip.contains(&w.as_str())) {
+    while let Some(w) = s.lower(i).filter(|w| skip.contains(&w.as_str())) {
+        if_exists |= w == "exists";
         i += 1;
     }
     let mut out = Vec::new();
@@ -533,7 +543,11 @@ pub fn objects(
         } else {
             None
         };
-        out.push(Object { name, args });
+        out.push(Object {
+            name,
+            args,
+            if_exists,
+        });
         // DROP takes a list; CREATE one name.
         if tag.starts_with("DROP") && s.kind(next) == Some(crate::sql::lexer::TokenKind::Comma) {
             i = next + 1;

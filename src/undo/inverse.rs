@@ -90,7 +90,9 @@ pub fn inverse(ddl: &Ddl, before: &Before) -> Inverse {
             };
             Inverse::Sql(vec![format!("{drop} {}", qualified(&t.schema, &name.name))])
         }
-        DdlKind::DropIndex { names, .. } => {
+        DdlKind::DropIndex {
+            names, if_exists, ..
+        } => {
             let mut out = Vec::new();
             for (i, n) in names.iter().enumerate() {
                 match before.indexes.get(i) {
@@ -108,7 +110,8 @@ pub fn inverse(ddl: &Ddl, before: &Before) -> Inverse {
                         }
                     },
                     // IF EXISTS on an index that was not there: nothing was dropped.
-                    Some(None) => {}
+                    Some(None) if *if_exists => {}
+                    Some(None) => return not_captured(&format!("index {n}")),
                     None => return not_captured(&format!("index {n}")),
                 }
             }
@@ -200,7 +203,9 @@ pub fn inverse(ddl: &Ddl, before: &Before) -> Inverse {
             }
         }
         DdlKind::Other { .. } if object_tag(ddl) == Some("DROP VIEW") => {
-            if before.objects.is_empty() {
+            if before.objects.is_empty()
+                || (!before.if_exists && before.objects.iter().any(Option::is_none))
+            {
                 return not_captured("the view");
             }
             let mut out = Vec::new();
@@ -234,7 +239,9 @@ pub fn inverse(ddl: &Ddl, before: &Before) -> Inverse {
             )])
         }
         DdlKind::Other { .. } if object_tag(ddl) == Some("DROP FUNCTION") => {
-            if before.objects.is_empty() {
+            if before.objects.is_empty()
+                || (!before.if_exists && before.objects.iter().any(Option::is_none))
+            {
                 return not_captured("the function");
             }
             let mut out = Vec::new();
