@@ -155,6 +155,8 @@ async fn undo_restores_the_schema_dump_for_every_supported_statement() {
         "DROP VIEW tv",
         "CREATE FUNCTION f_new(a int, b text DEFAULT 'x') RETURNS int LANGUAGE sql AS 'SELECT a'",
         "DROP FUNCTION tf(int)",
+        "ALTER INDEX t_x_ix RENAME TO t_x_ix2",
+        "ALTER TABLE t RENAME CONSTRAINT c_pos TO c_pos2",
     ];
     for sql in statements {
         let before = dump(&env).await;

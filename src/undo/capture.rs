@@ -91,6 +91,9 @@ pub struct Before {
     pub columns: HashMap<String, ColSnap>,
     /// Views and functions the statement creates or drops, in its order.
     pub objects: Vec<Option<ObjSnap>>,
+    /// `[from, to]` of `RENAME CONSTRAINT from TO to` (`from` empty for `ALTER INDEX … RENAME
+    /// TO to`, whose old name is `table`'s), read from the statement's tokens.
+    pub renamed: Option<Vec<String>>,
     /// The statement said `IF EXISTS`: an object missing from the snapshot was not there (else
     /// it could not be resolved, and its inverse is unknown).
     pub if_exists: bool,
@@ -188,6 +191,18 @@ fn objects_item(tag: &str, objs: &[Object], if_exists: bool) -> String {
     )
 }
 
+/// The statements whose new name [`objects`] reads: `ALTER INDEX … RENAME TO` and `ALTER TABLE
+/// … RENAME CONSTRAINT` (the model keeps neither name).
+pub(crate) fn rename_tag(ddl: &Ddl) -> Option<&'static str> {
+    match &ddl.kind {
+        DdlKind::AlterIndex { action, .. } if action == "RENAME" => Some("ALTER INDEX RENAME"),
+        DdlKind::AlterTable { ops, .. } if matches!(ops.as_slice(), [AlterOp::Other(o)] if o == "RENAME CONSTRAINT") => {
+            Some("RENAME CONSTRAINT")
+        }
+        _ => None,
+    }
+}
+
 /// The snapshot expression (a JSON object) for one statement, with its views and functions.
 fn item(ddl: &Ddl, objs: &[Object]) -> String {
     if let Some(tag) = object_tag(ddl) {
@@ -196,7 +211,23 @@ fn item(ddl: &Ddl, objs: &[Object]) -> String {
         }
         return objects_item(tag, objs, objs.iter().any(|o| o.if_exists));
     }
+    let base = base_item(ddl);
+    match (rename_tag(ddl), objs) {
+        (Some(_), [from, to]) => format!(
+            "(({base})::jsonb || jsonb_build_object('renamed', jsonb_build_array({}, {})))",
+            quote::literal(&from.name.name),
+            quote::literal(&to.name.name)
+        ),
+        _ => base,
+    }
+}
+
+/// [`item`] for the statements whose snapshot is about one table or index.
+fn base_item(ddl: &Ddl) -> String {
     match &ddl.kind {
+        DdlKind::AlterIndex { name, .. } => {
+            format!("json_build_object('table', {})", rel_json(&regclass(name)))
+        }
         DdlKind::AlterTable { name, ops, .. } => {
             let oid = regclass(name);
             let cons: Vec<&str> = ops
@@ -305,6 +336,7 @@ fn item(ddl: &Ddl, objs: &[Object]) -> String {
 /// Whether a statement's inverse needs anything from the catalog.
 fn needs_snapshot(ddl: &Ddl) -> bool {
     object_tag(ddl).is_some()
+        || rename_tag(ddl).is_some()
         || matches!(
             ddl.kind,
             DdlKind::AlterTable { .. }
@@ -449,6 +481,20 @@ mod tests {
     }
 
     #[test]
+    fn reads_renamed_names_from_the_tokens() {
+        let r = objs("ALTER TABLE t RENAME CONSTRAINT \"A\" TO b");
+        assert_eq!(
+            (r[0].name.name.as_str(), r[1].name.name.as_str()),
+            ("A", "b")
+        );
+        let r = objs("ALTER INDEX IF EXISTS s.i RENAME TO j");
+        assert_eq!(
+            (r[0].name.name.as_str(), r[1].name.name.as_str()),
+            ("", "j")
+        );
+    }
+
+    #[test]
     fn parses_nulls_and_objects() {
         let b = parse(
             r#"[null, {"table": {"oid": 5, "schema": "public", "name": "t"}, "constraints": null,
@@ -500,6 +546,9 @@ pub fn objects(
     lex: crate::sql::lexer::LexOptions,
     ddl: &Ddl,
 ) -> Vec<Object> {
+    if rename_tag(ddl).is_some() {
+        return renamed_names(sql, start, end, lex);
+    }
     let Some(tag) = object_tag(ddl) else {
         return Vec::new();
     };
@@ -554,6 +603,37 @@ pub fn objects(
             continue;
         }
         return out;
+    }
+}
+
+/// `[from, to]` of `… RENAME CONSTRAINT from TO to`, or `[(empty), to]` of `… RENAME TO to`.
+fn renamed_names(
+    sql: &[u8],
+    start: usize,
+    end: usize,
+    lex: crate::sql::lexer::LexOptions,
+) -> Vec<Object> {
+    let Ok(s) = crate::sql::reader::Stmt::new(sql, start, end, lex) else {
+        return Vec::new();
+    };
+    let object = |name: String| Object {
+        name: Name::bare(&name),
+        args: None,
+        if_exists: false,
+    };
+    let Some(k) = (0..s.last()).find(|&k| s.word(k, "rename")) else {
+        return Vec::new();
+    };
+    let pair = if s.word(k + 1, "constraint") && s.word(k + 3, "to") && k + 4 == s.last() {
+        s.ident(k + 2).zip(s.ident(k + 4))
+    } else if s.word(k + 1, "to") && k + 2 == s.last() {
+        s.ident(k + 2).map(|to| (String::new(), to))
+    } else {
+        None
+    };
+    match pair {
+        Some((from, to)) => vec![object(from), object(to)],
+        None => Vec::new(),
     }
 }
 

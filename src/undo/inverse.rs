@@ -163,6 +163,16 @@ pub fn inverse(ddl: &Ddl, before: &Before) -> Inverse {
                 ),
             }])
         }
+        DdlKind::AlterIndex { name, action } if action == "RENAME" => {
+            let (Some(t), Some(to)) = (&before.table, renamed_to(before)) else {
+                return not_captured(&format!("index {name}"));
+            };
+            Inverse::Sql(vec![format!(
+                "ALTER INDEX {} RENAME TO {}",
+                qualified(&t.schema, to),
+                quote::ident(&t.name)
+            )])
+        }
         DdlKind::DropTable { .. } => Inverse::irreversible("DROP TABLE destroyed the table's data"),
         DdlKind::Truncate { .. } => Inverse::irreversible("TRUNCATE destroyed the table's rows"),
         DdlKind::AlterTypeAddValue { .. } => Inverse::irreversible(
@@ -280,6 +290,11 @@ fn view_options(options: Option<&[String]>) -> String {
     }
 }
 
+/// The new name of a rename the snapshot read from the statement.
+fn renamed_to(before: &Before) -> Option<&String> {
+    before.renamed.as_ref().and_then(|r| r.get(1))
+}
+
 /// A readable name of a statement kind, for "not supported" reasons.
 fn kind_name(kind: &DdlKind) -> String {
     match kind {
@@ -382,6 +397,19 @@ fn alter_table(name: &Name, ops: &[AlterOp], before: &Before) -> Inverse {
                         ));
                     }
                 }
+            }
+            AlterOp::Other(o) if o == "RENAME CONSTRAINT" => {
+                let (Some(from), Some(to)) = (
+                    before.renamed.as_ref().and_then(|r| r.first()),
+                    renamed_to(before),
+                ) else {
+                    return not_captured("the renamed constraint");
+                };
+                alter(format!(
+                    "RENAME CONSTRAINT {} TO {}",
+                    quote::ident(to),
+                    quote::ident(from)
+                ))
             }
             // Validation checks rows; it changes no definition to take back.
             AlterOp::ValidateConstraint { .. } => continue,
