@@ -375,6 +375,12 @@ async fn journal_follows_the_transaction_and_falls_back_to_the_audit_log() {
         .expect("in transaction");
     client.batch_execute("ROLLBACK").await.expect("rollback");
     assert_eq!(journal_rows(&admin).await, 1);
+    // Rolled back within the same Query: not journaled either.
+    client
+        .batch_execute("BEGIN; ALTER TABLE t ADD COLUMN a3 int; ROLLBACK")
+        .await
+        .expect("one Query");
+    assert_eq!(journal_rows(&admin).await, 1);
     // The session is in a sane state afterwards (transaction status as the server's).
     let one: i32 = client
         .query_one("SELECT 1", &[])
