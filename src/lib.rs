@@ -63,7 +63,10 @@
 //!    timeouts, [`guard::prelude_sql`]), a short `lock_timeout`, retries by the pure policy
 //!    [`guard::after_lock_timeout`] (after a SAVEPOINT inside a transaction), blockers named
 //!    to the client; recipe steps run one by one the same way. Every wait watches the client
-//!    and shutdown.
+//!    and shutdown. What a statement that ran changed can be undone: its inverse ([`undo`]),
+//!    computed from a catalog snapshot read with its facts, goes to the audit log and — with
+//!    `[journal]` — into the database's `ddlgate.journal`, written in the lane before the
+//!    client hears back (`session::ddl::journal`).
 //! 6. A prepared DDL statement is decided again at Bind in the context it then runs in
 //!    (`session::relay::prepared`). A DDL statement alone in an extended-protocol unit
 //!    (`[Parse] / Bind / [Describe] / Execute / Sync`, no parameters, outside a transaction

@@ -6,7 +6,7 @@
 //!   boundary where the DDL lane reads its catalog facts (`session::ddl::facts`), answering only
 //!   what an inverse needs (the target's OID and schema, a dropped index's or constraint's saved
 //!   definition, a column's previous default and nullability);
-//! - [`inverse`]: pure: statement + snapshot → [`Inverse`] (SQL, or irreversible with a reason);
+//! - [`inverse`](mod@inverse): pure: statement + snapshot → [`Inverse`] (SQL, or irreversible with a reason);
 //! - [`journal`]: the SQL of `ddlgate.journal` (created on first use) and of the fingerprint
 //!   that tells `ddlgate undo` whether an object changed since its entry was recorded;
 //! - [`cli`]: `ddlgate undo`, a client of a running ddlgate, so every inverse passes the same
