@@ -389,9 +389,35 @@ async fn journal_follows_the_transaction_and_falls_back_to_the_audit_log() {
         .get(0);
     assert_eq!(one, 1);
 
+    // psql's `-1 -f` (one transaction around the file) is journaled the same way.
+    let out = env
+        .psql(
+            env.proxy_addr().port(),
+            "trust_user",
+            &["-v", "ON_ERROR_STOP=1", "-1", "-f", "-"],
+            Some(
+                b"ALTER TABLE t ADD COLUMN p1 int;\nALTER TABLE t ALTER COLUMN p1 SET DEFAULT 3;\n"
+                    .to_vec(),
+            ),
+        )
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(journal_rows(&admin).await, 3);
+    let out = undo(&env, &["--last", "2"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let gone: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'p1' AND NOT attisdropped",
+            &[],
+        )
+        .await
+        .expect("column")
+        .get(0);
+    assert_eq!(gone, 0);
+
     // The audit log has the inverse (and the irreversible reason) too.
     client.simple_query("TRUNCATE t").await.expect("truncate");
-    assert_eq!(journal_rows(&admin).await, 2);
+    assert_eq!(journal_rows(&admin).await, 4);
     let has = |needle: &'static str| {
         let audit = audit.clone();
         async move {
@@ -456,5 +482,5 @@ async fn journal_follows_the_transaction_and_falls_back_to_the_audit_log() {
     c3.simple_query("ALTER TABLE t ADD COLUMN c1 int")
         .await
         .expect("add");
-    assert_eq!(journal_rows(&admin).await, 2);
+    assert_eq!(journal_rows(&admin).await, 4);
 }
