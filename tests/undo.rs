@@ -389,6 +389,22 @@ async fn journal_follows_the_transaction_and_falls_back_to_the_audit_log() {
         .get(0);
     assert_eq!(one, 1);
 
+    // A lone extended-protocol unit (tokio-postgres's query_typed: Parse/Bind/Describe/
+    // Execute/Sync in one go, as libpq's PQexecParams) is journaled like a simple Query, even
+    // when the guard has nothing to do for it.
+    client
+        .query_typed("CREATE TABLE e1 (id int)", &[])
+        .await
+        .expect("lone unit");
+    assert_eq!(journal_rows(&admin).await, 2);
+    let out = undo(&env, &[]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(r#"DROP TABLE "public"."e1""#),
+        "{}",
+        text(&out)
+    );
+
     // psql's `-1 -f` (one transaction around the file) is journaled the same way.
     let out = env
         .psql(
@@ -402,7 +418,7 @@ async fn journal_follows_the_transaction_and_falls_back_to_the_audit_log() {
         )
         .await;
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(journal_rows(&admin).await, 3);
+    assert_eq!(journal_rows(&admin).await, 4);
     let out = undo(&env, &["--last", "2"]).await;
     assert!(out.status.success(), "{}", text(&out));
     let gone: i64 = admin
@@ -417,7 +433,7 @@ async fn journal_follows_the_transaction_and_falls_back_to_the_audit_log() {
 
     // The audit log has the inverse (and the irreversible reason) too.
     client.simple_query("TRUNCATE t").await.expect("truncate");
-    assert_eq!(journal_rows(&admin).await, 4);
+    assert_eq!(journal_rows(&admin).await, 5);
     let has = |needle: &'static str| {
         let audit = audit.clone();
         async move {
@@ -482,5 +498,5 @@ async fn journal_follows_the_transaction_and_falls_back_to_the_audit_log() {
     c3.simple_query("ALTER TABLE t ADD COLUMN c1 int")
         .await
         .expect("add");
-    assert_eq!(journal_rows(&admin).await, 4);
+    assert_eq!(journal_rows(&admin).await, 5);
 }

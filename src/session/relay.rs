@@ -748,6 +748,14 @@ impl Relay {
                                 frame = refusal_frame(tag, framing::body(&frame), &recipe);
                             }
                         }
+                        // The undo journal is written in the lane: a simple Query or a lone
+                        // unit goes there even when the guard has nothing to do.
+                        let journal = journal && (tag == frontend::QUERY || lone.is_some());
+                        let guard = if journal {
+                            Some(guard.unwrap_or_default())
+                        } else {
+                            guard
+                        };
                         match guard
                             .filter(|g| may_guard && (journal || g.is_needed(&live.config.guard)))
                         {

@@ -22,8 +22,9 @@ pub(super) struct Hooked {
     pub(super) frame: Option<Bytes>,
     pub(super) guard: Option<crate::guard::GuardPlan>,
     pub(super) recipe: Option<crate::recipe::Recipe>,
-    /// Its DDL's inverses go to the undo journal: it runs in the DDL lane (which writes them
-    /// before the client hears back) even when the guard has nothing to do.
+    /// Its DDL's inverses go to the undo journal: a simple Query or a lone extended-protocol
+    /// unit runs in the DDL lane (which writes them before the client hears back) even when
+    /// the guard has nothing to do.
     pub(super) journal: bool,
 }
 
@@ -128,9 +129,8 @@ impl State {
             .analyzer
             .analyze(counters, &self.profile, source, sql, &ctx);
         attach_before(&mut plan.audit, std::mem::take(&mut self.lane.before));
-        let journal = self.live.config.journal.enabled
-            && source == Source::Query
-            && plan.audit.iter().any(|d| d.ddl.is_some());
+        let journal =
+            self.live.config.journal.enabled && plan.audit.iter().any(|d| d.ddl.is_some());
         self.units.audit_pending.append(&mut plan.audit);
         self.last_parse_ddl = summary.ddl_candidates > 0;
         self.last_parse_fresh = plan.fresh_facts_only;
@@ -147,7 +147,8 @@ impl State {
         Some(Hooked {
             notices: plan.notices,
             frame,
-            guard: if journal {
+            // A Parse gets the lane only as a lone unit, which the relay recognises.
+            guard: if journal && source == Source::Query {
                 Some(plan.guard.unwrap_or_default())
             } else {
                 plan.guard
