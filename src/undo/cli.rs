@@ -189,8 +189,15 @@ fn one_line(s: &str) -> String {
 
 /// Whether `sql` is exactly one DDL statement (what every inverse ddlgate records is).
 fn is_one_ddl_statement(sql: &str) -> bool {
-    let p = crate::analysis::prepare(sql.as_bytes(), crate::sql::lexer::LexOptions::default(), 2);
-    p.statements == 1 && p.ddl_candidates().count() == 1
+    use crate::sql::prefilter::{self, StatementClass};
+    let mut spans = Vec::new();
+    crate::sql::lexer::split_into(
+        sql.as_bytes(),
+        crate::sql::lexer::LexOptions::default(),
+        &mut spans,
+    );
+    spans.retain(|s| !s.is_empty());
+    matches!(spans.as_slice(), [one] if prefilter::classify(sql.as_bytes(), one) == StatementClass::DdlCandidate)
 }
 
 /// Runs `ddlgate undo`.
