@@ -17,7 +17,9 @@
 //!    back; on SQLSTATE 55P03 the attempt is undone (`ROLLBACK TO SAVEPOINT`, or `ROLLBACK` of
 //!    a failed `BEGIN … COMMIT` block), the blockers are read and told to the client in a
 //!    NOTICE, and after a jittered backoff the Query is sent again, within the attempt and time
-//!    budget — or a recipe's safe steps instead of the statement (`recipe`);
+//!    budget — or a recipe's safe steps instead of the statement (`recipe`). Then the undo
+//!    journal (`journal`): the inverses of what succeeded, written on this
+//!    connection (under a savepoint inside a transaction) before the client has its replies;
 //! 3. epilogue (here): settings restored, savepoint released, advisory locks released — at once,
 //!    or, when the client's transaction is left failed, at the first moment it can run again;
 //! 4. the client gets the held-back replies of the last attempt and its ReadyForQuery, written
