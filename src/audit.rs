@@ -47,6 +47,12 @@ pub struct Record {
     pub lock_wait_ms: f64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub override_reasons: Vec<String>,
+    /// What undoes the statement (`crate::undo`), when it ran and can be undone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inverse: Option<Vec<String>>,
+    /// Why it cannot be undone, when it ran and cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub irreversible: Option<String>,
 }
 
 /// Who a session is, for audit records.
@@ -70,6 +76,11 @@ pub struct Draft {
     pub rewritten: Option<String>,
     pub steps: Vec<String>,
     pub override_reasons: Vec<String>,
+    /// The statement as understood, and what ran of it (its rewrite's text as understood; a
+    /// recipe stands for the statement): what its inverse is computed from (`crate::undo`).
+    pub ddl: Option<Box<(crate::sql::statement::Ddl, crate::sql::statement::Ddl)>>,
+    /// The catalog read just before it ran (`crate::undo::capture`), when there was one.
+    pub before: Option<Box<crate::undo::Before>>,
 }
 
 /// The audit log's writer handle.
@@ -131,6 +142,16 @@ impl AuditLog {
         self.tx.is_some()
     }
 
+    /// Counts undo journal entries written to the database.
+    pub fn journal_written(&self, n: usize) {
+        self.counters.journal_written.increment(n as u64);
+    }
+
+    /// Counts undo journal entries whose write failed (audit log only).
+    pub fn journal_failed(&self, n: usize) {
+        self.counters.journal_failed.increment(n as u64);
+    }
+
     /// Queues one record; never waits.
     pub fn write(&self, record: &Record) {
         let Some(tx) = &self.tx else { return };
@@ -160,7 +181,8 @@ impl Draft {
         duration: std::time::Duration,
         lock_wait: std::time::Duration,
     ) -> Record {
-        Record {
+        let undo = (self.action != "block").then(|| self.undo()).flatten();
+        let mut record = Record {
             time: now(),
             session: who.session,
             user: who.user.clone(),
@@ -184,6 +206,44 @@ impl Draft {
             duration_ms: duration.as_secs_f64() * 1000.0,
             lock_wait_ms: lock_wait.as_secs_f64() * 1000.0,
             override_reasons: self.override_reasons,
+            inverse: None,
+            irreversible: None,
+        };
+        // Only a statement that ran has something to undo.
+        if outcome == "ok"
+            && let Some(inverse) = undo
+        {
+            match inverse {
+                crate::undo::Inverse::Sql(sql) => record.inverse = Some(sql),
+                crate::undo::Inverse::Irreversible(why) => record.irreversible = Some(why),
+            }
+        }
+        record
+    }
+
+    /// The inverse of what ran (`crate::undo`), for a statement that was not blocked.
+    pub fn undo(&self) -> Option<crate::undo::Inverse> {
+        let (_, ran) = self.ddl.as_deref()?;
+        let empty = crate::undo::Before::default();
+        Some(crate::undo::inverse(
+            ran,
+            self.before.as_deref().unwrap_or(&empty),
+        ))
+    }
+
+    /// The relation whose fingerprint identifies what the statement changed, as SQL.
+    pub fn undo_object(&self) -> Option<String> {
+        let (_, ran) = self.ddl.as_deref()?;
+        let empty = crate::undo::Before::default();
+        crate::undo::capture::object_sql(ran, self.before.as_deref().unwrap_or(&empty))
+    }
+
+    /// What ran, for the undo journal: the rewrite, the steps, or the statement.
+    pub fn ran(&self) -> String {
+        match (&self.rewritten, self.steps.is_empty()) {
+            (Some(r), _) => r.clone(),
+            (None, false) => self.steps.join(";\n"),
+            (None, true) => self.sql.clone(),
         }
     }
 }

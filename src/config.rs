@@ -31,6 +31,7 @@ pub struct Config {
     pub catalog: CatalogConfig,
     pub admin: AdminConfig,
     pub audit: AuditConfig,
+    pub journal: JournalConfig,
     pub monitor: MonitorConfig,
     pub policy: PolicyConfig,
     /// `[[profiles]]`: policies for particular users, databases or applications; the first
@@ -391,6 +392,33 @@ impl Default for AuditConfig {
     }
 }
 
+/// `[journal]`: the undo journal, a table in each user database where ddlgate records every DDL
+/// statement it let through with its inverse (`ddlgate undo` reads it). The inverse is always
+/// in the audit log (when `[audit]` is on); the journal adds a copy in the database itself,
+/// written on the client's own connection, which needs the client's role to be allowed to
+/// create the schema (or to write into it). Reloadable (from the next statement).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// Default false: ddlgate writes nothing into users' databases unless asked to.
+    pub enabled: bool,
+    /// The schema of the `journal` table, created with `CREATE SCHEMA/TABLE IF NOT EXISTS` on
+    /// first use. Default `ddlgate`.
+    pub schema: String,
+    /// DDL statements of one message whose `Before` snapshot is read at most. Default 100.
+    pub max_statements: usize,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            schema: "ddlgate".to_owned(),
+            max_statements: 100,
+        }
+    }
+}
+
 /// `[monitor]`: the lock monitor, which samples `pg_locks` and `pg_stat_activity` through a
 /// connection of its own (to `upstream.address`, with `upstream.tls`). Reloadable.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -640,6 +668,9 @@ impl Config {
         };
         if self.upstream.address.trim().is_empty() || !self.upstream.address.contains(':') {
             return bad("upstream.address", "must be host:port");
+        }
+        if self.journal.schema.is_empty() || self.journal.schema.contains(['\0', '$']) {
+            return bad("journal.schema", "must be a schema name without $");
         }
         let g = &self.guard;
         if g.lock_timeout_ms.is_zero() {

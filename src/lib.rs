@@ -28,6 +28,7 @@
 //! | [`check`] | `ddlgate check`: the engine over migration files |
 //! | [`backfill`] | `ddlgate backfill`: an UPDATE in keyset batches, each its own short transaction, throttled and resumable |
 //! | [`trace`] | `ddlgate trace`: a migration run on a scratch database in one rolled-back transaction, with each statement's locks, rewrites, time and decision |
+//! | [`undo`] | reversibility: each DDL statement's inverse from a catalog snapshot read before it ran, the undo journal, `ddlgate undo` |
 //! | [`tools`] | which migration tool drives a session, so refusals name its way out |
 //! | [`error`] | one error enum per layer, classified by side |
 //! | [`metrics`] | every Prometheus metric, defined once (name, unit, HELP text, label sets), and the handles it is recorded through where it happens |
@@ -64,7 +65,10 @@
 //!    timeouts, [`guard::prelude_sql`]), a short `lock_timeout`, retries by the pure policy
 //!    [`guard::after_lock_timeout`] (after a SAVEPOINT inside a transaction), blockers named
 //!    to the client; recipe steps run one by one the same way. Every wait watches the client
-//!    and shutdown.
+//!    and shutdown. What a statement that ran changed can be undone: its inverse ([`undo`]),
+//!    computed from a catalog snapshot read with its facts, goes to the audit log and — with
+//!    `[journal]` — into the database's `ddlgate.journal`, written in the lane before the
+//!    client hears back (`session::ddl::journal`).
 //! 6. A prepared DDL statement is decided again at Bind in the context it then runs in
 //!    (`session::relay::prepared`). A DDL statement alone in an extended-protocol unit
 //!    (`[Parse] / Bind / [Describe] / Execute / Sync`, no parameters, outside a transaction
@@ -105,3 +109,4 @@ pub mod state;
 pub mod tls;
 pub mod tools;
 pub mod trace;
+pub mod undo;

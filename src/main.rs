@@ -43,6 +43,11 @@ enum Command {
     /// ddlgate's decision. Exits 1 when a statement fails or would be blocked, 2 on usage,
     /// connection or a database without the scratch mark.
     Trace(TraceArgs),
+    /// Undo DDL recorded in the undo journal (`[journal]`), newest first, through a running
+    /// ddlgate (so the same rules, rewrites and lock guard apply). Exit 0 when everything asked
+    /// for was undone (or, with --dry-run, could be), 1 when an entry is refused or its undo
+    /// fails, 2 on usage or connection errors.
+    Undo(UndoArgs),
     /// List the rule catalog: id, default action, lock taken, what it flags.
     Rules {
         /// Output format.
@@ -181,6 +186,26 @@ struct TraceArgs {
     files: Vec<PathBuf>,
 }
 
+#[derive(clap::Args, Debug)]
+struct UndoArgs {
+    /// Connection URL (or key=value string) of the database, THROUGH ddlgate (its listen
+    /// address), e.g. postgres://app@127.0.0.1:6432/app.
+    #[arg(long)]
+    database: String,
+    /// Undo the newest N entries not undone yet (default 1).
+    #[arg(long, conflicts_with = "id")]
+    last: Option<usize>,
+    /// Undo this journal entry.
+    #[arg(long)]
+    id: Option<i64>,
+    /// Print what would run and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// The journal's schema (`journal.schema`).
+    #[arg(long, default_value = "ddlgate")]
+    schema: String,
+}
+
 #[derive(clap::Args, Debug, Clone, Default)]
 struct ServeArgs {
     /// Configuration file (TOML). Without it, built-in defaults apply; `DDLGATE__SECTION__KEY`
@@ -203,6 +228,7 @@ fn main() -> ExitCode {
         Some(Command::Trace(trace)) => return run_trace(&cli.serve, trace),
         Some(Command::Reload) => return run_reload(&cli.serve),
         Some(Command::Backfill(args)) => return run_backfill(args),
+        Some(Command::Undo(undo)) => return run_undo(undo),
         Some(Command::Config(ConfigCommand::Check { file })) => {
             return match Config::load(Some(&file), &Overrides::default()) {
                 Ok(config) => {
@@ -528,5 +554,39 @@ fn init_tracing(config: &Config) {
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
+    }
+}
+
+fn run_undo(args: UndoArgs) -> ExitCode {
+    let opts = ddlgate::undo::cli::Options {
+        database: args.database,
+        last: args.last,
+        id: args.id,
+        dry_run: args.dry_run,
+        schema: args.schema,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ddlgate undo: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(ddlgate::undo::cli::run(&opts)) {
+        Ok(outcome) => {
+            print!("{}", outcome.output);
+            if outcome.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("ddlgate undo: {e}");
+            ExitCode::from(2)
+        }
     }
 }

@@ -98,6 +98,7 @@ const DEFS: &[Def] = &[
     def("ddlgate_pipelined_units_total", C, Count, "Extended-protocol units that ran more than one Execute (a pipeline: one implicit transaction)."),
     // The audit log.
     def("ddlgate_audit_records_total", C, Count, "Audit records queued for the writer (written), or dropped because the writer's queue was full (dropped)."),
+    def("ddlgate_journal_records_total", C, Count, "Undo journal entries written to the database (written), or not written because the journal write failed (failed: audit log only)."),
     // The lock guard and the per-table queue.
     def("ddlgate_guard_runs_total", C, Count, "Statements run under the lock guard."),
     def("ddlgate_lock_retries_total", C, Count, "Guarded attempts retried after a lock timeout."),
@@ -386,6 +387,10 @@ pub struct AuditCounters {
     pub written: Counter,
     /// Dropped: the writer's queue was full.
     pub dropped: Counter,
+    /// Undo journal entries written to the user's database.
+    pub journal_written: Counter,
+    /// Undo journal writes that failed (the entries went to the audit log only).
+    pub journal_failed: Counter,
 }
 
 impl AuditCounters {
@@ -396,6 +401,8 @@ impl AuditCounters {
         AuditCounters {
             written: outcome("written"),
             dropped: outcome("dropped"),
+            journal_written: r.counter("ddlgate_journal_records_total", &[("outcome", "written")]),
+            journal_failed: r.counter("ddlgate_journal_records_total", &[("outcome", "failed")]),
         }
     }
 }

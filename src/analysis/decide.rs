@@ -335,6 +335,8 @@ pub(super) fn refuse_unverifiable(
         rewritten: None,
         steps: Vec::new(),
         override_reasons: Vec::new(),
+        ddl: None,
+        before: None,
     });
 }
 
@@ -553,6 +555,9 @@ pub(super) fn decide_statement(
             .iter()
             .filter_map(|v| v.overridden.clone())
             .collect(),
+        ddl: (decision.effective != Action::Block)
+            .then(|| Box::new((ddl.clone(), rewritten.as_ref().unwrap_or(ddl).clone()))),
+        before: None,
     });
     // What the statement that will run locks: the guard runs around it.
     // Observe mode changes nothing a client can see, the guard included.

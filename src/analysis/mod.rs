@@ -379,6 +379,26 @@ impl Analyzer {
         self.prepare(sql, lex).catalog_requests(source)
     }
 
+    /// The DDL statements of `sql` as understood, in statement order (for the undo snapshot,
+    /// `crate::undo::capture`; the message is prepared once for this and the decision).
+    pub fn understood(
+        &mut self,
+        sql: &[u8],
+        lex: LexOptions,
+    ) -> Vec<(
+        crate::sql::statement::Ddl,
+        Vec<crate::undo::capture::Object>,
+    )> {
+        let p = self.prepare(sql, lex);
+        p.ddl_candidates()
+            .map(|c| {
+                let span = p.spans[c.index];
+                let objects = crate::undo::capture::objects(sql, span.start, span.end, lex, &c.ddl);
+                (c.ddl.clone(), objects)
+            })
+            .collect()
+    }
+
     /// Prepares `sql`, unless `prepared` already holds it.
     fn prepare(&mut self, sql: &[u8], lex: LexOptions) -> &Prepared {
         let key = (sql.as_ptr() as usize, sql.len(), lex);

@@ -683,6 +683,7 @@ impl Relay {
                         frame: replacement,
                         guard,
                         recipe,
+                        journal,
                     }) = hooked
                     {
                         // A Parse that starts a lone unit outside a transaction block runs in
@@ -741,7 +742,17 @@ impl Relay {
                                 frame = refusal_frame(tag, framing::body(&frame), &recipe);
                             }
                         }
-                        match guard.filter(|g| may_guard && g.is_needed(&live.config.guard)) {
+                        // The undo journal is written in the lane: a simple Query or a lone
+                        // unit goes there even when the guard has nothing to do.
+                        let journal = journal && (tag == frontend::QUERY || lone.is_some());
+                        let guard = if journal {
+                            Some(guard.unwrap_or_default())
+                        } else {
+                            guard
+                        };
+                        match guard
+                            .filter(|g| may_guard && (journal || g.is_needed(&live.config.guard)))
+                        {
                             Some(plan) => {
                                 // The relay stops here; `client_input` runs it under the guard.
                                 let unit = lone.map(|u| take_unit(io, st, counters, &mut frame, u));

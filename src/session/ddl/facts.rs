@@ -27,6 +27,7 @@ impl Relay {
             return Ok(());
         };
         let lex = self.st.server.lex;
+        let capture = capture_query(&mut self.st, self.shared.audit.enabled(), sql, lex);
         let cfg = &self.st.live.config.catalog;
         let identity = self.st.analyzer.identity_query(
             sql,
@@ -65,6 +66,42 @@ impl Relay {
             let json = reply.value().filter(|_| reply.error.is_none());
             self.st.analyzer.provide_identity(json);
         }
+        self.capture_before(capture).await?;
+        Ok(())
+    }
+
+    /// Reads the undo snapshot: one more read-only query at this boundary.
+    async fn capture_before(
+        &mut self,
+        capture: Option<(String, crate::undo::capture::Statements)>,
+    ) -> Result<(), SessionError> {
+        let Some((query, ddls)) = capture else {
+            return Ok(());
+        };
+        // Inside the client's transaction, a failure must not abort it.
+        let in_tx = self.st.proto.tx() == crate::protocol::TxStatus::InTransaction;
+        let reply = if in_tx {
+            let reply = self
+                .inject(&crate::undo::journal::in_savepoint(&query))
+                .await?;
+            if reply.error.is_some() {
+                self.inject(&crate::undo::journal::rollback_savepoint())
+                    .await?;
+            }
+            reply
+        } else {
+            self.inject(&query).await?
+        };
+        match reply.value().filter(|_| reply.error.is_none()) {
+            Some(json) => {
+                let befores = crate::undo::capture::parse(json);
+                self.st.lane.before = ddls.into_iter().map(|(d, _)| d).zip(befores).collect();
+            }
+            None => tracing::warn!(
+                error = ?reply.error.map(|e| e.message),
+                "the undo snapshot could not be read; inverses are recorded without it"
+            ),
+        }
         Ok(())
     }
 
@@ -88,6 +125,24 @@ impl Relay {
         let lex = self.st.server.lex;
         self.st.analyzer.catalog_requests(sql, lex, source)
     }
+}
+
+/// The undo snapshot query of the message's DDL (`crate::undo::capture`), with the statements
+/// it is of, when their inverses are recorded anywhere (audit log or journal).
+fn capture_query(
+    st: &mut crate::session::relay::State,
+    audit: bool,
+    sql: &[u8],
+    lex: crate::sql::lexer::LexOptions,
+) -> Option<(String, crate::undo::capture::Statements)> {
+    st.lane.before.clear();
+    let journal = &st.live.config.journal;
+    if !audit && !journal.enabled {
+        return None;
+    }
+    let max = journal.max_statements;
+    let ddls = st.analyzer.understood(sql, lex);
+    crate::undo::capture::query(&ddls, max).map(|q| (q, ddls))
 }
 
 /// The SQL of the Query/Parse at the front of the client buffer, and its message tag.

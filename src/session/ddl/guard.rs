@@ -194,6 +194,19 @@ impl Relay {
                     }
                 }
             }
+            if a.error.is_none() {
+                // The inverse, recorded before the client hears the statement succeeded —
+                // unless the Query rolled a transaction back after its DDL (`BEGIN; …;
+                // ROLLBACK` in one Query): what it undid is not told apart, so nothing of it
+                // is journaled (the audit log has it).
+                if rolled_back(&a.held) {
+                    tracing::warn!(
+                        "the Query rolled back a transaction: its DDL is not journaled (audit log only)"
+                    );
+                } else {
+                    self.write_journal(a.status).await?;
+                }
+            }
             shared.metrics.unit_done(
                 crate::metrics::UnitKind::Ddl,
                 a.error.is_some(),
@@ -358,4 +371,13 @@ impl Drop for QueueSlot {
             .queue_wait_seconds
             .record(self.since.elapsed().as_secs_f64());
     }
+}
+
+/// Whether the server's replies to a Query include a `ROLLBACK` (or `ROLLBACK TO SAVEPOINT`,
+/// whose command tag is the same).
+fn rolled_back(held: &[Bytes]) -> bool {
+    held.iter().any(|f| {
+        f.first() == Some(&backend::COMMAND_COMPLETE)
+            && crate::protocol::framing::body(f).starts_with(b"ROLLBACK")
+    })
 }

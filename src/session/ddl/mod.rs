@@ -17,7 +17,9 @@
 //!    back; on SQLSTATE 55P03 the attempt is undone (`ROLLBACK TO SAVEPOINT`, or `ROLLBACK` of
 //!    a failed `BEGIN … COMMIT` block), the blockers are read and told to the client in a
 //!    NOTICE, and after a jittered backoff the Query is sent again, within the attempt and time
-//!    budget — or a recipe's safe steps instead of the statement (`recipe`);
+//!    budget — or a recipe's safe steps instead of the statement (`recipe`). Then the undo
+//!    journal (`journal`): the inverses of what succeeded, written on this
+//!    connection (under a savepoint inside a transaction) before the client has its replies;
 //! 3. epilogue (here): settings restored, savepoint released, advisory locks released — at once,
 //!    or, when the client's transaction is left failed, at the first moment it can run again;
 //! 4. the client gets the held-back replies of the last attempt and its ReadyForQuery, written
@@ -33,6 +35,7 @@
 mod channel;
 mod facts;
 mod guard;
+mod journal;
 mod recipe;
 
 use std::time::Duration;
@@ -72,6 +75,12 @@ pub(in crate::session) struct Lane {
     pub epilogue: Option<Epilogue>,
     /// The guarded statement being run: when it arrived, and time lost to lock timeouts.
     pub timing: (std::time::Instant, Duration),
+    /// The undo snapshots (`crate::undo::capture`) read with the facts of the message about
+    /// to be decided, each with the statement it is of; handed to its audit drafts.
+    pub before: Vec<(crate::sql::statement::Ddl, crate::undo::Before)>,
+    /// The undo journal table is known to exist (checked once per session, again after a
+    /// failed write).
+    pub journal_ready: bool,
 }
 
 impl Default for Lane {
@@ -80,6 +89,8 @@ impl Default for Lane {
             step: Step::Relay,
             epilogue: None,
             timing: (std::time::Instant::now(), Duration::ZERO),
+            before: Vec::new(),
+            journal_ready: false,
         }
     }
 }

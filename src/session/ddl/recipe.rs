@@ -170,6 +170,7 @@ impl Relay {
             done.push(k.to_string());
         }
         let status = self.st.proto.tx();
+        self.write_journal(status).await?;
         self.epilogue_or_later(epilogue, status).await?;
         let tag = recipe.kind.command_tag();
         // One CommandComplete per statement of the client's the steps replaced.

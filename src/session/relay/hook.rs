@@ -22,6 +22,26 @@ pub(super) struct Hooked {
     pub(super) frame: Option<Bytes>,
     pub(super) guard: Option<crate::guard::GuardPlan>,
     pub(super) recipe: Option<crate::recipe::Recipe>,
+    /// Its DDL's inverses go to the undo journal: a simple Query or a lone extended-protocol
+    /// unit runs in the DDL lane (which writes them before the client hears back) even when
+    /// the guard has nothing to do.
+    pub(super) journal: bool,
+}
+
+/// Hands each audit draft the undo snapshot read for its statement (`crate::undo::capture`),
+/// matched on the statement as understood, in order.
+fn attach_before(
+    drafts: &mut [crate::audit::Draft],
+    mut before: Vec<(crate::sql::statement::Ddl, crate::undo::Before)>,
+) {
+    for d in drafts {
+        let Some((original, _)) = d.ddl.as_deref() else {
+            continue;
+        };
+        if let Some(i) = before.iter().position(|(ddl, _)| ddl == original) {
+            d.before = Some(Box::new(before.remove(i).1));
+        }
+    }
 }
 
 /// What a Bind of prepared DDL runs with: the guard's plan, and the safe steps that run
@@ -47,6 +67,7 @@ pub(super) fn lexing_refusal(tag: u8, body: &[u8]) -> Hooked {
         frame: frontend::Statement::decode(tag, body).map(|s| s.with_sql(&err.to_sql())),
         guard: None,
         recipe: None,
+        journal: false,
     }
 }
 
@@ -107,6 +128,9 @@ impl State {
         let (summary, mut plan) = self
             .analyzer
             .analyze(counters, &self.profile, source, sql, &ctx);
+        attach_before(&mut plan.audit, std::mem::take(&mut self.lane.before));
+        let journal =
+            self.live.config.journal.enabled && plan.audit.iter().any(|d| d.ddl.is_some());
         self.units.audit_pending.append(&mut plan.audit);
         self.last_parse_ddl = summary.ddl_candidates > 0;
         self.last_parse_fresh = plan.fresh_facts_only;
@@ -116,15 +140,21 @@ impl State {
             Source::Query => self.last_kind = kind,
             Source::Parse => self.proto.note_unit_kind(kind),
         }
-        if plan.is_forward() {
+        if plan.is_forward() && !journal {
             return None;
         }
         let frame = plan.sql.map(|new_sql| statement.with_sql(&new_sql));
         Some(Hooked {
             notices: plan.notices,
             frame,
-            guard: plan.guard,
+            // A Parse gets the lane only as a lone unit, which the relay recognises.
+            guard: if journal && source == Source::Query {
+                Some(plan.guard.unwrap_or_default())
+            } else {
+                plan.guard
+            },
             recipe: plan.recipe,
+            journal,
         })
     }
 
@@ -249,6 +279,7 @@ impl State {
                         .map(|s| s.with_sql(&err.to_sql())),
                     guard: None,
                     recipe: None,
+                    journal: false,
                 })
             }
         }
