@@ -32,6 +32,9 @@ pub struct Profile {
     /// Some opt-in style rule (`rules::STYLE_RULES`) has an action other than allow: only
     /// then are they run at all.
     style: bool,
+    /// The backfill guard (`[policy.backfill]`, a profile's fields over it): whether UPDATE and
+    /// DELETE are examined at all, and above which estimate. Its action is `large-backfill`'s.
+    pub backfill: crate::config::BackfillConfig,
 }
 
 /// All profiles, built once from the configuration.
@@ -91,8 +94,10 @@ impl Profile {
             overridable: overridable(&cfg.overridable),
             actions: cfg.rules.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             style: false,
+            backfill: cfg.backfill,
         }
         .styled()
+        .backfilled()
     }
 
     fn derived(base: &PolicyConfig, p: &ProfileConfig) -> Profile {
@@ -105,8 +110,18 @@ impl Profile {
             overridable: overridable(p.overridable.as_ref().unwrap_or(&base.overridable)),
             actions,
             style: false,
+            backfill: p.backfill.over(&base.backfill),
         }
         .styled()
+        .backfilled()
+    }
+
+    /// `large-backfill` takes `backfill.action`, unless a rules table names it.
+    fn backfilled(mut self) -> Profile {
+        self.actions
+            .entry(crate::rules::LARGE_BACKFILL.to_owned())
+            .or_insert(self.backfill.action.action());
+        self
     }
 
     /// Sets [`Profile::style`] from the configured actions.
@@ -442,6 +457,20 @@ pub fn describe_effective(config: &Config) -> String {
             };
             let _ = writeln!(out, "  {:<48} {}{note}", rule.id, action.as_str());
         }
+        let b = &p.backfill;
+        let _ = writeln!(
+            out,
+            "  backfill: {}",
+            if b.enabled {
+                format!(
+                    "on (UPDATE/DELETE estimated above {} rows: {})",
+                    b.max_rows,
+                    p.action_for(crate::rules::LARGE_BACKFILL).as_str()
+                )
+            } else {
+                "off".to_owned()
+            }
+        );
     }
     let g = &config.guard;
     let _ = writeln!(

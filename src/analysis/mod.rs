@@ -41,7 +41,7 @@ mod split;
 pub use decide::{Realized, decide, realize};
 pub use effects::Effects;
 use effects::*;
-pub use prepare::{Candidate, Prepared, prepare, prepare_into};
+pub use prepare::{Candidate, Prepared, prepare, prepare_into, prepare_with};
 use respond::*;
 pub use respond::{loggable, truncated};
 
@@ -151,6 +151,9 @@ pub struct Facts {
     pub catalog: Vec<(usize, crate::catalog::Facts)>,
     /// The answer to the created-in-transaction read (`created`); `None`: nothing is new.
     pub identity: Option<crate::created::Identity>,
+    /// The planner's estimates for the backfill guard's statements, by byte offset of the
+    /// statement's start (as [`Prepared::estimate_requests`] asked for them).
+    pub estimates: Vec<(usize, crate::catalog::estimate::Estimate)>,
 }
 
 /// Which relations count as created in the current transaction (invisible to other sessions,
@@ -287,11 +290,13 @@ pub fn record(counters: &Counters, decided: &Decided, sql: &[u8], ctx: &Context)
 pub struct Analyzer {
     /// The message last prepared (reused buffers, so the hot path does not allocate).
     prepared: Prepared,
-    /// `prepared` holds this text (address, length, options), so the calls the session makes
+    /// Look for the backfill guard's statements (the session's profile has it on).
+    backfill: bool,
+    /// `prepared` holds this text (address, length, options, backfill), so the calls the session makes
     /// for one message — [`Analyzer::has_ddl_candidate`], the catalog reads,
     /// [`Analyzer::analyze`] — prepare it once. Cleared by `analyze`: the next message may
     /// reuse the same buffer.
-    prepared_of: Option<(usize, usize, LexOptions)>,
+    prepared_of: Option<(usize, usize, LexOptions, bool)>,
     /// Relations the server confirmed the current transaction created (by OID, never by name):
     /// invisible to other sessions, so locking them is harmless. Cleared when the session is
     /// idle again.
@@ -308,6 +313,9 @@ pub struct Analyzer {
     /// Catalog facts for the next message's DDL statements, by byte offset of the statement's
     /// start; consumed by the next [`Analyzer::analyze`].
     facts: Vec<(usize, crate::catalog::Facts)>,
+    /// The planner's estimates for the next message's backfill candidates; consumed by the
+    /// next [`Analyzer::analyze`].
+    estimates: Vec<(usize, crate::catalog::estimate::Estimate)>,
     /// What the last analysed message may do to the session's settings.
     effects: Effects,
     /// The session's tracing span, entered while a message holding DDL is decided: the hot
@@ -320,6 +328,8 @@ impl Default for Analyzer {
         Analyzer {
             prepared: Prepared::default(),
             prepared_of: None,
+            backfill: false,
+            estimates: Vec::new(),
             max_statements: crate::config::DEFAULT_MAX_STATEMENTS_PER_MESSAGE,
             created: Default::default(),
             identity_request: None,
@@ -360,6 +370,35 @@ impl Analyzer {
         self.max_statements = max;
     }
 
+    /// Whether the backfill guard examines this session's UPDATE and DELETE (its profile's
+    /// `backfill.enabled`). Off, they are ordinary traffic.
+    pub fn set_backfill(&mut self, on: bool) {
+        self.backfill = on;
+    }
+
+    /// Whether `sql` needs the DDL lane at a statement boundary before it is decided: it holds
+    /// a DDL candidate, or (backfill guard on) an UPDATE/DELETE to estimate.
+    pub fn needs_lane(&mut self, sql: &[u8], lex: LexOptions) -> bool {
+        self.prepare(sql, lex).needs_lane()
+    }
+
+    /// The backfill guard's EXPLAINs for `sql` (see [`Prepared::estimate_requests`]).
+    pub fn estimate_requests(
+        &mut self,
+        sql: &[u8],
+        lex: LexOptions,
+    ) -> (Vec<(usize, Vec<u8>)>, usize) {
+        self.prepare(sql, lex).estimate_requests(sql, lex)
+    }
+
+    /// The planner's estimates for the next [`Analyzer::analyze`] call.
+    pub fn provide_estimates(
+        &mut self,
+        estimates: Vec<(usize, crate::catalog::estimate::Estimate)>,
+    ) {
+        self.estimates = estimates;
+    }
+
     /// Whether `sql` holds any DDL candidate; the session uses it to wait for the server to
     /// be idle before a decision that depends on the transaction status. Prepares the message
     /// (ordinary traffic: lexing only), for the calls that follow.
@@ -381,9 +420,15 @@ impl Analyzer {
 
     /// Prepares `sql`, unless `prepared` already holds it.
     fn prepare(&mut self, sql: &[u8], lex: LexOptions) -> &Prepared {
-        let key = (sql.as_ptr() as usize, sql.len(), lex);
+        let key = (sql.as_ptr() as usize, sql.len(), lex, self.backfill);
         if self.prepared_of != Some(key) {
-            prepare_into(&mut self.prepared, sql, lex, self.max_statements);
+            prepare_with(
+                &mut self.prepared,
+                sql,
+                lex,
+                self.max_statements,
+                self.backfill,
+            );
             self.prepared_of = Some(key);
         }
         &self.prepared
@@ -441,6 +486,7 @@ impl Analyzer {
         let facts = Facts {
             catalog: std::mem::take(&mut self.facts),
             identity: self.identity.take(),
+            estimates: std::mem::take(&mut self.estimates),
         };
         let decided = decide(
             &self.prepared,

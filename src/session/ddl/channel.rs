@@ -79,8 +79,25 @@ impl Relay {
         sql: &str,
         flush_client: bool,
     ) -> Result<Reply, SessionError> {
-        tracing::trace!(sql, "guard query");
-        self.send_upstream(query_frame(sql.as_bytes())?).await?;
+        self.inject_bytes(sql.as_bytes(), flush_client, false).await
+    }
+
+    /// [`Relay::inject_flushing`] of SQL text that may not be UTF-8: the client's own statement
+    /// in the session's `client_encoding` (the backfill guard's EXPLAIN). `client_text`: the
+    /// query holds the client's statement, whose failure is expected (the statement's own
+    /// error) and is logged at debug without its text; ddlgate's own queries failing is a
+    /// warning.
+    pub(super) async fn inject_bytes(
+        &mut self,
+        sql: &[u8],
+        flush_client: bool,
+        client_text: bool,
+    ) -> Result<Reply, SessionError> {
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let sql = String::from_utf8_lossy(sql);
+            tracing::trace!(sql = %sql, "guard query");
+        }
+        self.send_upstream(query_frame(sql)?).await?;
         if flush_client {
             self.io
                 .to_client
@@ -111,7 +128,11 @@ impl Relay {
                         self.st.upstream_sent_fatal = true;
                         self.io.to_client.push(frame.clone());
                     }
-                    tracing::warn!(code = %e.code, message = %e.message, sql, "a ddlgate query failed");
+                    if client_text {
+                        tracing::debug!(code = %e.code, message = %e.message, "the planner could not estimate the statement");
+                    } else {
+                        tracing::warn!(code = %e.code, message = %e.message, sql = %String::from_utf8_lossy(sql), "a ddlgate query failed");
+                    }
                     reply.error = Some(e);
                 }
                 backend::READY_FOR_QUERY => {
