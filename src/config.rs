@@ -122,10 +122,24 @@ impl Default for BackfillConfig {
 
 /// What the backfill guard does above its threshold.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String")]
 pub enum BackfillAction {
     Warn,
     Block,
+}
+
+impl TryFrom<String> for BackfillAction {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "warn" => Ok(BackfillAction::Warn),
+            "block" => Ok(BackfillAction::Block),
+            other => Err(format!(
+                "backfill.action must be \"warn\" or \"block\", not \"{other}\""
+            )),
+        }
+    }
 }
 
 impl BackfillAction {
@@ -914,6 +928,37 @@ mod tests {
 
     fn shipped() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join(Config::shipped_default_path())
+    }
+
+    #[test]
+    fn backfill_settings_are_validated() {
+        let load = |text: &str| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, text).expect("write");
+            Config::load_with_env(Some(&path), &Overrides::default(), env(&[]))
+        };
+        let err = |text: &str| load(text).expect_err(text).to_string();
+        let e = err("[policy.backfill]\nmax_rows = 0\n");
+        assert!(e.contains("policy.backfill.max_rows"), "{e}");
+        let e = err("[policy.backfill]\naction = \"rewrite\"\n");
+        assert!(e.contains("warn") && e.contains("block"), "{e}");
+        let e = err("[policy.backfill]\nthreshold = 5\n");
+        assert!(e.contains("threshold"), "{e}");
+        let e = err(
+            "[[profiles]]\nname = \"p\"\nmatch = { user = \"u\" }\nbackfill = { max_rows = 0 }\n",
+        );
+        assert!(e.contains("profiles[0].backfill.max_rows"), "{e}");
+        let ok = load("[policy.backfill]\nenabled = true\nmax_rows = 10\naction = \"block\"\n")
+            .expect("valid");
+        assert_eq!(
+            ok.policy.backfill,
+            BackfillConfig {
+                enabled: true,
+                max_rows: 10,
+                action: BackfillAction::Block
+            }
+        );
     }
 
     #[test]

@@ -771,5 +771,83 @@ mode = "warn"
         // The application is only observed.
         let d = decide(&p, ("app", "app", "puma"), "DROP TABLE t", &Ctx::in_tx());
         assert_eq!((d.intended, d.effective), (Action::Warn, Action::Allow));
+        // The backfill guard: warn for migrations, block for humans, off for the application.
+        let migrations = p.profile_for("migrator", "app", "rails");
+        let humans = p.profile_for("alice", "app", "psql");
+        let app = p.profile_for("app", "app", "puma");
+        assert!(migrations.backfill.enabled && humans.backfill.enabled);
+        assert!(!app.backfill.enabled);
+        assert_eq!(
+            migrations.action_for(crate::rules::LARGE_BACKFILL),
+            Action::Warn
+        );
+        assert_eq!(
+            humans.action_for(crate::rules::LARGE_BACKFILL),
+            Action::Block
+        );
+        assert_eq!(humans.backfill.max_rows, 100_000);
+    }
+
+    #[test]
+    fn backfill_settings_are_inherited_field_by_field() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("b.toml");
+        std::fs::write(
+            &path,
+            r#"
+[policy.backfill]
+enabled = true
+max_rows = 500
+[[profiles]]
+name = "strict"
+match = { user = "ops" }
+backfill = { action = "block" }
+[[profiles]]
+name = "off"
+match = { user = "app" }
+backfill = { enabled = false }
+[[profiles]]
+name = "ruled"
+match = { user = "r" }
+backfill = { action = "block" }
+rules = { "large-backfill" = "allow" }
+"#,
+        )
+        .expect("write");
+        let cfg = Config::load_with_env(Some(&path), &Default::default(), Vec::new())
+            .expect("valid config");
+        let p = Policy::from_config(&cfg);
+        let base = p.profile_for("x", "d", "a");
+        assert_eq!((base.backfill.enabled, base.backfill.max_rows), (true, 500));
+        assert_eq!(base.action_for(crate::rules::LARGE_BACKFILL), Action::Warn);
+        let strict = p.profile_for("ops", "d", "a");
+        assert_eq!(
+            (strict.backfill.enabled, strict.backfill.max_rows),
+            (true, 500)
+        );
+        assert_eq!(
+            strict.action_for(crate::rules::LARGE_BACKFILL),
+            Action::Block
+        );
+        assert!(!p.profile_for("app", "d", "a").backfill.enabled);
+        // A rules table naming the rule wins over backfill.action.
+        assert_eq!(
+            p.profile_for("r", "d", "a")
+                .action_for(crate::rules::LARGE_BACKFILL),
+            Action::Allow
+        );
+        let described = describe_effective(&cfg);
+        assert!(
+            described.contains("backfill: on (UPDATE/DELETE estimated above 500 rows: block)"),
+            "{described}"
+        );
+        assert!(described.contains("backfill: off"), "{described}");
+        // The default policy has it off.
+        assert!(
+            !Policy::from_config(&Config::default())
+                .default
+                .backfill
+                .enabled
+        );
     }
 }

@@ -1116,6 +1116,135 @@ mod tests {
         assert!(text.contains("DG002"), "{text}");
     }
 
+    /// The backfill guard's candidates: UPDATE and DELETE (after comments, in any case), a
+    /// WITH holding either word; only with the guard on, and never DDL or other DML.
+    #[test]
+    fn backfill_candidates_are_found_only_with_the_guard_on() {
+        let sql = "select 1; /* c */ update t set x = 1; DELETE FROM t; WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d; \
+                   WITH s AS (SELECT 1) SELECT * FROM s; INSERT INTO t VALUES (1); ALTER TABLE t ADD c int; \
+                   UPDATE t SET x = $1; EXPLAIN ANALYZE UPDATE t SET x = 1";
+        let lex = LexOptions::default();
+        let mut off = Prepared::default();
+        prepare_with(&mut off, sql.as_bytes(), lex, 100, false);
+        assert!(off.backfill.is_empty());
+        assert!(off.needs_lane(), "the ALTER");
+        let mut on = Prepared::default();
+        prepare_with(&mut on, sql.as_bytes(), lex, 100, true);
+        assert_eq!(on.backfill, [1, 2, 3, 7]);
+        let (requests, with_parameters) = on.estimate_requests(sql.as_bytes(), lex);
+        assert_eq!(with_parameters, 1, "UPDATE … $1 is not examined");
+        let texts: Vec<String> = requests
+            .iter()
+            .map(|(_, q)| String::from_utf8(q.clone()).expect("utf-8"))
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "EXPLAIN (FORMAT JSON)  /* c */ update t set x = 1\n",
+                "EXPLAIN (FORMAT JSON)  DELETE FROM t\n",
+                "EXPLAIN (FORMAT JSON)  WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d\n",
+            ]
+        );
+        // A message of ordinary DML alone needs the lane only with the guard on.
+        let dml = b"UPDATE t SET x = 1";
+        let mut p = Prepared::default();
+        prepare_with(&mut p, dml, lex, 100, false);
+        assert!(!p.needs_lane());
+        prepare_with(&mut p, dml, lex, 100, true);
+        assert!(p.needs_lane());
+        // The analyzer keys its prepared message on the switch too.
+        let mut a = Analyzer::default();
+        assert!(!a.needs_lane(dml, lex));
+        a.set_backfill(true);
+        assert!(a.needs_lane(dml, lex));
+    }
+
+    /// Above the threshold the finding is decided like any rule's: warn, block (the numbers in
+    /// the message), the override comment, the mode; at or under it nothing happens.
+    #[test]
+    fn estimates_above_the_threshold_are_decided_by_the_policy() {
+        use crate::catalog::estimate::Estimate;
+        let run = |sql: &str, rows: u64, toml: &str, tx: TxStatus| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("b.toml");
+            std::fs::write(&path, toml).expect("write");
+            let cfg = Config::load_with_env(Some(&path), &Default::default(), Vec::new())
+                .expect("valid config");
+            let policy = Policy::from_config(&cfg);
+            let mut a = Analyzer::default();
+            a.set_backfill(true);
+            let at = sql.find("UPDATE").expect("an UPDATE");
+            let at = sql[..at].rfind(';').map_or(0, |i| i + 1);
+            a.provide_estimates(vec![(
+                at,
+                Estimate {
+                    rows,
+                    table: Some("t".into()),
+                    delete: false,
+                },
+            )]);
+            let counters = Counters::default();
+            let (_, plan) = a.analyze(
+                &counters,
+                policy.profile_for("", "", ""),
+                Source::Query,
+                sql.as_bytes(),
+                &ctx(tx),
+            );
+            (plan, counters)
+        };
+        let block = "[policy.backfill]\nenabled = true\nmax_rows = 100\naction = \"block\"\n";
+        let (p, c) = run("UPDATE t SET x = 1", 101, block, TxStatus::Idle);
+        let text = String::from_utf8(p.sql.expect("blocked")).expect("utf-8");
+        assert!(text.contains("DG001"), "{text}");
+        assert!(text.contains("estimated 101 rows, threshold 100"), "{text}");
+        assert_eq!(p.blocked, ["large-backfill"]);
+        assert_eq!(p.audit[0].rules, ["large-backfill"]);
+        assert_eq!(p.audit[0].action, "block");
+        assert_eq!(c.decisions.rule_action("large-backfill", Action::Block), 1);
+        // At the threshold: nothing.
+        let (p, _) = run("UPDATE t SET x = 1", 100, block, TxStatus::Idle);
+        assert!(p.is_forward() && p.audit.is_empty());
+        // The second statement of a Query is replaced, the first kept.
+        let (p, _) = run(
+            "SELECT 1; UPDATE t SET x = 1",
+            5000,
+            block,
+            TxStatus::InTransaction,
+        );
+        let text = String::from_utf8(p.sql.expect("blocked")).expect("utf-8");
+        assert!(text.starts_with("SELECT 1; DO $"), "{text}");
+        // The override comment.
+        let (p, c) = run(
+            "/* ddlgate:allow large-backfill reason=\"off-peak\" */ UPDATE t SET x = 1",
+            5000,
+            block,
+            TxStatus::Idle,
+        );
+        assert!(p.sql.is_none() && p.notices.is_empty());
+        assert_eq!(p.audit[0].override_reasons, ["off-peak"]);
+        assert_eq!(c.decisions.overrides("large-backfill"), 1);
+        // warn: a NOTICE; warn mode turns the block into one; observe shows nothing.
+        let warn = "[policy.backfill]\nenabled = true\nmax_rows = 100\n";
+        let (p, _) = run("UPDATE t SET x = 1", 5000, warn, TxStatus::Idle);
+        assert!(p.sql.is_none() && p.notices.len() == 1);
+        let (p, _) = run(
+            "UPDATE t SET x = 1",
+            5000,
+            &format!("[policy]\nmode = \"warn\"\n{block}"),
+            TxStatus::Idle,
+        );
+        assert!(p.sql.is_none() && p.notices.len() == 1);
+        let (p, _) = run(
+            "UPDATE t SET x = 1",
+            5000,
+            &format!("[policy]\nmode = \"observe\"\n{block}"),
+            TxStatus::Idle,
+        );
+        assert!(p.sql.is_none() && p.notices.is_empty());
+        assert_eq!(p.audit[0].intended, "block");
+    }
+
     #[test]
     fn typos_are_forwarded_and_counted_not_blocked() {
         let (s, p, c) = run("selec 1", TxStatus::Idle);
