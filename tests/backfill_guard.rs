@@ -363,3 +363,48 @@ async fn a_session_whose_policy_has_the_guard_off_examines_nothing() {
     assert_blocked(&e, "after reload");
     assert_eq!(estimates(&env, "estimated"), 1.0);
 }
+
+/// Planning waits for the statement's lock: a client's cancel reaches ddlgate's EXPLAIN, and
+/// the statement then fails with the server's 57014 rather than being sent after it (where it
+/// would wait again, the cancel lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_while_the_estimate_waits_for_the_lock_cancels_the_statement() {
+    let env = Env::start_with(profiles).await;
+    let admin = setup(&env).await;
+    let holder = env.direct_client("ddlgate_admin").await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE t IN SHARE MODE")
+        .await
+        .expect("lock");
+    let c = as_app(&env, "human-ops").await;
+    let cancel = c.cancel_token();
+    let update =
+        tokio::spawn(async move { c.simple_query("UPDATE t SET x = -1 WHERE id = 1").await });
+    assert!(
+        common::wait_active(
+            &admin,
+            "EXPLAIN (FORMAT JSON) UPDATE t%",
+            1,
+            std::time::Duration::from_secs(10)
+        )
+        .await,
+        "the estimate waits for the lock"
+    );
+    cancel
+        .cancel_query(tokio_postgres::NoTls)
+        .await
+        .expect("cancel sent");
+    let e = tokio::time::timeout(std::time::Duration::from_secs(10), update)
+        .await
+        .expect("the statement ends at the cancel, not when the lock is released")
+        .expect("task")
+        .expect_err("cancelled");
+    assert_eq!(sqlstate(&e).as_deref(), Some("57014"), "{e:?}");
+    holder.batch_execute("COMMIT").await.expect("release");
+    let x: i32 = admin
+        .query_one("SELECT x FROM t WHERE id = 1", &[])
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(x, 1, "the cancelled UPDATE never ran");
+}

@@ -227,15 +227,20 @@ pub fn decide(
                 // The backfill guard: an UPDATE/DELETE the planner estimated (only when the
                 // profile has it on; otherwise nothing was asked and nothing is here).
                 if let Ok(k) = estimates.binary_search_by_key(&span.start, |(at, _)| *at)
-                    && let Some(replacement) = decide_backfill(
-                        profile,
-                        sql,
-                        span,
-                        &estimates[k].1,
-                        ctx,
-                        plan,
-                        &mut decided.decisions,
-                    )
+                    && let Some(replacement) = match &estimates[k].1 {
+                        crate::catalog::estimate::Answer::Rows(estimate) => decide_backfill(
+                            profile,
+                            sql,
+                            span,
+                            estimate,
+                            ctx,
+                            plan,
+                            &mut decided.decisions,
+                        ),
+                        crate::catalog::estimate::Answer::Stopped { code, message } => {
+                            Some(stopped_error(code, message).to_sql())
+                        }
+                    }
                 {
                     replacements.push((i, replacement));
                     runs = false;
@@ -358,6 +363,18 @@ pub(super) fn refuse_unverifiable(
         steps: Vec::new(),
         override_reasons: Vec::new(),
     });
+}
+
+/// The error a statement fails with when the server stopped its EXPLAIN the way it would have
+/// stopped the statement (a cancel, `statement_timeout`, `lock_timeout`): the server's own code
+/// and message.
+fn stopped_error(code: &'static str, message: &str) -> BlockError {
+    BlockError {
+        code,
+        message: message.to_owned(),
+        detail: "The server stopped the statement while ddlgate's backfill guard was reading its row estimate (EXPLAIN, waiting for the statement's lock); the statement did not run.".to_owned(),
+        hint: String::new(),
+    }
 }
 
 /// The backfill guard's decision on one UPDATE/DELETE the planner estimated: above the

@@ -153,7 +153,7 @@ pub struct Facts {
     pub identity: Option<crate::created::Identity>,
     /// The planner's estimates for the backfill guard's statements, by byte offset of the
     /// statement's start (as [`Prepared::estimate_requests`] asked for them).
-    pub estimates: Vec<(usize, crate::catalog::estimate::Estimate)>,
+    pub estimates: Vec<(usize, crate::catalog::estimate::Answer)>,
 }
 
 /// Which relations count as created in the current transaction (invisible to other sessions,
@@ -315,7 +315,7 @@ pub struct Analyzer {
     facts: Vec<(usize, crate::catalog::Facts)>,
     /// The planner's estimates for the next message's backfill candidates; consumed by the
     /// next [`Analyzer::analyze`].
-    estimates: Vec<(usize, crate::catalog::estimate::Estimate)>,
+    estimates: Vec<(usize, crate::catalog::estimate::Answer)>,
     /// What the last analysed message may do to the session's settings.
     effects: Effects,
     /// The session's tracing span, entered while a message holding DDL is decided: the hot
@@ -392,10 +392,7 @@ impl Analyzer {
     }
 
     /// The planner's estimates for the next [`Analyzer::analyze`] call.
-    pub fn provide_estimates(
-        &mut self,
-        estimates: Vec<(usize, crate::catalog::estimate::Estimate)>,
-    ) {
+    pub fn provide_estimates(&mut self, estimates: Vec<(usize, crate::catalog::estimate::Answer)>) {
         self.estimates = estimates;
     }
 
@@ -1163,7 +1160,7 @@ mod tests {
     /// the message), the override comment, the mode; at or under it nothing happens.
     #[test]
     fn estimates_above_the_threshold_are_decided_by_the_policy() {
-        use crate::catalog::estimate::Estimate;
+        use crate::catalog::estimate::{Answer, Estimate};
         let run = |sql: &str, rows: u64, toml: &str, tx: TxStatus| {
             let dir = tempfile::tempdir().expect("tempdir");
             let path = dir.path().join("b.toml");
@@ -1177,11 +1174,11 @@ mod tests {
             let at = sql[..at].rfind(';').map_or(0, |i| i + 1);
             a.provide_estimates(vec![(
                 at,
-                Estimate {
+                Answer::Rows(Estimate {
                     rows,
                     table: Some("t".into()),
                     delete: false,
-                },
+                }),
             )]);
             let counters = Counters::default();
             let (_, plan) = a.analyze(

@@ -21,6 +21,10 @@
 //! - The client's statement is sent as its own bytes (the lexer's span of exactly one
 //!   statement, in the session's encoding), prefixed by `EXPLAIN (FORMAT JSON)` and followed by
 //!   a newline (a trailing `--` comment ends there).
+//! - Planning waits for the statement's table lock. A client's CancelRequest meant for the
+//!   statement then cancels the EXPLAIN, and its `statement_timeout`/`lock_timeout` stop the
+//!   EXPLAIN as they would the statement: the statement then fails with that same error
+//!   ([`Answer::Stopped`]) rather than being sent after it.
 //! - A statement with parameters (`$1`, extended protocol) cannot be planned without values
 //!   before PostgreSQL 16, and ddlgate could not raise its error in place of a parameterized
 //!   statement without breaking the driver's Bind: it is not examined, and counted
@@ -61,6 +65,35 @@ pub struct Estimate {
     pub table: Option<String>,
     /// The modification is a DELETE (else an UPDATE).
     pub delete: bool,
+}
+
+/// What the EXPLAIN of one statement came to, for the decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// The planner's estimate.
+    Rows(Estimate),
+    /// The server stopped the EXPLAIN the way it would have stopped the statement itself: the
+    /// client cancelled it (57014, its CancelRequest reached ddlgate's EXPLAIN, which waited
+    /// for the statement's lock), or the session's `statement_timeout` (57014) or
+    /// `lock_timeout` (55P03) ran out. The statement fails with that error instead of being
+    /// sent after it, so that a cancel is not lost and a timeout is not waited twice.
+    Stopped { code: &'static str, message: String },
+}
+
+impl Answer {
+    /// The answer an EXPLAIN error with SQLSTATE `code` stands for, when it is one the
+    /// statement itself would have got.
+    pub fn stopped(code: &str, message: &str) -> Option<Answer> {
+        let code = match code {
+            "57014" => "57014",
+            "55P03" => "55P03",
+            _ => return None,
+        };
+        Some(Answer::Stopped {
+            code,
+            message: message.to_owned(),
+        })
+    }
 }
 
 /// Reads `EXPLAIN (FORMAT JSON)`'s answer; `None` when the plan modifies nothing by UPDATE or

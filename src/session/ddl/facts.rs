@@ -56,15 +56,26 @@ impl Relay {
                 .value()
                 .filter(|_| reply.error.is_none())
                 .map(crate::catalog::estimate::parse_estimate);
+            // Stopped as the statement would have been (a cancel, a timeout): it fails so.
+            let stopped = reply
+                .error
+                .as_ref()
+                .and_then(|e| crate::catalog::estimate::Answer::stopped(&e.code, &e.message));
             if in_tx {
                 // Failed or not, the EXPLAIN is undone: the transaction is as the client left
                 // it, and the locks planning took are released.
                 self.inject(crate::catalog::estimate::UNDO).await?;
             }
+            if let Some(stopped) = stopped {
+                counters.backfill.failed.increment(1);
+                estimates.push((at, stopped));
+                // The message fails at this statement: what follows it does not run.
+                break;
+            }
             match answer {
                 Some(Ok(Some(e))) => {
                     counters.backfill.estimated.increment(1);
-                    estimates.push((at, e));
+                    estimates.push((at, crate::catalog::estimate::Answer::Rows(e)));
                 }
                 // A plan that modifies nothing by UPDATE or DELETE.
                 Some(Ok(None)) => counters.backfill.estimated.increment(1),
