@@ -463,7 +463,7 @@ pub fn describe_effective(config: &Config) -> String {
             "  backfill: {}",
             if b.enabled {
                 format!(
-                    "on (UPDATE/DELETE estimated above {} rows: {})",
+                    "on (UPDATE/DELETE/MERGE estimated above {} rows: {})",
                     b.max_rows,
                     p.action_for(crate::rules::LARGE_BACKFILL).as_str()
                 )
@@ -838,7 +838,8 @@ rules = { "large-backfill" = "allow" }
         );
         let described = describe_effective(&cfg);
         assert!(
-            described.contains("backfill: on (UPDATE/DELETE estimated above 500 rows: block)"),
+            described
+                .contains("backfill: on (UPDATE/DELETE/MERGE estimated above 500 rows: block)"),
             "{described}"
         );
         assert!(described.contains("backfill: off"), "{described}");

@@ -394,7 +394,7 @@ pub(super) fn decide_backfill(
         return None;
     }
     let finding = rules::large_backfill::finding(
-        estimate.delete,
+        estimate.op,
         estimate.table.as_deref(),
         estimate.rows,
         max_rows,
@@ -438,7 +438,11 @@ pub(super) fn decide_backfill(
     decisions.push(StatementDecision {
         span: *span,
         decision,
-        kind: if estimate.delete { "delete" } else { "update" },
+        kind: match estimate.op {
+            crate::catalog::estimate::Modification::Update => "update",
+            crate::catalog::estimate::Modification::Delete => "delete",
+            crate::catalog::estimate::Modification::Merge => "merge",
+        },
         refused: None,
     });
     replacement

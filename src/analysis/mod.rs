@@ -1119,7 +1119,8 @@ mod tests {
     fn backfill_candidates_are_found_only_with_the_guard_on() {
         let sql = "select 1; /* c */ update t set x = 1; DELETE FROM t; WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d; \
                    WITH s AS (SELECT 1) SELECT * FROM s; INSERT INTO t VALUES (1); ALTER TABLE t ADD c int; \
-                   UPDATE t SET x = $1; EXPLAIN ANALYZE UPDATE t SET x = 1";
+                   UPDATE t SET x = $1; EXPLAIN ANALYZE UPDATE t SET x = 1; \
+                   merge into t using s on t.id = s.id when matched then delete";
         let lex = LexOptions::default();
         let mut off = Prepared::default();
         prepare_with(&mut off, sql.as_bytes(), lex, 100, false);
@@ -1127,7 +1128,7 @@ mod tests {
         assert!(off.needs_lane(), "the ALTER");
         let mut on = Prepared::default();
         prepare_with(&mut on, sql.as_bytes(), lex, 100, true);
-        assert_eq!(on.backfill, [1, 2, 3, 7]);
+        assert_eq!(on.backfill, [1, 2, 3, 7, 9]);
         let (requests, with_parameters) = on.estimate_requests(sql.as_bytes(), lex);
         assert_eq!(with_parameters, 1, "UPDATE … $1 is not examined");
         let texts: Vec<String> = requests
@@ -1140,6 +1141,7 @@ mod tests {
                 "EXPLAIN (FORMAT JSON)  /* c */ update t set x = 1\n",
                 "EXPLAIN (FORMAT JSON)  DELETE FROM t\n",
                 "EXPLAIN (FORMAT JSON)  WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d\n",
+                "EXPLAIN (FORMAT JSON)  merge into t using s on t.id = s.id when matched then delete\n",
             ]
         );
         // A message of ordinary DML alone needs the lane only with the guard on.
@@ -1177,7 +1179,7 @@ mod tests {
                 Answer::Rows(Estimate {
                     rows,
                     table: Some("t".into()),
-                    delete: false,
+                    op: crate::catalog::estimate::Modification::Update,
                 }),
             )]);
             let counters = Counters::default();

@@ -163,22 +163,22 @@ impl Prepared {
     }
 }
 
-/// Whether a DML statement may UPDATE or DELETE rows: it starts with UPDATE or DELETE, or it
-/// is a `WITH` in which either word appears (a data-modifying CTE or the main statement; a
-/// word that is only a column name costs one EXPLAIN that finds no modification).
+/// Whether a DML statement may UPDATE or DELETE rows: it starts with UPDATE, DELETE or MERGE,
+/// or it is a `WITH` in which one of those words appears (a data-modifying CTE or the main
+/// statement; a word that is only a column name costs one EXPLAIN that finds no modification).
 fn modifies_rows(sql: &[u8], span: &StatementSpan, lex: LexOptions) -> bool {
     let Some(first) = span.first else {
         return false;
     };
-    if first.is_word(sql, "UPDATE") || first.is_word(sql, "DELETE") {
+    let modifies =
+        |t: &Token| t.is_word(sql, "UPDATE") || t.is_word(sql, "DELETE") || t.is_word(sql, "MERGE");
+    if modifies(&first) {
         return true;
     }
     first.is_word(sql, "WITH")
         && lexer::Lexer::at(sql, first.start, lex)
             .take_while(|t| t.start < span.end)
-            .any(|t| {
-                t.kind == TokenKind::Word && (t.is_word(sql, "UPDATE") || t.is_word(sql, "DELETE"))
-            })
+            .any(|t| modifies(&t))
 }
 
 /// Reads one message's SQL (see [`Prepared`]): one split, one prefilter pass per statement,

@@ -1,4 +1,4 @@
-//! The planner's row estimate for an UPDATE or DELETE (the backfill guard, `large-backfill`):
+//! The planner's row estimate for an UPDATE, DELETE or MERGE (the backfill guard, `large-backfill`):
 //! the SQL that asks for it and the reading of its answer. Like the catalog facts, it is read on
 //! the client's own upstream connection at a statement boundary, in the client's transaction
 //! (so it sees the client's `search_path`, tables created earlier in the transaction, and the
@@ -30,8 +30,8 @@
 //!   statement without breaking the driver's Bind: it is not examined, and counted
 //!   (`ddlgate_backfill_estimates_total{outcome="parameters"}`).
 //!
-//! The answer: `[{"Plan": {…}}]`. Every `ModifyTable` node whose `Operation` is `Update` or
-//! `Delete` (the top node, or a data-modifying CTE's under `InitPlan`) estimates the rows it
+//! The answer: `[{"Plan": {…}}]`. Every `ModifyTable` node whose `Operation` is `Update`,
+//! `Delete` or `Merge` (the top node, or a data-modifying CTE's under `InitPlan`) estimates the rows it
 //! modifies in its input: its child with `Parent Relationship` `Outer` (PostgreSQL 14 and later;
 //! an `Append` over the partitions of a partitioned target) or its `Member` children (one per
 //! partition before 14). Its own `Plan Rows` is 0 without RETURNING. Children under `InitPlan`
@@ -63,8 +63,29 @@ pub struct Estimate {
     pub rows: u64,
     /// The first target's name as the plan gives it (unqualified), for messages.
     pub table: Option<String>,
-    /// The modification is a DELETE (else an UPDATE).
-    pub delete: bool,
+    /// What the statement does to the rows (the first ModifyTable's operation).
+    pub op: Modification,
+}
+
+/// The operation of a ModifyTable the backfill guard counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Modification {
+    Update,
+    Delete,
+    /// `MERGE` (PostgreSQL 15+): its input is every source row joined to the target, matched
+    /// or not — the rows it may update, delete or insert.
+    Merge,
+}
+
+impl Modification {
+    /// The SQL command, for messages.
+    pub fn command(self) -> &'static str {
+        match self {
+            Modification::Update => "UPDATE",
+            Modification::Delete => "DELETE",
+            Modification::Merge => "MERGE",
+        }
+    }
 }
 
 /// What the EXPLAIN of one statement came to, for the decision.
@@ -123,9 +144,10 @@ fn walk(node: &Value, found: &mut Option<Estimate>, depth: usize) {
     let children = node.get("Plans").and_then(Value::as_array);
     let operation = node.get("Operation").and_then(Value::as_str);
     if node.get("Node Type").and_then(Value::as_str) == Some("ModifyTable")
-        && let Some(delete) = match operation {
-            Some("Update") => Some(false),
-            Some("Delete") => Some(true),
+        && let Some(op) = match operation {
+            Some("Update") => Some(Modification::Update),
+            Some("Delete") => Some(Modification::Delete),
+            Some("Merge") => Some(Modification::Merge),
             _ => None,
         }
     {
@@ -148,7 +170,7 @@ fn walk(node: &Value, found: &mut Option<Estimate>, depth: usize) {
                 .get("Relation Name")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
-            delete,
+            op,
         });
         e.rows = e.rows.saturating_add(rows);
     }
@@ -172,7 +194,7 @@ mod tests {
             Some(Estimate {
                 rows: 199_980,
                 table: Some("t".into()),
-                delete: false
+                op: Modification::Update
             })
         );
         // A scalar subquery in SET is an InitPlan: not rows modified.
@@ -190,7 +212,7 @@ mod tests {
               {"Node Type": "Seq Scan", "Parent Relationship": "Member", "Plan Rows": 10},
               {"Node Type": "Seq Scan", "Parent Relationship": "Member", "Plan Rows": 32}]}}]"#;
         let e = parse_estimate(members).expect("json").expect("estimate");
-        assert_eq!((e.rows, e.delete), (42, true));
+        assert_eq!((e.rows, e.op), (42, Modification::Delete));
         // A data-modifying CTE: the ModifyTable is under the top node.
         let cte = r#"[{"Plan": {"Node Type": "Aggregate", "Plan Rows": 1, "Plans": [
               {"Node Type": "ModifyTable", "Operation": "Delete", "Parent Relationship": "InitPlan",

@@ -1,4 +1,4 @@
-//! `large-backfill`: an UPDATE or DELETE (also one inside `WITH`) that the planner estimates
+//! `large-backfill`: an UPDATE, DELETE or MERGE (also one inside `WITH`) that the planner estimates
 //! will modify more rows than the profile's `backfill.max_rows` (the backfill guard,
 //! `[policy.backfill]`, off by default).
 //!
@@ -25,12 +25,13 @@
 //! <https://www.postgresql.org/docs/current/sql-explain.html>
 
 use super::{Action, Context, Finding, Rule};
+use crate::catalog::estimate::Modification;
 use crate::sql::statement::Ddl;
 
 pub static RULE: Rule = Rule {
     id: "large-backfill",
     lock: "ROW EXCLUSIVE on the table and a row lock on every modified row until the transaction ends: writers of those rows wait",
-    summary: "UPDATE/DELETE the planner estimates above backfill.max_rows rows (backfill guard, opt-in)",
+    summary: "UPDATE/DELETE/MERGE the planner estimates above backfill.max_rows rows (backfill guard, opt-in)",
     default_action: Action::Warn,
     check,
 };
@@ -42,15 +43,26 @@ fn check(_: &Ddl, _: &Context) -> Option<Finding> {
 
 /// The finding for a statement whose ModifyTable the planner estimates at `rows` rows, above
 /// `max_rows`. `delete`: a DELETE (else an UPDATE); `table`: the target the plan names.
-pub fn finding(delete: bool, table: Option<&str>, rows: u64, max_rows: u64) -> Finding {
-    let verb = if delete { "DELETE" } else { "UPDATE" };
-    let on = table.map_or(String::new(), |t| format!(" of {t}"));
+pub fn finding(op: Modification, table: Option<&str>, rows: u64, max_rows: u64) -> Finding {
+    let verb = op.command();
+    let on = match (op, table) {
+        (_, None) => String::new(),
+        (Modification::Merge, Some(t)) => format!(" into {t}"),
+        (_, Some(t)) => format!(" of {t}"),
+    };
     let t = table.unwrap_or("T");
     let message = format!(
         "{verb}{on} is estimated to {} about {rows} rows (the planner's estimate; this profile's backfill threshold is {max_rows}): one statement holds a row lock on every row it changes until its transaction ends, and writes them all in one transaction (table bloat, a burst of WAL, replication lag)",
-        if delete { "delete" } else { "update" }
+        match op {
+            Modification::Update => "update",
+            Modification::Delete => "delete",
+            Modification::Merge => "touch",
+        }
     );
-    let hint = if delete {
+    let hint = if op == Modification::Merge {
+        "Merge in batches, each its own short transaction: restrict the source (USING …) to one key range per statement, e.g. `… WHERE src.id > :last AND src.id <= :last + 1000`, and repeat over the whole range, pausing between batches."
+        .to_owned()
+    } else if op == Modification::Delete {
         format!(
             "Delete in batches, each its own short transaction: repeat `WITH batch AS (SELECT id FROM {t} WHERE (…) ORDER BY id LIMIT 1000) DELETE FROM {t} USING batch WHERE {t}.id = batch.id` (id: the primary key) until it deletes 0 rows, pausing between batches."
         )
@@ -73,7 +85,7 @@ mod tests {
 
     #[test]
     fn the_finding_says_the_estimate_the_threshold_and_the_batched_way() {
-        let f = finding(false, Some("users"), 250_000, 100_000);
+        let f = finding(Modification::Update, Some("users"), 250_000, 100_000);
         assert!(f.message.contains("about 250000 rows"), "{}", f.message);
         assert!(f.message.contains("threshold is 100000"), "{}", f.message);
         assert!(
@@ -84,13 +96,20 @@ mod tests {
             f.hint
         );
         assert!(f.hint.contains("ORDER BY id LIMIT 1000"), "{}", f.hint);
-        let d = finding(true, None, 5, 1);
+        let d = finding(Modification::Delete, None, 5, 1);
         assert!(
             d.message.starts_with("DELETE is estimated"),
             "{}",
             d.message
         );
         assert!(!d.hint.contains("ddlgate backfill"), "{}", d.hint);
+        let m = finding(Modification::Merge, Some("t"), 5, 1);
+        assert!(
+            m.message.starts_with("MERGE into t is estimated to touch"),
+            "{}",
+            m.message
+        );
+        assert!(m.hint.starts_with("Merge in batches"), "{}", m.hint);
         // Never found in a parsed statement.
         crate::rules::testing::table(
             &RULE,
