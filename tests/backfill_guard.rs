@@ -252,7 +252,15 @@ fn warned_once(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_are_warned_and_transactions_stay_the_clients() {
-    let env = Env::start_with(profiles).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit = dir.path().join("audit.jsonl");
+    let path = audit.clone();
+    let env = Env::start_with(move |c| {
+        profiles(c);
+        c.audit.enabled = true;
+        c.audit.path = path.to_string_lossy().into_owned();
+    })
+    .await;
     let admin = setup(&env).await;
     let before = sum_x(&admin).await;
     let (c, mut notices) = client_with_notices(&format!(
@@ -333,6 +341,27 @@ async fn migrations_are_warned_and_transactions_stay_the_clients() {
     assert_eq!(n, u64::from(ROWS));
     assert_eq!(estimates(&env, "parameters"), params + 1.0);
     assert!(notices.try_recv().is_err());
+
+    // Each warning is in the audit log like any rule's decision.
+    let warned_records = |text: &str| {
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|r| {
+                r["rules"] == serde_json::json!(["large-backfill"])
+                    && r["action"] == "warn"
+                    && r["profile"] == "migrations"
+            })
+            .count()
+    };
+    assert!(
+        common::eventually(std::time::Duration::from_secs(5), || {
+            let text = std::fs::read_to_string(&audit).unwrap_or_default();
+            async move { warned_records(&text) == 3 }
+        })
+        .await,
+        "{}",
+        std::fs::read_to_string(&audit).unwrap_or_default()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
