@@ -390,7 +390,7 @@ pub(super) fn decide_backfill(
     decisions: &mut Vec<StatementDecision>,
 ) -> Option<Vec<u8>> {
     let max_rows = profile.backfill.max_rows;
-    if estimate.rows <= max_rows {
+    if !profile.backfill.enabled || estimate.rows <= max_rows {
         return None;
     }
     let finding = rules::large_backfill::finding(

@@ -314,8 +314,11 @@ pub struct Analyzer {
     /// start; consumed by the next [`Analyzer::analyze`].
     facts: Vec<(usize, crate::catalog::Facts)>,
     /// The planner's estimates for the next message's backfill candidates; consumed by the
-    /// next [`Analyzer::analyze`].
+    /// next [`Analyzer::analyze`], and used only if that message is the one they were read
+    /// for (`estimates_of`: a hash of its text): a message decided without analysis in
+    /// between (a refusal) must not pass its estimates on to the next.
     estimates: Vec<(usize, crate::catalog::estimate::Answer)>,
+    estimates_of: u64,
     /// What the last analysed message may do to the session's settings.
     effects: Effects,
     /// The session's tracing span, entered while a message holding DDL is decided: the hot
@@ -330,6 +333,7 @@ impl Default for Analyzer {
             prepared_of: None,
             backfill: false,
             estimates: Vec::new(),
+            estimates_of: 0,
             max_statements: crate::config::DEFAULT_MAX_STATEMENTS_PER_MESSAGE,
             created: Default::default(),
             identity_request: None,
@@ -391,8 +395,13 @@ impl Analyzer {
         self.prepare(sql, lex).estimate_requests(sql, lex)
     }
 
-    /// The planner's estimates for the next [`Analyzer::analyze`] call.
-    pub fn provide_estimates(&mut self, estimates: Vec<(usize, crate::catalog::estimate::Answer)>) {
+    /// The planner's estimates for the next [`Analyzer::analyze`] call, read for `sql`.
+    pub fn provide_estimates(
+        &mut self,
+        sql: &[u8],
+        estimates: Vec<(usize, crate::catalog::estimate::Answer)>,
+    ) {
+        self.estimates_of = text_hash(sql);
         self.estimates = estimates;
     }
 
@@ -483,7 +492,9 @@ impl Analyzer {
         let facts = Facts {
             catalog: std::mem::take(&mut self.facts),
             identity: self.identity.take(),
-            estimates: std::mem::take(&mut self.estimates),
+            estimates: Some(std::mem::take(&mut self.estimates))
+                .filter(|e| !e.is_empty() && text_hash(sql) == self.estimates_of)
+                .unwrap_or_default(),
         };
         let decided = decide(
             &self.prepared,
@@ -502,6 +513,14 @@ impl Analyzer {
         self.effects = decided.effects;
         (decided.summary, decided.plan)
     }
+}
+
+/// A hash of a message's text, to tie the estimates read for it to it.
+fn text_hash(sql: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    sql.hash(&mut h);
+    h.finish()
 }
 
 /// `server_version` as PostgreSQL reports it ("15.18 (Debian 15.18-0+deb12u1)", "18beta1",
@@ -1174,14 +1193,17 @@ mod tests {
             a.set_backfill(true);
             let at = sql.find("UPDATE").expect("an UPDATE");
             let at = sql[..at].rfind(';').map_or(0, |i| i + 1);
-            a.provide_estimates(vec![(
-                at,
-                Answer::Rows(Estimate {
-                    rows,
-                    table: Some("t".into()),
-                    op: crate::catalog::estimate::Modification::Update,
-                }),
-            )]);
+            a.provide_estimates(
+                sql.as_bytes(),
+                vec![(
+                    at,
+                    Answer::Rows(Estimate {
+                        rows,
+                        table: Some("t".into()),
+                        op: crate::catalog::estimate::Modification::Update,
+                    }),
+                )],
+            );
             let counters = Counters::default();
             let (_, plan) = a.analyze(
                 &counters,
@@ -1201,6 +1223,42 @@ mod tests {
         assert_eq!(p.audit[0].rules, ["large-backfill"]);
         assert_eq!(p.audit[0].action, "block");
         assert_eq!(c.decisions.rule_action("large-backfill", Action::Block), 1);
+        // Estimates read for another message (one refused without analysis in between) are
+        // not used, even at the same offset.
+        {
+            let mut cfg = Config::default();
+            cfg.policy.backfill.enabled = true;
+            let policy = Policy::from_config(&cfg);
+            let mut a = Analyzer::default();
+            a.set_backfill(true);
+            let estimate = Estimate {
+                rows: 1 << 40,
+                table: None,
+                op: crate::catalog::estimate::Modification::Update,
+            };
+            a.provide_estimates(
+                b"UPDATE t SET x = 1",
+                vec![(0, Answer::Rows(estimate.clone()))],
+            );
+            let (_, p) = a.analyze(
+                &Counters::default(),
+                policy.profile_for("", "", ""),
+                Source::Query,
+                b"UPDATE t SET x = 2",
+                &ctx(TxStatus::Idle),
+            );
+            assert!(p.is_forward() && p.audit.is_empty());
+            // The same text: used.
+            a.provide_estimates(b"UPDATE t SET x = 2", vec![(0, Answer::Rows(estimate))]);
+            let (_, p) = a.analyze(
+                &Counters::default(),
+                policy.profile_for("", "", ""),
+                Source::Query,
+                b"UPDATE t SET x = 2",
+                &ctx(TxStatus::Idle),
+            );
+            assert_eq!(p.notices.len(), 1);
+        }
         // At the threshold: nothing.
         let (p, _) = run("UPDATE t SET x = 1", 100, block, TxStatus::Idle);
         assert!(p.is_forward() && p.audit.is_empty());

@@ -86,7 +86,11 @@ impl Relay {
                 None => counters.backfill.failed.increment(1),
             }
         }
-        self.st.analyzer.provide_estimates(estimates);
+        // The client buffer may have moved (more bytes read) during the queries: the text is
+        // looked up again.
+        if let Some((_, sql)) = front_statement(&self.io.cbuf) {
+            self.st.analyzer.provide_estimates(sql, estimates);
+        }
         Ok(())
     }
 
