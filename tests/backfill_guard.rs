@@ -381,12 +381,14 @@ async fn a_session_whose_policy_has_the_guard_off_examines_nothing() {
     for outcome in ["estimated", "failed", "parameters"] {
         assert_eq!(estimates(&env, outcome), 0.0, "{outcome}");
     }
-    // The same session after a reload that turns the guard on for everyone examines its
-    // next statement.
+    // The same session after a reload that turns the guard on for everyone (and the catalog
+    // reads off) examines its next statements.
     let mut cfg = env.proxy.shared().live.load().config.as_ref().clone();
     cfg.policy.backfill.enabled = true;
     cfg.policy.backfill.max_rows = MAX_ROWS;
     cfg.policy.backfill.action = BackfillAction::Block;
+    // The lane runs for the guard alone when catalog reads are off.
+    cfg.catalog.enabled = false;
     env.proxy.shared().reload(cfg);
     // A session takes a reload from its next message on.
     c.simple_query("SELECT 1").await.expect("select");
