@@ -402,6 +402,26 @@ async fn a_session_whose_policy_has_the_guard_off_examines_nothing() {
         .expect_err("blocked after the reload");
     assert_blocked(&e, "after reload");
     assert_eq!(estimates(&env, "estimated"), 1.0);
+    // A plan far larger than the statement (a view whose definition lists 300,000 values, all
+    // printed back in the plan's Filter): the answer is skipped, the statement runs
+    // unexamined, and the session lives on.
+    let list: Vec<String> = (0..300_000).map(|i| (-i - 1).to_string()).collect();
+    admin
+        .batch_execute(&format!(
+            "CREATE VIEW v AS SELECT * FROM t WHERE x NOT IN ({}); GRANT ALL ON v TO trust_user",
+            list.join(",")
+        ))
+        .await
+        .expect("view");
+    let failed = estimates(&env, "failed");
+    c.simple_query("UPDATE v SET x = x WHERE id = 1")
+        .await
+        .expect("runs unexamined");
+    assert_eq!(estimates(&env, "failed"), failed + 1.0);
+    common::still_serves(&env).await;
+    c.simple_query("SELECT 1")
+        .await
+        .expect("the session lives on");
 }
 
 /// Planning waits for the statement's lock: a client's cancel reaches ddlgate's EXPLAIN, and

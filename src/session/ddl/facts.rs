@@ -52,6 +52,11 @@ impl Relay {
                 }
             }
             let reply = self.inject_bytes(&explain, false, true).await?;
+            if reply.skipped {
+                tracing::debug!(
+                    "EXPLAIN answer larger than its room; deciding without an estimate"
+                );
+            }
             let answer = reply
                 .value()
                 .filter(|_| reply.error.is_none())
