@@ -178,6 +178,18 @@ async fn humans_are_blocked_above_the_threshold_and_small_changes_pass() {
     assert_eq!(sqlstate(&e).as_deref(), Some("25P02"));
     assert_eq!(estimates(&env, "estimated"), estimated);
     c.batch_execute("ROLLBACK").await.expect("rollback");
+    // The same through the extended protocol: the error comes at Execute, the transaction is
+    // failed, ROLLBACK ends it and the session goes on.
+    c.batch_execute("BEGIN").await.expect("begin");
+    let e = c
+        .execute("UPDATE t SET x = x + 1", &[])
+        .await
+        .expect_err("blocked");
+    assert_blocked(&e, "extended UPDATE in a transaction");
+    let e = c.execute("SELECT 1", &[]).await.expect_err("failed tx");
+    assert_eq!(sqlstate(&e).as_deref(), Some("25P02"));
+    c.batch_execute("ROLLBACK").await.expect("rollback");
+    assert_eq!(c.execute("SELECT 1", &[]).await.expect("idle again"), 1);
 
     // A multi-statement Query: each UPDATE examined; the large one stops the Query (its
     // implicit transaction rolls back the small one before it).
@@ -207,7 +219,7 @@ async fn humans_are_blocked_above_the_threshold_and_small_changes_pass() {
         "no blocked statement changed a row"
     );
     assert!(
-        decisions(&env, "block") == 8.0,
+        decisions(&env, "block") == 9.0,
         "{}",
         decisions(&env, "block")
     );
@@ -292,6 +304,12 @@ async fn migrations_are_warned_and_transactions_stay_the_clients() {
     c.batch_execute("ROLLBACK TO SAVEPOINT mine")
         .await
         .expect("the client's savepoint is intact");
+    let n = c
+        .execute("UPDATE t SET x = x + 0", &[])
+        .await
+        .expect("runs");
+    assert_eq!(n, u64::from(ROWS));
+    warned("extended, in a transaction");
     // An EXPLAIN that fails inside the transaction (the table does not exist before the
     // Query's own CREATE TABLE runs) leaves the transaction usable, and the statements run.
     let failed = estimates(&env, "failed");
@@ -330,7 +348,7 @@ async fn migrations_are_warned_and_transactions_stay_the_clients() {
     assert_eq!(sqlstate(&e).as_deref(), Some("3B001"));
     c.batch_execute("ROLLBACK").await.expect("rollback");
     assert_eq!(sum_x(&admin).await, before);
-    assert!(decisions(&env, "warn") >= 3.0);
+    assert_eq!(decisions(&env, "warn"), 4.0);
 
     // A statement with parameters is not examined, and counted.
     let params = estimates(&env, "parameters");
@@ -356,7 +374,7 @@ async fn migrations_are_warned_and_transactions_stay_the_clients() {
     assert!(
         common::eventually(std::time::Duration::from_secs(5), || {
             let text = std::fs::read_to_string(&audit).unwrap_or_default();
-            async move { warned_records(&text) == 3 }
+            async move { warned_records(&text) == 4 }
         })
         .await,
         "{}",
