@@ -91,6 +91,43 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
+    // What the session does with every Query (`must_wait_for_idle`'s look, then the decision)
+    // for the pgbench write: with the backfill guard off (the default policy) this is the
+    // prefilter path of any DML, and must cost what it cost before the guard existed.
+    let pgbench_update =
+        "UPDATE pgbench_accounts SET abalance = abalance + -3121 WHERE aid = 48213;";
+    let mut group = c.benchmark_group("dml_session_path");
+    for (name, sql) in [
+        ("pgbench_update", pgbench_update),
+        (
+            "pgbench_select",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;",
+        ),
+    ] {
+        let mut analyzer = Analyzer::default();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let sql = black_box(sql.as_bytes());
+                black_box(analyzer.has_ddl_candidate(sql, ctx.lex));
+                black_box(analyzer.analyze(&counters, profile, Source::Query, sql, &ctx))
+            })
+        });
+    }
+    group.finish();
+    // With the guard on, the same statement is found as a candidate (its EXPLAIN, a round
+    // trip on the server, is not part of this).
+    let mut group = c.benchmark_group("backfill_guard_on");
+    let mut analyzer = Analyzer::default();
+    analyzer.set_backfill(true);
+    group.bench_function("pgbench_update", |b| {
+        b.iter(|| {
+            let sql = black_box(pgbench_update.as_bytes());
+            black_box(analyzer.needs_lane(sql, ctx.lex));
+            black_box(analyzer.analyze(&counters, profile, Source::Query, sql, &ctx))
+        })
+    });
+    group.finish();
+
     let mut group = c.benchmark_group("understand_ddl");
     for (name, sql) in [
         (

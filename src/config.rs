@@ -76,6 +76,8 @@ pub struct PolicyConfig {
     /// Per-rule actions replacing the rules' defaults: `"rule-id" = "allow" | "warn" |
     /// "rewrite" | "block"`.
     pub rules: std::collections::BTreeMap<String, crate::rules::Action>,
+    /// `[policy.backfill]`: the backfill guard (`large-backfill`), off by default.
+    pub backfill: BackfillConfig,
 }
 
 impl Default for PolicyConfig {
@@ -84,6 +86,90 @@ impl Default for PolicyConfig {
             mode: Mode::Enforce,
             overridable: vec!["*".to_owned()],
             rules: Default::default(),
+            backfill: BackfillConfig::default(),
+        }
+    }
+}
+
+/// The row estimate above which `max_rows` applies, unless configured.
+pub const DEFAULT_BACKFILL_MAX_ROWS: u64 = 100_000;
+
+/// `[policy.backfill]`: the backfill guard. An UPDATE or DELETE (also inside `WITH`) that the
+/// planner estimates (EXPLAIN without ANALYZE, on the session's own connection, at a statement
+/// boundary) to modify more than `max_rows` rows gets the rule `large-backfill`, with the
+/// batched alternative in its hint. Reloads live (a session applies it from its next message).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackfillConfig {
+    /// Examine UPDATE/DELETE at all. Default `false`: with it off, such statements are
+    /// classified by the keyword prefilter as before and nothing more is done for them.
+    pub enabled: bool,
+    /// A statement estimated to modify more rows than this is flagged. Default 100000.
+    pub max_rows: u64,
+    /// What the finding does: `"warn"` (a WARNING) or `"block"` (DG001). Default `"warn"`.
+    /// `mode` (warn/observe) and a `rules."large-backfill"` entry apply on top, as for any rule.
+    pub action: BackfillAction,
+}
+
+impl Default for BackfillConfig {
+    fn default() -> Self {
+        BackfillConfig {
+            enabled: false,
+            max_rows: DEFAULT_BACKFILL_MAX_ROWS,
+            action: BackfillAction::Warn,
+        }
+    }
+}
+
+/// What the backfill guard does above its threshold.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "String")]
+pub enum BackfillAction {
+    Warn,
+    Block,
+}
+
+impl TryFrom<String> for BackfillAction {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "warn" => Ok(BackfillAction::Warn),
+            "block" => Ok(BackfillAction::Block),
+            other => Err(format!(
+                "backfill.action must be \"warn\" or \"block\", not \"{other}\""
+            )),
+        }
+    }
+}
+
+impl BackfillAction {
+    /// The rule action it stands for.
+    pub fn action(self) -> crate::rules::Action {
+        match self {
+            BackfillAction::Warn => crate::rules::Action::Warn,
+            BackfillAction::Block => crate::rules::Action::Block,
+        }
+    }
+}
+
+/// `[profiles.backfill]`: what a profile changes of `[policy.backfill]`; every field unset
+/// is inherited.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackfillOverrides {
+    pub enabled: Option<bool>,
+    pub max_rows: Option<u64>,
+    pub action: Option<BackfillAction>,
+}
+
+impl BackfillOverrides {
+    /// `base` with what this profile sets.
+    pub fn over(&self, base: &BackfillConfig) -> BackfillConfig {
+        BackfillConfig {
+            enabled: self.enabled.unwrap_or(base.enabled),
+            max_rows: self.max_rows.unwrap_or(base.max_rows),
+            action: self.action.unwrap_or(base.action),
         }
     }
 }
@@ -105,6 +191,9 @@ pub struct ProfileConfig {
     /// Applied on top of `[policy].rules`.
     #[serde(default)]
     pub rules: std::collections::BTreeMap<String, crate::rules::Action>,
+    /// `[profiles.backfill]`: fields set here replace `[policy.backfill]`'s.
+    #[serde(default)]
+    pub backfill: BackfillOverrides,
 }
 
 /// The `match` of a profile: every given field must match.
@@ -775,8 +864,20 @@ impl Config {
                 return bad("policy.overridable", &format!("names unknown rule `{id}`"));
             }
         }
+        if self.policy.backfill.max_rows == 0 {
+            return bad(
+                "policy.backfill.max_rows",
+                "must be at least 1 (to examine no statement, set enabled = false)",
+            );
+        }
         let mut names = std::collections::HashSet::new();
         for (i, p) in self.profiles.iter().enumerate() {
+            if p.backfill.max_rows == Some(0) {
+                return bad(
+                    &format!("profiles[{i}].backfill.max_rows"),
+                    "must be at least 1 (to examine no statement, set enabled = false)",
+                );
+            }
             if p.name.trim().is_empty() || !names.insert(p.name.as_str()) {
                 return bad(
                     &format!("profiles[{i}].name"),
@@ -858,6 +959,37 @@ mod tests {
 
     fn shipped() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join(Config::shipped_default_path())
+    }
+
+    #[test]
+    fn backfill_settings_are_validated() {
+        let load = |text: &str| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, text).expect("write");
+            Config::load_with_env(Some(&path), &Overrides::default(), env(&[]))
+        };
+        let err = |text: &str| load(text).expect_err(text).to_string();
+        let e = err("[policy.backfill]\nmax_rows = 0\n");
+        assert!(e.contains("policy.backfill.max_rows"), "{e}");
+        let e = err("[policy.backfill]\naction = \"rewrite\"\n");
+        assert!(e.contains("warn") && e.contains("block"), "{e}");
+        let e = err("[policy.backfill]\nthreshold = 5\n");
+        assert!(e.contains("threshold"), "{e}");
+        let e = err(
+            "[[profiles]]\nname = \"p\"\nmatch = { user = \"u\" }\nbackfill = { max_rows = 0 }\n",
+        );
+        assert!(e.contains("profiles[0].backfill.max_rows"), "{e}");
+        let ok = load("[policy.backfill]\nenabled = true\nmax_rows = 10\naction = \"block\"\n")
+            .expect("valid");
+        assert_eq!(
+            ok.policy.backfill,
+            BackfillConfig {
+                enabled: true,
+                max_rows: 10,
+                action: BackfillAction::Block
+            }
+        );
     }
 
     #[test]

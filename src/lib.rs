@@ -21,7 +21,7 @@
 //! | [`sql`] | PostgreSQL-accurate lexer and splitter, keyword prefilter, statement model, sqlparser front end, token classifier, quoting of every SQL ddlgate writes ([`sql::quote`]) |
 //! | [`analysis`] | the hook every statement passes through, as two pure calls — [`analysis::prepare`] (split, prefilter, understand once) and [`analysis::decide`] (the plan) — and [`analysis::record`], where it counts |
 //! | [`rules`], [`policy`] | the rule catalog, and profiles/modes/overrides turning findings into decisions |
-//! | [`catalog`] | catalog facts for verdicts (one read-only query per DDL statement) |
+//! | [`catalog`] | catalog facts for verdicts (one read-only query per DDL statement), and the planner's row estimate of an UPDATE/DELETE/MERGE for the backfill guard ([`catalog::estimate`]) |
 //! | [`created`] | "created in this transaction" from server facts (relation OIDs), never from names |
 //! | [`guard`], [`recipe`] | the lock guard's plan and SQL; multi-step rewrites as data |
 //! | [`rewrite`], [`act`] | single-statement rewrites; block errors and notices |
@@ -44,11 +44,15 @@
 //!    keyword classifies it once (`sql::prefilter`): DML, transaction control, session
 //!    settings, or DDL candidate (plus the DML that can run SQL out of sight:
 //!    `sql::side_effects`). Only DDL candidates are ever parsed; ordinary traffic is forwarded
-//!    as the original bytes, in zero-copy batches.
+//!    as the original bytes, in zero-copy batches. A session whose profile turns on the
+//!    backfill guard (`[policy.backfill]`) also marks its UPDATE, DELETE and MERGE statements:
+//!    they take the DDL lane's facts step for their planner estimate (rule `large-backfill`).
 //! 3. A message with a DDL candidate first gets its facts: when the server is idle at a
 //!    statement boundary, the DDL lane (`session::ddl::facts`) runs one read-only query of
 //!    ddlgate's own for the catalog facts of each statement ([`catalog`]: sizes, partitions,
-//!    types, dependents) and for what this transaction created ([`created`], on OIDs).
+//!    types, dependents) and for what this transaction created ([`created`], on OIDs); and,
+//!    for the backfill guard, `EXPLAIN (FORMAT JSON)` of each UPDATE/DELETE/MERGE (under a
+//!    savepoint that is always rolled back inside a transaction block).
 //! 4. [`analysis`] decides each statement: understand it (sqlparser, else the token
 //!    classifier), run every rule in its context (transaction status, the protocol unit, the
 //!    server version, the facts), let the profile's [`policy`] turn findings into a decision,

@@ -96,6 +96,7 @@ const DEFS: &[Def] = &[
     def("ddlgate_multi_statement_queries_total", C, Count, "Simple Queries that carried more than one statement (PostgreSQL runs them as one implicit transaction)."),
     def("ddlgate_extended_units_total", C, Count, "Extended-protocol units (the messages up to a Sync) completed."),
     def("ddlgate_pipelined_units_total", C, Count, "Extended-protocol units that ran more than one Execute (a pipeline: one implicit transaction)."),
+    def("ddlgate_backfill_estimates_total", C, Count, "UPDATE/DELETE statements the backfill guard looked at, by outcome: estimated (EXPLAIN answered), failed (EXPLAIN failed: decided without an estimate), parameters (not examined: the statement has parameters)."),
     // The audit log.
     def("ddlgate_audit_records_total", C, Count, "Audit records queued for the writer (written), or dropped because the writer's queue was full (dropped)."),
     def("ddlgate_journal_records_total", C, Count, "Undo journal entries written to the database (written), or not written because the journal write failed (failed: audit log only)."),
@@ -291,7 +292,19 @@ pub struct Counters {
     pub rewrite_failures: Counter,
     /// The lock guard.
     pub guard: GuardCounters,
+    /// The backfill guard.
+    pub backfill: BackfillCounters,
     reader: Reader,
+}
+
+/// What the backfill guard did: `ddlgate_backfill_estimates_total{outcome}`.
+pub struct BackfillCounters {
+    /// The planner answered the EXPLAIN.
+    pub estimated: Counter,
+    /// The EXPLAIN failed (the statement's own error, most often): decided without an estimate.
+    pub failed: Counter,
+    /// Not examined: the statement has parameters.
+    pub parameters: Counter,
 }
 
 /// What the lock guard did.
@@ -343,6 +356,14 @@ impl Counters {
                 exhausted: r.counter("ddlgate_lock_budget_exhausted_total", &[]),
                 queue_waits: r.counter("ddlgate_ddl_queue_waits_total", &[]),
                 queue_timeouts: r.counter("ddlgate_ddl_queue_timeouts_total", &[]),
+            },
+            backfill: {
+                let outcome = |o| r.counter("ddlgate_backfill_estimates_total", &[("outcome", o)]);
+                BackfillCounters {
+                    estimated: outcome("estimated"),
+                    failed: outcome("failed"),
+                    parameters: outcome("parameters"),
+                }
             },
             reader: metrics.reader.clone(),
         }

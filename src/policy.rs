@@ -32,6 +32,9 @@ pub struct Profile {
     /// Some opt-in style rule (`rules::STYLE_RULES`) has an action other than allow: only
     /// then are they run at all.
     style: bool,
+    /// The backfill guard (`[policy.backfill]`, a profile's fields over it): whether UPDATE and
+    /// DELETE are examined at all, and above which estimate. Its action is `large-backfill`'s.
+    pub backfill: crate::config::BackfillConfig,
 }
 
 /// All profiles, built once from the configuration.
@@ -91,8 +94,10 @@ impl Profile {
             overridable: overridable(&cfg.overridable),
             actions: cfg.rules.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             style: false,
+            backfill: cfg.backfill,
         }
         .styled()
+        .backfilled()
     }
 
     fn derived(base: &PolicyConfig, p: &ProfileConfig) -> Profile {
@@ -105,8 +110,18 @@ impl Profile {
             overridable: overridable(p.overridable.as_ref().unwrap_or(&base.overridable)),
             actions,
             style: false,
+            backfill: p.backfill.over(&base.backfill),
         }
         .styled()
+        .backfilled()
+    }
+
+    /// `large-backfill` takes `backfill.action`, unless a rules table names it.
+    fn backfilled(mut self) -> Profile {
+        self.actions
+            .entry(crate::rules::LARGE_BACKFILL.to_owned())
+            .or_insert(self.backfill.action.action());
+        self
     }
 
     /// Sets [`Profile::style`] from the configured actions.
@@ -442,6 +457,20 @@ pub fn describe_effective(config: &Config) -> String {
             };
             let _ = writeln!(out, "  {:<48} {}{note}", rule.id, action.as_str());
         }
+        let b = &p.backfill;
+        let _ = writeln!(
+            out,
+            "  backfill: {}",
+            if b.enabled {
+                format!(
+                    "on (UPDATE/DELETE/MERGE estimated above {} rows: {})",
+                    b.max_rows,
+                    p.action_for(crate::rules::LARGE_BACKFILL).as_str()
+                )
+            } else {
+                "off".to_owned()
+            }
+        );
     }
     let g = &config.guard;
     let _ = writeln!(
@@ -742,5 +771,84 @@ mode = "warn"
         // The application is only observed.
         let d = decide(&p, ("app", "app", "puma"), "DROP TABLE t", &Ctx::in_tx());
         assert_eq!((d.intended, d.effective), (Action::Warn, Action::Allow));
+        // The backfill guard: warn for migrations, block for humans, off for the application.
+        let migrations = p.profile_for("migrator", "app", "rails");
+        let humans = p.profile_for("alice", "app", "psql");
+        let app = p.profile_for("app", "app", "puma");
+        assert!(migrations.backfill.enabled && humans.backfill.enabled);
+        assert!(!app.backfill.enabled);
+        assert_eq!(
+            migrations.action_for(crate::rules::LARGE_BACKFILL),
+            Action::Warn
+        );
+        assert_eq!(
+            humans.action_for(crate::rules::LARGE_BACKFILL),
+            Action::Block
+        );
+        assert_eq!(humans.backfill.max_rows, 100_000);
+    }
+
+    #[test]
+    fn backfill_settings_are_inherited_field_by_field() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("b.toml");
+        std::fs::write(
+            &path,
+            r#"
+[policy.backfill]
+enabled = true
+max_rows = 500
+[[profiles]]
+name = "strict"
+match = { user = "ops" }
+backfill = { action = "block" }
+[[profiles]]
+name = "off"
+match = { user = "app" }
+backfill = { enabled = false }
+[[profiles]]
+name = "ruled"
+match = { user = "r" }
+backfill = { action = "block" }
+rules = { "large-backfill" = "allow" }
+"#,
+        )
+        .expect("write");
+        let cfg = Config::load_with_env(Some(&path), &Default::default(), Vec::new())
+            .expect("valid config");
+        let p = Policy::from_config(&cfg);
+        let base = p.profile_for("x", "d", "a");
+        assert_eq!((base.backfill.enabled, base.backfill.max_rows), (true, 500));
+        assert_eq!(base.action_for(crate::rules::LARGE_BACKFILL), Action::Warn);
+        let strict = p.profile_for("ops", "d", "a");
+        assert_eq!(
+            (strict.backfill.enabled, strict.backfill.max_rows),
+            (true, 500)
+        );
+        assert_eq!(
+            strict.action_for(crate::rules::LARGE_BACKFILL),
+            Action::Block
+        );
+        assert!(!p.profile_for("app", "d", "a").backfill.enabled);
+        // A rules table naming the rule wins over backfill.action.
+        assert_eq!(
+            p.profile_for("r", "d", "a")
+                .action_for(crate::rules::LARGE_BACKFILL),
+            Action::Allow
+        );
+        let described = describe_effective(&cfg);
+        assert!(
+            described
+                .contains("backfill: on (UPDATE/DELETE/MERGE estimated above 500 rows: block)"),
+            "{described}"
+        );
+        assert!(described.contains("backfill: off"), "{described}");
+        // The default policy has it off.
+        assert!(
+            !Policy::from_config(&Config::default())
+                .default
+                .backfill
+                .enabled
+        );
     }
 }

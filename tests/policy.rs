@@ -220,6 +220,7 @@ async fn profiles_by_application_name_forbid_overrides_for_humans() {
             mode: None,
             overridable: Some(vec![]),
             rules: Default::default(),
+            backfill: Default::default(),
         })
     })
     .await;

@@ -54,7 +54,11 @@ pub fn decide(
         .classes
         .iter()
         .any(|&c| prefilter::for_server(c, ctx.server_version) == StatementClass::DdlCandidate);
-    let Facts { catalog, identity } = facts;
+    let Facts {
+        catalog,
+        identity,
+        estimates,
+    } = facts;
     // The created-in-transaction bookkeeping: the session's (by OID, from the server's
     // answer) or the file's (by name).
     let (mut session, mut offline, mut offline_added) = match created {
@@ -218,7 +222,30 @@ pub fn decide(
                 }
                 understood = Some(ddl);
             }
-            StatementClass::Dml => summary.dml += 1,
+            StatementClass::Dml => {
+                summary.dml += 1;
+                // The backfill guard: an UPDATE/DELETE the planner estimated (only when the
+                // profile has it on; otherwise nothing was asked and nothing is here).
+                if let Ok(k) = estimates.binary_search_by_key(&span.start, |(at, _)| *at)
+                    && let Some(replacement) = match &estimates[k].1 {
+                        crate::catalog::estimate::Answer::Rows(estimate) => decide_backfill(
+                            profile,
+                            sql,
+                            span,
+                            estimate,
+                            ctx,
+                            plan,
+                            &mut decided.decisions,
+                        ),
+                        crate::catalog::estimate::Answer::Stopped { code, message } => {
+                            Some(stopped_error(code, message).to_sql())
+                        }
+                    }
+                {
+                    replacements.push((i, replacement));
+                    runs = false;
+                }
+            }
             // Forwarded: the server answers it with its own syntax error (42601).
             StatementClass::Session | StatementClass::NotACommand => {}
         }
@@ -338,6 +365,92 @@ pub(super) fn refuse_unverifiable(
         ddl: None,
         before: None,
     });
+}
+
+/// The error a statement fails with when the server stopped its EXPLAIN the way it would have
+/// stopped the statement (a cancel, `statement_timeout`, `lock_timeout`): the server's own code
+/// and message.
+fn stopped_error(code: &'static str, message: &str) -> BlockError {
+    BlockError {
+        code,
+        message: message.to_owned(),
+        detail: "The server stopped the statement while ddlgate's backfill guard was reading its row estimate (EXPLAIN, waiting for the statement's lock); the statement did not run.".to_owned(),
+        hint: String::new(),
+    }
+}
+
+/// The backfill guard's decision on one UPDATE/DELETE the planner estimated: above the
+/// profile's `backfill.max_rows` it gets `large-backfill`'s finding, decided by the policy like
+/// any other (action, mode, override comment); returns the replacement text when blocked.
+pub(super) fn decide_backfill(
+    profile: &Profile,
+    sql: &[u8],
+    span: &StatementSpan,
+    estimate: &crate::catalog::estimate::Estimate,
+    ctx: &Context,
+    plan: &mut Plan,
+    decisions: &mut Vec<StatementDecision>,
+) -> Option<Vec<u8>> {
+    let max_rows = profile.backfill.max_rows;
+    if !profile.backfill.enabled || estimate.rows <= max_rows {
+        return None;
+    }
+    let finding = rules::large_backfill::finding(
+        estimate.op,
+        estimate.table.as_deref(),
+        estimate.rows,
+        max_rows,
+    );
+    // Over the threshold (rare): the statement's tokens, for its override comments.
+    let tokens = lexer::tokens(sql, span.start, span.end, ctx.lex);
+    let decision = profile.decide_tokens(sql, &tokens, vec![finding]);
+    let replacement = match decision.effective {
+        Action::Allow => None,
+        Action::Warn | Action::Rewrite => {
+            plan.notices.extend(warnings(&decision, profile));
+            None
+        }
+        Action::Block => {
+            plan.blocked.extend(stopping_rules(&decision));
+            let mut err = block_error(&decision, profile, ctx.tool);
+            if decision.error.is_none() {
+                // Most migration tools print only the message: the numbers go there too.
+                err.message = format!(
+                    "{}: estimated {} rows, threshold {max_rows}",
+                    err.message, estimate.rows
+                );
+            }
+            Some(err.to_sql())
+        }
+    };
+    plan.audit.push(crate::audit::Draft {
+        sql: loggable_tokens(sql, &tokens, span.start, span.end, AUDIT_SQL_MAX),
+        profile: profile.name.clone(),
+        action: decision.effective.as_str(),
+        intended: decision.intended.as_str(),
+        rules: decision.verdicts.iter().map(|v| v.finding.rule).collect(),
+        rewritten: None,
+        steps: Vec::new(),
+        override_reasons: decision
+            .verdicts
+            .iter()
+            .filter_map(|v| v.overridden.clone())
+            .collect(),
+        // Not DDL: nothing to undo.
+        ddl: None,
+        before: None,
+    });
+    decisions.push(StatementDecision {
+        span: *span,
+        decision,
+        kind: match estimate.op {
+            crate::catalog::estimate::Modification::Update => "update",
+            crate::catalog::estimate::Modification::Delete => "delete",
+            crate::catalog::estimate::Modification::Merge => "merge",
+        },
+        refused: None,
+    });
+    replacement
 }
 
 /// One DDL candidate with what its decision rests on.

@@ -41,7 +41,7 @@ mod split;
 pub use decide::{Realized, decide, realize};
 pub use effects::Effects;
 use effects::*;
-pub use prepare::{Candidate, Prepared, prepare, prepare_into};
+pub use prepare::{Candidate, Prepared, prepare, prepare_into, prepare_with};
 use respond::*;
 pub use respond::{loggable, truncated};
 
@@ -151,6 +151,9 @@ pub struct Facts {
     pub catalog: Vec<(usize, crate::catalog::Facts)>,
     /// The answer to the created-in-transaction read (`created`); `None`: nothing is new.
     pub identity: Option<crate::created::Identity>,
+    /// The planner's estimates for the backfill guard's statements, by byte offset of the
+    /// statement's start (as [`Prepared::estimate_requests`] asked for them).
+    pub estimates: Vec<(usize, crate::catalog::estimate::Answer)>,
 }
 
 /// Which relations count as created in the current transaction (invisible to other sessions,
@@ -287,11 +290,13 @@ pub fn record(counters: &Counters, decided: &Decided, sql: &[u8], ctx: &Context)
 pub struct Analyzer {
     /// The message last prepared (reused buffers, so the hot path does not allocate).
     prepared: Prepared,
-    /// `prepared` holds this text (address, length, options), so the calls the session makes
+    /// Look for the backfill guard's statements (the session's profile has it on).
+    backfill: bool,
+    /// `prepared` holds this text (address, length, options, backfill), so the calls the session makes
     /// for one message — [`Analyzer::has_ddl_candidate`], the catalog reads,
     /// [`Analyzer::analyze`] — prepare it once. Cleared by `analyze`: the next message may
     /// reuse the same buffer.
-    prepared_of: Option<(usize, usize, LexOptions)>,
+    prepared_of: Option<(usize, usize, LexOptions, bool)>,
     /// Relations the server confirmed the current transaction created (by OID, never by name):
     /// invisible to other sessions, so locking them is harmless. Cleared when the session is
     /// idle again.
@@ -308,6 +313,12 @@ pub struct Analyzer {
     /// Catalog facts for the next message's DDL statements, by byte offset of the statement's
     /// start; consumed by the next [`Analyzer::analyze`].
     facts: Vec<(usize, crate::catalog::Facts)>,
+    /// The planner's estimates for the next message's backfill candidates; consumed by the
+    /// next [`Analyzer::analyze`], and used only if that message is the one they were read
+    /// for (`estimates_of`: a hash of its text): a message decided without analysis in
+    /// between (a refusal) must not pass its estimates on to the next.
+    estimates: Vec<(usize, crate::catalog::estimate::Answer)>,
+    estimates_of: u64,
     /// What the last analysed message may do to the session's settings.
     effects: Effects,
     /// The session's tracing span, entered while a message holding DDL is decided: the hot
@@ -320,6 +331,9 @@ impl Default for Analyzer {
         Analyzer {
             prepared: Prepared::default(),
             prepared_of: None,
+            backfill: false,
+            estimates: Vec::new(),
+            estimates_of: 0,
             max_statements: crate::config::DEFAULT_MAX_STATEMENTS_PER_MESSAGE,
             created: Default::default(),
             identity_request: None,
@@ -358,6 +372,37 @@ impl Analyzer {
     /// The most statements of one message analysed (`limits.max_statements_per_message`).
     pub fn set_max_statements(&mut self, max: usize) {
         self.max_statements = max;
+    }
+
+    /// Whether the backfill guard examines this session's UPDATE and DELETE (its profile's
+    /// `backfill.enabled`). Off, they are ordinary traffic.
+    pub fn set_backfill(&mut self, on: bool) {
+        self.backfill = on;
+    }
+
+    /// Whether `sql` needs the DDL lane at a statement boundary before it is decided: it holds
+    /// a DDL candidate, or (backfill guard on) an UPDATE/DELETE to estimate.
+    pub fn needs_lane(&mut self, sql: &[u8], lex: LexOptions) -> bool {
+        self.prepare(sql, lex).needs_lane()
+    }
+
+    /// The backfill guard's EXPLAINs for `sql` (see [`Prepared::estimate_requests`]).
+    pub fn estimate_requests(
+        &mut self,
+        sql: &[u8],
+        lex: LexOptions,
+    ) -> (Vec<(usize, Vec<u8>)>, usize) {
+        self.prepare(sql, lex).estimate_requests(sql, lex)
+    }
+
+    /// The planner's estimates for the next [`Analyzer::analyze`] call, read for `sql`.
+    pub fn provide_estimates(
+        &mut self,
+        sql: &[u8],
+        estimates: Vec<(usize, crate::catalog::estimate::Answer)>,
+    ) {
+        self.estimates_of = text_hash(sql);
+        self.estimates = estimates;
     }
 
     /// Whether `sql` holds any DDL candidate; the session uses it to wait for the server to
@@ -401,9 +446,15 @@ impl Analyzer {
 
     /// Prepares `sql`, unless `prepared` already holds it.
     fn prepare(&mut self, sql: &[u8], lex: LexOptions) -> &Prepared {
-        let key = (sql.as_ptr() as usize, sql.len(), lex);
+        let key = (sql.as_ptr() as usize, sql.len(), lex, self.backfill);
         if self.prepared_of != Some(key) {
-            prepare_into(&mut self.prepared, sql, lex, self.max_statements);
+            prepare_with(
+                &mut self.prepared,
+                sql,
+                lex,
+                self.max_statements,
+                self.backfill,
+            );
             self.prepared_of = Some(key);
         }
         &self.prepared
@@ -461,6 +512,9 @@ impl Analyzer {
         let facts = Facts {
             catalog: std::mem::take(&mut self.facts),
             identity: self.identity.take(),
+            estimates: Some(std::mem::take(&mut self.estimates))
+                .filter(|e| !e.is_empty() && text_hash(sql) == self.estimates_of)
+                .unwrap_or_default(),
         };
         let decided = decide(
             &self.prepared,
@@ -479,6 +533,14 @@ impl Analyzer {
         self.effects = decided.effects;
         (decided.summary, decided.plan)
     }
+}
+
+/// A hash of a message's text, to tie the estimates read for it to it.
+fn text_hash(sql: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    sql.hash(&mut h);
+    h.finish()
 }
 
 /// `server_version` as PostgreSQL reports it ("15.18 (Debian 15.18-0+deb12u1)", "18beta1",
@@ -1088,6 +1150,176 @@ mod tests {
         let text = block_text("ALTER FROBNICATE t", TxStatus::InTransaction);
         assert_eq!(text.matches("ddlgate:allow").count(), 1, "{text}");
         assert!(text.contains("DG002"), "{text}");
+    }
+
+    /// The backfill guard's candidates: UPDATE and DELETE (after comments, in any case), a
+    /// WITH holding either word; only with the guard on, and never DDL or other DML.
+    #[test]
+    fn backfill_candidates_are_found_only_with_the_guard_on() {
+        let sql = "select 1; /* c */ update t set x = 1; DELETE FROM t; WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d; \
+                   WITH s AS (SELECT 1) SELECT * FROM s; INSERT INTO t VALUES (1); ALTER TABLE t ADD c int; \
+                   UPDATE t SET x = $1; EXPLAIN ANALYZE UPDATE t SET x = 1; \
+                   merge into t using s on t.id = s.id when matched then delete";
+        let lex = LexOptions::default();
+        let mut off = Prepared::default();
+        prepare_with(&mut off, sql.as_bytes(), lex, 100, false);
+        assert!(off.backfill.is_empty());
+        assert!(off.needs_lane(), "the ALTER");
+        let mut on = Prepared::default();
+        prepare_with(&mut on, sql.as_bytes(), lex, 100, true);
+        assert_eq!(on.backfill, [1, 2, 3, 7, 9]);
+        let (requests, with_parameters) = on.estimate_requests(sql.as_bytes(), lex);
+        assert_eq!(with_parameters, 1, "UPDATE … $1 is not examined");
+        let texts: Vec<String> = requests
+            .iter()
+            .map(|(_, q)| String::from_utf8(q.clone()).expect("utf-8"))
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "EXPLAIN (FORMAT JSON)  /* c */ update t set x = 1\n",
+                "EXPLAIN (FORMAT JSON)  DELETE FROM t\n",
+                "EXPLAIN (FORMAT JSON)  WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d\n",
+                "EXPLAIN (FORMAT JSON)  merge into t using s on t.id = s.id when matched then delete\n",
+            ]
+        );
+        // A message of ordinary DML alone needs the lane only with the guard on.
+        let dml = b"UPDATE t SET x = 1";
+        let mut p = Prepared::default();
+        prepare_with(&mut p, dml, lex, 100, false);
+        assert!(!p.needs_lane());
+        prepare_with(&mut p, dml, lex, 100, true);
+        assert!(p.needs_lane());
+        // The analyzer keys its prepared message on the switch too.
+        let mut a = Analyzer::default();
+        assert!(!a.needs_lane(dml, lex));
+        a.set_backfill(true);
+        assert!(a.needs_lane(dml, lex));
+    }
+
+    /// Above the threshold the finding is decided like any rule's: warn, block (the numbers in
+    /// the message), the override comment, the mode; at or under it nothing happens.
+    #[test]
+    fn estimates_above_the_threshold_are_decided_by_the_policy() {
+        use crate::catalog::estimate::{Answer, Estimate};
+        let run = |sql: &str, rows: u64, toml: &str, tx: TxStatus| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("b.toml");
+            std::fs::write(&path, toml).expect("write");
+            let cfg = Config::load_with_env(Some(&path), &Default::default(), Vec::new())
+                .expect("valid config");
+            let policy = Policy::from_config(&cfg);
+            let mut a = Analyzer::default();
+            a.set_backfill(true);
+            let at = sql.find("UPDATE").expect("an UPDATE");
+            let at = sql[..at].rfind(';').map_or(0, |i| i + 1);
+            a.provide_estimates(
+                sql.as_bytes(),
+                vec![(
+                    at,
+                    Answer::Rows(Estimate {
+                        rows,
+                        table: Some("t".into()),
+                        op: crate::catalog::estimate::Modification::Update,
+                    }),
+                )],
+            );
+            let counters = Counters::default();
+            let (_, plan) = a.analyze(
+                &counters,
+                policy.profile_for("", "", ""),
+                Source::Query,
+                sql.as_bytes(),
+                &ctx(tx),
+            );
+            (plan, counters)
+        };
+        let block = "[policy.backfill]\nenabled = true\nmax_rows = 100\naction = \"block\"\n";
+        let (p, c) = run("UPDATE t SET x = 1", 101, block, TxStatus::Idle);
+        let text = String::from_utf8(p.sql.expect("blocked")).expect("utf-8");
+        assert!(text.contains("DG001"), "{text}");
+        assert!(text.contains("estimated 101 rows, threshold 100"), "{text}");
+        assert_eq!(p.blocked, ["large-backfill"]);
+        assert_eq!(p.audit[0].rules, ["large-backfill"]);
+        assert_eq!(p.audit[0].action, "block");
+        assert_eq!(c.decisions.rule_action("large-backfill", Action::Block), 1);
+        // Estimates read for another message (one refused without analysis in between) are
+        // not used, even at the same offset.
+        {
+            let mut cfg = Config::default();
+            cfg.policy.backfill.enabled = true;
+            let policy = Policy::from_config(&cfg);
+            let mut a = Analyzer::default();
+            a.set_backfill(true);
+            let estimate = Estimate {
+                rows: 1 << 40,
+                table: None,
+                op: crate::catalog::estimate::Modification::Update,
+            };
+            a.provide_estimates(
+                b"UPDATE t SET x = 1",
+                vec![(0, Answer::Rows(estimate.clone()))],
+            );
+            let (_, p) = a.analyze(
+                &Counters::default(),
+                policy.profile_for("", "", ""),
+                Source::Query,
+                b"UPDATE t SET x = 2",
+                &ctx(TxStatus::Idle),
+            );
+            assert!(p.is_forward() && p.audit.is_empty());
+            // The same text: used.
+            a.provide_estimates(b"UPDATE t SET x = 2", vec![(0, Answer::Rows(estimate))]);
+            let (_, p) = a.analyze(
+                &Counters::default(),
+                policy.profile_for("", "", ""),
+                Source::Query,
+                b"UPDATE t SET x = 2",
+                &ctx(TxStatus::Idle),
+            );
+            assert_eq!(p.notices.len(), 1);
+        }
+        // At the threshold: nothing.
+        let (p, _) = run("UPDATE t SET x = 1", 100, block, TxStatus::Idle);
+        assert!(p.is_forward() && p.audit.is_empty());
+        // The second statement of a Query is replaced, the first kept.
+        let (p, _) = run(
+            "SELECT 1; UPDATE t SET x = 1",
+            5000,
+            block,
+            TxStatus::InTransaction,
+        );
+        let text = String::from_utf8(p.sql.expect("blocked")).expect("utf-8");
+        assert!(text.starts_with("SELECT 1; DO $"), "{text}");
+        // The override comment.
+        let (p, c) = run(
+            "/* ddlgate:allow large-backfill reason=\"off-peak\" */ UPDATE t SET x = 1",
+            5000,
+            block,
+            TxStatus::Idle,
+        );
+        assert!(p.sql.is_none() && p.notices.is_empty());
+        assert_eq!(p.audit[0].override_reasons, ["off-peak"]);
+        assert_eq!(c.decisions.overrides("large-backfill"), 1);
+        // warn: a NOTICE; warn mode turns the block into one; observe shows nothing.
+        let warn = "[policy.backfill]\nenabled = true\nmax_rows = 100\n";
+        let (p, _) = run("UPDATE t SET x = 1", 5000, warn, TxStatus::Idle);
+        assert!(p.sql.is_none() && p.notices.len() == 1);
+        let (p, _) = run(
+            "UPDATE t SET x = 1",
+            5000,
+            &format!("[policy]\nmode = \"warn\"\n{block}"),
+            TxStatus::Idle,
+        );
+        assert!(p.sql.is_none() && p.notices.len() == 1);
+        let (p, _) = run(
+            "UPDATE t SET x = 1",
+            5000,
+            &format!("[policy]\nmode = \"observe\"\n{block}"),
+            TxStatus::Idle,
+        );
+        assert!(p.sql.is_none() && p.notices.is_empty());
+        assert_eq!(p.audit[0].intended, "block");
     }
 
     #[test]

@@ -32,6 +32,10 @@ pub struct Prepared {
     /// The DDL candidates (and words that start no command), understood once, in statement
     /// order. Empty when the message is [`Prepared::unverifiable`].
     pub candidates: Vec<Candidate>,
+    /// The backfill guard's candidates (span indices, in order): DML statements that are an
+    /// UPDATE or a DELETE, or a `WITH` with the word UPDATE or DELETE in it. Only looked for
+    /// when the session's profile has the guard on ([`prepare_with`]); empty otherwise.
+    pub backfill: Vec<usize>,
 }
 
 /// One DDL candidate of a [`Prepared`] message.
@@ -48,6 +52,32 @@ pub struct Candidate {
 }
 
 impl Prepared {
+    /// The message needs the DDL lane at a statement boundary: it holds DDL, or a statement
+    /// the backfill guard examines.
+    pub fn needs_lane(&self) -> bool {
+        self.ddl || !self.backfill.is_empty()
+    }
+
+    /// The backfill guard's EXPLAINs for this message: (statement start offset, EXPLAIN text),
+    /// and how many candidates are left unexamined because they have parameters.
+    pub fn estimate_requests(&self, sql: &[u8], lex: LexOptions) -> (Vec<(usize, Vec<u8>)>, usize) {
+        let mut with_parameters = 0;
+        let mut out = Vec::with_capacity(self.backfill.len());
+        for &i in &self.backfill {
+            let span = &self.spans[i];
+            let has_param = lexer::Lexer::at(sql, span.start, lex)
+                .take_while(|t| t.start < span.end)
+                .any(|t| t.kind == TokenKind::Param);
+            if has_param {
+                with_parameters += 1;
+                continue;
+            }
+            let text = sql.get(span.start..span.end).unwrap_or_default();
+            out.push((span.start, crate::catalog::estimate::explain_sql(text)));
+        }
+        (out, with_parameters)
+    }
+
     /// More statements than are analysed, DDL among them: refused whole, never understood.
     pub fn unverifiable(&self) -> bool {
         self.ddl && self.statements > self.max_statements
@@ -100,6 +130,11 @@ impl Prepared {
                 StatementClass::DdlCandidate | StatementClass::NotACommand
             ),
             max_statements: self.max_statements.max(1),
+            backfill: if self.backfill.contains(&index) {
+                vec![0]
+            } else {
+                Vec::new()
+            },
             candidates: self
                 .candidate(index)
                 .map(|c| Candidate {
@@ -121,7 +156,29 @@ impl Prepared {
             self.classes.clear();
             self.classes.shrink_to(SPANS_KEPT);
         }
+        if self.backfill.capacity() > SPANS_KEPT {
+            self.backfill.clear();
+            self.backfill.shrink_to(SPANS_KEPT);
+        }
     }
+}
+
+/// Whether a DML statement may UPDATE or DELETE rows: it starts with UPDATE, DELETE or MERGE,
+/// or it is a `WITH` in which one of those words appears (a data-modifying CTE or the main
+/// statement; a word that is only a column name costs one EXPLAIN that finds no modification).
+fn modifies_rows(sql: &[u8], span: &StatementSpan, lex: LexOptions) -> bool {
+    let Some(first) = span.first else {
+        return false;
+    };
+    let modifies =
+        |t: &Token| t.is_word(sql, "UPDATE") || t.is_word(sql, "DELETE") || t.is_word(sql, "MERGE");
+    if modifies(&first) {
+        return true;
+    }
+    first.is_word(sql, "WITH")
+        && lexer::Lexer::at(sql, first.start, lex)
+            .take_while(|t| t.start < span.end)
+            .any(|t| modifies(&t))
 }
 
 /// Reads one message's SQL (see [`Prepared`]): one split, one prefilter pass per statement,
@@ -134,6 +191,20 @@ pub fn prepare(sql: &[u8], lex: LexOptions, max_statements: usize) -> Prepared {
 
 /// [`prepare`] into a reused value, so the hot path does not allocate per message.
 pub fn prepare_into(out: &mut Prepared, sql: &[u8], lex: LexOptions, max_statements: usize) {
+    prepare_with(out, sql, lex, max_statements, false)
+}
+
+/// [`prepare_into`], also finding the backfill guard's candidates when `backfill` is on (the
+/// session's profile has `[backfill] enabled`). Off, the only cost is one test of the flag per
+/// DML statement.
+pub fn prepare_with(
+    out: &mut Prepared,
+    sql: &[u8],
+    lex: LexOptions,
+    max_statements: usize,
+    backfill: bool,
+) {
+    out.backfill.clear();
     out.spans.clear();
     out.classes.clear();
     out.candidates.clear();
@@ -150,6 +221,7 @@ pub fn prepare_into(out: &mut Prepared, sql: &[u8], lex: LexOptions, max_stateme
         classes,
         statements,
         ddl,
+        backfill: modifies,
         ..
     } = out;
     // Statements whose first word may make them DDL keep their tokens; ordinary traffic
@@ -182,6 +254,9 @@ pub fn prepare_into(out: &mut Prepared, sql: &[u8], lex: LexOptions, max_stateme
                 let tokens = tokens.filter(|t| t.len() <= budget);
                 budget -= tokens.map_or(0, <[Token]>::len);
                 kept.push((spans.len(), tokens.map(<[Token]>::to_vec)));
+            }
+            if backfill && class == StatementClass::Dml && modifies_rows(sql, &span, lex) {
+                modifies.push(spans.len());
             }
             spans.push(span);
             classes.push(class);

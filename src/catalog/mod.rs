@@ -67,6 +67,7 @@
 //! TYPE` does to the data ([`type_change`]). Everything is re-exported here: callers use
 //! `crate::catalog::X`.
 
+pub mod estimate;
 mod parse;
 mod query;
 #[cfg(test)]

@@ -49,6 +49,7 @@ mod creating_partition_locks_parent;
 mod ddl_in_function_body;
 mod disallowed_unique_constraint;
 mod dropping_required_column_default;
+pub mod large_backfill;
 mod locking_table;
 mod prefer_repack;
 mod renaming_column;
@@ -371,7 +372,12 @@ pub static RULES: &[&Rule] = &[
     &ban_copy_program::RULE,
     // anything not understood
     &unparsed_ddl::RULE,
+    // row changes the planner estimates large (the opt-in backfill guard)
+    &large_backfill::RULE,
 ];
+
+/// The backfill guard's rule id (`large-backfill`).
+pub const LARGE_BACKFILL: &str = "large-backfill";
 
 /// Opt-in style rules (squawk's type and naming preferences). Their default action is allow
 /// and they are not even run unless a profile gives one of them another action

@@ -251,6 +251,7 @@ impl Relay {
         let (ur, uw) = upstream.into_split();
         let mut analyzer = Analyzer::default();
         analyzer.set_max_statements(live.config.limits.max_statements_per_message);
+        analyzer.set_backfill(profile.backfill.enabled);
         analyzer.set_span(tracing::Span::current());
         Relay {
             shared,
@@ -652,7 +653,7 @@ impl Relay {
                     if !matches!(st.lane.step, Step::FactsRead)
                         && run == 0
                         && st.may_inject()
-                        && live.config.catalog.enabled
+                        && (live.config.catalog.enabled || st.profile.backfill.enabled)
                         && st.must_wait_for_idle(tag, framing::body(frame))
                     {
                         st.lane.step = Step::NeedsFacts;

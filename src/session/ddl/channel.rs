@@ -23,6 +23,9 @@ pub(super) struct Reply {
     pub(super) rows: Vec<Vec<Option<String>>>,
     pub(super) error: Option<ErrorFields>,
     pub(super) status: TxStatus,
+    /// A row larger than the query's room was skipped (only for a query holding the client's
+    /// text, see [`Relay::inject_bytes`]): `rows` lacks it.
+    pub(super) skipped: bool,
 }
 
 impl Reply {
@@ -65,6 +68,18 @@ pub(super) struct Attempt {
 /// Injected replies are small rows; a bigger frame is a protocol surprise.
 const MAX_INJECTED_FRAME: usize = 1 << 20;
 
+/// What [`Relay::next_frame`] does with a frame larger than it may hold whole.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Oversized {
+    /// A protocol surprise: the session ends.
+    Refuse,
+    /// Streamed to the client as it arrives (the guarded Query's own replies).
+    Stream,
+    /// Read and dropped (an EXPLAIN of the client's statement: its size follows the client's
+    /// text, and too big a plan only leaves the statement unexamined).
+    Skip,
+}
+
 impl Relay {
     /// Runs one query of ddlgate's own; its replies are not the client's. Asynchronous
     /// notifications and parameter changes that arrive meanwhile are passed on.
@@ -79,8 +94,36 @@ impl Relay {
         sql: &str,
         flush_client: bool,
     ) -> Result<Reply, SessionError> {
-        tracing::trace!(sql, "guard query");
-        self.send_upstream(query_frame(sql.as_bytes())?).await?;
+        self.inject_bytes(sql.as_bytes(), flush_client, false).await
+    }
+
+    /// [`Relay::inject_flushing`] of SQL text that may not be UTF-8: the client's own statement
+    /// in the session's `client_encoding` (the backfill guard's EXPLAIN). `client_text`: the
+    /// query holds the client's statement, whose failure is expected (the statement's own
+    /// error) and is logged at debug without its text; ddlgate's own queries failing is a
+    /// warning.
+    pub(super) async fn inject_bytes(
+        &mut self,
+        sql: &[u8],
+        flush_client: bool,
+        client_text: bool,
+    ) -> Result<Reply, SessionError> {
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let sql = String::from_utf8_lossy(sql);
+            tracing::trace!(sql = %sql, "guard query");
+        }
+        self.send_upstream(query_frame(sql)?).await?;
+        // The EXPLAIN of the client's statement answers with a plan whose size follows the
+        // statement's (an IN list of thousands of values is printed back): room for four times
+        // it, and a larger row is skipped rather than ending the session.
+        let (room, oversized) = if client_text {
+            (
+                MAX_INJECTED_FRAME.max(sql.len().saturating_mul(4)),
+                Oversized::Skip,
+            )
+        } else {
+            (MAX_INJECTED_FRAME, Oversized::Refuse)
+        };
         if flush_client {
             self.io
                 .to_client
@@ -92,9 +135,14 @@ impl Relay {
             rows: Vec::new(),
             error: None,
             status: self.st.proto.tx(),
+            skipped: false,
         };
         loop {
-            let Some(frame) = self.next_frame(MAX_INJECTED_FRAME, false).await? else {
+            let Some(frame) = self.next_frame(room, oversized).await? else {
+                if oversized == Oversized::Skip {
+                    reply.skipped = true;
+                    continue;
+                }
                 return Err(SessionError::UpstreamProtocol(
                     "oversized reply to a ddlgate query".to_owned(),
                 ));
@@ -111,7 +159,11 @@ impl Relay {
                         self.st.upstream_sent_fatal = true;
                         self.io.to_client.push(frame.clone());
                     }
-                    tracing::warn!(code = %e.code, message = %e.message, sql, "a ddlgate query failed");
+                    if client_text {
+                        tracing::debug!(code = %e.code, message = %e.message, "the planner could not estimate the statement");
+                    } else {
+                        tracing::warn!(code = %e.code, message = %e.message, sql = %String::from_utf8_lossy(sql), "a ddlgate query failed");
+                    }
                     reply.error = Some(e);
                 }
                 backend::READY_FOR_QUERY => {
@@ -154,7 +206,10 @@ impl Relay {
             } else {
                 max_held.saturating_sub(held_bytes)
             };
-            let Some(frame) = self.next_frame(room.max(MAX_INJECTED_FRAME), true).await? else {
+            let Some(frame) = self
+                .next_frame(room.max(MAX_INJECTED_FRAME), Oversized::Stream)
+                .await?
+            else {
                 // Streamed straight to the client: it was bigger than what may be held.
                 a.spilled = true;
                 continue;
@@ -246,11 +301,12 @@ impl Relay {
     }
 
     /// The next upstream frame, whole when it is at most `max_whole` bytes; a larger one is
-    /// streamed to the client when `stream` allows it (returns `None`), else is an error.
+    /// streamed to the client or skipped as `oversized` says (returns `None`), else is an
+    /// error.
     pub(super) async fn next_frame(
         &mut self,
         max_whole: usize,
-        stream: bool,
+        oversized: Oversized,
     ) -> Result<Option<Bytes>, SessionError> {
         let limit = self.st.live.config.limits.max_message_bytes;
         loop {
@@ -263,7 +319,19 @@ impl Relay {
                     }
                     return Ok(Some(self.io.ubuf.split_to(total).freeze()));
                 }
-                Ok(Frame::Header { total, .. }) if stream => {
+                Ok(Frame::Header { total, .. }) if oversized == Oversized::Skip => {
+                    let mut left = total;
+                    while left > 0 {
+                        if self.io.ubuf.is_empty() {
+                            self.read_upstream().await?;
+                        }
+                        let n = left.min(self.io.ubuf.len());
+                        bytes::Buf::advance(&mut self.io.ubuf, n);
+                        left -= n;
+                    }
+                    return Ok(None);
+                }
+                Ok(Frame::Header { total, .. }) if oversized == Oversized::Stream => {
                     let mut left = total;
                     while left > 0 {
                         if self.io.ubuf.is_empty() {

@@ -14,6 +14,93 @@ impl Relay {
         // The catalog settings of a reload apply to this statement's facts too, not only from
         // the next one (the decision itself refreshes them again, at no cost).
         self.st.refresh_live(&self.shared);
+        // The lane may be here for the backfill guard alone (`[catalog] enabled = false`).
+        if self.st.live.config.catalog.enabled {
+            self.read_catalog_facts().await?;
+        }
+        if self.st.profile.backfill.enabled {
+            self.read_estimates().await?;
+        }
+        Ok(())
+    }
+
+    /// The backfill guard's part of the facts: the planner's estimate for each UPDATE/DELETE of
+    /// the front message (`catalog::estimate`), inside a transaction block under a savepoint
+    /// that is always rolled back. Never in a failed transaction (the lane is not entered).
+    async fn read_estimates(&mut self) -> Result<(), SessionError> {
+        let Some((_, sql)) = front_statement(&self.io.cbuf) else {
+            return Ok(());
+        };
+        let lex = self.st.server.lex;
+        let (requests, with_parameters) = self.st.analyzer.estimate_requests(sql, lex);
+        let shared = self.shared.clone();
+        let counters = &shared.counters;
+        if with_parameters > 0 {
+            counters
+                .backfill
+                .parameters
+                .increment(with_parameters as u64);
+        }
+        let mut estimates = Vec::with_capacity(requests.len());
+        for (at, explain) in requests {
+            let in_tx = self.st.proto.tx() == crate::protocol::TxStatus::InTransaction;
+            if in_tx {
+                let reply = self.inject(crate::catalog::estimate::SAVEPOINT).await?;
+                if reply.error.is_some() {
+                    counters.backfill.failed.increment(1);
+                    continue;
+                }
+            }
+            let reply = self.inject_bytes(&explain, false, true).await?;
+            if reply.skipped {
+                tracing::debug!(
+                    "EXPLAIN answer larger than its room; deciding without an estimate"
+                );
+            }
+            let answer = reply
+                .value()
+                .filter(|_| reply.error.is_none())
+                .map(crate::catalog::estimate::parse_estimate);
+            // Stopped as the statement would have been (a cancel, a timeout): it fails so.
+            let stopped = reply
+                .error
+                .as_ref()
+                .and_then(|e| crate::catalog::estimate::Answer::stopped(&e.code, &e.message));
+            if in_tx {
+                // Failed or not, the EXPLAIN is undone: the transaction is as the client left
+                // it, and the locks planning took are released.
+                self.inject(crate::catalog::estimate::UNDO).await?;
+            }
+            if let Some(stopped) = stopped {
+                counters.backfill.failed.increment(1);
+                estimates.push((at, stopped));
+                // The message fails at this statement: what follows it does not run.
+                break;
+            }
+            match answer {
+                Some(Ok(Some(e))) => {
+                    counters.backfill.estimated.increment(1);
+                    estimates.push((at, crate::catalog::estimate::Answer::Rows(e)));
+                }
+                // A plan that modifies nothing by UPDATE or DELETE.
+                Some(Ok(None)) => counters.backfill.estimated.increment(1),
+                Some(Err(e)) => {
+                    counters.backfill.failed.increment(1);
+                    tracing::warn!(error = %e, "unreadable EXPLAIN answer; deciding without an estimate");
+                }
+                None => counters.backfill.failed.increment(1),
+            }
+        }
+        // The client buffer may have moved (more bytes read) during the queries: the text is
+        // looked up again.
+        if let Some((_, sql)) = front_statement(&self.io.cbuf) {
+            self.st.analyzer.provide_estimates(sql, estimates);
+        }
+        Ok(())
+    }
+
+    /// The catalog facts (and created-in-transaction answer) for the front message's DDL.
+    async fn read_catalog_facts(&mut self) -> Result<(), SessionError> {
         // Parsing every DDL statement of a large message is heavy: off the I/O worker (or
         // already done on the blocking pool, see `Relay::facts_are_heavy`).
         let requests = match self.precomputed_requests.take() {

@@ -177,6 +177,7 @@ impl State {
                 &self.who.application_name,
             )
             .clone();
+        self.analyzer.set_backfill(self.profile.backfill.enabled);
         let _entered = self.span.enter();
         tracing::info!(profile = %self.profile.name, generation = self.live.generation, "policy reloaded for this session");
     }
@@ -395,9 +396,10 @@ impl State {
     }
 
     /// Whether a Query/Parse must wait for the server to finish earlier requests before it is
-    /// decided: only when it holds DDL (ordinary pipelined traffic never waits).
+    /// decided: only when it holds DDL, or an UPDATE/DELETE the backfill guard estimates
+    /// (ordinary pipelined traffic never waits).
     pub(super) fn must_wait_for_idle(&mut self, tag: u8, body: &[u8]) -> bool {
         let sql = frontend::statement_sql(tag, body);
-        sql.is_some_and(|sql| self.analyzer.has_ddl_candidate(sql, self.server.lex))
+        sql.is_some_and(|sql| self.analyzer.needs_lane(sql, self.server.lex))
     }
 }
