@@ -3,7 +3,8 @@
 //! replies: inside the client's transaction under a savepoint (the entry commits or rolls back
 //! with the DDL, and a failed write cannot abort the transaction), outside one right after it.
 //! Any failure leaves the entry in the audit log only, counted and logged: the client's
-//! statement never fails because of the journal.
+//! statement never fails because of the journal. First (journal on or off), the names the
+//! server gave unnamed indexes and constraints are read by OID, so the inverses can name them.
 
 use crate::error::SessionError;
 use crate::protocol::TxStatus;
