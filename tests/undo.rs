@@ -135,6 +135,14 @@ async fn undo_restores_the_schema_dump_for_every_supported_statement() {
         // Run as NOT VALID + VALIDATE steps; undone by DROP CONSTRAINT.
         "ALTER TABLE t ADD CONSTRAINT t_x_small CHECK (x < 100000)",
         "ALTER TABLE t ADD CONSTRAINT t_p_fk FOREIGN KEY (x) REFERENCES p (id)",
+        // Unnamed: the server names them; ddlgate reads the names by OID right after the
+        // statement ran (never predicting PostgreSQL's naming), and the undo drops those.
+        "CREATE INDEX ON t (x, d)",
+        // The foreign key runs as NOT VALID + VALIDATE steps, the UNIQUE through a concurrent
+        // index the constraint then takes over (dropping the constraint drops it).
+        "ALTER TABLE t ADD FOREIGN KEY (x) REFERENCES p (id)",
+        "ALTER TABLE t ADD UNIQUE (id, x)",
+        "ALTER TABLE t ADD CHECK (x < 100000)",
         // Run as the NOT NULL recipe; undone by DROP NOT NULL.
         "ALTER TABLE t ALTER COLUMN x SET NOT NULL",
         "ALTER TABLE t ALTER COLUMN d SET DEFAULT 7",
@@ -499,4 +507,89 @@ async fn journal_follows_the_transaction_and_falls_back_to_the_audit_log() {
         .await
         .expect("add");
     assert_eq!(journal_rows(&admin).await, 5);
+
+    // Unnamed index and constraint inside a client transaction: their names are read on the
+    // client's connection before COMMIT, journaled with the transaction, and undone.
+    let before = dump(&env).await;
+    client
+        .batch_execute(
+            "BEGIN; CREATE INDEX ON t (nn); ALTER TABLE t ADD CHECK (nn >= 0) NOT VALID, ADD FOREIGN KEY (x) REFERENCES p (id) NOT VALID; COMMIT",
+        )
+        .await
+        .expect("unnamed in a transaction");
+    assert_eq!(journal_rows(&admin).await, 7);
+    assert!(
+        common::eventually(Duration::from_secs(5), || has(
+            r#""inverse":["DROP INDEX CONCURRENTLY \"public\".\"t_nn_idx\""]"#
+        ))
+        .await,
+        "{}",
+        std::fs::read_to_string(&audit).unwrap_or_default()
+    );
+    let out = undo(&env, &["--last", "2"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(dump(&env).await, before, "{}", text(&out));
+
+    // Journal off, audit log on: a statement the DDL lane runs (the index rewritten to
+    // CONCURRENTLY) still has the server's name read, into the audit log.
+    let audit_off = dir.path().join("audit-off.jsonl");
+    let audit_off_path = audit_off.to_string_lossy().into_owned();
+    let off_audit = common::start_proxy(env.pg.port(), |c| {
+        c.audit.enabled = true;
+        c.audit.path = audit_off_path.clone();
+    })
+    .await;
+    let c4 = common::connect(&common::conn_str(
+        off_audit.local_addr().port(),
+        "trust_user",
+    ))
+    .await;
+    c4.simple_query("CREATE INDEX ON t (d)")
+        .await
+        .expect("index");
+    let read = || {
+        let audit_off = audit_off.clone();
+        async move {
+            std::fs::read_to_string(&audit_off)
+                .unwrap_or_default()
+                .contains(r#""inverse":["DROP INDEX CONCURRENTLY \"public\".\"t_d_idx\""]"#)
+        }
+    };
+    assert!(
+        common::eventually(Duration::from_secs(5), read).await,
+        "{}",
+        std::fs::read_to_string(&audit_off).unwrap_or_default()
+    );
+    c4.simple_query("ALTER TABLE t ADD CHECK (d > 0) NOT VALID")
+        .await
+        .expect("check");
+    assert!(
+        common::eventually(Duration::from_secs(5), || {
+            let audit_off = audit_off.clone();
+            async move {
+                std::fs::read_to_string(&audit_off)
+                    .unwrap_or_default()
+                    .contains(r#""inverse":["ALTER TABLE \"public\".\"t\" DROP CONSTRAINT \"t_d_check\""]"#)
+            }
+        })
+        .await
+    );
+    // One the lane does not run (a statement prepared in an extended-protocol unit of its own,
+    // as tokio-postgres's `execute` sends it): its name is not read, and the audit log says so.
+    c4.execute("ALTER TABLE t ADD CHECK (nn > -1) NOT VALID", &[])
+        .await
+        .expect("check");
+    let unread = || {
+        let audit_off = audit_off.clone();
+        async move {
+            std::fs::read_to_string(&audit_off)
+                .unwrap_or_default()
+                .contains("the constraint was created without a name, and the name the server gave it was not read")
+        }
+    };
+    assert!(
+        common::eventually(Duration::from_secs(5), unread).await,
+        "{}",
+        std::fs::read_to_string(&audit_off).unwrap_or_default()
+    );
 }

@@ -97,6 +97,24 @@ pub struct Before {
     /// The statement said `IF EXISTS`: an object missing from the snapshot was not there (else
     /// it could not be resolved, and its inverse is unknown).
     pub if_exists: bool,
+    /// The OIDs of the table's indexes before an unnamed `CREATE INDEX` (`None`: not read).
+    pub prior_indexes: Option<Vec<i64>>,
+    /// The OIDs of the table's constraints before an `ALTER TABLE … ADD` of an unnamed
+    /// constraint (`None`: not read).
+    pub prior_constraints: Option<Vec<i64>>,
+    /// What the statement created without a name, as the server named it: read by OID right
+    /// after it ran ([`created_query`]), on the same connection (`None`: not read — then the
+    /// inverse cannot name it).
+    pub created: Option<Vec<Created>>,
+}
+
+/// An index or constraint a statement created, not among the table's OIDs before it ran.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct Created {
+    pub schema: String,
+    pub name: String,
+    /// `i` for an index; else `pg_constraint.contype`.
+    pub kind: String,
 }
 
 /// `json_object_agg` over no rows is NULL.
@@ -270,8 +288,17 @@ fn base_item(ddl: &Ddl) -> String {
                     literal_list(&cols)
                 )
             };
+            let prior = if ops.iter().any(unnamed_constraint) {
+                format!(
+                    "(SELECT coalesce(json_agg(oid::int8), '[]') FROM pg_catalog.pg_constraint \
+                     WHERE conrelid = {oid})"
+                )
+            } else {
+                "NULL".to_owned()
+            };
             format!(
-                "json_build_object('table', {}, 'constraints', {constraints}, 'columns', {columns})",
+                "json_build_object('table', {}, 'constraints', {constraints}, 'columns', {columns}, \
+                 'prior_constraints', {prior})",
                 rel_json(&oid)
             )
         }
@@ -287,8 +314,16 @@ fn base_item(ddl: &Ddl) -> String {
                 ),
                 None => "false".to_owned(),
             };
+            let prior = match name {
+                Some(_) => "NULL".to_owned(),
+                None => format!(
+                    "(SELECT coalesce(json_agg(indexrelid::int8), '[]') FROM pg_catalog.pg_index \
+                     WHERE indrelid = {oid})"
+                ),
+            };
             format!(
-                "json_build_object('table', {}, 'exists', coalesce({exists}, false))",
+                "json_build_object('table', {}, 'exists', coalesce({exists}, false), \
+                 'prior_indexes', {prior})",
                 rel_json(&oid)
             )
         }
@@ -331,6 +366,82 @@ fn base_item(ddl: &Ddl) -> String {
         }
         _ => "NULL".to_owned(),
     }
+}
+
+/// An `ADD` of a constraint without a name whose inverse is `DROP CONSTRAINT` (the server names
+/// it; [`created_query`] reads the name after the statement ran).
+pub(crate) fn unnamed_constraint(op: &AlterOp) -> bool {
+    matches!(op, AlterOp::AddConstraint(c) if c.name.is_none()
+        && c.index.is_none()
+        && c.kind != crate::sql::statement::ConstraintKind::NotNull)
+}
+
+/// Whether [`created_query`] has something to read for a statement's snapshot.
+pub fn needs_created(b: &Before) -> bool {
+    b.table.is_some()
+        && b.created.is_none()
+        && (b.prior_indexes.is_some() || b.prior_constraints.is_some())
+}
+
+/// `'{1,2}'::oid[]`: OIDs the server sent, printed back as numbers.
+fn oid_array(oids: &[i64]) -> String {
+    let list: Vec<String> = oids.iter().map(i64::to_string).collect();
+    format!("'{{{}}}'::pg_catalog.oid[]", list.join(","))
+}
+
+/// The one read-only query, run right after the statements ran, reading what each unnamed
+/// `CREATE INDEX` / `ADD CONSTRAINT` created: the indexes / constraints of its table whose OIDs
+/// were not there before (a JSON array, one element per snapshot, NULL where there is nothing
+/// to read), or `None` when no snapshot needs it. Decided on OIDs, never on names or on which
+/// OID is newest.
+pub fn created_query(befores: &[&Before]) -> Option<String> {
+    if !befores.iter().any(|b| needs_created(b)) {
+        return None;
+    }
+    let items: Vec<String> = befores
+        .iter()
+        .map(|b| match (&b.table, needs_created(b)) {
+            (Some(t), true) => {
+                let mut parts = Vec::new();
+                if let Some(prior) = &b.prior_indexes {
+                    parts.push(format!(
+                        "(SELECT coalesce(json_agg(json_build_object('schema', n.nspname, 'name', c.relname, \
+                         'kind', 'i') ORDER BY c.oid), '[]') FROM pg_catalog.pg_index i \
+                         JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
+                         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                         WHERE i.indrelid = {} AND NOT i.indexrelid = ANY ({}))::jsonb",
+                        t.oid,
+                        oid_array(prior)
+                    ));
+                }
+                if let Some(prior) = &b.prior_constraints {
+                    parts.push(format!(
+                        "(SELECT coalesce(json_agg(json_build_object('schema', n.nspname, 'name', k.conname, \
+                         'kind', k.contype::text) ORDER BY k.oid), '[]') FROM pg_catalog.pg_constraint k \
+                         JOIN pg_catalog.pg_namespace n ON n.oid = k.connamespace \
+                         WHERE k.conrelid = {} AND k.conparentid = 0 AND NOT k.oid = ANY ({}))::jsonb",
+                        t.oid,
+                        oid_array(prior)
+                    ));
+                }
+                parts.join(" || ")
+            }
+            _ => "NULL".to_owned(),
+        })
+        .collect();
+    Some(format!("SELECT json_build_array({})", items.join(", ")))
+}
+
+/// Reads the answer to [`created_query`]: one element per snapshot (`None` where it was NULL
+/// or unreadable).
+pub fn parse_created(json: &str) -> Vec<Option<Vec<Created>>> {
+    let Ok(values) = serde_json::from_str::<Vec<serde_json::Value>>(json) else {
+        return Vec::new();
+    };
+    values
+        .into_iter()
+        .map(|v| serde_json::from_value(v).ok())
+        .collect()
 }
 
 /// Whether a statement's inverse needs anything from the catalog.
@@ -492,6 +603,29 @@ mod tests {
             (r[0].name.name.as_str(), r[1].name.name.as_str()),
             ("", "j")
         );
+    }
+
+    #[test]
+    fn created_is_read_by_oid_for_unnamed_objects_only() {
+        let b = Before {
+            table: Some(Rel {
+                oid: 42,
+                schema: "public".into(),
+                name: "t".into(),
+            }),
+            prior_indexes: Some(vec![7, 9]),
+            ..Default::default()
+        };
+        let q = created_query(&[&Before::default(), &b]).unwrap();
+        assert!(q.starts_with("SELECT json_build_array(NULL, "), "{q}");
+        assert!(
+            q.contains("i.indrelid = 42 AND NOT i.indexrelid = ANY ('{7,9}'::pg_catalog.oid[])"),
+            "{q}"
+        );
+        assert_eq!(created_query(&[&Before::default()]), None);
+        let c = parse_created(r#"[null, [{"schema": "public", "name": "t_x_idx", "kind": "i"}]]"#);
+        assert_eq!(c[0], None);
+        assert_eq!(c[1].as_ref().unwrap()[0].name, "t_x_idx");
     }
 
     #[test]

@@ -70,11 +70,6 @@ pub fn inverse(ddl: &Ddl, before: &Before) -> Inverse {
         DdlKind::CreateIndex {
             name, table, only, ..
         } => {
-            let Some(name) = name else {
-                return Inverse::irreversible(
-                    "the index was created without a name, so its undo cannot name it; name indexes in migrations",
-                );
-            };
             if before.exists {
                 // IF NOT EXISTS on an index that was already there: nothing was created.
                 return Inverse::Sql(Vec::new());
@@ -88,7 +83,23 @@ pub fn inverse(ddl: &Ddl, before: &Before) -> Inverse {
             } else {
                 "DROP INDEX CONCURRENTLY"
             };
-            Inverse::Sql(vec![format!("{drop} {}", qualified(&t.schema, &name.name))])
+            let index = match name {
+                Some(name) => qualified(&t.schema, &name.name),
+                // The name the server gave it, read by OID after the statement ran.
+                None => match before.created.as_deref() {
+                    Some([one]) if one.kind == "i" => qualified(&one.schema, &one.name),
+                    Some(new) => {
+                        return Inverse::irreversible(format!(
+                            "the index was created without a name and {} new indexes were on {} after it ran ({}), so ddlgate cannot tell which one it is; name indexes in migrations",
+                            new.len(),
+                            rel(t),
+                            names(new)
+                        ));
+                    }
+                    None => return unnamed("index"),
+                },
+            };
+            Inverse::Sql(vec![format!("{drop} {index}")])
         }
         DdlKind::DropIndex {
             names, if_exists, ..
@@ -311,6 +322,7 @@ fn alter_table(name: &Name, ops: &[AlterOp], before: &Before) -> Inverse {
     };
     let table = rel(t);
     let alter = |what: String| format!("ALTER TABLE {table} {what}");
+    let mut unnamed_names = created_constraints(ops, before);
     let mut out = Vec::new();
     for op in ops.iter().rev() {
         let sql = match op {
@@ -371,12 +383,20 @@ fn alter_table(name: &Name, ops: &[AlterOp], before: &Before) -> Inverse {
                         "not supported: ddlgate does not compute the inverse of ADD CONSTRAINT … NOT NULL",
                     );
                 }
-                let Some(n) = &c.name else {
-                    return Inverse::irreversible(
-                        "the constraint was added without a name, so its undo cannot name it; name constraints in migrations",
-                    );
+                let n = match &c.name {
+                    Some(n) => n.clone(),
+                    None => match unnamed_names.as_mut() {
+                        Some(Ok(by_kind)) => {
+                            match by_kind.get_mut(contype(&c.kind)).and_then(Vec::pop) {
+                                Some(n) => n,
+                                None => return unnamed("constraint"),
+                            }
+                        }
+                        Some(Err(why)) => return Inverse::irreversible(why.clone()),
+                        None => return unnamed("constraint"),
+                    },
                 };
-                alter(format!("DROP CONSTRAINT {}", quote::ident(n)))
+                alter(format!("DROP CONSTRAINT {}", quote::ident(&n)))
             }
             AlterOp::DropConstraint { name } => {
                 let Some(c) = before.constraints.get(name) else {
@@ -423,6 +443,85 @@ fn alter_table(name: &Name, ops: &[AlterOp], before: &Before) -> Inverse {
         out.push(sql);
     }
     Inverse::Sql(out)
+}
+
+/// Why an object created without a name has no inverse: its name was not read after it ran.
+fn unnamed(what: &str) -> Inverse {
+    Inverse::irreversible(format!(
+        "the {what} was created without a name, and the name the server gave it was not read after the statement ran (it ran outside the DDL lane, or the read failed); name {what}s in migrations"
+    ))
+}
+
+fn names(created: &[super::capture::Created]) -> String {
+    if created.is_empty() {
+        return "none".to_owned();
+    }
+    created
+        .iter()
+        .map(|c| qualified(&c.schema, &c.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `pg_constraint.contype` of a constraint kind.
+fn contype(kind: &ConstraintKind) -> &'static str {
+    match kind {
+        ConstraintKind::ForeignKey { .. } => "f",
+        ConstraintKind::Check => "c",
+        ConstraintKind::Unique { .. } => "u",
+        ConstraintKind::PrimaryKey { .. } => "p",
+        ConstraintKind::Exclusion => "x",
+        ConstraintKind::NotNull => "n",
+    }
+}
+
+/// The names the server gave the unnamed constraints an ALTER TABLE added, by `contype`: the
+/// table's constraints of that type that were new after it ran, less those the statement
+/// named. `None` when not read; an error when the new ones do not match the statement's
+/// (another session added one meanwhile): then which is which is unknown.
+fn created_constraints(
+    ops: &[AlterOp],
+    before: &Before,
+) -> Option<Result<std::collections::HashMap<&'static str, Vec<String>>, String>> {
+    let wanted: Vec<&'static str> = ops
+        .iter()
+        .filter_map(|op| match op {
+            AlterOp::AddConstraint(c) if super::capture::unnamed_constraint(op) => {
+                Some(contype(&c.kind))
+            }
+            _ => None,
+        })
+        .collect();
+    if wanted.is_empty() {
+        return None;
+    }
+    let created = before.created.as_deref()?;
+    let named: Vec<&str> = ops
+        .iter()
+        .filter_map(|op| match op {
+            AlterOp::AddConstraint(c) => c.name.as_deref(),
+            _ => None,
+        })
+        .collect();
+    let mut by_kind: std::collections::HashMap<&'static str, Vec<String>> =
+        std::collections::HashMap::new();
+    for kind in ["f", "c", "u", "p", "x"] {
+        let expected = wanted.iter().filter(|k| **k == kind).count();
+        let new: Vec<String> = created
+            .iter()
+            .filter(|c| c.kind == kind && !named.contains(&c.name.as_str()))
+            .map(|c| c.name.clone())
+            .collect();
+        if new.len() != expected {
+            return Some(Err(format!(
+                "the statement added {expected} unnamed constraint(s) of type {kind}, but {} new ones were on the table after it ran ({}), so ddlgate cannot tell which; name constraints in migrations",
+                new.len(),
+                names(created)
+            )));
+        }
+        by_kind.insert(kind, new);
+    }
+    Some(Ok(by_kind))
 }
 
 fn op_name(op: &AlterOp) -> String {
@@ -496,6 +595,68 @@ mod tests {
                 .unwrap()
                 .contains("without a name")
         );
+    }
+
+    fn made(kind: &str, name: &str) -> super::super::capture::Created {
+        super::super::capture::Created {
+            schema: "public".into(),
+            name: name.into(),
+            kind: kind.into(),
+        }
+    }
+
+    #[test]
+    fn unnamed_index_and_constraints_use_the_names_read_after_the_statement() {
+        let with = |created: Vec<super::super::capture::Created>| Before {
+            table: t(),
+            prior_indexes: Some(vec![]),
+            prior_constraints: Some(vec![]),
+            created: Some(created),
+            ..Default::default()
+        };
+        assert_eq!(
+            sql(inverse(
+                &ddl("CREATE INDEX ON t (a)"),
+                &with(vec![made("i", "t_a_idx")])
+            )),
+            [r#"DROP INDEX CONCURRENTLY "public"."t_a_idx""#]
+        );
+        // Two new indexes (another session's meanwhile): which one is unknown.
+        let two = inverse(
+            &ddl("CREATE INDEX ON t (a)"),
+            &with(vec![made("i", "t_a_idx"), made("i", "t_a_idx1")]),
+        );
+        assert!(two.reason().unwrap().contains("cannot tell"), "{two:?}");
+        // Each unnamed constraint by its type; a named one in the same statement is not taken.
+        assert_eq!(
+            sql(inverse(
+                &ddl(
+                    "ALTER TABLE t ADD CHECK (a > 0), ADD CONSTRAINT k CHECK (a < 9), ADD FOREIGN KEY (a) REFERENCES p (id)"
+                ),
+                &with(vec![
+                    made("c", "t_a_check"),
+                    made("c", "k"),
+                    made("f", "t_a_fkey")
+                ])
+            )),
+            [
+                r#"ALTER TABLE "public"."t" DROP CONSTRAINT "t_a_fkey""#,
+                r#"ALTER TABLE "public"."t" DROP CONSTRAINT "k""#,
+                r#"ALTER TABLE "public"."t" DROP CONSTRAINT "t_a_check""#,
+            ]
+        );
+        let extra = inverse(
+            &ddl("ALTER TABLE t ADD UNIQUE (a)"),
+            &with(vec![made("u", "t_a_key"), made("c", "other")]),
+        );
+        assert!(extra.reason().unwrap().contains("cannot tell"), "{extra:?}");
+        // Not read (forwarded outside the lane): irreversible, saying why.
+        let b = Before {
+            table: t(),
+            ..Default::default()
+        };
+        let r = inverse(&ddl("ALTER TABLE t ADD UNIQUE (a)"), &b);
+        assert!(r.reason().unwrap().contains("without a name"), "{r:?}");
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! - [`capture`]: the `Before` snapshot: one read-only query of ddlgate's own at the statement
 //!   boundary where the DDL lane reads its catalog facts (`session::ddl::facts`), answering only
 //!   what an inverse needs (the target's OID and schema, a dropped index's or constraint's saved
-//!   definition, a column's previous default and nullability);
+//!   definition, a column's previous default and nullability, the OIDs of a table's indexes or
+//!   constraints before an unnamed one is created) — and `created_query`, read right after the
+//!   statement ran, naming what an unnamed `CREATE INDEX` / `ADD CONSTRAINT` created (new OIDs);
 //! - [`inverse`](mod@inverse): pure: statement + snapshot → [`Inverse`] (SQL, or irreversible with a reason);
 //! - [`journal`]: the SQL of `ddlgate.journal` (created on first use) and of the fingerprint
 //!   that tells `ddlgate undo` whether an object changed since its entry was recorded;
