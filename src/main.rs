@@ -389,23 +389,31 @@ fn run_reload(global: &ServeArgs) -> ExitCode {
     }
 }
 
+/// The configuration (file, environment) and the named policy profile, for the offline commands;
+/// exit status 2 with the reason when either cannot be had.
+fn config_and_profile(
+    global: &ServeArgs,
+    name: &str,
+) -> Result<(Config, ddlgate::policy::Profile), ExitCode> {
+    let config = Config::load(global.config.as_deref(), &Overrides::default()).map_err(|e| {
+        eprintln!("ddlgate: {e}");
+        ExitCode::from(2)
+    })?;
+    let policy = ddlgate::policy::Policy::from_config(&config);
+    let profile = policy.profile_named(name).cloned().ok_or_else(|| {
+        eprintln!("ddlgate: no profile named `{name}` in the configuration");
+        ExitCode::from(2)
+    })?;
+    Ok((config, profile))
+}
+
 fn run_check(global: &ServeArgs, args: CheckArgs) -> ExitCode {
     use std::io::Read;
-    let config = match Config::load(global.config.as_deref(), &Overrides::default()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("ddlgate: {e}");
-            return ExitCode::from(2);
-        }
+    let (_, profile) = match config_and_profile(global, &args.profile) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
-    let policy = ddlgate::policy::Policy::from_config(&config);
-    let Some(profile) = policy.profile_named(&args.profile) else {
-        eprintln!(
-            "ddlgate: no profile named `{}` in the configuration",
-            args.profile
-        );
-        return ExitCode::from(2);
-    };
+    let profile = &profile;
     let styled;
     let profile = if args.style {
         styled = profile.clone().with_style();
@@ -475,21 +483,11 @@ fn run_check(global: &ServeArgs, args: CheckArgs) -> ExitCode {
 
 /// `ddlgate trace`: the library's `trace::run` on a one-thread runtime, then the report.
 fn run_trace(global: &ServeArgs, args: TraceArgs) -> ExitCode {
-    let config = match Config::load(global.config.as_deref(), &Overrides::default()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("ddlgate: {e}");
-            return ExitCode::from(2);
-        }
+    let (config, profile) = match config_and_profile(global, &args.profile) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
-    let policy = ddlgate::policy::Policy::from_config(&config);
-    let Some(profile) = policy.profile_named(&args.profile) else {
-        eprintln!(
-            "ddlgate: no profile named `{}` in the configuration",
-            args.profile
-        );
-        return ExitCode::from(2);
-    };
+    let profile = &profile;
     if args.assume_in_transaction && args.tool != ddlgate::check::tool::Tool::Auto {
         eprintln!(
             "ddlgate: --assume-in-transaction is for files no tool claims; with --tool {} \
