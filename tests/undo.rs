@@ -53,40 +53,8 @@ fn text(o: &Output) -> String {
 
 /// The schema as `pg_dump --schema-only` prints it, ddlgate's own schema left out.
 async fn dump(env: &Env) -> String {
-    let mut cmd = Command::new(common::PgCluster::bindir().join("pg_dump"));
-    pg::strip_pg_env(&mut cmd);
-    cmd.args([
-        "--schema-only",
-        "--no-owner",
-        "--no-privileges",
-        "--exclude-schema",
-        "ddlgate",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &env.pg.port().to_string(),
-        "-U",
-        pg::ADMIN_USER,
-        "-d",
-        "postgres",
-    ]);
-    let out = tokio::task::spawn_blocking(move || {
-        pg::run(&mut cmd, None, Duration::from_secs(60)).expect("spawn pg_dump")
-    })
-    .await
-    .expect("pg_dump thread");
-    assert!(out.status.success(), "pg_dump: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| {
-            !(l.is_empty()
-                || l.starts_with("--")
-                || l.starts_with("SET ")
-                || l.starts_with("SELECT pg_catalog.set_config")
-                || l.starts_with('\\'))
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    common::schema::schema_only_dump(env.pg.port(), "postgres", &["--exclude-schema", "ddlgate"])
+        .await
 }
 
 /// `t (id serial PRIMARY KEY, x int, d int DEFAULT 5, nn int NOT NULL DEFAULT 0)` with rows, a parent `p` every `x`

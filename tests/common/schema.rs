@@ -2,7 +2,49 @@
 //! ddlgate (as written, rewritten or as recipe steps) must leave exactly as the direct statement
 //! does on a twin database.
 
+use std::process::Command;
+use std::time::Duration;
+
 use tokio_postgres::Client;
+
+use super::pg;
+
+/// Database `db` on the test cluster at `port` as `pg_dump --schema-only --no-owner
+/// --no-privileges` prints it (plus `extra` arguments), without comments, blank lines, SET
+/// lines and psql meta-commands, so that two dumps compare line by line.
+pub async fn schema_only_dump(port: u16, db: &str, extra: &[&str]) -> String {
+    let mut cmd = Command::new(super::PgCluster::bindir().join("pg_dump"));
+    pg::strip_pg_env(&mut cmd);
+    cmd.args(["--schema-only", "--no-owner", "--no-privileges"]);
+    cmd.args(extra);
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-U",
+        pg::ADMIN_USER,
+        "-d",
+        db,
+    ]);
+    let out = tokio::task::spawn_blocking(move || {
+        pg::run(&mut cmd, None, Duration::from_secs(60)).expect("spawn pg_dump")
+    })
+    .await
+    .expect("pg_dump thread");
+    assert!(out.status.success(), "pg_dump: {}", pg::output_text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| {
+            !(l.is_empty()
+                || l.starts_with("--")
+                || l.starts_with("SET ")
+                || l.starts_with("SELECT pg_catalog.set_config")
+                || l.starts_with('\\'))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
 
 /// Every user relation's kind, columns (type, NOT NULL, default), constraints (definition,
 /// validated, inherited from a parent), indexes (definition, valid, ready), partition links

@@ -216,42 +216,11 @@ impl E2e {
     /// migrated the same way compare equal. `exclude` names tables left out entirely (a tool's
     /// version table holds timestamps in its data, never in its schema, so usually none).
     pub async fn schema(&self, db: &str, exclude: &[&str]) -> String {
-        let pg_dump = common::PgCluster::bindir().join("pg_dump");
-        let mut cmd = Command::new(pg_dump);
-        pg::strip_pg_env(&mut cmd);
-        cmd.args([
-            "--schema-only",
-            "--no-owner",
-            "--no-privileges",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &self.env.pg.port().to_string(),
-            "-U",
-            pg::ADMIN_USER,
-            "-d",
-            db,
-        ]);
-        for t in exclude {
-            cmd.args(["--exclude-table", t]);
-        }
-        let out = tokio::task::spawn_blocking(move || {
-            pg::run(&mut cmd, None, Duration::from_secs(60)).expect("spawn pg_dump")
-        })
-        .await
-        .expect("pg_dump thread");
-        assert!(out.status.success(), "pg_dump: {}", pg::output_text(&out));
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| {
-                !(l.is_empty()
-                    || l.starts_with("--")
-                    || l.starts_with("SET ")
-                    || l.starts_with("SELECT pg_catalog.set_config")
-                    || l.starts_with('\\'))
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        let extra: Vec<&str> = exclude
+            .iter()
+            .flat_map(|t| ["--exclude-table", t])
+            .collect();
+        common::schema::schema_only_dump(self.env.pg.port(), db, &extra).await
     }
 
     /// Asserts that two databases have the same schema, showing the first difference.
