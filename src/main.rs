@@ -267,15 +267,9 @@ fn main() -> ExitCode {
     init_tracing(&config);
     // The accept loop, the admin endpoint and the background tasks; sessions run on their own
     // event loops (`server.event_loops`).
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match current_thread_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ddlgate: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(()) => return ExitCode::FAILURE,
     };
     let source = ddlgate::state::ReloadSource {
         file: args.config.clone(),
@@ -310,15 +304,9 @@ fn run_backfill(a: BackfillArgs) -> ExitCode {
         progress: a.progress,
         report_every: a.report_every,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match current_thread_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ddlgate: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(()) => return ExitCode::FAILURE,
     };
     runtime.block_on(async {
         tokio::select! {
@@ -387,6 +375,14 @@ fn run_reload(global: &ServeArgs) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// A current-thread Tokio runtime for a command; when it cannot be built, says so.
+fn current_thread_runtime() -> Result<tokio::runtime::Runtime, ()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("ddlgate: cannot start the runtime: {e}"))
 }
 
 /// The configuration (file, environment) and the named policy profile, for the offline commands;
@@ -511,15 +507,9 @@ fn run_trace(global: &ServeArgs, args: TraceArgs) -> ExitCode {
         lock_timeout: args.lock_timeout,
         connect_timeout: std::time::Duration::from_secs(10),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match current_thread_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ddlgate: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
+        Err(()) => return ExitCode::from(2),
     };
     let report = match runtime.block_on(ddlgate::trace::run(&inputs, &opts, profile, &config)) {
         Ok(r) => r,
@@ -563,15 +553,9 @@ fn run_undo(args: UndoArgs) -> ExitCode {
         dry_run: args.dry_run,
         schema: args.schema,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("ddlgate undo: {e}");
-            return ExitCode::from(2);
-        }
+    let runtime = match current_thread_runtime() {
+        Ok(rt) => rt,
+        Err(()) => return ExitCode::from(2),
     };
     match runtime.block_on(ddlgate::undo::cli::run(&opts)) {
         Ok(outcome) => {
