@@ -637,33 +637,13 @@ async fn a_batch_that_meets_lock_timeout_is_retried_a_bounded_number_of_times() 
     );
 }
 
-/// A CA and a server certificate for `localhost`/`127.0.0.1` it signed; the CA as a file.
-fn ca_and_leaf(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String, String) {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("{name} test CA"));
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-    ];
-    let ca = rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().expect("key"))
-        .expect("CA");
-    let ca_file = dir.join(format!("{name}-ca.pem"));
-    std::fs::write(&ca_file, ca.pem()).expect("write CA");
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .expect("params");
-    let key = rcgen::KeyPair::generate().expect("leaf key");
-    let cert = leaf.signed_by(&key, &ca).expect("leaf");
-    (ca_file, cert.pem(), key.serialize_pem())
-}
-
 #[tokio::test]
 async fn tls_encrypts_and_with_a_ca_file_verifies_the_server() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (ca_file, cert, key) = ca_and_leaf(dir.path(), "server");
-    let (other_ca, _, _) = ca_and_leaf(dir.path(), "other");
+    let server_pki = common::pki::Pki::new("server");
+    let leaf = server_pki.leaf("server");
+    let (ca_file, cert, key) = (server_pki.ca_file.clone(), leaf.cert_pem, leaf.key_pem);
+    let other_pki = common::pki::Pki::new("other");
+    let other_ca = other_pki.ca_file.clone();
     let pg = tokio::task::spawn_blocking(move || PgCluster::start_with_ssl(&cert, &key))
         .await
         .expect("cluster start");

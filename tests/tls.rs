@@ -6,11 +6,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::pki::{Leaf, Pki};
 use common::*;
 use ddlgate::config::{ClientTlsMode, Config, UpstreamTlsMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,63 +21,6 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 
 // ---------------------------------------------------------------------------------------------
 // Test PKI and clients.
-
-/// A throwaway CA in a temp dir, issuing leaf certificates.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
-    ca_file: PathBuf,
-}
-
-/// A leaf certificate and its key, as files and as PEM text.
-struct Leaf {
-    cert_file: PathBuf,
-    key_file: PathBuf,
-    cert_pem: String,
-    key_pem: String,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, format!("{name} test CA"));
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-        ];
-        let key = rcgen::KeyPair::generate().expect("CA key");
-        let ca = rcgen::CertifiedIssuer::self_signed(params, key).expect("CA certificate");
-        let ca_file = dir.path().join("ca.pem");
-        std::fs::write(&ca_file, ca.pem()).expect("write ca.pem");
-        Pki { dir, ca, ca_file }
-    }
-
-    /// A server certificate for `localhost` and `127.0.0.1` (ECDSA P-256 with SHA-256, which
-    /// has a `tls-server-end-point` hash for SCRAM channel binding).
-    fn leaf(&self, name: &str) -> Leaf {
-        let mut params =
-            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                .expect("params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name.to_owned());
-        let key = rcgen::KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &self.ca).expect("leaf certificate");
-        let leaf = Leaf {
-            cert_file: self.dir.path().join(format!("{name}.crt")),
-            key_file: self.dir.path().join(format!("{name}.key")),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        };
-        std::fs::write(&leaf.cert_file, &leaf.cert_pem).expect("write cert");
-        std::fs::write(&leaf.key_file, &leaf.key_pem).expect("write key");
-        leaf
-    }
-}
 
 /// Client-facing TLS with `leaf`.
 fn serve_tls(config: &mut Config, mode: ClientTlsMode, leaf: &Leaf) {

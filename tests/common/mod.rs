@@ -7,6 +7,7 @@
 pub mod binary;
 pub mod fake;
 pub mod pg;
+pub mod pki;
 pub mod schema;
 pub mod wire;
 pub mod writer;
