@@ -7,7 +7,7 @@
 # Environment: FUZZ_RUNS (stop a target after this many executions instead, e.g. 10000000),
 #              FUZZ_NICE (default 19: fuzzing never competes with other work on the machine),
 #              FUZZ_ARGS (extra libFuzzer flags),
-#              FUZZ_SANITIZER (default address; "none" runs about twice as fast, for the long
+#              FUZZ_SANITIZER (default address; "none" runs faster, for the long
 #              10-million-execution runs: ddlgate's fuzzed code is safe Rust).
 # Installs cargo-fuzz (and a nightly toolchain, with rustup) when missing. Runs the targets one
 # after another, each an optimised (-O) AddressSanitizer build, with -timeout=1 (an input
