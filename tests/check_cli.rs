@@ -1,17 +1,12 @@
 //! `ddlgate check` as CI runs it: the real binary over migration files, its exit status and
 //! its three output formats.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn ddlgate(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ddlgate"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("DDLGATE_CONFIG")
-        .output()
-        .expect("run ddlgate")
-}
+use std::path::Path;
+use std::process::Output;
+
+use common::binary::run_cli as ddlgate;
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

@@ -7,9 +7,6 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 use common::*;
 use ddlgate::rules::{Action, RULES};
 
@@ -143,14 +140,7 @@ async fn deep_or_long_statements_are_refused_as_unparsed_and_nothing_crashes() {
         .expect("new sessions are accepted");
 }
 
-fn ddlgate(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ddlgate"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("DDLGATE_CONFIG")
-        .output()
-        .expect("run ddlgate")
-}
+use common::binary::run_cli as ddlgate;
 
 #[test]
 fn check_refuses_deep_statements_without_crashing() {

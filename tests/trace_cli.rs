@@ -5,20 +5,12 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
 use serde_json::Value;
 
-fn ddlgate(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ddlgate"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("DDLGATE_CONFIG")
-        .output()
-        .expect("run ddlgate")
-}
+use common::binary::run_cli as ddlgate;
 
 fn text(o: &Output) -> String {
     format!(

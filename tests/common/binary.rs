@@ -108,3 +108,14 @@ pub fn rss(pid: u32) -> u64 {
         .expect("VmRSS")
         * 1024
 }
+
+/// Runs the ddlgate binary with `args` in `dir` (an offline command: check, rules, config,
+/// trace), without a configuration from the environment, and waits for it.
+pub fn run_cli(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ddlgate"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DDLGATE_CONFIG")
+        .output()
+        .expect("run ddlgate")
+}
