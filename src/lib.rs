@@ -91,6 +91,7 @@ pub mod audit;
 pub mod backfill;
 pub mod catalog;
 pub mod check;
+pub mod client;
 pub mod config;
 pub mod created;
 pub mod error;

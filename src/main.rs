@@ -161,6 +161,11 @@ struct TraceArgs {
     /// COMMENT ON DATABASE name IS 'ddlgate:scratch'.
     #[arg(long, env = "DDLGATE_TRACE_DATABASE", hide_env_values = true)]
     database: String,
+    /// PEM CA certificate(s): require TLS and a server certificate that chains to them and
+    /// names the host (libpq's sslmode=verify-full). Without it, TLS follows the string's
+    /// `sslmode` (default prefer) and the certificate is not checked.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
     /// Run on a database without the scratch mark (the transaction is still rolled back).
     #[arg(long)]
     allow_non_scratch: bool,
@@ -204,6 +209,10 @@ struct UndoArgs {
     /// The journal's schema (`journal.schema`).
     #[arg(long, default_value = "ddlgate")]
     schema: String,
+    /// PEM CA certificate(s): require TLS and a server certificate that chains to them and
+    /// names the host (libpq's sslmode=verify-full).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -506,6 +515,7 @@ fn run_trace(global: &ServeArgs, args: TraceArgs) -> ExitCode {
         assume_in_transaction: args.assume_in_transaction,
         lock_timeout: args.lock_timeout,
         connect_timeout: std::time::Duration::from_secs(10),
+        ca_file: args.ca_file,
     };
     let runtime = match current_thread_runtime() {
         Ok(rt) => rt,
@@ -552,6 +562,7 @@ fn run_undo(args: UndoArgs) -> ExitCode {
         id: args.id,
         dry_run: args.dry_run,
         schema: args.schema,
+        ca_file: args.ca_file,
     };
     let runtime = match current_thread_runtime() {
         Ok(rt) => rt,

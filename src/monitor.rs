@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio_postgres::config::SslMode;
 
+use crate::client::describe;
 use crate::config::MonitorConfig;
 use crate::shutdown::Phase;
 use crate::state::{LockSample, MonitorStatus, Shared};
@@ -198,15 +199,6 @@ async fn sample(c: &Connection) -> Result<LockSample, String> {
         oldest_wait_seconds: row.try_get::<_, f64>(1).map_err(|e| describe(&e))?,
         blocked_by_ddl: count(2)?,
     })
-}
-
-/// A tokio-postgres error with the server's message when there is one (its `Display` alone
-/// says only "db error").
-fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
-        None => e.to_string(),
-    }
 }
 
 fn record(shared: &Shared, outcome: Result<&LockSample, &str>) {

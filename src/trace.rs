@@ -39,7 +39,6 @@
 //! `\l+`.
 
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -48,6 +47,7 @@ use tokio_postgres::Client;
 use crate::analysis::{self, Source};
 use crate::check::tool::{self, Tool};
 use crate::check::{self, RunMode};
+use crate::client::describe;
 use crate::policy::Profile;
 use crate::protocol::TxStatus;
 use crate::rules::Action;
@@ -87,6 +87,9 @@ pub struct Options {
     pub lock_timeout: Duration,
     /// For connecting and logging in, unless the connection string sets `connect_timeout`.
     pub connect_timeout: Duration,
+    /// CA certificates (PEM) that must have signed the server's certificate (libpq's
+    /// `verify-full`); without it, TLS as the connection string's `sslmode` says, unverified.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// One migration file.
@@ -799,76 +802,19 @@ fn documented_from_rules(decision: &DecisionReport) -> String {
         .unwrap_or_else(|| "not documented by ddlgate".to_owned())
 }
 
-/// A tokio-postgres error with the server's message when there is one.
-pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
-        None => e.to_string(),
-    }
+/// Connects to the scratch database (`crate::client`: TLS as `sslmode` and `--ca-file` say).
+async fn connect(opts: &Options) -> Result<Client, TraceError> {
+    let config = crate::client::config(&opts.database, "ddlgate_trace")?;
+    Ok(crate::client::connect(config, opts.ca_file.as_deref(), opts.connect_timeout).await?)
 }
 
-/// Connects to the scratch database: the connection string's first host (TCP, or a Unix
-/// socket directory), without TLS (a connection string that requires TLS is refused).
-async fn connect(opts: &Options) -> Result<Client, TraceError> {
-    use tokio_postgres::config::{Host, SslMode};
-    let mut config = tokio_postgres::Config::from_str(&opts.database)
-        .map_err(|e| TraceError::Usage(format!("--database: {e}")))?;
-    if config.get_ssl_mode() == SslMode::Require {
-        return Err(TraceError::Usage(
-            "--database: sslmode=require is not supported by ddlgate trace; point it at a \
-             scratch database reachable without TLS"
-                .to_owned(),
-        ));
-    }
-    config.ssl_mode(SslMode::Disable);
-    // tokio-postgres reads no PG* variables; the password is the one libpq users keep there.
-    if config.get_password().is_none()
-        && let Some(password) = std::env::var_os("PGPASSWORD")
-    {
-        config.password(password.as_encoded_bytes());
-    }
-    if config.get_application_name().is_none() {
-        config.application_name("ddlgate_trace");
-    }
-    let timeout = config
-        .get_connect_timeout()
-        .copied()
-        .unwrap_or(opts.connect_timeout);
-    let host = config.get_hosts().first().cloned();
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let login = async {
-        match host {
-            Some(Host::Tcp(h)) => {
-                let stream = tokio::net::TcpStream::connect((h.as_str(), port))
-                    .await
-                    .map_err(|e| format!("{h}:{port}: {e}"))?;
-                let (client, conn) = config
-                    .connect_raw(stream, tokio_postgres::NoTls)
-                    .await
-                    .map_err(|e| describe(&e))?;
-                tokio::spawn(conn);
-                Ok(client)
-            }
-            #[cfg(unix)]
-            Some(Host::Unix(dir)) => {
-                let path = dir.join(format!(".s.PGSQL.{port}"));
-                let stream = tokio::net::UnixStream::connect(&path)
-                    .await
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                let (client, conn) = config
-                    .connect_raw(stream, tokio_postgres::NoTls)
-                    .await
-                    .map_err(|e| describe(&e))?;
-                tokio::spawn(conn);
-                Ok(client)
-            }
-            _ => Err("the connection string names no host".to_owned()),
+impl From<crate::client::ConnectError> for TraceError {
+    fn from(e: crate::client::ConnectError) -> TraceError {
+        match e {
+            crate::client::ConnectError::Usage(m) => TraceError::Usage(m),
+            crate::client::ConnectError::Failed(m) => TraceError::Connect(m),
         }
-    };
-    tokio::time::timeout(timeout, login)
-        .await
-        .map_err(|_| TraceError::Connect(format!("timed out after {} ms", timeout.as_millis())))?
-        .map_err(TraceError::Connect)
+    }
 }
 
 /// Reads the files (`-` is standard input).

@@ -2,7 +2,8 @@
 //! and tokio-postgres, verify-full by host name and by IP, plaintext refused in `require` mode,
 //! the injection guard after SSLRequest, direct TLS (PostgreSQL 17 `sslnegotiation=direct`),
 //! TLS to the upstream (`upstream.tls`), SCRAM and its channel binding across two TLS legs, and
-//! cancel requests over TLS. Certificates are made with rcgen for each test.
+//! cancel requests over TLS; ddlgate's own tools (`undo`, `trace`) as TLS clients verifying the
+//! server with `--ca-file`. Certificates are made with rcgen for each test.
 
 mod common;
 
@@ -723,4 +724,161 @@ async fn scram_channel_binding_across_two_tls_legs() {
     .await
     .expect("tokio-postgres with channel binding through the same certificate");
     assert!(upstream_ssl(&c).await);
+}
+
+// ---------------------------------------------------------------------------------------------
+// ddlgate's own command-line tools as TLS clients (`src/client.rs`).
+
+/// `ddlgate ARGS…`, the built binary, off the runtime's threads.
+async fn ddlgate_cli(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ddlgate"));
+        cmd.args(&args).env_remove("DDLGATE_CONFIG");
+        pg::run(&mut cmd, None, Duration::from_secs(60)).expect("run ddlgate")
+    })
+    .await
+    .expect("cli thread")
+}
+
+fn argv(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undo_and_trace_connect_over_tls_and_verify_the_server_with_ca_file() {
+    // `ddlgate undo` through a ddlgate that requires TLS from its clients.
+    let pki = Pki::new("ddlgate");
+    let leaf = pki.leaf("ddlgate");
+    let env = Env::start_with(|c| {
+        serve_tls(c, ClientTlsMode::Require, &leaf);
+        c.journal.enabled = true;
+    })
+    .await;
+    let port = env.proxy_addr().port();
+    let app = connect_tls(port, "trust_user", "sslmode=require", &pki.ca_file)
+        .await
+        .expect("TLS session");
+    app.batch_execute("CREATE TABLE t (x int)")
+        .await
+        .expect("table");
+    // A statement of its own, so that the table is there to be read before it runs.
+    app.batch_execute("CREATE INDEX t_x ON t (x)")
+        .await
+        .expect("journaled DDL");
+    let index_exists = || async {
+        app.query_one("SELECT to_regclass('t_x') IS NOT NULL", &[])
+            .await
+            .expect("to_regclass")
+            .get::<_, bool>(0)
+    };
+    let url = format!("postgres://trust_user@localhost:{port}/postgres?sslmode=require");
+    let other = Pki::new("other");
+    let ca = pki.ca_file.display().to_string();
+    let other_ca = other.ca_file.display().to_string();
+
+    // Without TLS the proxy refuses the login; with a CA that did not sign its certificate the
+    // tool refuses the proxy. Nothing is undone either way.
+    let plain = url.replace("sslmode=require", "sslmode=disable");
+    let out = ddlgate_cli(argv(&["undo", "--database", &plain, "--last", "1"])).await;
+    assert_eq!(out.status.code(), Some(2), "{}", pg::output_text(&out));
+    assert!(
+        pg::output_text(&out).contains("28000"),
+        "{}",
+        pg::output_text(&out)
+    );
+    let out = ddlgate_cli(argv(&[
+        "undo",
+        "--database",
+        &url,
+        "--ca-file",
+        &other_ca,
+        "--last",
+        "1",
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", pg::output_text(&out));
+    assert!(
+        pg::output_text(&out).contains("certificate"),
+        "{}",
+        pg::output_text(&out)
+    );
+    assert!(index_exists().await);
+    // The right CA: verified, and the index is dropped (CONCURRENTLY, through the proxy).
+    let out = ddlgate_cli(argv(&[
+        "undo",
+        "--database",
+        &url,
+        "--ca-file",
+        &ca,
+        "--last",
+        "1",
+    ]))
+    .await;
+    assert!(out.status.success(), "{}", pg::output_text(&out));
+    assert!(!index_exists().await, "{}", pg::output_text(&out));
+
+    // `ddlgate trace` on a scratch database of a PostgreSQL with `ssl = on`.
+    let server_pki = Pki::new("server");
+    let server = server_pki.leaf("server");
+    let (cert, key) = (server.cert_pem.clone(), server.key_pem.clone());
+    let pg = tokio::task::spawn_blocking(move || PgCluster::start_with_ssl(&cert, &key))
+        .await
+        .expect("cluster start");
+    let admin = connect(&pg.admin_conn_str()).await;
+    admin
+        .batch_execute(
+            "COMMENT ON DATABASE postgres IS 'ddlgate:scratch'; CREATE TABLE s (id int PRIMARY KEY)",
+        )
+        .await
+        .expect("scratch");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("001_add.sql");
+    std::fs::write(&file, "ALTER TABLE s ADD COLUMN note text;\n").expect("migration");
+    let file = file.display().to_string();
+    // The certificate names 127.0.0.1, the host the string connects to.
+    let url = format!("{} sslmode=require", pg.admin_conn_str());
+    let server_ca = server_pki.ca_file.display().to_string();
+    let out = ddlgate_cli(argv(&[
+        "trace",
+        "--database",
+        &url,
+        "--ca-file",
+        &other_ca,
+        &file,
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", pg::output_text(&out));
+    assert!(
+        pg::output_text(&out).contains("certificate"),
+        "{}",
+        pg::output_text(&out)
+    );
+    let out = ddlgate_cli(argv(&[
+        "trace",
+        "--database",
+        &url,
+        "--ca-file",
+        &server_ca,
+        &file,
+    ]))
+    .await;
+    assert!(out.status.success(), "{}", pg::output_text(&out));
+    assert!(
+        pg::output_text(&out).contains("AccessExclusiveLock"),
+        "{}",
+        pg::output_text(&out)
+    );
+    let kept: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 's' AND column_name = 'note'",
+            &[],
+        )
+        .await
+        .expect("columns")
+        .get(0);
+    assert_eq!(kept, 0, "the trace rolls back");
+    // Plain text where the string asks for it, as before.
+    let plain = format!("{} sslmode=disable", pg.admin_conn_str());
+    let out = ddlgate_cli(argv(&["trace", "--database", &plain, &file])).await;
+    assert!(out.status.success(), "{}", pg::output_text(&out));
 }

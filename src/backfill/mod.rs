@@ -24,10 +24,10 @@ mod report;
 
 use std::time::{Duration, Instant};
 
-use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement};
 
+use crate::client::describe;
 use crate::sql::lexer::LexOptions;
 use crate::sql::quote;
 pub use key::{Key, TableRef};
@@ -131,29 +131,6 @@ impl Error {
             Error::Usage(_) => 2,
             Error::Server(_) | Error::NoKey(_) => 1,
         }
-    }
-}
-
-/// A tokio-postgres error with the server's message, detail and hint when there are some
-/// (its `Display` alone says only "db error").
-pub fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => {
-            let mut s = format!(
-                "{}: {} (SQLSTATE {})",
-                db.severity(),
-                db.message(),
-                db.code().code()
-            );
-            if let Some(d) = db.detail() {
-                s.push_str(&format!("\nDETAIL: {d}"));
-            }
-            if let Some(h) = db.hint() {
-                s.push_str(&format!("\nHINT: {h}"));
-            }
-            s
-        }
-        None => e.to_string(),
     }
 }
 
@@ -358,60 +335,16 @@ pub async fn run(opts: &Options) -> Result<Summary, Error> {
 }
 
 async fn connect(url: &str, ca_file: Option<&std::path::Path>) -> Result<Client, Error> {
-    let mut config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| Error::Usage(format!("--database: {e}")))?;
-    if config.get_application_name().is_none() {
-        config.application_name("ddlgate_backfill");
-    }
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(30));
-    }
-    if ca_file.is_some() {
-        if config.get_ssl_mode() == SslMode::Disable {
-            return Err(Error::Usage(
-                "--ca-file asks for a verified TLS connection, --database for sslmode=disable"
-                    .into(),
-            ));
-        }
-        // A certificate to check: never fall back to a plain connection.
-        config.ssl_mode(SslMode::Require);
-    }
-    let connected = if config.get_ssl_mode() == SslMode::Disable {
-        config
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map(|(client, conn)| {
-                tokio::spawn(drive(conn));
-                client
-            })
-    } else {
-        let tls =
-            crate::tls::tool_client_config(ca_file).map_err(|e| Error::Usage(e.to_string()))?;
-        config
-            .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
-            .await
-            .map(|(client, conn)| {
-                tokio::spawn(drive(conn));
-                client
-            })
-    };
-    connected.map_err(|e| {
-        let mut msg = format!("cannot connect: {}", describe(&e));
-        if let Some(source) = std::error::Error::source(&e) {
-            msg.push_str(&format!(" ({source})"));
-        }
-        Error::Server(msg)
-    })
+    let config = crate::client::config(url, "ddlgate_backfill")?;
+    Ok(crate::client::connect(config, ca_file, Duration::from_secs(30)).await?)
 }
 
-async fn drive<S, T>(conn: tokio_postgres::Connection<S, T>)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    if let Err(e) = conn.await {
-        tracing::debug!(error = %e, "backfill connection ended");
+impl From<crate::client::ConnectError> for Error {
+    fn from(e: crate::client::ConnectError) -> Error {
+        match e {
+            crate::client::ConnectError::Usage(m) => Error::Usage(m),
+            crate::client::ConnectError::Failed(m) => Error::Server(format!("cannot connect: {m}")),
+        }
     }
 }
 

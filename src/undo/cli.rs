@@ -11,13 +11,12 @@
 //! change made outside ddlgate).
 
 use std::fmt::Write as _;
-use std::str::FromStr;
 use std::time::Duration;
 
 use tokio_postgres::SimpleQueryMessage;
-use tokio_postgres::config::{Host, SslMode};
 
 use super::journal;
+use crate::client::describe;
 use crate::sql::quote;
 
 /// The application_name `ddlgate undo` connects with; entries its own inverses create in the
@@ -37,6 +36,9 @@ pub struct Options {
     pub dry_run: bool,
     /// The journal's schema.
     pub schema: String,
+    /// CA certificates (PEM) that must have signed the proxy's certificate (libpq's
+    /// `verify-full`); without it, TLS as the connection string's `sslmode` says, unverified.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// How `ddlgate undo` ended: its output, and whether everything asked for was undone.
@@ -60,55 +62,19 @@ struct Entry {
     batch: Option<String>,
 }
 
-fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => {
-            let mut s = format!("{} ({}): {}", db.severity(), db.code().code(), db.message());
-            if let Some(d) = db.detail() {
-                let _ = write!(s, "\n  DETAIL: {d}");
-            }
-            if let Some(h) = db.hint() {
-                let _ = write!(s, "\n  HINT: {h}");
-            }
-            s
-        }
-        None => e.to_string(),
-    }
-}
-
-async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
-    let mut cfg = tokio_postgres::Config::from_str(url)
-        .map_err(|e| format!("--database: not a connection string: {e}"))?;
-    cfg.application_name(APPLICATION_NAME);
-    if cfg.get_ssl_mode() == SslMode::Require {
-        return Err("--database: sslmode=require is not supported by ddlgate undo; connect to the proxy without TLS (e.g. on localhost)".to_owned());
-    }
-    cfg.ssl_mode(SslMode::Disable);
-    let host = match cfg.get_hosts().first() {
-        Some(Host::Tcp(h)) => h.clone(),
-        None => "localhost".to_owned(),
-        #[allow(unreachable_patterns)]
-        Some(_) => return Err("--database: only TCP hosts are supported".to_owned()),
-    };
-    let port = cfg.get_ports().first().copied().unwrap_or(5432);
-    let stream = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::net::TcpStream::connect((host.as_str(), port)),
-    )
-    .await
-    .map_err(|_| format!("connecting to {host}:{port} timed out"))?
-    .map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
-    let (client, connection) = cfg
-        .connect_raw(stream, tokio_postgres::NoTls)
+async fn connect(opts: &Options) -> Result<tokio_postgres::Client, String> {
+    let mut config =
+        crate::client::config(&opts.database, APPLICATION_NAME).map_err(|e| e.to_string())?;
+    // Its own name, whatever the string says: entries its inverses create are known by it.
+    config.application_name(APPLICATION_NAME);
+    crate::client::connect(config, opts.ca_file.as_deref(), Duration::from_secs(10))
         .await
-        .map_err(|e| describe(&e))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
+        .map_err(|e| match e {
+            crate::client::ConnectError::Usage(m) => m,
+            crate::client::ConnectError::Failed(m) => format!("cannot connect: {m}"),
+        })
 }
 
-/// The rows of a simple Query (text values).
 async fn rows(
     client: &tokio_postgres::Client,
     sql: &str,
@@ -202,7 +168,7 @@ fn is_one_ddl_statement(sql: &str) -> bool {
 
 /// Runs `ddlgate undo`.
 pub async fn run(opts: &Options) -> Result<Outcome, String> {
-    let client = connect(&opts.database).await?;
+    let client = connect(opts).await?;
     let table = format!("{}.journal", quote::ident(&opts.schema));
     let exists = rows(
         &client,
