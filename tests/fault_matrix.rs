@@ -456,6 +456,18 @@ async fn no_advisory_locks(admin: &Client) {
     assert_eq!(count(admin, ADVISORY).await, 0);
 }
 
+/// After a guarded statement succeeded: ddlgate releases its advisory lock while the client
+/// reads its replies (the epilogue runs behind them), so the release is awaited, briefly.
+async fn advisory_released(admin: &Client) {
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            count(admin, ADVISORY).await == 0
+        })
+        .await,
+        "ddlgate's advisory lock was not released"
+    );
+}
+
 /// A partitioned table, 3 leaves of 300 rows: each leaf's concurrent build of an index on
 /// `slow(x)` takes about a second.
 const TREE: &str = "CREATE TABLE ev (id int NOT NULL, x int) PARTITION BY RANGE (id);
@@ -615,6 +627,125 @@ async fn client_vanishing_mid_recipe_is_cancelled_within_1s_and_a_rerun_complete
         .expect("the rerun completes");
     index_tree_is_whole(&admin).await;
     no_advisory_locks(&admin).await;
+}
+
+/// A foreign key whose validation takes about a second: `child.p` references `parent.id`
+/// through a unique index whose operator class compares with `slow()` (the RI check's join can
+/// neither hash nor merge on `===`, so every one of the 300 child rows costs an index lookup of
+/// a few slow comparisons). Memoize, off for `trust_user`, would cache the one lookup. Both
+/// tables are owned by `trust_user`; the constraint is added NOT VALID, left for the client to
+/// validate. Returns the superuser's direct client.
+async fn slow_fk(env: &Env) -> Client {
+    let admin = env.direct_client("ddlgate_admin").await;
+    admin
+        .batch_execute(&format!(
+            "{SLOW_FN}
+             CREATE FUNCTION slow_cmp(a int, b int) RETURNS int LANGUAGE plpgsql IMMUTABLE
+                 AS $$ BEGIN RETURN btint4cmp(slow(a), b); END $$;
+             CREATE FUNCTION slow_eq(a int, b int) RETURNS bool LANGUAGE plpgsql IMMUTABLE
+                 AS $$ BEGIN RETURN slow(a) = b; END $$;
+             CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = slow_eq);
+             CREATE OPERATOR CLASS slow_int_ops FOR TYPE int USING btree AS OPERATOR 1 <,
+                 OPERATOR 2 <=, OPERATOR 3 ===, OPERATOR 4 >=, OPERATOR 5 >,
+                 FUNCTION 1 slow_cmp(int, int);
+             ALTER ROLE trust_user SET enable_memoize = off;
+             CREATE TABLE parent (id int NOT NULL);
+             CREATE UNIQUE INDEX parent_id ON parent (id slow_int_ops);
+             INSERT INTO parent VALUES (1);
+             CREATE TABLE child (id int, p int);
+             INSERT INTO child SELECT g, 1 FROM generate_series(1, 300) g; ANALYZE parent, child;
+             ALTER TABLE parent OWNER TO trust_user; ALTER TABLE child OWNER TO trust_user;
+             SET ROLE trust_user;
+             ALTER TABLE child ADD CONSTRAINT child_p_fk FOREIGN KEY (p) REFERENCES parent (id)
+                 NOT VALID;
+             RESET ROLE;"
+        ))
+        .await
+        .expect("setup");
+    admin
+}
+
+const VALIDATE_FK: &str = "ALTER TABLE child VALIDATE CONSTRAINT child_p_fk";
+
+/// `child_p_fk` exists (one row in pg_constraint) and whether it is validated.
+async fn fk_state(admin: &Client) -> (i64, i64) {
+    (
+        count(
+            admin,
+            "SELECT count(*) FROM pg_constraint WHERE conname = 'child_p_fk'",
+        )
+        .await,
+        count(
+            admin,
+            "SELECT count(*) FROM pg_constraint WHERE conname = 'child_p_fk' AND convalidated",
+        )
+        .await,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_terminated_mid_fk_validate_gives_57p01_leaves_it_not_valid_a_rerun_validates() {
+    let env = Env::start_with(fast_guard).await;
+    let admin = slow_fk(&env).await;
+    let p = env.proxy_client("trust_user").await;
+    // The client's own VALIDATE, outside any recipe: terminated while it scans.
+    terminate_at_step(&admin, p, VALIDATE_FK, "%VALIDATE CONSTRAINT child_p_fk%").await;
+    // VALIDATE is one catalog update at its end: interrupted, nothing of it applies.
+    assert_eq!(
+        fk_state(&admin).await,
+        (1, 0),
+        "still there, still NOT VALID"
+    );
+    no_advisory_locks(&admin).await;
+    let p = env.proxy_client("trust_user").await;
+    let started = Instant::now();
+    p.batch_execute(VALIDATE_FK)
+        .await
+        .expect("the rerun validates");
+    eprintln!("the rerun's VALIDATE took {:?}", started.elapsed());
+    assert_eq!(fk_state(&admin).await, (1, 1));
+    advisory_released(&admin).await;
+    drop(p);
+    no_connections_left(&env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_vanishing_mid_fk_validate_is_cancelled_within_1s_and_leaves_it_not_valid() {
+    let env = Env::start_with(fast_guard).await;
+    let admin = slow_fk(&env).await;
+    let (client, connection) =
+        tokio_postgres::connect(&env.proxy_conn("trust_user"), tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+    let conn_task = tokio::spawn(connection);
+    let pid = backend_pid(&client).await;
+    tokio::spawn(async move {
+        let _ = client.batch_execute(VALIDATE_FK).await;
+    });
+    assert!(
+        wait_active(&admin, "%VALIDATE CONSTRAINT child_p_fk%", 1, PROMPT).await,
+        "the VALIDATE never ran"
+    );
+    assert!(
+        advisory_held(&admin).await,
+        "ddlgate's advisory lock is taken"
+    );
+    // The client vanishes: its socket closes without a Terminate.
+    conn_task.abort();
+    let took = released(&admin, pid, Duration::from_secs(1)).await;
+    eprintln!("client gone mid-VALIDATE: cancelled and released in {took:?}");
+    assert_eq!(
+        fk_state(&admin).await,
+        (1, 0),
+        "still there, still NOT VALID"
+    );
+    no_connections_left(&env).await;
+    let p = env.proxy_client("trust_user").await;
+    p.batch_execute(VALIDATE_FK)
+        .await
+        .expect("the rerun validates");
+    assert_eq!(fk_state(&admin).await, (1, 1));
+    advisory_released(&admin).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
