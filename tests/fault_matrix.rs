@@ -187,6 +187,164 @@ async fn backend_killed_9_mid_query_closes_every_session_and_new_ones_work_after
     no_connections_left(&env).await;
 }
 
+/// The lock monitor's `ddlgate_lock_monitor_up`, as `/metrics` shows it (the endpoint must
+/// answer 200).
+async fn monitor_up(admin_addr: SocketAddr) -> Option<f64> {
+    let (code, body) = admin_fetch(admin_addr, "/metrics").await;
+    assert_eq!(code, 200, "/metrics must answer: {body}");
+    body.lines()
+        .find_map(|l| l.strip_prefix("ddlgate_lock_monitor_up "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// CPU-bound for a second or more, and it never waits on anything: the kind of statement an
+/// orphaned backend runs to its end.
+const BUSY: &str = "SELECT count(*) FROM generate_series(1, 3000) a, generate_series(1, 20000) b";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postmaster_killed_9_ends_sessions_refuses_new_ones_with_08001_and_all_recovers_on_restart()
+{
+    let env = Env::start_with(|c| {
+        c.monitor.enabled = true;
+        c.monitor.interval_ms = Duration::from_millis(100);
+        c.monitor.user = "ddlgate_admin".to_owned();
+    })
+    .await;
+    let admin_addr = env.proxy.admin_addr().expect("admin endpoint");
+    assert!(
+        eventually(PROMPT, || async {
+            monitor_up(admin_addr).await == Some(1.0)
+        })
+        .await,
+        "the lock monitor never sampled"
+    );
+    let admin = env.direct_client("ddlgate_admin").await;
+    // Three sessions, each connection's end watched (what ends them arrives between queries):
+    // one idle, one sleeping in a query, one computing.
+    let session = || async {
+        let (c, connection) =
+            tokio_postgres::connect(&env.proxy_conn("trust_user"), tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+        (c, tokio::spawn(connection))
+    };
+    let (idle, idle_end) = session().await;
+    idle.simple_query("SELECT 1").await.expect("idle works");
+    let (sleeper, _sleeper_end) = session().await;
+    let sleeping = tokio::spawn(async move { sleeper.simple_query("SELECT pg_sleep(60)").await });
+    let (busy, busy_end) = session().await;
+    // The client is handed back: dropping it would end its session with a Terminate.
+    let computing = tokio::spawn(async move {
+        let r = busy.query_one(BUSY, &[]).await;
+        (busy, r)
+    });
+    assert!(wait_active(&admin, "SELECT pg_sleep(60)", 1, PROMPT).await);
+    assert!(wait_active(&admin, BUSY, 1, PROMPT).await);
+    drop(admin);
+    let pg = &env.pg;
+    let crashed = Instant::now();
+    pg.kill_postmaster_9();
+
+    // Each backend learns of its postmaster's death at once (Linux's parent-death signal) and
+    // exits when it next waits. The sleeping one exits without a word: ddlgate's FATAL 08006.
+    let err = error_of(sleeping).await;
+    assert_eq!(sqlstate(&err).as_deref(), Some("08006"), "{err}");
+    // The idle one says why: the server's FATAL 57P01, relayed.
+    let end = tokio::time::timeout(PROMPT, idle_end)
+        .await
+        .expect("the idle session must end")
+        .expect("join")
+        .expect_err("ended by an error");
+    let db = end.as_db_error().expect("the server's FATAL");
+    assert_eq!(
+        (db.code().code(), db.message()),
+        (
+            "57P01",
+            "terminating connection due to unexpected postmaster exit"
+        )
+    );
+    eprintln!(
+        "sessions sleeping and idle ended {:?} after the kill",
+        crashed.elapsed()
+    );
+
+    // While no server listens (the computing backend lives on, orphaned): a new session is
+    // refused promptly with FATAL 08001 naming the upstream, and the admin endpoint answers.
+    let started = Instant::now();
+    let err = tokio::time::timeout(
+        PROMPT,
+        tokio_postgres::connect(&env.proxy_conn("trust_user"), tokio_postgres::NoTls),
+    )
+    .await
+    .expect("no hang")
+    .err()
+    .expect("no server: the login must fail");
+    eprintln!(
+        "a new session while down: refused in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(sqlstate(&err).as_deref(), Some("08001"), "{err}");
+    let upstream = format!("127.0.0.1:{}", pg.port());
+    let db = err.as_db_error().expect("ddlgate's FATAL");
+    assert!(db.message().contains(&upstream), "{}", db.message());
+    assert!(
+        eventually(PROMPT, || async {
+            monitor_up(admin_addr).await == Some(0.0)
+        })
+        .await,
+        "the lock monitor must report itself down"
+    );
+
+    // Started again, but only once the orphan has exited (a server does not start while a
+    // process still has the old shared memory attached): the start waits for its statement.
+    let waited = Instant::now();
+    tokio::task::block_in_place(|| pg.start_after_crash());
+    eprintln!(
+        "serving again {:?} after the kill (the start waited {:?})",
+        crashed.elapsed(),
+        waited.elapsed()
+    );
+
+    // The orphan ran its statement to the end: the client got the answer, then the server's
+    // FATAL 57P01 when the backend next waited for a message.
+    let (busy, answer) = tokio::time::timeout(Duration::from_secs(20), computing)
+        .await
+        .expect("the orphan's statement ends")
+        .expect("join");
+    let total: i64 = answer.expect("an orphaned backend still answers").get(0);
+    assert_eq!(total, 60_000_000);
+    let end = tokio::time::timeout(PROMPT, busy_end)
+        .await
+        .expect("the orphan's session must end")
+        .expect("join")
+        .expect_err("ended by an error");
+    assert_eq!(sqlstate(&end).as_deref(), Some("57P01"), "{end}");
+    eprintln!(
+        "the orphan answered and ended {:?} after the kill",
+        crashed.elapsed()
+    );
+
+    // New sessions work, the lock monitor reconnects.
+    still_serves(&env).await;
+    assert!(
+        eventually(PROMPT, || async {
+            monitor_up(admin_addr).await == Some(1.0)
+        })
+        .await,
+        "the lock monitor must reconnect"
+    );
+    assert!(
+        env.proxy
+            .shared()
+            .connections
+            .rejected("upstream_unreachable")
+            >= 1,
+        "the refusal is counted"
+    );
+    drop((idle, busy));
+    no_connections_left(&env).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_stopped_immediate_mid_query_then_started_serves_again() {
     let env = Env::start().await;
@@ -821,6 +979,11 @@ async fn stall_mid_message_holds_one_session_and_the_servers_idle_timeout_ends_i
 
 /// GET `path` on the admin endpoint: its status code.
 async fn admin_get(addr: SocketAddr, path: &str) -> u16 {
+    admin_fetch(addr, path).await.0
+}
+
+/// GET `path` on the admin endpoint: its status code and body.
+async fn admin_fetch(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.expect("connect admin");
     s.write_all(
         format!("GET {path} HTTP/1.1\r\nHost: ddlgate\r\nConnection: close\r\n\r\n").as_bytes(),
@@ -829,11 +992,17 @@ async fn admin_get(addr: SocketAddr, path: &str) -> u16 {
     .expect("request");
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await.expect("response");
-    String::from_utf8_lossy(&raw)
+    let text = String::from_utf8_lossy(&raw);
+    let code = text
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
