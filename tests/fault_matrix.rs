@@ -1,13 +1,16 @@
 //! Issue 14's fault matrix, against real PostgreSQL (a scripted fake upstream only for a server
-//! dying mid-authentication): the upstream killed (terminated, -9, stopped immediately)
-//! mid-query, mid-COPY, mid-authentication (after a password, in the middle of a SASL exchange,
-//! in the middle of a message) and between the steps of a recipe; the upstream
-//! restarted; the client vanishing while its DDL waits on a lock or while a recipe runs;
-//! slowloris at startup and mid-message; a connection flood above the limits, with the admin
-//! endpoint answering under it. Each case asserts what the client sees (a proper ErrorResponse
-//! with its SQLSTATE, or a closed connection; every wait is bounded), that the proxy keeps
-//! serving new sessions, and that nothing is left behind (no active statement, no lock, no
-//! advisory lock, no half-built object left unexplained).
+//! dying mid-authentication): the upstream killed (a backend terminated or killed -9, the
+//! postmaster itself killed -9, the server stopped immediately) mid-query, mid-COPY,
+//! mid-authentication (after a password, in the middle of a SASL exchange, in the middle of a
+//! message), between the steps of a recipe and in the middle of the client's own foreign-key
+//! `VALIDATE CONSTRAINT`; the upstream restarted, and down after a crash (new sessions refused,
+//! an orphaned backend answering late, the lock monitor down and back); the client vanishing
+//! while its DDL waits on a lock, while a recipe runs or mid-`VALIDATE`; slowloris at startup
+//! and mid-message; a connection flood above the limits, with the admin endpoint answering under
+//! it. Each case asserts what the client sees (a proper ErrorResponse with its SQLSTATE, or a
+//! closed connection; every wait is bounded), that the proxy keeps serving new sessions, and
+//! that nothing is left behind (no active statement, no lock, no advisory lock, no half-built
+//! or half-validated object left unexplained).
 //! `tests/faults.rs` holds the earlier cases (upstream unreachable, vanishing silently or
 //! mid-message, malformed input, login timeout, `max_clients`).
 
