@@ -1,13 +1,16 @@
 //! Issue 14's fault matrix, against real PostgreSQL (a scripted fake upstream only for a server
-//! dying mid-authentication): the upstream killed (terminated, -9, stopped immediately)
-//! mid-query, mid-COPY, mid-authentication (after a password, in the middle of a SASL exchange,
-//! in the middle of a message) and between the steps of a recipe; the upstream
-//! restarted; the client vanishing while its DDL waits on a lock or while a recipe runs;
-//! slowloris at startup and mid-message; a connection flood above the limits, with the admin
-//! endpoint answering under it. Each case asserts what the client sees (a proper ErrorResponse
-//! with its SQLSTATE, or a closed connection; every wait is bounded), that the proxy keeps
-//! serving new sessions, and that nothing is left behind (no active statement, no lock, no
-//! advisory lock, no half-built object left unexplained).
+//! dying mid-authentication): the upstream killed (a backend terminated or killed -9, the
+//! postmaster itself killed -9, the server stopped immediately) mid-query, mid-COPY,
+//! mid-authentication (after a password, in the middle of a SASL exchange, in the middle of a
+//! message), between the steps of a recipe and in the middle of the client's own foreign-key
+//! `VALIDATE CONSTRAINT`; the upstream restarted, and down after a crash (new sessions refused,
+//! an orphaned backend answering late, the lock monitor down and back); the client vanishing
+//! while its DDL waits on a lock, while a recipe runs or mid-`VALIDATE`; slowloris at startup
+//! and mid-message; a connection flood above the limits, with the admin endpoint answering under
+//! it. Each case asserts what the client sees (a proper ErrorResponse with its SQLSTATE, or a
+//! closed connection; every wait is bounded), that the proxy keeps serving new sessions, and
+//! that nothing is left behind (no active statement, no lock, no advisory lock, no half-built
+//! or half-validated object left unexplained).
 //! `tests/faults.rs` holds the earlier cases (upstream unreachable, vanishing silently or
 //! mid-message, malformed input, login timeout, `max_clients`).
 
@@ -184,6 +187,164 @@ async fn backend_killed_9_mid_query_closes_every_session_and_new_ones_work_after
         .await,
         "new sessions after recovery"
     );
+    no_connections_left(&env).await;
+}
+
+/// The lock monitor's `ddlgate_lock_monitor_up`, as `/metrics` shows it (the endpoint must
+/// answer 200).
+async fn monitor_up(admin_addr: SocketAddr) -> Option<f64> {
+    let (code, body) = admin_fetch(admin_addr, "/metrics").await;
+    assert_eq!(code, 200, "/metrics must answer: {body}");
+    body.lines()
+        .find_map(|l| l.strip_prefix("ddlgate_lock_monitor_up "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// CPU-bound for a second or more, and it never waits on anything: the kind of statement an
+/// orphaned backend runs to its end.
+const BUSY: &str = "SELECT count(*) FROM generate_series(1, 3000) a, generate_series(1, 20000) b";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postmaster_killed_9_ends_sessions_refuses_new_ones_with_08001_and_all_recovers_on_restart()
+{
+    let env = Env::start_with(|c| {
+        c.monitor.enabled = true;
+        c.monitor.interval_ms = Duration::from_millis(100);
+        c.monitor.user = "ddlgate_admin".to_owned();
+    })
+    .await;
+    let admin_addr = env.proxy.admin_addr().expect("admin endpoint");
+    assert!(
+        eventually(PROMPT, || async {
+            monitor_up(admin_addr).await == Some(1.0)
+        })
+        .await,
+        "the lock monitor never sampled"
+    );
+    let admin = env.direct_client("ddlgate_admin").await;
+    // Three sessions, each connection's end watched (what ends them arrives between queries):
+    // one idle, one sleeping in a query, one computing.
+    let session = || async {
+        let (c, connection) =
+            tokio_postgres::connect(&env.proxy_conn("trust_user"), tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+        (c, tokio::spawn(connection))
+    };
+    let (idle, idle_end) = session().await;
+    idle.simple_query("SELECT 1").await.expect("idle works");
+    let (sleeper, _sleeper_end) = session().await;
+    let sleeping = tokio::spawn(async move { sleeper.simple_query("SELECT pg_sleep(60)").await });
+    let (busy, busy_end) = session().await;
+    // The client is handed back: dropping it would end its session with a Terminate.
+    let computing = tokio::spawn(async move {
+        let r = busy.query_one(BUSY, &[]).await;
+        (busy, r)
+    });
+    assert!(wait_active(&admin, "SELECT pg_sleep(60)", 1, PROMPT).await);
+    assert!(wait_active(&admin, BUSY, 1, PROMPT).await);
+    drop(admin);
+    let pg = &env.pg;
+    let crashed = Instant::now();
+    pg.kill_postmaster_9();
+
+    // Each backend learns of its postmaster's death at once (Linux's parent-death signal) and
+    // exits when it next waits. The sleeping one exits without a word: ddlgate's FATAL 08006.
+    let err = error_of(sleeping).await;
+    assert_eq!(sqlstate(&err).as_deref(), Some("08006"), "{err}");
+    // The idle one says why: the server's FATAL 57P01, relayed.
+    let end = tokio::time::timeout(PROMPT, idle_end)
+        .await
+        .expect("the idle session must end")
+        .expect("join")
+        .expect_err("ended by an error");
+    let db = end.as_db_error().expect("the server's FATAL");
+    assert_eq!(
+        (db.code().code(), db.message()),
+        (
+            "57P01",
+            "terminating connection due to unexpected postmaster exit"
+        )
+    );
+    eprintln!(
+        "sessions sleeping and idle ended {:?} after the kill",
+        crashed.elapsed()
+    );
+
+    // While no server listens (the computing backend lives on, orphaned): a new session is
+    // refused promptly with FATAL 08001 naming the upstream, and the admin endpoint answers.
+    let started = Instant::now();
+    let err = tokio::time::timeout(
+        PROMPT,
+        tokio_postgres::connect(&env.proxy_conn("trust_user"), tokio_postgres::NoTls),
+    )
+    .await
+    .expect("no hang")
+    .err()
+    .expect("no server: the login must fail");
+    eprintln!(
+        "a new session while down: refused in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(sqlstate(&err).as_deref(), Some("08001"), "{err}");
+    let upstream = format!("127.0.0.1:{}", pg.port());
+    let db = err.as_db_error().expect("ddlgate's FATAL");
+    assert!(db.message().contains(&upstream), "{}", db.message());
+    assert!(
+        eventually(PROMPT, || async {
+            monitor_up(admin_addr).await == Some(0.0)
+        })
+        .await,
+        "the lock monitor must report itself down"
+    );
+
+    // Started again, but only once the orphan has exited (a server does not start while a
+    // process still has the old shared memory attached): the start waits for its statement.
+    let waited = Instant::now();
+    tokio::task::block_in_place(|| pg.start_after_crash());
+    eprintln!(
+        "serving again {:?} after the kill (the start waited {:?})",
+        crashed.elapsed(),
+        waited.elapsed()
+    );
+
+    // The orphan ran its statement to the end: the client got the answer, then the server's
+    // FATAL 57P01 when the backend next waited for a message.
+    let (busy, answer) = tokio::time::timeout(Duration::from_secs(20), computing)
+        .await
+        .expect("the orphan's statement ends")
+        .expect("join");
+    let total: i64 = answer.expect("an orphaned backend still answers").get(0);
+    assert_eq!(total, 60_000_000);
+    let end = tokio::time::timeout(PROMPT, busy_end)
+        .await
+        .expect("the orphan's session must end")
+        .expect("join")
+        .expect_err("ended by an error");
+    assert_eq!(sqlstate(&end).as_deref(), Some("57P01"), "{end}");
+    eprintln!(
+        "the orphan answered and ended {:?} after the kill",
+        crashed.elapsed()
+    );
+
+    // New sessions work, the lock monitor reconnects.
+    still_serves(&env).await;
+    assert!(
+        eventually(PROMPT, || async {
+            monitor_up(admin_addr).await == Some(1.0)
+        })
+        .await,
+        "the lock monitor must reconnect"
+    );
+    assert!(
+        env.proxy
+            .shared()
+            .connections
+            .rejected("upstream_unreachable")
+            >= 1,
+        "the refusal is counted"
+    );
+    drop((idle, busy));
     no_connections_left(&env).await;
 }
 
@@ -456,6 +617,18 @@ async fn no_advisory_locks(admin: &Client) {
     assert_eq!(count(admin, ADVISORY).await, 0);
 }
 
+/// After a guarded statement succeeded: ddlgate releases its advisory lock while the client
+/// reads its replies (the epilogue runs behind them), so the release is awaited, briefly.
+async fn advisory_released(admin: &Client) {
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            count(admin, ADVISORY).await == 0
+        })
+        .await,
+        "ddlgate's advisory lock was not released"
+    );
+}
+
 /// A partitioned table, 3 leaves of 300 rows: each leaf's concurrent build of an index on
 /// `slow(x)` takes about a second.
 const TREE: &str = "CREATE TABLE ev (id int NOT NULL, x int) PARTITION BY RANGE (id);
@@ -617,6 +790,125 @@ async fn client_vanishing_mid_recipe_is_cancelled_within_1s_and_a_rerun_complete
     no_advisory_locks(&admin).await;
 }
 
+/// A foreign key whose validation takes about a second: `child.p` references `parent.id`
+/// through a unique index whose operator class compares with `slow()` (the RI check's join can
+/// neither hash nor merge on `===`, so every one of the 300 child rows costs an index lookup of
+/// a few slow comparisons). Memoize, off for `trust_user`, would cache the one lookup. Both
+/// tables are owned by `trust_user`; the constraint is added NOT VALID, left for the client to
+/// validate. Returns the superuser's direct client.
+async fn slow_fk(env: &Env) -> Client {
+    let admin = env.direct_client("ddlgate_admin").await;
+    admin
+        .batch_execute(&format!(
+            "{SLOW_FN}
+             CREATE FUNCTION slow_cmp(a int, b int) RETURNS int LANGUAGE plpgsql IMMUTABLE
+                 AS $$ BEGIN RETURN btint4cmp(slow(a), b); END $$;
+             CREATE FUNCTION slow_eq(a int, b int) RETURNS bool LANGUAGE plpgsql IMMUTABLE
+                 AS $$ BEGIN RETURN slow(a) = b; END $$;
+             CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = slow_eq);
+             CREATE OPERATOR CLASS slow_int_ops FOR TYPE int USING btree AS OPERATOR 1 <,
+                 OPERATOR 2 <=, OPERATOR 3 ===, OPERATOR 4 >=, OPERATOR 5 >,
+                 FUNCTION 1 slow_cmp(int, int);
+             ALTER ROLE trust_user SET enable_memoize = off;
+             CREATE TABLE parent (id int NOT NULL);
+             CREATE UNIQUE INDEX parent_id ON parent (id slow_int_ops);
+             INSERT INTO parent VALUES (1);
+             CREATE TABLE child (id int, p int);
+             INSERT INTO child SELECT g, 1 FROM generate_series(1, 300) g; ANALYZE parent, child;
+             ALTER TABLE parent OWNER TO trust_user; ALTER TABLE child OWNER TO trust_user;
+             SET ROLE trust_user;
+             ALTER TABLE child ADD CONSTRAINT child_p_fk FOREIGN KEY (p) REFERENCES parent (id)
+                 NOT VALID;
+             RESET ROLE;"
+        ))
+        .await
+        .expect("setup");
+    admin
+}
+
+const VALIDATE_FK: &str = "ALTER TABLE child VALIDATE CONSTRAINT child_p_fk";
+
+/// `child_p_fk` exists (one row in pg_constraint) and whether it is validated.
+async fn fk_state(admin: &Client) -> (i64, i64) {
+    (
+        count(
+            admin,
+            "SELECT count(*) FROM pg_constraint WHERE conname = 'child_p_fk'",
+        )
+        .await,
+        count(
+            admin,
+            "SELECT count(*) FROM pg_constraint WHERE conname = 'child_p_fk' AND convalidated",
+        )
+        .await,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_terminated_mid_fk_validate_gives_57p01_leaves_it_not_valid_a_rerun_validates() {
+    let env = Env::start_with(fast_guard).await;
+    let admin = slow_fk(&env).await;
+    let p = env.proxy_client("trust_user").await;
+    // The client's own VALIDATE, outside any recipe: terminated while it scans.
+    terminate_at_step(&admin, p, VALIDATE_FK, "%VALIDATE CONSTRAINT child_p_fk%").await;
+    // VALIDATE is one catalog update at its end: interrupted, nothing of it applies.
+    assert_eq!(
+        fk_state(&admin).await,
+        (1, 0),
+        "still there, still NOT VALID"
+    );
+    no_advisory_locks(&admin).await;
+    let p = env.proxy_client("trust_user").await;
+    let started = Instant::now();
+    p.batch_execute(VALIDATE_FK)
+        .await
+        .expect("the rerun validates");
+    eprintln!("the rerun's VALIDATE took {:?}", started.elapsed());
+    assert_eq!(fk_state(&admin).await, (1, 1));
+    advisory_released(&admin).await;
+    drop(p);
+    no_connections_left(&env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_vanishing_mid_fk_validate_is_cancelled_within_1s_and_leaves_it_not_valid() {
+    let env = Env::start_with(fast_guard).await;
+    let admin = slow_fk(&env).await;
+    let (client, connection) =
+        tokio_postgres::connect(&env.proxy_conn("trust_user"), tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+    let conn_task = tokio::spawn(connection);
+    let pid = backend_pid(&client).await;
+    tokio::spawn(async move {
+        let _ = client.batch_execute(VALIDATE_FK).await;
+    });
+    assert!(
+        wait_active(&admin, "%VALIDATE CONSTRAINT child_p_fk%", 1, PROMPT).await,
+        "the VALIDATE never ran"
+    );
+    assert!(
+        advisory_held(&admin).await,
+        "ddlgate's advisory lock is taken"
+    );
+    // The client vanishes: its socket closes without a Terminate.
+    conn_task.abort();
+    let took = released(&admin, pid, Duration::from_secs(1)).await;
+    eprintln!("client gone mid-VALIDATE: cancelled and released in {took:?}");
+    assert_eq!(
+        fk_state(&admin).await,
+        (1, 0),
+        "still there, still NOT VALID"
+    );
+    no_connections_left(&env).await;
+    let p = env.proxy_client("trust_user").await;
+    p.batch_execute(VALIDATE_FK)
+        .await
+        .expect("the rerun validates");
+    assert_eq!(fk_state(&admin).await, (1, 1));
+    advisory_released(&admin).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_startup_is_cut_by_the_login_timeout() {
     let env = Env::start_with(|c| c.limits.login_timeout_ms = Duration::from_millis(500)).await;
@@ -690,6 +982,11 @@ async fn stall_mid_message_holds_one_session_and_the_servers_idle_timeout_ends_i
 
 /// GET `path` on the admin endpoint: its status code.
 async fn admin_get(addr: SocketAddr, path: &str) -> u16 {
+    admin_fetch(addr, path).await.0
+}
+
+/// GET `path` on the admin endpoint: its status code and body.
+async fn admin_fetch(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.expect("connect admin");
     s.write_all(
         format!("GET {path} HTTP/1.1\r\nHost: ddlgate\r\nConnection: close\r\n\r\n").as_bytes(),
@@ -698,11 +995,17 @@ async fn admin_get(addr: SocketAddr, path: &str) -> u16 {
     .expect("request");
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await.expect("response");
-    String::from_utf8_lossy(&raw)
+    let text = String::from_utf8_lossy(&raw);
+    let code = text
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -267,6 +267,55 @@ impl PgCluster {
         start_postmaster(&self.data, &self.dir, &self.log_path, Some(self.port));
     }
 
+    /// `kill -9` of the postmaster itself (not a backend), as the OOM killer would do it:
+    /// nothing is shut down and no backend is told anything by the postmaster. On Linux each
+    /// backend is signalled as its parent dies (`PR_SET_PDEATHSIG`) and exits the next time it
+    /// waits: an idle one with FATAL 57P01 "terminating connection due to unexpected postmaster
+    /// exit", one in `pg_sleep` silently. A backend busy computing runs on, orphaned, until its
+    /// statement waits or ends. Returns the postmaster's pid.
+    pub fn kill_postmaster_9(&self) -> u32 {
+        let pid = postmaster_pid(&self.data).expect("a running server has a postmaster.pid");
+        let out = Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .output()
+            .expect("spawn kill");
+        assert!(out.status.success(), "kill -9 {pid}: {}", output_text(&out));
+        pid
+    }
+
+    /// Starts the server again after [`PgCluster::kill_postmaster_9`], on the same port (crash
+    /// recovery runs). First waits (up to 30 s) until the dead postmaster's orphaned backends
+    /// have exited: PostgreSQL refuses to start while a process still has the old shared
+    /// memory attached. `postmaster.pid` (and the socket's lock file) still name the dead
+    /// postmaster; the server replaces a lock file whose process is gone, but not one whose
+    /// process is an unreaped zombie (`kill(pid, 0)` succeeds on it), so then they are removed
+    /// here.
+    pub fn start_after_crash(&self) {
+        let dead = postmaster_pid(&self.data);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let orphans = processes_in(&self.data);
+            let pm_running = dead.is_some_and(postmaster_alive);
+            if orphans.is_empty() && !pm_running {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "after 30 s, the crashed server's processes still run: postmaster {pm_running}, \
+                 orphans {orphans:?}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(pm) = dead
+            && process_alive(pm)
+        {
+            // A zombie nobody reaped: a stale lock file naming it would block the start.
+            let _ = fs::remove_file(self.data.join("postmaster.pid"));
+            let _ = fs::remove_file(self.dir.join(format!(".s.PGSQL.{}.lock", self.port)));
+        }
+        self.restart();
+    }
+
     /// The server log so far.
     pub fn log(&self) -> String {
         String::from_utf8_lossy(&fs::read(&self.log_path).unwrap_or_default()).into_owned()
@@ -939,6 +988,25 @@ fn postmaster_alive(pid: u32) -> bool {
     let comm = &stat[open + 1..close];
     let state = stat[close + 1..].trim_start().chars().next();
     matches!(comm, "postgres" | "postmaster") && !matches!(state, Some('Z' | 'X') | None)
+}
+
+/// Live (not zombie) processes whose working directory is `data`: a cluster's postmaster and
+/// backends all run in their data directory.
+fn processes_in(data: &Path) -> Vec<u32> {
+    let Ok(data) = fs::canonicalize(data) else {
+        return Vec::new();
+    };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == data)
+                && postmaster_alive(pid)
+        })
+        .collect()
 }
 
 fn postmaster_pid(data: &Path) -> Option<u32> {
