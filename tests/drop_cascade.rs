@@ -5,7 +5,8 @@
 //! tried: a view or an SQL-standard function body using the function, a column of the type's
 //! array type, a table in the schema, a column of an extension's type, a dependent created
 //! earlier in the same Query, a Unicode-escaped name, an ambiguous function name, a type found
-//! only in the temp schema.
+//! only in the temp schema, a view read by another view, a materialized view or an SQL-standard
+//! function body, a sequence a column default calls.
 //! Each is first shown to drop the dependent straight on the server (rolled back), then refused
 //! through ddlgate with the dependents named, leaving everything in place.
 
@@ -69,6 +70,25 @@ async fn cascade_runs_as_written_only_when_nothing_depends_on_the_object() {
              CREATE TABLE names (n citext);
              CREATE TYPE data_t AS ENUM ('a');
              CREATE TABLE uses_data (c data_t);
+             CREATE VIEW lone_v AS SELECT 1 AS a;
+             CREATE VIEW lone_v2 AS SELECT 1 AS a;
+             CREATE TABLE base_t (id int);
+             CREATE MATERIALIZED VIEW lone_mv AS SELECT id FROM base_t;
+             CREATE UNIQUE INDEX lone_mv_ix ON lone_mv (id);
+             CREATE SEQUENCE lone_seq;
+             CREATE VIEW inner_v AS SELECT 1 AS a;
+             CREATE VIEW outer_v AS SELECT a FROM inner_v;
+             CREATE VIEW mv_src AS SELECT 1 AS a;
+             CREATE MATERIALIZED VIEW mv_on AS SELECT a FROM mv_src;
+             CREATE VIEW fn_src AS SELECT 1 AS a;
+             CREATE FUNCTION reads_v() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT a FROM fn_src; END;
+             CREATE SEQUENCE used_seq;
+             CREATE TABLE seq_user (id int DEFAULT nextval('used_seq'));
+             CREATE VIEW pair_a AS SELECT 1 AS a;
+             CREATE VIEW pair_b AS SELECT a FROM pair_a;
+             CREATE VIEW tri_a AS SELECT 1 AS a;
+             CREATE VIEW tri_b AS SELECT a FROM tri_a;
+             CREATE VIEW tri_c AS SELECT a FROM tri_b;
              RESET ROLE;",
         )
         .await
@@ -99,6 +119,23 @@ async fn cascade_runs_as_written_only_when_nothing_depends_on_the_object() {
             "NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'empty_s')",
         ),
         ("DROP TYPE IF EXISTS nowhere CASCADE", "true"),
+        // A view nothing reads; a materialized view whose only dependent is its own index
+        // (dropped with it under RESTRICT too); a sequence no default calls.
+        ("DROP VIEW lone_v CASCADE", "to_regclass('lone_v') IS NULL"),
+        (
+            "DROP MATERIALIZED VIEW lone_mv CASCADE",
+            "to_regclass('lone_mv') IS NULL AND to_regclass('lone_mv_ix') IS NULL",
+        ),
+        (
+            "DROP SEQUENCE lone_seq CASCADE",
+            "to_regclass('lone_seq') IS NULL",
+        ),
+        // A view read only by another view the same statement drops: PostgreSQL drops the
+        // objects of one statement together, so RESTRICT would drop both too.
+        (
+            "DROP VIEW pair_a, pair_b CASCADE",
+            "to_regclass('pair_a') IS NULL AND to_regclass('pair_b') IS NULL",
+        ),
     ] {
         p.batch_execute(sql)
             .await
@@ -145,6 +182,38 @@ async fn cascade_runs_as_written_only_when_nothing_depends_on_the_object() {
             // A dependent created earlier in the same Query is not in the facts read before it.
             "CREATE VIEW late AS SELECT lonely3() AS l; DROP FUNCTION lonely3() CASCADE",
             "to_regprocedure('lonely3()') IS NOT NULL AND to_regclass('late') IS NULL",
+            "",
+        ),
+        (
+            "DROP VIEW inner_v CASCADE",
+            "to_regclass('outer_v') IS NOT NULL AND to_regclass('inner_v') IS NOT NULL",
+            "view outer_v",
+        ),
+        (
+            "DROP VIEW mv_src CASCADE",
+            "to_regclass('mv_on') IS NOT NULL",
+            "materialized view mv_on",
+        ),
+        (
+            "DROP VIEW fn_src CASCADE",
+            "to_regprocedure('reads_v()') IS NOT NULL",
+            "function reads_v()",
+        ),
+        (
+            // CASCADE drops the column's default, and inserts then fail or get NULL.
+            "DROP SEQUENCE used_seq CASCADE",
+            "EXISTS (SELECT 1 FROM pg_attrdef WHERE adrelid = 'seq_user'::regclass)",
+            "default value for column id of table seq_user",
+        ),
+        (
+            // tri_b is dropped by the statement, but tri_c, which reads it, is not.
+            "DROP VIEW tri_a, tri_b CASCADE",
+            "to_regclass('tri_c') IS NOT NULL AND to_regclass('tri_a') IS NOT NULL",
+            "view tri_c",
+        ),
+        (
+            "CREATE VIEW late_v AS SELECT a FROM lone_v2; DROP VIEW lone_v2 CASCADE",
+            "to_regclass('lone_v2') IS NOT NULL AND to_regclass('late_v') IS NULL",
             "",
         ),
         (

@@ -76,6 +76,8 @@ enum DropCatalog {
     Type,
     Namespace,
     Extension,
+    /// Relations of these `relkind`s (an SQL list): views, materialized views, sequences.
+    Relation(&'static str),
 }
 
 fn push_unique<'a, T: PartialEq + ?Sized>(v: &mut Vec<&'a T>, item: &'a T) {
@@ -160,6 +162,9 @@ fn request(ddl: &Ddl) -> Option<Request<'_>> {
                 "DROP TYPE" | "DROP DOMAIN" => DropCatalog::Type,
                 "DROP SCHEMA" => DropCatalog::Namespace,
                 "DROP EXTENSION" => DropCatalog::Extension,
+                "DROP VIEW" => DropCatalog::Relation("('v')"),
+                "DROP MATERIALIZED VIEW" => DropCatalog::Relation("('m')"),
+                "DROP SEQUENCE" => DropCatalog::Relation("('S')"),
                 _ => return None,
             };
             req.drops = Some((catalog, objects));
@@ -247,8 +252,21 @@ pub fn facts_query(ddl: &Ddl) -> Option<String> {
     let columns = columns_json(&req.columns);
     let functions = functions_json(&req.functions);
     let referenced: Vec<String> = req.referenced.iter().map(|n| referenced_json(n)).collect();
+    let dropped = req
+        .drops
+        .and_then(|(catalog, objects)| dropped_ctes(catalog, objects));
+    let drops = req
+        .drops
+        .map(|(catalog, objects)| {
+            objects
+                .iter()
+                .filter_map(|o| drop_json(catalog, o, dropped.is_some()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
     Some(format!(
-        "/* ddlgate catalog facts */ WITH RECURSIVE \
+        "/* ddlgate catalog facts */ WITH RECURSIVE {dropped}\
 target AS (SELECT {target} AS oid), \
 heap AS (SELECT coalesce((SELECT x.indrelid FROM pg_catalog.pg_index x WHERE x.indexrelid = target.oid), target.oid) AS oid FROM target), \
 tree(relid, parent, level) AS (\
@@ -281,16 +299,7 @@ SELECT pg_catalog.json_build_object(\
             .map_or_else(|| "NULL::pg_catalog.json".to_owned(), constraint_json),
         referenced = referenced.join(", "),
         types = types_json(&req.types),
-        drops = req
-            .drops
-            .map(|(catalog, objects)| {
-                objects
-                    .iter()
-                    .filter_map(|o| drop_json(catalog, o))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default(),
+        dropped = dropped.unwrap_or_default(),
     ))
 }
 
@@ -509,10 +518,43 @@ fn depends_on(c: &str) -> String {
     )
 }
 
-/// One dropped object: its candidates by name, and the dependents and escapes of each (see
-/// [`DropFacts`]). `None` for a name no object can have (then the object has no facts, and
-/// the rule assumes the worst).
-fn drop_json(catalog: DropCatalog, object: &DropObject) -> Option<String> {
+/// The objects a `DROP … CASCADE` of several objects drops as a whole, statement-wide CTEs
+/// `dropped` and `dropped_closure` (PostgreSQL drops the objects of one statement together: a
+/// dependent of one that is another, or part of another, blocks nothing under RESTRICT). Only
+/// objects whose name has exactly one candidate are in it, and no function (its argument list
+/// is not matched here, so a candidate may not be what is dropped): a candidate the statement
+/// may not drop must never excuse a dependent. `None` when no object qualifies.
+fn dropped_ctes(catalog: DropCatalog, objects: &[DropObject]) -> Option<String> {
+    if catalog == DropCatalog::Proc || objects.len() < 2 {
+        return None;
+    }
+    let sure: Vec<String> = objects
+        .iter()
+        .filter_map(|o| drop_candidates(catalog, o))
+        .map(|(candidates, _)| {
+            format!(
+                "SELECT * FROM ({candidates}) c WHERE (SELECT pg_catalog.count(*) FROM ({candidates}) x) = 1"
+            )
+        })
+        .collect();
+    if sure.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "dropped(classid, objid) AS ({}), \
+dropped_closure(classid, objid, objsubid) AS (\
+SELECT dropped.classid, dropped.objid, 0 FROM dropped \
+UNION SELECT d.classid, d.objid, d.objsubid FROM dropped_closure c \
+JOIN pg_catalog.pg_depend d ON {down} WHERE d.deptype IN {SILENT_DEPTYPES}), ",
+        sure.join(" UNION ALL "),
+        down = depends_on("c"),
+    ))
+}
+
+/// The `(classid, objid)` of every object a dropped name may be on the search path, and a
+/// query that is non-empty when an object of that name exists in any schema. `None` for a
+/// name no object can have.
+fn drop_candidates(catalog: DropCatalog, object: &DropObject) -> Option<(String, String)> {
     let name = &object.name;
     // Only ASCII names are asked about (as in `created`): a name the server would read or fold
     // differently (another client_encoding, a single-byte server encoding's case folding)
@@ -543,6 +585,17 @@ JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE t.typname = {name
             ),
             format!("SELECT 1 FROM pg_catalog.pg_type t WHERE t.typname = {named}"),
         ),
+        // Every relation of the kind by that name on the search path, not only the first: the
+        // dependents of all of them are counted (conservative). `anywhere`: of the same kind.
+        DropCatalog::Relation(kinds) => (
+            format!(
+                "SELECT 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid, k.oid FROM pg_catalog.pg_class k \
+JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace WHERE k.relname = {named} AND k.relkind IN {kinds} AND {in_path}"
+            ),
+            format!(
+                "SELECT 1 FROM pg_catalog.pg_class k WHERE k.relname = {named} AND k.relkind IN {kinds}"
+            ),
+        ),
         // Schemas and extensions have unqualified names only.
         DropCatalog::Namespace | DropCatalog::Extension if name.schema.is_some() => return None,
         DropCatalog::Namespace => (
@@ -558,11 +611,30 @@ JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE t.typname = {name
             format!("SELECT 1 FROM pg_catalog.pg_extension e WHERE e.extname = {named}"),
         ),
     };
+    Some((candidates, anywhere))
+}
+
+/// One dropped object: its candidates by name, and the dependents and escapes of each (see
+/// [`DropFacts`]). `None` for a name no object can have (then the object has no facts, and
+/// the rule assumes the worst). `statement_wide`: the statement's [`dropped_ctes`] exist, and
+/// a dependent inside them is dropped by the statement anyway.
+fn drop_json(catalog: DropCatalog, object: &DropObject, statement_wide: bool) -> Option<String> {
+    let name = &object.name;
+    let (candidates, anywhere) = drop_candidates(catalog, object)?;
     let inside = |class: &str, id: &str, sub: &str| {
         format!(
             "EXISTS (SELECT 1 FROM closure o WHERE o.root = c.root AND o.classid = {class} \
 AND o.objid = {id} AND (o.objsubid = 0 OR o.objsubid = {sub}))"
         )
+    };
+    let dependent_inside = if statement_wide {
+        format!(
+            "({} OR EXISTS (SELECT 1 FROM dropped_closure o WHERE o.classid = d.classid \
+AND o.objid = d.objid AND (o.objsubid = 0 OR o.objsubid = d.objsubid)))",
+            inside("d.classid", "d.objid", "d.objsubid")
+        )
+    } else {
+        inside("d.classid", "d.objid", "d.objsubid")
     };
     Some(format!(
         "(WITH RECURSIVE cand(classid, objid) AS ({candidates}), \
@@ -582,11 +654,14 @@ SELECT pg_catalog.json_build_object(\
 'anywhere', EXISTS ({anywhere}), \
 'dependents', (SELECT pg_catalog.count(*) FROM blockers), \
 'escapes', (SELECT pg_catalog.count(*) FROM escapes), \
-'names', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.pg_describe_object(b.classid, b.objid, b.objsubid) \
+'names', (SELECT coalesce(pg_catalog.json_agg(coalesce(\
+(SELECT pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass, r.ev_class, 0) \
+FROM pg_catalog.pg_rewrite r WHERE b.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass \
+AND r.oid = b.objid AND r.rulename = '_RETURN'), \
+pg_catalog.pg_describe_object(b.classid, b.objid, b.objsubid)) \
 ORDER BY b.classid, b.objid, b.objsubid), '[]'::pg_catalog.json) FROM \
 (SELECT DISTINCT x.classid, x.objid, x.objsubid FROM blockers x ORDER BY 1, 2, 3 LIMIT 5) b)))",
         down = depends_on("c"),
-        dependent_inside = inside("d.classid", "d.objid", "d.objsubid"),
         owner_inside = inside("d.refclassid", "d.refobjid", "d.refobjsubid"),
         asked_schema = text_literal(name.schema.as_deref()),
         asked_name = text_literal(Some(&name.name)),
@@ -792,15 +867,40 @@ mod tests {
             "DROP SCHEMA s CASCADE",
             "DROP EXTENSION e CASCADE",
             "DROP PROCEDURE p CASCADE",
+            "DROP VIEW v CASCADE",
+            "DROP MATERIALIZED VIEW mv CASCADE",
+            "DROP SEQUENCE s CASCADE",
         ] {
             assert!(
                 facts_query(&ddl(sql)).is_some_and(|q| q.contains("closure")),
                 "{sql}"
             );
         }
+        // Several objects: the statement drops them together, and only names with one
+        // candidate count as dropped; never for functions (their arguments are not matched).
+        let q = facts_query(&ddl("DROP VIEW a, b CASCADE")).expect("facts");
+        assert!(
+            q.contains("WITH RECURSIVE dropped(classid, objid) AS ("),
+            "{q}"
+        );
+        assert!(q.contains(") x) = 1 UNION ALL SELECT"), "{q}");
+        assert!(
+            q.contains("OR EXISTS (SELECT 1 FROM dropped_closure o"),
+            "{q}"
+        );
+        for sql in ["DROP VIEW a CASCADE", "DROP FUNCTION f(int), g() CASCADE"] {
+            let q = facts_query(&ddl(sql)).expect("facts");
+            assert!(!q.contains("dropped_closure"), "{sql}: {q}");
+        }
+        // A view is looked for among views only (a table of that name is not it).
+        let q = facts_query(&ddl("DROP VIEW v CASCADE")).expect("facts");
+        assert!(
+            q.contains("k.relname = 'v'::pg_catalog.name AND k.relkind IN ('v')"),
+            "{q}"
+        );
         // Kinds whose dependents are not counted, forms not understood, and no CASCADE.
         for sql in [
-            "DROP VIEW v CASCADE",
+            "DROP SERVER s CASCADE",
             "DROP TYPE mood[] CASCADE",
             "DROP FUNCTION f(int)",
             "DROP OPERATOR === (int, int) CASCADE",

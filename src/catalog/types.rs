@@ -121,6 +121,11 @@ impl Facts {
 /// in the schema, a column of an extension's type. An **escape** is an object in the set that
 /// is an internal or extension part of something outside it (PostgreSQL would then drop or
 /// refuse for the owner): never taken as harmless.
+///
+/// When one statement drops several objects, PostgreSQL drops them together, so a dependent
+/// that is (or is part of) another object of the same statement is not one — but only objects
+/// whose name has a single candidate, and no function, are taken as dropped for that
+/// (`query::dropped_ctes`): a candidate the statement may not drop never excuses a dependent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DropFacts {
     /// The name as the statement wrote it (folded).
@@ -134,7 +139,8 @@ pub struct DropFacts {
     pub dependents: u64,
     /// Escapes over all candidates (see above).
     pub escapes: u64,
-    /// A few of the dependents, as `pg_describe_object` names them.
+    /// A few of the dependents, as `pg_describe_object` names them (a view's `_RETURN` rule as
+    /// the view or materialized view it defines).
     pub names: Vec<String>,
 }
 

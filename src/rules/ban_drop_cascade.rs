@@ -14,7 +14,10 @@
 //! - **Rewrite:** no.
 //! - **Nothing depends on it:** not flagged when the live catalog confirms that CASCADE drops
 //!   nothing RESTRICT would not (functions, procedures, routines, aggregates, types, domains,
-//!   schemas, extensions): the server resolved every object named — every candidate of an
+//!   schemas, extensions, views, materialized views, sequences — a view another view, a
+//!   materialized view or an SQL-standard function body reads, or a sequence a column default
+//!   calls, is a dependent; a materialized view's own indexes are not): the server resolved
+//!   every object named — every candidate of an
 //!   unqualified name on the search path, each overload of a function — and `pg_depend` shows
 //!   no dependent outside what PostgreSQL drops with the object anyway (see
 //!   [`crate::catalog::DropFacts`]); or, with `IF EXISTS`, no object of that name exists in
@@ -225,6 +228,10 @@ mod tests {
                 "DROP FUNCTION f(int) CASCADE",
                 vec![drop_facts("f", 3, true, 0)],
             ),
+            // A view, a materialized view and a sequence nothing uses.
+            ("DROP VIEW v CASCADE", vec![none("v")]),
+            ("DROP MATERIALIZED VIEW mv CASCADE", vec![none("mv")]),
+            ("DROP SEQUENCE s CASCADE", vec![none("s")]),
             // IF EXISTS on a name no schema holds.
             (
                 "DROP DOMAIN IF EXISTS d CASCADE",
@@ -264,7 +271,9 @@ mod tests {
                 }],
             ),
             // A kind ddlgate does not resolve.
-            ("DROP VIEW v CASCADE", vec![none("v")]),
+            ("DROP SERVER v CASCADE", vec![none("v")]),
+            // A view another view reads.
+            ("DROP VIEW v CASCADE", vec![drop_facts("v", 1, true, 1)]),
         ] {
             assert!(run(&RULE, sql, &with(drops)).is_some(), "{sql}");
         }

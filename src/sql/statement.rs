@@ -330,7 +330,8 @@ pub enum DdlKind {
         /// `IF EXISTS` was given.
         if_exists: bool,
         /// The objects dropped, for the kinds whose dependents ddlgate can ask the server about
-        /// (functions, procedures, routines, aggregates, types, domains, schemas, extensions),
+        /// (functions, procedures, routines, aggregates, types, domains, schemas, extensions,
+        /// views, materialized views, sequences),
         /// when the statement is exactly `DROP <kind> [IF EXISTS] obj [, …] CASCADE`; `None`
         /// otherwise (then nothing is known and the rule assumes the worst).
         objects: Option<Vec<DropObject>>,

@@ -74,7 +74,13 @@ pub(super) fn drop(c: &mut Cursor<'_>) -> Option<DdlKind> {
     }
     let resolvable = match *tag {
         "DROP FUNCTION" | "DROP PROCEDURE" | "DROP ROUTINE" | "DROP AGGREGATE" => Some(true),
-        "DROP TYPE" | "DROP DOMAIN" | "DROP SCHEMA" | "DROP EXTENSION" => Some(false),
+        "DROP TYPE"
+        | "DROP DOMAIN"
+        | "DROP SCHEMA"
+        | "DROP EXTENSION"
+        | "DROP VIEW"
+        | "DROP MATERIALIZED VIEW"
+        | "DROP SEQUENCE" => Some(false),
         _ => None,
     };
     let listed = resolvable.and_then(|functions| drop_objects(&mut c.clone(), functions));

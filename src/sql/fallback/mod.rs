@@ -1531,7 +1531,22 @@ mod tests {
                 "DROP SCHEMA cascade CASCADE",
                 cascade("DROP SCHEMA", false, Some(vec![o(None, "cascade", false)])),
             ),
-            ("DROP VIEW v CASCADE", cascade("DROP VIEW", false, None)),
+            (
+                "DROP VIEW v CASCADE",
+                cascade("DROP VIEW", false, Some(vec![o(None, "v", false)])),
+            ),
+            (
+                "DROP MATERIALIZED VIEW IF EXISTS s.mv, mv2 CASCADE",
+                cascade(
+                    "DROP MATERIALIZED VIEW",
+                    true,
+                    Some(vec![o(Some("s"), "mv", false), o(None, "mv2", false)]),
+                ),
+            ),
+            (
+                "DROP SEQUENCE s CASCADE",
+                cascade("DROP SEQUENCE", false, Some(vec![o(None, "s", false)])),
+            ),
             // Unicode-escaped names are not decoded here: no objects.
             (
                 "DROP TYPE IF EXISTS U&\"d\\0061ta\" CASCADE",
