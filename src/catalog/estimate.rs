@@ -46,6 +46,13 @@ pub const SAVEPOINT: &str = "SAVEPOINT ddlgate_estimate";
 /// Undoes the EXPLAIN inside a transaction block, failed or not (locks it took released).
 pub const UNDO: &str = "ROLLBACK TO SAVEPOINT ddlgate_estimate; RELEASE SAVEPOINT ddlgate_estimate";
 
+/// [`UNDO`] one statement at a time, for the extended protocol (a prepared statement holds
+/// one).
+pub const UNDO_STEPS: [&str; 2] = [
+    "ROLLBACK TO SAVEPOINT ddlgate_estimate",
+    "RELEASE SAVEPOINT ddlgate_estimate",
+];
+
 /// `EXPLAIN (FORMAT JSON)` of one statement's text, as the client wrote it.
 pub fn explain_sql(statement: &[u8]) -> Vec<u8> {
     const PREFIX: &[u8] = b"EXPLAIN (FORMAT JSON) ";
