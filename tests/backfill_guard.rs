@@ -753,7 +753,12 @@ async fn raw_units_with_parameters_end_as_a_real_server_leaves_them() {
         (tags.as_str(), status, code.as_deref()),
         ("EZ", 'E', Some("DG001"))
     );
-    // The server's transaction is failed too.
+    // The failed Parse left no unnamed statement, and the server's transaction is failed too.
+    let (tags, status, code) = exchange(&mut s, &bind_unnamed).await;
+    assert_eq!(
+        (tags.as_str(), status, code.as_deref()),
+        ("EZ", 'E', Some("26000"))
+    );
     let (_, status, code) = exchange(&mut s, &common::wire::query("SELECT 1")).await;
     assert_eq!((status, code.as_deref()), ('E', Some("25P02")));
     let (_, status, _) = exchange(&mut s, &common::wire::query("ROLLBACK")).await;

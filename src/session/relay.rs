@@ -16,6 +16,11 @@
 //! - a Parse or Bind of DDL that starts a lone unit (`relay/lone.rs`: one statement, no
 //!   parameters, up to its Sync, outside a transaction block): the whole unit is handed to the
 //!   DDL lane, which runs it like a simple Query (retries, steps) and answers it itself;
+//! - backfill guard on: a Parse of an UPDATE/DELETE/MERGE with parameters that starts a unit
+//!   `Parse Bind [Describe] Execute Sync`, and a Bind of such a statement prepared earlier
+//!   (kept in `relay/prepared.rs`) that starts a unit `Bind [Describe] Execute Sync`
+//!   (`relay/bound.rs`): held until the lane has the planner's estimate with the Bind's values
+//!   (`ddl::bound`); forwarded untouched, or, blocked, taken whole and answered by the lane;
 //! - client `Sync`, `Execute`, `FunctionCall`, `CopyDone`/`CopyFail`, `Terminate`: only their tag,
 //!   to know how many ReadyForQuery messages are owed and where protocol units end;
 //! - upstream `ReadyForQuery` (transaction status), `ParameterStatus` (server version,

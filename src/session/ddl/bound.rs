@@ -224,13 +224,11 @@ impl Relay {
         };
         let error: Bytes = crate::act::without_raise_context(framing::body(error))
             .map_or_else(|| error.clone(), BytesMut::freeze);
-        // The raising statement and portal are closed (the unnamed statement stays, as the
-        // client's failed Parse would have left no other).
+        // The raising statement and portal are closed: after a failed Parse of the unnamed
+        // statement a real server holds none.
         let mut close = BytesMut::new();
         close.extend_from_slice(&frontend::close_portal(name));
-        if !refusal.unnamed {
-            close.extend_from_slice(&frontend::close_statement(name));
-        }
+        close.extend_from_slice(&frontend::close_statement(statement));
         close.extend_from_slice(&frontend::sync());
         let closed = self.inject_unit(close.freeze(), 0).await?;
         let status = closed.status;

@@ -5,8 +5,10 @@
 //! client never sees (`channel`), in fixed phases:
 //!
 //! 0. facts (`facts`): before the decision, the catalog facts it needs are read and handed to
-//!    the analyzer; the relay then decides the message and, when the plan says so, hands it here
-//!    as a [`PendingGuard`];
+//!    the analyzer (and the backfill guard's estimates, with the client's parameter values when
+//!    the statement has parameters: `bound`, in extended-protocol units of ddlgate's own under
+//!    named statements); the relay then decides the message and, when the plan says so, hands it
+//!    here as a [`PendingGuard`], or, a unit the backfill guard blocked, as a [`Refusal`];
 //! 1. serialization (`guard`): take the tables' advisory locks, in key order, waiting (with
 //!    NOTICEs) for another session's DDL on the same table to finish; optionally wait for old
 //!    transactions on the table to end. For a statement on one table (the common case) one
