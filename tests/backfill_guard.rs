@@ -778,6 +778,18 @@ async fn raw_units_with_parameters_end_as_a_real_server_leaves_them() {
         (tags.as_str(), status, code.as_deref()),
         ("1EZ", 'E', Some("22P02"))
     );
+    // ddlgate's savepoint was rolled back and released after its failed EXPLAIN.
+    let no_savepoint = common::wire::query("ROLLBACK TO SAVEPOINT ddlgate_estimate");
+    let (_, status, code) = exchange(&mut s, &no_savepoint).await;
+    assert_eq!((status, code.as_deref()), ('E', Some("3B001")));
+    let (_, status, _) = exchange(&mut s, &common::wire::query("ROLLBACK")).await;
+    assert_eq!(status, 'I');
+    // And after an EXPLAIN that succeeded.
+    exchange(&mut s, &common::wire::query("BEGIN")).await;
+    let (tags, status, _) = exchange(&mut s, &raw::unit(Some(("", update)), "", &[&small])).await;
+    assert_eq!((tags.as_str(), status), ("12nCZ", 'T'));
+    let (_, status, code) = exchange(&mut s, &no_savepoint).await;
+    assert_eq!((status, code.as_deref()), ('E', Some("3B001")));
     let (_, status, _) = exchange(&mut s, &common::wire::query("ROLLBACK")).await;
     assert_eq!(status, 'I');
     assert_eq!(estimates(&env, "failed"), failed + 2.0);

@@ -9,7 +9,7 @@
 //! portal name (never the unnamed ones: the client's unnamed statement and portal are left as
 //! they are), closed after; inside a transaction block it runs under a savepoint that is always
 //! rolled back, each step a named statement too (a simple Query would drop the client's
-//! unnamed statement).
+//! unnamed statement), all in one unit: one round trip, and one more when it fails.
 //!
 //! Blocked, the unit is answered as a real server answers a unit whose first message fails: the
 //! server itself raises the error (a `DO` block, as every block of ddlgate's), so that a
@@ -21,7 +21,6 @@ use bytes::{Bytes, BytesMut};
 use tracing::Instrument;
 
 use super::Refusal;
-use super::channel::Reply;
 use crate::catalog::estimate::{self, Answer};
 use crate::error::SessionError;
 use crate::protocol::frontend::{self, Bind, Parse};
@@ -50,17 +49,14 @@ impl Relay {
         let name = self.st.own_statement_name();
         let name = name.as_bytes();
         let in_tx = self.st.proto.tx() == TxStatus::InTransaction;
-        if in_tx {
-            let mut unit = own_statement(name, estimate::SAVEPOINT.as_bytes());
-            unit.extend_from_slice(&frontend::sync());
-            let reply = self.inject_unit(unit.freeze(), 0).await?;
-            if reply.error.is_some() {
-                counters.failed.increment(1);
-                self.close_own(name, &reply, false).await?;
-                return Ok(None);
-            }
-        }
+        // One unit, one round trip: inside a transaction block the savepoint, the EXPLAIN and
+        // the savepoint's undo, each its own named statement (no client text can make one
+        // swallow another, as it could in one Query). After an error the server skips the rest
+        // up to Sync: what was left open is closed and the undo sent again (`close_own`).
         let mut unit = BytesMut::new();
+        if in_tx {
+            unit.extend_from_slice(&own_statement(name, estimate::SAVEPOINT.as_bytes()));
+        }
         unit.extend_from_slice(
             &Parse {
                 name,
@@ -73,14 +69,21 @@ impl Relay {
         unit.extend_from_slice(&frontend::execute(name));
         unit.extend_from_slice(&frontend::close_portal(name));
         unit.extend_from_slice(&frontend::close_statement(name));
+        if in_tx {
+            for step in estimate::UNDO_STEPS {
+                unit.extend_from_slice(&own_statement(name, step.as_bytes()));
+            }
+        }
         unit.extend_from_slice(&frontend::sync());
         // The plan's size follows the statement's and its values' (an IN list is printed
         // back): room for four times them, a larger row skipped.
         let room = sql.len().saturating_add(params.len()).saturating_mul(4);
         let reply = self.inject_unit(unit.freeze(), room).await?;
-        // Failed or not, the EXPLAIN is undone inside a transaction block (the locks planning
-        // took released), and what a failure left open is closed.
-        self.close_own(name, &reply, in_tx).await?;
+        if reply.error.is_some() {
+            // Failed, the EXPLAIN is undone all the same inside a transaction block (the locks
+            // planning took released), and what the failure left open is closed.
+            self.close_own(name, in_tx).await?;
+        }
         if reply.skipped {
             tracing::debug!("EXPLAIN answer larger than its room; deciding without an estimate");
         }
@@ -106,31 +109,18 @@ impl Relay {
         }
     }
 
-    /// After a unit of ddlgate's own (`reply`): the statement and portal a failure left open
-    /// are closed (a Close of a name that does not exist is no error), and with `undo` the
-    /// estimate's savepoint is rolled back and released. Nothing is sent when nothing is due.
-    async fn close_own(
-        &mut self,
-        name: &[u8],
-        reply: &Reply,
-        undo: bool,
-    ) -> Result<(), SessionError> {
+    /// After a unit of ddlgate's own failed: its statement and portal are closed (a Close of
+    /// a name that does not exist is no error), and with `undo` the estimate's savepoint is
+    /// rolled back and released (`ROLLBACK TO` may be prepared and run in a failed
+    /// transaction; `RELEASE` then runs in the restored one).
+    async fn close_own(&mut self, name: &[u8], undo: bool) -> Result<(), SessionError> {
         let mut unit = BytesMut::new();
-        if reply.error.is_some() {
-            unit.extend_from_slice(&frontend::close_portal(name));
-            if reply.parsed > 0 {
-                unit.extend_from_slice(&frontend::close_statement(name));
-            }
-        }
+        unit.extend_from_slice(&frontend::close_portal(name));
+        unit.extend_from_slice(&frontend::close_statement(name));
         if undo {
-            // `ROLLBACK TO` may be prepared and run in a failed transaction; `RELEASE` then
-            // runs in the restored one.
-            for sql in estimate::UNDO_STEPS {
-                unit.extend_from_slice(&own_statement(name, sql.as_bytes()));
+            for step in estimate::UNDO_STEPS {
+                unit.extend_from_slice(&own_statement(name, step.as_bytes()));
             }
-        }
-        if unit.is_empty() {
-            return Ok(());
         }
         unit.extend_from_slice(&frontend::sync());
         let reply = self.inject_unit(unit.freeze(), 0).await?;

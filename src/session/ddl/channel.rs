@@ -29,9 +29,6 @@ pub(super) struct Reply {
     /// The first ErrorResponse as the server sent it (an extended-protocol unit of ddlgate's
     /// own, [`Relay::inject_unit`], whose raised error is the client's to see).
     pub(super) error_frame: Option<Bytes>,
-    /// ParseComplete messages received (a Parse of ddlgate's own succeeded: its statement
-    /// exists until closed).
-    pub(super) parsed: u32,
 }
 
 impl Reply {
@@ -170,7 +167,6 @@ impl Relay {
             status: self.st.proto.tx(),
             skipped: false,
             error_frame: None,
-            parsed: 0,
         };
         loop {
             let Some(frame) = self.next_frame(room, oversized).await? else {
@@ -204,7 +200,6 @@ impl Relay {
                         reply.error_frame = Some(frame);
                     }
                 }
-                backend::PARSE_COMPLETE => reply.parsed += 1,
                 backend::READY_FOR_QUERY => {
                     reply.status = backend::ready_for_query(body).unwrap_or(self.st.proto.tx());
                     // A transaction that ends here has prepared DDL decided again (`prepared`).
