@@ -497,6 +497,53 @@ async fn a_cancel_while_the_estimate_waits_for_the_lock_cancels_the_statement() 
         .expect("row")
         .get(0);
     assert_eq!(x, 1, "the cancelled UPDATE never ran");
+
+    // The same for a statement with parameters, its EXPLAIN bound with the client's values
+    // (`execute_typed`: Parse to Sync in one unit, held before its Parse, which would wait for
+    // the lock itself): the unit fails with 57014, the session goes on.
+    holder
+        .batch_execute("BEGIN; LOCK TABLE t IN SHARE MODE")
+        .await
+        .expect("lock");
+    let c = as_app(&env, "human-ops").await;
+    let cancel = c.cancel_token();
+    let update = tokio::spawn(async move {
+        let r = c
+            .execute_typed(
+                "UPDATE t SET x = -1 WHERE id = $1",
+                &[(&1i32, tokio_postgres::types::Type::INT4)],
+            )
+            .await;
+        (c, r)
+    });
+    assert!(
+        common::wait_active(
+            &admin,
+            "EXPLAIN (FORMAT JSON) UPDATE t%",
+            1,
+            std::time::Duration::from_secs(10)
+        )
+        .await,
+        "the bound estimate waits for the lock"
+    );
+    cancel
+        .cancel_query(tokio_postgres::NoTls)
+        .await
+        .expect("cancel sent");
+    let (c, r) = tokio::time::timeout(std::time::Duration::from_secs(10), update)
+        .await
+        .expect("the statement ends at the cancel")
+        .expect("task");
+    let e = r.expect_err("cancelled");
+    assert_eq!(sqlstate(&e).as_deref(), Some("57014"), "{e:?}");
+    holder.batch_execute("COMMIT").await.expect("release");
+    assert_eq!(c.execute("SELECT 1", &[]).await.expect("usable"), 1);
+    let x: i32 = admin
+        .query_one("SELECT x FROM t WHERE id = 1", &[])
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(x, 1, "the cancelled UPDATE never ran");
 }
 
 /// Statements with parameters are planned with the values the client binds: `id > $1` is a
