@@ -848,11 +848,12 @@ impl Relay {
                         }
                         // A kept UPDATE/DELETE/MERGE with parameters: its estimate is read with
                         // the values bound, before anything of the unit is forwarded.
-                        if st.examines_bind(&statement) {
-                            if matches!(st.lane.step, Step::BoundRead) {
-                                // Examined and allowed (`ddl::bound`): forwarded.
-                                st.lane.step = Step::Relay;
-                            } else if run == 0 && st.may_inject() {
+                        let examined = matches!(st.lane.step, Step::BoundRead);
+                        if examined {
+                            // Examined and allowed (`ddl::bound`): forwarded.
+                            st.lane.step = Step::Relay;
+                        } else if st.examines_bind(&statement) {
+                            if run == 0 && st.may_inject() {
                                 match bound::recognise(rest, max_message_bytes) {
                                     Some(u)
                                         if u.parse_len == 0 && u.bind.1 <= max_statement_bytes =>

@@ -166,7 +166,13 @@ impl Relay {
         match raise {
             None => self.st.lane.step = super::Step::BoundRead,
             Some(sql) => {
-                // The unit is the client's no more: nothing of it is forwarded.
+                // The unit is the client's no more: nothing of it is forwarded. (It was read
+                // at the front of the client buffer, which only grew since.)
+                if unit.len > self.io.cbuf.len() {
+                    return Err(SessionError::ClientProtocol(
+                        "the examined unit is no longer in the client buffer".to_owned(),
+                    ));
+                }
                 let _ = self.io.cbuf.split_to(unit.len);
                 self.st.proto.unit_taken();
                 self.st.proto.command_taken();
@@ -190,6 +196,13 @@ impl Relay {
         refusal: Refusal,
     ) -> Result<(), SessionError> {
         self.st.lane.timing = (std::time::Instant::now(), std::time::Duration::ZERO);
+        if memchr::memchr(0, &refusal.sql).is_some() {
+            // The server would end the text there: nothing is sent (never the case, the text is
+            // the client's Parse's, NUL-terminated, with ddlgate's block spliced in).
+            return Err(SessionError::ClientProtocol(
+                "a refused statement holds a NUL byte".to_owned(),
+            ));
+        }
         self.st.raised_block = true;
         let name = self.st.own_statement_name();
         let name = name.as_bytes();

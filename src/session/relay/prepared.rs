@@ -127,8 +127,10 @@ impl Prepared {
     }
 
     /// Keeps a prepared UPDATE/DELETE/MERGE with parameters for its Binds; false when it is
-    /// not kept (`cap` statements kept already, or its text beyond what may be kept). A named
-    /// statement already kept stays as it is: the server refuses a Parse of a name in use.
+    /// not kept (`cap` statements kept already, or its text beyond what may be kept). It
+    /// replaces one kept under the same name: the server refuses a Parse of a name in use
+    /// (42P05, an error the client sees), so a client that prepares a name again most likely
+    /// saw the earlier Parse fail (a typo corrected, a retry).
     pub fn note_bound(
         &mut self,
         name: &[u8],
@@ -137,9 +139,6 @@ impl Prepared {
         at: usize,
         cap: usize,
     ) -> bool {
-        if !name.is_empty() && self.bound.contains_key(name) {
-            return true;
-        }
         if let Some(old) = self.bound.remove(name) {
             self.kept -= old.sql.len() + old.param_types.len();
         }
@@ -464,9 +463,11 @@ mod tests {
         let sql = b"UPDATE t SET x = $1";
         assert!(p.note_bound(b"s0", sql, b"\0\0", 0, 2));
         assert!(!p.is_empty());
-        // The server refuses a Parse of a name in use: the first statement stays.
-        assert!(p.note_bound(b"s0", b"DELETE FROM t WHERE x = $1", b"\0\0", 0, 2));
-        assert_eq!(p.bound(b"s0").map(|b| b.sql.as_slice()), Some(&sql[..]));
+        // A Parse of the same name again: the earlier one most likely failed.
+        let delete = b"DELETE FROM t WHERE x = $1";
+        assert!(p.note_bound(b"s0", delete, b"\0\0", 0, 2));
+        assert_eq!(p.bound(b"s0").map(|b| b.sql.as_slice()), Some(&delete[..]));
+        assert_eq!(p.kept, delete.len() + 2);
         assert!(p.note_bound(b"", sql, b"\0\0", 0, 2));
         assert!(!p.note_bound(b"s1", sql, b"\0\0", 0, 2), "full");
         // The unnamed statement is replaced by every Parse of it, dropped by a simple Query.
