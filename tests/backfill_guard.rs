@@ -363,7 +363,17 @@ async fn migrations_are_warned_and_transactions_stay_the_clients() {
         .expect("runs");
     assert_eq!(n, u64::from(ROWS));
     warned_once(&mut notices, "parameters");
-    assert_eq!(estimates(&env, "bound"), bound + 1.0);
+    // The same in one unit with its Parse (the WARNING before the unit's replies).
+    let n = c
+        .execute_typed(
+            "UPDATE t SET x = x - $1",
+            &[(&0i32, tokio_postgres::types::Type::INT4)],
+        )
+        .await
+        .expect("runs");
+    assert_eq!(n, u64::from(ROWS));
+    warned_once(&mut notices, "parameters, one unit");
+    assert_eq!(estimates(&env, "bound"), bound + 2.0);
     assert_eq!(estimates(&env, "parameters"), 0.0);
 
     // Each warning is in the audit log like any rule's decision.
@@ -380,7 +390,7 @@ async fn migrations_are_warned_and_transactions_stay_the_clients() {
     assert!(
         common::eventually(std::time::Duration::from_secs(5), || {
             let text = std::fs::read_to_string(&audit).unwrap_or_default();
-            async move { warned_records(&text) == 5 }
+            async move { warned_records(&text) == 6 }
         })
         .await,
         "{}",

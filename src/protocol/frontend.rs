@@ -432,6 +432,25 @@ mod tests {
             Close::decode(framing::body(&close_portal(b"p"))).map(|c| c.kind),
             Some(b'P')
         );
+        // Arbitrary bodies: never read beyond them, and what is read binds again the same.
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..20_000 {
+            let n = rng.usize(0..48);
+            let mut body: Vec<u8> = (0..n)
+                .map(|_| *rng.choice(&[0u8, 1, 2, 0xff, b'x']).expect("non-empty"))
+                .collect();
+            body.splice(0..0, *b"\0s\0");
+            if let Some(b) = Bind::decode(&body)
+                && let Some(params) = b.params()
+            {
+                assert!(params.len() <= body.len());
+                let again = Bind::frame_of(b"", b"", params);
+                assert_eq!(
+                    Bind::decode(framing::body(&again)).and_then(|b| b.params()),
+                    Some(params)
+                );
+            }
+        }
     }
 
     #[test]
