@@ -868,10 +868,12 @@ impl Relay {
                                 // the server to be idle.
                                 st.held = true;
                                 break;
-                            } else if st.proto.unit_open()
-                                && st.bound_examined_unit == Some(st.proto.units_begun())
+                            } else if (st.proto.unit_open()
+                                && st.bound_examined_unit == Some(st.proto.units_begun()))
+                                || st.proto.tx() == TxStatus::Failed
                             {
-                                // The Bind of a unit whose Parse was examined with its values.
+                                // The Bind of a unit whose Parse was examined with its values;
+                                // in a failed transaction the server refuses it.
                             } else {
                                 counters.backfill.parameters.increment(1);
                             }

@@ -107,11 +107,13 @@ pub(super) struct Prepared {
     /// settings and lexing (fail closed; costs only this session a wait).
     settings_overflow: bool,
     /// Prepared UPDATE/DELETE/MERGE with parameters (backfill guard on), by name; bounded like
-    /// `ddl` (count and kept bytes).
+    /// `ddl` (count and kept bytes), on a budget of its own so that it never crowds out DDL.
     bound: HashMap<Vec<u8>, PreparedBound>,
     seq: u64,
-    /// Bytes of SQL kept in `ddl` and `bound`.
+    /// Bytes of SQL kept in `ddl`.
     kept: usize,
+    /// Bytes of SQL and parameter types kept in `bound`.
+    kept_bound: usize,
 }
 
 /// Tracking is full: the Parse must be refused.
@@ -140,14 +142,15 @@ impl Prepared {
         cap: usize,
     ) -> bool {
         if let Some(old) = self.bound.remove(name) {
-            self.kept -= old.sql.len() + old.param_types.len();
+            self.kept_bound -= old.sql.len() + old.param_types.len();
         }
         let size = sql.len() + param_types.len();
-        if self.bound.len() >= cap || size > MAX_KEPT_SQL || self.kept + size > MAX_KEPT_TOTAL {
+        if self.bound.len() >= cap || size > MAX_KEPT_SQL || self.kept_bound + size > MAX_KEPT_TOTAL
+        {
             return false;
         }
         self.seq += 1;
-        self.kept += size;
+        self.kept_bound += size;
         self.bound.insert(
             name.to_vec(),
             PreparedBound {
@@ -176,7 +179,7 @@ impl Prepared {
             return;
         }
         if let Some(old) = self.bound.remove(&b""[..]) {
-            self.kept -= old.sql.len() + old.param_types.len();
+            self.kept_bound -= old.sql.len() + old.param_types.len();
         }
     }
 
@@ -299,7 +302,7 @@ impl Prepared {
                 if self.bound.get(&name).is_some_and(|b| b.seq <= seq)
                     && let Some(old) = self.bound.remove(&name)
                 {
-                    self.kept -= old.sql.len() + old.param_types.len();
+                    self.kept_bound -= old.sql.len() + old.param_types.len();
                 }
             }
             Untrack::All(seq) => {
@@ -312,6 +315,8 @@ impl Prepared {
                     }
                     keep
                 });
+                self.kept -= freed;
+                let mut freed = 0;
                 self.bound.retain(|_, b| {
                     let keep = b.seq > seq;
                     if !keep {
@@ -319,7 +324,7 @@ impl Prepared {
                     }
                     keep
                 });
-                self.kept -= freed;
+                self.kept_bound -= freed;
                 self.settings.clear();
                 self.settings_overflow = false;
             }
@@ -467,7 +472,7 @@ mod tests {
         let delete = b"DELETE FROM t WHERE x = $1";
         assert!(p.note_bound(b"s0", delete, b"\0\0", 0, 2));
         assert_eq!(p.bound(b"s0").map(|b| b.sql.as_slice()), Some(&delete[..]));
-        assert_eq!(p.kept, delete.len() + 2);
+        assert_eq!((p.kept, p.kept_bound), (0, delete.len() + 2));
         assert!(p.note_bound(b"", sql, b"\0\0", 0, 2));
         assert!(!p.note_bound(b"s1", sql, b"\0\0", 0, 2), "full");
         // The unnamed statement is replaced by every Parse of it, dropped by a simple Query.
@@ -479,12 +484,12 @@ mod tests {
         let close = p.untrack_request(Some(b"s0"));
         p.apply(close);
         assert!(p.is_empty());
-        assert_eq!(p.kept, 0);
+        assert_eq!(p.kept_bound, 0);
         assert!(p.note_bound(b"a", sql, b"\0\0", 0, 2));
         let all = p.untrack_request(None);
         p.apply(all);
         assert!(p.is_empty());
-        assert_eq!(p.kept, 0);
+        assert_eq!(p.kept_bound, 0);
     }
 
     #[test]
