@@ -108,6 +108,17 @@ pub fn frames(data: &[u8]) {
                 let mut out = bytes::BytesMut::new();
                 framing::put_message(&mut out, tag, framing::body(frame));
                 assert_eq!(&out[..], frame);
+                // Any body read as a Bind: its parameters, bound again by the backfill guard to
+                // its own statement, read back the same (never beyond the frame).
+                if let Some(bind) = crate::protocol::frontend::Bind::decode(framing::body(frame))
+                    && let Some(params) = bind.params()
+                {
+                    let again = crate::protocol::frontend::Bind::frame_of(b"p", b"s", params);
+                    let again = crate::protocol::frontend::Bind::decode(framing::body(&again))
+                        .expect("a rebuilt Bind decodes");
+                    assert_eq!(again.params(), Some(params));
+                    assert_eq!(again.param_count(), bind.param_count());
+                }
                 buf = &buf[total..];
             }
             Err(FrameError::BadLength { tag, declared }) => {

@@ -52,7 +52,9 @@
 //!    ddlgate's own for the catalog facts of each statement ([`catalog`]: sizes, partitions,
 //!    types, dependents) and for what this transaction created ([`created`], on OIDs); and,
 //!    for the backfill guard, `EXPLAIN (FORMAT JSON)` of each UPDATE/DELETE/MERGE (under a
-//!    savepoint that is always rolled back inside a transaction block).
+//!    savepoint that is always rolled back inside a transaction block) — one with parameters
+//!    planned with the values of the client's Bind, its unit held until then
+//!    (`session::ddl::bound`; a prepared one at each Bind that executes it).
 //! 4. [`analysis`] decides each statement: understand it (sqlparser, else the token
 //!    classifier), run every rule in its context (transaction status, the protocol unit, the
 //!    server version, the facts), let the profile's [`policy`] turn findings into a decision,

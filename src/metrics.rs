@@ -96,7 +96,7 @@ const DEFS: &[Def] = &[
     def("ddlgate_multi_statement_queries_total", C, Count, "Simple Queries that carried more than one statement (PostgreSQL runs them as one implicit transaction)."),
     def("ddlgate_extended_units_total", C, Count, "Extended-protocol units (the messages up to a Sync) completed."),
     def("ddlgate_pipelined_units_total", C, Count, "Extended-protocol units that ran more than one Execute (a pipeline: one implicit transaction)."),
-    def("ddlgate_backfill_estimates_total", C, Count, "UPDATE/DELETE statements the backfill guard looked at, by outcome: estimated (EXPLAIN answered), failed (EXPLAIN failed: decided without an estimate), parameters (not examined: the statement has parameters)."),
+    def("ddlgate_backfill_estimates_total", C, Count, "UPDATE/DELETE statements the backfill guard looked at, by outcome: estimated (EXPLAIN answered), bound (EXPLAIN answered, planned with the parameter values of the client's Bind), failed (EXPLAIN failed: decided without an estimate), parameters (not examined: a statement with parameters whose Bind could not be examined)."),
     // The audit log.
     def("ddlgate_audit_records_total", C, Count, "Audit records queued for the writer (written), or dropped because the writer's queue was full (dropped)."),
     def("ddlgate_journal_records_total", C, Count, "Undo journal entries written to the database (written), or not written because the journal write failed (failed: audit log only)."),
@@ -303,7 +303,11 @@ pub struct BackfillCounters {
     pub estimated: Counter,
     /// The EXPLAIN failed (the statement's own error, most often): decided without an estimate.
     pub failed: Counter,
-    /// Not examined: the statement has parameters.
+    /// The planner answered the EXPLAIN bound with the client's parameter values.
+    pub bound: Counter,
+    /// Not examined: a statement with parameters whose values could not be bound (not a unit
+    /// `[Parse] Bind [Describe] Execute Sync` at a statement boundary, values beyond
+    /// `limits.max_statement_bytes`, a prepared statement not kept).
     pub parameters: Counter,
 }
 
@@ -362,6 +366,7 @@ impl Counters {
                 BackfillCounters {
                     estimated: outcome("estimated"),
                     failed: outcome("failed"),
+                    bound: outcome("bound"),
                     parameters: outcome("parameters"),
                 }
             },

@@ -2,12 +2,16 @@
 //! PostgreSQL: the planner's estimate read at a statement boundary on the session's own
 //! connection, warn and block through tokio-postgres (simple and extended protocol) and psql,
 //! inside and outside transactions, an EXPLAIN that fails inside a transaction, the override
-//! comment, profiles, and a session whose policy has the guard off examining nothing.
+//! comment, profiles, and a session whose policy has the guard off examining nothing; statements
+//! with parameters planned with the client's own values (tokio-postgres `execute` and
+//! `execute_typed`, and raw extended-protocol units), the protocol state after a block exactly
+//! a real server's.
 
 mod common;
 
 use common::{Env, client_with_notices, connect, sqlstate};
 use ddlgate::config::{BackfillAction, BackfillOverrides, Config, ProfileConfig, Selector};
+use tokio_postgres::types::ToSql;
 
 /// Rows of `t`; the profiles' threshold is well below, a small UPDATE well under it.
 const ROWS: u32 = 5000;
@@ -350,15 +354,27 @@ async fn migrations_are_warned_and_transactions_stay_the_clients() {
     assert_eq!(sum_x(&admin).await, before);
     assert_eq!(decisions(&env, "warn"), 4.0);
 
-    // A statement with parameters is not examined, and counted.
-    let params = estimates(&env, "parameters");
+    // A statement with parameters (prepared, then bound and executed) is examined at its
+    // Bind with the values bound: warned, and run.
+    let bound = estimates(&env, "bound");
     let n = c
         .execute("UPDATE t SET x = x + $1", &[&0i32])
         .await
         .expect("runs");
     assert_eq!(n, u64::from(ROWS));
-    assert_eq!(estimates(&env, "parameters"), params + 1.0);
-    assert!(notices.try_recv().is_err());
+    warned_once(&mut notices, "parameters");
+    // The same in one unit with its Parse (the WARNING before the unit's replies).
+    let n = c
+        .execute_typed(
+            "UPDATE t SET x = x - $1",
+            &[(&0i32, tokio_postgres::types::Type::INT4)],
+        )
+        .await
+        .expect("runs");
+    assert_eq!(n, u64::from(ROWS));
+    warned_once(&mut notices, "parameters, one unit");
+    assert_eq!(estimates(&env, "bound"), bound + 2.0);
+    assert_eq!(estimates(&env, "parameters"), 0.0);
 
     // Each warning is in the audit log like any rule's decision.
     let warned_records = |text: &str| {
@@ -374,7 +390,7 @@ async fn migrations_are_warned_and_transactions_stay_the_clients() {
     assert!(
         common::eventually(std::time::Duration::from_secs(5), || {
             let text = std::fs::read_to_string(&audit).unwrap_or_default();
-            async move { warned_records(&text) == 4 }
+            async move { warned_records(&text) == 6 }
         })
         .await,
         "{}",
@@ -391,12 +407,18 @@ async fn a_session_whose_policy_has_the_guard_off_examines_nothing() {
         .await
         .expect("runs");
     let n = c
+        .execute("UPDATE t SET x = x + $1", &[&1i32])
+        .await
+        .expect("runs");
+    assert_eq!(n, u64::from(ROWS));
+    let n = c
         .execute("DELETE FROM t WHERE x > 0", &[])
         .await
         .expect("runs");
     assert_eq!(n, u64::from(ROWS));
     assert!(notices.try_recv().is_err(), "no warning");
-    for outcome in ["estimated", "failed", "parameters"] {
+    assert!(notices.try_recv().is_err(), "no warning");
+    for outcome in ["estimated", "bound", "failed", "parameters"] {
         assert_eq!(estimates(&env, outcome), 0.0, "{outcome}");
     }
     // The same session after a reload that turns the guard on for everyone (and the catalog
@@ -485,4 +507,366 @@ async fn a_cancel_while_the_estimate_waits_for_the_lock_cancels_the_statement() 
         .expect("row")
         .get(0);
     assert_eq!(x, 1, "the cancelled UPDATE never ran");
+
+    // The same for a statement with parameters, its EXPLAIN bound with the client's values
+    // (`execute_typed`: Parse to Sync in one unit, held before its Parse, which would wait for
+    // the lock itself): the unit fails with 57014, the session goes on.
+    holder
+        .batch_execute("BEGIN; LOCK TABLE t IN SHARE MODE")
+        .await
+        .expect("lock");
+    let c = as_app(&env, "human-ops").await;
+    let cancel = c.cancel_token();
+    let update = tokio::spawn(async move {
+        let r = c
+            .execute_typed(
+                "UPDATE t SET x = -1 WHERE id = $1",
+                &[(&1i32, tokio_postgres::types::Type::INT4)],
+            )
+            .await;
+        (c, r)
+    });
+    assert!(
+        common::wait_active(
+            &admin,
+            "EXPLAIN (FORMAT JSON) UPDATE t%",
+            1,
+            std::time::Duration::from_secs(10)
+        )
+        .await,
+        "the bound estimate waits for the lock"
+    );
+    cancel
+        .cancel_query(tokio_postgres::NoTls)
+        .await
+        .expect("cancel sent");
+    let (c, r) = tokio::time::timeout(std::time::Duration::from_secs(10), update)
+        .await
+        .expect("the statement ends at the cancel")
+        .expect("task");
+    let e = r.expect_err("cancelled");
+    assert_eq!(sqlstate(&e).as_deref(), Some("57014"), "{e:?}");
+    holder.batch_execute("COMMIT").await.expect("release");
+    assert_eq!(c.execute("SELECT 1", &[]).await.expect("usable"), 1);
+    let x: i32 = admin
+        .query_one("SELECT x FROM t WHERE id = 1", &[])
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(x, 1, "the cancelled UPDATE never ran");
+}
+
+/// Statements with parameters are planned with the values the client binds: `id > $1` is a
+/// full-table UPDATE/DELETE with 0 and a small one with a value near the end (a generic plan
+/// would estimate a third of the table, above the threshold, for both). tokio-postgres
+/// `execute` prepares a named statement, then binds it in a unit of its own (examined at that
+/// Bind); `execute_typed` sends Parse, Bind, Describe, Execute and Sync of the unnamed
+/// statement in one unit (examined before its Parse is forwarded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_are_planned_with_the_clients_values() {
+    let env = Env::start_with(profiles).await;
+    let admin = setup(&env).await;
+    let before = sum_x(&admin).await;
+    let c = as_app(&env, "human-ops").await;
+    let update = "UPDATE t SET x = x + 1 WHERE id > $1";
+    let near_end = ROWS as i32 - 10;
+    let int4 = tokio_postgres::types::Type::INT4;
+
+    for in_tx in [false, true] {
+        let what = |s: &str| format!("{s}, in a transaction: {in_tx}");
+        if in_tx {
+            c.batch_execute("BEGIN").await.expect("begin");
+        }
+        // Small: runs, in the transaction too.
+        let n = c.execute(update, &[&near_end]).await.expect("small runs");
+        assert_eq!(n, 10, "{}", what("execute"));
+        let n = c
+            .execute_typed(update, &[(&near_end, int4.clone())])
+            .await
+            .expect("small runs");
+        assert_eq!(n, 10, "{}", what("execute_typed"));
+        let n = c
+            .execute("DELETE FROM t WHERE id > $1 AND x < 0", &[&near_end])
+            .await
+            .expect("small runs");
+        assert_eq!(n, 0, "{}", what("DELETE"));
+        // Large: blocked, through both shapes.
+        let e = if in_tx {
+            c.execute_typed(update, &[(&0i32, int4.clone())])
+                .await
+                .expect_err("blocked")
+        } else {
+            c.execute(update, &[&0i32]).await.expect_err("blocked")
+        };
+        assert_blocked(&e, &what("large UPDATE"));
+        if in_tx {
+            // The transaction is failed as after a server error, and ROLLBACK ends it.
+            let e = c.execute("SELECT 1", &[]).await.expect_err("failed tx");
+            assert_eq!(sqlstate(&e).as_deref(), Some("25P02"), "{e:?}");
+            c.batch_execute("ROLLBACK").await.expect("rollback");
+        } else {
+            let e = c
+                .execute_typed(update, &[(&0i32, int4.clone())])
+                .await
+                .expect_err("blocked");
+            assert_blocked(&e, &what("large UPDATE, execute_typed"));
+            let e = c
+                .execute("DELETE FROM t WHERE id > $1", &[&0i32])
+                .await
+                .expect_err("blocked");
+            assert_blocked(&e, &what("large DELETE"));
+        }
+        // The session goes on, idle.
+        assert_eq!(c.execute("SELECT 1", &[]).await.expect("usable"), 1);
+    }
+    // Pipelined (tokio-postgres sends the second unit before the first is answered): each Bind
+    // waits for the server to be idle and is examined with its own values.
+    let (small_values, large_values): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
+        ([&near_end], [&0i32]);
+    let (small, large) = tokio::join!(
+        c.execute(update, &small_values),
+        c.execute(update, &large_values)
+    );
+    assert_eq!(small.expect("small runs"), 10);
+    assert_blocked(&large.expect_err("blocked"), "pipelined");
+    // Outside the transaction the small UPDATEs ran (10 rows each), inside they rolled back.
+    assert_eq!(sum_x(&admin).await, before + 30);
+    assert_eq!(decisions(&env, "block"), 5.0);
+    assert_eq!(estimates(&env, "parameters"), 0.0);
+    assert_eq!(estimates(&env, "bound"), 12.0);
+
+    // Values beyond `limits.max_statement_bytes` are not copied for an EXPLAIN: the statement
+    // runs unexamined, counted (both shapes).
+    let mut cfg = env.proxy.shared().live.load().config.as_ref().clone();
+    cfg.limits.max_statement_bytes = 4096;
+    env.proxy.shared().reload(cfg);
+    let big = "y".repeat(8192);
+    let wide = "UPDATE t SET x = x WHERE id > $1 AND $2::text <> ''";
+    let n = c
+        .execute(wide, &[&0i32, &big])
+        .await
+        .expect("runs unexamined");
+    assert_eq!(n, u64::from(ROWS));
+    let n = c
+        .execute_typed(
+            wide,
+            &[
+                (&0i32, int4.clone()),
+                (&big, tokio_postgres::types::Type::TEXT),
+            ],
+        )
+        .await
+        .expect("runs unexamined");
+    assert_eq!(n, u64::from(ROWS));
+    assert_eq!(estimates(&env, "parameters"), 2.0);
+    assert_eq!(sum_x(&admin).await, before + 30);
+    let count: i64 = admin
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(count, i64::from(ROWS), "no row deleted");
+}
+
+/// Raw extended-protocol frames for units with parameters (what psql 16's `\bind` sends:
+/// unspecified types, text values).
+mod raw {
+    use super::common::wire;
+
+    pub fn parse(name: &str, sql: &str) -> Vec<u8> {
+        let mut b = format!("{name}\0{sql}\0").into_bytes();
+        b.extend_from_slice(&0u16.to_be_bytes());
+        wire::message(b'P', &b)
+    }
+
+    pub fn bind(statement: &str, values: &[&str]) -> Vec<u8> {
+        let mut b = format!("\0{statement}\0").into_bytes();
+        b.extend_from_slice(&0u16.to_be_bytes());
+        b.extend_from_slice(&(values.len() as u16).to_be_bytes());
+        for v in values {
+            b.extend_from_slice(&(v.len() as u32).to_be_bytes());
+            b.extend_from_slice(v.as_bytes());
+        }
+        b.extend_from_slice(&0u16.to_be_bytes());
+        wire::message(b'B', &b)
+    }
+
+    pub fn describe_portal() -> Vec<u8> {
+        wire::message(b'D', b"P\0")
+    }
+
+    pub fn execute() -> Vec<u8> {
+        wire::message(b'E', &[0, 0, 0, 0, 0])
+    }
+
+    pub fn sync() -> Vec<u8> {
+        wire::message(b'S', &[])
+    }
+
+    /// `[Parse] Bind Describe Execute Sync` of `statement` with `values`.
+    pub fn unit(parse_sql: Option<(&str, &str)>, statement: &str, values: &[&str]) -> Vec<u8> {
+        let mut out = parse_sql.map(|(n, s)| parse(n, s)).unwrap_or_default();
+        out.extend(bind(statement, values));
+        out.extend(describe_portal());
+        out.extend(execute());
+        out.extend(sync());
+        out
+    }
+}
+
+/// Sends `bytes` and reads the replies up to ReadyForQuery: their tags, the status, and the
+/// first error's code.
+async fn exchange(s: &mut tokio::net::TcpStream, bytes: &[u8]) -> (String, char, Option<String>) {
+    use tokio::io::AsyncWriteExt;
+    s.write_all(bytes).await.expect("send");
+    let msgs = common::wire::read_until_ready(s).await;
+    let tags: String = msgs.iter().map(|(t, _)| *t as char).collect();
+    let status = msgs
+        .last()
+        .filter(|(t, _)| *t == b'Z')
+        .and_then(|(_, b)| b.first())
+        .map_or('?', |&b| b as char);
+    let code = msgs
+        .iter()
+        .find(|(t, _)| *t == b'E')
+        .map(|(_, b)| common::wire::error_fields(b).1);
+    (tags, status, code)
+}
+
+/// Raw units with parameter values: a block is answered exactly as PostgreSQL answers a unit
+/// whose first message fails (ErrorResponse, nothing for the rest, ReadyForQuery 'I', or 'E'
+/// in a transaction block, which the server holds failed too); an allowed unit gets the
+/// server's own replies; the client's unnamed statement survives ddlgate's EXPLAIN (inside a
+/// transaction block too); an EXPLAIN that fails (a bad text value) leaves the unit to fail
+/// with the server's own error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_units_with_parameters_end_as_a_real_server_leaves_them() {
+    let env = Env::start_with(profiles).await;
+    let admin = setup(&env).await;
+    let before = sum_x(&admin).await;
+    let mut s = tokio::net::TcpStream::connect(env.proxy_addr())
+        .await
+        .expect("connect");
+    {
+        use tokio::io::AsyncWriteExt;
+        s.write_all(&common::wire::startup_packet_with(
+            "trust_user",
+            "postgres",
+            &[("application_name", "human-raw")],
+        ))
+        .await
+        .expect("startup");
+    }
+    let (_, status, _) = exchange(&mut s, &[]).await;
+    assert_eq!(status, 'I');
+    let update = "UPDATE t SET x = x + 1 WHERE id > $1";
+    let small = (ROWS - 10).to_string();
+
+    // The client's unnamed statement, prepared first.
+    let (tags, _, _) = exchange(&mut s, &[raw::parse("", "SELECT 42"), raw::sync()].concat()).await;
+    assert_eq!(tags, "1Z");
+    let unnamed_is_intact = |tags: &str| tags == "2TDCZ";
+    let bind_unnamed = [
+        raw::bind("", &[]),
+        raw::describe_portal(),
+        raw::execute(),
+        raw::sync(),
+    ]
+    .concat();
+
+    // Blocked: the error, then ReadyForQuery, nothing else.
+    let (tags, status, code) =
+        exchange(&mut s, &raw::unit(Some(("s1", update)), "s1", &["0"])).await;
+    assert_eq!(
+        (tags.as_str(), status, code.as_deref()),
+        ("EZ", 'I', Some("DG001"))
+    );
+    // Its Parse never reached the server: no statement s1, as after a failed Parse.
+    let (_, _, code) = exchange(&mut s, &raw::unit(None, "s1", &["0"])).await;
+    assert_eq!(code.as_deref(), Some("26000"));
+    // Allowed: the server's replies to the whole unit.
+    let (tags, status, _) =
+        exchange(&mut s, &raw::unit(Some(("s2", update)), "s2", &[&small])).await;
+    assert_eq!((tags.as_str(), status), ("12nCZ", 'I'));
+    let (tags, _, _) = exchange(&mut s, &bind_unnamed).await;
+    assert!(unnamed_is_intact(&tags), "{tags}");
+
+    // Inside a transaction block.
+    let (_, status, _) = exchange(&mut s, &common::wire::query("BEGIN")).await;
+    assert_eq!(status, 'T');
+    // (A simple Query drops the unnamed statement: prepared again.)
+    let (tags, _, _) = exchange(&mut s, &[raw::parse("", "SELECT 42"), raw::sync()].concat()).await;
+    assert_eq!(tags, "1Z");
+    let (tags, status, _) =
+        exchange(&mut s, &raw::unit(Some(("s3", update)), "s3", &[&small])).await;
+    assert_eq!((tags.as_str(), status), ("12nCZ", 'T'));
+    let (tags, _, _) = exchange(&mut s, &bind_unnamed).await;
+    assert!(
+        unnamed_is_intact(&tags),
+        "the savepoint steps leave it: {tags}"
+    );
+    let (tags, status, code) = exchange(&mut s, &raw::unit(Some(("", update)), "", &["0"])).await;
+    assert_eq!(
+        (tags.as_str(), status, code.as_deref()),
+        ("EZ", 'E', Some("DG001"))
+    );
+    // The failed Parse left no unnamed statement, and the server's transaction is failed too.
+    let (tags, status, code) = exchange(&mut s, &bind_unnamed).await;
+    assert_eq!(
+        (tags.as_str(), status, code.as_deref()),
+        ("EZ", 'E', Some("26000"))
+    );
+    let (_, status, code) = exchange(&mut s, &common::wire::query("SELECT 1")).await;
+    assert_eq!((status, code.as_deref()), ('E', Some("25P02")));
+    let (_, status, _) = exchange(&mut s, &common::wire::query("ROLLBACK")).await;
+    assert_eq!(status, 'I');
+
+    // A value the EXPLAIN cannot bind: the unit fails with the server's own error at its Bind,
+    // outside and inside a transaction block.
+    let failed = estimates(&env, "failed");
+    let (tags, status, code) = exchange(&mut s, &raw::unit(Some(("", update)), "", &["abc"])).await;
+    assert_eq!(
+        (tags.as_str(), status, code.as_deref()),
+        ("1EZ", 'I', Some("22P02"))
+    );
+    exchange(&mut s, &common::wire::query("BEGIN")).await;
+    let (tags, status, code) = exchange(&mut s, &raw::unit(Some(("", update)), "", &["abc"])).await;
+    assert_eq!(
+        (tags.as_str(), status, code.as_deref()),
+        ("1EZ", 'E', Some("22P02"))
+    );
+    // ddlgate's savepoint was rolled back and released after its failed EXPLAIN.
+    let no_savepoint = common::wire::query("ROLLBACK TO SAVEPOINT ddlgate_estimate");
+    let (_, status, code) = exchange(&mut s, &no_savepoint).await;
+    assert_eq!((status, code.as_deref()), ('E', Some("3B001")));
+    let (_, status, _) = exchange(&mut s, &common::wire::query("ROLLBACK")).await;
+    assert_eq!(status, 'I');
+    // And after an EXPLAIN that succeeded.
+    exchange(&mut s, &common::wire::query("BEGIN")).await;
+    let (tags, status, _) = exchange(&mut s, &raw::unit(Some(("", update)), "", &[&small])).await;
+    assert_eq!((tags.as_str(), status), ("12nCZ", 'T'));
+    let (_, status, code) = exchange(&mut s, &no_savepoint).await;
+    assert_eq!((status, code.as_deref()), ('E', Some("3B001")));
+    let (_, status, _) = exchange(&mut s, &common::wire::query("ROLLBACK")).await;
+    assert_eq!(status, 'I');
+    assert_eq!(estimates(&env, "failed"), failed + 2.0);
+
+    // Nothing of ddlgate's is left on the server: no prepared statement, no open portal.
+    {
+        use tokio::io::AsyncWriteExt;
+        s.write_all(&common::wire::query(
+            "SELECT (SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'ddlgate%') + (SELECT count(*) FROM pg_cursors)",
+        ))
+        .await
+        .expect("send");
+    }
+    let msgs = common::wire::read_until_ready(&mut s).await;
+    let row = msgs.iter().find(|(t, _)| *t == b'D').expect("a row");
+    assert_eq!(&row.1[6..], b"0", "{msgs:?}");
+    assert_eq!(
+        sum_x(&admin).await,
+        before + 10,
+        "only the allowed unit outside the block ran"
+    );
+    assert_eq!(estimates(&env, "parameters"), 0.0);
 }

@@ -59,9 +59,14 @@ impl Prepared {
     }
 
     /// The backfill guard's EXPLAINs for this message: (statement start offset, EXPLAIN text),
-    /// and how many candidates are left unexamined because they have parameters.
-    pub fn estimate_requests(&self, sql: &[u8], lex: LexOptions) -> (Vec<(usize, Vec<u8>)>, usize) {
-        let mut with_parameters = 0;
+    /// and the start offsets of the candidates that hold parameters (`$1`): those are planned
+    /// only with the client's values, bound at its Bind (`session::ddl::bound`).
+    pub fn estimate_requests(
+        &self,
+        sql: &[u8],
+        lex: LexOptions,
+    ) -> (Vec<(usize, Vec<u8>)>, Vec<usize>) {
+        let mut with_parameters = Vec::new();
         let mut out = Vec::with_capacity(self.backfill.len());
         for &i in &self.backfill {
             let span = &self.spans[i];
@@ -69,7 +74,7 @@ impl Prepared {
                 .take_while(|t| t.start < span.end)
                 .any(|t| t.kind == TokenKind::Param);
             if has_param {
-                with_parameters += 1;
+                with_parameters.push(span.start);
                 continue;
             }
             let text = sql.get(span.start..span.end).unwrap_or_default();

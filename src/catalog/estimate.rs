@@ -26,8 +26,15 @@
 //!   EXPLAIN as they would the statement: the statement then fails with that same error
 //!   ([`Answer::Stopped`]) rather than being sent after it.
 //! - A statement with parameters (`$1`, extended protocol) cannot be planned without values
-//!   before PostgreSQL 16, and ddlgate could not raise its error in place of a parameterized
-//!   statement without breaking the driver's Bind: it is not examined, and counted
+//!   before PostgreSQL 16: it is planned with the client's own values instead, the same
+//!   [`explain_sql`] text prepared through the extended protocol with the client's parameter
+//!   types and bound with exactly its Bind's values and formats (a custom plan for those
+//!   values), under a statement and portal name of ddlgate's own, never the unnamed ones;
+//!   inside a transaction block under the same savepoint, its steps ([`SAVEPOINT`],
+//!   [`UNDO_STEPS`]) named statements too, as a simple Query would drop the client's unnamed
+//!   statement (`session::ddl::bound`). Only a unit `[Parse] Bind [Describe] Execute Sync`
+//!   complete in what ddlgate has read, its Bind within `limits.max_statement_bytes`, is
+//!   examined so; any other is not examined, and counted
 //!   (`ddlgate_backfill_estimates_total{outcome="parameters"}`).
 //!
 //! The answer: `[{"Plan": {…}}]`. Every `ModifyTable` node whose `Operation` is `Update`,
@@ -45,6 +52,13 @@ pub const SAVEPOINT: &str = "SAVEPOINT ddlgate_estimate";
 
 /// Undoes the EXPLAIN inside a transaction block, failed or not (locks it took released).
 pub const UNDO: &str = "ROLLBACK TO SAVEPOINT ddlgate_estimate; RELEASE SAVEPOINT ddlgate_estimate";
+
+/// [`UNDO`] one statement at a time, for the extended protocol (a prepared statement holds
+/// one).
+pub const UNDO_STEPS: [&str; 2] = [
+    "ROLLBACK TO SAVEPOINT ddlgate_estimate",
+    "RELEASE SAVEPOINT ddlgate_estimate",
+];
 
 /// `EXPLAIN (FORMAT JSON)` of one statement's text, as the client wrote it.
 pub fn explain_sql(statement: &[u8]) -> Vec<u8> {

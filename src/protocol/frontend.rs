@@ -185,6 +185,32 @@ impl<'a> Bind<'a> {
         out.freeze()
     }
 
+    /// Its parameter format codes and values, undecoded (what follows the statement name up to
+    /// the result format codes); `None` when the body is malformed.
+    pub fn params(&self) -> Option<&'a [u8]> {
+        let (formats, rest) = self.rest.split_first_chunk::<2>()?;
+        let skip = usize::from(u16::from_be_bytes(*formats)) * 2;
+        let (count, mut values) = rest.get(skip..)?.split_first_chunk::<2>()?;
+        for _ in 0..u16::from_be_bytes(*count) {
+            let (len, after) = values.split_first_chunk::<4>()?;
+            // -1: NULL, no bytes follow.
+            let len = usize::try_from(i32::from_be_bytes(*len)).unwrap_or(0);
+            values = after.get(len..)?;
+        }
+        let end = self.rest.len() - values.len();
+        Some(&self.rest[..end])
+    }
+
+    /// A Bind of `portal` to `statement` with `params` (as [`Bind::params`] returns them) and
+    /// every result column in text format.
+    pub fn frame_of(portal: &[u8], statement: &[u8], params: &[u8]) -> Bytes {
+        let mut out = BytesMut::with_capacity(portal.len() + statement.len() + params.len() + 9);
+        put_with_nul(&mut out, BIND, &[portal, statement]);
+        extend_last(&mut out, params);
+        extend_last(&mut out, &0u16.to_be_bytes());
+        out.freeze()
+    }
+
     /// A Parse of the unnamed statement as `sql` (no parameter types), then a Bind of `portal`
     /// to it with no parameters and text results. `None` when `sql` holds a NUL.
     pub fn to_new_statement(portal: &[u8], sql: &[u8]) -> Option<Bytes> {
@@ -265,6 +291,25 @@ pub fn close_statement(name: &[u8]) -> Bytes {
     body.extend_from_slice(name);
     body.push(0);
     framing::put_message(&mut out, CLOSE, &body);
+    out.freeze()
+}
+
+/// A Close of the portal `name`.
+pub fn close_portal(name: &[u8]) -> Bytes {
+    let mut out = BytesMut::new();
+    let mut body = Vec::with_capacity(name.len() + 2);
+    body.push(b'P');
+    body.extend_from_slice(name);
+    body.push(0);
+    framing::put_message(&mut out, CLOSE, &body);
+    out.freeze()
+}
+
+/// An Execute of the portal `name`, every row.
+pub fn execute(name: &[u8]) -> Bytes {
+    let mut out = BytesMut::new();
+    put_with_nul(&mut out, EXECUTE, &[name]);
+    extend_last(&mut out, &0u32.to_be_bytes());
     out.freeze()
 }
 
@@ -358,6 +403,54 @@ mod tests {
             })
         );
         assert_eq!(&sync()[..], b"S\0\0\0\x04");
+    }
+
+    #[test]
+    fn a_binds_parameters_are_bound_again_elsewhere() {
+        // One binary format code; two values, the second NULL; one result format (binary).
+        let body = b"p\0s1\0\0\x01\0\x01\0\x02\0\0\0\x04\0\0\0\x07\xff\xff\xff\xff\0\x01\0\x01";
+        let b = Bind::decode(body).expect("bind");
+        let params = b.params().expect("params");
+        assert_eq!(params, &body[5..body.len() - 4]);
+        let again = Bind::frame_of(b"q", b"s2", params);
+        let again = Bind::decode(framing::body(&again)).expect("rebuilt");
+        assert_eq!((again.portal, again.statement), (&b"q"[..], &b"s2"[..]));
+        assert_eq!(again.params(), Some(params));
+        assert_eq!(again.param_count(), Some(2));
+        // Text results: no result format codes.
+        assert!(framing::body(&Bind::frame_of(b"", b"", params)).ends_with(b"\0\0"));
+        // A value longer than the message is malformed.
+        assert_eq!(
+            Bind::decode(b"\0s1\0\0\0\0\x01\0\0\0\x09ab").and_then(|b| b.params()),
+            None
+        );
+        assert_eq!(
+            Execute::decode(framing::body(&execute(b"p"))).map(|e| e.portal),
+            Some(&b"p"[..])
+        );
+        assert_eq!(
+            Close::decode(framing::body(&close_portal(b"p"))).map(|c| c.kind),
+            Some(b'P')
+        );
+        // Arbitrary bodies: never read beyond them, and what is read binds again the same.
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..20_000 {
+            let n = rng.usize(0..48);
+            let mut body: Vec<u8> = (0..n)
+                .map(|_| *rng.choice(&[0u8, 1, 2, 0xff, b'x']).expect("non-empty"))
+                .collect();
+            body.splice(0..0, *b"\0s\0");
+            if let Some(b) = Bind::decode(&body)
+                && let Some(params) = b.params()
+            {
+                assert!(params.len() <= body.len());
+                let again = Bind::frame_of(b"", b"", params);
+                assert_eq!(
+                    Bind::decode(framing::body(&again)).and_then(|b| b.params()),
+                    Some(params)
+                );
+            }
+        }
     }
 
     #[test]

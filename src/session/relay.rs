@@ -16,6 +16,11 @@
 //! - a Parse or Bind of DDL that starts a lone unit (`relay/lone.rs`: one statement, no
 //!   parameters, up to its Sync, outside a transaction block): the whole unit is handed to the
 //!   DDL lane, which runs it like a simple Query (retries, steps) and answers it itself;
+//! - backfill guard on: a Parse of an UPDATE/DELETE/MERGE with parameters that starts a unit
+//!   `Parse Bind [Describe] Execute Sync`, and a Bind of such a statement prepared earlier
+//!   (kept in `relay/prepared.rs`) that starts a unit `Bind [Describe] Execute Sync`
+//!   (`relay/bound.rs`): held until the lane has the planner's estimate with the Bind's values
+//!   (`ddl::bound`); forwarded untouched, or, blocked, taken whole and answered by the lane;
 //! - client `Sync`, `Execute`, `FunctionCall`, `CopyDone`/`CopyFail`, `Terminate`: only their tag,
 //!   to know how many ReadyForQuery messages are owed and where protocol units end;
 //! - upstream `ReadyForQuery` (transaction status), `ParameterStatus` (server version,
@@ -50,6 +55,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+pub(super) mod bound;
 mod hook;
 pub(super) mod lone;
 mod prepared;
@@ -171,6 +177,9 @@ pub(super) struct State {
     /// any later unit): from then on its errors lose the server's where, file, line and
     /// routine fields (see `act::without_raise_context`).
     pub(super) raised_block: bool,
+    /// The protocol unit (`Tracker::units_begun`) whose Parse the backfill guard examined with
+    /// the values of the unit's own Bind: that Bind is not examined again.
+    pub(super) bound_examined_unit: Option<u64>,
     /// Bytes of a client message still streaming through to the upstream.
     pub(super) c_stream_left: usize,
     /// Bytes of an upstream message still streaming through to the client.
@@ -279,6 +288,7 @@ impl Relay {
                 refusal_nonce: fastrand::u64(..),
                 swallow_parse_complete: false,
                 raised_block: false,
+                bound_examined_unit: None,
                 c_stream_left: 0,
                 u_stream_left: 0,
                 upstream_sent_fatal: false,
@@ -485,6 +495,16 @@ impl Relay {
                 return Ok(true);
             }
             Step::Guard(pending) => pending,
+            Step::BoundBind(unit) => {
+                let span = self.st.span.clone();
+                self.examine_bind(unit).instrument(span).await?;
+                return Ok(true);
+            }
+            Step::Refuse(refusal) => {
+                let span = self.st.span.clone();
+                self.refuse_unit(refusal).instrument(span).await?;
+                return Ok(true);
+            }
             step => {
                 self.st.lane.step = step;
                 return Ok(false);
@@ -661,6 +681,8 @@ impl Relay {
                     }
                     // Facts read, or none needed: the message is decided now.
                     st.lane.step = Step::Relay;
+                    let bound_unit = st.lane.bound_unit.take();
+                    let bound_later = st.lane.bound_later.take();
                     let may_guard = run == 0 && st.may_inject();
                     let hooked = if lexing_unknown {
                         // Inside an open extended-protocol unit the server answers nothing
@@ -679,6 +701,44 @@ impl Relay {
                             hooked
                         }
                     };
+                    // The backfill guard read the estimate with the unit's own parameter
+                    // values and blocks it: the whole unit is answered by ddlgate, nothing of it
+                    // forwarded (`ddl::bound`).
+                    if let (Some(len), Some(h)) = (bound_unit, hooked.as_ref())
+                        && tag == frontend::PARSE
+                        && may_guard
+                        && len <= io.cbuf.len()
+                        && let Some(raise) = h.frame.as_ref().and_then(|f| {
+                            frontend::Parse::decode(framing::body(f)).map(|p| p.sql.to_vec())
+                        })
+                    {
+                        let unnamed = frontend::Parse::decode(framing::body(frame))
+                            .is_some_and(|p| p.name.is_empty());
+                        for n in hooked.map(|h| h.notices).unwrap_or_default() {
+                            io.to_client.push(n.freeze());
+                        }
+                        let _ = io.cbuf.split_to(len);
+                        st.proto.unit_taken();
+                        st.proto.command_taken();
+                        counters.extended_units.increment(1);
+                        st.lane.step = Step::Refuse(super::ddl::Refusal {
+                            sql: raise,
+                            unnamed,
+                        });
+                        break;
+                    }
+                    // A statement with parameters prepared for later Binds: kept, so that
+                    // each Bind executing it is examined with its values.
+                    if bound_unit.is_some() {
+                        st.bound_examined_unit = Some(st.proto.units_begun());
+                    }
+                    if let Some(at) = bound_later {
+                        let as_is = hooked.as_ref().is_none_or(|h| h.frame.is_none());
+                        let kept = as_is && st.remember_bound(framing::body(frame), at);
+                        if !kept && bound_unit.is_none() {
+                            counters.backfill.parameters.increment(1);
+                        }
+                    }
                     if let Some(Hooked {
                         notices,
                         frame: replacement,
@@ -785,6 +845,38 @@ impl Relay {
                         if let Some(lexing) = st.prepared.settings_effect(&statement) {
                             st.settings_gen += 1;
                             st.lex_barrier |= lexing;
+                        }
+                        // A kept UPDATE/DELETE/MERGE with parameters: its estimate is read with
+                        // the values bound, before anything of the unit is forwarded.
+                        let examined = matches!(st.lane.step, Step::BoundRead);
+                        if examined {
+                            // Examined and allowed (`ddl::bound`): forwarded.
+                            st.lane.step = Step::Relay;
+                        } else if st.examines_bind(&statement) {
+                            if run == 0 && st.may_inject() {
+                                match bound::recognise(rest, max_message_bytes) {
+                                    Some(u)
+                                        if u.parse_len == 0 && u.bind.1 <= max_statement_bytes =>
+                                    {
+                                        st.lane.step = Step::BoundBind(u);
+                                        break;
+                                    }
+                                    _ => counters.backfill.parameters.increment(1),
+                                }
+                            } else if !st.proto.unit_open() && st.proto.owed() > 0 {
+                                // It begins a unit while earlier ones still run: it waits for
+                                // the server to be idle.
+                                st.held = true;
+                                break;
+                            } else if (st.proto.unit_open()
+                                && st.bound_examined_unit == Some(st.proto.units_begun()))
+                                || st.proto.tx() == TxStatus::Failed
+                            {
+                                // The Bind of a unit whose Parse was examined with its values;
+                                // in a failed transaction the server refuses it.
+                            } else {
+                                counters.backfill.parameters.increment(1);
+                            }
                         }
                         let may_guard = run == 0 && st.may_inject();
                         // A Bind that starts a lone unit outside a transaction block runs in

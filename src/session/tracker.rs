@@ -215,6 +215,11 @@ impl Tracker {
         self.tx
     }
 
+    /// An extended-protocol unit is open (messages sent since the last Sync).
+    pub(crate) fn unit_open(&self) -> bool {
+        self.unit_open
+    }
+
     pub(crate) fn owed(&self) -> u32 {
         self.owed
     }

@@ -26,6 +26,9 @@ pub(super) struct Reply {
     /// A row larger than the query's room was skipped (only for a query holding the client's
     /// text, see [`Relay::inject_bytes`]): `rows` lacks it.
     pub(super) skipped: bool,
+    /// The first ErrorResponse as the server sent it (an extended-protocol unit of ddlgate's
+    /// own, [`Relay::inject_unit`], whose raised error is the client's to see).
+    pub(super) error_frame: Option<Bytes>,
 }
 
 impl Reply {
@@ -113,6 +116,8 @@ impl Relay {
             tracing::trace!(sql = %sql, "guard query");
         }
         self.send_upstream(query_frame(sql)?).await?;
+        // A simple Query drops the unnamed prepared statement.
+        self.st.unnamed_statement_dropped();
         // The EXPLAIN of the client's statement answers with a plan whose size follows the
         // statement's (an IN list of thousands of values is printed back): room for four times
         // it, and a larger row is skipped rather than ending the session.
@@ -131,11 +136,37 @@ impl Relay {
                 .await
                 .map_err(SessionError::ClientIo)?;
         }
+        self.collect_reply(room, oversized, client_text, sql).await
+    }
+
+    /// Runs an extended-protocol unit of ddlgate's own (`frames`, ending with Sync; its
+    /// statements and portals named so that the client's unnamed ones are left alone) and
+    /// reads its replies up to ReadyForQuery, as [`Relay::inject_bytes`] does. `room`: the
+    /// largest row held (a larger one is skipped).
+    pub(super) async fn inject_unit(
+        &mut self,
+        frames: Bytes,
+        room: usize,
+    ) -> Result<Reply, SessionError> {
+        self.send_upstream(frames).await?;
+        self.collect_reply(room.max(MAX_INJECTED_FRAME), Oversized::Skip, true, b"")
+            .await
+    }
+
+    /// The replies to what was just sent, up to its ReadyForQuery.
+    async fn collect_reply(
+        &mut self,
+        room: usize,
+        oversized: Oversized,
+        client_text: bool,
+        sql: &[u8],
+    ) -> Result<Reply, SessionError> {
         let mut reply = Reply {
             rows: Vec::new(),
             error: None,
             status: self.st.proto.tx(),
             skipped: false,
+            error_frame: None,
         };
         loop {
             let Some(frame) = self.next_frame(room, oversized).await? else {
@@ -164,7 +195,10 @@ impl Relay {
                     } else {
                         tracing::warn!(code = %e.code, message = %e.message, sql = %String::from_utf8_lossy(sql), "a ddlgate query failed");
                     }
-                    reply.error = Some(e);
+                    if reply.error.is_none() {
+                        reply.error = Some(e);
+                        reply.error_frame = Some(frame);
+                    }
                 }
                 backend::READY_FOR_QUERY => {
                     reply.status = backend::ready_for_query(body).unwrap_or(self.st.proto.tx());

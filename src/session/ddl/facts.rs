@@ -28,20 +28,27 @@ impl Relay {
     /// the front message (`catalog::estimate`), inside a transaction block under a savepoint
     /// that is always rolled back. Never in a failed transaction (the lane is not entered).
     async fn read_estimates(&mut self) -> Result<(), SessionError> {
-        let Some((_, sql)) = front_statement(&self.io.cbuf) else {
+        let Some((tag, sql)) = front_statement(&self.io.cbuf) else {
             return Ok(());
         };
         let lex = self.st.server.lex;
         let (requests, with_parameters) = self.st.analyzer.estimate_requests(sql, lex);
         let shared = self.shared.clone();
         let counters = &shared.counters;
-        if with_parameters > 0 {
-            counters
-                .backfill
-                .parameters
-                .increment(with_parameters as u64);
-        }
         let mut estimates = Vec::with_capacity(requests.len());
+        match with_parameters[..] {
+            [] => {}
+            // A Parse of one statement with parameters: planned with the values of the Bind
+            // in its unit, when the unit is here whole (`bound`); else kept for the Binds
+            // that execute it later (the relay counts it `parameters` when it is not).
+            [at] if tag == frontend::PARSE && requests.is_empty() => {
+                self.st.lane.bound_later = Some(at);
+                if let Some(answer) = self.estimate_front_unit().await? {
+                    estimates.push((at, answer));
+                }
+            }
+            ref all => counters.backfill.parameters.increment(all.len() as u64),
+        }
         for (at, explain) in requests {
             let in_tx = self.st.proto.tx() == crate::protocol::TxStatus::InTransaction;
             if in_tx {
@@ -97,6 +104,38 @@ impl Relay {
             self.st.analyzer.provide_estimates(sql, estimates);
         }
         Ok(())
+    }
+
+    /// The estimate of the Parse at the front of the client buffer with the parameter values
+    /// of its unit's Bind, when the unit (`Parse Bind [Describe] Execute Sync`) is here whole
+    /// and its values within `limits.max_statement_bytes`; the unit is then answered by
+    /// ddlgate if it is blocked (`Lane::bound_unit`).
+    async fn estimate_front_unit(
+        &mut self,
+    ) -> Result<Option<crate::catalog::estimate::Answer>, SessionError> {
+        let limits = &self.st.live.config.limits;
+        let Some(unit) =
+            crate::session::relay::bound::recognise(&self.io.cbuf, limits.max_message_bytes)
+                .filter(|u| u.parse_len > 0 && u.bind.1 <= limits.max_statement_bytes)
+        else {
+            return Ok(None);
+        };
+        let cbuf = &self.io.cbuf;
+        let (at, len) = unit.bind;
+        let (Some(parse), Some(params)) = (
+            frontend::Parse::decode(framing::body(&cbuf[..unit.parse_len])),
+            frontend::Bind::decode(framing::body(&cbuf[at..at + len])).and_then(|b| b.params()),
+        ) else {
+            return Ok(None);
+        };
+        // Copies, bounded as above: the client buffer may move during the EXPLAIN.
+        let (sql, types, params) = (
+            parse.sql.to_vec(),
+            parse.param_types.to_vec(),
+            params.to_vec(),
+        );
+        self.st.lane.bound_unit = Some(unit.len);
+        self.estimate_bound(&sql, &types, &params).await
     }
 
     /// The catalog facts (and created-in-transaction answer) for the front message's DDL.

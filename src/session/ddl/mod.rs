@@ -5,8 +5,10 @@
 //! client never sees (`channel`), in fixed phases:
 //!
 //! 0. facts (`facts`): before the decision, the catalog facts it needs are read and handed to
-//!    the analyzer; the relay then decides the message and, when the plan says so, hands it here
-//!    as a [`PendingGuard`];
+//!    the analyzer (and the backfill guard's estimates, with the client's parameter values when
+//!    the statement has parameters: `bound`, in extended-protocol units of ddlgate's own under
+//!    named statements); the relay then decides the message and, when the plan says so, hands it
+//!    here as a [`PendingGuard`], or, a unit the backfill guard blocked, as a [`Refusal`];
 //! 1. serialization (`guard`): take the tables' advisory locks, in key order, waiting (with
 //!    NOTICEs) for another session's DDL on the same table to finish; optionally wait for old
 //!    transactions on the table to end. For a statement on one table (the common case) one
@@ -32,6 +34,7 @@
 //! `crate::recipe`, the analyzer's catalog requests, `sql::quote`); every wait ends when ddlgate
 //! terminates (`channel`).
 
+mod bound;
 mod channel;
 mod facts;
 mod guard;
@@ -81,6 +84,12 @@ pub(in crate::session) struct Lane {
     /// The undo journal table is known to exist (checked once per session, again after a
     /// failed write).
     pub journal_ready: bool,
+    /// The backfill guard read the front Parse's estimate with the parameter values of its
+    /// unit (`bound`): blocked, that whole unit (these many bytes) is answered by ddlgate.
+    pub bound_unit: Option<usize>,
+    /// The front Parse prepares one UPDATE/DELETE/MERGE with parameters, starting at this
+    /// offset of its text: kept for the Binds that execute it later (`bound`).
+    pub bound_later: Option<usize>,
 }
 
 impl Default for Lane {
@@ -91,6 +100,8 @@ impl Default for Lane {
             timing: (std::time::Instant::now(), Duration::ZERO),
             before: Vec::new(),
             journal_ready: false,
+            bound_unit: None,
+            bound_later: None,
         }
     }
 }
@@ -108,6 +119,24 @@ pub(in crate::session) enum Step {
     FactsRead,
     /// A decided message waiting to run under the guard, or as a recipe.
     Guard(PendingGuard),
+    /// The Bind at the front executes a kept UPDATE/DELETE/MERGE with parameters: read its
+    /// estimate with the values it binds (`bound`).
+    BoundBind(super::relay::bound::BoundUnit),
+    /// That estimate was read and the unit allowed: forward it.
+    BoundRead,
+    /// A unit blocked by the backfill guard, taken from the client buffer: answer it with the
+    /// error the server raises (`bound`).
+    Refuse(Refusal),
+}
+
+/// A unit the backfill guard blocked, answered as the server answers a unit that fails at
+/// its first message.
+pub(in crate::session) struct Refusal {
+    /// The raising statement (the analyzer's replacement text).
+    pub sql: Vec<u8>,
+    /// The unit began with a Parse of the unnamed statement: a real server drops the old one
+    /// even when that Parse fails, so the error is raised from the unnamed statement too.
+    pub unnamed: bool,
 }
 
 /// What must be put back after a guarded Query.

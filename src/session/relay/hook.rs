@@ -114,6 +114,10 @@ impl State {
         // no SQL to analyse.
         let statement = frontend::Statement::decode(tag, body)?;
         let (sql, name) = (statement.sql(), statement.name());
+        // A simple Query, and any Parse of it, drop the unnamed statement.
+        if name.is_none_or(<[u8]>::is_empty) {
+            self.prepared.unnamed_dropped();
+        }
         if self.tool.is_none() && self.tool_search_left > 0 {
             self.tool_search_left -= 1;
             self.tool = crate::tools::Tool::from_sql(sql);
@@ -393,6 +397,65 @@ impl State {
             plan: plan.guard,
             recipe: None,
         })
+    }
+
+    /// The statement and portal name of ddlgate's own extended-protocol units (the backfill
+    /// guard's bound EXPLAIN, its refusals): never the unnamed ones, the client's; unique to the
+    /// session, so that it is no name the client chose.
+    pub(in crate::session) fn own_statement_name(&self) -> String {
+        format!("ddlgate_estimate_{:016x}", self.refusal_nonce)
+    }
+
+    /// The server dropped the unnamed prepared statement (a simple Query of ddlgate's own).
+    pub(in crate::session) fn unnamed_statement_dropped(&mut self) {
+        self.prepared.unnamed_dropped();
+    }
+
+    /// Keeps the UPDATE/DELETE/MERGE with parameters a Parse (`body`) prepares, its statement
+    /// starting at `at`, for the Binds that execute it later; false when it is not kept.
+    pub(super) fn remember_bound(&mut self, body: &[u8], at: usize) -> bool {
+        let cap = self.live.config.guard.max_tracked_statements;
+        frontend::Parse::decode(body).is_some_and(|p| {
+            self.prepared
+                .note_bound(p.name, p.sql, p.param_types, at, cap)
+        })
+    }
+
+    /// A kept UPDATE/DELETE/MERGE with parameters: its SQL, parameter types, statement start.
+    pub(in crate::session) fn bound_of(&self, name: &[u8]) -> Option<(Vec<u8>, Vec<u8>, usize)> {
+        self.prepared
+            .bound(name)
+            .map(|b| (b.sql.clone(), b.param_types.clone(), b.at))
+    }
+
+    /// Whether `name` is a kept UPDATE/DELETE/MERGE with parameters, while the guard is on.
+    pub(super) fn examines_bind(&self, name: &[u8]) -> bool {
+        self.profile.backfill.enabled && self.prepared.tracks_bound(name)
+    }
+
+    /// The decision on a kept statement (`sql`) bound with values whose estimates were read:
+    /// the warnings to send, and the raising text when it is blocked.
+    pub(in crate::session) fn decide_bound(
+        &mut self,
+        shared: &Shared,
+        counters: &crate::analysis::Counters,
+        sql: &[u8],
+        estimates: Vec<(usize, crate::catalog::estimate::Answer)>,
+    ) -> (Vec<bytes::BytesMut>, Option<Vec<u8>>) {
+        self.refresh_live(shared);
+        let ctx = Context {
+            tx: self.proto.tx(),
+            lex: self.server.lex,
+            server_version: self.server.version_num,
+            pipelined: false,
+            tool: self.tool,
+        };
+        self.analyzer.provide_estimates(sql, estimates);
+        let (_, mut plan) =
+            self.analyzer
+                .analyze(counters, &self.profile, Source::Parse, sql, &ctx);
+        self.units.audit_pending.append(&mut plan.audit);
+        (plan.notices, plan.sql)
     }
 
     /// Whether a Query/Parse must wait for the server to finish earlier requests before it is

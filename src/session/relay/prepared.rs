@@ -71,6 +71,21 @@ impl PreparedDdl {
     }
 }
 
+/// A prepared UPDATE/DELETE/MERGE with parameters, kept while the backfill guard is on: its
+/// estimate is read at each Bind that executes it, with the values bound
+/// (`session::ddl::bound`).
+#[derive(Debug)]
+pub(super) struct PreparedBound {
+    /// The SQL the server holds for it.
+    pub sql: Vec<u8>,
+    /// Its Parse's parameter type count and OIDs, undecoded.
+    pub param_types: Vec<u8>,
+    /// Where its statement starts in `sql` (the analyzer keys estimates by it).
+    pub at: usize,
+    /// When it was tracked, as for prepared DDL.
+    seq: u64,
+}
+
 /// A change waiting for its protocol unit to succeed: a removal, or the safe steps a
 /// statement prepared as written runs as (known to be the server's only once its Parse
 /// succeeded).
@@ -91,9 +106,14 @@ pub(super) struct Prepared {
     /// More such statements than are tracked were prepared: every Bind is assumed to change
     /// settings and lexing (fail closed; costs only this session a wait).
     settings_overflow: bool,
+    /// Prepared UPDATE/DELETE/MERGE with parameters (backfill guard on), by name; bounded like
+    /// `ddl` (count and kept bytes), on a budget of its own so that it never crowds out DDL.
+    bound: HashMap<Vec<u8>, PreparedBound>,
     seq: u64,
     /// Bytes of SQL kept in `ddl`.
     kept: usize,
+    /// Bytes of SQL and parameter types kept in `bound`.
+    kept_bound: usize,
 }
 
 /// Tracking is full: the Parse must be refused.
@@ -102,7 +122,65 @@ pub(super) struct Full;
 
 impl Prepared {
     pub fn is_empty(&self) -> bool {
-        self.ddl.is_empty() && self.settings.is_empty() && !self.settings_overflow
+        self.ddl.is_empty()
+            && self.settings.is_empty()
+            && !self.settings_overflow
+            && self.bound.is_empty()
+    }
+
+    /// Keeps a prepared UPDATE/DELETE/MERGE with parameters for its Binds; false when it is
+    /// not kept (`cap` statements kept already, or its text beyond what may be kept). It
+    /// replaces one kept under the same name: the server refuses a Parse of a name in use
+    /// (42P05, an error the client sees), so a client that prepares a name again most likely
+    /// saw the earlier Parse fail (a typo corrected, a retry).
+    pub fn note_bound(
+        &mut self,
+        name: &[u8],
+        sql: &[u8],
+        param_types: &[u8],
+        at: usize,
+        cap: usize,
+    ) -> bool {
+        if let Some(old) = self.bound.remove(name) {
+            self.kept_bound -= old.sql.len() + old.param_types.len();
+        }
+        let size = sql.len() + param_types.len();
+        if self.bound.len() >= cap || size > MAX_KEPT_SQL || self.kept_bound + size > MAX_KEPT_TOTAL
+        {
+            return false;
+        }
+        self.seq += 1;
+        self.kept_bound += size;
+        self.bound.insert(
+            name.to_vec(),
+            PreparedBound {
+                sql: sql.to_vec(),
+                param_types: param_types.to_vec(),
+                at,
+                seq: self.seq,
+            },
+        );
+        true
+    }
+
+    /// The prepared UPDATE/DELETE/MERGE with parameters `name`, when kept.
+    pub fn bound(&self, name: &[u8]) -> Option<&PreparedBound> {
+        self.bound.get(name)
+    }
+
+    /// `name` is kept as a prepared UPDATE/DELETE/MERGE with parameters.
+    pub fn tracks_bound(&self, name: &[u8]) -> bool {
+        self.bound.contains_key(name)
+    }
+
+    /// The server dropped its unnamed statement (a simple Query, any Parse of it).
+    pub fn unnamed_dropped(&mut self) {
+        if self.bound.is_empty() {
+            return;
+        }
+        if let Some(old) = self.bound.remove(&b""[..]) {
+            self.kept_bound -= old.sql.len() + old.param_types.len();
+        }
     }
 
     /// Tracks a prepared DDL statement (replacing one of the same name, as an unnamed
@@ -221,6 +299,11 @@ impl Prepared {
                     d.recipe_carried_closed();
                 }
                 self.settings.remove(&name);
+                if self.bound.get(&name).is_some_and(|b| b.seq <= seq)
+                    && let Some(old) = self.bound.remove(&name)
+                {
+                    self.kept_bound -= old.sql.len() + old.param_types.len();
+                }
             }
             Untrack::All(seq) => {
                 let mut freed = 0;
@@ -233,6 +316,15 @@ impl Prepared {
                     keep
                 });
                 self.kept -= freed;
+                let mut freed = 0;
+                self.bound.retain(|_, b| {
+                    let keep = b.seq > seq;
+                    if !keep {
+                        freed += b.sql.len() + b.param_types.len();
+                    }
+                    keep
+                });
+                self.kept_bound -= freed;
                 self.settings.clear();
                 self.settings_overflow = false;
             }
@@ -368,6 +460,36 @@ mod tests {
         q.track(b"", None, b"DROP TABLE z", None, ctx(), None, 4)
             .expect("replace");
         assert!(q.ddl_mut(b"").is_some_and(|d| d.recipe.is_none()));
+    }
+
+    #[test]
+    fn prepared_statements_with_parameters_are_kept_bounded_until_closed() {
+        let mut p = Prepared::default();
+        let sql = b"UPDATE t SET x = $1";
+        assert!(p.note_bound(b"s0", sql, b"\0\0", 0, 2));
+        assert!(!p.is_empty());
+        // A Parse of the same name again: the earlier one most likely failed.
+        let delete = b"DELETE FROM t WHERE x = $1";
+        assert!(p.note_bound(b"s0", delete, b"\0\0", 0, 2));
+        assert_eq!(p.bound(b"s0").map(|b| b.sql.as_slice()), Some(&delete[..]));
+        assert_eq!((p.kept, p.kept_bound), (0, delete.len() + 2));
+        assert!(p.note_bound(b"", sql, b"\0\0", 0, 2));
+        assert!(!p.note_bound(b"s1", sql, b"\0\0", 0, 2), "full");
+        // The unnamed statement is replaced by every Parse of it, dropped by a simple Query.
+        assert!(p.note_bound(b"", b"DELETE FROM t WHERE x = $1", b"\0\0", 0, 2));
+        p.unnamed_dropped();
+        assert!(!p.tracks_bound(b""));
+        let too_long = vec![b'x'; MAX_KEPT_SQL + 1];
+        assert!(!p.note_bound(b"s2", &too_long, b"\0\0", 0, 10));
+        let close = p.untrack_request(Some(b"s0"));
+        p.apply(close);
+        assert!(p.is_empty());
+        assert_eq!(p.kept_bound, 0);
+        assert!(p.note_bound(b"a", sql, b"\0\0", 0, 2));
+        let all = p.untrack_request(None);
+        p.apply(all);
+        assert!(p.is_empty());
+        assert_eq!(p.kept_bound, 0);
     }
 
     #[test]
