@@ -116,9 +116,14 @@ struct BackfillArgs {
     #[arg(long)]
     table: String,
     /// The SET list, SQL (`"phone = ''"`); it must not assign the key the batches walk.
+    #[arg(long, required_unless_present = "delete", conflicts_with = "delete")]
+    set: Option<String>,
+    /// Delete the rows instead of updating them (batched DELETE); needs --where (`--where true`
+    /// for every row).
     #[arg(long)]
-    set: String,
-    /// The rows to update, an SQL condition (`"phone IS NULL"`); default every row.
+    delete: bool,
+    /// The rows to update or delete, an SQL condition (`"phone IS NULL"`); default every row
+    /// for --set, required for --delete.
     #[arg(long = "where")]
     condition: Option<String>,
     /// Rows per batch (one transaction each).
@@ -300,7 +305,11 @@ fn run_backfill(a: BackfillArgs) -> ExitCode {
         database: a.database,
         ca_file: a.ca_file,
         table: a.table,
-        set: a.set,
+        // clap requires exactly one of --set and --delete.
+        change: match a.set {
+            Some(set) => ddlgate::backfill::Change::Update(set),
+            None => ddlgate::backfill::Change::Delete,
+        },
         condition: a.condition,
         batch_size: a.batch_size,
         pause: a.pause,
