@@ -102,6 +102,8 @@ struct CheckArgs {
 }
 
 #[derive(clap::Args, Debug)]
+// Exactly one change: the SET list or --delete.
+#[command(group(clap::ArgGroup::new("change").required(true).args(["set", "delete"])))]
 struct BackfillArgs {
     /// The database: a libpq-style URI (`postgresql://user@host:5432/db`) or `key=value`
     /// string. `sslmode=prefer` (default) and `require` encrypt without checking the server's
@@ -116,7 +118,7 @@ struct BackfillArgs {
     #[arg(long)]
     table: String,
     /// The SET list, SQL (`"phone = ''"`); it must not assign the key the batches walk.
-    #[arg(long, required_unless_present = "delete", conflicts_with = "delete")]
+    #[arg(long)]
     set: Option<String>,
     /// Delete the rows instead of updating them (batched DELETE); needs --where (`--where true`
     /// for every row).

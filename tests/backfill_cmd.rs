@@ -1076,7 +1076,7 @@ async fn delete_refusals_and_injections_change_nothing() {
             "cannot be used with",
         ),
         // Neither: nothing to do.
-        (&["--where", "true"], 2, "--set"),
+        (&["--where", "true"], 2, "<--set <SET>|--delete>"),
         // --delete without --where: every row must be asked for.
         (&["--delete"], 2, "--delete needs --where"),
         (&["--delete"], 2, "--where true"),
@@ -1124,4 +1124,54 @@ async fn delete_refusals_and_injections_change_nothing() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(deleted(&out, 0, 1), "{}", text(&out));
     assert_eq!(one_i64(&c, "SELECT count(*) FROM x").await, 100);
+}
+
+#[tokio::test]
+async fn delete_leaves_foreign_keys_to_the_server() {
+    let (pg, c) = cluster().await;
+    c.batch_execute(
+        "CREATE TABLE parent (id int PRIMARY KEY);
+         INSERT INTO parent SELECT g FROM generate_series(1, 100) g;
+         CREATE TABLE cascaded (id int PRIMARY KEY,
+                                parent_id int NOT NULL REFERENCES parent ON DELETE CASCADE);
+         INSERT INTO cascaded SELECT g, g % 100 + 1 FROM generate_series(1, 1000) g;
+         CREATE TABLE kept (parent_id int NOT NULL REFERENCES parent);
+         INSERT INTO kept VALUES (75);",
+    )
+    .await
+    .expect("setup");
+    // ON DELETE CASCADE: the children go in the same batch; a referenced row (NO ACTION) fails
+    // its batch with the server's 23503, not retried, after the earlier batches committed.
+    let out = backfill(
+        pg.port(),
+        &[
+            "--table",
+            "parent",
+            "--delete",
+            "--where",
+            "true",
+            "--batch-size",
+            "10",
+            "--pause",
+            "0ms",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("batch 8 failed: ") && text(&out).contains("23503"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("70 rows in 7 batches were committed"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(one_i64(&c, "SELECT min(id)::int8 FROM parent").await, 71);
+    assert_eq!(one_i64(&c, "SELECT count(*) FROM cascaded").await, 300);
+    assert_eq!(
+        one_i64(&c, "SELECT count(*) FROM cascaded WHERE parent_id <= 70").await,
+        0
+    );
 }
