@@ -26,7 +26,7 @@
 //! | [`guard`], [`recipe`] | the lock guard's plan and SQL; multi-step rewrites as data |
 //! | [`rewrite`], [`act`] | single-statement rewrites; block errors and notices |
 //! | [`check`] | `ddlgate check`: the engine over migration files |
-//! | [`backfill`] | `ddlgate backfill`: an UPDATE in keyset batches, each its own short transaction, throttled and resumable |
+//! | [`backfill`] | `ddlgate backfill`: an UPDATE or DELETE in keyset batches, each its own short transaction, throttled and resumable |
 //! | [`trace`] | `ddlgate trace`: a migration run on a scratch database in one rolled-back transaction, with each statement's locks, rewrites, time and decision |
 //! | [`undo`] | reversibility: each DDL statement's inverse from a catalog snapshot read before it ran, the undo journal, `ddlgate undo` |
 //! | [`tools`] | which migration tool drives a session, so refusals name its way out |

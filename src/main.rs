@@ -102,6 +102,8 @@ struct CheckArgs {
 }
 
 #[derive(clap::Args, Debug)]
+// Exactly one change: the SET list or --delete.
+#[command(group(clap::ArgGroup::new("change").required(true).args(["set", "delete"])))]
 struct BackfillArgs {
     /// The database: a libpq-style URI (`postgresql://user@host:5432/db`) or `key=value`
     /// string. `sslmode=prefer` (default) and `require` encrypt without checking the server's
@@ -117,8 +119,13 @@ struct BackfillArgs {
     table: String,
     /// The SET list, SQL (`"phone = ''"`); it must not assign the key the batches walk.
     #[arg(long)]
-    set: String,
-    /// The rows to update, an SQL condition (`"phone IS NULL"`); default every row.
+    set: Option<String>,
+    /// Delete the rows instead of updating them (batched DELETE); needs --where (`--where true`
+    /// for every row).
+    #[arg(long)]
+    delete: bool,
+    /// The rows to update or delete, an SQL condition (`"phone IS NULL"`); default every row
+    /// for --set, required for --delete.
     #[arg(long = "where")]
     condition: Option<String>,
     /// Rows per batch (one transaction each).
@@ -300,7 +307,11 @@ fn run_backfill(a: BackfillArgs) -> ExitCode {
         database: a.database,
         ca_file: a.ca_file,
         table: a.table,
-        set: a.set,
+        // clap requires exactly one of --set and --delete.
+        change: match a.set {
+            Some(set) => ddlgate::backfill::Change::Update(set),
+            None => ddlgate::backfill::Change::Delete,
+        },
         condition: a.condition,
         batch_size: a.batch_size,
         pause: a.pause,

@@ -1,5 +1,6 @@
-//! `ddlgate backfill`: runs an `UPDATE <table> SET <set> WHERE <where>` over a large table in
-//! small keyset batches, each its own short transaction, throttled, resumable after a kill.
+//! `ddlgate backfill`: runs an `UPDATE <table> SET <set> WHERE <where>` (or, with `--delete`, a
+//! `DELETE FROM <table> WHERE <where>`) over a large table in small keyset batches, each its own
+//! short transaction, throttled, resumable after a kill.
 //!
 //! It talks to PostgreSQL directly (tokio-postgres), not through the proxy. The flow:
 //! 1. connect; fix the session settings that shape text I/O of key values, the timeouts, and
@@ -11,10 +12,11 @@
 //! 3. check the fragments with the lexer ([`fragment`]) and prepare both batch statements, so a
 //!    fragment the server rejects is refused with its message before anything changes;
 //! 4. create `<schema>.backfill_progress` if needed and find or start this job's row (one job
-//!    per table OID and hash of key, SET and WHERE);
+//!    per table OID and hash of key, change (SET list, or DELETE) and WHERE);
 //! 5. loop: one transaction per batch that locks the job's row, selects the next `batch_size`
-//!    matching keys after the last one (`FOR NO KEY UPDATE`, in key order), updates exactly those
-//!    rows and records the new last key and counts — so a kill loses or repeats no batch. A batch
+//!    matching keys after the last one (in key order, `FOR NO KEY UPDATE` for an UPDATE, `FOR
+//!    UPDATE` for a DELETE), updates or deletes exactly those rows and records the new last key
+//!    and counts — so a kill loses or repeats no batch. A batch
 //!    that meets `lock_timeout` (or a deadlock) is retried with backoff, a bounded number of
 //!    times; between batches the pause, and the replicas' replay lag when `--max-lag` is set.
 
@@ -44,9 +46,10 @@ pub struct Options {
     pub ca_file: Option<std::path::PathBuf>,
     /// The table, as SQL would name it (`users`, `app.users`, `"Odd Name"`).
     pub table: String,
-    /// The SET list (`phone = ''`).
-    pub set: String,
-    /// The row condition; `None` means every row.
+    /// What each batch does to its rows.
+    pub change: Change,
+    /// The row condition; `None` means every row (refused for [`Change::Delete`]: a DELETE of
+    /// every row is asked for with `--where true`).
     pub condition: Option<String>,
     pub batch_size: u32,
     pub pause: Duration,
@@ -65,6 +68,53 @@ pub struct Options {
     pub report_every: Duration,
 }
 
+/// What a backfill does to the rows a batch selects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// `UPDATE … SET <list>` (`--set`).
+    Update(String),
+    /// `DELETE` (`--delete`).
+    Delete,
+}
+
+impl Change {
+    /// The SET list, for an UPDATE.
+    fn set_list(&self) -> Option<&str> {
+        match self {
+            Change::Update(set) => Some(set),
+            Change::Delete => None,
+        }
+    }
+
+    /// The word the progress table and the summary use (`operation` column).
+    fn operation(&self) -> &'static str {
+        match self {
+            Change::Update(_) => "update",
+            Change::Delete => "delete",
+        }
+    }
+
+    /// The row lock a batch takes on its rows before changing them: the one the change itself
+    /// takes, so the lock is never upgraded mid-batch (an upgrade could deadlock with a
+    /// foreign key check's KEY SHARE). UPDATE of non-key columns: `FOR NO KEY UPDATE`, which
+    /// lets inserts referencing the rows go on; DELETE: `FOR UPDATE`.
+    fn row_lock(&self) -> &'static str {
+        match self {
+            Change::Update(_) => "FOR NO KEY UPDATE",
+            Change::Delete => "FOR UPDATE",
+        }
+    }
+
+    /// The statement that changes the rows whose keys the batch selected (`{rows}`: the
+    /// condition that names them).
+    fn statement(&self, target: &str, rows: &str) -> String {
+        match self {
+            Change::Update(set) => format!("UPDATE {target} SET\n{set}\n WHERE {rows}"),
+            Change::Delete => format!("DELETE FROM {target}\n WHERE {rows}"),
+        }
+    }
+}
+
 /// Largest batch accepted: one batch is one transaction holding its rows' locks.
 pub const MAX_BATCH: u32 = 100_000;
 
@@ -72,7 +122,9 @@ pub const MAX_BATCH: u32 = 100_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub table: String,
-    /// Rows updated by this run.
+    /// An UPDATE or a DELETE job.
+    pub delete: bool,
+    /// Rows updated (or deleted) by this run.
     pub rows: u64,
     pub batches: u64,
     pub retries: u64,
@@ -99,8 +151,14 @@ impl Summary {
             0.0
         };
         let mut s = format!(
-            "backfill of {} done: {} rows updated in {} batches, {:.1}s ({:.0} rows/s), {} retries",
-            self.table, self.rows, self.batches, secs, rate, self.retries
+            "backfill of {} done: {} rows {} in {} batches, {:.1}s ({:.0} rows/s), {} retries",
+            self.table,
+            self.rows,
+            if self.delete { "deleted" } else { "updated" },
+            self.batches,
+            secs,
+            rate,
+            self.retries
         );
         if self.resumed_batches > 0 {
             s.push_str(&format!(
@@ -161,6 +219,13 @@ pub fn validate(opts: &Options) -> Result<(), Error> {
     if opts.schema.is_empty() {
         return Err(Error::Usage("--schema must not be empty".into()));
     }
+    if opts.change == Change::Delete && opts.condition.is_none() {
+        return Err(Error::Usage(
+            "--delete needs --where: name the rows to delete (\"--where 'created_at < …'\"); \
+             to delete every row of the table, say so with --where true"
+                .into(),
+        ));
+    }
     Ok(())
 }
 
@@ -188,8 +253,10 @@ pub async fn run(opts: &Options) -> Result<Summary, Error> {
         standard_conforming_strings: scs == "on",
         ..LexOptions::default()
     };
-    let targets =
-        fragment::check(fragment::Place::SetList, &opts.set, lex).map_err(Error::Usage)?;
+    let targets = match opts.change.set_list() {
+        Some(set) => fragment::check(fragment::Place::SetList, set, lex).map_err(Error::Usage)?,
+        None => Vec::new(),
+    };
     let condition = opts.condition.as_deref().unwrap_or("true");
     fragment::check(fragment::Place::Condition, condition, lex).map_err(Error::Usage)?;
 
@@ -204,7 +271,7 @@ pub async fn run(opts: &Options) -> Result<Summary, Error> {
         )));
     }
 
-    let sql = BatchSql::new(&table, &key, &opts.set, condition, opts.batch_size);
+    let sql = BatchSql::new(&table, &key, &opts.change, condition, opts.batch_size);
     // Prepared before anything changes: a fragment the server cannot parse or type-check is
     // refused with the server's message, and the tables are untouched.
     let statements = Statements::prepare(&client, &sql).await?;
@@ -214,7 +281,7 @@ pub async fn run(opts: &Options) -> Result<Summary, Error> {
     let job: String = client
         .query_one(
             "SELECT encode(sha256(convert_to($1::text, 'UTF8')), 'hex')",
-            &[&job_text(&key, &opts.set, condition)],
+            &[&job_text(&key, &opts.change, condition)],
         )
         .await
         .map_err(server("hashing the job"))?
@@ -225,7 +292,7 @@ pub async fn run(opts: &Options) -> Result<Summary, Error> {
             &table,
             &key,
             &job,
-            &opts.set,
+            &opts.change,
             condition,
             opts.restart,
         )
@@ -233,6 +300,7 @@ pub async fn run(opts: &Options) -> Result<Summary, Error> {
     if state.finished {
         return Ok(Summary {
             table: table.display.clone(),
+            delete: opts.change == Change::Delete,
             rows: 0,
             batches: 0,
             retries: 0,
@@ -254,6 +322,7 @@ pub async fn run(opts: &Options) -> Result<Summary, Error> {
     let started = Instant::now();
     let mut summary = Summary {
         table: table.display.clone(),
+        delete: opts.change == Change::Delete,
         rows: 0,
         batches: 0,
         retries: 0,
@@ -318,10 +387,10 @@ pub async fn run(opts: &Options) -> Result<Summary, Error> {
             }
         };
         if outcome.counted {
-            summary.rows += outcome.updated;
+            summary.rows += outcome.changed;
             summary.batches += 1;
         }
-        reporter.advance(outcome.updated);
+        reporter.advance(outcome.changed);
         if outcome.finished {
             break;
         }
@@ -348,9 +417,15 @@ impl From<crate::client::ConnectError> for Error {
     }
 }
 
-/// The text a job is known by: the key it walks and the fragments it runs.
-fn job_text(key: &Key, set: &str, condition: &str) -> String {
-    serde_json::json!([key.columns, set, condition]).to_string()
+/// The text a job is known by: the key it walks and the fragments it runs. An UPDATE's is the
+/// three-element array it always was (jobs part way through when ddlgate was upgraded still
+/// resume); a DELETE's has four, so no UPDATE job ever shares a DELETE job's progress.
+fn job_text(key: &Key, change: &Change, condition: &str) -> String {
+    match change {
+        Change::Update(set) => serde_json::json!([key.columns, set, condition]),
+        Change::Delete => serde_json::json!([key.columns, null, condition, "delete"]),
+    }
+    .to_string()
 }
 
 /// The two batch statements: the first batch (no key yet) and every later one (after `$1`,
@@ -364,7 +439,13 @@ pub struct BatchSql {
 }
 
 impl BatchSql {
-    pub fn new(table: &TableRef, key: &Key, set: &str, condition: &str, limit: u32) -> BatchSql {
+    pub fn new(
+        table: &TableRef,
+        key: &Key,
+        change: &Change,
+        condition: &str,
+        limit: u32,
+    ) -> BatchSql {
         let cols: Vec<String> = key.columns.iter().map(|c| quote::ident(c)).collect();
         let list = cols.join(", ");
         let after = format!(
@@ -387,13 +468,17 @@ impl BatchSql {
             .collect::<Vec<_>>()
             .join(", ");
         let target = table.target();
+        let lock = change.row_lock();
+        let modify = change.statement(
+            &target,
+            &format!("({list}) IN (SELECT {list} FROM ddlgate_batch)"),
+        );
         // Fragments stand on lines of their own: a trailing `--` comment ends with its line.
         let build = |after: &str| {
             format!(
                 "WITH ddlgate_batch AS (\n SELECT {list} FROM {target}\n WHERE {after}(\n{condition}\n)\n \
-                 ORDER BY {list}\n LIMIT {limit}\n FOR NO KEY UPDATE\n), ddlgate_updated AS (\n \
-                 UPDATE {target} SET\n{set}\n WHERE ({list}) IN (SELECT {list} FROM ddlgate_batch)\n \
-                 RETURNING 1\n)\nSELECT (SELECT count(*) FROM ddlgate_updated)::int8,\n \
+                 ORDER BY {list}\n LIMIT {limit}\n {lock}\n), ddlgate_changed AS (\n \
+                 {modify}\n RETURNING 1\n)\nSELECT (SELECT count(*) FROM ddlgate_changed)::int8,\n \
                  (SELECT count(*) FROM ddlgate_batch)::int8,\n \
                  (SELECT ARRAY[{texts}] FROM ddlgate_batch ORDER BY {desc} LIMIT 1)"
             )
@@ -426,7 +511,7 @@ impl Statements {
         let prep = |text: String| async move {
             client.prepare(&text).await.map_err(|e| {
                 Error::Server(format!(
-                    "the server rejected the batch statement built from --set/--where: {}",
+                    "the server rejected the batch statement built from --set/--delete/--where: {}",
                     describe(&e)
                 ))
             })
@@ -520,7 +605,8 @@ pub fn backoff(attempt: u32) -> Duration {
 }
 
 struct BatchOutcome {
-    updated: u64,
+    /// Rows updated or deleted.
+    changed: u64,
     finished: bool,
     /// A batch ran (false when the job was found finished by another run).
     counted: bool,
@@ -545,7 +631,7 @@ async fn run_batch(
     if finished {
         tx.commit().await?;
         return Ok(BatchOutcome {
-            updated: 0,
+            changed: 0,
             finished: true,
             counted: false,
         });
@@ -554,7 +640,7 @@ async fn run_batch(
         None => tx.query_one(&st.first, &[]).await?,
         Some(k) => tx.query_one(&st.next, &[k]).await?,
     };
-    let updated: i64 = r.get(0);
+    let changed: i64 = r.get(0);
     let selected: i64 = r.get(1);
     let last = r.get::<_, Option<Vec<String>>>(2).or(last);
     // A short batch ends the job only when, with a fresh snapshot, no matching row is left
@@ -569,12 +655,12 @@ async fn run_batch(
         .get::<_, bool>(0);
     tx.execute(
         &progress.advance_sql,
-        &[&table.oid, &job, &last, &updated, &done],
+        &[&table.oid, &job, &last, &changed, &done],
     )
     .await?;
     tx.commit().await?;
     Ok(BatchOutcome {
-        updated: u64::try_from(updated).unwrap_or(0),
+        changed: u64::try_from(changed).unwrap_or(0),
         finished: done,
         counted: true,
     })
@@ -622,6 +708,7 @@ impl Progress {
                  job text NOT NULL,
                  table_name text NOT NULL,
                  key_columns text[] NOT NULL,
+                 operation text NOT NULL DEFAULT 'update',
                  set_sql text NOT NULL,
                  where_sql text NOT NULL,
                  last_key text[],
@@ -635,14 +722,38 @@ impl Progress {
             schema = quote::ident(&self.schema),
             table = self.table
         );
-        client.batch_execute(&ddl).await.map_err(|e| {
+        let failed = |e: tokio_postgres::Error| {
             Error::Server(format!(
                 "cannot create {} for the backfill's progress: {}\nHINT: grant CREATE on the \
                  database, create the schema beforehand, or name another with --schema",
                 self.table,
                 describe(&e)
             ))
-        })
+        };
+        client.batch_execute(&ddl).await.map_err(failed)?;
+        // A table created before `--delete` existed has no `operation` column: its rows are all
+        // UPDATE jobs, which the default says. Altered once, only when the column is missing
+        // (ALTER TABLE's ACCESS EXCLUSIVE lock would otherwise queue behind every running job's
+        // batch on each start).
+        let has_operation: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = $1::text::regclass \
+                 AND attname = 'operation' AND NOT attisdropped)",
+                &[&self.table],
+            )
+            .await
+            .map_err(server("reading the progress table's columns"))?
+            .get(0);
+        if !has_operation {
+            client
+                .batch_execute(&format!(
+                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS operation text NOT NULL DEFAULT 'update'",
+                    self.table
+                ))
+                .await
+                .map_err(failed)?;
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -652,15 +763,16 @@ impl Progress {
         table: &TableRef,
         key: &Key,
         job: &str,
-        set: &str,
+        change: &Change,
         condition: &str,
         restart: bool,
     ) -> Result<JobState, Error> {
         client
             .execute(
                 &format!(
-                    "INSERT INTO {} (table_oid, job, table_name, key_columns, set_sql, where_sql) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (table_oid, job) DO NOTHING",
+                    "INSERT INTO {} (table_oid, job, table_name, key_columns, operation, set_sql, \
+                     where_sql) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (table_oid, job) DO NOTHING",
                     self.table
                 ),
                 &[
@@ -668,7 +780,9 @@ impl Progress {
                     &job,
                     &table.display,
                     &key.columns,
-                    &set,
+                    &change.operation(),
+                    // A DELETE has no SET list: empty (an UPDATE's never is).
+                    &change.set_list().unwrap_or(""),
                     &condition,
                 ],
             )
@@ -737,7 +851,13 @@ mod tests {
             columns: vec!["tenant".into(), "Line".into()],
             types: vec!["text".into(), "integer".into()],
         };
-        let sql = BatchSql::new(&table, &key, "note = 'x' -- c", "qty > 0 -- c", 50);
+        let sql = BatchSql::new(
+            &table,
+            &key,
+            &Change::Update("note = 'x' -- c".into()),
+            "qty > 0 -- c",
+            50,
+        );
         assert!(
             sql.next.contains(r#"FROM ONLY "App"."Order ""Lines""""#),
             "{}",
@@ -758,6 +878,83 @@ mod tests {
             sql.first.contains("LIMIT 50\n FOR NO KEY UPDATE"),
             "{}",
             sql.first
+        );
+
+        // DELETE: the same walk, the lock DELETE itself takes, no SET list.
+        let del = BatchSql::new(&table, &key, &Change::Delete, "qty > 0 -- c", 50);
+        assert!(del.next.contains("LIMIT 50\n FOR UPDATE\n"), "{}", del.next);
+        assert!(
+            del.next.contains(
+                r#"DELETE FROM ONLY "App"."Order ""Lines"""
+ WHERE ("tenant", "Line") IN (SELECT "tenant", "Line" FROM ddlgate_batch)"#
+            ),
+            "{}",
+            del.next
+        );
+        assert!(!del.next.contains(" SET"), "{}", del.next);
+        assert_eq!(
+            del.next
+                .replace("DELETE FROM", "UPDATE")
+                .replace("\n FOR UPDATE\n", "\n FOR NO KEY UPDATE\n"),
+            sql.next.replace(" SET\nnote = 'x' -- c\n", "\n"),
+            "the same walk"
+        );
+    }
+
+    #[test]
+    fn delete_and_update_jobs_never_share_a_hash_input() {
+        let key = Key {
+            index: "k".into(),
+            primary: true,
+            columns: vec!["id".into()],
+            types: vec!["integer".into()],
+        };
+        // The UPDATE job's text is what it was before --delete (running jobs still resume).
+        assert_eq!(
+            job_text(&key, &Change::Update("v = 1".into()), "true"),
+            r#"[["id"],"v = 1","true"]"#
+        );
+        assert_eq!(
+            job_text(&key, &Change::Delete, "true"),
+            r#"[["id"],null,"true","delete"]"#
+        );
+    }
+
+    #[test]
+    fn delete_without_where_is_refused_before_connecting() {
+        let opts = Options {
+            database: "host=/nonexistent".into(),
+            ca_file: None,
+            table: "t".into(),
+            change: Change::Delete,
+            condition: None,
+            batch_size: 10,
+            pause: Duration::ZERO,
+            max_lag: None,
+            lock_timeout: Duration::from_secs(1),
+            statement_timeout: Duration::from_secs(1),
+            max_retries: 1,
+            restart: false,
+            schema: "ddlgate".into(),
+            progress: ProgressMode::None,
+            report_every: Duration::from_secs(1),
+        };
+        let e = validate(&opts).expect_err("refused");
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--where true"), "{e}");
+        assert!(
+            validate(&Options {
+                condition: Some("true".into()),
+                ..opts.clone()
+            })
+            .is_ok()
+        );
+        assert!(
+            validate(&Options {
+                change: Change::Update("v = 1".into()),
+                ..opts
+            })
+            .is_ok()
         );
     }
 }

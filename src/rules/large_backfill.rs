@@ -9,8 +9,9 @@
 //!   bloat (vacuum cannot clean up behind it while it runs), a burst of WAL that replicas must
 //!   replay (replication lag), and a rollback of everything if it fails at the end.
 //! - **Safe alternative:** batches, each its own short transaction: `ddlgate backfill
-//!   --database URL --table T --set "…" --where "…" [--batch-size N]`, or a keyset loop over the
-//!   primary key in plain SQL (the hint spells it out).
+//!   --database URL --table T --set "…" --where "…" [--batch-size N]` (a DELETE: `--delete
+//!   --where "…"`), or a keyset loop over the primary key in plain SQL (the hint spells it out).
+//!   A MERGE has no `ddlgate backfill` form: its hint restricts the source to key ranges.
 //! - **Rewrite:** no. Default: warn (the action is `backfill.action` unless a rules table
 //!   names this rule).
 //! - **How it is found:** not from the statement's shape — ddlgate never parses DML — but from
@@ -64,7 +65,7 @@ pub fn finding(op: Modification, table: Option<&str>, rows: u64, max_rows: u64) 
         .to_owned()
     } else if op == Modification::Delete {
         format!(
-            "Delete in batches, each its own short transaction: repeat `WITH batch AS (SELECT id FROM {t} WHERE (…) ORDER BY id LIMIT 1000) DELETE FROM {t} USING batch WHERE {t}.id = batch.id` (id: the primary key) until it deletes 0 rows, pausing between batches."
+            "Delete in batches, each its own short transaction: `ddlgate backfill --database URL --table {t} --delete --where \"…\" [--batch-size N]`, or in plain SQL repeat `WITH batch AS (SELECT id FROM {t} WHERE (…) ORDER BY id LIMIT 1000) DELETE FROM {t} USING batch WHERE {t}.id = batch.id` (id: the primary key), committing each batch, until it deletes 0 rows, pausing between batches."
         )
     } else {
         format!(
@@ -102,7 +103,23 @@ mod tests {
             "{}",
             d.message
         );
-        assert!(!d.hint.contains("ddlgate backfill"), "{}", d.hint);
+        // ddlgate backfill first, the plain-SQL loop as the alternative.
+        let tool = d
+            .hint
+            .find("`ddlgate backfill --database URL --table T --delete --where \"…\" [--batch-size N]`")
+            .expect(&d.hint);
+        let loop_at = d
+            .hint
+            .find("DELETE FROM T USING batch WHERE T.id = batch.id")
+            .expect(&d.hint);
+        assert!(tool < loop_at, "{}", d.hint);
+        assert!(!d.hint.contains("--set"), "{}", d.hint);
+        let named = finding(Modification::Delete, Some("events"), 5, 1);
+        assert!(
+            named.hint.contains("--table events --delete --where"),
+            "{}",
+            named.hint
+        );
         let m = finding(Modification::Merge, Some("t"), 5, 1);
         assert!(
             m.message.starts_with("MERGE into t is estimated to touch"),
@@ -110,6 +127,7 @@ mod tests {
             m.message
         );
         assert!(m.hint.starts_with("Merge in batches"), "{}", m.hint);
+        assert!(!m.hint.contains("ddlgate backfill"), "{}", m.hint);
         // Never found in a parsed statement.
         crate::rules::testing::table(
             &RULE,
