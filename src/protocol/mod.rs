@@ -12,6 +12,8 @@ pub mod preauth;
 pub mod responses;
 pub mod sasl;
 pub mod startup;
+#[cfg(test)]
+pub(crate) mod testing;
 
 /// Where a Query's or Parse's SQL is: the one place is `frontend`.
 pub use frontend::statement_sql;

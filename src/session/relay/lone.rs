@@ -128,62 +128,7 @@ pub(in crate::session) fn recognise(buf: &[u8], limit: usize) -> Shape {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::framing::put_message;
-    use bytes::BytesMut;
-
-    fn parse(name: &str, sql: &str, types: &[u32]) -> Vec<u8> {
-        let mut b = Vec::new();
-        b.extend_from_slice(name.as_bytes());
-        b.push(0);
-        b.extend_from_slice(sql.as_bytes());
-        b.push(0);
-        b.extend_from_slice(&(types.len() as u16).to_be_bytes());
-        for t in types {
-            b.extend_from_slice(&t.to_be_bytes());
-        }
-        frame(frontend::PARSE, &b)
-    }
-
-    fn bind(portal: &str, stmt: &str, params: &[&[u8]]) -> Vec<u8> {
-        let mut b = Vec::new();
-        for s in [portal, stmt] {
-            b.extend_from_slice(s.as_bytes());
-            b.push(0);
-        }
-        b.extend_from_slice(&1u16.to_be_bytes()); // one format code: text
-        b.extend_from_slice(&0u16.to_be_bytes());
-        b.extend_from_slice(&(params.len() as u16).to_be_bytes());
-        for p in params {
-            b.extend_from_slice(&(p.len() as u32).to_be_bytes());
-            b.extend_from_slice(p);
-        }
-        b.extend_from_slice(&0u16.to_be_bytes());
-        frame(frontend::BIND, &b)
-    }
-
-    fn describe(kind: u8, name: &str) -> Vec<u8> {
-        let mut b = vec![kind];
-        b.extend_from_slice(name.as_bytes());
-        b.push(0);
-        frame(frontend::DESCRIBE, &b)
-    }
-
-    fn execute(portal: &str) -> Vec<u8> {
-        let mut b = portal.as_bytes().to_vec();
-        b.push(0);
-        b.extend_from_slice(&0u32.to_be_bytes());
-        frame(frontend::EXECUTE, &b)
-    }
-
-    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut out = BytesMut::new();
-        put_message(&mut out, tag, body);
-        out.to_vec()
-    }
-
-    fn sync() -> Vec<u8> {
-        frame(frontend::SYNC, &[])
-    }
+    use crate::protocol::testing::{bind, describe, execute, frame, parse, sync};
 
     const DDL: &str = "ALTER TABLE t ADD COLUMN c int";
 
