@@ -104,6 +104,37 @@ async fn released(admin: &Client, pid: i32, within: Duration) -> Duration {
 }
 
 /// The error a spawned client statement ended with, bounded by [`PROMPT`].
+/// Sends `sql` through ddlgate on a connection of its own and, once the server runs a query
+/// like `running` with ddlgate's advisory lock held, drops the client's socket without a
+/// Terminate: how long until the statement was cancelled and everything released (at most
+/// 1 s, asserted).
+async fn vanish_while_running(
+    env: &Env,
+    admin: &Client,
+    sql: &'static str,
+    running: &str,
+) -> Duration {
+    let (client, connection) =
+        tokio_postgres::connect(&env.proxy_conn("trust_user"), tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+    let conn_task = tokio::spawn(connection);
+    let pid = backend_pid(&client).await;
+    tokio::spawn(async move {
+        let _ = client.batch_execute(sql).await;
+    });
+    assert!(
+        wait_active(admin, running, 1, PROMPT).await,
+        "{running} never ran"
+    );
+    assert!(
+        advisory_held(admin).await,
+        "ddlgate's advisory lock is taken"
+    );
+    conn_task.abort();
+    released(admin, pid, Duration::from_secs(1)).await
+}
+
 async fn error_of<T: std::fmt::Debug>(
     task: tokio::task::JoinHandle<Result<T, tokio_postgres::Error>>,
 ) -> tokio_postgres::Error {
@@ -758,25 +789,8 @@ async fn client_vanishing_mid_recipe_is_cancelled_within_1s_and_a_rerun_complete
         ))
         .await
         .expect("setup");
-    let (client, connection) =
-        tokio_postgres::connect(&env.proxy_conn("trust_user"), tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-    let conn_task = tokio::spawn(connection);
-    let pid = backend_pid(&client).await;
-    tokio::spawn(async move {
-        let _ = client.batch_execute(INDEX_EV).await;
-    });
-    assert!(
-        wait_active(&admin, "%CONCURRENTLY IF NOT EXISTS ev_a_%", 1, PROMPT).await,
-        "the first leaf's step never ran"
-    );
-    assert!(
-        advisory_held(&admin).await,
-        "ddlgate's advisory lock is taken"
-    );
-    conn_task.abort();
-    let took = released(&admin, pid, Duration::from_secs(1)).await;
+    let took =
+        vanish_while_running(&env, &admin, INDEX_EV, "%CONCURRENTLY IF NOT EXISTS ev_a_%").await;
     eprintln!("client gone mid-recipe: released in {took:?}");
     assert!(
         wait_active(&admin, "%CONCURRENTLY%", 0, Duration::from_millis(100)).await,
@@ -874,26 +888,13 @@ async fn backend_terminated_mid_fk_validate_gives_57p01_leaves_it_not_valid_a_re
 async fn client_vanishing_mid_fk_validate_is_cancelled_within_1s_and_leaves_it_not_valid() {
     let env = Env::start_with(fast_guard).await;
     let admin = slow_fk(&env).await;
-    let (client, connection) =
-        tokio_postgres::connect(&env.proxy_conn("trust_user"), tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-    let conn_task = tokio::spawn(connection);
-    let pid = backend_pid(&client).await;
-    tokio::spawn(async move {
-        let _ = client.batch_execute(VALIDATE_FK).await;
-    });
-    assert!(
-        wait_active(&admin, "%VALIDATE CONSTRAINT child_p_fk%", 1, PROMPT).await,
-        "the VALIDATE never ran"
-    );
-    assert!(
-        advisory_held(&admin).await,
-        "ddlgate's advisory lock is taken"
-    );
-    // The client vanishes: its socket closes without a Terminate.
-    conn_task.abort();
-    let took = released(&admin, pid, Duration::from_secs(1)).await;
+    let took = vanish_while_running(
+        &env,
+        &admin,
+        VALIDATE_FK,
+        "%VALIDATE CONSTRAINT child_p_fk%",
+    )
+    .await;
     eprintln!("client gone mid-VALIDATE: cancelled and released in {took:?}");
     assert_eq!(
         fk_state(&admin).await,
