@@ -744,6 +744,14 @@ fn argv(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
 
+/// Runs `ddlgate ARGS…` and asserts it exits 2 (no connection) saying `why`.
+async fn refused(args: &[&str], why: &str) {
+    let out = ddlgate_cli(argv(args)).await;
+    let text = pg::output_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains(why), "{why}: {text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undo_and_trace_connect_over_tls_and_verify_the_server_with_ca_file() {
     // `ddlgate undo` through a ddlgate that requires TLS from its clients.
@@ -779,29 +787,20 @@ async fn undo_and_trace_connect_over_tls_and_verify_the_server_with_ca_file() {
     // Without TLS the proxy refuses the login; with a CA that did not sign its certificate the
     // tool refuses the proxy. Nothing is undone either way.
     let plain = url.replace("sslmode=require", "sslmode=disable");
-    let out = ddlgate_cli(argv(&["undo", "--database", &plain, "--last", "1"])).await;
-    assert_eq!(out.status.code(), Some(2), "{}", pg::output_text(&out));
-    assert!(
-        pg::output_text(&out).contains("28000"),
-        "{}",
-        pg::output_text(&out)
-    );
-    let out = ddlgate_cli(argv(&[
-        "undo",
-        "--database",
-        &url,
-        "--ca-file",
-        &other_ca,
-        "--last",
-        "1",
-    ]))
+    refused(&["undo", "--database", &plain, "--last", "1"], "28000").await;
+    refused(
+        &[
+            "undo",
+            "--database",
+            &url,
+            "--ca-file",
+            &other_ca,
+            "--last",
+            "1",
+        ],
+        "certificate",
+    )
     .await;
-    assert_eq!(out.status.code(), Some(2), "{}", pg::output_text(&out));
-    assert!(
-        pg::output_text(&out).contains("certificate"),
-        "{}",
-        pg::output_text(&out)
-    );
     assert!(index_exists().await);
     // The right CA: verified, and the index is dropped (CONCURRENTLY, through the proxy).
     let out = ddlgate_cli(argv(&[
@@ -838,21 +837,11 @@ async fn undo_and_trace_connect_over_tls_and_verify_the_server_with_ca_file() {
     // The certificate names 127.0.0.1, the host the string connects to.
     let url = format!("{} sslmode=require", pg.admin_conn_str());
     let server_ca = server_pki.ca_file.display().to_string();
-    let out = ddlgate_cli(argv(&[
-        "trace",
-        "--database",
-        &url,
-        "--ca-file",
-        &other_ca,
-        &file,
-    ]))
+    refused(
+        &["trace", "--database", &url, "--ca-file", &other_ca, &file],
+        "certificate",
+    )
     .await;
-    assert_eq!(out.status.code(), Some(2), "{}", pg::output_text(&out));
-    assert!(
-        pg::output_text(&out).contains("certificate"),
-        "{}",
-        pg::output_text(&out)
-    );
     let out = ddlgate_cli(argv(&[
         "trace",
         "--database",
