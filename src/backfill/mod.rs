@@ -297,18 +297,19 @@ pub async fn run(opts: &Options) -> Result<Summary, Error> {
             opts.restart,
         )
         .await?;
+    let mut summary = Summary {
+        table: table.display.clone(),
+        delete: opts.change == Change::Delete,
+        rows: 0,
+        batches: 0,
+        retries: 0,
+        elapsed: Duration::ZERO,
+        resumed_rows: state.rows,
+        resumed_batches: state.batches,
+        already_finished: state.finished,
+    };
     if state.finished {
-        return Ok(Summary {
-            table: table.display.clone(),
-            delete: opts.change == Change::Delete,
-            rows: 0,
-            batches: 0,
-            retries: 0,
-            elapsed: Duration::ZERO,
-            resumed_rows: state.rows,
-            resumed_batches: state.batches,
-            already_finished: true,
-        });
+        return Ok(summary);
     }
 
     let estimate = estimate_remaining(&client, &sql, state.last_key.as_ref()).await;
@@ -320,17 +321,6 @@ pub async fn run(opts: &Options) -> Result<Summary, Error> {
         state.batches,
     );
     let started = Instant::now();
-    let mut summary = Summary {
-        table: table.display.clone(),
-        delete: opts.change == Change::Delete,
-        rows: 0,
-        batches: 0,
-        retries: 0,
-        elapsed: Duration::ZERO,
-        resumed_rows: state.rows,
-        resumed_batches: state.batches,
-        already_finished: false,
-    };
     let mut client = client;
     loop {
         if let Some(max) = opts.max_lag {
