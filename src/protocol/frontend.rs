@@ -243,6 +243,7 @@ pub struct Close<'a> {
 
 impl<'a> Close<'a> {
     pub const STATEMENT: u8 = b'S';
+    pub const PORTAL: u8 = b'P';
 
     pub fn decode(body: &'a [u8]) -> Option<Close<'a>> {
         let (&kind, rest) = body.split_first()?;
@@ -285,20 +286,18 @@ impl<'a> Execute<'a> {
 /// A Close of the prepared statement `name` (its reply, CloseComplete, comes even when no such
 /// statement exists).
 pub fn close_statement(name: &[u8]) -> Bytes {
-    let mut out = BytesMut::new();
-    let mut body = Vec::with_capacity(name.len() + 2);
-    body.push(Close::STATEMENT);
-    body.extend_from_slice(name);
-    body.push(0);
-    framing::put_message(&mut out, CLOSE, &body);
-    out.freeze()
+    close(Close::STATEMENT, name)
 }
 
 /// A Close of the portal `name`.
 pub fn close_portal(name: &[u8]) -> Bytes {
+    close(Close::PORTAL, name)
+}
+
+fn close(kind: u8, name: &[u8]) -> Bytes {
     let mut out = BytesMut::new();
     let mut body = Vec::with_capacity(name.len() + 2);
-    body.push(b'P');
+    body.push(kind);
     body.extend_from_slice(name);
     body.push(0);
     framing::put_message(&mut out, CLOSE, &body);

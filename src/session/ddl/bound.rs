@@ -57,18 +57,12 @@ impl Relay {
         if in_tx {
             unit.extend_from_slice(&own_statement(name, estimate::SAVEPOINT.as_bytes()));
         }
-        unit.extend_from_slice(
-            &Parse {
-                name,
-                sql: &estimate::explain_sql(sql),
-                param_types,
-            }
-            .frame(),
-        );
-        unit.extend_from_slice(&Bind::frame_of(name, name, params));
-        unit.extend_from_slice(&frontend::execute(name));
-        unit.extend_from_slice(&frontend::close_portal(name));
-        unit.extend_from_slice(&frontend::close_statement(name));
+        unit.extend_from_slice(&own_statement_with(
+            name,
+            &estimate::explain_sql(sql),
+            param_types,
+            params,
+        ));
         if in_tx {
             for step in estimate::UNDO_STEPS {
                 unit.extend_from_slice(&own_statement(name, step.as_bytes()));
@@ -254,16 +248,21 @@ impl Relay {
 /// Prepares, runs and closes `sql` (no parameters) under ddlgate's statement and portal
 /// `name`: a step of ddlgate's own that leaves the client's unnamed statement alone.
 fn own_statement(name: &[u8], sql: &[u8]) -> BytesMut {
+    own_statement_with(name, sql, NO_TYPES, NO_PARAMS)
+}
+
+/// [`own_statement`] with parameter types (a Parse's) and values (a Bind's parameter section).
+fn own_statement_with(name: &[u8], sql: &[u8], param_types: &[u8], params: &[u8]) -> BytesMut {
     let mut out = BytesMut::new();
     out.extend_from_slice(
         &Parse {
             name,
             sql,
-            param_types: NO_TYPES,
+            param_types,
         }
         .frame(),
     );
-    out.extend_from_slice(&Bind::frame_of(name, name, NO_PARAMS));
+    out.extend_from_slice(&Bind::frame_of(name, name, params));
     out.extend_from_slice(&frontend::execute(name));
     out.extend_from_slice(&frontend::close_portal(name));
     out.extend_from_slice(&frontend::close_statement(name));

@@ -86,6 +86,13 @@ pub(super) struct PreparedBound {
     seq: u64,
 }
 
+impl PreparedBound {
+    /// Bytes it counts against `Prepared::kept_bound`.
+    fn size(&self) -> usize {
+        self.sql.len() + self.param_types.len()
+    }
+}
+
 /// A change waiting for its protocol unit to succeed: a removal, or the safe steps a
 /// statement prepared as written runs as (known to be the server's only once its Parse
 /// succeeded).
@@ -141,9 +148,7 @@ impl Prepared {
         at: usize,
         cap: usize,
     ) -> bool {
-        if let Some(old) = self.bound.remove(name) {
-            self.kept_bound -= old.sql.len() + old.param_types.len();
-        }
+        self.forget_bound(name);
         let size = sql.len() + param_types.len();
         if self.bound.len() >= cap || size > MAX_KEPT_SQL || self.kept_bound + size > MAX_KEPT_TOTAL
         {
@@ -178,8 +183,12 @@ impl Prepared {
         if self.bound.is_empty() {
             return;
         }
-        if let Some(old) = self.bound.remove(&b""[..]) {
-            self.kept_bound -= old.sql.len() + old.param_types.len();
+        self.forget_bound(b"");
+    }
+
+    fn forget_bound(&mut self, name: &[u8]) {
+        if let Some(old) = self.bound.remove(name) {
+            self.kept_bound -= old.size();
         }
     }
 
@@ -299,10 +308,8 @@ impl Prepared {
                     d.recipe_carried_closed();
                 }
                 self.settings.remove(&name);
-                if self.bound.get(&name).is_some_and(|b| b.seq <= seq)
-                    && let Some(old) = self.bound.remove(&name)
-                {
-                    self.kept_bound -= old.sql.len() + old.param_types.len();
+                if self.bound.get(&name).is_some_and(|b| b.seq <= seq) {
+                    self.forget_bound(&name);
                 }
             }
             Untrack::All(seq) => {
@@ -320,7 +327,7 @@ impl Prepared {
                 self.bound.retain(|_, b| {
                     let keep = b.seq > seq;
                     if !keep {
-                        freed += b.sql.len() + b.param_types.len();
+                        freed += b.size();
                     }
                     keep
                 });
