@@ -437,14 +437,8 @@ fn run_check(global: &ServeArgs, args: CheckArgs) -> ExitCode {
     } else {
         profile
     };
-    if args.assume_in_transaction && args.tool != ddlgate::check::tool::Tool::Auto {
-        // Every file is that tool's: the flag would be silently ignored or silently win.
-        eprintln!(
-            "ddlgate: --assume-in-transaction is for files no tool claims; with --tool {} \
-             the tool decides every file's transaction",
-            args.tool.name()
-        );
-        return ExitCode::from(2);
+    if let Err(code) = tool_and_assumption(args.tool, args.assume_in_transaction) {
+        return code;
     }
     let opts = ddlgate::check::Options {
         pg_version: args.pg_version,
@@ -497,6 +491,20 @@ fn run_check(global: &ServeArgs, args: CheckArgs) -> ExitCode {
     }
 }
 
+/// `--assume-in-transaction` with a `--tool` other than `auto` is refused: every file is that
+/// tool's, so the flag would be silently ignored or silently win.
+fn tool_and_assumption(tool: ddlgate::check::tool::Tool, assume: bool) -> Result<(), ExitCode> {
+    if assume && tool != ddlgate::check::tool::Tool::Auto {
+        eprintln!(
+            "ddlgate: --assume-in-transaction is for files no tool claims; with --tool {} \
+             the tool decides every file's transaction",
+            tool.name()
+        );
+        return Err(ExitCode::from(2));
+    }
+    Ok(())
+}
+
 /// `ddlgate trace`: the library's `trace::run` on a one-thread runtime, then the report.
 fn run_trace(global: &ServeArgs, args: TraceArgs) -> ExitCode {
     let (config, profile) = match config_and_profile(global, &args.profile) {
@@ -504,13 +512,8 @@ fn run_trace(global: &ServeArgs, args: TraceArgs) -> ExitCode {
         Err(code) => return code,
     };
     let profile = &profile;
-    if args.assume_in_transaction && args.tool != ddlgate::check::tool::Tool::Auto {
-        eprintln!(
-            "ddlgate: --assume-in-transaction is for files no tool claims; with --tool {} \
-             the tool decides every file's transaction",
-            args.tool.name()
-        );
-        return ExitCode::from(2);
+    if let Err(code) = tool_and_assumption(args.tool, args.assume_in_transaction) {
+        return code;
     }
     let inputs = match ddlgate::trace::read_inputs(&args.files) {
         Ok(i) => i,
