@@ -582,23 +582,7 @@ impl Trace<'_> {
         decision: DecisionReport,
         keep_savepoint: bool,
     ) -> Result<(), TraceError> {
-        let statement = check::statement_excerpt(place.text);
-        let mut traced = Traced {
-            file: place.file.to_owned(),
-            line: place.line,
-            column: place.column,
-            statement,
-            status: Status::Traced,
-            reason: None,
-            duration_ms: None,
-            new_locks: Vec::new(),
-            rewritten: Vec::new(),
-            created: Vec::new(),
-            dropped: Vec::new(),
-            documented_lock: None,
-            decision,
-            error: None,
-        };
+        let mut traced = traced_at(&place, Status::Traced, decision);
         if let Some(lock) = not_in_transaction(source, span, self.version) {
             traced.status = Status::NotTraced;
             traced.reason = Some(NOT_IN_TRANSACTION.to_owned());
@@ -701,23 +685,32 @@ fn millis(d: Duration) -> f64 {
 }
 
 fn skipped(place: &Place<'_>, why: &str) -> Traced {
+    let decision = DecisionReport {
+        action: Action::Allow.as_str().to_owned(),
+        ..DecisionReport::default()
+    };
+    Traced {
+        reason: Some(why.to_owned()),
+        ..traced_at(place, Status::Skipped, decision)
+    }
+}
+
+/// The record of the statement at `place`, with nothing observed yet.
+fn traced_at(place: &Place<'_>, status: Status, decision: DecisionReport) -> Traced {
     Traced {
         file: place.file.to_owned(),
         line: place.line,
         column: place.column,
         statement: check::statement_excerpt(place.text),
-        status: Status::Skipped,
-        reason: Some(why.to_owned()),
+        status,
+        reason: None,
         duration_ms: None,
         new_locks: Vec::new(),
         rewritten: Vec::new(),
         created: Vec::new(),
         dropped: Vec::new(),
         documented_lock: None,
-        decision: DecisionReport {
-            action: Action::Allow.as_str().to_owned(),
-            ..DecisionReport::default()
-        },
+        decision,
         error: None,
     }
 }
