@@ -113,6 +113,7 @@ pub mod session;
 pub mod shutdown;
 pub mod sql;
 pub mod state;
+pub mod timer;
 pub mod tls;
 pub mod tools;
 pub mod trace;

@@ -82,7 +82,7 @@ pub async fn handle(
         let mut stream = Conn::Plain(stream);
         let negotiated = {
             let negotiation =
-                tokio::time::timeout_at(startup_deadline, negotiate(&shared, &mut stream));
+                crate::timer::timeout_at(startup_deadline, negotiate(&shared, &mut stream));
             match &mut admission {
                 Admission::Admitted(ticket) => tokio::select! {
                     r = negotiation => Some(r),
@@ -140,7 +140,7 @@ pub async fn handle(
             drop(slot);
             return too_many_clients(&shared, &mut stream).await;
         }
-        let connected = tokio::time::timeout_at(login_deadline, connect_upstream(&shared)).await;
+        let connected = crate::timer::timeout_at(login_deadline, connect_upstream(&shared)).await;
         let (upstream, upstream_addr) = match connected {
             Err(_) => {
                 shared.connections.login_timeouts.increment(1);
@@ -399,7 +399,7 @@ pub(crate) async fn connect_upstream(shared: &Shared) -> Result<(Conn, SocketAdd
         .map_err(|e| fail(e.to_string()))?;
     let mut last = fail("no address resolved".to_owned());
     for addr in addrs {
-        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        match crate::timer::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
                 let conn = secure_upstream(shared, stream).await.map_err(|reason| {
@@ -455,7 +455,7 @@ async fn secure_upstream(shared: &Shared, mut tcp: TcpStream) -> Result<Conn, St
             )),
         }
     };
-    tokio::time::timeout(timeout, negotiate)
+    crate::timer::timeout(timeout, negotiate)
         .await
         .unwrap_or_else(|_| {
             Err(format!(
@@ -494,7 +494,7 @@ pub(crate) async fn send_cancel(shared: &Shared, addr: SocketAddr, key: &CancelK
         while s.read(&mut sink).await? > 0 {}
         std::io::Result::Ok(())
     };
-    match tokio::time::timeout(timeout, attempt).await {
+    match crate::timer::timeout(timeout, attempt).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, upstream = %addr, "could not send cancel request"),
         Err(_) => tracing::warn!(upstream = %addr, "cancel request timed out"),
@@ -509,7 +509,7 @@ async fn say_fatal(stream: &mut Conn, error: &SessionError) {
         tracing::info!(error = %error, side = ?error.side(), "session refused");
     }
     if let Some(msg) = error.to_client_response() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = crate::timer::timeout(Duration::from_secs(1), async {
             stream.write_all(&msg).await?;
             stream.shutdown().await
         })

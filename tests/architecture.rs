@@ -90,3 +90,55 @@ fn top_level_modules_import_each_other_without_a_cycle() {
         }
     }
 }
+
+/// The session event loops run without Tokio's time driver (`eventloop`, `timer`): a Tokio
+/// timer set on one panics. So code a session can reach sets its timers through
+/// `crate::timer`; only the files below, which run on the main runtime (or are the timer
+/// thread itself), may use `tokio::time` timers.
+#[test]
+fn session_code_sets_no_tokio_timer() {
+    const MAIN_RUNTIME_ONLY: &[&str] = &[
+        "timer.rs",
+        "server.rs",
+        "shutdown.rs",
+        "admin.rs",
+        "monitor.rs",
+        "client.rs",
+        "backfill/mod.rs",
+    ];
+    const TIMERS: &[&str] = &[
+        "time::sleep",
+        "time::sleep_until",
+        "time::timeout",
+        "time::timeout_at",
+        "time::interval",
+        "time::interval_at",
+    ];
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut found = Vec::new();
+    for file in files {
+        let rel = file
+            .strip_prefix(&src)
+            .expect("under src")
+            .to_string_lossy()
+            .replace('\\', "/");
+        if MAIN_RUNTIME_ONLY.contains(&rel.as_str()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("read source");
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for (n, line) in code.lines().enumerate() {
+            let line = line.split("//").next().unwrap_or_default();
+            if TIMERS.iter().any(|t| line.contains(t)) {
+                found.push(format!("src/{rel}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "Tokio timers outside the main runtime's files (use crate::timer):\n{}",
+        found.join("\n")
+    );
+}

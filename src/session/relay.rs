@@ -346,7 +346,7 @@ impl Relay {
         // futures cost a registration each. The shutdown phase change registers this task's
         // waker once per phase. The login deadline, until the session is ready (then no timer
         // is left registered on the loop: an idle timer wheel costs nothing per turn).
-        let mut login = Some(Box::pin(tokio::time::sleep_until(self.login_deadline)));
+        let mut login = Some(Box::pin(crate::timer::sleep_until(self.login_deadline)));
         'phase: loop {
             let current = self.shared.shutdown.phase();
             let mut changed = self.shared.shutdown.change_from(current);
@@ -377,7 +377,7 @@ impl Relay {
     async fn turn(
         &mut self,
         changed: &mut crate::shutdown::PhaseChange,
-        login: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+        login: &mut Option<std::pin::Pin<Box<crate::timer::Sleep>>>,
     ) -> Result<Turn, SessionError> {
         self.resume_after_offload().await?;
         if self.pending.is_some() {
@@ -1288,7 +1288,7 @@ impl Relay {
             self.io.to_client.push(msg.freeze());
         }
         let io = &mut self.io;
-        let _ = tokio::time::timeout(LAST_WORDS_TIMEOUT, async {
+        let _ = crate::timer::timeout(LAST_WORDS_TIMEOUT, async {
             io.to_client.drain_to(&mut io.cw).await?;
             io.cw.shutdown().await
         })
@@ -1298,7 +1298,7 @@ impl Relay {
     /// Best effort: write what is queued for the upstream, bounded in time.
     async fn last_words_upstream(&mut self) {
         let io = &mut self.io;
-        let _ = tokio::time::timeout(LAST_WORDS_TIMEOUT, io.to_up.drain_to(&mut io.uw)).await;
+        let _ = crate::timer::timeout(LAST_WORDS_TIMEOUT, io.to_up.drain_to(&mut io.uw)).await;
     }
 
     /// Ends the upstream session politely with Terminate when the stream is at a message
@@ -1311,7 +1311,7 @@ impl Relay {
         let _ = self.io.uw.shutdown().await;
         // Wait briefly for the server to close, so the backend is gone when the session ends.
         let mut sink = [0u8; 1024];
-        let _ = tokio::time::timeout(LAST_WORDS_TIMEOUT, async {
+        let _ = crate::timer::timeout(LAST_WORDS_TIMEOUT, async {
             while self.io.ur.read(&mut sink).await.is_ok_and(|n| n > 0) {}
         })
         .await;
@@ -1441,7 +1441,7 @@ pub(super) fn offload<R>(heavy: bool, f: impl FnOnce() -> R) -> R {
 }
 
 /// Waits for the login deadline, if there is one still.
-async fn expired(login: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
+async fn expired(login: &mut Option<std::pin::Pin<Box<crate::timer::Sleep>>>) {
     match login {
         Some(sleep) => sleep.as_mut().await,
         None => std::future::pending().await,

@@ -412,8 +412,11 @@ impl Relay {
     /// sends (bounded) and ends with an error when it goes away or ddlgate terminates.
     async fn watching_client(&mut self, until: Option<Instant>) -> Result<(), SessionError> {
         let mut phase = self.shared.shutdown.subscribe();
-        // Never reached when `until` is `None`: that arm is disabled.
-        let deadline = until.unwrap_or_else(Instant::now);
+        // Never reached when `until` is `None`: that arm is disabled. Set once, not per turn
+        // (each timer set is a wake-up of the timer thread, `crate::timer`).
+        let mut pause = std::pin::pin!(crate::timer::sleep_until(
+            until.unwrap_or_else(Instant::now)
+        ));
         loop {
             let io = &mut self.io;
             let client_room = io.cbuf.len() < crate::session::relay::HIGH_WATER;
@@ -423,7 +426,7 @@ impl Relay {
             terminating(&mut phase)?;
             tokio::select! {
                 _ = phase.changed() => {}
-                _ = tokio::time::sleep_until(deadline), if until.is_some() => return Ok(()),
+                _ = &mut pause, if until.is_some() => return Ok(()),
                 r = io.ur.read_buf(&mut io.ubuf), if until.is_none() => {
                     if r.map_err(SessionError::UpstreamIo)? == 0 {
                         return Err(SessionError::UpstreamIo(std::io::ErrorKind::UnexpectedEof.into()));
