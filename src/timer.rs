@@ -2,43 +2,128 @@
 //!
 //! A Tokio runtime with its time driver enabled pays for it at every park, timers or not: it
 //! looks for the next expiration in its wheel, reads the clock and advances the wheel — about
-//! 700 instructions per park, two parks per round trip, 8 % of what the relay spends per
-//! transaction (callgrind; README "Benchmarks"). A session needs a timer only at its edges (the
-//! login deadline, last words to a peer that went away, the lock guard's pause between attempts).
-//! So the event loops run without a time driver (`eventloop`), and every timer session code
-//! sets goes to one thread of its own that runs a runtime with one: [`sleep_until`] spawns a
-//! task there that wakes the waiting session when the deadline passes, or ends as soon as the
-//! session stops waiting. Setting a timer costs a wake-up of that thread, and so does dropping
-//! one that has not fired: at most a few per session, none per message.
+//! 800 instructions per round trip, 9 % of what the relay spent per transaction (callgrind;
+//! README "Benchmarks"). A session needs a timer only at its edges (the startup and login
+//! deadlines, connecting upstream, last words to a peer that went away, the lock guard's pause
+//! between attempts). So the event loops run without a time driver (`eventloop`), and the
+//! timers session code sets are kept here: deadlines in one ordered map, watched by one thread
+//! of its own that sleeps until the earliest and wakes the sessions whose deadline passed.
+//!
+//! Setting a timer takes the map's lock and inserts; dropping one removes it. Neither wakes the
+//! thread unless the new deadline is earlier than the one it sleeps until, so a stream of
+//! connections with the same timeouts (each later than the last) costs no system call: the
+//! thread wakes when a deadline passes, or once after the earliest one it slept for was
+//! dropped, and finds the next.
 //!
 //! Session code uses this module, never `tokio::time::{sleep, timeout, …}` (those panic on a
 //! runtime without a time driver; `tests/architecture.rs` checks for them). Code that runs only
 //! on the main runtime (the accept loop, the admin endpoint, the lock monitor, the tools) may use
 //! Tokio's timers directly.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant as StdInstant};
 
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-/// The timer thread's runtime.
-fn service() -> &'static tokio::runtime::Handle {
-    static SERVICE: OnceLock<tokio::runtime::Handle> = OnceLock::new();
-    SERVICE.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("the timer thread's runtime (no I/O driver) cannot fail to build");
-        let handle = runtime.handle().clone();
+/// The deadlines set, and the thread that watches them.
+struct Timers {
+    state: Mutex<State>,
+    /// Signalled when a deadline earlier than `State::sleeping_until` is set.
+    earlier: Condvar,
+}
+
+struct State {
+    /// Waiting sessions by (deadline, id).
+    waiting: BTreeMap<(StdInstant, u64), Waker>,
+    next_id: u64,
+    /// When the watching thread will look next (`None`: it waits for a signal).
+    sleeping_until: Option<StdInstant>,
+}
+
+impl Timers {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding the lock; a poisoned map is still consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The watching thread: wakes the sessions whose deadline passed, then sleeps until the
+    /// earliest one left (or until one earlier is set).
+    fn watch(&self) {
+        let mut state = self.lock();
+        loop {
+            let now = StdInstant::now();
+            let mut due = Vec::new();
+            while let Some(entry) = state.waiting.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                due.push(entry.remove());
+            }
+            let next = state.waiting.keys().next().map(|&(deadline, _)| deadline);
+            state.sleeping_until = next;
+            if !due.is_empty() {
+                drop(state);
+                due.into_iter().for_each(Waker::wake);
+                state = self.lock();
+                continue;
+            }
+            state = match next {
+                Some(deadline) => {
+                    let wait = deadline.saturating_duration_since(now);
+                    self.earlier
+                        .wait_timeout(state, wait)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+                None => self.earlier.wait(state).unwrap_or_else(|e| e.into_inner()),
+            };
+        }
+    }
+
+    /// Sets a deadline for `waker`; its id.
+    fn set(&self, deadline: StdInstant, waker: Waker) -> u64 {
+        let mut state = self.lock();
+        let id = state.next_id;
+        state.next_id += 1;
+        state.waiting.insert((deadline, id), waker);
+        if state.sleeping_until.is_none_or(|t| deadline < t) {
+            state.sleeping_until = Some(deadline);
+            self.earlier.notify_one();
+        }
+        id
+    }
+
+    fn replace_waker(&self, key: (StdInstant, u64), waker: Waker) {
+        if let Some(w) = self.lock().waiting.get_mut(&key) {
+            *w = waker;
+        }
+    }
+
+    fn cancel(&self, key: (StdInstant, u64)) {
+        self.lock().waiting.remove(&key);
+    }
+}
+
+fn timers() -> &'static Timers {
+    static TIMERS: OnceLock<&'static Timers> = OnceLock::new();
+    TIMERS.get_or_init(|| {
+        let timers: &'static Timers = Box::leak(Box::new(Timers {
+            state: Mutex::new(State {
+                waiting: BTreeMap::new(),
+                next_id: 0,
+                sleeping_until: None,
+            }),
+            earlier: Condvar::new(),
+        }));
         std::thread::Builder::new()
             .name("ddlgate-timers".to_owned())
-            .spawn(move || runtime.block_on(std::future::pending::<()>()))
+            .spawn(move || timers.watch())
             .expect("the timer thread starts");
-        handle
+        timers
     })
 }
 
@@ -46,8 +131,8 @@ fn service() -> &'static tokio::runtime::Handle {
 /// whose future is ready at once costs nothing.
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
-        deadline,
-        state: State::Unset,
+        deadline: deadline.into_std(),
+        set: None,
     }
 }
 
@@ -74,68 +159,44 @@ pub async fn timeout<F: Future>(d: Duration, future: F) -> Result<F::Output, Ela
     timeout_at(Instant::now() + d, future).await
 }
 
-/// A timer from [`sleep_until`].
+/// A timer from [`sleep_until`]; removed from the map when dropped.
 #[derive(Debug)]
 pub struct Sleep {
-    deadline: Instant,
-    state: State,
-}
-
-#[derive(Debug)]
-enum State {
-    /// Not polled yet.
-    Unset,
-    /// Set on the timer thread: its task sends when the deadline passes, and ends without
-    /// sending once this receiver is dropped.
-    Set(oneshot::Receiver<()>),
-    Fired,
-}
-
-impl Sleep {
-    /// The deadline.
-    pub fn deadline(&self) -> Instant {
-        self.deadline
-    }
-}
-
-/// The timer thread's task for one timer: sends on `fire` when `deadline` passes; ends at once,
-/// without sending, when the waiting side is dropped.
-async fn wait(deadline: Instant, mut fire: oneshot::Sender<()>) {
-    tokio::select! {
-        () = tokio::time::sleep_until(deadline) => {
-            let _ = fire.send(());
-        }
-        () = fire.closed() => {}
-    }
+    deadline: StdInstant,
+    /// Its id in the map, and the waker stored there.
+    set: Option<(u64, Waker)>,
 }
 
 impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            match &mut self.state {
-                State::Fired => return Poll::Ready(()),
-                State::Unset => {
-                    let deadline = self.deadline;
-                    if Instant::now() >= deadline {
-                        self.state = State::Fired;
-                        continue;
-                    }
-                    let (fire, fired) = oneshot::channel();
-                    service().spawn(wait(deadline, fire));
-                    self.state = State::Set(fired);
-                }
-                State::Set(fired) => {
-                    // An error (the timer thread gone: the process is ending) counts as fired:
-                    // a deadline never waits forever.
-                    let done = Pin::new(fired).poll(cx).is_ready();
-                    if !done {
-                        return Poll::Pending;
-                    }
-                    self.state = State::Fired;
-                }
+        let deadline = self.deadline;
+        if StdInstant::now() >= deadline {
+            if let Some((id, _)) = self.set.take() {
+                timers().cancel((deadline, id));
             }
+            return Poll::Ready(());
+        }
+        match &mut self.set {
+            None => {
+                let id = timers().set(deadline, cx.waker().clone());
+                self.set = Some((id, cx.waker().clone()));
+            }
+            Some((id, waker)) if !waker.will_wake(cx.waker()) => {
+                *waker = cx.waker().clone();
+                timers().replace_waker((deadline, *id), cx.waker().clone());
+            }
+            Some(_) => {}
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some((id, _)) = self.set.take() {
+            timers().cancel((self.deadline, id));
         }
     }
 }
@@ -180,18 +241,31 @@ mod tests {
     }
 
     #[test]
-    fn a_timer_whose_waiter_is_gone_ends_at_once() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            let (fire, fired) = oneshot::channel();
-            let task = tokio::spawn(wait(Instant::now() + Duration::from_secs(3600), fire));
-            tokio::task::yield_now().await;
-            drop(fired);
-            let ended = tokio::time::timeout(Duration::from_secs(5), task).await;
-            assert!(ended.is_ok(), "the task lingers after its waiter is gone");
+    fn an_earlier_deadline_set_while_the_thread_sleeps_for_a_later_one_still_fires_on_time() {
+        io_only().block_on(async {
+            // The thread sleeps until this hour-long deadline…
+            let mut far = Box::pin(sleep(Duration::from_secs(3600)));
+            let polled = std::future::poll_fn(|cx| Poll::Ready(far.as_mut().poll(cx))).await;
+            assert!(polled.is_pending());
+            // …and must wake for a nearer one.
+            let began = std::time::Instant::now();
+            sleep(Duration::from_millis(20)).await;
+            assert!(began.elapsed() < Duration::from_secs(5));
         });
+    }
+
+    #[test]
+    fn a_dropped_timer_leaves_the_map() {
+        let key = {
+            let mut far = Box::pin(sleep(Duration::from_secs(3600)));
+            let waker = Waker::noop();
+            let mut cx = Context::from_waker(waker);
+            assert!(far.as_mut().poll(&mut cx).is_pending());
+            let (id, _) = far.set.as_ref().expect("set").clone();
+            let key = (far.deadline, id);
+            assert!(timers().lock().waiting.contains_key(&key));
+            key
+        };
+        assert!(!timers().lock().waiting.contains_key(&key));
     }
 }
