@@ -571,6 +571,21 @@ fn ddl_effect(ddl: &Ddl) -> Effect {
     }
 }
 
+/// `ddl` changes neither what names resolve to nor what the facts of other relations say
+/// (what `rules::body::facts_plan` asks of a statement inside a `DO` body before the next gets
+/// facts). This says nothing about what is created: a `DO` block stays opaque here.
+pub(crate) fn keeps_facts(ddl: &Ddl) -> bool {
+    ddl_effect(ddl) == Effect::Neutral
+}
+
+/// `sql[start..end]` (a CREATE TABLE) is made from a query, which runs whatever it calls.
+pub(crate) fn made_from_query(sql: &[u8], start: usize, end: usize, lex: LexOptions) -> bool {
+    from_query_in(
+        sql,
+        Lexer::at(sql, start, lex).take_while(|t| t.start < end),
+    )
+}
+
 /// One message's walk through its statements (see the module docs).
 #[derive(Debug)]
 pub struct Scope {
@@ -859,6 +874,14 @@ impl Scope {
         id.get(name)
             .and_then(|r| self.created_here(id, name, r))
             .unwrap_or(false)
+    }
+
+    /// Nothing earlier in the message could have changed anything the facts read before it
+    /// say (no setting, resolution, DDL, write, transaction end): a `DO` block's statements
+    /// get their facts only then (`analysis::decide`).
+    pub fn untouched(&self) -> bool {
+        !(self.stale || self.dropped || self.wrote || self.moves || self.ended || self.ran_ddl)
+            && self.touched.is_empty()
     }
 
     /// Whether the catalog facts read before the message still hold for `ddl`: nothing earlier

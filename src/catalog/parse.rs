@@ -4,9 +4,9 @@
 use serde::Deserialize;
 
 use super::types::{
-    CatalogError, ColumnFacts, ColumnIndex, ColumnType, ConstraintFacts, DropFacts, Facts,
-    FunctionFacts, IndexColumn, IndexFacts, Partition, PartitionOf, RelKind, Relation, Thresholds,
-    TypeFacts, Volatility,
+    BodyFacts, CatalogError, ColumnFacts, ColumnIndex, ColumnType, ConstraintFacts, DropFacts,
+    Facts, FunctionFacts, IndexColumn, IndexFacts, Partition, PartitionOf, RelKind, Relation,
+    Thresholds, TypeFacts, Volatility,
 };
 use crate::sql::lexer::{LexOptions, Lexer, Token, TokenKind, matching_paren};
 use crate::sql::statement::Name;
@@ -49,6 +49,19 @@ struct RawFacts {
     index: Option<RawNamedIndex>,
     #[serde(default)]
     constraint: Option<RawConstraint>,
+    /// A `DO` block's document (`query::do_facts_query`): whether its conditions read only
+    /// the system catalogs, and its statements' facts.
+    #[serde(default)]
+    plain: Option<bool>,
+    #[serde(default)]
+    body: Option<Vec<RawBody>>,
+}
+
+#[derive(Deserialize)]
+struct RawBody {
+    start: usize,
+    end: usize,
+    facts: Option<RawFacts>,
 }
 
 #[derive(Deserialize)]
@@ -169,6 +182,27 @@ struct RawFunction {
 /// Reads the document [`facts_query`](super::facts_query) returned. Thresholds are left at their defaults.
 pub fn parse_facts(json: &str) -> Result<Facts, CatalogError> {
     let raw: RawFacts = serde_json::from_str(json)?;
+    let mut facts = from_raw(raw, true)?;
+    facts.thresholds = Thresholds::default();
+    Ok(facts)
+}
+
+/// `raw` as [`Facts`]; a `DO` block's statements only at the top (`outer`): no statement of a
+/// body is itself given body facts.
+fn from_raw(raw: RawFacts, outer: bool) -> Result<Facts, CatalogError> {
+    // A body's facts count only when the read proved its conditions harmless (`plain`).
+    let mut body = Vec::new();
+    if outer && raw.plain == Some(true) {
+        for b in raw.body.into_iter().flatten() {
+            if let Some(f) = b.facts {
+                body.push(BodyFacts {
+                    start: b.start,
+                    end: b.end,
+                    facts: from_raw(f, false)?,
+                });
+            }
+        }
+    }
     let mut columns = Vec::new();
     for c in raw.columns.unwrap_or_default() {
         columns.push(column(c)?);
@@ -252,6 +286,7 @@ pub fn parse_facts(json: &str) -> Result<Facts, CatalogError> {
             })
             .collect::<Result<_, CatalogError>>()?,
         thresholds: Thresholds::default(),
+        body,
     })
 }
 
