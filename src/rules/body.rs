@@ -256,7 +256,8 @@ pub struct FactsPlan {
 /// - anything else (an assignment, DML, `PERFORM`, `EXECUTE`, `CALL`, a condition calling a
 ///   function) ends the plan: no statement from there on gets facts;
 /// - a DDL statement gets facts unless an earlier statement of the body changed a relation it
-///   names; after it, the statements naming what it changed get none, and a statement that
+///   names or a column it changes (`created::Touched`, as between a message's statements);
+///   after it, a statement that
 ///   may change what names resolve to or what the facts say (anything but CREATE TABLE,
 ///   CREATE INDEX, ALTER TABLE without RENAME TO / SET SCHEMA, COMMENT, GRANT, REVOKE,
 ///   CREATE SEQUENCE — `created::keeps_facts`), or a CREATE TABLE … AS (it runs a query),
@@ -277,7 +278,7 @@ pub fn facts_plan(language: Option<&str>, body: &str) -> Option<FactsPlan> {
     };
     let sql = body.as_bytes();
     let mut plan = FactsPlan::default();
-    let mut touched: HashSet<String> = HashSet::new();
+    let mut touched = crate::created::Touched::default();
     let mut ran_ddl = false;
     for step in plpgsql::plain_steps(sql, opts)? {
         match step {
@@ -289,20 +290,11 @@ pub fn facts_plan(language: Option<&str>, body: &str) -> Option<FactsPlan> {
             }
             plpgsql::Step::Statement { start, end } => {
                 let ddl = parse::understand(sql, start, end, opts);
-                let names = crate::created::relation_names(&ddl);
-                let fresh = names.iter().all(|n| !touched.contains(&n.name));
-                let eligible = fresh
+                let eligible = touched.holds(&ddl)
                     && plan.statements.len() < MAX_BODY_FACTS
                     && !matches!(ddl.kind, DdlKind::DropTable { .. } | DdlKind::Do { .. })
                     && !(ran_ddl && matches!(ddl.kind, DdlKind::DropCascade { .. }));
-                touched.extend(names.iter().map(|n| n.name.clone()));
-                if let DdlKind::CreateTable { name, .. }
-                | DdlKind::CreateIndex {
-                    name: Some(name), ..
-                } = &ddl.kind
-                {
-                    touched.insert(name.name.clone());
-                }
+                touched.touch(&ddl);
                 ran_ddl = true;
                 let keeps = crate::created::keeps_facts(&ddl)
                     && !(matches!(ddl.kind, DdlKind::CreateTable { .. })
