@@ -482,6 +482,29 @@ fn identifier_is(sql: &[u8], token: &Token, column: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// A DO block's document: its statements' facts only when the read proved the block's
+    /// conditions harmless, and never nested further.
+    #[test]
+    fn do_documents_carry_body_facts_only_when_plain() {
+        let doc = |plain: bool| {
+            format!(
+                r#"{{"plain": {plain}, "body": [{{"start": 6, "end": 29, "facts": {{"timezone": "UTC", "relation": null,
+                   "plain": true, "body": [{{"start": 0, "end": 1, "facts": {{"timezone": "UTC", "relation": null}}}}]}}}}]}}"#
+            )
+        };
+        let mut f = parse_facts(&doc(true)).expect("facts");
+        assert_eq!(f.body.len(), 1);
+        assert_eq!((f.body[0].start, f.body[0].end), (6, 29));
+        assert!(f.body[0].facts.body.is_empty(), "one level only");
+        assert!(parse_facts(&doc(false)).expect("facts").body.is_empty());
+        let t = Thresholds {
+            small_table_rows: 5,
+            small_table_bytes: 6,
+        };
+        f.set_thresholds(t);
+        assert_eq!(f.body[0].facts.thresholds, t);
+    }
+
     #[test]
     fn not_null_checks_are_recognised_on_tokens() {
         for (def, column, proves) in [

@@ -383,12 +383,23 @@ mod tests {
             ),
             ["CREATE INDEX ON a (x)", "CREATE INDEX ON b (x)"]
         );
-        // A statement on a table an earlier statement changed gets none.
+        // A statement on a table an earlier statement changed as a whole gets none; one that
+        // changed a column only makes that column's facts stale (as between a message's
+        // statements, `created::Touched`).
         assert_eq!(
             planned(
-                "BEGIN ALTER TABLE t ADD COLUMN c int; CREATE INDEX ON t (c); CREATE INDEX ON u (c); END"
+                "BEGIN ALTER TABLE t ADD CONSTRAINT k CHECK (c > 0); CREATE INDEX ON t (c); CREATE INDEX ON u (c); END"
             ),
-            ["ALTER TABLE t ADD COLUMN c int", "CREATE INDEX ON u (c)"]
+            [
+                "ALTER TABLE t ADD CONSTRAINT k CHECK (c > 0)",
+                "CREATE INDEX ON u (c)"
+            ]
+        );
+        assert_eq!(
+            planned(
+                "BEGIN ALTER TABLE t ADD COLUMN c int; CREATE INDEX ON t (c); ALTER TABLE t ALTER COLUMN c SET NOT NULL; END"
+            ),
+            ["ALTER TABLE t ADD COLUMN c int", "CREATE INDEX ON t (c)"]
         );
         // What may change names or facts ends the plan: settings, renames, temp tables,
         // writes, dynamic SQL, calls, assignments, a nested DO, a condition calling a function.
@@ -455,6 +466,22 @@ mod tests {
             ),
             (
                 "BEGIN RAISE NOTICE '%', f(); CREATE INDEX ON t (x); END",
+                &[],
+            ),
+            (
+                "BEGIN IF EXISTS (TABLE mine) THEN CREATE INDEX ON t (x); END IF; END",
+                &[],
+            ),
+            (
+                "BEGIN IF EXISTS (SELECT 1 FROM pg_class WHERE EXISTS (SELECT 1 FROM ONLY mine)) THEN CREATE INDEX ON t (x); END IF; END",
+                &[],
+            ),
+            (
+                "BEGIN IF EXISTS (SELECT 1 FROM pg_class k JOIN public.mine m ON true) THEN CREATE INDEX ON t (x); END IF; END",
+                &[],
+            ),
+            (
+                "BEGIN IF EXISTS (SELECT 1 FROM pg_class WHERE 1 OPERATOR(public.===) 1) THEN CREATE INDEX ON t (x); END IF; END",
                 &[],
             ),
         ] {

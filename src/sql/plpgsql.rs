@@ -285,8 +285,7 @@ pub fn plain_steps(body: &[u8], opts: LexOptions) -> Option<Vec<Step>> {
             return None;
         }
         let mut i = 0;
-        loop {
-            let Some(t) = tokens.get(i) else { break };
+        while let Some(t) = tokens.get(i) {
             let is = |kw: &str| t.is_word(body, kw);
             if is("BEGIN") || is("THEN") || is("ELSE") || is("EXCEPTION") {
                 i += 1;
@@ -411,6 +410,18 @@ fn condition(sql: &[u8], tokens: &[Token]) -> Step {
         "INTERSECT",
         "FOR",
     ];
+    // Words that read a relation other than after FROM / JOIN, or write (a data-modifying
+    // WITH is refused by the server inside an expression, but the condition is not the place
+    // to find out).
+    const FORBIDDEN: &[&str] = &[
+        "TABLE", "WITH", "INSERT", "UPDATE", "DELETE", "MERGE", "INTO", "LATERAL", "ONLY", "ROWS",
+    ];
+    if tokens
+        .iter()
+        .any(|t| FORBIDDEN.iter().any(|w| t.is_word(sql, w)))
+    {
+        return Step::Opaque;
+    }
     let word = |k: usize| tokens.get(k).filter(|t| t.kind == TokenKind::Word);
     let is_dot = |k: usize| {
         tokens
