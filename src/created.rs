@@ -571,6 +571,84 @@ fn ddl_effect(ddl: &Ddl) -> Effect {
     }
 }
 
+/// `ddl` changes neither what names resolve to nor what the facts of other relations say
+/// (what `rules::body::facts_plan` asks of a statement inside a `DO` body before the next gets
+/// facts). This says nothing about what is created: a `DO` block stays opaque here.
+pub(crate) fn keeps_facts(ddl: &Ddl) -> bool {
+    ddl_effect(ddl) == Effect::Neutral
+}
+
+/// `sql[start..end]` (a CREATE TABLE) is made from a query, which runs whatever it calls.
+pub(crate) fn made_from_query(sql: &[u8], start: usize, end: usize, lex: LexOptions) -> bool {
+    from_query_in(
+        sql,
+        Lexer::at(sql, start, lex).take_while(|t| t.start < end),
+    )
+}
+
+/// What earlier DDL statements of a message (or of a `DO` body, `rules::body::facts_plan`)
+/// changed, by bare relation name: one column (`Some`) or anything about the relation
+/// (`None`). Facts read before the message about it are stale.
+#[derive(Debug, Default)]
+pub(crate) struct Touched(HashSet<(String, Option<String>)>);
+
+impl Touched {
+    /// Nothing `ddl` names (its relations, the columns it changes) was changed.
+    pub(crate) fn holds(&self, ddl: &Ddl) -> bool {
+        let columns = column_names(ddl);
+        relation_names(ddl).iter().all(|n| {
+            !self.0.contains(&(n.name.clone(), None))
+                && columns
+                    .iter()
+                    .all(|c| !self.0.contains(&(n.name.clone(), Some((*c).to_owned()))))
+        })
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Records what `ddl` may change.
+    pub(crate) fn touch(&mut self, ddl: &Ddl) {
+        match &ddl.kind {
+            DdlKind::AlterTable { name, ops, .. } => {
+                for op in ops {
+                    let column = match op {
+                        AlterOp::AddColumn(c) => Some(c.name.clone()),
+                        AlterOp::DropColumn { name } => Some(name.clone()),
+                        AlterOp::AlterColumnType { column, .. }
+                        | AlterOp::SetNotNull { column }
+                        | AlterOp::DropNotNull { column }
+                        | AlterOp::SetDefault { column }
+                        | AlterOp::DropDefault { column } => Some(column.clone()),
+                        AlterOp::RenameColumn { from, to } => {
+                            self.0.insert((name.name.clone(), Some(to.clone())));
+                            Some(from.clone())
+                        }
+                        _ => None,
+                    };
+                    self.0.insert((name.name.clone(), column));
+                }
+                for n in relation_names(ddl).into_iter().skip(1) {
+                    self.0.insert((n.name.clone(), None));
+                }
+            }
+            _ => {
+                for n in relation_names(ddl) {
+                    self.0.insert((n.name.clone(), None));
+                }
+                if let DdlKind::CreateTable { name, .. }
+                | DdlKind::CreateIndex {
+                    name: Some(name), ..
+                } = &ddl.kind
+                {
+                    self.0.insert((name.name.clone(), None));
+                }
+            }
+        }
+    }
+}
+
 /// One message's walk through its statements (see the module docs).
 #[derive(Debug)]
 pub struct Scope {
@@ -608,7 +686,7 @@ pub struct Scope {
     /// What earlier DDL statements of the message changed, by bare relation name: one column
     /// (`Some`) or anything about the relation (`None`). Facts read before the message about
     /// it are stale.
-    touched: HashSet<(String, Option<String>)>,
+    touched: Touched,
     /// A DDL statement was met; its decision used this scope.
     saw_ddl: bool,
     /// A DDL statement ran (or was replaced) earlier in the message: it may have created a
@@ -650,7 +728,7 @@ impl Scope {
             dropped_oids: Vec::new(),
             dropped_unknown: false,
             dropped_tables: false,
-            touched: HashSet::new(),
+            touched: Touched::default(),
             saw_ddl: false,
             ran_ddl: false,
             lex,
@@ -841,7 +919,7 @@ impl Scope {
         self.renamed
             .retain(|(n, t)| !(*n == nsp && *t == name.name));
         self.renamed.push((nsp, to.clone()));
-        self.touched.insert((to.clone(), None));
+        self.touched.0.insert((to.clone(), None));
         true
     }
 
@@ -861,22 +939,19 @@ impl Scope {
             .unwrap_or(false)
     }
 
+    /// Nothing earlier in the message could have changed anything the facts read before it
+    /// say (no setting, resolution, DDL, write, transaction end): a `DO` block's statements
+    /// get their facts only then (`analysis::decide`).
+    pub fn untouched(&self) -> bool {
+        !(self.stale || self.dropped || self.wrote || self.moves || self.ended || self.ran_ddl)
+            && self.touched.is_empty()
+    }
+
     /// Whether the catalog facts read before the message still hold for `ddl`: nothing earlier
     /// in the message changed settings or resolution, the relations it names as a whole, or
     /// the columns it names.
     pub fn facts_hold(&self, ddl: &Ddl) -> bool {
-        if self.stale || self.dropped {
-            return false;
-        }
-        let columns = column_names(ddl);
-        relation_names(ddl).iter().all(|n| {
-            !self.touched.contains(&(n.name.clone(), None))
-                && columns.iter().all(|c| {
-                    !self
-                        .touched
-                        .contains(&(n.name.clone(), Some((*c).to_owned())))
-                })
-        })
+        !(self.stale || self.dropped) && self.touched.holds(ddl)
     }
 
     /// Records what a statement did, after its decision. `ddl` is set for DDL candidates, and
@@ -1048,42 +1123,7 @@ impl Scope {
 
     /// Records what `ddl` may change, for [`Scope::facts_hold`].
     fn touch(&mut self, ddl: &Ddl) {
-        match &ddl.kind {
-            DdlKind::AlterTable { name, ops, .. } => {
-                for op in ops {
-                    let column = match op {
-                        AlterOp::AddColumn(c) => Some(c.name.clone()),
-                        AlterOp::DropColumn { name } => Some(name.clone()),
-                        AlterOp::AlterColumnType { column, .. }
-                        | AlterOp::SetNotNull { column }
-                        | AlterOp::DropNotNull { column }
-                        | AlterOp::SetDefault { column }
-                        | AlterOp::DropDefault { column } => Some(column.clone()),
-                        AlterOp::RenameColumn { from, to } => {
-                            self.touched.insert((name.name.clone(), Some(to.clone())));
-                            Some(from.clone())
-                        }
-                        _ => None,
-                    };
-                    self.touched.insert((name.name.clone(), column));
-                }
-                for n in relation_names(ddl).into_iter().skip(1) {
-                    self.touched.insert((n.name.clone(), None));
-                }
-            }
-            _ => {
-                for n in relation_names(ddl) {
-                    self.touched.insert((n.name.clone(), None));
-                }
-                if let DdlKind::CreateTable { name, .. }
-                | DdlKind::CreateIndex {
-                    name: Some(name), ..
-                } = &ddl.kind
-                {
-                    self.touched.insert((name.name.clone(), None));
-                }
-            }
-        }
+        self.touched.touch(ddl);
     }
 
     /// Ends the message: its CREATE targets become pending unless something in it could have

@@ -525,7 +525,7 @@ impl Trace<'_> {
             if let Ok(Some(json)) = self.value(&query).await {
                 match crate::catalog::parse_facts(&json) {
                     Ok(mut f) => {
-                        f.thresholds = thresholds;
+                        f.set_thresholds(thresholds);
                         facts.catalog.push((at, f));
                     }
                     Err(e) => {

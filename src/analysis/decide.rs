@@ -147,6 +147,12 @@ pub fn decide(
                             .ok()
                             .map(|k| &catalog[k].1)
                             .filter(|_| scope.facts_hold(ddl));
+                        // A DO block's statements: only if nothing before the block in the
+                        // message could have changed what was read (`rules::body::facts_plan`
+                        // does the same inside the body).
+                        let facts = facts.filter(|_| {
+                            !matches!(ddl.kind, DdlKind::Do { .. }) || scope.untouched()
+                        });
                         let facts = scope.sized(facts, &mut resized);
                         let facts = scope.with_empty_new(ddl, facts, &mut emptied);
                         (facts, scope.new_names(tracker, ddl))

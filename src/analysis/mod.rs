@@ -1512,6 +1512,62 @@ mod tests {
         }
     }
 
+    /// A DO block's statements get the facts read for them only when nothing earlier in the
+    /// message could have changed them (`rules::body::facts_plan` judges the body itself).
+    #[test]
+    fn do_body_facts_hold_only_at_the_start_of_the_message() {
+        let block = "DO $$ BEGIN CREATE INDEX i ON t (x); END $$";
+        let decide = |sql: &str| {
+            // Facts are keyed by the statement span's start, just after the `;`.
+            let do_at = sql.find("DO $$").expect("a DO");
+            let at = sql[..do_at].rfind(';').map_or(0, |i| i + 1);
+            // The body starts right after `DO $$`.
+            let body_at = block.find("CREATE").expect("CREATE") - "DO $$".len();
+            let body = crate::catalog::BodyFacts {
+                start: body_at,
+                end: body_at + "CREATE INDEX i ON t (x)".len(),
+                facts: crate::catalog::testing::facts(
+                    crate::catalog::testing::table("t", 10, 8192),
+                    Vec::new(),
+                ),
+            };
+            let counters = Counters::default();
+            let policy = Policy::from_config(&Config::default());
+            let mut a = Analyzer::default();
+            a.provide_facts(vec![(
+                at,
+                crate::catalog::Facts {
+                    body: vec![body],
+                    ..Default::default()
+                },
+            )]);
+            a.analyze(
+                &counters,
+                policy.profile_for("", "", ""),
+                Source::Query,
+                sql.as_bytes(),
+                &ctx(TxStatus::InTransaction),
+            )
+            .1
+        };
+        assert!(decide(block).sql.is_none(), "small table: passes");
+        assert!(
+            decide(&format!("SET lock_timeout = '1s'; {block}"))
+                .sql
+                .is_none()
+        );
+        for before in [
+            "SELECT fill()",
+            "INSERT INTO t SELECT generate_series(1, 1000000)",
+            "SET search_path = evil",
+            "ALTER TABLE big RENAME TO t",
+            "CREATE INDEX j ON u (y)",
+        ] {
+            let sql = format!("{before}; {block}");
+            assert!(decide(&sql).sql.is_some(), "{sql}: decided without facts");
+        }
+    }
+
     #[test]
     fn passwords_never_reach_the_log() {
         let lex = LexOptions::default();

@@ -118,7 +118,11 @@ impl Prepared {
         self.ddl_candidates()
             .filter(|c| alone || !matches!(c.ddl.kind, DdlKind::DropTable { .. }))
             .filter_map(|c| {
-                crate::catalog::facts_query(&c.ddl).map(|q| (self.spans[c.index].start, q))
+                let query = match &c.ddl.kind {
+                    DdlKind::Do { language, body } => do_query(language.as_deref(), body),
+                    _ => crate::catalog::facts_query(&c.ddl),
+                };
+                query.map(|q| (self.spans[c.index].start, q))
             })
             .collect()
     }
@@ -166,6 +170,19 @@ impl Prepared {
             self.backfill.shrink_to(SPANS_KEPT);
         }
     }
+}
+
+/// A `DO` block's one read: the facts of the body's statements that may use them
+/// (`rules::body::facts_plan`), or `None` when none may or none needs any.
+fn do_query(language: Option<&str>, body: &str) -> Option<String> {
+    let plan = crate::rules::body::facts_plan(language, body)?;
+    let statements: Vec<(usize, usize, String)> = plan
+        .statements
+        .iter()
+        .filter_map(|(start, end, ddl)| crate::catalog::facts_query(ddl).map(|q| (*start, *end, q)))
+        .collect();
+    (!statements.is_empty())
+        .then(|| crate::catalog::do_facts_query(plan.conditions, &plan.catalog_names, &statements))
 }
 
 /// Whether a DML statement may UPDATE or DELETE rows: it starts with UPDATE, DELETE or MERGE,

@@ -76,15 +76,15 @@ mod type_change;
 mod types;
 
 pub use parse::{check_proves_not_null, parse_facts};
-pub use query::facts_query;
+pub use query::{do_facts_query, facts_query};
 pub use type_change::{
     TypeChange, column_type_is_as_named, is_binary_coercible, is_collatable, type_change,
     type_lookup_name, type_resolves_as_written,
 };
 pub use types::{
-    CatalogError, ColumnFacts, ColumnIndex, ColumnType, ConstraintFacts, DropFacts, Facts,
-    FunctionFacts, IndexColumn, IndexFacts, Partition, PartitionOf, RelKind, Relation, Thresholds,
-    TypeFacts, Volatility,
+    BodyFacts, CatalogError, ColumnFacts, ColumnIndex, ColumnType, ConstraintFacts, DropFacts,
+    Facts, FunctionFacts, IndexColumn, IndexFacts, Partition, PartitionOf, RelKind, Relation,
+    Thresholds, TypeFacts, Volatility,
 };
 
 #[cfg(test)]

@@ -4,9 +4,9 @@
 use serde::Deserialize;
 
 use super::types::{
-    CatalogError, ColumnFacts, ColumnIndex, ColumnType, ConstraintFacts, DropFacts, Facts,
-    FunctionFacts, IndexColumn, IndexFacts, Partition, PartitionOf, RelKind, Relation, Thresholds,
-    TypeFacts, Volatility,
+    BodyFacts, CatalogError, ColumnFacts, ColumnIndex, ColumnType, ConstraintFacts, DropFacts,
+    Facts, FunctionFacts, IndexColumn, IndexFacts, Partition, PartitionOf, RelKind, Relation,
+    Thresholds, TypeFacts, Volatility,
 };
 use crate::sql::lexer::{LexOptions, Lexer, Token, TokenKind, matching_paren};
 use crate::sql::statement::Name;
@@ -49,6 +49,19 @@ struct RawFacts {
     index: Option<RawNamedIndex>,
     #[serde(default)]
     constraint: Option<RawConstraint>,
+    /// A `DO` block's document (`query::do_facts_query`): whether its conditions read only
+    /// the system catalogs, and its statements' facts.
+    #[serde(default)]
+    plain: Option<bool>,
+    #[serde(default)]
+    body: Option<Vec<RawBody>>,
+}
+
+#[derive(Deserialize)]
+struct RawBody {
+    start: usize,
+    end: usize,
+    facts: Option<RawFacts>,
 }
 
 #[derive(Deserialize)]
@@ -169,6 +182,27 @@ struct RawFunction {
 /// Reads the document [`facts_query`](super::facts_query) returned. Thresholds are left at their defaults.
 pub fn parse_facts(json: &str) -> Result<Facts, CatalogError> {
     let raw: RawFacts = serde_json::from_str(json)?;
+    let mut facts = from_raw(raw, true)?;
+    facts.thresholds = Thresholds::default();
+    Ok(facts)
+}
+
+/// `raw` as [`Facts`]; a `DO` block's statements only at the top (`outer`): no statement of a
+/// body is itself given body facts.
+fn from_raw(raw: RawFacts, outer: bool) -> Result<Facts, CatalogError> {
+    // A body's facts count only when the read proved its conditions harmless (`plain`).
+    let mut body = Vec::new();
+    if outer && raw.plain == Some(true) {
+        for b in raw.body.into_iter().flatten() {
+            if let Some(f) = b.facts {
+                body.push(BodyFacts {
+                    start: b.start,
+                    end: b.end,
+                    facts: from_raw(f, false)?,
+                });
+            }
+        }
+    }
     let mut columns = Vec::new();
     for c in raw.columns.unwrap_or_default() {
         columns.push(column(c)?);
@@ -252,6 +286,7 @@ pub fn parse_facts(json: &str) -> Result<Facts, CatalogError> {
             })
             .collect::<Result<_, CatalogError>>()?,
         thresholds: Thresholds::default(),
+        body,
     })
 }
 
@@ -446,6 +481,29 @@ fn identifier_is(sql: &[u8], token: &Token, column: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A DO block's document: its statements' facts only when the read proved the block's
+    /// conditions harmless, and never nested further.
+    #[test]
+    fn do_documents_carry_body_facts_only_when_plain() {
+        let doc = |plain: bool| {
+            format!(
+                r#"{{"plain": {plain}, "body": [{{"start": 6, "end": 29, "facts": {{"timezone": "UTC", "relation": null,
+                   "plain": true, "body": [{{"start": 0, "end": 1, "facts": {{"timezone": "UTC", "relation": null}}}}]}}}}]}}"#
+            )
+        };
+        let mut f = parse_facts(&doc(true)).expect("facts");
+        assert_eq!(f.body.len(), 1);
+        assert_eq!((f.body[0].start, f.body[0].end), (6, 29));
+        assert!(f.body[0].facts.body.is_empty(), "one level only");
+        assert!(parse_facts(&doc(false)).expect("facts").body.is_empty());
+        let t = Thresholds {
+            small_table_rows: 5,
+            small_table_bytes: 6,
+        };
+        f.set_thresholds(t);
+        assert_eq!(f.body[0].facts.thresholds, t);
+    }
 
     #[test]
     fn not_null_checks_are_recognised_on_tokens() {

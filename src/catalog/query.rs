@@ -238,6 +238,68 @@ fn request(ddl: &Ddl) -> Option<Request<'_>> {
     Some(req)
 }
 
+/// The one read for a `DO` block (`rules::body::facts_plan`): the facts of each of its body's
+/// statements that may be decided with them — `(start, end, facts_query)`, the span in the
+/// body — and whether its conditions provably read only the system catalogs (`plain`):
+///
+/// - the first schema of the effective search path, the session's temp schema aside, is
+///   `pg_catalog`: functions and operators in the conditions resolve there first, and tables
+///   named without a schema are looked up there before any user schema;
+/// - each table `catalog_names` lists (the unqualified names the conditions read) resolves to
+///   a relation of `pg_catalog` (OID 11), not to a temp table or a user's relation of the same
+///   name.
+///
+/// The answer is `{ "plain": bool, "body": [{ "start", "end", "facts": <facts_query's document> }] }`;
+/// without `plain` no body fact is used (`parse_facts`). Every name is a quoted literal, as in
+/// [`facts_query`]: the read cannot fail on the block's text.
+pub fn do_facts_query(
+    conditions: bool,
+    catalog_names: &[String],
+    statements: &[(usize, usize, String)],
+) -> String {
+    // Schema names are compared as names, never cast (`regnamespace` of a name that needs
+    // quoting would fail, and abort the client's transaction).
+    const FIRST_SCHEMA: &str = "COALESCE((SELECT u.s OPERATOR(pg_catalog.=) 'pg_catalog' \
+FROM pg_catalog.unnest(pg_catalog.current_schemas(true)) WITH ORDINALITY AS u(s, n) \
+WHERE u.s IS DISTINCT FROM (SELECT t.nspname FROM pg_catalog.pg_namespace t \
+WHERE t.oid OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()) \
+ORDER BY u.n LIMIT 1), false)";
+    const NO_USER_OPERATORS: &str = "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_operator o \
+JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) o.oprnamespace \
+WHERE n.oid OPERATOR(pg_catalog.<>) 11 \
+AND n.nspname OPERATOR(pg_catalog.=) ANY (pg_catalog.current_schemas(true)))";
+    let plain = if conditions {
+        let mut parts = vec![FIRST_SCHEMA.to_owned(), NO_USER_OPERATORS.to_owned()];
+        parts.extend(catalog_names.iter().map(|name| {
+            let expr = if storable(name) {
+                regclass_expr(&Name::bare(name))
+            } else {
+                "NULL::pg_catalog.oid".to_owned()
+            };
+            format!(
+                "COALESCE((SELECT c.relnamespace OPERATOR(pg_catalog.=) 11 \
+FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) {expr}), false)"
+            )
+        }));
+        parts.join(" AND ")
+    } else {
+        "true".to_owned()
+    };
+    let body: Vec<String> = statements
+        .iter()
+        .map(|(start, end, query)| {
+            format!(
+                "pg_catalog.json_build_object('start', {start}, 'end', {end}, 'facts', ({query}))"
+            )
+        })
+        .collect();
+    format!(
+        "/* ddlgate catalog facts (DO) */ SELECT pg_catalog.json_build_object('plain', {plain}, \
+'body', pg_catalog.json_build_array({}))",
+        body.join(", ")
+    )
+}
+
 /// The one `SELECT` that reads every fact the rules need for `ddl`, or `None` when the
 /// statement needs none. See the module docs for the JSON it returns and why it is safe to
 /// run inside the client's transaction.

@@ -35,11 +35,34 @@ pub struct Facts {
     /// The constraint `VALIDATE CONSTRAINT name` validates, on `relation`. `None` when not
     /// read.
     pub constraint: Option<ConstraintFacts>,
-    /// Where "small" ends. Not read from the catalog: the session fills it from its config.
+    /// Where "small" ends. Not read from the catalog: the session fills it from its config
+    /// ([`Facts::set_thresholds`]).
     pub thresholds: Thresholds,
+    /// For a `DO` block: the facts of the statements of its body that may be decided with
+    /// facts read before the block runs (`rules::body::facts_plan`), each by the statement's
+    /// byte span in the body. Empty for every other statement, and for a block whose
+    /// conditions the read could not prove to read only the system catalogs.
+    pub body: Vec<BodyFacts>,
+}
+
+/// The facts of one statement inside a `DO` block's body (see [`Facts::body`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BodyFacts {
+    /// The statement's span in the body, as the PL/pgSQL reader hands it to the rules.
+    pub start: usize,
+    pub end: usize,
+    pub facts: Facts,
 }
 
 impl Facts {
+    /// Sets where "small" ends, for these facts and those of a `DO` block's statements.
+    pub fn set_thresholds(&mut self, t: Thresholds) {
+        self.thresholds = t;
+        for b in &mut self.body {
+            b.facts.set_thresholds(t);
+        }
+    }
+
     /// The facts about `name`, if these facts were read for it. Rules look relations up by
     /// the name in the statement they check, so facts read for another statement (a DO block
     /// around it, say) are never applied to the wrong object.

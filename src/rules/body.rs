@@ -79,6 +79,13 @@ pub fn inspect(language: Option<&str>, body: &str, ctx: &Context) -> BodyReport 
 fn read(language: Option<&str>, body: &str, ctx: &Context, scs: bool) -> BodyReport {
     let mut walker = Walker {
         ctx: *ctx,
+        body: body.as_bytes(),
+        // Read for this block's statements (`facts_plan`), in the reading they were planned
+        // for; a function body never has any.
+        body_facts: match ctx.catalog {
+            Some(f) if scs && !ctx.in_function_body => &f.body,
+            _ => &[],
+        },
         created: ctx.created_in_tx.clone(),
         filled_template: false,
         // The body reaches the server's parser already converted to the server encoding,
@@ -101,6 +108,11 @@ fn read(language: Option<&str>, body: &str, ctx: &Context, scs: bool) -> BodyRep
 
 struct Walker<'a> {
     ctx: Context<'a>,
+    /// The body being read: a statement of it (not of SQL an `EXECUTE` runs) may have facts.
+    body: &'a [u8],
+    /// Catalog facts read before the block for some of its statements, by span in `body`
+    /// (see [`facts_plan`]); the others are decided without facts.
+    body_facts: &'a [crate::catalog::BodyFacts],
     /// Relations created earlier in the transaction, as the caller knows them.
     created: HashSet<Name>,
     /// Checking a `format()` template filled with dummy names.
@@ -178,8 +190,20 @@ impl plpgsql::Visitor for Walker<'_> {
         // A template's dummy names stand for tables ddlgate cannot know: none of them is new,
         // whatever the transaction created under that name.
         let none = HashSet::new();
+        // The block's own facts (`catalog`) say nothing about its statements: each gets those
+        // read for it, when `facts_plan` found that nothing before it in the block (nor in the
+        // message, `analysis::decide`) could have changed them.
+        let facts = if std::ptr::eq(sql, self.body) && !self.filled_template {
+            self.body_facts
+                .iter()
+                .find(|b| b.start == start && b.end == end)
+                .map(|b| &b.facts)
+        } else {
+            None
+        };
         let ctx = Context {
             in_function_body: true,
+            catalog: facts,
             later: &[],
             created_in_tx: if self.filled_template {
                 &none
@@ -197,6 +221,96 @@ impl plpgsql::Visitor for Walker<'_> {
         // `IF NOT EXISTS`, an exception handler or a branch may mean nothing was created, and
         // no catalog read happens inside the body (see `crate::created`).
     }
+}
+
+/// At most this many statements of one block are asked about (the rest are decided without
+/// facts): the read stays one bounded query.
+pub const MAX_BODY_FACTS: usize = 16;
+
+/// Which statements of a `DO` block's body may be decided with catalog facts read before the
+/// block runs, and what the read must confirm about the block's conditions.
+#[derive(Debug, Default)]
+pub struct FactsPlan {
+    /// The block has `IF` conditions: the read must confirm they run only built-in code.
+    pub conditions: bool,
+    /// Relations the block's `IF` conditions read without a schema: the read must find each
+    /// in `pg_catalog` (`catalog::do_facts_query`).
+    pub catalog_names: Vec<String>,
+    /// The statements, by span in the body (as the reader hands them to the rules), with the
+    /// statement understood.
+    pub statements: Vec<(usize, usize, Ddl)>,
+}
+
+/// The statements of a `DO` body that get catalog facts, or `None` when none does — the same
+/// rule as for a message's statements (`crate::created`), applied in body order: facts read
+/// before the block hold for a statement only if nothing that runs before it could have
+/// changed them. So:
+///
+/// - the body is PL/pgSQL (the default language), without a backslash (read one way only),
+///   and of the plain shape [`plpgsql::plain_steps`] reads: blocks, `IF`/`ELSIF`/`ELSE`,
+///   exception handlers, statements — no `DECLARE`, no loop, no `CASE`, no label, so every
+///   statement runs at most once and in the order written;
+/// - conditions call no function and read only catalog relations (checked again by the read:
+///   `pg_catalog` first on the search path, unqualified names resolving there, no user
+///   operator on the path); `NULL` and `RAISE` of literals run nothing;
+/// - anything else (an assignment, DML, `PERFORM`, `EXECUTE`, `CALL`, a condition calling a
+///   function) ends the plan: no statement from there on gets facts;
+/// - a DDL statement gets facts unless an earlier statement of the body changed a relation it
+///   names or a column it changes (`created::Touched`, as between a message's statements);
+///   after it, a statement that
+///   may change what names resolve to or what the facts say (anything but CREATE TABLE,
+///   CREATE INDEX, ALTER TABLE without RENAME TO / SET SCHEMA, COMMENT, GRANT, REVOKE,
+///   CREATE SEQUENCE — `created::keeps_facts`), or a CREATE TABLE … AS (it runs a query),
+///   ends the plan;
+/// - a nested `DO` never gets facts (it is unverifiable), a DROP TABLE neither (its facts
+///   decide steps a body cannot run), nor a DROP …
+///   CASCADE after another DDL statement (it may have created dependents).
+///
+/// Statements of a branch that does not run are asked about too, which is harmless. Whether
+/// the message before the block changed anything is `analysis::decide`'s part.
+pub fn facts_plan(language: Option<&str>, body: &str) -> Option<FactsPlan> {
+    if !matches!(language, None | Some("plpgsql")) || body.contains('\\') {
+        return None;
+    }
+    let opts = LexOptions {
+        standard_conforming_strings: true,
+        encoding: lexer::ClientEncoding::AsciiSafe,
+    };
+    let sql = body.as_bytes();
+    let mut plan = FactsPlan::default();
+    let mut touched = crate::created::Touched::default();
+    let mut ran_ddl = false;
+    for step in plpgsql::plain_steps(sql, opts)? {
+        match step {
+            plpgsql::Step::Nothing => {}
+            plpgsql::Step::Opaque => break,
+            plpgsql::Step::Condition { tables } => {
+                plan.conditions = true;
+                plan.catalog_names.extend(tables);
+            }
+            plpgsql::Step::Statement { start, end } => {
+                let ddl = parse::understand(sql, start, end, opts);
+                let eligible = touched.holds(&ddl)
+                    && plan.statements.len() < MAX_BODY_FACTS
+                    && !matches!(ddl.kind, DdlKind::DropTable { .. } | DdlKind::Do { .. })
+                    && !(ran_ddl && matches!(ddl.kind, DdlKind::DropCascade { .. }));
+                touched.touch(&ddl);
+                ran_ddl = true;
+                let keeps = crate::created::keeps_facts(&ddl)
+                    && !(matches!(ddl.kind, DdlKind::CreateTable { .. })
+                        && crate::created::made_from_query(sql, start, end, opts));
+                if eligible {
+                    plan.statements.push((start, end, ddl));
+                }
+                if !keeps {
+                    break;
+                }
+            }
+        }
+    }
+    plan.catalog_names.sort();
+    plan.catalog_names.dedup();
+    (!plan.statements.is_empty()).then_some(plan)
 }
 
 #[cfg(test)]
@@ -234,6 +348,196 @@ mod tests {
             &ctx.get(),
         );
         assert!(rules(&r).is_empty(), "{:?}", rules(&r));
+    }
+
+    fn planned(body: &str) -> Vec<String> {
+        facts_plan(None, body)
+            .map(|p| {
+                p.statements
+                    .iter()
+                    .map(|(s, e, _)| body[*s..*e].to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Facts for a DO body's statements: only while nothing before them in the body could
+    /// have changed what the read says.
+    #[test]
+    fn facts_are_planned_only_for_statements_nothing_before_could_change() {
+        let idem = "BEGIN IF NOT EXISTS (SELECT 1 FROM pg_indexes WHERE indexname = 'i') THEN CREATE INDEX i ON t (x); END IF; END";
+        assert_eq!(planned(idem), ["CREATE INDEX i ON t (x)"]);
+        let p = facts_plan(None, idem).expect("a plan");
+        assert_eq!(p.catalog_names, ["pg_indexes"]);
+        // Exception handlers and literal RAISEs run nothing before the statement.
+        assert_eq!(
+            planned(
+                "begin alter table auth.users alter column phone type text; exception when SQLSTATE '0A000' then raise notice 'x'; when others then null; end"
+            ),
+            ["alter table auth.users alter column phone type text"]
+        );
+        // Qualified catalogs are fine; two statements on different tables both get facts.
+        assert_eq!(
+            planned(
+                "BEGIN IF EXISTS (SELECT FROM information_schema.columns c, pg_catalog.pg_class AS k WHERE c.table_name = 'u') THEN CREATE INDEX ON a (x); ELSE CREATE INDEX ON b (x); END IF; END"
+            ),
+            ["CREATE INDEX ON a (x)", "CREATE INDEX ON b (x)"]
+        );
+        // A statement on a table an earlier statement changed as a whole gets none; one that
+        // changed a column only makes that column's facts stale (as between a message's
+        // statements, `created::Touched`).
+        assert_eq!(
+            planned(
+                "BEGIN ALTER TABLE t ADD CONSTRAINT k CHECK (c > 0); CREATE INDEX ON t (c); CREATE INDEX ON u (c); END"
+            ),
+            [
+                "ALTER TABLE t ADD CONSTRAINT k CHECK (c > 0)",
+                "CREATE INDEX ON u (c)"
+            ]
+        );
+        assert_eq!(
+            planned(
+                "BEGIN ALTER TABLE t ADD COLUMN c int; CREATE INDEX ON t (c); ALTER TABLE t ALTER COLUMN c SET NOT NULL; END"
+            ),
+            ["ALTER TABLE t ADD COLUMN c int", "CREATE INDEX ON t (c)"]
+        );
+        // What may change names or facts ends the plan: settings, renames, temp tables,
+        // writes, dynamic SQL, calls, assignments, a nested DO, a condition calling a function.
+        for (body, expected) in [
+            (
+                "BEGIN SET search_path = evil; CREATE INDEX ON t (x); END",
+                &[][..],
+            ),
+            (
+                "BEGIN PERFORM set_config('search_path', 'evil', true); CREATE INDEX ON t (x); END",
+                &[],
+            ),
+            (
+                "BEGIN CREATE TABLE x (a int); ALTER TABLE x RENAME TO t; CREATE INDEX ON t (x); END",
+                &["CREATE TABLE x (a int)"],
+            ),
+            (
+                "BEGIN ALTER TABLE big RENAME TO t; CREATE INDEX ON t (x); END",
+                &["ALTER TABLE big RENAME TO t"],
+            ),
+            (
+                "BEGIN ALTER TABLE big SET SCHEMA s; CREATE INDEX ON t (x); END",
+                &["ALTER TABLE big SET SCHEMA s"],
+            ),
+            (
+                "BEGIN CREATE TEMP TABLE t (x int); CREATE INDEX ON t (x); END",
+                &["CREATE TEMP TABLE t (x int)"],
+            ),
+            (
+                "BEGIN INSERT INTO t SELECT generate_series(1, 1000000); CREATE INDEX ON t (x); END",
+                &[],
+            ),
+            (
+                "BEGIN TRUNCATE u; CREATE INDEX ON t (x); END",
+                &["TRUNCATE u"],
+            ),
+            (
+                "BEGIN EXECUTE 'SET search_path = evil'; CREATE INDEX ON t (x); END",
+                &[],
+            ),
+            ("BEGIN CALL p(); CREATE INDEX ON t (x); END", &[]),
+            ("BEGIN n := f(); CREATE INDEX ON t (x); END", &[]),
+            (
+                "BEGIN DO $i$ BEGIN SET search_path = evil; END $i$; CREATE INDEX ON t (x); END",
+                &[],
+            ),
+            ("BEGIN DROP TABLE t; CREATE INDEX ON t (x); END", &[]),
+            (
+                "BEGIN CREATE TABLE t2 AS SELECT f(); CREATE INDEX ON t (x); END",
+                &["CREATE TABLE t2 AS SELECT f()"],
+            ),
+            ("BEGIN IF f() THEN CREATE INDEX ON t (x); END IF; END", &[]),
+            (
+                "BEGIN IF EXISTS (SELECT 1 FROM mine) THEN NULL; END IF; CREATE INDEX ON t (x); END",
+                &["CREATE INDEX ON t (x)"],
+            ),
+            (
+                "BEGIN IF EXISTS (SELECT 1 FROM public.mine) THEN NULL; END IF; CREATE INDEX ON t (x); END",
+                &[],
+            ),
+            (
+                "BEGIN IF EXISTS (SELECT 1 FROM \"pg_class\") THEN NULL; END IF; CREATE INDEX ON t (x); END",
+                &[],
+            ),
+            (
+                "BEGIN RAISE NOTICE '%', f(); CREATE INDEX ON t (x); END",
+                &[],
+            ),
+            (
+                "BEGIN IF EXISTS (TABLE mine) THEN CREATE INDEX ON t (x); END IF; END",
+                &[],
+            ),
+            (
+                "BEGIN IF EXISTS (SELECT 1 FROM pg_class WHERE EXISTS (SELECT 1 FROM ONLY mine)) THEN CREATE INDEX ON t (x); END IF; END",
+                &[],
+            ),
+            (
+                "BEGIN IF EXISTS (SELECT 1 FROM pg_class k JOIN public.mine m ON true) THEN CREATE INDEX ON t (x); END IF; END",
+                &[],
+            ),
+            (
+                "BEGIN IF EXISTS (SELECT 1 FROM pg_class WHERE 1 OPERATOR(public.===) 1) THEN CREATE INDEX ON t (x); END IF; END",
+                &[],
+            ),
+        ] {
+            assert_eq!(planned(body), expected, "{body}");
+        }
+        // An unqualified relation in a condition must be confirmed in pg_catalog by the read.
+        let p = facts_plan(
+            None,
+            "BEGIN IF EXISTS (SELECT 1 FROM mine) THEN NULL; END IF; CREATE INDEX ON t (x); END",
+        )
+        .expect("plan");
+        assert_eq!(p.catalog_names, ["mine"]);
+        // Shapes outside the plain subset get no facts at all: loops (the DDL may run again
+        // after an INSERT in the same loop), DECLARE (defaults run first), CASE, labels,
+        // other languages, a backslash (read two ways).
+        for body in [
+            "BEGIN FOR i IN 1..3 LOOP INSERT INTO t VALUES (i); CREATE INDEX ON t (x); END LOOP; END",
+            "BEGIN LOOP CREATE INDEX ON t (x); END LOOP; END",
+            "BEGIN WHILE true LOOP CREATE INDEX ON t (x); END LOOP; END",
+            "DECLARE n int := f(); BEGIN CREATE INDEX ON t (x); END",
+            "BEGIN CASE WHEN true THEN CREATE INDEX ON t (x); END CASE; END",
+            "<<l>> BEGIN CREATE INDEX ON t (x); END",
+            "#variable_conflict use_column BEGIN CREATE INDEX ON t (x); END",
+            "BEGIN CREATE INDEX ON t (x) WHERE y <> E'\\n'; END",
+        ] {
+            assert!(planned(body).is_empty(), "{body}");
+        }
+        assert!(facts_plan(Some("plperl"), "BEGIN CREATE INDEX ON t (x); END").is_none());
+    }
+
+    /// The facts read for a body statement reach its rules, by its span; other statements of
+    /// the body, and SQL an EXECUTE runs, get none.
+    #[test]
+    fn body_facts_reach_only_their_statement() {
+        use crate::catalog::testing::{facts as with, table};
+        let small = with(table("t", 10, 8192), Vec::new());
+        let body = "BEGIN CREATE INDEX i ON t (x); CREATE INDEX j ON t (y); EXECUTE 'CREATE INDEX k ON t (z)'; END";
+        let start = body.find("CREATE INDEX i").expect("i");
+        let end = body.find("; CREATE INDEX j").expect("end");
+        let facts = crate::catalog::Facts {
+            body: vec![crate::catalog::BodyFacts {
+                start,
+                end,
+                facts: small,
+            }],
+            ..Default::default()
+        };
+        let mut ctx = Ctx::in_tx();
+        ctx.catalog = Some(facts);
+        let r = inspect(None, body, &ctx.get());
+        let flagged: Vec<&str> = r.findings.iter().map(|f| f.message.as_str()).collect();
+        assert_eq!(r.findings.len(), 2, "{flagged:?}");
+        assert!(
+            flagged.iter().all(|m| !m.contains("CREATE INDEX i ")),
+            "{flagged:?}"
+        );
     }
 
     #[test]

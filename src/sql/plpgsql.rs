@@ -255,6 +255,241 @@ impl<V: Visitor> Reader<'_, V> {
     }
 }
 
+/// One step of a `DO` body of the plain shape [`plain_steps`] reads, in the order the block
+/// runs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// An `IF` / `ELSIF` condition that calls no function and reads only relations named
+    /// `pg_catalog.x`, `information_schema.x`, or these names without a schema (folded): the
+    /// catalog read must confirm they resolve into `pg_catalog`.
+    Condition { tables: Vec<String> },
+    /// Runs no SQL: `NULL`, a `RAISE` of literals only, an exception handler's conditions.
+    Nothing,
+    /// A DDL candidate at `body[start..end]`, exactly as the reader hands it to its visitor.
+    Statement { start: usize, end: usize },
+    /// Anything else — an assignment, DML, `PERFORM`, `EXECUTE`, `CALL`, a condition calling
+    /// a function or reading a user's table: it may do anything.
+    Opaque,
+}
+
+/// The steps of a PL/pgSQL `DO` body, when it has the plain shape whose statements each run at
+/// most once, in the order written: blocks (`BEGIN … [EXCEPTION WHEN … THEN …] END`), `IF …
+/// THEN … [ELSIF …] [ELSE …] END IF`, and statements. `None` for anything else — `DECLARE`
+/// (its defaults run before the first statement), loops, `CASE`, labels, compiler options,
+/// a piece ddlgate cannot place. The caller decides what the steps allow (`rules::body::facts_plan`).
+pub fn plain_steps(body: &[u8], opts: LexOptions) -> Option<Vec<Step>> {
+    let mut steps = Vec::new();
+    for (n, span) in lexer::split_statements(body, opts).iter().enumerate() {
+        let tokens = words(body, span.start, span.end, opts);
+        if n == 0 && !tokens.first().is_some_and(|t| t.is_word(body, "BEGIN")) {
+            return None;
+        }
+        let mut i = 0;
+        while let Some(t) = tokens.get(i) {
+            let is = |kw: &str| t.is_word(body, kw);
+            if is("BEGIN") || is("THEN") || is("ELSE") || is("EXCEPTION") {
+                i += 1;
+            } else if is("IF") || is("ELSIF") || is("ELSEIF") {
+                let then = find_word(body, &tokens, i + 1, "THEN")?;
+                steps.push(condition(body, &tokens[i + 1..then]));
+                i = then + 1;
+            } else if is("WHEN") {
+                // An exception handler's conditions: names and `SQLSTATE 'xxxxx'`, `OR`.
+                let then = find_word(body, &tokens, i + 1, "THEN")?;
+                let names = tokens[i + 1..then]
+                    .iter()
+                    .all(|t| matches!(t.kind, TokenKind::Word | TokenKind::String));
+                if !names {
+                    return None;
+                }
+                steps.push(Step::Nothing);
+                i = then + 1;
+            } else if is("END") {
+                // `END`, `END IF`, `END label`: never `END LOOP` / `END CASE` (not accepted).
+                let rest = &tokens[i + 1..];
+                let fine = match rest {
+                    [] => true,
+                    [w] => {
+                        w.kind == TokenKind::Word
+                            && !w.is_word(body, "LOOP")
+                            && !w.is_word(body, "CASE")
+                    }
+                    _ => false,
+                };
+                if !fine {
+                    return None;
+                }
+                break;
+            } else if t.kind != TokenKind::Word
+                || ["DECLARE", "LOOP", "WHILE", "FOR", "FOREACH", "CASE"]
+                    .iter()
+                    .any(|kw| is(kw))
+            {
+                return None;
+            } else {
+                steps.push(plain_statement(body, &tokens[i..], span.end));
+                break;
+            }
+        }
+    }
+    Some(steps)
+}
+
+/// One statement of a plain body, its block structure stripped (see [`Reader::plpgsql_statement`],
+/// whose order of tests this follows so the spans are the ones the reader hands on).
+fn plain_statement(sql: &[u8], tokens: &[Token], end: usize) -> Step {
+    let Some(first) = tokens.first() else {
+        return Step::Nothing;
+    };
+    if let Some(second) = tokens.get(1)
+        && (second.kind == TokenKind::Operator
+            && [&b":="[..], b"=", b"."]
+                .iter()
+                .any(|op| second.text(sql).starts_with(op))
+            || second.text(sql) == b"[")
+    {
+        return Step::Opaque;
+    }
+    if first.is_word(sql, "NULL") && tokens.len() == 1 {
+        return Step::Nothing;
+    }
+    // `RAISE [level] ['message' | condition]`: no parameter, no USING expression.
+    if first.is_word(sql, "RAISE")
+        && tokens[1..].iter().all(|t| {
+            matches!(t.kind, TokenKind::Word | TokenKind::String) && !t.is_word(sql, "USING")
+        })
+    {
+        return Step::Nothing;
+    }
+    const PLPGSQL: &[&str] = &[
+        "EXECUTE", "PERFORM", "RAISE", "RETURN", "ASSERT", "GET", "OPEN", "FETCH", "MOVE", "CLOSE",
+        "NULL", "EXIT", "CONTINUE", "CALL", "COMMIT", "ROLLBACK",
+    ];
+    if PLPGSQL.iter().any(|kw| first.is_word(sql, kw)) {
+        return Step::Opaque;
+    }
+    if prefilter::classify_word(first.text(sql)) == StatementClass::DdlCandidate {
+        Step::Statement {
+            start: first.start,
+            end,
+        }
+    } else {
+        Step::Opaque
+    }
+}
+
+/// An `IF` condition: [`Step::Condition`] when it calls no function and reads only catalog
+/// relations (see [`Step::Condition`]), else [`Step::Opaque`].
+fn condition(sql: &[u8], tokens: &[Token]) -> Step {
+    // Words that may stand before `(` without being a function call.
+    const NOT_CALLS: &[&str] = &[
+        "EXISTS", "IN", "NOT", "AND", "OR", "ANY", "ALL", "SOME", "SELECT", "WHERE", "FROM",
+        "JOIN", "ON", "ARRAY", "DISTINCT",
+    ];
+    // Words that end a relation in FROM and cannot be its alias.
+    const CLAUSES: &[&str] = &[
+        "WHERE",
+        "JOIN",
+        "INNER",
+        "LEFT",
+        "RIGHT",
+        "FULL",
+        "CROSS",
+        "NATURAL",
+        "ON",
+        "USING",
+        "GROUP",
+        "ORDER",
+        "LIMIT",
+        "OFFSET",
+        "FETCH",
+        "HAVING",
+        "WINDOW",
+        "UNION",
+        "EXCEPT",
+        "INTERSECT",
+        "FOR",
+    ];
+    // Words that read a relation other than after FROM / JOIN, or write (a data-modifying
+    // WITH is refused by the server inside an expression, but the condition is not the place
+    // to find out).
+    const FORBIDDEN: &[&str] = &[
+        "TABLE", "WITH", "INSERT", "UPDATE", "DELETE", "MERGE", "INTO", "LATERAL", "ONLY", "ROWS",
+    ];
+    if tokens
+        .iter()
+        .any(|t| FORBIDDEN.iter().any(|w| t.is_word(sql, w)))
+    {
+        return Step::Opaque;
+    }
+    let word = |k: usize| tokens.get(k).filter(|t| t.kind == TokenKind::Word);
+    let is_dot = |k: usize| {
+        tokens
+            .get(k)
+            .is_some_and(|t| t.kind == TokenKind::Operator && t.text(sql) == b".")
+    };
+    let mut tables = Vec::new();
+    let mut k = 0;
+    while let Some(t) = tokens.get(k) {
+        let calls = tokens
+            .get(k + 1)
+            .is_some_and(|n| n.kind == TokenKind::LParen);
+        match t.kind {
+            TokenKind::Word if calls && !NOT_CALLS.iter().any(|w| t.is_word(sql, w)) => {
+                return Step::Opaque;
+            }
+            TokenKind::Word | TokenKind::LParen | TokenKind::RParen | TokenKind::Comma => {}
+            TokenKind::Operator
+            | TokenKind::String
+            | TokenKind::DollarString
+            | TokenKind::Number => {}
+            // Quoted identifiers (a quoted function or relation name), parameters, anything else.
+            _ => return Step::Opaque,
+        }
+        if t.is_word(sql, "FROM") || t.is_word(sql, "JOIN") {
+            let mut at = k + 1;
+            loop {
+                if tokens.get(at).is_some_and(|n| n.kind == TokenKind::LParen) {
+                    // A subquery: its own FROM is read as the walk goes on.
+                    break;
+                }
+                let Some(first) = word(at) else {
+                    return Step::Opaque;
+                };
+                if is_dot(at + 1) {
+                    let Some(_) = word(at + 2) else {
+                        return Step::Opaque;
+                    };
+                    if !(first.is_word(sql, "pg_catalog")
+                        || first.is_word(sql, "information_schema"))
+                    {
+                        return Step::Opaque;
+                    }
+                    at += 3;
+                } else {
+                    tables.push(String::from_utf8_lossy(first.text(sql)).to_ascii_lowercase());
+                    at += 1;
+                }
+                // An alias, with or without AS.
+                if word(at).is_some_and(|w| w.is_word(sql, "AS")) {
+                    at += 2;
+                } else if word(at).is_some_and(|w| !CLAUSES.iter().any(|c| w.is_word(sql, c))) {
+                    at += 1;
+                }
+                if t.is_word(sql, "FROM")
+                    && tokens.get(at).is_some_and(|n| n.kind == TokenKind::Comma)
+                {
+                    at += 1;
+                    continue;
+                }
+                break;
+            }
+        }
+        k += 1;
+    }
+    Step::Condition { tables }
+}
+
 /// The non-comment, non-`;` tokens of `sql[start..end]`.
 fn words(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> Vec<Token> {
     Lexer::at(sql, start, opts)

@@ -176,7 +176,7 @@ impl Relay {
             };
             match crate::catalog::parse_facts(json) {
                 Ok(mut f) => {
-                    f.thresholds = thresholds;
+                    f.set_thresholds(thresholds);
                     facts.push((at, f));
                 }
                 Err(e) => {
