@@ -166,14 +166,7 @@ impl<V: Visitor> Reader<'_, V> {
     /// One PL/pgSQL statement, its block structure stripped.
     fn plpgsql_statement(&mut self, sql: &[u8], tokens: &[Token], end: usize) {
         let Some(first) = tokens.first() else { return };
-        // Assignments: `x := …`, `x = …`, `r.f := …`, `a[1] := …`.
-        if let Some(second) = tokens.get(1)
-            && (second.kind == TokenKind::Operator
-                && [&b":="[..], b"=", b"."]
-                    .iter()
-                    .any(|op| second.text(sql).starts_with(op))
-                || second.text(sql) == b"[")
-        {
+        if is_assignment(sql, tokens) {
             return;
         }
         if first.kind != TokenKind::Word {
@@ -335,19 +328,24 @@ pub fn plain_steps(body: &[u8], opts: LexOptions) -> Option<Vec<Step>> {
     Some(steps)
 }
 
+/// A PL/pgSQL assignment: `x := …`, `x = …`, `r.f := …`, `a[1] := …`.
+fn is_assignment(sql: &[u8], tokens: &[Token]) -> bool {
+    tokens.get(1).is_some_and(|second| {
+        second.kind == TokenKind::Operator
+            && [&b":="[..], b"=", b"."]
+                .iter()
+                .any(|op| second.text(sql).starts_with(op))
+            || second.text(sql) == b"["
+    })
+}
+
 /// One statement of a plain body, its block structure stripped (see [`Reader::plpgsql_statement`],
 /// whose order of tests this follows so the spans are the ones the reader hands on).
 fn plain_statement(sql: &[u8], tokens: &[Token], end: usize) -> Step {
     let Some(first) = tokens.first() else {
         return Step::Nothing;
     };
-    if let Some(second) = tokens.get(1)
-        && (second.kind == TokenKind::Operator
-            && [&b":="[..], b"=", b"."]
-                .iter()
-                .any(|op| second.text(sql).starts_with(op))
-            || second.text(sql) == b"[")
-    {
+    if is_assignment(sql, tokens) {
         return Step::Opaque;
     }
     if first.is_word(sql, "NULL") && tokens.len() == 1 {
