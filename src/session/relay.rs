@@ -891,15 +891,6 @@ impl Relay {
                             },
                             false => None,
                         };
-                        // ddlgate's own queries before the unit destroy the unnamed
-                        // statement: it is prepared again in front of the unit.
-                        let (lone, reparse) = match lone {
-                            Some(u) if u.statement.is_empty() => match st.unnamed_parse() {
-                                Some(p) => (Some(u), Some(p)),
-                                None => (None, None),
-                            },
-                            other => (other, None),
-                        };
                         let bound = match st.on_bind(&self.shared, counters, &statement) {
                             Ok(hook::Bound {
                                 recipe: Some(recipe),
@@ -971,19 +962,10 @@ impl Relay {
                                 if needed || recipe.is_some() {
                                     st.proto.note_unit_kind(UnitKind::Ddl);
                                     let (frame, unit) = match lone {
-                                        Some(mut u) => {
+                                        Some(u) => {
                                             st.proto.unit_taken();
                                             counters.extended_units.increment(1);
-                                            let unit = io.cbuf.split_to(u.len);
-                                            let mut frame = BytesMut::new();
-                                            if let Some(p) = reparse {
-                                                frame.extend_from_slice(&p);
-                                                u.parse_len = p.len();
-                                                u.parse_hidden = true;
-                                            }
-                                            frame.extend_from_slice(&unit);
-                                            u.len = frame.len();
-                                            (frame.freeze(), Some(u))
+                                            (io.cbuf.split_to(u.len).freeze(), Some(u))
                                         }
                                         None => (io.cbuf.split_to(total).freeze(), None),
                                     };
