@@ -56,8 +56,7 @@ impl Relay {
         // One unit, one round trip: inside a transaction block the savepoint, the EXPLAIN and
         // the savepoint's undo, each its own named statement (no client text can make one
         // swallow another, as it could in one Query). After an error the server skips the rest
-        // up to Sync: what was left open is closed after it (`end_own_unit`), and the undo is
-        // sent again (`undo_estimate`).
+        // up to Sync: what was left open is closed and the undo sent again (`close_own`).
         let mut unit = BytesMut::new();
         if in_tx {
             unit.extend_from_slice(&own_statement(name, estimate::SAVEPOINT.as_bytes()));
@@ -76,13 +75,12 @@ impl Relay {
         // The plan's size follows the statement's and its values' (an IN list is printed
         // back): room for four times them, a larger row skipped.
         let room = sql.len().saturating_add(params.len()).saturating_mul(4);
-        let reply = self
-            .inject_unit(end_own_unit(unit, name, name), room)
-            .await?;
-        if reply.error.is_some() && in_tx {
+        unit.extend_from_slice(&frontend::sync());
+        let reply = self.inject_unit(unit.freeze(), 1, room).await?;
+        if reply.error.is_some() {
             // Failed, the EXPLAIN is undone all the same inside a transaction block (the locks
-            // planning took released); what the failure left open was closed after its Sync.
-            self.undo_estimate().await?;
+            // planning took released), and what the failure left open is closed.
+            self.close_own(name, in_tx).await?;
         }
         if reply.skipped {
             tracing::debug!("EXPLAIN answer larger than its room; deciding without an estimate");
@@ -109,11 +107,18 @@ impl Relay {
         }
     }
 
-    /// After the estimate failed inside a transaction block: its savepoint is rolled back and
-    /// released (`ROLLBACK TO` may be prepared and run in a failed transaction; `RELEASE` then
-    /// runs in the restored one).
-    async fn undo_estimate(&mut self) -> Result<(), SessionError> {
-        let reply = self.inject(&estimate::UNDO_STEPS).await?;
+    /// After the estimate failed: its statement and portal are closed ([`close_own_unit`]),
+    /// and with `undo` its savepoint is rolled back and released (`ROLLBACK TO` may be
+    /// prepared and run in a failed transaction; `RELEASE` then runs in the restored one).
+    async fn close_own(&mut self, name: &[u8], undo: bool) -> Result<(), SessionError> {
+        let mut unit = close_own_unit(name, name);
+        if undo {
+            for step in estimate::UNDO_STEPS {
+                unit.extend_from_slice(&own_statement(name, step.as_bytes()));
+            }
+        }
+        unit.extend_from_slice(&frontend::sync());
+        let reply = self.inject_unit(unit.freeze(), 1, 0).await?;
         if let Some(e) = reply.error {
             tracing::warn!(code = %e.code, message = %e.message, "undoing the backfill estimate failed");
         }
@@ -210,7 +215,7 @@ impl Relay {
         unit.extend_from_slice(&frontend::execute(name));
         // The raising statement and portal are closed after its Sync, in the same write: after
         // a failed Parse of the unnamed statement a real server holds none.
-        let unit = end_own_unit(unit, name, statement);
+        let unit = raising_unit(unit, name, statement);
         let reply = self.raise_in_unit(unit).await?;
         let e = reply.error.as_ref();
         self.audit_guarded("error", e.map(|e| format!("{}: {}", e.code, e.message)));
@@ -221,12 +226,12 @@ impl Relay {
             .map_err(SessionError::ClientIo)
     }
 
-    /// Runs `unit` (of ddlgate's own, ended by [`end_own_unit`]), whose statement raises the
+    /// Runs `unit` (of ddlgate's own, ended by [`raising_unit`]), whose statement raises the
     /// error the client must see, and queues for the client that error (without the raise's
     /// context) and the ReadyForQuery: the error and the transaction state it leaves are the
     /// server's.
     pub(super) async fn raise_in_unit(&mut self, unit: Bytes) -> Result<Reply, SessionError> {
-        let reply = self.inject_unit(unit, 0).await?;
+        let reply = self.inject_unit(unit, 2, 0).await?;
         let Some(error) = reply.error_frame.as_ref() else {
             return Err(SessionError::UpstreamProtocol(
                 "ddlgate's raising statement raised no error".to_owned(),
@@ -244,15 +249,29 @@ impl Relay {
     }
 }
 
-/// How many Syncs (so ReadyForQuery replies) a unit of [`own_unit`]/[`end_own_unit`] holds.
-pub(super) const OWN_UNIT_SYNCS: usize = 2;
-
 /// A unit of ddlgate's own: each of `statements` (one statement each, no parameters) prepared,
-/// run and closed under the statement and portal `name` ([`own_statement`]), then
-/// [`end_own_unit`]. Refused if a text holds a NUL, where the server would end it: names come
-/// from NUL-terminated statements and from the catalog, so this never happens unless something
-/// upstream of here is wrong — then nothing is sent.
+/// run and closed under the statement and portal `name` ([`own_statement`]), and one Sync for
+/// them all (outside a transaction block one implicit transaction, an error skipping the rest,
+/// as in a simple Query of them). A named statement outlives an error (Parse is not
+/// transactional) and the server skips every message after an error up to Sync, the Closes of
+/// the failed statement's own included: after an error the caller closes them
+/// ([`close_own_unit`]). Refused if a text holds a NUL, where the server would end it: names
+/// come from NUL-terminated statements and from the catalog, so this never happens unless
+/// something upstream of here is wrong — then nothing is sent.
 pub(super) fn own_unit(name: &[u8], statements: &[&[u8]]) -> Result<Bytes, SessionError> {
+    let mut unit = own_statements(name, statements)?;
+    unit.extend_from_slice(&frontend::sync());
+    Ok(unit.freeze())
+}
+
+/// [`own_unit`] of statements the last of which raises an error (it always fails), ended by
+/// [`raising_unit`].
+pub(super) fn own_raising_unit(name: &[u8], statements: &[&[u8]]) -> Result<Bytes, SessionError> {
+    Ok(raising_unit(own_statements(name, statements)?, name, name))
+}
+
+/// [`own_statement`] of each of `statements`; refused if one holds a NUL (see [`own_unit`]).
+fn own_statements(name: &[u8], statements: &[&[u8]]) -> Result<BytesMut, SessionError> {
     let mut unit = BytesMut::new();
     for sql in statements {
         if crate::sql::quote::has_nul(sql) {
@@ -260,20 +279,26 @@ pub(super) fn own_unit(name: &[u8], statements: &[&[u8]]) -> Result<Bytes, Sessi
         }
         unit.extend_from_slice(&own_statement(name, sql));
     }
-    Ok(end_own_unit(unit, name, name))
+    Ok(unit)
 }
 
-/// Ends a unit of [`own_statement`]s under `portal` and `statement` (ddlgate's own name, or
-/// the unnamed statement a refusal raises from): one Sync for them all (outside a transaction
-/// block one implicit transaction, as a simple Query of several statements), then a Close of
-/// the portal and the statement and a second Sync, in the same write: one round trip. A named statement outlives an error (Parse is not transactional) and the server skips
-/// every message after an error up to Sync, the Closes of the failed statement's own included;
-/// the Closes after the first Sync always run (a Close is no error when the name does not
-/// exist, and runs in a failed transaction too), so nothing of ddlgate's is ever left behind.
-pub(super) fn end_own_unit(mut unit: BytesMut, portal: &[u8], statement: &[u8]) -> Bytes {
-    unit.extend_from_slice(&frontend::sync());
+/// A Close of the portal and of the statement a unit of ddlgate's own left open when it
+/// failed (a Close is no error when the name does not exist, and runs in a failed transaction
+/// too); the caller ends the unit with a Sync.
+pub(super) fn close_own_unit(portal: &[u8], statement: &[u8]) -> BytesMut {
+    let mut unit = BytesMut::new();
     unit.extend_from_slice(&frontend::close_portal(portal));
     unit.extend_from_slice(&frontend::close_statement(statement));
+    unit
+}
+
+/// Ends `unit`, whose statement raises an error (it always fails): one Sync, then
+/// [`close_own_unit`] of `portal` and `statement` (ddlgate's own name, or the unnamed
+/// statement a refusal raises from) and a second Sync, in the same write — one round trip, and
+/// nothing of ddlgate's left behind.
+pub(super) fn raising_unit(mut unit: BytesMut, portal: &[u8], statement: &[u8]) -> Bytes {
+    unit.extend_from_slice(&frontend::sync());
+    unit.extend_from_slice(&close_own_unit(portal, statement));
     unit.extend_from_slice(&frontend::sync());
     unit.freeze()
 }
@@ -340,7 +365,7 @@ mod tests {
     }
 
     #[test]
-    fn own_units_run_every_statement_then_close_after_their_sync() {
+    fn own_units_run_every_statement_under_one_sync() {
         let unit = own_unit(b"n", &[b"SAVEPOINT s", b"SELECT 1"]).expect("no NUL");
         assert_eq!(
             frames(&unit),
@@ -356,19 +381,12 @@ mod tests {
                 "CP n",
                 "CS n",
                 "S",
-                // Run even when an error skipped the Closes above.
-                "CP n",
-                "CS n",
-                "S",
             ]
         );
-        assert_eq!(
-            frames(&unit).iter().filter(|f| *f == "S").count(),
-            OWN_UNIT_SYNCS
-        );
-        // The unnamed statement a refusal raises from is the one closed.
-        let refusal = end_own_unit(BytesMut::new(), b"n", b"");
-        assert_eq!(frames(&refusal), ["S", "CP n", "CS ", "S"]);
         assert!(own_unit(b"n", &[b"SELECT 1", b"SELECT '\0'"]).is_err());
+        // A raising unit closes after its Sync, in the same write: the unnamed statement a
+        // refusal raises from is the one closed.
+        let raising = raising_unit(BytesMut::new(), b"n", b"");
+        assert_eq!(frames(&raising), ["S", "CP n", "CS ", "S"]);
     }
 }

@@ -89,9 +89,12 @@ impl Relay {
     /// unit of ddlgate's own named statement and portal (`bound::own_unit`), so that the
     /// client's unnamed statement and portal are left as they are (a simple Query would drop
     /// both). One Sync ends them all: outside a transaction block they run as one implicit
-    /// transaction, and an error skips the rest, exactly as a simple Query of them would.
-    /// Rows come back in text format; their replies are not the client's. Asynchronous
-    /// notifications and parameter changes that arrive meanwhile are passed on.
+    /// transaction, and an error skips the rest, exactly as a simple Query of them would; an
+    /// error is followed by a Close of what it left open (one more round trip, only then).
+    /// For a client that never sent a Parse or a Bind (no unnamed statement or portal can
+    /// exist) they run as one simple Query instead, which costs the server less. Rows come
+    /// back in text format; their replies are not the client's. Asynchronous notifications and
+    /// parameter changes that arrive meanwhile are passed on.
     pub(super) async fn inject<S: AsRef<[u8]>>(
         &mut self,
         statements: &[S],
@@ -127,9 +130,20 @@ impl Relay {
                 tracing::trace!(sql = %sql, "guard query");
             }
         }
-        let name = self.st.own_statement_name();
-        let unit = super::bound::own_unit(name.as_bytes(), statements)?;
-        self.send_own(unit, super::bound::OWN_UNIT_SYNCS).await?;
+        // A client that never sent a Parse or a Bind holds no unnamed statement or portal: one
+        // simple Query of the statements drops nothing of its, and costs the server less than
+        // prepared statements (no plan cache, no copies of the query trees).
+        let name = self.st.extended_used.then(|| self.st.own_statement_name());
+        match &name {
+            Some(name) => {
+                let unit = super::bound::own_unit(name.as_bytes(), statements)?;
+                self.send_own(unit, 1).await?;
+            }
+            None => {
+                let sql = statements.join(&b"; "[..]);
+                self.send_own(query_frame(&sql)?, 1).await?;
+            }
+        }
         // The EXPLAIN of the client's statement answers with a plan whose size follows the
         // statement's (an IN list of thousands of values is printed back): room for four times
         // it, and a larger row is skipped rather than ending the session.
@@ -149,32 +163,37 @@ impl Relay {
                 .await
                 .map_err(SessionError::ClientIo)?;
         }
-        self.collect_reply(
-            room,
-            oversized,
-            client_text,
-            statements,
-            super::bound::OWN_UNIT_SYNCS,
-        )
-        .await
+        let reply = self
+            .collect_reply(room, oversized, client_text, statements, 1)
+            .await?;
+        if let Some(name) = name.filter(|_| reply.error.is_some()) {
+            // The failed statement's Closes were skipped: nothing of ddlgate's is left behind.
+            let mut close = super::bound::close_own_unit(name.as_bytes(), name.as_bytes());
+            close.extend_from_slice(&frontend::sync());
+            self.send_own(close.freeze(), 1).await?;
+            self.collect_reply(MAX_INJECTED_FRAME, Oversized::Refuse, false, &[], 1)
+                .await?;
+        }
+        Ok(reply)
     }
 
-    /// Runs an extended-protocol unit of ddlgate's own (`frames`, ended by
-    /// `bound::end_own_unit`; its statements and portals named so that the client's unnamed
-    /// ones are left alone) and reads its replies up to the last ReadyForQuery, as
+    /// Runs an extended-protocol unit of ddlgate's own (`frames`, holding `syncs` Syncs, the
+    /// last at its end; its statements and portals named so that the client's unnamed ones
+    /// are left alone) and reads its replies up to the last ReadyForQuery, as
     /// [`Relay::inject_bytes`] does. `room`: the largest row held (a larger one is skipped).
     pub(super) async fn inject_unit(
         &mut self,
         frames: Bytes,
+        syncs: usize,
         room: usize,
     ) -> Result<Reply, SessionError> {
-        self.send_own(frames, super::bound::OWN_UNIT_SYNCS).await?;
+        self.send_own(frames, syncs).await?;
         self.collect_reply(
             room.max(MAX_INJECTED_FRAME),
             Oversized::Skip,
             true,
             &[],
-            super::bound::OWN_UNIT_SYNCS,
+            syncs,
         )
         .await
     }

@@ -456,7 +456,7 @@ impl Relay {
             } else {
                 &[sql]
             };
-            let unit = bound::own_unit(name.as_bytes(), statements)?;
+            let unit = bound::own_raising_unit(name.as_bytes(), statements)?;
             self.raise_in_unit(unit).await?;
             return Ok(());
         }
