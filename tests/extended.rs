@@ -314,6 +314,25 @@ async fn a_lone_unit_behind_a_lock_is_retried_and_succeeds() {
     assert!(message.contains("2 attempt(s)"), "{message}");
     send(&mut s, &[sync()]).await;
     assert_eq!(tags(&read_until_ready(&mut s).await).0, "Z");
+
+    // Given up on, a lone unit of a named statement leaves the client's unnamed statement (its
+    // own queries and the error it raises are named units), and nothing of ddlgate's.
+    let replies = unnamed_around(
+        env2.proxy_addr(),
+        &[unit_of("z", Some("ALTER TABLE t ADD COLUMN z int"))],
+    )
+    .await;
+    assert_eq!(
+        replies,
+        [
+            "1Z".to_owned(),
+            "E(55P03)Z".to_owned(),
+            "2D[Some(\"1\")]CZ".to_owned(),
+            // The client's own `z` only: its Parse succeeded before the Execute was given up on.
+            "TD[Some(\"z\"), Some(\"\")]CZ".to_owned(),
+        ],
+        "the guard's error, then the unnamed statement still runs"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -729,36 +748,4 @@ async fn ddlgates_own_queries_leave_the_clients_unnamed_statement_as_a_server_do
             .collect()
     };
     assert_eq!(names("proxied"), names("direct"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lone_unit_given_up_on_leaves_the_unnamed_statement_and_nothing_of_ddlgates() {
-    let env = Env::start_with(|c| {
-        fast_guard(c);
-        c.guard.max_attempts = 2;
-    })
-    .await;
-    env.table_t(10).await;
-    let blocker = env.direct_client("ddlgate_admin").await;
-    blocker
-        .batch_execute("BEGIN; SELECT count(*) FROM t")
-        .await
-        .expect("blocker");
-    let replies = unnamed_around(
-        env.proxy_addr(),
-        &[unit_of("z", Some("ALTER TABLE t ADD COLUMN z int"))],
-    )
-    .await;
-    assert_eq!(
-        replies,
-        [
-            "1Z".to_owned(),
-            "E(55P03)Z".to_owned(),
-            "2D[Some(\"1\")]CZ".to_owned(),
-            // The client's own `z` only: its Parse succeeded before the Execute was given up on.
-            "TD[Some(\"z\"), Some(\"\")]CZ".to_owned(),
-        ],
-        "the guard's error, then the unnamed statement still runs"
-    );
-    blocker.batch_execute("ROLLBACK").await.expect("rollback");
 }

@@ -11,8 +11,9 @@
 //! rolled back, each step a named statement too, all in one unit: one round trip, and one more
 //! when it fails inside a transaction block (the savepoint's undo).
 //!
-//! Every other query of ddlgate's own is such a unit too ([`own_unit`], run by
-//! `Relay::inject`): a simple Query would drop the client's unnamed statement and portal.
+//! Every other query of ddlgate's own is such a unit too once the client has sent a Parse or
+//! a Bind ([`own_unit`], run by `Relay::inject`): a simple Query would drop the client's
+//! unnamed statement and portal.
 //!
 //! Blocked, the unit is answered as a real server answers a unit whose first message fails: the
 //! server itself raises the error (a `DO` block, as every block of ddlgate's), so that a

@@ -1,6 +1,7 @@
 //! The side channel: ddlgate's own queries on the client's upstream connection, at a
-//! statement boundary (named extended-protocol units, never simple Queries: the client's
-//! unnamed statement and portal stay as they are), and the guarded Query's attempts — sent, and their replies read up to
+//! statement boundary (named extended-protocol units, so the client's unnamed statement and
+//! portal stay as they are; simple Queries while it has sent no Parse or Bind), and the
+//! guarded Query's attempts — sent, and their replies read up to
 //! ReadyForQuery, without the client seeing them (except notifications, parameter changes, and
 //! replies too large to hold). Every wait here has a shutdown arm: when ddlgate terminates, the
 //! wait ends with `SessionError::Shutdown` and the session cancels what runs upstream. While it

@@ -3,7 +3,8 @@
 //! server idle. ddlgate drives the client's own upstream connection itself here, with queries
 //! of its own whose replies the client never sees (`channel`): each an extended-protocol unit
 //! under ddlgate's own named statement and portal (`bound::own_unit`), so the client's unnamed
-//! prepared statement and portal are left as they are. In fixed phases:
+//! prepared statement and portal are left as they are (a simple Query while the client has
+//! sent no Parse or Bind: it holds none). In fixed phases:
 //!
 //! 0. facts (`facts`): before the decision, the catalog facts it needs are read and handed to
 //!    the analyzer (and the backfill guard's estimates, with the client's parameter values when
