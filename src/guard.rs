@@ -583,10 +583,13 @@ pub fn step_settings(
 /// Undoes a guarded `BEGIN …` Query whose attempt left the block open (retry of the whole).
 pub const ROLLBACK: &str = "ROLLBACK";
 
+/// Opens the block a `BEGIN …` Query given up on is failed in (see [`in_reopened_block`]).
+pub const BEGIN: &str = "BEGIN";
+
 /// `raise` (a raising statement) run as the server would have run a `BEGIN …` Query given up
-/// on: in a block it opens, which the error leaves failed.
+/// on: in a block it opens ([`BEGIN`]), which the error leaves failed.
 pub fn in_reopened_block(raise: &[u8]) -> Vec<u8> {
-    let mut sql = b"BEGIN; ".to_vec();
+    let mut sql = format!("{BEGIN}; ").into_bytes();
     sql.extend_from_slice(raise);
     sql
 }

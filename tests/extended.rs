@@ -314,6 +314,25 @@ async fn a_lone_unit_behind_a_lock_is_retried_and_succeeds() {
     assert!(message.contains("2 attempt(s)"), "{message}");
     send(&mut s, &[sync()]).await;
     assert_eq!(tags(&read_until_ready(&mut s).await).0, "Z");
+
+    // Given up on, a lone unit of a named statement leaves the client's unnamed statement (its
+    // own queries and the error it raises are named units), and nothing of ddlgate's.
+    let replies = unnamed_around(
+        env2.proxy_addr(),
+        &[unit_of("z", Some("ALTER TABLE t ADD COLUMN z int"))],
+    )
+    .await;
+    assert_eq!(
+        replies,
+        [
+            "1Z".to_owned(),
+            "E(55P03)Z".to_owned(),
+            "2D[Some(\"1\")]CZ".to_owned(),
+            // The client's own `z` only: its Parse succeeded before the Execute was given up on.
+            "TD[Some(\"z\"), Some(\"\")]CZ".to_owned(),
+        ],
+        "the guard's error, then the unnamed statement still runs"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -540,4 +559,193 @@ async fn a_foreign_key_in_a_lone_unit_runs_as_steps_with_the_direct_statements_e
         "the way out names the extended protocol too: {hint}"
     );
     p.batch_execute("ROLLBACK").await.expect("rollback");
+}
+
+/// The outcome of one exchange as a transcript: reply tags (notices left out), each error's
+/// SQLSTATE and each row's values.
+fn transcript(replies: &[(u8, Vec<u8>)]) -> String {
+    let mut out = String::new();
+    for (tag, body) in replies.iter().filter(|(t, _)| *t != b'N') {
+        out.push(*tag as char);
+        match tag {
+            b'E' => out.push_str(&format!("({})", wire::error_fields(body).1)),
+            b'D' => out.push_str(&format!("{:?}", data_row(body))),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A DataRow's values (text format).
+fn data_row(body: &[u8]) -> Vec<Option<String>> {
+    let n = u16::from_be_bytes([body[0], body[1]]);
+    let mut at = 2;
+    let mut values = Vec::new();
+    for _ in 0..n {
+        let len = i32::from_be_bytes(body[at..at + 4].try_into().expect("length"));
+        at += 4;
+        if len < 0 {
+            values.push(None);
+            continue;
+        }
+        let len = len as usize;
+        values.push(Some(
+            String::from_utf8_lossy(&body[at..at + len]).into_owned(),
+        ));
+        at += len;
+    }
+    values
+}
+
+/// Runs the named statement `name` in the unnamed portal, alone in its unit (`{name}` is
+/// prepared in the same unit when `sql` is given).
+fn unit_of(name: &str, sql: Option<&str>) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    if let Some(sql) = sql {
+        frames.push(parse(name, sql));
+    }
+    frames.extend([bind(name), execute(), sync()]);
+    frames
+}
+
+/// On a fresh raw connection to `addr`: the unnamed statement prepared as `SELECT 1` (Parse,
+/// Sync), then `units` (each a unit of named statements, as drivers send DDL once prepared),
+/// then a Bind of the unnamed statement: the transcript of every exchange, and the
+/// connection's prepared statements and portals at the end.
+async fn unnamed_around(addr: std::net::SocketAddr, units: &[Vec<Vec<u8>>]) -> Vec<String> {
+    let mut s = wire::connect_trust(addr).await;
+    let mut out = Vec::new();
+    send(&mut s, &[parse("", "SELECT 1"), sync()]).await;
+    out.push(transcript(&read_until_ready(&mut s).await));
+    for unit in units {
+        send(&mut s, unit).await;
+        out.push(transcript(&read_until_ready(&mut s).await));
+    }
+    send(&mut s, &[bind(""), execute(), sync()]).await;
+    out.push(transcript(&read_until_ready(&mut s).await));
+    // Nothing of ddlgate's is left behind: the same statements and portals as on a direct
+    // connection.
+    s.write_all(&wire::query(
+        "SELECT (SELECT coalesce(string_agg(name, ',' ORDER BY name), '') FROM pg_prepared_statements), \
+                (SELECT coalesce(string_agg(name, ',' ORDER BY name), '') FROM pg_cursors)",
+    ))
+    .await
+    .expect("write");
+    out.push(transcript(&read_until_ready(&mut s).await));
+    out
+}
+
+/// The units of [`unnamed_around`] for one run: `w` tells the runs' objects apart.
+fn ddl_units(w: &str) -> Vec<Vec<Vec<u8>>> {
+    vec![
+        // Outside a transaction block: lone units, guarded (prelude, epilogue), rewritten
+        // (CREATE INDEX → CONCURRENTLY), a recipe's steps (FOREIGN KEY → NOT VALID +
+        // VALIDATE), and a DDL statement that fails.
+        unit_of(
+            &format!("ix_{w}"),
+            Some(&format!("CREATE INDEX t_x_{w} ON t (x)")),
+        ),
+        unit_of(
+            &format!("add_{w}"),
+            Some(&format!("ALTER TABLE t ADD COLUMN c_{w} int")),
+        ),
+        unit_of(
+            &format!("fk_{w}"),
+            Some(&format!(
+                "ALTER TABLE t ADD CONSTRAINT t_fk_{w} FOREIGN KEY (x) REFERENCES p (id)"
+            )),
+        ),
+        unit_of(
+            &format!("bad_{w}"),
+            Some(&format!("ALTER TABLE t ADD COLUMN c_{w} int")),
+        ),
+        // The failing recipe: a step fails (a row without its parent), the error is the step's.
+        unit_of(
+            &format!("orphan_{w}"),
+            Some(&format!(
+                "ALTER TABLE o ADD CONSTRAINT o_fk_{w} FOREIGN KEY (x) REFERENCES p (id)"
+            )),
+        ),
+        // Inside a transaction block: guarded units, and one that fails.
+        unit_of(&format!("begin_{w}"), Some("BEGIN")),
+        unit_of(
+            &format!("tx_{w}"),
+            Some(&format!("ALTER TABLE t ADD COLUMN d_{w} int")),
+        ),
+        unit_of(&format!("commit_{w}"), Some("COMMIT")),
+        unit_of(&format!("begin_{w}"), None),
+        unit_of(
+            &format!("txbad_{w}"),
+            Some(&format!("ALTER TABLE t ADD COLUMN d_{w} int")),
+        ),
+        unit_of(&format!("rollback_{w}"), Some("ROLLBACK")),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddlgates_own_queries_leave_the_clients_unnamed_statement_as_a_server_does() {
+    let env = Env::start_with(|c| {
+        fast_guard(c);
+        c.journal.enabled = true;
+    })
+    .await;
+    let admin = env.table_t(100).await;
+    admin
+        .batch_execute(
+            "CREATE TABLE p (id int PRIMARY KEY); INSERT INTO p SELECT generate_series(1, 100);
+             CREATE TABLE o (x int); INSERT INTO o VALUES (1), (5000);
+             ALTER TABLE p OWNER TO trust_user; ALTER TABLE o OWNER TO trust_user;",
+        )
+        .await
+        .expect("setup");
+    let runs = |env: &Env| {
+        env.proxy
+            .shared()
+            .metrics
+            .value("ddlgate_guard_runs_total", &[])
+    };
+    let before = runs(&env);
+    let direct = unnamed_around(
+        format!("127.0.0.1:{}", env.pg.port())
+            .parse()
+            .expect("addr"),
+        &ddl_units("direct"),
+    )
+    .await;
+    let proxied = unnamed_around(env.proxy_addr(), &ddl_units("proxied")).await;
+    let last = direct.len() - 2;
+    assert_eq!(
+        direct[last], "2D[Some(\"1\")]CZ",
+        "the unnamed statement runs on a direct connection"
+    );
+    for (i, (d, p)) in direct.iter().zip(&proxied).enumerate() {
+        assert_eq!(
+            p.replace("proxied", "*"),
+            d.replace("direct", "*"),
+            "exchange {i}: through ddlgate as directly ({proxied:?})"
+        );
+    }
+    assert_eq!(proxied.len(), direct.len());
+    // ddlgate did run its own queries there: the guard ran, the journal was written.
+    assert!(runs(&env) > before, "the guard ran");
+    let journaled: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM ddlgate.journal WHERE statement LIKE '%proxied%'",
+            &[],
+        )
+        .await
+        .expect("journal")
+        .get(0);
+    assert!(journaled >= 3, "the journal was written: {journaled}");
+    // The same schema of `t` as the direct statements': the runs differ only by their names.
+    // (On `o` the failed recipe's first step, the NOT VALID constraint, stays, as documented.)
+    let schema = schema(&admin).await;
+    let names = |w: &str| -> Vec<String> {
+        schema
+            .iter()
+            .filter(|l| l.starts_with("t ") && l.contains(w))
+            .map(|l| l.replace(w, "*"))
+            .collect()
+    };
+    assert_eq!(names("proxied"), names("direct"));
 }

@@ -12,12 +12,12 @@
 //!   statement's table locks (ROW EXCLUSIVE on the target), which the statement itself takes
 //!   a moment later anyway.
 //! - Inside a transaction block the EXPLAIN runs under a savepoint of ddlgate's own that is
-//!   always rolled back ([`SAVEPOINT`], [`UNDO`]): an EXPLAIN that fails (the statement refers
+//!   always rolled back ([`SAVEPOINT`], [`UNDO_STEPS`]): an EXPLAIN that fails (the statement refers
 //!   to a column that does not exist, a table created later in the same message) leaves the
 //!   client's transaction as it was, and the locks it took in the savepoint are released. Each
-//!   of the three is a Query of its own, so that nothing the client's text does (an
-//!   unterminated comment swallowing what follows) can make the savepoint and the EXPLAIN fail
-//!   together. In a failed transaction nothing is run at all (the session's `may_inject`).
+//!   is a unit of ddlgate's own (one named prepared statement each), so that nothing the
+//!   client's text does (an unterminated comment swallowing what follows) can make the
+//!   savepoint and the EXPLAIN fail together. In a failed transaction nothing is run at all (the session's `may_inject`).
 //! - The client's statement is sent as its own bytes (the lexer's span of exactly one
 //!   statement, in the session's encoding), prefixed by `EXPLAIN (FORMAT JSON)` and followed by
 //!   a newline (a trailing `--` comment ends there).
@@ -31,8 +31,8 @@
 //!   types and bound with exactly its Bind's values and formats (a custom plan for those
 //!   values), under a statement and portal name of ddlgate's own, never the unnamed ones;
 //!   inside a transaction block under the same savepoint, its steps ([`SAVEPOINT`],
-//!   [`UNDO_STEPS`]) named statements too, as a simple Query would drop the client's unnamed
-//!   statement (`session::ddl::bound`). Only a unit `[Parse] Bind [Describe] Execute Sync`
+//!   [`UNDO_STEPS`]) named statements too, as every query of ddlgate's own
+//!   (`session::ddl::bound`). Only a unit `[Parse] Bind [Describe] Execute Sync`
 //!   complete in what ddlgate has read, its Bind within `limits.max_statement_bytes`, is
 //!   examined so; any other is not examined, and counted
 //!   (`ddlgate_backfill_estimates_total{outcome="parameters"}`).
@@ -50,11 +50,8 @@ use serde_json::Value;
 /// The savepoint the EXPLAIN runs under inside a transaction block.
 pub const SAVEPOINT: &str = "SAVEPOINT ddlgate_estimate";
 
-/// Undoes the EXPLAIN inside a transaction block, failed or not (locks it took released).
-pub const UNDO: &str = "ROLLBACK TO SAVEPOINT ddlgate_estimate; RELEASE SAVEPOINT ddlgate_estimate";
-
-/// [`UNDO`] one statement at a time, for the extended protocol (a prepared statement holds
-/// one).
+/// Undoes the EXPLAIN inside a transaction block, failed or not (locks it took released): one
+/// statement an item, as ddlgate's own queries run them (a prepared statement holds one).
 pub const UNDO_STEPS: [&str; 2] = [
     "ROLLBACK TO SAVEPOINT ddlgate_estimate",
     "RELEASE SAVEPOINT ddlgate_estimate",

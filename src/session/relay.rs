@@ -168,8 +168,13 @@ pub(super) struct State {
     pub(super) lex_barrier: bool,
     /// Bumped by every ParameterStatus and every statement that may change a setting.
     pub(super) settings_gen: u64,
-    /// Unpredictable part of the statement name a refused Bind is pointed at.
+    /// Unpredictable part of the statement name a refused Bind is pointed at, and of the name
+    /// of ddlgate's own statements and portals.
     pub(super) refusal_nonce: u64,
+    /// The client has sent a Parse or a Bind: it may hold an unnamed prepared statement or
+    /// portal, so ddlgate's own queries run as named extended-protocol units, which leave them
+    /// alone (before that, as simple Queries: cheaper for the server, and nothing to drop).
+    pub(in crate::session) extended_used: bool,
     /// ddlgate sent a Parse of its own (a refused Bind's raising statement): the client must
     /// not see its ParseComplete.
     pub(super) swallow_parse_complete: bool,
@@ -286,6 +291,7 @@ impl Relay {
                 lex_barrier: false,
                 settings_gen: 0,
                 refusal_nonce: fastrand::u64(..),
+                extended_used: false,
                 swallow_parse_complete: false,
                 raised_block: false,
                 bound_examined_unit: None,
@@ -636,6 +642,7 @@ impl Relay {
             };
             let body_len = total - 1;
             let available = rest.len();
+            st.extended_used |= tag == frontend::PARSE || tag == frontend::BIND;
             match tag {
                 frontend::QUERY | frontend::PARSE => {
                     if body_len > max_statement_bytes {
@@ -891,15 +898,6 @@ impl Relay {
                             },
                             false => None,
                         };
-                        // ddlgate's own queries before the unit destroy the unnamed
-                        // statement: it is prepared again in front of the unit.
-                        let (lone, reparse) = match lone {
-                            Some(u) if u.statement.is_empty() => match st.unnamed_parse() {
-                                Some(p) => (Some(u), Some(p)),
-                                None => (None, None),
-                            },
-                            other => (other, None),
-                        };
                         let bound = match st.on_bind(&self.shared, counters, &statement) {
                             Ok(hook::Bound {
                                 recipe: Some(recipe),
@@ -971,19 +969,10 @@ impl Relay {
                                 if needed || recipe.is_some() {
                                     st.proto.note_unit_kind(UnitKind::Ddl);
                                     let (frame, unit) = match lone {
-                                        Some(mut u) => {
+                                        Some(u) => {
                                             st.proto.unit_taken();
                                             counters.extended_units.increment(1);
-                                            let unit = io.cbuf.split_to(u.len);
-                                            let mut frame = BytesMut::new();
-                                            if let Some(p) = reparse {
-                                                frame.extend_from_slice(&p);
-                                                u.parse_len = p.len();
-                                                u.parse_hidden = true;
-                                            }
-                                            frame.extend_from_slice(&unit);
-                                            u.len = frame.len();
-                                            (frame.freeze(), Some(u))
+                                            (io.cbuf.split_to(u.len).freeze(), Some(u))
                                         }
                                         None => (io.cbuf.split_to(total).freeze(), None),
                                     };

@@ -133,14 +133,22 @@ pub fn insert_sql(schema: &str, entries: &[Entry], batch: &str) -> Option<String
 /// failure cannot abort that transaction.
 pub const SAVEPOINT: &str = "ddlgate_journal";
 
-/// `sql` inside the client's transaction: under a savepoint, released at once.
-pub fn in_savepoint(sql: &str) -> String {
-    format!("SAVEPOINT {SAVEPOINT}; {sql}; RELEASE SAVEPOINT {SAVEPOINT}")
+/// `statements` inside the client's transaction: under a savepoint, released at once; one
+/// statement an item, as ddlgate's own queries run them (one prepared statement each).
+pub fn in_savepoint(statements: Vec<String>) -> Vec<String> {
+    let mut all = Vec::with_capacity(statements.len() + 2);
+    all.push(format!("SAVEPOINT {SAVEPOINT}"));
+    all.extend(statements);
+    all.push(format!("RELEASE SAVEPOINT {SAVEPOINT}"));
+    all
 }
 
-/// After a failed [`in_savepoint`]: the transaction as it was before it.
-pub fn rollback_savepoint() -> String {
-    format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}")
+/// After a failed [`in_savepoint`]: the transaction as it was before it (two statements).
+pub fn rollback_savepoint() -> [String; 2] {
+    [
+        format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}"),
+        format!("RELEASE SAVEPOINT {SAVEPOINT}"),
+    ]
 }
 
 #[cfg(test)]

@@ -8,8 +8,12 @@
 //! The EXPLAIN is an extended-protocol unit of ddlgate's own under a per-session statement and
 //! portal name (never the unnamed ones: the client's unnamed statement and portal are left as
 //! they are), closed after; inside a transaction block it runs under a savepoint that is always
-//! rolled back, each step a named statement too (a simple Query would drop the client's
-//! unnamed statement), all in one unit: one round trip, and one more when it fails.
+//! rolled back, each step a named statement too, all in one unit: one round trip, and one more
+//! when it fails inside a transaction block (the savepoint's undo).
+//!
+//! Every other query of ddlgate's own is such a unit too once the client has sent a Parse or
+//! a Bind ([`own_unit`], run by `Relay::inject`): a simple Query would drop the client's
+//! unnamed statement and portal.
 //!
 //! Blocked, the unit is answered as a real server answers a unit whose first message fails: the
 //! server itself raises the error (a `DO` block, as every block of ddlgate's), so that a
@@ -21,6 +25,7 @@ use bytes::{Bytes, BytesMut};
 use tracing::Instrument;
 
 use super::Refusal;
+use super::channel::Reply;
 use crate::catalog::estimate::{self, Answer};
 use crate::error::SessionError;
 use crate::protocol::frontend::{self, Bind, Parse};
@@ -68,11 +73,11 @@ impl Relay {
                 unit.extend_from_slice(&own_statement(name, step.as_bytes()));
             }
         }
-        unit.extend_from_slice(&frontend::sync());
         // The plan's size follows the statement's and its values' (an IN list is printed
         // back): room for four times them, a larger row skipped.
         let room = sql.len().saturating_add(params.len()).saturating_mul(4);
-        let reply = self.inject_unit(unit.freeze(), room).await?;
+        unit.extend_from_slice(&frontend::sync());
+        let reply = self.inject_unit(unit.freeze(), 1, room).await?;
         if reply.error.is_some() {
             // Failed, the EXPLAIN is undone all the same inside a transaction block (the locks
             // planning took released), and what the failure left open is closed.
@@ -103,21 +108,18 @@ impl Relay {
         }
     }
 
-    /// After a unit of ddlgate's own failed: its statement and portal are closed (a Close of
-    /// a name that does not exist is no error), and with `undo` the estimate's savepoint is
-    /// rolled back and released (`ROLLBACK TO` may be prepared and run in a failed
-    /// transaction; `RELEASE` then runs in the restored one).
+    /// After the estimate failed: its statement and portal are closed ([`close_own_unit`]),
+    /// and with `undo` its savepoint is rolled back and released (`ROLLBACK TO` may be
+    /// prepared and run in a failed transaction; `RELEASE` then runs in the restored one).
     async fn close_own(&mut self, name: &[u8], undo: bool) -> Result<(), SessionError> {
-        let mut unit = BytesMut::new();
-        unit.extend_from_slice(&frontend::close_portal(name));
-        unit.extend_from_slice(&frontend::close_statement(name));
+        let mut unit = close_own_unit(name, name);
         if undo {
             for step in estimate::UNDO_STEPS {
                 unit.extend_from_slice(&own_statement(name, step.as_bytes()));
             }
         }
         unit.extend_from_slice(&frontend::sync());
-        let reply = self.inject_unit(unit.freeze(), 0).await?;
+        let reply = self.inject_unit(unit.freeze(), 1, 0).await?;
         if let Some(e) = reply.error {
             tracing::warn!(code = %e.code, message = %e.message, "undoing the backfill estimate failed");
         }
@@ -212,37 +214,94 @@ impl Relay {
         );
         unit.extend_from_slice(&Bind::frame_of(name, statement, NO_PARAMS));
         unit.extend_from_slice(&frontend::execute(name));
-        unit.extend_from_slice(&frontend::sync());
-        let reply = self.inject_unit(unit.freeze(), 0).await?;
-        let Some(error) = reply.error_frame.as_ref() else {
-            return Err(SessionError::UpstreamProtocol(
-                "ddlgate's refusal of a unit raised no error".to_owned(),
-            ));
-        };
-        let error: Bytes = crate::act::without_raise_context(framing::body(error))
-            .map_or_else(|| error.clone(), BytesMut::freeze);
-        // The raising statement and portal are closed: after a failed Parse of the unnamed
-        // statement a real server holds none.
-        let mut close = BytesMut::new();
-        close.extend_from_slice(&frontend::close_portal(name));
-        close.extend_from_slice(&frontend::close_statement(statement));
-        close.extend_from_slice(&frontend::sync());
-        let closed = self.inject_unit(close.freeze(), 0).await?;
-        let status = closed.status;
-        let shared = self.shared.clone();
-        self.st.set_tx_status(&shared, status);
+        // The raising statement and portal are closed after its Sync, in the same write: after
+        // a failed Parse of the unnamed statement a real server holds none.
+        let unit = raising_unit(unit, name, statement);
+        let reply = self.raise_in_unit(unit).await?;
         let e = reply.error.as_ref();
         self.audit_guarded("error", e.map(|e| format!("{}: {}", e.code, e.message)));
-        self.io.to_client.push(error);
-        self.io
-            .to_client
-            .push(crate::protocol::responses::ready_for_query(status).freeze());
         self.io
             .to_client
             .drain_to(&mut self.io.cw)
             .await
             .map_err(SessionError::ClientIo)
     }
+
+    /// Runs `unit` (of ddlgate's own, ended by [`raising_unit`]), whose statement raises the
+    /// error the client must see, and queues for the client that error (without the raise's
+    /// context) and the ReadyForQuery: the error and the transaction state it leaves are the
+    /// server's.
+    pub(super) async fn raise_in_unit(&mut self, unit: Bytes) -> Result<Reply, SessionError> {
+        let reply = self.inject_unit(unit, 2, 0).await?;
+        let Some(error) = reply.error_frame.as_ref() else {
+            return Err(SessionError::UpstreamProtocol(
+                "ddlgate's raising statement raised no error".to_owned(),
+            ));
+        };
+        let error: Bytes = crate::act::without_raise_context(framing::body(error))
+            .map_or_else(|| error.clone(), BytesMut::freeze);
+        let shared = self.shared.clone();
+        self.st.set_tx_status(&shared, reply.status);
+        self.io.to_client.push(error);
+        self.io
+            .to_client
+            .push(crate::protocol::responses::ready_for_query(reply.status).freeze());
+        Ok(reply)
+    }
+}
+
+/// A unit of ddlgate's own: each of `statements` (one statement each, no parameters) prepared,
+/// run and closed under the statement and portal `name` ([`own_statement`]), and one Sync for
+/// them all (outside a transaction block one implicit transaction, an error skipping the rest,
+/// as in a simple Query of them). A named statement outlives an error (Parse is not
+/// transactional) and the server skips every message after an error up to Sync, the Closes of
+/// the failed statement's own included: after an error the caller closes them
+/// ([`close_own_unit`]). Refused if a text holds a NUL, where the server would end it: names
+/// come from NUL-terminated statements and from the catalog, so this never happens unless
+/// something upstream of here is wrong — then nothing is sent.
+pub(super) fn own_unit(name: &[u8], statements: &[&[u8]]) -> Result<Bytes, SessionError> {
+    let mut unit = own_statements(name, statements)?;
+    unit.extend_from_slice(&frontend::sync());
+    Ok(unit.freeze())
+}
+
+/// [`own_unit`] of statements the last of which raises an error (it always fails), ended by
+/// [`raising_unit`].
+pub(super) fn own_raising_unit(name: &[u8], statements: &[&[u8]]) -> Result<Bytes, SessionError> {
+    Ok(raising_unit(own_statements(name, statements)?, name, name))
+}
+
+/// [`own_statement`] of each of `statements`; refused if one holds a NUL (see [`own_unit`]).
+fn own_statements(name: &[u8], statements: &[&[u8]]) -> Result<BytesMut, SessionError> {
+    let mut unit = BytesMut::new();
+    for sql in statements {
+        if crate::sql::quote::has_nul(sql) {
+            return Err(super::channel::nul_refused());
+        }
+        unit.extend_from_slice(&own_statement(name, sql));
+    }
+    Ok(unit)
+}
+
+/// A Close of the portal and of the statement a unit of ddlgate's own left open when it
+/// failed (a Close is no error when the name does not exist, and runs in a failed transaction
+/// too); the caller ends the unit with a Sync.
+pub(super) fn close_own_unit(portal: &[u8], statement: &[u8]) -> BytesMut {
+    let mut unit = BytesMut::new();
+    unit.extend_from_slice(&frontend::close_portal(portal));
+    unit.extend_from_slice(&frontend::close_statement(statement));
+    unit
+}
+
+/// Ends `unit`, whose statement raises an error (it always fails): one Sync, then
+/// [`close_own_unit`] of `portal` and `statement` (ddlgate's own name, or the unnamed
+/// statement a refusal raises from) and a second Sync, in the same write — one round trip, and
+/// nothing of ddlgate's left behind.
+pub(super) fn raising_unit(mut unit: BytesMut, portal: &[u8], statement: &[u8]) -> Bytes {
+    unit.extend_from_slice(&frontend::sync());
+    unit.extend_from_slice(&close_own_unit(portal, statement));
+    unit.extend_from_slice(&frontend::sync());
+    unit.freeze()
 }
 
 /// Prepares, runs and closes `sql` (no parameters) under ddlgate's statement and portal
@@ -267,4 +326,68 @@ fn own_statement_with(name: &[u8], sql: &[u8], param_types: &[u8], params: &[u8]
     out.extend_from_slice(&frontend::close_portal(name));
     out.extend_from_slice(&frontend::close_statement(name));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::framing::Frame;
+    use crate::protocol::frontend::{Close, Execute};
+
+    /// The frames of `unit`: tag and, for the named messages, the name (and a Parse's text).
+    fn frames(mut unit: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(Frame::Header { tag, total }) = framing::scan(unit, usize::MAX) {
+            let body = framing::body(&unit[..total]);
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            out.push(match tag {
+                frontend::PARSE => {
+                    let p = Parse::decode(body).expect("parse");
+                    format!("P {} {}", text(p.name), text(p.sql))
+                }
+                frontend::BIND => {
+                    let b = Bind::decode(body).expect("bind");
+                    assert_eq!(b.param_count(), Some(0));
+                    format!("B {} {}", text(b.portal), text(b.statement))
+                }
+                frontend::EXECUTE => {
+                    format!("E {}", text(Execute::decode(body).expect("e").portal))
+                }
+                frontend::CLOSE => {
+                    let c = Close::decode(body).expect("close");
+                    format!("C{} {}", c.kind as char, text(c.name))
+                }
+                other => (other as char).to_string(),
+            });
+            unit = &unit[total..];
+        }
+        assert!(unit.is_empty(), "whole frames only");
+        out
+    }
+
+    #[test]
+    fn own_units_run_every_statement_under_one_sync() {
+        let unit = own_unit(b"n", &[b"SAVEPOINT s", b"SELECT 1"]).expect("no NUL");
+        assert_eq!(
+            frames(&unit),
+            [
+                "P n SAVEPOINT s",
+                "B n n",
+                "E n",
+                "CP n",
+                "CS n",
+                "P n SELECT 1",
+                "B n n",
+                "E n",
+                "CP n",
+                "CS n",
+                "S",
+            ]
+        );
+        assert!(own_unit(b"n", &[b"SELECT 1", b"SELECT '\0'"]).is_err());
+        // A raising unit closes after its Sync, in the same write: the unnamed statement a
+        // refusal raises from is the one closed.
+        let raising = raising_unit(BytesMut::new(), b"n", b"");
+        assert_eq!(frames(&raising), ["S", "CP n", "CS ", "S"]);
+    }
 }

@@ -1,5 +1,7 @@
 //! The side channel: ddlgate's own queries on the client's upstream connection, at a
-//! statement boundary, and the guarded Query's attempts — sent, and their replies read up to
+//! statement boundary (named extended-protocol units, so the client's unnamed statement and
+//! portal stay as they are; simple Queries while it has sent no Parse or Bind), and the
+//! guarded Query's attempts — sent, and their replies read up to
 //! ReadyForQuery, without the client seeing them (except notifications, parameter changes, and
 //! replies too large to hold). Every wait here has a shutdown arm: when ddlgate terminates, the
 //! wait ends with `SessionError::Shutdown` and the session cancels what runs upstream. While it
@@ -84,46 +86,72 @@ pub(super) enum Oversized {
 }
 
 impl Relay {
-    /// Runs one query of ddlgate's own; its replies are not the client's. Asynchronous
-    /// notifications and parameter changes that arrive meanwhile are passed on.
-    pub(super) async fn inject(&mut self, sql: &str) -> Result<Reply, SessionError> {
-        self.inject_flushing(sql, false).await
+    /// Runs SQL of ddlgate's own: `statements`, each one statement, in one extended-protocol
+    /// unit of ddlgate's own named statement and portal (`bound::own_unit`), so that the
+    /// client's unnamed statement and portal are left as they are (a simple Query would drop
+    /// both). One Sync ends them all: outside a transaction block they run as one implicit
+    /// transaction, and an error skips the rest, exactly as a simple Query of them would; an
+    /// error is followed by a Close of what it left open (one more round trip, only then).
+    /// For a client that never sent a Parse or a Bind (no unnamed statement or portal can
+    /// exist) they run as one simple Query instead, which costs the server less. Rows come
+    /// back in text format; their replies are not the client's. Asynchronous notifications and
+    /// parameter changes that arrive meanwhile are passed on.
+    pub(super) async fn inject<S: AsRef<[u8]>>(
+        &mut self,
+        statements: &[S],
+    ) -> Result<Reply, SessionError> {
+        self.inject_flushing(statements, false).await
     }
 
     /// [`Relay::inject`]; with `flush_client`, the replies queued for the client are written to
-    /// it while the server runs the query, so the client does not wait for it.
-    pub(super) async fn inject_flushing(
+    /// it while the server runs the statements, so the client does not wait for them.
+    pub(super) async fn inject_flushing<S: AsRef<[u8]>>(
         &mut self,
-        sql: &str,
+        statements: &[S],
         flush_client: bool,
     ) -> Result<Reply, SessionError> {
-        self.inject_bytes(sql.as_bytes(), flush_client, false).await
+        let statements: Vec<&[u8]> = statements.iter().map(AsRef::as_ref).collect();
+        self.inject_bytes(&statements, flush_client, false).await
     }
 
     /// [`Relay::inject_flushing`] of SQL text that may not be UTF-8: the client's own statement
     /// in the session's `client_encoding` (the backfill guard's EXPLAIN). `client_text`: the
-    /// query holds the client's statement, whose failure is expected (the statement's own
-    /// error) and is logged at debug without its text; ddlgate's own queries failing is a
-    /// warning.
+    /// statements stand for the client's (its EXPLAIN, a lone unit's recipe step), whose
+    /// failure is expected (the statement's own error, the client's to see) and is logged at
+    /// debug without its text; ddlgate's own queries failing is a warning.
     pub(super) async fn inject_bytes(
         &mut self,
-        sql: &[u8],
+        statements: &[&[u8]],
         flush_client: bool,
         client_text: bool,
     ) -> Result<Reply, SessionError> {
         if tracing::enabled!(tracing::Level::TRACE) {
-            let sql = String::from_utf8_lossy(sql);
-            tracing::trace!(sql = %sql, "guard query");
+            for sql in statements {
+                let sql = String::from_utf8_lossy(sql);
+                tracing::trace!(sql = %sql, "guard query");
+            }
         }
-        self.send_upstream(query_frame(sql)?).await?;
-        // A simple Query drops the unnamed prepared statement.
-        self.st.unnamed_statement_dropped();
+        // A client that never sent a Parse or a Bind holds no unnamed statement or portal: one
+        // simple Query of the statements drops nothing of its, and costs the server less than
+        // prepared statements (no plan cache, no copies of the query trees).
+        let name = self.st.extended_used.then(|| self.st.own_statement_name());
+        match &name {
+            Some(name) => {
+                let unit = super::bound::own_unit(name.as_bytes(), statements)?;
+                self.send_own(unit, 1).await?;
+            }
+            None => {
+                let sql = statements.join(&b"; "[..]);
+                self.send_own(query_frame(&sql)?, 1).await?;
+            }
+        }
         // The EXPLAIN of the client's statement answers with a plan whose size follows the
         // statement's (an IN list of thousands of values is printed back): room for four times
         // it, and a larger row is skipped rather than ending the session.
+        let len: usize = statements.iter().map(|s| s.len()).sum();
         let (room, oversized) = if client_text {
             (
-                MAX_INJECTED_FRAME.max(sql.len().saturating_mul(4)),
+                MAX_INJECTED_FRAME.max(len.saturating_mul(4)),
                 Oversized::Skip,
             )
         } else {
@@ -136,30 +164,50 @@ impl Relay {
                 .await
                 .map_err(SessionError::ClientIo)?;
         }
-        self.collect_reply(room, oversized, client_text, sql).await
+        let reply = self
+            .collect_reply(room, oversized, client_text, statements, 1)
+            .await?;
+        if let Some(name) = name.filter(|_| reply.error.is_some()) {
+            // The failed statement's Closes were skipped: nothing of ddlgate's is left behind.
+            let mut close = super::bound::close_own_unit(name.as_bytes(), name.as_bytes());
+            close.extend_from_slice(&frontend::sync());
+            self.send_own(close.freeze(), 1).await?;
+            self.collect_reply(MAX_INJECTED_FRAME, Oversized::Refuse, false, &[], 1)
+                .await?;
+        }
+        Ok(reply)
     }
 
-    /// Runs an extended-protocol unit of ddlgate's own (`frames`, ending with Sync; its
-    /// statements and portals named so that the client's unnamed ones are left alone) and
-    /// reads its replies up to ReadyForQuery, as [`Relay::inject_bytes`] does. `room`: the
-    /// largest row held (a larger one is skipped).
+    /// Runs an extended-protocol unit of ddlgate's own (`frames`, holding `syncs` Syncs, the
+    /// last at its end; its statements and portals named so that the client's unnamed ones
+    /// are left alone) and reads its replies up to the last ReadyForQuery, as
+    /// [`Relay::inject_bytes`] does. `room`: the largest row held (a larger one is skipped).
     pub(super) async fn inject_unit(
         &mut self,
         frames: Bytes,
+        syncs: usize,
         room: usize,
     ) -> Result<Reply, SessionError> {
-        self.send_upstream(frames).await?;
-        self.collect_reply(room.max(MAX_INJECTED_FRAME), Oversized::Skip, true, b"")
-            .await
+        self.send_own(frames, syncs).await?;
+        self.collect_reply(
+            room.max(MAX_INJECTED_FRAME),
+            Oversized::Skip,
+            true,
+            &[],
+            syncs,
+        )
+        .await
     }
 
-    /// The replies to what was just sent, up to its ReadyForQuery.
+    /// The replies to what was just sent, up to its `syncs`-th ReadyForQuery (ParseComplete,
+    /// BindComplete, CloseComplete, NoData and CommandComplete are dropped).
     async fn collect_reply(
         &mut self,
         room: usize,
         oversized: Oversized,
         client_text: bool,
-        sql: &[u8],
+        sql: &[&[u8]],
+        mut syncs: usize,
     ) -> Result<Reply, SessionError> {
         let mut reply = Reply {
             rows: Vec::new(),
@@ -191,9 +239,9 @@ impl Relay {
                         self.io.to_client.push(frame.clone());
                     }
                     if client_text {
-                        tracing::debug!(code = %e.code, message = %e.message, "the planner could not estimate the statement");
+                        tracing::debug!(code = %e.code, message = %e.message, "a statement standing for the client's failed");
                     } else {
-                        tracing::warn!(code = %e.code, message = %e.message, sql = %String::from_utf8_lossy(sql), "a ddlgate query failed");
+                        tracing::warn!(code = %e.code, message = %e.message, sql = %String::from_utf8_lossy(&sql.join(&b"; "[..])), "a ddlgate query failed");
                     }
                     if reply.error.is_none() {
                         reply.error = Some(e);
@@ -204,7 +252,10 @@ impl Relay {
                     reply.status = backend::ready_for_query(body).unwrap_or(self.st.proto.tx());
                     // A transaction that ends here has prepared DDL decided again (`prepared`).
                     self.st.proto.own_query_answered(reply.status);
-                    return Ok(reply);
+                    syncs = syncs.saturating_sub(1);
+                    if syncs == 0 {
+                        return Ok(reply);
+                    }
                 }
                 backend::NOTIFICATION_RESPONSE => self.io.to_client.push(frame),
                 backend::PARAMETER_STATUS => {
@@ -322,11 +373,19 @@ impl Relay {
         }
     }
 
-    /// Sends one Query frame; it is owed a ReadyForQuery, so while it runs the session counts
-    /// as running a statement (a vanishing client gets it cancelled).
+    /// Sends one Query frame (or a unit ending with one Sync); it is owed a ReadyForQuery, so
+    /// while it runs the session counts as running a statement (a vanishing client gets it
+    /// cancelled).
     pub(super) async fn send_upstream(&mut self, frame: Bytes) -> Result<(), SessionError> {
-        self.st.proto.own_query_sent();
-        self.io.to_up.push(frame);
+        self.send_own(frame, 1).await
+    }
+
+    /// Sends frames of ddlgate's own holding `syncs` Syncs: each is owed a ReadyForQuery.
+    async fn send_own(&mut self, frames: Bytes, syncs: usize) -> Result<(), SessionError> {
+        for _ in 0..syncs {
+            self.st.proto.own_query_sent();
+        }
+        self.io.to_up.push(frames);
         self.io
             .to_up
             .drain_to(&mut self.io.uw)
@@ -455,14 +514,17 @@ fn terminating(phase: &mut tokio::sync::watch::Receiver<Phase>) -> Result<(), Se
     Ok(())
 }
 
-/// The Query message for SQL ddlgate wrote itself. Refused if the text holds a NUL, where the
-/// server would end it: names come from NUL-terminated statements and from the catalog, so
-/// this never happens unless something upstream of here is wrong — then nothing is sent.
+/// The Query message for SQL ddlgate wrote itself (a recipe's step, an error raised for a
+/// client's simple Query). Refused if the text holds a NUL, where the server would end it:
+/// names come from NUL-terminated statements and from the catalog, so this never happens
+/// unless something upstream of here is wrong — then nothing is sent.
 pub(super) fn query_frame(sql: &[u8]) -> Result<Bytes, SessionError> {
-    let refused =
-        || SessionError::ClientProtocol("a name in the statement holds a NUL byte".to_owned());
     if crate::sql::quote::has_nul(sql) {
-        return Err(refused());
+        return Err(nul_refused());
     }
-    frontend::Query::frame(sql).ok_or_else(refused)
+    frontend::Query::frame(sql).ok_or_else(nul_refused)
+}
+
+pub(super) fn nul_refused() -> SessionError {
+    SessionError::ClientProtocol("a name in the statement holds a NUL byte".to_owned())
 }

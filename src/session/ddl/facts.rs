@@ -52,13 +52,13 @@ impl Relay {
         for (at, explain) in requests {
             let in_tx = self.st.proto.tx() == crate::protocol::TxStatus::InTransaction;
             if in_tx {
-                let reply = self.inject(crate::catalog::estimate::SAVEPOINT).await?;
+                let reply = self.inject(&[crate::catalog::estimate::SAVEPOINT]).await?;
                 if reply.error.is_some() {
                     counters.backfill.failed.increment(1);
                     continue;
                 }
             }
-            let reply = self.inject_bytes(&explain, false, true).await?;
+            let reply = self.inject_bytes(&[&explain], false, true).await?;
             if reply.skipped {
                 tracing::debug!(
                     "EXPLAIN answer larger than its room; deciding without an estimate"
@@ -76,7 +76,7 @@ impl Relay {
             if in_tx {
                 // Failed or not, the EXPLAIN is undone: the transaction is as the client left
                 // it, and the locks planning took are released.
-                self.inject(crate::catalog::estimate::UNDO).await?;
+                self.inject(&crate::catalog::estimate::UNDO_STEPS).await?;
             }
             if let Some(stopped) = stopped {
                 counters.backfill.failed.increment(1);
@@ -167,7 +167,7 @@ impl Relay {
         };
         let mut facts = Vec::with_capacity(requests.len());
         for (at, query) in requests {
-            let reply = self.inject(&query).await?;
+            let reply = self.inject(&[&query]).await?;
             if reply.error.is_some() {
                 continue;
             }
@@ -188,7 +188,7 @@ impl Relay {
         self.st.analyzer.provide_facts(facts);
         // Which relations the transaction created (`created`): an error means nothing is new.
         if let Some(query) = identity {
-            let reply = self.inject(&query).await?;
+            let reply = self.inject(&[query]).await?;
             let json = reply.value().filter(|_| reply.error.is_none());
             self.st.analyzer.provide_identity(json);
         }
@@ -208,7 +208,7 @@ impl Relay {
         let in_tx = self.st.proto.tx() == crate::protocol::TxStatus::InTransaction;
         let reply = if in_tx {
             let reply = self
-                .inject(&crate::undo::journal::in_savepoint(&query))
+                .inject(&crate::undo::journal::in_savepoint(vec![query]))
                 .await?;
             if reply.error.is_some() {
                 self.inject(&crate::undo::journal::rollback_savepoint())
@@ -216,7 +216,7 @@ impl Relay {
             }
             reply
         } else {
-            self.inject(&query).await?
+            self.inject(&[query]).await?
         };
         match reply.value().filter(|_| reply.error.is_none()) {
             Some(json) => {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 
-use super::{Activity, Epilogue};
+use super::{Activity, Epilogue, Sent};
 use crate::act::BlockError;
 use crate::config::GuardConfig;
 use crate::error::SessionError;
@@ -40,7 +40,7 @@ impl Relay {
         let (lock_ms, statement_ms) = guard::timeouts(&plan, cfg);
         if epilogue.settings.is_none() && (lock_ms.is_some() || statement_ms.is_some()) {
             let reply = self
-                .inject(&guard::settings_sql(lock_ms, statement_ms))
+                .inject(&[guard::settings_sql(lock_ms, statement_ms)])
                 .await?;
             if let Some(old) = reply.pair() {
                 epilogue.settings = Some(old);
@@ -77,7 +77,7 @@ impl Relay {
         loop {
             attempt_no += 1;
             if retry == Retry::Savepoint {
-                self.inject(guard::SAVEPOINT).await?;
+                self.inject(&[guard::SAVEPOINT]).await?;
             }
             let attempt_began = Instant::now();
             let mut a = match (&named, attempt_no) {
@@ -97,18 +97,9 @@ impl Relay {
                 }
                 _ => self.attempt(&frame, cfg.max_buffered_bytes).await?,
             };
-            if unit.as_ref().is_some_and(|u| u.parse_hidden)
-                && let Some(i) = a
-                    .held
-                    .iter()
-                    .position(|f| f.first() == Some(&backend::PARSE_COMPLETE))
-            {
-                a.held.remove(i);
-            }
             // An error before the unit's statement was prepared is the Parse's own: no retry.
             let parsed = unit.as_ref().is_none_or(|u| {
                 u.parse_len == 0
-                    || u.parse_hidden
                     || a.held
                         .iter()
                         .any(|f| f.first() == Some(&backend::PARSE_COMPLETE))
@@ -132,10 +123,10 @@ impl Relay {
                 // Undo the attempt: nothing of it may remain.
                 match retry {
                     Retry::Savepoint => {
-                        self.inject(guard::ROLLBACK_TO_SAVEPOINT).await?;
+                        self.inject(&[guard::ROLLBACK_TO_SAVEPOINT]).await?;
                     }
                     Retry::Whole if a.status != TxStatus::Idle => {
-                        self.inject(guard::ROLLBACK).await?;
+                        self.inject(&[guard::ROLLBACK]).await?;
                     }
                     _ => {}
                 }
@@ -152,7 +143,7 @@ impl Relay {
                     // A `BEGIN …` Query leaves its block failed, as the server would have.
                     let reopen = retry == Retry::Whole && a.status != TxStatus::Idle;
                     return self
-                        .give_up(epilogue, reopen, message, &blockers, "End or wait out the blocking transactions (pg_terminate_backend(pid) for a stuck one), then run the statement again; guard.max_attempts and guard.max_wait_ms set how long ddlgate keeps trying.")
+                        .give_up(epilogue, Sent::of(tag), reopen, message, &blockers, "End or wait out the blocking transactions (pg_terminate_backend(pid) for a stuck one), then run the statement again; guard.max_attempts and guard.max_wait_ms set how long ddlgate keeps trying.")
                         .await;
                 };
                 counters.guard.retries.increment(1);
@@ -177,7 +168,7 @@ impl Relay {
             }
             // 3. Done: success, another error, or a lock timeout that cannot be retried.
             if retry == Retry::Savepoint && a.status == TxStatus::InTransaction {
-                self.inject(guard::RELEASE_SAVEPOINT).await?;
+                self.inject(&[guard::RELEASE_SAVEPOINT]).await?;
             }
             if a.error.is_none() {
                 shared.metrics.ddl_execution_seconds.record(attempt_time);
@@ -229,27 +220,8 @@ impl Relay {
             }
             self.epilogue_behind_replies(epilogue, a.status).await?;
             self.set_tx(a.status);
-            if let Some(u) = &unit {
-                self.reprepare_unnamed(u, &frame).await?;
-            }
             return Ok(());
         }
-    }
-
-    /// A simple Query destroys the unnamed prepared statement, and ddlgate's own queries ran
-    /// after the lone unit that prepared it: prepare it again (replies not the client's), so
-    /// the server holds what it would without ddlgate.
-    pub(super) async fn reprepare_unnamed(
-        &mut self,
-        unit: &LoneUnit,
-        frame: &Bytes,
-    ) -> Result<(), SessionError> {
-        if unit.parse_len == 0 || !unit.statement.is_empty() {
-            return Ok(());
-        }
-        self.prepare_upstream(&frame.slice(..unit.parse_len))
-            .await
-            .map(|_| ())
     }
 
     /// Sends `parse` (a Parse frame) and a Sync, and returns the server's answer.
@@ -279,7 +251,7 @@ impl Relay {
         let mut waiting: Option<QueueSlot> = None;
         let mut round = 0u32;
         loop {
-            let got = self.inject(&guard::try_lock_sql(key, in_tx)).await?;
+            let got = self.inject(&[guard::try_lock_sql(key, in_tx)]).await?;
             if got.is_true() {
                 if !in_tx {
                     epilogue.unlock.push(key);
@@ -316,6 +288,7 @@ impl Relay {
     pub(super) async fn give_up(
         &mut self,
         epilogue: Epilogue,
+        sent: Sent,
         reopen_block: bool,
         message: String,
         blockers: &[Blocker],
@@ -326,18 +299,15 @@ impl Relay {
         let err =
             BlockError::lock_not_available(message, &guard::describe_blockers(blockers), hint);
         self.audit_guarded("error", Some(format!("55P03: {}", err.message)));
-        let mut sql = err.to_sql();
-        if reopen_block {
-            sql = guard::in_reopened_block(&sql);
-        }
-        self.raise_on_server(&sql).await
+        self.raise_on_server(&err.to_sql(), reopen_block, sent)
+            .await
     }
 
     pub(super) async fn blockers(
         &mut self,
         plan: &GuardPlan,
     ) -> Result<Vec<Blocker>, SessionError> {
-        let reply = self.inject(&guard::blockers_query(&plan.tables)).await?;
+        let reply = self.inject(&[guard::blockers_query(&plan.tables)]).await?;
         Ok(reply
             .rows
             .iter()

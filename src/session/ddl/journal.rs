@@ -51,15 +51,14 @@ impl Relay {
         ) else {
             return Ok(());
         };
-        let mut sql = String::new();
+        let mut sql = Vec::with_capacity(2);
         if !self.st.lane.journal_ready {
-            sql.push_str(&journal::create_sql(&cfg.schema));
-            sql.push_str("; ");
+            sql.push(journal::create_sql(&cfg.schema));
         }
-        sql.push_str(&insert);
+        sql.push(insert);
         let in_tx = status == TxStatus::InTransaction;
         let reply = if in_tx {
-            self.inject(&journal::in_savepoint(&sql)).await?
+            self.inject(&journal::in_savepoint(sql)).await?
         } else {
             self.inject(&sql).await?
         };
@@ -99,13 +98,13 @@ impl Relay {
             return Ok(());
         };
         let reply = if status == TxStatus::InTransaction {
-            let reply = self.inject(&journal::in_savepoint(&query)).await?;
+            let reply = self.inject(&journal::in_savepoint(vec![query])).await?;
             if reply.error.is_some() {
                 self.inject(&journal::rollback_savepoint()).await?;
             }
             reply
         } else {
-            self.inject(&query).await?
+            self.inject(&[query]).await?
         };
         let Some(json) = reply.value().filter(|_| reply.error.is_none()) else {
             tracing::warn!(

@@ -1,8 +1,10 @@
 //! The DDL lane: what happens to a DDL Query (or a lone extended-protocol unit, run the same
 //! way, or the first message of another unit) once the relay has stopped at it, with the
-//! server idle. ddlgate drives the client's own
-//! upstream connection itself here, with simple-protocol queries of its own whose replies the
-//! client never sees (`channel`), in fixed phases:
+//! server idle. ddlgate drives the client's own upstream connection itself here, with queries
+//! of its own whose replies the client never sees (`channel`): each an extended-protocol unit
+//! under ddlgate's own named statement and portal (`bound::own_unit`), so the client's unnamed
+//! prepared statement and portal are left as they are (a simple Query while the client has
+//! sent no Parse or Bind: it holds none). In fixed phases:
 //!
 //! 0. facts (`facts`): before the decision, the catalog facts it needs are read and handed to
 //!    the analyzer (and the backfill guard's estimates, with the client's parameter values when
@@ -139,6 +141,30 @@ pub(in crate::session) struct Refusal {
     pub unnamed: bool,
 }
 
+/// How the client sent the statement the lane runs: what ddlgate runs in its place (a
+/// recipe's steps, the error it raises) leaves the client's unnamed prepared statement as that
+/// message would have on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::session) enum Sent {
+    /// A simple Query, which drops the unnamed statement and portal itself: ddlgate's
+    /// replacement runs as a simple Query too.
+    Query,
+    /// An extended-protocol unit (a lone unit, or a unit's first message): ddlgate's
+    /// replacement runs under its own named statement and portal, so the unnamed statement is
+    /// the client's Parse's, or untouched.
+    Extended,
+}
+
+impl Sent {
+    fn of(tag: u8) -> Sent {
+        if tag == crate::protocol::frontend::QUERY {
+            Sent::Query
+        } else {
+            Sent::Extended
+        }
+    }
+}
+
 /// What must be put back after a guarded Query.
 #[derive(Debug, Default)]
 pub(in crate::session) struct Epilogue {
@@ -185,6 +211,7 @@ impl Relay {
         self.st.lane.timing = (std::time::Instant::now(), Duration::ZERO);
         // Shown by `/status` while it runs; gone when this function returns, whichever way.
         let _activity = Activity::enter(&shared, self.st.cancel_key.as_ref().map(|k| k.pid), &plan);
+        let sent = Sent::of(pending.tag);
         let start_tx = self.st.proto.tx();
         let in_tx = start_tx == TxStatus::InTransaction;
         // DDL turns still held from an earlier Query of this transaction are released with
@@ -214,12 +241,12 @@ impl Relay {
         if fused {
             let table = plan.tables.first().filter(|_| cfg.serialize);
             let reply = self
-                .inject(&crate::guard::prelude_sql(
+                .inject(&[crate::guard::prelude_sql(
                     table,
                     in_tx,
                     lock_ms,
                     statement_ms,
-                ))
+                )])
                 .await?;
             if let Some(p) = reply
                 .rows
@@ -237,7 +264,7 @@ impl Relay {
             && let Some(q) = crate::guard::keys_query(&plan.tables)
         {
             turns = self
-                .inject(&q)
+                .inject(&[&q])
                 .await?
                 .rows
                 .iter()
@@ -259,7 +286,7 @@ impl Relay {
                 let blockers = self.blockers(&plan).await?;
                 counters.guard.queue_timeouts.increment(1);
                 return self
-                    .give_up(epilogue, false, message, &blockers, "ddlgate runs one DDL statement per table at a time. Wait for the other one to finish, or raise guard.queue_timeout_ms.")
+                    .give_up(epilogue, sent, false, message, &blockers, "ddlgate runs one DDL statement per table at a time. Wait for the other one to finish, or raise guard.queue_timeout_ms.")
                     .await;
             }
         }
@@ -274,7 +301,7 @@ impl Relay {
         {
             let mut told = false;
             while began.elapsed() < cfg.precheck_max_wait_ms {
-                if !self.inject(&q).await?.is_true() {
+                if !self.inject(&[&q]).await?.is_true() {
                     break;
                 }
                 if !told {
@@ -344,7 +371,7 @@ impl Relay {
             && let Some((lock, statement)) = epilogue.settings.take()
         {
             // Settings now; the DDL turn when the transaction ends.
-            self.inject(&crate::guard::restore_sql(Some((&lock, &statement)), &[]))
+            self.inject(&[crate::guard::restore_sql(Some((&lock, &statement)), &[])])
                 .await?;
         }
         self.st.lane.epilogue = Some(epilogue);
@@ -387,7 +414,7 @@ impl Relay {
             .as_ref()
             .map(|(l, s)| (l.as_str(), s.as_str()));
         self.inject_flushing(
-            &crate::guard::restore_sql(settings, &epilogue.unlock),
+            &[crate::guard::restore_sql(settings, &epilogue.unlock)],
             flush_client,
         )
         .await?;
@@ -398,6 +425,7 @@ impl Relay {
     async fn fail_with(
         &mut self,
         epilogue: Epilogue,
+        sent: Sent,
         code: &str,
         message: String,
         detail: String,
@@ -407,14 +435,38 @@ impl Relay {
         self.epilogue_or_later(epilogue, status).await?;
         let sql = crate::sql::quote::raise_block(code, &message, &detail, hint);
         self.audit_guarded("error", Some(format!("{code}: {message}")));
-        self.raise_on_server(sql.as_bytes()).await
+        self.raise_on_server(sql.as_bytes(), false, sent).await
     }
 
-    /// Runs a statement that raises the error the client must see, and relays the server's
-    /// answer, so the error and the transaction state it leaves are the server's own.
-    async fn raise_on_server(&mut self, sql: &[u8]) -> Result<(), SessionError> {
+    /// Runs a statement that raises the error the client must see (with `reopen_block`, in a
+    /// transaction block it opens first, which the error leaves failed), and relays the
+    /// server's answer, so the error and the transaction state it leaves are the server's own.
+    /// For a statement sent through the extended protocol it runs in a unit of ddlgate's own
+    /// (`bound::raise_in_unit`): the client's unnamed statement stays as its unit left it.
+    async fn raise_on_server(
+        &mut self,
+        sql: &[u8],
+        reopen_block: bool,
+        sent: Sent,
+    ) -> Result<(), SessionError> {
         self.st.raised_block = true;
-        let a = self.attempt(&query_frame(sql)?, usize::MAX).await?;
+        if sent == Sent::Extended {
+            let name = self.st.own_statement_name();
+            let statements: &[&[u8]] = if reopen_block {
+                &[crate::guard::BEGIN.as_bytes(), sql]
+            } else {
+                &[sql]
+            };
+            let unit = bound::own_raising_unit(name.as_bytes(), statements)?;
+            self.raise_in_unit(unit).await?;
+            return Ok(());
+        }
+        let sql = if reopen_block {
+            crate::guard::in_reopened_block(sql)
+        } else {
+            sql.to_vec()
+        };
+        let a = self.attempt(&query_frame(&sql)?, usize::MAX).await?;
         for f in a.held {
             self.io.to_client.push(f);
         }

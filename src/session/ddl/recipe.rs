@@ -6,11 +6,10 @@
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::Epilogue;
 use super::channel::query_frame;
+use super::{Epilogue, Sent};
 use crate::error::SessionError;
 use crate::guard::{self, GuardPlan};
-use crate::protocol::backend;
 use crate::session::relay::Relay;
 use crate::session::relay::lone::LoneUnit;
 
@@ -42,10 +41,7 @@ impl Relay {
                 let a = self.prepare_upstream(&parse).await?;
                 let failed = a.error.is_some();
                 for f in a.held {
-                    let ours = u.parse_hidden && f.first() == Some(&backend::PARSE_COMPLETE);
-                    if !ours {
-                        self.io.to_client.push(f);
-                    }
+                    self.io.to_client.push(f);
                 }
                 if failed {
                     // The server discards the rest of the unit up to Sync.
@@ -60,35 +56,37 @@ impl Relay {
                     );
                     return Ok(());
                 }
-                if !u.parse_hidden {
-                    // The server holds the client's statement as written now: a later Bind of
-                    // it runs the steps again.
-                    self.st.remember_recipe(&parse, &recipe);
-                }
+                // The server holds the client's statement as written now: a later Bind of it
+                // runs the steps again.
+                self.st.remember_recipe(&parse, &recipe);
             }
             self.io
                 .to_client
                 .push(crate::protocol::responses::bound_utility(u.describe).freeze());
         }
-        let outcome = self.run_steps(recipe, epilogue, cfg, plan, began).await;
-        if let Some((u, frame)) = &unit {
-            outcome?;
-            self.reprepare_unnamed(u, frame).await?;
-            return Ok(());
-        }
-        outcome
+        // A lone unit's steps run under ddlgate's own statement name: the unnamed statement
+        // stays the one its Parse prepared (or the client's, untouched), as the server leaves
+        // it after the unit.
+        let sent = if unit.is_some() {
+            Sent::Extended
+        } else {
+            Sent::Query
+        };
+        self.run_steps(recipe, sent, epilogue, cfg, plan, began)
+            .await
     }
 
     async fn run_steps(
         &mut self,
         recipe: crate::recipe::Recipe,
+        sent: Sent,
         mut epilogue: Epilogue,
         cfg: &crate::config::GuardConfig,
         plan: &GuardPlan,
         began: Instant,
     ) -> Result<(), SessionError> {
         let counters = self.shared.clone();
-        let old = self.inject(&guard::settings_sql(None, None)).await?;
+        let old = self.inject(&[guard::settings_sql(None, None)]).await?;
         let (old_lock, old_statement) = old
             .pair()
             .unwrap_or_else(|| ("0".to_owned(), "0".to_owned()));
@@ -98,7 +96,7 @@ impl Relay {
         for (i, step) in recipe.steps.iter().enumerate() {
             let k = i + 1;
             if let Some(pre) = &step.skip_if {
-                let r = self.inject(&pre.sql()).await?;
+                let r = self.inject(&[pre.sql()]).await?;
                 if r.is_true() {
                     done.push(format!("{k} (already done: {})", pre.describe()));
                     continue;
@@ -107,16 +105,25 @@ impl Relay {
             let guarded = cfg.enabled && step.lock.blocks_traffic();
             let (lock, statement) =
                 guard::step_settings(cfg, (&old_lock, &old_statement), guarded, step.long_running);
-            self.inject(&guard::restore_sql(Some((&lock, &statement)), &[]))
+            self.inject(&[guard::restore_sql(Some((&lock, &statement)), &[])])
                 .await?;
             let mut attempt_no = 0u32;
             let failure = loop {
                 attempt_no += 1;
-                let a = self
-                    .attempt(&query_frame(step.sql.as_bytes())?, usize::MAX)
-                    .await?;
-                let Some(error) = a.error else { break None };
-                if a.lock_timeout && guarded {
+                let error = match sent {
+                    Sent::Query => {
+                        self.attempt(&query_frame(step.sql.as_bytes())?, usize::MAX)
+                            .await?
+                            .error
+                    }
+                    Sent::Extended => {
+                        self.inject_bytes(&[step.sql.as_bytes()], false, true)
+                            .await?
+                            .error
+                    }
+                };
+                let Some(error) = error else { break None };
+                if error.code == "55P03" && guarded {
                     let blockers = self.blockers(plan).await?;
                     let wait = guard::backoff(cfg, attempt_no, fastrand::f64());
                     if attempt_no < cfg.max_attempts && began.elapsed() + wait <= cfg.max_wait_ms {
@@ -164,7 +171,7 @@ impl Relay {
                     "XX000".to_owned()
                 };
                 return self
-                    .fail_with(epilogue, &code, message, detail, "Fix the cause and run the original statement again: the steps already done are detected and skipped.")
+                    .fail_with(epilogue, sent, &code, message, detail, "Fix the cause and run the original statement again: the steps already done are detected and skipped.")
                     .await;
             }
             done.push(k.to_string());

@@ -236,15 +236,6 @@ impl State {
             return hooked;
         };
         let (name, sql) = (parse.name, parse.sql);
-        let unspecified_types = parse
-            .types_unspecified()
-            .then(|| {
-                parse
-                    .param_types
-                    .first_chunk::<2>()
-                    .map(|n| u16::from_be_bytes(*n))
-            })
-            .flatten();
         if !self.last_parse_ddl {
             if self.prepared.tracks_ddl(name) {
                 // An unnamed statement replaced (a named one cannot be: its Parse fails).
@@ -261,15 +252,10 @@ impl State {
         let plan = hooked.as_ref().and_then(|h| h.guard.clone());
         let decided_in = self.decided_in();
         let fresh_unit = self.last_parse_fresh.then_some(self.proto.units_begun());
-        match self.prepared.track(
-            name,
-            plan,
-            held_sql,
-            unspecified_types,
-            decided_in,
-            fresh_unit,
-            cap,
-        ) {
+        match self
+            .prepared
+            .track(name, plan, held_sql, decided_in, fresh_unit, cap)
+        {
             Ok(()) => hooked,
             Err(prepared::Full) => {
                 let _entered = self.span.enter();
@@ -315,23 +301,6 @@ impl State {
             let change = self.prepared.steps_request(p.name, recipe.clone());
             self.units.untrack_pending.push(change);
         }
-    }
-
-    /// A Parse of the unnamed statement as the server holds it (tracked DDL), to prepare it
-    /// again before a lone unit binds it: `None` when its text or types were not kept.
-    pub(super) fn unnamed_parse(&mut self) -> Option<bytes::Bytes> {
-        let entry = self.prepared.ddl_mut(b"")?;
-        let (sql, n) = (entry.sql.as_ref()?, entry.unspecified_types?);
-        let mut types = n.to_be_bytes().to_vec();
-        types.resize(2 + usize::from(n) * 4, 0);
-        Some(
-            frontend::Parse {
-                name: b"",
-                sql,
-                param_types: &types,
-            }
-            .frame(),
-        )
     }
 
     /// A Bind of prepared DDL: its guard plan, and the steps that run instead of it when it
@@ -399,16 +368,12 @@ impl State {
         })
     }
 
-    /// The statement and portal name of ddlgate's own extended-protocol units (the backfill
-    /// guard's bound EXPLAIN, its refusals): never the unnamed ones, the client's; unique to the
-    /// session, so that it is no name the client chose.
+    /// The statement and portal name of ddlgate's own extended-protocol units (every query of
+    /// its own, the backfill guard's bound EXPLAIN, its refusals): never the unnamed ones, the
+    /// client's; unique to the session and unpredictable, so that it is no name the client
+    /// chose.
     pub(in crate::session) fn own_statement_name(&self) -> String {
-        format!("ddlgate_estimate_{:016x}", self.refusal_nonce)
-    }
-
-    /// The server dropped the unnamed prepared statement (a simple Query of ddlgate's own).
-    pub(in crate::session) fn unnamed_statement_dropped(&mut self) {
-        self.prepared.unnamed_dropped();
+        format!("ddlgate_own_{:016x}", self.refusal_nonce)
     }
 
     /// Keeps the UPDATE/DELETE/MERGE with parameters a Parse (`body`) prepares, its statement

@@ -26,10 +26,6 @@ pub(in crate::session) struct LoneUnit {
     pub statement: Vec<u8>,
     /// The kind of its Describe (`S` or `P`), if it has one.
     pub describe: Option<u8>,
-    /// Its Parse is ddlgate's, not the client's: the unnamed statement prepared again before
-    /// a Bind of it (ddlgate's own queries, simple Queries, destroy it), its ParseComplete
-    /// not the client's to see.
-    pub parse_hidden: bool,
 }
 
 /// What the complete frames at the front of the client buffer are.
@@ -118,7 +114,6 @@ pub(in crate::session) fn recognise(buf: &[u8], limit: usize) -> Shape {
                 parse_len: parse.map_or(0, |(_, n)| n),
                 statement: bind.statement.to_vec(),
                 describe,
-                parse_hidden: false,
             })
         }
         _ => Shape::Other,
@@ -140,7 +135,6 @@ mod tests {
                 parse_len,
                 statement: statement.as_bytes().to_vec(),
                 describe,
-                parse_hidden: false,
             })
         };
         let p = parse("", DDL, &[]);

@@ -52,9 +52,6 @@ pub(super) struct PreparedDdl {
     recipe_carried: bool,
     /// The SQL the server holds for it (after any rewrite), when short enough to keep.
     pub sql: Option<Vec<u8>>,
-    /// How many parameter types its Parse declared, when all were unspecified (OID 0): with
-    /// `sql`, enough to prepare the same statement again.
-    pub unspecified_types: Option<u16>,
     pub decided_in: DecidedIn,
     /// The protocol unit of its Parse, when its decision rests on facts that hold only then
     /// (`analysis::Plan::fresh_facts_only`): a Bind in another unit decides it again.
@@ -200,7 +197,6 @@ impl Prepared {
         name: &[u8],
         plan: Option<GuardPlan>,
         sql: &[u8],
-        unspecified_types: Option<u16>,
         decided_in: DecidedIn,
         fresh_unit: Option<u64>,
         cap: usize,
@@ -226,7 +222,6 @@ impl Prepared {
                 recipe_carried: carried.is_some(),
                 recipe: carried,
                 sql: keep.then(|| sql.to_vec()),
-                unspecified_types,
                 decided_in,
                 fresh_unit,
                 seq: self.seq,
@@ -354,24 +349,24 @@ mod tests {
     #[test]
     fn full_refuses_and_only_confirmed_removals_free_slots() {
         let mut p = Prepared::default();
-        p.track(b"a", None, b"DROP TABLE a", None, ctx(), None, 2)
+        p.track(b"a", None, b"DROP TABLE a", ctx(), None, 2)
             .expect("room");
-        p.track(b"b", None, b"DROP TABLE b", None, ctx(), None, 2)
+        p.track(b"b", None, b"DROP TABLE b", ctx(), None, 2)
             .expect("room");
         assert!(
-            p.track(b"c", None, b"DROP TABLE c", None, ctx(), None, 2)
+            p.track(b"c", None, b"DROP TABLE c", ctx(), None, 2)
                 .is_err()
         );
         // Replacing a tracked name needs no new slot.
-        p.track(b"b", None, b"DROP TABLE b2", None, ctx(), None, 2)
+        p.track(b"b", None, b"DROP TABLE b2", ctx(), None, 2)
             .expect("same name");
         let close_a = p.untrack_request(Some(b"a"));
         p.apply(close_a);
-        p.track(b"c", None, b"DROP TABLE c", None, ctx(), None, 2)
+        p.track(b"c", None, b"DROP TABLE c", ctx(), None, 2)
             .expect("freed");
         // A removal requested before a statement of the same name was tracked again keeps it.
         let stale = p.untrack_request(Some(b"c"));
-        p.track(b"c", None, b"DROP TABLE c2", None, ctx(), None, 2)
+        p.track(b"c", None, b"DROP TABLE c2", ctx(), None, 2)
             .expect("replace");
         p.apply(stale);
         assert!(p.ddl_mut(b"c").is_some());
@@ -393,7 +388,6 @@ mod tests {
             b"fk",
             None,
             b"ALTER TABLE c ADD FOREIGN KEY (p) REFERENCES p",
-            None,
             ctx(),
             None,
             4,
@@ -404,7 +398,7 @@ mod tests {
         assert!(p.ddl_mut(b"fk").is_some_and(|d| d.recipe.is_none()));
         // A later Parse of the same name is another statement: an old confirmation is void.
         let stale = confirm.clone();
-        p.track(b"fk", None, b"DROP TABLE x", None, ctx(), None, 4)
+        p.track(b"fk", None, b"DROP TABLE x", ctx(), None, 4)
             .expect("replace");
         p.apply(stale);
         assert!(p.ddl_mut(b"fk").is_some_and(|d| d.recipe.is_none()));
@@ -413,7 +407,7 @@ mod tests {
         assert!(p.ddl_mut(b"fk").is_some_and(|d| d.recipe.is_some()));
         // Parse of the name again: the server refuses it (the name is in use) and keeps the
         // statement with steps, so the tracking keeps its steps…
-        p.track(b"fk", None, b"DROP TABLE y", None, ctx(), None, 4)
+        p.track(b"fk", None, b"DROP TABLE y", ctx(), None, 4)
             .expect("replace");
         assert!(p.ddl_mut(b"fk").is_some_and(|d| d.recipe.is_some()));
         // …until a Close requested before that Parse confirms the name was free.
@@ -422,7 +416,6 @@ mod tests {
             b"fk",
             None,
             b"ALTER TABLE c ADD FOREIGN KEY (p) REFERENCES p",
-            None,
             ctx(),
             None,
             4,
@@ -436,7 +429,7 @@ mod tests {
         );
         q.apply(steps);
         let close = q.untrack_request(Some(b"fk"));
-        q.track(b"fk", None, b"DROP TABLE y", None, ctx(), None, 4)
+        q.track(b"fk", None, b"DROP TABLE y", ctx(), None, 4)
             .expect("replace");
         assert!(q.ddl_mut(b"fk").is_some_and(|d| d.recipe.is_some()));
         q.apply(close);
@@ -449,7 +442,6 @@ mod tests {
             b"",
             None,
             b"ALTER TABLE c ADD CHECK (x > 0)",
-            None,
             ctx(),
             None,
             4,
@@ -464,7 +456,7 @@ mod tests {
             },
         );
         q.apply(steps);
-        q.track(b"", None, b"DROP TABLE z", None, ctx(), None, 4)
+        q.track(b"", None, b"DROP TABLE z", ctx(), None, 4)
             .expect("replace");
         assert!(q.ddl_mut(b"").is_some_and(|d| d.recipe.is_none()));
     }
@@ -504,16 +496,8 @@ mod tests {
         let mut p = Prepared::default();
         let sql = vec![b'x'; MAX_KEPT_SQL];
         for i in 0..MAX_KEPT_TOTAL / MAX_KEPT_SQL + 3 {
-            p.track(
-                format!("s{i}").as_bytes(),
-                None,
-                &sql,
-                None,
-                ctx(),
-                None,
-                1000,
-            )
-            .expect("room");
+            p.track(format!("s{i}").as_bytes(), None, &sql, ctx(), None, 1000)
+                .expect("room");
         }
         assert!(p.kept <= MAX_KEPT_TOTAL);
         assert!(p.ddl_mut(b"s0").is_some_and(|d| d.sql.is_some()));
