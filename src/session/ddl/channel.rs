@@ -472,7 +472,7 @@ impl Relay {
     async fn watching_client(&mut self, until: Option<Instant>) -> Result<(), SessionError> {
         let mut phase = self.shared.shutdown.subscribe();
         // Never reached when `until` is `None`: that arm is disabled. Set once, not per turn
-        // (each timer set is a wake-up of the timer thread, `crate::timer`).
+        // (each timer set takes the lock of `crate::timer`'s map).
         let mut pause = std::pin::pin!(crate::timer::sleep_until(
             until.unwrap_or_else(Instant::now)
         ));
