@@ -585,6 +585,20 @@ mod tests {
         }
     }
 
+    /// `a`'s plan for the Query `sql` under the default policy, in transaction status `tx`.
+    fn analyze_query(a: &mut Analyzer, sql: &str, tx: TxStatus) -> Plan {
+        let counters = Counters::default();
+        let policy = Policy::from_config(&Config::default());
+        a.analyze(
+            &counters,
+            policy.profile_for("", "", ""),
+            Source::Query,
+            sql.as_bytes(),
+            &ctx(tx),
+        )
+        .1
+    }
+
     fn run(sql: &str, tx: TxStatus) -> (Summary, Plan, Counters) {
         let counters = Counters::default();
         let policy = Policy::from_config(&Config::default());
@@ -1380,21 +1394,12 @@ mod tests {
     /// Runs `sql` after a created-in-transaction read that resolved `names` (public is OID
     /// 2200, the creation schema; pg_catalog 11).
     fn run_with(sql: &str, tx: TxStatus, names: &[(Name, Resolved)]) -> Plan {
-        let counters = Counters::default();
-        let policy = Policy::from_config(&Config::default());
         let mut a = Analyzer {
             identity: Some(Identity::of(names.to_vec(), vec![11, 2200], Some(2200))),
             max_created: 10,
             ..Analyzer::default()
         };
-        a.analyze(
-            &counters,
-            policy.profile_for("", "", ""),
-            Source::Query,
-            sql.as_bytes(),
-            &ctx(tx),
-        )
-        .1
+        analyze_query(&mut a, sql, tx)
     }
 
     fn free(name: &str) -> (Name, Resolved) {
@@ -1484,18 +1489,9 @@ mod tests {
         let decide = |sql: &str| {
             // Facts are keyed by the statement span's start, just after the `;`.
             let at = sql.find(';').expect("two statements") + 1;
-            let counters = Counters::default();
-            let policy = Policy::from_config(&Config::default());
             let mut a = Analyzer::default();
             a.provide_facts(vec![(at, small.clone())]);
-            a.analyze(
-                &counters,
-                policy.profile_for("", "", ""),
-                Source::Query,
-                sql.as_bytes(),
-                &ctx(TxStatus::InTransaction),
-            )
-            .1
+            analyze_query(&mut a, sql, TxStatus::InTransaction)
         };
         // A plain index build on a small table is fine inside a transaction…
         let p = decide("SHOW work_mem; CREATE INDEX i ON t (x)");
@@ -1531,8 +1527,6 @@ mod tests {
                     Vec::new(),
                 ),
             };
-            let counters = Counters::default();
-            let policy = Policy::from_config(&Config::default());
             let mut a = Analyzer::default();
             a.provide_facts(vec![(
                 at,
@@ -1541,14 +1535,7 @@ mod tests {
                     ..Default::default()
                 },
             )]);
-            a.analyze(
-                &counters,
-                policy.profile_for("", "", ""),
-                Source::Query,
-                sql.as_bytes(),
-                &ctx(TxStatus::InTransaction),
-            )
-            .1
+            analyze_query(&mut a, sql, TxStatus::InTransaction)
         };
         assert!(decide(block).sql.is_none(), "small table: passes");
         assert!(
