@@ -326,7 +326,8 @@ async fn a_lone_unit_behind_a_lock_is_retried_and_succeeds() {
         replies,
         [
             "1Z".to_owned(),
-            "E(55P03)Z".to_owned(),
+            // The Parse's and Bind's replies, then the error in place of the Execute's.
+            "12E(55P03)Z".to_owned(),
             "2D[Some(\"1\")]CZ".to_owned(),
             // The client's own `z` only: its Parse succeeded before the Execute was given up on.
             "TD[Some(\"z\"), Some(\"\")]CZ".to_owned(),
@@ -748,4 +749,151 @@ async fn ddlgates_own_queries_leave_the_clients_unnamed_statement_as_a_server_do
             .collect()
     };
     assert_eq!(names("proxied"), names("direct"));
+}
+
+/// The lone units given up on in
+/// [`a_lone_unit_given_up_on_gets_the_replies_a_server_sends_before_its_error`], on `t`, as
+/// pgJDBC, `PQexecParams` and a driver binding a statement prepared earlier (`S_1`, prepared
+/// by [`open_with_s1`]) send them; `w` tells the runs' columns apart.
+fn given_up_units(w: &str) -> Vec<Vec<Vec<u8>>> {
+    let ddl = |c: &str| format!("ALTER TABLE t ADD COLUMN {c}_{w} int");
+    vec![
+        vec![parse("", &ddl("a")), bind(""), execute(), sync()],
+        vec![
+            parse("", &ddl("b")),
+            bind(""),
+            describe(b'P', ""),
+            execute(),
+            sync(),
+        ],
+        vec![
+            parse("S_2", &ddl("c")),
+            bind("S_2"),
+            describe(b'S', "S_2"),
+            execute(),
+            sync(),
+        ],
+        vec![bind("S_1"), execute(), sync()],
+        vec![bind("S_1"), describe(b'P', ""), execute(), sync()],
+        vec![bind("S_1"), describe(b'S', "S_1"), execute(), sync()],
+    ]
+}
+
+/// A fresh raw connection to `addr` with `lock_timeout` set to `lock_timeout` (the direct
+/// connection's stand-in for the guard) and `S_1` prepared (`ALTER TABLE t ADD COLUMN …_{w}`).
+async fn open_with_s1(addr: std::net::SocketAddr, lock_timeout: &str, w: &str) -> TcpStream {
+    let mut s = wire::connect_trust(addr).await;
+    s.write_all(&wire::query(&format!(
+        "SET lock_timeout = '{lock_timeout}'"
+    )))
+    .await
+    .expect("write");
+    assert_eq!(tags(&read_until_ready(&mut s).await).0, "CZ");
+    send(
+        &mut s,
+        &[
+            parse("S_1", &format!("ALTER TABLE t ADD COLUMN s1_{w} int")),
+            sync(),
+        ],
+    )
+    .await;
+    assert_eq!(tags(&read_until_ready(&mut s).await).0, "1Z");
+    s
+}
+
+/// Each of `units` on `s`, each followed by a `SELECT 1` (the session goes on), and at the end
+/// the connection's prepared statements: the transcript of each exchange.
+async fn transcripts(s: &mut TcpStream, units: &[Vec<Vec<u8>>]) -> Vec<String> {
+    let mut out = Vec::new();
+    for unit in units {
+        send(s, unit).await;
+        out.push(transcript(&read_until_ready(s).await));
+        s.write_all(&wire::query("SELECT 1")).await.expect("write");
+        out.push(transcript(&read_until_ready(s).await));
+    }
+    s.write_all(&wire::query(
+        "SELECT coalesce(string_agg(name, ',' ORDER BY name), '') FROM pg_prepared_statements",
+    ))
+    .await
+    .expect("write");
+    out.push(transcript(&read_until_ready(s).await));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_unit_given_up_on_gets_the_replies_a_server_sends_before_its_error() {
+    let env = Env::start_with(|c| {
+        fast_guard(c);
+        c.guard.max_attempts = 2;
+        c.guard.queue_timeout_ms = Duration::from_millis(300);
+    })
+    .await;
+    let _admin = env.table_t(10).await;
+    let direct: std::net::SocketAddr = format!("127.0.0.1:{}", env.pg.port())
+        .parse()
+        .expect("addr");
+    let metric = |name: &str| env.proxy.shared().metrics.value(name, &[]);
+
+    // The guard's budget spent behind a reader's lock: the direct session fails the same
+    // units with its own lock_timeout.
+    let blocker = env.direct_client("ddlgate_admin").await;
+    blocker
+        .batch_execute("BEGIN; SELECT count(*) FROM t")
+        .await
+        .expect("blocker");
+    let exhausted = metric("ddlgate_lock_budget_exhausted_total");
+    let want = transcripts(
+        &mut open_with_s1(direct, "100ms", "direct").await,
+        &given_up_units("direct"),
+    )
+    .await;
+    let mut s = open_with_s1(env.proxy_addr(), "0", "proxied").await;
+    let t = Instant::now();
+    let got = transcripts(&mut s, &given_up_units("proxied")).await;
+    eprintln!("six lone units given up on by the guard: {:?}", t.elapsed());
+    let select_1 = "TD[Some(\"1\")]CZ";
+    assert_eq!(
+        want,
+        [
+            "12E(55P03)Z",
+            select_1,
+            "12nE(55P03)Z",
+            select_1,
+            "12tnE(55P03)Z",
+            select_1,
+            "2E(55P03)Z",
+            select_1,
+            "2nE(55P03)Z",
+            select_1,
+            "2tnE(55P03)Z",
+            select_1,
+            "TD[Some(\"S_1,S_2\")]CZ",
+        ],
+        "what a server sends"
+    );
+    assert_eq!(got, want, "through ddlgate as directly");
+    assert!(
+        metric("ddlgate_lock_budget_exhausted_total") >= exhausted + 6.0,
+        "the guard gave up on every unit"
+    );
+    blocker.batch_execute("COMMIT").await.expect("commit");
+
+    // Given up on in the queue for the table's DDL turn (another session's DDL holds it in an
+    // open transaction, and the table's lock with it): the direct session meets that lock.
+    let mut d = open_with_s1(direct, "100ms", "direct2").await;
+    let mut s = open_with_s1(env.proxy_addr(), "0", "proxied2").await;
+    let holder = env.proxy_client("trust_user").await;
+    holder
+        .batch_execute("BEGIN; ALTER TABLE t ADD COLUMN held int")
+        .await
+        .expect("holder");
+    let queued = metric("ddlgate_ddl_queue_timeouts_total");
+    let want = transcripts(&mut d, &given_up_units("direct2")).await;
+    let got = transcripts(&mut s, &given_up_units("proxied2")).await;
+    assert_eq!(got, want, "through ddlgate as directly");
+    assert!(
+        metric("ddlgate_ddl_queue_timeouts_total") >= queued + 6.0,
+        "the queue timed out on every unit"
+    );
+    holder.batch_execute("ROLLBACK").await.expect("rollback");
 }

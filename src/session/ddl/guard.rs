@@ -142,6 +142,18 @@ impl Relay {
                     );
                     // A `BEGIN …` Query leaves its block failed, as the server would have.
                     let reopen = retry == Retry::Whole && a.status != TxStatus::Idle;
+                    if unit.is_some() {
+                        // A server sends a lone unit its Parse's, Bind's and Describe's replies
+                        // before the Execute's error: the last attempt's, the server's own (its
+                        // statement stays prepared, its portal is gone with the Sync).
+                        for f in a
+                            .held
+                            .iter()
+                            .take_while(|f| f.first() != Some(&backend::ERROR_RESPONSE))
+                        {
+                            self.io.to_client.push(f.clone());
+                        }
+                    }
                     return self
                         .give_up(epilogue, Sent::of(tag), reopen, message, &blockers, "End or wait out the blocking transactions (pg_terminate_backend(pid) for a stuck one), then run the statement again; guard.max_attempts and guard.max_wait_ms set how long ddlgate keeps trying.")
                         .await;
@@ -222,6 +234,44 @@ impl Relay {
             self.set_tx(a.status);
             return Ok(());
         }
+    }
+
+    /// The replies a server gives lone unit `u` (`frame`: its frames) before its Execute's,
+    /// when ddlgate does not send the unit as it is (its recipe's steps run instead, or the
+    /// guard gives up before an attempt): its Parse's own answer — the statement is prepared
+    /// upstream as written, so a Parse error arrives where the server's would and the prepared
+    /// statement exists afterwards as it would — then BindComplete and what its Describe says of
+    /// a utility statement. `None` when the Parse failed: the server discards the rest of the
+    /// unit up to Sync, and the client has that error and the ReadyForQuery (the epilogue run,
+    /// or kept for later).
+    pub(super) async fn answer_up_to_execute(
+        &mut self,
+        u: &LoneUnit,
+        frame: &Bytes,
+        epilogue: Epilogue,
+    ) -> Result<Option<Epilogue>, SessionError> {
+        if u.parse_len > 0 {
+            let a = self.prepare_upstream(&frame.slice(..u.parse_len)).await?;
+            for f in a.held {
+                self.io.to_client.push(f);
+            }
+            if a.error.is_some() {
+                if let Some(rfq) = a.rfq {
+                    self.io.to_client.push(rfq);
+                }
+                self.epilogue_behind_replies(epilogue, a.status).await?;
+                self.set_tx(a.status);
+                self.audit_guarded(
+                    "error",
+                    a.error.map(|e| format!("{}: {}", e.code, e.message)),
+                );
+                return Ok(None);
+            }
+        }
+        self.io
+            .to_client
+            .push(crate::protocol::responses::bound_utility(u.describe).freeze());
+        Ok(Some(epilogue))
     }
 
     /// Sends `parse` (a Parse frame) and a Sync, and returns the server's answer.

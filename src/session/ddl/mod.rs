@@ -285,6 +285,16 @@ impl Relay {
                 );
                 let blockers = self.blockers(&plan).await?;
                 counters.guard.queue_timeouts.increment(1);
+                if let Some(u) = &pending.unit {
+                    // The error in place of the Execute's, after what the server says first.
+                    match self
+                        .answer_up_to_execute(u, &pending.frame, epilogue)
+                        .await?
+                    {
+                        Some(e) => epilogue = e,
+                        None => return Ok(()),
+                    }
+                }
                 return self
                     .give_up(epilogue, sent, false, message, &blockers, "ddlgate runs one DDL statement per table at a time. Wait for the other one to finish, or raise guard.queue_timeout_ms.")
                     .await;

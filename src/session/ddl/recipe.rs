@@ -30,39 +30,23 @@ impl Relay {
         &mut self,
         recipe: crate::recipe::Recipe,
         unit: Option<(LoneUnit, Bytes)>,
-        epilogue: Epilogue,
+        mut epilogue: Epilogue,
         cfg: &crate::config::GuardConfig,
         plan: &GuardPlan,
         began: Instant,
     ) -> Result<(), SessionError> {
         if let Some((u, frame)) = &unit {
+            match self.answer_up_to_execute(u, frame, epilogue).await? {
+                Some(e) => epilogue = e,
+                // The Parse failed: the server discards the rest of the unit.
+                None => return Ok(()),
+            }
             if u.parse_len > 0 {
-                let parse = frame.slice(..u.parse_len);
-                let a = self.prepare_upstream(&parse).await?;
-                let failed = a.error.is_some();
-                for f in a.held {
-                    self.io.to_client.push(f);
-                }
-                if failed {
-                    // The server discards the rest of the unit up to Sync.
-                    if let Some(rfq) = a.rfq {
-                        self.io.to_client.push(rfq);
-                    }
-                    self.epilogue_behind_replies(epilogue, a.status).await?;
-                    self.set_tx(a.status);
-                    self.audit_guarded(
-                        "error",
-                        a.error.map(|e| format!("{}: {}", e.code, e.message)),
-                    );
-                    return Ok(());
-                }
                 // The server holds the client's statement as written now: a later Bind of it
                 // runs the steps again.
-                self.st.remember_recipe(&parse, &recipe);
+                self.st
+                    .remember_recipe(&frame.slice(..u.parse_len), &recipe);
             }
-            self.io
-                .to_client
-                .push(crate::protocol::responses::bound_utility(u.describe).freeze());
         }
         // A lone unit's steps run under ddlgate's own statement name: the unnamed statement
         // stays the one its Parse prepared (or the client's, untouched), as the server leaves
