@@ -26,6 +26,7 @@ async fn set_up(admin: &Client, rows: u32) {
         .batch_execute(&format!(
             "DROP TABLE IF EXISTS e, e_old, big CASCADE; DROP SCHEMA IF EXISTS evil CASCADE;
              DROP VIEW IF EXISTS public.pg_indexes; DROP FUNCTION IF EXISTS yes();
+             DROP DOMAIN IF EXISTS filling; DROP FUNCTION IF EXISTS fill_e();
              CREATE TABLE e (id int, x int) WITH (autovacuum_enabled = off);
              CREATE TABLE big (id int, x int) WITH (autovacuum_enabled = off);
              INSERT INTO e SELECT g, g FROM generate_series(1, {rows}) g;
@@ -36,6 +37,9 @@ async fn set_up(admin: &Client, rows: u32) {
              ALTER TABLE e OWNER TO trust_user; ALTER TABLE big OWNER TO trust_user;
              ALTER TABLE evil.e OWNER TO trust_user;
              CREATE FUNCTION yes() RETURNS boolean LANGUAGE sql AS 'SELECT true';
+             CREATE FUNCTION fill_e() RETURNS boolean LANGUAGE plpgsql AS
+               'BEGIN INSERT INTO public.e SELECT g, g FROM generate_series(1, 5000) g; RETURN true; END';
+             CREATE DOMAIN filling AS text CHECK (fill_e());
              GRANT CREATE ON SCHEMA public TO trust_user;"
         ))
         .await
@@ -138,6 +142,10 @@ async fn bodies_that_may_change_the_facts_are_decided_without_them() {
         "DO $$ BEGIN DO $i$ BEGIN INSERT INTO e SELECT g, g FROM generate_series(1, 5000) g; END $i$; CREATE INDEX ON e (x); END $$",
         // A condition that runs a user's function.
         "DO $$ BEGIN IF yes() THEN CREATE INDEX ON e (x); END IF; END $$",
+        // A condition casting to a domain, whose CHECK runs a user's function (here one that
+        // fills the table), or naming a literal of it.
+        "DO $$ BEGIN IF 'x'::filling IS NOT NULL THEN CREATE INDEX ON e (x); END IF; END $$",
+        "DO $$ BEGIN IF filling 'x' IS NOT NULL THEN CREATE INDEX ON e (x); END IF; END $$",
         // Rows written earlier in the same message.
         "INSERT INTO e SELECT g, g FROM generate_series(1, 5000) g; DO $$ BEGIN CREATE INDEX ON e (x); END $$",
         "SET search_path = evil, public; DO $$ BEGIN CREATE INDEX ON e (x); END $$",

@@ -484,6 +484,32 @@ mod tests {
                 "BEGIN IF EXISTS (SELECT 1 FROM pg_class WHERE 1 OPERATOR(public.===) 1) THEN CREATE INDEX ON t (x); END IF; END",
                 &[],
             ),
+            // A cast to, or a literal of, a type that is not built in runs its code: a
+            // domain's CHECK may call any function.
+            (
+                "BEGIN IF EXISTS (SELECT 1 FROM pg_class WHERE 'x'::public.d IS NOT NULL) THEN CREATE INDEX ON t (x); END IF; END",
+                &[],
+            ),
+            (
+                "BEGIN IF EXISTS (SELECT 1 FROM pg_class WHERE 'x'::d IS NOT NULL) THEN CREATE INDEX ON t (x); END IF; END",
+                &[],
+            ),
+            (
+                "BEGIN IF EXISTS (SELECT 1 FROM pg_class WHERE d 'x' IS NOT NULL) THEN CREATE INDEX ON t (x); END IF; END",
+                &[],
+            ),
+            (
+                "BEGIN IF EXISTS (SELECT 1 FROM pg_class WHERE relname = 'x'::text::d) THEN CREATE INDEX ON t (x); END IF; END",
+                &[],
+            ),
+            (
+                "BEGIN IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'auth.sessions'::regclass AND conname LIKE 'x%' AND contype = pg_catalog.text 'f') THEN CREATE INDEX ON t (x); END IF; END",
+                &["CREATE INDEX ON t (x)"],
+            ),
+            (
+                "BEGIN IF EXISTS (SELECT 1 FROM pg_class WHERE oid = 'x'::pg_catalog.regclass) THEN CREATE INDEX ON t (x); END IF; END",
+                &["CREATE INDEX ON t (x)"],
+            ),
         ] {
             assert_eq!(planned(body), expected, "{body}");
         }

@@ -426,9 +426,34 @@ fn condition(sql: &[u8], tokens: &[Token]) -> Step {
             .get(k)
             .is_some_and(|t| t.kind == TokenKind::Operator && t.text(sql) == b".")
     };
+    // A cast to a type, or a literal of it (`'x'::t`, `t 'x'`), runs the type's code: a
+    // domain's CHECK can call any function. Only built-in types whose names resolve into
+    // `pg_catalog` (first on the search path, as the read confirms) or are qualified with it.
+    let builtin = |k: usize| {
+        word(k).is_some_and(|w| BUILTIN_TYPES.iter().any(|b| w.is_word(sql, b))) && !is_dot(k + 1)
+            || word(k).is_some_and(|w| w.is_word(sql, "pg_catalog"))
+                && is_dot(k + 1)
+                && word(k + 2).is_some()
+    };
     let mut tables = Vec::new();
     let mut k = 0;
     while let Some(t) = tokens.get(k) {
+        if t.kind == TokenKind::Operator
+            && t.text(sql).windows(2).any(|w| w == b"::")
+            && !builtin(k + 1)
+        {
+            return Step::Opaque;
+        }
+        let literal_of = tokens
+            .get(k + 1)
+            .is_some_and(|n| matches!(n.kind, TokenKind::String | TokenKind::DollarString));
+        if t.kind == TokenKind::Word
+            && literal_of
+            && !BEFORE_LITERAL.iter().any(|w| t.is_word(sql, w))
+            && !builtin(k)
+        {
+            return Step::Opaque;
+        }
         let calls = tokens
             .get(k + 1)
             .is_some_and(|n| n.kind == TokenKind::LParen);
@@ -487,6 +512,51 @@ fn condition(sql: &[u8], tokens: &[Token]) -> Step {
     }
     Step::Condition { tables }
 }
+
+/// Built-in types a condition may cast to (see [`condition`]).
+const BUILTIN_TYPES: &[&str] = &[
+    "regclass",
+    "regtype",
+    "regnamespace",
+    "regproc",
+    "regprocedure",
+    "regoper",
+    "regrole",
+    "regconfig",
+    "oid",
+    "name",
+    "text",
+    "varchar",
+    "bpchar",
+    "int",
+    "int2",
+    "int4",
+    "int8",
+    "integer",
+    "smallint",
+    "bigint",
+    "bool",
+    "boolean",
+    "numeric",
+    "float4",
+    "float8",
+    "real",
+    "date",
+    "timestamp",
+    "timestamptz",
+    "interval",
+    "uuid",
+    "json",
+    "jsonb",
+    "bytea",
+];
+
+/// Words a string literal may follow in a condition without being a literal of a type named
+/// by the word.
+const BEFORE_LITERAL: &[&str] = &[
+    "AND", "OR", "NOT", "LIKE", "ILIKE", "SIMILAR", "TO", "ESCAPE", "SELECT", "WHEN", "THEN",
+    "ELSE", "BETWEEN", "IS",
+];
 
 /// The non-comment, non-`;` tokens of `sql[start..end]`.
 fn words(sql: &[u8], start: usize, end: usize, opts: LexOptions) -> Vec<Token> {
