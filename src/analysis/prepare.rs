@@ -233,6 +233,25 @@ pub fn prepare_with(
     out.statements = 0;
     out.ddl = false;
     out.max_statements = max_statements;
+    // Ordinary traffic: one statement the byte scan can delimit, which is not DDL. It is
+    // classified on its first token, exactly as the split below would, and not lexed further.
+    if let Some(span) = lexer::single_statement(sql, lex) {
+        let class = prefilter::classify(sql, &span);
+        if !matches!(
+            class,
+            StatementClass::DdlCandidate | StatementClass::NotACommand
+        ) {
+            out.statements = 1;
+            if max_statements > 0 {
+                if backfill && class == StatementClass::Dml && modifies_rows(sql, &span, lex) {
+                    out.backfill.push(0);
+                }
+                out.spans.push(span);
+                out.classes.push(class);
+            }
+            return;
+        }
+    }
     // The tokens of the statements kept and marked DDL, by span index; `None` for a statement
     // of more than `lexer::MAX_KEPT_TOKENS` tokens.
     let mut kept: Vec<(usize, Option<Vec<Token>>)> = Vec::new();

@@ -1061,6 +1061,68 @@ pub fn each_statement_tokens(
     emit(cur, kept(&buf, keeping, overflowed));
 }
 
+/// The one statement of `sql`, as [`each_statement`] would give it, when a single pass over
+/// the bytes proves the text is exactly one statement without comments: no `--` or `/*`
+/// anywhere, and no `;` but one final terminator (after it, only whitespace) that no quote,
+/// dollar quote or parenthesis can hide. `None` whenever that cannot be told this cheaply
+/// (the caller then lexes the text): a comment opener even inside a literal, a second `;`, a
+/// final `;` in a text with quotes, a `$` not starting a parameter, a statement starting with
+/// `CREATE` (its `BEGIN ATOMIC` body may hold `;`), multibyte text in an encoding whose
+/// characters may hide ASCII bytes. Ordinary traffic (`SELECT … WHERE id = $1`) takes this
+/// path and is never tokenised beyond its first token.
+pub fn single_statement(sql: &[u8], opts: LexOptions) -> Option<StatementSpan> {
+    if opts.encoding != ClientEncoding::AsciiSafe && !sql.is_ascii() {
+        return None;
+    }
+    let mut semicolon = None;
+    // A quote or dollar quote may hide a final `;`; parentheses must be balanced at it.
+    let mut quoted = false;
+    let mut paren = 0u32;
+    let mut i = 0;
+    while i < sql.len() {
+        match sql[i] {
+            b';' if semicolon.is_some() => return None,
+            b';' => semicolon = Some((i, paren)),
+            b'-' if sql.get(i + 1) == Some(&b'-') => return None,
+            b'/' if sql.get(i + 1) == Some(&b'*') => return None,
+            b'\'' | b'"' => quoted = true,
+            b'$' if !sql.get(i + 1).is_some_and(u8::is_ascii_digit) => quoted = true,
+            b'(' => paren = paren.saturating_add(1),
+            b')' => paren = paren.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    let (end, terminated) = match semicolon {
+        None => (sql.len(), false),
+        Some((at, depth)) => {
+            if quoted || depth != 0 || !sql[at + 1..].iter().all(|&b| has(b, SPACE)) {
+                return None;
+            }
+            (at, true)
+        }
+    };
+    // One token, not a lexing pass (`counting` counts passes over a statement).
+    let first = Lexer {
+        sql,
+        pos: 0,
+        opts,
+        cont_at: usize::MAX,
+        cont_mode: StrMode::Standard,
+    }
+    .next()?;
+    if first.start >= end || first.is_word(sql, "create") {
+        return None;
+    }
+    Some(StatementSpan {
+        start: 0,
+        end,
+        first: Some(first),
+        has_comment: false,
+        terminated,
+    })
+}
+
 /// What [`each_statement_tokens`] hands on for one statement.
 fn kept(buf: &[Token], keeping: bool, overflowed: bool) -> Option<&[Token]> {
     match (keeping, overflowed) {
@@ -1742,6 +1804,80 @@ mod tests {
         })
     }
 
+    #[test]
+    fn single_statement_answers_for_ordinary_traffic_and_declines_what_needs_lexing() {
+        let o = LexOptions::default();
+        let span = |sql: &str| single_statement(sql.as_bytes(), o);
+        let q = "SELECT abalance FROM pgbench_accounts WHERE aid = 12345;";
+        let s = span(q).expect("pgbench's query");
+        assert_eq!(
+            (s.start, s.end, s.terminated, s.has_comment),
+            (0, q.len() - 1, true, false)
+        );
+        assert_eq!(s.first.map(|t| t.text(q.as_bytes())), Some(&b"SELECT"[..]));
+        let s = span("  update t set a = $1 where id = $2  ").expect("parameters");
+        assert_eq!((s.end, s.terminated), (37, false));
+        assert!(
+            span("select 'a' || \"b\" || $q$c$q$").is_some(),
+            "quotes without a `;`"
+        );
+        for declined in [
+            "select 1; select 2",
+            "select ';'",
+            "select 'a;b'",
+            "select $$;$$",
+            "select 1 -- note",
+            "select /* x */ 1",
+            "select (1;",
+            "create function f() returns int language sql begin atomic select 1;",
+            ";",
+            "   ",
+            "",
+        ] {
+            assert_eq!(span(declined), None, "{declined}");
+        }
+        for sql in [
+            "select 1; select 2",
+            "select (1;",
+            "select ';'",
+            "select 'a;b'",
+        ] {
+            check_single_statement(sql.as_bytes(), o).expect(sql);
+        }
+    }
+
+    /// SQL-ish texts, and short texts over the bytes that decide a split.
+    fn sqlish_or_short() -> impl Strategy<Value = Vec<u8>> {
+        let alphabet: Vec<u8> = b"; -/*'\"$1a(),\\\nEeCcrRtT".to_vec();
+        prop_oneof![
+            sqlish(),
+            prop::collection::vec(prop::sample::select(alphabet), 0..24),
+        ]
+    }
+
+    fn check_single_statement(sql: &[u8], opts: LexOptions) -> Result<(), TestCaseError> {
+        let Some(fast) = single_statement(sql, opts) else {
+            return Ok(());
+        };
+        let mut spans = Vec::new();
+        for_each_statement(sql, opts, |s| spans.push(s));
+        let real: Vec<&StatementSpan> = spans.iter().filter(|s| !s.is_empty()).collect();
+        prop_assert_eq!(
+            real.len(),
+            1,
+            "{:?}: {:?}",
+            std::string::String::from_utf8_lossy(sql),
+            spans
+        );
+        prop_assert_eq!(
+            *real[0],
+            fast,
+            "{:?}",
+            std::string::String::from_utf8_lossy(sql)
+        );
+        Ok(())
+    }
+
     fn check_invariants(sql: &[u8], opts: LexOptions) -> Result<(), TestCaseError> {
         let n = sql.len();
         let tokens: Vec<Token> = Lexer::new(sql, opts).collect();
@@ -1833,6 +1969,13 @@ mod tests {
         #[test]
         fn prop_arbitrary_bytes(sql in prop::collection::vec(any::<u8>(), 0..256), opts in any_opts()) {
             check_invariants(&sql, opts)?;
+        }
+
+        // The cheap recogniser of one-statement texts agrees with the splitter whenever it
+        // answers.
+        #[test]
+        fn prop_single_statement_agrees_with_the_splitter(sql in sqlish_or_short(), opts in any_opts()) {
+            check_single_statement(&sql, opts)?;
         }
 
         // Same on SQL-ish inputs, which reach the interesting states far
