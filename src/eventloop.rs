@@ -57,6 +57,7 @@ impl EventLoops {
             let thread = std::thread::Builder::new()
                 .name(format!("ddlgate-loop-{i}"))
                 .spawn(move || {
+                    crate::metrics::set_shard(i + 1);
                     // Runs the loop's tasks until told to stop (or until the sender is gone).
                     let _ = runtime.block_on(stopped);
                     // Sessions still open are dropped here, on the loop's own thread.

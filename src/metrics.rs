@@ -824,27 +824,52 @@ struct UnitHistogram {
     bounds_ns: Vec<u64>,
     /// The same bounds as the exposition's `le` labels.
     labels: Vec<String>,
-    /// Per kind: the count of each bucket (not cumulative; the last is `+Inf`), and the sum.
+    /// One set of buckets per recording thread ([`set_shard`]): each event loop adds to its
+    /// own cache lines, so sessions on different loops never contend for one counter.
+    shards: Box<[Shard]>,
+}
+
+/// Most bounds a [`UnitHistogram`] has.
+const MAX_BOUNDS: usize = 17;
+
+/// Buckets apart: event loops beyond this many share one (still exact, only contended).
+const SHARDS: usize = 16;
+
+thread_local! {
+    /// The shard the current thread records into: its event loop's, 0 for other threads.
+    static SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Makes the current thread record the per-unit histograms into shard `index` (each event
+/// loop thread takes its own at start).
+pub fn set_shard(index: usize) {
+    SHARD.with(|s| s.set(index % SHARDS));
+}
+
+/// One thread's buckets, on cache lines of their own.
+#[repr(align(128))]
+#[derive(Default)]
+struct Shard {
     kinds: [KindBuckets; 3],
 }
 
+#[derive(Default)]
 struct KindBuckets {
-    counts: Box<[AtomicU64]>,
+    /// The count of each bucket (not cumulative; the one after the last bound is `+Inf`).
+    counts: [AtomicU64; MAX_BOUNDS + 1],
     sum_ns: AtomicU64,
 }
 
 impl UnitHistogram {
     fn new(name: &'static str, bounds: &[f64]) -> UnitHistogram {
+        assert!(bounds.len() <= MAX_BOUNDS, "{name}: too many bounds");
         let help = DEFS.iter().find(|d| d.name == name).map_or("", |d| d.help);
         UnitHistogram {
             name,
             help,
             bounds_ns: bounds.iter().map(|b| (b * 1e9).round() as u64).collect(),
             labels: bounds.iter().map(|b| b.to_string()).collect(),
-            kinds: std::array::from_fn(|_| KindBuckets {
-                counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-                sum_ns: AtomicU64::new(0),
-            }),
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
         }
     }
 
@@ -852,7 +877,8 @@ impl UnitHistogram {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         // The first bucket whose bound is at least the value (`le`: less or equal).
         let i = self.bounds_ns.partition_point(|&b| b < ns);
-        let k = &self.kinds[kind.index()];
+        let shard = SHARD.with(std::cell::Cell::get);
+        let k = &self.shards[shard % SHARDS].kinds[kind.index()];
         k.counts[i].fetch_add(1, Ordering::Relaxed);
         k.sum_ns.fetch_add(ns, Ordering::Relaxed);
     }
@@ -864,18 +890,24 @@ impl UnitHistogram {
         let _ = writeln!(out, "# HELP {name} {}", self.help);
         let _ = writeln!(out, "# TYPE {name} histogram");
         for kind in KINDS {
-            let k = &self.kinds[kind.index()];
+            let shards = self.shards.iter().map(|s| &s.kinds[kind.index()]);
             let kind = kind.as_str();
             let mut cumulative = 0u64;
-            for (i, count) in k.counts.iter().enumerate() {
-                cumulative += count.load(Ordering::Relaxed);
+            for i in 0..=self.bounds_ns.len() {
+                cumulative += shards
+                    .clone()
+                    .map(|k| k.counts[i].load(Ordering::Relaxed))
+                    .sum::<u64>();
                 let le = self.labels.get(i).map_or("+Inf", String::as_str);
                 let _ = writeln!(
                     out,
                     "{name}_bucket{{kind=\"{kind}\",le=\"{le}\"}} {cumulative}"
                 );
             }
-            let sum = k.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+            let sum = shards
+                .map(|k| k.sum_ns.load(Ordering::Relaxed))
+                .fold(0u64, u64::wrapping_add) as f64
+                / 1e9;
             let _ = writeln!(out, "{name}_sum{{kind=\"{kind}\"}} {sum}");
             let _ = writeln!(out, "{name}_count{{kind=\"{kind}\"}} {cumulative}");
         }
@@ -896,6 +928,39 @@ impl Default for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn units_recorded_on_different_loops_add_up_in_one_family() {
+        let m = std::sync::Arc::new(Metrics::new());
+        let us = Duration::from_micros;
+        m.unit_done(UnitKind::Dml, false, us(300), us(200));
+        let other = m.clone();
+        std::thread::spawn(move || {
+            set_shard(3);
+            other.unit_done(UnitKind::Dml, false, us(300), us(200));
+            set_shard(SHARDS + 3);
+            other.unit_done(UnitKind::Dml, true, us(3), us(2));
+        })
+        .join()
+        .expect("recording thread");
+        let text = m.render();
+        let count = |le: &str| {
+            read(
+                &text,
+                "ddlgate_statement_duration_seconds_bucket",
+                &[("kind", "dml"), ("le", le)],
+            )
+        };
+        assert_eq!(count("0.0001"), 1.0, "{text}");
+        assert_eq!(count("0.0005"), 3.0, "{text}");
+        assert_eq!(count("+Inf"), 3.0, "{text}");
+        let sum = read(
+            &text,
+            "ddlgate_statement_duration_seconds_sum",
+            &[("kind", "dml")],
+        );
+        assert!((sum - 0.000603).abs() < 1e-12, "{sum}");
+    }
 
     #[test]
     fn exposition_names_and_labels() {

@@ -67,7 +67,13 @@ impl OutQueue {
         w: &mut W,
     ) -> io::Result<()> {
         poll_fn(|cx| {
-            let written = {
+            let written = if let [one] = self.chunks.as_slices().0
+                && self.chunks.len() == 1
+            {
+                // The common case (one message, or one read's worth, per direction per turn):
+                // no vector to build.
+                ready!(Pin::new(&mut *w).poll_write(cx, one))?
+            } else {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let n = self
                     .chunks
