@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::wire::{self, message, read_until_ready};
 use common::*;
 use ddlgate::config::Config;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn fast_guard(c: &mut Config) {
@@ -820,14 +820,28 @@ async fn transcripts(s: &mut TcpStream, units: &[Vec<Vec<u8>>]) -> Vec<String> {
     out
 }
 
+/// The guard of the given-up tests: two attempts, and 300 ms in the queue for a table's DDL
+/// turn.
+fn giving_up_guard(c: &mut Config) {
+    fast_guard(c);
+    c.guard.max_attempts = 2;
+    c.guard.queue_timeout_ms = Duration::from_millis(300);
+}
+
+/// Another session's DDL on `t` through ddlgate, in an open transaction: it holds the table's
+/// DDL turn, and the table's ACCESS EXCLUSIVE lock, until it rolls back.
+async fn hold_ddl_turn(env: &Env) -> tokio_postgres::Client {
+    let holder = env.proxy_client("trust_user").await;
+    holder
+        .batch_execute("BEGIN; ALTER TABLE t ADD COLUMN held int")
+        .await
+        .expect("holder");
+    holder
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_unit_given_up_on_gets_the_replies_a_server_sends_before_its_error() {
-    let env = Env::start_with(|c| {
-        fast_guard(c);
-        c.guard.max_attempts = 2;
-        c.guard.queue_timeout_ms = Duration::from_millis(300);
-    })
-    .await;
+    let env = Env::start_with(giving_up_guard).await;
     let _admin = env.table_t(10).await;
     let direct: std::net::SocketAddr = format!("127.0.0.1:{}", env.pg.port())
         .parse()
@@ -882,11 +896,7 @@ async fn a_lone_unit_given_up_on_gets_the_replies_a_server_sends_before_its_erro
     // open transaction, and the table's lock with it): the direct session meets that lock.
     let mut d = open_with_s1(direct, "100ms", "direct2").await;
     let mut s = open_with_s1(env.proxy_addr(), "0", "proxied2").await;
-    let holder = env.proxy_client("trust_user").await;
-    holder
-        .batch_execute("BEGIN; ALTER TABLE t ADD COLUMN held int")
-        .await
-        .expect("holder");
+    let holder = hold_ddl_turn(&env).await;
     let queued = metric("ddlgate_ddl_queue_timeouts_total");
     let want = transcripts(&mut d, &given_up_units("direct2")).await;
     let got = transcripts(&mut s, &given_up_units("proxied2")).await;
@@ -896,4 +906,260 @@ async fn a_lone_unit_given_up_on_gets_the_replies_a_server_sends_before_its_erro
         "the queue timed out on every unit"
     );
     holder.batch_execute("ROLLBACK").await.expect("rollback");
+}
+
+fn flush() -> Vec<u8> {
+    message(b'H', &[])
+}
+
+/// A write of raw frames, and what is read after it: up to the ReadyForQuery, or up to the
+/// ErrorResponse (a client that sent Flush and waits for its answer before the Sync).
+type Exchange = (Vec<Vec<u8>>, u8);
+
+/// Units that are not lone units (`relay/lone.rs`), each of one DDL on `t`: `w` tells the
+/// runs' columns apart. Each is a list of exchanges; `in_block` runs it inside `BEGIN` …
+/// `ROLLBACK`, where no unit is a lone unit.
+fn non_lone_units(w: &str, in_block: bool) -> Vec<Vec<Exchange>> {
+    let ddl = |c: &str| format!("ALTER TABLE t ADD COLUMN {c}_{w} int");
+    let z = b'Z';
+    // A name of its own in each run: the direct session keeps what it prepares.
+    let (name, two) = if in_block {
+        ("S_4", "S_6")
+    } else {
+        ("S_3", "S_5")
+    };
+    let mut units = vec![
+        // Prepared in a unit of its own (tokio-postgres, pgJDBC's named statements), then
+        // executed in the next.
+        vec![
+            (vec![parse(name, &ddl("p")), sync()], z),
+            (vec![bind(name), execute(), sync()], z),
+        ],
+        // Parse, Bind, Execute, Flush: the client waits for the answer before its Sync.
+        vec![
+            (
+                vec![parse("", &ddl("f")), bind(""), execute(), flush()],
+                b'E',
+            ),
+            (vec![sync()], z),
+        ],
+        // Two statements in one unit (a pipeline): the DDL (a named statement), then
+        // `SELECT 1`.
+        vec![(
+            vec![
+                parse(two, &ddl("two")),
+                bind(two),
+                execute(),
+                parse("", "SELECT 1"),
+                bind(""),
+                execute(),
+                sync(),
+            ],
+            z,
+        )],
+        // A Bind of `S_1`, prepared earlier: a lone unit outside a block, not inside one.
+        vec![(vec![bind("S_1"), execute(), sync()], z)],
+    ];
+    if in_block {
+        for unit in &mut units {
+            unit.insert(0, (vec![wire::query("BEGIN")], z));
+            unit.push((vec![wire::query("ROLLBACK")], z));
+        }
+    }
+    units
+}
+
+/// A reply sequence as a transcript ([`transcript`]) with each ReadyForQuery's transaction
+/// status: `Z(I)`, `Z(T)`, `Z(E)`.
+fn transcript_with_status(replies: &[(u8, Vec<u8>)]) -> String {
+    let mut out = String::new();
+    for (tag, body) in replies.iter().filter(|(t, _)| *t != b'N') {
+        out.push_str(&transcript(&[(*tag, body.clone())]));
+        if *tag == b'Z' {
+            out.push_str(&format!("({})", body[0] as char));
+        }
+    }
+    out
+}
+
+/// The value of field `key` (e.g. `H`, the hint) of an ErrorResponse body.
+fn error_field(body: &[u8], key: u8) -> String {
+    body.split(|b| *b == 0)
+        .find_map(|f| f.split_first().filter(|(k, _)| **k == key))
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
+}
+
+/// Reads messages up to (and with) the first of tag `until`, the ErrorResponses' bodies aside.
+async fn read_until(s: &mut TcpStream, until: u8, errors: &mut Vec<Vec<u8>>) -> String {
+    let mut replies = Vec::new();
+    while let Some((tag, body)) = wire::read_message(s).await {
+        if tag == b'E' {
+            errors.push(body.clone());
+        }
+        replies.push((tag, body));
+        if tag == until {
+            break;
+        }
+    }
+    transcript_with_status(&replies)
+}
+
+/// Each unit's exchanges on `s`, each unit followed by a `SELECT 1` (the session goes on and
+/// is in step: its reply is the next one read); at the end the connection's prepared
+/// statements and open portals. The transcripts, and every ErrorResponse's body.
+async fn exchanges(s: &mut TcpStream, units: &[Vec<Exchange>]) -> (Vec<Vec<String>>, Vec<Vec<u8>>) {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for unit in units {
+        let mut got = Vec::new();
+        for (frames, until) in unit {
+            send(s, frames).await;
+            got.push(read_until(s, *until, &mut errors).await);
+        }
+        s.write_all(&wire::query("SELECT 1")).await.expect("write");
+        got.push(read_until(s, b'Z', &mut errors).await);
+        out.push(got);
+    }
+    s.write_all(&wire::query(
+        "SELECT (SELECT coalesce(string_agg(name, ',' ORDER BY name), '') FROM pg_prepared_statements), \
+                (SELECT coalesce(string_agg(name, ',' ORDER BY name), '') FROM pg_cursors)",
+    ))
+    .await
+    .expect("write");
+    out.push(vec![read_until(s, b'Z', &mut errors).await]);
+    (out, errors)
+}
+
+/// The transaction status of each ReadyForQuery in `transcript`, in order.
+fn statuses(transcript: &str) -> Vec<char> {
+    transcript
+        .match_indices("Z(")
+        .filter_map(|(i, _)| transcript[i + 2..].chars().next())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_lone_unit_given_up_on_in_the_ddl_turn_queue_gets_one_ready_for_query_per_sync() {
+    let env = Env::start_with(giving_up_guard).await;
+    let _admin = env.table_t(10).await;
+    let direct: std::net::SocketAddr = format!("127.0.0.1:{}", env.pg.port())
+        .parse()
+        .expect("addr");
+    let metric = |name: &str| env.proxy.shared().metrics.value(name, &[]);
+    let mut d = open_with_s1(direct, "100ms", "direct").await;
+    let mut s = open_with_s1(env.proxy_addr(), "0", "proxied").await;
+    let holder = hold_ddl_turn(&env).await;
+    let queued = metric("ddlgate_ddl_queue_timeouts_total");
+
+    for in_block in [false, true] {
+        let (want, _) = exchanges(&mut d, &non_lone_units("direct", in_block)).await;
+        let t = Instant::now();
+        let (got, errors) = exchanges(&mut s, &non_lone_units("proxied", in_block)).await;
+        eprintln!(
+            "four units given up on in the queue (in a block: {in_block}): {:?}",
+            t.elapsed()
+        );
+        eprintln!("directly:       {want:?}\nthrough ddlgate: {got:?}");
+        let select_1 = "TD[Some(\"1\")]CZ(I)";
+        for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+            assert_eq!(g.len(), w.len(), "unit {i}: as many exchanges: {got:?}");
+            for (k, (w, g)) in w.iter().zip(g).enumerate() {
+                // One ReadyForQuery per Sync (and per Query), read where the server's is.
+                assert_eq!(
+                    g.matches('Z').count(),
+                    w.matches('Z').count(),
+                    "unit {i}, exchange {k}: one ReadyForQuery per Sync: {got:?}"
+                );
+                // Where the server fails the unit too, the transaction is left as it leaves it.
+                if w.contains("E(") && g.contains("E(") {
+                    assert_eq!(statuses(g), statuses(w), "unit {i}, exchange {k}: {got:?}");
+                }
+            }
+        }
+        assert_eq!(got.len(), want.len());
+        // A unit that begins as a lone unit does (`[Parse] Bind Execute`) gets the server's
+        // replies exactly: its Parse and Bind answered, the error in place of its Execute's.
+        // A Parse in a unit of its own is answered with the error ddlgate decided there (the
+        // server would prepare it): its later Bind meets a statement that does not exist
+        // inside a transaction block, and the guard again outside one.
+        let last = got.len() - 1;
+        assert_eq!(got[1..last], want[1..last], "the server's replies");
+        if !in_block {
+            assert_eq!(got[0][1..], want[0][1..], "the later Bind's replies");
+        }
+        let units = &got[..got.len() - 1];
+        for (i, unit) in units.iter().enumerate() {
+            assert!(
+                unit.iter().any(|e| e.contains("E(55P03)")),
+                "unit {i} gets the 55P03: {got:?}"
+            );
+            assert_eq!(
+                unit.last().map(String::as_str),
+                Some(select_1),
+                "unit {i}: {got:?}"
+            );
+        }
+        // The client's statements as on the server, but for the one whose Parse got the
+        // error (as after a failed Parse); nothing of ddlgate's, no portal open.
+        let prepared = if in_block { "S_1,S_5,S_6" } else { "S_1,S_5" };
+        assert_eq!(
+            got.last().map(|e| e[0].as_str()),
+            Some(format!("TD[Some(\"{prepared}\"), Some(\"\")]CZ(I)").as_str()),
+        );
+        let e = errors
+            .iter()
+            .find(|e| wire::error_fields(e).1 == "55P03")
+            .expect("a 55P03");
+        assert!(
+            wire::error_fields(e).2.contains("guard.queue_timeout_ms"),
+            "the message says why: {:?}",
+            wire::error_fields(e)
+        );
+        assert!(!error_field(e, b'H').is_empty(), "a hint");
+    }
+    assert!(
+        metric("ddlgate_ddl_queue_timeouts_total") >= queued + 9.0,
+        "the queue timed out on every unit"
+    );
+
+    // What follows the error up to the Sync is dropped as it arrives: a Bind of 4 MiB, sent in
+    // two writes, then the Sync.
+    let given_up = [
+        parse("", "ALTER TABLE t ADD COLUMN big int"),
+        bind(""),
+        execute(),
+        flush(),
+    ];
+    send(&mut s, &given_up).await;
+    let mut errors = Vec::new();
+    assert_eq!(read_until(&mut s, b'E', &mut errors).await, "12E(55P03)");
+    let value = vec![b'x'; 4 << 20];
+    let mut body = vec![0, 0, 0, 0, 0, 1];
+    body.extend_from_slice(&(value.len() as i32).to_be_bytes());
+    body.extend_from_slice(&value);
+    body.extend_from_slice(&[0, 0]);
+    let big = message(b'B', &body);
+    let (head, tail) = big.split_at(big.len() / 2);
+    s.write_all(head).await.expect("write");
+    s.write_all(tail).await.expect("write");
+    send(&mut s, &[execute(), sync()]).await;
+    assert_eq!(read_until(&mut s, b'Z', &mut errors).await, "Z(I)");
+    s.write_all(&wire::query("SELECT 1")).await.expect("write");
+    assert_eq!(
+        read_until(&mut s, b'Z', &mut errors).await,
+        "TD[Some(\"1\")]CZ(I)"
+    );
+    // A Terminate while the rest of the unit is skipped ends the session in order.
+    send(&mut s, &given_up).await;
+    assert_eq!(read_until(&mut s, b'E', &mut errors).await, "12E(55P03)");
+    send(&mut s, &[message(b'X', &[])]).await;
+    let mut rest = [0u8; 64];
+    let eof = tokio::time::timeout(Duration::from_secs(5), s.read(&mut rest)).await;
+    assert!(
+        matches!(eof, Ok(Ok(0))),
+        "the session ends (EOF, nothing more said): {eof:?}"
+    );
+    holder.batch_execute("ROLLBACK").await.expect("rollback");
+    still_serves(&env).await;
 }

@@ -23,6 +23,9 @@
 //!   (`ddl::bound`); forwarded untouched, or, blocked, taken whole and answered by the lane;
 //! - client `Sync`, `Execute`, `FunctionCall`, `CopyDone`/`CopyFail`, `Terminate`: only their tag,
 //!   to know how many ReadyForQuery messages are owed and where protocol units end;
+//! - after the DDL lane answered the first message of a longer unit with an error (`ddl::Sent`):
+//!   only the headers of the client's messages up to its Sync, dropped as they arrive, as the
+//!   server skips them after an error; the Sync gets the one ReadyForQuery;
 //! - upstream `ReadyForQuery` (transaction status), `ParameterStatus` (server version,
 //!   `standard_conforming_strings`, client encoding), `BackendKeyData` (cancel key),
 //!   `ErrorResponse` (FATAL or not);
@@ -609,6 +612,18 @@ impl Relay {
                 }
                 continue;
             }
+            if let Some(left) = st.lane.skip_to_sync.as_mut()
+                && *left > 0
+            {
+                // The rest of a message of a unit being skipped (below), dropped as it arrives.
+                let n = (*left).min(io.cbuf.len());
+                io.cbuf.advance(n);
+                *left -= n;
+                if *left > 0 {
+                    break;
+                }
+                continue;
+            }
             if !st.proto.is_ready() {
                 // Before the session is ready only authentication messages are read; nothing
                 // else is analysed, forwarded or buffered beyond this one read.
@@ -642,6 +657,36 @@ impl Relay {
             };
             let body_len = total - 1;
             let available = rest.len();
+            if let Some(left) = st.lane.skip_to_sync.as_mut() {
+                // The lane answered this unit's first message with an error (`ddl::Sent`): the
+                // server would skip everything up to Sync, so ddlgate drops it, unread and
+                // unforwarded, as it arrives (a Terminate still ends the session). The skip
+                // began at the front of the buffer and forwards nothing: `run` is 0.
+                debug_assert_eq!(run, 0, "nothing is forwarded while a unit is skipped");
+                match tag {
+                    frontend::TERMINATE => st.lane.skip_to_sync = None,
+                    frontend::SYNC if available < total => {
+                        io.cbuf.reserve(total - available);
+                        break;
+                    }
+                    frontend::SYNC => {
+                        io.cbuf.advance(total);
+                        st.lane.skip_to_sync = None;
+                        // The unit was the lane's to answer, as a lone unit taken whole is.
+                        st.proto.unit_taken();
+                        counters.extended_units.increment(1);
+                        io.to_client
+                            .push(responses::ready_for_query(st.proto.tx()).freeze());
+                        continue;
+                    }
+                    _ => {
+                        let n = total.min(available);
+                        io.cbuf.advance(n);
+                        *left = total - n;
+                        continue;
+                    }
+                }
+            }
             st.extended_used |= tag == frontend::PARSE || tag == frontend::BIND;
             match tag {
                 frontend::QUERY | frontend::PARSE => {

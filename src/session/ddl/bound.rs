@@ -203,21 +203,17 @@ impl Relay {
         let name = self.st.own_statement_name();
         let name = name.as_bytes();
         let statement: &[u8] = if refusal.unnamed { b"" } else { name };
-        let mut unit = BytesMut::new();
-        unit.extend_from_slice(
-            &Parse {
-                name: statement,
-                sql: &refusal.sql,
-                param_types: NO_TYPES,
-            }
-            .frame(),
-        );
-        unit.extend_from_slice(&Bind::frame_of(name, statement, NO_PARAMS));
-        unit.extend_from_slice(&frontend::execute(name));
         // The raising statement and portal are closed after its Sync, in the same write: after
         // a failed Parse of the unnamed statement a real server holds none.
-        let unit = raising_unit(unit, name, statement);
+        let unit = raising_unit(
+            raising_statement(name, statement, &refusal.sql),
+            name,
+            statement,
+        );
         let reply = self.raise_in_unit(unit).await?;
+        self.io
+            .to_client
+            .push(crate::protocol::responses::ready_for_query(reply.status).freeze());
         let e = reply.error.as_ref();
         self.audit_guarded("error", e.map(|e| format!("{}: {}", e.code, e.message)));
         self.io
@@ -229,8 +225,8 @@ impl Relay {
 
     /// Runs `unit` (of ddlgate's own, ended by [`raising_unit`]), whose statement raises the
     /// error the client must see, and queues for the client that error (without the raise's
-    /// context) and the ReadyForQuery: the error and the transaction state it leaves are the
-    /// server's.
+    /// context): the error and the transaction state it leaves are the server's. The
+    /// ReadyForQuery (`Reply::status`) is the caller's to queue, now or at the client's Sync.
     pub(super) async fn raise_in_unit(&mut self, unit: Bytes) -> Result<Reply, SessionError> {
         let reply = self.inject_unit(unit, 2, 0).await?;
         let Some(error) = reply.error_frame.as_ref() else {
@@ -243,9 +239,6 @@ impl Relay {
         let shared = self.shared.clone();
         self.st.set_tx_status(&shared, reply.status);
         self.io.to_client.push(error);
-        self.io
-            .to_client
-            .push(crate::protocol::responses::ready_for_query(reply.status).freeze());
         Ok(reply)
     }
 }
@@ -265,10 +258,40 @@ pub(super) fn own_unit(name: &[u8], statements: &[&[u8]]) -> Result<Bytes, Sessi
     Ok(unit.freeze())
 }
 
-/// [`own_unit`] of statements the last of which raises an error (it always fails), ended by
-/// [`raising_unit`].
-pub(super) fn own_raising_unit(name: &[u8], statements: &[&[u8]]) -> Result<Bytes, SessionError> {
-    Ok(raising_unit(own_statements(name, statements)?, name, name))
+/// [`own_unit`] of `before`, then `sql`, which raises an error (it always fails), prepared as
+/// `statement` (ddlgate's own name `name`, or the unnamed statement, which a server drops when
+/// a Parse of it fails) and run in the portal `name` ([`raising_statement`]), ended by
+/// [`raising_unit`]. Refused if a text holds a NUL (see [`own_unit`]).
+pub(super) fn raising_unit_from(
+    name: &[u8],
+    statement: &[u8],
+    before: &[&[u8]],
+    sql: &[u8],
+) -> Result<Bytes, SessionError> {
+    if crate::sql::quote::has_nul(sql) {
+        return Err(super::channel::nul_refused());
+    }
+    let mut unit = own_statements(name, before)?;
+    unit.extend_from_slice(&raising_statement(name, statement, sql));
+    Ok(raising_unit(unit, name, statement))
+}
+
+/// Prepares `sql` (no parameters) as `statement` and runs it in the portal `name`, neither
+/// closed: the statement fails, and the server skips everything after it up to Sync
+/// ([`raising_unit`] closes both after it).
+fn raising_statement(name: &[u8], statement: &[u8], sql: &[u8]) -> BytesMut {
+    let mut unit = BytesMut::new();
+    unit.extend_from_slice(
+        &Parse {
+            name: statement,
+            sql,
+            param_types: NO_TYPES,
+        }
+        .frame(),
+    );
+    unit.extend_from_slice(&Bind::frame_of(name, statement, NO_PARAMS));
+    unit.extend_from_slice(&frontend::execute(name));
+    unit
 }
 
 /// [`own_statement`] of each of `statements`; refused if one holds a NUL (see [`own_unit`]).
@@ -389,5 +412,32 @@ mod tests {
         // refusal raises from is the one closed.
         let raising = raising_unit(BytesMut::new(), b"n", b"");
         assert_eq!(frames(&raising), ["S", "CP n", "CS ", "S"]);
+        // An error raised in place of a unit's first message: after the steps before it, from
+        // ddlgate's own statement or from the unnamed one.
+        let from = |statement: &[u8]| {
+            raising_unit_from(b"n", statement, &[b"BEGIN"], b"DO $$ $$").expect("no NUL")
+        };
+        assert_eq!(
+            frames(&from(b"n")),
+            [
+                "P n BEGIN",
+                "B n n",
+                "E n",
+                "CP n",
+                "CS n",
+                "P n DO $$ $$",
+                "B n n",
+                "E n",
+                "S",
+                "CP n",
+                "CS n",
+                "S"
+            ]
+        );
+        assert_eq!(
+            frames(&from(b""))[5..],
+            ["P  DO $$ $$", "B n ", "E n", "S", "CP n", "CS ", "S"]
+        );
+        assert!(raising_unit_from(b"n", b"n", &[], b"DO '\0'").is_err());
     }
 }

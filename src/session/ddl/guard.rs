@@ -155,7 +155,7 @@ impl Relay {
                         }
                     }
                     return self
-                        .give_up(epilogue, Sent::of(tag), reopen, message, &blockers, "End or wait out the blocking transactions (pg_terminate_backend(pid) for a stuck one), then run the statement again; guard.max_attempts and guard.max_wait_ms set how long ddlgate keeps trying.")
+                        .give_up(epilogue, Sent::of(tag, &frame, unit.is_some()), reopen, message, &blockers, "End or wait out the blocking transactions (pg_terminate_backend(pid) for a stuck one), then run the statement again; guard.max_attempts and guard.max_wait_ms set how long ddlgate keeps trying.")
                         .await;
                 };
                 counters.guard.retries.increment(1);
@@ -243,12 +243,15 @@ impl Relay {
     /// statement exists afterwards as it would — then BindComplete and what its Describe says of
     /// a utility statement. `None` when the Parse failed: the server discards the rest of the
     /// unit up to Sync, and the client has that error and the ReadyForQuery (the epilogue run,
-    /// or kept for later).
+    /// or kept for later). `sent` says whether the unit was taken whole ([`Sent::Extended`]) or
+    /// is the front of a longer one ([`Sent::Opening`], `relay/lone.rs`'s `opening`): then the
+    /// ReadyForQuery after a Parse error waits for the client's Sync, the rest skipped.
     pub(super) async fn answer_up_to_execute(
         &mut self,
         u: &LoneUnit,
         frame: &Bytes,
         epilogue: Epilogue,
+        sent: Sent,
     ) -> Result<Option<Epilogue>, SessionError> {
         if u.parse_len > 0 {
             let a = self.prepare_upstream(&frame.slice(..u.parse_len)).await?;
@@ -256,7 +259,9 @@ impl Relay {
                 self.io.to_client.push(f);
             }
             if a.error.is_some() {
-                if let Some(rfq) = a.rfq {
+                if matches!(sent, Sent::Opening { .. }) {
+                    self.st.lane.skip_to_sync = Some(0);
+                } else if let Some(rfq) = a.rfq {
                     self.io.to_client.push(rfq);
                 }
                 self.epilogue_behind_replies(epilogue, a.status).await?;

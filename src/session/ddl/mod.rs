@@ -30,7 +30,9 @@
 //!    while the server runs the epilogue's query (sent first, its reply read before the client's
 //!    next message; `epilogue_behind_replies`) — or, when
 //!    the budget is spent, an error raised by the server itself (so the transaction state is the
-//!    server's), naming the blockers.
+//!    server's), naming the blockers. The first message of a longer unit the turn is not had for
+//!    gets that error in place of its (or its Execute's) answer, and the rest of the unit is
+//!    skipped up to its Sync, which gets the ReadyForQuery ([`Sent::Opening`]).
 //!
 //! Every SQL text run here comes from the module that owns the concept (`crate::guard`,
 //! `crate::recipe`, the analyzer's catalog requests, `sql::quote`); every wait ends when ddlgate
@@ -92,6 +94,12 @@ pub(in crate::session) struct Lane {
     /// The front Parse prepares one UPDATE/DELETE/MERGE with parameters, starting at this
     /// offset of its text: kept for the Binds that execute it later (`bound`).
     pub bound_later: Option<usize>,
+    /// The lane answered the first message of a unit the client is still sending with an
+    /// error ([`Sent::Opening`]): the client's messages up to its Sync are dropped as they
+    /// arrive (never forwarded, never analysed), as a server skips them after an error, and
+    /// that Sync gets the one ReadyForQuery, with the server's transaction status. The value:
+    /// bytes still to drop of a message that arrived in part.
+    pub skip_to_sync: Option<usize>,
 }
 
 impl Default for Lane {
@@ -104,6 +112,7 @@ impl Default for Lane {
             journal_ready: false,
             bound_unit: None,
             bound_later: None,
+            skip_to_sync: None,
         }
     }
 }
@@ -149,18 +158,34 @@ pub(in crate::session) enum Sent {
     /// A simple Query, which drops the unnamed statement and portal itself: ddlgate's
     /// replacement runs as a simple Query too.
     Query,
-    /// An extended-protocol unit (a lone unit, or a unit's first message): ddlgate's
-    /// replacement runs under its own named statement and portal, so the unnamed statement is
-    /// the client's Parse's, or untouched.
+    /// A lone extended-protocol unit, taken whole up to its Sync: ddlgate's replacement runs
+    /// under its own named statement and portal, so the unnamed statement is the client's
+    /// Parse's, or untouched; an error ddlgate raises comes with the unit's ReadyForQuery.
     Extended,
+    /// The first message (a Parse or a Bind) of a unit that is not a lone unit, the rest of
+    /// which the client still sends: an error ddlgate raises in its place answers that message
+    /// as a server's error would, in a unit of ddlgate's own whose ReadyForQuery is held back;
+    /// the client's messages up to its Sync are then skipped as a server skips them after an
+    /// error ([`Lane::skip_to_sync`]), and its Sync gets that ReadyForQuery — one per Sync.
+    Opening {
+        /// The message is a Parse of the unnamed statement: a server drops the old one even
+        /// when that Parse fails, so the error is raised from the unnamed statement.
+        unnamed_parse: bool,
+    },
 }
 
 impl Sent {
-    fn of(tag: u8) -> Sent {
-        if tag == crate::protocol::frontend::QUERY {
-            Sent::Query
-        } else {
-            Sent::Extended
+    /// How the client sent `frame` (tag `tag`), `lone` when it is a whole lone unit.
+    fn of(tag: u8, frame: &[u8], lone: bool) -> Sent {
+        use crate::protocol::{framing, frontend};
+        match (tag, lone) {
+            (frontend::QUERY, _) => Sent::Query,
+            (_, true) => Sent::Extended,
+            (_, false) => Sent::Opening {
+                unnamed_parse: tag == frontend::PARSE
+                    && frontend::Parse::decode(framing::body(frame))
+                        .is_some_and(|p| p.name.is_empty()),
+            },
         }
     }
 }
@@ -211,7 +236,7 @@ impl Relay {
         self.st.lane.timing = (std::time::Instant::now(), Duration::ZERO);
         // Shown by `/status` while it runs; gone when this function returns, whichever way.
         let _activity = Activity::enter(&shared, self.st.cancel_key.as_ref().map(|k| k.pid), &plan);
-        let sent = Sent::of(pending.tag);
+        let mut sent = Sent::of(pending.tag, &pending.frame, pending.unit.is_some());
         let start_tx = self.st.proto.tx();
         let in_tx = start_tx == TxStatus::InTransaction;
         // DDL turns still held from an earlier Query of this transaction are released with
@@ -285,14 +310,25 @@ impl Relay {
                 );
                 let blockers = self.blockers(&plan).await?;
                 counters.guard.queue_timeouts.increment(1);
-                if let Some(u) = &pending.unit {
-                    // The error in place of the Execute's, after what the server says first.
+                // A lone unit, or a longer unit that begins as one (`lone::opening`): the
+                // error in place of the Execute's, after what the server says first. Any other
+                // unit: the error in place of its first message's answer.
+                let front = pending.unit.clone().or_else(|| {
+                    let limit = self.st.live.config.limits.max_message_bytes;
+                    crate::session::relay::lone::opening(&pending.frame, &self.io.cbuf, limit)
+                });
+                if let Some(u) = &front {
                     match self
-                        .answer_up_to_execute(u, &pending.frame, epilogue)
+                        .answer_up_to_execute(u, &pending.frame, epilogue, sent)
                         .await?
                     {
                         Some(e) => epilogue = e,
                         None => return Ok(()),
+                    }
+                    if let Sent::Opening { unnamed_parse } = &mut sent {
+                        // Its Parse went through, as on the server: the error is the
+                        // Execute's, and the statement stays prepared.
+                        *unnamed_parse = false;
                     }
                 }
                 return self
@@ -452,7 +488,10 @@ impl Relay {
     /// transaction block it opens first, which the error leaves failed), and relays the
     /// server's answer, so the error and the transaction state it leaves are the server's own.
     /// For a statement sent through the extended protocol it runs in a unit of ddlgate's own
-    /// (`bound::raise_in_unit`): the client's unnamed statement stays as its unit left it.
+    /// (`bound::raise_in_unit`): the client's unnamed statement stays as its unit left it (or,
+    /// for a Parse of it, is dropped as that failing Parse drops it). For the first message of
+    /// a unit the client is still sending ([`Sent::Opening`]) the ReadyForQuery is held back
+    /// for the client's Sync, and what the client sends up to it is skipped.
     async fn raise_on_server(
         &mut self,
         sql: &[u8],
@@ -460,15 +499,33 @@ impl Relay {
         sent: Sent,
     ) -> Result<(), SessionError> {
         self.st.raised_block = true;
-        if sent == Sent::Extended {
+        let statement = match sent {
+            Sent::Query => None,
+            Sent::Extended
+            | Sent::Opening {
+                unnamed_parse: false,
+            } => Some(self.st.own_statement_name().into_bytes()),
+            Sent::Opening {
+                unnamed_parse: true,
+            } => Some(Vec::new()),
+        };
+        if let Some(statement) = statement {
             let name = self.st.own_statement_name();
-            let statements: &[&[u8]] = if reopen_block {
-                &[crate::guard::BEGIN.as_bytes(), sql]
+            let before: &[&[u8]] = if reopen_block {
+                &[crate::guard::BEGIN.as_bytes()]
             } else {
-                &[sql]
+                &[]
             };
-            let unit = bound::own_raising_unit(name.as_bytes(), statements)?;
-            self.raise_in_unit(unit).await?;
+            let unit = bound::raising_unit_from(name.as_bytes(), &statement, before, sql)?;
+            let reply = self.raise_in_unit(unit).await?;
+            if matches!(sent, Sent::Opening { .. }) {
+                // The error answers the unit's first message; its Sync is still to come.
+                self.st.lane.skip_to_sync = Some(0);
+            } else {
+                self.io
+                    .to_client
+                    .push(crate::protocol::responses::ready_for_query(reply.status).freeze());
+            }
             return Ok(());
         }
         let sql = if reopen_block {

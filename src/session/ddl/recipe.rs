@@ -36,7 +36,10 @@ impl Relay {
         began: Instant,
     ) -> Result<(), SessionError> {
         if let Some((u, frame)) = &unit {
-            match self.answer_up_to_execute(u, frame, epilogue).await? {
+            match self
+                .answer_up_to_execute(u, frame, epilogue, Sent::Extended)
+                .await?
+            {
                 Some(e) => epilogue = e,
                 // The Parse failed: the server discards the rest of the unit.
                 None => return Ok(()),
@@ -100,7 +103,7 @@ impl Relay {
                             .await?
                             .error
                     }
-                    Sent::Extended => {
+                    Sent::Extended | Sent::Opening { .. } => {
                         self.inject_bytes(&[step.sql.as_bytes()], false, true)
                             .await?
                             .error

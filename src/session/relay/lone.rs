@@ -47,50 +47,81 @@ pub(in crate::session) fn recognise(buf: &[u8], limit: usize) -> Shape {
         if frames.len() == MAX_FRAMES {
             return Shape::Other;
         }
-        let rest = &buf[at..];
-        let Ok(Frame::Header { tag, total }) = framing::scan(rest, limit) else {
+        let Some(frame) = next_frame(&buf[at..], limit) else {
             return Shape::Other;
         };
-        if total > rest.len() {
-            return Shape::Other;
-        }
-        frames.push((tag, &rest[..total]));
-        at += total;
-        if tag == frontend::SYNC {
+        frames.push(frame);
+        at += frame.1.len();
+        if frame.0 == frontend::SYNC {
             break;
         }
     }
+    let Some((_, unit)) = frames.split_last() else {
+        return Shape::Other;
+    };
+    if let Some(u) = executed(unit) {
+        return Shape::Lone(LoneUnit { len: at, ..u });
+    }
+    // Parse [Describe of that statement] Sync.
+    fn prepared(f: &[u8]) -> Option<Parse<'_>> {
+        Parse::decode(framing::body(f)).filter(|p| p.types_unspecified())
+    }
+    match unit {
+        [(frontend::PARSE, p)] if prepared(p).is_some() => Shape::PrepareOnly { len: at },
+        [(frontend::PARSE, p), (frontend::DESCRIBE, d)]
+            if prepared(p).is_some_and(|p| {
+                Describe::decode(framing::body(d))
+                    .is_some_and(|d| d.kind == Describe::STATEMENT && d.name == p.name)
+            }) =>
+        {
+            Shape::PrepareOnly { len: at }
+        }
+        _ => Shape::Other,
+    }
+}
+
+/// The front of a unit that is not a lone unit (more follows before its Sync: another
+/// statement, a Flush — or the unit is inside a transaction block) when it executes one
+/// statement as a lone unit does: `[Parse] Bind [Describe] Execute` of it, no parameters.
+/// `first` is the unit's first frame (the Parse or Bind the relay stopped at, as it will be
+/// sent), `rest` the client bytes after it; `len` counts the frames up to the Execute. The DDL
+/// lane answers that front as a server does (`answer_up_to_execute`) before an error in place
+/// of the Execute's.
+pub(in crate::session) fn opening(first: &[u8], rest: &[u8], limit: usize) -> Option<LoneUnit> {
+    let mut frames = Vec::with_capacity(MAX_FRAMES - 1);
+    frames.push(next_frame(first, limit).filter(|f| f.1.len() == first.len())?);
+    let mut at = 0usize;
+    while frames.last().map(|f| f.0) != Some(frontend::EXECUTE) {
+        if frames.len() == MAX_FRAMES - 1 {
+            return None;
+        }
+        let frame = next_frame(&rest[at..], limit)?;
+        frames.push(frame);
+        at += frame.1.len();
+    }
+    executed(&frames)
+}
+
+/// `[Parse] Bind [Describe] Execute` of one statement with no parameters, exactly these
+/// frames (`len`: their bytes).
+fn executed(frames: &[(u8, &[u8])]) -> Option<LoneUnit> {
     let mut it = frames.iter().copied().peekable();
     let parse = match it.peek() {
         Some(&(frontend::PARSE, f)) => {
             it.next();
-            match Parse::decode(framing::body(f)) {
-                Some(p) if p.types_unspecified() => Some((p, f.len())),
-                _ => return Shape::Other,
-            }
+            let p = Parse::decode(framing::body(f)).filter(|p| p.types_unspecified())?;
+            Some((p, f.len()))
         }
         _ => None,
     };
     let bind = match it.next() {
-        Some((frontend::BIND, f)) => match Bind::decode(framing::body(f)) {
-            Some(b) if b.param_count() == Some(0) => b,
-            _ => return Shape::Other,
-        },
-        Some((frontend::DESCRIBE, f)) => {
-            // Parse, Describe of that statement, Sync.
-            let described = Describe::decode(framing::body(f)).is_some_and(|d| {
-                d.kind == Describe::STATEMENT && Some(d.name) == parse.map(|p| p.0.name)
-            });
-            return match (parse, it.next(), described) {
-                (Some(_), Some((frontend::SYNC, _)), true) => Shape::PrepareOnly { len: at },
-                _ => Shape::Other,
-            };
+        Some((frontend::BIND, f)) => {
+            Bind::decode(framing::body(f)).filter(|b| b.param_count() == Some(0))?
         }
-        Some((frontend::SYNC, _)) if parse.is_some() => return Shape::PrepareOnly { len: at },
-        _ => return Shape::Other,
+        _ => return None,
     };
     if parse.is_some_and(|(p, _)| p.name != bind.statement) {
-        return Shape::Other;
+        return None;
     }
     let mut describe = None;
     if let Some(&(frontend::DESCRIBE, f)) = it.peek() {
@@ -102,21 +133,30 @@ pub(in crate::session) fn recognise(buf: &[u8], limit: usize) -> Shape {
             Some(d) if d.kind == Describe::PORTAL && d.name == bind.portal => {
                 describe = Some(d.kind)
             }
-            _ => return Shape::Other,
+            _ => return None,
         }
     }
-    match (it.next(), it.next(), it.next()) {
-        (Some((frontend::EXECUTE, f)), Some((frontend::SYNC, _)), None)
+    match (it.next(), it.next()) {
+        (Some((frontend::EXECUTE, f)), None)
             if Execute::decode(framing::body(f)).is_some_and(|e| e.portal == bind.portal) =>
         {
-            Shape::Lone(LoneUnit {
-                len: at,
+            Some(LoneUnit {
+                len: frames.iter().map(|f| f.1.len()).sum(),
                 parse_len: parse.map_or(0, |(_, n)| n),
                 statement: bind.statement.to_vec(),
                 describe,
             })
         }
-        _ => Shape::Other,
+        _ => None,
+    }
+}
+
+/// The complete frame at the front of `buf` (tag and bytes); `None` when it is not all there
+/// (or its length is invalid or beyond `limit`).
+fn next_frame(buf: &[u8], limit: usize) -> Option<(u8, &[u8])> {
+    match framing::scan(buf, limit) {
+        Ok(Frame::Header { tag, total }) if total <= buf.len() => Some((tag, &buf[..total])),
+        _ => None,
     }
 }
 
@@ -289,5 +329,46 @@ mod tests {
         // Frames beyond the limit are not read.
         let buf = [p.clone(), bind("", "", &[]), execute(""), sync()].concat();
         assert_eq!(recognise(&buf, 8), Shape::Other);
+    }
+
+    #[test]
+    fn the_lone_front_of_a_longer_unit() {
+        let p = parse("", DDL, &[]);
+        let flush = frame(frontend::FLUSH, &[]);
+        let select = parse("", "SELECT 1", &[]);
+        let front = |first: &[u8], rest: &[Vec<u8>]| opening(first, &rest.concat(), 1 << 20);
+        let b = bind("", "", &[]);
+        let u = front(&p, &[b.clone(), execute(""), flush.clone()]).expect("P B E, Flush");
+        assert_eq!(
+            (u.len, u.parse_len, u.describe),
+            (p.len() + b.len() + execute("").len(), p.len(), None)
+        );
+        let u = front(
+            &p,
+            &[
+                b.clone(),
+                describe(b'P', ""),
+                execute(""),
+                select.clone(),
+                b.clone(),
+                execute(""),
+                sync(),
+            ],
+        )
+        .expect("P B D E, then another statement");
+        assert_eq!(u.describe, Some(b'P'));
+        // A Bind of a statement prepared earlier, in a transaction block.
+        let b1 = bind("", "S_1", &[]);
+        let u = front(&b1, &[execute(""), sync()]).expect("B E S");
+        assert_eq!((u.parse_len, u.statement.as_slice()), (0, &b"S_1"[..]));
+        // No Execute yet, a parameter, a Sync before the Execute, two frames in `first`.
+        assert_eq!(front(&p, std::slice::from_ref(&b)), None);
+        assert_eq!(front(&p, &[bind("", "", &[b"1"]), execute("")]), None);
+        assert_eq!(front(&p, &[sync(), b.clone(), execute("")]), None);
+        assert_eq!(
+            front(&[p.clone(), b.clone()].concat(), &[execute("")]),
+            None
+        );
+        assert_eq!(front(&p, &[describe(b'S', "x"), b, execute("")]), None);
     }
 }
