@@ -42,12 +42,14 @@ pub(super) fn statement_effects(
 ) {
     match tokens {
         Some(tokens) => words_effects(sql, tokens.iter().copied(), class, out),
-        None => words_effects(
-            sql,
-            lexer::Lexer::at(sql, span.start, lex).take_while(|t| t.start < span.end),
-            class,
-            out,
-        ),
+        // The first token is known from the split; the lexer goes on after it only if the
+        // statement's kind needs its next words (most statements need none).
+        None => {
+            if let Some(first) = span.first {
+                let rest = lexer::Lexer::at(sql, first.end, lex).take_while(|t| t.start < span.end);
+                words_effects(sql, std::iter::once(first).chain(rest), class, out);
+            }
+        }
     }
     if !out.lexing && crate::sql::side_effects::may_call_set_config(sql, span.start, span.end, lex)
     {
@@ -66,9 +68,9 @@ pub(super) fn words_effects(
     let mut words = tokens.filter(|t| !t.is_comment());
     let Some(first) = words.next() else { return };
     let is = |t: &Option<lexer::Token>, kw: &str| t.is_some_and(|t| t.is_word(sql, kw));
-    let mut second = words.next();
     match class {
         StatementClass::Session => {
+            let mut second = words.next();
             out.settings = true;
             // `SET [SESSION | LOCAL] name`, `RESET name`: only a few names change lexing.
             if is(&second, "SESSION") || is(&second, "LOCAL") {
@@ -102,6 +104,7 @@ pub(super) fn words_effects(
                 out.lexing = true;
             }
             if first.is_word(sql, "DEALLOCATE") {
+                let mut second = words.next();
                 if is(&second, "PREPARE") {
                     second = words.next();
                 }
@@ -112,7 +115,7 @@ pub(super) fn words_effects(
                         Some(statement_name(t.text(sql), t.kind))
                     });
                 }
-            } else if first.is_word(sql, "DISCARD") && is(&second, "ALL") {
+            } else if first.is_word(sql, "DISCARD") && is(&words.next(), "ALL") {
                 out.deallocates.push(None);
             }
         }
