@@ -176,13 +176,140 @@ fn read(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// A way back to the numbers of one recorder (its exposition), for tests and `/status`.
+/// A way back to the numbers of one instance (the exporter's exposition and the counters kept
+/// per event loop), for tests and `/status`.
 #[derive(Clone)]
-struct Reader(PrometheusHandle);
+struct Reader {
+    handle: PrometheusHandle,
+    loops: std::sync::Arc<LoopCounters>,
+}
 
 impl Reader {
     fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        read(&self.0.render(), name, labels)
+        let mut text = self.handle.render();
+        self.loops.render(&mut text);
+        read(&text, name, labels)
+    }
+}
+
+/// The counter families recorded per message or per protocol unit. Like the unit histograms
+/// they are kept per event loop and rendered by ddlgate, not by the exporter (whose counters
+/// are one atomic each, shared by every loop).
+const LOOP_COUNTER_FAMILIES: [&str; 5] = [
+    "ddlgate_statements_completed_total",
+    "ddlgate_extended_units_total",
+    "ddlgate_pipelined_units_total",
+    "ddlgate_messages_analysed_total",
+    "ddlgate_statements_total",
+];
+
+/// Most series [`LoopCounters`] holds.
+const LOOP_SERIES_MAX: usize = 16;
+
+/// One thread's values of every loop counter series, on cache lines of their own.
+#[repr(align(128))]
+#[derive(Default)]
+struct CounterShard {
+    values: [AtomicU64; LOOP_SERIES_MAX],
+}
+
+/// The series of [`LOOP_COUNTER_FAMILIES`], each family's series next to each other, and their
+/// values per recording thread ([`set_shard`]).
+struct LoopCounters {
+    series: Vec<(&'static str, Vec<(&'static str, &'static str)>)>,
+    shards: Box<[CounterShard]>,
+}
+
+impl LoopCounters {
+    fn new() -> LoopCounters {
+        let mut series = Vec::new();
+        for kind in KINDS {
+            for outcome in ["ok", "error"] {
+                series.push((
+                    LOOP_COUNTER_FAMILIES[0],
+                    vec![("kind", kind.as_str()), ("outcome", outcome)],
+                ));
+            }
+        }
+        series.push((LOOP_COUNTER_FAMILIES[1], Vec::new()));
+        series.push((LOOP_COUNTER_FAMILIES[2], Vec::new()));
+        for source in ["query", "parse"] {
+            series.push((LOOP_COUNTER_FAMILIES[3], vec![("source", source)]));
+        }
+        for class in StatementClass::ALL {
+            series.push((LOOP_COUNTER_FAMILIES[4], vec![("class", class.as_str())]));
+        }
+        assert!(
+            series.len() <= LOOP_SERIES_MAX,
+            "too many loop counter series"
+        );
+        LoopCounters {
+            series,
+            shards: (0..SHARDS).map(|_| CounterShard::default()).collect(),
+        }
+    }
+
+    /// Appends every family in the text exposition format.
+    fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let mut family = "";
+        for (i, (name, labels)) in self.series.iter().enumerate() {
+            if *name != family {
+                if !family.is_empty() {
+                    out.push('\n');
+                }
+                family = name;
+                let help = DEFS.iter().find(|d| d.name == *name).map_or("", |d| d.help);
+                let _ = writeln!(out, "# HELP {name} {help}");
+                let _ = writeln!(out, "# TYPE {name} counter");
+            }
+            let value: u64 = self
+                .shards
+                .iter()
+                .map(|s| s.values[i].load(Ordering::Relaxed))
+                .fold(0, u64::wrapping_add);
+            out.push_str(name);
+            if !labels.is_empty() {
+                out.push('{');
+                for (j, (k, v)) in labels.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    let _ = write!(out, "{k}=\"{v}\"");
+                }
+                out.push('}');
+            }
+            let _ = writeln!(out, " {value}");
+        }
+        out.push('\n');
+    }
+}
+
+/// One series of a loop counter family: adds go to the recording thread's shard.
+#[derive(Clone)]
+pub struct LoopCounter {
+    all: std::sync::Arc<LoopCounters>,
+    index: usize,
+}
+
+impl LoopCounter {
+    fn of(all: &std::sync::Arc<LoopCounters>, name: &str, labels: &[(&str, &str)]) -> LoopCounter {
+        let index = all
+            .series
+            .iter()
+            .position(|(n, l)| *n == name && l.as_slice() == labels);
+        // The series are constants registered above; a miss is a programming error caught by
+        // the unit tests, never by traffic.
+        let index = index.unwrap_or_else(|| panic!("{name} {labels:?} is not a loop counter"));
+        LoopCounter {
+            all: all.clone(),
+            index,
+        }
+    }
+
+    pub fn increment(&self, n: u64) {
+        let shard = SHARD.with(std::cell::Cell::get);
+        self.all.shards[shard % SHARDS].values[self.index].fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -267,20 +394,20 @@ impl std::fmt::Debug for ConnectionCounters {
 /// Everything the analysis hook and the lock guard count.
 pub struct Counters {
     /// `ddlgate_messages_analysed_total{source="query"}`: simple Query messages analysed.
-    pub queries: Counter,
+    pub queries: LoopCounter,
     /// `ddlgate_messages_analysed_total{source="parse"}`: Parse messages analysed.
-    pub parses: Counter,
+    pub parses: LoopCounter,
     /// `ddlgate_multi_statement_queries_total`: simple Queries that carried more than one
     /// statement (one implicit transaction).
     pub multi_statement_queries: Counter,
     /// `ddlgate_pipelined_units_total`: extended-protocol units (messages up to a Sync) that ran
     /// more than one Execute, i.e. pipelines, which PostgreSQL also runs as one implicit
     /// transaction.
-    pub pipelined_units: Counter,
+    pub pipelined_units: LoopCounter,
     /// `ddlgate_extended_units_total`: extended-protocol units completed (Syncs seen).
-    pub extended_units: Counter,
+    pub extended_units: LoopCounter,
     /// `ddlgate_statements_total{class}`, indexed by `StatementClass::index`.
-    pub statements: [Counter; StatementClass::ALL.len()],
+    pub statements: [LoopCounter; StatementClass::ALL.len()],
     /// `ddlgate_ddl_understood_total{by}`, indexed by [`understood_index`]: parsed by
     /// sqlparser, recognised by the fallback classifier, or not understood at all (the
     /// `unparsed-ddl` case the policy fails closed on).
@@ -343,13 +470,15 @@ impl Counters {
     pub fn new(metrics: &Metrics) -> Counters {
         let r = Registry(&metrics.recorder);
         Counters {
-            queries: r.counter("ddlgate_messages_analysed_total", &[("source", "query")]),
-            parses: r.counter("ddlgate_messages_analysed_total", &[("source", "parse")]),
+            queries: metrics
+                .loop_counter("ddlgate_messages_analysed_total", &[("source", "query")]),
+            parses: metrics.loop_counter("ddlgate_messages_analysed_total", &[("source", "parse")]),
             multi_statement_queries: r.counter("ddlgate_multi_statement_queries_total", &[]),
-            pipelined_units: r.counter("ddlgate_pipelined_units_total", &[]),
-            extended_units: r.counter("ddlgate_extended_units_total", &[]),
-            statements: StatementClass::ALL
-                .map(|c| r.counter("ddlgate_statements_total", &[("class", c.as_str())])),
+            pipelined_units: metrics.loop_counter("ddlgate_pipelined_units_total", &[]),
+            extended_units: metrics.loop_counter("ddlgate_extended_units_total", &[]),
+            statements: StatementClass::ALL.map(|c| {
+                metrics.loop_counter("ddlgate_statements_total", &[("class", c.as_str())])
+            }),
             ddl_understood: UNDERSTOOD_BY
                 .map(|by| r.counter("ddlgate_ddl_understood_total", &[("by", by)])),
             decisions: DecisionCounters::new(metrics),
@@ -628,7 +757,9 @@ pub struct Metrics {
     /// (decoding, analysis, waiting for the server to be idle before deciding a DDL).
     overhead_seconds: UnitHistogram,
     /// `ddlgate_statements_completed_total{kind,outcome}` per protocol unit, outcome ok/error.
-    pub completed: [[Counter; 2]; 3],
+    pub completed: [[LoopCounter; 2]; 3],
+    /// The counter families kept per event loop.
+    loops: std::sync::Arc<LoopCounters>,
     /// `ddlgate_sessions{tx_state}`.
     pub sessions: [Gauge; 3],
     /// `ddlgate_lock_wait_seconds`: per DDL attempt that waited for its lock and gave up.
@@ -678,7 +809,9 @@ impl Metrics {
             Ok(b) => b.build_recorder(),
             Err(_) => PrometheusBuilder::new().build_recorder(),
         };
-        for d in DEFS.iter().filter(|d| !UNIT_HISTOGRAMS.contains(&d.name)) {
+        for d in DEFS.iter().filter(|d| {
+            !UNIT_HISTOGRAMS.contains(&d.name) && !LOOP_COUNTER_FAMILIES.contains(&d.name)
+        }) {
             let (name, unit, help) = (
                 KeyName::from_const_str(d.name),
                 Some(d.unit),
@@ -699,9 +832,11 @@ impl Metrics {
             UnitHistogram::new("ddlgate_statement_upstream_seconds", LATENCY_BUCKETS);
         let overhead_seconds =
             UnitHistogram::new("ddlgate_proxy_overhead_seconds", OVERHEAD_BUCKETS);
+        let loops = std::sync::Arc::new(LoopCounters::new());
         let completed = KINDS.map(|k| {
             ["ok", "error"].map(|o| {
-                r.counter(
+                LoopCounter::of(
+                    &loops,
                     "ddlgate_statements_completed_total",
                     &[("kind", k.as_str()), ("outcome", o)],
                 )
@@ -730,10 +865,19 @@ impl Metrics {
                 r.gauge("ddlgate_connections_authenticated", &[]),
             ],
             states: Default::default(),
-            reader: Reader(handle.clone()),
+            reader: Reader {
+                handle: handle.clone(),
+                loops: loops.clone(),
+            },
+            loops,
             recorder,
             handle,
         }
+    }
+
+    /// The handle of one series of a [`LOOP_COUNTER_FAMILIES`] family.
+    fn loop_counter(&self, name: &str, labels: &[(&str, &str)]) -> LoopCounter {
+        LoopCounter::of(&self.loops, name, labels)
     }
 
     /// Folds the histogram samples recorded since the last call into their buckets. The
@@ -787,6 +931,7 @@ impl Metrics {
     /// The Prometheus text exposition. Every number in it was recorded where it happened.
     pub fn render(&self) -> String {
         let mut text = self.handle.render();
+        self.loops.render(&mut text);
         for h in [
             &self.statement_seconds,
             &self.upstream_seconds,
@@ -928,6 +1073,44 @@ impl Default for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loop_counters_add_up_across_loops_and_render_one_family_each() {
+        let m = std::sync::Arc::new(Metrics::new());
+        let c = Counters::new(&m);
+        c.extended_units.increment(2);
+        m.completed[UnitKind::Dml.index()][1].increment(1);
+        let other = (m.clone(), c.extended_units.clone(), c.statements.clone());
+        std::thread::spawn(move || {
+            set_shard(5);
+            other.1.increment(3);
+            other.0.completed[UnitKind::Dml.index()][1].increment(1);
+            other.2[StatementClass::Dml.index()].increment(7);
+        })
+        .join()
+        .expect("recording thread");
+        assert_eq!(m.value("ddlgate_extended_units_total", &[]), 5.0);
+        assert_eq!(
+            m.value(
+                "ddlgate_statements_completed_total",
+                &[("kind", "dml"), ("outcome", "error")]
+            ),
+            2.0
+        );
+        assert_eq!(c.statements(StatementClass::Dml), 7);
+        let text = m.render();
+        for family in LOOP_COUNTER_FAMILIES {
+            assert_eq!(
+                text.matches(&format!("# TYPE {family} counter\n")).count(),
+                1,
+                "{text}"
+            );
+        }
+        assert!(
+            text.contains("ddlgate_statements_completed_total{kind=\"ddl\",outcome=\"ok\"} 0\n"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn units_recorded_on_different_loops_add_up_in_one_family() {

@@ -593,8 +593,9 @@ impl Relay {
     /// for the upstream as one zero-copy chunk.
     fn on_client_bytes(&mut self) -> Result<(), SessionError> {
         // Reloadable settings, as of this session's last look at the live configuration. The
-        // configuration itself is shared by every session: its reference count is touched
-        // only for a Query or Parse, not per message.
+        // configuration itself is shared by every session: values are read out of it, and its
+        // reference count is never touched per message (an atomic on a cache line every loop
+        // writes).
         let (max_message_bytes, max_statement_bytes) = {
             let limits = &self.st.live.config.limits;
             (limits.max_message_bytes, limits.max_statement_bytes)
@@ -697,7 +698,10 @@ impl Relay {
                             limit: max_statement_bytes,
                         });
                     }
-                    let live = st.live.clone();
+                    // Read now, as of before the analysis below refreshes the configuration
+                    // (no reference count taken: `live` is shared by every session).
+                    let catalog_enabled = st.live.config.catalog.enabled;
+                    let max_tracked = st.live.config.guard.max_tracked_statements;
                     if available < total {
                         io.cbuf.reserve(total - available);
                         break;
@@ -725,7 +729,7 @@ impl Relay {
                     if !matches!(st.lane.step, Step::FactsRead)
                         && run == 0
                         && st.may_inject()
-                        && (live.config.catalog.enabled || st.profile.backfill.enabled)
+                        && (catalog_enabled || st.profile.backfill.enabled)
                         && st.must_wait_for_idle(tag, framing::body(frame))
                     {
                         st.lane.step = Step::NeedsFacts;
@@ -744,11 +748,7 @@ impl Relay {
                         let hooked =
                             st.on_client_sql(&self.shared, counters, tag, framing::body(frame));
                         if tag == frontend::PARSE {
-                            st.track_parse(
-                                framing::body(frame),
-                                hooked,
-                                live.config.guard.max_tracked_statements,
-                            )
+                            st.track_parse(framing::body(frame), hooked, max_tracked)
                         } else {
                             hooked
                         }
@@ -863,9 +863,9 @@ impl Relay {
                         } else {
                             guard
                         };
-                        match guard
-                            .filter(|g| may_guard && (journal || g.is_needed(&live.config.guard)))
-                        {
+                        match guard.filter(|g| {
+                            may_guard && (journal || g.is_needed(&st.live.config.guard))
+                        }) {
                             Some(plan) => {
                                 // The relay stops here; `client_input` runs it under the guard.
                                 let unit = lone.map(|u| take_unit(io, st, counters, &mut frame, u));
