@@ -706,13 +706,7 @@ async fn ddlgates_own_queries_leave_the_clients_unnamed_statement_as_a_server_do
             .value("ddlgate_guard_runs_total", &[])
     };
     let before = runs(&env);
-    let direct = unnamed_around(
-        format!("127.0.0.1:{}", env.pg.port())
-            .parse()
-            .expect("addr"),
-        &ddl_units("direct"),
-    )
-    .await;
+    let direct = unnamed_around(direct_addr(&env), &ddl_units("direct")).await;
     let proxied = unnamed_around(env.proxy_addr(), &ddl_units("proxied")).await;
     let last = direct.len() - 2;
     assert_eq!(
@@ -843,9 +837,7 @@ async fn hold_ddl_turn(env: &Env) -> tokio_postgres::Client {
 async fn a_lone_unit_given_up_on_gets_the_replies_a_server_sends_before_its_error() {
     let env = Env::start_with(giving_up_guard).await;
     let _admin = env.table_t(10).await;
-    let direct: std::net::SocketAddr = format!("127.0.0.1:{}", env.pg.port())
-        .parse()
-        .expect("addr");
+    let direct = direct_addr(&env);
     let metric = |name: &str| env.proxy.shared().metrics.value(name, &[]);
 
     // The guard's budget spent behind a reader's lock: the direct session fails the same
@@ -1043,9 +1035,7 @@ fn statuses(transcript: &str) -> Vec<char> {
 async fn a_non_lone_unit_given_up_on_in_the_ddl_turn_queue_gets_one_ready_for_query_per_sync() {
     let env = Env::start_with(giving_up_guard).await;
     let _admin = env.table_t(10).await;
-    let direct: std::net::SocketAddr = format!("127.0.0.1:{}", env.pg.port())
-        .parse()
-        .expect("addr");
+    let direct = direct_addr(&env);
     let metric = |name: &str| env.proxy.shared().metrics.value(name, &[]);
     let mut d = open_with_s1(direct, "100ms", "direct").await;
     let mut s = open_with_s1(env.proxy_addr(), "0", "proxied").await;
@@ -1162,4 +1152,9 @@ async fn a_non_lone_unit_given_up_on_in_the_ddl_turn_queue_gets_one_ready_for_qu
     );
     holder.batch_execute("ROLLBACK").await.expect("rollback");
     still_serves(&env).await;
+}
+
+/// The test cluster itself, for the same exchanges without ddlgate.
+fn direct_addr(env: &Env) -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], env.pg.port()))
 }
