@@ -1074,29 +1074,31 @@ pub fn single_statement(sql: &[u8], opts: LexOptions) -> Option<StatementSpan> {
     if opts.encoding != ClientEncoding::AsciiSafe && !sql.is_ascii() {
         return None;
     }
-    let mut semicolon = None;
-    // A quote or dollar quote may hide a final `;`; parentheses must be balanced at it.
-    let mut quoted = false;
-    let mut paren = 0u32;
-    let mut i = 0;
-    while i < sql.len() {
-        match sql[i] {
-            b';' if semicolon.is_some() => return None,
-            b';' => semicolon = Some((i, paren)),
-            b'-' if sql.get(i + 1) == Some(&b'-') => return None,
-            b'/' if sql.get(i + 1) == Some(&b'*') => return None,
-            b'\'' | b'"' => quoted = true,
-            b'$' if !sql.get(i + 1).is_some_and(u8::is_ascii_digit) => quoted = true,
-            b'(' => paren = paren.saturating_add(1),
-            b')' => paren = paren.saturating_sub(1),
-            _ => {}
-        }
-        i += 1;
+    // A few vectorised searches for the bytes that matter, not a loop over every byte.
+    let comment = memchr::memchr2_iter(b'-', b'/', sql).any(|at| {
+        let opener = if sql[at] == b'-' { b'-' } else { b'*' };
+        sql.get(at + 1) == Some(&opener)
+    });
+    if comment {
+        return None;
     }
-    let (end, terminated) = match semicolon {
+    let (end, terminated) = match memchr::memchr(b';', sql) {
         None => (sql.len(), false),
-        Some((at, depth)) => {
-            if quoted || depth != 0 || !sql[at + 1..].iter().all(|&b| has(b, SPACE)) {
+        Some(at) => {
+            // Only whitespace after it (so no second `;`), no quote or dollar quote that could
+            // hide it, and no parenthesis left open at it.
+            let before = &sql[..at];
+            let hidden = memchr::memchr2(b'\'', b'"', before).is_some()
+                || memchr::memchr_iter(b'$', before)
+                    .any(|d| !sql.get(d + 1).is_some_and(u8::is_ascii_digit));
+            let depth = memchr::memchr2_iter(b'(', b')', before).fold(0u32, |depth, p| {
+                if sql[p] == b'(' {
+                    depth.saturating_add(1)
+                } else {
+                    depth.saturating_sub(1)
+                }
+            });
+            if hidden || depth != 0 || !sql[at + 1..].iter().all(|&b| has(b, SPACE)) {
                 return None;
             }
             (at, true)
