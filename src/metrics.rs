@@ -985,8 +985,8 @@ thread_local! {
     static SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Makes the current thread record the per-unit histograms into shard `index` (each event
-/// loop thread takes its own at start).
+/// Makes the current thread record the per-unit histograms and the loop counters
+/// ([`LoopCounter`]) into shard `index` (each event loop thread takes its own at start).
 pub fn set_shard(index: usize) {
     SHARD.with(|s| s.set(index % SHARDS));
 }

@@ -67,8 +67,8 @@ impl OutQueue {
         w: &mut W,
     ) -> io::Result<()> {
         poll_fn(|cx| {
-            let written = if let [one] = self.chunks.as_slices().0
-                && self.chunks.len() == 1
+            let written = if self.chunks.len() == 1
+                && let Some(one) = self.chunks.front()
             {
                 // The common case (one message, or one read's worth, per direction per turn):
                 // no vector to build.

@@ -499,24 +499,21 @@ impl Relay {
         sent: Sent,
     ) -> Result<(), SessionError> {
         self.st.raised_block = true;
-        let statement = match sent {
-            Sent::Query => None,
-            Sent::Extended
-            | Sent::Opening {
-                unnamed_parse: false,
-            } => Some(self.st.own_statement_name().into_bytes()),
-            Sent::Opening {
-                unnamed_parse: true,
-            } => Some(Vec::new()),
-        };
-        if let Some(statement) = statement {
+        if sent != Sent::Query {
             let name = self.st.own_statement_name();
+            // ddlgate's own statement, or the unnamed one a failing Parse of it drops.
+            let statement: &[u8] = match sent {
+                Sent::Opening {
+                    unnamed_parse: true,
+                } => b"",
+                _ => name.as_bytes(),
+            };
             let before: &[&[u8]] = if reopen_block {
                 &[crate::guard::BEGIN.as_bytes()]
             } else {
                 &[]
             };
-            let unit = bound::raising_unit_from(name.as_bytes(), &statement, before, sql)?;
+            let unit = bound::raising_unit_from(name.as_bytes(), statement, before, sql)?;
             let reply = self.raise_in_unit(unit).await?;
             if matches!(sent, Sent::Opening { .. }) {
                 // The error answers the unit's first message; its Sync is still to come.
