@@ -1150,6 +1150,19 @@ async fn a_non_lone_unit_given_up_on_in_the_ddl_turn_queue_gets_one_ready_for_qu
         matches!(eof, Ok(Ok(0))),
         "the session ends (EOF, nothing more said): {eof:?}"
     );
+    // A Sync declaring a body of 64 MiB while the unit is skipped: malformed, so the session
+    // ends with a protocol error at once instead of ddlgate waiting to hold it whole.
+    let mut s = wire::connect_trust(env.proxy_addr()).await;
+    send(&mut s, &given_up).await;
+    assert_eq!(read_until(&mut s, b'E', &mut errors).await, "12E(55P03)");
+    s.write_all(&[b'S', 4, 0, 0, 4]).await.expect("write");
+    let fatal = tokio::time::timeout(Duration::from_secs(5), wire::read_message(&mut s))
+        .await
+        .expect("answered at once");
+    let (tag, body) = fatal.expect("an ErrorResponse");
+    assert_eq!(tag, b'E');
+    let (severity, code, _) = wire::error_fields(&body);
+    assert_eq!((severity.as_str(), code.as_str()), ("FATAL", "08P01"));
     holder.batch_execute("ROLLBACK").await.expect("rollback");
     still_serves(&env).await;
 }

@@ -246,6 +246,9 @@ pub(super) struct Relay {
     pub(super) precomputed_requests: Option<Vec<(usize, String)>>,
 }
 
+/// A Sync's whole frame: tag and length, no body.
+const SYNC_FRAME: usize = 5;
+
 impl Relay {
     pub(super) fn new(
         shared: Arc<Shared>,
@@ -666,6 +669,15 @@ impl Relay {
                 debug_assert_eq!(run, 0, "nothing is forwarded while a unit is skipped");
                 match tag {
                     frontend::TERMINATE => st.lane.skip_to_sync = None,
+                    // A Sync has no body. One declaring a length is malformed (a server refuses
+                    // it too); it is not waited for whole, which would hold up to
+                    // `limits.max_message_bytes` of a message that is only dropped.
+                    frontend::SYNC if total != SYNC_FRAME => {
+                        return Err(SessionError::ClientProtocol(format!(
+                            "invalid message length {} for message type 'S'",
+                            total - 1
+                        )));
+                    }
                     frontend::SYNC if available < total => {
                         io.cbuf.reserve(total - available);
                         break;
