@@ -41,8 +41,89 @@ pub const ALPN_POSTGRESQL: &[u8] = b"postgresql";
 /// first byte is 0x16 is a direct TLS ClientHello.
 pub const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
-/// The read half of a client or upstream stream, plain or TLS.
-pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+/// The read half of a client or upstream stream, plain or TLS (see [`BoxRead`]'s `poll_read`
+/// for what it adds to a plain TCP half).
+pub struct BoxRead {
+    inner: ReadInner,
+    /// Plain TCP only: the last poll of this half returned `Pending` after the runtime's reactor
+    /// took this waker (identified by its data and vtable pointers) to wake when the socket
+    /// turns readable.
+    armed: Option<WakerId>,
+}
+
+enum ReadInner {
+    Tcp(tokio::net::tcp::OwnedReadHalf),
+    Other(Box<dyn AsyncRead + Send + Unpin>),
+}
+
+/// A waker's identity, compared without cloning it (the reactor holds a clone while it is
+/// registered, so the pointers cannot be reused meanwhile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WakerId(usize, usize);
+
+impl WakerId {
+    fn of(waker: &std::task::Waker) -> WakerId {
+        WakerId(
+            waker.data() as usize,
+            std::ptr::from_ref(waker.vtable()) as usize,
+        )
+    }
+}
+
+impl BoxRead {
+    fn tcp(half: tokio::net::tcp::OwnedReadHalf) -> BoxRead {
+        BoxRead {
+            inner: ReadInner::Tcp(half),
+            armed: None,
+        }
+    }
+
+    fn other(half: impl AsyncRead + Send + Unpin + 'static) -> BoxRead {
+        BoxRead {
+            inner: ReadInner::Other(Box::new(half)),
+            armed: None,
+        }
+    }
+}
+
+impl AsyncRead for BoxRead {
+    /// A plain TCP half polled again with the waker the reactor already holds for it, while
+    /// the reactor has seen no readiness since, is `Pending` at once: the waker will be woken
+    /// when the socket turns readable, so the poll would only take the registration's lock to
+    /// find that out. The relay polls both halves on every turn and one of them is usually
+    /// still waiting, so this saves a registration per turn (two or three per round trip).
+    ///
+    /// Sound because the reactor sets a socket's readiness before it wakes the reader's waker
+    /// and keeps it set until a read finds the socket empty (`try_io` with an operation that
+    /// does nothing only looks at it), and because the half is armed only when the `Pending`
+    /// came from the reactor: a `Pending` forced by the task's cooperative budget registers
+    /// nothing. Any other waker polls for real.
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match &mut this.inner {
+            ReadInner::Tcp(half) => {
+                let id = WakerId::of(cx.waker());
+                if this.armed == Some(id)
+                    && half
+                        .as_ref()
+                        .try_io(tokio::io::Interest::READABLE, || Ok(()))
+                        .is_err()
+                {
+                    return Poll::Pending;
+                }
+                let polled = Pin::new(half).poll_read(cx, buf);
+                this.armed = (polled.is_pending() && tokio::task::coop::has_budget_remaining())
+                    .then_some(id);
+                polled
+            }
+            ReadInner::Other(half) => Pin::new(half).poll_read(cx, buf),
+        }
+    }
+}
 /// The write half of a client or upstream stream, plain or TLS.
 pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
@@ -349,13 +430,16 @@ impl Conn {
         match self {
             Conn::Plain(tcp) => {
                 let (r, w) = tcp.into_split();
-                (Box::new(r), Box::new(w))
+                (BoxRead::tcp(r), Box::new(w))
             }
             Conn::Tls(tls) => {
                 let (r, w) = tokio::io::split(*tls);
-                (Box::new(TlsEof(r)), Box::new(w))
+                (BoxRead::other(TlsEof(r)), Box::new(w))
             }
-            Conn::Upgrading => (Box::new(tokio::io::empty()), Box::new(tokio::io::sink())),
+            Conn::Upgrading => (
+                BoxRead::other(tokio::io::empty()),
+                Box::new(tokio::io::sink()),
+            ),
         }
     }
 }
@@ -581,5 +665,130 @@ mod tests {
 
         let mut cb = ChannelBinding::PassThrough;
         assert!(cb.on_authentication(&offer).is_none());
+    }
+
+    /// A waker that counts its wake-ups.
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counting {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn counting() -> (Arc<Counting>, std::task::Waker) {
+        let c = Arc::new(Counting(std::sync::atomic::AtomicUsize::new(0)));
+        (c.clone(), std::task::Waker::from(c))
+    }
+
+    async fn tcp_pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let a = TcpStream::connect(listener.local_addr().expect("addr"));
+        let (a, b) = tokio::join!(a, listener.accept());
+        (a.expect("connect"), b.expect("accept").0)
+    }
+
+    fn poll_once(r: &mut BoxRead, waker: &std::task::Waker, out: &mut [u8]) -> Poll<usize> {
+        let mut cx = Context::from_waker(waker);
+        let mut buf = ReadBuf::new(out);
+        match Pin::new(r).poll_read(&mut cx, &mut buf) {
+            Poll::Ready(r) => {
+                r.expect("read");
+                Poll::Ready(buf.filled().len())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Lets the reactor run until `counter` was woken (at most 5 s).
+    async fn woken(counter: &Counting) {
+        for _ in 0..5000 {
+            if counter.0.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        panic!("the waker was never woken");
+    }
+
+    #[tokio::test]
+    async fn a_plain_half_polled_again_while_waiting_is_still_woken_by_data_and_by_close() {
+        use tokio::io::AsyncWriteExt;
+        let (mut peer, ours) = tcp_pair().await;
+        let (mut r, _w) = Conn::Plain(ours).into_split();
+        let mut out = [0u8; 64];
+        let (first, w1) = counting();
+        assert!(poll_once(&mut r, &w1, &mut out).is_pending());
+        // The same waker again, twice: still waiting, and still registered.
+        assert!(poll_once(&mut r, &w1, &mut out).is_pending());
+        assert!(poll_once(&mut r, &w1, &mut out).is_pending());
+        peer.write_all(b"hello").await.expect("write");
+        woken(&first).await;
+        assert_eq!(poll_once(&mut r, &w1, &mut out), Poll::Ready(5));
+        assert_eq!(&out[..5], b"hello");
+        // Waiting again, then polled by another waker: that one is registered instead and is
+        // the one woken.
+        assert!(poll_once(&mut r, &w1, &mut out).is_pending());
+        let (second, w2) = counting();
+        assert!(poll_once(&mut r, &w2, &mut out).is_pending());
+        assert!(poll_once(&mut r, &w2, &mut out).is_pending());
+        peer.write_all(b"again").await.expect("write");
+        woken(&second).await;
+        assert_eq!(poll_once(&mut r, &w2, &mut out), Poll::Ready(5));
+        // The peer closing wakes a waiting half too, and reads as the end of the stream.
+        let (third, w3) = counting();
+        assert!(poll_once(&mut r, &w3, &mut out).is_pending());
+        assert!(poll_once(&mut r, &w3, &mut out).is_pending());
+        drop(peer);
+        woken(&third).await;
+        assert_eq!(poll_once(&mut r, &w3, &mut out), Poll::Ready(0));
+    }
+
+    #[tokio::test]
+    async fn a_pending_forced_by_the_task_budget_does_not_count_as_waiting() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // Another socket with plenty to read uses up the task's budget, one byte a poll.
+        let (mut busy_peer, busy) = tcp_pair().await;
+        busy_peer.write_all(&[0u8; 4096]).await.expect("write");
+        busy.readable().await.expect("readable");
+        let (mut busy, _bw) = Conn::Plain(busy).into_split();
+        let (mut peer, ours) = tcp_pair().await;
+        let (mut r, _w) = Conn::Plain(ours).into_split();
+        let mut byte = [0u8; 1];
+        let mut out = [0u8; 64];
+        // A read that empties the socket: the reactor's readiness for it is cleared.
+        peer.write_all(b"warm").await.expect("write");
+        assert_eq!(r.read(&mut out).await.expect("read"), 4);
+        std::future::poll_fn(|cx| {
+            while tokio::task::coop::has_budget_remaining() {
+                let _ = poll_once(&mut busy, cx.waker(), &mut byte);
+            }
+            // Refused by the budget before the reactor is asked: nothing is registered, so
+            // the next poll with this task's waker must not be skipped.
+            assert!(poll_once(&mut r, cx.waker(), &mut out).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+        tokio::task::yield_now().await;
+        let read = async {
+            let n = r.read(&mut out).await.expect("read");
+            assert_eq!(&out[..n], b"late");
+        };
+        let write = async {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            peer.write_all(b"late").await.expect("write");
+        };
+        tokio::select! {
+            biased;
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3)) => {
+                panic!("the read was never woken by the data")
+            }
+            _ = async { tokio::join!(read, write) } => {}
+        }
     }
 }
