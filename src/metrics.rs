@@ -1020,8 +1020,13 @@ impl UnitHistogram {
 
     fn record(&self, kind: UnitKind, d: Duration) {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        // The first bucket whose bound is at least the value (`le`: less or equal).
-        let i = self.bounds_ns.partition_point(|&b| b < ns);
+        // The first bucket whose bound is at least the value (`le`: less or equal). Scanned
+        // from the smallest: most units land in the first few buckets.
+        let i = self
+            .bounds_ns
+            .iter()
+            .position(|&b| b >= ns)
+            .unwrap_or(self.bounds_ns.len());
         let shard = SHARD.with(std::cell::Cell::get);
         let k = &self.shards[shard % SHARDS].kinds[kind.index()];
         k.counts[i].fetch_add(1, Ordering::Relaxed);

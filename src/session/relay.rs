@@ -491,6 +491,13 @@ impl Relay {
     /// Acts on what `on_client_bytes` left to do: read catalog facts, run a DDL under the lock
     /// guard. True when the client bytes are to be looked at again.
     async fn after_client_bytes(&mut self) -> Result<bool, SessionError> {
+        if matches!(
+            self.st.lane.step,
+            Step::Relay | Step::FactsRead | Step::BoundRead
+        ) {
+            // Nothing for the lane (the common case, checked without moving the step out).
+            return Ok(false);
+        }
         let pending = match std::mem::take(&mut self.st.lane.step) {
             Step::NeedsFacts => {
                 if self.precomputed_requests.is_none()
@@ -1600,12 +1607,12 @@ impl State {
                             self.prepared.apply(x);
                         }
                     }
-                    let now = std::time::Instant::now();
+                    let now = units::Tick::now();
                     shared.metrics.unit_done(
                         u.kind,
                         u.error,
-                        now.duration_since(u.received),
-                        now.duration_since(u.sent),
+                        now.since(u.received),
+                        now.since(u.sent),
                     );
                     let outcome = if u.error { "error" } else { "ok" };
                     for d in u.audit {
@@ -1613,7 +1620,7 @@ impl State {
                             &self.who,
                             outcome,
                             error.clone(),
-                            now.duration_since(u.received),
+                            now.since(u.received),
                             std::time::Duration::ZERO,
                         ));
                     }
