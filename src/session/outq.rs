@@ -3,15 +3,15 @@
 //! A proxy that awaits `write_all` to one peer while not reading the other can deadlock: when a
 //! client pipelines a large batch, PostgreSQL stops reading while its own output is unread, and
 //! libpq avoids that deadlock only by reading while it writes. So the session never awaits a
-//! full write: it offers each queue to a `select!` that also reads both sockets, and a single
-//! `write_some` call writes what the socket takes now. Chunks are the original `Bytes` split
-//! from the read buffers, so relayed messages are never copied or re-encoded.
+//! full write: each turn of the relay polls both queues' writes along with both sockets' reads,
+//! and a single write call takes what the socket accepts now. Chunks are the original `Bytes`
+//! split from the read buffers, so relayed messages are never copied or re-encoded.
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::{Poll, ready};
+use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes};
 use tokio::io::AsyncWrite;
@@ -52,11 +52,17 @@ impl OutQueue {
     }
 
     /// One step of progress: write what the socket takes, or finish a pending flush.
-    pub async fn progress<W: AsyncWrite + Unpin + ?Sized>(&mut self, w: &mut W) -> io::Result<()> {
+    pub fn poll_progress<W: AsyncWrite + Unpin + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        w: &mut W,
+    ) -> Poll<io::Result<()>> {
         if self.chunks.is_empty() {
-            self.flush(w).await
+            ready!(Pin::new(&mut *w).poll_flush(cx))?;
+            self.needs_flush = false;
+            Poll::Ready(Ok(()))
         } else {
-            self.write_some(w).await
+            self.poll_write_some(cx, w)
         }
     }
 
@@ -66,7 +72,16 @@ impl OutQueue {
         &mut self,
         w: &mut W,
     ) -> io::Result<()> {
-        poll_fn(|cx| {
+        poll_fn(|cx| self.poll_write_some(cx, w)).await
+    }
+
+    /// `write_some`, one poll of it.
+    fn poll_write_some<W: AsyncWrite + Unpin + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        w: &mut W,
+    ) -> Poll<io::Result<()>> {
+        {
             let written = if self.chunks.len() == 1
                 && let Some(one) = self.chunks.front()
             {
@@ -95,8 +110,7 @@ impl OutQueue {
                 self.needs_flush = false;
             }
             Poll::Ready(Ok(()))
-        })
-        .await
+        }
     }
 
     /// Writes what the socket takes right now, without waiting. Called as soon as bytes are

@@ -1,6 +1,6 @@
 //! The relay: a full-duplex event loop over the client and upstream sockets.
 //!
-//! One task owns both sockets. Each turn of the loop `select!`s over: shutdown, the login
+//! One task owns both sockets. Each turn of the loop waits for the first of: shutdown, the login
 //! deadline, writing either outbound queue, and reading either socket (each read only while the
 //! opposite queue is below its high-water mark — that is the backpressure that bounds memory).
 //! Bytes read are cut into frames by their 5-byte headers; frames are forwarded as zero-copy
@@ -49,13 +49,17 @@
 //! Everything else — DataRow, CopyData, Bind, authentication exchanges — streams through
 //! undecoded, even when a single message is larger than the read buffer.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
+use tokio_util::io::poll_read_buf;
 use tracing::Instrument;
 
 pub(super) mod bound;
@@ -102,6 +106,16 @@ enum End {
     UpstreamClosed,
     /// ddlgate is shutting down and this session's turn has come.
     Shutdown,
+}
+
+/// What a turn of the loop waited for and got first.
+enum Woke {
+    PhaseChanged,
+    LoginExpired,
+    WroteClient(std::io::Result<()>),
+    WroteUpstream(std::io::Result<()>),
+    ReadUpstream(std::io::Result<usize>),
+    ReadClient(std::io::Result<usize>),
 }
 
 /// How a turn of the loop ended.
@@ -405,21 +419,58 @@ impl Relay {
         }
         self.io.shrink_after_large_messages();
         self.st.shrink_after_large_messages();
+        let ready = self.st.proto.is_ready();
         let io = &mut self.io;
-        tokio::select! {
-            biased;
-            _ = &mut *changed => return Ok(Turn::PhaseChanged),
-            _ = expired(login), if !self.st.proto.is_ready() => {
-                return Err(SessionError::LoginTimeout(self.shared.config.limits.login_timeout_ms));
+        // The first of these that is ready, in this order (a biased `select!` that polls the
+        // sockets and queues directly: this runs several times per round trip).
+        let woke = std::future::poll_fn(|cx| {
+            if Pin::new(&mut *changed).poll(cx).is_ready() {
+                return Poll::Ready(Woke::PhaseChanged);
             }
-            r = io.to_client.progress(&mut io.cw), if io.to_client.has_work() => r.map_err(SessionError::ClientIo)?,
-            r = io.to_up.progress(&mut io.uw), if io.to_up.has_work() => {
+            if !ready
+                && let Some(deadline) = login.as_mut()
+                && deadline.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(Woke::LoginExpired);
+            }
+            if io.to_client.has_work()
+                && let Poll::Ready(r) = io.to_client.poll_progress(cx, &mut io.cw)
+            {
+                return Poll::Ready(Woke::WroteClient(r));
+            }
+            if io.to_up.has_work()
+                && let Poll::Ready(r) = io.to_up.poll_progress(cx, &mut io.uw)
+            {
+                return Poll::Ready(Woke::WroteUpstream(r));
+            }
+            if read_upstream
+                && let Poll::Ready(r) = poll_read_buf(Pin::new(&mut io.ur), cx, &mut io.ubuf)
+            {
+                return Poll::Ready(Woke::ReadUpstream(r));
+            }
+            if read_client
+                && let Poll::Ready(r) = poll_read_buf(Pin::new(&mut io.cr), cx, &mut io.cbuf)
+            {
+                return Poll::Ready(Woke::ReadClient(r));
+            }
+            Poll::Pending
+        })
+        .await;
+        match woke {
+            Woke::PhaseChanged => return Ok(Turn::PhaseChanged),
+            Woke::LoginExpired => {
+                return Err(SessionError::LoginTimeout(
+                    self.shared.config.limits.login_timeout_ms,
+                ));
+            }
+            Woke::WroteClient(r) => r.map_err(SessionError::ClientIo)?,
+            Woke::WroteUpstream(r) => {
                 r.map_err(SessionError::UpstreamIo)?;
-                if io.to_up.is_empty() {
+                if self.io.to_up.is_empty() {
                     self.st.units.forwarded();
                 }
             }
-            r = io.ur.read_buf(&mut io.ubuf), if read_upstream => {
+            Woke::ReadUpstream(r) => {
                 if r.map_err(SessionError::UpstreamIo)? == 0 {
                     return Ok(Turn::End(End::UpstreamClosed));
                 }
@@ -437,10 +488,19 @@ impl Relay {
                     self.client_input().await?;
                 }
                 if self.st.proto.all_answered()
-                    && self.st.lane.epilogue.as_ref().is_some_and(|e| e.can_run(self.st.proto.tx()))
+                    && self
+                        .st
+                        .lane
+                        .epilogue
+                        .as_ref()
+                        .is_some_and(|e| e.can_run(self.st.proto.tx()))
                     && let Some(epilogue) = self.st.lane.epilogue.take()
                 {
-                    self.io.to_client.drain_to(&mut self.io.cw).await.map_err(SessionError::ClientIo)?;
+                    self.io
+                        .to_client
+                        .drain_to(&mut self.io.cw)
+                        .await
+                        .map_err(SessionError::ClientIo)?;
                     let span = self.st.span.clone();
                     self.run_epilogue(epilogue).instrument(span).await?;
                     // Client bytes that arrived meanwhile were kept for the relay.
@@ -454,7 +514,7 @@ impl Relay {
                     self.client_input().await?;
                 }
             }
-            r = io.cr.read_buf(&mut io.cbuf), if read_client => {
+            Woke::ReadClient(r) => {
                 if r.map_err(SessionError::ClientIo)? == 0 {
                     return Ok(Turn::End(End::ClientClosed));
                 }
@@ -1494,13 +1554,6 @@ pub(super) fn offload<R>(heavy: bool, f: impl FnOnce() -> R) -> R {
 }
 
 /// Waits for the login deadline, if there is one still.
-async fn expired(login: &mut Option<std::pin::Pin<Box<crate::timer::Sleep>>>) {
-    match login {
-        Some(sleep) => sleep.as_mut().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Heavy work can leave the worker in place (`block_in_place`): a multi-thread runtime. On an
 /// event loop (a current-thread runtime) the relay moves to the blocking pool instead
 /// ([`Relay::offload_heavy`]).
