@@ -81,36 +81,34 @@ impl OutQueue {
         cx: &mut Context<'_>,
         w: &mut W,
     ) -> Poll<io::Result<()>> {
+        let written = if self.chunks.len() == 1
+            && let Some(one) = self.chunks.front()
         {
-            let written = if self.chunks.len() == 1
-                && let Some(one) = self.chunks.front()
-            {
-                // The common case (one message, or one read's worth, per direction per turn):
-                // no vector to build.
-                ready!(Pin::new(&mut *w).poll_write(cx, one))?
-            } else {
-                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-                let n = self
-                    .chunks
-                    .iter()
-                    .take(MAX_IOVECS)
-                    .zip(slices.iter_mut())
-                    .fold(0, |n, (c, s)| {
-                        *s = IoSlice::new(c);
-                        n + 1
-                    });
-                ready!(Pin::new(&mut *w).poll_write_vectored(cx, &slices[..n]))?
-            };
-            if written == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.advance(written);
-            self.needs_flush = true;
-            if self.chunks.is_empty() && Pin::new(&mut *w).poll_flush(cx)?.is_ready() {
-                self.needs_flush = false;
-            }
-            Poll::Ready(Ok(()))
+            // The common case (one message, or one read's worth, per direction per turn):
+            // no vector to build.
+            ready!(Pin::new(&mut *w).poll_write(cx, one))?
+        } else {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = self
+                .chunks
+                .iter()
+                .take(MAX_IOVECS)
+                .zip(slices.iter_mut())
+                .fold(0, |n, (c, s)| {
+                    *s = IoSlice::new(c);
+                    n + 1
+                });
+            ready!(Pin::new(&mut *w).poll_write_vectored(cx, &slices[..n]))?
+        };
+        if written == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
+        self.advance(written);
+        self.needs_flush = true;
+        if self.chunks.is_empty() && Pin::new(&mut *w).poll_flush(cx)?.is_ready() {
+            self.needs_flush = false;
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Writes what the socket takes right now, without waiting. Called as soon as bytes are
