@@ -84,6 +84,21 @@ impl BoxRead {
             armed: None,
         }
     }
+
+    /// The reactor holds `waker` for this half and has seen no readiness since: a poll with it
+    /// would return `Pending` (see `poll_read`). Lets a caller skip setting up a read.
+    pub fn is_waiting(&self, waker: &std::task::Waker) -> bool {
+        match &self.inner {
+            ReadInner::Tcp(half) => {
+                self.armed == Some(WakerId::of(waker))
+                    && half
+                        .as_ref()
+                        .try_io(tokio::io::Interest::READABLE, || Ok(()))
+                        .is_err()
+            }
+            ReadInner::Other(_) => false,
+        }
+    }
 }
 
 impl AsyncRead for BoxRead {
@@ -104,17 +119,12 @@ impl AsyncRead for BoxRead {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.is_waiting(cx.waker()) {
+            return Poll::Pending;
+        }
         match &mut this.inner {
             ReadInner::Tcp(half) => {
                 let id = WakerId::of(cx.waker());
-                if this.armed == Some(id)
-                    && half
-                        .as_ref()
-                        .try_io(tokio::io::Interest::READABLE, || Ok(()))
-                        .is_err()
-                {
-                    return Poll::Pending;
-                }
                 let polled = Pin::new(half).poll_read(cx, buf);
                 this.armed = (polled.is_pending() && tokio::task::coop::has_budget_remaining())
                     .then_some(id);

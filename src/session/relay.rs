@@ -405,7 +405,9 @@ impl Relay {
         changed: &mut crate::shutdown::PhaseChange,
         login: &mut Option<std::pin::Pin<Box<crate::timer::Sleep>>>,
     ) -> Result<Turn, SessionError> {
-        self.resume_after_offload().await?;
+        if self.offloaded.is_some() {
+            self.resume_after_offload().await?;
+        }
         if self.pending.is_some() {
             return Ok(Turn::Offload);
         }
@@ -443,12 +445,15 @@ impl Relay {
             {
                 return Poll::Ready(Woke::WroteUpstream(r));
             }
+            // A half still waiting with this task's waker is not set up for a read at all.
             if read_upstream
+                && !io.ur.is_waiting(cx.waker())
                 && let Poll::Ready(r) = poll_read_buf(Pin::new(&mut io.ur), cx, &mut io.ubuf)
             {
                 return Poll::Ready(Woke::ReadUpstream(r));
             }
             if read_client
+                && !io.cr.is_waiting(cx.waker())
                 && let Poll::Ready(r) = poll_read_buf(Pin::new(&mut io.cr), cx, &mut io.cbuf)
             {
                 return Poll::Ready(Woke::ReadClient(r));
