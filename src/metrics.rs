@@ -203,6 +203,11 @@ const LOOP_COUNTER_FAMILIES: [&str; 5] = [
     "ddlgate_statements_total",
 ];
 
+/// The HELP text of a family in [`DEFS`] (empty for a name not listed there).
+fn help_of(name: &str) -> &'static str {
+    DEFS.iter().find(|d| d.name == name).map_or("", |d| d.help)
+}
+
 /// Most series [`LoopCounters`] holds.
 const LOOP_SERIES_MAX: usize = 16;
 
@@ -259,8 +264,7 @@ impl LoopCounters {
                     out.push('\n');
                 }
                 family = name;
-                let help = DEFS.iter().find(|d| d.name == *name).map_or("", |d| d.help);
-                let _ = writeln!(out, "# HELP {name} {help}");
+                let _ = writeln!(out, "# HELP {name} {}", help_of(name));
                 let _ = writeln!(out, "# TYPE {name} counter");
             }
             let value: u64 = self
@@ -1008,10 +1012,9 @@ struct KindBuckets {
 impl UnitHistogram {
     fn new(name: &'static str, bounds: &[f64]) -> UnitHistogram {
         assert!(bounds.len() <= MAX_BOUNDS, "{name}: too many bounds");
-        let help = DEFS.iter().find(|d| d.name == name).map_or("", |d| d.help);
         UnitHistogram {
             name,
-            help,
+            help: help_of(name),
             bounds_ns: bounds.iter().map(|b| (b * 1e9).round() as u64).collect(),
             labels: bounds.iter().map(|b| b.to_string()).collect(),
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
