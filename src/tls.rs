@@ -89,16 +89,19 @@ impl BoxRead {
     /// would return `Pending` (see `poll_read`). Lets a caller skip setting up a read.
     pub fn is_waiting(&self, waker: &std::task::Waker) -> bool {
         match &self.inner {
-            ReadInner::Tcp(half) => {
-                self.armed == Some(WakerId::of(waker))
-                    && half
-                        .as_ref()
-                        .try_io(tokio::io::Interest::READABLE, || Ok(()))
-                        .is_err()
-            }
+            ReadInner::Tcp(half) => self.armed == Some(WakerId::of(waker)) && !seen_readable(half),
             ReadInner::Other(_) => false,
         }
     }
+}
+
+/// The reactor has seen the socket readable (or closed) since a read last found it empty. Only
+/// looks: `try_io` with an operation that does nothing reads the readiness, without a system
+/// call and without clearing it.
+fn seen_readable(half: &tokio::net::tcp::OwnedReadHalf) -> bool {
+    half.as_ref()
+        .try_io(tokio::io::Interest::READABLE, || Ok(()))
+        .is_ok()
 }
 
 impl AsyncRead for BoxRead {
@@ -109,22 +112,22 @@ impl AsyncRead for BoxRead {
     /// still waiting, so this saves a registration per turn (two or three per round trip).
     ///
     /// Sound because the reactor sets a socket's readiness before it wakes the reader's waker
-    /// and keeps it set until a read finds the socket empty (`try_io` with an operation that
-    /// does nothing only looks at it), and because the half is armed only when the `Pending`
-    /// came from the reactor: a `Pending` forced by the task's cooperative budget registers
-    /// nothing. Any other waker polls for real.
+    /// and keeps it set until a read finds the socket empty (`seen_readable` only looks at it),
+    /// and because the half is armed only when the `Pending` came from the reactor: a
+    /// `Pending` forced by the task's cooperative budget registers nothing. Any other waker
+    /// polls for real.
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.is_waiting(cx.waker()) {
-            return Poll::Pending;
-        }
         match &mut this.inner {
             ReadInner::Tcp(half) => {
                 let id = WakerId::of(cx.waker());
+                if this.armed == Some(id) && !seen_readable(half) {
+                    return Poll::Pending;
+                }
                 let polled = Pin::new(half).poll_read(cx, buf);
                 this.armed = (polled.is_pending() && tokio::task::coop::has_budget_remaining())
                     .then_some(id);
