@@ -18,6 +18,8 @@ use tokio::sync::oneshot;
 pub struct EventLoops {
     loops: Vec<Loop>,
     next: AtomicUsize,
+    /// The steady relay's loops, one beside each event loop (`server.steady_relay`).
+    steady: Vec<crate::session::steady::SteadyLoop>,
 }
 
 struct Loop {
@@ -39,14 +41,33 @@ impl Drop for Placement {
 }
 
 impl EventLoops {
-    /// Starts `count` loops (at least one); `0` means one per available core.
-    pub fn start(count: usize) -> std::io::Result<EventLoops> {
+    /// Starts `count` loops (at least one); `0` means one per available core. With
+    /// `steady`, the shutdown of the server the sessions belong to, each loop gets a steady
+    /// relay loop beside it (`crate::session::steady`).
+    pub fn start(
+        count: usize,
+        steady: Option<&crate::shutdown::Shutdown>,
+    ) -> std::io::Result<EventLoops> {
         let count = match count {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
         let mut loops = Vec::with_capacity(count);
+        let mut steady_loops = Vec::new();
         for i in 0..count {
+            let beside = match steady {
+                Some(shutdown) => {
+                    let l = crate::session::steady::SteadyLoop::start(
+                        i,
+                        count + i + 1,
+                        shutdown.clone(),
+                    )?;
+                    let installer = l.installer();
+                    steady_loops.push(l);
+                    Some(installer)
+                }
+                None => None,
+            };
             // No time driver: it costs about 700 instructions at every park, and a session
             // sets timers only at its edges, on the timer thread (`crate::timer`).
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -58,6 +79,9 @@ impl EventLoops {
                 .name(format!("ddlgate-loop-{i}"))
                 .spawn(move || {
                     crate::metrics::set_shard(i + 1);
+                    if let Some(install) = beside {
+                        install();
+                    }
                     // Runs the loop's tasks until told to stop (or until the sender is gone).
                     let _ = runtime.block_on(stopped);
                     // Sessions still open are dropped here, on the loop's own thread.
@@ -73,6 +97,7 @@ impl EventLoops {
         Ok(EventLoops {
             loops,
             next: AtomicUsize::new(0),
+            steady: steady_loops,
         })
     }
 
@@ -122,6 +147,11 @@ impl EventLoops {
 
 impl Drop for EventLoops {
     fn drop(&mut self) {
+        // The steady loops first: they hand their sessions back to the event loops, which
+        // then drop them with everything else they hold.
+        for s in &mut self.steady {
+            s.stop();
+        }
         for l in &mut self.loops {
             if let Some(stop) = l.stop.take() {
                 let _ = stop.send(());
@@ -144,7 +174,7 @@ mod tests {
 
     #[test]
     fn sessions_go_to_the_least_loaded_loop_and_are_counted_until_they_end() {
-        let loops = EventLoops::start(3).expect("loops");
+        let loops = EventLoops::start(3, None).expect("loops");
         assert_eq!(loops.len(), 3);
         let placed: Vec<_> = (0..6).map(|_| loops.place().1).collect();
         assert_eq!(loops.sessions(), vec![2, 2, 2]);
@@ -159,7 +189,7 @@ mod tests {
 
     #[test]
     fn a_task_runs_on_its_loop_thread_and_the_loops_stop_when_dropped() {
-        let loops = EventLoops::start(2).expect("loops");
+        let loops = EventLoops::start(2, None).expect("loops");
         let (handle, placement) = loops.place();
         let (tx, rx) = std::sync::mpsc::channel();
         handle.spawn(async move {

@@ -85,6 +85,7 @@ const DEFS: &[Def] = &[
     def("ddlgate_connections_authenticated", G, Count, "Sessions holding one of limits.max_clients, as of the scrape."),
     def("ddlgate_cancels_forwarded_total", C, Count, "CancelRequests forwarded to the upstream for a client."),
     def("ddlgate_cancels_on_client_loss_total", C, Count, "Statements cancelled upstream because their client vanished mid-statement."),
+    def("ddlgate_steady_relay_handoffs_total", C, Count, "Sessions handed to the steady relay (to=\"steady\") and back to their event loop (to=\"loop\"): a DDL to decide, a large statement, the end of the session, a shutdown."),
     // Analysis and policy.
     def("ddlgate_ddl_understood_total", C, Count, "DDL candidates by how they were understood: sqlparser, the fallback classifier, or not at all."),
     def("ddlgate_ddl_decisions_total", C, Count, "Policy verdicts per rule and action."),
@@ -347,6 +348,10 @@ pub struct ConnectionCounters {
     /// `ddlgate_cancels_on_client_loss_total`: statements cancelled upstream because their
     /// client vanished mid-statement.
     pub cancels_on_client_loss: Counter,
+    /// `ddlgate_steady_relay_handoffs_total{to="steady"}`: sessions handed to the steady relay.
+    pub to_steady: Counter,
+    /// `…{to="loop"}`: sessions handed back to their event loop.
+    pub to_loop: Counter,
     reader: Reader,
 }
 
@@ -367,6 +372,8 @@ impl ConnectionCounters {
             upstream_connect_failures: rejected("upstream_unreachable"),
             cancels_forwarded: r.counter("ddlgate_cancels_forwarded_total", &[]),
             cancels_on_client_loss: r.counter("ddlgate_cancels_on_client_loss_total", &[]),
+            to_steady: r.counter("ddlgate_steady_relay_handoffs_total", &[("to", "steady")]),
+            to_loop: r.counter("ddlgate_steady_relay_handoffs_total", &[("to", "loop")]),
             reader: metrics.reader.clone(),
         }
     }

@@ -86,7 +86,14 @@ pub async fn start(config: Config) -> std::io::Result<Handle> {
     } else {
         (None, None)
     };
-    let loops = crate::eventloop::EventLoops::start(shared.config.server.event_loops)?;
+    let loops = crate::eventloop::EventLoops::start(
+        shared.config.server.event_loops,
+        shared
+            .config
+            .server
+            .steady_relay
+            .then_some(&shared.shutdown),
+    )?;
     let event_loops = loops.len();
     let task = tokio::spawn(accept_loop(listener, shared.clone(), loops));
     let monitor = tokio::spawn(crate::monitor::run(shared.clone()));

@@ -27,6 +27,7 @@
 mod ddl;
 mod outq;
 mod relay;
+pub(crate) mod steady;
 mod tracker;
 
 use std::net::SocketAddr;

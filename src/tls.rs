@@ -54,6 +54,8 @@ pub struct BoxRead {
 enum ReadInner {
     Tcp(tokio::net::tcp::OwnedReadHalf),
     Other(Box<dyn AsyncRead + Send + Unpin>),
+    /// The socket was taken out ([`detach_plain`]): every read fails.
+    Detached,
 }
 
 /// A waker's identity, compared without cloning it (the reactor holds a clone while it is
@@ -85,12 +87,17 @@ impl BoxRead {
         }
     }
 
+    /// A plain TCP half (not TLS, not detached).
+    pub fn is_plain(&self) -> bool {
+        matches!(self.inner, ReadInner::Tcp(_))
+    }
+
     /// The reactor holds `waker` for this half and has seen no readiness since: a poll with it
     /// would return `Pending` (see `poll_read`). Lets a caller skip setting up a read.
     pub fn is_waiting(&self, waker: &std::task::Waker) -> bool {
         match &self.inner {
             ReadInner::Tcp(half) => self.armed == Some(WakerId::of(waker)) && !seen_readable(half),
-            ReadInner::Other(_) => false,
+            ReadInner::Other(_) | ReadInner::Detached => false,
         }
     }
 }
@@ -134,11 +141,133 @@ impl AsyncRead for BoxRead {
                 polled
             }
             ReadInner::Other(half) => Pin::new(half).poll_read(cx, buf),
+            ReadInner::Detached => Poll::Ready(Err(detached_error())),
         }
     }
 }
 /// The write half of a client or upstream stream, plain or TLS.
-pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+pub struct BoxWrite {
+    inner: WriteInner,
+}
+
+enum WriteInner {
+    Tcp(tokio::net::tcp::OwnedWriteHalf),
+    Other(Box<dyn AsyncWrite + Send + Unpin>),
+    /// The socket was taken out ([`detach_plain`]): every write fails.
+    Detached,
+}
+
+impl BoxWrite {
+    fn tcp(half: tokio::net::tcp::OwnedWriteHalf) -> BoxWrite {
+        BoxWrite {
+            inner: WriteInner::Tcp(half),
+        }
+    }
+
+    fn other(half: impl AsyncWrite + Send + Unpin + 'static) -> BoxWrite {
+        BoxWrite {
+            inner: WriteInner::Other(Box::new(half)),
+        }
+    }
+}
+
+/// Takes a plain TCP stream out of its two halves, deregistered from the runtime's reactor,
+/// for the steady-state relay (`crate::fastpath`); the halves are left detached (every read and
+/// write fails). `None`, and nothing changed, for a TLS stream.
+pub fn detach_plain(
+    r: &mut BoxRead,
+    w: &mut BoxWrite,
+) -> Option<std::io::Result<std::net::TcpStream>> {
+    if !matches!(r.inner, ReadInner::Tcp(_)) || !matches!(w.inner, WriteInner::Tcp(_)) {
+        return None;
+    }
+    let (ReadInner::Tcp(rh), WriteInner::Tcp(wh)) = (
+        std::mem::replace(&mut r.inner, ReadInner::Detached),
+        std::mem::replace(&mut w.inner, WriteInner::Detached),
+    ) else {
+        return None;
+    };
+    r.armed = None;
+    Some(
+        rh.reunite(wh)
+            .map_err(|_| io::Error::other("halves of different streams"))
+            .and_then(tokio::net::TcpStream::into_std),
+    )
+}
+
+/// The reverse of [`detach_plain`]: registers `stream` with the current runtime's reactor and
+/// splits it into the halves the relay uses.
+pub fn attach_plain(stream: std::net::TcpStream) -> std::io::Result<(BoxRead, BoxWrite)> {
+    let (r, w) = tokio::net::TcpStream::from_std(stream)?.into_split();
+    Ok((BoxRead::tcp(r), BoxWrite::tcp(w)))
+}
+
+fn detached_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "socket detached from this half",
+    )
+}
+
+impl BoxWrite {
+    /// Not detached ([`detach_plain`]): writes reach a socket.
+    pub fn is_attached(&self) -> bool {
+        match &self.inner {
+            WriteInner::Tcp(_) | WriteInner::Other(_) => true,
+            WriteInner::Detached => false,
+        }
+    }
+}
+
+impl AsyncWrite for BoxWrite {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().inner {
+            WriteInner::Tcp(h) => Pin::new(h).poll_write(cx, buf),
+            WriteInner::Other(h) => Pin::new(h).poll_write(cx, buf),
+            WriteInner::Detached => Poll::Ready(Err(detached_error())),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().inner {
+            WriteInner::Tcp(h) => Pin::new(h).poll_write_vectored(cx, bufs),
+            WriteInner::Other(h) => Pin::new(h).poll_write_vectored(cx, bufs),
+            WriteInner::Detached => Poll::Ready(Err(detached_error())),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.inner {
+            WriteInner::Tcp(h) => h.is_write_vectored(),
+            WriteInner::Other(h) => h.is_write_vectored(),
+            WriteInner::Detached => false,
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().inner {
+            WriteInner::Tcp(h) => Pin::new(h).poll_flush(cx),
+            WriteInner::Other(h) => Pin::new(h).poll_flush(cx),
+            WriteInner::Detached => Poll::Ready(Err(detached_error())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().inner {
+            WriteInner::Tcp(h) => Pin::new(h).poll_shutdown(cx),
+            WriteInner::Other(h) => Pin::new(h).poll_shutdown(cx),
+            WriteInner::Detached => Poll::Ready(Err(detached_error())),
+        }
+    }
+}
 
 /// The TLS material of one proxy, loaded once at start (a bad file is a start-up error naming
 /// its key, never a per-session surprise).
@@ -443,15 +572,15 @@ impl Conn {
         match self {
             Conn::Plain(tcp) => {
                 let (r, w) = tcp.into_split();
-                (BoxRead::tcp(r), Box::new(w))
+                (BoxRead::tcp(r), BoxWrite::tcp(w))
             }
             Conn::Tls(tls) => {
                 let (r, w) = tokio::io::split(*tls);
-                (BoxRead::other(TlsEof(r)), Box::new(w))
+                (BoxRead::other(TlsEof(r)), BoxWrite::other(w))
             }
             Conn::Upgrading => (
                 BoxRead::other(tokio::io::empty()),
-                Box::new(tokio::io::sink()),
+                BoxWrite::other(tokio::io::sink()),
             ),
         }
     }

@@ -89,21 +89,10 @@ impl OutQueue {
             ready!(Pin::new(&mut *w).poll_write(cx, one))?
         } else {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let n = self
-                .chunks
-                .iter()
-                .take(MAX_IOVECS)
-                .zip(slices.iter_mut())
-                .fold(0, |n, (c, s)| {
-                    *s = IoSlice::new(c);
-                    n + 1
-                });
+            let n = self.slices(&mut slices);
             ready!(Pin::new(&mut *w).poll_write_vectored(cx, &slices[..n]))?
         };
-        if written == 0 {
-            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-        }
-        self.advance(written);
+        self.wrote(written)?;
         self.needs_flush = true;
         if self.chunks.is_empty() && Pin::new(&mut *w).poll_flush(cx)?.is_ready() {
             self.needs_flush = false;
@@ -122,6 +111,50 @@ impl OutQueue {
             Poll::Ready(r) => r,
             Poll::Pending => Ok(()),
         }
+    }
+
+    /// Writes as much as a non-blocking socket takes in one system call, for the steady-state
+    /// relay (`crate::fastpath`), which owns its sockets outside the async runtime. A plain
+    /// TCP socket buffers nothing, so there is nothing to flush. `WouldBlock` when the socket
+    /// takes nothing now.
+    pub fn write_to(&mut self, mut w: impl io::Write) -> io::Result<()> {
+        // What an earlier async write left to flush is nothing on a plain TCP socket.
+        self.needs_flush = false;
+        if self.chunks.is_empty() {
+            return Ok(());
+        }
+        let written = if self.chunks.len() == 1
+            && let Some(one) = self.chunks.front()
+        {
+            w.write(one)?
+        } else {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = self.slices(&mut slices);
+            w.write_vectored(&slices[..n])?
+        };
+        self.wrote(written)
+    }
+
+    /// The first chunks as slices for one vectored write; how many.
+    fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>; MAX_IOVECS]) -> usize {
+        self.chunks
+            .iter()
+            .take(MAX_IOVECS)
+            .zip(slices.iter_mut())
+            .fold(0, |n, (c, s)| {
+                *s = IoSlice::new(c);
+                n + 1
+            })
+    }
+
+    /// Takes `written` bytes off the front; a write that took nothing from a non-empty queue
+    /// is an error (the peer cannot take more, ever).
+    fn wrote(&mut self, written: usize) -> io::Result<()> {
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        self.advance(written);
+        Ok(())
     }
 
     /// Completes a flush that `write_some` could not finish at once.
@@ -191,5 +224,66 @@ mod tests {
         assert_eq!(q.bytes(), 0);
         drop(a);
         assert_eq!(reader.await.expect("join"), expected);
+    }
+
+    /// A non-blocking socket that takes at most 3 bytes per call and every other call
+    /// nothing (`WouldBlock`).
+    struct Trickle {
+        got: Vec<u8>,
+        calls: usize,
+    }
+
+    impl io::Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.calls % 2 == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(3);
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_queue_an_async_write_left_half_written_is_finished_by_synchronous_writes() {
+        // An async write that took only part of the queue leaves a flush owed, as a session
+        // leaving its event loop for the steady relay can.
+        let (mut a, mut b) = tokio::io::duplex(5);
+        let mut q = OutQueue::default();
+        let mut expected = Vec::new();
+        for i in 1..20u8 {
+            let chunk = vec![i; usize::from(i)];
+            expected.extend_from_slice(&chunk);
+            q.push(Bytes::from(chunk));
+        }
+        q.write_now(&mut a).expect("partial async write");
+        assert!(q.has_work() && q.needs_flush);
+        let mut already = vec![0u8; 5];
+        tokio::io::AsyncReadExt::read_exact(&mut b, &mut already)
+            .await
+            .expect("what the async write took");
+        let mut sock = Trickle {
+            got: already,
+            calls: 0,
+        };
+        let mut rounds = 0;
+        while q.has_work() {
+            rounds += 1;
+            assert!(rounds < 1_000, "the queue never finished");
+            match q.write_to(&mut sock) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("write_to: {e}"),
+            }
+        }
+        assert_eq!(sock.got, expected);
+        assert_eq!(q.bytes(), 0);
+        // Nothing left: a further write does nothing and fails nothing.
+        q.write_to(&mut sock).expect("empty queue");
     }
 }

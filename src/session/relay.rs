@@ -99,7 +99,7 @@ const LAST_WORDS_TIMEOUT: Duration = Duration::from_secs(1);
 const BUFFER_KEPT_MAX: usize = 4 * READ_CHUNK;
 
 /// Why the loop stopped without an error.
-enum End {
+pub(super) enum End {
     /// The client closed its socket.
     ClientClosed,
     /// The upstream server closed its socket.
@@ -258,6 +258,9 @@ pub(super) struct Relay {
     offloaded: Option<Result<(), SessionError>>,
     /// The catalog questions the blocking pool found (`Heavy::CatalogRequests`).
     pub(super) precomputed_requests: Option<Vec<(usize, String)>>,
+    /// Back from the steady relay with what follows upstream bytes still to do
+    /// (`after_upstream_bytes`).
+    upstream_due: bool,
 }
 
 /// A Sync's whole frame: tag and length, no body.
@@ -339,6 +342,7 @@ impl Relay {
             pending: None,
             offloaded: None,
             precomputed_requests: None,
+            upstream_due: false,
         }
     }
 
@@ -348,23 +352,231 @@ impl Relay {
     pub(super) async fn run(mut self, startup: Bytes) -> Result<(), SessionError> {
         self.io.to_up.push(startup);
         let outcome = loop {
-            // `None`: heavy analysis is due (`Relay::pending`); the relay goes to the blocking
-            // pool for it and comes back.
+            // `None`: the relay leaves the loop for a while. Heavy analysis is due
+            // (`Relay::pending`): it goes to the blocking pool for it and comes back. Or it
+            // has reached its steady state: it goes to the steady relay until something
+            // asynchronous is due again.
             match self.pump().await {
-                Ok(None) => self = self.offload_heavy().await,
+                Ok(None) if self.pending.is_some() => self = self.offload_heavy().await,
+                Ok(None) => match self.go_steady().await {
+                    Ok((relay, exit)) => {
+                        self = relay;
+                        match exit {
+                            super::steady::Exit::Resume => {}
+                            super::steady::Exit::End(end) => break Ok(end),
+                            super::steady::Exit::Failed(e) => break Err(e),
+                        }
+                    }
+                    // The steady relay lost the session (a bug, logged there, which also
+                    // released its bookkeeping).
+                    Err(e) => return Err(e),
+                },
                 Ok(Some(end)) => break Ok(end),
                 Err(e) => break Err(e),
             }
         };
         let span = self.st.span.clone();
         let result = self.finish(outcome).instrument(span).await;
+        self.forget();
+        result
+    }
+
+    /// Releases what the server keeps for this session: its place in the sessions gauge and
+    /// its cancel key.
+    pub(super) fn forget(&mut self) {
         self.shared
             .metrics
             .session_state(self.st.gauge_state.take(), None);
         if let Some(key) = self.st.cancel_key.take() {
             self.shared.cancel_keys.remove(&key);
         }
-        result
+    }
+
+    /// Nothing asynchronous is left to do, and both sockets are plain TCP: the session can go
+    /// to the steady relay (`super::steady`). Checked before each turn on the event loop.
+    fn may_go_steady(&self, phase: Phase) -> bool {
+        phase == Phase::Running
+            && self.st.proto.is_ready()
+            && self.slot.is_authenticated()
+            && !self.preauth_held
+            && !self.st.held
+            && self.pending.is_none()
+            && self.offloaded.is_none()
+            && !self.upstream_due
+            && matches!(self.st.lane.step, Step::Relay)
+            && self.st.lane.epilogue.is_none()
+            && self.io.cr.is_plain()
+            && self.io.ur.is_plain()
+            && super::steady::current().is_some_and(|l| l.is_open())
+    }
+
+    /// Hands the session, its sockets taken off this loop's reactor, to the steady relay, and
+    /// takes it back (its sockets on this loop's reactor again) when it leaves.
+    async fn go_steady(mut self) -> Result<(Relay, super::steady::Exit), SessionError> {
+        use super::steady::Exit;
+        let Some(steady) = super::steady::current() else {
+            return Ok((self, Exit::Resume));
+        };
+        let client = match crate::tls::detach_plain(&mut self.io.cr, &mut self.io.cw) {
+            Some(Ok(s)) => s,
+            Some(Err(e)) => return Ok((self, Exit::Failed(SessionError::ClientIo(e)))),
+            None => return Ok((self, Exit::Resume)),
+        };
+        let upstream = match crate::tls::detach_plain(&mut self.io.ur, &mut self.io.uw) {
+            Some(Ok(s)) => s,
+            other => {
+                let exit = match other {
+                    Some(Err(e)) => Exit::Failed(SessionError::UpstreamIo(e)),
+                    _ => Exit::Resume,
+                };
+                return Ok(match crate::tls::attach_plain(client) {
+                    Ok((r, w)) => {
+                        (self.io.cr, self.io.cw) = (r, w);
+                        (self, exit)
+                    }
+                    Err(e) => (self, Exit::Failed(SessionError::ClientIo(e))),
+                });
+            }
+        };
+        let connections = &self.shared.connections;
+        connections.to_steady.increment(1);
+        let to_loop = connections.to_loop.clone();
+        let back = steady.adopt(self, client, upstream).await.map_err(|_| {
+            SessionError::UpstreamIo(std::io::Error::other(
+                "the steady relay lost the session after an internal error",
+            ))
+        })?;
+        to_loop.increment(1);
+        let mut relay = back.relay;
+        let mut exit = back.exit;
+        match crate::tls::attach_plain(back.client) {
+            Ok((r, w)) => (relay.io.cr, relay.io.cw) = (r, w),
+            Err(e) => exit = Exit::Failed(SessionError::ClientIo(e)),
+        }
+        match crate::tls::attach_plain(back.upstream) {
+            Ok((r, w)) => (relay.io.ur, relay.io.uw) = (r, w),
+            Err(e) => exit = Exit::Failed(SessionError::UpstreamIo(e)),
+        }
+        Ok((relay, exit))
+    }
+
+    /// Up to `budget` turns of the steady relay: the event loop's `turn`, in the same order,
+    /// on sockets whose readiness the steady loop tracks, without awaiting anything.
+    pub(super) fn steady_turns(
+        &mut self,
+        s: &mut super::steady::Sockets,
+        budget: u32,
+    ) -> super::steady::Flow {
+        use super::steady::{Exit, Flow};
+        // As on the event loop (`session::SessionSpan`): relaying, the session's span is
+        // entered only around what can log at INFO and above, unless DEBUG events are on.
+        let _in_session =
+            tracing::enabled!(tracing::Level::DEBUG).then(|| self.st.span.clone().entered());
+        for _ in 0..budget {
+            match self.steady_turn(s) {
+                Ok(Some(true)) => {}
+                Ok(Some(false)) => return Flow::Idle,
+                Ok(None) => return Flow::Leave(Exit::Resume),
+                Err(Left::End(end)) => return Flow::Leave(Exit::End(end)),
+                Err(Left::Failed(e)) => return Flow::Leave(Exit::Failed(e)),
+            }
+        }
+        Flow::Again
+    }
+
+    /// One turn: `Some(true)` if something moved, `Some(false)` if nothing can until a
+    /// socket is ready again, `None` when something asynchronous is due (the event loop does
+    /// it: `offloaded`, `pending` or `upstream_due` says what).
+    fn steady_turn(&mut self, s: &mut super::steady::Sockets) -> Result<Option<bool>, Left> {
+        // Writes first: a chunk written releases its slice of the read buffer, so the buffer
+        // is uniquely owned again when `prepare_turn` grows it.
+        if self.io.to_client.has_work() && s.c.writable() {
+            match self.io.to_client.write_to(&s.client) {
+                Ok(()) => return Ok(Some(true)),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => s.c.write_full(),
+                Err(e) => return Err(Left::Failed(SessionError::ClientIo(e))),
+            }
+        }
+        if self.io.to_up.has_work() && s.u.writable() {
+            match self.io.to_up.write_to(&s.upstream) {
+                Ok(()) => {
+                    if self.io.to_up.is_empty() {
+                        self.st.units.forwarded();
+                    }
+                    return Ok(Some(true));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => s.u.write_full(),
+                Err(e) => return Err(Left::Failed(SessionError::UpstreamIo(e))),
+            }
+        }
+        self.prepare_turn();
+        if self.io.to_client.bytes() < HIGH_WATER && s.u.readable() {
+            match recv_into(&s.upstream, &mut self.io.ubuf) {
+                Ok(Recv::Closed) => return Err(Left::End(End::UpstreamClosed)),
+                Ok(Recv::Got { drained }) => {
+                    if drained {
+                        s.u.read_drained();
+                    }
+                    self.on_upstream_bytes().map_err(Left::Failed)?;
+                    self.check_admitted().map_err(Left::Failed)?;
+                    if self.upstream_tail_due() {
+                        self.upstream_due = true;
+                        return Ok(None);
+                    }
+                    return Ok(Some(true));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => s.u.read_drained(),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(Some(true)),
+                Err(e) => return Err(Left::Failed(SessionError::UpstreamIo(e))),
+            }
+        }
+        if self.io.to_up.bytes() < HIGH_WATER
+            && !self.st.held
+            && !self.preauth_held
+            && s.c.readable()
+        {
+            match recv_into(&s.client, &mut self.io.cbuf) {
+                Ok(Recv::Closed) => return Err(Left::End(End::ClientClosed)),
+                Ok(Recv::Got { drained }) => {
+                    if drained {
+                        s.c.read_drained();
+                    }
+                    self.st.units.bytes_read();
+                    return self.steady_client_input().map_err(Left::Failed);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => s.c.read_drained(),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(Some(true)),
+                Err(e) => return Err(Left::Failed(SessionError::ClientIo(e))),
+            }
+        }
+        Ok(Some(false))
+    }
+
+    /// `client_input` up to the first thing that needs the event loop: a large statement to
+    /// analyse off the loop, or work for the DDL lane. `None` then.
+    fn steady_client_input(&mut self) -> Result<Option<bool>, SessionError> {
+        let heavy = holds_large_sql(
+            &self.io.cbuf,
+            self.st.c_stream_left,
+            self.st.live.config.limits.offload_analysis_bytes,
+        );
+        self.io.large_message_seen |= heavy;
+        if heavy {
+            self.pending = Some(Heavy::ClientBytes);
+            return Ok(None);
+        }
+        self.on_client_bytes()?;
+        if matches!(
+            self.st.lane.step,
+            Step::Relay | Step::FactsRead | Step::BoundRead
+        ) {
+            Ok(Some(true))
+        } else {
+            // What `after_client_bytes` does next is asynchronous: the event loop resumes
+            // there, as after analysis on the blocking pool.
+            self.offloaded = Some(Ok(()));
+            Ok(None)
+        }
     }
 
     async fn pump(&mut self) -> Result<Option<End>, SessionError> {
@@ -372,7 +584,8 @@ impl Relay {
         // futures cost a registration each. The shutdown phase change registers this task's
         // waker once per phase. The login deadline, until the session is ready (then no timer
         // is left registered on the loop: an idle timer wheel costs nothing per turn).
-        let mut login = Some(Box::pin(crate::timer::sleep_until(self.login_deadline)));
+        let mut login = (!self.st.proto.is_ready())
+            .then(|| Box::pin(crate::timer::sleep_until(self.login_deadline)));
         'phase: loop {
             let current = self.shared.shutdown.phase();
             let mut changed = self.shared.shutdown.change_from(current);
@@ -387,6 +600,9 @@ impl Relay {
                 }
                 if login.is_some() && self.st.proto.is_ready() {
                     login = None;
+                }
+                if self.may_go_steady(current) {
+                    return Ok(None);
                 }
                 match self.turn(&mut changed, &mut login).await? {
                     Turn::Continue => {}
@@ -408,19 +624,16 @@ impl Relay {
         if self.offloaded.is_some() {
             self.resume_after_offload().await?;
         }
+        if self.upstream_due {
+            self.upstream_due = false;
+            self.after_upstream_bytes().await?;
+        }
         if self.pending.is_some() {
             return Ok(Turn::Offload);
         }
         let read_client = self.io.to_up.bytes() < HIGH_WATER && !self.st.held && !self.preauth_held;
         let read_upstream = self.io.to_client.bytes() < HIGH_WATER;
-        if self.io.cbuf.capacity() - self.io.cbuf.len() < READ_CHUNK / 4 {
-            self.io.cbuf.reserve(READ_CHUNK);
-        }
-        if self.io.ubuf.capacity() - self.io.ubuf.len() < READ_CHUNK / 4 {
-            self.io.ubuf.reserve(READ_CHUNK);
-        }
-        self.io.shrink_after_large_messages();
-        self.st.shrink_after_large_messages();
+        self.prepare_turn();
         let ready = self.st.proto.is_ready();
         let io = &mut self.io;
         // The first of these that is ready, in this order (a biased `select!` that polls the
@@ -480,44 +693,8 @@ impl Relay {
                     return Ok(Turn::End(End::UpstreamClosed));
                 }
                 self.on_upstream_bytes()?;
-                if self.st.proto.is_ready() && !self.slot.is_authenticated() {
-                    // Fail closed: a session is never relayed without having been admitted.
-                    return Err(SessionError::UpstreamProtocol(
-                        "ReadyForQuery without AuthenticationOk".to_owned(),
-                    ));
-                }
-                if self.preauth_held && self.st.proto.is_ready() {
-                    // Authenticated and ready (server parameters known): what the client
-                    // sent meanwhile is read and analysed now.
-                    self.preauth_held = false;
-                    self.client_input().await?;
-                }
-                if self.st.proto.all_answered()
-                    && self
-                        .st
-                        .lane
-                        .epilogue
-                        .as_ref()
-                        .is_some_and(|e| e.can_run(self.st.proto.tx()))
-                    && let Some(epilogue) = self.st.lane.epilogue.take()
-                {
-                    self.io
-                        .to_client
-                        .drain_to(&mut self.io.cw)
-                        .await
-                        .map_err(SessionError::ClientIo)?;
-                    let span = self.st.span.clone();
-                    self.run_epilogue(epilogue).instrument(span).await?;
-                    // Client bytes that arrived meanwhile were kept for the relay.
-                    if !self.st.held && !self.io.cbuf.is_empty() {
-                        self.client_input().await?;
-                    }
-                }
-                if self.st.held && self.st.proto.owed() == 0 {
-                    // The server is idle: decide the held message now.
-                    self.st.held = false;
-                    self.client_input().await?;
-                }
+                self.check_admitted()?;
+                self.after_upstream_bytes().await?;
             }
             Woke::ReadClient(r) => {
                 if r.map_err(SessionError::ClientIo)? == 0 {
@@ -528,6 +705,80 @@ impl Relay {
             }
         }
         Ok(Turn::Continue)
+    }
+
+    /// Grows the read buffers before a read and gives back what a burst grew.
+    fn prepare_turn(&mut self) {
+        if self.io.cbuf.capacity() - self.io.cbuf.len() < READ_CHUNK / 4 {
+            self.io.cbuf.reserve(READ_CHUNK);
+        }
+        if self.io.ubuf.capacity() - self.io.ubuf.len() < READ_CHUNK / 4 {
+            self.io.ubuf.reserve(READ_CHUNK);
+        }
+        self.io.shrink_after_large_messages();
+        self.st.shrink_after_large_messages();
+    }
+
+    /// Fail closed: a session is never relayed without having been admitted.
+    fn check_admitted(&self) -> Result<(), SessionError> {
+        if self.st.proto.is_ready() && !self.slot.is_authenticated() {
+            return Err(SessionError::UpstreamProtocol(
+                "ReadyForQuery without AuthenticationOk".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether upstream bytes just relayed leave something for `after_upstream_bytes`.
+    fn upstream_tail_due(&self) -> bool {
+        (self.preauth_held && self.st.proto.is_ready())
+            || (self.st.proto.all_answered()
+                && self
+                    .st
+                    .lane
+                    .epilogue
+                    .as_ref()
+                    .is_some_and(|e| e.can_run(self.st.proto.tx())))
+            || (self.st.held && self.st.proto.owed() == 0)
+    }
+
+    /// What follows upstream bytes: client bytes held until login completed are looked at, a
+    /// DDL's epilogue runs once its statement is answered, and a message held until the
+    /// server is idle is decided.
+    async fn after_upstream_bytes(&mut self) -> Result<(), SessionError> {
+        if self.preauth_held && self.st.proto.is_ready() {
+            // Authenticated and ready (server parameters known): what the client sent
+            // meanwhile is read and analysed now.
+            self.preauth_held = false;
+            self.client_input().await?;
+        }
+        if self.st.proto.all_answered()
+            && self
+                .st
+                .lane
+                .epilogue
+                .as_ref()
+                .is_some_and(|e| e.can_run(self.st.proto.tx()))
+            && let Some(epilogue) = self.st.lane.epilogue.take()
+        {
+            self.io
+                .to_client
+                .drain_to(&mut self.io.cw)
+                .await
+                .map_err(SessionError::ClientIo)?;
+            let span = self.st.span.clone();
+            self.run_epilogue(epilogue).instrument(span).await?;
+            // Client bytes that arrived meanwhile were kept for the relay.
+            if !self.st.held && !self.io.cbuf.is_empty() {
+                self.client_input().await?;
+            }
+        }
+        if self.st.held && self.st.proto.owed() == 0 {
+            // The server is idle: decide the held message now.
+            self.st.held = false;
+            self.client_input().await?;
+        }
+        Ok(())
     }
 
     /// Processes buffered client bytes; a DDL Query that must run under the lock guard is run
@@ -1162,11 +1413,14 @@ impl Relay {
         }
         if run > 0 {
             io.to_up.push(io.cbuf.split_to(run).freeze());
-            io.to_up
-                .write_now(&mut io.uw)
-                .map_err(SessionError::UpstreamIo)?;
-            if io.to_up.is_empty() {
-                st.units.forwarded();
+            // On the steady relay (halves detached) its next turn writes.
+            if io.uw.is_attached() {
+                io.to_up
+                    .write_now(&mut io.uw)
+                    .map_err(SessionError::UpstreamIo)?;
+                if io.to_up.is_empty() {
+                    st.units.forwarded();
+                }
             }
         }
         Ok(())
@@ -1306,9 +1560,11 @@ impl Relay {
         }
         if run > 0 {
             io.to_client.push(io.ubuf.split_to(run).freeze());
-            io.to_client
-                .write_now(&mut io.cw)
-                .map_err(SessionError::ClientIo)?;
+            if io.cw.is_attached() {
+                io.to_client
+                    .write_now(&mut io.cw)
+                    .map_err(SessionError::ClientIo)?;
+            }
         }
         Ok(())
     }
@@ -1544,6 +1800,42 @@ fn holds_large_sql(buf: &[u8], mut at: usize, threshold: usize) -> bool {
         }
     }
     false
+}
+
+/// Why the steady relay gives a session back for good.
+enum Left {
+    End(End),
+    Failed(SessionError),
+}
+
+/// What a read from a non-blocking socket got.
+enum Recv {
+    /// Bytes, appended to the buffer; `drained`: fewer than it had room for, so the socket is
+    /// empty (edge-triggered readiness: new bytes are a new event).
+    Got { drained: bool },
+    /// The peer closed its side.
+    Closed,
+}
+
+/// One `recv` into the spare capacity of `buf` (which the caller has made non-empty).
+fn recv_into(sock: &std::net::TcpStream, buf: &mut BytesMut) -> std::io::Result<Recv> {
+    use std::os::fd::AsRawFd;
+    let spare = buf.spare_capacity_mut();
+    let room = spare.len();
+    // SAFETY: `recv` writes at most `room` bytes into the spare capacity, memory owned by
+    // `buf` that nothing else refers to, and reports how many it wrote; only those are then
+    // counted as initialised.
+    let n = unsafe { libc::recv(sock.as_raw_fd(), spare.as_mut_ptr().cast(), room, 0) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let n = n.unsigned_abs();
+    if n == 0 {
+        return Ok(Recv::Closed);
+    }
+    // SAFETY: `recv` initialised the first `n <= room` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(Recv::Got { drained: n < room })
 }
 
 /// Runs `f`, a piece of CPU-bound work on the session's task, off the I/O worker when it is
