@@ -128,7 +128,9 @@ chown_to_pg_user() {
 free_port() {
     local port
     while :; do
-        port=$((20000 + RANDOM % 40000))
+        # Below Linux's ephemeral range (32768-60999 by default), so that no outgoing
+        # connection of an earlier run (pgbench, the proxies) holds it as its local port.
+        port=$((20000 + RANDOM % 12000))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             printf '%s\n' "$port"
             return 0
