@@ -9,6 +9,14 @@ use std::time::Duration;
 
 use common::*;
 
+/// Sessions on the steady relay now (handed there and not back): the drain and terminate
+/// below reach them there, through the relay's shutdown wake-up.
+fn on_steady_relay(env: &Env) -> i64 {
+    let m = &env.proxy.shared().metrics;
+    let to = |to| m.value("ddlgate_steady_relay_handoffs_total", &[("to", to)]) as i64;
+    to("steady") - to("loop")
+}
+
 async fn is_closed(c: &tokio_postgres::Client) -> bool {
     eventually(Duration::from_secs(5), || async {
         c.is_closed() || c.simple_query("SELECT 1").await.is_err()
@@ -28,6 +36,13 @@ async fn drain_lets_open_transactions_finish_and_closes_idle_sessions() {
         .await
         .expect("begin");
     let addr = env.proxy_addr();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            on_steady_relay(&env) == 2
+        })
+        .await,
+        "both sessions on the steady relay"
+    );
     let Env { pg, proxy } = env;
     proxy.drain();
     // The idle session is closed at once with 57P01.
@@ -80,6 +95,13 @@ async fn terminate_closes_everything_and_cancels_running_statements() {
             Duration::from_secs(10)
         )
         .await
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            on_steady_relay(&env) == 1
+        })
+        .await,
+        "the running session on the steady relay"
     );
     let Env { pg: _pg, proxy } = env;
     proxy.terminate();
