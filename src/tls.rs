@@ -87,11 +87,6 @@ impl BoxRead {
         }
     }
 
-    /// A plain TCP half (not TLS, not detached).
-    pub fn is_plain(&self) -> bool {
-        matches!(self.inner, ReadInner::Tcp(_))
-    }
-
     /// The reactor holds `waker` for this half and has seen no readiness since: a poll with it
     /// would return `Pending` (see `poll_read`). Lets a caller skip setting up a read.
     pub fn is_waiting(&self, waker: &std::task::Waker) -> bool {
@@ -178,7 +173,7 @@ pub fn detach_plain(
     r: &mut BoxRead,
     w: &mut BoxWrite,
 ) -> Option<std::io::Result<std::net::TcpStream>> {
-    if !matches!(r.inner, ReadInner::Tcp(_)) || !matches!(w.inner, WriteInner::Tcp(_)) {
+    if !is_plain(r, w) {
         return None;
     }
     let (ReadInner::Tcp(rh), WriteInner::Tcp(wh)) = (
@@ -193,6 +188,11 @@ pub fn detach_plain(
             .map_err(|_| io::Error::other("halves of different streams"))
             .and_then(tokio::net::TcpStream::into_std),
     )
+}
+
+/// Both halves of one plain TCP stream, attached: what [`detach_plain`] takes.
+pub fn is_plain(r: &BoxRead, w: &BoxWrite) -> bool {
+    matches!(r.inner, ReadInner::Tcp(_)) && matches!(w.inner, WriteInner::Tcp(_))
 }
 
 /// The reverse of [`detach_plain`]: registers `stream` with the current runtime's reactor and

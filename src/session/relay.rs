@@ -405,8 +405,8 @@ impl Relay {
             && !self.upstream_due
             && matches!(self.st.lane.step, Step::Relay)
             && self.st.lane.epilogue.is_none()
-            && self.io.cr.is_plain()
-            && self.io.ur.is_plain()
+            && crate::tls::is_plain(&self.io.cr, &self.io.cw)
+            && crate::tls::is_plain(&self.io.ur, &self.io.uw)
             && super::steady::current().is_some_and(|l| l.is_open())
     }
 
