@@ -732,14 +732,19 @@ impl Relay {
     /// Whether upstream bytes just relayed leave something for `after_upstream_bytes`.
     fn upstream_tail_due(&self) -> bool {
         (self.preauth_held && self.st.proto.is_ready())
-            || (self.st.proto.all_answered()
-                && self
-                    .st
-                    .lane
-                    .epilogue
-                    .as_ref()
-                    .is_some_and(|e| e.can_run(self.st.proto.tx())))
+            || self.epilogue_due()
             || (self.st.held && self.st.proto.owed() == 0)
+    }
+
+    /// A DDL's epilogue is waiting and may run now: everything forwarded was answered.
+    fn epilogue_due(&self) -> bool {
+        self.st.proto.all_answered()
+            && self
+                .st
+                .lane
+                .epilogue
+                .as_ref()
+                .is_some_and(|e| e.can_run(self.st.proto.tx()))
     }
 
     /// What follows upstream bytes: client bytes held until login completed are looked at, a
@@ -752,13 +757,7 @@ impl Relay {
             self.preauth_held = false;
             self.client_input().await?;
         }
-        if self.st.proto.all_answered()
-            && self
-                .st
-                .lane
-                .epilogue
-                .as_ref()
-                .is_some_and(|e| e.can_run(self.st.proto.tx()))
+        if self.epilogue_due()
             && let Some(epilogue) = self.st.lane.epilogue.take()
         {
             self.io
