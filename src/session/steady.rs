@@ -17,6 +17,7 @@
 //! runtime's cooperative budget does.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::panic::AssertUnwindSafe;
@@ -341,14 +342,18 @@ impl Table {
 /// Sends a session back to its event loop (if its task is gone, the session is dropped here,
 /// which closes its sockets, as the end of the task would have).
 fn hand_back(e: Entry, exit: Exit) {
-    let _ = e.back.send(Back {
-        relay: e.relay,
-        client: e.sockets.client,
-        upstream: e.sockets.upstream,
+    bounce(
+        Arrival {
+            relay: e.relay,
+            client: e.sockets.client,
+            upstream: e.sockets.upstream,
+            back: e.back,
+        },
         exit,
-    });
+    );
 }
 
+/// Sends a session that never settled on the loop back to its event loop.
 fn bounce(a: Arrival, exit: Exit) {
     let _ = a.back.send(Back {
         relay: a.relay,
@@ -364,8 +369,6 @@ fn still_running(change: &mut PhaseChange, waker: &Waker) -> bool {
     let mut cx = Context::from_waker(waker);
     std::pin::Pin::new(change).poll(&mut cx).is_pending()
 }
-
-use std::future::Future;
 
 fn run(mut poll: Poll, inner: &Arc<Inner>, shutdown: &Shutdown) {
     let waker = Waker::from(Arc::new(WakeLoop(inner.clone())));
