@@ -106,8 +106,11 @@ EOF
 chown_to_pg_user "$work"
 as_pg_user "$PGBOUNCER" -d "$work/pgbouncer.ini"
 
+# In a session of its own, as PgBouncer (`-d`) and PostgreSQL (`pg_ctl`) are: with the kernel's
+# scheduler autogroups (on by default), a process started from this script would otherwise share
+# its CPU share with pgbench, and the two proxies would not run on the same footing.
 DDLGATE__ADMIN__LISTEN="127.0.0.1:$(free_port)" DDLGATE__LIMITS__MAX_CLIENTS=$((max_clients + 10)) \
-  RUST_LOG=warn "$BIN" --listen "127.0.0.1:$proxy_port" --upstream "127.0.0.1:$pg_port" &
+  RUST_LOG=warn setsid "$BIN" --listen "127.0.0.1:$proxy_port" --upstream "127.0.0.1:$pg_port" &
 proxy_pid=$!
 for port in "$bouncer_port" "$proxy_port"; do
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
