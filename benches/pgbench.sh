@@ -76,11 +76,11 @@ fi
 as_pg_user "$DDLGATE_PG_BINDIR/pg_ctl" -D "$work/data" -l "$work/pg.log" -w -o "$pg_opts" start >/dev/null
 "$PGBENCH" -h 127.0.0.1 -p "$pg_port" -U bench -i -s "$SCALE" -q postgres >/dev/null 2>&1
 
-env "${proxy_env[@]}" DDLGATE__ADMIN__LISTEN="127.0.0.1:$(free_port)" RUST_LOG=warn "$BIN" --listen "127.0.0.1:$proxy_port" --upstream "127.0.0.1:$pg_port" &
+env "${proxy_env[@]}" DDLGATE__ADMIN__LISTEN="127.0.0.1:$(free_port)" RUST_LOG=warn setsid "$BIN" --listen "127.0.0.1:$proxy_port" --upstream "127.0.0.1:$pg_port" &
 proxy_pid=$!
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$proxy_port) 2>/dev/null && break; sleep 0.1; done
 if [ -n "$BASELINE_BIN" ]; then
-  env "${proxy_env[@]}" DDLGATE__ADMIN__LISTEN="127.0.0.1:$(free_port)" RUST_LOG=warn "$BASELINE_BIN" --listen "127.0.0.1:$base_port" --upstream "127.0.0.1:$pg_port" &
+  env "${proxy_env[@]}" DDLGATE__ADMIN__LISTEN="127.0.0.1:$(free_port)" RUST_LOG=warn setsid "$BASELINE_BIN" --listen "127.0.0.1:$base_port" --upstream "127.0.0.1:$pg_port" &
   base_pid=$!
   for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$base_port) 2>/dev/null && break; sleep 0.1; done
 fi
