@@ -760,11 +760,7 @@ impl Relay {
         if self.epilogue_due()
             && let Some(epilogue) = self.st.lane.epilogue.take()
         {
-            self.io
-                .to_client
-                .drain_to(&mut self.io.cw)
-                .await
-                .map_err(SessionError::ClientIo)?;
+            self.io.drain_client().await?;
             let span = self.st.span.clone();
             self.run_epilogue(epilogue).instrument(span).await?;
             // Client bytes that arrived meanwhile were kept for the relay.
@@ -845,11 +841,7 @@ impl Relay {
             }
         };
         // Whatever was queued (notices) goes out first.
-        self.io
-            .to_client
-            .drain_to(&mut self.io.cw)
-            .await
-            .map_err(SessionError::ClientIo)?;
+        self.io.drain_client().await?;
         let span = self.st.span.clone();
         self.run_guarded(pending).instrument(span).await?;
         if !self.io.to_client.is_empty() {
@@ -1692,6 +1684,15 @@ impl Relay {
 }
 
 impl Io {
+    /// Writes everything queued for the client, and waits until it is written: before the
+    /// session does something of its own that the client must not see ahead of it.
+    pub(in crate::session) async fn drain_client(&mut self) -> Result<(), SessionError> {
+        self.to_client
+            .drain_to(&mut self.cw)
+            .await
+            .map_err(SessionError::ClientIo)
+    }
+
     /// Gives back read buffers a large message grew, once it is gone (a `BytesMut` keeps its
     /// largest allocation otherwise, and reuses it for every later message of the session),
     /// and the queues' chunk lists.

@@ -216,11 +216,7 @@ impl Relay {
             .push(crate::protocol::responses::ready_for_query(reply.status).freeze());
         let e = reply.error.as_ref();
         self.audit_guarded("error", e.map(|e| format!("{}: {}", e.code, e.message)));
-        self.io
-            .to_client
-            .drain_to(&mut self.io.cw)
-            .await
-            .map_err(SessionError::ClientIo)
+        self.io.drain_client().await
     }
 
     /// Runs `unit` (of ddlgate's own, ended by [`raising_unit`]), whose statement raises the

@@ -158,11 +158,7 @@ impl Relay {
             (MAX_INJECTED_FRAME, Oversized::Refuse)
         };
         if flush_client {
-            self.io
-                .to_client
-                .drain_to(&mut self.io.cw)
-                .await
-                .map_err(SessionError::ClientIo)?;
+            self.io.drain_client().await?;
         }
         let reply = self
             .collect_reply(room, oversized, client_text, statements, 1)
@@ -362,11 +358,7 @@ impl Relay {
                     }
                 }
                 self.io.to_client.push(frame);
-                self.io
-                    .to_client
-                    .drain_to(&mut self.io.cw)
-                    .await
-                    .map_err(SessionError::ClientIo)?;
+                self.io.drain_client().await?;
             } else {
                 a.held.push(frame);
             }
@@ -433,11 +425,7 @@ impl Relay {
                         let n = left.min(self.io.ubuf.len());
                         self.io.to_client.push(self.io.ubuf.split_to(n).freeze());
                         left -= n;
-                        self.io
-                            .to_client
-                            .drain_to(&mut self.io.cw)
-                            .await
-                            .map_err(SessionError::ClientIo)?;
+                        self.io.drain_client().await?;
                     }
                     return Ok(None);
                 }

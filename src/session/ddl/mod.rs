@@ -546,11 +546,7 @@ impl Relay {
         self.io
             .to_client
             .push(crate::act::notice("NOTICE", message, None, hint).freeze());
-        self.io
-            .to_client
-            .drain_to(&mut self.io.cw)
-            .await
-            .map_err(SessionError::ClientIo)
+        self.io.drain_client().await
     }
 
     fn set_tx(&mut self, status: TxStatus) {
