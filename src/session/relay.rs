@@ -407,7 +407,7 @@ impl Relay {
             && self.st.lane.epilogue.is_none()
             && crate::tls::is_plain(&self.io.cr, &self.io.cw)
             && crate::tls::is_plain(&self.io.ur, &self.io.uw)
-            && super::steady::current().is_some_and(|l| l.is_open())
+            && super::steady::available()
     }
 
     /// Hands the session, its sockets taken off this loop's reactor, to the steady relay, and

@@ -127,6 +127,13 @@ impl Readiness {
         self.write = false;
     }
 
+    fn writable_at_first() -> Readiness {
+        Readiness {
+            write: true,
+            ..Readiness::default()
+        }
+    }
+
     fn mark(&mut self, ev: &mio::event::Event) {
         self.read |= ev.is_readable();
         self.write |= ev.is_writable();
@@ -143,6 +150,12 @@ thread_local! {
 /// `server.steady_relay` is off).
 pub(super) fn current() -> Option<Arc<Inner>> {
     CURRENT.with(|c| c.borrow().clone())
+}
+
+/// This thread's event loop has a steady loop that still takes sessions (looked at without
+/// taking a reference to it).
+pub(super) fn available() -> bool {
+    CURRENT.with(|c| c.borrow().as_ref().is_some_and(|l| l.is_open()))
 }
 
 impl SteadyLoop {
@@ -273,7 +286,9 @@ impl Table {
         }
     }
 
-    /// Registers both sockets and stores the session; sends it back to its event loop, failed,
+    /// Registers both sockets and stores the session, due for a first look: its queues may
+    /// hold work already, and its sockets take writes until one finds them full (what they
+    /// hold to read, their registration reports). Sends it back to its event loop, failed,
     /// when registration fails.
     fn insert(&mut self, a: Arrival, registry: &Registry) -> Option<(usize, u32)> {
         let slot = self.free.pop().unwrap_or_else(|| {
@@ -310,11 +325,11 @@ impl Table {
                 sockets: Sockets {
                     client: a.client,
                     upstream: a.upstream,
-                    c: Readiness::default(),
-                    u: Readiness::default(),
+                    c: Readiness::writable_at_first(),
+                    u: Readiness::writable_at_first(),
                 },
                 back: a.back,
-                queued: false,
+                queued: true,
             }),
         );
         Some((slot, generation))
@@ -417,15 +432,8 @@ fn run(mut poll: Poll, inner: &Arc<Inner>, shutdown: &Shutdown) {
                     bounce(a, Exit::Resume);
                     continue;
                 }
-                // A new session is looked at once: its queues may hold work already (its
-                // sockets' readiness is reported by their registration).
-                if let Some((slot, generation)) = table.insert(a, poll.registry())
-                    && let Some(e) = table.get_mut(slot, generation)
-                {
-                    e.sockets.c.write = true;
-                    e.sockets.u.write = true;
-                    e.queued = true;
-                    due.push_back((slot, generation));
+                if let Some(key) = table.insert(a, poll.registry()) {
+                    due.push_back(key);
                 }
             }
             if !running || stop {
