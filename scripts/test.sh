@@ -142,7 +142,10 @@ if $runs_e2e; then
     done
 fi
 
-cmd=(cargo test "${targets[@]}" "${locked[@]}" "${cargo_args[@]}" -- "${test_args[@]}")
+# Fault injection built in (Cargo feature `failpoints`): tests/steady_panic.rs provokes a panic
+# that no client can. Unarmed fail points do nothing.
+features=(--features failpoints)
+cmd=(cargo test "${targets[@]}" "${features[@]}" "${locked[@]}" "${cargo_args[@]}" -- "${test_args[@]}")
 log "running: ${cmd[*]}"
 if [[ $# -gt 0 ]]; then
     exec "${cmd[@]}"
@@ -158,7 +161,7 @@ smoke=1
 [[ "${DDLGATE_SMOKE_BENCH:-1}" == 0 ]] && smoke=0
 smoke_build=
 if [[ $smoke == 1 ]]; then
-    cargo test "${targets[@]}" "${locked[@]}" --no-run
+    cargo test "${targets[@]}" "${features[@]}" "${locked[@]}" --no-run
     smoke_log=target/smoke-build.log
     mkdir -p target
     nice -n 19 cargo build --profile smoke "${locked[@]}" >"$smoke_log" 2>&1 &

@@ -237,6 +237,9 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
+    // A build with fault injection (`--features failpoints`) arms what `FAILPOINTS` names.
+    #[cfg(feature = "failpoints")]
+    let _fail_points = fail::FailScenario::setup();
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,

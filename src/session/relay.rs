@@ -541,6 +541,9 @@ impl Relay {
                     if drained {
                         s.c.read_drained();
                     }
+                    // Tests arm it to panic here (`tests/steady_panic.rs`).
+                    #[cfg(feature = "failpoints")]
+                    fail::fail_point!("steady-client-bytes");
                     self.st.units.bytes_read();
                     return self.steady_client_input().map_err(Left::Failed);
                 }
