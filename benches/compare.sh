@@ -6,6 +6,8 @@
 #   benches/compare.sh                            # the full table (about 15 minutes)
 #   SMOKE=1 benches/compare.sh                    # about 3 s per point, 1 and 8 clients
 #   CLIENTS="1 8" PROTOCOLS=prepared ROUNDS=5 benches/compare.sh
+#   FLOOR=1 CLIENTS=1 benches/compare.sh          # also the floor relay (benches/floor_relay.rs)
+#   PIN_CPU=0 benches/compare.sh                  # every process on CPU 0: CPU cost alone
 #
 # For every point (clients × protocol) it prints, per target, the median TPS of the rounds, the
 # p50 and p99 latency of every transaction of those rounds (pgbench's per-transaction log), and
@@ -18,7 +20,13 @@
 # SECONDS_PER_RUN (10), ROUNDS (3), SCALE (10), STRACE_TRANSACTIONS (5000; 0 skips strace),
 # BIN (the ddlgate binary; default: a release build of this checkout, with SMOKE=1 the `smoke`
 # profile's), SMOKE=1 (CLIENTS="1 8",
-# SECONDS_PER_RUN=3, ROUNDS=1, STRACE_TRANSACTIONS=2000). PgBouncer is installed with apt-get
+# SECONDS_PER_RUN=3, ROUNDS=1, STRACE_TRANSACTIONS=2000), FLOOR=1 (a fourth target in every
+# round: `benches/floor_relay.rs`, the least any relay process does — a blocking recv and send
+# per message, one thread per direction — built with rustc; its ratio to direct is the most a
+# proxy on this machine can reach), PIN_CPU=N (PostgreSQL, both proxies, the floor relay and
+# pgbench all run on CPU N only: no wake-up crosses CPUs, so TPS measures what each path costs
+# in CPU; on a virtual machine, a wake-up of an idle virtual CPU costs tens of microseconds and
+# decides the one-client figures otherwise). PgBouncer is installed with apt-get
 # when it is missing and we are root; otherwise the script says how to install it.
 # No timing is asserted: the figures are for people to read.
 set -euo pipefail
@@ -66,6 +74,9 @@ if [ -z "${BIN:-}" ]; then
   fi
 fi
 
+pin=()
+[ -n "${PIN_CPU:-}" ] && pin=(taskset -c "$PIN_CPU")
+
 max_clients=0
 for c in $CLIENTS; do [ "$c" -gt "$max_clients" ] && max_clients=$c; done
 
@@ -75,15 +86,17 @@ pg_port=$(free_port)
 bouncer_port=$(free_port)
 proxy_port=$(free_port)
 proxy_pid=
+floor_pid=
 cleanup() {
   [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null || true
+  [ -n "$floor_pid" ] && kill "$floor_pid" 2>/dev/null || true
   [ -f "$work/pgbouncer.pid" ] && kill "$(cat "$work/pgbouncer.pid")" 2>/dev/null || true
   as_pg_user "$DDLGATE_PG_BINDIR/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-start_bench_cluster "$work" "$pg_port" $((2 * max_clients + 20)) "$SCALE"
+start_bench_cluster "$work" "$pg_port" $((2 * max_clients + 20)) "$SCALE" "${PIN_CPU:-}"
 
 # PgBouncer in session mode, as the cluster owner (it refuses to run as root), trusting the
 # local user like the cluster does.
@@ -104,15 +117,25 @@ logfile = $work/pgbouncer.log
 pidfile = $work/pgbouncer.pid
 EOF
 chown_to_pg_user "$work"
-as_pg_user "$PGBOUNCER" -d "$work/pgbouncer.ini"
+as_pg_user "${pin[@]}" "$PGBOUNCER" -d "$work/pgbouncer.ini"
 
 # In a session of its own, as PgBouncer (`-d`) and PostgreSQL (`pg_ctl`) are: with the kernel's
 # scheduler autogroups (on by default), a process started from this script would otherwise share
 # its CPU share with pgbench, and the two proxies would not run on the same footing.
 DDLGATE__ADMIN__LISTEN="127.0.0.1:$(free_port)" DDLGATE__LIMITS__MAX_CLIENTS=$((max_clients + 10)) \
-  RUST_LOG=warn setsid "$BIN" --listen "127.0.0.1:$proxy_port" --upstream "127.0.0.1:$pg_port" &
+  RUST_LOG=warn setsid "${pin[@]}" "$BIN" --listen "127.0.0.1:$proxy_port" --upstream "127.0.0.1:$pg_port" &
 proxy_pid=$!
-for port in "$bouncer_port" "$proxy_port"; do
+targets="direct pgbouncer ddlgate"
+ports=("$bouncer_port" "$proxy_port")
+if [ "${FLOOR:-0}" = 1 ]; then
+  floor_port=$(free_port)
+  rustc --edition 2024 -C opt-level=3 -o "$work/floor_relay" benches/floor_relay.rs
+  setsid "${pin[@]}" "$work/floor_relay" "127.0.0.1:$floor_port" "127.0.0.1:$pg_port" &
+  floor_pid=$!
+  targets="$targets floor"
+  ports+=("$floor_port")
+fi
+for port in "${ports[@]}"; do
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 done
 bouncer_pid=$(cat "$work/pgbouncer.pid")
@@ -125,7 +148,7 @@ run() { # port mode clients
   local dir="$work/log" threads=$(( $3 < 2 ? $3 : 2 ))
   rm -rf "$dir"; mkdir -p "$dir"
   local out
-  out=$(cd "$dir" && "$PGBENCH" -h 127.0.0.1 -p "$1" -U bench -S -M "$2" -c "$3" -j "$threads" \
+  out=$(cd "$dir" && "${pin[@]}" "$PGBENCH" -h 127.0.0.1 -p "$1" -U bench -S -M "$2" -c "$3" -j "$threads" \
     -T "$SECONDS_PER_RUN" -n -l --log-prefix=tx postgres 2>/dev/null)
   cat "$dir"/tx* 2>/dev/null | awk '{ print $3 }' > "$work/lat"
   echo "$(awk '/^tps = / { printf "%.0f", $3 }' <<<"$out") $(awk '/^number of transactions actually processed/ { print $NF }' <<<"$out" | cut -d/ -f1)"
@@ -140,21 +163,25 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'
 hz=$(getconf CLK_TCK)
 declare -A cpu_ticks=([pgbouncer]=0 [ddlgate]=0) cpu_tx=([pgbouncer]=0 [ddlgate]=0)
 
-echo "relay cost, side by side: pgbench -S, scale $SCALE, ${SECONDS_PER_RUN}s × $ROUNDS round(s) interleaved per point; $(nproc) cores; PostgreSQL $("$DDLGATE_PG_BINDIR/postgres" --version | awk '{print $3}'), PgBouncer $("$PGBOUNCER" --version 2>/dev/null | awk 'NR == 1 { print $NF }') (session mode), ddlgate $BIN"
-printf '%-8s %-8s | %9s %9s %9s | %13s %13s %13s | %7s %7s %7s\n' clients mode \
-  direct pgbouncer ddlgate "p50/p99 dir" "p50/p99 pgb" "p50/p99 ddlg" "dg/dir" "pgb/dir" "dg/pgb"
+echo "relay cost, side by side: pgbench -S, scale $SCALE, ${SECONDS_PER_RUN}s × $ROUNDS round(s) interleaved per point; $(nproc) cores${PIN_CPU:+, every process on CPU $PIN_CPU}; PostgreSQL $("$DDLGATE_PG_BINDIR/postgres" --version | awk '{print $3}'), PgBouncer $("$PGBOUNCER" --version 2>/dev/null | awk 'NR == 1 { print $NF }') (session mode), ddlgate $BIN"
+floor_head=
+[ "${FLOOR:-0}" = 1 ] && floor_head=$(printf ' | %9s %13s %7s' floor "p50/p99 floor" "fl/dir")
+printf '%-8s %-8s | %9s %9s %9s | %13s %13s %13s | %7s %7s %7s%s\n' clients mode \
+  direct pgbouncer ddlgate "p50/p99 dir" "p50/p99 pgb" "p50/p99 ddlg" "dg/dir" "pgb/dir" "dg/pgb" \
+  "$floor_head"
 for clients in $CLIENTS; do
   for mode in $PROTOCOLS; do
     declare -A tps_list=() lat_file=()
-    for target in direct pgbouncer ddlgate; do
+    for target in $targets; do
       tps_list[$target]=""
       lat_file[$target]="$work/lat.$target"
       : > "${lat_file[$target]}"
     done
     for _ in $(seq "$ROUNDS"); do
-      for target in direct pgbouncer ddlgate; do
+      for target in $targets; do
         case $target in
           direct) port=$pg_port; pid= ;;
+          floor) port=$floor_port; pid= ;;
           pgbouncer) port=$bouncer_port; pid=$bouncer_pid ;;
           ddlgate) port=$proxy_port; pid=$proxy_pid ;;
         esac
@@ -172,9 +199,14 @@ for clients in $CLIENTS; do
     b=$(tr ' ' '\n' <<<"${tps_list[pgbouncer]}" | grep . | median)
     p=$(tr ' ' '\n' <<<"${tps_list[ddlgate]}" | grep . | median)
     lat() { echo "$(percentile 50 "${lat_file[$1]}")/$(percentile 99 "${lat_file[$1]}")"; }
-    printf '%-8s %-8s | %9s %9s %9s | %13s %13s %13s | %7s %7s %7s\n' "$clients" "$mode" \
+    floor_cols=
+    if [ "${FLOOR:-0}" = 1 ]; then
+      f=$(tr ' ' '\n' <<<"${tps_list[floor]}" | grep . | median)
+      floor_cols=$(printf ' | %9s %13s %7s' "$f" "$(lat floor)" "$(ratio "$f" "$d")")
+    fi
+    printf '%-8s %-8s | %9s %9s %9s | %13s %13s %13s | %7s %7s %7s%s\n' "$clients" "$mode" \
       "$d" "$b" "$p" "$(lat direct)" "$(lat pgbouncer)" "$(lat ddlgate)" \
-      "$(ratio "$p" "$d")" "$(ratio "$b" "$d")" "$(ratio "$p" "$b")"
+      "$(ratio "$p" "$d")" "$(ratio "$b" "$d")" "$(ratio "$p" "$b")" "$floor_cols"
   done
 done
 echo "(TPS: median of the rounds; latency in ms over every transaction of the rounds; ratios of median TPS)"
@@ -190,7 +222,7 @@ for target in pgbouncer ddlgate; do
     strace -c -f -p "$pid" -o "$work/strace.$target" 2>/dev/null &
     strace_pid=$!
     sleep 0.5
-    "$PGBENCH" -h 127.0.0.1 -p "$port" -U bench -S -M prepared -c 1 -j 1 -t "$STRACE_TRANSACTIONS" -n postgres >/dev/null 2>&1
+    "${pin[@]}" "$PGBENCH" -h 127.0.0.1 -p "$port" -U bench -S -M prepared -c 1 -j 1 -t "$STRACE_TRANSACTIONS" -n postgres >/dev/null 2>&1
     kill -INT "$strace_pid" 2>/dev/null || true
     wait "$strace_pid" 2>/dev/null || true
     sys=$(awk -v n="$STRACE_TRANSACTIONS" '/ total$/ { printf "%.1f", $4 / n }' "$work/strace.$target" 2>/dev/null)

@@ -138,14 +138,16 @@ free_port() {
     done
 }
 
-# start_bench_cluster DIR PORT MAX_CONNECTIONS SCALE: the benchmarks' throwaway cluster in DIR,
-# run by the unprivileged user, trusting `bench`, durability off (the proxy's cost is measured,
-# not the disk's), with pgbench's tables at SCALE. Needs DDLGATE_PG_BINDIR and PGBENCH.
+# start_bench_cluster DIR PORT MAX_CONNECTIONS SCALE [CPUS]: the benchmarks' throwaway cluster in
+# DIR, run by the unprivileged user, trusting `bench`, durability off (the proxy's cost is
+# measured, not the disk's), with pgbench's tables at SCALE; with CPUS (a taskset list), every
+# server process runs on those CPUs only. Needs DDLGATE_PG_BINDIR and PGBENCH.
 start_bench_cluster() {
-    local work=$1 port=$2 max_connections=$3 scale=$4
+    local work=$1 port=$2 max_connections=$3 scale=$4 pin=()
+    [ -n "${5:-}" ] && pin=(taskset -c "$5")
     chown_to_pg_user "$work"
     as_pg_user "$DDLGATE_PG_BINDIR/initdb" -D "$work/data" -U bench --auth=trust >/dev/null
-    as_pg_user "$DDLGATE_PG_BINDIR/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
+    as_pg_user "${pin[@]}" "$DDLGATE_PG_BINDIR/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
         -o "-p $port -k $work -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=$max_connections" \
         start >/dev/null
     "$PGBENCH" -h 127.0.0.1 -p "$port" -U bench -i -s "$scale" -q postgres >/dev/null 2>&1
