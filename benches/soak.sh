@@ -97,8 +97,10 @@ direct -c "CREATE TABLE churn_parent (id int PRIMARY KEY);
   INSERT INTO churn SELECT g, g % 1000, md5(g::text) FROM generate_series(1, $CHURN_ROWS) g;"
 direct -c "VACUUM ANALYZE churn_parent, churn, pgbench_accounts"
 
+# In a session of its own (as in benches/compare.sh): with the scheduler's autogroups, a process
+# started from this script would share one CPU share with pgbench.
 DDLGATE__ADMIN__LISTEN="127.0.0.1:$admin_port" DDLGATE__LIMITS__MAX_CLIENTS=$((CLIENTS + 20)) \
-  RUST_LOG=warn "$BIN" --listen "127.0.0.1:$proxy_port" --upstream "127.0.0.1:$pg_port" \
+  RUST_LOG=warn setsid "$BIN" --listen "127.0.0.1:$proxy_port" --upstream "127.0.0.1:$pg_port" \
   2> "$OUT/ddlgate.log" &
 proxy_pid=$!
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$proxy_port") 2>/dev/null && break; sleep 0.1; done
