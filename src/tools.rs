@@ -46,18 +46,30 @@ const VERSION_TABLES: &[(&[u8], Tool)] = &[
     (b"_prisma_migrations", Tool::Prisma),
 ];
 
+/// [`VERSION_TABLES`]' names as one automaton, built once.
+static VERSION_TABLE_SEARCH: std::sync::LazyLock<aho_corasick::AhoCorasick> =
+    std::sync::LazyLock::new(|| {
+        aho_corasick::AhoCorasick::new(VERSION_TABLES.iter().map(|&(table, _)| table))
+            .expect("a dozen short literal names are far below the automaton's limits")
+    });
+
 impl Tool {
     /// The tool named by `application_name`, when it names one.
     pub fn from_application_name(name: &str) -> Option<Tool> {
         (name == "psql").then_some(Tool::Psql)
     }
 
-    /// The tool whose version table `sql` names, if any, spelled as the tools write it (no
-    /// allocation: one byte search per name).
+    /// The tool whose version table `sql` names, if any, spelled as the tools write it; when
+    /// it names several, the first of [`VERSION_TABLES`]. One pass over the bytes for every
+    /// name, no allocation. (A byte search per name, as before, cost about 6,000 instructions
+    /// for pgbench's one-line SELECT: each search set itself up again. The first statements of
+    /// every session pay this, so a client that connects per request paid it on every query.)
     pub fn from_sql(sql: &[u8]) -> Option<Tool> {
-        VERSION_TABLES
-            .iter()
-            .find(|(table, _)| memchr::memmem::find(sql, table).is_some())
+        VERSION_TABLE_SEARCH
+            .find_overlapping_iter(sql)
+            .map(|m| m.pattern().as_usize())
+            .min()
+            .and_then(|i| VERSION_TABLES.get(i))
             .map(|&(_, tool)| tool)
     }
 
@@ -141,5 +153,40 @@ mod tests {
         assert_eq!(Tool::from_sql(b"SELECT 1"), None);
         assert_eq!(Tool::from_application_name("psql"), Some(Tool::Psql));
         assert_eq!(Tool::from_application_name("app"), None);
+        // Two tools' tables: the first of the list wins, wherever it stands.
+        assert_eq!(
+            Tool::from_sql(b"SELECT * FROM _prisma_migrations, _sqlx_migrations"),
+            Some(Tool::Sqlx)
+        );
+        // One name inside another (`pgmigrations` in `pgmigrations_lock`) still counts.
+        assert_eq!(
+            Tool::from_sql(b"LOCK TABLE pgmigrations_lock"),
+            Some(Tool::NodePgMigrate)
+        );
+    }
+
+    /// The search as it was: one substring search per name, in the list's order.
+    fn by_each_name(sql: &[u8]) -> Option<Tool> {
+        VERSION_TABLES
+            .iter()
+            .find(|(table, _)| memchr::memmem::find(sql, table).is_some())
+            .map(|&(_, tool)| tool)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn one_pass_finds_what_a_search_per_name_finds(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(VERSION_TABLES.iter().map(|&(t, _)| t.to_vec()).collect::<Vec<_>>()),
+                    proptest::collection::vec(proptest::num::u8::ANY, 0..12),
+                    proptest::sample::select(vec![b"_".to_vec(), b"migrations".to_vec(), b"SELECT * FROM ".to_vec(), b"changelog".to_vec()]),
+                ],
+                0..6,
+            )
+        ) {
+            let sql = parts.concat();
+            proptest::prop_assert_eq!(Tool::from_sql(&sql), by_each_name(&sql));
+        }
     }
 }
