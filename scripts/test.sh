@@ -9,7 +9,7 @@
 #      (initdb/postgres refuse to run as root) and exports DDLGATE_PG_USER;
 #   3. runs `cargo test --all-targets [--locked]` with RUST_TEST_THREADS=N;
 #   4. for the whole suite, then prints the relay's cost beside a direct connection and PgBouncer
-#      (`SMOKE=1 benches/compare.sh`, about two minutes plus a release build; asserts nothing;
+#      (`SMOKE=1 FLOOR=1 benches/compare.sh`, about two minutes plus a release build; asserts nothing;
 #      DDLGATE_SMOKE_BENCH=0 skips it);
 #   5. with DDLGATE_FUZZ_SECONDS=N (default 0: off), then runs every cargo-fuzz target for N
 #      seconds (`scripts/fuzz.sh N`: installs cargo-fuzz and builds the targets first) and fails
@@ -152,8 +152,9 @@ if [[ $# -gt 0 ]]; then
 fi
 
 # --- 4. Relay cost, side by side (the whole suite only) -----------------------
-# A short run of benches/compare.sh after the tests: direct, PgBouncer and an optimised build of
-# ddlgate against one throwaway cluster, about 3 s per point, ratios printed, nothing asserted
+# A short run of benches/compare.sh after the tests: direct, PgBouncer, an optimised build of
+# ddlgate and the floor relay (benches/floor_relay.rs: what any relay process costs) against one
+# throwaway cluster, about 3 s per point, ratios printed, nothing asserted
 # (timings on a shared machine are for reading, not for failing a build). DDLGATE_SMOKE_BENCH=0
 # skips it. The optimised build (Cargo profile `smoke`) compiles at the lowest CPU priority
 # while the tests run, on the CPU time they leave idle (they mostly wait for PostgreSQL).
@@ -176,8 +177,8 @@ fi
 if [[ $smoke == 0 ]]; then
     :
 elif wait "$smoke_build"; then
-    log "relay cost smoke run: SMOKE=1 BIN=target/smoke/ddlgate benches/compare.sh"
-    SMOKE=1 BIN=target/smoke/ddlgate benches/compare.sh ||
+    log "relay cost smoke run: SMOKE=1 FLOOR=1 BIN=target/smoke/ddlgate benches/compare.sh"
+    SMOKE=1 FLOOR=1 BIN=target/smoke/ddlgate benches/compare.sh ||
         log "the smoke benchmark could not run (ignored: it asserts nothing)"
 else
     log "the smoke build failed (see $smoke_log); no relay cost figures this run"
