@@ -26,7 +26,11 @@
 # proxy on this machine can reach), PIN_CPU=N (PostgreSQL, both proxies, the floor relay and
 # pgbench all run on CPU N only: no wake-up crosses CPUs, so TPS measures what each path costs
 # in CPU; on a virtual machine, a wake-up of an idle virtual CPU costs tens of microseconds and
-# decides the one-client figures otherwise). PgBouncer is installed with apt-get
+# decides the one-client figures otherwise), BOUNCER_POOL (fresh: PgBouncer closes a server
+# connection idle for a second — `server_idle_timeout = 1` — so every round of every target
+# starts on new backends, as a direct connection does; warm: PgBouncer's default, where its
+# rounds after the first reuse backends that already mapped shared memory and filled their
+# caches: a pooler's real advantage for clients that reconnect, but not relay cost). PgBouncer is installed with apt-get
 # when it is missing and we are root; otherwise the script says how to install it.
 # No timing is asserted: the figures are for people to read.
 set -euo pipefail
@@ -77,6 +81,12 @@ fi
 pin=()
 [ -n "${PIN_CPU:-}" ] && pin=(taskset -c "$PIN_CPU")
 
+case "${BOUNCER_POOL:=fresh}" in
+  fresh) bouncer_idle=1 ;;
+  warm) bouncer_idle=600 ;;
+  *) die "BOUNCER_POOL must be fresh or warm, got '$BOUNCER_POOL'" ;;
+esac
+
 max_clients=0
 for c in $CLIENTS; do [ "$c" -gt "$max_clients" ] && max_clients=$c; done
 
@@ -113,6 +123,7 @@ auth_file = $work/users.txt
 pool_mode = session
 max_client_conn = $((max_clients + 10))
 default_pool_size = $((max_clients + 10))
+server_idle_timeout = $bouncer_idle
 logfile = $work/pgbouncer.log
 pidfile = $work/pgbouncer.pid
 EOF
@@ -163,7 +174,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'
 hz=$(getconf CLK_TCK)
 declare -A cpu_ticks=([pgbouncer]=0 [ddlgate]=0) cpu_tx=([pgbouncer]=0 [ddlgate]=0)
 
-echo "relay cost, side by side: pgbench -S, scale $SCALE, ${SECONDS_PER_RUN}s × $ROUNDS round(s) interleaved per point; $(nproc) cores${PIN_CPU:+, every process on CPU $PIN_CPU}; PostgreSQL $("$DDLGATE_PG_BINDIR/postgres" --version | awk '{print $3}'), PgBouncer $("$PGBOUNCER" --version 2>/dev/null | awk 'NR == 1 { print $NF }') (session mode), ddlgate $BIN"
+echo "relay cost, side by side: pgbench -S, scale $SCALE, ${SECONDS_PER_RUN}s × $ROUNDS round(s) interleaved per point; $(nproc) cores${PIN_CPU:+, every process on CPU $PIN_CPU}; PostgreSQL $("$DDLGATE_PG_BINDIR/postgres" --version | awk '{print $3}'), PgBouncer $("$PGBOUNCER" --version 2>/dev/null | awk 'NR == 1 { print $NF }') (session mode, $BOUNCER_POOL backends), ddlgate $BIN"
 floor_head=
 [ "${FLOOR:-0}" = 1 ] && floor_head=$(printf ' | %9s %13s %7s' floor "p50/p99 floor" "fl/dir")
 printf '%-8s %-8s | %9s %9s %9s | %13s %13s %13s | %7s %7s %7s%s\n' clients mode \
