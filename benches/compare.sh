@@ -22,8 +22,8 @@
 # profile's), SMOKE=1 (CLIENTS="1 8",
 # SECONDS_PER_RUN=3, ROUNDS=1, STRACE_TRANSACTIONS=2000), FLOOR=1 (a fourth target in every
 # round: `benches/floor_relay.rs`, the least any relay process does — a blocking recv and send
-# per message, one thread per direction — built with rustc; its ratio to direct is the most a
-# proxy on this machine can reach), PIN_CPU=N (PostgreSQL, both proxies, the floor relay and
+# per message, one thread per direction — built with rustc; at one client its ratio to direct
+# is about the most a relay process on this machine can reach), PIN_CPU=N (PostgreSQL, both proxies, the floor relay and
 # pgbench all run on CPU N only: no wake-up crosses CPUs, so TPS measures what each path costs
 # in CPU; on a virtual machine, a wake-up of an idle virtual CPU costs tens of microseconds and
 # decides the one-client figures otherwise), BOUNCER_POOL (fresh: PgBouncer closes a server
