@@ -23,14 +23,15 @@
 # SECONDS_PER_RUN=3, ROUNDS=1, STRACE_TRANSACTIONS=2000), FLOOR=1 (a fourth target in every
 # round: `benches/floor_relay.rs`, the least any relay process does — a blocking recv and send
 # per message, one thread per direction — built with rustc; at one client its ratio to direct
-# is about the most a relay process on this machine can reach), PIN_CPU=N (PostgreSQL, both proxies, the floor relay and
-# pgbench all run on CPU N only: no wake-up crosses CPUs, so TPS measures what each path costs
-# in CPU; on a virtual machine, a wake-up of an idle virtual CPU costs tens of microseconds and
-# decides the one-client figures otherwise), BOUNCER_POOL (fresh: PgBouncer closes a server
-# connection idle for a second — `server_idle_timeout = 1` — so every round of every target
-# starts on new backends, as a direct connection does; warm: PgBouncer's default, where its
-# rounds after the first reuse backends that already mapped shared memory and filled their
-# caches: a pooler's real advantage for clients that reconnect, but not relay cost). PgBouncer is installed with apt-get
+# is about the most a relay process on this machine can reach), PIN_CPU=N (PostgreSQL, both
+# proxies, the floor relay and pgbench all run on CPU N only: no wake-up crosses CPUs, so TPS
+# measures what each path costs in CPU; on a virtual machine, a wake-up of an idle virtual CPU
+# costs tens of microseconds and decides the one-client figures otherwise), BOUNCER_POOL
+# (fresh: PgBouncer closes a server connection idle for a second — `server_idle_timeout = 1` —
+# so every round of every target starts on new backends, as a direct connection does; warm:
+# PgBouncer's default, where its rounds after the first reuse backends that already mapped
+# shared memory and filled their caches: a pooler's real advantage for clients that reconnect,
+# but not relay cost). PgBouncer is installed with apt-get
 # when it is missing and we are root; otherwise the script says how to install it.
 # No timing is asserted: the figures are for people to read.
 set -euo pipefail
@@ -80,6 +81,7 @@ fi
 
 pin=()
 [ -n "${PIN_CPU:-}" ] && pin=(taskset -c "$PIN_CPU")
+FLOOR=${FLOOR:-0}
 
 case "${BOUNCER_POOL:=fresh}" in
   fresh) bouncer_idle=1 ;;
@@ -138,7 +140,7 @@ DDLGATE__ADMIN__LISTEN="127.0.0.1:$(free_port)" DDLGATE__LIMITS__MAX_CLIENTS=$((
 proxy_pid=$!
 targets="direct pgbouncer ddlgate"
 ports=("$bouncer_port" "$proxy_port")
-if [ "${FLOOR:-0}" = 1 ]; then
+if [ "$FLOOR" = 1 ]; then
   floor_port=$(free_port)
   rustc --edition 2024 -C opt-level=3 -o "$work/floor_relay" benches/floor_relay.rs
   setsid "${pin[@]}" "$work/floor_relay" "127.0.0.1:$floor_port" "127.0.0.1:$pg_port" &
@@ -176,7 +178,7 @@ declare -A cpu_ticks=([pgbouncer]=0 [ddlgate]=0) cpu_tx=([pgbouncer]=0 [ddlgate]
 
 echo "relay cost, side by side: pgbench -S, scale $SCALE, ${SECONDS_PER_RUN}s × $ROUNDS round(s) interleaved per point; $(nproc) cores${PIN_CPU:+, every process on CPU $PIN_CPU}; PostgreSQL $("$DDLGATE_PG_BINDIR/postgres" --version | awk '{print $3}'), PgBouncer $("$PGBOUNCER" --version 2>/dev/null | awk 'NR == 1 { print $NF }') (session mode, $BOUNCER_POOL backends), ddlgate $BIN"
 floor_head=
-[ "${FLOOR:-0}" = 1 ] && floor_head=$(printf ' | %9s %13s %7s' floor "p50/p99 floor" "fl/dir")
+[ "$FLOOR" = 1 ] && floor_head=$(printf ' | %9s %13s %7s' floor "p50/p99 floor" "fl/dir")
 printf '%-8s %-8s | %9s %9s %9s | %13s %13s %13s | %7s %7s %7s%s\n' clients mode \
   direct pgbouncer ddlgate "p50/p99 dir" "p50/p99 pgb" "p50/p99 ddlg" "dg/dir" "pgb/dir" "dg/pgb" \
   "$floor_head"
@@ -211,7 +213,7 @@ for clients in $CLIENTS; do
     p=$(tr ' ' '\n' <<<"${tps_list[ddlgate]}" | grep . | median)
     lat() { echo "$(percentile 50 "${lat_file[$1]}")/$(percentile 99 "${lat_file[$1]}")"; }
     floor_cols=
-    if [ "${FLOOR:-0}" = 1 ]; then
+    if [ "$FLOOR" = 1 ]; then
       f=$(tr ' ' '\n' <<<"${tps_list[floor]}" | grep . | median)
       floor_cols=$(printf ' | %9s %13s %7s' "$f" "$(lat floor)" "$(ratio "$f" "$d")")
     fi

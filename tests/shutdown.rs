@@ -12,9 +12,7 @@ use common::*;
 /// Sessions on the steady relay now (handed there and not back): the drain and terminate
 /// below reach them there, through the relay's shutdown wake-up.
 fn on_steady_relay(env: &Env) -> i64 {
-    let m = &env.proxy.shared().metrics;
-    let to = |to| m.value("ddlgate_steady_relay_handoffs_total", &[("to", to)]) as i64;
-    to("steady") - to("loop")
+    steady_handoffs(env, "steady") as i64 - steady_handoffs(env, "loop") as i64
 }
 
 async fn is_closed(c: &tokio_postgres::Client) -> bool {

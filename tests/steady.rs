@@ -8,13 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn handoffs(env: &Env, to: &str) -> u64 {
-    env.proxy
-        .shared()
-        .metrics
-        .value("ddlgate_steady_relay_handoffs_total", &[("to", to)]) as u64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_relays_on_the_steady_loop_and_goes_back_to_its_loop_for_ddl() {
     let env = Env::start().await;
@@ -28,7 +21,10 @@ async fn a_session_relays_on_the_steady_loop_and_goes_back_to_its_loop_for_ddl()
             .get(0);
         assert_eq!(n, i + 1);
     }
-    let (steady, back) = (handoffs(&env, "steady"), handoffs(&env, "loop"));
+    let (steady, back) = (
+        steady_handoffs(&env, "steady"),
+        steady_handoffs(&env, "loop"),
+    );
     assert!(steady >= 1, "the session never went to the steady relay");
     // One session, still open: it went once and, between DDL, stays.
     assert_eq!(steady, back + 1, "steady {steady} back {back}");
@@ -55,12 +51,15 @@ async fn a_session_relays_on_the_steady_loop_and_goes_back_to_its_loop_for_ddl()
     assert_eq!(sum, 500_500);
     // Back on the steady relay once the DDL's epilogue has run (the client does not wait for
     // its reply).
-    let on_steady = || handoffs(&env, "steady") == handoffs(&env, "loop") + 1;
+    let on_steady = || steady_handoffs(&env, "steady") == steady_handoffs(&env, "loop") + 1;
     assert!(
         eventually(Duration::from_secs(5), || async { on_steady() }).await,
         "the session did not come back to the steady relay"
     );
-    let (steady2, back2) = (handoffs(&env, "steady"), handoffs(&env, "loop"));
+    let (steady2, back2) = (
+        steady_handoffs(&env, "steady"),
+        steady_handoffs(&env, "loop"),
+    );
     assert!(
         back2 > back,
         "the DDL was decided without leaving the steady relay"
@@ -76,7 +75,7 @@ async fn a_session_relays_on_the_steady_loop_and_goes_back_to_its_loop_for_ddl()
         .expect("long statement")
         .get(0);
     assert_eq!(n, 3 * 1024 * 1024);
-    assert!(handoffs(&env, "loop") > back2);
+    assert!(steady_handoffs(&env, "loop") > back2);
 
     // Large results and a slow reader: the relay stops reading the server while the client
     // is behind, and everything arrives.
@@ -95,7 +94,7 @@ async fn a_session_relays_on_the_steady_loop_and_goes_back_to_its_loop_for_ddl()
     drop(p);
     assert!(
         eventually(Duration::from_secs(10), || async {
-            handoffs(&env, "loop") == handoffs(&env, "steady")
+            steady_handoffs(&env, "loop") == steady_handoffs(&env, "steady")
         })
         .await,
         "the closed session left the steady relay"
@@ -113,6 +112,6 @@ async fn with_the_steady_relay_off_sessions_stay_on_their_event_loop() {
     p.batch_execute("CREATE TABLE s (a int)")
         .await
         .expect("ddl");
-    assert_eq!(handoffs(&env, "steady"), 0);
-    assert_eq!(handoffs(&env, "loop"), 0);
+    assert_eq!(steady_handoffs(&env, "steady"), 0);
+    assert_eq!(steady_handoffs(&env, "loop"), 0);
 }

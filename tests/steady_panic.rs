@@ -11,13 +11,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn handoffs(env: &Env, to: &str) -> u64 {
-    env.proxy
-        .shared()
-        .metrics
-        .value("ddlgate_steady_relay_handoffs_total", &[("to", to)]) as u64
-}
-
 fn sessions(env: &Env) -> i64 {
     env.proxy.shared().metrics.sessions_by_state().iter().sum()
 }
@@ -35,12 +28,12 @@ async fn a_panic_in_a_steady_turn_closes_that_session_and_the_relay_goes_on() {
     }
     assert!(
         eventually(Duration::from_secs(5), || async {
-            handoffs(&env, "steady") == 2
+            steady_handoffs(&env, "steady") == 2
         })
         .await,
         "both sessions on the steady relay"
     );
-    assert_eq!(handoffs(&env, "loop"), 0);
+    assert_eq!(steady_handoffs(&env, "loop"), 0);
     assert_eq!((sessions(&env), shared.cancel_keys.len()), (2, 2));
     assert_eq!(shared.slots.clients_in_use(), 2);
 
@@ -73,7 +66,7 @@ async fn a_panic_in_a_steady_turn_closes_that_session_and_the_relay_goes_on() {
         .await,
         "the client slot was not released"
     );
-    assert_eq!(handoffs(&env, "loop"), 0);
+    assert_eq!(steady_handoffs(&env, "loop"), 0);
 
     // The other session goes on, still on the steady relay.
     for i in 0..20i32 {
@@ -84,14 +77,14 @@ async fn a_panic_in_a_steady_turn_closes_that_session_and_the_relay_goes_on() {
             .get(0);
         assert_eq!(n, i * 2);
     }
-    assert_eq!(handoffs(&env, "loop"), 0);
+    assert_eq!(steady_handoffs(&env, "loop"), 0);
 
     // A new session is taken by the same thread and served.
     let newcomer = env.proxy_client("trust_user").await;
     newcomer.simple_query("SELECT 3").await.expect("newcomer");
     assert!(
         eventually(Duration::from_secs(5), || async {
-            handoffs(&env, "steady") == 3
+            steady_handoffs(&env, "steady") == 3
         })
         .await,
         "the newcomer went to the steady relay"

@@ -230,6 +230,15 @@ pub async fn guard_retried(env: &Env, n: u64) -> bool {
     .await
 }
 
+/// Sessions handed to the steady relay (`to = "steady"`) or back to their event loop
+/// (`"loop"`) so far: `ddlgate_steady_relay_handoffs_total{to}`.
+pub fn steady_handoffs(env: &Env, to: &str) -> u64 {
+    env.proxy
+        .shared()
+        .metrics
+        .value("ddlgate_steady_relay_handoffs_total", &[("to", to)]) as u64
+}
+
 /// Sets up `victim (id int)` with one row, owned by trust_user, on `pg`; returns a direct
 /// superuser client to check it with.
 pub async fn victim(pg: &PgCluster) -> tokio_postgres::Client {
