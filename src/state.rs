@@ -53,6 +53,9 @@ pub struct Shared {
     /// What a reload replaces: policy, profiles, rules, limits, guard and catalog settings.
     /// Sessions pick up a new generation at their next statement.
     pub live: arc_swap::ArcSwap<Live>,
+    /// [`Live::generation`] of the newest [`Shared::live`], set after it is stored: what a
+    /// session compares before every statement, one atomic read instead of loading `live`.
+    pub generation: AtomicU64,
     /// Where a reload (SIGHUP, `POST /reload`, `ddlgate reload`) reads the configuration from;
     /// `None` when ddlgate was started in-process without one.
     pub reload_source: std::sync::Mutex<Option<ReloadSource>>,
@@ -88,6 +91,7 @@ impl Shared {
         let audit = crate::audit::AuditLog::disabled(&metrics);
         Shared {
             live: arc_swap::ArcSwap::from_pointee(Live::new(Arc::new(config.clone()), 1)),
+            generation: AtomicU64::new(1),
             slots: admission::Slots::new(&config.limits),
             reload_source: std::sync::Mutex::new(None),
             config: Arc::new(config),
@@ -155,6 +159,7 @@ impl Shared {
         let generation = self.live.load().generation + 1;
         self.live
             .store(Arc::new(Live::new(Arc::new(new), generation)));
+        self.generation.store(generation, Ordering::Release);
         tracing::info!(generation, needs_restart = ?restart, "configuration reloaded");
         restart
     }

@@ -60,20 +60,21 @@ pub fn decide(
         estimates,
     } = facts;
     // The created-in-transaction bookkeeping: the session's (by OID, from the server's
-    // answer) or the file's (by name).
+    // answer) or the file's (by name). What a message does to names and facts matters only
+    // to its own DDL and to relations the transaction created: ordinary traffic in a
+    // transaction that created nothing (and with no answer to confirm) changes nothing
+    // there, and is not looked at again (the hot path).
     let (mut session, mut offline, mut offline_added) = match created {
         Created::Session {
             tracker,
             max_created,
-        } => {
+        } if identity.is_some() || any_ddl || !tracker.is_empty() => {
             let scope = crate::created::Scope::begin(tracker, identity, max_created, ctx.lex);
             (Some((tracker, scope)), None, None)
         }
+        Created::Session { .. } => (None, None, None),
         Created::Offline(names, added) => (None, Some(names), Some(added)),
     };
-    // What a message does to names and facts matters only to its own DDL and to relations
-    // the transaction created: ordinary traffic in a transaction that created nothing
-    // changes nothing there, and is not looked at again (the hot path).
     let scoped = session
         .as_ref()
         .is_some_and(|(tracker, _)| !tracker.is_empty() || any_ddl);

@@ -765,7 +765,6 @@ pub struct StatementSpan {
     pub end: usize,
     /// First non-comment token, if any.
     pub first: Option<Token>,
-    pub has_comment: bool,
     /// Ended by `;`.
     pub terminated: bool,
 }
@@ -1003,7 +1002,6 @@ pub fn each_statement_tokens(
         start: 0,
         end: sql.len(),
         first: None,
-        has_comment: false,
         terminated: false,
     };
     // The current statement's tokens, while they are kept (leading comments included: they
@@ -1023,7 +1021,6 @@ pub fn each_statement_tokens(
             buf = Vec::new();
         }
         if tok.is_comment() {
-            cur.has_comment = true;
             if keeping {
                 buf.push(tok);
             }
@@ -1041,7 +1038,6 @@ pub fn each_statement_tokens(
                 start: tok.end,
                 end: sql.len(),
                 first: None,
-                has_comment: false,
                 terminated: false,
             };
         } else if slow {
@@ -1061,36 +1057,36 @@ pub fn each_statement_tokens(
     emit(cur, kept(&buf, keeping, overflowed));
 }
 
-/// The one statement of `sql`, as [`each_statement`] would give it, when a single pass over
-/// the bytes proves the text is exactly one statement without comments: no `--` or `/*`
-/// anywhere, and no `;` but one final terminator (after it, only whitespace) that no quote,
-/// dollar quote or parenthesis can hide. `None` whenever that cannot be told this cheaply
-/// (the caller then lexes the text): a comment opener even inside a literal, a second `;`, a
-/// final `;` in a text with quotes, a `$` not starting a parameter, a statement starting with
-/// `CREATE` (its `BEGIN ATOMIC` body may hold `;`), multibyte text in an encoding whose
+/// The one statement of `sql`, as [`each_statement`] would give it, when a few vectorised
+/// searches over the bytes prove the text is exactly one statement: no `;` at all (then
+/// nothing can end a statement early, and comments are allowed: the query tags ORMs append,
+/// `/*controller:users*/`, keep a query on this path), or one final terminator (after it,
+/// only whitespace) that no comment, quote, dollar quote or parenthesis can hide. `None`
+/// whenever that cannot be told this cheaply (the caller then lexes the text): a `;` in a
+/// text with a comment opener (even inside a literal) or a quote, a second `;`, a `$` not
+/// starting a parameter before it, a statement starting with `CREATE` (its `BEGIN ATOMIC`
+/// body may hold `;`), a text of comments only, multibyte text in an encoding whose
 /// characters may hide ASCII bytes. Ordinary traffic (`SELECT … WHERE id = $1`) takes this
 /// path and is never tokenised beyond its first token.
 pub fn single_statement(sql: &[u8], opts: LexOptions) -> Option<StatementSpan> {
     if opts.encoding != ClientEncoding::AsciiSafe && !sql.is_ascii() {
         return None;
     }
-    // A few vectorised searches for the bytes that matter, not a loop over every byte.
-    let comment = memchr::memchr2_iter(b'-', b'/', sql).any(|at| {
-        let opener = if sql[at] == b'-' { b'-' } else { b'*' };
-        sql.get(at + 1) == Some(&opener)
-    });
-    if comment {
-        return None;
-    }
     let (end, terminated) = match memchr::memchr(b';', sql) {
         None => (sql.len(), false),
         Some(at) => {
-            // Only whitespace after it (so no second `;`), no quote or dollar quote that could
-            // hide it, and no parenthesis left open at it.
+            // Only whitespace after it (so no second `;`), no comment opener anywhere, no
+            // quote or dollar quote that could hide it, and no parenthesis left open at it.
+            if !sql[at + 1..].iter().all(|&b| has(b, SPACE)) {
+                return None;
+            }
+            let comment = memchr::memchr2_iter(b'-', b'/', sql).any(|at| {
+                let opener = if sql[at] == b'-' { b'-' } else { b'*' };
+                sql.get(at + 1) == Some(&opener)
+            });
             let before = &sql[..at];
-            let hidden = memchr::memchr2(b'\'', b'"', before).is_some()
-                || memchr::memchr_iter(b'$', before)
-                    .any(|d| !sql.get(d + 1).is_some_and(u8::is_ascii_digit));
+            let hidden = memchr::memchr3_iter(b'\'', b'"', b'$', before)
+                .any(|q| sql[q] != b'$' || !sql.get(q + 1).is_some_and(u8::is_ascii_digit));
             let depth = memchr::memchr2_iter(b'(', b')', before).fold(0u32, |depth, p| {
                 if sql[p] == b'(' {
                     depth.saturating_add(1)
@@ -1098,13 +1094,14 @@ pub fn single_statement(sql: &[u8], opts: LexOptions) -> Option<StatementSpan> {
                     depth.saturating_sub(1)
                 }
             });
-            if hidden || depth != 0 || !sql[at + 1..].iter().all(|&b| has(b, SPACE)) {
+            if comment || hidden || depth != 0 {
                 return None;
             }
             (at, true)
         }
     };
-    // One token, not a lexing pass (`counting` counts passes over a statement).
+    // Comments before the first word, if any, and that word: not a lexing pass (`counting`
+    // counts passes over a statement).
     let first = Lexer {
         sql,
         pos: 0,
@@ -1112,7 +1109,7 @@ pub fn single_statement(sql: &[u8], opts: LexOptions) -> Option<StatementSpan> {
         cont_at: usize::MAX,
         cont_mode: StrMode::Standard,
     }
-    .next()?;
+    .find(|t| !t.is_comment())?;
     if first.start >= end || first.is_word(sql, "create") {
         return None;
     }
@@ -1120,7 +1117,6 @@ pub fn single_statement(sql: &[u8], opts: LexOptions) -> Option<StatementSpan> {
         start: 0,
         end,
         first: Some(first),
-        has_comment: false,
         terminated,
     })
 }
@@ -1149,12 +1145,10 @@ fn for_each_statement(sql: &[u8], opts: LexOptions, mut emit: impl FnMut(Stateme
         start: 0,
         end: sql.len(),
         first: None,
-        has_comment: false,
         terminated: false,
     };
     for tok in Lexer::new(sql, opts) {
         if tok.is_comment() {
-            cur.has_comment = true;
             continue;
         }
         if splitter.feed(sql, &tok) {
@@ -1165,7 +1159,6 @@ fn for_each_statement(sql: &[u8], opts: LexOptions, mut emit: impl FnMut(Stateme
                 start: tok.end,
                 end: sql.len(),
                 first: None,
-                has_comment: false,
                 terminated: false,
             };
         } else if cur.first.is_none() {
@@ -1667,11 +1660,11 @@ mod tests {
         let sql = b"/* c */ SELECT 1; ; -- tail";
         let v = split_statements(sql, SCS_ON);
         assert_eq!(v.len(), 3);
-        assert!(v[0].has_comment && v[0].terminated && !v[0].is_empty());
+        assert!(v[0].terminated && !v[0].is_empty());
         assert!(v[0].first.is_some_and(|t| t.is_word(sql, "select")));
-        assert!(!v[1].has_comment && v[1].terminated && v[1].is_empty());
+        assert!(v[1].terminated && v[1].is_empty());
         // Trailing comment after the last `;` is its own empty segment.
-        assert!(v[2].has_comment && !v[2].terminated && v[2].is_empty());
+        assert!(!v[2].terminated && v[2].is_empty());
         assert_eq!((v[2].start, v[2].end), (19, sql.len()));
         assert_eq!(count_statements(sql, SCS_ON), 1);
 
@@ -1812,10 +1805,7 @@ mod tests {
         let span = |sql: &str| single_statement(sql.as_bytes(), o);
         let q = "SELECT abalance FROM pgbench_accounts WHERE aid = 12345;";
         let s = span(q).expect("pgbench's query");
-        assert_eq!(
-            (s.start, s.end, s.terminated, s.has_comment),
-            (0, q.len() - 1, true, false)
-        );
+        assert_eq!((s.start, s.end, s.terminated), (0, q.len() - 1, true));
         assert_eq!(s.first.map(|t| t.text(q.as_bytes())), Some(&b"SELECT"[..]));
         let s = span("  update t set a = $1 where id = $2  ").expect("parameters");
         assert_eq!((s.end, s.terminated), (37, false));
@@ -1823,13 +1813,21 @@ mod tests {
             span("select 'a' || \"b\" || $q$c$q$").is_some(),
             "quotes without a `;`"
         );
+        // Comments, without a `;`: the tags ORMs add, before or after the query.
+        let q = "/* a */ SELECT \"users\".* FROM \"users\" WHERE id = $1 /*controller:users*/ -- x";
+        let s = span(q).expect("comments without a `;`");
+        assert_eq!((s.start, s.end, s.terminated), (0, q.len(), false));
+        assert_eq!(s.first.map(|t| t.text(q.as_bytes())), Some(&b"SELECT"[..]));
         for declined in [
             "select 1; select 2",
             "select ';'",
             "select 'a;b'",
             "select $$;$$",
-            "select 1 -- note",
-            "select /* x */ 1",
+            "select 1; -- note",
+            "select /* ; */ 1;",
+            "select 1 -- x\n;",
+            "/* only a comment */",
+            "-- only a comment",
             "select (1;",
             "create function f() returns int language sql begin atomic select 1;",
             ";",
@@ -1932,7 +1930,6 @@ mod tests {
                 seg.first,
                 inside.iter().find(|t| !t.is_comment()).map(|t| **t)
             );
-            prop_assert_eq!(seg.has_comment, inside.iter().any(|t| t.is_comment()));
 
             // (6) Lexing from the segment start reproduces the same tokens.
             let restarted: Vec<Token> = Lexer::at(sql, seg.start, opts)

@@ -53,15 +53,17 @@ pub fn may_call_set_config(sql: &[u8], start: usize, end: usize, opts: LexOption
     let Some(text) = sql.get(start..end) else {
         return false;
     };
-    let named = memchr::memchr_iter(b'_', text).any(|at| {
-        at.checked_sub(3)
-            .and_then(|from| text.get(from..from + SET_CONFIG.len()))
-            .is_some_and(|w| w.eq_ignore_ascii_case(SET_CONFIG))
+    // One search for both: the `_` of `set_config`, the `&` of `U&"`.
+    let mentioned = memchr::memchr2_iter(b'_', b'&', text).any(|at| {
+        if text[at] == b'_' {
+            at.checked_sub(3)
+                .and_then(|from| text.get(from..from + SET_CONFIG.len()))
+                .is_some_and(|w| w.eq_ignore_ascii_case(SET_CONFIG))
+        } else {
+            at > 0 && text[at - 1].eq_ignore_ascii_case(&b'u') && text.get(at + 1) == Some(&b'"')
+        }
     });
-    let escaped = memchr::memchr_iter(b'&', text).any(|at| {
-        at > 0 && text[at - 1].eq_ignore_ascii_case(&b'u') && text.get(at + 1) == Some(&b'"')
-    });
-    if !named && !escaped {
+    if !mentioned {
         return false;
     }
     Lexer::at(sql, start, opts)

@@ -165,6 +165,10 @@ impl State {
     /// After a configuration reload: the new limits and settings, and the profile the new policy
     /// gives this session, from its next statement on.
     pub(in crate::session) fn refresh_live(&mut self, shared: &Shared) {
+        // The common case, no reload since the last statement: one atomic read.
+        if shared.generation.load(std::sync::atomic::Ordering::Acquire) == self.live.generation {
+            return;
+        }
         let live = shared.live.load();
         if live.generation == self.live.generation {
             return;
