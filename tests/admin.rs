@@ -413,6 +413,9 @@ async fn lock_monitor_sees_waits_and_sessions_blocked_by_ddl() {
             .batch_execute("ALTER TABLE m ADD COLUMN c int")
             .await
     });
+    // The reader only once the ALTER waits: started together, the reader's lock may be
+    // granted before the ALTER asks for its own, and nothing then queues behind the DDL.
+    scrape_until(addr, "the ALTER waiting", |m| value(m, waiting) == 1.0).await;
     let reader_client = env.direct_client("ddlgate_admin").await;
     let reader = tokio::spawn(async move {
         reader_client
