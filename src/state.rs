@@ -56,6 +56,10 @@ pub struct Shared {
     /// [`Live::generation`] of the newest [`Shared::live`], set after it is stored: what a
     /// session compares before every statement, one atomic read instead of loading `live`.
     pub generation: AtomicU64,
+    /// Held for the whole of a [`Shared::reload`]: two at once (a SIGHUP and a `POST /reload`)
+    /// would otherwise both number their configuration from the same generation, or store
+    /// `live` and `generation` in different orders — and a session could miss the newer one.
+    reloading: std::sync::Mutex<()>,
     /// Where a reload (SIGHUP, `POST /reload`, `ddlgate reload`) reads the configuration from;
     /// `None` when ddlgate was started in-process without one.
     pub reload_source: std::sync::Mutex<Option<ReloadSource>>,
@@ -92,6 +96,7 @@ impl Shared {
         Shared {
             live: arc_swap::ArcSwap::from_pointee(Live::new(Arc::new(config.clone()), 1)),
             generation: AtomicU64::new(1),
+            reloading: std::sync::Mutex::new(()),
             slots: admission::Slots::new(&config.limits),
             reload_source: std::sync::Mutex::new(None),
             config: Arc::new(config),
@@ -156,6 +161,11 @@ impl Shared {
         if new.audit != old.audit {
             restart.push("audit");
         }
+        // A reload that panicked left nothing half-done here: the lock's data is `()`.
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let generation = self.live.load().generation + 1;
         self.live
             .store(Arc::new(Live::new(Arc::new(new), generation)));
@@ -206,4 +216,27 @@ pub struct MonitorStatus {
     pub last_at: Option<f64>,
     /// Why the last attempt failed, when it did (never holds a password).
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reloads_at_once_each_get_a_generation_and_the_newest_is_announced() {
+        let shared = Shared::new(Config::default());
+        let reloads = 8;
+        std::thread::scope(|s| {
+            for _ in 0..reloads {
+                s.spawn(|| {
+                    for _ in 0..25 {
+                        shared.reload(Config::default());
+                    }
+                });
+            }
+        });
+        let newest = 1 + reloads * 25;
+        assert_eq!(shared.live.load().generation, newest);
+        assert_eq!(shared.generation.load(Ordering::Acquire), newest);
+    }
 }
